@@ -1,0 +1,84 @@
+// Package activities holds the side effects of cdnflow's workflows: HTTP to
+// edges, the Varnish admin CLI, callbacks, payload storage.
+package activities
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.uber.org/zap"
+
+	"github.com/cdnflow/cdnflow/inventory"
+	"github.com/cdnflow/cdnflow/workflows"
+)
+
+// EdgeCheck probes edges from the inventory.
+type EdgeCheck struct {
+	Inventory *inventory.Inventory
+	Logger    *zap.Logger
+}
+
+// ListEdges returns every inventory edge id.
+func (a *EdgeCheck) ListEdges(ctx context.Context) ([]string, error) {
+	return a.Inventory.IDs(), nil
+}
+
+// CheckEdge sends one GET through the edge and greets its admin port.
+func (a *EdgeCheck) CheckEdge(ctx context.Context, edgeID string) (workflows.EdgeHealth, error) {
+	h := workflows.EdgeHealth{EdgeID: edgeID}
+	e, ok := a.Inventory.Get(edgeID)
+	if !ok {
+		h.Error = "not in the edge inventory"
+		return h, nil
+	}
+	log := a.Logger.With(zap.String("edgeId", edgeID), zap.String("workflowId", activity.GetInfo(ctx).WorkflowExecution.ID))
+	start := time.Now()
+	var errs []string
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, "http://"+e.Address+"/", nil)
+	if err == nil {
+		req.Host = "cdnflow-healthcheck.invalid"
+		var resp *http.Response
+		resp, err = http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			h.HTTPOK = true // any HTTP answer means varnishd is serving
+		}
+	}
+	if err != nil {
+		errs = append(errs, fmt.Sprintf("http %s: %v", e.Address, err))
+	}
+	h.LatencyMS = time.Since(start).Milliseconds()
+	if err := greetAdmin(ctx, e.AdminAddress); err != nil {
+		errs = append(errs, fmt.Sprintf("admin %s: %v", e.AdminAddress, err))
+	} else {
+		h.AdminOK = true
+	}
+	h.Error = strings.Join(errs, "; ")
+	log.Info("edge checked", zap.Bool("httpOk", h.HTTPOK), zap.Bool("adminOk", h.AdminOK), zap.String("error", h.Error))
+	return h, nil
+}
+
+// greetAdmin reads the Varnish CLI banner: 107 (auth challenge) or 200.
+func greetAdmin(ctx context.Context, addr string) error {
+	d := net.Dialer{Timeout: 3 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("read banner: %w", err)
+	}
+	if !strings.HasPrefix(line, "107 ") && !strings.HasPrefix(line, "200 ") {
+		return fmt.Errorf("unexpected banner %q", strings.TrimSpace(line))
+	}
+	return nil
+}

@@ -1,0 +1,98 @@
+// Command cdnflow is the CDN cache-control plane: `dev` runs everything in
+// one process; `worker` and `api` run against an external Temporal cluster.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.uber.org/zap"
+
+	"github.com/cdnflow/cdnflow/app"
+	"github.com/cdnflow/cdnflow/config"
+	"github.com/cdnflow/cdnflow/edge/varnishd"
+	"github.com/cdnflow/cdnflow/inventory"
+)
+
+const usage = `cdnflow — CDN cache-control plane on Temporal
+
+Usage:
+  cdnflow dev      [flags]   embedded Temporal + Web UI + local Varnish edges + worker + API
+  cdnflow worker   [flags]   Temporal worker against --temporal-address
+  cdnflow api      [flags]   HTTP API against --temporal-address
+  cdnflow <cmd> -h           flags of a command (each also read from its $ENV)
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	cmd, args := os.Args[1], os.Args[2:]
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch cmd {
+	case "dev", "worker", "api":
+		err = runServer(ctx, cmd, args)
+	case "-h", "--help", "help":
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "unknown command %q\n\n%s", cmd, usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		if errors.Is(err, varnishd.ErrNotInstalled) {
+			fmt.Fprintln(os.Stderr, "cdnflow:", varnishd.ErrNotInstalled.Error())
+			os.Exit(1)
+		}
+		fmt.Fprintln(os.Stderr, "cdnflow:", err)
+		os.Exit(1)
+	}
+}
+
+func runServer(ctx context.Context, cmd string, args []string) error {
+	cfg := config.Default()
+	fs := flag.NewFlagSet("cdnflow "+cmd, flag.ContinueOnError)
+	cfg.Register(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if cmd != "dev" && cfg.TemporalAddress == "" {
+		return fmt.Errorf("%s needs --temporal-address or $TEMPORAL_ADDRESS (or use `cdnflow dev`)", cmd)
+	}
+	logger, err := app.NewLogger(cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = logger.Sync() }()
+	logger.Info("cdnflow starting", append([]zap.Field{zap.String("command", cmd)}, cfg.LogFields()...)...)
+	if cmd == "dev" {
+		return app.RunDev(ctx, cfg, logger)
+	}
+	inv, err := inventory.Load(cfg.InventoryFile)
+	if err != nil {
+		return err
+	}
+	c, err := app.Connect(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if cmd == "worker" {
+		return app.RunWorker(ctx, cfg, inv, c, logger)
+	}
+	return app.RunAPI(ctx, cfg, inv, c, logger)
+}

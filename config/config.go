@@ -1,0 +1,248 @@
+// Package config holds cdnflow's settings. Every setting has a flag and an
+// environment variable (flag wins), so the same binary runs from a laptop
+// shell, a systemd unit or a Kubernetes manifest.
+package config
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Config is the whole of cdnflow's configuration.
+type Config struct {
+	// Temporal connection. An empty TemporalAddress in `dev` means "embed".
+	TemporalAddress    string
+	Namespace          string
+	TaskQueue          string
+	TLSCertFile        string
+	TLSKeyFile         string
+	TLSCAFile          string
+	TLSServerName      string
+	TemporalAPIKey     string
+	TemporalUIPort     int
+	TemporalFrontendIP string
+
+	DataDir       string
+	InventoryFile string
+	APIAddr       string
+	LogLevel      string
+	LogFormat     string
+
+	// APIKeys are accepted in x-api-key on the Prewarm API.
+	APIKeys []string
+	// AppKeys maps an NHN-style appKey to its SecretKey.
+	AppKeys map[string]string
+	// ShowSuccessURLs adds successUrl to PrewarmStatus, as the Prewarm
+	// solution's ShowSuccessUrls template parameter does.
+	ShowSuccessURLs bool
+	// CDNBaseDomain is the suffix of generated distribution domains.
+	CDNBaseDomain string
+	// ClaimCheckDir stores large payloads (URL lists) outside history.
+	ClaimCheckDir string
+
+	PrewarmDefaultTimeout time.Duration
+	PrewarmAttempts       int
+	PrewarmAttemptTimeout time.Duration
+	PrewarmConcurrency    int
+	// AllowPrivateCallbacks lets distribution callbacks reach loopback and
+	// private addresses (tests and dev only).
+	AllowPrivateCallbacks bool
+	// DefaultOrigin serves hosts that match no distribution.
+	DefaultOrigin string
+}
+
+// Default returns the settings used when nothing is given.
+func Default() Config {
+	return Config{
+		Namespace:             "default",
+		TaskQueue:             "cdnflow",
+		TemporalUIPort:        8233,
+		TemporalFrontendIP:    "127.0.0.1",
+		DataDir:               ".cdnflow",
+		InventoryFile:         "deployments/dev/edges.yaml",
+		APIAddr:               ":8080",
+		LogLevel:              "info",
+		LogFormat:             "console",
+		CDNBaseDomain:         "cdn.cdnflow.test",
+		PrewarmDefaultTimeout: 30 * time.Minute,
+		PrewarmAttempts:       3,
+		PrewarmAttemptTimeout: 10 * time.Second,
+		PrewarmConcurrency:    32,
+		DefaultOrigin:         "127.0.0.1:8090",
+	}
+}
+
+// Register binds every setting to fs, with the environment as default.
+func (c *Config) Register(fs *flag.FlagSet) {
+	str(fs, &c.TemporalAddress, "temporal-address", "TEMPORAL_ADDRESS", "host:port of an external Temporal frontend (empty in dev: embed one)")
+	str(fs, &c.Namespace, "namespace", "TEMPORAL_NAMESPACE", "Temporal namespace")
+	str(fs, &c.TaskQueue, "task-queue", "CDNFLOW_TASK_QUEUE", "Temporal task queue of cdnflow's workers")
+	str(fs, &c.TLSCertFile, "tls-cert", "TEMPORAL_TLS_CERT", "client certificate for mTLS to Temporal")
+	str(fs, &c.TLSKeyFile, "tls-key", "TEMPORAL_TLS_KEY", "client key for mTLS to Temporal")
+	str(fs, &c.TLSCAFile, "tls-ca", "TEMPORAL_TLS_CA", "CA bundle that signs the Temporal server certificate")
+	str(fs, &c.TLSServerName, "tls-server-name", "TEMPORAL_TLS_SERVER_NAME", "server name to verify on the Temporal certificate")
+	str(fs, &c.TemporalAPIKey, "temporal-api-key", "TEMPORAL_API_KEY", "API key for Temporal Cloud (implies TLS)")
+	num(fs, &c.TemporalUIPort, "ui-port", "CDNFLOW_UI_PORT", "dev: port of the embedded Temporal Web UI (-1 disables)")
+	str(fs, &c.DataDir, "data-dir", "CDNFLOW_DATA_DIR", "dev: directory of the SQLite store, claim checks and edge workdirs")
+	str(fs, &c.InventoryFile, "edges", "CDNFLOW_EDGES", "edge inventory file (YAML or JSON)")
+	str(fs, &c.APIAddr, "api-addr", "CDNFLOW_API_ADDR", "listen address of the HTTP API")
+	str(fs, &c.LogLevel, "log-level", "CDNFLOW_LOG_LEVEL", "debug, info, warn or error")
+	str(fs, &c.LogFormat, "log-format", "CDNFLOW_LOG_FORMAT", "console or json")
+	list(fs, &c.APIKeys, "api-keys", "CDNFLOW_API_KEYS", "comma-separated keys accepted in x-api-key")
+	pairs(fs, &c.AppKeys, "app-keys", "CDNFLOW_APP_KEYS", "comma-separated appKey:secretKey pairs for the /v1.5 API")
+	boolean(fs, &c.ShowSuccessURLs, "show-success-urls", "CDNFLOW_SHOW_SUCCESS_URLS", "include successUrl in prewarm status")
+	str(fs, &c.CDNBaseDomain, "cdn-domain", "CDNFLOW_CDN_DOMAIN", "base domain of generated distribution domains")
+	str(fs, &c.ClaimCheckDir, "claim-check-dir", "CDNFLOW_CLAIM_CHECK_DIR", "directory for large payloads (default <data-dir>/payloads)")
+	dur(fs, &c.PrewarmDefaultTimeout, "prewarm-timeout", "CDNFLOW_PREWARM_TIMEOUT", "default deadline of a prewarm job")
+	num(fs, &c.PrewarmAttempts, "prewarm-attempts", "CDNFLOW_PREWARM_ATTEMPTS", "attempts per URL and edge")
+	dur(fs, &c.PrewarmAttemptTimeout, "prewarm-attempt-timeout", "CDNFLOW_PREWARM_ATTEMPT_TIMEOUT", "timeout of one prewarm GET")
+	num(fs, &c.PrewarmConcurrency, "prewarm-concurrency", "CDNFLOW_PREWARM_CONCURRENCY", "concurrent GETs per edge batch")
+	boolean(fs, &c.AllowPrivateCallbacks, "allow-private-callbacks", "CDNFLOW_ALLOW_PRIVATE_CALLBACKS", "let callbacks reach loopback/private addresses")
+	str(fs, &c.DefaultOrigin, "default-origin", "CDNFLOW_DEFAULT_ORIGIN", "host:port edges fetch from for hosts that match no distribution (dev starts a demo origin there; empty: such hosts get 404)")
+}
+
+// PayloadDir is where claim-checked payloads live.
+func (c Config) PayloadDir() string {
+	if c.ClaimCheckDir != "" {
+		return c.ClaimCheckDir
+	}
+	return c.DataDir + "/payloads"
+}
+
+// LogFields lists the settings for the start-up log line, secrets masked.
+func (c Config) LogFields() []zap.Field {
+	keys := make([]string, 0, len(c.AppKeys))
+	for k := range c.AppKeys {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return []zap.Field{
+		zap.String("temporalAddress", c.TemporalAddress),
+		zap.String("namespace", c.Namespace),
+		zap.String("taskQueue", c.TaskQueue),
+		zap.Bool("tls", c.TLSCertFile != "" || c.TLSCAFile != "" || c.TemporalAPIKey != ""),
+		zap.Bool("temporalAPIKey", c.TemporalAPIKey != ""),
+		zap.String("dataDir", c.DataDir),
+		zap.String("edges", c.InventoryFile),
+		zap.String("apiAddr", c.APIAddr),
+		zap.Int("apiKeys", len(c.APIKeys)),
+		zap.Strings("appKeys", keys),
+		zap.Bool("showSuccessUrls", c.ShowSuccessURLs),
+		zap.String("cdnDomain", c.CDNBaseDomain),
+		zap.Duration("prewarmTimeout", c.PrewarmDefaultTimeout),
+		zap.Int("prewarmAttempts", c.PrewarmAttempts),
+	}
+}
+
+func envOr(env, def string) string {
+	if v, ok := os.LookupEnv(env); ok {
+		return v
+	}
+	return def
+}
+
+func str(fs *flag.FlagSet, p *string, name, env, usage string) {
+	fs.StringVar(p, name, envOr(env, *p), usage+" ($"+env+")")
+}
+
+func num(fs *flag.FlagSet, p *int, name, env, usage string) {
+	fs.Func(name, usage+" ($"+env+")", intSetter(p))
+	if v, ok := os.LookupEnv(env); ok {
+		_ = intSetter(p)(v) // a bad env value keeps the default; Validate reports ranges
+	}
+}
+
+func intSetter(p *int) func(string) error {
+	return func(s string) error {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			return fmt.Errorf("not a whole number: %q", s)
+		}
+		*p = n
+		return nil
+	}
+}
+
+func boolean(fs *flag.FlagSet, p *bool, name, env, usage string) {
+	if v, ok := os.LookupEnv(env); ok {
+		if b, err := strconv.ParseBool(v); err == nil {
+			*p = b
+		}
+	}
+	fs.BoolVar(p, name, *p, usage+" ($"+env+")")
+}
+
+func dur(fs *flag.FlagSet, p *time.Duration, name, env, usage string) {
+	if v, ok := os.LookupEnv(env); ok {
+		if d, err := time.ParseDuration(v); err == nil {
+			*p = d
+		}
+	}
+	fs.DurationVar(p, name, *p, usage+" ($"+env+")")
+}
+
+func list(fs *flag.FlagSet, p *[]string, name, env, usage string) {
+	set := func(s string) error {
+		*p = nil
+		for _, part := range strings.Split(s, ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				*p = append(*p, part)
+			}
+		}
+		return nil
+	}
+	if v, ok := os.LookupEnv(env); ok {
+		_ = set(v)
+	}
+	fs.Func(name, usage+" ($"+env+")", set)
+}
+
+func pairs(fs *flag.FlagSet, p *map[string]string, name, env, usage string) {
+	set := func(s string) error {
+		m := map[string]string{}
+		for _, part := range strings.Split(s, ",") {
+			part = strings.TrimSpace(part)
+			if part == "" {
+				continue
+			}
+			k, v, ok := strings.Cut(part, ":")
+			if !ok || k == "" || v == "" {
+				return fmt.Errorf("want appKey:secretKey, got %q", part)
+			}
+			m[k] = v
+		}
+		*p = m
+		return nil
+	}
+	if v, ok := os.LookupEnv(env); ok {
+		_ = set(v)
+	}
+	fs.Func(name, usage+" ($"+env+")", set)
+}
+
+// Validate reports settings that cannot work.
+func (c Config) Validate() error {
+	if c.Namespace == "" {
+		return fmt.Errorf("namespace must not be empty")
+	}
+	if c.TaskQueue == "" {
+		return fmt.Errorf("task queue must not be empty")
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return fmt.Errorf("tls-cert and tls-key go together")
+	}
+	if c.PrewarmAttempts < 1 {
+		return fmt.Errorf("prewarm-attempts must be at least 1")
+	}
+	if c.PrewarmConcurrency < 1 {
+		return fmt.Errorf("prewarm-concurrency must be at least 1")
+	}
+	return nil
+}

@@ -1,0 +1,77 @@
+package devserver_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/cdnflow/cdnflow/config"
+	"github.com/cdnflow/cdnflow/devserver"
+	"github.com/cdnflow/cdnflow/temporalclient"
+	"github.com/cdnflow/cdnflow/workflows"
+)
+
+// A job accepted before a restart is still there after it: the store is a
+// file, not memory. Search attributes registered once stay registered.
+func TestJobsSurviveRestartOnSameDataDir(t *testing.T) {
+	dir := t.TempDir()
+	logger := zaptest.NewLogger(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	start := func() (*devserver.Server, client.Client) {
+		srv, err := devserver.Start(devserver.Options{DataDir: dir, Logger: logger})
+		if err != nil {
+			t.Fatalf("start: %v", err)
+		}
+		cfg := config.Default()
+		cfg.TemporalAddress = srv.FrontendAddr
+		c, err := temporalclient.Dial(ctx, cfg, logger)
+		if err != nil {
+			srv.Stop()
+			t.Fatalf("dial: %v", err)
+		}
+		return srv, c
+	}
+
+	srv, c := start()
+	if err := temporalclient.EnsureSearchAttributes(ctx, c, "default", workflows.SearchAttributes()); err != nil {
+		t.Fatalf("search attributes: %v", err)
+	}
+	// The UI serves its app on its own port.
+	resp, err := http.Get("http://" + srv.UIAddr + "/")
+	if err != nil {
+		t.Fatalf("web ui: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("web ui status %d", resp.StatusCode)
+	}
+	// No worker polls this queue, so the workflow stays open across the restart.
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "restart-probe", TaskQueue: "nobody-polls"}, workflows.EdgeCheckWorkflow, workflows.EdgeCheckInput{})
+	if err != nil {
+		t.Fatalf("start workflow: %v", err)
+	}
+	c.Close()
+	srv.Stop()
+
+	srv, c = start()
+	defer srv.Stop()
+	defer c.Close()
+	desc, err := c.DescribeWorkflowExecution(ctx, "restart-probe", run.GetRunID())
+	if err != nil {
+		t.Fatalf("describe after restart: %v", err)
+	}
+	if st := desc.GetWorkflowExecutionInfo().GetStatus(); st != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		t.Fatalf("status after restart = %v", st)
+	}
+	// Idempotent: every process start calls this.
+	if err := temporalclient.EnsureSearchAttributes(ctx, c, "default", workflows.SearchAttributes()); err != nil {
+		t.Fatalf("search attributes again: %v", err)
+	}
+}

@@ -1,0 +1,5 @@
+package httpapi
+
+import "github.com/labstack/echo/v4"
+
+func (s *Server) routesDistributions(e *echo.Echo) {}

@@ -1,0 +1,112 @@
+// Package httpapi is cdnflow's HTTP face: the Prewarm API of the CloudFront
+// Extensions solution and the NHN Cloud CDN v1.5 API. Handlers stay thin:
+// bind, validate, call one service function, render.
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"go.temporal.io/sdk/client"
+	"go.uber.org/zap"
+
+	"github.com/cdnflow/cdnflow/config"
+	"github.com/cdnflow/cdnflow/inventory"
+	"github.com/cdnflow/cdnflow/service"
+)
+
+// Deps is what the API needs: a Temporal client, settings, the inventory.
+type Deps struct {
+	Temporal  client.Client
+	Config    config.Config
+	Inventory *inventory.Inventory
+	Logger    *zap.Logger
+}
+
+// Server is the Echo application.
+type Server struct {
+	Echo    *echo.Echo
+	d       Deps
+	service *service.Service
+}
+
+func (s *Server) svc() *service.Service { return s.service }
+
+// New builds the router with every route and middleware.
+func New(d Deps) *Server {
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	s := &Server{Echo: e, d: d, service: &service.Service{Temporal: d.Temporal, Config: d.Config, Inventory: d.Inventory, Logger: d.Logger}}
+	e.HTTPErrorHandler = s.handleError
+	e.Use(middleware.RequestID())
+	e.Use(s.accessLog)
+	e.Use(middleware.Recover())
+	// 32 MiB covers a 100,000-URL prewarm list; larger bodies get a 413
+	// in the route's error shape instead of exhausting memory.
+	e.Use(middleware.BodyLimit("32M"))
+
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+
+	v1 := e.Group("/v1", s.requireAPIKey)
+	v1.GET("/edges", s.listEdges)
+	v1.POST("/edges/check", s.startEdgeCheck)
+	v1.GET("/edges/check/:id", s.getEdgeCheck)
+
+	s.routesPrewarm(e)
+	s.routesPurge(e)
+	s.routesDistributions(e)
+	return s
+}
+
+// ServeHTTP lets tests use the server with httptest.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.Echo.ServeHTTP(w, r) }
+
+// Start listens on addr until Shutdown.
+func (s *Server) Start(addr string) error {
+	srv := &http.Server{Addr: addr, Handler: s.Echo, ReadHeaderTimeout: 10 * time.Second}
+	s.Echo.Server = srv
+	return s.Echo.StartServer(srv)
+}
+
+// Shutdown drains in-flight requests.
+func (s *Server) Shutdown(ctx context.Context) error { return s.Echo.Shutdown(ctx) }
+
+func (s *Server) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz is ready when Temporal answers; edges are reported, not required,
+// because a down edge is a job outcome, not an API outage.
+func (s *Server) readyz(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 3*time.Second)
+	defer cancel()
+	if _, err := s.d.Temporal.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "temporal unavailable", "error": err.Error()})
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		req := c.Request()
+		s.d.Logger.Info("http request",
+			zap.String("requestId", c.Response().Header().Get(echo.HeaderXRequestID)),
+			zap.String("method", req.Method),
+			zap.String("route", c.Path()),
+			zap.Int("status", c.Response().Status),
+			zap.Duration("latency", time.Since(start)),
+			zap.String("remote", c.RealIP()),
+		)
+		return nil
+	}
+}

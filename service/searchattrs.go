@@ -1,0 +1,7 @@
+package service
+
+import "go.temporal.io/sdk/temporal"
+
+func newSearchAttributes(updates ...temporal.SearchAttributeUpdate) temporal.SearchAttributes {
+	return temporal.NewSearchAttributes(updates...)
+}

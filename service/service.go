@@ -1,0 +1,67 @@
+// Package service is what the HTTP handlers call: it turns validated
+// requests into workflow starts, queries and visibility lookups. It owns no
+// state; every answer comes from Temporal.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.uber.org/zap"
+
+	"github.com/cdnflow/cdnflow/config"
+	"github.com/cdnflow/cdnflow/inventory"
+	"github.com/cdnflow/cdnflow/workflows"
+)
+
+// Service holds the Temporal client and settings.
+type Service struct {
+	Temporal  client.Client
+	Config    config.Config
+	Inventory *inventory.Inventory
+	Logger    *zap.Logger
+}
+
+// ErrNotFound means no job has that id.
+var ErrNotFound = errors.New("not found")
+
+// StartEdgeCheck starts an EdgeCheckWorkflow and returns its workflow id.
+func (s *Service) StartEdgeCheck(ctx context.Context, id string, edgeIDs []string) (string, error) {
+	opts := client.StartWorkflowOptions{
+		ID:                    "edgecheck-" + id,
+		TaskQueue:             s.Config.TaskQueue,
+		TypedSearchAttributes: newSearchAttributes(workflows.KindAttr.ValueSet(workflows.KindEdgeCheck)),
+	}
+	run, err := s.Temporal.ExecuteWorkflow(ctx, opts, workflows.EdgeCheckWorkflow, workflows.EdgeCheckInput{EdgeIDs: edgeIDs})
+	if err != nil {
+		return "", fmt.Errorf("start edge check: %w", err)
+	}
+	return run.GetID(), nil
+}
+
+// EdgeCheck answers the progress of an edge check from its workflow query.
+func (s *Service) EdgeCheck(ctx context.Context, workflowID string) (workflows.EdgeCheckResult, error) {
+	var out workflows.EdgeCheckResult
+	v, err := s.Temporal.QueryWorkflow(ctx, workflowID, "", workflows.QueryEdgeCheck)
+	if err != nil {
+		if isNotFound(err) {
+			return out, ErrNotFound
+		}
+		return out, fmt.Errorf("query edge check %s: %w", workflowID, err)
+	}
+	if err := v.Get(&out); err != nil {
+		return out, fmt.Errorf("decode edge check %s: %w", workflowID, err)
+	}
+	return out, nil
+}
+
+func isNotFound(err error) bool {
+	var nf *serviceerror.NotFound
+	return errors.As(err, &nf)
+}
+
+// IsNotFound reports whether err means "no such workflow".
+func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) || isNotFound(err) }

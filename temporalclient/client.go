@@ -1,0 +1,118 @@
+// Package temporalclient dials Temporal the same way for the embedded dev
+// server and an external cluster (plain, mTLS or API key), and makes sure the
+// namespace has the search attributes cdnflow's workflows write.
+package temporalclient
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.uber.org/zap"
+
+	"github.com/cdnflow/cdnflow/config"
+)
+
+// Dial connects to cfg.TemporalAddress, retrying while the server starts.
+func Dial(ctx context.Context, cfg config.Config, logger *zap.Logger) (client.Client, error) {
+	opts := client.Options{
+		HostPort:  cfg.TemporalAddress,
+		Namespace: cfg.Namespace,
+		Logger:    NewLogger(logger.Named("sdk")),
+	}
+	tlsConf, err := tlsConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if tlsConf != nil {
+		opts.ConnectionOptions.TLS = tlsConf
+	}
+	if cfg.TemporalAPIKey != "" {
+		opts.Credentials = client.NewAPIKeyStaticCredentials(cfg.TemporalAPIKey)
+	}
+	var lastErr error
+	for attempt := 0; ; attempt++ {
+		c, err := client.DialContext(ctx, opts)
+		if err == nil {
+			return c, nil
+		}
+		lastErr = err
+		if attempt >= 20 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("dial temporal %s: %w (last error: %v)", cfg.TemporalAddress, ctx.Err(), lastErr)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return nil, fmt.Errorf("dial temporal %s: %w", cfg.TemporalAddress, lastErr)
+}
+
+func tlsConfig(cfg config.Config) (*tls.Config, error) {
+	if cfg.TLSCertFile == "" && cfg.TLSCAFile == "" && cfg.TemporalAPIKey == "" && cfg.TLSServerName == "" {
+		return nil, nil
+	}
+	conf := &tls.Config{ServerName: cfg.TLSServerName, MinVersion: tls.VersionTLS12}
+	if cfg.TLSCertFile != "" {
+		pair, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("load temporal client certificate: %w", err)
+		}
+		conf.Certificates = []tls.Certificate{pair}
+	}
+	if cfg.TLSCAFile != "" {
+		pem, err := os.ReadFile(cfg.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read temporal CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("temporal CA %s holds no PEM certificate", cfg.TLSCAFile)
+		}
+		conf.RootCAs = pool
+	}
+	return conf, nil
+}
+
+// EnsureSearchAttributes adds the custom search attributes that are missing
+// from the namespace. Existing ones are left alone, so it is safe to call at
+// every start of every process.
+func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace string, want map[string]enumspb.IndexedValueType) error {
+	op := c.OperatorService()
+	have, err := op.ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+	if err != nil {
+		return fmt.Errorf("list search attributes: %w", err)
+	}
+	missing := map[string]enumspb.IndexedValueType{}
+	for name, typ := range want {
+		if got, ok := have.GetCustomAttributes()[name]; ok {
+			if got != typ {
+				return fmt.Errorf("search attribute %s exists with type %s, cdnflow needs %s", name, got, typ)
+			}
+			continue
+		}
+		missing[name] = typ
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	_, err = op.AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
+		Namespace:        namespace,
+		SearchAttributes: missing,
+	})
+	if err != nil {
+		if _, ok := err.(*serviceerror.AlreadyExists); ok {
+			return nil // another process won the race
+		}
+		return fmt.Errorf("add search attributes: %w", err)
+	}
+	return nil
+}

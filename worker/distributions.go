@@ -1,0 +1,7 @@
+package worker
+
+import sdkworker "go.temporal.io/sdk/worker"
+
+func registerDistributions(r sdkworker.Registry, d Deps) error {
+	return nil
+}

@@ -1,0 +1,54 @@
+// Package worker assembles the Temporal worker: every workflow and activity
+// cdnflow has, registered on one task queue.
+package worker
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	sdkworker "go.temporal.io/sdk/worker"
+	"go.uber.org/zap"
+
+	"github.com/cdnflow/cdnflow/activities"
+	"github.com/cdnflow/cdnflow/config"
+	"github.com/cdnflow/cdnflow/inventory"
+	"github.com/cdnflow/cdnflow/workflows"
+)
+
+// Deps is what the activities need from the process around them.
+type Deps struct {
+	Config    config.Config
+	Inventory *inventory.Inventory
+	Logger    *zap.Logger
+}
+
+// New creates a worker with everything registered; the caller runs it.
+func New(c client.Client, d Deps) (sdkworker.Worker, error) {
+	w := sdkworker.New(c, d.Config.TaskQueue, sdkworker.Options{
+		// Activities stop heartbeating when the process is told to stop; give
+		// them a moment to record progress so a restart resumes from there.
+		WorkerStopTimeout:                  10 * time.Second,
+		MaxConcurrentActivityExecutionSize: 200,
+		EnableSessionWorker:                false,
+	})
+	if err := Register(w, d); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// Register puts every workflow and activity on r. Replay tests use it too, so
+// a workflow that is not registered here fails them.
+func Register(r sdkworker.Registry, d Deps) error {
+	r.RegisterWorkflow(workflows.EdgeCheckWorkflow)
+	edgeCheck := &activities.EdgeCheck{Inventory: d.Inventory, Logger: d.Logger}
+	r.RegisterActivityWithOptions(edgeCheck.ListEdges, activityName(workflows.ActivityListEdges))
+	r.RegisterActivityWithOptions(edgeCheck.CheckEdge, activityName(workflows.ActivityCheckEdge))
+	for _, reg := range []func(sdkworker.Registry, Deps) error{registerPrewarm, registerPurge, registerDistributions} {
+		if err := reg(r, d); err != nil {
+			return fmt.Errorf("register: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,85 @@
+package workflows
+
+import "strings"
+
+// CDN status codes of the NHN v1.5 API.
+const (
+	StatusOpening    = "OPENING"
+	StatusOpen       = "OPEN"
+	StatusModifying  = "MODIFYING"
+	StatusResume     = "RESUME"
+	StatusSuspending = "SUSPENDING"
+	StatusSuspend    = "SUSPEND"
+	StatusClosing    = "CLOSING"
+	StatusClose      = "CLOSE"
+	StatusError      = "ERROR"
+)
+
+// QueryDistribution answers a distribution entity workflow's DistributionState.
+const QueryDistribution = "distribution"
+
+// DistributionWorkflowID is the id of the one entity workflow per
+// distribution. Purges and the API find a distribution by it.
+func DistributionWorkflowID(appKey, domain string) string {
+	return "distribution/" + appKey + "/" + strings.ToLower(domain)
+}
+
+// Origin is one origin server of a distribution (NHN origins[]).
+type Origin struct {
+	Origin     string `json:"origin"`
+	Port       int    `json:"port,omitempty"`
+	HTTPPort   int    `json:"httpPort,omitempty"`
+	HTTPSPort  int    `json:"httpsPort,omitempty"`
+	OriginPath string `json:"originPath,omitempty"`
+}
+
+// Callback is where lifecycle changes are reported (NHN callback).
+type Callback struct {
+	HTTPMethod string `json:"httpMethod"`
+	URL        string `json:"url"`
+}
+
+// DistributionConfig is the desired configuration of a distribution, with
+// defaults applied. Field names and JSON tags follow NHN v1.5.
+type DistributionConfig struct {
+	Region                         string    `json:"region"`
+	UseOriginHTTPProtocolDowngrade bool      `json:"useOriginHttpProtocolDowngrade"`
+	ForwardHostHeader              string    `json:"forwardHostHeader"`
+	UseOrigin                      string    `json:"useOrigin"`
+	ReferrerType                   string    `json:"referrerType"`
+	Description                    string    `json:"description,omitempty"`
+	DomainAlias                    string    `json:"domainAlias,omitempty"`
+	MaxAge                         int64     `json:"maxAge"`
+	Referrers                      string    `json:"referrers,omitempty"`
+	IsAllowWhenEmptyReferrer       bool      `json:"isAllowWhenEmptyReferrer"`
+	Origins                        []Origin  `json:"origins"`
+	Callback                       *Callback `json:"callback,omitempty"`
+}
+
+// Aliases splits DomainAlias on NHN's '\n' token.
+func (c DistributionConfig) Aliases() []string {
+	var out []string
+	for _, a := range strings.Split(c.DomainAlias, "\n") {
+		if a = strings.ToLower(strings.TrimSpace(a)); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// DistributionState is what QueryDistribution returns.
+type DistributionState struct {
+	AppKey     string             `json:"appKey"`
+	Domain     string             `json:"domain"`
+	Status     string             `json:"status"`
+	Config     DistributionConfig `json:"config"`
+	CreateTime int64              `json:"createTime"` // epoch ms
+	DeleteTime int64              `json:"deleteTime,omitempty"`
+	// LastError says why the distribution is in ERROR.
+	LastError string `json:"lastError,omitempty"`
+}
+
+// Hosts are the Host names edges serve the distribution under.
+func (s DistributionState) Hosts() []string {
+	return append([]string{strings.ToLower(s.Domain)}, s.Config.Aliases()...)
+}
