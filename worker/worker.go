@@ -42,6 +42,7 @@ func New(c client.Client, d Deps) (sdkworker.Worker, error) {
 // a workflow that is not registered here fails them.
 func Register(r sdkworker.Registry, d Deps) error {
 	r.RegisterWorkflow(workflows.EdgeCheckWorkflow)
+	r.RegisterWorkflow(workflows.SequenceWorkflow)
 	edgeCheck := &activities.EdgeCheck{Inventory: d.Inventory, Logger: d.Logger}
 	r.RegisterActivityWithOptions(edgeCheck.ListEdges, activityName(workflows.ActivityListEdges))
 	r.RegisterActivityWithOptions(edgeCheck.CheckEdge, activityName(workflows.ActivityCheckEdge))

@@ -1,0 +1,34 @@
+# cdnflow — the two commands of the README are `make run` and `make test`.
+# Both install Varnish through apt-get first when it is missing (sudo when
+# not root), because the dev service and the integration tests start real
+# varnishd edges.
+SHELL := /bin/bash
+export GOTOOLCHAIN := local
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+GO_TEST_FLAGS ?= -race -count=1 -timeout 75m
+
+.PHONY: run test deps build vet fmt-check bench
+
+run: deps
+	go run ./cmd/cdnflow dev
+
+test: deps fmt-check vet
+	go test $(GO_TEST_FLAGS) ./...
+
+deps:
+	@if ! command -v varnishd >/dev/null 2>&1 || ! dpkg -s varnish-modules >/dev/null 2>&1; then \
+		echo "installing varnish and varnish-modules with apt-get"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq varnish varnish-modules; \
+	fi
+	@# The Debian package starts a system varnishd on :6081; cdnflow runs its own.
+	@if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet varnish 2>/dev/null; then $(SUDO) systemctl stop varnish; fi
+
+build:
+	go build -o bin/cdnflow ./cmd/cdnflow
+
+vet:
+	go vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -1,0 +1,37 @@
+package service
+
+import (
+	"context"
+	"fmt"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/cdnflow/cdnflow/workflows"
+)
+
+// NextSeq returns the next number of a durable counter ("purge", ...),
+// starting the counter's workflow on first use.
+func (s *Service) NextSeq(ctx context.Context, counter string) (int64, error) {
+	start := s.Temporal.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
+		ID:                       workflows.SequenceWorkflowID(counter),
+		TaskQueue:                s.Config.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+	}, workflows.SequenceWorkflow, workflows.SequenceState{})
+	h, err := s.Temporal.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
+		StartWorkflowOperation: start,
+		UpdateOptions: client.UpdateWorkflowOptions{
+			WorkflowID:   workflows.SequenceWorkflowID(counter),
+			UpdateName:   workflows.UpdateNextSeq,
+			WaitForStage: client.WorkflowUpdateStageCompleted,
+		},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("next %s seq: %w", counter, err)
+	}
+	var seq int64
+	if err := h.Get(ctx, &seq); err != nil {
+		return 0, fmt.Errorf("next %s seq: %w", counter, err)
+	}
+	return seq, nil
+}

@@ -1,0 +1,48 @@
+package workflows
+
+import (
+	"go.temporal.io/sdk/workflow"
+)
+
+// UpdateNextSeq hands out the next number of a SequenceWorkflow.
+const UpdateNextSeq = "next"
+
+// SequenceWorkflowID is the id of the counter's entity workflow.
+func SequenceWorkflowID(counter string) string { return "sequence/" + counter }
+
+// SequenceState is carried across continue-as-new.
+type SequenceState struct {
+	Last int64 `json:"last"`
+}
+
+// seqHandoutsPerRun bounds history: each handout is a few events.
+var seqHandoutsPerRun = 1000
+
+// SequenceWorkflow is a durable counter: NHN's purgeSeq and similar ids are
+// integers that must never repeat, and Temporal serialises the updates, so no
+// second database is needed. Update ids make a retried request idempotent
+// within a run.
+func SequenceWorkflow(ctx workflow.Context, st SequenceState) error {
+	handedOut := 0
+	if err := workflow.SetUpdateHandler(ctx, UpdateNextSeq, func(ctx workflow.Context) (int64, error) {
+		st.Last++
+		handedOut++
+		return st.Last, nil
+	}); err != nil {
+		return err
+	}
+	if err := workflow.SetQueryHandler(ctx, "last", func() (int64, error) { return st.Last, nil }); err != nil {
+		return err
+	}
+	err := workflow.Await(ctx, func() bool {
+		return handedOut >= seqHandoutsPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
+	})
+	if err != nil {
+		return err
+	}
+	// Let accepted updates finish before the run ends, so none is lost.
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+		return err
+	}
+	return workflow.NewContinueAsNewError(ctx, SequenceWorkflow, st)
+}

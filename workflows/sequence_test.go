@@ -1,0 +1,57 @@
+package workflows
+
+import (
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+)
+
+type updateResult struct {
+	val int64
+	err error
+}
+
+type collectCallback struct {
+	out *[]updateResult
+}
+
+func (c collectCallback) Accept()   {}
+func (c collectCallback) Reject(err error) {
+	*c.out = append(*c.out, updateResult{err: err})
+}
+func (c collectCallback) Complete(success interface{}, err error) {
+	v, _ := success.(int64)
+	*c.out = append(*c.out, updateResult{val: v, err: err})
+}
+
+func TestSequenceHandsOutConsecutiveNumbersAndContinuesAsNew(t *testing.T) {
+	defer func(n int) { seqHandoutsPerRun = n }(seqHandoutsPerRun)
+	seqHandoutsPerRun = 20
+	var ts testsuite.WorkflowTestSuite
+	env := ts.NewTestWorkflowEnvironment()
+	var got []updateResult
+	for i := 0; i < seqHandoutsPerRun; i++ {
+		env.RegisterDelayedCallback(func() {
+			env.UpdateWorkflow(UpdateNextSeq, "", collectCallback{out: &got})
+		}, time.Duration(i+1)*time.Millisecond)
+	}
+	env.ExecuteWorkflow(SequenceWorkflow, SequenceState{Last: 41})
+	if !env.IsWorkflowCompleted() {
+		t.Fatal("workflow did not finish its run")
+	}
+	err := env.GetWorkflowError()
+	var can *workflow.ContinueAsNewError
+	if err == nil || !asContinueAsNew(err, &can) {
+		t.Fatalf("want continue-as-new after %d handouts, got %v", seqHandoutsPerRun, err)
+	}
+	if len(got) != seqHandoutsPerRun {
+		t.Fatalf("got %d results", len(got))
+	}
+	for i, r := range got {
+		if r.err != nil || r.val != int64(42+i) {
+			t.Fatalf("handout %d = %d, %v; want %d", i, r.val, r.err, 42+i)
+		}
+	}
+}
