@@ -29,8 +29,8 @@ import (
 	"github.com/cdnflow/cdnflow/inventory"
 	"github.com/cdnflow/cdnflow/origin"
 	"github.com/cdnflow/cdnflow/temporalclient"
-	"github.com/cdnflow/cdnflow/workflows"
 	cdnworker "github.com/cdnflow/cdnflow/worker"
+	"github.com/cdnflow/cdnflow/workflows"
 )
 
 // NewLogger builds the process logger.
@@ -143,10 +143,13 @@ func RunDev(ctx context.Context, cfg config.Config, logger *zap.Logger) error {
 		srv, err = devserver.Start(devserver.Options{
 			DataDir:      cfg.DataDir,
 			IP:           "127.0.0.1",
-			FrontendPort: 7233,
+			FrontendPort: cfg.TemporalPort,
 			UIPort:       cfg.TemporalUIPort,
 			Namespace:    cfg.Namespace,
 			Logger:       logger,
+			// New namespaces get them at creation; Connect adds any
+			// missing from an older data directory.
+			SearchAttributes: workflows.SearchAttributes(),
 		})
 		if err != nil {
 			wg.Wait()

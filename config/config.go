@@ -27,6 +27,7 @@ type Config struct {
 	TLSServerName      string
 	TemporalAPIKey     string
 	TemporalUIPort     int
+	TemporalPort       int
 	TemporalFrontendIP string
 
 	DataDir       string
@@ -64,6 +65,7 @@ func Default() Config {
 		Namespace:             "default",
 		TaskQueue:             "cdnflow",
 		TemporalUIPort:        8233,
+		TemporalPort:          7233,
 		TemporalFrontendIP:    "127.0.0.1",
 		DataDir:               ".cdnflow",
 		InventoryFile:         "deployments/dev/edges.yaml",
@@ -89,6 +91,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	str(fs, &c.TLSCAFile, "tls-ca", "TEMPORAL_TLS_CA", "CA bundle that signs the Temporal server certificate")
 	str(fs, &c.TLSServerName, "tls-server-name", "TEMPORAL_TLS_SERVER_NAME", "server name to verify on the Temporal certificate")
 	str(fs, &c.TemporalAPIKey, "temporal-api-key", "TEMPORAL_API_KEY", "API key for Temporal Cloud (implies TLS)")
+	num(fs, &c.TemporalPort, "temporal-port", "CDNFLOW_TEMPORAL_PORT", "dev: gRPC port of the embedded Temporal server")
 	num(fs, &c.TemporalUIPort, "ui-port", "CDNFLOW_UI_PORT", "dev: port of the embedded Temporal Web UI (-1 disables)")
 	str(fs, &c.DataDir, "data-dir", "CDNFLOW_DATA_DIR", "dev: directory of the SQLite store, claim checks and edge workdirs")
 	str(fs, &c.InventoryFile, "edges", "CDNFLOW_EDGES", "edge inventory file (YAML or JSON)")

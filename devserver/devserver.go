@@ -16,6 +16,7 @@ import (
 	uiserver "github.com/temporalio/ui-server/v2/server"
 	uiconfig "github.com/temporalio/ui-server/v2/server/config"
 	uiserveroptions "github.com/temporalio/ui-server/v2/server/server_options"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/server/common/authorization"
 	"go.temporal.io/server/common/cluster"
 	"go.temporal.io/server/common/config"
@@ -44,7 +45,10 @@ type Options struct {
 	// UIPort serves the Web UI; 0 picks a free one, -1 disables the UI.
 	UIPort    int
 	Namespace string
-	Logger    *zap.Logger
+	// SearchAttributes are registered with the namespace when it is
+	// created, so the first workflow start can already use them.
+	SearchAttributes map[string]enumspb.IndexedValueType
+	Logger           *zap.Logger
 	// LogLevel for the server's own (chatty) logs; default warn.
 	LogLevel zapcore.Level
 }
@@ -149,12 +153,15 @@ func Start(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("temporal claim mapper: %w", err)
 	}
 	dyn := dynamicconfig.StaticClient{
-		dynamicconfig.HistoryCacheHostLevelMaxSize.Key():                8096,
+		dynamicconfig.HistoryCacheHostLevelMaxSize.Key():                 8096,
 		dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 1000,
 		// Status pages and purge listings read visibility often; the dev
 		// defaults throttle that harder than a single-user box needs.
 		dynamicconfig.FrontendMaxNamespaceRPSPerInstance.Key(): 10000,
 		dynamicconfig.FrontendRPS.Key():                        20000,
+		// Search attributes added later (an upgrade adds one) reach every
+		// service at the next namespace refresh; keep that short.
+		dynamicconfig.NamespaceCacheRefreshInterval.Key(): time.Second,
 	}
 	srv, err := temporal.NewServer(
 		temporal.WithConfig(conf),
@@ -241,7 +248,7 @@ func sqlConfig(opts Options) (*config.SQL, string, error) {
 			return nil, "", fmt.Errorf("set up sqlite schema: %w", err)
 		}
 	}
-	ns, err := sqliteschema.NewNamespaceConfig(clusterName, opts.Namespace, false, nil)
+	ns, err := sqliteschema.NewNamespaceConfig(clusterName, opts.Namespace, false, opts.SearchAttributes)
 	if err != nil {
 		return nil, "", fmt.Errorf("namespace config: %w", err)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/cdnflow/cdnflow/httpapi"
 	"github.com/cdnflow/cdnflow/inventory"
 	"github.com/cdnflow/cdnflow/origin"
+	"github.com/cdnflow/cdnflow/workflows"
 )
 
 // Options shape an Env.
@@ -87,7 +88,7 @@ func Start(t testing.TB, opts Options) *Env {
 	if opts.Configure != nil {
 		opts.Configure(&cfg)
 	}
-	srv, err := devserver.Start(devserver.Options{DataDir: cfg.DataDir, UIPort: -1, Namespace: cfg.Namespace, Logger: logger})
+	srv, err := devserver.Start(devserver.Options{DataDir: cfg.DataDir, UIPort: -1, Namespace: cfg.Namespace, Logger: logger, SearchAttributes: workflows.SearchAttributes()})
 	if err != nil {
 		t.Fatalf("start embedded temporal: %v", err)
 	}

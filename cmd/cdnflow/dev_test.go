@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestDevCommand runs the real binary the README's first command runs:
+// embedded Temporal, Web UI, managed varnishd edges, demo origin, worker and
+// API in one process; then SIGTERM stops all of it.
+func TestDevCommand(t *testing.T) {
+	if _, err := exec.LookPath("varnishd"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("varnishd is not installed (CI=true): run `make deps`")
+		}
+		t.Skip("varnishd not installed; `make deps` installs it")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "cdnflow")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	port := func() int {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return l.Addr().(*net.TCPAddr).Port
+	}
+	edgeHTTP, edgeAdmin := port(), port()
+	inv := fmt.Sprintf(`edges:
+  - {id: TST01-C1, region: us, country: united_states, address: "127.0.0.1:%d", adminAddress: "127.0.0.1:%d", secretFile: %q, managed: true}
+`, edgeHTTP, edgeAdmin, filepath.Join(dir, "edge.secret"))
+	invFile := filepath.Join(dir, "edges.yaml")
+	if err := os.WriteFile(invFile, []byte(inv), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	apiAddr := fmt.Sprintf("127.0.0.1:%d", port())
+	uiPort := port()
+	originAddr := fmt.Sprintf("127.0.0.1:%d", port())
+	cmd := exec.Command(bin, "dev",
+		"--data-dir", filepath.Join(dir, "data"),
+		"--edges", invFile,
+		"--api-addr", apiAddr,
+		"--temporal-port", fmt.Sprint(port()),
+		"--ui-port", fmt.Sprint(uiPort),
+		"--default-origin", originAddr,
+		"--log-format", "json",
+	)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start dev: %v", err)
+	}
+	logs := make(chan string, 1)
+	go func() {
+		var b strings.Builder
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			b.WriteString(sc.Text() + "\n")
+		}
+		logs <- b.String()
+	}()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+		}
+	}()
+
+	get := func(url string, host string) (int, string, error) {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		if host != "" {
+			req.Host = host
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode, resp.Header.Get("X-Cache"), nil
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		code, _, err := get("http://"+apiAddr+"/readyz", "")
+		if err == nil && code == 200 {
+			break
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("dev exited early: %v\n%s", err, <-logs)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("dev not ready")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code, _, err := get(fmt.Sprintf("http://127.0.0.1:%d/", uiPort), ""); err != nil || code != 200 {
+		t.Fatalf("web ui: %d %v", code, err)
+	}
+	// The managed edge serves the demo origin, and caches it.
+	if code, xc, err := get(fmt.Sprintf("http://127.0.0.1:%d/hello.txt", edgeHTTP), "www.example.com"); err != nil || code != 200 || xc != "MISS" {
+		t.Fatalf("edge first GET: %d %s %v", code, xc, err)
+	}
+	if code, xc, err := get(fmt.Sprintf("http://127.0.0.1:%d/hello.txt", edgeHTTP), "www.example.com"); err != nil || code != 200 || xc != "HIT" {
+		t.Fatalf("edge second GET: %d %s %v", code, xc, err)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("dev exit: %v\n%s", err, <-logs)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("dev did not stop on SIGTERM")
+	}
+	// varnishd was reaped with it: its ports are closed.
+	for _, p := range []int{edgeHTTP, edgeAdmin} {
+		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), time.Second); err == nil {
+			c.Close()
+			t.Fatalf("port %d still open after shutdown", p)
+		}
+	}
+}
