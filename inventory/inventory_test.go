@@ -51,18 +51,18 @@ func TestLoadFile(t *testing.T) {
 
 func TestValidationErrors(t *testing.T) {
 	cases := map[string]struct{ doc, want string }{
-		"duplicate id": {`edges: [{id: A1, region: us, country: canada, address: "h:1", adminAddress: "h:2", secretFile: s}, {id: A1, region: us, country: canada, address: "h:3", adminAddress: "h:4", secretFile: s}]`, "duplicate id"},
-		"unknown region": {`edges: [{id: A1, region: mars, country: canada, address: "h:1", adminAddress: "h:2", secretFile: s}]`, `unknown region "mars"`},
+		"duplicate id":    {`edges: [{id: A1, region: us, country: canada, address: "h:1", adminAddress: "h:2", secretFile: s}, {id: A1, region: us, country: canada, address: "h:3", adminAddress: "h:4", secretFile: s}]`, "duplicate id"},
+		"unknown region":  {`edges: [{id: A1, region: mars, country: canada, address: "h:1", adminAddress: "h:2", secretFile: s}]`, `unknown region "mars"`},
 		"unknown country": {`edges: [{id: A1, region: us, country: atlantis, address: "h:1", adminAddress: "h:2", secretFile: s}]`, `unknown country "atlantis"`},
-		"bad address":  {`edges: [{id: A1, region: us, country: canada, address: "nohostport", adminAddress: "h:2", secretFile: s}]`, "address"},
-		"bad port":     {`edges: [{id: A1, region: us, country: canada, address: "h:99999", adminAddress: "h:2", secretFile: s}]`, "no valid port"},
-		"no admin":     {`edges: [{id: A1, region: us, country: canada, address: "h:1", secretFile: s}]`, "adminAddress: is required"},
-		"no secret":    {`edges: [{id: A1, region: us, country: canada, address: "h:1", adminAddress: "h:2"}]`, "secretFile is required"},
-		"bad id":       {`edges: [{id: "a b", region: us, country: canada, address: "h:1", adminAddress: "h:2", secretFile: s}]`, "id must be"},
-		"bad kind":     {`edges: [{id: A1, region: us, country: canada, address: "h:1", adminAddress: "h:2", secretFile: s, kind: nginx}]`, `unknown kind "nginx"`},
-		"unknown field": {`edges: [{id: A1, regoin: us}]`, "regoin"},
-		"empty":        {`edges: []`, "no edges"},
-		"not yaml":     {`{{{`, "decode"},
+		"bad address":     {`edges: [{id: A1, region: us, country: canada, address: "nohostport", adminAddress: "h:2", secretFile: s}]`, "address"},
+		"bad port":        {`edges: [{id: A1, region: us, country: canada, address: "h:99999", adminAddress: "h:2", secretFile: s}]`, "no valid port"},
+		"no admin":        {`edges: [{id: A1, region: us, country: canada, address: "h:1", secretFile: s}]`, "adminAddress: is required"},
+		"no secret":       {`edges: [{id: A1, region: us, country: canada, address: "h:1", adminAddress: "h:2"}]`, "secretFile is required"},
+		"bad id":          {`edges: [{id: "a b", region: us, country: canada, address: "h:1", adminAddress: "h:2", secretFile: s}]`, "id must be"},
+		"bad kind":        {`edges: [{id: A1, region: us, country: canada, address: "h:1", adminAddress: "h:2", secretFile: s, kind: nginx}]`, `unknown kind "nginx"`},
+		"unknown field":   {`edges: [{id: A1, regoin: us}]`, "regoin"},
+		"empty":           {`edges: []`, "no edges"},
+		"not yaml":        {`{{{`, "decode"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -17,7 +17,7 @@ type collectCallback struct {
 	out *[]updateResult
 }
 
-func (c collectCallback) Accept()   {}
+func (c collectCallback) Accept() {}
 func (c collectCallback) Reject(err error) {
 	*c.out = append(*c.out, updateResult{err: err})
 }
