@@ -1,7 +1,12 @@
 package service
 
-import "go.temporal.io/sdk/temporal"
+import (
+	"github.com/google/uuid"
+	"go.temporal.io/sdk/temporal"
+)
 
 func newSearchAttributes(updates ...temporal.SearchAttributeUpdate) temporal.SearchAttributes {
 	return temporal.NewSearchAttributes(updates...)
 }
+
+func newUUID() string { return uuid.NewString() }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/inventory"
+	"github.com/cdnflow/cdnflow/payload"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
@@ -23,6 +24,9 @@ type Service struct {
 	Config    config.Config
 	Inventory *inventory.Inventory
 	Logger    *zap.Logger
+	// Store is the claim-check store; nil means a filesystem store under
+	// Config.PayloadDir().
+	Store payload.Store
 }
 
 // ErrNotFound means no job has that id.

@@ -1,7 +1,16 @@
 package worker
 
-import sdkworker "go.temporal.io/sdk/worker"
+import (
+	sdkworker "go.temporal.io/sdk/worker"
+
+	"github.com/cdnflow/cdnflow/activities"
+	"github.com/cdnflow/cdnflow/workflows"
+)
 
 func registerPrewarm(r sdkworker.Registry, d Deps) error {
+	r.RegisterWorkflow(workflows.PrewarmWorkflow)
+	r.RegisterWorkflow(workflows.EdgePrewarmWorkflow)
+	a := &activities.Prewarm{Inventory: d.Inventory, Edge: d.edgeClient(), Store: d.payloadStore(), Logger: d.Logger}
+	r.RegisterActivityWithOptions(a.PrewarmBatch, activityName(workflows.ActivityPrewarmBatch))
 	return nil
 }

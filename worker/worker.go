@@ -12,7 +12,9 @@ import (
 
 	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/config"
+	"github.com/cdnflow/cdnflow/edge"
 	"github.com/cdnflow/cdnflow/inventory"
+	"github.com/cdnflow/cdnflow/payload"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
@@ -21,6 +23,10 @@ type Deps struct {
 	Config    config.Config
 	Inventory *inventory.Inventory
 	Logger    *zap.Logger
+	// Edge and Payloads default to a client and a filesystem store built
+	// from Config; tests and benchmarks may share their own.
+	Edge     *edge.Client
+	Payloads payload.Store
 }
 
 // New creates a worker with everything registered; the caller runs it.

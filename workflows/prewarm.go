@@ -1,0 +1,318 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// Prewarm statuses, as the PrewarmStatus API names them.
+const (
+	PrewarmCompleted  = "COMPLETED"
+	PrewarmInProgress = "IN_PROGRESS"
+	PrewarmTimeout    = "TIMEOUT"
+	PrewarmFailed     = "FAILED"
+)
+
+// Names shared by workflows, worker and API.
+const (
+	QueryPrewarmStatus   = "status"
+	SignalPrewarmChunk   = "chunk-done"
+	ActivityPrewarmBatch = "PrewarmBatch"
+)
+
+// MaxPrewarmEdges bounds the targeted edges of one job: one child workflow
+// each, and per-URL counters are one byte.
+const MaxPrewarmEdges = 250
+
+// targetChunksPerJob keeps the parent's history (one signal per chunk and
+// edge) well under Temporal's ~50K events, whatever the job's size.
+const targetChunksPerJob = 5000
+
+// PrewarmJob is the input of PrewarmWorkflow. The URL list itself lives in
+// the payload store under URLsKey.
+type PrewarmJob struct {
+	JobID          string            `json:"jobId"`
+	Domain         string            `json:"domain"`
+	Scheme         string            `json:"scheme"`
+	URLsKey        string            `json:"urlsKey"`
+	URLCount       int               `json:"urlCount"`
+	EdgeIDs        []string          `json:"edgeIds"`
+	Header         map[string]string `json:"header,omitempty"`
+	NeedInvalidate bool              `json:"needInvalidate,omitempty"`
+	Timeout        time.Duration     `json:"timeout"`
+	Attempts       int               `json:"attempts"`
+	AttemptTimeout time.Duration     `json:"attemptTimeout"`
+	Concurrency    int               `json:"concurrency"`
+	// ChunkSize is URLs per activity; 0 picks one from the job's size.
+	ChunkSize int `json:"chunkSize,omitempty"`
+}
+
+// ChunkSizeFor returns the URLs per activity for a job of urls × edges.
+func ChunkSizeFor(urls, edges int) int {
+	size := (urls*edges + targetChunksPerJob - 1) / targetChunksPerJob
+	if size < 100 {
+		size = 100
+	}
+	if size > 5000 {
+		size = 5000
+	}
+	return size
+}
+
+// ChunkReport is what an edge child tells the job after each chunk.
+type ChunkReport struct {
+	EdgeID string `json:"edgeId"`
+	Chunk  int    `json:"chunk"`
+	Start  int    `json:"start"`
+	End    int    `json:"end"`
+	// Failed lists URL indices that failed on this edge after retries.
+	Failed []int `json:"failed,omitempty"`
+}
+
+// EdgeProgress is one edge's share of a job.
+type EdgeProgress struct {
+	EdgeID string `json:"edgeId"`
+	Done   int    `json:"done"`
+	Failed int    `json:"failed"`
+	Total  int    `json:"total"`
+	Error  string `json:"error,omitempty"`
+}
+
+// PrewarmStatusQuery pages the index lists of PrewarmStatus.
+type PrewarmStatusQuery struct {
+	Offset int `json:"offset"`
+	Limit  int `json:"limit"`
+}
+
+// PrewarmStatus answers QueryPrewarmStatus. Lists hold URL indices into
+// the job's URL list (the API turns them into URLs), paged by the query.
+//
+// A URL is completed when every targeted edge has an outcome for it; it is
+// failed when at least one edge failed it after retries; it succeeded when
+// every edge stored it; it is in progress otherwise.
+type PrewarmStatus struct {
+	Status        string         `json:"status"`
+	Total         int            `json:"total"`
+	Completed     int            `json:"completed"`
+	InProgress    int            `json:"inProgress"`
+	FailedCount   int            `json:"failedCount"`
+	SuccessCount  int            `json:"successCount"`
+	FailedIdx     []int          `json:"failedIdx"`
+	InProgressIdx []int          `json:"inProgressIdx"`
+	SuccessIdx    []int          `json:"successIdx"`
+	Edges         []EdgeProgress `json:"edges"`
+	Domain        string         `json:"domain"`
+	URLsKey       string         `json:"urlsKey"`
+	ChunkSize     int            `json:"chunkSize"`
+	Error         string         `json:"error,omitempty"`
+}
+
+// prewarmState is the job's memory: a byte and a bit per URL, so 100,000
+// URLs cost ~110 KB however many edges there are.
+type prewarmState struct {
+	job    PrewarmJob
+	status string
+	errMsg string
+	done   []uint8 // edges with an outcome, per URL
+	failed []bool
+	edges  []EdgeProgress
+	byEdge map[string]int
+	seen   map[string]bool // edge/chunk already applied (signals are at-least-once)
+}
+
+func newPrewarmState(job PrewarmJob) *prewarmState {
+	st := &prewarmState{
+		job:    job,
+		status: PrewarmInProgress,
+		done:   make([]uint8, job.URLCount),
+		failed: make([]bool, job.URLCount),
+		byEdge: map[string]int{},
+		seen:   map[string]bool{},
+	}
+	for i, id := range job.EdgeIDs {
+		st.edges = append(st.edges, EdgeProgress{EdgeID: id, Total: job.URLCount})
+		st.byEdge[id] = i
+	}
+	return st
+}
+
+func (st *prewarmState) apply(r ChunkReport) {
+	key := fmt.Sprintf("%s/%d", r.EdgeID, r.Chunk)
+	ei, ok := st.byEdge[r.EdgeID]
+	if !ok || st.seen[key] || r.Start < 0 || r.End > len(st.done) || r.Start > r.End {
+		return
+	}
+	st.seen[key] = true
+	for i := r.Start; i < r.End; i++ {
+		st.done[i]++
+	}
+	for _, i := range r.Failed {
+		if i >= r.Start && i < r.End {
+			st.failed[i] = true
+		}
+	}
+	st.edges[ei].Done += r.End - r.Start
+	st.edges[ei].Failed += len(r.Failed)
+}
+
+func (st *prewarmState) allDone() bool {
+	for _, e := range st.edges {
+		if e.Done < e.Total {
+			return false
+		}
+	}
+	return true
+}
+
+func (st *prewarmState) snapshot(q PrewarmStatusQuery) PrewarmStatus {
+	if q.Limit <= 0 {
+		q.Limit = 1000
+	}
+	out := PrewarmStatus{
+		Status: st.status, Total: len(st.done), Domain: st.job.Domain, URLsKey: st.job.URLsKey, ChunkSize: st.job.ChunkSize,
+		Edges: append([]EdgeProgress(nil), st.edges...), Error: st.errMsg,
+		FailedIdx: []int{}, InProgressIdx: []int{}, SuccessIdx: []int{},
+	}
+	n := uint8(len(st.edges))
+	add := func(list *[]int, count *int, i int) {
+		if *count >= q.Offset && len(*list) < q.Limit {
+			*list = append(*list, i)
+		}
+		*count++
+	}
+	var inProgress int
+	for i, d := range st.done {
+		switch {
+		case d < n:
+			add(&out.InProgressIdx, &inProgress, i)
+		case st.failed[i]:
+			add(&out.FailedIdx, &out.FailedCount, i)
+		default:
+			add(&out.SuccessIdx, &out.SuccessCount, i)
+		}
+	}
+	out.InProgress = inProgress
+	out.Completed = len(st.done) - inProgress
+	return out
+}
+
+// PrewarmWorkflow is one prewarm request: a child workflow per targeted
+// edge warms the URL list in chunks and reports each chunk back here; this
+// workflow keeps the per-URL tally that PrewarmStatus answers from, and
+// enforces the job's deadline.
+func PrewarmWorkflow(ctx workflow.Context, job PrewarmJob) (PrewarmStatus, error) {
+	logger := workflow.GetLogger(ctx)
+	if job.ChunkSize <= 0 {
+		job.ChunkSize = ChunkSizeFor(job.URLCount, len(job.EdgeIDs))
+	}
+	st := newPrewarmState(job)
+	if err := workflow.SetQueryHandler(ctx, QueryPrewarmStatus, func(q PrewarmStatusQuery) (PrewarmStatus, error) {
+		return st.snapshot(q), nil
+	}); err != nil {
+		return PrewarmStatus{}, err
+	}
+	finish := func(status, msg string) (PrewarmStatus, error) {
+		st.status, st.errMsg = status, msg
+		if err := workflow.UpsertTypedSearchAttributes(ctx, StatusAttr.ValueSet(status)); err != nil {
+			logger.Warn("upsert status", "error", err)
+		}
+		return st.snapshot(PrewarmStatusQuery{Limit: 100}), nil
+	}
+	if len(job.EdgeIDs) == 0 || len(job.EdgeIDs) > MaxPrewarmEdges || job.URLCount == 0 {
+		return finish(PrewarmFailed, "job has no URLs or no valid edge set")
+	}
+
+	jobCtx, cancelJob := workflow.WithCancel(ctx)
+	deadline := workflow.Now(ctx).Add(job.Timeout)
+	timerFired := false
+	timer := workflow.NewTimer(jobCtx, job.Timeout)
+
+	reports := workflow.GetSignalChannel(ctx, SignalPrewarmChunk)
+	sel := workflow.NewSelector(ctx)
+	sel.AddReceive(reports, func(c workflow.ReceiveChannel, _ bool) {
+		var r ChunkReport
+		c.Receive(ctx, &r)
+		st.apply(r)
+	})
+	sel.AddFuture(timer, func(f workflow.Future) {
+		if f.Get(ctx, nil) == nil {
+			timerFired = true
+		}
+	})
+	running := 0
+	var childErrs []string
+	for i, edgeID := range job.EdgeIDs {
+		cctx := workflow.WithChildOptions(jobCtx, workflow.ChildWorkflowOptions{
+			WorkflowID:            job.JobID + "/" + edgeID,
+			ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
+			WaitForCancellation:   false,
+			TypedSearchAttributes: temporal.NewSearchAttributes(KindAttr.ValueSet(KindPrewarm), DomainAttr.ValueSet(job.Domain)),
+		})
+		in := EdgePrewarmInput{Job: job, EdgeID: edgeID, ParentID: workflow.GetInfo(ctx).WorkflowExecution.ID, Deadline: deadline}
+		f := workflow.ExecuteChildWorkflow(cctx, EdgePrewarmWorkflow, in)
+		running++
+		ei := i
+		sel.AddFuture(f, func(f workflow.Future) {
+			running--
+			if err := f.Get(ctx, nil); err != nil && !temporal.IsCanceledError(err) {
+				st.edges[ei].Error = rootMessage(err)
+				childErrs = append(childErrs, edgeID+": "+rootMessage(err))
+			}
+		})
+	}
+	for running > 0 && !timerFired {
+		sel.Select(ctx)
+	}
+	// Edges that stopped at their activity deadline leave pairs without an
+	// outcome; the job's own timer (same deadline) turns that into TIMEOUT.
+	for !timerFired && !st.allDone() && len(childErrs) == 0 {
+		sel.Select(ctx)
+	}
+	// Children signal before they complete, but drain anything still queued.
+	for {
+		var r ChunkReport
+		if !reports.ReceiveAsync(&r) {
+			break
+		}
+		st.apply(r)
+	}
+	cancelJob()
+	switch {
+	case st.allDone():
+		return finish(PrewarmCompleted, "")
+	case timerFired:
+		return finish(PrewarmTimeout, fmt.Sprintf("deadline of %s passed", job.Timeout))
+	default:
+		return finish(PrewarmFailed, joinMessages(childErrs))
+	}
+}
+
+func rootMessage(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Message()
+	}
+	for errors.Unwrap(err) != nil {
+		err = errors.Unwrap(err)
+	}
+	return err.Error()
+}
+
+func joinMessages(msgs []string) string {
+	out := ""
+	for i, m := range msgs {
+		if i > 0 {
+			out += "; "
+		}
+		out += m
+	}
+	if out == "" {
+		out = "edge workflows ended before every pair had an outcome"
+	}
+	return out
+}
