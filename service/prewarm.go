@@ -18,7 +18,6 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/cdnflow/cdnflow/edge/vcl"
 	"github.com/cdnflow/cdnflow/inventory"
 	"github.com/cdnflow/cdnflow/payload"
 	"github.com/cdnflow/cdnflow/workflows"
@@ -73,7 +72,7 @@ func ValidatePrewarm(req PrewarmRequest, inv *inventory.Inventory, defaultTimeou
 		return v, invalid("url_list has %d URLs; at most %d per request", len(req.URLList), MaxPrewarmURLs)
 	}
 	v.domain = strings.ToLower(strings.TrimSpace(req.CFDomain))
-	if v.domain != "" && !vcl.ValidHostname(v.domain) {
+	if v.domain != "" && !validHostname(v.domain) {
 		return v, invalid("cf_domain %q is not a valid domain name", req.CFDomain)
 	}
 	switch p := strings.ToLower(req.Protocol); p {
@@ -96,7 +95,7 @@ func ValidatePrewarm(req PrewarmRequest, inv *inventory.Inventory, defaultTimeou
 		host := strings.ToLower(u.Hostname())
 		if v.domain == "" {
 			// cf_domain may be omitted: it is then the URLs' own host.
-			if !vcl.ValidHostname(host) {
+			if !validHostname(host) {
 				return v, invalid("url_list[%d] %q has no valid host name", i, raw)
 			}
 			v.domain = host
