@@ -75,6 +75,8 @@ func TestEdgeCheckRoundTrip(t *testing.T) {
 		return false
 	})
 
+	env.Replay(t, started.ID, "edgecheck")
+
 	// A stopped edge is reported, not hidden.
 	if err := env.Edges[1].Process.Stop(context.Background()); err != nil {
 		t.Fatalf("stop edge: %v", err)

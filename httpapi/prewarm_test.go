@@ -166,6 +166,9 @@ func TestPrewarmWarmsTargetedEdgesOnly(t *testing.T) {
 	if lines := strings.Count(string(csvBody), "\n"); lines != 6 || !strings.HasPrefix(string(csvBody), "edgeId,url,state") {
 		t.Fatalf("csv:\n%s", csvBody)
 	}
+	// The real histories replay against the current workflow code.
+	env.Replay(t, "prewarm-"+id, "prewarm_job")
+	env.Replay(t, "prewarm-"+id+"/"+env.Edges[0].Edge.ID, "prewarm_edge")
 	// The API answers the same from the other path.
 	var again service.PrewarmStatusResponse
 	getJSON(t, env.API.URL+"/prewarm/"+id, &again)
@@ -229,6 +232,7 @@ func TestPrewarmDeadlineTimesOut(t *testing.T) {
 	if st.Status != "TIMEOUT" || st.InProgress == 0 || len(st.InProgressURL) != st.InProgress {
 		t.Fatalf("status = %+v", st)
 	}
+	env.Replay(t, "prewarm-"+id, "prewarm_job_timeout")
 }
 
 func TestPrewarmRejectsBadRequests(t *testing.T) {
