@@ -8,11 +8,12 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
-	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/devserver"
 	"github.com/cdnflow/cdnflow/temporalclient"
+	"github.com/cdnflow/cdnflow/testenv"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
@@ -20,7 +21,7 @@ import (
 // file, not memory. Search attributes registered once stay registered.
 func TestJobsSurviveRestartOnSameDataDir(t *testing.T) {
 	dir := t.TempDir()
-	logger := zaptest.NewLogger(t)
+	logger := testenv.Logger(t, zap.WarnLevel)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 

@@ -14,7 +14,6 @@ import (
 
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest"
 
 	"github.com/cdnflow/cdnflow/app"
 	"github.com/cdnflow/cdnflow/config"
@@ -57,7 +56,7 @@ func Start(t testing.TB, opts Options) *Env {
 	if opts.Edges == 0 {
 		opts.Edges = 2
 	}
-	logger := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	logger := Logger(t, zap.WarnLevel)
 	env := &Env{Logger: logger, Origin: &origin.Handler{}}
 
 	originSrv := httptest.NewServer(env.Origin)
