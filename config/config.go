@@ -52,6 +52,16 @@ type Config struct {
 	PrewarmAttempts       int
 	PrewarmAttemptTimeout time.Duration
 	PrewarmConcurrency    int
+	// Purge limits, as NHN's defaults: paths per purge request (seq) and the
+	// per-appKey rate of purge requests.
+	PurgeItemBatch     int
+	PurgeWildcardBatch int
+	PurgeItemInterval  time.Duration
+	PurgeAllInterval   time.Duration
+	PurgeDeadline      time.Duration
+	// EdgePurgeConcurrency caps concurrent PURGE/BAN requests to one edge
+	// from one worker.
+	EdgePurgeConcurrency int
 	// AllowPrivateCallbacks lets distribution callbacks reach loopback and
 	// private addresses (tests and dev only).
 	AllowPrivateCallbacks bool
@@ -78,6 +88,12 @@ func Default() Config {
 		PrewarmAttemptTimeout: 10 * time.Second,
 		PrewarmConcurrency:    32,
 		DefaultOrigin:         "127.0.0.1:8090",
+		PurgeItemBatch:        200,
+		PurgeWildcardBatch:    10,
+		PurgeItemInterval:     time.Second,
+		PurgeAllInterval:      5 * time.Minute,
+		PurgeDeadline:         30 * time.Minute,
+		EdgePurgeConcurrency:  16,
 	}
 }
 
@@ -107,6 +123,12 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	num(fs, &c.PrewarmAttempts, "prewarm-attempts", "CDNFLOW_PREWARM_ATTEMPTS", "attempts per URL and edge")
 	dur(fs, &c.PrewarmAttemptTimeout, "prewarm-attempt-timeout", "CDNFLOW_PREWARM_ATTEMPT_TIMEOUT", "timeout of one prewarm GET")
 	num(fs, &c.PrewarmConcurrency, "prewarm-concurrency", "CDNFLOW_PREWARM_CONCURRENCY", "concurrent GETs per edge batch")
+	num(fs, &c.PurgeItemBatch, "purge-item-batch", "CDNFLOW_PURGE_ITEM_BATCH", "ITEM paths per purge seq (NHN: 200)")
+	num(fs, &c.PurgeWildcardBatch, "purge-wildcard-batch", "CDNFLOW_PURGE_WILDCARD_BATCH", "WILDCARD paths per purge seq (NHN: 10)")
+	dur(fs, &c.PurgeItemInterval, "purge-item-interval", "CDNFLOW_PURGE_ITEM_INTERVAL", "minimum time between ITEM/WILDCARD/TAG purge requests of one appKey (NHN: 1s)")
+	dur(fs, &c.PurgeAllInterval, "purge-all-interval", "CDNFLOW_PURGE_ALL_INTERVAL", "minimum time between ALL purges of one domain (NHN: 5m)")
+	dur(fs, &c.PurgeDeadline, "purge-deadline", "CDNFLOW_PURGE_DEADLINE", "how long a purge retries an unreachable edge")
+	num(fs, &c.EdgePurgeConcurrency, "edge-purge-concurrency", "CDNFLOW_EDGE_PURGE_CONCURRENCY", "concurrent PURGE/BAN requests per edge from one worker")
 	boolean(fs, &c.AllowPrivateCallbacks, "allow-private-callbacks", "CDNFLOW_ALLOW_PRIVATE_CALLBACKS", "let callbacks reach loopback/private addresses")
 	str(fs, &c.DefaultOrigin, "default-origin", "CDNFLOW_DEFAULT_ORIGIN", "host:port edges fetch from for hosts that match no distribution (dev starts a demo origin there; empty: such hosts get 404)")
 }
@@ -243,6 +265,9 @@ func (c Config) Validate() error {
 	}
 	if c.PrewarmAttempts < 1 {
 		return fmt.Errorf("prewarm-attempts must be at least 1")
+	}
+	if c.PurgeItemBatch < 1 || c.PurgeWildcardBatch < 1 || c.EdgePurgeConcurrency < 1 {
+		return fmt.Errorf("purge batch sizes and edge purge concurrency must be at least 1")
 	}
 	if c.PrewarmConcurrency < 1 {
 		return fmt.Errorf("prewarm-concurrency must be at least 1")

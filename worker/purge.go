@@ -1,7 +1,15 @@
 package worker
 
-import sdkworker "go.temporal.io/sdk/worker"
+import (
+	sdkworker "go.temporal.io/sdk/worker"
+
+	"github.com/cdnflow/cdnflow/activities"
+	"github.com/cdnflow/cdnflow/workflows"
+)
 
 func registerPurge(r sdkworker.Registry, d Deps) error {
+	r.RegisterWorkflow(workflows.PurgeWorkflow)
+	a := &activities.Purge{Inventory: d.Inventory, Edge: d.edgeClient(), Logger: d.Logger, PerEdge: d.Config.EdgePurgeConcurrency}
+	r.RegisterActivityWithOptions(a.PurgeEdge, activityName(workflows.ActivityPurgeEdge))
 	return nil
 }

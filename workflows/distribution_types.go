@@ -69,9 +69,11 @@ func (c DistributionConfig) Aliases() []string {
 
 // DistributionState is what QueryDistribution returns.
 type DistributionState struct {
-	AppKey     string             `json:"appKey"`
-	Domain     string             `json:"domain"`
-	Status     string             `json:"status"`
+	AppKey string `json:"appKey"`
+	Domain string `json:"domain"`
+	Status string `json:"status"`
+	// Seq is NHN's distributionSeq.
+	Seq        int64              `json:"seq,omitempty"`
 	Config     DistributionConfig `json:"config"`
 	CreateTime int64              `json:"createTime"` // epoch ms
 	DeleteTime int64              `json:"deleteTime,omitempty"`

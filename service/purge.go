@@ -1,0 +1,370 @@
+package service
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/cdnflow/cdnflow/workflows"
+)
+
+// Purge API limits.
+const (
+	MaxPurgePaths    = 20_000
+	MaxPurgePathLen  = 2048
+	maxPurgeListScan = 10_000
+)
+
+// PurgeRequest is the NHN v1.5 purge body; Soft is cdnflow's extension.
+type PurgeRequest struct {
+	Domain    string `json:"domain"`
+	PurgeType string `json:"purgeType"`
+	PurgeList string `json:"purgeList"`
+	Soft      bool   `json:"soft,omitempty"`
+}
+
+// Error kinds the HTTP layer maps to NHN resultCodes.
+var (
+	ErrRateLimited = errors.New("rate limited")
+)
+
+// PurgeResult is what POST /purges answers: NHN's first seq, and all seqs.
+type PurgeResult struct {
+	PurgeSeq  int64   `json:"purgeSeq"`
+	PurgeSeqs []int64 `json:"purgeSeqs"`
+}
+
+// SplitPurgeList validates a purge list and splits it into per-seq batches.
+func SplitPurgeList(purgeType, list string, itemBatch, wildcardBatch int) ([][]string, error) {
+	var paths []string
+	for _, p := range strings.Split(strings.ReplaceAll(list, "\r\n", "\n"), "\n") {
+		if p = strings.TrimSpace(p); p != "" {
+			paths = append(paths, p)
+		}
+	}
+	if len(paths) > MaxPurgePaths {
+		return nil, invalid("purgeList has %d entries; at most %d per request", len(paths), MaxPurgePaths)
+	}
+	batch := itemBatch
+	switch purgeType {
+	case workflows.PurgeAll:
+		return [][]string{nil}, nil
+	case workflows.PurgeItem, workflows.PurgeWildcard:
+		if purgeType == workflows.PurgeWildcard {
+			batch = wildcardBatch
+		}
+		if len(paths) == 0 {
+			return nil, invalid("purgeList must list at least one path for purgeType %s", purgeType)
+		}
+		for _, p := range paths {
+			if err := checkPurgePath(purgeType, p); err != nil {
+				return nil, err
+			}
+		}
+	case workflows.PurgeTag:
+		if len(paths) == 0 {
+			return nil, invalid("purgeList must list at least one tag for purgeType TAG")
+		}
+		for _, p := range paths {
+			if len(p) > 256 || strings.ContainsAny(p, " \t#\"") {
+				return nil, invalid("tag %q must be one token without spaces, '#' or quotes", p)
+			}
+		}
+	default:
+		return nil, invalid("purgeType must be ITEM, WILDCARD or ALL (or the extension TAG), not %q", purgeType)
+	}
+	var out [][]string
+	for len(paths) > 0 {
+		n := batch
+		if n > len(paths) {
+			n = len(paths)
+		}
+		out = append(out, paths[:n])
+		paths = paths[n:]
+	}
+	return out, nil
+}
+
+func checkPurgePath(purgeType, p string) error {
+	if !strings.HasPrefix(p, "/") {
+		return invalid("path %q must start with /", p)
+	}
+	if len(p) > MaxPurgePathLen {
+		return invalid("path %.40q... is longer than %d characters", p, MaxPurgePathLen)
+	}
+	if strings.ContainsAny(p, " \t\x00\\") {
+		return invalid("path %q must not contain spaces, backslashes or NUL", p)
+	}
+	star := strings.IndexByte(p, '*')
+	if purgeType == workflows.PurgeWildcard {
+		if star != len(p)-1 {
+			return invalid("WILDCARD path %q must end with * and have no other *", p)
+		}
+	}
+	return nil
+}
+
+// purgeLimiter enforces NHN's per-appKey purge rates in this API process.
+type purgeLimiter struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+var limiter = &purgeLimiter{last: map[string]time.Time{}}
+
+func (l *purgeLimiter) allow(key string, every time.Duration, now time.Time) bool {
+	if every <= 0 {
+		return true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if t, ok := l.last[key]; ok && now.Sub(t) < every {
+		return false
+	}
+	l.last[key] = now
+	return true
+}
+
+// StartPurge validates, rate-limits, splits and starts one purge workflow
+// per batch.
+func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeRequest) (PurgeResult, error) {
+	var res PurgeResult
+	domain := strings.ToLower(strings.TrimSpace(req.Domain))
+	if domain == "" {
+		return res, invalid("domain is required")
+	}
+	if len(domain) > 255 || !validHostname(domain) {
+		return res, invalid("domain %q is not a valid domain name", req.Domain)
+	}
+	purgeType := strings.ToUpper(strings.TrimSpace(req.PurgeType))
+	batches, err := SplitPurgeList(purgeType, req.PurgeList, s.Config.PurgeItemBatch, s.Config.PurgeWildcardBatch)
+	if err != nil {
+		return res, err
+	}
+	dist, err := s.DistributionByDomain(ctx, appKey, domain)
+	if err != nil {
+		return res, err
+	}
+	if req.Soft && purgeType != workflows.PurgeItem && purgeType != workflows.PurgeTag {
+		return res, invalid("soft purge applies to ITEM and TAG purges only")
+	}
+	key, every := appKey+"/items", s.Config.PurgeItemInterval
+	if purgeType == workflows.PurgeAll {
+		key, every = appKey+"/all/"+domain, s.Config.PurgeAllInterval
+	}
+	if !limiter.allow(key, every, time.Now()) {
+		return res, fmt.Errorf("%w: %s purges of this appKey are limited to one per %s", ErrRateLimited, purgeType, every)
+	}
+	edgeIDs := s.Inventory.IDs()
+	now := time.Now()
+	for _, paths := range batches {
+		seq, err := s.NextSeq(ctx, "purge")
+		if err != nil {
+			return res, err
+		}
+		pr := workflows.PurgeRequest{
+			AppKey: appKey, Domain: domain, Hosts: dist.Hosts(), Type: purgeType, Paths: paths,
+			Soft: req.Soft, Seq: seq, PurgeID: randomID(), EdgeIDs: edgeIDs,
+			Deadline: s.Config.PurgeDeadline, PurgeTime: now.UnixMilli(),
+		}
+		opts := client.StartWorkflowOptions{
+			ID:        purgeWorkflowID(appKey, seq),
+			TaskQueue: s.Config.TaskQueue,
+			TypedSearchAttributes: temporal.NewSearchAttributes(
+				workflows.KindAttr.ValueSet(workflows.KindPurge),
+				workflows.AppKeyAttr.ValueSet(appKey),
+				workflows.DomainAttr.ValueSet(domain),
+				workflows.PurgeTypeAttr.ValueSet(purgeType),
+				workflows.StatusAttr.ValueSet(workflows.PurgeRunning),
+				workflows.SeqAttr.ValueSet(seq),
+				workflows.CreatedAttr.ValueSet(now.UTC()),
+			),
+			// The list view reads these without querying each workflow.
+			Memo: map[string]any{
+				"purgeId":         pr.PurgeID,
+				"distributionSeq": dist.Seq,
+				"path":            strings.Join(paths, "\n"),
+				"purgeTime":       pr.PurgeTime,
+			},
+		}
+		if _, err := s.Temporal.ExecuteWorkflow(ctx, opts, workflows.PurgeWorkflow, pr); err != nil {
+			return res, fmt.Errorf("start purge seq %d: %w", seq, err)
+		}
+		res.PurgeSeqs = append(res.PurgeSeqs, seq)
+	}
+	res.PurgeSeq = res.PurgeSeqs[0]
+	return res, nil
+}
+
+func purgeWorkflowID(appKey string, seq int64) string {
+	return fmt.Sprintf("purge-%s-%d", appKey, seq)
+}
+
+func randomID() int64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return int64(binary.BigEndian.Uint64(b[:]) >> 33) // positive, fits NHN's int
+}
+
+// PurgeItem is one entry of the purge list (NHN field names).
+type PurgeItem struct {
+	Seq             int64  `json:"seq"`
+	DistributionSeq int64  `json:"distributionSeq"`
+	PurgeID         int64  `json:"purgeId"`
+	Progress        int    `json:"progress"`
+	PurgeTime       int64  `json:"purgeTime"`
+	LastCheckTime   int64  `json:"lastCheckTime"`
+	Type            string `json:"type"`
+	Path            string `json:"path"`
+	// cdnflow's: which edges have not confirmed yet, and why.
+	PendingEdges []workflows.PurgeEdgeState `json:"pendingEdges,omitempty"`
+}
+
+// PurgeList is the GET /purges answer.
+type PurgeList struct {
+	TotalItems int         `json:"totalItems"`
+	Purges     []PurgeItem `json:"purges"`
+}
+
+// ListPurges answers from visibility (filter, order, page) and, for purges
+// still running, from each workflow's query.
+func (s *Service) ListPurges(ctx context.Context, appKey, domain string, start, end *time.Time, page, perPage int) (PurgeList, error) {
+	out := PurgeList{Purges: []PurgeItem{}}
+	domain = strings.ToLower(strings.TrimSpace(domain))
+	if domain == "" {
+		return out, invalid("domain is required")
+	}
+	if !validHostname(domain) {
+		return out, invalid("domain %q is not a valid domain name", domain)
+	}
+	q := fmt.Sprintf("%s = '%s' AND %s = '%s' AND %s = '%s'",
+		workflows.KindAttr.GetName(), workflows.KindPurge,
+		workflows.AppKeyAttr.GetName(), escapeQuery(appKey),
+		workflows.DomainAttr.GetName(), domain)
+	if start != nil {
+		q += fmt.Sprintf(" AND %s >= '%s'", workflows.CreatedAttr.GetName(), start.UTC().Format(time.RFC3339Nano))
+	}
+	if end != nil {
+		q += fmt.Sprintf(" AND %s <= '%s'", workflows.CreatedAttr.GetName(), end.UTC().Format(time.RFC3339Nano))
+	}
+	type found struct {
+		item    PurgeItem
+		wfID    string
+		running bool
+		closeMS int64
+	}
+	var all []found
+	var token []byte
+	for {
+		resp, err := s.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 1000, NextPageToken: token})
+		if err != nil {
+			return out, fmt.Errorf("list purges: %w", err)
+		}
+		for _, ex := range resp.GetExecutions() {
+			f := found{wfID: ex.GetExecution().GetWorkflowId(), running: ex.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING}
+			f.item.Seq = seqOf(ex.GetSearchAttributes().GetIndexedFields()[workflows.SeqAttr.GetName()])
+			f.item.Type = keywordOf(ex.GetSearchAttributes().GetIndexedFields()[workflows.PurgeTypeAttr.GetName()])
+			status := keywordOf(ex.GetSearchAttributes().GetIndexedFields()[workflows.StatusAttr.GetName()])
+			memo := ex.GetMemo().GetFields()
+			_ = converter.GetDefaultDataConverter().FromPayload(memo["purgeId"], &f.item.PurgeID)
+			_ = converter.GetDefaultDataConverter().FromPayload(memo["distributionSeq"], &f.item.DistributionSeq)
+			_ = converter.GetDefaultDataConverter().FromPayload(memo["path"], &f.item.Path)
+			_ = converter.GetDefaultDataConverter().FromPayload(memo["purgeTime"], &f.item.PurgeTime)
+			if ct := ex.GetCloseTime(); ct != nil {
+				f.closeMS = ct.AsTime().UnixMilli()
+			}
+			if status == workflows.PurgeDone {
+				f.item.Progress = 100
+				f.item.LastCheckTime = f.closeMS
+			}
+			all = append(all, f)
+			if len(all) >= maxPurgeListScan {
+				break
+			}
+		}
+		token = resp.GetNextPageToken()
+		if len(token) == 0 || len(all) >= maxPurgeListScan {
+			break
+		}
+	}
+	// SQLite visibility has no ORDER BY: newest first is done here.
+	sort.Slice(all, func(i, j int) bool { return all[i].item.Seq > all[j].item.Seq })
+	out.TotalItems = len(all)
+	from := (page - 1) * perPage
+	for i := from; i < len(all) && i < from+perPage; i++ {
+		f := all[i]
+		if f.item.Progress < 100 {
+			if st, err := s.purgeStatus(ctx, f.wfID); err == nil {
+				f.item.Progress = st.Progress
+				f.item.LastCheckTime = st.LastCheckTime
+				for _, e := range st.Edges {
+					if !e.Confirmed {
+						f.item.PendingEdges = append(f.item.PendingEdges, e)
+					}
+				}
+				if f.running {
+					s.fillEdgeErrors(ctx, f.wfID, f.item.PendingEdges)
+				}
+			}
+		}
+		out.Purges = append(out.Purges, f.item)
+	}
+	return out, nil
+}
+
+func (s *Service) purgeStatus(ctx context.Context, wfID string) (workflows.PurgeStatus, error) {
+	var st workflows.PurgeStatus
+	v, err := s.Temporal.QueryWorkflow(ctx, wfID, "", workflows.QueryPurgeStatus)
+	if err != nil {
+		return st, err
+	}
+	return st, v.Get(&st)
+}
+
+// fillEdgeErrors adds the last failure of each edge's retrying activity, so
+// the list says why an edge is behind.
+func (s *Service) fillEdgeErrors(ctx context.Context, wfID string, edges []workflows.PurgeEdgeState) {
+	desc, err := s.Temporal.DescribeWorkflowExecution(ctx, wfID, "")
+	if err != nil {
+		return
+	}
+	for _, pa := range desc.GetPendingActivities() {
+		msg := pa.GetLastFailure().GetMessage()
+		for i := range edges {
+			if edges[i].Error == "" && msg != "" && strings.Contains(msg, edges[i].EdgeID) {
+				edges[i].Error = msg
+			}
+		}
+	}
+}
+
+func escapeQuery(s string) string { return strings.ReplaceAll(s, "'", "") }
+
+func seqOf(p *commonpb.Payload) int64 {
+	var v int64
+	if p != nil {
+		_ = converter.GetDefaultDataConverter().FromPayload(p, &v)
+	}
+	return v
+}
+
+func keywordOf(p *commonpb.Payload) string {
+	var v string
+	if p != nil {
+		_ = converter.GetDefaultDataConverter().FromPayload(p, &v)
+	}
+	return v
+}
