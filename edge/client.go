@@ -12,8 +12,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cdnflow/cdnflow/inventory"
@@ -35,6 +37,36 @@ type Client struct {
 	opts  Options
 	plain *http.Client
 	tls   *http.Transport
+
+	mu sync.Mutex
+	// bySNI holds one HTTPS client per server name: a transport pools
+	// connections by address only, and a connection made for one SNI must
+	// not carry requests for another name.
+	bySNI map[string]*http.Client
+}
+
+// maxSNIClients bounds bySNI; past it the oldest idle connections are
+// closed and the map starts over, so a run over many domains cannot grow
+// file descriptors without limit.
+const maxSNIClients = 256
+
+func (c *Client) tlsClient(sni string) *http.Client {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if hc, ok := c.bySNI[sni]; ok {
+		return hc
+	}
+	if c.bySNI == nil || len(c.bySNI) >= maxSNIClients {
+		for _, old := range c.bySNI {
+			old.CloseIdleConnections()
+		}
+		c.bySNI = make(map[string]*http.Client)
+	}
+	tr := c.tls.Clone()
+	tr.TLSClientConfig.ServerName = sni
+	hc := &http.Client{Transport: tr, CheckRedirect: c.plain.CheckRedirect}
+	c.bySNI[sni] = hc
+	return hc
 }
 
 // NewClient builds a client with pooled connections per edge.
@@ -99,10 +131,18 @@ func (e *StatusError) Error() string {
 	return fmt.Sprintf("edge answered HTTP %d", e.Code)
 }
 
+// ErrInvalidRequest wraps requests the client refuses to send.
+var ErrInvalidRequest = errors.New("invalid edge request")
+
 // IsRetryable: connection failures, timeouts and 5xx may pass; 4xx and
 // "not cacheable" will not change on retry.
 func IsRetryable(err error) bool {
 	if err == nil {
+		return false
+	}
+	// The caller gave up (a per-request timeout is a deadline instead), or
+	// the request can never be sent.
+	if errors.Is(err, context.Canceled) || errors.Is(err, ErrInvalidRequest) {
 		return false
 	}
 	var se *StatusError
@@ -114,26 +154,29 @@ func IsRetryable(err error) bool {
 
 func (c *Client) do(ctx context.Context, e inventory.Edge, method, scheme, host, path string, header http.Header, timeout time.Duration) (*http.Response, error) {
 	if path == "" || path[0] != '/' {
-		return nil, fmt.Errorf("path %q must start with /", path)
+		return nil, fmt.Errorf("%w: path %q must start with /", ErrInvalidRequest, path)
 	}
 	if timeout == 0 {
 		timeout = c.opts.Timeout
 	}
+	switch scheme {
+	case "", "http", "https":
+	default:
+		return nil, fmt.Errorf("%w: scheme %q (valid: http, https)", ErrInvalidRequest, scheme)
+	}
 	addr, hc := e.Address, c.plain
 	if scheme == "https" {
 		if e.HTTPSAddress == "" {
-			return nil, fmt.Errorf("edge %s has no HTTPS address", e.ID)
+			return nil, fmt.Errorf("%w: edge %s has no HTTPS address", ErrInvalidRequest, e.ID)
 		}
 		addr = e.HTTPSAddress
-		tr := c.tls.Clone()
-		tr.TLSClientConfig.ServerName = hostOnly(host)
-		hc = &http.Client{Transport: tr, CheckRedirect: c.plain.CheckRedirect}
+		hc = c.tlsClient(hostOnly(host))
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	req, err := http.NewRequestWithContext(ctx, method, schemeOr(scheme)+"://"+addr+path, nil)
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("build request: %w", err)
+		return nil, fmt.Errorf("%w: %s %s: %v", ErrInvalidRequest, method, path, err)
 	}
 	req.Host = host
 	for k, v := range header {
@@ -204,8 +247,8 @@ func (c *Client) Purge(ctx context.Context, e inventory.Edge, host, path string,
 // PurgeTag evicts every object of host tagged with the surrogate key tag and
 // returns how many objects the edge dropped.
 func (c *Client) PurgeTag(ctx context.Context, e inventory.Edge, host, tag string, soft bool) (int, error) {
-	if tag == "" || strings.ContainsAny(tag, " \t\r\n") {
-		return 0, fmt.Errorf("tag %q must be one non-empty token", tag)
+	if tag == "" || strings.ContainsAny(tag, " \t\r\n,") {
+		return 0, fmt.Errorf("%w: tag %q must be one token without white space or commas", ErrInvalidRequest, tag)
 	}
 	h := http.Header{"X-Purge-Tag": {tag}}
 	if soft {
@@ -247,29 +290,21 @@ func (c *Client) expectOK(ctx context.Context, e inventory.Edge, method, host, p
 	return resp, nil
 }
 
-// PrefixRegex turns a URL prefix into an anchored regex that matches it
-// literally. Special characters become one-character classes rather than
-// backslash escapes, because the ban expression parser treats backslashes
-// in quoted strings as its own escapes.
+// PrefixRegex turns a URL prefix into the anchored PCRE the edge's BAN
+// expects: "/img/" becomes "^/img/", "/v1.2/" becomes "^/v1\.2/". The edge
+// refuses white space and double quotes in ban arguments (they would split
+// or re-quote the ban expression), so prefixes with them are rejected here
+// with a clearer message; URLs carry those characters percent-encoded.
 func PrefixRegex(prefix string) (string, error) {
 	if !strings.HasPrefix(prefix, "/") {
-		return "", fmt.Errorf("prefix %q must start with /", prefix)
+		return "", fmt.Errorf("%w: ban prefix %q must start with /", ErrInvalidRequest, prefix)
 	}
-	var b strings.Builder
-	b.WriteByte('^')
 	for _, r := range prefix {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', strings.ContainsRune("/-_~%=&,;:@!'", r):
-			b.WriteRune(r)
-		case strings.ContainsRune(".+*?()[{}|$", r):
-			b.WriteString("[" + string(r) + "]")
-		case r == ']':
-			b.WriteString("[]]")
-		default:
-			return "", fmt.Errorf("prefix %q has a character (%q) that cannot be matched safely", prefix, r)
+		if r <= ' ' || r == '"' || r == 0x7f {
+			return "", fmt.Errorf("%w: ban prefix %q contains %q; percent-encode it as in the URL", ErrInvalidRequest, prefix, r)
 		}
 	}
-	return b.String(), nil
+	return "^" + regexp.QuoteMeta(prefix), nil
 }
 
 func schemeOr(s string) string {

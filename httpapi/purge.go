@@ -95,9 +95,13 @@ func nhnServiceError(err error) error {
 	case errors.As(err, &ve):
 		return nhnError(NHNInvalidParameter, ve.Msg)
 	case errors.Is(err, service.ErrUnknownDomain):
-		return nhnError(NHNNotFound, "unknown domain: no distribution of this appKey serves it")
+		return nhnError(NHNNotFound, "unknown domain: no distribution of this appKey has it ("+err.Error()+")")
 	case errors.Is(err, service.ErrRateLimited):
 		return nhnError(NHNRateLimited, err.Error())
+	case errors.Is(err, service.ErrInvalidState):
+		return nhnError(NHNInvalidState, err.Error())
+	case errors.Is(err, service.ErrInProgress):
+		return nhnError(NHNOperationInFlight, err.Error())
 	}
 	return err
 }

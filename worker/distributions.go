@@ -1,7 +1,21 @@
 package worker
 
-import sdkworker "go.temporal.io/sdk/worker"
+import (
+	sdkworker "go.temporal.io/sdk/worker"
+
+	"github.com/cdnflow/cdnflow/activities"
+	"github.com/cdnflow/cdnflow/workflows"
+)
 
 func registerDistributions(r sdkworker.Registry, d Deps) error {
+	r.RegisterWorkflow(workflows.DistributionWorkflow)
+	r.RegisterWorkflow(workflows.EdgeReconcilerWorkflow)
+	a := &activities.Distribution{
+		Temporal: d.Temporal, TaskQueue: d.Config.TaskQueue, Inventory: d.Inventory,
+		DefaultOrigin: d.Config.DefaultOrigin, AllowPrivateCallbacks: d.Config.AllowPrivateCallbacks, Logger: d.Logger,
+	}
+	r.RegisterActivityWithOptions(a.RequestEdgeApply, activityName(workflows.ActivityRequestEdgeApply))
+	r.RegisterActivityWithOptions(a.ApplyEdgeVCL, activityName(workflows.ActivityApplyEdgeVCL))
+	r.RegisterActivityWithOptions(a.DistributionCallback, activityName(workflows.ActivityCallback))
 	return nil
 }

@@ -27,10 +27,13 @@ type Deps struct {
 	// from Config; tests and benchmarks may share their own.
 	Edge     *edge.Client
 	Payloads payload.Store
+	// Temporal lets activities start and signal workflows (set by New).
+	Temporal client.Client
 }
 
 // New creates a worker with everything registered; the caller runs it.
 func New(c client.Client, d Deps) (sdkworker.Worker, error) {
+	d.Temporal = c
 	w := sdkworker.New(c, d.Config.TaskQueue, sdkworker.Options{
 		// Activities stop heartbeating when the process is told to stop; give
 		// them a moment to record progress so a restart resumes from there.

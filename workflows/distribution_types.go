@@ -79,6 +79,15 @@ type DistributionState struct {
 	DeleteTime int64              `json:"deleteTime,omitempty"`
 	// LastError says why the distribution is in ERROR.
 	LastError string `json:"lastError,omitempty"`
+	// Callbacks are the latest lifecycle notifications and their outcome.
+	Callbacks []CallbackResult `json:"callbacks,omitempty"`
+}
+
+// CallbackResult records one callback delivery.
+type CallbackResult struct {
+	Status string `json:"status"`
+	OK     bool   `json:"ok"`
+	Error  string `json:"error,omitempty"`
 }
 
 // Hosts are the Host names edges serve the distribution under.

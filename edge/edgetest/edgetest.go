@@ -1,4 +1,5 @@
-// Package edgetest starts real varnishd edges on loopback for tests.
+// Package edgetest starts real varnishd edges on loopback for tests of any
+// package. It is not a _test file so other packages' tests can import it.
 package edgetest
 
 import (
@@ -8,9 +9,12 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/cdnflow/cdnflow/edge/varnishadm"
 	"github.com/cdnflow/cdnflow/edge/varnishd"
 	"github.com/cdnflow/cdnflow/edge/vcl"
 	"github.com/cdnflow/cdnflow/inventory"
@@ -23,20 +27,25 @@ type RunningEdge struct {
 	opts    varnishd.Options
 }
 
-// RequireVarnish fails under CI=true and skips elsewhere when varnishd is
-// missing, so a CI run never passes by skipping the real edges.
+// RequireVarnish fails the test under CI=true and skips it elsewhere when
+// varnishd is missing, so a CI run can never pass by skipping real edges.
 func RequireVarnish(t testing.TB) {
 	t.Helper()
 	if _, err := varnishd.Binary(); err != nil {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("%v (CI=true: the tests need real edges)", err)
+			t.Fatalf("%v (CI=true: these tests need real edges)", err)
 		}
-		t.Skipf("%v", err)
+		t.Skipf("skipping: %v", err)
 	}
 }
 
-// StartEdges starts n edges, each with the VCL cfg(id) renders, and stops
-// them when the test ends. Ids are TST01-C1, TST02-C1, ...
+// startAttempts covers the window in which a port FreeLoopbackAddr found
+// is taken by another test before varnishd binds it.
+const startAttempts = 3
+
+// StartEdges starts n edges in parallel, each with the VCL cfg(id)
+// renders, in t.TempDir(), and stops them when the test ends. Ids are
+// TST01-C1, TST02-C1, ...; region us, country united_states.
 func StartEdges(t testing.TB, n int, cfg func(id string) vcl.Config) []*RunningEdge {
 	t.Helper()
 	RequireVarnish(t)
@@ -44,58 +53,68 @@ func StartEdges(t testing.TB, n int, cfg func(id string) vcl.Config) []*RunningE
 	edges := make([]*RunningEdge, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
-	for i := 0; i < n; i++ {
+	for i := range n {
 		id := fmt.Sprintf("TST%02d-C1", i+1)
-		httpAddr, err := varnishd.FreeLoopbackAddr()
-		if err != nil {
-			t.Fatal(err)
-		}
-		adminAddr, err := varnishd.FreeLoopbackAddr()
-		if err != nil {
-			t.Fatal(err)
-		}
 		src, err := vcl.Render(cfg(id))
 		if err != nil {
 			t.Fatalf("render vcl for %s: %v", id, err)
 		}
-		opts := varnishd.Options{
+		e := &RunningEdge{opts: varnishd.Options{
 			Name:       id,
 			WorkDir:    filepath.Join(dir, id),
-			ListenAddr: httpAddr,
-			AdminAddr:  adminAddr,
 			SecretFile: filepath.Join(dir, id+".secret"),
 			VCL:        src,
-			StorageMB:  64,
-			Logger:     zaptest.NewLogger(t).Named(id),
-		}
-		edges[i] = &RunningEdge{
-			Edge: inventory.Edge{
-				ID: id, Region: "us", Country: "united_states", Kind: inventory.KindVarnish,
-				Address: httpAddr, AdminAddress: adminAddr, SecretFile: opts.SecretFile,
-			},
-			opts: opts,
-		}
+			StorageMB:  32,
+			// Tests start many edges at once; keep each small and allow
+			// for slow VCL compiles on a busy machine.
+			Params:       map[string]string{"thread_pool_min": "10", "thread_pools": "1"},
+			ReadyTimeout: 60 * time.Second,
+			Logger:       zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Named(id),
+		}}
+		edges[i] = e
 		wg.Add(1)
-		go func(i int) {
+		go func() {
 			defer wg.Done()
-			edges[i].Process, errs[i] = varnishd.Start(context.Background(), opts)
-		}(i)
+			errs[i] = e.start()
+		}()
 	}
 	wg.Wait()
 	for i, e := range edges {
 		if e.Process != nil {
-			p := e
-			t.Cleanup(func() { _ = p.Process.Stop(context.Background()) })
+			p := e.Process
+			t.Cleanup(func() { _ = p.Stop(context.Background()) })
 		}
 		if errs[i] != nil {
-			t.Fatalf("start edge %s: %v", e.Edge.ID, errs[i])
+			t.Fatalf("start edge %s: %v", e.opts.Name, errs[i])
 		}
 	}
 	return edges
 }
 
-// Restart starts a stopped edge again on the same addresses and workdir
-// (the cache is empty afterwards, as after a real crash).
+func (e *RunningEdge) start() error {
+	var err error
+	for range startAttempts {
+		if e.opts.ListenAddr, err = varnishd.FreeLoopbackAddr(); err != nil {
+			return err
+		}
+		if e.opts.AdminAddr, err = varnishd.FreeLoopbackAddr(); err != nil {
+			return err
+		}
+		var p *varnishd.Process
+		if p, err = varnishd.Start(context.Background(), e.opts); err == nil {
+			e.Process = p
+			e.Edge = inventory.Edge{
+				ID: e.opts.Name, Region: "us", Country: "united_states", Kind: inventory.KindVarnish,
+				Address: e.opts.ListenAddr, AdminAddress: e.opts.AdminAddr, SecretFile: e.opts.SecretFile,
+			}
+			return nil
+		}
+	}
+	return err
+}
+
+// Restart starts a stopped (or running) edge again on the same addresses
+// and work dir; the cache is empty afterwards, as after a real crash.
 func (e *RunningEdge) Restart(t testing.TB) {
 	t.Helper()
 	if e.Process != nil && !e.Process.Exited() {
@@ -107,4 +126,27 @@ func (e *RunningEdge) Restart(t testing.TB) {
 	}
 	e.Process = p
 	t.Cleanup(func() { _ = p.Stop(context.Background()) })
+}
+
+// Admin opens an authenticated CLI connection, closed when the test ends.
+func (e *RunningEdge) Admin(t testing.TB) *varnishadm.Conn {
+	t.Helper()
+	c, err := varnishadm.DialSecretFile(context.Background(), e.Edge.AdminAddress, e.Edge.SecretFile)
+	if err != nil {
+		t.Fatalf("admin %s: %v", e.Edge.ID, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// LoadVCL renders cfg and makes it the edge's active VCL under name.
+func (e *RunningEdge) LoadVCL(t testing.TB, name string, cfg vcl.Config) {
+	t.Helper()
+	src, err := vcl.Render(cfg)
+	if err != nil {
+		t.Fatalf("render vcl for %s: %v", e.Edge.ID, err)
+	}
+	if err := e.Admin(t).Reload(context.Background(), name, src); err != nil {
+		t.Fatalf("load vcl on %s: %v", e.Edge.ID, err)
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -52,6 +53,13 @@ type Conn struct {
 	r    *bufio.Reader
 	// Banner is the greeting after authentication.
 	Banner string
+	// broken is the I/O error that desynchronised the session.
+	broken error
+}
+
+func (c *Conn) fail(err error) {
+	c.broken = err
+	_ = c.conn.Close()
 }
 
 // DialSecretFile reads the secret from path and dials addr.
@@ -184,14 +192,20 @@ func (c *Conn) doHeredoc(ctx context.Context, args []string, doc string) (string
 func (c *Conn) send(ctx context.Context, name, wire string) (string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.broken != nil {
+		return "", fmt.Errorf("varnish cli %s: connection unusable after earlier error: %w", name, c.broken)
+	}
 	if err := c.setDeadline(ctx, 60*time.Second); err != nil {
 		return "", err
 	}
 	if _, err := io.WriteString(c.conn, wire); err != nil {
+		c.fail(err)
 		return "", fmt.Errorf("varnish cli %s: write: %w", name, err)
 	}
 	status, body, err := c.read()
 	if err != nil {
+		// A half-read answer would be taken for the next command's.
+		c.fail(err)
 		return "", fmt.Errorf("varnish cli %s: %w", name, err)
 	}
 	if status != StatusOK {
@@ -263,27 +277,58 @@ func (c *Conn) VCLDiscard(ctx context.Context, name string) error {
 	return err
 }
 
-// VCLInfo is one line of vcl.list.
+// VCLInfo is one entry of vcl.list.
 type VCLInfo struct {
-	Name   string
-	Status string // active, available, discarded
-	State  string // auto, warm, cold
+	Name string
+	// Status is "active", "available" or "discarded".
+	Status string
+	// State is "auto", "warm", "cold" or "label".
+	State string
+	// Temperature is "init", "cold", "warm", "busy" or "cooling".
+	Temperature string
+	// Busy counts requests and objects still using the VCL.
+	Busy int
+	// LabelOf names the VCL a label points to.
+	LabelOf string
 }
 
-// VCLList lists loaded VCLs.
+// VCLList lists loaded VCLs. It asks for JSON because the text columns
+// changed between Varnish releases.
 func (c *Conn) VCLList(ctx context.Context) ([]VCLInfo, error) {
-	body, err := c.Do(ctx, "vcl.list")
+	body, err := c.Do(ctx, "vcl.list", "-j")
 	if err != nil {
 		return nil, err
 	}
-	var out []VCLInfo
-	for _, line := range strings.Split(body, "\n") {
-		f := strings.Fields(line)
-		// "active   auto/warm   0 boot" (7.x); labels add "->" columns.
-		if len(f) < 4 {
-			continue
+	return parseVCLList(body)
+}
+
+func parseVCLList(body string) ([]VCLInfo, error) {
+	var top []json.RawMessage
+	if err := json.Unmarshal([]byte(body), &top); err != nil {
+		return nil, fmt.Errorf("parse vcl.list -j: %w", err)
+	}
+	if len(top) < 3 {
+		return nil, fmt.Errorf("parse vcl.list -j: %d elements, want at least 3", len(top))
+	}
+	out := make([]VCLInfo, 0, len(top)-3)
+	for _, raw := range top[3:] {
+		var e struct {
+			Name        string `json:"name"`
+			Status      string `json:"status"`
+			State       string `json:"state"`
+			Temperature string `json:"temperature"`
+			Busy        int    `json:"busy"`
+			Label       *struct {
+				Name string `json:"name"`
+			} `json:"label"`
 		}
-		info := VCLInfo{Status: f[0], State: f[1], Name: f[3]}
+		if err := json.Unmarshal(raw, &e); err != nil {
+			return nil, fmt.Errorf("parse vcl.list -j entry: %w", err)
+		}
+		info := VCLInfo{Name: e.Name, Status: e.Status, State: e.State, Temperature: e.Temperature, Busy: e.Busy}
+		if e.Label != nil {
+			info.LabelOf = e.Label.Name
+		}
 		out = append(out, info)
 	}
 	return out, nil
@@ -322,7 +367,7 @@ func (c *Conn) Reload(ctx context.Context, name, src string) error {
 		return fmt.Errorf("list vcl: %w", err)
 	}
 	for _, v := range list {
-		if v.Name != name && v.Status == "available" && strings.HasPrefix(v.Name, ManagedPrefix) {
+		if v.Name != name && v.Status == "available" && v.State != "label" && strings.HasPrefix(v.Name, ManagedPrefix) {
 			if err := c.VCLDiscard(ctx, v.Name); err != nil {
 				return fmt.Errorf("discard vcl %s: %w", v.Name, err)
 			}

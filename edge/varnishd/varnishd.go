@@ -3,17 +3,18 @@
 package varnishd
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,52 +26,70 @@ import (
 	"github.com/cdnflow/cdnflow/edge/varnishadm"
 )
 
-// ErrNotInstalled means there is no varnishd on PATH.
-var ErrNotInstalled = errors.New(`varnishd not found: install it with "sudo apt-get install -y varnish varnish-modules" (or run "make deps")`)
+// ErrNotInstalled means there is no varnishd binary.
+var ErrNotInstalled = errors.New(`varnishd not found: install it with "sudo apt-get install -y varnish varnish-modules"`)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultStorageMB    = 256
+	DefaultReadyTimeout = 10 * time.Second
+	// stopGrace is how long Stop waits after SIGTERM before SIGKILL.
+	stopGrace = 5 * time.Second
+	// outputCap bounds the varnishd output kept for error messages.
+	outputCap = 64 << 10
+)
 
 // Options describe one edge process.
 type Options struct {
 	// Name is the edge id; varnishd reports it as server.identity (-i).
 	Name string
-	// WorkDir is varnishd's -n directory; created if missing.
+	// WorkDir is varnishd's -n directory; created if missing and made
+	// absolute. The initial VCL is written there too.
 	WorkDir    string
 	ListenAddr string
 	AdminAddr  string
-	// SecretFile is the CLI secret (-S); created with random bytes if absent.
+	// SecretFile is the CLI secret (-S); created with random content and
+	// mode 0600 if absent.
 	SecretFile string
-	// VCL is the initial configuration.
-	VCL       string
+	// VCL is the initial configuration source.
+	VCL string
+	// StorageMB sizes the malloc storage (default DefaultStorageMB).
 	StorageMB int
-	Params    map[string]string
-	Logger    *zap.Logger
+	// Params are extra -p name=value runtime parameters.
+	Params map[string]string
+	// ReadyTimeout bounds the wait for the admin and HTTP ports
+	// (default DefaultReadyTimeout).
+	ReadyTimeout time.Duration
+	Logger       *zap.Logger
 }
 
 // Process is a running varnishd.
 type Process struct {
-	opts   Options
-	cmd    *exec.Cmd
-	done   chan struct{}
-	err    error
-	mu     sync.Mutex
-	output strings.Builder
+	opts Options
+	pid  int
+	done chan struct{}
+	err  error // set before done is closed
+	out  *outputLog
 }
 
-// Binary returns the varnishd path or ErrNotInstalled.
+// Binary returns the varnishd path or ErrNotInstalled. Debian installs it
+// in /usr/sbin, which is not on every user's PATH.
 func Binary() (string, error) {
-	p, err := exec.LookPath("varnishd")
-	if err != nil {
-		for _, c := range []string{"/usr/sbin/varnishd", "/usr/local/sbin/varnishd"} {
-			if _, statErr := os.Stat(c); statErr == nil {
-				return c, nil
-			}
-		}
-		return "", ErrNotInstalled
+	if p, err := exec.LookPath("varnishd"); err == nil {
+		return p, nil
 	}
-	return p, nil
+	for _, p := range []string{"/usr/sbin/varnishd", "/usr/local/sbin/varnishd"} {
+		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", ErrNotInstalled
 }
 
-// Start launches varnishd in the foreground as a child and waits until both
-// its admin and HTTP ports answer.
+// Start launches varnishd in the foreground (-F) as a child process and
+// waits until its admin port answers ping with the cache child running and
+// its HTTP port accepts connections. On failure the process is stopped and
+// the error includes what varnishd printed.
 func Start(ctx context.Context, o Options) (*Process, error) {
 	bin, err := Binary()
 	if err != nil {
@@ -79,155 +98,159 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
-	if o.StorageMB == 0 {
-		o.StorageMB = 256
+	if o.StorageMB <= 0 {
+		o.StorageMB = DefaultStorageMB
+	}
+	if o.ReadyTimeout <= 0 {
+		o.ReadyTimeout = DefaultReadyTimeout
+	}
+	if o.ListenAddr == "" || o.AdminAddr == "" || o.WorkDir == "" {
+		return nil, errors.New("varnishd: WorkDir, ListenAddr and AdminAddr are required")
 	}
 	if o.WorkDir, err = filepath.Abs(o.WorkDir); err != nil {
-		return nil, fmt.Errorf("workdir: %w", err)
+		return nil, fmt.Errorf("varnishd workdir: %w", err)
 	}
 	if err := os.MkdirAll(o.WorkDir, 0o755); err != nil {
-		return nil, fmt.Errorf("create workdir: %w", err)
+		return nil, fmt.Errorf("create varnishd workdir: %w", err)
 	}
-	if err := ensureSecret(o.SecretFile); err != nil {
+	if err := EnsureSecret(o.SecretFile); err != nil {
 		return nil, err
 	}
 	vclPath := filepath.Join(o.WorkDir, "boot.vcl")
 	if err := os.WriteFile(vclPath, []byte(o.VCL), 0o644); err != nil {
-		return nil, fmt.Errorf("write vcl: %w", err)
+		return nil, fmt.Errorf("write boot vcl: %w", err)
 	}
-	args := []string{
+	cmd := exec.Command(bin, args(o, vclPath)...)
+	p := &Process{opts: o, done: make(chan struct{}), out: &outputLog{logger: o.Logger}}
+	cmd.Stdout = p.out
+	cmd.Stderr = p.out
+	// The cache child inherits the output pipe; do not hang on it if the
+	// manager is killed first.
+	cmd.WaitDelay = 2 * time.Second
+	// Own process group: a Ctrl-C in cdnflow's terminal lets cdnflow stop
+	// its edges in order. Pdeathsig stops them if cdnflow dies instead.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+
+	started := make(chan error, 1)
+	go func() {
+		// Pdeathsig fires when the OS thread that forked the child exits,
+		// not the process: keep this thread until varnishd is gone.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		p.pid = cmd.Process.Pid
+		started <- nil
+		p.err = cmd.Wait()
+		p.out.flush()
+		close(p.done)
+	}()
+	if err := <-started; err != nil {
+		return nil, fmt.Errorf("start varnishd %s: %w", o.Name, err)
+	}
+	if err := p.waitReady(ctx); err != nil {
+		_ = p.Stop(context.Background())
+		return nil, fmt.Errorf("varnishd %s not ready: %w\nvarnishd output:\n%s", o.Name, err, p.Output())
+	}
+	return p, nil
+}
+
+func args(o Options, vclPath string) []string {
+	a := []string{
 		"-F",
 		"-n", o.WorkDir,
 		"-a", o.ListenAddr,
 		"-T", o.AdminAddr,
 		"-S", o.SecretFile,
 		"-f", vclPath,
-		"-s", fmt.Sprintf("malloc,%dm", o.StorageMB),
-		// Bans are evaluated by the lurker soon after they are added, so
-		// ban lists stay short on busy test and dev edges.
-		"-p", "ban_lurker_sleep=0.01",
-		"-p", "ban_lurker_age=0",
+		"-s", "malloc," + strconv.Itoa(o.StorageMB) + "m",
 	}
 	if o.Name != "" {
-		args = append(args, "-i", o.Name)
+		a = append(a, "-i", o.Name)
 	}
 	if os.Geteuid() == 0 {
-		// As root varnishd would drop to its own users, which cannot read
-		// files in a caller's temp dir; no jail keeps everything readable.
-		args = append(args, "-j", "none")
+		// As root varnishd drops to its own users, which cannot read files
+		// in a caller's private temp dir.
+		a = append(a, "-j", "none")
 	}
-	for k, v := range o.Params {
-		args = append(args, "-p", k+"="+v)
+	names := make([]string, 0, len(o.Params))
+	for k := range o.Params {
+		names = append(names, k)
 	}
-	cmd := exec.Command(bin, args...)
-	// Own process group: a Ctrl-C in the terminal reaches cdnflow, which
-	// then stops its edges in order instead of all dying at once.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	p := &Process{opts: o, cmd: cmd, done: make(chan struct{})}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, fmt.Errorf("varnishd stdout: %w", err)
+	sort.Strings(names) // stable command lines in logs
+	for _, k := range names {
+		a = append(a, "-p", k+"="+o.Params[k])
 	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start varnishd: %w", err)
-	}
-	go p.pump(stdout)
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	if err := p.waitReady(ctx, 20*time.Second); err != nil {
-		_ = p.Stop(context.Background())
-		return nil, fmt.Errorf("varnishd %s not ready: %w\n%s", o.Name, err, p.Output())
-	}
-	return p, nil
+	return a
 }
 
-func (p *Process) pump(r io.Reader) {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		line := sc.Text()
-		p.mu.Lock()
-		if p.output.Len() < 64<<10 {
-			p.output.WriteString(line + "\n")
-		}
-		p.mu.Unlock()
-		p.opts.Logger.Debug("varnishd", zap.String("line", line))
-	}
-}
-
-// Output is what varnishd printed so far (capped).
-func (p *Process) Output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.output.String()
-}
-
-// Options returns what the process was started with.
-func (p *Process) Options() Options { return p.opts }
-
-func (p *Process) waitReady(ctx context.Context, limit time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, limit)
+func (p *Process) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, p.opts.ReadyTimeout)
 	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
 	var last error
 	for {
 		select {
 		case <-p.done:
 			return fmt.Errorf("varnishd exited: %v", p.err)
 		case <-ctx.Done():
-			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
-		case <-time.After(50 * time.Millisecond):
+			return fmt.Errorf("%w (last check: %v)", ctx.Err(), last)
+		case <-tick.C:
 		}
-		conn, err := varnishadm.DialSecretFile(ctx, p.opts.AdminAddr, p.opts.SecretFile)
-		if err != nil {
-			last = err
-			continue
+		if last = p.check(ctx); last == nil {
+			return nil
 		}
-		err = conn.Ping(ctx)
-		if err == nil {
-			// The child (cache process) answers HTTP only once it runs.
-			var st string
-			st, err = conn.Do(ctx, "status")
-			if err == nil && !strings.Contains(st, "running") {
-				err = fmt.Errorf("child %s", strings.TrimSpace(st))
-			}
-		}
-		conn.Close()
-		if err != nil {
-			last = err
-			continue
-		}
-		hc, err := net.DialTimeout("tcp", p.opts.ListenAddr, time.Second)
-		if err != nil {
-			last = err
-			continue
-		}
-		hc.Close()
-		return nil
 	}
 }
 
-// Stop terminates varnishd (SIGTERM, then SIGKILL after a grace period) and
-// waits until it is reaped.
-func (p *Process) Stop(ctx context.Context) error {
-	select {
-	case <-p.done:
-		return nil
-	default:
+func (p *Process) check(ctx context.Context) error {
+	conn, err := varnishadm.DialSecretFile(ctx, p.opts.AdminAddr, p.opts.SecretFile)
+	if err != nil {
+		return err
 	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
-	grace := time.NewTimer(5 * time.Second)
+	defer conn.Close()
+	if err := conn.Ping(ctx); err != nil {
+		return err
+	}
+	// The manager answers before the cache child serves HTTP.
+	st, err := conn.Do(ctx, "status")
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(st, "running") {
+		return fmt.Errorf("child %s", strings.TrimSpace(st))
+	}
+	hc, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", p.opts.ListenAddr)
+	if err != nil {
+		return err
+	}
+	return hc.Close()
+}
+
+// Stop sends SIGTERM, waits up to a grace period (or until ctx ends), then
+// SIGKILLs the process group, and returns once varnishd is reaped. The
+// work directory and secret file are left in place.
+func (p *Process) Stop(ctx context.Context) error {
+	if p.Exited() {
+		return nil
+	}
+	_ = syscall.Kill(p.pid, syscall.SIGTERM)
+	grace := time.NewTimer(stopGrace)
 	defer grace.Stop()
 	select {
 	case <-p.done:
+		return nil
 	case <-grace.C:
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
 	case <-ctx.Done():
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
 	}
+	// Negative pid: the whole group, including a cache child or compiler.
+	if err := syscall.Kill(-p.pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("kill varnishd %s: %w", p.opts.Name, err)
+	}
+	<-p.done
 	return nil
 }
 
@@ -241,32 +264,115 @@ func (p *Process) Exited() bool {
 	}
 }
 
-func ensureSecret(path string) error {
+// Done is closed when the process has ended.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Options returns what the process was started with (defaults filled in).
+func (p *Process) Options() Options { return p.opts }
+
+// Output is what varnishd printed so far (the first 64 KiB).
+func (p *Process) Output() string { return p.out.String() }
+
+// EnsureSecret creates a CLI secret file with random content (mode 0600)
+// unless one exists.
+func EnsureSecret(path string) error {
 	if path == "" {
-		return errors.New("secret file path is required")
+		return errors.New("varnishd: secret file path is required")
 	}
 	if _, err := os.Stat(path); err == nil {
 		return nil
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("secret dir: %w", err)
+		return fmt.Errorf("create secret dir: %w", err)
 	}
 	buf := make([]byte, 32)
 	if _, err := rand.Read(buf); err != nil {
-		return fmt.Errorf("secret: %w", err)
+		return fmt.Errorf("generate secret: %w", err)
 	}
-	if err := os.WriteFile(path, []byte(hex.EncodeToString(buf)+"\n"), 0o600); err != nil {
-		return fmt.Errorf("write secret: %w", err)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) { // created concurrently: use it
+			return nil
+		}
+		return fmt.Errorf("create secret %s: %w", path, err)
+	}
+	if _, err := f.WriteString(hex.EncodeToString(buf) + "\n"); err != nil {
+		f.Close()
+		return fmt.Errorf("write secret %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write secret %s: %w", path, err)
 	}
 	return nil
 }
 
-// FreeLoopbackAddr returns a 127.0.0.1 address with a port free right now.
+// FreeLoopbackAddr returns a 127.0.0.1 address whose port was free a moment
+// ago. Another process may take it before it is used; callers retry.
 func FreeLoopbackAddr() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", fmt.Errorf("free port: %w", err)
+		return "", fmt.Errorf("find a free loopback port: %w", err)
 	}
-	defer l.Close()
-	return "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port), nil
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		return "", fmt.Errorf("find a free loopback port: %w", err)
+	}
+	return addr, nil
+}
+
+// outputLog forwards varnishd's output to the logger line by line and keeps
+// the beginning for error messages.
+type outputLog struct {
+	logger  *zap.Logger
+	mu      sync.Mutex
+	partial []byte
+	kept    bytes.Buffer
+}
+
+func (w *outputLog) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if room := outputCap - w.kept.Len(); room > 0 {
+		w.kept.Write(b[:min(room, len(b))])
+	}
+	w.partial = append(w.partial, b...)
+	for {
+		i := bytes.IndexByte(w.partial, '\n')
+		if i < 0 {
+			break
+		}
+		w.log(string(w.partial[:i]))
+		w.partial = w.partial[i+1:]
+	}
+	return len(b), nil
+}
+
+func (w *outputLog) flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.partial) > 0 {
+		w.log(string(w.partial))
+		w.partial = nil
+	}
+}
+
+func (w *outputLog) log(line string) {
+	line = strings.TrimRight(line, "\r")
+	if line == "" {
+		return
+	}
+	switch {
+	case strings.HasPrefix(line, "Debug:"):
+		w.logger.Debug("varnishd", zap.String("line", line))
+	case strings.HasPrefix(line, "Error:"):
+		w.logger.Warn("varnishd", zap.String("line", line))
+	default:
+		w.logger.Info("varnishd", zap.String("line", line))
+	}
+}
+
+func (w *outputLog) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.kept.String()
 }

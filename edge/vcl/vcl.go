@@ -1,20 +1,27 @@
-// Package vcl renders the complete Varnish configuration of one edge: the
-// purge/ban protocol cdnflow speaks, cache-status headers, and one routing
-// block per distribution (Site). Values from API users end up inside VCL, so
-// every one is validated against a strict alphabet before it is written.
+// Package vcl renders the complete Varnish (VCL 4.1) configuration of one
+// cdnflow edge: host normalisation and routing, the PURGE/BAN/tag protocol,
+// surrogate keys scoped per host, cache-status headers and one block per
+// distribution (Site).
+//
+// Host names, paths and referrer patterns come from API users and end up
+// inside VCL source, so each is checked against an alphabet that cannot end
+// or escape the VCL string it is written into; anything else is rejected
+// with an error naming the value.
 package vcl
 
 import (
-	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"regexp"
+	"strconv"
 	"strings"
-	"text/template"
 	"time"
 )
 
-// Backend is an origin address.
+// Backend is an origin server address. Host is an IP address or a DNS
+// name; Varnish resolves names when the VCL is loaded and refuses names
+// that resolve to more than one address.
 type Backend struct {
 	Host string
 	Port int
@@ -22,225 +29,332 @@ type Backend struct {
 
 // Site is one distribution as an edge enforces it.
 type Site struct {
-	// Name identifies the site in logs; the renderer derives VCL names itself.
-	Name    string
-	Hosts   []string
+	// Name identifies the site in the rendered VCL's comments and in
+	// errors. VCL identifiers are derived from the site's position, so
+	// Name only has to be printable (letters, digits, "._-:").
+	Name string
+	// Hosts are the domain and its aliases, without port. They are
+	// lower-cased; a host may belong to one site only.
+	Hosts []string
+	// Origins are used round-robin; one origin is the common case.
 	Origins []Backend
-	// OriginPath is prepended to the request path on the origin request.
+	// OriginPath ("" or "/...") is prepended to the URL on the origin
+	// request. The cache key and ban URLs keep the client's URL.
 	OriginPath string
-	// ForwardHostHeader: ORIGIN_HOSTNAME sends the origin's host name,
-	// REQUEST_HOST_HEADER keeps the client's Host.
+	// ForwardHostHeader is ForwardOriginHostname (default when empty) or
+	// ForwardRequestHost.
 	ForwardHostHeader string
-	// TTL > 0 overrides origin caching headers (NHN useOrigin=N); 0 obeys them.
-	TTL                time.Duration
-	ReferrerType       string // "", BLACKLIST, WHITELIST
-	Referrers          []string
+	// TTL > 0 forces the object lifetime (origin caching headers ignored);
+	// 0 obeys the origin.
+	TTL time.Duration
+	// ReferrerType is "", ReferrerBlacklist or ReferrerWhitelist.
+	ReferrerType string
+	// Referrers are regular expressions matched against the Referer header.
+	Referrers []string
+	// AllowEmptyReferrer admits requests without Referer when a referrer
+	// rule is set.
 	AllowEmptyReferrer bool
-	Suspended          bool
+	// Suspended sites answer 403 to every request.
+	Suspended bool
 }
 
 // Config is everything one edge's VCL depends on.
 type Config struct {
+	// EdgeID is sent as X-Edge-Id; empty uses varnishd's -i identity.
 	EdgeID string
 	// DefaultBackend serves hosts that match no site; nil answers them 404.
 	DefaultBackend *Backend
 	Sites          []Site
-	// PurgeACL lists addresses allowed to PURGE and BAN.
+	// PurgeACL lists IPs and CIDRs allowed to PURGE and BAN; empty means
+	// loopback only.
 	PurgeACL []string
 }
 
-// Forward host header modes.
+// ForwardHostHeader values.
 const (
 	ForwardOriginHostname = "ORIGIN_HOSTNAME"
 	ForwardRequestHost    = "REQUEST_HOST_HEADER"
 )
 
-var (
-	hostnameRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`)
-	// pathRe is RFC 3986 path characters: nothing that can end a VCL string.
-	pathRe   = regexp.MustCompile(`^/[A-Za-z0-9\-._~!$&'()*+,;=:@%/]*$`)
-	edgeIDRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{0,64}$`)
+// ReferrerType values.
+const (
+	ReferrerBlacklist = "BLACKLIST"
+	ReferrerWhitelist = "WHITELIST"
 )
 
-// ValidHostname reports whether h is a lower-case DNS name cdnflow accepts.
-func ValidHostname(h string) bool { return len(h) <= 253 && hostnameRe.MatchString(h) }
+// DefaultPurgeACL is used when Config.PurgeACL is empty.
+var DefaultPurgeACL = []string{"127.0.0.1", "::1"}
 
-// ValidOriginHost accepts a DNS name or an IP address.
-func ValidOriginHost(h string) bool {
-	return ValidHostname(strings.ToLower(h)) || net.ParseIP(h) != nil
+const (
+	maxHostLen    = 253
+	maxPatternLen = 1024
+	maxPathLen    = 1024
+)
+
+var (
+	hostLabel = `[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?`
+	hostRe    = regexp.MustCompile(`^` + hostLabel + `(\.` + hostLabel + `)*$`)
+	// originPathRe is RFC 3986 path characters minus anything that could
+	// end a VCL string or a PCRE \Q...\E quote.
+	originPathRe = regexp.MustCompile(`^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+/?$`)
+	edgeIDRe     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+	siteNameRe   = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+)
+
+// NormalizeHost lower-cases h and drops a trailing dot, the same way the
+// rendered VCL normalises the client's Host header.
+func NormalizeHost(h string) string {
+	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(h)), ".")
 }
 
-// ValidOriginPath accepts "" or an absolute path of RFC 3986 characters.
-func ValidOriginPath(p string) bool { return p == "" || (len(p) <= 8192 && pathRe.MatchString(p)) }
-
-// ValidReferrerPattern accepts a regular expression that can be embedded in
-// a VCL long string and that compiles.
-func ValidReferrerPattern(p string) error {
-	if p == "" {
-		return fmt.Errorf("empty referrer pattern")
+// CheckHost validates a site host name (already normalised).
+func CheckHost(h string) error {
+	if strings.Contains(h, ":") {
+		return fmt.Errorf("host %q must not contain a port", h)
 	}
-	if strings.Contains(p, `"}`) || strings.ContainsAny(p, "\x00\r\n") {
-		return fmt.Errorf("referrer pattern %q contains characters that cannot be used", p)
-	}
-	if _, err := regexp.Compile(p); err != nil {
-		return fmt.Errorf("referrer pattern %q is not a valid regular expression: %w", p, err)
+	if h == "" || len(h) > maxHostLen || !hostRe.MatchString(h) {
+		return fmt.Errorf("host %q is not a valid DNS name (letters, digits, '-', '_' and dots)", h)
 	}
 	return nil
 }
 
-type renderBackend struct {
-	Name, Host string
-	Port       int
-}
-
-type renderSite struct {
-	ID           string
-	Hosts        []string
-	Backend      string
-	OriginPath   string
-	OriginHost   string
-	ForwardHost  bool
-	TTLSeconds   int64
-	Suspended    bool
-	AllowEmpty   bool
-	ReferrerMode string
-	ReferrerRe   string
-}
-
-// Render returns the VCL for cfg, or an error naming the value that cannot
-// be expressed safely.
-func Render(cfg Config) (string, error) {
-	if !edgeIDRe.MatchString(cfg.EdgeID) {
-		return "", fmt.Errorf("edge id %q: invalid", cfg.EdgeID)
+// CheckBackend validates an origin address.
+func CheckBackend(b Backend) error {
+	if net.ParseIP(b.Host) == nil {
+		if err := CheckHost(NormalizeHost(b.Host)); err != nil {
+			return fmt.Errorf("origin host: %w", err)
+		}
 	}
-	data := struct {
-		EdgeID   string
-		Default  *renderBackend
-		Backends []renderBackend
-		Sites    []renderSite
-		ACL      []string
-	}{EdgeID: cfg.EdgeID}
+	if b.Port < 1 || b.Port > 65535 {
+		return fmt.Errorf("origin %s: port %d out of range 1-65535", b.Host, b.Port)
+	}
+	return nil
+}
+
+// CheckOriginPath validates an origin path prefix.
+func CheckOriginPath(p string) error {
+	if p == "" {
+		return nil
+	}
+	if len(p) > maxPathLen || !originPathRe.MatchString(p) {
+		return fmt.Errorf("originPath %q must start with / and contain only URL path characters (percent-encode others)", p)
+	}
+	return nil
+}
+
+// CheckReferrerPattern validates one referrer regular expression. Varnish
+// uses PCRE while the check compiles with Go's RE2, so PCRE-only features
+// (look-around, back-references) are refused rather than risk a VCL that
+// does not load.
+func CheckReferrerPattern(p string) error {
+	if p == "" {
+		return errors.New("empty referrer pattern")
+	}
+	if len(p) > maxPatternLen {
+		return fmt.Errorf("referrer pattern longer than %d bytes", maxPatternLen)
+	}
+	for _, r := range p {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("referrer pattern %q contains a control character", p)
+		}
+	}
+	// `"}` would end the VCL long string the pattern is written into.
+	if strings.Contains(p, `"}`) {
+		return fmt.Errorf(`referrer pattern %q contains "}; write the quote as \x22`, p)
+	}
+	if _, err := regexp.Compile(p); err != nil {
+		return fmt.Errorf("referrer pattern %q: %w", p, err)
+	}
+	return nil
+}
+
+// Render returns the VCL for cfg, or an error naming the first value that
+// cannot be expressed safely.
+func Render(cfg Config) (string, error) {
+	p, err := plan(cfg)
+	if err != nil {
+		return "", err
+	}
+	var w writer
+	p.write(&w)
+	return w.String(), nil
+}
+
+type backendDef struct {
+	name       string
+	host       string
+	port       int
+	hostHeader string // empty: none
+}
+
+type sitePlan struct {
+	index       int
+	name        string
+	hosts       []string
+	backends    []string // backend names
+	originPath  string
+	forwardHost bool
+	ttlSeconds  int64
+	refType     string
+	referrers   []string
+	allowEmpty  bool
+	suspended   bool
+}
+
+func (s *sitePlan) sub(kind string) string {
+	return fmt.Sprintf("cdnflow_site_%d_%s", s.index, kind)
+}
+
+func (s *sitePlan) director() string { return fmt.Sprintf("cdnflow_site_%d_rr", s.index) }
+
+type renderPlan struct {
+	edgeID    string
+	def       *backendDef
+	backends  []backendDef
+	sites     []*sitePlan
+	acl       []string
+	directors bool
+}
+
+func plan(cfg Config) (*renderPlan, error) {
+	p := &renderPlan{}
+	if cfg.EdgeID != "" && !edgeIDRe.MatchString(cfg.EdgeID) {
+		return nil, fmt.Errorf("edge id %q: must be 1-64 letters, digits, '-' or '_'", cfg.EdgeID)
+	}
+	p.edgeID = cfg.EdgeID
 	acl := cfg.PurgeACL
 	if len(acl) == 0 {
-		acl = []string{"127.0.0.1", "::1"}
+		acl = DefaultPurgeACL
 	}
 	for _, a := range acl {
 		entry, err := aclEntry(a)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
-		data.ACL = append(data.ACL, entry)
+		p.acl = append(p.acl, entry)
 	}
 	if b := cfg.DefaultBackend; b != nil {
-		if err := checkBackend(*b); err != nil {
-			return "", fmt.Errorf("default backend: %w", err)
+		if err := CheckBackend(*b); err != nil {
+			return nil, fmt.Errorf("default backend: %w", err)
 		}
-		data.Default = &renderBackend{Name: "cdnflow_default", Host: b.Host, Port: b.Port}
+		p.def = &backendDef{name: "cdnflow_default", host: backendHost(b.Host), port: b.Port}
 	}
-	seenHost := map[string]string{}
+	origins := map[string]string{} // host:port -> backend name
+	hostOwner := map[string]string{}
+	names := map[string]bool{}
 	for i, s := range cfg.Sites {
-		rs := renderSite{ID: fmt.Sprintf("site%d", i)}
-		where := fmt.Sprintf("site %q", s.Name)
+		sp := &sitePlan{index: i + 1, name: s.Name}
+		if sp.name == "" {
+			sp.name = fmt.Sprintf("site-%d", i+1)
+		}
+		where := fmt.Sprintf("site %d (%q)", i+1, s.Name)
+		if !siteNameRe.MatchString(sp.name) {
+			return nil, fmt.Errorf("%s: name must be 1-128 letters, digits or '._:-'", where)
+		}
+		if names[sp.name] {
+			return nil, fmt.Errorf("%s: duplicate site name", where)
+		}
+		names[sp.name] = true
 		if len(s.Hosts) == 0 {
-			return "", fmt.Errorf("%s: no hosts", where)
+			return nil, fmt.Errorf("%s: no hosts", where)
 		}
 		for _, h := range s.Hosts {
-			h = strings.ToLower(h)
-			if !ValidHostname(h) {
-				return "", fmt.Errorf("%s: invalid host %q", where, h)
+			h = NormalizeHost(h)
+			if err := CheckHost(h); err != nil {
+				return nil, fmt.Errorf("%s: %w", where, err)
 			}
-			if other, dup := seenHost[h]; dup {
-				return "", fmt.Errorf("%s: host %q is already served by site %q", where, h, other)
+			if owner, dup := hostOwner[h]; dup {
+				return nil, fmt.Errorf("%s: host %q is already served by site %q", where, h, owner)
 			}
-			seenHost[h] = s.Name
-			rs.Hosts = append(rs.Hosts, h)
+			hostOwner[h] = sp.name
+			sp.hosts = append(sp.hosts, h)
 		}
 		if len(s.Origins) == 0 {
-			return "", fmt.Errorf("%s: no origin", where)
+			return nil, fmt.Errorf("%s: no origin", where)
 		}
-		// Varnish has one backend per director member; the first origin is
-		// the one served (NHN distributions have a single origin in practice).
-		o := s.Origins[0]
-		if err := checkBackend(o); err != nil {
-			return "", fmt.Errorf("%s: origin: %w", where, err)
+		for _, o := range s.Origins {
+			if err := CheckBackend(o); err != nil {
+				return nil, fmt.Errorf("%s: %w", where, err)
+			}
+			host := backendHost(o.Host)
+			key := net.JoinHostPort(host, strconv.Itoa(o.Port))
+			name, ok := origins[key]
+			if !ok {
+				name = fmt.Sprintf("cdnflow_origin_%d", len(p.backends)+1)
+				origins[key] = name
+				p.backends = append(p.backends, backendDef{name: name, host: host, port: o.Port, hostHeader: originHostHeader(host, o.Port)})
+			}
+			sp.backends = append(sp.backends, name)
 		}
-		rs.Backend = fmt.Sprintf("cdnflow_%s_o0", rs.ID)
-		data.Backends = append(data.Backends, renderBackend{Name: rs.Backend, Host: o.Host, Port: o.Port})
-		if !ValidOriginPath(s.OriginPath) {
-			return "", fmt.Errorf("%s: invalid originPath %q", where, s.OriginPath)
+		if len(sp.backends) > 1 {
+			p.directors = true
 		}
-		rs.OriginPath = strings.TrimSuffix(s.OriginPath, "/")
+		if err := CheckOriginPath(s.OriginPath); err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+		sp.originPath = strings.TrimSuffix(s.OriginPath, "/")
 		switch s.ForwardHostHeader {
 		case "", ForwardOriginHostname:
-			rs.ForwardHost = true
-			rs.OriginHost = strings.ToLower(o.Host)
+			sp.forwardHost = true
 		case ForwardRequestHost:
 		default:
-			return "", fmt.Errorf("%s: invalid forwardHostHeader %q", where, s.ForwardHostHeader)
+			return nil, fmt.Errorf("%s: forwardHostHeader %q (valid: %s, %s)", where, s.ForwardHostHeader, ForwardOriginHostname, ForwardRequestHost)
 		}
 		if s.TTL < 0 {
-			return "", fmt.Errorf("%s: negative TTL", where)
+			return nil, fmt.Errorf("%s: negative TTL %s", where, s.TTL)
 		}
-		rs.TTLSeconds = int64(s.TTL / time.Second)
-		rs.Suspended = s.Suspended
-		rs.AllowEmpty = s.AllowEmptyReferrer
+		sp.ttlSeconds = int64((s.TTL + time.Second - 1) / time.Second) // a sub-second TTL still caches
 		switch s.ReferrerType {
 		case "":
-		case "BLACKLIST", "WHITELIST":
-			if len(s.Referrers) > 0 {
-				var parts []string
-				for _, p := range s.Referrers {
-					if err := ValidReferrerPattern(p); err != nil {
-						return "", fmt.Errorf("%s: %w", where, err)
-					}
-					parts = append(parts, "(?:"+p+")")
+		case ReferrerBlacklist, ReferrerWhitelist:
+			sp.refType = s.ReferrerType
+			sp.allowEmpty = s.AllowEmptyReferrer
+			for _, r := range s.Referrers {
+				if err := CheckReferrerPattern(r); err != nil {
+					return nil, fmt.Errorf("%s: %w", where, err)
 				}
-				rs.ReferrerMode = s.ReferrerType
-				rs.ReferrerRe = strings.Join(parts, "|")
-			} else if s.ReferrerType == "WHITELIST" {
-				// An empty whitelist admits nobody with a Referer.
-				rs.ReferrerMode = "WHITELIST"
-				rs.ReferrerRe = "(?!)"
+				sp.referrers = append(sp.referrers, r)
 			}
 		default:
-			return "", fmt.Errorf("%s: invalid referrerType %q", where, s.ReferrerType)
+			return nil, fmt.Errorf("%s: referrerType %q (valid: %s, %s or empty)", where, s.ReferrerType, ReferrerBlacklist, ReferrerWhitelist)
 		}
-		data.Sites = append(data.Sites, rs)
+		sp.suspended = s.Suspended
+		p.sites = append(p.sites, sp)
 	}
-	var buf bytes.Buffer
-	if err := tmpl.Execute(&buf, data); err != nil {
-		return "", fmt.Errorf("render vcl: %w", err)
-	}
-	return buf.String(), nil
+	return p, nil
 }
 
-func checkBackend(b Backend) error {
-	if !ValidOriginHost(b.Host) {
-		return fmt.Errorf("invalid host %q", b.Host)
+// backendHost lower-cases DNS names and canonicalises IPs so equal origins
+// share one backend.
+func backendHost(h string) string {
+	if ip := net.ParseIP(h); ip != nil {
+		return ip.String()
 	}
-	if b.Port < 1 || b.Port > 65535 {
-		return fmt.Errorf("invalid port %d", b.Port)
+	return NormalizeHost(h)
+}
+
+// originHostHeader is what ORIGIN_HOSTNAME sends: the origin's name, with
+// the port when it is not the HTTP default (RFC 9110 §7.2).
+func originHostHeader(host string, port int) string {
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
 	}
-	return nil
+	if port == 80 {
+		return host
+	}
+	return host + ":" + strconv.Itoa(port)
 }
 
 func aclEntry(a string) (string, error) {
+	a = strings.TrimSpace(a)
 	if ip := net.ParseIP(a); ip != nil {
-		return `"` + ip.String() + `"`, nil
+		return strconv.Quote(ip.String()) + ";", nil
 	}
-	if ip, n, err := net.ParseCIDR(a); err == nil {
+	if _, n, err := net.ParseCIDR(a); err == nil {
 		ones, _ := n.Mask.Size()
-		return fmt.Sprintf(`"%s"/%d`, ip.Mask(n.Mask).String(), ones), nil
+		// The network address, not the given one: Varnish refuses ACL
+		// entries with host bits set in pedantic mode and they hide typos.
+		return fmt.Sprintf("%s/%d;", strconv.Quote(n.IP.String()), ones), nil
 	}
-	return "", fmt.Errorf("purge acl entry %q is not an IP or CIDR", a)
+	return "", fmt.Errorf("purge ACL entry %q is not an IP address or CIDR", a)
 }
-
-var tmpl = template.Must(template.New("vcl").Funcs(template.FuncMap{
-	"hostMatch": func(hosts []string) string {
-		var parts []string
-		for _, h := range hosts {
-			parts = append(parts, `req.http.host == "`+h+`"`)
-		}
-		return strings.Join(parts, " || ")
-	},
-}).Parse(vclTemplate))

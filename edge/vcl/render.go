@@ -1,0 +1,430 @@
+package vcl
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// writer accumulates VCL with indentation.
+type writer struct {
+	b     strings.Builder
+	depth int
+}
+
+func (w *writer) line(format string, args ...any) {
+	if format == "" {
+		w.b.WriteByte('\n')
+		return
+	}
+	w.b.WriteString(strings.Repeat("    ", w.depth))
+	fmt.Fprintf(&w.b, format, args...)
+	w.b.WriteByte('\n')
+}
+
+func (w *writer) open(format string, args ...any) {
+	w.line(format+" {", args...)
+	w.depth++
+}
+
+func (w *writer) close() {
+	w.depth--
+	w.line("}")
+}
+
+// orElse continues an if-chain: "} elsif (...) {" or "} else {".
+func (w *writer) orElse(format string, args ...any) {
+	w.depth--
+	w.line("} "+format+" {", args...)
+	w.depth++
+}
+
+func (w *writer) String() string { return w.b.String() }
+
+// str is a VCL string literal of a value the checks above limited to
+// characters that cannot end it.
+func str(s string) string { return `"` + s + `"` }
+
+// longStr is a VCL long string, for regular expressions with quotes.
+func longStr(s string) string { return `{"` + s + `"}` }
+
+// hostCond is the condition "v is one of the hosts".
+func hostCond(v string, hosts []string) string {
+	parts := make([]string, len(hosts))
+	for i, h := range hosts {
+		parts[i] = v + " == " + str(h)
+	}
+	return strings.Join(parts, " || ")
+}
+
+// Internal request headers. Client copies are removed on arrival so a
+// client cannot forge them.
+const (
+	hdrPass        = "X-Cdnflow-Pass"
+	hdrPurgedCount = "X-Purged-Count"
+)
+
+// cacheableForcedTTL lists the statuses a forced TTL applies to; errors keep
+// the origin's (or Varnish's default) lifetime so an outage is not pinned.
+var cacheableForcedTTL = []int{200, 203, 204, 300, 301, 302, 304, 307, 308, 410}
+
+func (p *renderPlan) write(w *writer) {
+	w.line("vcl 4.1;")
+	w.line("")
+	if p.edgeID != "" {
+		w.line("# cdnflow edge %s. Generated: changes are overwritten on the next apply.", p.edgeID)
+	} else {
+		w.line("# cdnflow edge. Generated: changes are overwritten on the next apply.")
+	}
+	w.line("")
+	w.line("import std;")
+	w.line("import purge;")
+	w.line("import xkey;")
+	if p.directors {
+		w.line("import directors;")
+	}
+	w.line("")
+	p.writeBackends(w)
+	w.open("acl cdnflow_purgers")
+	for _, a := range p.acl {
+		w.line("%s", a)
+	}
+	w.close()
+	w.line("")
+	if p.directors {
+		w.open("sub vcl_init")
+		for _, s := range p.sites {
+			if len(s.backends) < 2 {
+				continue
+			}
+			w.line("new %s = directors.round_robin();", s.director())
+			for _, b := range s.backends {
+				w.line("%s.add_backend(%s);", s.director(), b)
+			}
+		}
+		w.close()
+		w.line("")
+	}
+	p.writeRecv(w)
+	p.writeInvalidation(w)
+	p.writeBackendSide(w)
+	p.writeDelivery(w)
+	for _, s := range p.sites {
+		p.writeSite(w, s)
+	}
+}
+
+func (p *renderPlan) writeBackends(w *writer) {
+	defs := p.backends
+	if p.def != nil {
+		defs = append([]backendDef{*p.def}, defs...)
+	}
+	if len(defs) == 0 {
+		// VCL needs a default backend even when every request is answered
+		// from vcl_recv (no default, no sites).
+		w.line("backend cdnflow_none none;")
+		w.line("")
+		return
+	}
+	for _, b := range defs {
+		w.open("backend %s", b.name)
+		w.line(".host = %s;", str(b.host))
+		w.line(".port = %s;", str(strconv.Itoa(b.port)))
+		if b.hostHeader != "" {
+			// Added only when bereq has no Host: sites that forward the
+			// origin's name unset it, the others keep the client's.
+			w.line(".host_header = %s;", str(b.hostHeader))
+		}
+		w.line(".connect_timeout = 3s;")
+		w.line(".first_byte_timeout = 30s;")
+		w.line(".between_bytes_timeout = 10s;")
+		w.close()
+		w.line("")
+	}
+}
+
+func (p *renderPlan) writeRecv(w *writer) {
+	w.open("sub vcl_recv")
+	w.line("unset req.http.%s;", hdrPass)
+	w.line("unset req.http.%s;", hdrPurgedCount)
+	w.line("# Absolute-form request targets carry the host in the URL.")
+	w.open(`if (req.url ~ "(?i)^https?://")`)
+	w.line(`set req.http.host = regsub(req.url, "(?i)^https?://([^/?#]*).*$", "\1");`)
+	w.line(`set req.url = regsub(req.url, "(?i)^https?://[^/?#]*", "");`)
+	w.open(`if (req.url !~ "^/")`)
+	w.line(`set req.url = "/" + req.url;`)
+	w.close()
+	w.close()
+	w.line("# Host is part of the cache key and of every purge, ban and surrogate")
+	w.line("# key: one spelling per name (lower case, no port, no trailing dot),")
+	w.line("# and nothing that could split a ban or xkey argument.")
+	w.open("if (req.http.host)")
+	w.line(`set req.http.host = std.tolower(regsub(req.http.host, "\.?(:[0-9]*)?$", ""));`)
+	w.open(`if (req.http.host !~ "^([a-z0-9_.-]+|\[[0-9a-f:.]+\])$")`)
+	w.line(`return (synth(400, "Invalid Host header"));`)
+	w.close()
+	w.close()
+	w.open(`if (req.method == "PURGE" || req.method == "BAN")`)
+	w.open("if (client.ip !~ cdnflow_purgers)")
+	w.line(`return (synth(403, "Forbidden"));`)
+	w.close()
+	w.open("if (!req.http.host)")
+	w.line(`return (synth(400, "Host header required"));`)
+	w.close()
+	w.open(`if (req.method == "BAN")`)
+	w.line("call cdnflow_ban;")
+	w.close()
+	w.open("if (req.http.X-Purge-Tag)")
+	w.line("call cdnflow_purge_tag;")
+	w.close()
+	w.line("# Exact purge: look the object up, vcl_hit/vcl_miss evict it.")
+	w.line("return (hash);")
+	w.close()
+	if len(p.sites) == 0 {
+		p.writeUnknownHost(w)
+	} else {
+		for i, s := range p.sites {
+			if i == 0 {
+				w.open("if (%s)", hostCond("req.http.host", s.hosts))
+			} else {
+				w.orElse("elsif (%s)", hostCond("req.http.host", s.hosts))
+			}
+			w.line("call %s;", s.sub("recv"))
+		}
+		w.orElse("else")
+		p.writeUnknownHost(w)
+		w.close()
+	}
+	w.line("# Fall through to the built-in vcl_recv: it passes requests with")
+	w.line("# Cookie or Authorization so private answers are never shared.")
+	w.close()
+	w.line("")
+}
+
+func (p *renderPlan) writeUnknownHost(w *writer) {
+	if p.def != nil {
+		w.line("set req.backend_hint = %s;", p.def.name)
+	} else {
+		w.line(`return (synth(404, "unknown host"));`)
+	}
+}
+
+func (p *renderPlan) writeInvalidation(w *writer) {
+	w.open("sub cdnflow_ban")
+	w.line("# Ban arguments are split on white space and a leading quote starts a")
+	w.line("# quoted token, so either would let the value change the expression.")
+	w.open("if (req.http.X-Ban-Url-Regex)")
+	w.open(`if (req.http.X-Ban-Url-Regex == "" || req.http.X-Ban-Url-Regex ~ {"[\s"]"})`)
+	w.line(`return (synth(400, "X-Ban-Url-Regex must be one PCRE without white space or quotes (use \s, \x22)"));`)
+	w.close()
+	w.open(`if (std.ban("obj.http.x-cdn-host == " + req.http.host + " && obj.http.x-cdn-url ~ " + req.http.X-Ban-Url-Regex))`)
+	w.line(`return (synth(200, "Ban added"));`)
+	w.close()
+	w.orElse(`elsif (std.ban("obj.http.x-cdn-host == " + req.http.host))`)
+	w.line(`return (synth(200, "Ban added"));`)
+	w.close()
+	w.line(`return (synth(400, "Ban rejected: " + std.ban_error()));`)
+	w.close()
+	w.line("")
+
+	w.open("sub cdnflow_purge_tag")
+	w.line("# xkey splits on white space and commas: one tag, always host-scoped.")
+	w.open(`if (req.http.X-Purge-Tag !~ "^[^\s,]+$")`)
+	w.line(`return (synth(400, "X-Purge-Tag must be one tag without white space or commas"));`)
+	w.close()
+	w.open(`if (req.http.X-Purge-Soft == "1")`)
+	w.line(`set req.http.%s = xkey.softpurge(req.http.host + "#" + req.http.X-Purge-Tag);`, hdrPurgedCount)
+	w.orElse("else")
+	w.line(`set req.http.%s = xkey.purge(req.http.host + "#" + req.http.X-Purge-Tag);`, hdrPurgedCount)
+	w.close()
+	w.line(`return (synth(200, "Purged"));`)
+	w.close()
+	w.line("")
+
+	w.open("sub cdnflow_purge_object")
+	w.open(`if (req.http.X-Purge-Soft == "1")`)
+	w.line("# Expire now but keep grace: the next client gets the stale copy")
+	w.line("# while Varnish refetches in the background.")
+	w.line("set req.http.%s = purge.soft();", hdrPurgedCount)
+	w.orElse("else")
+	w.line("set req.http.%s = purge.hard();", hdrPurgedCount)
+	w.close()
+	w.line(`return (synth(200, "Purged"));`)
+	w.close()
+	w.line("")
+
+	w.open("sub vcl_hit")
+	w.open(`if (req.method == "PURGE")`)
+	w.line("call cdnflow_purge_object;")
+	w.close()
+	w.close()
+	w.line("")
+	w.open("sub vcl_miss")
+	w.open(`if (req.method == "PURGE")`)
+	w.line("call cdnflow_purge_object;")
+	w.close()
+	w.close()
+	w.line("")
+	w.open("sub vcl_pass")
+	w.open(`if (req.method == "PURGE")`)
+	w.line("# Only a hit-for-pass marker is cached under this key: nothing to purge.")
+	w.line("set req.http.%s = \"0\";", hdrPurgedCount)
+	w.line(`return (synth(200, "Purged"));`)
+	w.close()
+	w.line("set req.http.%s = \"1\";", hdrPass)
+	w.close()
+	w.line("")
+}
+
+func (p *renderPlan) writeBackendSide(w *writer) {
+	w.open("sub vcl_backend_fetch")
+	w.line("unset bereq.http.%s;", hdrPass)
+	w.line("# The client's (normalised) Host, kept for bans and surrogate keys")
+	w.line("# when a site sends the origin's name instead.")
+	w.line("set bereq.http.X-Forwarded-Host = bereq.http.host;")
+	p.siteChain(w, "bereq.http.X-Forwarded-Host", "fetch")
+	w.close()
+	w.line("")
+
+	w.open("sub vcl_backend_response")
+	w.line("# Lurker-friendly bans match on the object only: store what the")
+	w.line("# client asked for (site blocks undo the originPath prefix).")
+	w.line("set beresp.http.x-cdn-host = bereq.http.X-Forwarded-Host;")
+	w.line("set beresp.http.x-cdn-url = bereq.url;")
+	w.line("# Only cdnflow sets xkey, so every key is scoped to the client host.")
+	w.line("unset beresp.http.xkey;")
+	w.open("if (beresp.http.Surrogate-Key)")
+	w.line(`std.collect(beresp.http.Surrogate-Key, " ");`)
+	w.line(`set beresp.http.xkey = regsuball(beresp.http.Surrogate-Key, "([^\s,]+)", bereq.http.X-Forwarded-Host + "#\1");`)
+	w.close()
+	p.siteChain(w, "bereq.http.X-Forwarded-Host", "response")
+	w.close()
+	w.line("")
+}
+
+// siteChain calls each site's sub of the given kind for its hosts.
+func (p *renderPlan) siteChain(w *writer, v, kind string) {
+	for _, s := range p.sites {
+		if kind == "fetch" && s.originPath == "" && !s.forwardHost {
+			continue
+		}
+		if kind == "response" && s.originPath == "" && s.ttlSeconds == 0 {
+			continue
+		}
+		w.open("if (%s)", hostCond(v, s.hosts))
+		w.line("call %s;", s.sub(kind))
+		w.close()
+	}
+}
+
+func (p *renderPlan) writeDelivery(w *writer) {
+	edgeID := "server.identity"
+	if p.edgeID != "" {
+		edgeID = str(p.edgeID)
+	}
+	w.open("sub vcl_deliver")
+	w.open("if (obj.uncacheable)")
+	w.open("if (req.http.%s)", hdrPass)
+	w.line(`set resp.http.X-Cache = "PASS";`)
+	w.orElse("else")
+	w.line(`set resp.http.X-Cache = "UNCACHEABLE";`)
+	w.close()
+	w.orElse("elsif (obj.hits > 0)")
+	w.line(`set resp.http.X-Cache = "HIT";`)
+	w.orElse("else")
+	w.line(`set resp.http.X-Cache = "MISS";`)
+	w.close()
+	w.line("set resp.http.X-Edge-Id = %s;", edgeID)
+	w.line("unset resp.http.x-cdn-host;")
+	w.line("unset resp.http.x-cdn-url;")
+	w.line("unset resp.http.xkey;")
+	w.line("unset resp.http.Surrogate-Key;")
+	w.close()
+	w.line("")
+	w.open("sub vcl_synth")
+	w.line("set resp.http.X-Edge-Id = %s;", edgeID)
+	w.open("if (req.http.%s)", hdrPurgedCount)
+	w.line("set resp.http.%s = req.http.%s;", hdrPurgedCount, hdrPurgedCount)
+	w.close()
+	w.line(`set resp.http.Content-Type = "text/plain; charset=utf-8";`)
+	w.line(`synthetic(resp.status + " " + resp.reason);`)
+	w.line("return (deliver);")
+	w.close()
+	w.line("")
+}
+
+func (p *renderPlan) writeSite(w *writer, s *sitePlan) {
+	w.line("# site %s: %s", s.name, strings.Join(s.hosts, " "))
+	w.open("sub %s", s.sub("recv"))
+	if s.suspended {
+		// The rest stays so its backends remain referenced (VCC refuses
+		// unused backends).
+		w.open("if (true)")
+		w.line(`return (synth(403, "Distribution suspended"));`)
+		w.close()
+	}
+	if s.refType != "" {
+		w.open(`if (!req.http.Referer || req.http.Referer == "")`)
+		if !s.allowEmpty {
+			w.line(`return (synth(403, "Referer required"));`)
+		}
+		conds := make([]string, len(s.referrers))
+		for i, r := range s.referrers {
+			conds[i] = "req.http.Referer ~ " + longStr(r)
+		}
+		switch {
+		case s.refType == ReferrerBlacklist && len(conds) > 0:
+			w.orElse("elsif (%s)", strings.Join(conds, " || "))
+			w.line(`return (synth(403, "Referer denied"));`)
+		case s.refType == ReferrerWhitelist && len(conds) > 0:
+			w.orElse("elsif (!(%s))", strings.Join(conds, " || "))
+			w.line(`return (synth(403, "Referer denied"));`)
+		case s.refType == ReferrerWhitelist:
+			// An empty whitelist admits no Referer at all.
+			w.orElse("else")
+			w.line(`return (synth(403, "Referer denied"));`)
+		}
+		w.close()
+	}
+	if len(s.backends) > 1 {
+		w.line("set req.backend_hint = %s.backend();", s.director())
+	} else {
+		w.line("set req.backend_hint = %s;", s.backends[0])
+	}
+	w.close()
+	w.line("")
+	if s.originPath != "" || s.forwardHost {
+		w.open("sub %s", s.sub("fetch"))
+		if s.originPath != "" {
+			w.open("if (bereq.retries == 0)")
+			w.line("set bereq.url = %s + bereq.url;", str(s.originPath))
+			w.close()
+		}
+		if s.forwardHost {
+			w.line("# The origin backend's .host_header supplies its own name.")
+			w.line("unset bereq.http.host;")
+		}
+		w.close()
+		w.line("")
+	}
+	if s.originPath != "" || s.ttlSeconds > 0 {
+		w.open("sub %s", s.sub("response"))
+		if s.originPath != "" {
+			w.line(`set beresp.http.x-cdn-url = regsub(bereq.url, "^\Q%s\E", "");`, s.originPath)
+		}
+		if s.ttlSeconds > 0 {
+			conds := make([]string, len(cacheableForcedTTL))
+			for i, c := range cacheableForcedTTL {
+				conds[i] = "beresp.status == " + strconv.Itoa(c)
+			}
+			w.line("# Forced TTL ignores origin caching headers, but never shares")
+			w.line("# a response that sets a cookie.")
+			w.open("if ((%s) && !beresp.http.Set-Cookie)", strings.Join(conds, " || "))
+			w.line("set beresp.ttl = %ds;", s.ttlSeconds)
+			w.line("return (deliver);")
+			w.close()
+		}
+		w.close()
+		w.line("")
+	}
+}

@@ -1,0 +1,200 @@
+package vcl_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cdnflow/cdnflow/edge/edgetest"
+	"github.com/cdnflow/cdnflow/edge/vcl"
+)
+
+var origin = vcl.Backend{Host: "127.0.0.1", Port: 8080}
+
+func fullConfig() vcl.Config {
+	return vcl.Config{
+		EdgeID:         "ATL56-C1",
+		DefaultBackend: &origin,
+		PurgeACL:       []string{"127.0.0.1", "::1", "10.1.2.3/8", "2001:db8::/32"},
+		Sites: []vcl.Site{
+			{Name: "img", Hosts: []string{"IMG.Example.com.", "cdn.example.com"}, Origins: []vcl.Backend{origin, {Host: "Origin.Example.net", Port: 80}},
+				OriginPath: "/v1/", TTL: 1500 * time.Millisecond, ReferrerType: vcl.ReferrerWhitelist,
+				Referrers: []string{`^https://(www\.)?example\.com/`, `say "hi"`, `ünï`}},
+			{Name: "api", Hosts: []string{"api.example.com"}, Origins: []vcl.Backend{{Host: "::1", Port: 9000}},
+				ForwardHostHeader: vcl.ForwardRequestHost, ReferrerType: vcl.ReferrerBlacklist, Referrers: []string{"spam"}, AllowEmptyReferrer: true},
+			{Name: "gone", Hosts: []string{"gone.example.com"}, Origins: []vcl.Backend{{Host: "10.0.0.9", Port: 81}}, Suspended: true},
+		},
+	}
+}
+
+// loadableConfig is fullConfig with origin names that resolve offline:
+// Varnish resolves backend hosts when it compiles the VCL.
+func loadableConfig() vcl.Config {
+	cfg := fullConfig()
+	cfg.Sites[0].Origins[1] = vcl.Backend{Host: "localhost", Port: 80}
+	return cfg
+}
+
+func TestRenderContents(t *testing.T) {
+	src, err := vcl.Render(fullConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"vcl 4.1;",
+		"import xkey;",
+		"import directors;",
+		`req.http.host == "img.example.com" || req.http.host == "cdn.example.com"`,
+		`"10.0.0.0"/8;`,
+		`"2001:db8::"/32;`,
+		`.host = "origin.example.net";`,
+		`.host_header = "origin.example.net";`,
+		`.host_header = "127.0.0.1:8080";`,
+		`set bereq.url = "/v1" + bereq.url;`,
+		`regsub(bereq.url, "^\Q/v1\E", "")`,
+		"set beresp.ttl = 2s;",
+		`{"say "hi""}`,
+		`set resp.http.X-Edge-Id = "ATL56-C1";`,
+		`return (synth(403, "Distribution suspended"));`,
+		`new cdnflow_site_1_rr = directors.round_robin();`,
+	} {
+		if !strings.Contains(src, want) {
+			t.Errorf("rendered VCL lacks %q", want)
+		}
+	}
+	// Equal origins share one backend.
+	if n := strings.Count(src, `.host = "127.0.0.1";`); n != 2 { // default + site origin
+		t.Errorf("127.0.0.1 backends: %d, want 2", n)
+	}
+}
+
+func TestRenderMinimal(t *testing.T) {
+	src, err := vcl.Render(vcl.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"backend cdnflow_none none;", `return (synth(404, "unknown host"));`, "set resp.http.X-Edge-Id = server.identity;", `"127.0.0.1";`} {
+		if !strings.Contains(src, want) {
+			t.Errorf("minimal VCL lacks %q", want)
+		}
+	}
+	if strings.Contains(src, "import directors;") {
+		t.Error("directors imported without multi-origin sites")
+	}
+}
+
+func TestRenderRejectsUnsafeValues(t *testing.T) {
+	site := func(mod func(*vcl.Site)) vcl.Config {
+		s := vcl.Site{Name: "s", Hosts: []string{"a.example.com"}, Origins: []vcl.Backend{origin}}
+		mod(&s)
+		return vcl.Config{Sites: []vcl.Site{s}}
+	}
+	cases := map[string]vcl.Config{
+		"edge id quote":      {EdgeID: `x"; }`},
+		"acl hostname":       {PurgeACL: []string{"localhost"}},
+		"acl injection":      {PurgeACL: []string{`1.2.3.4"; "0.0.0.0"/0`}},
+		"default host":       {DefaultBackend: &vcl.Backend{Host: `a"b`, Port: 80}},
+		"default port":       {DefaultBackend: &vcl.Backend{Host: "a.b", Port: 0}},
+		"host quote":         site(func(s *vcl.Site) { s.Hosts = []string{`a.com" || true || "`} }),
+		"host port":          site(func(s *vcl.Site) { s.Hosts = []string{"a.com:8080"} }),
+		"host space":         site(func(s *vcl.Site) { s.Hosts = []string{"a .com"} }),
+		"host empty":         site(func(s *vcl.Site) { s.Hosts = []string{""} }),
+		"no hosts":           site(func(s *vcl.Site) { s.Hosts = nil }),
+		"no origins":         site(func(s *vcl.Site) { s.Origins = nil }),
+		"origin newline":     site(func(s *vcl.Site) { s.Origins = []vcl.Backend{{Host: "a\n.com", Port: 80}} }),
+		"origin path quote":  site(func(s *vcl.Site) { s.OriginPath = `/a"b` }),
+		"origin path rel":    site(func(s *vcl.Site) { s.OriginPath = "a/b" }),
+		"origin path \\E":    site(func(s *vcl.Site) { s.OriginPath = `/a\Eb` }),
+		"forward host":       site(func(s *vcl.Site) { s.ForwardHostHeader = "CLIENT" }),
+		"negative ttl":       site(func(s *vcl.Site) { s.TTL = -time.Second }),
+		"referrer type":      site(func(s *vcl.Site) { s.ReferrerType = "GREYLIST" }),
+		"referrer longstr":   site(func(s *vcl.Site) { s.ReferrerType = vcl.ReferrerBlacklist; s.Referrers = []string{`a"}b`} }),
+		"referrer newline":   site(func(s *vcl.Site) { s.ReferrerType = vcl.ReferrerBlacklist; s.Referrers = []string{"a\nb"} }),
+		"referrer bad regex": site(func(s *vcl.Site) { s.ReferrerType = vcl.ReferrerBlacklist; s.Referrers = []string{"(a"} }),
+		"referrer pcre only": site(func(s *vcl.Site) { s.ReferrerType = vcl.ReferrerBlacklist; s.Referrers = []string{"a(?=b)"} }),
+		"referrer empty":     site(func(s *vcl.Site) { s.ReferrerType = vcl.ReferrerBlacklist; s.Referrers = []string{""} }),
+		"site name":          site(func(s *vcl.Site) { s.Name = "a\nb" }),
+		"duplicate host": {Sites: []vcl.Site{
+			{Name: "a", Hosts: []string{"x.com"}, Origins: []vcl.Backend{origin}},
+			{Name: "b", Hosts: []string{"X.com"}, Origins: []vcl.Backend{origin}},
+		}},
+	}
+	for name, cfg := range cases {
+		if src, err := vcl.Render(cfg); err == nil {
+			t.Errorf("%s: accepted; rendered:\n%s", name, src)
+		}
+	}
+}
+
+// TestRenderCompiles runs varnishd's VCL compiler on several shapes of
+// configuration, so nothing Render emits is only syntactically plausible.
+func TestRenderCompiles(t *testing.T) {
+	edgetest.RequireVarnish(t)
+	configs := map[string]vcl.Config{
+		"empty":      {},
+		"default":    {EdgeID: "E1", DefaultBackend: &origin},
+		"full":       loadableConfig(),
+		"sites only": {Sites: loadableConfig().Sites},
+	}
+	for name, cfg := range configs {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			src, err := vcl.Render(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			file := filepath.Join(dir, "test.vcl")
+			if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			bin, _ := exec.LookPath("varnishd")
+			if bin == "" {
+				bin = "/usr/sbin/varnishd"
+			}
+			args := []string{"-C", "-n", filepath.Join(dir, "n"), "-f", file}
+			if os.Geteuid() == 0 {
+				// As root varnishd would read the file as its own user,
+				// which cannot enter the test's private temp dir.
+				args = append(args, "-j", "none")
+			}
+			out, err := exec.Command(bin, args...).CombinedOutput()
+			if err != nil {
+				t.Fatalf("varnishd -C: %v\n%s", err, vccMessage(string(out)))
+			}
+		})
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// TestRenderLoadsIntoVarnishd boots an edge with the full configuration
+// (origin names resolve at load time, so only IPs and localhost are used).
+func TestRenderLoadsIntoVarnishd(t *testing.T) {
+	cfg := loadableConfig()
+	edges := edgetest.StartEdges(t, 1, func(id string) vcl.Config {
+		c := cfg
+		c.EdgeID = id
+		return c
+	})
+	if edges[0].Process == nil {
+		t.Fatal("no process")
+	}
+}
+
+// vccMessage drops the generated C source varnishd -C prints, keeping the
+// compiler's complaint.
+func vccMessage(out string) string {
+	if i := strings.Index(out, "Message from"); i >= 0 {
+		return tail(out[i:], 2000)
+	}
+	return tail(out, 2000)
+}

@@ -1,0 +1,290 @@
+package service
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/cdnflow/cdnflow/workflows"
+)
+
+// Errors of distribution changes the HTTP layer maps to NHN codes.
+var (
+	ErrInvalidState = errors.New("invalid state")
+	ErrInProgress   = errors.New("operation in progress")
+)
+
+// MaxDistributionsPerRequest bounds POST lists.
+const MaxDistributionsPerRequest = 100
+
+// DistributionView is a distribution as the API shows it (NHN fields).
+type DistributionView struct {
+	Domain                         string              `json:"domain"`
+	DomainAlias                    string              `json:"domainAlias"`
+	Region                         string              `json:"region"`
+	Description                    string              `json:"description"`
+	Status                         string              `json:"status"`
+	CreateTime                     int64               `json:"createTime"`
+	UseOrigin                      string              `json:"useOrigin"`
+	UseOriginHTTPProtocolDowngrade bool                `json:"useOriginHttpProtocolDowngrade"`
+	ForwardHostHeader              string              `json:"forwardHostHeader"`
+	MaxAge                         int64               `json:"maxAge"`
+	ReferrerType                   string              `json:"referrerType"`
+	Referrers                      string              `json:"referrers"`
+	IsAllowWhenEmptyReferrer       bool                `json:"isAllowWhenEmptyReferrer"`
+	Origins                        []workflows.Origin  `json:"origins"`
+	Callback                       *workflows.Callback `json:"callback,omitempty"`
+	// cdnflow's: why it is in ERROR, and the latest callback outcomes.
+	LastError string                     `json:"lastError,omitempty"`
+	Callbacks []workflows.CallbackResult `json:"callbacks,omitempty"`
+}
+
+// ViewOf renders a distribution state for the API.
+func ViewOf(st workflows.DistributionState) DistributionView {
+	c := st.Config
+	return DistributionView{
+		Domain: st.Domain, DomainAlias: c.DomainAlias, Region: c.Region, Description: c.Description,
+		Status: st.Status, CreateTime: st.CreateTime, UseOrigin: c.UseOrigin,
+		UseOriginHTTPProtocolDowngrade: c.UseOriginHTTPProtocolDowngrade, ForwardHostHeader: c.ForwardHostHeader,
+		MaxAge: c.MaxAge, ReferrerType: c.ReferrerType, Referrers: c.Referrers,
+		IsAllowWhenEmptyReferrer: c.IsAllowWhenEmptyReferrer, Origins: c.Origins, Callback: c.Callback,
+		LastError: st.LastError, Callbacks: st.Callbacks,
+	}
+}
+
+// CreateDistributions validates every body first (all or nothing), then
+// starts one entity workflow per distribution with a generated domain.
+func (s *Service) CreateDistributions(ctx context.Context, appKey string, bodies []DistributionBody) ([]DistributionView, error) {
+	if len(bodies) == 0 {
+		return nil, invalid("distributions must list at least one distribution")
+	}
+	if len(bodies) > MaxDistributionsPerRequest {
+		return nil, invalid("distributions lists %d; at most %d per request", len(bodies), MaxDistributionsPerRequest)
+	}
+	configs := make([]workflows.DistributionConfig, len(bodies))
+	for i, b := range bodies {
+		cfg, err := buildConfig(b, modeCreate, workflows.DistributionConfig{})
+		if err != nil {
+			return nil, invalid("distributions[%d].%s", i, err.Error())
+		}
+		configs[i] = cfg
+	}
+	var out []DistributionView
+	for _, cfg := range configs {
+		st, err := s.startDistribution(ctx, appKey, cfg)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, ViewOf(st))
+	}
+	return out, nil
+}
+
+func (s *Service) startDistribution(ctx context.Context, appKey string, cfg workflows.DistributionConfig) (workflows.DistributionState, error) {
+	for attempt := 0; attempt < 5; attempt++ {
+		domain := randomLabel(8) + "." + strings.ToLower(s.Config.CDNBaseDomain)
+		seq, err := s.NextSeq(ctx, "distribution")
+		if err != nil {
+			return workflows.DistributionState{}, err
+		}
+		now := time.Now()
+		st := workflows.DistributionState{AppKey: appKey, Domain: domain, Status: workflows.StatusOpening, Config: cfg, CreateTime: now.UnixMilli(), Seq: seq}
+		id := workflows.DistributionWorkflowID(appKey, domain)
+		opts := client.StartWorkflowOptions{
+			ID:                    id,
+			TaskQueue:             s.Config.TaskQueue,
+			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+			TypedSearchAttributes: temporal.NewSearchAttributes(
+				workflows.KindAttr.ValueSet(workflows.KindDistribution),
+				workflows.AppKeyAttr.ValueSet(appKey),
+				workflows.DomainAttr.ValueSet(domain),
+				workflows.StatusAttr.ValueSet(workflows.StatusOpening),
+				workflows.SeqAttr.ValueSet(seq),
+				workflows.CreatedAttr.ValueSet(now.UTC()),
+			),
+		}
+		_, err = s.Temporal.ExecuteWorkflow(ctx, opts, workflows.DistributionWorkflow, workflows.DistributionInit{
+			State: st, EdgeIDs: s.Inventory.IDs(), ApplyTimeout: 2 * time.Minute,
+		})
+		var taken *serviceerror.WorkflowExecutionAlreadyStarted
+		if errors.As(err, &taken) {
+			continue // the random name exists: draw another
+		}
+		if err != nil {
+			return st, fmt.Errorf("start distribution: %w", err)
+		}
+		return st, nil
+	}
+	return workflows.DistributionState{}, errors.New("could not draw an unused domain name")
+}
+
+const labelAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+func randomLabel(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = labelAlphabet[int(b[i])%len(labelAlphabet)]
+	}
+	if b[0] >= '0' && b[0] <= '9' {
+		b[0] = 'c' // a letter first reads better in a host name
+	}
+	return string(b)
+}
+
+// ListDistributions answers GET from visibility (which distributions) and
+// each entity's query (their state). Deleted ones are listed only when
+// status=CLOSE is asked for.
+func (s *Service) ListDistributions(ctx context.Context, appKey, domain, status string) ([]DistributionView, error) {
+	q := fmt.Sprintf("%s = '%s' AND %s = '%s'", workflows.KindAttr.GetName(), workflows.KindDistribution, workflows.AppKeyAttr.GetName(), escapeQuery(appKey))
+	if domain != "" {
+		domain = strings.ToLower(domain)
+		if !validHostname(domain) {
+			return nil, invalid("domain %q is not a valid domain name", domain)
+		}
+		q += fmt.Sprintf(" AND %s = '%s'", workflows.DomainAttr.GetName(), domain)
+	}
+	if status != "" {
+		if !validStatus(status) {
+			return nil, invalid("status %q is not a CDN status code", status)
+		}
+		q += fmt.Sprintf(" AND %s = '%s'", workflows.StatusAttr.GetName(), status)
+	}
+	if status != workflows.StatusClose {
+		q += " AND ExecutionStatus = 'Running'"
+	}
+	out := []DistributionView{}
+	var token []byte
+	for {
+		resp, err := s.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 500, NextPageToken: token})
+		if err != nil {
+			return nil, fmt.Errorf("list distributions: %w", err)
+		}
+		for _, ex := range resp.GetExecutions() {
+			st, err := s.distributionState(ctx, ex.GetExecution().GetWorkflowId())
+			if err != nil {
+				continue // ended between list and query
+			}
+			if status != "" && st.Status != status {
+				continue
+			}
+			out = append(out, ViewOf(st))
+		}
+		token = resp.GetNextPageToken()
+		if len(token) == 0 || len(out) >= 5000 {
+			break
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreateTime > out[j].CreateTime })
+	return out, nil
+}
+
+func validStatus(s string) bool {
+	switch s {
+	case workflows.StatusOpening, workflows.StatusOpen, workflows.StatusModifying, workflows.StatusResume,
+		workflows.StatusSuspending, workflows.StatusSuspend, workflows.StatusClosing, workflows.StatusClose, workflows.StatusError:
+		return true
+	}
+	return false
+}
+
+func (s *Service) distributionState(ctx context.Context, wfID string) (workflows.DistributionState, error) {
+	var st workflows.DistributionState
+	v, err := s.Temporal.QueryWorkflow(ctx, wfID, "", workflows.QueryDistribution)
+	if err != nil {
+		return st, err
+	}
+	return st, v.Get(&st)
+}
+
+// UpdateDistribution applies PUT (partial=false) or PATCH (partial=true).
+// It returns once the entity accepted the change (status MODIFYING); edges
+// follow asynchronously and the callback reports the end.
+func (s *Service) UpdateDistribution(ctx context.Context, appKey string, b DistributionBody, partial bool) error {
+	if b.Domain == nil || *b.Domain == "" {
+		return invalid("domain is required")
+	}
+	if b.Region != nil && !partial {
+		// PUT has no region; ignore it like NHN rather than fail.
+		b.Region = nil
+	}
+	st, err := s.DistributionByDomain(ctx, appKey, *b.Domain)
+	if err != nil {
+		return err
+	}
+	mode := modePut
+	if partial {
+		mode = modePatch
+	}
+	base := st.Config
+	if !partial {
+		// PUT replaces; optional fields not given go back to their defaults.
+		base = workflows.DistributionConfig{Region: st.Config.Region, IsAllowWhenEmptyReferrer: true}
+		if b.IsAllowWhenEmptyReferrer == nil {
+			t := true
+			b.IsAllowWhenEmptyReferrer = &t
+		}
+	}
+	cfg, err := buildConfig(b, mode, base)
+	if err != nil {
+		return err
+	}
+	return s.update(ctx, appKey, st.Domain, workflows.UpdateModify, cfg)
+}
+
+// ChangeDistributions suspends, resumes or deletes each domain. Every
+// domain is checked before any is changed.
+func (s *Service) ChangeDistributions(ctx context.Context, appKey string, domains []string, update string) error {
+	if len(domains) == 0 {
+		return invalid("domains must list at least one domain")
+	}
+	if len(domains) > MaxDistributionsPerRequest {
+		return invalid("domains lists %d; at most %d", len(domains), MaxDistributionsPerRequest)
+	}
+	for _, d := range domains {
+		if _, err := s.DistributionByDomain(ctx, appKey, d); err != nil {
+			return fmt.Errorf("%s: %w", d, err)
+		}
+	}
+	for _, d := range domains {
+		if err := s.update(ctx, appKey, d, update); err != nil {
+			return fmt.Errorf("%s: %w", d, err)
+		}
+	}
+	return nil
+}
+
+func (s *Service) update(ctx context.Context, appKey, domain, name string, args ...any) error {
+	_, err := s.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   workflows.DistributionWorkflowID(appKey, domain),
+		UpdateName:   name,
+		Args:         args,
+		WaitForStage: client.WorkflowUpdateStageAccepted,
+	})
+	if err == nil {
+		return nil
+	}
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		switch appErr.Type() {
+		case workflows.ErrInvalidState:
+			return fmt.Errorf("%w: %s", ErrInvalidState, appErr.Message())
+		case workflows.ErrOperationInFlight:
+			return fmt.Errorf("%w: %s", ErrInProgress, appErr.Message())
+		}
+	}
+	if isNotFound(err) {
+		return ErrUnknownDomain
+	}
+	return fmt.Errorf("%s %s: %w", name, domain, err)
+}

@@ -1,0 +1,264 @@
+package service
+
+import (
+	"net"
+	"net/url"
+	"strings"
+
+	"github.com/cdnflow/cdnflow/edge/vcl"
+	"github.com/cdnflow/cdnflow/workflows"
+)
+
+// DistributionBody is one distribution in POST, or the body of PUT and
+// PATCH. Pointers tell "absent" from "zero", which PATCH needs.
+type DistributionBody struct {
+	Domain                         *string       `json:"domain"`
+	Region                         *string       `json:"region"`
+	UseOriginHTTPProtocolDowngrade *bool         `json:"useOriginHttpProtocolDowngrade"`
+	ForwardHostHeader              *string       `json:"forwardHostHeader"`
+	UseOrigin                      *string       `json:"useOrigin"`
+	ReferrerType                   *string       `json:"referrerType"`
+	Description                    *string       `json:"description"`
+	DomainAlias                    *string       `json:"domainAlias"`
+	MaxAge                         *int64        `json:"maxAge"`
+	Referrers                      *string       `json:"referrers"`
+	IsAllowWhenEmptyReferrer       *bool         `json:"isAllowWhenEmptyReferrer"`
+	Origins                        *[]OriginBody `json:"origins"`
+	Callback                       *CallbackBody `json:"callback"`
+}
+
+// OriginBody is origins[] of a request.
+type OriginBody struct {
+	Origin     *string `json:"origin"`
+	Port       *int    `json:"port"`
+	HTTPPort   *int    `json:"httpPort"`
+	HTTPSPort  *int    `json:"httpsPort"`
+	OriginPath *string `json:"originPath"`
+}
+
+// CallbackBody is callback of a request.
+type CallbackBody struct {
+	HTTPMethod *string `json:"httpMethod"`
+	URL        *string `json:"url"`
+}
+
+// Modes of distribution validation: the spec's required fields differ.
+type bodyMode int
+
+const (
+	modeCreate bodyMode = iota
+	modePut
+	modePatch
+)
+
+// MaxAgeLimit is the spec's upper bound of maxAge.
+const MaxAgeLimit = 2_147_483_647
+
+// buildConfig validates b for mode and returns the resulting config; for
+// PATCH, absent fields keep their value in base.
+func buildConfig(b DistributionBody, mode bodyMode, base workflows.DistributionConfig) (workflows.DistributionConfig, error) {
+	c := base
+	req := func(present bool, field string) error {
+		if !present && mode != modePatch {
+			return invalid("%s is required", field)
+		}
+		return nil
+	}
+	if mode == modeCreate {
+		if b.Region == nil {
+			return c, invalid("region is required")
+		}
+	}
+	if b.Region != nil {
+		if *b.Region != "GLOBAL" {
+			return c, invalid("region must be GLOBAL, not %q", *b.Region)
+		}
+		c.Region = *b.Region
+	}
+	if c.Region == "" {
+		c.Region = "GLOBAL"
+	}
+	if err := req(b.UseOriginHTTPProtocolDowngrade != nil, "useOriginHttpProtocolDowngrade"); err != nil {
+		return c, err
+	}
+	if b.UseOriginHTTPProtocolDowngrade != nil {
+		c.UseOriginHTTPProtocolDowngrade = *b.UseOriginHTTPProtocolDowngrade
+	}
+	if err := req(b.UseOrigin != nil, "useOrigin"); err != nil {
+		return c, err
+	}
+	if b.UseOrigin != nil {
+		if *b.UseOrigin != "Y" && *b.UseOrigin != "N" {
+			return c, invalid("useOrigin must be Y or N, not %q", *b.UseOrigin)
+		}
+		c.UseOrigin = *b.UseOrigin
+	}
+	if err := req(b.ReferrerType != nil, "referrerType"); err != nil {
+		return c, err
+	}
+	if b.ReferrerType != nil {
+		if *b.ReferrerType != "BLACKLIST" && *b.ReferrerType != "WHITELIST" {
+			return c, invalid("referrerType must be BLACKLIST or WHITELIST, not %q", *b.ReferrerType)
+		}
+		c.ReferrerType = *b.ReferrerType
+	}
+	if b.Description != nil {
+		if len([]rune(*b.Description)) > 255 {
+			return c, invalid("description is longer than 255 characters")
+		}
+		c.Description = *b.Description
+	}
+	if b.DomainAlias != nil {
+		if len(*b.DomainAlias) > 255 {
+			return c, invalid("domainAlias is longer than 255 characters")
+		}
+		for _, a := range strings.Split(*b.DomainAlias, "\n") {
+			a = strings.TrimSpace(a)
+			if a == "" {
+				continue
+			}
+			if !validHostname(strings.ToLower(a)) {
+				return c, invalid("domainAlias %q is not a valid domain name", a)
+			}
+		}
+		c.DomainAlias = strings.TrimSpace(*b.DomainAlias)
+	}
+	if b.MaxAge != nil {
+		if *b.MaxAge < 0 || *b.MaxAge > MaxAgeLimit {
+			return c, invalid("maxAge must be between 0 and 2147483647")
+		}
+		c.MaxAge = *b.MaxAge
+	}
+	if b.Referrers != nil {
+		if len(*b.Referrers) > 1024 {
+			return c, invalid("referrers is longer than 1024 characters")
+		}
+		for _, r := range strings.Split(*b.Referrers, "\n") {
+			if r = strings.TrimSpace(r); r == "" {
+				continue
+			}
+			if err := vcl.CheckReferrerPattern(r); err != nil {
+				return c, invalid("referrers: %v", err)
+			}
+		}
+		c.Referrers = *b.Referrers
+	}
+	if b.IsAllowWhenEmptyReferrer != nil {
+		c.IsAllowWhenEmptyReferrer = *b.IsAllowWhenEmptyReferrer
+	} else if mode == modeCreate {
+		c.IsAllowWhenEmptyReferrer = true
+	}
+	if b.ForwardHostHeader != nil {
+		if *b.ForwardHostHeader != vcl.ForwardOriginHostname && *b.ForwardHostHeader != vcl.ForwardRequestHost {
+			return c, invalid("forwardHostHeader must be ORIGIN_HOSTNAME or REQUEST_HOST_HEADER, not %q", *b.ForwardHostHeader)
+		}
+		c.ForwardHostHeader = *b.ForwardHostHeader
+	} else if mode != modePatch || c.ForwardHostHeader == "" {
+		// The spec's default depends on whether the distribution has aliases.
+		c.ForwardHostHeader = vcl.ForwardOriginHostname
+		if c.DomainAlias != "" {
+			c.ForwardHostHeader = vcl.ForwardRequestHost
+		}
+	}
+	if err := req(b.Origins != nil, "origins"); err != nil {
+		return c, err
+	}
+	if b.Origins != nil {
+		origins, err := buildOrigins(*b.Origins, mode, c.UseOriginHTTPProtocolDowngrade)
+		if err != nil {
+			return c, err
+		}
+		c.Origins = origins
+	}
+	if b.Callback != nil {
+		cb, err := buildCallback(*b.Callback)
+		if err != nil {
+			return c, err
+		}
+		c.Callback = cb
+	}
+	return c, nil
+}
+
+func buildOrigins(list []OriginBody, mode bodyMode, downgrade bool) ([]workflows.Origin, error) {
+	if len(list) == 0 {
+		return nil, invalid("origins must list at least one origin")
+	}
+	if len(list) > 10 {
+		return nil, invalid("origins lists %d origins; at most 10", len(list))
+	}
+	var out []workflows.Origin
+	for i, o := range list {
+		var w workflows.Origin
+		if o.Origin == nil || *o.Origin == "" {
+			return nil, invalid("origins[%d].origin is required", i)
+		}
+		host := strings.ToLower(strings.TrimSpace(*o.Origin))
+		if len(host) > 255 || (!validHostname(host) && net.ParseIP(host) == nil) {
+			return nil, invalid("origins[%d].origin %q is not a domain name or IP address", i, *o.Origin)
+		}
+		w.Origin = host
+		if o.Port != nil && (o.HTTPPort != nil || o.HTTPSPort != nil) {
+			return nil, invalid("origins[%d]: set port, or httpPort/httpsPort, not both", i)
+		}
+		if o.Port == nil && o.HTTPPort == nil && o.HTTPSPort == nil {
+			return nil, invalid("origins[%d]: one of port, httpPort or httpsPort is required", i)
+		}
+		for name, p := range map[string]*int{"port": o.Port, "httpPort": o.HTTPPort, "httpsPort": o.HTTPSPort} {
+			if p != nil && (*p < 1 || *p > 65535) {
+				return nil, invalid("origins[%d].%s must be between 1 and 65535", i, name)
+			}
+		}
+		if o.Port != nil {
+			w.Port = *o.Port
+		}
+		if o.HTTPPort != nil {
+			w.HTTPPort = *o.HTTPPort
+		}
+		if o.HTTPSPort != nil {
+			w.HTTPSPort = *o.HTTPSPort
+			if o.HTTPPort == nil && !downgrade {
+				return nil, invalid("origins[%d]: an HTTPS-only origin needs useOriginHttpProtocolDowngrade=true or an httpPort (edges fetch from origins over HTTP)", i)
+			}
+		}
+		if o.OriginPath == nil && mode == modePatch {
+			return nil, invalid("origins[%d].originPath is required when origins is set", i)
+		}
+		if o.OriginPath != nil && *o.OriginPath != "" {
+			p := *o.OriginPath
+			if len(p) > 8192 {
+				return nil, invalid("origins[%d].originPath is longer than 8192 characters", i)
+			}
+			if !strings.HasPrefix(p, "/") {
+				return nil, invalid("origins[%d].originPath %q must start with /", i, p)
+			}
+			if p != "/" {
+				if err := vcl.CheckOriginPath(strings.TrimSuffix(p, "/")); err != nil {
+					return nil, invalid("origins[%d].originPath: %v", i, err)
+				}
+			}
+			w.OriginPath = strings.TrimSuffix(p, "/")
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+func buildCallback(b CallbackBody) (*workflows.Callback, error) {
+	if b.HTTPMethod == nil || b.URL == nil {
+		return nil, invalid("callback needs httpMethod and url")
+	}
+	m := strings.ToUpper(*b.HTTPMethod)
+	if m != "GET" && m != "POST" && m != "PUT" {
+		return nil, invalid("callback.httpMethod must be GET, POST or PUT, not %q", *b.HTTPMethod)
+	}
+	if len(*b.URL) > 1024 {
+		return nil, invalid("callback.url is longer than 1024 characters")
+	}
+	probe := strings.NewReplacer("{appKey}", "a", "{status}", "s", "{domain}", "d").Replace(*b.URL)
+	u, err := url.Parse(probe)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, invalid("callback.url %q is not an http(s) URL", *b.URL)
+	}
+	return &workflows.Callback{HTTPMethod: m, URL: *b.URL}, nil
+}

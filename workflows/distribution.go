@@ -1,0 +1,305 @@
+package workflows
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// Updates a distribution accepts, and the signal edges answer with.
+const (
+	UpdateModify      = "modify"
+	UpdateSuspend     = "suspend"
+	UpdateResume      = "resume"
+	UpdateDelete      = "delete"
+	SignalEdgeApplied = "edge-applied"
+
+	ActivityRequestEdgeApply = "RequestEdgeApply"
+	ActivityCallback         = "DistributionCallback"
+
+	// Error types of rejected updates; the API maps them to NHN codes.
+	ErrInvalidState      = "InvalidState"
+	ErrOperationInFlight = "OperationInProgress"
+)
+
+// DistributionInit starts a distribution's entity workflow.
+type DistributionInit struct {
+	State   DistributionState `json:"state"`
+	EdgeIDs []string          `json:"edgeIds"`
+	// ApplyTimeout bounds the wait for every edge to load a change.
+	ApplyTimeout time.Duration `json:"applyTimeout"`
+	// Version of the last change sent to edges (continue-as-new carries it).
+	Version int `json:"version"`
+	// Opened is set once the first apply finished (continue-as-new).
+	Opened bool `json:"opened"`
+}
+
+// SiteSpec is a distribution's desired state on an edge.
+type SiteSpec struct {
+	WorkflowID string             `json:"workflowId"`
+	AppKey     string             `json:"appKey"`
+	Domain     string             `json:"domain"`
+	Version    int                `json:"version"`
+	Config     DistributionConfig `json:"config"`
+	Suspended  bool               `json:"suspended,omitempty"`
+	Deleted    bool               `json:"deleted,omitempty"`
+}
+
+// EdgeApplyRequest asks the reconcilers of EdgeIDs to apply Spec.
+type EdgeApplyRequest struct {
+	EdgeIDs []string `json:"edgeIds"`
+	Spec    SiteSpec `json:"spec"`
+}
+
+// EdgeApplied is a reconciler's answer for one version.
+type EdgeApplied struct {
+	EdgeID  string `json:"edgeId"`
+	Domain  string `json:"domain"`
+	Version int    `json:"version"`
+	OK      bool   `json:"ok"`
+	Error   string `json:"error,omitempty"`
+}
+
+// CallbackRequest is one lifecycle notification.
+type CallbackRequest struct {
+	Callback Callback          `json:"callback"`
+	State    DistributionState `json:"state"`
+}
+
+type distribution struct {
+	in       DistributionInit
+	st       *DistributionState
+	busy     bool
+	closed   bool
+	applied  map[string]EdgeApplied // latest answer per edge
+	lastGood *DistributionConfig
+	lastSusp bool
+	// callbacks still being delivered; the workflow outlives them.
+	callbacks int
+}
+
+// DistributionWorkflow is the one long-running entity of a distribution:
+// its state machine (OPENING → OPEN, MODIFYING, SUSPENDING/SUSPEND, RESUME,
+// CLOSING → CLOSE, ERROR) takes changes as Updates whose validators refuse
+// a change in the wrong state or while another one runs.
+func DistributionWorkflow(ctx workflow.Context, in DistributionInit) (DistributionState, error) {
+	st := in.State
+	d := &distribution{in: in, st: &st, applied: map[string]EdgeApplied{}}
+	if in.Opened {
+		cfg := st.Config
+		d.lastGood = &cfg
+		d.lastSusp = st.Status == StatusSuspend
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryDistribution, func() (DistributionState, error) { return *d.st, nil }); err != nil {
+		return st, err
+	}
+	sig := workflow.GetSignalChannel(ctx, SignalEdgeApplied)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			var a EdgeApplied
+			sig.Receive(ctx, &a)
+			if prev, ok := d.applied[a.EdgeID]; !ok || a.Version >= prev.Version {
+				d.applied[a.EdgeID] = a
+			}
+		}
+	})
+	d.registerUpdates(ctx)
+
+	if !in.Opened {
+		d.busy = true
+		d.run(ctx, StatusOpening, StatusOpen, st.Config, false, false)
+		d.in.Opened = true
+		d.busy = false
+	}
+	err := workflow.Await(ctx, func() bool {
+		return d.closed || (!d.busy && workflow.GetInfo(ctx).GetContinueAsNewSuggested())
+	})
+	if err != nil {
+		return *d.st, err
+	}
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) && d.callbacks == 0 }); err != nil {
+		return *d.st, err
+	}
+	if d.closed {
+		return *d.st, nil
+	}
+	d.in.State = *d.st
+	return *d.st, workflow.NewContinueAsNewError(ctx, DistributionWorkflow, d.in)
+}
+
+func (d *distribution) registerUpdates(ctx workflow.Context) {
+	guard := func(allowed ...string) func() error {
+		return func() error {
+			if d.busy {
+				return temporal.NewApplicationError("another operation is in progress on "+d.st.Domain+" (status "+d.st.Status+")", ErrOperationInFlight)
+			}
+			for _, s := range allowed {
+				if d.st.Status == s {
+					return nil
+				}
+			}
+			return temporal.NewApplicationError("distribution "+d.st.Domain+" is "+d.st.Status+"; this change needs one of "+joinStatus(allowed), ErrInvalidState)
+		}
+	}
+	_ = workflow.SetUpdateHandlerWithOptions(ctx, UpdateModify, func(ctx workflow.Context, cfg DistributionConfig) (DistributionState, error) {
+		d.busy = true
+		defer func() { d.busy = false }()
+		final := StatusOpen
+		if d.st.Status == StatusSuspend {
+			final = StatusSuspend
+		}
+		d.run(ctx, StatusModifying, final, cfg, final == StatusSuspend, false)
+		return *d.st, nil
+	}, workflow.UpdateHandlerOptions{Validator: func(cfg DistributionConfig) error {
+		return guard(StatusOpen, StatusSuspend, StatusError)()
+	}})
+	_ = workflow.SetUpdateHandlerWithOptions(ctx, UpdateSuspend, func(ctx workflow.Context) (DistributionState, error) {
+		d.busy = true
+		defer func() { d.busy = false }()
+		d.run(ctx, StatusSuspending, StatusSuspend, d.st.Config, true, false)
+		return *d.st, nil
+	}, workflow.UpdateHandlerOptions{Validator: guard(StatusOpen)})
+	_ = workflow.SetUpdateHandlerWithOptions(ctx, UpdateResume, func(ctx workflow.Context) (DistributionState, error) {
+		d.busy = true
+		defer func() { d.busy = false }()
+		d.run(ctx, StatusResume, StatusOpen, d.st.Config, false, false)
+		return *d.st, nil
+	}, workflow.UpdateHandlerOptions{Validator: guard(StatusSuspend)})
+	_ = workflow.SetUpdateHandlerWithOptions(ctx, UpdateDelete, func(ctx workflow.Context) (DistributionState, error) {
+		d.busy = true
+		defer func() { d.busy = false }()
+		d.run(ctx, StatusClosing, StatusClose, d.st.Config, false, true)
+		d.st.Status = StatusClose // a domain is gone even if an edge lagged
+		d.st.DeleteTime = workflow.Now(ctx).UnixMilli()
+		d.setStatus(ctx, StatusClose)
+		d.closed = true
+		return *d.st, nil
+	}, workflow.UpdateHandlerOptions{Validator: guard(StatusOpen, StatusSuspend, StatusError, StatusOpening)})
+}
+
+// run moves through a transitional status, applies the config on every
+// edge, and ends in final — or in ERROR with the reason, after putting the
+// last good config back on the edges.
+func (d *distribution) run(ctx workflow.Context, during, final string, cfg DistributionConfig, suspended, deleted bool) {
+	d.setStatus(ctx, during)
+	if err := d.apply(ctx, cfg, suspended, deleted); err != "" {
+		d.st.LastError = err
+		if !deleted {
+			if d.lastGood != nil {
+				_ = d.apply(ctx, *d.lastGood, d.lastSusp, false)
+			} else {
+				_ = d.apply(ctx, cfg, false, true) // never served: take it off again
+			}
+			d.setStatus(ctx, StatusError)
+			d.notify(ctx)
+			return
+		}
+	} else {
+		d.st.LastError = ""
+	}
+	d.st.Config = cfg
+	if !deleted {
+		good := cfg
+		d.lastGood, d.lastSusp = &good, suspended
+	}
+	d.setStatus(ctx, final)
+	d.notify(ctx)
+}
+
+// apply sends one version to every edge's reconciler and waits for all
+// answers; it returns the first edge error, or "" when all applied it.
+func (d *distribution) apply(ctx workflow.Context, cfg DistributionConfig, suspended, deleted bool) string {
+	d.in.Version++
+	version := d.in.Version
+	spec := SiteSpec{
+		WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID, AppKey: d.st.AppKey, Domain: d.st.Domain,
+		Version: version, Config: cfg, Suspended: suspended, Deleted: deleted,
+	}
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumInterval: 10 * time.Second, MaximumAttempts: 10},
+	})
+	if err := workflow.ExecuteActivity(actx, ActivityRequestEdgeApply, EdgeApplyRequest{EdgeIDs: d.in.EdgeIDs, Spec: spec}).Get(ctx, nil); err != nil {
+		return "request edge apply: " + rootMessage(err)
+	}
+	timeout := d.in.ApplyTimeout
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	answered := func() bool {
+		for _, id := range d.in.EdgeIDs {
+			if d.applied[id].Version < version {
+				return false
+			}
+		}
+		return true
+	}
+	ok, err := workflow.AwaitWithTimeout(ctx, timeout, answered)
+	if err != nil {
+		return err.Error()
+	}
+	if !ok {
+		for _, id := range d.in.EdgeIDs {
+			if d.applied[id].Version < version {
+				return "edge " + id + " did not apply the change within " + timeout.String()
+			}
+		}
+	}
+	for _, id := range d.in.EdgeIDs {
+		if a := d.applied[id]; a.Version == version && !a.OK {
+			return "edge " + id + ": " + a.Error
+		}
+	}
+	return ""
+}
+
+func (d *distribution) setStatus(ctx workflow.Context, status string) {
+	d.st.Status = status
+	if err := workflow.UpsertTypedSearchAttributes(ctx, StatusAttr.ValueSet(status)); err != nil {
+		workflow.GetLogger(ctx).Warn("upsert status", "error", err)
+	}
+}
+
+// notify calls the callback without waiting: a slow or failing callback
+// never holds the lifecycle; its outcome is recorded in the state.
+func (d *distribution) notify(ctx workflow.Context) {
+	cb := d.st.Config.Callback
+	if cb == nil || cb.URL == "" {
+		return
+	}
+	req := CallbackRequest{Callback: *cb, State: *d.st}
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		ScheduleToCloseTimeout: 10 * time.Minute,
+		StartToCloseTimeout:    30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, MaximumInterval: time.Minute,
+			NonRetryableErrorTypes: []string{"CallbackRefused"},
+		},
+	})
+	f := workflow.ExecuteActivity(actx, ActivityCallback, req)
+	status := d.st.Status
+	d.callbacks++
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		defer func() { d.callbacks-- }()
+		result := CallbackResult{Status: status, OK: true}
+		if err := f.Get(ctx, nil); err != nil {
+			result.OK, result.Error = false, rootMessage(err)
+		}
+		d.st.Callbacks = append(d.st.Callbacks, result)
+		if len(d.st.Callbacks) > 20 {
+			d.st.Callbacks = d.st.Callbacks[len(d.st.Callbacks)-20:]
+		}
+	})
+}
+
+func joinStatus(list []string) string {
+	out := ""
+	for i, s := range list {
+		if i > 0 {
+			out += ", "
+		}
+		out += s
+	}
+	return out
+}

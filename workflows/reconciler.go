@@ -1,0 +1,122 @@
+package workflows
+
+import (
+	"sort"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// Names of the per-edge reconciler.
+const (
+	SignalDesiredSite    = "desired-site"
+	ActivityApplyEdgeVCL = "ApplyEdgeVCL"
+)
+
+// ReconcilerWorkflowID is the id of an edge's reconciler.
+func ReconcilerWorkflowID(edgeID string) string { return "edge-reconciler/" + edgeID }
+
+// ReconcilerState is carried across continue-as-new.
+type ReconcilerState struct {
+	EdgeID string              `json:"edgeId"`
+	Sites  map[string]SiteSpec `json:"sites"` // by workflow id; only live sites
+	// Pending changes received but not yet applied when the run ended.
+	Pending []SiteSpec `json:"pending,omitempty"`
+}
+
+// ApplyEdgeVCLInput is every live site of an edge, in a stable order.
+type ApplyEdgeVCLInput struct {
+	EdgeID string     `json:"edgeId"`
+	Sites  []SiteSpec `json:"sites"`
+}
+
+// coalesceWindow lets a burst of changes (100 distributions created at
+// once) become one VCL load per edge instead of one each.
+const coalesceWindow = 300 * time.Millisecond
+
+var reconcileLoadsPerRun = 500
+
+// EdgeReconcilerWorkflow owns one edge's configuration: distributions send
+// it their desired state, it renders all of them into one VCL, loads it
+// over the admin CLI and tells each distribution whether its version is
+// live. A failed load leaves the edge on its last good VCL (Varnish keeps
+// the active one when a new one does not compile or load).
+func EdgeReconcilerWorkflow(ctx workflow.Context, st ReconcilerState) error {
+	if st.Sites == nil {
+		st.Sites = map[string]SiteSpec{}
+	}
+	if err := workflow.SetQueryHandler(ctx, "sites", func() (map[string]SiteSpec, error) { return st.Sites, nil }); err != nil {
+		return err
+	}
+	ch := workflow.GetSignalChannel(ctx, SignalDesiredSite)
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3, InitialInterval: time.Second},
+	})
+	for loads := 0; loads < reconcileLoadsPerRun; loads++ {
+		pending := st.Pending
+		st.Pending = nil
+		if len(pending) == 0 {
+			var first SiteSpec
+			ch.Receive(ctx, &first)
+			pending = append(pending, first)
+			_ = workflow.Sleep(ctx, coalesceWindow)
+		}
+		for {
+			var more SiteSpec
+			if !ch.ReceiveAsync(&more) {
+				break
+			}
+			pending = append(pending, more)
+		}
+		next := make(map[string]SiteSpec, len(st.Sites)+len(pending))
+		for k, v := range st.Sites {
+			next[k] = v
+		}
+		for _, p := range pending {
+			if cur, ok := next[p.WorkflowID]; ok && cur.Version > p.Version {
+				continue
+			}
+			if p.Deleted {
+				delete(next, p.WorkflowID)
+			} else {
+				next[p.WorkflowID] = p
+			}
+		}
+		err := workflow.ExecuteActivity(actx, ActivityApplyEdgeVCL, ApplyEdgeVCLInput{EdgeID: st.EdgeID, Sites: sortedSites(next)}).Get(ctx, nil)
+		msg := ""
+		if err != nil {
+			msg = rootMessage(err)
+		} else {
+			st.Sites = next
+		}
+		for _, p := range pending {
+			a := EdgeApplied{EdgeID: st.EdgeID, Domain: p.Domain, Version: p.Version, OK: err == nil, Error: msg}
+			// A distribution that ended meanwhile cannot be told; that is fine.
+			_ = workflow.SignalExternalWorkflow(ctx, p.WorkflowID, "", SignalEdgeApplied, a).Get(ctx, nil)
+		}
+	}
+	// Changes that arrived during the last load are carried into the next run.
+	for {
+		var more SiteSpec
+		if !ch.ReceiveAsync(&more) {
+			break
+		}
+		st.Pending = append(st.Pending, more)
+	}
+	return workflow.NewContinueAsNewError(ctx, EdgeReconcilerWorkflow, st)
+}
+
+func sortedSites(m map[string]SiteSpec) []SiteSpec {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]SiteSpec, len(keys))
+	for i, k := range keys {
+		out[i] = m[k]
+	}
+	return out
+}
