@@ -265,14 +265,23 @@ func (s *Service) ChangeDistributions(ctx context.Context, appKey string, domain
 }
 
 func (s *Service) update(ctx context.Context, appKey, domain, name string, args ...any) error {
-	_, err := s.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+	h, err := s.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   workflows.DistributionWorkflowID(appKey, domain),
 		UpdateName:   name,
 		Args:         args,
 		WaitForStage: client.WorkflowUpdateStageAccepted,
 	})
 	if err == nil {
-		return nil
+		// A validator's rejection comes back as an already-completed
+		// outcome; an accepted change is still running. Reading the outcome
+		// with a cancelled context tells the two apart without waiting.
+		done, cancel := context.WithCancel(ctx)
+		cancel()
+		err = h.Get(done, nil)
+		var appErr *temporal.ApplicationError
+		if !errors.As(err, &appErr) {
+			return nil
+		}
 	}
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {

@@ -334,6 +334,8 @@ func (p *renderPlan) writeDelivery(w *writer) {
 	w.orElse("else")
 	w.line(`set resp.http.X-Cache = "MISS";`)
 	w.close()
+	// Remaining lifetime, so operators can check a distribution's maxAge.
+	w.line("set resp.http.X-Cache-TTL = obj.ttl;")
 	w.line("set resp.http.X-Edge-Id = %s;", edgeID)
 	w.line("unset resp.http.x-cdn-host;")
 	w.line("unset resp.http.x-cdn-url;")
