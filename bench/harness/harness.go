@@ -1,0 +1,166 @@
+// Package harness starts a whole cdnflow for benchmarks: embedded Temporal
+// on a SQLite file, real varnishd edges, a fast Go origin, the worker and
+// the API on loopback — the same parts as `cdnflow dev`, sized by flags.
+package harness
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cdnflow/cdnflow/app"
+	"github.com/cdnflow/cdnflow/config"
+	"github.com/cdnflow/cdnflow/devserver"
+	"github.com/cdnflow/cdnflow/edge/varnishd"
+	"github.com/cdnflow/cdnflow/edge/vcl"
+	"github.com/cdnflow/cdnflow/inventory"
+	"github.com/cdnflow/cdnflow/origin"
+	"github.com/cdnflow/cdnflow/workflows"
+)
+
+// Stack is a running cdnflow.
+type Stack struct {
+	Config     config.Config
+	Inventory  *inventory.Inventory
+	APIURL     string
+	OriginAddr string
+	Dir        string
+	stops      []func()
+}
+
+// Options size the stack.
+type Options struct {
+	Edges     int
+	Configure func(*config.Config)
+}
+
+// Start brings everything up; Stop tears it down.
+func Start(ctx context.Context, o Options) (*Stack, error) {
+	dir, err := os.MkdirTemp("", "cdnflow-bench-")
+	if err != nil {
+		return nil, err
+	}
+	s := &Stack{Dir: dir}
+	s.stops = append(s.stops, func() { os.RemoveAll(dir) })
+	logger := zap.NewNop()
+
+	originSrv := httptest.NewUnstartedServer(&origin.Handler{BodySize: 2048})
+	originSrv.Config.ReadHeaderTimeout = 5 * time.Second
+	originSrv.Start()
+	s.stops = append(s.stops, originSrv.Close)
+	s.OriginAddr = originSrv.Listener.Addr().String()
+
+	edges, procs, err := StartEdges(ctx, filepath.Join(dir, "edges"), "BEN", o.Edges, s.OriginAddr)
+	if err != nil {
+		s.Stop()
+		return nil, err
+	}
+	for _, p := range procs {
+		p := p
+		s.stops = append(s.stops, func() { _ = p.Stop(context.Background()) })
+	}
+	inv, err := inventory.New(edges)
+	if err != nil {
+		s.Stop()
+		return nil, err
+	}
+	s.Inventory = inv
+
+	cfg := config.Default()
+	cfg.DataDir = filepath.Join(dir, "data")
+	cfg.DefaultOrigin = s.OriginAddr
+	cfg.LogLevel = "error"
+	apiAddr, err := varnishd.FreeLoopbackAddr()
+	if err != nil {
+		s.Stop()
+		return nil, err
+	}
+	cfg.APIAddr = apiAddr
+	if o.Configure != nil {
+		o.Configure(&cfg)
+	}
+	srv, err := devserver.Start(devserver.Options{DataDir: cfg.DataDir, UIPort: -1, Namespace: cfg.Namespace, Logger: logger, SearchAttributes: workflows.SearchAttributes()})
+	if err != nil {
+		s.Stop()
+		return nil, err
+	}
+	s.stops = append(s.stops, srv.Stop)
+	cfg.TemporalAddress = srv.FrontendAddr
+	s.Config = cfg
+	c, err := app.Connect(ctx, cfg, logger)
+	if err != nil {
+		s.Stop()
+		return nil, err
+	}
+	s.stops = append(s.stops, c.Close)
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		_ = app.RunWorkerAndAPI(runCtx, cfg, inv, c, logger)
+		close(done)
+	}()
+	s.stops = append(s.stops, func() { cancel(); <-done })
+	s.APIURL = "http://" + apiAddr
+	for i := 0; i < 100; i++ {
+		resp, err := http.Get(s.APIURL + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return s, nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.Stop()
+	return nil, fmt.Errorf("api not ready")
+}
+
+// Stop stops everything in reverse order.
+func (s *Stack) Stop() {
+	for i := len(s.stops) - 1; i >= 0; i-- {
+		s.stops[i]()
+	}
+	s.stops = nil
+}
+
+// StartEdges starts n varnishd edges that fetch from originAddr.
+func StartEdges(ctx context.Context, dir, prefix string, n int, originAddr string) ([]inventory.Edge, []*varnishd.Process, error) {
+	host, port, _ := net.SplitHostPort(originAddr)
+	p, _ := strconv.Atoi(port)
+	var edges []inventory.Edge
+	var procs []*varnishd.Process
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("%s%02d-C1", prefix, i+1)
+		httpAddr, err := varnishd.FreeLoopbackAddr()
+		if err != nil {
+			return nil, procs, err
+		}
+		adminAddr, err := varnishd.FreeLoopbackAddr()
+		if err != nil {
+			return nil, procs, err
+		}
+		src, err := vcl.Render(vcl.Config{EdgeID: id, DefaultBackend: &vcl.Backend{Host: host, Port: p}})
+		if err != nil {
+			return nil, procs, err
+		}
+		e := inventory.Edge{ID: id, Region: "us", Country: "united_states", Address: httpAddr, AdminAddress: adminAddr,
+			SecretFile: filepath.Join(dir, id+".secret"), Kind: inventory.KindVarnish}
+		proc, err := varnishd.Start(ctx, varnishd.Options{Name: id, WorkDir: filepath.Join(dir, id), ListenAddr: httpAddr,
+			AdminAddr: adminAddr, SecretFile: e.SecretFile, VCL: src, StorageMB: 512,
+			Params: map[string]string{"thread_pool_max": "2000"}})
+		if err != nil {
+			return nil, procs, err
+		}
+		procs = append(procs, proc)
+		edges = append(edges, e)
+	}
+	return edges, procs, nil
+}

@@ -1,0 +1,146 @@
+// Command prewarm measures, in one run, cdnflow's prewarm throughput against
+// the raw limit of the same machine: N URLs × K real varnishd edges through
+// the API to COMPLETED, then the same pairs through K fresh edges with a
+// plain concurrent Go HTTP client. It prints pairs/s for both and the ratio.
+//
+//	go run ./bench/prewarm -urls 20000 -edges 4
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cdnflow/cdnflow/bench/harness"
+	"github.com/cdnflow/cdnflow/config"
+	"github.com/cdnflow/cdnflow/inventory"
+)
+
+func main() {
+	urls := flag.Int("urls", 20000, "URLs per job")
+	edges := flag.Int("edges", 4, "edges")
+	conc := flag.Int("concurrency", 32, "GETs in flight per chunk activity (cdnflow) and per edge (raw: 2x this)")
+	flag.Parse()
+	ctx := context.Background()
+	domain := "bench.example.com"
+
+	stack, err := harness.Start(ctx, harness.Options{Edges: *edges, Configure: func(c *config.Config) {
+		c.PrewarmConcurrency = *conc
+	}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer stack.Stop()
+	list := make([]string, *urls)
+	for i := range list {
+		list[i] = fmt.Sprintf("http://%s/assets/%d/file-%d.js", domain, i%100, i)
+	}
+	body, _ := json.Marshal(map[string]any{"url_list": list, "cf_domain": domain, "target_type": "region", "region": "all", "timeout": 3600})
+
+	start := time.Now()
+	resp, err := http.Post(stack.APIURL+"/prewarm", "application/json", bytes.NewReader(body))
+	if err != nil {
+		log.Fatal(err)
+	}
+	var started struct{ RequestID string }
+	_ = json.NewDecoder(resp.Body).Decode(&started)
+	resp.Body.Close()
+	if started.RequestID == "" {
+		log.Fatalf("prewarm not started: HTTP %d", resp.StatusCode)
+	}
+	var st struct {
+		Status                   string
+		Total, Completed, Failed int
+	}
+	polls := 0
+	for {
+		r, err := http.Get(stack.APIURL + "/status?requestID=" + started.RequestID + "&pageSize=1")
+		if err != nil {
+			log.Fatal(err)
+		}
+		_ = json.NewDecoder(r.Body).Decode(&st)
+		r.Body.Close()
+		polls++
+		if st.Status != "IN_PROGRESS" {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	cdnflowDur := time.Since(start)
+	if st.Status != "COMPLETED" || st.Failed != 0 {
+		log.Fatalf("prewarm ended %s with %d failed", st.Status, st.Failed)
+	}
+	pairs := *urls * *edges
+	cdnflowRate := float64(pairs) / cdnflowDur.Seconds()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+
+	// The raw limit: fresh edges, same origin, a plain client, same pairs.
+	fresh, procs, err := harness.StartEdges(ctx, filepath.Join(stack.Dir, "fresh"), "RAW", *edges, stack.OriginAddr)
+	for _, p := range procs {
+		defer p.Stop(context.Background())
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+	rawDur, rawFailed := raw(fresh, domain, list, 2**conc)
+	rawRate := float64(pairs) / rawDur.Seconds()
+
+	fmt.Printf("prewarm benchmark: %d URLs x %d edges = %d pairs (GOMAXPROCS %d)\n", *urls, *edges, pairs, runtime.GOMAXPROCS(0))
+	fmt.Printf("  cdnflow (API -> Temporal -> worker -> varnishd): %8.0f pairs/s  (%s, %d status polls, status %s)\n", cdnflowRate, cdnflowDur.Round(time.Millisecond), polls, st.Status)
+	fmt.Printf("  raw concurrent Go client -> varnishd:            %8.0f pairs/s  (%s, %d failed)\n", rawRate, rawDur.Round(time.Millisecond), rawFailed)
+	fmt.Printf("  ratio cdnflow/raw: %.2f\n", cdnflowRate/rawRate)
+	fmt.Printf("  process heap in use after the job: %d MiB (worker, API and embedded server share this process)\n", ms.HeapInuse>>20)
+}
+
+func raw(edges []inventory.Edge, domain string, urls []string, perEdge int) (time.Duration, int64) {
+	tr := &http.Transport{MaxIdleConnsPerHost: perEdge, MaxConnsPerHost: perEdge, DisableCompression: true}
+	client := &http.Client{Transport: tr}
+	var failed atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, e := range edges {
+		work := make(chan string)
+		for w := 0; w < perEdge; w++ {
+			wg.Add(1)
+			go func(addr string) {
+				defer wg.Done()
+				for u := range work {
+					path := u[strings.Index(u[len("http://"):], "/")+len("http://"):]
+					req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+					req.Host = domain
+					req.Header.Set("Accept-Encoding", "gzip, deflate, br")
+					resp, err := client.Do(req)
+					if err != nil {
+						failed.Add(1)
+						continue
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						failed.Add(1)
+					}
+				}
+			}(e.Address)
+		}
+		go func() {
+			for _, u := range urls {
+				work <- u
+			}
+			close(work)
+		}()
+	}
+	wg.Wait()
+	return time.Since(start), failed.Load()
+}

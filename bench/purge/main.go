@@ -1,0 +1,212 @@
+// Command purge measures cdnflow purges on real varnishd edges, in one run:
+//
+//  1. single-URL ITEM purge on K edges, from the API call until the purge
+//     list reports progress 100 (p50, p99 over -iterations);
+//  2. a -paths ITEM purge on K edges through the API (split into seqs)
+//     against sending the same PURGEs directly with a concurrent client.
+//
+//	go run ./bench/purge -edges 10 -paths 10000
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cdnflow/cdnflow/bench/harness"
+	"github.com/cdnflow/cdnflow/config"
+	"github.com/cdnflow/cdnflow/inventory"
+)
+
+const appKey, secret = "bench", "bench-secret"
+
+func main() {
+	edges := flag.Int("edges", 10, "edges")
+	iterations := flag.Int("iterations", 50, "single-URL purges to time")
+	paths := flag.Int("paths", 10000, "paths in the large purge")
+	flag.Parse()
+	ctx := context.Background()
+	stack, err := harness.Start(ctx, harness.Options{Edges: *edges, Configure: func(c *config.Config) {
+		c.AppKeys = map[string]string{appKey: secret}
+		c.PurgeItemInterval = 0 // the benchmark measures latency, not NHN's rate limit
+	}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer stack.Stop()
+	host, port, _ := strings.Cut(stack.OriginAddr, ":")
+	var created struct {
+		Distributions []struct{ Domain string }
+	}
+	call(stack, "POST", "/distributions", map[string]any{"distributions": []map[string]any{{
+		"region": "GLOBAL", "useOriginHttpProtocolDowngrade": false, "useOrigin": "Y", "referrerType": "BLACKLIST",
+		"origins": []map[string]any{{"origin": host, "port": atoiMust(port)}},
+	}}}, &created)
+	domain := created.Distributions[0].Domain
+	for {
+		var list struct{ Distributions []struct{ Status string } }
+		call(stack, "GET", "/distributions?domain="+domain, nil, &list)
+		if len(list.Distributions) == 1 && list.Distributions[0].Status == "OPEN" {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// 1. latency of one ITEM purge on every edge.
+	var lat []time.Duration
+	for i := 0; i < *iterations; i++ {
+		start := time.Now()
+		var pr struct{ PurgeSeq int64 }
+		call(stack, "POST", "/purges", map[string]any{"domain": domain, "purgeType": "ITEM", "purgeList": fmt.Sprintf("/single/%d.js", i)}, &pr)
+		waitDone(stack, domain, []int64{pr.PurgeSeq}, 5*time.Millisecond)
+		lat = append(lat, time.Since(start))
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+
+	// 2. a large purge against the raw rate of the same PURGEs.
+	list := make([]string, *paths)
+	for i := range list {
+		list[i] = fmt.Sprintf("/big/%d/asset-%d.css", i%50, i)
+	}
+	start := time.Now()
+	var pr struct{ PurgeSeqs []int64 }
+	call(stack, "POST", "/purges", map[string]any{"domain": domain, "purgeType": "ITEM", "purgeList": strings.Join(list, "\n")}, &pr)
+	waitDone(stack, domain, pr.PurgeSeqs, 100*time.Millisecond)
+	cdnflowDur := time.Since(start)
+
+	fresh, procs, err := harness.StartEdges(ctx, filepath.Join(stack.Dir, "raw"), "RAW", *edges, stack.OriginAddr)
+	for _, p := range procs {
+		defer p.Stop(context.Background())
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+	rawDur := rawPurge(fresh, domain, list, 16)
+	units := float64(*paths * *edges)
+	fmt.Printf("purge benchmark: %d edges\n", *edges)
+	fmt.Printf("  single-URL ITEM purge, API call to progress 100 (%d runs): p50 %s  p99 %s  max %s\n",
+		len(lat), pct(lat, 0.50), pct(lat, 0.99), lat[len(lat)-1].Round(time.Millisecond))
+	fmt.Printf("  %d-path purge (%d seqs): cdnflow %s = %.0f edge-paths/s; raw PURGEs %s = %.0f edge-paths/s; ratio %.2f\n",
+		*paths, len(pr.PurgeSeqs), cdnflowDur.Round(time.Millisecond), units/cdnflowDur.Seconds(),
+		rawDur.Round(time.Millisecond), units/rawDur.Seconds(), rawDur.Seconds()/cdnflowDur.Seconds())
+}
+
+func pct(d []time.Duration, p float64) time.Duration {
+	i := int(float64(len(d)-1) * p)
+	return d[i].Round(time.Millisecond)
+}
+
+func waitDone(stack *harness.Stack, domain string, seqs []int64, every time.Duration) {
+	want := map[int64]bool{}
+	for _, s := range seqs {
+		want[s] = true
+	}
+	deadline := time.Now().Add(10 * time.Minute)
+	for time.Now().Before(deadline) {
+		var list struct {
+			Purges []struct {
+				Seq      int64
+				Progress int
+			}
+		}
+		call(stack, "GET", fmt.Sprintf("/purges?domain=%s&itemsPerPage=%d", domain, len(seqs)), nil, &list)
+		done := 0
+		for _, p := range list.Purges {
+			if want[p.Seq] && p.Progress == 100 {
+				done++
+			}
+		}
+		if done == len(seqs) {
+			return
+		}
+		time.Sleep(every)
+	}
+	log.Fatalf("purges %v did not finish", seqs)
+}
+
+func call(stack *harness.Stack, method, path string, body any, out any) {
+	var rdr io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rdr = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, stack.APIURL+"/v1.5/appKeys/"+appKey+path, rdr)
+	req.Header.Set("Authorization", secret)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	var h struct {
+		Header struct {
+			IsSuccessful  bool
+			ResultMessage string
+		}
+	}
+	_ = json.Unmarshal(data, &h)
+	if !h.Header.IsSuccessful {
+		log.Fatalf("%s %s: %s", method, path, data)
+	}
+	if out != nil {
+		_ = json.Unmarshal(data, out)
+	}
+}
+
+func rawPurge(edges []inventory.Edge, domain string, paths []string, perEdge int) time.Duration {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: perEdge, MaxConnsPerHost: perEdge}}
+	var failed atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, e := range edges {
+		work := make(chan string)
+		for w := 0; w < perEdge; w++ {
+			wg.Add(1)
+			go func(addr string) {
+				defer wg.Done()
+				for p := range work {
+					req, _ := http.NewRequest("PURGE", "http://"+addr+p, nil)
+					req.Host = domain
+					resp, err := client.Do(req)
+					if err != nil {
+						failed.Add(1)
+						continue
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}(e.Address)
+		}
+		go func() {
+			for _, p := range paths {
+				work <- p
+			}
+			close(work)
+		}()
+	}
+	wg.Wait()
+	if failed.Load() > 0 {
+		log.Printf("raw purge: %d failed", failed.Load())
+	}
+	return time.Since(start)
+}
+
+func atoiMust(s string) int {
+	var n int
+	if _, err := fmt.Sscanf(s, "%d", &n); err != nil {
+		log.Fatal(err)
+	}
+	return n
+}
