@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -65,7 +66,10 @@ func TestPrewarmPartialFailureCompletes(t *testing.T) {
 
 func TestPrewarmRetriesCrashedBatch(t *testing.T) {
 	calls := map[int]int{}
+	var mu sync.Mutex // the test env runs activities on their own goroutines
 	env := prewarmEnv(t, func(_ context.Context, in PrewarmBatchInput) (PrewarmBatchResult, error) {
+		mu.Lock()
+		defer mu.Unlock()
 		calls[in.Chunk]++
 		if in.Chunk == 1 && calls[1] < 3 {
 			return PrewarmBatchResult{}, errors.New("worker lost")
