@@ -1,0 +1,78 @@
+package service
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSplitPurgeList(t *testing.T) {
+	paths := func(n int) string {
+		var b []string
+		for i := 0; i < n; i++ {
+			b = append(b, "/p/"+strings.Repeat("x", i%5)+"/"+string(rune('a'+i%26)))
+		}
+		return strings.Join(b, "\n")
+	}
+	for _, tc := range []struct {
+		typ, list string
+		sizes     []int
+		err       string
+	}{
+		{"ITEM", paths(450), []int{200, 200, 50}, ""},
+		{"ITEM", paths(200), []int{200}, ""},
+		{"ITEM", "/a\r\n\n  /b  \n", []int{2}, ""},
+		{"WILDCARD", strings.Repeat("/img/*\n", 25), []int{10, 10, 5}, ""},
+		{"ALL", "", []int{0}, ""},
+		{"ALL", "/ignored", []int{0}, ""},
+		{"TAG", "release-1\nrelease-2", []int{2}, ""},
+		{"ITEM", "", nil, "at least one path"},
+		{"ITEM", "img.png", nil, "must start with /"},
+		{"ITEM", "/a b", nil, "must not contain spaces"},
+		{"ITEM", "/" + strings.Repeat("a", MaxPurgePathLen), nil, "longer than"},
+		{"WILDCARD", "/img/", nil, "must end with *"},
+		{"WILDCARD", "/a*/b*", nil, "no other *"},
+		{"TAG", "two words", nil, "one token"},
+		{"PAGE", "/a", nil, "purgeType must be"},
+		{"ITEM", paths(MaxPurgePaths + 1), nil, "at most 20000"},
+	} {
+		got, err := SplitPurgeList(tc.typ, tc.list, 200, 10)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s %.20q: err %v, want %q", tc.typ, tc.list, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tc.typ, err)
+			continue
+		}
+		var sizes []int
+		for _, b := range got {
+			sizes = append(sizes, len(b))
+		}
+		if len(sizes) != len(tc.sizes) {
+			t.Errorf("%s sizes %v, want %v", tc.typ, sizes, tc.sizes)
+			continue
+		}
+		for i := range sizes {
+			if sizes[i] != tc.sizes[i] {
+				t.Errorf("%s sizes %v, want %v", tc.typ, sizes, tc.sizes)
+			}
+		}
+	}
+}
+
+func TestPurgeLimiter(t *testing.T) {
+	l := &purgeLimiter{last: map[string]time.Time{}}
+	now := time.Unix(1000, 0)
+	if !l.allow("k", time.Second, now) || l.allow("k", time.Second, now.Add(500*time.Millisecond)) {
+		t.Fatal("second request within the interval was allowed")
+	}
+	if !l.allow("k", time.Second, now.Add(1100*time.Millisecond)) || !l.allow("other", time.Second, now) {
+		t.Fatal("request after the interval, or of another key, was refused")
+	}
+	if !l.allow("k", 0, now) {
+		t.Fatal("a zero interval must not limit")
+	}
+}

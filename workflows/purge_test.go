@@ -1,0 +1,67 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/testsuite"
+)
+
+func TestPurgeRetriesEdgeUntilConfirmed(t *testing.T) {
+	var ts testsuite.WorkflowTestSuite
+	env := ts.NewTestWorkflowEnvironment()
+	env.RegisterWorkflow(PurgeWorkflow)
+	var mu sync.Mutex
+	attempts := map[string]int{}
+	env.RegisterActivityWithOptions(func(_ context.Context, in PurgeEdgeInput) error {
+		mu.Lock()
+		defer mu.Unlock()
+		attempts[in.EdgeID]++
+		if in.EdgeID == "B" && attempts["B"] < 4 {
+			return errors.New("dial edge B: connection refused")
+		}
+		return nil
+	}, activity.RegisterOptions{Name: ActivityPurgeEdge})
+	var mid PurgeStatus
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(QueryPurgeStatus)
+		if err == nil {
+			_ = v.Get(&mid)
+		}
+	}, 1200*time.Millisecond)
+	env.ExecuteWorkflow(PurgeWorkflow, PurgeRequest{Type: PurgeItem, Hosts: []string{"d.test"}, Paths: []string{"/a"}, EdgeIDs: []string{"A", "B"}, Deadline: time.Hour, Seq: 7})
+	var st PurgeStatus
+	if err := env.GetWorkflowResult(&st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Progress != 100 || st.State != PurgeDone || attempts["B"] != 4 {
+		t.Fatalf("status %+v attempts %v", st, attempts)
+	}
+	if mid.Progress != 50 || mid.Edges[1].Confirmed {
+		t.Fatalf("while B was down: %+v", mid)
+	}
+}
+
+func TestPurgeDeadlineLeavesProgressBelow100(t *testing.T) {
+	var ts testsuite.WorkflowTestSuite
+	env := ts.NewTestWorkflowEnvironment()
+	env.RegisterWorkflow(PurgeWorkflow)
+	env.RegisterActivityWithOptions(func(_ context.Context, in PurgeEdgeInput) error {
+		if in.EdgeID == "B" {
+			return errors.New("edge B down")
+		}
+		return nil
+	}, activity.RegisterOptions{Name: ActivityPurgeEdge})
+	env.ExecuteWorkflow(PurgeWorkflow, PurgeRequest{Type: PurgeAll, Hosts: []string{"d.test"}, EdgeIDs: []string{"A", "B", "C"}, Deadline: time.Minute})
+	var st PurgeStatus
+	if err := env.GetWorkflowResult(&st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Progress != 66 || st.State != PurgeExpired || st.Edges[1].Error == "" {
+		t.Fatalf("status %+v", st)
+	}
+}
