@@ -55,8 +55,10 @@ type PrewarmJob struct {
 // ChunkSizeFor returns the URLs per activity for a job of urls × edges.
 func ChunkSizeFor(urls, edges int) int {
 	size := (urls*edges + targetChunksPerJob - 1) / targetChunksPerJob
-	if size < 100 {
-		size = 100
+	// Small chunks cost a Temporal round trip each; 500 URLs keep that
+	// overhead low while a retried chunk still redoes little.
+	if size < 500 {
+		size = 500
 	}
 	if size > 5000 {
 		size = 5000
