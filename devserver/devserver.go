@@ -162,6 +162,10 @@ func Start(opts Options) (*Server, error) {
 		// Search attributes added later (an upgrade adds one) reach every
 		// service at the next namespace refresh; keep that short.
 		dynamicconfig.NamespaceCacheRefreshInterval.Key(): time.Second,
+		// A workflow's activities go straight back to the worker that
+		// scheduled them, skipping a matching round trip: purges fan out
+		// to every edge and that latency is most of a small purge.
+		dynamicconfig.EnableActivityEagerExecution.Key(): true,
 	}
 	srv, err := temporal.NewServer(
 		temporal.WithConfig(conf),

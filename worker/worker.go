@@ -39,7 +39,11 @@ func New(c client.Client, d Deps) (sdkworker.Worker, error) {
 		// them a moment to record progress so a restart resumes from there.
 		WorkerStopTimeout:                  10 * time.Second,
 		MaxConcurrentActivityExecutionSize: 200,
-		EnableSessionWorker:                false,
+		// More pollers take a fan-out of activities (a purge on every edge)
+		// off the queue in parallel instead of one poll at a time.
+		MaxConcurrentActivityTaskPollers: 8,
+		MaxConcurrentWorkflowTaskPollers: 4,
+		EnableSessionWorker:              false,
 	})
 	if err := Register(w, d); err != nil {
 		return nil, err
