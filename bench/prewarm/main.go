@@ -15,6 +15,7 @@ import (
 	"io"
 	"log"
 	"net/http"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -101,7 +102,7 @@ func main() {
 	fmt.Printf("  cdnflow (API -> Temporal -> worker -> varnishd): %8.0f pairs/s  (%s, %d status polls, status %s)\n", cdnflowRate, cdnflowDur.Round(time.Millisecond), polls, st.Status)
 	fmt.Printf("  raw concurrent Go client -> varnishd:            %8.0f pairs/s  (%s, %d failed)\n", rawRate, rawDur.Round(time.Millisecond), rawFailed)
 	fmt.Printf("  ratio cdnflow/raw: %.2f\n", cdnflowRate/rawRate)
-	fmt.Printf("  process heap in use after the job: %d MiB (worker, API and embedded server share this process)\n", ms.HeapInuse>>20)
+	fmt.Printf("  process heap in use after the job: %d MiB; peak RSS %s (worker, API and embedded Temporal share this process)\n", ms.HeapInuse>>20, peakRSS())
 }
 
 func raw(edges []inventory.Edge, domain string, urls []string, perEdge int) (time.Duration, int64) {
@@ -143,4 +144,18 @@ func raw(edges []inventory.Edge, domain string, urls []string, perEdge int) (tim
 	}
 	wg.Wait()
 	return time.Since(start), failed.Load()
+}
+
+// peakRSS reads the process's high-water resident set size (Linux).
+func peakRSS() string {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return "unknown"
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			return strings.TrimSpace(strings.TrimPrefix(line, "VmHWM:"))
+		}
+	}
+	return "unknown"
 }
