@@ -118,3 +118,16 @@ func TestSelect(t *testing.T) {
 		}
 	}
 }
+
+// The inventory `cdnflow dev` ships must stay valid.
+func TestDevInventoryLoads(t *testing.T) {
+	inv, err := Load(filepath.Join("..", "deployments", "dev", "edges.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range inv.Edges {
+		if !e.Managed {
+			t.Fatalf("dev edge %s is not managed", e.ID)
+		}
+	}
+}
