@@ -333,22 +333,7 @@ type PrewarmStatusResponse struct {
 // (page from 1) and resolved from the job's URL list in the payload store.
 func (s *Service) PrewarmStatus(ctx context.Context, requestID string, page, pageSize int) (PrewarmStatusResponse, error) {
 	var out PrewarmStatusResponse
-	if !validRequestID(requestID) {
-		return out, ErrNotFound
-	}
-	q := workflows.PrewarmStatusQuery{Offset: (page - 1) * pageSize, Limit: pageSize}
-	v, err := s.Temporal.QueryWorkflow(ctx, prewarmWorkflowID(requestID), "", workflows.QueryPrewarmStatus, q)
-	if err != nil {
-		if isNotFound(err) {
-			return out, ErrNotFound
-		}
-		return out, fmt.Errorf("query prewarm %s: %w", requestID, err)
-	}
-	var st workflows.PrewarmStatus
-	if err := v.Get(&st); err != nil {
-		return out, fmt.Errorf("decode prewarm status: %w", err)
-	}
-	urls, err := s.prewarmURLs(ctx, st.URLsKey)
+	st, urls, err := s.prewarmJob(ctx, requestID, workflows.PrewarmStatusQuery{Offset: (page - 1) * pageSize, Limit: pageSize})
 	if err != nil {
 		return out, err
 	}
@@ -372,6 +357,26 @@ func (s *Service) PrewarmStatus(ctx context.Context, requestID string, page, pag
 		out.SuccessURL = &list
 	}
 	return out, nil
+}
+
+// prewarmJob queries a job's state and loads its URL list.
+func (s *Service) prewarmJob(ctx context.Context, requestID string, q workflows.PrewarmStatusQuery) (workflows.PrewarmStatus, []string, error) {
+	var st workflows.PrewarmStatus
+	if !validRequestID(requestID) {
+		return st, nil, ErrNotFound
+	}
+	v, err := s.Temporal.QueryWorkflow(ctx, prewarmWorkflowID(requestID), "", workflows.QueryPrewarmStatus, q)
+	if err != nil {
+		if isNotFound(err) {
+			return st, nil, ErrNotFound
+		}
+		return st, nil, fmt.Errorf("query prewarm %s: %w", requestID, err)
+	}
+	if err := v.Get(&st); err != nil {
+		return st, nil, fmt.Errorf("decode prewarm status: %w", err)
+	}
+	urls, err := s.prewarmURLs(ctx, st.URLsKey)
+	return st, urls, err
 }
 
 func (s *Service) prewarmURLs(ctx context.Context, key string) ([]string, error) {

@@ -47,22 +47,8 @@ type pairDetail struct {
 // read from the per-chunk results the activities stored.
 func (s *Service) PrewarmPairs(ctx context.Context, requestID string, page, pageSize int) (PairPage, error) {
 	out := PairPage{RequestID: requestID, Page: page, PageSize: pageSize, Pairs: []PairRow{}}
-	if !validRequestID(requestID) {
-		return out, ErrNotFound
-	}
 	jobID := prewarmWorkflowID(requestID)
-	v, err := s.Temporal.QueryWorkflow(ctx, jobID, "", workflows.QueryPrewarmStatus, workflows.PrewarmStatusQuery{Limit: 1})
-	if err != nil {
-		if isNotFound(err) {
-			return out, ErrNotFound
-		}
-		return out, fmt.Errorf("query prewarm %s: %w", requestID, err)
-	}
-	var st workflows.PrewarmStatus
-	if err := v.Get(&st); err != nil {
-		return out, fmt.Errorf("decode prewarm status: %w", err)
-	}
-	urls, err := s.prewarmURLs(ctx, st.URLsKey)
+	st, urls, err := s.prewarmJob(ctx, requestID, workflows.PrewarmStatusQuery{Limit: 1})
 	if err != nil {
 		return out, err
 	}
