@@ -17,6 +17,7 @@ import (
 	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/edge/varnishd"
 	"github.com/cdnflow/cdnflow/inventory"
+	"github.com/cdnflow/cdnflow/starter"
 )
 
 const usage = `cdnflow — CDN cache-control plane on Temporal
@@ -25,7 +26,13 @@ Usage:
   cdnflow dev      [flags]   embedded Temporal + Web UI + local Varnish edges + worker + API
   cdnflow worker   [flags]   Temporal worker against --temporal-address
   cdnflow api      [flags]   HTTP API against --temporal-address
+  cdnflow prewarm  [flags]   start a prewarm through the API (--wait follows it; exit 0/2/3/4)
+  cdnflow purge    [flags]   start an NHN purge through the API (--wait follows every seq)
+  cdnflow status   ID        prewarm status (--wait, --json)
   cdnflow <cmd> -h           flags of a command (each also read from its $ENV)
+
+Exit codes of prewarm/purge/status: 0 success, 1 error, 2 finished with failures,
+3 timeout, 4 job failed.
 `
 
 func main() {
@@ -40,6 +47,12 @@ func main() {
 	switch cmd {
 	case "dev", "worker", "api":
 		err = runServer(ctx, cmd, args)
+	case "prewarm":
+		os.Exit(starter.Prewarm(ctx, starter.StdIO(), args))
+	case "purge":
+		os.Exit(starter.Purge(ctx, starter.StdIO(), args))
+	case "status":
+		os.Exit(starter.Status(ctx, starter.StdIO(), args))
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

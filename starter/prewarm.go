@@ -1,0 +1,215 @@
+package starter
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// prewarmStatus is the PrewarmStatus answer.
+type prewarmStatus struct {
+	Status        string   `json:"status"`
+	Total         int      `json:"total"`
+	Completed     int      `json:"completed"`
+	InProgress    int      `json:"inProgress"`
+	FailedURL     []string `json:"failedUrl"`
+	InProgressURL []string `json:"inProgressUrl"`
+	RequestID     string   `json:"requestID"`
+	Failed        int      `json:"failed"`
+	Succeeded     int      `json:"succeeded"`
+	Error         string   `json:"error,omitempty"`
+	Message       string   `json:"message,omitempty"`
+}
+
+type headerList []string
+
+func (h *headerList) String() string     { return strings.Join(*h, ", ") }
+func (h *headerList) Set(v string) error { *h = append(*h, v); return nil }
+
+// Prewarm is `cdnflow prewarm`.
+func Prewarm(ctx context.Context, sio IO, args []string) int {
+	fs := flag.NewFlagSet("cdnflow prewarm", flag.ContinueOnError)
+	fs.SetOutput(sio.Err)
+	var c common
+	c.register(fs)
+	apiKey := fs.String("api-key", envOr("CDNFLOW_API_KEY", ""), "x-api-key ($CDNFLOW_API_KEY)")
+	domain := fs.String("domain", "", "cf_domain: the host every URL is on")
+	urlsFile := fs.String("urls-file", "", "file with one URL (or /path) per line; - reads stdin")
+	target := fs.String("target", "region:all", "pop:ID,ID | region:us,eu | country:japan | region:all")
+	protocol := fs.String("protocol", "http", "http or https")
+	timeout := fs.Duration("timeout", 0, "job deadline (default: the server's, 30m)")
+	idem := fs.String("idempotency-key", "", "same key, same job (e.g. the pipeline run id)")
+	invalidate := fs.Bool("invalidate", false, "purge each URL on the edges before warming it (need_invalidate)")
+	var headers headerList
+	fs.Var(&headers, "header", "extra request header 'Name: value' (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return ExitError
+	}
+	urls, err := readList(*urlsFile, sio.In)
+	if err != nil {
+		fmt.Fprintln(sio.Err, "cdnflow prewarm:", err)
+		return ExitError
+	}
+	for i, u := range urls {
+		if strings.HasPrefix(u, "/") && *domain != "" {
+			urls[i] = *protocol + "://" + *domain + u
+		}
+	}
+	targetType, region, ok := strings.Cut(*target, ":")
+	if !ok {
+		fmt.Fprintln(sio.Err, "cdnflow prewarm: --target must look like region:us,eu or pop:ATL56-C1")
+		return ExitError
+	}
+	body := map[string]any{"url_list": urls, "cf_domain": *domain, "protocol": *protocol, "target_type": targetType, "need_invalidate": *invalidate}
+	if region == "all" {
+		body["region"] = "all"
+	} else {
+		body["region"] = strings.Split(region, ",")
+	}
+	if *timeout > 0 {
+		body["timeout"] = timeout.String()
+	}
+	if len(headers) > 0 {
+		body["header"] = []string(headers)
+	}
+	h := http.Header{}
+	if *apiKey != "" {
+		h.Set("x-api-key", *apiKey)
+	}
+	if *idem != "" {
+		h.Set("Idempotency-Key", *idem)
+	}
+	var started struct {
+		RequestID string `json:"requestID"`
+		Message   string `json:"message"`
+	}
+	code, raw, err := doJSON(ctx, sio, http.MethodPost, strings.TrimRight(c.api, "/")+"/prewarm", h, body, &started)
+	if err != nil || code != http.StatusOK {
+		fmt.Fprintf(sio.Err, "cdnflow prewarm: refused (HTTP %d): %s %v\n", code, strings.TrimSpace(string(raw)), errOrEmpty(err))
+		return ExitError
+	}
+	fmt.Fprintf(sio.Err, "prewarm %s started: %d URLs\n", started.RequestID, len(urls))
+	if !c.wait {
+		return printJSON(sio, c.asJSON, map[string]any{"requestID": started.RequestID}, ExitOK)
+	}
+	return waitPrewarm(ctx, sio, c, h, started.RequestID)
+}
+
+// Status is `cdnflow status ID`.
+func Status(ctx context.Context, sio IO, args []string) int {
+	fs := flag.NewFlagSet("cdnflow status", flag.ContinueOnError)
+	fs.SetOutput(sio.Err)
+	var c common
+	c.register(fs)
+	apiKey := fs.String("api-key", envOr("CDNFLOW_API_KEY", ""), "x-api-key ($CDNFLOW_API_KEY)")
+	// Accept the id before or after the flags.
+	var id string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		id, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return ExitError
+	}
+	if id == "" && fs.NArg() > 0 {
+		id = fs.Arg(0)
+	}
+	if id == "" {
+		fmt.Fprintln(sio.Err, "usage: cdnflow status REQUEST_ID [--wait] [--json]")
+		return ExitError
+	}
+	h := http.Header{}
+	if *apiKey != "" {
+		h.Set("x-api-key", *apiKey)
+	}
+	if c.wait {
+		return waitPrewarm(ctx, sio, c, h, id)
+	}
+	st, code, err := fetchPrewarm(ctx, sio, c, h, id)
+	if err != nil {
+		fmt.Fprintf(sio.Err, "cdnflow status: %v\n", err)
+		return ExitError
+	}
+	return printPrewarm(sio, c, st, code)
+}
+
+func fetchPrewarm(ctx context.Context, sio IO, c common, h http.Header, id string) (prewarmStatus, int, error) {
+	var st prewarmStatus
+	code, raw, err := doJSON(ctx, sio, http.MethodGet, strings.TrimRight(c.api, "/")+"/status?pageSize=1000&requestID="+url.QueryEscape(id), h, nil, &st)
+	if err != nil {
+		return st, code, err
+	}
+	if code != http.StatusOK {
+		return st, code, fmt.Errorf("HTTP %d: %s", code, strings.TrimSpace(string(raw)))
+	}
+	return st, code, nil
+}
+
+func waitPrewarm(ctx context.Context, sio IO, c common, h http.Header, id string) int {
+	bar := &progress{io: sio, label: "prewarm " + id}
+	deadline := time.Now().Add(c.waitFor)
+	for {
+		st, code, err := fetchPrewarm(ctx, sio, c, h, id)
+		if err != nil {
+			bar.finish()
+			fmt.Fprintf(sio.Err, "cdnflow: %v\n", err)
+			return ExitError
+		}
+		bar.update(st.Completed, st.Total, fmt.Sprintf("failed %d", st.Failed))
+		if st.Status != "IN_PROGRESS" {
+			bar.finish()
+			return printPrewarm(sio, c, st, code)
+		}
+		if time.Now().After(deadline) {
+			bar.finish()
+			fmt.Fprintf(sio.Err, "gave up waiting after %s; the job goes on\n", c.waitFor)
+			return ExitTimeout
+		}
+		select {
+		case <-ctx.Done():
+			bar.finish()
+			return ExitError
+		case <-time.After(c.interval):
+		}
+	}
+}
+
+func printPrewarm(sio IO, c common, st prewarmStatus, _ int) int {
+	code := ExitOK
+	switch {
+	case st.Status == "TIMEOUT":
+		code = ExitTimeout
+	case st.Status == "FAILED":
+		code = ExitJobFailed
+	case st.Status == "COMPLETED" && st.Failed > 0:
+		code = ExitPartial
+	}
+	if !c.asJSON {
+		fmt.Fprintf(sio.Out, "%s %s: %d/%d completed, %d failed\n", st.RequestID, st.Status, st.Completed, st.Total, st.Failed)
+		for _, u := range st.FailedURL {
+			fmt.Fprintf(sio.Out, "  failed: %s\n", u)
+		}
+		return code
+	}
+	return printJSON(sio, true, st, code)
+}
+
+func printJSON(sio IO, asJSON bool, v any, code int) int {
+	if asJSON {
+		enc := json.NewEncoder(sio.Out)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(v)
+	}
+	return code
+}
+
+func errOrEmpty(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}

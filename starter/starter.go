@@ -1,0 +1,180 @@
+// Package starter is the pipeline side of cdnflow: `cdnflow prewarm`,
+// `cdnflow purge` and `cdnflow status` call the HTTP API (never Temporal),
+// so a release pipeline needs only the API's address and a key. With
+// --wait they follow the job to its end and exit with a code a pipeline can
+// branch on.
+package starter
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+// Exit codes of the pipeline commands.
+const (
+	ExitOK            = 0
+	ExitError         = 1 // bad usage, API unreachable, request refused
+	ExitPartial       = 2 // the job finished but some URLs or paths failed
+	ExitTimeout       = 3 // the job's deadline (or --wait-timeout) passed
+	ExitJobFailed     = 4 // the job could not run
+	defaultAPIAddress = "http://127.0.0.1:8080"
+)
+
+// IO is where a command reads and writes; tests substitute buffers.
+type IO struct {
+	In     io.Reader
+	Out    io.Writer
+	Err    io.Writer
+	IsTTY  bool
+	Client *http.Client
+}
+
+// StdIO is the process's terminal.
+func StdIO() IO {
+	tty := false
+	if fi, err := os.Stderr.Stat(); err == nil {
+		tty = fi.Mode()&os.ModeCharDevice != 0
+	}
+	return IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, IsTTY: tty, Client: &http.Client{Timeout: 60 * time.Second}}
+}
+
+type common struct {
+	api      string
+	wait     bool
+	asJSON   bool
+	interval time.Duration
+	waitFor  time.Duration
+}
+
+func (c *common) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.api, "api", envOr("CDNFLOW_API_URL", defaultAPIAddress), "cdnflow API base URL ($CDNFLOW_API_URL)")
+	fs.BoolVar(&c.wait, "wait", false, "follow the job until it ends; the exit code tells how it ended")
+	fs.BoolVar(&c.asJSON, "json", false, "print a machine-readable summary on stdout")
+	fs.DurationVar(&c.interval, "interval", 2*time.Second, "how often --wait polls")
+	fs.DurationVar(&c.waitFor, "wait-timeout", 2*time.Hour, "give up waiting after this long (exit 3)")
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// readList reads one entry per line from a file, or stdin for "-".
+func readList(path string, stdin io.Reader) ([]string, error) {
+	var r io.Reader
+	switch path {
+	case "":
+		return nil, errors.New("a list file is required (use - for stdin)")
+	case "-":
+		r = stdin
+	default:
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
+		defer f.Close()
+		r = f
+	}
+	var out []string
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line != "" && !strings.HasPrefix(line, "#") {
+			out = append(out, line)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read list: %w", err)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("the list is empty")
+	}
+	return out, nil
+}
+
+// doJSON sends body (if any) and decodes the answer into out. It returns
+// the HTTP status and the raw body for error messages.
+func doJSON(ctx context.Context, sio IO, method, url string, header http.Header, body, out any) (int, []byte, error) {
+	var rdr io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return 0, nil, err
+		}
+		rdr = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rdr)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := sio.Client.Do(req)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%s %s: %w", method, url, err)
+	}
+	defer resp.Body.Close()
+	data, err := readAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, nil, err
+	}
+	if out != nil && len(data) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
+			return resp.StatusCode, data, fmt.Errorf("decode answer of %s: %w", url, err)
+		}
+	}
+	return resp.StatusCode, data, nil
+}
+
+func readAll(r io.Reader) ([]byte, error) {
+	var b bytes.Buffer
+	_, err := b.ReadFrom(r)
+	return b.Bytes(), err
+}
+
+// progress prints a live bar on a terminal and plain lines elsewhere (CI
+// logs), at most one line per interval.
+type progress struct {
+	io    IO
+	label string
+	last  string
+}
+
+func (p *progress) update(done, total int, detail string) {
+	pct := 0
+	if total > 0 {
+		pct = done * 100 / total
+	}
+	if p.io.IsTTY {
+		width := 30
+		fill := pct * width / 100
+		fmt.Fprintf(p.io.Err, "\r%s [%s%s] %3d%% %d/%d %s", p.label, strings.Repeat("#", fill), strings.Repeat(".", width-fill), pct, done, total, detail)
+		return
+	}
+	line := fmt.Sprintf("%s: %d/%d (%d%%) %s", p.label, done, total, pct, detail)
+	if line != p.last {
+		fmt.Fprintln(p.io.Err, line)
+		p.last = line
+	}
+}
+
+func (p *progress) finish() {
+	if p.io.IsTTY {
+		fmt.Fprintln(p.io.Err)
+	}
+}
