@@ -320,7 +320,10 @@ func TestDistributionLifecycleAndPurges(t *testing.T) {
 		}
 	}
 	env.Replay(t, "distribution/"+appKey+"/"+d.Domain, "distribution")
-	env.Replay(t, "purge-"+appKey+"-"+itoa64(pr.PurgeSeq), "")
+	env.Replay(t, "purge-"+appKey+"-"+itoa64(pr.PurgeSeq), "purge")
+	// Long-running entities replay too, up to where they are now.
+	env.Replay(t, "edge-reconciler/"+env.Edges[0].Edge.ID, "reconciler")
+	env.Replay(t, "sequence/purge", "sequence")
 }
 
 func waitPurge(t *testing.T, env *testenv.Env, domain string, seq int64) {
