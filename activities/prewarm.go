@@ -17,6 +17,7 @@ import (
 
 	"github.com/cdnflow/cdnflow/edge"
 	"github.com/cdnflow/cdnflow/inventory"
+	"github.com/cdnflow/cdnflow/metrics"
 	"github.com/cdnflow/cdnflow/payload"
 	"github.com/cdnflow/cdnflow/workflows"
 )
@@ -258,5 +259,13 @@ func (a *Prewarm) warmPair(ctx context.Context, e inventory.Edge, in workflows.P
 		}
 	}
 	row.DurationMS = time.Since(start).Milliseconds()
+	if ctx.Err() == nil {
+		result := "success"
+		if row.Error != "" {
+			result = "failed"
+		}
+		metrics.PrewarmPairs.WithLabelValues(e.ID, result).Inc()
+		metrics.EdgeLatency.WithLabelValues(e.ID, "fetch").Observe(time.Since(start).Seconds() / float64(row.Attempts))
+	}
 	return row
 }

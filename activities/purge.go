@@ -13,6 +13,7 @@ import (
 
 	"github.com/cdnflow/cdnflow/edge"
 	"github.com/cdnflow/cdnflow/inventory"
+	"github.com/cdnflow/cdnflow/metrics"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
@@ -117,7 +118,14 @@ func (a *Purge) PurgeEdge(ctx context.Context, in workflows.PurgeEdgeInput) erro
 		go func(i int, u unit) {
 			defer wg.Done()
 			defer func() { <-slots }()
+			started := time.Now()
 			err := a.apply(ctx, e, in, u.host, u.path)
+			metrics.EdgeLatency.WithLabelValues(e.ID, "purge").Observe(time.Since(started).Seconds())
+			result := "done"
+			if err != nil {
+				result = "failed"
+			}
+			metrics.PurgeUnits.WithLabelValues(e.ID, in.Type, result).Inc()
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/labstack/echo/v4"
 )
@@ -66,13 +67,19 @@ func writeNHNError(c echo.Context, status int, msg string) {
 	case status >= 400 && status < 500:
 		code = NHNInvalidParameter
 	}
+	c.Response().Header().Set(nhnResultHeader, strconv.Itoa(code))
 	_ = c.JSON(http.StatusOK, NHNResponse{Header: NHNHeader{ResultCode: code, ResultMessage: msg}})
 }
+
+// nhnResultHeader carries a failed resultCode to the metrics middleware
+// (NHN answers errors with HTTP 200, so the status alone cannot tell).
+const nhnResultHeader = "X-Cdnflow-Result-Code"
 
 // renderNHNError answers an *NHNError (or anything else) in the envelope.
 func renderNHNError(c echo.Context, err error) bool {
 	var ne *NHNError
 	if errors.As(err, &ne) {
+		c.Response().Header().Set(nhnResultHeader, strconv.Itoa(ne.Code))
 		_ = c.JSON(http.StatusOK, NHNResponse{Header: NHNHeader{ResultCode: ne.Code, ResultMessage: ne.Message}})
 		return true
 	}

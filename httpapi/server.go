@@ -6,6 +6,7 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/inventory"
+	"github.com/cdnflow/cdnflow/metrics"
 	"github.com/cdnflow/cdnflow/service"
 )
 
@@ -50,6 +52,8 @@ func New(d Deps) *Server {
 	e.Use(middleware.BodyLimit("32M"))
 
 	e.GET("/healthz", s.healthz)
+	// Scraped from inside the network, like healthz; it carries no job data.
+	e.GET("/metrics", echo.WrapHandler(metrics.Handler()))
 	e.GET("/readyz", s.readyz)
 
 	v1 := e.Group("/v1", s.requireAPIKey)
@@ -99,6 +103,13 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err)
 		}
 		req := c.Request()
+		code := strconv.Itoa(c.Response().Status)
+		metrics.APILatency.WithLabelValues(req.Method, c.Path(), code).Observe(time.Since(start).Seconds())
+		if c.Response().Status >= 400 {
+			metrics.APIErrors.WithLabelValues(c.Path(), code).Inc()
+		} else if rc := c.Response().Header().Get(nhnResultHeader); rc != "" {
+			metrics.APIErrors.WithLabelValues(c.Path(), rc).Inc()
+		}
 		s.d.Logger.Info("http request",
 			zap.String("requestId", c.Response().Header().Get(echo.HeaderXRequestID)),
 			zap.String("method", req.Method),

@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/cdnflow/cdnflow/metrics"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
@@ -123,6 +124,7 @@ func (s *Service) startDistribution(ctx context.Context, appKey string, cfg work
 		if err != nil {
 			return st, fmt.Errorf("start distribution: %w", err)
 		}
+		metrics.JobsStarted.WithLabelValues(workflows.KindDistribution).Inc()
 		return st, nil
 	}
 	return workflows.DistributionState{}, errors.New("could not draw an unused domain name")

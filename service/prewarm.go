@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/cdnflow/cdnflow/inventory"
+	"github.com/cdnflow/cdnflow/metrics"
 	"github.com/cdnflow/cdnflow/payload"
 	"github.com/cdnflow/cdnflow/workflows"
 )
@@ -297,6 +298,7 @@ func (s *Service) StartPrewarm(ctx context.Context, req PrewarmRequest, idempote
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		TypedSearchAttributes:    temporal.NewSearchAttributes(sa...),
 	}
+	metrics.JobsStarted.WithLabelValues(workflows.KindPrewarm).Inc()
 	if _, err := s.Temporal.ExecuteWorkflow(ctx, opts, workflows.PrewarmWorkflow, job); err != nil {
 		var already *serviceerror.WorkflowExecutionAlreadyStarted
 		if errors.As(err, &already) {

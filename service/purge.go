@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/cdnflow/cdnflow/metrics"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
@@ -203,6 +204,7 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 		if _, err := s.Temporal.ExecuteWorkflow(ctx, opts, workflows.PurgeWorkflow, pr); err != nil {
 			return res, fmt.Errorf("start purge seq %d: %w", seq, err)
 		}
+		metrics.JobsStarted.WithLabelValues(workflows.KindPurge).Inc()
 		res.PurgeSeqs = append(res.PurgeSeqs, seq)
 	}
 	res.PurgeSeq = res.PurgeSeqs[0]

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -72,6 +73,27 @@ func TestPipelineCommands(t *testing.T) {
 	code, out, errOut = run(t, starter.Status, "", append([]string{summary.RequestID}, append(api, "--json")...)...)
 	if code != starter.ExitOK || !strings.Contains(out, `"COMPLETED"`) {
 		t.Fatalf("status: exit %d\n%s\n%s", code, out, errOut)
+	}
+
+	// /metrics exposes the named series after these jobs.
+	resp, err := http.Get(env.API.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, series := range []string{
+		`cdnflow_jobs_started_total{type="prewarm"}`,
+		`cdnflow_prewarm_pairs_total{edge="` + env.Edges[0].Edge.ID + `",result="success"}`,
+		`cdnflow_prewarm_pairs_total{edge="` + env.Edges[0].Edge.ID + `",result="failed"}`,
+		`cdnflow_edge_request_seconds_bucket{edge="` + env.Edges[1].Edge.ID + `",op="fetch"`,
+		`cdnflow_api_request_seconds_count{code="200",method="POST",route="/prewarm"}`,
+		`cdnflow_api_errors_total{code="403",route="/prewarm"}`,
+		`temporal_`,
+	} {
+		if !strings.Contains(string(body), series) {
+			t.Errorf("/metrics lacks %s", series)
+		}
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/config"
+	"github.com/cdnflow/cdnflow/metrics"
 )
 
 // Dial connects to cfg.TemporalAddress, retrying while the server starts.
@@ -26,6 +27,9 @@ func Dial(ctx context.Context, cfg config.Config, logger *zap.Logger) (client.Cl
 		HostPort:  cfg.TemporalAddress,
 		Namespace: cfg.Namespace,
 		Logger:    NewLogger(logger.Named("sdk")),
+		// The SDK's own series (task latencies, pollers, failures) go to
+		// the same /metrics as cdnflow's.
+		MetricsHandler: metrics.SDKHandler(),
 	}
 	tlsConf, err := tlsConfig(cfg)
 	if err != nil {

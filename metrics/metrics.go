@@ -1,0 +1,184 @@
+// Package metrics exposes cdnflow's Prometheus series: its own (jobs, pairs
+// and purges per edge, edge and API latency) and the Temporal SDK's, all on
+// one registry served at /metrics.
+package metrics
+
+import (
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	sdkclient "go.temporal.io/sdk/client"
+)
+
+// Registry is the process's metrics.
+var Registry = prometheus.NewRegistry()
+
+var (
+	// JobsStarted counts jobs accepted by the API, by type.
+	JobsStarted = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cdnflow_jobs_started_total", Help: "Jobs accepted by the API, by type (prewarm, purge, distribution).",
+	}, []string{"type"})
+	// PrewarmPairs counts URL×edge outcomes, by edge and result.
+	PrewarmPairs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cdnflow_prewarm_pairs_total", Help: "Prewarm URL x edge pairs with an outcome, by edge and result (success, failed).",
+	}, []string{"edge", "result"})
+	// PurgeUnits counts purge requests sent to edges, by edge and result.
+	PurgeUnits = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cdnflow_purge_requests_total", Help: "PURGE/BAN requests sent to edges, by edge, type and result (done, failed).",
+	}, []string{"edge", "type", "result"})
+	// EdgeLatency is the time of one request to an edge.
+	EdgeLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "cdnflow_edge_request_seconds", Help: "Latency of requests to edges, by edge and operation (fetch, purge).",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	}, []string{"edge", "op"})
+	// APILatency is the time the API took per route and status class.
+	APILatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "cdnflow_api_request_seconds", Help: "API request latency by method, route and status code.",
+		Buckets: prometheus.DefBuckets,
+	}, []string{"method", "route", "code"})
+	// APIErrors counts API answers that are errors (4xx, 5xx, NHN isSuccessful=false).
+	APIErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cdnflow_api_errors_total", Help: "API error answers by route and code (HTTP status, or NHN resultCode).",
+	}, []string{"route", "code"})
+)
+
+func init() {
+	Registry.MustRegister(JobsStarted, PrewarmPairs, PurgeUnits, EdgeLatency, APILatency, APIErrors,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+}
+
+// Handler serves the registry in the Prometheus text format.
+func Handler() http.Handler {
+	return promhttp.HandlerFor(Registry, promhttp.HandlerOpts{Registry: Registry})
+}
+
+// SDKHandler reports the Temporal SDK's metrics (temporal_* series) into
+// Registry. Series are created on first use, keyed by name and tag names.
+func SDKHandler() sdkclient.MetricsHandler { return &sdkHandler{reg: sdkRegistry} }
+
+var sdkRegistry = &sdkMetrics{counters: map[string]*prometheus.CounterVec{}, gauges: map[string]*prometheus.GaugeVec{}, timers: map[string]*prometheus.HistogramVec{}}
+
+type sdkMetrics struct {
+	mu       sync.Mutex
+	counters map[string]*prometheus.CounterVec
+	gauges   map[string]*prometheus.GaugeVec
+	timers   map[string]*prometheus.HistogramVec
+}
+
+type sdkHandler struct {
+	reg  *sdkMetrics
+	tags map[string]string
+}
+
+func (h *sdkHandler) WithTags(tags map[string]string) sdkclient.MetricsHandler {
+	merged := make(map[string]string, len(h.tags)+len(tags))
+	for k, v := range h.tags {
+		merged[k] = v
+	}
+	for k, v := range tags {
+		merged[k] = v
+	}
+	return &sdkHandler{reg: h.reg, tags: merged}
+}
+
+func (h *sdkHandler) labels() ([]string, prometheus.Labels) {
+	names := make([]string, 0, len(h.tags))
+	for k := range h.tags {
+		names = append(names, sanitize(k))
+	}
+	sort.Strings(names)
+	values := prometheus.Labels{}
+	for k, v := range h.tags {
+		values[sanitize(k)] = v
+	}
+	return names, values
+}
+
+func key(name string, labels []string) string { return name + "|" + strings.Join(labels, ",") }
+
+func (h *sdkHandler) Counter(name string) sdkclient.MetricsCounter {
+	names, values := h.labels()
+	name = "temporal_" + sanitize(name)
+	h.reg.mu.Lock()
+	defer h.reg.mu.Unlock()
+	k := key(name, names)
+	vec, ok := h.reg.counters[k]
+	if !ok {
+		vec = prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: "Temporal SDK counter " + name}, names)
+		if err := Registry.Register(vec); err != nil {
+			return noop{} // the same name with other labels: drop rather than panic
+		}
+		h.reg.counters[k] = vec
+	}
+	return counter{vec.With(values)}
+}
+
+func (h *sdkHandler) Gauge(name string) sdkclient.MetricsGauge {
+	names, values := h.labels()
+	name = "temporal_" + sanitize(name)
+	h.reg.mu.Lock()
+	defer h.reg.mu.Unlock()
+	k := key(name, names)
+	vec, ok := h.reg.gauges[k]
+	if !ok {
+		vec = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: "Temporal SDK gauge " + name}, names)
+		if err := Registry.Register(vec); err != nil {
+			return noop{}
+		}
+		h.reg.gauges[k] = vec
+	}
+	return gauge{vec.With(values)}
+}
+
+func (h *sdkHandler) Timer(name string) sdkclient.MetricsTimer {
+	names, values := h.labels()
+	name = "temporal_" + sanitize(name) + "_seconds"
+	h.reg.mu.Lock()
+	defer h.reg.mu.Unlock()
+	k := key(name, names)
+	vec, ok := h.reg.timers[k]
+	if !ok {
+		vec = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: "Temporal SDK timer " + name, Buckets: prometheus.ExponentialBuckets(0.001, 2, 15)}, names)
+		if err := Registry.Register(vec); err != nil {
+			return noop{}
+		}
+		h.reg.timers[k] = vec
+	}
+	return timer{vec.With(values)}
+}
+
+type counter struct{ c prometheus.Counter }
+
+func (c counter) Inc(n int64) { c.c.Add(float64(n)) }
+
+type gauge struct{ g prometheus.Gauge }
+
+func (g gauge) Update(v float64) { g.g.Set(v) }
+
+type timer struct{ o prometheus.Observer }
+
+func (t timer) Record(d time.Duration) { t.o.Observe(d.Seconds()) }
+
+type noop struct{}
+
+func (noop) Inc(int64)            {}
+func (noop) Update(float64)       {}
+func (noop) Record(time.Duration) {}
+
+func sanitize(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
