@@ -2,10 +2,11 @@
 //
 //  1. single-URL ITEM purge on K edges, from the API call until the purge
 //     list reports progress 100 (p50, p99 over -iterations);
+//
 //  2. a -paths ITEM purge on K edges through the API (split into seqs)
 //     against sending the same PURGEs directly with a concurrent client.
 //
-//	go run ./bench/purge -edges 10 -paths 10000
+//     go run ./bench/purge -edges 10 -paths 10000
 package main
 
 import (
