@@ -64,6 +64,7 @@ func New(d Deps) *Server {
 	s.routesPrewarm(e)
 	s.routesPurge(e)
 	s.routesDistributions(e)
+	s.routesSchedules(e)
 	s.routesDocs(e)
 	return s
 }

@@ -59,7 +59,7 @@ func Register(r sdkworker.Registry, d Deps) error {
 	edgeCheck := &activities.EdgeCheck{Inventory: d.Inventory, Logger: d.Logger}
 	r.RegisterActivityWithOptions(edgeCheck.ListEdges, activityName(workflows.ActivityListEdges))
 	r.RegisterActivityWithOptions(edgeCheck.CheckEdge, activityName(workflows.ActivityCheckEdge))
-	for _, reg := range []func(sdkworker.Registry, Deps) error{registerPrewarm, registerPurge, registerDistributions} {
+	for _, reg := range []func(sdkworker.Registry, Deps) error{registerPrewarm, registerPurge, registerDistributions, registerSchedules} {
 		if err := reg(r, d); err != nil {
 			return fmt.Errorf("register: %w", err)
 		}

@@ -1,0 +1,257 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/cdnflow/cdnflow/workflows"
+)
+
+// MaxScheduleBody bounds a schedule's job: it is stored in the schedule
+// and in every run's history.
+const MaxScheduleBody = 512 << 10
+
+// ScheduleRequest creates a recurring prewarm or purge.
+type ScheduleRequest struct {
+	ID       string          `json:"id"`
+	Kind     string          `json:"kind"` // prewarm or purge
+	Cron     []string        `json:"cron,omitempty"`
+	Interval string          `json:"interval,omitempty"` // Go duration, e.g. "1h"
+	TimeZone string          `json:"timeZone,omitempty"`
+	Overlap  string          `json:"overlap,omitempty"` // SKIP (default), BUFFER_ONE, BUFFER_ALL, CANCEL_OTHER, TERMINATE_OTHER, ALLOW_ALL
+	Paused   bool            `json:"paused,omitempty"`
+	Note     string          `json:"note,omitempty"`
+	AppKey   string          `json:"appKey,omitempty"` // purge: whose domain
+	Prewarm  json.RawMessage `json:"prewarm,omitempty"`
+	Purge    json.RawMessage `json:"purge,omitempty"`
+}
+
+// ScheduleView is a schedule as the API shows it.
+type ScheduleView struct {
+	ID         string    `json:"id"`
+	Kind       string    `json:"kind,omitempty"`
+	Cron       []string  `json:"cron,omitempty"`
+	Interval   string    `json:"interval,omitempty"`
+	TimeZone   string    `json:"timeZone,omitempty"`
+	Paused     bool      `json:"paused"`
+	Note       string    `json:"note,omitempty"`
+	Runs       int64     `json:"runs"`
+	NextRuns   []string  `json:"nextRuns,omitempty"`
+	RecentRuns []string  `json:"recentRuns,omitempty"` // workflow ids of recent runs
+	Created    time.Time `json:"created,omitempty"`
+}
+
+var scheduleIDRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+var overlaps = map[string]enumspb.ScheduleOverlapPolicy{
+	"":                enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
+	"SKIP":            enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
+	"BUFFER_ONE":      enumspb.SCHEDULE_OVERLAP_POLICY_BUFFER_ONE,
+	"BUFFER_ALL":      enumspb.SCHEDULE_OVERLAP_POLICY_BUFFER_ALL,
+	"CANCEL_OTHER":    enumspb.SCHEDULE_OVERLAP_POLICY_CANCEL_OTHER,
+	"TERMINATE_OTHER": enumspb.SCHEDULE_OVERLAP_POLICY_TERMINATE_OTHER,
+	"ALLOW_ALL":       enumspb.SCHEDULE_OVERLAP_POLICY_ALLOW_ALL,
+}
+
+// ErrExists means the id is taken.
+var ErrExists = errors.New("already exists")
+
+func scheduleID(id string) string { return "cdnflow-" + id }
+
+// CreateSchedule validates the job as the API would now and creates a
+// Temporal Schedule that starts a ScheduledJobWorkflow at each fire.
+func (s *Service) CreateSchedule(ctx context.Context, req ScheduleRequest) (ScheduleView, error) {
+	var v ScheduleView
+	if !scheduleIDRe.MatchString(req.ID) {
+		return v, invalid("id must be 1-63 lower-case letters, digits or '-'")
+	}
+	spec := client.ScheduleSpec{CronExpressions: req.Cron, TimeZoneName: req.TimeZone}
+	if req.Interval != "" {
+		d, err := time.ParseDuration(req.Interval)
+		if err != nil || d < time.Minute {
+			return v, invalid("interval must be a duration of at least 1m, such as \"30m\" or \"6h\"")
+		}
+		spec.Intervals = []client.ScheduleIntervalSpec{{Every: d}}
+	}
+	if len(req.Cron) == 0 && req.Interval == "" {
+		return v, invalid("give cron (a list of cron expressions) or interval")
+	}
+	if req.TimeZone != "" {
+		if _, err := time.LoadLocation(req.TimeZone); err != nil {
+			return v, invalid("timeZone %q is not an IANA time zone name", req.TimeZone)
+		}
+	}
+	overlap, ok := overlaps[strings.ToUpper(req.Overlap)]
+	if !ok {
+		return v, invalid("overlap must be SKIP, BUFFER_ONE, BUFFER_ALL, CANCEL_OTHER, TERMINATE_OTHER or ALLOW_ALL")
+	}
+	job := workflows.ScheduledJob{ScheduleID: req.ID, Kind: req.Kind, AppKey: req.AppKey}
+	switch req.Kind {
+	case workflows.KindPrewarm:
+		var p PrewarmRequest
+		if err := json.Unmarshal(req.Prewarm, &p); err != nil {
+			return v, invalid("prewarm must be a Prewarm API body: %v", err)
+		}
+		if _, err := ValidatePrewarm(p, s.Inventory, s.Config.PrewarmDefaultTimeout); err != nil {
+			return v, err
+		}
+		job.Body = req.Prewarm
+	case workflows.KindPurge:
+		var p PurgeRequest
+		if err := json.Unmarshal(req.Purge, &p); err != nil {
+			return v, invalid("purge must be an NHN purge body: %v", err)
+		}
+		if _, ok := s.Config.AppKeys[req.AppKey]; !ok {
+			return v, invalid("appKey %q is not configured", req.AppKey)
+		}
+		if _, err := SplitPurgeList(strings.ToUpper(p.PurgeType), p.PurgeList, s.Config.PurgeItemBatch, s.Config.PurgeWildcardBatch); err != nil {
+			return v, err
+		}
+		if _, err := s.DistributionByDomain(ctx, req.AppKey, strings.ToLower(p.Domain)); err != nil {
+			return v, err
+		}
+		job.Body = req.Purge
+	default:
+		return v, invalid("kind must be prewarm or purge")
+	}
+	if len(job.Body) > MaxScheduleBody {
+		return v, invalid("the job body is %d bytes; a schedule keeps at most %d", len(job.Body), MaxScheduleBody)
+	}
+	_, err := s.Temporal.ScheduleClient().Create(ctx, client.ScheduleOptions{
+		ID:      scheduleID(req.ID),
+		Spec:    spec,
+		Overlap: overlap,
+		Paused:  req.Paused,
+		Note:    req.Note,
+		Action: &client.ScheduleWorkflowAction{
+			ID:        "scheduled-" + req.ID,
+			Workflow:  workflows.ScheduledJobWorkflow,
+			Args:      []any{job},
+			TaskQueue: s.Config.TaskQueue,
+			TypedSearchAttributes: temporal.NewSearchAttributes(
+				workflows.KindAttr.ValueSet("scheduled-" + req.Kind),
+			),
+		},
+		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.KindAttr.ValueSet(req.Kind)),
+	})
+	var exists *serviceerror.AlreadyExists
+	if errors.As(err, &exists) || (err != nil && strings.Contains(err.Error(), "already")) {
+		return v, fmt.Errorf("schedule %s: %w", req.ID, ErrExists)
+	}
+	if err != nil {
+		return v, fmt.Errorf("create schedule: %w", err)
+	}
+	return s.Schedule(ctx, req.ID)
+}
+
+// Schedule describes one schedule.
+func (s *Service) Schedule(ctx context.Context, id string) (ScheduleView, error) {
+	v := ScheduleView{ID: id}
+	if !scheduleIDRe.MatchString(id) {
+		return v, ErrNotFound
+	}
+	desc, err := s.Temporal.ScheduleClient().GetHandle(ctx, scheduleID(id)).Describe(ctx)
+	if err != nil {
+		if isNotFound(err) {
+			return v, ErrNotFound
+		}
+		return v, fmt.Errorf("describe schedule %s: %w", id, err)
+	}
+	sc := desc.Schedule
+	if a, ok := sc.Action.(*client.ScheduleWorkflowAction); ok {
+		v.Kind = strings.TrimPrefix(workflowKind(a), "scheduled-")
+	}
+	if sc.Spec != nil {
+		v.Cron = sc.Spec.CronExpressions
+		v.TimeZone = sc.Spec.TimeZoneName
+		if len(sc.Spec.Intervals) > 0 {
+			v.Interval = sc.Spec.Intervals[0].Every.String()
+		}
+	}
+	if sc.State != nil {
+		v.Paused = sc.State.Paused
+		v.Note = sc.State.Note
+	}
+	v.Runs = int64(desc.Info.NumActions)
+	for _, t := range desc.Info.NextActionTimes {
+		v.NextRuns = append(v.NextRuns, t.UTC().Format(time.RFC3339))
+	}
+	for _, r := range desc.Info.RecentActions {
+		if r.StartWorkflowResult != nil {
+			v.RecentRuns = append(v.RecentRuns, r.StartWorkflowResult.WorkflowID)
+		}
+	}
+	v.Created = desc.Info.CreatedAt
+	return v, nil
+}
+
+func workflowKind(a *client.ScheduleWorkflowAction) string {
+	if a.TypedSearchAttributes.Size() == 0 {
+		return ""
+	}
+	if k, ok := a.TypedSearchAttributes.GetKeyword(workflows.KindAttr); ok {
+		return k
+	}
+	return ""
+}
+
+// ListSchedules lists cdnflow's schedules.
+func (s *Service) ListSchedules(ctx context.Context) ([]ScheduleView, error) {
+	it, err := s.Temporal.ScheduleClient().List(ctx, client.ScheduleListOptions{PageSize: 100})
+	if err != nil {
+		return nil, fmt.Errorf("list schedules: %w", err)
+	}
+	out := []ScheduleView{}
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			return nil, fmt.Errorf("list schedules: %w", err)
+		}
+		if !strings.HasPrefix(e.ID, "cdnflow-") {
+			continue
+		}
+		v, err := s.Schedule(ctx, strings.TrimPrefix(e.ID, "cdnflow-"))
+		if err == nil {
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+// ScheduleAction pauses, unpauses, triggers or deletes a schedule.
+func (s *Service) ScheduleAction(ctx context.Context, id, action string) error {
+	if !scheduleIDRe.MatchString(id) {
+		return ErrNotFound
+	}
+	h := s.Temporal.ScheduleClient().GetHandle(ctx, scheduleID(id))
+	var err error
+	switch action {
+	case "pause":
+		err = h.Pause(ctx, client.SchedulePauseOptions{Note: "paused through the cdnflow API"})
+	case "unpause":
+		err = h.Unpause(ctx, client.ScheduleUnpauseOptions{Note: "unpaused through the cdnflow API"})
+	case "trigger":
+		err = h.Trigger(ctx, client.ScheduleTriggerOptions{Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_ALLOW_ALL})
+	case "delete":
+		err = h.Delete(ctx)
+	default:
+		return invalid("unknown schedule action %q", action)
+	}
+	if err != nil && isNotFound(err) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("%s schedule %s: %w", action, id, err)
+	}
+	return nil
+}
