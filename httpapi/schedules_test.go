@@ -100,4 +100,3 @@ func TestSchedulesFireAndAreManaged(t *testing.T) {
 		}
 	}
 }
-
