@@ -32,7 +32,9 @@ type Distribution struct {
 	// DefaultOrigin (host:port) serves hosts without a distribution.
 	DefaultOrigin         string
 	AllowPrivateCallbacks bool
-	Logger                *zap.Logger
+	// PurgeACL goes into every edge's VCL: who may PURGE and BAN.
+	PurgeACL []string
+	Logger   *zap.Logger
 }
 
 // RequestEdgeApply hands a distribution's desired state to the reconciler
@@ -105,7 +107,7 @@ func (a *Distribution) ApplyEdgeVCL(ctx context.Context, in workflows.ApplyEdgeV
 	if !ok {
 		return temporal.NewNonRetryableApplicationError("edge "+in.EdgeID+" is not in the inventory", "UnknownEdge", nil)
 	}
-	cfg := vcl.Config{EdgeID: e.ID}
+	cfg := vcl.Config{EdgeID: e.ID, PurgeACL: a.PurgeACL}
 	if a.DefaultOrigin != "" {
 		host, port, err := net.SplitHostPort(a.DefaultOrigin)
 		if err == nil {

@@ -27,6 +27,7 @@ import (
 	"github.com/cdnflow/cdnflow/edge/vcl"
 	"github.com/cdnflow/cdnflow/httpapi"
 	"github.com/cdnflow/cdnflow/inventory"
+	"github.com/cdnflow/cdnflow/metrics"
 	"github.com/cdnflow/cdnflow/origin"
 	"github.com/cdnflow/cdnflow/temporalclient"
 	cdnworker "github.com/cdnflow/cdnflow/worker"
@@ -71,6 +72,15 @@ func RunWorker(ctx context.Context, cfg config.Config, inv *inventory.Inventory,
 	}
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
+	}
+	if cfg.MetricsAddr != "" {
+		ms := &http.Server{Addr: cfg.MetricsAddr, Handler: metrics.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := ms.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Error("metrics listener", zap.Error(err))
+			}
+		}()
+		defer ms.Close()
 	}
 	logger.Info("worker started", zap.String("taskQueue", cfg.TaskQueue))
 	<-ctx.Done()
@@ -219,7 +229,7 @@ func StartManagedEdges(ctx context.Context, cfg config.Config, inv *inventory.In
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			src, err := vcl.Render(vcl.Config{EdgeID: e.ID, DefaultBackend: def})
+			src, err := vcl.Render(vcl.Config{EdgeID: e.ID, DefaultBackend: def, PurgeACL: cfg.PurgeACL})
 			if err != nil {
 				errs[i] = fmt.Errorf("edge %s: render vcl: %w", e.ID, err)
 				return

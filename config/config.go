@@ -33,8 +33,11 @@ type Config struct {
 	DataDir       string
 	InventoryFile string
 	APIAddr       string
-	LogLevel      string
-	LogFormat     string
+	// MetricsAddr serves /metrics on a port of its own (worker pods have
+	// no API); empty: only the API's /metrics.
+	MetricsAddr string
+	LogLevel    string
+	LogFormat   string
 
 	// APIKeys are accepted in x-api-key on the Prewarm API.
 	APIKeys []string
@@ -59,6 +62,9 @@ type Config struct {
 	PurgeItemInterval  time.Duration
 	PurgeAllInterval   time.Duration
 	PurgeDeadline      time.Duration
+	// PurgeACL lists the addresses (IPs, CIDRs) edges accept PURGE and BAN
+	// from: where the workers run. Empty: loopback only.
+	PurgeACL []string
 	// EdgePurgeConcurrency caps concurrent PURGE/BAN requests to one edge
 	// from one worker.
 	EdgePurgeConcurrency int
@@ -112,6 +118,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	str(fs, &c.DataDir, "data-dir", "CDNFLOW_DATA_DIR", "dev: directory of the SQLite store, claim checks and edge workdirs")
 	str(fs, &c.InventoryFile, "edges", "CDNFLOW_EDGES", "edge inventory file (YAML or JSON)")
 	str(fs, &c.APIAddr, "api-addr", "CDNFLOW_API_ADDR", "listen address of the HTTP API")
+	str(fs, &c.MetricsAddr, "metrics-addr", "CDNFLOW_METRICS_ADDR", "extra listen address for /metrics (e.g. :9090 on workers)")
 	str(fs, &c.LogLevel, "log-level", "CDNFLOW_LOG_LEVEL", "debug, info, warn or error")
 	str(fs, &c.LogFormat, "log-format", "CDNFLOW_LOG_FORMAT", "console or json")
 	list(fs, &c.APIKeys, "api-keys", "CDNFLOW_API_KEYS", "comma-separated keys accepted in x-api-key")
@@ -128,6 +135,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	dur(fs, &c.PurgeItemInterval, "purge-item-interval", "CDNFLOW_PURGE_ITEM_INTERVAL", "minimum time between ITEM/WILDCARD/TAG purge requests of one appKey (NHN: 1s)")
 	dur(fs, &c.PurgeAllInterval, "purge-all-interval", "CDNFLOW_PURGE_ALL_INTERVAL", "minimum time between ALL purges of one domain (NHN: 5m)")
 	dur(fs, &c.PurgeDeadline, "purge-deadline", "CDNFLOW_PURGE_DEADLINE", "how long a purge retries an unreachable edge")
+	list(fs, &c.PurgeACL, "purge-acl", "CDNFLOW_PURGE_ACL", "comma-separated IPs/CIDRs edges accept PURGE/BAN from (the workers' addresses; default loopback)")
 	num(fs, &c.EdgePurgeConcurrency, "edge-purge-concurrency", "CDNFLOW_EDGE_PURGE_CONCURRENCY", "concurrent PURGE/BAN requests per edge from one worker")
 	boolean(fs, &c.AllowPrivateCallbacks, "allow-private-callbacks", "CDNFLOW_ALLOW_PRIVATE_CALLBACKS", "let callbacks reach loopback/private addresses")
 	str(fs, &c.DefaultOrigin, "default-origin", "CDNFLOW_DEFAULT_ORIGIN", "host:port edges fetch from for hosts that match no distribution (dev starts a demo origin there; empty: such hosts get 404)")

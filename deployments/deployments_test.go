@@ -1,0 +1,248 @@
+// Package deployments holds the compose file, Kubernetes manifests and
+// Dockerfile. Docker is not runnable on this project's machines, so these
+// tests keep the files honest: every command, flag, env name, port and
+// image version is checked against the real binary and go.mod.
+package deployments
+
+import (
+	"bytes"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/cdnflow/cdnflow/config"
+	"github.com/cdnflow/cdnflow/inventory"
+)
+
+// binaryFlags are the flags of `cdnflow worker|api|dev` and the env names
+// they read, taken from the real flag set.
+func binaryFlags(t *testing.T) (flags map[string]bool, envs map[string]bool) {
+	cfg := config.Default()
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	cfg.Register(fs)
+	flags, envs = map[string]bool{}, map[string]bool{}
+	envRe := regexp.MustCompile(`\(\$([A-Z0-9_]+)\)`)
+	fs.VisitAll(func(f *flag.Flag) {
+		flags[f.Name] = true
+		if m := envRe.FindStringSubmatch(f.Usage); m != nil {
+			envs[m[1]] = true
+		}
+	})
+	if len(envs) < 20 {
+		t.Fatalf("only %d env names found in flag usage", len(envs))
+	}
+	return flags, envs
+}
+
+var commands = map[string]bool{"worker": true, "api": true, "dev": true}
+
+func checkArgs(t *testing.T, where string, args []string, flags map[string]bool) {
+	t.Helper()
+	if len(args) == 0 || !commands[args[0]] {
+		t.Errorf("%s: command %v is not a cdnflow server command", where, args)
+		return
+	}
+	for _, a := range args[1:] {
+		if strings.HasPrefix(a, "-") {
+			name := strings.TrimLeft(strings.SplitN(a, "=", 2)[0], "-")
+			if !flags[name] {
+				t.Errorf("%s: flag %s does not exist", where, a)
+			}
+		}
+	}
+}
+
+func checkEnv(t *testing.T, where string, env map[string]string, envs map[string]bool) {
+	t.Helper()
+	for k := range env {
+		if (strings.HasPrefix(k, "CDNFLOW_") || strings.HasPrefix(k, "TEMPORAL_")) && !envs[k] {
+			t.Errorf("%s: env %s is not read by cdnflow", where, k)
+		}
+	}
+}
+
+func moduleVersion(t *testing.T, module string) string {
+	data, err := os.ReadFile("../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(regexp.QuoteMeta(module) + ` v([0-9.]+)`).FindSubmatch(data)
+	if m == nil {
+		t.Fatalf("%s not in go.mod", module)
+	}
+	return string(m[1])
+}
+
+type composeFile struct {
+	Services map[string]struct {
+		Image       string            `yaml:"image"`
+		Command     []string          `yaml:"command"`
+		Environment map[string]string `yaml:"environment"`
+		Ports       []string          `yaml:"ports"`
+		Volumes     []string          `yaml:"volumes"`
+	} `yaml:"services"`
+}
+
+func TestComposeFile(t *testing.T) {
+	flags, envs := binaryFlags(t)
+	data, err := os.ReadFile("compose/docker-compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c composeFile
+	if err := yaml.Unmarshal(data, &c); err != nil {
+		t.Fatalf("compose: %v", err)
+	}
+	for _, s := range []string{"postgresql", "temporal", "temporal-ui", "worker", "api", "edge-1", "edge-2"} {
+		if _, ok := c.Services[s]; !ok {
+			t.Errorf("service %s missing", s)
+		}
+	}
+	if img := c.Services["temporal"].Image; img != "temporalio/auto-setup:"+moduleVersion(t, "go.temporal.io/server") {
+		t.Errorf("temporal image %s does not match the embedded server version", img)
+	}
+	if img := c.Services["temporal-ui"].Image; img != "temporalio/ui:"+moduleVersion(t, "github.com/temporalio/ui-server/v2") {
+		t.Errorf("ui image %s does not match the embedded UI version", img)
+	}
+	for _, name := range []string{"worker", "api"} {
+		s := c.Services[name]
+		checkArgs(t, "compose "+name, s.Command, flags)
+		checkEnv(t, "compose "+name, s.Environment, envs)
+		if s.Environment["TEMPORAL_ADDRESS"] != "temporal:7233" {
+			t.Errorf("compose %s does not point at the temporal service", name)
+		}
+		for _, v := range s.Volumes {
+			src := strings.SplitN(v, ":", 2)[0]
+			if strings.HasPrefix(src, "./") {
+				if _, err := os.Stat(filepath.Join("compose", src)); err != nil {
+					t.Errorf("compose %s mounts missing %s", name, src)
+				}
+			}
+		}
+	}
+	api := c.Services["api"]
+	if !contains(api.Command, ":8080") || !contains(api.Ports, "8080:8080") {
+		t.Errorf("api listens on %v but publishes %v", api.Command, api.Ports)
+	}
+	inv, err := inventory.Load("compose/edges.yaml")
+	if err != nil {
+		t.Fatalf("compose inventory: %v", err)
+	}
+	for _, e := range inv.Edges {
+		host := strings.Split(e.Address, ":")[0]
+		if _, ok := c.Services[host]; !ok {
+			t.Errorf("inventory edge %s points at %s, which is not a compose service", e.ID, host)
+		}
+		if !contains(c.Services[host].Command, e.ID) {
+			t.Errorf("edge service %s does not run with -i %s", host, e.ID)
+		}
+		secret := filepath.Join("compose", "secrets", filepath.Base(e.SecretFile))
+		if _, err := os.Stat(secret); err != nil {
+			t.Errorf("edge %s secret %s missing", e.ID, secret)
+		}
+	}
+}
+
+type k8sDoc struct {
+	Kind     string                `yaml:"kind"`
+	Metadata struct{ Name string } `yaml:"metadata"`
+	Data     map[string]string     `yaml:"data"`
+	Spec     struct {
+		Template struct {
+			Spec struct {
+				Containers []struct {
+					Args  []string `yaml:"args"`
+					Ports []struct {
+						ContainerPort int `yaml:"containerPort"`
+					} `yaml:"ports"`
+					ReadinessProbe *struct {
+						HTTPGet struct{ Path string } `yaml:"httpGet"`
+					} `yaml:"readinessProbe"`
+					LivenessProbe *struct {
+						HTTPGet struct{ Path string } `yaml:"httpGet"`
+					} `yaml:"livenessProbe"`
+				} `yaml:"containers"`
+			} `yaml:"spec"`
+		} `yaml:"template"`
+	} `yaml:"spec"`
+}
+
+func TestKubernetesManifests(t *testing.T) {
+	flags, envs := binaryFlags(t)
+	data, err := os.ReadFile("k8s/cdnflow.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	kinds := map[string]int{}
+	for {
+		var d k8sDoc
+		if err := dec.Decode(&d); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("manifest: %v", err)
+		}
+		kinds[d.Kind]++
+		if d.Kind == "ConfigMap" {
+			env := map[string]string{}
+			for k, v := range d.Data {
+				if k != "edges.yaml" {
+					env[k] = v
+				}
+			}
+			checkEnv(t, "configmap", env, envs)
+			if _, err := inventory.Parse([]byte(d.Data["edges.yaml"])); err != nil {
+				t.Errorf("configmap inventory: %v", err)
+			}
+		}
+		for _, c := range d.Spec.Template.Spec.Containers {
+			checkArgs(t, d.Metadata.Name, c.Args, flags)
+			if c.Args[0] == "api" {
+				if !contains(c.Args, ":8080") || len(c.Ports) == 0 || c.Ports[0].ContainerPort != 8080 {
+					t.Errorf("api container port and --api-addr disagree: %v %v", c.Args, c.Ports)
+				}
+				if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" || c.LivenessProbe == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" {
+					t.Errorf("api probes must use /readyz and /healthz")
+				}
+			}
+		}
+	}
+	for _, k := range []string{"ConfigMap", "Secret", "Deployment", "Service", "PersistentVolumeClaim"} {
+		if kinds[k] == 0 {
+			t.Errorf("no %s in the manifests", k)
+		}
+	}
+	if kinds["Deployment"] != 2 {
+		t.Errorf("want worker and api deployments, got %d", kinds["Deployment"])
+	}
+}
+
+func TestDockerfileMatchesGoMod(t *testing.T) {
+	data, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod, _ := os.ReadFile("../go.mod")
+	goVer := regexp.MustCompile(`(?m)^go ([0-9]+\.[0-9]+)`).FindSubmatch(mod)
+	if goVer == nil || !strings.Contains(string(data), "FROM golang:"+string(goVer[1])) {
+		t.Errorf("Dockerfile's Go image does not match go.mod's go %s", goVer[1])
+	}
+	if !strings.Contains(string(data), "./cmd/cdnflow") || !strings.Contains(string(data), `ENTRYPOINT ["/usr/local/bin/cdnflow"]`) {
+		t.Error("Dockerfile does not build and run cmd/cdnflow")
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
