@@ -55,11 +55,7 @@ func Prewarm(ctx context.Context, sio IO, args []string) int {
 		fmt.Fprintln(sio.Err, "cdnflow prewarm:", err)
 		return ExitError
 	}
-	for i, u := range urls {
-		if strings.HasPrefix(u, "/") && *domain != "" {
-			urls[i] = *protocol + "://" + *domain + u
-		}
-	}
+	urls = expandPaths(urls, *protocol, *domain)
 	targetType, region, ok := strings.Cut(*target, ":")
 	if !ok {
 		fmt.Fprintln(sio.Err, "cdnflow prewarm: --target must look like region:us,eu or pop:ATL56-C1")
@@ -212,4 +208,17 @@ func errOrEmpty(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// expandPaths turns bare "/path" entries into URLs on domain, so a list of
+// changed files can be piped in as it is.
+func expandPaths(entries []string, scheme, domain string) []string {
+	out := make([]string, len(entries))
+	for i, u := range entries {
+		if strings.HasPrefix(u, "/") && domain != "" {
+			u = scheme + "://" + domain + u
+		}
+		out[i] = u
+	}
+	return out
 }

@@ -152,3 +152,36 @@ func createDistribution(t *testing.T, env *testenv.Env) string {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+func TestScheduleCommands(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{Edges: 1})
+	api := []string{"--api", env.API.URL}
+	code, out, errOut := run(t, starter.Schedule, "/hourly.js\n", append([]string{"create"}, append(api, "--id", "hourly", "--kind", "prewarm",
+		"--interval", "1h", "--domain", "www.example.com", "--list-file", "-", "--target", "region:all")...)...)
+	if code != starter.ExitOK || !strings.Contains(out, `"id":"hourly"`) {
+		t.Fatalf("create: %d\n%s\n%s", code, out, errOut)
+	}
+	if code, _, errOut = run(t, starter.Schedule, "", append([]string{"trigger", "hourly"}, api...)...); code != starter.ExitOK {
+		t.Fatalf("trigger: %d %s", code, errOut)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		code, out, _ = run(t, starter.Schedule, "", append([]string{"get", "hourly"}, api...)...)
+		if code == starter.ExitOK && strings.Contains(out, `"recentRuns":["scheduled-hourly`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the triggered run does not show: %s", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if code, out, _ = run(t, starter.Schedule, "", append([]string{"list"}, api...)...); code != starter.ExitOK || !strings.Contains(out, `"hourly"`) {
+		t.Fatalf("list: %d %s", code, out)
+	}
+	if code, _, _ = run(t, starter.Schedule, "", append([]string{"delete", "hourly"}, api...)...); code != starter.ExitOK {
+		t.Fatalf("delete: %d", code)
+	}
+	if code, _, errOut = run(t, starter.Schedule, "", append([]string{"get", "hourly"}, api...)...); code != starter.ExitError || !strings.Contains(errOut, "404") {
+		t.Fatalf("get after delete: %d %s", code, errOut)
+	}
+}

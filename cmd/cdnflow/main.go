@@ -29,6 +29,7 @@ Usage:
   cdnflow prewarm  [flags]   start a prewarm through the API (--wait follows it; exit 0/2/3/4)
   cdnflow purge    [flags]   start an NHN purge through the API (--wait follows every seq)
   cdnflow status   ID        prewarm status (--wait, --json)
+  cdnflow schedule create|list|get|pause|unpause|trigger|delete   recurring prewarm/purge
   cdnflow <cmd> -h           flags of a command (each also read from its $ENV)
 
 Exit codes of prewarm/purge/status: 0 success, 1 error, 2 finished with failures,
@@ -53,6 +54,8 @@ func main() {
 		os.Exit(starter.Purge(ctx, starter.StdIO(), args))
 	case "status":
 		os.Exit(starter.Status(ctx, starter.StdIO(), args))
+	case "schedule":
+		os.Exit(starter.Schedule(ctx, starter.StdIO(), args))
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
