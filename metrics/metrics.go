@@ -104,7 +104,7 @@ func key(name string, labels []string) string { return name + "|" + strings.Join
 
 func (h *sdkHandler) Counter(name string) sdkclient.MetricsCounter {
 	names, values := h.labels()
-	name = "temporal_" + sanitize(name)
+	name = seriesName(name)
 	h.reg.mu.Lock()
 	defer h.reg.mu.Unlock()
 	k := key(name, names)
@@ -121,7 +121,7 @@ func (h *sdkHandler) Counter(name string) sdkclient.MetricsCounter {
 
 func (h *sdkHandler) Gauge(name string) sdkclient.MetricsGauge {
 	names, values := h.labels()
-	name = "temporal_" + sanitize(name)
+	name = seriesName(name)
 	h.reg.mu.Lock()
 	defer h.reg.mu.Unlock()
 	k := key(name, names)
@@ -170,6 +170,15 @@ type noop struct{}
 func (noop) Inc(int64)            {}
 func (noop) Update(float64)       {}
 func (noop) Record(time.Duration) {}
+
+// seriesName keeps cdnflow's own series (reported from workflows through
+// workflow.GetMetricsHandler, which is replay-safe) apart from the SDK's.
+func seriesName(name string) string {
+	if strings.HasPrefix(name, "cdnflow_") {
+		return sanitize(name)
+	}
+	return "temporal_" + sanitize(name)
+}
 
 func sanitize(s string) string {
 	var b strings.Builder

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +94,13 @@ func TestPipelineCommands(t *testing.T) {
 	} {
 		if !strings.Contains(string(body), series) {
 			t.Errorf("/metrics lacks %s", series)
+		}
+	}
+	// Job outcomes come from the workflows (with the SDK's tags added).
+	for _, status := range []string{"COMPLETED", "TIMEOUT"} {
+		re := regexp.MustCompile(`(?m)^cdnflow_jobs_finished_total\{[^}]*status="` + status + `"[^}]*type="prewarm"[^}]*\} [1-9]`)
+		if !re.Match(body) {
+			t.Errorf("/metrics lacks cdnflow_jobs_finished_total for prewarm %s", status)
 		}
 	}
 }

@@ -256,6 +256,7 @@ func (d *distribution) apply(ctx workflow.Context, cfg DistributionConfig, suspe
 
 func (d *distribution) setStatus(ctx workflow.Context, status string) {
 	d.st.Status = status
+	countFinished(ctx, KindDistribution, status)
 	if err := workflow.UpsertTypedSearchAttributes(ctx, StatusAttr.ValueSet(status)); err != nil {
 		workflow.GetLogger(ctx).Warn("upsert status", "error", err)
 	}

@@ -220,6 +220,7 @@ func PrewarmWorkflow(ctx workflow.Context, job PrewarmJob) (PrewarmStatus, error
 	}
 	finish := func(status, msg string) (PrewarmStatus, error) {
 		st.status, st.errMsg = status, msg
+		countFinished(ctx, KindPrewarm, status)
 		if err := workflow.UpsertTypedSearchAttributes(ctx, StatusAttr.ValueSet(status)); err != nil {
 			logger.Warn("upsert status", "error", err)
 		}

@@ -128,6 +128,7 @@ func PurgeWorkflow(ctx workflow.Context, req PurgeRequest) (PurgeStatus, error) 
 	if err := workflow.UpsertTypedSearchAttributes(ctx, StatusAttr.ValueSet(st.State)); err != nil {
 		workflow.GetLogger(ctx).Warn("upsert purge status", "error", err)
 	}
+	countFinished(ctx, KindPurge, st.State)
 	return st, nil
 }
 
