@@ -7,13 +7,28 @@ export GOTOOLCHAIN := local
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 GO_TEST_FLAGS ?= -race -count=1 -timeout 75m
 
-.PHONY: run test deps build vet fmt-check bench
+.PHONY: run test deps build vet fmt-check bench fuzz-short
 
 run: deps
 	go run ./cmd/cdnflow dev
 
 test: deps fmt-check vet
 	go test $(GO_TEST_FLAGS) ./...
+	$(MAKE) fuzz-short
+
+# A short run of the decoder/validator fuzz targets (FUZZTIME each); their
+# seeds also run in every `go test`. httpapi's FuzzQueryParams runs its seeds
+# only here: fuzzing it would instrument the embedded Temporal server that
+# httpapi's other tests link, a ten-minute build.
+FUZZTIME ?= 8s
+FUZZ_TARGETS := ./service:FuzzValidatePrewarm ./service:FuzzDistributionBody ./service:FuzzSplitPurgeList \
+	./inventory:FuzzParse
+fuzz-short:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$fn ($$pkg, $(FUZZTIME))"; \
+		go test -run='^$$' -fuzz="^$$fn\$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+	done
 
 deps:
 	@if ! command -v varnishd >/dev/null 2>&1 || ! dpkg -s varnish-modules >/dev/null 2>&1; then \

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -279,5 +281,23 @@ func TestPrewarmRejectsBadRequests(t *testing.T) {
 	}
 	if code := getJSON(t, env.API.URL+"/status", &e); code != 400 {
 		t.Fatalf("missing id = %d", code)
+	}
+}
+
+// A prewarm never dials the URL's own host: only inventory edges are
+// contacted, whatever the URLs say.
+func TestPrewarmNeverDialsTheURLHost(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{Edges: 1})
+	var victimHits atomic.Int64
+	victim := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { victimHits.Add(1) }))
+	defer victim.Close()
+	host := victim.Listener.Addr().String() // 127.0.0.1:port
+	id := startPrewarm(t, env, map[string]any{
+		"url_list":    []string{"http://" + host + "/admin/delete", "http://" + host + "/x"},
+		"target_type": "region", "region": "all",
+	}, nil)
+	st := waitPrewarm(t, env, id)
+	if st.Status != "COMPLETED" || victimHits.Load() != 0 {
+		t.Fatalf("status %+v, the URL's host was dialled %d times", st, victimHits.Load())
 	}
 }
