@@ -6,12 +6,15 @@ package harness
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -163,4 +166,46 @@ func StartEdges(ctx context.Context, dir, prefix string, n int, originAddr strin
 		edges = append(edges, e)
 	}
 	return edges, procs, nil
+}
+
+// Raw sends method path to every edge for every path with a plain
+// concurrent Go client (perEdge connections each): the limit cdnflow is
+// measured against. It returns the elapsed time and the failures.
+func Raw(edges []inventory.Edge, method, host string, paths []string, perEdge int) (time.Duration, int64) {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: perEdge, MaxConnsPerHost: perEdge, DisableCompression: true}}
+	var failed atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, e := range edges {
+		work := make(chan string)
+		for w := 0; w < perEdge; w++ {
+			wg.Add(1)
+			go func(addr string) {
+				defer wg.Done()
+				for p := range work {
+					req, _ := http.NewRequest(method, "http://"+addr+p, nil)
+					req.Host = host
+					req.Header.Set("Accept-Encoding", "gzip, deflate, br")
+					resp, err := client.Do(req)
+					if err != nil {
+						failed.Add(1)
+						continue
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						failed.Add(1)
+					}
+				}
+			}(e.Address)
+		}
+		go func() {
+			for _, p := range paths {
+				work <- p
+			}
+			close(work)
+		}()
+	}
+	wg.Wait()
+	return time.Since(start), failed.Load()
 }

@@ -12,20 +12,16 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cdnflow/cdnflow/bench/harness"
 	"github.com/cdnflow/cdnflow/config"
-	"github.com/cdnflow/cdnflow/inventory"
 )
 
 func main() {
@@ -95,7 +91,11 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	rawDur, rawFailed := raw(fresh, domain, list, 2**conc)
+	paths := make([]string, len(list))
+	for i, u := range list {
+		paths[i] = strings.TrimPrefix(u, "http://"+domain)
+	}
+	rawDur, rawFailed := harness.Raw(fresh, http.MethodGet, domain, paths, 2**conc)
 	rawRate := float64(pairs) / rawDur.Seconds()
 
 	fmt.Printf("prewarm benchmark: %d URLs x %d edges = %d pairs (GOMAXPROCS %d)\n", *urls, *edges, pairs, runtime.GOMAXPROCS(0))
@@ -103,47 +103,6 @@ func main() {
 	fmt.Printf("  raw concurrent Go client -> varnishd:            %8.0f pairs/s  (%s, %d failed)\n", rawRate, rawDur.Round(time.Millisecond), rawFailed)
 	fmt.Printf("  ratio cdnflow/raw: %.2f\n", cdnflowRate/rawRate)
 	fmt.Printf("  process heap in use after the job: %d MiB; peak RSS %s (worker, API and embedded Temporal share this process)\n", ms.HeapInuse>>20, peakRSS())
-}
-
-func raw(edges []inventory.Edge, domain string, urls []string, perEdge int) (time.Duration, int64) {
-	tr := &http.Transport{MaxIdleConnsPerHost: perEdge, MaxConnsPerHost: perEdge, DisableCompression: true}
-	client := &http.Client{Transport: tr}
-	var failed atomic.Int64
-	start := time.Now()
-	var wg sync.WaitGroup
-	for _, e := range edges {
-		work := make(chan string)
-		for w := 0; w < perEdge; w++ {
-			wg.Add(1)
-			go func(addr string) {
-				defer wg.Done()
-				for u := range work {
-					path := u[strings.Index(u[len("http://"):], "/")+len("http://"):]
-					req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
-					req.Host = domain
-					req.Header.Set("Accept-Encoding", "gzip, deflate, br")
-					resp, err := client.Do(req)
-					if err != nil {
-						failed.Add(1)
-						continue
-					}
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != 200 {
-						failed.Add(1)
-					}
-				}
-			}(e.Address)
-		}
-		go func() {
-			for _, u := range urls {
-				work <- u
-			}
-			close(work)
-		}()
-	}
-	wg.Wait()
-	return time.Since(start), failed.Load()
 }
 
 // peakRSS reads the process's high-water resident set size (Linux).

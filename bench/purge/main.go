@@ -21,13 +21,10 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cdnflow/cdnflow/bench/harness"
 	"github.com/cdnflow/cdnflow/config"
-	"github.com/cdnflow/cdnflow/inventory"
 )
 
 const appKey, secret = "bench", "bench-secret"
@@ -93,7 +90,10 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	rawDur := rawPurge(fresh, domain, list, 16)
+	rawDur, rawFailed := harness.Raw(fresh, "PURGE", domain, list, 16)
+	if rawFailed > 0 {
+		log.Printf("raw purge: %d failed", rawFailed)
+	}
 	units := float64(*paths * *edges)
 	fmt.Printf("purge benchmark: %d edges\n", *edges)
 	fmt.Printf("  single-URL ITEM purge, API call to progress 100 (%d runs): p50 %s  p99 %s  max %s\n",
@@ -164,44 +164,6 @@ func call(stack *harness.Stack, method, path string, body any, out any) {
 	if out != nil {
 		_ = json.Unmarshal(data, out)
 	}
-}
-
-func rawPurge(edges []inventory.Edge, domain string, paths []string, perEdge int) time.Duration {
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: perEdge, MaxConnsPerHost: perEdge}}
-	var failed atomic.Int64
-	start := time.Now()
-	var wg sync.WaitGroup
-	for _, e := range edges {
-		work := make(chan string)
-		for w := 0; w < perEdge; w++ {
-			wg.Add(1)
-			go func(addr string) {
-				defer wg.Done()
-				for p := range work {
-					req, _ := http.NewRequest("PURGE", "http://"+addr+p, nil)
-					req.Host = domain
-					resp, err := client.Do(req)
-					if err != nil {
-						failed.Add(1)
-						continue
-					}
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-			}(e.Address)
-		}
-		go func() {
-			for _, p := range paths {
-				work <- p
-			}
-			close(work)
-		}()
-	}
-	wg.Wait()
-	if failed.Load() > 0 {
-		log.Printf("raw purge: %d failed", failed.Load())
-	}
-	return time.Since(start)
 }
 
 func atoiMust(s string) int {
