@@ -301,3 +301,42 @@ func TestPrewarmNeverDialsTheURLHost(t *testing.T) {
 		t.Fatalf("status %+v, the URL's host was dialled %d times", st, victimHits.Load())
 	}
 }
+
+// Origin and edge faults end in failedUrl with the reason per pair:
+// 5xx is retried, 4xx is not, a slow answer times out per attempt.
+func TestPrewarmFaultReasons(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{Edges: 1, Configure: func(c *config.Config) {
+		c.PrewarmAttempts = 2
+		c.PrewarmAttemptTimeout = 700 * time.Millisecond
+	}})
+	urls := map[string]struct {
+		attempts int
+		reason   string
+	}{
+		"/status/500/a.js": {2, "HTTP 500"},
+		"/status/503/b.js": {2, "HTTP 503"},
+		"/status/404/c.js": {1, "HTTP 404"},
+		"/status/403/d.js": {1, "HTTP 403"},
+		"/slow/2000/e.js":  {2, "deadline exceeded"},
+		"/nocache/f.js":    {1, "did not cache"},
+		"/healthy/g.js":    {1, ""},
+	}
+	var list []string
+	for p := range urls {
+		list = append(list, "http://"+domain+p)
+	}
+	id := startPrewarm(t, env, map[string]any{"url_list": list, "cf_domain": domain, "target_type": "region", "region": "all"}, nil)
+	st := waitPrewarm(t, env, id)
+	if st.Status != "COMPLETED" || len(st.FailedURL) != len(urls)-1 {
+		t.Fatalf("status = %+v", st)
+	}
+	var pairs service.PairPage
+	getJSON(t, env.API.URL+"/prewarm/"+id+"/edges", &pairs)
+	for _, p := range pairs.Pairs {
+		path := strings.TrimPrefix(p.URL, "http://"+domain)
+		want := urls[path]
+		if p.Attempts != want.attempts || (want.reason == "" && p.State != "success") || !strings.Contains(p.Error, want.reason) {
+			t.Errorf("%s: attempts %d error %q state %s; want %d attempts and %q", path, p.Attempts, p.Error, p.State, want.attempts, want.reason)
+		}
+	}
+}
