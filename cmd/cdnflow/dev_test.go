@@ -41,9 +41,11 @@ func TestDevCommand(t *testing.T) {
 		return l.Addr().(*net.TCPAddr).Port
 	}
 	edgeHTTP, edgeAdmin := port(), port()
+	// A relative secret path, as in deployments/dev/edges.yaml: the
+	// process resolves it against its working directory, not varnishd's.
 	inv := fmt.Sprintf(`edges:
-  - {id: TST01-C1, region: us, country: united_states, address: "127.0.0.1:%d", adminAddress: "127.0.0.1:%d", secretFile: %q, managed: true}
-`, edgeHTTP, edgeAdmin, filepath.Join(dir, "edge.secret"))
+  - {id: TST01-C1, region: us, country: united_states, address: "127.0.0.1:%d", adminAddress: "127.0.0.1:%d", secretFile: secrets/edge.secret, managed: true}
+`, edgeHTTP, edgeAdmin)
 	invFile := filepath.Join(dir, "edges.yaml")
 	if err := os.WriteFile(invFile, []byte(inv), 0o600); err != nil {
 		t.Fatal(err)
@@ -60,6 +62,7 @@ func TestDevCommand(t *testing.T) {
 		"--default-origin", originAddr,
 		"--log-format", "json",
 	)
+	cmd.Dir = dir
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start dev: %v", err)

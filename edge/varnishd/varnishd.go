@@ -113,6 +113,13 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	if err := os.MkdirAll(o.WorkDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create varnishd workdir: %w", err)
 	}
+	// varnishd runs inside its -n directory, so a relative -S path (as in
+	// the dev inventory) would point somewhere else.
+	if o.SecretFile != "" {
+		if o.SecretFile, err = filepath.Abs(o.SecretFile); err != nil {
+			return nil, fmt.Errorf("secret file: %w", err)
+		}
+	}
 	if err := EnsureSecret(o.SecretFile); err != nil {
 		return nil, err
 	}
