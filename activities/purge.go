@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -154,7 +155,17 @@ func (a *Purge) PurgeEdge(ctx context.Context, in workflows.PurgeEdgeInput) erro
 	return nil
 }
 
+// apply sends one unit; a request the edge client refuses to build can never
+// succeed, so it ends the activity instead of retrying until the deadline.
 func (a *Purge) apply(ctx context.Context, e inventory.Edge, in workflows.PurgeEdgeInput, host, path string) error {
+	err := a.send(ctx, e, in, host, path)
+	if errors.Is(err, edge.ErrInvalidRequest) {
+		return temporal.NewNonRetryableApplicationError(err.Error(), "BadPurge", err)
+	}
+	return err
+}
+
+func (a *Purge) send(ctx context.Context, e inventory.Edge, in workflows.PurgeEdgeInput, host, path string) error {
 	switch in.Type {
 	case workflows.PurgeItem:
 		return a.Edge.Purge(ctx, e, host, path, in.Soft)

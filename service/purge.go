@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/url"
 	"sort"
 	"strings"
 	"sync"
@@ -80,8 +81,10 @@ func SplitPurgeList(purgeType, list string, itemBatch, wildcardBatch int) ([][]s
 			return nil, invalid("purgeList must list at least one tag for purgeType TAG")
 		}
 		for _, p := range paths {
-			if len(p) > 256 || strings.ContainsAny(p, " \t#\"") {
-				return nil, invalid("tag %q must be one token without spaces, '#' or quotes", p)
+			// A comma would make xkey purge several keys, some of them
+			// possibly another host's.
+			if len(p) > 256 || strings.ContainsAny(p, " \t#\",") || hasControl(p) {
+				return nil, invalid("tag %q must be one token without spaces, commas, '#', quotes or control characters", p)
 			}
 		}
 	default:
@@ -106,8 +109,17 @@ func checkPurgePath(purgeType, p string) error {
 	if len(p) > MaxPurgePathLen {
 		return invalid("path %.40q... is longer than %d characters", p, MaxPurgePathLen)
 	}
-	if strings.ContainsAny(p, " \t\x00\\") {
-		return invalid("path %q must not contain spaces, backslashes or NUL", p)
+	if strings.ContainsAny(p, " \\") || hasControl(p) {
+		return invalid("path %q must not contain spaces, backslashes or control characters", p)
+	}
+	// A fragment never reaches the edge (it would purge another path) and a
+	// bad escape cannot be sent at all: refuse both here rather than let
+	// the purge retry until its deadline.
+	if strings.Contains(p, "#") {
+		return invalid("path %q must not contain #", p)
+	}
+	if _, err := url.ParseRequestURI(p); err != nil {
+		return invalid("path %q is not a valid URL path: %v", p, errors.Unwrap(err))
 	}
 	star := strings.IndexByte(p, '*')
 	if purgeType == workflows.PurgeWildcard {
@@ -116,6 +128,15 @@ func checkPurgePath(purgeType, p string) error {
 		}
 	}
 	return nil
+}
+
+func hasControl(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 // purgeLimiter enforces NHN's per-appKey purge rates in this API process.

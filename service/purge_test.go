@@ -33,6 +33,11 @@ func TestSplitPurgeList(t *testing.T) {
 		{"WILDCARD", "/img/", nil, "must end with *"},
 		{"WILDCARD", "/a*/b*", nil, "no other *"},
 		{"TAG", "two words", nil, "one token"},
+		{"TAG", "a,b", nil, "commas"},
+		{"ITEM", "/a#top", nil, "must not contain #"},
+		{"ITEM", "/a%zz", nil, "not a valid URL path"},
+		{"ITEM", "/a\x01b", nil, "control characters"},
+		{"ITEM", "/search?q=%20x", []int{1}, ""},
 		{"PAGE", "/a", nil, "purgeType must be"},
 		{"ITEM", paths(MaxPurgePaths + 1), nil, "at most 20000"},
 	} {
