@@ -34,7 +34,9 @@ type Distribution struct {
 	AllowPrivateCallbacks bool
 	// PurgeACL goes into every edge's VCL: who may PURGE and BAN.
 	PurgeACL []string
-	Logger   *zap.Logger
+	// HeartbeatTimeout is handed to reconcilers started here.
+	HeartbeatTimeout time.Duration
+	Logger           *zap.Logger
 }
 
 // RequestEdgeApply hands a distribution's desired state to the reconciler
@@ -43,7 +45,7 @@ func (a *Distribution) RequestEdgeApply(ctx context.Context, req workflows.EdgeA
 	for _, id := range req.EdgeIDs {
 		_, err := a.Temporal.SignalWithStartWorkflow(ctx, workflows.ReconcilerWorkflowID(id), workflows.SignalDesiredSite, req.Spec,
 			client.StartWorkflowOptions{ID: workflows.ReconcilerWorkflowID(id), TaskQueue: a.TaskQueue},
-			workflows.EdgeReconcilerWorkflow, workflows.ReconcilerState{EdgeID: id})
+			workflows.EdgeReconcilerWorkflow, workflows.ReconcilerState{EdgeID: id, HeartbeatTimeout: a.HeartbeatTimeout})
 		if err != nil {
 			return fmt.Errorf("signal reconciler of %s: %w", id, err)
 		}
@@ -127,6 +129,7 @@ func (a *Distribution) ApplyEdgeVCL(ctx context.Context, in workflows.ApplyEdgeV
 	if err != nil {
 		return temporal.NewNonRetryableApplicationError("render vcl: "+err.Error(), "BadSite", err)
 	}
+	defer keepAlive(ctx)()
 	conn, err := varnishadm.DialSecretFile(ctx, e.AdminAddress, e.SecretFile)
 	if err != nil {
 		return err

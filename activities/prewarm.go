@@ -124,7 +124,7 @@ func (a *Prewarm) PrewarmBatch(ctx context.Context, in workflows.PrewarmBatchInp
 	beatDone := make(chan struct{})
 	go func() {
 		defer close(beatDone)
-		t := time.NewTicker(2 * time.Second)
+		t := time.NewTicker(beatInterval(ctx))
 		defer t.Stop()
 		for {
 			select {
@@ -162,6 +162,11 @@ func (a *Prewarm) PrewarmBatch(ctx context.Context, in workflows.PrewarmBatchInp
 			}
 		}()
 	}
+	// A worker told to stop (SIGTERM) lets the pairs in flight finish,
+	// records them and hands the rest to the next attempt at once instead
+	// of working until it is killed.
+	stopping := activity.GetWorkerStopChannel(ctx)
+	workerStopped := false
 feed:
 	for i := in.Start; i < in.End; i++ {
 		mu.Lock()
@@ -174,6 +179,9 @@ feed:
 		case work <- i:
 		case <-ctx.Done():
 			break feed
+		case <-stopping:
+			workerStopped = true
+			break feed
 		}
 	}
 	close(work)
@@ -181,6 +189,18 @@ feed:
 	close(stopBeat)
 	<-beatDone
 	final := snapshot()
+	if workerStopped && ctx.Err() == nil {
+		activity.RecordHeartbeat(ctx, final)
+		// The SDK may send a throttled heartbeat asynchronously; the
+		// attempt must not fail before it is recorded.
+		select {
+		case <-time.After(300 * time.Millisecond):
+		case <-ctx.Done():
+		}
+		return workflows.PrewarmBatchResult{}, temporal.NewApplicationError(
+			fmt.Sprintf("prewarm chunk %d on %s: worker stopping after %d of %d pairs", in.Chunk, in.EdgeID, len(final), in.End-in.Start),
+			"WorkerStopping")
+	}
 	if err := ctx.Err(); err != nil {
 		activity.RecordHeartbeat(ctx, final)
 		return workflows.PrewarmBatchResult{}, fmt.Errorf("prewarm chunk %d on %s stopped: %w", in.Chunk, in.EdgeID, err)

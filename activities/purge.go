@@ -95,9 +95,26 @@ func (a *Purge) PurgeEdge(ctx context.Context, in workflows.PurgeEdgeInput) erro
 		mu.Unlock()
 		activity.RecordHeartbeat(ctx, idx)
 	}
+	// Beat while requests are in flight too: an edge slower than the
+	// heartbeat timeout (but inside its request timeout) must not lose the
+	// attempt.
+	stopBeat := make(chan struct{})
+	beatDone := make(chan struct{})
+	go func() {
+		defer close(beatDone)
+		t := time.NewTicker(beatInterval(ctx))
+		defer t.Stop()
+		for {
+			select {
+			case <-stopBeat:
+				return
+			case <-t.C:
+				beat()
+			}
+		}
+	}()
 	slots := a.slot(in.EdgeID)
 	var wg sync.WaitGroup
-	lastBeat := time.Now()
 	for i, u := range units {
 		if done[i] {
 			continue
@@ -137,12 +154,10 @@ func (a *Purge) PurgeEdge(ctx context.Context, in workflows.PurgeEdgeInput) erro
 			}
 			done[i] = true
 		}(i, u)
-		if time.Since(lastBeat) > time.Second {
-			beat()
-			lastBeat = time.Now()
-		}
 	}
 	wg.Wait()
+	close(stopBeat)
+	<-beatDone
 	beat()
 	if firstErr != nil {
 		log.Warn("purge on edge failed; will retry", zap.Error(firstErr))

@@ -73,6 +73,10 @@ type Config struct {
 	AllowPrivateCallbacks bool
 	// DefaultOrigin serves hosts that match no distribution.
 	DefaultOrigin string
+	// HeartbeatTimeout is how soon the work of a lost worker (crash, kill
+	// -9, network cut) is retried by another one: long activities heartbeat
+	// within it.
+	HeartbeatTimeout time.Duration
 }
 
 // Default returns the settings used when nothing is given.
@@ -92,6 +96,7 @@ func Default() Config {
 		PrewarmDefaultTimeout: 30 * time.Minute,
 		PrewarmAttempts:       3,
 		PrewarmAttemptTimeout: 10 * time.Second,
+		HeartbeatTimeout:      30 * time.Second,
 		PrewarmConcurrency:    32,
 		DefaultOrigin:         "127.0.0.1:8090",
 		PurgeItemBatch:        200,
@@ -138,6 +143,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	list(fs, &c.PurgeACL, "purge-acl", "CDNFLOW_PURGE_ACL", "comma-separated IPs/CIDRs edges accept PURGE/BAN from (the workers' addresses; default loopback)")
 	num(fs, &c.EdgePurgeConcurrency, "edge-purge-concurrency", "CDNFLOW_EDGE_PURGE_CONCURRENCY", "concurrent PURGE/BAN requests per edge from one worker")
 	boolean(fs, &c.AllowPrivateCallbacks, "allow-private-callbacks", "CDNFLOW_ALLOW_PRIVATE_CALLBACKS", "let callbacks reach loopback/private addresses")
+	dur(fs, &c.HeartbeatTimeout, "heartbeat-timeout", "CDNFLOW_HEARTBEAT_TIMEOUT", "how soon work of a lost worker is retried elsewhere; set the same on API and workers")
 	str(fs, &c.DefaultOrigin, "default-origin", "CDNFLOW_DEFAULT_ORIGIN", "host:port edges fetch from for hosts that match no distribution (dev starts a demo origin there; empty: such hosts get 404)")
 }
 
@@ -279,6 +285,9 @@ func (c Config) Validate() error {
 	}
 	if c.PrewarmConcurrency < 1 {
 		return fmt.Errorf("prewarm-concurrency must be at least 1")
+	}
+	if c.HeartbeatTimeout < time.Second {
+		return fmt.Errorf("heartbeat-timeout must be at least 1s")
 	}
 	return nil
 }

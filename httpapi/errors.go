@@ -7,6 +7,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"go.uber.org/zap"
+
+	"github.com/cdnflow/cdnflow/service"
 )
 
 // ErrorBody is the one error shape of every non-/v1.5 route:
@@ -65,6 +67,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 	switch {
 	case errors.As(err, &apiErr):
 		status, code, msg = apiErr.Status, apiErr.Code, apiErr.Message
+	case errors.Is(err, service.ErrWorkersUnavailable):
+		status, code, msg = http.StatusServiceUnavailable, CodeUnavailable, service.ErrWorkersUnavailable.Error()
+		c.Response().Header().Set("Retry-After", "5")
 	case errors.As(err, &he):
 		status = he.Code
 		msg = http.StatusText(he.Code)

@@ -11,8 +11,10 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/cdnflow/cdnflow/metrics"
@@ -115,7 +117,7 @@ func (s *Service) startDistribution(ctx context.Context, appKey string, cfg work
 			),
 		}
 		_, err = s.Temporal.ExecuteWorkflow(ctx, opts, workflows.DistributionWorkflow, workflows.DistributionInit{
-			State: st, EdgeIDs: s.Inventory.IDs(), ApplyTimeout: 2 * time.Minute,
+			State: st, EdgeIDs: s.Inventory.IDs(), ApplyTimeout: 2 * time.Minute, HeartbeatTimeout: s.Config.HeartbeatTimeout,
 		})
 		var taken *serviceerror.WorkflowExecutionAlreadyStarted
 		if errors.As(err, &taken) {
@@ -167,15 +169,29 @@ func (s *Service) ListDistributions(ctx context.Context, appKey, domain, status 
 	}
 	out := []DistributionView{}
 	var token []byte
+	workersDown := false
 	for {
 		resp, err := s.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 500, NextPageToken: token})
 		if err != nil {
 			return nil, fmt.Errorf("list distributions: %w", err)
 		}
 		for _, ex := range resp.GetExecutions() {
-			st, err := s.distributionState(ctx, ex.GetExecution().GetWorkflowId())
-			if err != nil {
+			var st workflows.DistributionState
+			var err error
+			if workersDown {
+				err = ErrWorkersUnavailable
+			} else {
+				st, err = s.distributionState(ctx, ex.GetExecution().GetWorkflowId())
+			}
+			if isNotFound(err) {
 				continue // ended between list and query
+			}
+			if err != nil {
+				// No worker answers: show the last state the workflow
+				// recorded in visibility rather than hide the distribution,
+				// and don't wait on another query.
+				workersDown = workersDown || errors.Is(err, ErrWorkersUnavailable)
+				st = stateFromVisibility(ex)
 			}
 			if status != "" && st.Status != status {
 				continue
@@ -191,6 +207,25 @@ func (s *Service) ListDistributions(ctx context.Context, appKey, domain, status 
 	return out, nil
 }
 
+// stateFromVisibility is a distribution as visibility last saw it: the
+// state memo its workflow keeps at every status change, or, for workflows
+// older than that memo, the domain and status search attributes.
+func stateFromVisibility(ex *workflowpb.WorkflowExecutionInfo) workflows.DistributionState {
+	var st workflows.DistributionState
+	if p, ok := ex.GetMemo().GetFields()[workflows.MemoDistributionState]; ok {
+		if err := converter.GetDefaultDataConverter().FromPayload(p, &st); err == nil {
+			return st
+		}
+	}
+	fields := ex.GetSearchAttributes().GetIndexedFields()
+	st.Domain = keywordOf(fields[workflows.DomainAttr.GetName()])
+	st.Status = keywordOf(fields[workflows.StatusAttr.GetName()])
+	if t := ex.GetStartTime(); t != nil {
+		st.CreateTime = t.AsTime().UnixMilli()
+	}
+	return st
+}
+
 func validStatus(s string) bool {
 	switch s {
 	case workflows.StatusOpening, workflows.StatusOpen, workflows.StatusModifying, workflows.StatusResume,
@@ -202,7 +237,7 @@ func validStatus(s string) bool {
 
 func (s *Service) distributionState(ctx context.Context, wfID string) (workflows.DistributionState, error) {
 	var st workflows.DistributionState
-	v, err := s.Temporal.QueryWorkflow(ctx, wfID, "", workflows.QueryDistribution)
+	v, err := s.query(ctx, wfID, workflows.QueryDistribution)
 	if err != nil {
 		return st, err
 	}

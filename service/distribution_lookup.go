@@ -15,7 +15,7 @@ var ErrUnknownDomain = fmt.Errorf("unknown domain: %w", ErrNotFound)
 // part of the workflow id, so one appKey can never see another's domains.
 func (s *Service) DistributionByDomain(ctx context.Context, appKey, domain string) (workflows.DistributionState, error) {
 	var st workflows.DistributionState
-	v, err := s.Temporal.QueryWorkflow(ctx, workflows.DistributionWorkflowID(appKey, domain), "", workflows.QueryDistribution)
+	v, err := s.query(ctx, workflows.DistributionWorkflowID(appKey, domain), workflows.QueryDistribution)
 	if err != nil {
 		if isNotFound(err) {
 			return st, ErrUnknownDomain

@@ -280,7 +280,7 @@ func (s *Service) StartPrewarm(ctx context.Context, req PrewarmRequest, idempote
 		JobID: prewarmWorkflowID(requestID), Domain: v.domain, Scheme: v.scheme, URLsKey: key,
 		URLCount: len(v.urls), EdgeIDs: ids, Header: v.header, NeedInvalidate: req.NeedInvalidate,
 		Timeout: v.timeout, Attempts: s.Config.PrewarmAttempts, AttemptTimeout: s.Config.PrewarmAttemptTimeout,
-		Concurrency: s.Config.PrewarmConcurrency,
+		Concurrency: s.Config.PrewarmConcurrency, HeartbeatTimeout: s.Config.HeartbeatTimeout,
 	}
 	sa := []temporal.SearchAttributeUpdate{
 		workflows.KindAttr.ValueSet(workflows.KindPrewarm),
@@ -367,7 +367,7 @@ func (s *Service) prewarmJob(ctx context.Context, requestID string, q workflows.
 	if !validRequestID(requestID) {
 		return st, nil, ErrNotFound
 	}
-	v, err := s.Temporal.QueryWorkflow(ctx, prewarmWorkflowID(requestID), "", workflows.QueryPrewarmStatus, q)
+	v, err := s.query(ctx, prewarmWorkflowID(requestID), workflows.QueryPrewarmStatus, q)
 	if err != nil {
 		if isNotFound(err) {
 			return st, nil, ErrNotFound

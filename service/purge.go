@@ -200,7 +200,7 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 		pr := workflows.PurgeRequest{
 			AppKey: appKey, Domain: domain, Hosts: dist.Hosts(), Type: purgeType, Paths: paths,
 			Soft: req.Soft, Seq: seq, PurgeID: randomID(), EdgeIDs: edgeIDs,
-			Deadline: s.Config.PurgeDeadline, PurgeTime: now.UnixMilli(),
+			Deadline: s.Config.PurgeDeadline, PurgeTime: now.UnixMilli(), HeartbeatTimeout: s.Config.HeartbeatTimeout,
 		}
 		opts := client.StartWorkflowOptions{
 			ID:        purgeWorkflowID(appKey, seq),
@@ -327,10 +327,15 @@ func (s *Service) ListPurges(ctx context.Context, appKey, domain string, start, 
 	sort.Slice(all, func(i, j int) bool { return all[i].item.Seq > all[j].item.Seq })
 	out.TotalItems = len(all)
 	from := (page - 1) * perPage
+	workersDown := false
 	for i := from; i < len(all) && i < from+perPage; i++ {
 		f := all[i]
-		if f.item.Progress < 100 {
-			if st, err := s.purgeStatus(ctx, f.wfID); err == nil {
+		// Without a worker to answer, progress stays as visibility has it
+		// (0 until the purge finished): never more than edges confirmed.
+		if f.item.Progress < 100 && !workersDown {
+			st, err := s.purgeStatus(ctx, f.wfID)
+			workersDown = errors.Is(err, ErrWorkersUnavailable)
+			if err == nil {
 				f.item.Progress = st.Progress
 				f.item.LastCheckTime = st.LastCheckTime
 				for _, e := range st.Edges {
@@ -350,7 +355,7 @@ func (s *Service) ListPurges(ctx context.Context, appKey, domain string, start, 
 
 func (s *Service) purgeStatus(ctx context.Context, wfID string) (workflows.PurgeStatus, error) {
 	var st workflows.PurgeStatus
-	v, err := s.Temporal.QueryWorkflow(ctx, wfID, "", workflows.QueryPurgeStatus)
+	v, err := s.query(ctx, wfID, workflows.QueryPurgeStatus)
 	if err != nil {
 		return st, err
 	}
@@ -367,10 +372,29 @@ func (s *Service) fillEdgeErrors(ctx context.Context, wfID string, edges []workf
 	for _, pa := range desc.GetPendingActivities() {
 		msg := pa.GetLastFailure().GetMessage()
 		for i := range edges {
-			if edges[i].Error == "" && msg != "" && strings.Contains(msg, edges[i].EdgeID) {
+			if edges[i].Error == "" && msg != "" && mentionsEdge(msg, edges[i].EdgeID) {
 				edges[i].Error = msg
 			}
 		}
+	}
+}
+
+// mentionsEdge reports whether msg names edge id as a whole word, so an
+// error of ATL56-C10 is never shown for ATL56-C1.
+func mentionsEdge(msg, id string) bool {
+	isIDChar := func(b byte) bool {
+		return b == '-' || b == '_' || b >= '0' && b <= '9' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z'
+	}
+	for from := 0; ; {
+		i := strings.Index(msg[from:], id)
+		if i < 0 || id == "" {
+			return false
+		}
+		start, end := from+i, from+i+len(id)
+		if (start == 0 || !isIDChar(msg[start-1])) && (end == len(msg) || !isIDChar(msg[end])) {
+			return true
+		}
+		from = start + 1
 	}
 }
 

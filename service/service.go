@@ -49,7 +49,7 @@ func (s *Service) StartEdgeCheck(ctx context.Context, id string, edgeIDs []strin
 // EdgeCheck answers the progress of an edge check from its workflow query.
 func (s *Service) EdgeCheck(ctx context.Context, workflowID string) (workflows.EdgeCheckResult, error) {
 	var out workflows.EdgeCheckResult
-	v, err := s.Temporal.QueryWorkflow(ctx, workflowID, "", workflows.QueryEdgeCheck)
+	v, err := s.query(ctx, workflowID, workflows.QueryEdgeCheck)
 	if err != nil {
 		if isNotFound(err) {
 			return out, ErrNotFound

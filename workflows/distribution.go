@@ -18,6 +18,9 @@ const (
 	ActivityRequestEdgeApply = "RequestEdgeApply"
 	ActivityCallback         = "DistributionCallback"
 
+	// MemoDistributionState is the memo key of the last status change's state.
+	MemoDistributionState = "state"
+
 	// Error types of rejected updates; the API maps them to NHN codes.
 	ErrInvalidState      = "InvalidState"
 	ErrOperationInFlight = "OperationInProgress"
@@ -29,6 +32,9 @@ type DistributionInit struct {
 	EdgeIDs []string          `json:"edgeIds"`
 	// ApplyTimeout bounds the wait for every edge to load a change.
 	ApplyTimeout time.Duration `json:"applyTimeout"`
+	// HeartbeatTimeout bounds the hand-off to the reconcilers; 0 means the
+	// default.
+	HeartbeatTimeout time.Duration `json:"heartbeatTimeout,omitempty"`
 	// Version of the last change sent to edges (continue-as-new carries it).
 	Version int `json:"version"`
 	// Opened is set once the first apply finished (continue-as-new).
@@ -218,7 +224,9 @@ func (d *distribution) apply(ctx workflow.Context, cfg DistributionConfig, suspe
 	}
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumInterval: 10 * time.Second, MaximumAttempts: 10},
+		// The hand-off only sends signals; a lost worker is noticed here.
+		HeartbeatTimeout: heartbeatOrDefault(d.in.HeartbeatTimeout),
+		RetryPolicy:      &temporal.RetryPolicy{MaximumInterval: 10 * time.Second, MaximumAttempts: 10},
 	})
 	if err := workflow.ExecuteActivity(actx, ActivityRequestEdgeApply, EdgeApplyRequest{EdgeIDs: d.in.EdgeIDs, Spec: spec}).Get(ctx, nil); err != nil {
 		return "request edge apply: " + rootMessage(err)
@@ -259,6 +267,13 @@ func (d *distribution) setStatus(ctx workflow.Context, status string) {
 	countFinished(ctx, KindDistribution, status)
 	if err := workflow.UpsertTypedSearchAttributes(ctx, StatusAttr.ValueSet(status)); err != nil {
 		workflow.GetLogger(ctx).Warn("upsert status", "error", err)
+	}
+	// The state memo lets the API list a distribution while no worker can
+	// answer a query; histories from before it replay without it.
+	if workflow.GetVersion(ctx, "state-memo", workflow.DefaultVersion, 1) == 1 {
+		if err := workflow.UpsertMemo(ctx, map[string]any{MemoDistributionState: *d.st}); err != nil {
+			workflow.GetLogger(ctx).Warn("upsert state memo", "error", err)
+		}
 	}
 }
 

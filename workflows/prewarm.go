@@ -50,6 +50,8 @@ type PrewarmJob struct {
 	Concurrency    int               `json:"concurrency"`
 	// ChunkSize is URLs per activity; 0 picks one from the job's size.
 	ChunkSize int `json:"chunkSize,omitempty"`
+	// HeartbeatTimeout of the batch activities; 0 means the default.
+	HeartbeatTimeout time.Duration `json:"heartbeatTimeout,omitempty"`
 }
 
 // ChunkSizeFor returns the URLs per activity for a job of urls × edges.

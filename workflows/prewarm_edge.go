@@ -71,7 +71,7 @@ func EdgePrewarmWorkflow(ctx workflow.Context, in EdgePrewarmInput) error {
 		// (the heartbeat lets the next attempt resume where it stopped).
 		ScheduleToCloseTimeout: remaining,
 		StartToCloseTimeout:    remaining,
-		HeartbeatTimeout:       30 * time.Second,
+		HeartbeatTimeout:       heartbeatOrDefault(job.HeartbeatTimeout),
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    time.Second,
 			BackoffCoefficient: 2,

@@ -39,6 +39,8 @@ type PurgeRequest struct {
 	EdgeIDs   []string      `json:"edgeIds"`
 	Deadline  time.Duration `json:"deadline"`
 	PurgeTime int64         `json:"purgeTime"` // epoch ms the API accepted it
+	// HeartbeatTimeout of the per-edge activities; 0 means the default.
+	HeartbeatTimeout time.Duration `json:"heartbeatTimeout,omitempty"`
 }
 
 // PurgeEdgeInput asks one edge to apply a purge.
@@ -88,7 +90,7 @@ func PurgeWorkflow(ctx workflow.Context, req PurgeRequest) (PurgeStatus, error) 
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		ScheduleToCloseTimeout: deadline,
 		StartToCloseTimeout:    2 * time.Minute,
-		HeartbeatTimeout:       30 * time.Second,
+		HeartbeatTimeout:       heartbeatOrDefault(req.HeartbeatTimeout),
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    500 * time.Millisecond,
 			BackoffCoefficient: 2,

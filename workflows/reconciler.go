@@ -23,6 +23,8 @@ type ReconcilerState struct {
 	Sites  map[string]SiteSpec `json:"sites"` // by workflow id; only live sites
 	// Pending changes received but not yet applied when the run ended.
 	Pending []SiteSpec `json:"pending,omitempty"`
+	// HeartbeatTimeout of the VCL load; 0 means the default.
+	HeartbeatTimeout time.Duration `json:"heartbeatTimeout,omitempty"`
 }
 
 // ApplyEdgeVCLInput is every live site of an edge, in a stable order.
@@ -52,6 +54,7 @@ func EdgeReconcilerWorkflow(ctx workflow.Context, st ReconcilerState) error {
 	ch := workflow.GetSignalChannel(ctx, SignalDesiredSite)
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute,
+		HeartbeatTimeout:    heartbeatOrDefault(st.HeartbeatTimeout),
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3, InitialInterval: time.Second},
 	})
 	for loads := 0; loads < reconcileLoadsPerRun; loads++ {

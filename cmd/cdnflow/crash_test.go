@@ -1,0 +1,242 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cdnflow/cdnflow/config"
+	"github.com/cdnflow/cdnflow/testenv"
+)
+
+const (
+	crashAppKey = "crash-app"
+	crashSecret = "crash-secret"
+	// crashHeartbeat is how soon a killed worker's activities are retried.
+	crashHeartbeat = 2 * time.Second
+)
+
+// crashEnv is three real edges, the embedded Temporal server and the API in
+// this process, and the worker as a separate `cdnflow worker` process that
+// the test can kill -9.
+func crashEnv(t *testing.T) (*testenv.Env, api, *workerProc, string, int) {
+	t.Helper()
+	bin := buildBinary(t)
+	env := testenv.Start(t, testenv.Options{Edges: 3, NoWorker: true, Configure: func(c *config.Config) {
+		c.AppKeys = map[string]string{crashAppKey: crashSecret}
+		c.PurgeItemInterval = 0
+		c.HeartbeatTimeout = crashHeartbeat
+		// A few pairs at a time per chunk keep the job running long enough
+		// for every kill to land in the middle of it.
+		c.PrewarmConcurrency = 2
+	}})
+	w := startWorkerProc(t, bin, env, "--edge-purge-concurrency", "2")
+	host, portStr, _ := net.SplitHostPort(env.OriginAddr)
+	port, _ := strconv.Atoi(portStr)
+	a := api{t: t, base: env.API.URL, appKey: crashAppKey, secret: crashSecret, timeout: 3 * time.Minute}
+	return env, a, w, host, port
+}
+
+// TestWorkerKilledTenTimesLosesNothing kills the worker process with
+// SIGKILL ten times at random moments while a 6,000-pair prewarm and a
+// 1,000-path purge run on three real edges. Every job must finish with
+// exact counts, no pair lost or duplicated, every URL cached on every edge,
+// and no purge seq may show 100 while an edge still holds one of its paths.
+func TestWorkerKilledTenTimesLosesNothing(t *testing.T) {
+	env, a, w, originHost, originPort := crashEnv(t)
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("chaos seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, seed))
+	domain := a.createDistribution(originHost, originPort)
+	edgeIDs := make([]string, len(env.Edges))
+	for i, e := range env.Edges {
+		edgeIDs[i] = e.Edge.ID
+	}
+
+	// The purge's paths are cached first, on every edge, without chaos.
+	purgePaths := make([]string, 1000)
+	purgeURLs := make([]string, len(purgePaths))
+	for i := range purgePaths {
+		purgePaths[i] = fmt.Sprintf("/p/%d.css", i)
+		purgeURLs[i] = "http://" + domain + purgePaths[i]
+	}
+	pre := a.waitPrewarm(a.startPrewarm(map[string]any{"url_list": purgeURLs, "cf_domain": domain, "target_type": "pop", "region": edgeIDs}))
+	if pre.Status != "COMPLETED" || pre.Succeeded != len(purgeURLs) {
+		t.Fatalf("warming the purge paths: %+v", pre.Status)
+	}
+
+	// The prewarm under test: 2,000 URLs × 3 edges, each fetch 40 ms at
+	// the origin, so it runs ~20 s without kills and every kill lands
+	// inside it.
+	urls := make([]string, 2000)
+	for i := range urls {
+		urls[i] = fmt.Sprintf("http://%s/slow/40/w/%d.js", domain, i)
+	}
+	jobID := a.startPrewarm(map[string]any{"url_list": urls, "cf_domain": domain, "target_type": "pop", "region": edgeIDs})
+
+	// Watch every purge seq: the moment the API first reports 100, every
+	// edge must already have dropped every path of that seq.
+	seqPaths := map[int64][]string{}
+	var seqMu sync.Mutex
+	watchDone := make(chan struct{})
+	violations := make(chan string, 100)
+	var watch sync.WaitGroup
+	watch.Add(1)
+	go func() {
+		defer watch.Done()
+		checked := map[int64]bool{}
+		for {
+			select {
+			case <-watchDone:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			items, err := a.tryPurges(domain)
+			if err != nil {
+				violations <- "purge list while workers crash: " + err.Error()
+				continue
+			}
+			for _, p := range items {
+				seqMu.Lock()
+				paths := seqPaths[p.Seq]
+				seqMu.Unlock()
+				if p.Progress != 100 || checked[p.Seq] || paths == nil {
+					continue
+				}
+				checked[p.Seq] = true
+				for _, e := range env.Edges {
+					for _, path := range paths {
+						if _, xc, _, err := tryEdgeGet(e.Edge.Address, domain, path); err != nil || xc != "MISS" {
+							violations <- fmt.Sprintf("seq %d at 100 but %s on %s is %s (%v)", p.Seq, path, e.Edge.ID, xc, err)
+							break
+						}
+					}
+				}
+			}
+		}
+	}()
+
+	const kills = 10
+	purgeAtKill := 1 + rng.IntN(3) // the purge starts just before a random kill
+	var purgeSeqs []int64
+	for k := 1; k <= kills; k++ {
+		pause := time.Duration(300+rng.IntN(1700)) * time.Millisecond
+		time.Sleep(pause)
+		if k == purgeAtKill {
+			var res struct{ PurgeSeqs []int64 }
+			a.nhn("POST", "/purges", map[string]any{"domain": domain, "purgeType": "ITEM", "purgeList": strings.Join(purgePaths, "\n")}, &res)
+			purgeSeqs = res.PurgeSeqs
+			seqMu.Lock()
+			for i, s := range purgeSeqs {
+				end := min((i+1)*200, len(purgePaths))
+				seqPaths[s] = purgePaths[i*200 : end]
+			}
+			seqMu.Unlock()
+			time.Sleep(time.Duration(rng.IntN(150)) * time.Millisecond)
+		}
+		st := a.prewarmStatus(jobID)
+		t.Logf("kill %d after %s: prewarm %s %d/%d", k, pause, st.Status, st.Completed, st.Total)
+		if st.Status != "IN_PROGRESS" {
+			t.Fatalf("the prewarm ended (%s) before kill %d: the test must kill mid-job", st.Status, k)
+		}
+		w.kill()
+		time.Sleep(time.Duration(rng.IntN(500)) * time.Millisecond)
+		w.start()
+	}
+
+	st := a.waitPrewarm(jobID)
+	if st.Status != "COMPLETED" || st.Total != len(urls) || st.Succeeded != len(urls) || st.Failed != 0 {
+		t.Fatalf("prewarm after %d kills: %s total %d succeeded %d failed %d %v", kills, st.Status, st.Total, st.Succeeded, st.Failed, st.FailedURL)
+	}
+	for _, e := range st.Edges {
+		if e.Done != len(urls) || e.Failed != 0 {
+			t.Fatalf("edge %s: done %d failed %d of %d", e.EdgeID, e.Done, e.Failed, len(urls))
+		}
+	}
+	// Exactly one outcome per pair: none lost, none twice.
+	rows := a.prewarmPairs(jobID)
+	if len(rows) != len(urls)*len(edgeIDs) {
+		t.Fatalf("%d pair rows, want %d", len(rows), len(urls)*len(edgeIDs))
+	}
+	seen := map[string]bool{}
+	for _, r := range rows {
+		key := r.EdgeID + " " + r.URL
+		if seen[key] || r.State != "success" {
+			t.Fatalf("pair %s: duplicate %v, state %s (%s)", key, seen[key], r.State, r.Error)
+		}
+		seen[key] = true
+	}
+	// And the edges really hold every URL.
+	for _, e := range env.Edges {
+		for _, u := range urls {
+			path := strings.TrimPrefix(u, "http://"+domain)
+			if _, xc, _ := edgeGet(t, e.Edge.Address, domain, path); xc != "HIT" {
+				t.Fatalf("%s on %s after the job: %s", path, e.Edge.ID, xc)
+			}
+		}
+	}
+
+	if len(purgeSeqs) != 5 {
+		t.Fatalf("1,000 ITEM paths gave %d seqs, want 5", len(purgeSeqs))
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		done := 0
+		items := a.purges(domain)
+		for _, p := range items {
+			if p.Progress == 100 && len(p.PendingEdges) == 0 {
+				done++
+			}
+		}
+		if done == len(purgeSeqs) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("purges after the kills: %+v", items)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Let the watcher see the last seqs at 100 before it stops.
+	time.Sleep(300 * time.Millisecond)
+	close(watchDone)
+	watch.Wait()
+	close(violations)
+	for v := range violations {
+		t.Error(v)
+	}
+}
+
+// TestDistributionModifyingSurvivesWorkerKill kills the worker while a
+// distribution is MODIFYING: after a restart the change reaches every
+// edge and the distribution is OPEN again.
+func TestDistributionModifyingSurvivesWorkerKill(t *testing.T) {
+	env, a, w, originHost, originPort := crashEnv(t)
+	domain := a.createDistribution(originHost, originPort)
+	a.nhn("PATCH", "/distributions", map[string]any{"domain": domain,
+		"origins": []map[string]any{{"origin": originHost, "port": originPort, "originPath": "/v2"}}}, nil)
+	deadline := time.Now().Add(30 * time.Second)
+	for a.distributionStatus(domain) != "MODIFYING" {
+		if time.Now().After(deadline) {
+			t.Fatal("never saw MODIFYING")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	w.kill()
+	if got := a.distributionStatus(domain); got != "MODIFYING" {
+		t.Fatalf("with the worker dead the distribution is %s", got)
+	}
+	time.Sleep(crashHeartbeat)
+	w.start()
+	a.waitDistribution(domain, "OPEN")
+	for i, e := range env.Edges {
+		path := fmt.Sprintf("/after-kill/%d.js", i)
+		if code, _, op := edgeGet(t, e.Edge.Address, domain, path); code != 200 || op != "/v2"+path {
+			t.Fatalf("%s after the change: %d, origin path %q, want /v2%s", e.Edge.ID, code, op, path)
+		}
+	}
+}

@@ -1,0 +1,342 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cdnflow/cdnflow/service"
+	"github.com/cdnflow/cdnflow/testenv"
+)
+
+// buildBinary builds cdnflow once per test into its temp dir.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "cdnflow")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	return bin
+}
+
+// workerProc is a `cdnflow worker` child process of a test.
+type workerProc struct {
+	t    *testing.T
+	bin  string
+	args []string
+	logs string // log file of all runs, appended
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan error
+	runs   int
+}
+
+// startWorkerProc runs the real worker binary against env's embedded
+// Temporal, inventory and claim-check directory.
+func startWorkerProc(t *testing.T, bin string, env *testenv.Env, extra ...string) *workerProc {
+	t.Helper()
+	dir := t.TempDir()
+	invFile := filepath.Join(dir, "edges.json")
+	inv, _ := json.Marshal(env.Inventory)
+	if err := os.WriteFile(invFile, inv, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"worker",
+		"--temporal-address", env.Config.TemporalAddress,
+		"--namespace", env.Config.Namespace,
+		"--edges", invFile,
+		"--data-dir", env.Config.DataDir,
+		"--claim-check-dir", env.Config.PayloadDir(),
+		"--heartbeat-timeout", env.Config.HeartbeatTimeout.String(),
+		"--default-origin", env.Config.DefaultOrigin,
+		"--allow-private-callbacks",
+		"--log-format", "json", "--log-level", "info",
+	}
+	w := &workerProc{t: t, bin: bin, args: append(args, extra...), logs: filepath.Join(dir, "worker.log")}
+	w.start()
+	t.Cleanup(func() {
+		w.kill()
+		if t.Failed() {
+			data, _ := os.ReadFile(w.logs)
+			lines := strings.Split(string(data), "\n")
+			if len(lines) > 60 {
+				lines = lines[len(lines)-60:]
+			}
+			t.Logf("worker log tail:\n%s", strings.Join(lines, "\n"))
+		}
+	})
+	return w
+}
+
+func (w *workerProc) start() {
+	w.t.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	f, err := os.OpenFile(w.logs, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.runs++
+	fmt.Fprintf(f, "=== worker run %d\n", w.runs)
+	cmd := exec.Command(w.bin, w.args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		w.t.Fatalf("start worker: %v", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait(); f.Close() }()
+	w.cmd, w.exited = cmd, exited
+}
+
+// kill is kill -9: no drain, no last heartbeat, no clean gRPC close.
+func (w *workerProc) kill() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cmd == nil {
+		return
+	}
+	_ = w.cmd.Process.Signal(syscall.SIGKILL)
+	<-w.exited
+	w.cmd = nil
+}
+
+// terminate sends SIGTERM and returns the exit error and how long the
+// process took to exit.
+func (w *workerProc) terminate(timeout time.Duration) (error, time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	start := time.Now()
+	_ = w.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-w.exited:
+		w.cmd = nil
+		return err, time.Since(start)
+	case <-time.After(timeout):
+		_ = w.cmd.Process.Signal(syscall.SIGKILL)
+		<-w.exited
+		w.cmd = nil
+		return fmt.Errorf("worker did not exit within %s of SIGTERM", timeout), time.Since(start)
+	}
+}
+
+// api is a small client of the test's HTTP API.
+type api struct {
+	t       *testing.T
+	base    string
+	appKey  string
+	secret  string
+	timeout time.Duration
+}
+
+func (a api) do(method, path, auth string, body any, out any) (int, []byte) {
+	a.t.Helper()
+	var rdr io.Reader
+	if body != nil {
+		raw, _ := json.Marshal(body)
+		rdr = bytes.NewReader(raw)
+	}
+	req, _ := http.NewRequest(method, a.base+path, rdr)
+	req.Header.Set("Content-Type", "application/json")
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		a.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			a.t.Fatalf("%s %s = %d %s: %v", method, path, resp.StatusCode, data, err)
+		}
+	}
+	return resp.StatusCode, data
+}
+
+type nhnEnvelope struct {
+	Header struct {
+		IsSuccessful  bool   `json:"isSuccessful"`
+		ResultCode    int    `json:"resultCode"`
+		ResultMessage string `json:"resultMessage"`
+	} `json:"header"`
+}
+
+// nhn calls a /v1.5 route of the test's appKey and fails on a rejection.
+func (a api) nhn(method, path string, body any, out any) {
+	a.t.Helper()
+	var env nhnEnvelope
+	_, data := a.do(method, "/v1.5/appKeys/"+a.appKey+path, a.secret, body, &env)
+	if !env.Header.IsSuccessful {
+		a.t.Fatalf("%s %s: %s", method, path, data)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			a.t.Fatal(err)
+		}
+	}
+}
+
+func (a api) startPrewarm(body map[string]any) string {
+	a.t.Helper()
+	var out struct{ RequestID string }
+	if code, data := a.do("POST", "/prewarm", "", body, &out); code != http.StatusOK || out.RequestID == "" {
+		a.t.Fatalf("prewarm = %d %s", code, data)
+	}
+	return out.RequestID
+}
+
+func (a api) prewarmStatus(id string) service.PrewarmStatusResponse {
+	a.t.Helper()
+	var st service.PrewarmStatusResponse
+	if code, data := a.do("GET", "/status?requestID="+id, "", nil, &st); code != http.StatusOK {
+		a.t.Fatalf("status = %d %s", code, data)
+	}
+	return st
+}
+
+func (a api) waitPrewarm(id string) service.PrewarmStatusResponse {
+	a.t.Helper()
+	deadline := time.Now().Add(a.timeout)
+	for {
+		st := a.prewarmStatus(id)
+		if st.Status != "IN_PROGRESS" {
+			return st
+		}
+		if time.Now().After(deadline) {
+			a.t.Fatalf("prewarm %s still in progress: %d of %d", id, st.Completed, st.Total)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// prewarmPairs reads every URL×edge row of a job.
+func (a api) prewarmPairs(id string) []service.PairRow {
+	a.t.Helper()
+	var rows []service.PairRow
+	for page := 1; ; page++ {
+		var p service.PairPage
+		if code, data := a.do("GET", fmt.Sprintf("/prewarm/%s/edges?page=%d&pageSize=5000", id, page), "", nil, &p); code != http.StatusOK {
+			a.t.Fatalf("pairs = %d %s", code, data)
+		}
+		rows = append(rows, p.Pairs...)
+		if len(p.Pairs) == 0 || len(rows) >= p.TotalPairs {
+			return rows
+		}
+	}
+}
+
+func (a api) purges(domain string) []service.PurgeItem {
+	a.t.Helper()
+	list, err := a.tryPurges(domain)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	return list
+}
+
+// tryPurges lists purges without failing the test (for watchers running
+// outside the test goroutine).
+func (a api) tryPurges(domain string) ([]service.PurgeItem, error) {
+	req, _ := http.NewRequest("GET", a.base+"/v1.5/appKeys/"+a.appKey+"/purges?domain="+domain+"&itemsPerPage=1000", nil)
+	req.Header.Set("Authorization", a.secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		nhnEnvelope
+		service.PurgeList
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, fmt.Errorf("list purges: %w", err)
+	}
+	if !out.Header.IsSuccessful {
+		return nil, fmt.Errorf("list purges: %+v", out.Header)
+	}
+	return out.Purges, nil
+}
+
+// createDistribution opens a distribution whose origin is originAddr.
+func (a api) createDistribution(originHost string, originPort int) string {
+	a.t.Helper()
+	var created struct {
+		Distributions []service.DistributionView `json:"distributions"`
+	}
+	a.nhn("POST", "/distributions", map[string]any{"distributions": []map[string]any{{
+		"region": "GLOBAL", "useOriginHttpProtocolDowngrade": false, "useOrigin": "Y", "referrerType": "BLACKLIST",
+		"origins": []map[string]any{{"origin": originHost, "port": originPort, "originPath": "/"}},
+	}}}, &created)
+	domain := created.Distributions[0].Domain
+	a.waitDistribution(domain, "OPEN")
+	return domain
+}
+
+func (a api) distributionStatus(domain string) string {
+	a.t.Helper()
+	var out struct {
+		Distributions []service.DistributionView `json:"distributions"`
+	}
+	a.nhn("GET", "/distributions?domain="+domain, nil, &out)
+	switch len(out.Distributions) {
+	case 0:
+		return "" // not in visibility yet
+	case 1:
+		return out.Distributions[0].Status
+	}
+	a.t.Fatalf("distribution %s: %+v", domain, out.Distributions)
+	return ""
+}
+
+func (a api) waitDistribution(domain, want string) {
+	a.t.Helper()
+	deadline := time.Now().Add(a.timeout)
+	for {
+		got := a.distributionStatus(domain)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			a.t.Fatalf("distribution %s is %s, want %s", domain, got, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// edgeGet fetches host+path through an edge and returns X-Cache and the
+// origin path the edge fetched (for a MISS).
+func edgeGet(t *testing.T, addr, host, path string) (status int, xcache, originPath string) {
+	t.Helper()
+	status, xcache, originPath, err := tryEdgeGet(addr, host, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return status, xcache, originPath
+}
+
+func tryEdgeGet(addr, host, path string) (status int, xcache, originPath string, err error) {
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+	req.Host = host
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", "", fmt.Errorf("GET %s through %s: %w", path, addr, err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header.Get("X-Cache"), resp.Header.Get("X-Origin-Path"), nil
+}
