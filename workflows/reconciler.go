@@ -10,7 +10,10 @@ import (
 
 // Names of the per-edge reconciler.
 const (
-	SignalDesiredSite    = "desired-site"
+	SignalDesiredSite = "desired-site"
+	// SignalResyncEdge reloads the edge's VCL from the reconciler's state,
+	// for an edge that restarted with an empty configuration.
+	SignalResyncEdge     = "resync-edge"
 	ActivityApplyEdgeVCL = "ApplyEdgeVCL"
 )
 
@@ -52,6 +55,7 @@ func EdgeReconcilerWorkflow(ctx workflow.Context, st ReconcilerState) error {
 		return err
 	}
 	ch := workflow.GetSignalChannel(ctx, SignalDesiredSite)
+	resync := workflow.GetSignalChannel(ctx, SignalResyncEdge)
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute,
 		HeartbeatTimeout:    heartbeatOrDefault(st.HeartbeatTimeout),
@@ -61,9 +65,14 @@ func EdgeReconcilerWorkflow(ctx workflow.Context, st ReconcilerState) error {
 		pending := st.Pending
 		st.Pending = nil
 		if len(pending) == 0 {
-			var first SiteSpec
-			ch.Receive(ctx, &first)
-			pending = append(pending, first)
+			sel := workflow.NewSelector(ctx)
+			sel.AddReceive(ch, func(c workflow.ReceiveChannel, _ bool) {
+				var first SiteSpec
+				c.Receive(ctx, &first)
+				pending = append(pending, first)
+			})
+			sel.AddReceive(resync, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil) })
+			sel.Select(ctx)
 			_ = workflow.Sleep(ctx, coalesceWindow)
 		}
 		for {
@@ -72,6 +81,9 @@ func EdgeReconcilerWorkflow(ctx workflow.Context, st ReconcilerState) error {
 				break
 			}
 			pending = append(pending, more)
+		}
+		// Resyncs that arrived meanwhile are covered by this load.
+		for resync.ReceiveAsync(nil) {
 		}
 		next := make(map[string]SiteSpec, len(st.Sites)+len(pending))
 		for k, v := range st.Sites {
