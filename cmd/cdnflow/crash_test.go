@@ -26,11 +26,17 @@ const (
 // the test can kill -9.
 func crashEnv(t *testing.T) (*testenv.Env, api, *workerProc, string, int) {
 	t.Helper()
+	return workerEnv(t, crashHeartbeat)
+}
+
+// workerEnv is crashEnv with a given heartbeat timeout.
+func workerEnv(t *testing.T, heartbeat time.Duration) (*testenv.Env, api, *workerProc, string, int) {
+	t.Helper()
 	bin := buildBinary(t)
 	env := testenv.Start(t, testenv.Options{Edges: 3, NoWorker: true, Configure: func(c *config.Config) {
 		c.AppKeys = map[string]string{crashAppKey: crashSecret}
 		c.PurgeItemInterval = 0
-		c.HeartbeatTimeout = crashHeartbeat
+		c.HeartbeatTimeout = heartbeat
 		// A few pairs at a time per chunk keep the job running long enough
 		// for every kill to land in the middle of it.
 		c.PrewarmConcurrency = 2

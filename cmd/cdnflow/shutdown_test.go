@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/converter"
+
+	"github.com/cdnflow/cdnflow/testenv"
+)
+
+// TestWorkerSIGTERMHandsOffAndResumes stops the worker with SIGTERM in the
+// middle of a prewarm. The heartbeat timeout is a minute, so nothing here
+// relies on it: the worker exits 0, every running chunk records its pairs
+// and fails as WorkerStopping at once, and a restarted worker resumes each
+// chunk from its recorded pairs to an exact result.
+func TestWorkerSIGTERMHandsOffAndResumes(t *testing.T) {
+	env, a, w, originHost, originPort := workerEnv(t, time.Minute)
+	domain := a.createDistribution(originHost, originPort)
+	var edgeIDs []string
+	for _, e := range env.Edges {
+		edgeIDs = append(edgeIDs, e.Edge.ID)
+	}
+	urls := make([]string, 600)
+	for i := range urls {
+		urls[i] = fmt.Sprintf("http://%s/slow/40/g/%d.js", domain, i)
+	}
+	id := a.startPrewarm(map[string]any{"url_list": urls, "cf_domain": domain, "target_type": "pop", "region": edgeIDs})
+	time.Sleep(2 * time.Second)
+	if err, took := w.terminate(30 * time.Second); err != nil {
+		t.Fatalf("worker on SIGTERM: %v (after %s)", err, took)
+	}
+
+	// With no worker running, each edge's chunk waits for its next attempt
+	// with the hand-off recorded: its last failure and its pairs so far.
+	handedOff := 0
+	for _, edgeID := range edgeIDs {
+		desc, err := env.Client.DescribeWorkflowExecution(context.Background(), "prewarm-"+id+"/"+edgeID, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, pa := range desc.GetPendingActivities() {
+			if pa.GetLastFailure() == nil {
+				continue // not started before the stop
+			}
+			if typ := pa.GetLastFailure().GetApplicationFailureInfo().GetType(); typ != "WorkerStopping" {
+				t.Fatalf("%s: last failure %q (%s), want WorkerStopping", edgeID, typ, pa.GetLastFailure().GetMessage())
+			}
+			var pairs []struct{ I int }
+			if err := converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &pairs); err != nil || len(pairs) == 0 {
+				t.Fatalf("%s: no recorded pairs in the hand-off (%v)", edgeID, err)
+			}
+			handedOff++
+		}
+	}
+	if handedOff == 0 {
+		t.Fatal("no chunk was running at SIGTERM")
+	}
+
+	w.start()
+	st := a.waitPrewarm(id)
+	if st.Status != "COMPLETED" || st.Succeeded != len(urls) || st.Failed != 0 {
+		t.Fatalf("after restart: %s succeeded %d failed %d", st.Status, st.Succeeded, st.Failed)
+	}
+	rows := a.prewarmPairs(id)
+	seen := map[string]bool{}
+	for _, r := range rows {
+		if seen[r.EdgeID+r.URL] || r.State != "success" {
+			t.Fatalf("pair %s %s: duplicate or %s", r.EdgeID, r.URL, r.State)
+		}
+		seen[r.EdgeID+r.URL] = true
+	}
+	if len(seen) != len(urls)*len(edgeIDs) {
+		t.Fatalf("%d pairs, want %d", len(seen), len(urls)*len(edgeIDs))
+	}
+	logs, _ := os.ReadFile(w.logs)
+	if !strings.Contains(string(logs), `"msg":"resuming prewarm chunk"`) {
+		t.Fatal("the restarted worker did not resume from the recorded pairs")
+	}
+}
+
+// TestAPISIGTERMDrainsRequests stops a `cdnflow api` process with SIGTERM
+// under constant status traffic: every request it accepted is answered in
+// full, later connections are refused, and the process exits 0.
+func TestAPISIGTERMDrainsRequests(t *testing.T) {
+	bin := buildBinary(t)
+	env := testenv.Start(t, testenv.Options{Edges: 1})
+	id := func() string {
+		a := api{t: t, base: env.API.URL, timeout: time.Minute}
+		id := a.startPrewarm(map[string]any{"url_list": []string{"http://drain.example/a.js"}, "cf_domain": "drain.example", "target_type": "pop", "region": []string{env.Edges[0].Edge.ID}})
+		a.waitPrewarm(id)
+		return id
+	}()
+	dir := t.TempDir()
+	invFile := filepath.Join(dir, "edges.json")
+	data := fmt.Sprintf(`{"edges":[{"id":%q,"region":"us","country":"united_states","address":%q,"adminAddress":%q,"secretFile":%q,"kind":"varnish"}]}`,
+		env.Edges[0].Edge.ID, env.Edges[0].Edge.Address, env.Edges[0].Edge.AdminAddress, env.Edges[0].Edge.SecretFile)
+	if err := os.WriteFile(invFile, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cmd := exec.Command(bin, "api", "--temporal-address", env.Config.TemporalAddress, "--namespace", env.Config.Namespace,
+		"--edges", invFile, "--api-addr", addr, "--claim-check-dir", env.Config.PayloadDir(), "--log-format", "json")
+	logFile, _ := os.Create(filepath.Join(dir, "api.log"))
+	defer logFile.Close()
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+		}
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("api not up: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
+	var answered, refused atomic.Int64
+	var bad sync.Map
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := client.Get("http://" + addr + "/status?requestID=" + id)
+				switch {
+				case err != nil && errors.Is(err, syscall.ECONNREFUSED):
+					refused.Add(1)
+					time.Sleep(10 * time.Millisecond)
+				case err != nil:
+					bad.Store(err.Error(), true)
+				default:
+					body, rerr := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if rerr != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"COMPLETED"`) {
+						bad.Store(fmt.Sprintf("HTTP %d %s %v", resp.StatusCode, body, rerr), true)
+					} else {
+						answered.Add(1)
+					}
+				}
+			}
+		}()
+	}
+	time.Sleep(time.Second)
+	atTerm := answered.Load()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("api exit: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("api did not exit on SIGTERM")
+	}
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	bad.Range(func(k, _ any) bool { t.Errorf("dropped or failed request: %v", k); return true })
+	if atTerm == 0 || refused.Load() == 0 {
+		t.Fatalf("answered %d before SIGTERM, %d refused after: the test did not straddle the shutdown", atTerm, refused.Load())
+	}
+	t.Logf("%d requests answered (%d before SIGTERM), %d refused after it, none dropped", answered.Load(), atTerm, refused.Load())
+}
