@@ -250,15 +250,23 @@ func (e *RefusedAddressError) Error() string {
 // CallbackClient checks every resolved address right before connecting,
 // which also covers redirects and DNS rebinding.
 func CallbackClient(allowPrivate bool) *http.Client {
+	if allowPrivate {
+		return callbackClient(nil)
+	}
+	return callbackClient(func(ip net.IP, _ string) bool { return forbidden(ip) })
+}
+
+// callbackClient refuses every connection refuse says no to; nil allows all.
+func callbackClient(refuse func(ip net.IP, port string) bool) *http.Client {
 	dialer := &net.Dialer{Timeout: 5 * time.Second}
-	if !allowPrivate {
+	if refuse != nil {
 		dialer.Control = func(_, address string, _ syscall.RawConn) error {
-			host, _, err := net.SplitHostPort(address)
+			host, port, err := net.SplitHostPort(address)
 			if err != nil {
 				return err
 			}
 			ip := net.ParseIP(host)
-			if ip == nil || forbidden(ip) {
+			if ip == nil || refuse(ip, port) {
 				return &RefusedAddressError{IP: ip}
 			}
 			return nil

@@ -45,3 +45,24 @@ func TestCallbackClientRefusesPrivateTargets(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+// A redirect is a new connection and is checked like the first one: an
+// allowed target that redirects to a refused one never reaches it. (Both
+// are on loopback here, so "refused" is one port.)
+func TestCallbackClientChecksRedirects(t *testing.T) {
+	var privateHits atomic.Int64
+	private := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { privateHits.Add(1) }))
+	defer private.Close()
+	public := httptest.NewServer(http.RedirectHandler(private.URL+"/latest/meta-data/", http.StatusFound))
+	defer public.Close()
+	_, privatePort, _ := net.SplitHostPort(private.Listener.Addr().String())
+	client := callbackClient(func(_ net.IP, port string) bool { return port == privatePort })
+	_, err := client.Get(public.URL)
+	var refused *RefusedAddressError
+	if !errors.As(err, &refused) {
+		t.Fatalf("redirect to the refused target: %v, want a refusal", err)
+	}
+	if privateHits.Load() != 0 {
+		t.Fatal("the redirect reached the refused target")
+	}
+}
