@@ -21,9 +21,9 @@ func beatInterval(ctx context.Context) time.Duration {
 	return d
 }
 
-// keepAlive heartbeats until the returned stop is called, for activities
-// whose one step (a VCL compile) has no progress of its own to report.
-func keepAlive(ctx context.Context) (stop func()) {
+// beatWhile calls beat every beatInterval until the returned stop is
+// called (or ctx ends); stop waits for the last beat to finish.
+func beatWhile(ctx context.Context, beat func()) (stop func()) {
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
@@ -37,9 +37,15 @@ func keepAlive(ctx context.Context) (stop func()) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				activity.RecordHeartbeat(ctx)
+				beat()
 			}
 		}
 	}()
 	return func() { close(done); <-finished }
+}
+
+// keepAlive heartbeats until stopped, for activities whose one step (a
+// VCL compile) has no progress of its own to report.
+func keepAlive(ctx context.Context) (stop func()) {
+	return beatWhile(ctx, func() { activity.RecordHeartbeat(ctx) })
 }

@@ -120,21 +120,7 @@ func (a *Prewarm) PrewarmBatch(ctx context.Context, in workflows.PrewarmBatchInp
 		sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
 		return out
 	}
-	stopBeat := make(chan struct{})
-	beatDone := make(chan struct{})
-	go func() {
-		defer close(beatDone)
-		t := time.NewTicker(beatInterval(ctx))
-		defer t.Stop()
-		for {
-			select {
-			case <-stopBeat:
-				return
-			case <-t.C:
-				activity.RecordHeartbeat(ctx, snapshot())
-			}
-		}
-	}()
+	stopBeat := beatWhile(ctx, func() { activity.RecordHeartbeat(ctx, snapshot()) })
 
 	header := http.Header{}
 	for k, v := range in.Header {
@@ -186,8 +172,7 @@ feed:
 	}
 	close(work)
 	wg.Wait()
-	close(stopBeat)
-	<-beatDone
+	stopBeat()
 	final := snapshot()
 	if workerStopped && ctx.Err() == nil {
 		activity.RecordHeartbeat(ctx, final)

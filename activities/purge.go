@@ -98,21 +98,7 @@ func (a *Purge) PurgeEdge(ctx context.Context, in workflows.PurgeEdgeInput) erro
 	// Beat while requests are in flight too: an edge slower than the
 	// heartbeat timeout (but inside its request timeout) must not lose the
 	// attempt.
-	stopBeat := make(chan struct{})
-	beatDone := make(chan struct{})
-	go func() {
-		defer close(beatDone)
-		t := time.NewTicker(beatInterval(ctx))
-		defer t.Stop()
-		for {
-			select {
-			case <-stopBeat:
-				return
-			case <-t.C:
-				beat()
-			}
-		}
-	}()
+	stopBeat := beatWhile(ctx, beat)
 	slots := a.slot(in.EdgeID)
 	var wg sync.WaitGroup
 	for i, u := range units {
@@ -156,8 +142,7 @@ func (a *Purge) PurgeEdge(ctx context.Context, in workflows.PurgeEdgeInput) erro
 		}(i, u)
 	}
 	wg.Wait()
-	close(stopBeat)
-	<-beatDone
+	stopBeat()
 	beat()
 	if firstErr != nil {
 		log.Warn("purge on edge failed; will retry", zap.Error(firstErr))

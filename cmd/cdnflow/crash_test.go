@@ -165,18 +165,7 @@ func TestWorkerKilledTenTimesLosesNothing(t *testing.T) {
 		}
 	}
 	// Exactly one outcome per pair: none lost, none twice.
-	rows := a.prewarmPairs(jobID)
-	if len(rows) != len(urls)*len(edgeIDs) {
-		t.Fatalf("%d pair rows, want %d", len(rows), len(urls)*len(edgeIDs))
-	}
-	seen := map[string]bool{}
-	for _, r := range rows {
-		key := r.EdgeID + " " + r.URL
-		if seen[key] || r.State != "success" {
-			t.Fatalf("pair %s: duplicate %v, state %s (%s)", key, seen[key], r.State, r.Error)
-		}
-		seen[key] = true
-	}
+	a.requireEveryPairOnce(jobID, len(urls)*len(edgeIDs))
 	// And the edges really hold every URL.
 	for _, e := range env.Edges {
 		for _, u := range urls {
@@ -190,23 +179,7 @@ func TestWorkerKilledTenTimesLosesNothing(t *testing.T) {
 	if len(purgeSeqs) != 5 {
 		t.Fatalf("1,000 ITEM paths gave %d seqs, want 5", len(purgeSeqs))
 	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		done := 0
-		items := a.purges(domain)
-		for _, p := range items {
-			if p.Progress == 100 && len(p.PendingEdges) == 0 {
-				done++
-			}
-		}
-		if done == len(purgeSeqs) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("purges after the kills: %+v", items)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	a.waitPurgesDone(domain, len(purgeSeqs))
 	// Let the watcher see the last seqs at 100 before it stops.
 	time.Sleep(300 * time.Millisecond)
 	close(watchDone)

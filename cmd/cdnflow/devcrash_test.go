@@ -89,13 +89,13 @@ func TestDevKilledAndRestartedLosesNothing(t *testing.T) {
 	dir := t.TempDir()
 	var inv strings.Builder
 	inv.WriteString("edges:\n")
-	var edgeAddrs []string
-	var edgeIDs []string
+	var edgeAddrs, adminAddrs, edgeIDs []string
 	for i := 1; i <= 3; i++ {
 		httpPort, adminPort := freePort(t), freePort(t)
 		id := fmt.Sprintf("TST%02d-C1", i)
 		fmt.Fprintf(&inv, "  - {id: %s, region: us, country: united_states, address: \"127.0.0.1:%d\", adminAddress: \"127.0.0.1:%d\", secretFile: secrets/edge.secret, managed: true}\n", id, httpPort, adminPort)
 		edgeAddrs = append(edgeAddrs, fmt.Sprintf("127.0.0.1:%d", httpPort))
+		adminAddrs = append(adminAddrs, fmt.Sprintf("127.0.0.1:%d", adminPort))
 		edgeIDs = append(edgeIDs, id)
 	}
 	invFile := filepath.Join(dir, "edges.yaml")
@@ -166,7 +166,9 @@ func TestDevKilledAndRestartedLosesNothing(t *testing.T) {
 	}
 	t.Logf("kill -9 of cdnflow dev at %d/%d", before.Completed, before.Total)
 	_ = dev.Process.Signal(syscall.SIGKILL)
-	for _, addr := range append(edgeAddrs, apiAddr) {
+	// The managed varnishd die with dev (parent-death signal); wait until
+	// they have let go of every port before starting again.
+	for _, addr := range append(append([]string{apiAddr}, edgeAddrs...), adminAddrs...) {
 		waitClosed(t, addr)
 	}
 	dev = startDev(t, bin, dir, apiAddr, args, logFile)
@@ -175,35 +177,11 @@ func TestDevKilledAndRestartedLosesNothing(t *testing.T) {
 	if st.Status != "COMPLETED" || st.Total != len(urls) || st.Succeeded != len(urls) || st.Failed != 0 {
 		t.Fatalf("prewarm after the restart: %s total %d succeeded %d failed %d %v", st.Status, st.Total, st.Succeeded, st.Failed, st.FailedURL)
 	}
-	rows := a.prewarmPairs(jobID)
-	seen := map[string]bool{}
-	for _, r := range rows {
-		key := r.EdgeID + " " + r.URL
-		if seen[key] || r.State != "success" {
-			t.Fatalf("pair %s: duplicate %v, state %s (%s)", key, seen[key], r.State, r.Error)
-		}
-		seen[key] = true
+	a.requireEveryPairOnce(jobID, len(urls)*len(edgeIDs))
+	if len(purge.PurgeSeqs) != 5 {
+		t.Fatalf("1,000 ITEM paths gave %d seqs, want 5", len(purge.PurgeSeqs))
 	}
-	if len(seen) != len(urls)*len(edgeIDs) {
-		t.Fatalf("%d distinct pairs, want %d", len(seen), len(urls)*len(edgeIDs))
-	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		done := 0
-		items := a.purges(domain)
-		for _, p := range items {
-			if p.Progress == 100 && len(p.PendingEdges) == 0 {
-				done++
-			}
-		}
-		if done == len(purge.PurgeSeqs) && done == 5 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("purges after the restart: %+v", items)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	a.waitPurgesDone(domain, len(purge.PurgeSeqs))
 	// The restarted edges got the distribution back: its referrer rule
 	// answers 403 on every edge.
 	if got := a.distributionStatus(domain); got != "OPEN" {

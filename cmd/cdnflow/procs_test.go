@@ -240,6 +240,46 @@ func (a api) prewarmPairs(id string) []service.PairRow {
 	}
 }
 
+// requireEveryPairOnce checks a job's rows: exactly one success row per
+// URL×edge pair, none lost, none twice.
+func (a api) requireEveryPairOnce(id string, pairs int) {
+	a.t.Helper()
+	seen := map[string]bool{}
+	for _, r := range a.prewarmPairs(id) {
+		key := r.EdgeID + " " + r.URL
+		if seen[key] || r.State != "success" {
+			a.t.Fatalf("pair %s: duplicate %v, state %s (%s)", key, seen[key], r.State, r.Error)
+		}
+		seen[key] = true
+	}
+	if len(seen) != pairs {
+		a.t.Fatalf("%d distinct pairs, want %d", len(seen), pairs)
+	}
+}
+
+// waitPurgesDone waits until n purge seqs of domain are at 100 with no
+// pending edge.
+func (a api) waitPurgesDone(domain string, n int) {
+	a.t.Helper()
+	deadline := time.Now().Add(a.timeout)
+	for {
+		done := 0
+		items := a.purges(domain)
+		for _, p := range items {
+			if p.Progress == 100 && len(p.PendingEdges) == 0 {
+				done++
+			}
+		}
+		if done == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			a.t.Fatalf("purges of %s, want %d done: %+v", domain, n, items)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func (a api) purges(domain string) []service.PurgeItem {
 	a.t.Helper()
 	list, err := a.tryPurges(domain)

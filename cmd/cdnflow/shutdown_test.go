@@ -74,17 +74,7 @@ func TestWorkerSIGTERMHandsOffAndResumes(t *testing.T) {
 	if st.Status != "COMPLETED" || st.Succeeded != len(urls) || st.Failed != 0 {
 		t.Fatalf("after restart: %s succeeded %d failed %d", st.Status, st.Succeeded, st.Failed)
 	}
-	rows := a.prewarmPairs(id)
-	seen := map[string]bool{}
-	for _, r := range rows {
-		if seen[r.EdgeID+r.URL] || r.State != "success" {
-			t.Fatalf("pair %s %s: duplicate or %s", r.EdgeID, r.URL, r.State)
-		}
-		seen[r.EdgeID+r.URL] = true
-	}
-	if len(seen) != len(urls)*len(edgeIDs) {
-		t.Fatalf("%d pairs, want %d", len(seen), len(urls)*len(edgeIDs))
-	}
+	a.requireEveryPairOnce(id, len(urls)*len(edgeIDs))
 	logs, _ := os.ReadFile(w.logs)
 	if !strings.Contains(string(logs), `"msg":"resuming prewarm chunk"`) {
 		t.Fatal("the restarted worker did not resume from the recorded pairs")
