@@ -77,6 +77,9 @@ type Config struct {
 	// -9, network cut) is retried by another one: long activities heartbeat
 	// within it.
 	HeartbeatTimeout time.Duration
+	// MaxBacklog refuses new prewarm and purge jobs while more workflow
+	// tasks than this wait in the task queue (0: never).
+	MaxBacklog int
 }
 
 // Default returns the settings used when nothing is given.
@@ -97,6 +100,7 @@ func Default() Config {
 		PrewarmAttempts:       3,
 		PrewarmAttemptTimeout: 10 * time.Second,
 		HeartbeatTimeout:      30 * time.Second,
+		MaxBacklog:            200,
 		PrewarmConcurrency:    32,
 		DefaultOrigin:         "127.0.0.1:8090",
 		PurgeItemBatch:        200,
@@ -143,6 +147,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	list(fs, &c.PurgeACL, "purge-acl", "CDNFLOW_PURGE_ACL", "comma-separated IPs/CIDRs edges accept PURGE/BAN from (the workers' addresses; default loopback)")
 	num(fs, &c.EdgePurgeConcurrency, "edge-purge-concurrency", "CDNFLOW_EDGE_PURGE_CONCURRENCY", "concurrent PURGE/BAN requests per edge from one worker")
 	boolean(fs, &c.AllowPrivateCallbacks, "allow-private-callbacks", "CDNFLOW_ALLOW_PRIVATE_CALLBACKS", "let callbacks reach loopback/private addresses")
+	num(fs, &c.MaxBacklog, "max-backlog", "CDNFLOW_MAX_BACKLOG", "refuse new prewarm/purge jobs (429, 30001) while more workflow tasks than this are queued; 0 disables")
 	dur(fs, &c.HeartbeatTimeout, "heartbeat-timeout", "CDNFLOW_HEARTBEAT_TIMEOUT", "how soon work of a lost worker is retried elsewhere; set the same on API and workers")
 	str(fs, &c.DefaultOrigin, "default-origin", "CDNFLOW_DEFAULT_ORIGIN", "host:port edges fetch from for hosts that match no distribution (dev starts a demo origin there; empty: such hosts get 404)")
 }

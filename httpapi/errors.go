@@ -39,6 +39,7 @@ const (
 	CodeConflict       = "Conflict"
 	CodeTooLarge       = "PayloadTooLarge"
 	CodeUnavailable    = "ServiceUnavailable"
+	CodeRateLimited    = "TooManyRequests"
 	CodeInternal       = "InternalError"
 )
 
@@ -67,6 +68,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 	switch {
 	case errors.As(err, &apiErr):
 		status, code, msg = apiErr.Status, apiErr.Code, apiErr.Message
+	case errors.Is(err, service.ErrOverloaded):
+		status, code, msg = http.StatusTooManyRequests, CodeRateLimited, err.Error()
+		c.Response().Header().Set("Retry-After", "2")
 	case errors.Is(err, service.ErrWorkersUnavailable):
 		status, code, msg = http.StatusServiceUnavailable, CodeUnavailable, service.ErrWorkersUnavailable.Error()
 		c.Response().Header().Set("Retry-After", "5")

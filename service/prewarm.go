@@ -16,6 +16,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/cdnflow/cdnflow/inventory"
@@ -264,6 +265,9 @@ func (s *Service) StartPrewarm(ctx context.Context, req PrewarmRequest, idempote
 	} else {
 		requestID = newUUID()
 	}
+	if err := s.admitJob(ctx); err != nil {
+		return "", err
+	}
 	list, err := json.Marshal(v.urls)
 	if err != nil {
 		return "", fmt.Errorf("encode url list: %w", err)
@@ -361,11 +365,50 @@ func (s *Service) PrewarmStatus(ctx context.Context, requestID string, page, pag
 	return out, nil
 }
 
+// notStartedJob returns a running job's input when no worker has run its
+// first workflow task yet (a queue backlog): such a workflow can't answer a
+// query until then, but its state is known exactly — nothing done.
+func (s *Service) notStartedJob(ctx context.Context, workflowID string) (workflows.PrewarmJob, bool, error) {
+	var job workflows.PrewarmJob
+	desc, err := s.Temporal.DescribeWorkflowExecution(ctx, workflowID, "")
+	if err != nil {
+		return job, false, err
+	}
+	info := desc.GetWorkflowExecutionInfo()
+	// Started, task scheduled, task started: no task has completed.
+	if info.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING || info.GetHistoryLength() > 3 {
+		return job, false, nil
+	}
+	it := s.Temporal.GetWorkflowHistory(ctx, workflowID, info.GetExecution().GetRunId(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	if !it.HasNext() {
+		return job, false, nil
+	}
+	first, err := it.Next()
+	if err != nil {
+		return job, false, fmt.Errorf("read job input: %w", err)
+	}
+	in := first.GetWorkflowExecutionStartedEventAttributes().GetInput()
+	if in == nil || converter.GetDefaultDataConverter().FromPayloads(in, &job) != nil {
+		return job, false, nil
+	}
+	return job, true, nil
+}
+
 // prewarmJob queries a job's state and loads its URL list.
 func (s *Service) prewarmJob(ctx context.Context, requestID string, q workflows.PrewarmStatusQuery) (workflows.PrewarmStatus, []string, error) {
 	var st workflows.PrewarmStatus
 	if !validRequestID(requestID) {
 		return st, nil, ErrNotFound
+	}
+	if job, ok, err := s.notStartedJob(ctx, prewarmWorkflowID(requestID)); err != nil {
+		if isNotFound(err) {
+			return st, nil, ErrNotFound
+		}
+		return st, nil, fmt.Errorf("describe prewarm %s: %w", requestID, err)
+	} else if ok {
+		st = workflows.PendingPrewarmStatus(job, q)
+		urls, err := s.prewarmURLs(ctx, st.URLsKey)
+		return st, urls, err
 	}
 	v, err := s.query(ctx, prewarmWorkflowID(requestID), workflows.QueryPrewarmStatus, q)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
@@ -147,6 +148,16 @@ type purgeLimiter struct {
 
 var limiter = &purgeLimiter{last: map[string]time.Time{}}
 
+// seqTimeout bounds the seq reservation of one purge request.
+const seqTimeout = 5 * time.Second
+
+// overloaded reports Temporal refusing work for load (too many in-flight
+// updates on the counter) or running out of time.
+func overloaded(err error) bool {
+	var exhausted *serviceerror.ResourceExhausted
+	return errors.As(err, &exhausted) || timedOut(err)
+}
+
 func (l *purgeLimiter) allow(key string, every time.Duration, now time.Time) bool {
 	if every <= 0 {
 		return true
@@ -176,13 +187,11 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 	if err != nil {
 		return res, err
 	}
-	dist, err := s.DistributionByDomain(ctx, appKey, domain)
-	if err != nil {
-		return res, err
-	}
 	if req.Soft && purgeType != workflows.PurgeItem && purgeType != workflows.PurgeTag {
 		return res, invalid("soft purge applies to ITEM and TAG purges only")
 	}
+	// The rate limit comes before any workflow call, so requests over it
+	// cost nothing (a request to an unknown domain still counts).
 	key, every := appKey+"/items", s.Config.PurgeItemInterval
 	if purgeType == workflows.PurgeAll {
 		key, every = appKey+"/all/"+domain, s.Config.PurgeAllInterval
@@ -190,13 +199,28 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 	if !limiter.allow(key, every, time.Now()) {
 		return res, fmt.Errorf("%w: %s purges of this appKey are limited to one per %s", ErrRateLimited, purgeType, every)
 	}
+	if err := s.admitJob(ctx); err != nil {
+		return res, fmt.Errorf("%w: %v", ErrRateLimited, err)
+	}
+	dist, err := s.DistributionByDomain(ctx, appKey, domain)
+	if err != nil {
+		return res, err
+	}
 	edgeIDs := s.Inventory.IDs()
 	now := time.Now()
-	for _, paths := range batches {
-		seq, err := s.NextSeq(ctx, "purge")
-		if err != nil {
-			return res, err
+	// All seqs in one update, within a bound: under overload the request is
+	// refused as rate-limited before anything started, never half-started.
+	seqCtx, cancel := context.WithTimeout(ctx, seqTimeout)
+	first, err := s.ReserveSeqs(seqCtx, "purge", len(batches))
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil && (seqCtx.Err() != nil || overloaded(err)) {
+			return res, fmt.Errorf("%w: purge capacity is exhausted right now; retry in a few seconds", ErrRateLimited)
 		}
+		return res, err
+	}
+	for i, paths := range batches {
+		seq := first + int64(i)
 		pr := workflows.PurgeRequest{
 			AppKey: appKey, Domain: domain, Hosts: dist.Hosts(), Type: purgeType, Paths: paths,
 			Soft: req.Soft, Seq: seq, PurgeID: randomID(), EdgeIDs: edgeIDs,

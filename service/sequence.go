@@ -13,6 +13,15 @@ import (
 // NextSeq returns the next number of a durable counter ("purge", ...),
 // starting the counter's workflow on first use.
 func (s *Service) NextSeq(ctx context.Context, counter string) (int64, error) {
+	return s.reserveSeqs(ctx, counter, workflows.UpdateNextSeq)
+}
+
+// ReserveSeqs returns the first of n consecutive numbers of a counter.
+func (s *Service) ReserveSeqs(ctx context.Context, counter string, n int) (int64, error) {
+	return s.reserveSeqs(ctx, counter, workflows.UpdateReserveSeqs, n)
+}
+
+func (s *Service) reserveSeqs(ctx context.Context, counter, update string, args ...any) (int64, error) {
 	start := s.Temporal.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
 		ID:                       workflows.SequenceWorkflowID(counter),
 		TaskQueue:                s.Config.TaskQueue,
@@ -22,7 +31,8 @@ func (s *Service) NextSeq(ctx context.Context, counter string) (int64, error) {
 		StartWorkflowOperation: start,
 		UpdateOptions: client.UpdateWorkflowOptions{
 			WorkflowID:   workflows.SequenceWorkflowID(counter),
-			UpdateName:   workflows.UpdateNextSeq,
+			UpdateName:   update,
+			Args:         args,
 			WaitForStage: client.WorkflowUpdateStageCompleted,
 		},
 	})

@@ -1,11 +1,21 @@
 package workflows
 
 import (
+	"fmt"
+
 	"go.temporal.io/sdk/workflow"
 )
 
 // UpdateNextSeq hands out the next number of a SequenceWorkflow.
 const UpdateNextSeq = "next"
+
+// UpdateReserveSeqs hands out n consecutive numbers and returns the first:
+// a purge split into n seqs takes them in one update, so it either gets
+// all of them or none.
+const UpdateReserveSeqs = "reserve"
+
+// MaxReserveSeqs bounds one reservation.
+const MaxReserveSeqs = 10000
 
 // SequenceWorkflowID is the id of the counter's entity workflow.
 func SequenceWorkflowID(counter string) string { return "sequence/" + counter }
@@ -29,6 +39,19 @@ func SequenceWorkflow(ctx workflow.Context, st SequenceState) error {
 		handedOut++
 		return st.Last, nil
 	}); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateReserveSeqs, func(ctx workflow.Context, n int) (int64, error) {
+		first := st.Last + 1
+		st.Last += int64(n)
+		handedOut++
+		return first, nil
+	}, workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, n int) error {
+		if n < 1 || n > MaxReserveSeqs {
+			return fmt.Errorf("reserve %d seqs: must be 1 to %d", n, MaxReserveSeqs)
+		}
+		return nil
+	}}); err != nil {
 		return err
 	}
 	if err := workflow.SetQueryHandler(ctx, "last", func() (int64, error) { return st.Last, nil }); err != nil {

@@ -55,3 +55,19 @@ func TestSequenceHandsOutConsecutiveNumbersAndContinuesAsNew(t *testing.T) {
 		}
 	}
 }
+
+// A reservation takes n numbers at once; the next handout follows it, and
+// an out-of-range n is rejected without using any number.
+func TestSequenceReservesRanges(t *testing.T) {
+	var ts testsuite.WorkflowTestSuite
+	env := ts.NewTestWorkflowEnvironment()
+	var got []updateResult
+	env.RegisterDelayedCallback(func() { env.UpdateWorkflow(UpdateReserveSeqs, "", collectCallback{out: &got}, 5) }, time.Millisecond)
+	env.RegisterDelayedCallback(func() { env.UpdateWorkflow(UpdateReserveSeqs, "", collectCallback{out: &got}, 0) }, 2*time.Millisecond)
+	env.RegisterDelayedCallback(func() { env.UpdateWorkflow(UpdateNextSeq, "", collectCallback{out: &got}) }, 3*time.Millisecond)
+	env.RegisterDelayedCallback(env.CancelWorkflow, time.Second)
+	env.ExecuteWorkflow(SequenceWorkflow, SequenceState{Last: 10})
+	if len(got) != 3 || got[0].val != 11 || got[0].err != nil || got[1].err == nil || got[2].val != 16 {
+		t.Fatalf("got %+v, want first 11, a rejection, then 16", got)
+	}
+}

@@ -1,0 +1,510 @@
+// Command load puts N concurrent API clients on cdnflow for a fixed time and
+// reports, per route, requests, req/s and p50/p99/max latency. Each client
+// loops over a mix of real calls: POST /prewarm (a few URLs on every edge),
+// GET /status of a request it created, POST …/purges (one ITEM path on a
+// distribution made at start) and GET …/purges. NHN's purge rate limit
+// (resultCode 30001) is counted apart; any other failure — transport error,
+// timeout, HTTP 5xx, an error body or envelope — is an error, and the exit
+// status is 1 if there is one.
+//
+//	go run ./bench/load -clients 200 -duration 30s -edges 3
+//	go run ./bench/load -url http://localhost:8080 -api-key KEY -app-key myapp -secret mysecret
+//
+// Without -url it starts the whole service in this process (bench/harness:
+// embedded Temporal on SQLite, real varnishd edges, origin, worker, API).
+// After the run it reports the workflow-task backlog, waits up to -drain for
+// the jobs it created, and tears down with whatever is left still queued
+// (bounded by a watchdog, so a backlog never hangs the exit).
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	taskqueuepb "go.temporal.io/api/taskqueue/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.uber.org/zap"
+
+	"github.com/cdnflow/cdnflow/bench/harness"
+	"github.com/cdnflow/cdnflow/config"
+	"github.com/cdnflow/cdnflow/temporalclient"
+	"github.com/cdnflow/cdnflow/workflows"
+)
+
+type route int
+
+const (
+	rPrewarm route = iota
+	rStatus
+	rPurge
+	rPurgeList
+	nRoutes
+)
+
+var routeNames = [nRoutes]string{"POST /prewarm", "GET /status", "POST /v1.5/…/purges", "GET /v1.5/…/purges"}
+
+type outcome int
+
+const (
+	okay outcome = iota
+	limited
+	failed
+	nOutcomes
+)
+
+// stats is one client's record; clients merge theirs at the end.
+type stats struct {
+	lat [nRoutes][]time.Duration
+	n   [nRoutes][nOutcomes]int
+}
+
+// errLog keeps the first few errors of each route and counts the rest.
+type errLog struct {
+	mu    sync.Mutex
+	first [nRoutes][]string
+	total int
+}
+
+func (e *errLog) add(r route, msg string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.total++
+	if len(e.first[r]) < 3 {
+		e.first[r] = append(e.first[r], msg)
+	}
+}
+
+// target is the API under load.
+type target struct {
+	base, apiKey, appKey, secret string
+	domain                       string // prewarm cf_domain
+	distribution                 string // purge domain
+	hc                           *http.Client
+}
+
+func (t *target) do(method, path string, body any, nhn bool) (int, []byte, error) {
+	var rdr io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return 0, nil, err
+		}
+		rdr = bytes.NewReader(b)
+	}
+	u := t.base + path
+	if nhn {
+		u = t.base + "/v1.5/appKeys/" + url.PathEscape(t.appKey) + path
+	}
+	req, err := http.NewRequest(method, u, rdr)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if nhn {
+		req.Header.Set("Authorization", t.secret)
+	} else if t.apiKey != "" {
+		req.Header.Set("x-api-key", t.apiKey)
+	}
+	resp, err := t.hc.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, data, err
+}
+
+type envelope struct {
+	Header struct {
+		IsSuccessful  bool   `json:"isSuccessful"`
+		ResultCode    int    `json:"resultCode"`
+		ResultMessage string `json:"resultMessage"`
+	} `json:"header"`
+}
+
+// nhnOutcome classifies a /v1.5 answer.
+func nhnOutcome(code int, data []byte) (outcome, string) {
+	if code != http.StatusOK {
+		return failed, fmt.Sprintf("HTTP %d: %s", code, snippet(data))
+	}
+	var env envelope
+	if err := json.Unmarshal(data, &env); err != nil {
+		return failed, "not an NHN envelope: " + snippet(data)
+	}
+	switch {
+	case env.Header.IsSuccessful:
+		return okay, ""
+	case env.Header.ResultCode == 30001:
+		return limited, ""
+	}
+	return failed, fmt.Sprintf("resultCode %d: %s", env.Header.ResultCode, env.Header.ResultMessage)
+}
+
+func snippet(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}
+
+// call sends one request of route r and classifies the answer. For a
+// prewarm it also returns the new requestID.
+func (t *target) call(r route, clientID, i int, statusID string) (outcome, string, string) {
+	var code int
+	var data []byte
+	var err error
+	switch r {
+	case rPrewarm:
+		list := make([]string, 3)
+		for k := range list {
+			list[k] = fmt.Sprintf("http://%s/load/c%d/%d/file-%d.js", t.domain, clientID, i, k)
+		}
+		code, data, err = t.do("POST", "/prewarm", map[string]any{
+			"url_list": list, "cf_domain": t.domain, "protocol": "http",
+			"target_type": "region", "region": "all", "timeout": 600,
+		}, false)
+	case rStatus:
+		code, data, err = t.do("GET", "/status?requestID="+url.QueryEscape(statusID), nil, false)
+	case rPurge:
+		code, data, err = t.do("POST", "/purges", map[string]any{
+			"domain": t.distribution, "purgeType": "ITEM", "purgeList": fmt.Sprintf("/load/c%d/%d.js", clientID, i),
+		}, true)
+	case rPurgeList:
+		code, data, err = t.do("GET", "/purges?domain="+url.QueryEscape(t.distribution)+"&page=1&itemsPerPage=20", nil, true)
+	}
+	if err != nil {
+		return failed, err.Error(), ""
+	}
+	switch r {
+	case rPrewarm:
+		var v struct {
+			RequestID string `json:"requestID"`
+		}
+		if code == http.StatusTooManyRequests {
+			return limited, "", ""
+		}
+		if code != http.StatusOK || json.Unmarshal(data, &v) != nil || v.RequestID == "" {
+			return failed, fmt.Sprintf("HTTP %d: %s", code, snippet(data)), ""
+		}
+		return okay, "", v.RequestID
+	case rStatus:
+		var v struct {
+			Status string `json:"status"`
+		}
+		if code == http.StatusTooManyRequests {
+			return limited, "", ""
+		}
+		if code != http.StatusOK || json.Unmarshal(data, &v) != nil || v.Status == "" {
+			return failed, fmt.Sprintf("requestID %s: HTTP %d: %s", statusID, code, snippet(data)), ""
+		}
+		return okay, "", ""
+	}
+	o, msg := nhnOutcome(code, data)
+	return o, msg, ""
+}
+
+// runClient loops over the route mix until the deadline. Clients start at
+// different points of the mix so every route is under load from the start.
+func runClient(t *target, id int, deadline time.Time, st *stats, errs *errLog, created chan<- string) {
+	var ids []string
+	for i := 0; time.Now().Before(deadline); i++ {
+		r := route((id + i) % int(nRoutes))
+		statusID := ""
+		if r == rStatus {
+			if len(ids) == 0 {
+				r = rPrewarm // nothing of its own to ask about yet
+			} else {
+				statusID = ids[len(ids)-1-(i/int(nRoutes))%len(ids)]
+			}
+		}
+		start := time.Now()
+		o, msg, rid := t.call(r, id, i, statusID)
+		st.lat[r] = append(st.lat[r], time.Since(start))
+		st.n[r][o]++
+		if o == failed {
+			errs.add(r, msg)
+		}
+		if rid != "" {
+			ids = append(ids, rid)
+			created <- rid
+		}
+	}
+}
+
+func main() {
+	clients := flag.Int("clients", 200, "concurrent clients")
+	duration := flag.Duration("duration", 30*time.Second, "how long the clients send requests")
+	edges := flag.Int("edges", 3, "varnishd edges of the started service (not with -url)")
+	baseURL := flag.String("url", "", "base URL of a running cdnflow API (empty: start one in this process)")
+	apiKey := flag.String("api-key", "", "x-api-key for /prewarm and /status (with -url)")
+	appKey := flag.String("app-key", "bench", "NHN appKey (with -url)")
+	secret := flag.String("secret", "bench-secret", "SecretKey of -app-key (with -url)")
+	origin := flag.String("origin", "127.0.0.1:8090", "host:port origin of the distribution the run creates (with -url)")
+	domain := flag.String("domain", "load.example.com", "cf_domain of the prewarms")
+	timeout := flag.Duration("timeout", 30*time.Second, "per-request timeout (a timeout is an error)")
+	drain := flag.Duration("drain", 30*time.Second, "after the run, how long to wait for the jobs it created to finish before tearing down (not with -url)")
+	flag.Parse()
+	ctx := context.Background()
+
+	t := &target{base: strings.TrimRight(*baseURL, "/"), apiKey: *apiKey, appKey: *appKey, secret: *secret, domain: *domain}
+	var stack *harness.Stack
+	where := "running service at " + t.base
+	if *baseURL == "" {
+		t.apiKey, t.appKey, t.secret = "bench-key", "bench", "bench-secret"
+		var err error
+		stack, err = harness.Start(ctx, harness.Options{Edges: *edges, Configure: func(c *config.Config) {
+			c.APIKeys = []string{t.apiKey}
+			c.AppKeys = map[string]string{t.appKey: t.secret}
+		}})
+		if err != nil {
+			log.Fatal(err)
+		}
+		t.base = stack.APIURL
+		*origin = stack.OriginAddr
+		where = fmt.Sprintf("harness: embedded Temporal (SQLite) + %d varnishd edges + origin + worker + API, all in this process", *edges)
+	}
+	tr := &http.Transport{
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        2 * *clients,
+		MaxIdleConnsPerHost: 2 * *clients,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	t.hc = &http.Client{Transport: tr, Timeout: *timeout}
+
+	exit := func(code int) {
+		if stack != nil {
+			stopStack(stack)
+		}
+		os.Exit(code)
+	}
+	var err error
+	if t.distribution, err = makeDistribution(t, *origin); err != nil {
+		log.Print(err)
+		exit(1)
+	}
+
+	fmt.Printf("load benchmark: %d clients x %s against %s\n", *clients, *duration, where)
+	fmt.Printf("  machine: %d cores (GOMAXPROCS %d), %s/%s, %s; distribution %s\n",
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), t.distribution)
+
+	all := make([]stats, *clients)
+	errs := &errLog{}
+	created := make(chan string, 1024)
+	var ids []string
+	collected := make(chan struct{})
+	go func() {
+		for id := range created {
+			ids = append(ids, id)
+		}
+		close(collected)
+	}()
+	var wg sync.WaitGroup
+	start := time.Now()
+	deadline := start.Add(*duration)
+	for c := 0; c < *clients; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			runClient(t, c, deadline, &all[c], errs, created)
+		}(c)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(created)
+	<-collected
+
+	report(all, *duration, elapsed, errs)
+	if stack != nil {
+		drainJobs(stack, ids, *drain)
+	}
+	code := 0
+	if errs.total > 0 {
+		code = 1
+	}
+	exit(code)
+}
+
+func report(all []stats, window, elapsed time.Duration, errs *errLog) {
+	fmt.Printf("  requests started for %s, last answer at %.1f s (req/s over that); latency = request sent to body read, over every answer\n",
+		window, elapsed.Seconds())
+	fmt.Printf("  %-22s %9s %9s %12s %7s %8s %9s %9s %9s\n", "route", "requests", "ok", "rate-limited", "errors", "req/s", "p50", "p99", "max")
+	var total stats
+	var allLat []time.Duration
+	for r := route(0); r < nRoutes; r++ {
+		var lat []time.Duration
+		var n [nOutcomes]int
+		for i := range all {
+			lat = append(lat, all[i].lat[r]...)
+			for o := outcome(0); o < nOutcomes; o++ {
+				n[o] += all[i].n[r][o]
+				total.n[0][o] += all[i].n[r][o]
+			}
+		}
+		allLat = append(allLat, lat...)
+		printRow(routeNames[r], lat, n, elapsed)
+	}
+	printRow("total", allLat, total.n[0], elapsed)
+	fmt.Printf("  errors: %d (rate-limited answers, resultCode 30001, are not errors)\n", errs.total)
+	for r := route(0); r < nRoutes; r++ {
+		for _, e := range errs.first[r] {
+			fmt.Printf("    %s: %s\n", routeNames[r], e)
+		}
+	}
+}
+
+func printRow(name string, lat []time.Duration, n [nOutcomes]int, elapsed time.Duration) {
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	count := len(lat)
+	fmt.Printf("  %-22s %9d %9d %12d %7d %8.1f %9s %9s %9s\n", name, count, n[okay], n[limited], n[failed],
+		float64(count)/elapsed.Seconds(), pct(lat, 0.50), pct(lat, 0.99), pct(lat, 1))
+}
+
+func pct(d []time.Duration, p float64) string {
+	if len(d) == 0 {
+		return "-"
+	}
+	i := int(float64(len(d)-1) * p)
+	return ms(d[i])
+}
+
+func ms(d time.Duration) string {
+	if d < 10*time.Millisecond {
+		return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 1, 64) + "ms"
+	}
+	return d.Round(time.Millisecond).String()
+}
+
+// makeDistribution creates the distribution the purges act on and waits
+// until it is OPEN.
+func makeDistribution(t *target, origin string) (string, error) {
+	host, port, err := net.SplitHostPort(origin)
+	if err != nil {
+		return "", fmt.Errorf("origin %q: %w", origin, err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return "", fmt.Errorf("origin %q: %w", origin, err)
+	}
+	code, data, err := t.do("POST", "/distributions", map[string]any{"distributions": []map[string]any{{
+		"region": "GLOBAL", "useOriginHttpProtocolDowngrade": false, "useOrigin": "Y", "referrerType": "BLACKLIST",
+		"description": "bench/load", "origins": []map[string]any{{"origin": host, "port": p}},
+	}}}, true)
+	if err != nil {
+		return "", fmt.Errorf("create distribution: %w", err)
+	}
+	var created struct {
+		envelope
+		Distributions []struct {
+			Domain string `json:"domain"`
+		} `json:"distributions"`
+	}
+	if code != http.StatusOK || json.Unmarshal(data, &created) != nil || !created.Header.IsSuccessful || len(created.Distributions) != 1 {
+		return "", fmt.Errorf("create distribution: HTTP %d: %s", code, snippet(data))
+	}
+	domain := created.Distributions[0].Domain
+	for end := time.Now().Add(2 * time.Minute); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		_, data, err := t.do("GET", "/distributions?domain="+url.QueryEscape(domain), nil, true)
+		if err != nil {
+			continue
+		}
+		var list struct {
+			Distributions []struct {
+				Status string `json:"status"`
+			} `json:"distributions"`
+		}
+		if json.Unmarshal(data, &list) == nil && len(list.Distributions) == 1 && list.Distributions[0].Status == "OPEN" {
+			return domain, nil
+		}
+	}
+	return "", fmt.Errorf("distribution %s is not OPEN after 2m", domain)
+}
+
+// jobsQuery is every prewarm (parents and per-edge children) and purge.
+var jobsQuery = fmt.Sprintf("%s IN ('%s', '%s')", workflows.KindAttr.GetName(), workflows.KindPrewarm, workflows.KindPurge)
+
+// drainJobs reports the workflow-task backlog the run left, waits up to d
+// for the jobs it started to finish, and reports how the prewarms ended.
+// Counts come from visibility, which lags the jobs a little.
+func drainJobs(stack *harness.Stack, ids []string, d time.Duration) {
+	ctx := context.Background()
+	c, err := temporalclient.Dial(ctx, stack.Config, zap.NewNop())
+	if err != nil {
+		fmt.Printf("  drain: cannot dial Temporal: %v\n", err)
+		return
+	}
+	defer c.Close()
+	tq, err := c.WorkflowService().DescribeTaskQueue(ctx, &workflowservice.DescribeTaskQueueRequest{
+		Namespace:     stack.Config.Namespace,
+		TaskQueue:     &taskqueuepb.TaskQueue{Name: stack.Config.TaskQueue, Kind: enumspb.TASK_QUEUE_KIND_NORMAL},
+		TaskQueueType: enumspb.TASK_QUEUE_TYPE_WORKFLOW,
+		ReportStats:   true,
+	})
+	if err == nil {
+		st := tq.GetStats()
+		fmt.Printf("  workflow tasks waiting in task queue %q when the load stopped: %d (oldest %s; added %.1f/s, dispatched %.1f/s)\n",
+			stack.Config.TaskQueue, st.GetApproximateBacklogCount(), st.GetApproximateBacklogAge().AsDuration().Round(100*time.Millisecond),
+			st.GetTasksAddRate(), st.GetTasksDispatchRate())
+	}
+	count := func(q string) int64 {
+		resp, err := c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: q})
+		if err != nil {
+			return -1
+		}
+		return resp.GetCount()
+	}
+	start := time.Now()
+	running := count(jobsQuery + " AND ExecutionStatus = 'Running'")
+	for running != 0 && time.Since(start) < d {
+		time.Sleep(time.Second)
+		running = count(jobsQuery + " AND ExecutionStatus = 'Running'")
+	}
+	parents := fmt.Sprintf("%s = '%s' AND %s = ", workflows.KindAttr.GetName(), workflows.KindPrewarm, workflows.StatusAttr.GetName())
+	fmt.Printf("  after the run: %d prewarm jobs created (x %d edges); ", len(ids), len(stack.Inventory.Edges))
+	if running == 0 {
+		fmt.Printf("all jobs finished %.1f s after the load stopped\n", time.Since(start).Seconds())
+	} else {
+		fmt.Printf("%d prewarm/purge workflows still running %s after the load stopped\n", running, d)
+	}
+	fmt.Printf("  prewarm outcomes then: COMPLETED %d, FAILED %d, TIMEOUT %d, IN_PROGRESS %d\n",
+		count(parents+"'"+workflows.PrewarmCompleted+"'"), count(parents+"'"+workflows.PrewarmFailed+"'"),
+		count(parents+"'"+workflows.PrewarmTimeout+"'"), count(parents+"'"+workflows.PrewarmInProgress+"'"))
+}
+
+// stopStack tears the service down with the jobs of the run still queued or
+// running: they stay in the SQLite file, which Stop deletes. The worker
+// gives activities at most 10 s; the watchdog bounds the rest, so a backlog
+// can never hang the exit.
+func stopStack(stack *harness.Stack) {
+	start := time.Now()
+	done := make(chan struct{})
+	go func() {
+		stack.Stop()
+		close(done)
+	}()
+	select {
+	case <-done:
+		fmt.Printf("  teardown with the backlog in place: %s\n", time.Since(start).Round(time.Millisecond))
+	case <-time.After(teardownLimit):
+		fmt.Fprintf(os.Stderr, "teardown did not finish in %s; exiting anyway\n", teardownLimit)
+	}
+}
+
+const teardownLimit = time.Minute

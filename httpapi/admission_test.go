@@ -1,0 +1,43 @@
+package httpapi_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cdnflow/cdnflow/config"
+	"github.com/cdnflow/cdnflow/testenv"
+)
+
+// With no worker taking tasks, the queue backlog grows; once Temporal
+// reports it, new prewarm jobs are refused with 429 and Retry-After and
+// purges with 30001, instead of queueing jobs nobody runs.
+func TestJobsRefusedWhileWorkersAreBehind(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{Edges: 1, NoWorker: true, Configure: func(c *config.Config) {
+		c.MaxBacklog = 1
+		c.AppKeys = map[string]string{appKey: secret}
+	}})
+	body := map[string]any{"url_list": []string{"http://" + domain + "/a.js"}, "cf_domain": domain, "target_type": "pop", "region": []string{env.Edges[0].Edge.ID}}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, data := postJSON(t, env.API.URL+"/prewarm", body, nil)
+		if resp.StatusCode == http.StatusTooManyRequests {
+			if resp.Header.Get("Retry-After") == "" || !strings.Contains(string(data), `"code":"TooManyRequests"`) {
+				t.Fatalf("429 without Retry-After or code: %v %s", resp.Header, data)
+			}
+			break
+		}
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("prewarm = %d %s", resp.StatusCode, data)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("jobs were still admitted a minute into a stalled queue")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	h := nhn(t, env, "POST", "/purges", secret, map[string]any{"domain": "any.example", "purgeType": "ALL"}, nil)
+	if h.IsSuccessful || h.ResultCode != 30001 || !strings.Contains(h.ResultMessage, "behind") {
+		t.Fatalf("purge while behind = %+v, want 30001", h)
+	}
+}

@@ -1,0 +1,80 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	taskqueuepb "go.temporal.io/api/taskqueue/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.uber.org/zap"
+)
+
+// ErrOverloaded means the workers are behind: more workflow tasks wait in
+// the task queue than --max-backlog. New jobs are refused (429 / 30001 with
+// Retry-After) until they catch up, rather than queued where their status
+// could not be answered and their deadlines would run out unstarted.
+var ErrOverloaded = errors.New("the workers are behind; retry in a few seconds")
+
+// backlogTTL is how long one backlog reading serves: admission costs one
+// DescribeTaskQueue per second per API process, not one per request.
+const backlogTTL = time.Second
+
+// maxBacklogAge refuses new jobs once the oldest queued workflow task has
+// waited this long: the workers are not keeping up.
+const maxBacklogAge = 5 * time.Second
+
+type backlogGate struct {
+	mu      sync.Mutex
+	at      time.Time
+	backlog int64
+	age     time.Duration // of the oldest queued task
+}
+
+var gate = &backlogGate{}
+
+// admitJob refuses a new job while the workflow task backlog is over the
+// limit. If the backlog cannot be read, the job is admitted: admission
+// protects against overload, it must not become an outage of its own.
+func (s *Service) admitJob(ctx context.Context) error {
+	limit := s.Config.MaxBacklog
+	if limit <= 0 {
+		return nil
+	}
+	backlog, age, err := gate.read(ctx, s)
+	if err != nil {
+		if s.Logger != nil {
+			s.Logger.Warn("read task queue backlog", zap.Error(err))
+		}
+		return nil
+	}
+	// The count alone lags when tasks are added faster than they are
+	// persisted; the age of the oldest one says the same thing sooner.
+	if backlog > int64(limit) || age > maxBacklogAge {
+		return fmt.Errorf("%w (%d workflow tasks queued, the oldest for %s)", ErrOverloaded, backlog, age.Round(time.Second))
+	}
+	return nil
+}
+
+func (g *backlogGate) read(ctx context.Context, s *Service) (int64, time.Duration, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if time.Since(g.at) < backlogTTL {
+		return g.backlog, g.age, nil
+	}
+	resp, err := s.Temporal.WorkflowService().DescribeTaskQueue(ctx, &workflowservice.DescribeTaskQueueRequest{
+		Namespace:     s.Config.Namespace,
+		TaskQueue:     &taskqueuepb.TaskQueue{Name: s.Config.TaskQueue, Kind: enumspb.TASK_QUEUE_KIND_NORMAL},
+		TaskQueueType: enumspb.TASK_QUEUE_TYPE_WORKFLOW,
+		ReportStats:   true,
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	st := resp.GetStats()
+	g.at, g.backlog, g.age = time.Now(), st.GetApproximateBacklogCount(), st.GetApproximateBacklogAge().AsDuration()
+	return g.backlog, g.age, nil
+}
