@@ -100,7 +100,7 @@ func Default() Config {
 		PrewarmAttempts:       3,
 		PrewarmAttemptTimeout: 10 * time.Second,
 		HeartbeatTimeout:      30 * time.Second,
-		MaxBacklog:            200,
+		MaxBacklog:            50,
 		PrewarmConcurrency:    32,
 		DefaultOrigin:         "127.0.0.1:8090",
 		PurgeItemBatch:        200,

@@ -23,6 +23,10 @@ var ErrOverloaded = errors.New("the workers are behind; retry in a few seconds")
 // DescribeTaskQueue per second per API process, not one per request.
 const backlogTTL = time.Second
 
+// statsRefresh is about how often Temporal refreshes task queue
+// statistics.
+const statsRefresh = 5 * time.Second
+
 // maxBacklogAge refuses new jobs once the oldest queued workflow task has
 // waited this long: the workers are not keeping up.
 const maxBacklogAge = 5 * time.Second
@@ -32,6 +36,11 @@ type backlogGate struct {
 	at      time.Time
 	backlog int64
 	age     time.Duration // of the oldest queued task
+	// admitted counts jobs this process let in since Temporal's statistics
+	// last changed: they refresh every few seconds, and a burst admitted
+	// in between must count before they show it.
+	admitted int64
+	reset    time.Time
 }
 
 var gate = &backlogGate{}
@@ -51,12 +60,27 @@ func (s *Service) admitJob(ctx context.Context) error {
 		}
 		return nil
 	}
-	// The count alone lags when tasks are added faster than they are
-	// persisted; the age of the oldest one says the same thing sooner.
+	// The statistics lag; jobs admitted since they last changed count too,
+	// and the age of the oldest task tells a slow queue before its length.
 	if backlog > int64(limit) || age > maxBacklogAge {
 		return fmt.Errorf("%w (%d workflow tasks queued, the oldest for %s)", ErrOverloaded, backlog, age.Round(time.Second))
 	}
+	if !gate.admit(backlog, int64(limit)) {
+		return fmt.Errorf("%w (%d jobs admitted since the queue statistics last changed)", ErrOverloaded, backlog)
+	}
 	return nil
+}
+
+// admit counts one job in, unless the queue plus the jobs admitted since
+// the statistics last changed would pass the limit.
+func (g *backlogGate) admit(backlog, limit int64) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if backlog+g.admitted >= limit {
+		return false
+	}
+	g.admitted++
+	return true
 }
 
 func (g *backlogGate) read(ctx context.Context, s *Service) (int64, time.Duration, error) {
@@ -75,6 +99,13 @@ func (g *backlogGate) read(ctx context.Context, s *Service) (int64, time.Duratio
 		return 0, 0, err
 	}
 	st := resp.GetStats()
-	g.at, g.backlog, g.age = time.Now(), st.GetApproximateBacklogCount(), st.GetApproximateBacklogAge().AsDuration()
+	backlog, age := st.GetApproximateBacklogCount(), st.GetApproximateBacklogAge().AsDuration()
+	// A changed reading includes the jobs admitted before it; an unchanged
+	// one is trusted again after statsRefresh, so the count cannot starve
+	// admission on an idle queue whose statistics stay the same.
+	if backlog != g.backlog || age != g.age || time.Since(g.reset) > statsRefresh {
+		g.admitted, g.reset = 0, time.Now()
+	}
+	g.at, g.backlog, g.age = time.Now(), backlog, age
 	return g.backlog, g.age, nil
 }

@@ -365,33 +365,55 @@ func (s *Service) PrewarmStatus(ctx context.Context, requestID string, page, pag
 	return out, nil
 }
 
-// notStartedJob returns a running job's input when no worker has run its
-// first workflow task yet (a queue backlog): such a workflow can't answer a
-// query until then, but its state is known exactly — nothing done.
-func (s *Service) notStartedJob(ctx context.Context, workflowID string) (workflows.PrewarmJob, bool, error) {
-	var job workflows.PrewarmJob
+// statusWithoutQuery answers a job's status without a workflow query where
+// the state is known exactly otherwise, because a query costs a worker a
+// task (and a full replay for a closed workflow) and waits behind any
+// backlog:
+//   - a running job whose first workflow task has not run yet (a queue
+//     backlog) has nothing done: its status follows from its input;
+//   - a finished job's result holds its final counts, and its URL lists
+//     whole when they are short (up to 100 entries; the success list
+//     matters only with --show-success-urls).
+func (s *Service) statusWithoutQuery(ctx context.Context, workflowID string, q workflows.PrewarmStatusQuery) (workflows.PrewarmStatus, bool, error) {
+	var st workflows.PrewarmStatus
 	desc, err := s.Temporal.DescribeWorkflowExecution(ctx, workflowID, "")
 	if err != nil {
-		return job, false, err
+		return st, false, err
 	}
 	info := desc.GetWorkflowExecutionInfo()
-	// Started, task scheduled, task started: no task has completed.
-	if info.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING || info.GetHistoryLength() > 3 {
-		return job, false, nil
+	switch {
+	case info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+		if err := s.Temporal.GetWorkflow(ctx, workflowID, info.GetExecution().GetRunId()).Get(ctx, &st); err != nil {
+			return st, false, nil
+		}
+		successShown := s.Config.ShowSuccessURLs
+		if len(st.FailedIdx) != st.FailedCount || len(st.InProgressIdx) != st.InProgress || (successShown && len(st.SuccessIdx) != st.SuccessCount) {
+			return st, false, nil // lists cut short: the query pages them
+		}
+		page := func(list []int) []int {
+			from := min(q.Offset, len(list))
+			return list[from:min(from+q.Limit, len(list))]
+		}
+		st.FailedIdx, st.SuccessIdx, st.InProgressIdx = page(st.FailedIdx), page(st.SuccessIdx), page(st.InProgressIdx)
+		return st, true, nil
+	case info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING && info.GetHistoryLength() <= 3:
+		// Started, task scheduled, task started: no task has completed.
+		it := s.Temporal.GetWorkflowHistory(ctx, workflowID, info.GetExecution().GetRunId(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		if !it.HasNext() {
+			return st, false, nil
+		}
+		first, err := it.Next()
+		if err != nil {
+			return st, false, fmt.Errorf("read job input: %w", err)
+		}
+		var job workflows.PrewarmJob
+		in := first.GetWorkflowExecutionStartedEventAttributes().GetInput()
+		if in == nil || converter.GetDefaultDataConverter().FromPayloads(in, &job) != nil {
+			return st, false, nil
+		}
+		return workflows.PendingPrewarmStatus(job, q), true, nil
 	}
-	it := s.Temporal.GetWorkflowHistory(ctx, workflowID, info.GetExecution().GetRunId(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	if !it.HasNext() {
-		return job, false, nil
-	}
-	first, err := it.Next()
-	if err != nil {
-		return job, false, fmt.Errorf("read job input: %w", err)
-	}
-	in := first.GetWorkflowExecutionStartedEventAttributes().GetInput()
-	if in == nil || converter.GetDefaultDataConverter().FromPayloads(in, &job) != nil {
-		return job, false, nil
-	}
-	return job, true, nil
+	return st, false, nil
 }
 
 // prewarmJob queries a job's state and loads its URL list.
@@ -400,15 +422,14 @@ func (s *Service) prewarmJob(ctx context.Context, requestID string, q workflows.
 	if !validRequestID(requestID) {
 		return st, nil, ErrNotFound
 	}
-	if job, ok, err := s.notStartedJob(ctx, prewarmWorkflowID(requestID)); err != nil {
+	if known, ok, err := s.statusWithoutQuery(ctx, prewarmWorkflowID(requestID), q); err != nil {
 		if isNotFound(err) {
 			return st, nil, ErrNotFound
 		}
 		return st, nil, fmt.Errorf("describe prewarm %s: %w", requestID, err)
 	} else if ok {
-		st = workflows.PendingPrewarmStatus(job, q)
-		urls, err := s.prewarmURLs(ctx, st.URLsKey)
-		return st, urls, err
+		urls, err := s.prewarmURLs(ctx, known.URLsKey)
+		return known, urls, err
 	}
 	v, err := s.query(ctx, prewarmWorkflowID(requestID), workflows.QueryPrewarmStatus, q)
 	if err != nil {

@@ -54,6 +54,9 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	s := &Stack{Dir: dir}
 	s.stops = append(s.stops, func() { os.RemoveAll(dir) })
 	logger := zap.NewNop()
+	if os.Getenv("CDNFLOW_BENCH_LOG") != "" {
+		logger, _ = zap.NewDevelopment()
+	}
 
 	originSrv := httptest.NewUnstartedServer(&origin.Handler{BodySize: 2048})
 	originSrv.Config.ReadHeaderTimeout = 5 * time.Second
