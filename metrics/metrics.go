@@ -62,13 +62,11 @@ func Handler() http.Handler {
 // Registry. Series are created on first use, keyed by name and tag names.
 func SDKHandler() sdkclient.MetricsHandler { return &sdkHandler{reg: sdkRegistry} }
 
-var sdkRegistry = &sdkMetrics{counters: map[string]*prometheus.CounterVec{}, gauges: map[string]*prometheus.GaugeVec{}, timers: map[string]*prometheus.HistogramVec{}}
+var sdkRegistry = &sdkMetrics{vecs: map[string]prometheus.Collector{}}
 
 type sdkMetrics struct {
-	mu       sync.Mutex
-	counters map[string]*prometheus.CounterVec
-	gauges   map[string]*prometheus.GaugeVec
-	timers   map[string]*prometheus.HistogramVec
+	mu   sync.Mutex
+	vecs map[string]prometheus.Collector // by series name and label names
 }
 
 type sdkHandler struct {
@@ -100,21 +98,34 @@ func (h *sdkHandler) labels() ([]string, prometheus.Labels) {
 	return names, values
 }
 
-func key(name string, labels []string) string { return name + "|" + strings.Join(labels, ",") }
+// sdkSeries returns the vector of a series with these label names,
+// registering the one newVec makes on first use. It reports false when the
+// name is already taken with other labels or another kind: the SDK's
+// metric is dropped rather than the process panicking.
+func sdkSeries[V prometheus.Collector](reg *sdkMetrics, name string, labels []string, newVec func() V) (V, bool) {
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	k := name + "|" + strings.Join(labels, ",")
+	if c, ok := reg.vecs[k]; ok {
+		v, same := c.(V)
+		return v, same
+	}
+	vec := newVec()
+	if err := Registry.Register(vec); err != nil {
+		return vec, false
+	}
+	reg.vecs[k] = vec
+	return vec, true
+}
 
 func (h *sdkHandler) Counter(name string) sdkclient.MetricsCounter {
 	names, values := h.labels()
 	name = seriesName(name)
-	h.reg.mu.Lock()
-	defer h.reg.mu.Unlock()
-	k := key(name, names)
-	vec, ok := h.reg.counters[k]
+	vec, ok := sdkSeries(h.reg, name, names, func() *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: "Temporal SDK counter " + name}, names)
+	})
 	if !ok {
-		vec = prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: "Temporal SDK counter " + name}, names)
-		if err := Registry.Register(vec); err != nil {
-			return noop{} // the same name with other labels: drop rather than panic
-		}
-		h.reg.counters[k] = vec
+		return noop{}
 	}
 	return counter{vec.With(values)}
 }
@@ -122,16 +133,11 @@ func (h *sdkHandler) Counter(name string) sdkclient.MetricsCounter {
 func (h *sdkHandler) Gauge(name string) sdkclient.MetricsGauge {
 	names, values := h.labels()
 	name = seriesName(name)
-	h.reg.mu.Lock()
-	defer h.reg.mu.Unlock()
-	k := key(name, names)
-	vec, ok := h.reg.gauges[k]
+	vec, ok := sdkSeries(h.reg, name, names, func() *prometheus.GaugeVec {
+		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: "Temporal SDK gauge " + name}, names)
+	})
 	if !ok {
-		vec = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: "Temporal SDK gauge " + name}, names)
-		if err := Registry.Register(vec); err != nil {
-			return noop{}
-		}
-		h.reg.gauges[k] = vec
+		return noop{}
 	}
 	return gauge{vec.With(values)}
 }
@@ -139,16 +145,11 @@ func (h *sdkHandler) Gauge(name string) sdkclient.MetricsGauge {
 func (h *sdkHandler) Timer(name string) sdkclient.MetricsTimer {
 	names, values := h.labels()
 	name = "temporal_" + sanitize(name) + "_seconds"
-	h.reg.mu.Lock()
-	defer h.reg.mu.Unlock()
-	k := key(name, names)
-	vec, ok := h.reg.timers[k]
+	vec, ok := sdkSeries(h.reg, name, names, func() *prometheus.HistogramVec {
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: "Temporal SDK timer " + name, Buckets: prometheus.ExponentialBuckets(0.001, 2, 15)}, names)
+	})
 	if !ok {
-		vec = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: "Temporal SDK timer " + name, Buckets: prometheus.ExponentialBuckets(0.001, 2, 15)}, names)
-		if err := Registry.Register(vec); err != nil {
-			return noop{}
-		}
-		h.reg.timers[k] = vec
+		return noop{}
 	}
 	return timer{vec.With(values)}
 }

@@ -49,45 +49,40 @@ var gate = &backlogGate{}
 // limit. If the backlog cannot be read, the job is admitted: admission
 // protects against overload, it must not become an outage of its own.
 func (s *Service) admitJob(ctx context.Context) error {
-	limit := s.Config.MaxBacklog
-	if limit <= 0 {
+	if s.Config.MaxBacklog <= 0 {
 		return nil
 	}
-	backlog, age, err := gate.read(ctx, s)
-	if err != nil {
+	err := gate.admit(ctx, s, int64(s.Config.MaxBacklog))
+	if err != nil && !errors.Is(err, ErrOverloaded) {
 		if s.Logger != nil {
 			s.Logger.Warn("read task queue backlog", zap.Error(err))
 		}
 		return nil
 	}
-	// The statistics lag; jobs admitted since they last changed count too,
-	// and the age of the oldest task tells a slow queue before its length.
-	if backlog > int64(limit) || age > maxBacklogAge {
-		return fmt.Errorf("%w (%d workflow tasks queued, the oldest for %s)", ErrOverloaded, backlog, age.Round(time.Second))
+	return err
+}
+
+// admit counts one job in, or refuses it with ErrOverloaded when the
+// oldest queued task is too old, or the queue plus the jobs admitted since
+// the statistics last changed would pass the limit.
+func (g *backlogGate) admit(ctx context.Context, s *Service, limit int64) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := g.refresh(ctx, s); err != nil {
+		return err
 	}
-	if !gate.admit(backlog, int64(limit)) {
-		return fmt.Errorf("%w (%d jobs admitted since the queue statistics last changed)", ErrOverloaded, backlog)
+	if g.age > maxBacklogAge || g.backlog+g.admitted >= limit {
+		return fmt.Errorf("%w (%d workflow tasks queued, the oldest for %s; %d jobs admitted since)",
+			ErrOverloaded, g.backlog, g.age.Round(time.Second), g.admitted)
 	}
+	g.admitted++
 	return nil
 }
 
-// admit counts one job in, unless the queue plus the jobs admitted since
-// the statistics last changed would pass the limit.
-func (g *backlogGate) admit(backlog, limit int64) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if backlog+g.admitted >= limit {
-		return false
-	}
-	g.admitted++
-	return true
-}
-
-func (g *backlogGate) read(ctx context.Context, s *Service) (int64, time.Duration, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
+// refresh reads the task queue statistics at most once per backlogTTL.
+func (g *backlogGate) refresh(ctx context.Context, s *Service) error {
 	if time.Since(g.at) < backlogTTL {
-		return g.backlog, g.age, nil
+		return nil
 	}
 	resp, err := s.Temporal.WorkflowService().DescribeTaskQueue(ctx, &workflowservice.DescribeTaskQueueRequest{
 		Namespace:     s.Config.Namespace,
@@ -96,7 +91,7 @@ func (g *backlogGate) read(ctx context.Context, s *Service) (int64, time.Duratio
 		ReportStats:   true,
 	})
 	if err != nil {
-		return 0, 0, err
+		return fmt.Errorf("describe task queue %s: %w", s.Config.TaskQueue, err)
 	}
 	st := resp.GetStats()
 	backlog, age := st.GetApproximateBacklogCount(), st.GetApproximateBacklogAge().AsDuration()
@@ -107,5 +102,5 @@ func (g *backlogGate) read(ctx context.Context, s *Service) (int64, time.Duratio
 		g.admitted, g.reset = 0, time.Now()
 	}
 	g.at, g.backlog, g.age = time.Now(), backlog, age
-	return g.backlog, g.age, nil
+	return nil
 }

@@ -176,22 +176,20 @@ func (s *Service) ListDistributions(ctx context.Context, appKey, domain, status 
 			return nil, fmt.Errorf("list distributions: %w", err)
 		}
 		for _, ex := range resp.GetExecutions() {
-			var st workflows.DistributionState
-			var err error
-			if workersDown {
-				err = ErrWorkersUnavailable
-			} else {
-				st, err = s.distributionState(ctx, ex.GetExecution().GetWorkflowId())
-			}
-			if isNotFound(err) {
-				continue // ended between list and query
-			}
-			if err != nil {
-				// No worker answers: show the last state the workflow
-				// recorded in visibility rather than hide the distribution,
-				// and don't wait on another query.
-				workersDown = workersDown || errors.Is(err, ErrWorkersUnavailable)
-				st = stateFromVisibility(ex)
+			// Once no worker answers, every entry shows the last state its
+			// workflow recorded in visibility, without waiting on another
+			// query; a failed query falls back the same way.
+			st := stateFromVisibility(ex)
+			if !workersDown {
+				queried, err := s.distributionState(ctx, ex.GetExecution().GetWorkflowId())
+				switch {
+				case isNotFound(err):
+					continue // ended between list and query
+				case err == nil:
+					st = queried
+				default:
+					workersDown = errors.Is(err, ErrWorkersUnavailable)
+				}
 			}
 			if status != "" && st.Status != status {
 				continue
