@@ -206,31 +206,15 @@ func TestPurgeEdgeFaults(t *testing.T) {
 	if h := nhn(t, env, "POST", "/purges", secret, map[string]any{"domain": d.Domain, "purgeType": "ITEM", "purgeList": "/a.js"}, &pr); !h.IsSuccessful {
 		t.Fatalf("purge: %+v", h)
 	}
-	var item service.PurgeItem
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var list struct{ Purges []service.PurgeItem }
-		nhn(t, env, "GET", "/purges?domain="+d.Domain, secret, nil, &list)
-		if len(list.Purges) == 1 {
-			item = list.Purges[0]
-		}
-		if item.Progress >= 100 {
-			t.Fatalf("purge reported done while edges fail: %+v", item)
-		}
+	waitPurgeHeldBack(t, env, d.Domain, 30*time.Second, func(item service.PurgeItem) bool {
 		explained := 0
 		for _, p := range item.PendingEdges {
 			if r, ok := reasons[p.EdgeID]; ok && strings.Contains(p.Error, r) && strings.Contains(p.Error, p.EdgeID) {
 				explained++
 			}
 		}
-		if item.Seq == pr.PurgeSeq && item.Progress == 25 && len(item.PendingEdges) == 3 && explained == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("purge = %+v; want progress 25 and pending edges with reasons %v", item, reasons)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return item.Seq == pr.PurgeSeq && item.Progress == 25 && len(item.PendingEdges) == 3 && explained == 3
+	})
 	for _, i := range []int{slow, unavailable, reset} {
 		fe.http[i].SetMode(edgetest.Pass())
 	}

@@ -49,25 +49,9 @@ func TestPurgeWaitsForStoppedEdge(t *testing.T) {
 	if h := nhn(t, env, "POST", "/purges", secret, map[string]any{"domain": d.Domain, "purgeType": "ITEM", "purgeList": "/a.js"}, &pr); !h.IsSuccessful {
 		t.Fatalf("purge: %+v", h)
 	}
-	var item service.PurgeItem
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		var list struct{ Purges []service.PurgeItem }
-		nhn(t, env, "GET", "/purges?domain="+d.Domain, secret, nil, &list)
-		if len(list.Purges) == 1 {
-			item = list.Purges[0]
-		}
-		if item.Progress == 50 && len(item.PendingEdges) == 1 && item.PendingEdges[0].Error != "" {
-			break
-		}
-		if item.Progress == 100 {
-			t.Fatalf("purge reported done with an edge down: %+v", item)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("purge = %+v", item)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	item := waitPurgeHeldBack(t, env, d.Domain, 60*time.Second, func(item service.PurgeItem) bool {
+		return item.Progress == 50 && len(item.PendingEdges) == 1 && item.PendingEdges[0].Error != ""
+	})
 	if item.PendingEdges[0].EdgeID != env.Edges[1].Edge.ID || !strings.Contains(item.PendingEdges[0].Error, env.Edges[1].Edge.ID) {
 		t.Fatalf("pending edge = %+v", item.PendingEdges)
 	}
@@ -120,5 +104,30 @@ func TestDistributionErrorRollsBack(t *testing.T) {
 		if r := edgeGet(t, env, i, d.Domain, "/z.js", ""); r.Header.Get("X-Origin-Path") != "/bad/z.js" {
 			t.Fatalf("edge %d after recovery: %v", i, r.Header)
 		}
+	}
+}
+
+// waitPurgeHeldBack polls the domain's only purge until held says it is
+// held back as expected, failing if it ever reports 100 meanwhile.
+func waitPurgeHeldBack(t *testing.T, env *testenv.Env, domain string, timeout time.Duration, held func(service.PurgeItem) bool) service.PurgeItem {
+	t.Helper()
+	var item service.PurgeItem
+	deadline := time.Now().Add(timeout)
+	for {
+		var list struct{ Purges []service.PurgeItem }
+		nhn(t, env, "GET", "/purges?domain="+domain, secret, nil, &list)
+		if len(list.Purges) == 1 {
+			item = list.Purges[0]
+		}
+		if held(item) {
+			return item
+		}
+		if item.Progress >= 100 {
+			t.Fatalf("purge reported done while edges fail: %+v", item)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("purge = %+v", item)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
