@@ -16,9 +16,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/edge"
+	"github.com/cdnflow/cdnflow/internal/metrics"
+	"github.com/cdnflow/cdnflow/internal/payload"
 	"github.com/cdnflow/cdnflow/inventory"
-	"github.com/cdnflow/cdnflow/metrics"
-	"github.com/cdnflow/cdnflow/payload"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 

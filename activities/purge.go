@@ -13,8 +13,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/edge"
+	"github.com/cdnflow/cdnflow/internal/metrics"
 	"github.com/cdnflow/cdnflow/inventory"
-	"github.com/cdnflow/cdnflow/metrics"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 

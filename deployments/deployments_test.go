@@ -16,7 +16,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/cdnflow/cdnflow/config"
+	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/inventory"
 )
 

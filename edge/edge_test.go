@@ -11,8 +11,8 @@ import (
 	"github.com/cdnflow/cdnflow/edge"
 	"github.com/cdnflow/cdnflow/edge/edgetest"
 	"github.com/cdnflow/cdnflow/edge/vcl"
+	"github.com/cdnflow/cdnflow/internal/origin"
 	"github.com/cdnflow/cdnflow/inventory"
-	"github.com/cdnflow/cdnflow/origin"
 )
 
 func startEdge(t *testing.T) (inventory.Edge, *origin.Handler) {

@@ -16,7 +16,7 @@ import (
 	"github.com/cdnflow/cdnflow/edge/edgetest"
 	"github.com/cdnflow/cdnflow/edge/varnishadm"
 	"github.com/cdnflow/cdnflow/edge/vcl"
-	"github.com/cdnflow/cdnflow/origin"
+	"github.com/cdnflow/cdnflow/internal/origin"
 )
 
 func startOrigin(t *testing.T) (*origin.Handler, vcl.Backend) {

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cdnflow/cdnflow/config"
-	"github.com/cdnflow/cdnflow/testenv"
+	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/internal/testenv"
 )
 
 // With no worker taking tasks, the queue backlog grows; once Temporal

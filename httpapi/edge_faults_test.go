@@ -7,12 +7,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cdnflow/cdnflow/app"
-	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/edge/edgetest"
+	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/internal/stack"
+	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/inventory"
 	"github.com/cdnflow/cdnflow/service"
-	"github.com/cdnflow/cdnflow/testenv"
 )
 
 // faultEdges is a testenv whose worker reaches every edge through a fault
@@ -47,7 +47,7 @@ func startFaultEdges(t *testing.T, edges int, proxyAdmin bool, configure func(*c
 	// first: the worker stops before anything it talks to.
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- app.RunWorker(ctx, env.Config, inv, env.Client, env.Logger) }()
+	go func() { done <- stack.RunWorker(ctx, env.Config, inv, env.Client, env.Logger) }()
 	t.Cleanup(func() {
 		stop()
 		if err := <-done; err != nil {

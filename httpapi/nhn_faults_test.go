@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cdnflow/cdnflow/config"
+	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/service"
-	"github.com/cdnflow/cdnflow/testenv"
 )
 
 func createDistribution(t *testing.T, env *testenv.Env, originPath string) service.DistributionView {

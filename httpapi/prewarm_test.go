@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cdnflow/cdnflow/config"
+	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/service"
-	"github.com/cdnflow/cdnflow/testenv"
 )
 
 const domain = "assets.example.com"

@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cdnflow/cdnflow/config"
+	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/service"
-	"github.com/cdnflow/cdnflow/testenv"
 )
 
 // createWithAlias opens a distribution whose origin path is the origin's

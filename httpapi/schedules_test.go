@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/service"
-	"github.com/cdnflow/cdnflow/testenv"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 

@@ -12,7 +12,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/cdnflow/cdnflow/httpapi"
-	"github.com/cdnflow/cdnflow/testenv"
+	"github.com/cdnflow/cdnflow/internal/testenv"
 )
 
 // Keys and SecretKeys never reach the logs: not from requests that carry

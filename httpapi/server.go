@@ -14,9 +14,9 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
-	"github.com/cdnflow/cdnflow/config"
+	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/internal/metrics"
 	"github.com/cdnflow/cdnflow/inventory"
-	"github.com/cdnflow/cdnflow/metrics"
 	"github.com/cdnflow/cdnflow/service"
 )
 

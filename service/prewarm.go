@@ -19,9 +19,9 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/cdnflow/cdnflow/internal/metrics"
+	"github.com/cdnflow/cdnflow/internal/payload"
 	"github.com/cdnflow/cdnflow/inventory"
-	"github.com/cdnflow/cdnflow/metrics"
-	"github.com/cdnflow/cdnflow/payload"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 

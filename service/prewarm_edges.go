@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/cdnflow/cdnflow/payload"
+	"github.com/cdnflow/cdnflow/internal/payload"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 

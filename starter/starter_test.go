@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cdnflow/cdnflow/config"
+	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/starter"
-	"github.com/cdnflow/cdnflow/testenv"
 )
 
 func run(t *testing.T, cmd func(context.Context, starter.IO, []string) int, stdin string, args ...string) (int, string, string) {

@@ -4,7 +4,7 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/cdnflow/cdnflow/edge"
-	"github.com/cdnflow/cdnflow/payload"
+	"github.com/cdnflow/cdnflow/internal/payload"
 )
 
 // activityName registers an activity under the stable name workflows use,

@@ -11,10 +11,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/activities"
-	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/edge"
+	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/internal/payload"
 	"github.com/cdnflow/cdnflow/inventory"
-	"github.com/cdnflow/cdnflow/payload"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 

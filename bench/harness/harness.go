@@ -19,13 +19,13 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/cdnflow/cdnflow/app"
-	"github.com/cdnflow/cdnflow/config"
-	"github.com/cdnflow/cdnflow/devserver"
 	"github.com/cdnflow/cdnflow/edge/varnishd"
 	"github.com/cdnflow/cdnflow/edge/vcl"
+	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/internal/devtemporal"
+	"github.com/cdnflow/cdnflow/internal/origin"
+	"github.com/cdnflow/cdnflow/internal/stack"
 	"github.com/cdnflow/cdnflow/inventory"
-	"github.com/cdnflow/cdnflow/origin"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
@@ -93,7 +93,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if o.Configure != nil {
 		o.Configure(&cfg)
 	}
-	srv, err := devserver.Start(devserver.Options{DataDir: cfg.DataDir, UIPort: -1, Namespace: cfg.Namespace, Logger: logger, SearchAttributes: workflows.SearchAttributes()})
+	srv, err := devtemporal.Start(devtemporal.Options{DataDir: cfg.DataDir, UIPort: -1, Namespace: cfg.Namespace, Logger: logger, SearchAttributes: workflows.SearchAttributes()})
 	if err != nil {
 		s.Stop()
 		return nil, err
@@ -101,7 +101,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	s.stops = append(s.stops, srv.Stop)
 	cfg.TemporalAddress = srv.FrontendAddr
 	s.Config = cfg
-	c, err := app.Connect(ctx, cfg, logger)
+	c, err := stack.Connect(ctx, cfg, logger)
 	if err != nil {
 		s.Stop()
 		return nil, err
@@ -110,7 +110,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
-		_ = app.RunWorkerAndAPI(runCtx, cfg, inv, c, logger)
+		_ = stack.RunWorkerAndAPI(runCtx, cfg, inv, c, logger)
 		close(done)
 	}()
 	s.stops = append(s.stops, func() { cancel(); <-done })

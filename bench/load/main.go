@@ -42,8 +42,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/bench/harness"
-	"github.com/cdnflow/cdnflow/config"
-	"github.com/cdnflow/cdnflow/temporalclient"
+	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/internal/temporalclient"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 

@@ -24,7 +24,7 @@ import (
 	"time"
 
 	"github.com/cdnflow/cdnflow/bench/harness"
-	"github.com/cdnflow/cdnflow/config"
+	"github.com/cdnflow/cdnflow/internal/config"
 )
 
 const appKey, secret = "bench", "bench-secret"

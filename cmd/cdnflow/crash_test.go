@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cdnflow/cdnflow/config"
-	"github.com/cdnflow/cdnflow/testenv"
+	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/internal/testenv"
 )
 
 const (

@@ -13,9 +13,9 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/cdnflow/cdnflow/app"
-	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/edge/varnishd"
+	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/internal/stack"
 	"github.com/cdnflow/cdnflow/inventory"
 	"github.com/cdnflow/cdnflow/starter"
 )
@@ -89,26 +89,26 @@ func runServer(ctx context.Context, cmd string, args []string) error {
 	if cmd != "dev" && cfg.TemporalAddress == "" {
 		return fmt.Errorf("%s needs --temporal-address or $TEMPORAL_ADDRESS (or use `cdnflow dev`)", cmd)
 	}
-	logger, err := app.NewLogger(cfg.LogLevel, cfg.LogFormat)
+	logger, err := stack.NewLogger(cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = logger.Sync() }()
 	logger.Info("cdnflow starting", append([]zap.Field{zap.String("command", cmd)}, cfg.LogFields()...)...)
 	if cmd == "dev" {
-		return app.RunDev(ctx, cfg, logger)
+		return stack.RunDev(ctx, cfg, logger)
 	}
 	inv, err := inventory.Load(cfg.InventoryFile)
 	if err != nil {
 		return err
 	}
-	c, err := app.Connect(ctx, cfg, logger)
+	c, err := stack.Connect(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	if cmd == "worker" {
-		return app.RunWorker(ctx, cfg, inv, c, logger)
+		return stack.RunWorker(ctx, cfg, inv, c, logger)
 	}
-	return app.RunAPI(ctx, cfg, inv, c, logger)
+	return stack.RunAPI(ctx, cfg, inv, c, logger)
 }

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/service"
-	"github.com/cdnflow/cdnflow/testenv"
 )
 
 // buildBinary builds cdnflow once per test into its temp dir.

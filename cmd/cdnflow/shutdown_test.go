@@ -18,7 +18,7 @@ import (
 
 	"go.temporal.io/sdk/converter"
 
-	"github.com/cdnflow/cdnflow/testenv"
+	"github.com/cdnflow/cdnflow/internal/testenv"
 )
 
 // TestWorkerSIGTERMHandsOffAndResumes stops the worker with SIGTERM in the

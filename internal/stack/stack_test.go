@@ -1,4 +1,4 @@
-package app_test
+package stack_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 
 	"go.temporal.io/api/workflowservice/v1"
 
-	"github.com/cdnflow/cdnflow/testenv"
+	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 

@@ -1,4 +1,4 @@
-package devserver_test
+package devtemporal_test
 
 import (
 	"context"
@@ -10,10 +10,10 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
-	"github.com/cdnflow/cdnflow/config"
-	"github.com/cdnflow/cdnflow/devserver"
-	"github.com/cdnflow/cdnflow/temporalclient"
-	"github.com/cdnflow/cdnflow/testenv"
+	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/internal/devtemporal"
+	"github.com/cdnflow/cdnflow/internal/temporalclient"
+	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
@@ -25,8 +25,8 @@ func TestJobsSurviveRestartOnSameDataDir(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	start := func() (*devserver.Server, client.Client) {
-		srv, err := devserver.Start(devserver.Options{DataDir: dir, Logger: logger})
+	start := func() (*devtemporal.Server, client.Client) {
+		srv, err := devtemporal.Start(devtemporal.Options{DataDir: dir, Logger: logger})
 		if err != nil {
 			t.Fatalf("start: %v", err)
 		}

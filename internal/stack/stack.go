@@ -2,7 +2,7 @@
 // `api` against any Temporal cluster, and `dev`, which adds an embedded
 // Temporal server, the Web UI, local Varnish edges and a demo origin. The
 // worker and API code paths are the same in every mode.
-package app
+package stack
 
 import (
 	"context"
@@ -22,15 +22,15 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/cdnflow/cdnflow/config"
-	"github.com/cdnflow/cdnflow/devserver"
 	"github.com/cdnflow/cdnflow/edge/varnishd"
 	"github.com/cdnflow/cdnflow/edge/vcl"
 	"github.com/cdnflow/cdnflow/httpapi"
+	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/internal/devtemporal"
+	"github.com/cdnflow/cdnflow/internal/metrics"
+	"github.com/cdnflow/cdnflow/internal/origin"
+	"github.com/cdnflow/cdnflow/internal/temporalclient"
 	"github.com/cdnflow/cdnflow/inventory"
-	"github.com/cdnflow/cdnflow/metrics"
-	"github.com/cdnflow/cdnflow/origin"
-	"github.com/cdnflow/cdnflow/temporalclient"
 	cdnworker "github.com/cdnflow/cdnflow/worker"
 	"github.com/cdnflow/cdnflow/workflows"
 )
@@ -164,9 +164,9 @@ func RunDev(ctx context.Context, cfg config.Config, logger *zap.Logger) error {
 		defer wg.Done()
 		edges, edgeErr = StartManagedEdges(ctx, cfg, inv, logger)
 	}()
-	var srv *devserver.Server
+	var srv *devtemporal.Server
 	if cfg.TemporalAddress == "" {
-		srv, err = devserver.Start(devserver.Options{
+		srv, err = devtemporal.Start(devtemporal.Options{
 			DataDir:      cfg.DataDir,
 			IP:           "127.0.0.1",
 			FrontendPort: cfg.TemporalPort,

@@ -15,14 +15,14 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
-	"github.com/cdnflow/cdnflow/app"
-	"github.com/cdnflow/cdnflow/config"
-	"github.com/cdnflow/cdnflow/devserver"
 	"github.com/cdnflow/cdnflow/edge/edgetest"
 	"github.com/cdnflow/cdnflow/edge/vcl"
 	"github.com/cdnflow/cdnflow/httpapi"
+	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/internal/devtemporal"
+	"github.com/cdnflow/cdnflow/internal/origin"
+	"github.com/cdnflow/cdnflow/internal/stack"
 	"github.com/cdnflow/cdnflow/inventory"
-	"github.com/cdnflow/cdnflow/origin"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
@@ -44,7 +44,7 @@ type Env struct {
 	Origin    *origin.Handler
 	// OriginAddr is host:port of the origin every edge fetches from.
 	OriginAddr string
-	Server     *devserver.Server
+	Server     *devtemporal.Server
 	Client     client.Client
 	API        *httptest.Server
 	Logger     *zap.Logger
@@ -90,7 +90,7 @@ func Start(t testing.TB, opts Options) *Env {
 	if opts.Configure != nil {
 		opts.Configure(&cfg)
 	}
-	srv, err := devserver.Start(devserver.Options{DataDir: cfg.DataDir, UIPort: -1, Namespace: cfg.Namespace, Logger: logger, SearchAttributes: workflows.SearchAttributes()})
+	srv, err := devtemporal.Start(devtemporal.Options{DataDir: cfg.DataDir, UIPort: -1, Namespace: cfg.Namespace, Logger: logger, SearchAttributes: workflows.SearchAttributes()})
 	if err != nil {
 		t.Fatalf("start embedded temporal: %v", err)
 	}
@@ -101,7 +101,7 @@ func Start(t testing.TB, opts Options) *Env {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := app.Connect(ctx, cfg, logger)
+	c, err := stack.Connect(ctx, cfg, logger)
 	if err != nil {
 		t.Fatalf("connect temporal: %v", err)
 	}
@@ -111,7 +111,7 @@ func Start(t testing.TB, opts Options) *Env {
 	if !opts.NoWorker {
 		runCtx, stop := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- app.RunWorker(runCtx, cfg, inv, c, logger) }()
+		go func() { done <- stack.RunWorker(runCtx, cfg, inv, c, logger) }()
 		t.Cleanup(func() {
 			stop()
 			if err := <-done; err != nil {

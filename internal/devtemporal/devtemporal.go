@@ -2,7 +2,7 @@
 // SQLite file, plus the Temporal Web UI. It is what `cdnflow dev` and the
 // integration tests use; production points the same worker and API at an
 // external cluster instead.
-package devserver
+package devtemporal
 
 import (
 	"errors"

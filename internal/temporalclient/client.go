@@ -17,8 +17,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
-	"github.com/cdnflow/cdnflow/config"
-	"github.com/cdnflow/cdnflow/metrics"
+	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/internal/metrics"
 )
 
 // Dial connects to cfg.TemporalAddress, retrying while the server starts.
