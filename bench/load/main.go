@@ -264,30 +264,8 @@ func main() {
 	ctx := context.Background()
 
 	t := &target{base: strings.TrimRight(*baseURL, "/"), apiKey: *apiKey, appKey: *appKey, secret: *secret, domain: *domain}
-	var stack *harness.Stack
-	where := "running service at " + t.base
-	if *baseURL == "" {
-		t.apiKey, t.appKey, t.secret = "bench-key", "bench", "bench-secret"
-		var err error
-		stack, err = harness.Start(ctx, harness.Options{Edges: *edges, Configure: func(c *config.Config) {
-			c.APIKeys = []string{t.apiKey}
-			c.AppKeys = map[string]string{t.appKey: t.secret}
-		}})
-		if err != nil {
-			log.Fatal(err)
-		}
-		t.base = stack.APIURL
-		*origin = stack.OriginAddr
-		where = fmt.Sprintf("harness: embedded Temporal (SQLite) + %d varnishd edges + origin + worker + API, all in this process", *edges)
-	}
-	tr := &http.Transport{
-		Proxy:               nil,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        2 * *clients,
-		MaxIdleConnsPerHost: 2 * *clients,
-		IdleConnTimeout:     90 * time.Second,
-	}
-	t.hc = &http.Client{Transport: tr, Timeout: *timeout}
+	stack, where := startTarget(ctx, t, *edges, origin)
+	t.hc = newHTTPClient(*clients, *timeout)
 
 	exit := func(code int) {
 		if stack != nil {
@@ -305,31 +283,7 @@ func main() {
 	fmt.Printf("  machine: %d cores (GOMAXPROCS %d), %s/%s, %s; distribution %s\n",
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), t.distribution)
 
-	all := make([]stats, *clients)
-	errs := &errLog{}
-	created := make(chan string, 1024)
-	var ids []string
-	collected := make(chan struct{})
-	go func() {
-		for id := range created {
-			ids = append(ids, id)
-		}
-		close(collected)
-	}()
-	var wg sync.WaitGroup
-	start := time.Now()
-	deadline := start.Add(*duration)
-	for c := 0; c < *clients; c++ {
-		wg.Add(1)
-		go func(c int) {
-			defer wg.Done()
-			runClient(t, c, deadline, &all[c], errs, created)
-		}(c)
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	close(created)
-	<-collected
+	all, errs, ids, elapsed := runClients(t, *clients, *duration)
 
 	report(all, *duration, elapsed, errs)
 	if stack != nil {
@@ -508,3 +462,68 @@ func stopStack(stack *harness.Stack) {
 }
 
 const teardownLimit = time.Minute
+
+// startTarget points t at -url, or starts the whole service in this process
+// (harness) when t.base is empty; it returns the stack (nil with -url) and a
+// line that says what runs where.
+func startTarget(ctx context.Context, t *target, edges int, origin *string) (*harness.Stack, string) {
+	if t.base != "" {
+		return nil, "running service at " + t.base
+	}
+	t.apiKey, t.appKey, t.secret = "bench-key", "bench", "bench-secret"
+	stack, err := harness.Start(ctx, harness.Options{Edges: edges, Configure: func(c *config.Config) {
+		c.APIKeys = []string{t.apiKey}
+		c.AppKeys = map[string]string{t.appKey: t.secret}
+	}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	t.base = stack.APIURL
+	*origin = stack.OriginAddr
+	return stack, fmt.Sprintf("harness: embedded Temporal (SQLite) + %d varnishd edges + origin + worker + API, all in this process", edges)
+}
+
+// newHTTPClient is the benchmark's client: keep-alive connections enough for
+// two requests in flight per client, no proxy.
+func newHTTPClient(clients int, timeout time.Duration) *http.Client {
+	tr := &http.Transport{
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        2 * clients,
+		MaxIdleConnsPerHost: 2 * clients,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	return &http.Client{Transport: tr, Timeout: timeout}
+}
+
+// runClients runs the clients until duration has passed and returns their
+// statistics, the errors, the requestIDs of the jobs they created and the
+// elapsed time.
+func runClients(t *target, clients int, duration time.Duration) ([]stats, *errLog, []string, time.Duration) {
+	all := make([]stats, clients)
+	errs := &errLog{}
+	created := make(chan string, 1024)
+	var ids []string
+	collected := make(chan struct{})
+	go func() {
+		for id := range created {
+			ids = append(ids, id)
+		}
+		close(collected)
+	}()
+	var wg sync.WaitGroup
+	start := time.Now()
+	deadline := start.Add(duration)
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			runClient(t, c, deadline, &all[c], errs, created)
+		}(c)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(created)
+	<-collected
+	return all, errs, ids, elapsed
+}
