@@ -20,6 +20,7 @@ import (
 
 	"github.com/cdnflow/cdnflow/edge/varnishadm"
 	"github.com/cdnflow/cdnflow/edge/vcl"
+	"github.com/cdnflow/cdnflow/internal/netguard"
 	"github.com/cdnflow/cdnflow/inventory"
 	"github.com/cdnflow/cdnflow/workflows"
 )
@@ -247,13 +248,14 @@ func (e *RefusedAddressError) Error() string {
 	return fmt.Sprintf("callback target %s is in a loopback, private, link-local or metadata range", e.IP)
 }
 
-// CallbackClient checks every resolved address right before connecting,
+// CallbackClient checks every resolved address right before connecting
+// against netguard.Forbidden (the shared address policy),
 // which also covers redirects and DNS rebinding.
 func CallbackClient(allowPrivate bool) *http.Client {
 	if allowPrivate {
 		return callbackClient(nil)
 	}
-	return callbackClient(func(ip net.IP, _ string) bool { return forbidden(ip) })
+	return callbackClient(func(ip net.IP, _ string) bool { return netguard.Forbidden(ip) })
 }
 
 // callbackClient refuses every connection refuse says no to; nil allows all.
@@ -274,10 +276,4 @@ func callbackClient(refuse func(ip net.IP, port string) bool) *http.Client {
 	}
 	tr := &http.Transport{Proxy: nil, DialContext: dialer.DialContext, TLSHandshakeTimeout: 5 * time.Second}
 	return &http.Client{Transport: tr, Timeout: 15 * time.Second}
-}
-
-func forbidden(ip net.IP) bool {
-	return ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-		ip.IsUnspecified() || ip.IsMulticast() || ip.Equal(net.ParseIP("169.254.169.254")) ||
-		ip.Equal(net.ParseIP("fd00:ec2::254"))
 }
