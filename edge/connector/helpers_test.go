@@ -1,0 +1,349 @@
+package connector
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/binary"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+	"golang.org/x/net/dns/dnsmessage"
+)
+
+// dnsServer is a real DNS server on loopback (UDP and TCP on one port)
+// answering A and AAAA from a zone the test changes at will. It is built
+// on golang.org/x/net/dns/dnsmessage, the message codec Go's own resolver
+// uses (already a dependency), so no DNS library is added.
+type dnsServer struct {
+	Addr    string
+	mu      sync.Mutex
+	zone    map[string][]netip.Addr // fqdn, lower case
+	ttl     uint32
+	queries atomic.Int64
+}
+
+func startDNS(t *testing.T) *dnsServer {
+	t.Helper()
+	s := &dnsServer{zone: map[string][]netip.Addr{}, ttl: 60}
+	var (
+		pc  net.PacketConn
+		ln  net.Listener
+		err error
+	)
+	for range 20 {
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
+		pc.Close()
+	}
+	if err != nil {
+		t.Fatalf("dns listen: %v", err)
+	}
+	s.Addr = pc.LocalAddr().String()
+	t.Cleanup(func() { pc.Close(); ln.Close() })
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if out := s.answer(buf[:n]); out != nil {
+				_, _ = pc.WriteTo(out, from)
+			}
+		}
+	}()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				for {
+					var l [2]byte
+					if _, err := io.ReadFull(c, l[:]); err != nil {
+						return
+					}
+					msg := make([]byte, binary.BigEndian.Uint16(l[:]))
+					if _, err := io.ReadFull(c, msg); err != nil {
+						return
+					}
+					out := s.answer(msg)
+					if out == nil {
+						return
+					}
+					_, _ = c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(out))), out...))
+				}
+			}()
+		}
+	}()
+	return s
+}
+
+// Set makes name resolve to addrs with the given record TTL (seconds).
+func (s *dnsServer) Set(name string, ttl uint32, addrs ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var list []netip.Addr
+	for _, a := range addrs {
+		list = append(list, netip.MustParseAddr(a))
+	}
+	s.zone[strings.ToLower(strings.TrimSuffix(name, "."))+"."] = list
+	s.ttl = ttl
+}
+
+func (s *dnsServer) answer(msg []byte) []byte {
+	var p dnsmessage.Parser
+	h, err := p.Start(msg)
+	if err != nil {
+		return nil
+	}
+	q, err := p.Question()
+	if err != nil {
+		return nil
+	}
+	s.queries.Add(1)
+	s.mu.Lock()
+	addrs, known := s.zone[strings.ToLower(q.Name.String())]
+	ttl := s.ttl
+	s.mu.Unlock()
+	rh := dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionDesired: h.RecursionDesired}
+	if !known {
+		rh.RCode = dnsmessage.RCodeNameError
+	}
+	b := dnsmessage.NewBuilder(nil, rh)
+	b.EnableCompression()
+	_ = b.StartQuestions()
+	_ = b.Question(q)
+	_ = b.StartAnswers()
+	for _, a := range addrs {
+		hdr := dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: ttl}
+		switch {
+		case a.Is4() && q.Type == dnsmessage.TypeA:
+			_ = b.AResource(hdr, dnsmessage.AResource{A: a.As4()})
+		case a.Is6() && q.Type == dnsmessage.TypeAAAA:
+			_ = b.AAAAResource(hdr, dnsmessage.AAAAResource{AAAA: a.As16()})
+		}
+	}
+	out, err := b.Finish()
+	if err != nil {
+		return nil
+	}
+	return out
+}
+
+// testCA is a certificate authority made by the test.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	PEM  []byte
+}
+
+func newCA(t *testing.T, name string) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return &testCA{cert: cert, key: key, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+}
+
+// File writes the CA's PEM where a connector's CAFile can read it.
+func (ca *testCA) File(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "origin-ca.pem")
+	if err := os.WriteFile(p, ca.PEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+var serial atomic.Int64
+
+// leaf issues a server certificate for names, valid from notBefore to
+// notAfter.
+func (ca *testCA) leaf(t *testing.T, names []string, notBefore, notAfter time.Time) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(100 + serial.Add(1)), Subject: pkix.Name{CommonName: names[0]},
+		DNSNames: names, NotBefore: notBefore, NotAfter: notAfter,
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// origin is a real HTTP(S) server on one loopback address that counts
+// requests and connections and records what it saw.
+type origin struct {
+	Name     string // tells the servers apart in bodies
+	Addr     netip.AddrPort
+	requests atomic.Int64
+	conns    atomic.Int64
+	mu       sync.Mutex
+	lastHost string
+	lastSNI  string
+	lastHdr  http.Header
+	srv      *http.Server
+}
+
+// startOrigin serves on ip:port (port 0: any); cert nil means plain HTTP.
+func startOrigin(t *testing.T, name, ip string, port int, cert *tls.Certificate) *origin {
+	t.Helper()
+	o, err := listenOrigin(t, name, ip, port, cert)
+	if err != nil {
+		t.Fatalf("origin %s listen: %v", name, err)
+	}
+	return o
+}
+
+// listenOrigin is startOrigin returning a listen error (a port clash).
+func listenOrigin(t *testing.T, name, ip string, port int, cert *tls.Certificate) (*origin, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
+	if err != nil {
+		return nil, err
+	}
+	o := &origin{Name: name, Addr: netip.MustParseAddrPort(ln.Addr().String())}
+	o.srv = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			o.requests.Add(1)
+			o.mu.Lock()
+			o.lastHost, o.lastHdr = r.Host, r.Header.Clone()
+			if r.TLS != nil {
+				o.lastSNI = r.TLS.ServerName
+			}
+			o.mu.Unlock()
+			w.Header().Set("Cache-Control", "public, max-age=3600")
+			w.Header().Set("X-Origin", name)
+			w.Header().Set("X-Cdnflow-Origin-Error", "forged by the origin")
+			_, _ = io.WriteString(w, "served by "+name+" path "+r.URL.RequestURI())
+		}),
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				o.conns.Add(1)
+			}
+		},
+		ErrorLog: nil,
+	}
+	if cert != nil {
+		o.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*cert}}
+		ln = tls.NewListener(ln, o.srv.TLSConfig)
+	}
+	go func() { _ = o.srv.Serve(ln) }()
+	t.Cleanup(func() { _ = o.srv.Close() })
+	return o, nil
+}
+
+func (o *origin) seen() (host, sni string, hdr http.Header) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.lastHost, o.lastSNI, o.lastHdr
+}
+
+// originPair starts two origins on 127.0.0.2:P and 127.0.0.3:P (the same
+// port, as two addresses of one name are), retrying on a port clash.
+func originPair(t *testing.T, cert *tls.Certificate) (*origin, *origin) {
+	t.Helper()
+	for range 20 {
+		a := startOrigin(t, "A", "127.0.0.2", 0, cert)
+		b, err := listenOrigin(t, "B", "127.0.0.3", int(a.Addr.Port()), cert)
+		if err != nil {
+			_ = a.srv.Close()
+			continue
+		}
+		return a, b
+	}
+	t.Fatal("no port free on both 127.0.0.2 and 127.0.0.3")
+	return nil, nil
+}
+
+// newConnector serves a connector on a loopback port for the test.
+func newConnector(t *testing.T, o Options) (*Connector, string) {
+	t.Helper()
+	if o.Logger == nil {
+		o.Logger = zaptest.NewLogger(t)
+	}
+	c, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	ctx, cancel := contextWithCancel()
+	go func() { done <- c.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return c, "http://" + ln.Addr().String()
+}
+
+// get sends one request to the connector with the internal headers.
+func get(t *testing.T, base, origins, host, path string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+	if origins != "" {
+		req.Header.Set(HeaderOrigins, origins)
+	}
+	if host != "" {
+		req.Header.Set(HeaderOriginHost, host)
+	}
+	req.Header.Set("X-Cdnflow-Secret", "must not reach the origin")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+
+func contextWithCancel() (context.Context, context.CancelFunc) {
+	return context.WithCancel(context.Background())
+}
