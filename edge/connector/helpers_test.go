@@ -343,7 +343,6 @@ func get(t *testing.T, base, origins, host, path string) (*http.Response, string
 	return resp, string(body)
 }
 
-
 func contextWithCancel() (context.Context, context.CancelFunc) {
 	return context.WithCancel(context.Background())
 }
