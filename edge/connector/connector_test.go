@@ -364,6 +364,16 @@ func TestProbe(t *testing.T) {
 	if host, sni, _ := good.seen(); sni != "good.tls.test" || host != "good.tls.test:"+port(good) {
 		t.Fatalf("probe sent SNI %q Host %q", sni, host)
 	}
+	if err := c.CheckAddresses(ctx, Origin{"https", "good.tls.test", 443}); err == nil {
+		t.Fatal("CheckAddresses allowed 127.0.0.2:443, which is not listed")
+	}
+	if err := c.CheckAddresses(ctx, Origin{"https", "good.tls.test", int(good.Addr.Port())}); err != nil {
+		t.Fatalf("CheckAddresses of the good origin: %v", err)
+	}
+	var oe *OriginError
+	if err := c.CheckAddresses(ctx, Origin{"http", "mixed.tls.test", int(good.Addr.Port())}); !errors.As(err, &oe) || oe.Kind != KindRefused || !strings.Contains(err.Error(), "10.0.0.7") {
+		t.Fatalf("CheckAddresses of a name with a private address: %v", err)
+	}
 	deadPort := startOrigin(t, "dead", "127.0.0.2", 0, nil)
 	_ = deadPort.srv.Close()
 	c2, _ := New(Options{DNSServer: dns.Addr, CAFile: ca.File(t), AllowLoopback: []string{port(good), port(expired), port(deadPort)}})

@@ -160,5 +160,14 @@ func (c *Connector) Probe(ctx context.Context, o Origin, host, path string) erro
 	return nil
 }
 
+// CheckAddresses resolves o and applies the address policy to every
+// address without connecting: what the API can check at create, PUT and
+// PATCH (answering 10001 naming the origin). The error is an *OriginError
+// of KindResolve or KindRefused.
+func (c *Connector) CheckAddresses(ctx context.Context, o Origin) error {
+	_, err := c.addresses(ctx, o, true)
+	return err
+}
+
 // ParseOrigin parses one "scheme://host:port" (see ParseOrigins).
 func ParseOrigin(s string) (Origin, error) { return parseOrigin(strings.TrimSpace(s)) }
