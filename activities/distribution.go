@@ -14,39 +14,38 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/edge/varnishadm"
 	"github.com/cdnflow/cdnflow/edge/vcl"
 	"github.com/cdnflow/cdnflow/inventory"
-	"github.com/cdnflow/cdnflow/workflows"
 )
+
+// EdgeReconcilers hands a distribution's desired state to the reconciler
+// workflow of one edge, starting the reconciler on first use;
+// workflows.Reconcilers implements it.
+type EdgeReconcilers interface {
+	SendSite(ctx context.Context, edgeID string, spec SiteSpec) error
+}
 
 // Distribution applies distributions to edges and sends callbacks.
 type Distribution struct {
-	Temporal  client.Client
-	TaskQueue string
-	Inventory *inventory.Inventory
+	Reconcilers EdgeReconcilers
+	Inventory   *inventory.Inventory
 	// DefaultOrigin (host:port) serves hosts without a distribution.
 	DefaultOrigin         string
 	AllowPrivateCallbacks bool
 	// PurgeACL goes into every edge's VCL: who may PURGE and BAN.
 	PurgeACL []string
-	// HeartbeatTimeout is handed to reconcilers started here.
-	HeartbeatTimeout time.Duration
-	Logger           *zap.Logger
+	Logger   *zap.Logger
 }
 
 // RequestEdgeApply hands a distribution's desired state to the reconciler
 // of every edge, starting reconcilers on first use.
-func (a *Distribution) RequestEdgeApply(ctx context.Context, req workflows.EdgeApplyRequest) error {
+func (a *Distribution) RequestEdgeApply(ctx context.Context, req EdgeApplyRequest) error {
 	for _, id := range req.EdgeIDs {
-		_, err := a.Temporal.SignalWithStartWorkflow(ctx, workflows.ReconcilerWorkflowID(id), workflows.SignalDesiredSite, req.Spec,
-			client.StartWorkflowOptions{ID: workflows.ReconcilerWorkflowID(id), TaskQueue: a.TaskQueue},
-			workflows.EdgeReconcilerWorkflow, workflows.ReconcilerState{EdgeID: id, HeartbeatTimeout: a.HeartbeatTimeout})
-		if err != nil {
+		if err := a.Reconcilers.SendSite(ctx, id, req.Spec); err != nil {
 			return fmt.Errorf("signal reconciler of %s: %w", id, err)
 		}
 	}
@@ -54,7 +53,7 @@ func (a *Distribution) RequestEdgeApply(ctx context.Context, req workflows.EdgeA
 }
 
 // SiteOf turns a distribution into what an edge enforces.
-func SiteOf(s workflows.SiteSpec) (vcl.Site, error) {
+func SiteOf(s SiteSpec) (vcl.Site, error) {
 	c := s.Config
 	site := vcl.Site{
 		Name:               s.Domain,
@@ -91,7 +90,7 @@ func SiteOf(s workflows.SiteSpec) (vcl.Site, error) {
 
 // OriginHTTPPort is the port edges fetch from: port, else httpPort, else —
 // with useOriginHttpProtocolDowngrade — 80 for an HTTPS-only origin.
-func OriginHTTPPort(o workflows.Origin, downgrade bool) int {
+func OriginHTTPPort(o Origin, downgrade bool) int {
 	switch {
 	case o.Port != 0:
 		return o.Port
@@ -104,10 +103,10 @@ func OriginHTTPPort(o workflows.Origin, downgrade bool) int {
 }
 
 // ApplyEdgeVCL renders every live site of an edge and loads the VCL.
-func (a *Distribution) ApplyEdgeVCL(ctx context.Context, in workflows.ApplyEdgeVCLInput) error {
+func (a *Distribution) ApplyEdgeVCL(ctx context.Context, in ApplyEdgeVCLInput) error {
 	e, ok := a.Inventory.Get(in.EdgeID)
 	if !ok {
-		return temporal.NewNonRetryableApplicationError("edge "+in.EdgeID+" is not in the inventory", "UnknownEdge", nil)
+		return unknownEdge(in.EdgeID)
 	}
 	cfg := vcl.Config{EdgeID: e.ID, PurgeACL: a.PurgeACL}
 	if a.DefaultOrigin != "" {
@@ -121,13 +120,13 @@ func (a *Distribution) ApplyEdgeVCL(ctx context.Context, in workflows.ApplyEdgeV
 	for _, s := range in.Sites {
 		site, err := SiteOf(s)
 		if err != nil {
-			return temporal.NewNonRetryableApplicationError(err.Error(), "BadSite", nil)
+			return temporal.NewNonRetryableApplicationError(err.Error(), ErrBadSite, nil)
 		}
 		cfg.Sites = append(cfg.Sites, site)
 	}
 	src, err := vcl.Render(cfg)
 	if err != nil {
-		return temporal.NewNonRetryableApplicationError("render vcl: "+err.Error(), "BadSite", err)
+		return temporal.NewNonRetryableApplicationError("render vcl: "+err.Error(), ErrBadSite, err)
 	}
 	defer keepAlive(ctx)()
 	conn, err := varnishadm.DialSecretFile(ctx, e.AdminAddress, e.SecretFile)
@@ -168,7 +167,7 @@ type callbackDistribution struct {
 	Referrers    string           `json:"referrers"`
 	DeleteTime   *int64           `json:"deleteTime"`
 	Origins      []callbackOrigin `json:"origins"`
-	Callback     *workflows.Callback
+	Callback     *Callback
 }
 
 type callbackOrigin struct {
@@ -180,13 +179,13 @@ type callbackOrigin struct {
 // DistributionCallback delivers one lifecycle notification. Targets in
 // loopback, private, link-local or metadata ranges are refused (after DNS
 // resolution, on every connection including redirects) unless allowed.
-func (a *Distribution) DistributionCallback(ctx context.Context, req workflows.CallbackRequest) error {
+func (a *Distribution) DistributionCallback(ctx context.Context, req CallbackRequest) error {
 	st := req.State
 	target := strings.NewReplacer("{appKey}", url.QueryEscape(st.AppKey), "{status}", url.QueryEscape(st.Status), "{domain}", url.QueryEscape(st.Domain)).Replace(req.Callback.URL)
 	var body callbackBody
-	body.Header.IsSuccessful = st.Status != workflows.StatusError
+	body.Header.IsSuccessful = st.Status != StatusError
 	body.Header.ResultMessage = "SUCCESS"
-	if st.Status == workflows.StatusError {
+	if st.Status == StatusError {
 		body.Header.ResultCode = 50000
 		body.Header.ResultMessage = st.LastError
 	}
@@ -220,7 +219,7 @@ func (a *Distribution) DistributionCallback(ctx context.Context, req workflows.C
 		httpReq, err = http.NewRequestWithContext(ctx, method, target, nil)
 	}
 	if err != nil {
-		return temporal.NewNonRetryableApplicationError("callback url: "+err.Error(), "CallbackRefused", err)
+		return temporal.NewNonRetryableApplicationError("callback url: "+err.Error(), ErrCallbackRefused, err)
 	}
 	if rdr != nil {
 		httpReq.Header.Set("Content-Type", "application/json")
@@ -229,7 +228,7 @@ func (a *Distribution) DistributionCallback(ctx context.Context, req workflows.C
 	if err != nil {
 		var refused *RefusedAddressError
 		if errors.As(err, &refused) {
-			return temporal.NewNonRetryableApplicationError(err.Error(), "CallbackRefused", err)
+			return temporal.NewNonRetryableApplicationError(err.Error(), ErrCallbackRefused, err)
 		}
 		return fmt.Errorf("callback %s: %w", method, err)
 	}

@@ -19,10 +19,35 @@ import (
 	"github.com/cdnflow/cdnflow/internal/metrics"
 	"github.com/cdnflow/cdnflow/internal/payload"
 	"github.com/cdnflow/cdnflow/inventory"
-	"github.com/cdnflow/cdnflow/workflows"
 )
 
-// PairDetail is the outcome of one URL on one edge.
+// PrewarmBatchInput is one activity's slice of URLs on one edge.
+type PrewarmBatchInput struct {
+	JobID          string            `json:"jobId"`
+	EdgeID         string            `json:"edgeId"`
+	Domain         string            `json:"domain"`
+	Scheme         string            `json:"scheme"`
+	URLsKey        string            `json:"urlsKey"`
+	Chunk          int               `json:"chunk"`
+	Start          int               `json:"start"`
+	End            int               `json:"end"`
+	Header         map[string]string `json:"header,omitempty"`
+	NeedInvalidate bool              `json:"needInvalidate,omitempty"`
+	Attempts       int               `json:"attempts"`
+	AttemptTimeout time.Duration     `json:"attemptTimeout"`
+	Concurrency    int               `json:"concurrency"`
+}
+
+// PrewarmBatchResult lists the URL indices that failed; the rest succeeded.
+// Per-pair details go to the payload store (payload.PrewarmDetailKey) for the edges view.
+type PrewarmBatchResult struct {
+	OK     int   `json:"ok"`
+	Failed []int `json:"failed,omitempty"`
+}
+
+// PairDetail is the outcome of one URL on one edge: the record the batch
+// activity stores per chunk (payload.PrewarmDetailKey) and the API's per-pair
+// view reads.
 type PairDetail struct {
 	Index      int    `json:"i"`
 	Status     int    `json:"status"`
@@ -81,22 +106,22 @@ func (a *Prewarm) LoadURLs(ctx context.Context, key string) ([]string, error) {
 // to Attempts tries with exponential backoff, each bounded by
 // AttemptTimeout; 4xx and uncacheable answers are not retried. Progress is
 // heartbeated, so a retry after a worker crash skips finished pairs.
-func (a *Prewarm) PrewarmBatch(ctx context.Context, in workflows.PrewarmBatchInput) (workflows.PrewarmBatchResult, error) {
+func (a *Prewarm) PrewarmBatch(ctx context.Context, in PrewarmBatchInput) (PrewarmBatchResult, error) {
 	info := activity.GetInfo(ctx)
 	log := a.Logger.With(zap.String("workflowId", info.WorkflowExecution.ID), zap.String("edgeId", in.EdgeID), zap.Int("chunk", in.Chunk))
 	e, ok := a.Inventory.Get(in.EdgeID)
 	if !ok {
-		return workflows.PrewarmBatchResult{}, temporal.NewNonRetryableApplicationError("edge "+in.EdgeID+" is not in the inventory", "UnknownEdge", nil)
+		return PrewarmBatchResult{}, unknownEdge(in.EdgeID)
 	}
 	urls, err := a.LoadURLs(ctx, in.URLsKey)
 	if err != nil {
 		if errors.Is(err, payload.ErrNotFound) {
-			return workflows.PrewarmBatchResult{}, temporal.NewNonRetryableApplicationError("url list missing: "+err.Error(), "PayloadMissing", err)
+			return PrewarmBatchResult{}, temporal.NewNonRetryableApplicationError("url list missing: "+err.Error(), ErrPayloadMissing, err)
 		}
-		return workflows.PrewarmBatchResult{}, err
+		return PrewarmBatchResult{}, err
 	}
 	if in.Start < 0 || in.End > len(urls) || in.Start > in.End {
-		return workflows.PrewarmBatchResult{}, temporal.NewNonRetryableApplicationError("chunk outside the url list", "BadChunk", nil)
+		return PrewarmBatchResult{}, temporal.NewNonRetryableApplicationError("chunk outside the url list", ErrBadChunk, nil)
 	}
 
 	rows := map[int]PairDetail{}
@@ -182,26 +207,26 @@ feed:
 		case <-time.After(300 * time.Millisecond):
 		case <-ctx.Done():
 		}
-		return workflows.PrewarmBatchResult{}, temporal.NewApplicationError(
+		return PrewarmBatchResult{}, temporal.NewApplicationError(
 			fmt.Sprintf("prewarm chunk %d on %s: worker stopping after %d of %d pairs", in.Chunk, in.EdgeID, len(final), in.End-in.Start),
-			"WorkerStopping")
+			ErrWorkerStopping)
 	}
 	if err := ctx.Err(); err != nil {
 		activity.RecordHeartbeat(ctx, final)
-		return workflows.PrewarmBatchResult{}, fmt.Errorf("prewarm chunk %d on %s stopped: %w", in.Chunk, in.EdgeID, err)
+		return PrewarmBatchResult{}, fmt.Errorf("prewarm chunk %d on %s stopped: %w", in.Chunk, in.EdgeID, err)
 	}
 	if len(final) != in.End-in.Start {
-		return workflows.PrewarmBatchResult{}, fmt.Errorf("prewarm chunk %d on %s: %d of %d pairs have an outcome", in.Chunk, in.EdgeID, len(final), in.End-in.Start)
+		return PrewarmBatchResult{}, fmt.Errorf("prewarm chunk %d on %s: %d of %d pairs have an outcome", in.Chunk, in.EdgeID, len(final), in.End-in.Start)
 	}
 	data, err := json.Marshal(final)
 	if err != nil {
-		return workflows.PrewarmBatchResult{}, fmt.Errorf("encode details: %w", err)
+		return PrewarmBatchResult{}, fmt.Errorf("encode details: %w", err)
 	}
-	if err := a.Store.Put(ctx, workflows.PrewarmDetailKey(in.JobID, in.EdgeID, in.Chunk), data); err != nil {
+	if err := a.Store.Put(ctx, payload.PrewarmDetailKey(in.JobID, in.EdgeID, in.Chunk), data); err != nil {
 		activity.RecordHeartbeat(ctx, final)
-		return workflows.PrewarmBatchResult{}, err
+		return PrewarmBatchResult{}, err
 	}
-	var res workflows.PrewarmBatchResult
+	var res PrewarmBatchResult
 	for _, r := range final {
 		if r.Error != "" {
 			res.Failed = append(res.Failed, r.Index)
@@ -214,7 +239,7 @@ feed:
 }
 
 // warmPair runs one URL on one edge with retries.
-func (a *Prewarm) warmPair(ctx context.Context, e inventory.Edge, in workflows.PrewarmBatchInput, rawURL string, header http.Header) PairDetail {
+func (a *Prewarm) warmPair(ctx context.Context, e inventory.Edge, in PrewarmBatchInput, rawURL string, header http.Header) PairDetail {
 	start := time.Now()
 	row := PairDetail{}
 	u, err := url.Parse(rawURL)

@@ -15,8 +15,24 @@ import (
 	"github.com/cdnflow/cdnflow/edge"
 	"github.com/cdnflow/cdnflow/internal/metrics"
 	"github.com/cdnflow/cdnflow/inventory"
-	"github.com/cdnflow/cdnflow/workflows"
 )
+
+// Purge types: NHN's ITEM, WILDCARD and ALL, plus cdnflow's TAG.
+const (
+	PurgeItem     = "ITEM"
+	PurgeWildcard = "WILDCARD"
+	PurgeAll      = "ALL"
+	PurgeTag      = "TAG"
+)
+
+// PurgeEdgeInput asks one edge to apply a purge.
+type PurgeEdgeInput struct {
+	EdgeID string   `json:"edgeId"`
+	Hosts  []string `json:"hosts"`
+	Type   string   `json:"type"`
+	Paths  []string `json:"paths"`
+	Soft   bool     `json:"soft,omitempty"`
+}
 
 // Purge applies purges on edges.
 type Purge struct {
@@ -53,17 +69,17 @@ func (a *Purge) slot(edgeID string) chan struct{} {
 // only when all are confirmed. A failure returns an error so Temporal
 // retries the activity; heartbeated progress makes the retry skip units
 // already confirmed.
-func (a *Purge) PurgeEdge(ctx context.Context, in workflows.PurgeEdgeInput) error {
+func (a *Purge) PurgeEdge(ctx context.Context, in PurgeEdgeInput) error {
 	info := activity.GetInfo(ctx)
 	log := a.Logger.With(zap.String("workflowId", info.WorkflowExecution.ID), zap.String("edgeId", in.EdgeID), zap.Int32("attempt", info.Attempt))
 	e, ok := a.Inventory.Get(in.EdgeID)
 	if !ok {
-		return temporal.NewNonRetryableApplicationError("edge "+in.EdgeID+" is not in the inventory", "UnknownEdge", nil)
+		return unknownEdge(in.EdgeID)
 	}
 	type unit struct{ host, path string }
 	var units []unit
 	paths := in.Paths
-	if in.Type == workflows.PurgeAll {
+	if in.Type == PurgeAll {
 		paths = []string{""}
 	}
 	for _, h := range in.Hosts {
@@ -157,26 +173,26 @@ func (a *Purge) PurgeEdge(ctx context.Context, in workflows.PurgeEdgeInput) erro
 
 // apply sends one unit; a request the edge client refuses to build can never
 // succeed, so it ends the activity instead of retrying until the deadline.
-func (a *Purge) apply(ctx context.Context, e inventory.Edge, in workflows.PurgeEdgeInput, host, path string) error {
+func (a *Purge) apply(ctx context.Context, e inventory.Edge, in PurgeEdgeInput, host, path string) error {
 	err := a.send(ctx, e, in, host, path)
 	if errors.Is(err, edge.ErrInvalidRequest) {
-		return temporal.NewNonRetryableApplicationError(err.Error(), "BadPurge", err)
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrBadPurge, err)
 	}
 	return err
 }
 
-func (a *Purge) send(ctx context.Context, e inventory.Edge, in workflows.PurgeEdgeInput, host, path string) error {
+func (a *Purge) send(ctx context.Context, e inventory.Edge, in PurgeEdgeInput, host, path string) error {
 	switch in.Type {
-	case workflows.PurgeItem:
+	case PurgeItem:
 		return a.Edge.Purge(ctx, e, host, path, in.Soft)
-	case workflows.PurgeWildcard:
+	case PurgeWildcard:
 		return a.Edge.BanPrefix(ctx, e, host, strings.TrimSuffix(path, "*"))
-	case workflows.PurgeAll:
+	case PurgeAll:
 		return a.Edge.BanPrefix(ctx, e, host, "")
-	case workflows.PurgeTag:
+	case PurgeTag:
 		_, err := a.Edge.PurgeTag(ctx, e, host, path, in.Soft)
 		return err
 	default:
-		return temporal.NewNonRetryableApplicationError("unknown purge type "+in.Type, "BadPurge", nil)
+		return temporal.NewNonRetryableApplicationError("unknown purge type "+in.Type, ErrBadPurge, nil)
 	}
 }

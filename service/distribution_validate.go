@@ -1,12 +1,12 @@
 package service
 
 import (
+	"github.com/cdnflow/cdnflow/activities"
 	"net"
 	"net/url"
 	"strings"
 
 	"github.com/cdnflow/cdnflow/edge/vcl"
-	"github.com/cdnflow/cdnflow/workflows"
 )
 
 // DistributionBody is one distribution in POST, or the body of PUT and
@@ -56,7 +56,7 @@ const MaxAgeLimit = 2_147_483_647
 
 // buildConfig validates b for mode and returns the resulting config; for
 // PATCH, absent fields keep their value in base.
-func buildConfig(b DistributionBody, mode bodyMode, base workflows.DistributionConfig) (workflows.DistributionConfig, error) {
+func buildConfig(b DistributionBody, mode bodyMode, base activities.DistributionConfig) (activities.DistributionConfig, error) {
 	c := base
 	req := func(present bool, field string) error {
 		if !present && mode != modePatch {
@@ -180,16 +180,16 @@ func buildConfig(b DistributionBody, mode bodyMode, base workflows.DistributionC
 	return c, nil
 }
 
-func buildOrigins(list []OriginBody, mode bodyMode, downgrade bool) ([]workflows.Origin, error) {
+func buildOrigins(list []OriginBody, mode bodyMode, downgrade bool) ([]activities.Origin, error) {
 	if len(list) == 0 {
 		return nil, invalid("origins must list at least one origin")
 	}
 	if len(list) > 10 {
 		return nil, invalid("origins lists %d origins; at most 10", len(list))
 	}
-	var out []workflows.Origin
+	var out []activities.Origin
 	for i, o := range list {
-		var w workflows.Origin
+		var w activities.Origin
 		if o.Origin == nil || *o.Origin == "" {
 			return nil, invalid("origins[%d].origin is required", i)
 		}
@@ -244,7 +244,7 @@ func buildOrigins(list []OriginBody, mode bodyMode, downgrade bool) ([]workflows
 	return out, nil
 }
 
-func buildCallback(b CallbackBody) (*workflows.Callback, error) {
+func buildCallback(b CallbackBody) (*activities.Callback, error) {
 	if b.HTTPMethod == nil || b.URL == nil {
 		return nil, invalid("callback needs httpMethod and url")
 	}
@@ -260,5 +260,5 @@ func buildCallback(b CallbackBody) (*workflows.Callback, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, invalid("callback.url %q is not an http(s) URL", *b.URL)
 	}
-	return &workflows.Callback{HTTPMethod: m, URL: *b.URL}, nil
+	return &activities.Callback{HTTPMethod: m, URL: *b.URL}, nil
 }

@@ -257,7 +257,7 @@ func (s *Service) StartPrewarm(ctx context.Context, req PrewarmRequest, idempote
 		sum := sha256.Sum256([]byte("prewarm\x00" + idempotencyKey))
 		h := hex.EncodeToString(sum[:16])
 		requestID = h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
-		if _, err := s.Temporal.DescribeWorkflowExecution(ctx, prewarmWorkflowID(requestID), ""); err == nil {
+		if _, err := s.Temporal.DescribeWorkflowExecution(ctx, workflows.PrewarmWorkflowID(requestID), ""); err == nil {
 			return requestID, nil
 		} else if !isNotFound(err) {
 			return "", fmt.Errorf("look up idempotent prewarm: %w", err)
@@ -272,7 +272,7 @@ func (s *Service) StartPrewarm(ctx context.Context, req PrewarmRequest, idempote
 	if err != nil {
 		return "", fmt.Errorf("encode url list: %w", err)
 	}
-	key := "prewarm/" + requestID + "/urls.json"
+	key := payload.PrewarmURLsKey(requestID)
 	if err := s.Payloads().PutIfAbsent(ctx, key, list); err != nil && !errors.Is(err, payload.ErrExists) {
 		return "", fmt.Errorf("store url list: %w", err)
 	}
@@ -281,7 +281,7 @@ func (s *Service) StartPrewarm(ctx context.Context, req PrewarmRequest, idempote
 		ids[i] = e.ID
 	}
 	job := workflows.PrewarmJob{
-		JobID: prewarmWorkflowID(requestID), Domain: v.domain, Scheme: v.scheme, URLsKey: key,
+		JobID: workflows.PrewarmWorkflowID(requestID), Domain: v.domain, Scheme: v.scheme, URLsKey: key,
 		URLCount: len(v.urls), EdgeIDs: ids, Header: v.header, NeedInvalidate: req.NeedInvalidate,
 		Timeout: v.timeout, Attempts: s.Config.PrewarmAttempts, AttemptTimeout: s.Config.PrewarmAttemptTimeout,
 		Concurrency: s.Config.PrewarmConcurrency, HeartbeatTimeout: s.Config.HeartbeatTimeout,
@@ -312,8 +312,6 @@ func (s *Service) StartPrewarm(ctx context.Context, req PrewarmRequest, idempote
 	}
 	return requestID, nil
 }
-
-func prewarmWorkflowID(requestID string) string { return "prewarm-" + requestID }
 
 // PrewarmStatusResponse is the PrewarmStatus API body. successUrl is only
 // present when ShowSuccessUrls is on; the last fields are cdnflow's.
@@ -422,7 +420,7 @@ func (s *Service) prewarmJob(ctx context.Context, requestID string, q workflows.
 	if !validRequestID(requestID) {
 		return st, nil, ErrNotFound
 	}
-	if known, ok, err := s.statusWithoutQuery(ctx, prewarmWorkflowID(requestID), q); err != nil {
+	if known, ok, err := s.statusWithoutQuery(ctx, workflows.PrewarmWorkflowID(requestID), q); err != nil {
 		if isNotFound(err) {
 			return st, nil, ErrNotFound
 		}
@@ -431,7 +429,7 @@ func (s *Service) prewarmJob(ctx context.Context, requestID string, q workflows.
 		urls, err := s.prewarmURLs(ctx, known.URLsKey)
 		return known, urls, err
 	}
-	v, err := s.query(ctx, prewarmWorkflowID(requestID), workflows.QueryPrewarmStatus, q)
+	v, err := s.query(ctx, workflows.PrewarmWorkflowID(requestID), workflows.QueryPrewarmStatus, q)
 	if err != nil {
 		if isNotFound(err) {
 			return st, nil, ErrNotFound

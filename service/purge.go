@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/internal/metrics"
 	"github.com/cdnflow/cdnflow/workflows"
 )
@@ -63,10 +64,10 @@ func SplitPurgeList(purgeType, list string, itemBatch, wildcardBatch int) ([][]s
 	}
 	batch := itemBatch
 	switch purgeType {
-	case workflows.PurgeAll:
+	case activities.PurgeAll:
 		return [][]string{nil}, nil
-	case workflows.PurgeItem, workflows.PurgeWildcard:
-		if purgeType == workflows.PurgeWildcard {
+	case activities.PurgeItem, activities.PurgeWildcard:
+		if purgeType == activities.PurgeWildcard {
 			batch = wildcardBatch
 		}
 		if len(paths) == 0 {
@@ -77,7 +78,7 @@ func SplitPurgeList(purgeType, list string, itemBatch, wildcardBatch int) ([][]s
 				return nil, err
 			}
 		}
-	case workflows.PurgeTag:
+	case activities.PurgeTag:
 		if len(paths) == 0 {
 			return nil, invalid("purgeList must list at least one tag for purgeType TAG")
 		}
@@ -123,7 +124,7 @@ func checkPurgePath(purgeType, p string) error {
 		return invalid("path %q is not a valid URL path: %v", p, errors.Unwrap(err))
 	}
 	star := strings.IndexByte(p, '*')
-	if purgeType == workflows.PurgeWildcard {
+	if purgeType == activities.PurgeWildcard {
 		if star != len(p)-1 {
 			return invalid("WILDCARD path %q must end with * and have no other *", p)
 		}
@@ -187,13 +188,13 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 	if err != nil {
 		return res, err
 	}
-	if req.Soft && purgeType != workflows.PurgeItem && purgeType != workflows.PurgeTag {
+	if req.Soft && purgeType != activities.PurgeItem && purgeType != activities.PurgeTag {
 		return res, invalid("soft purge applies to ITEM and TAG purges only")
 	}
 	// The rate limit comes before any workflow call, so requests over it
 	// cost nothing (a request to an unknown domain still counts).
 	key, every := appKey+"/items", s.Config.PurgeItemInterval
-	if purgeType == workflows.PurgeAll {
+	if purgeType == activities.PurgeAll {
 		key, every = appKey+"/all/"+domain, s.Config.PurgeAllInterval
 	}
 	if !limiter.allow(key, every, time.Now()) {
@@ -227,7 +228,7 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 			Deadline: s.Config.PurgeDeadline, PurgeTime: now.UnixMilli(), HeartbeatTimeout: s.Config.HeartbeatTimeout,
 		}
 		opts := client.StartWorkflowOptions{
-			ID:        purgeWorkflowID(appKey, seq),
+			ID:        workflows.PurgeWorkflowID(appKey, seq),
 			TaskQueue: s.Config.TaskQueue,
 			TypedSearchAttributes: temporal.NewSearchAttributes(
 				workflows.KindAttr.ValueSet(workflows.KindPurge),
@@ -240,10 +241,10 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 			),
 			// The list view reads these without querying each workflow.
 			Memo: map[string]any{
-				"purgeId":         pr.PurgeID,
-				"distributionSeq": dist.Seq,
-				"path":            strings.Join(paths, "\n"),
-				"purgeTime":       pr.PurgeTime,
+				workflows.MemoPurgeID:              pr.PurgeID,
+				workflows.MemoPurgeDistributionSeq: dist.Seq,
+				workflows.MemoPurgePath:            strings.Join(paths, "\n"),
+				workflows.MemoPurgeTime:            pr.PurgeTime,
 			},
 		}
 		if _, err := s.Temporal.ExecuteWorkflow(ctx, opts, workflows.PurgeWorkflow, pr); err != nil {
@@ -254,10 +255,6 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 	}
 	res.PurgeSeq = res.PurgeSeqs[0]
 	return res, nil
-}
-
-func purgeWorkflowID(appKey string, seq int64) string {
-	return fmt.Sprintf("purge-%s-%d", appKey, seq)
 }
 
 func randomID() int64 {
@@ -326,10 +323,10 @@ func (s *Service) ListPurges(ctx context.Context, appKey, domain string, start, 
 			f.item.Type = keywordOf(ex.GetSearchAttributes().GetIndexedFields()[workflows.PurgeTypeAttr.GetName()])
 			status := keywordOf(ex.GetSearchAttributes().GetIndexedFields()[workflows.StatusAttr.GetName()])
 			memo := ex.GetMemo().GetFields()
-			_ = converter.GetDefaultDataConverter().FromPayload(memo["purgeId"], &f.item.PurgeID)
-			_ = converter.GetDefaultDataConverter().FromPayload(memo["distributionSeq"], &f.item.DistributionSeq)
-			_ = converter.GetDefaultDataConverter().FromPayload(memo["path"], &f.item.Path)
-			_ = converter.GetDefaultDataConverter().FromPayload(memo["purgeTime"], &f.item.PurgeTime)
+			_ = converter.GetDefaultDataConverter().FromPayload(memo[workflows.MemoPurgeID], &f.item.PurgeID)
+			_ = converter.GetDefaultDataConverter().FromPayload(memo[workflows.MemoPurgeDistributionSeq], &f.item.DistributionSeq)
+			_ = converter.GetDefaultDataConverter().FromPayload(memo[workflows.MemoPurgePath], &f.item.Path)
+			_ = converter.GetDefaultDataConverter().FromPayload(memo[workflows.MemoPurgeTime], &f.item.PurgeTime)
 			if ct := ex.GetCloseTime(); ct != nil {
 				f.closeMS = ct.AsTime().UnixMilli()
 			}

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
@@ -66,8 +67,6 @@ var overlaps = map[string]enumspb.ScheduleOverlapPolicy{
 // ErrExists means the id is taken.
 var ErrExists = errors.New("already exists")
 
-func scheduleID(id string) string { return "cdnflow-" + id }
-
 // CreateSchedule validates the job as the API would now and creates a
 // Temporal Schedule that starts a ScheduledJobWorkflow at each fire.
 func (s *Service) CreateSchedule(ctx context.Context, req ScheduleRequest) (ScheduleView, error) {
@@ -95,7 +94,7 @@ func (s *Service) CreateSchedule(ctx context.Context, req ScheduleRequest) (Sche
 	if !ok {
 		return v, invalid("overlap must be SKIP, BUFFER_ONE, BUFFER_ALL, CANCEL_OTHER, TERMINATE_OTHER or ALLOW_ALL")
 	}
-	job := workflows.ScheduledJob{ScheduleID: req.ID, Kind: req.Kind, AppKey: req.AppKey}
+	job := activities.ScheduledJob{ScheduleID: req.ID, Kind: req.Kind, AppKey: req.AppKey}
 	switch req.Kind {
 	case workflows.KindPrewarm:
 		var p PrewarmRequest
@@ -128,18 +127,18 @@ func (s *Service) CreateSchedule(ctx context.Context, req ScheduleRequest) (Sche
 		return v, invalid("the job body is %d bytes; a schedule keeps at most %d", len(job.Body), MaxScheduleBody)
 	}
 	_, err := s.Temporal.ScheduleClient().Create(ctx, client.ScheduleOptions{
-		ID:      scheduleID(req.ID),
+		ID:      workflows.ScheduleID(req.ID),
 		Spec:    spec,
 		Overlap: overlap,
 		Paused:  req.Paused,
 		Note:    req.Note,
 		Action: &client.ScheduleWorkflowAction{
-			ID:        "scheduled-" + req.ID,
+			ID:        workflows.ScheduledPrefix + req.ID,
 			Workflow:  workflows.ScheduledJobWorkflow,
 			Args:      []any{job},
 			TaskQueue: s.Config.TaskQueue,
 			TypedSearchAttributes: temporal.NewSearchAttributes(
-				workflows.KindAttr.ValueSet("scheduled-" + req.Kind),
+				workflows.KindAttr.ValueSet(workflows.ScheduledPrefix + req.Kind),
 			),
 		},
 		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.KindAttr.ValueSet(req.Kind)),
@@ -160,7 +159,7 @@ func (s *Service) Schedule(ctx context.Context, id string) (ScheduleView, error)
 	if !scheduleIDRe.MatchString(id) {
 		return v, ErrNotFound
 	}
-	desc, err := s.Temporal.ScheduleClient().GetHandle(ctx, scheduleID(id)).Describe(ctx)
+	desc, err := s.Temporal.ScheduleClient().GetHandle(ctx, workflows.ScheduleID(id)).Describe(ctx)
 	if err != nil {
 		if isNotFound(err) {
 			return v, ErrNotFound
@@ -169,7 +168,7 @@ func (s *Service) Schedule(ctx context.Context, id string) (ScheduleView, error)
 	}
 	sc := desc.Schedule
 	if a, ok := sc.Action.(*client.ScheduleWorkflowAction); ok {
-		v.Kind = strings.TrimPrefix(workflowKind(a), "scheduled-")
+		v.Kind = strings.TrimPrefix(workflowKind(a), workflows.ScheduledPrefix)
 	}
 	if sc.Spec != nil {
 		v.Cron = sc.Spec.CronExpressions
@@ -217,10 +216,10 @@ func (s *Service) ListSchedules(ctx context.Context) ([]ScheduleView, error) {
 		if err != nil {
 			return nil, fmt.Errorf("list schedules: %w", err)
 		}
-		if !strings.HasPrefix(e.ID, "cdnflow-") {
+		if !strings.HasPrefix(e.ID, workflows.ScheduleIDPrefix) {
 			continue
 		}
-		v, err := s.Schedule(ctx, strings.TrimPrefix(e.ID, "cdnflow-"))
+		v, err := s.Schedule(ctx, strings.TrimPrefix(e.ID, workflows.ScheduleIDPrefix))
 		if err == nil {
 			out = append(out, v)
 		}
@@ -233,7 +232,7 @@ func (s *Service) ScheduleAction(ctx context.Context, id, action string) error {
 	if !scheduleIDRe.MatchString(id) {
 		return ErrNotFound
 	}
-	h := s.Temporal.ScheduleClient().GetHandle(ctx, scheduleID(id))
+	h := s.Temporal.ScheduleClient().GetHandle(ctx, workflows.ScheduleID(id))
 	var err error
 	switch action {
 	case "pause":

@@ -35,7 +35,7 @@ var ErrNotFound = errors.New("not found")
 // StartEdgeCheck starts an EdgeCheckWorkflow and returns its workflow id.
 func (s *Service) StartEdgeCheck(ctx context.Context, id string, edgeIDs []string) (string, error) {
 	opts := client.StartWorkflowOptions{
-		ID:                    "edgecheck-" + id,
+		ID:                    workflows.EdgeCheckWorkflowID(id),
 		TaskQueue:             s.Config.TaskQueue,
 		TypedSearchAttributes: newSearchAttributes(workflows.KindAttr.ValueSet(workflows.KindEdgeCheck)),
 	}

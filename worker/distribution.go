@@ -11,9 +11,9 @@ func registerDistributions(r sdkworker.Registry, d Deps) error {
 	r.RegisterWorkflow(workflows.DistributionWorkflow)
 	r.RegisterWorkflow(workflows.EdgeReconcilerWorkflow)
 	a := &activities.Distribution{
-		Temporal: d.Temporal, TaskQueue: d.Config.TaskQueue, Inventory: d.Inventory,
-		DefaultOrigin: d.Config.DefaultOrigin, AllowPrivateCallbacks: d.Config.AllowPrivateCallbacks, PurgeACL: d.Config.PurgeACL,
-		HeartbeatTimeout: d.Config.HeartbeatTimeout, Logger: d.Logger,
+		Reconcilers: workflows.Reconcilers{Temporal: d.Temporal, TaskQueue: d.Config.TaskQueue, HeartbeatTimeout: d.Config.HeartbeatTimeout},
+		Inventory:   d.Inventory, DefaultOrigin: d.Config.DefaultOrigin, AllowPrivateCallbacks: d.Config.AllowPrivateCallbacks,
+		PurgeACL: d.Config.PurgeACL, Logger: d.Logger,
 	}
 	r.RegisterActivityWithOptions(a.RequestEdgeApply, activityName(workflows.ActivityRequestEdgeApply))
 	r.RegisterActivityWithOptions(a.ApplyEdgeVCL, activityName(workflows.ActivityApplyEdgeVCL))

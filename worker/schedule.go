@@ -10,7 +10,7 @@ import (
 
 func registerSchedules(r sdkworker.Registry, d Deps) error {
 	r.RegisterWorkflow(workflows.ScheduledJobWorkflow)
-	a := &activities.Scheduled{Service: &service.Service{
+	a := &activities.Scheduled{Jobs: &service.Service{
 		Temporal: d.Temporal, Config: d.Config, Inventory: d.Inventory, Logger: d.Logger, Store: d.Payloads,
 	}}
 	r.RegisterActivityWithOptions(a.RunScheduledJob, activityName(workflows.ActivityRunScheduledJob))

@@ -5,6 +5,8 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/cdnflow/cdnflow/activities"
 )
 
 // EdgeCheckInput names the edges to probe; empty means all of them.
@@ -12,23 +14,11 @@ type EdgeCheckInput struct {
 	EdgeIDs []string `json:"edgeIds"`
 }
 
-// EdgeHealth is one edge's probe result.
-type EdgeHealth struct {
-	EdgeID    string `json:"edgeId"`
-	HTTPOK    bool   `json:"httpOk"`
-	AdminOK   bool   `json:"adminOk"`
-	LatencyMS int64  `json:"latencyMs"`
-	Error     string `json:"error,omitempty"`
-}
-
 // EdgeCheckResult is the workflow result and the answer of QueryEdgeCheck.
 type EdgeCheckResult struct {
-	Done  bool         `json:"done"`
-	Edges []EdgeHealth `json:"edges"`
+	Done  bool                    `json:"done"`
+	Edges []activities.EdgeHealth `json:"edges"`
 }
-
-// QueryEdgeCheck returns the EdgeCheckResult so far.
-const QueryEdgeCheck = "edgecheck"
 
 // ActivityListEdges and ActivityCheckEdge are registered by the worker.
 const (
@@ -57,9 +47,9 @@ func EdgeCheckWorkflow(ctx workflow.Context, in EdgeCheckInput) (EdgeCheckResult
 		}
 	}
 	futures := make([]workflow.Future, len(ids))
-	result.Edges = make([]EdgeHealth, len(ids))
+	result.Edges = make([]activities.EdgeHealth, len(ids))
 	for i, id := range ids {
-		result.Edges[i] = EdgeHealth{EdgeID: id}
+		result.Edges[i] = activities.EdgeHealth{EdgeID: id}
 		futures[i] = workflow.ExecuteActivity(ctx, ActivityCheckEdge, id)
 	}
 	for i, f := range futures {

@@ -18,12 +18,8 @@ const (
 	PrewarmFailed     = "FAILED"
 )
 
-// Names shared by workflows, worker and API.
-const (
-	QueryPrewarmStatus   = "status"
-	SignalPrewarmChunk   = "chunk-done"
-	ActivityPrewarmBatch = "PrewarmBatch"
-)
+// ActivityPrewarmBatch is registered by the worker.
+const ActivityPrewarmBatch = "PrewarmBatch"
 
 // MaxPrewarmEdges bounds the targeted edges of one job: one child workflow
 // each, and per-URL counters are one byte.
@@ -263,7 +259,7 @@ func PrewarmWorkflow(ctx workflow.Context, job PrewarmJob) (PrewarmStatus, error
 	var childErrs []string
 	for i, edgeID := range job.EdgeIDs {
 		cctx := workflow.WithChildOptions(jobCtx, workflow.ChildWorkflowOptions{
-			WorkflowID:            job.JobID + "/" + edgeID,
+			WorkflowID:            EdgePrewarmWorkflowID(job.JobID, edgeID),
 			ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
 			WaitForCancellation:   false,
 			TypedSearchAttributes: temporal.NewSearchAttributes(KindAttr.ValueSet(KindPrewarm), DomainAttr.ValueSet(job.Domain)),
