@@ -15,8 +15,8 @@ func registerDistributions(r sdkworker.Registry, d Deps) error {
 		Inventory:   d.Inventory, DefaultOrigin: d.Config.DefaultOrigin, AllowPrivateCallbacks: d.Config.AllowPrivateCallbacks,
 		PurgeACL: d.Config.PurgeACL, Logger: d.Logger,
 	}
-	r.RegisterActivityWithOptions(a.RequestEdgeApply, activityName(workflows.ActivityRequestEdgeApply))
-	r.RegisterActivityWithOptions(a.ApplyEdgeVCL, activityName(workflows.ActivityApplyEdgeVCL))
-	r.RegisterActivityWithOptions(a.DistributionCallback, activityName(workflows.ActivityCallback))
+	r.RegisterActivity(a.RequestEdgeApply)
+	r.RegisterActivity(a.ApplyEdgeVCL)
+	r.RegisterActivity(a.DistributionCallback)
 	return nil
 }

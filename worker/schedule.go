@@ -13,6 +13,6 @@ func registerSchedules(r sdkworker.Registry, d Deps) error {
 	a := &activities.Scheduled{Jobs: &service.Service{
 		Temporal: d.Temporal, Config: d.Config, Inventory: d.Inventory, Logger: d.Logger, Store: d.Payloads,
 	}}
-	r.RegisterActivityWithOptions(a.RunScheduledJob, activityName(workflows.ActivityRunScheduledJob))
+	r.RegisterActivity(a.RunScheduledJob)
 	return nil
 }

@@ -188,7 +188,7 @@ func (d *distribution) apply(ctx workflow.Context, cfg activities.DistributionCo
 		HeartbeatTimeout: heartbeatOrDefault(d.in.HeartbeatTimeout),
 		RetryPolicy:      &temporal.RetryPolicy{MaximumInterval: 10 * time.Second, MaximumAttempts: 10},
 	})
-	if err := workflow.ExecuteActivity(actx, ActivityRequestEdgeApply, activities.EdgeApplyRequest{EdgeIDs: d.in.EdgeIDs, Spec: spec}).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteActivity(actx, distributionActivities.RequestEdgeApply, activities.EdgeApplyRequest{EdgeIDs: d.in.EdgeIDs, Spec: spec}).Get(ctx, nil); err != nil {
 		return "request edge apply: " + rootMessage(err)
 	}
 	timeout := d.in.ApplyTimeout
@@ -253,7 +253,7 @@ func (d *distribution) notify(ctx workflow.Context) {
 			NonRetryableErrorTypes: []string{activities.ErrCallbackRefused},
 		},
 	})
-	f := workflow.ExecuteActivity(actx, ActivityCallback, req)
+	f := workflow.ExecuteActivity(actx, distributionActivities.DistributionCallback, req)
 	status := d.st.Status
 	d.callbacks++
 	workflow.Go(ctx, func(ctx workflow.Context) {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/activity"
+	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
@@ -39,7 +39,7 @@ func TestDistributionStateMachineGuards(t *testing.T) {
 	var ts testsuite.WorkflowTestSuite
 	env := ts.NewTestWorkflowEnvironment()
 	env.RegisterWorkflow(DistributionWorkflow)
-	env.RegisterActivityWithOptions(func(context.Context, activities.EdgeApplyRequest) error { return nil }, activity.RegisterOptions{Name: ActivityRequestEdgeApply})
+	env.OnActivity(distributionActivities.RequestEdgeApply, mock.Anything, mock.Anything).Return(func(context.Context, activities.EdgeApplyRequest) error { return nil })
 	var duringOpen, inError, deleted updateOutcome
 	env.RegisterDelayedCallback(func() {
 		env.UpdateWorkflow(UpdateSuspend, "u1", recordUpdate{&duringOpen})

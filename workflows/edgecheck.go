@@ -20,16 +20,11 @@ type EdgeCheckResult struct {
 	Edges []activities.EdgeHealth `json:"edges"`
 }
 
-// ActivityListEdges and ActivityCheckEdge are registered by the worker.
-const (
-	ActivityListEdges = "ListEdges"
-	ActivityCheckEdge = "CheckEdge"
-)
-
 // EdgeCheckWorkflow probes edges over HTTP and their admin port, one activity
 // per edge in parallel. It is the smallest real round trip through API,
 // Temporal, worker and edges, and an operator's first look at the fleet.
 func EdgeCheckWorkflow(ctx workflow.Context, in EdgeCheckInput) (EdgeCheckResult, error) {
+	var a *activities.EdgeCheck // only its methods' names and signatures are used
 	var result EdgeCheckResult
 	if err := workflow.SetQueryHandler(ctx, QueryEdgeCheck, func() (EdgeCheckResult, error) {
 		return result, nil
@@ -42,7 +37,7 @@ func EdgeCheckWorkflow(ctx workflow.Context, in EdgeCheckInput) (EdgeCheckResult
 	})
 	ids := in.EdgeIDs
 	if len(ids) == 0 {
-		if err := workflow.ExecuteActivity(ctx, ActivityListEdges).Get(ctx, &ids); err != nil {
+		if err := workflow.ExecuteActivity(ctx, a.ListEdges).Get(ctx, &ids); err != nil {
 			return result, err
 		}
 	}
@@ -50,7 +45,7 @@ func EdgeCheckWorkflow(ctx workflow.Context, in EdgeCheckInput) (EdgeCheckResult
 	result.Edges = make([]activities.EdgeHealth, len(ids))
 	for i, id := range ids {
 		result.Edges[i] = activities.EdgeHealth{EdgeID: id}
-		futures[i] = workflow.ExecuteActivity(ctx, ActivityCheckEdge, id)
+		futures[i] = workflow.ExecuteActivity(ctx, a.CheckEdge, id)
 	}
 	for i, f := range futures {
 		if err := f.Get(ctx, &result.Edges[i]); err != nil {

@@ -3,14 +3,18 @@ package workflows
 import (
 	"fmt"
 	"strings"
+
+	"github.com/cdnflow/cdnflow/activities"
 )
 
 // Every name that ties the API (service), the worker and these workflows
 // together is defined here, once: workflow ids, signal, query and update
 // names, memo keys and the error types workflows raise. Search attributes
-// are in searchattrs.go; activity names are the method names of the
-// activities package (see worker.Register). Changing a string here breaks
-// running workflows and the recorded histories in worker/testdata.
+// are in searchattrs.go. Activities are called by method reference
+// (workflow.ExecuteActivity(ctx, a.PrewarmBatch, in) with a nil
+// *activities.Prewarm a): their names are the method names, which
+// worker.Register registers. Changing a string here breaks running
+// workflows and the recorded histories in worker/testdata.
 
 // Workflow ids. Each job kind has one id scheme; the API finds a job by it.
 
@@ -125,10 +129,7 @@ const (
 	ErrOperationInFlight = "OperationInProgress"
 )
 
-// Activity names the worker registers (edge check, prewarm, purge and
-// schedule ones are beside their workflows).
-const (
-	ActivityRequestEdgeApply = "RequestEdgeApply"
-	ActivityApplyEdgeVCL     = "ApplyEdgeVCL"
-	ActivityCallback         = "DistributionCallback"
-)
+// distributionActivities is the receiver of the activities the
+// distribution and reconciler workflows call by method reference: nil, as
+// only the methods' names and signatures are used in a workflow.
+var distributionActivities *activities.Distribution

@@ -18,9 +18,6 @@ const (
 	PrewarmFailed     = "FAILED"
 )
 
-// ActivityPrewarmBatch is registered by the worker.
-const ActivityPrewarmBatch = "PrewarmBatch"
-
 // MaxPrewarmEdges bounds the targeted edges of one job: one child workflow
 // each, and per-URL counters are one byte.
 const MaxPrewarmEdges = 250

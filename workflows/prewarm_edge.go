@@ -53,6 +53,7 @@ func EdgePrewarmWorkflow(ctx workflow.Context, in EdgePrewarmInput) error {
 		chunk, start, end int
 		f                 workflow.Future
 	}
+	var a *activities.Prewarm
 	var queue []inflight
 	next, started := in.NextChunk, 0
 	for next < chunks || len(queue) > 0 {
@@ -62,7 +63,7 @@ func EdgePrewarmWorkflow(ctx workflow.Context, in EdgePrewarmInput) error {
 			if end > job.URLCount {
 				end = job.URLCount
 			}
-			f := workflow.ExecuteActivity(actx, ActivityPrewarmBatch, activities.PrewarmBatchInput{
+			f := workflow.ExecuteActivity(actx, a.PrewarmBatch, activities.PrewarmBatchInput{
 				JobID: job.JobID, EdgeID: in.EdgeID, Domain: job.Domain, Scheme: job.Scheme,
 				URLsKey: job.URLsKey, Chunk: next, Start: start, End: end, Header: job.Header,
 				NeedInvalidate: job.NeedInvalidate, Attempts: job.Attempts,

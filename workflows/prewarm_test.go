@@ -9,7 +9,6 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
@@ -22,7 +21,7 @@ func prewarmEnv(t *testing.T, batch func(context.Context, activities.PrewarmBatc
 	env := ts.NewTestWorkflowEnvironment()
 	env.RegisterWorkflow(PrewarmWorkflow)
 	env.RegisterWorkflow(EdgePrewarmWorkflow)
-	env.RegisterActivityWithOptions(batch, activity.RegisterOptions{Name: ActivityPrewarmBatch})
+	env.OnActivity((*activities.Prewarm)(nil).PrewarmBatch, mock.Anything, mock.Anything).Return(batch)
 	return env
 }
 
@@ -128,9 +127,9 @@ func TestEdgePrewarmContinuesAsNew(t *testing.T) {
 	var ts testsuite.WorkflowTestSuite
 	env := ts.NewTestWorkflowEnvironment()
 	env.RegisterWorkflow(EdgePrewarmWorkflow)
-	env.RegisterActivityWithOptions(func(_ context.Context, in activities.PrewarmBatchInput) (activities.PrewarmBatchResult, error) {
+	env.OnActivity((*activities.Prewarm)(nil).PrewarmBatch, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PrewarmBatchInput) (activities.PrewarmBatchResult, error) {
 		return activities.PrewarmBatchResult{OK: in.End - in.Start}, nil
-	}, activity.RegisterOptions{Name: ActivityPrewarmBatch})
+	})
 	var reports []ChunkReport
 	env.OnSignalExternalWorkflow(mock.Anything, "parent", "", SignalPrewarmChunk, mock.Anything).Return(
 		func(_, _, _ string, _ string, arg interface{}) error {

@@ -11,7 +11,6 @@ import (
 
 // Names shared by the purge workflow, worker and API.
 const (
-	ActivityPurgeEdge = "PurgeEdge"
 	// Purge outcomes kept in StatusAttr.
 	PurgeRunning = "RUNNING"
 	PurgeDone    = "DONE"
@@ -83,9 +82,10 @@ func PurgeWorkflow(ctx workflow.Context, req PurgeRequest) (PurgeStatus, error) 
 			NonRetryableErrorTypes: []string{activities.ErrUnknownEdge, activities.ErrBadPurge},
 		},
 	})
+	var a *activities.Purge
 	futures := make([]workflow.Future, len(req.EdgeIDs))
 	for i, id := range req.EdgeIDs {
-		futures[i] = workflow.ExecuteActivity(actx, ActivityPurgeEdge, activities.PurgeEdgeInput{
+		futures[i] = workflow.ExecuteActivity(actx, a.PurgeEdge, activities.PurgeEdgeInput{
 			EdgeID: id, Hosts: req.Hosts, Type: req.Type, Paths: req.Paths, Soft: req.Soft,
 		})
 	}

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/activity"
+	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/cdnflow/cdnflow/activities"
@@ -19,7 +19,7 @@ func TestPurgeRetriesEdgeUntilConfirmed(t *testing.T) {
 	env.RegisterWorkflow(PurgeWorkflow)
 	var mu sync.Mutex
 	attempts := map[string]int{}
-	env.RegisterActivityWithOptions(func(_ context.Context, in activities.PurgeEdgeInput) error {
+	env.OnActivity((*activities.Purge)(nil).PurgeEdge, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PurgeEdgeInput) error {
 		mu.Lock()
 		defer mu.Unlock()
 		attempts[in.EdgeID]++
@@ -27,7 +27,7 @@ func TestPurgeRetriesEdgeUntilConfirmed(t *testing.T) {
 			return errors.New("dial edge B: connection refused")
 		}
 		return nil
-	}, activity.RegisterOptions{Name: ActivityPurgeEdge})
+	})
 	var mid PurgeStatus
 	env.RegisterDelayedCallback(func() {
 		v, err := env.QueryWorkflow(QueryPurgeStatus)
@@ -52,12 +52,12 @@ func TestPurgeDeadlineLeavesProgressBelow100(t *testing.T) {
 	var ts testsuite.WorkflowTestSuite
 	env := ts.NewTestWorkflowEnvironment()
 	env.RegisterWorkflow(PurgeWorkflow)
-	env.RegisterActivityWithOptions(func(_ context.Context, in activities.PurgeEdgeInput) error {
+	env.OnActivity((*activities.Purge)(nil).PurgeEdge, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PurgeEdgeInput) error {
 		if in.EdgeID == "B" {
 			return errors.New("edge B down")
 		}
 		return nil
-	}, activity.RegisterOptions{Name: ActivityPurgeEdge})
+	})
 	env.ExecuteWorkflow(PurgeWorkflow, PurgeRequest{Type: activities.PurgeAll, Hosts: []string{"d.test"}, EdgeIDs: []string{"A", "B", "C"}, Deadline: time.Minute})
 	var st PurgeStatus
 	if err := env.GetWorkflowResult(&st); err != nil {

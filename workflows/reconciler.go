@@ -70,6 +70,8 @@ func EdgeReconcilerWorkflow(ctx workflow.Context, st ReconcilerState) error {
 		for resync.ReceiveAsync(nil) {
 		}
 		next := make(map[string]activities.SiteSpec, len(st.Sites)+len(pending))
+		// A map copy: the order of the iteration does not show in the result.
+		//workflowcheck:ignore
 		for k, v := range st.Sites {
 			next[k] = v
 		}
@@ -83,7 +85,7 @@ func EdgeReconcilerWorkflow(ctx workflow.Context, st ReconcilerState) error {
 				next[p.WorkflowID] = p
 			}
 		}
-		err := workflow.ExecuteActivity(actx, ActivityApplyEdgeVCL, activities.ApplyEdgeVCLInput{EdgeID: st.EdgeID, Sites: sortedSites(next)}).Get(ctx, nil)
+		err := workflow.ExecuteActivity(actx, distributionActivities.ApplyEdgeVCL, activities.ApplyEdgeVCLInput{EdgeID: st.EdgeID, Sites: sortedSites(next)}).Get(ctx, nil)
 		msg := ""
 		if err != nil {
 			msg = rootMessage(err)
@@ -109,6 +111,8 @@ func EdgeReconcilerWorkflow(ctx workflow.Context, st ReconcilerState) error {
 
 func sortedSites(m map[string]activities.SiteSpec) []activities.SiteSpec {
 	keys := make([]string, 0, len(m))
+	// Keys are sorted below, so the iteration order does not matter.
+	//workflowcheck:ignore
 	for k := range m {
 		keys = append(keys, k)
 	}

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/mock"
-	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/cdnflow/cdnflow/activities"
@@ -19,14 +18,14 @@ func TestReconcilerResyncReloadsKnownSites(t *testing.T) {
 	env := ts.NewTestWorkflowEnvironment()
 	env.RegisterWorkflow(EdgeReconcilerWorkflow)
 	var loads [][]string
-	env.RegisterActivityWithOptions(func(_ context.Context, in activities.ApplyEdgeVCLInput) error {
+	env.OnActivity(distributionActivities.ApplyEdgeVCL, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ApplyEdgeVCLInput) error {
 		var domains []string
 		for _, s := range in.Sites {
 			domains = append(domains, s.Domain)
 		}
 		loads = append(loads, domains)
 		return nil
-	}, activity.RegisterOptions{Name: ActivityApplyEdgeVCL})
+	})
 	env.RegisterDelayedCallback(func() {
 		env.SignalWorkflow(SignalResyncEdge, nil)
 		env.SignalWorkflow(SignalResyncEdge, nil)

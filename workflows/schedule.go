@@ -9,9 +9,6 @@ import (
 	"github.com/cdnflow/cdnflow/activities"
 )
 
-// ActivityRunScheduledJob starts the job of one scheduled run.
-const ActivityRunScheduledJob = "RunScheduledJob"
-
 // ScheduledJobWorkflow is what a schedule starts each time it fires: it
 // submits the job through the same service code as the API, so a
 // scheduled run is validated, rate-limited and numbered like any other.
@@ -23,7 +20,8 @@ func ScheduledJobWorkflow(ctx workflow.Context, job activities.ScheduledJob) (ac
 			NonRetryableErrorTypes: []string{activities.ErrInvalidRequest},
 		},
 	})
+	var a *activities.Scheduled
 	var run activities.ScheduledRun
-	err := workflow.ExecuteActivity(ctx, ActivityRunScheduledJob, job).Get(ctx, &run)
+	err := workflow.ExecuteActivity(ctx, a.RunScheduledJob, job).Get(ctx, &run)
 	return run, err
 }
