@@ -77,13 +77,9 @@ func (a *Prewarm) LoadURLs(ctx context.Context, key string) ([]string, error) {
 		return list, nil
 	}
 	a.mu.Unlock()
-	data, err := a.Store.Get(ctx, key)
+	list, err := payload.PrewarmURLs(ctx, a.Store, key)
 	if err != nil {
 		return nil, err
-	}
-	var list []string
-	if err := json.Unmarshal(data, &list); err != nil {
-		return nil, fmt.Errorf("decode url list %s: %w", key, err)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -1,10 +1,11 @@
 package service
 
 import (
-	"github.com/cdnflow/cdnflow/activities"
 	"net"
 	"net/url"
 	"strings"
+
+	"github.com/cdnflow/cdnflow/activities"
 
 	"github.com/cdnflow/cdnflow/edge/vcl"
 )

@@ -29,6 +29,14 @@ type Service struct {
 	Store payload.Store
 }
 
+// Payloads is the claim-check store shared with the workers.
+func (s *Service) Payloads() payload.Store {
+	if s.Store != nil {
+		return s.Store
+	}
+	return payload.FS{Dir: s.Config.PayloadDir()}
+}
+
 // ErrNotFound means no job has that id.
 var ErrNotFound = errors.New("not found")
 

@@ -89,7 +89,7 @@ func TestPrewarmRetriesCrashedBatch(t *testing.T) {
 
 func TestPrewarmNonRetryableFailureFailsJob(t *testing.T) {
 	env := prewarmEnv(t, func(_ context.Context, in activities.PrewarmBatchInput) (activities.PrewarmBatchResult, error) {
-		return activities.PrewarmBatchResult{}, temporal.NewNonRetryableApplicationError("url list missing", "PayloadMissing", nil)
+		return activities.PrewarmBatchResult{}, temporal.NewNonRetryableApplicationError("url list missing", activities.ErrPayloadMissing, nil)
 	})
 	env.ExecuteWorkflow(PrewarmWorkflow, testJob(5, "A"))
 	var st PrewarmStatus
