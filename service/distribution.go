@@ -96,7 +96,7 @@ func (s *Service) CreateDistributions(ctx context.Context, appKey string, bodies
 
 func (s *Service) startDistribution(ctx context.Context, appKey string, cfg activities.DistributionConfig) (activities.DistributionState, error) {
 	for attempt := 0; attempt < 5; attempt++ {
-		domain := randomLabel(8) + "." + strings.ToLower(s.Config.CDNBaseDomain)
+		domain := randomLabel(8) + "." + strings.ToLower(s.config.CDNBaseDomain)
 		seq, err := s.NextSeq(ctx, "distribution")
 		if err != nil {
 			return activities.DistributionState{}, err
@@ -106,7 +106,7 @@ func (s *Service) startDistribution(ctx context.Context, appKey string, cfg acti
 		id := workflows.DistributionWorkflowID(appKey, domain)
 		opts := client.StartWorkflowOptions{
 			ID:                    id,
-			TaskQueue:             s.Config.TaskQueue,
+			TaskQueue:             s.config.TaskQueue,
 			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 			TypedSearchAttributes: temporal.NewSearchAttributes(
 				workflows.KindAttr.ValueSet(workflows.KindDistribution),
@@ -117,8 +117,8 @@ func (s *Service) startDistribution(ctx context.Context, appKey string, cfg acti
 				workflows.CreatedAttr.ValueSet(now.UTC()),
 			),
 		}
-		_, err = s.Temporal.ExecuteWorkflow(ctx, opts, workflows.DistributionWorkflow, workflows.DistributionInit{
-			State: st, EdgeIDs: s.Inventory.IDs(), ApplyTimeout: 2 * time.Minute, HeartbeatTimeout: s.Config.HeartbeatTimeout,
+		_, err = s.temporal.ExecuteWorkflow(ctx, opts, workflows.DistributionWorkflow, workflows.DistributionInit{
+			State: st, EdgeIDs: s.inventory.IDs(), ApplyTimeout: 2 * time.Minute, HeartbeatTimeout: s.config.HeartbeatTimeout,
 		})
 		var taken *serviceerror.WorkflowExecutionAlreadyStarted
 		if errors.As(err, &taken) {
@@ -172,7 +172,7 @@ func (s *Service) ListDistributions(ctx context.Context, appKey, domain, status 
 	var token []byte
 	workersDown := false
 	for {
-		resp, err := s.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 500, NextPageToken: token})
+		resp, err := s.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 500, NextPageToken: token})
 		if err != nil {
 			return nil, fmt.Errorf("list distributions: %w", err)
 		}
@@ -301,7 +301,7 @@ func (s *Service) ChangeDistributions(ctx context.Context, appKey string, domain
 }
 
 func (s *Service) update(ctx context.Context, appKey, domain, name string, args ...any) error {
-	h, err := s.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+	h, err := s.temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   workflows.DistributionWorkflowID(appKey, domain),
 		UpdateName:   name,
 		Args:         args,

@@ -43,7 +43,7 @@ type PrewarmRequest struct {
 // an idempotency key, a repeat returns the first request's id and starts
 // nothing.
 func (s *Service) StartPrewarm(ctx context.Context, req PrewarmRequest, idempotencyKey string) (string, error) {
-	v, err := ValidatePrewarm(req, s.Inventory, s.Config.PrewarmDefaultTimeout)
+	v, err := ValidatePrewarm(req, s.inventory, s.config.PrewarmDefaultTimeout)
 	if err != nil {
 		return "", err
 	}
@@ -55,7 +55,7 @@ func (s *Service) StartPrewarm(ctx context.Context, req PrewarmRequest, idempote
 		sum := sha256.Sum256([]byte("prewarm\x00" + idempotencyKey))
 		h := hex.EncodeToString(sum[:16])
 		requestID = h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
-		if _, err := s.Temporal.DescribeWorkflowExecution(ctx, workflows.PrewarmWorkflowID(requestID), ""); err == nil {
+		if _, err := s.temporal.DescribeWorkflowExecution(ctx, workflows.PrewarmWorkflowID(requestID), ""); err == nil {
 			return requestID, nil
 		} else if !isNotFound(err) {
 			return "", fmt.Errorf("look up idempotent prewarm: %w", err)
@@ -77,8 +77,8 @@ func (s *Service) StartPrewarm(ctx context.Context, req PrewarmRequest, idempote
 	job := workflows.PrewarmJob{
 		JobID: workflows.PrewarmWorkflowID(requestID), Domain: v.domain, Scheme: v.scheme, URLsKey: key,
 		URLCount: len(v.urls), EdgeIDs: ids, Header: v.header, NeedInvalidate: req.NeedInvalidate,
-		Timeout: v.timeout, Attempts: s.Config.PrewarmAttempts, AttemptTimeout: s.Config.PrewarmAttemptTimeout,
-		Concurrency: s.Config.PrewarmConcurrency, HeartbeatTimeout: s.Config.HeartbeatTimeout,
+		Timeout: v.timeout, Attempts: s.config.PrewarmAttempts, AttemptTimeout: s.config.PrewarmAttemptTimeout,
+		Concurrency: s.config.PrewarmConcurrency, HeartbeatTimeout: s.config.HeartbeatTimeout,
 	}
 	sa := []temporal.SearchAttributeUpdate{
 		workflows.KindAttr.ValueSet(workflows.KindPrewarm),
@@ -91,13 +91,13 @@ func (s *Service) StartPrewarm(ctx context.Context, req PrewarmRequest, idempote
 	}
 	opts := client.StartWorkflowOptions{
 		ID:                       job.JobID,
-		TaskQueue:                s.Config.TaskQueue,
+		TaskQueue:                s.config.TaskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		TypedSearchAttributes:    temporal.NewSearchAttributes(sa...),
 	}
 	metrics.JobsStarted.WithLabelValues(workflows.KindPrewarm).Inc()
-	if _, err := s.Temporal.ExecuteWorkflow(ctx, opts, workflows.PrewarmWorkflow, job); err != nil {
+	if _, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.PrewarmWorkflow, job); err != nil {
 		var already *serviceerror.WorkflowExecutionAlreadyStarted
 		if errors.As(err, &already) {
 			return requestID, nil // an idempotent repeat of a finished job

@@ -54,7 +54,7 @@ func (s *Service) PrewarmStatus(ctx context.Context, requestID string, page, pag
 		RequestID: requestID, Domain: st.Domain, Failed: st.FailedCount, Succeeded: st.SuccessCount,
 		Page: page, PageSize: pageSize, Edges: st.Edges, Error: st.Error,
 	}
-	if s.Config.ShowSuccessURLs {
+	if s.config.ShowSuccessURLs {
 		list := pick(st.SuccessIdx)
 		out.SuccessURL = &list
 	}
@@ -72,17 +72,17 @@ func (s *Service) PrewarmStatus(ctx context.Context, requestID string, page, pag
 //     matters only with --show-success-urls).
 func (s *Service) statusWithoutQuery(ctx context.Context, workflowID string, q workflows.PrewarmStatusQuery) (workflows.PrewarmStatus, bool, error) {
 	var st workflows.PrewarmStatus
-	desc, err := s.Temporal.DescribeWorkflowExecution(ctx, workflowID, "")
+	desc, err := s.temporal.DescribeWorkflowExecution(ctx, workflowID, "")
 	if err != nil {
 		return st, false, err
 	}
 	info := desc.GetWorkflowExecutionInfo()
 	switch {
 	case info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
-		if err := s.Temporal.GetWorkflow(ctx, workflowID, info.GetExecution().GetRunId()).Get(ctx, &st); err != nil {
+		if err := s.temporal.GetWorkflow(ctx, workflowID, info.GetExecution().GetRunId()).Get(ctx, &st); err != nil {
 			return st, false, nil
 		}
-		successShown := s.Config.ShowSuccessURLs
+		successShown := s.config.ShowSuccessURLs
 		if len(st.FailedIdx) != st.FailedCount || len(st.InProgressIdx) != st.InProgress || (successShown && len(st.SuccessIdx) != st.SuccessCount) {
 			return st, false, nil // lists cut short: the query pages them
 		}
@@ -94,7 +94,7 @@ func (s *Service) statusWithoutQuery(ctx context.Context, workflowID string, q w
 		return st, true, nil
 	case info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING && info.GetHistoryLength() <= 3:
 		// Started, task scheduled, task started: no task has completed.
-		it := s.Temporal.GetWorkflowHistory(ctx, workflowID, info.GetExecution().GetRunId(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		it := s.temporal.GetWorkflowHistory(ctx, workflowID, info.GetExecution().GetRunId(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 		if !it.HasNext() {
 			return st, false, nil
 		}

@@ -147,8 +147,6 @@ type purgeLimiter struct {
 	last map[string]time.Time
 }
 
-var limiter = &purgeLimiter{last: map[string]time.Time{}}
-
 // seqTimeout bounds the seq reservation of one purge request.
 const seqTimeout = 5 * time.Second
 
@@ -184,7 +182,7 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 		return res, invalid("domain %q is not a valid domain name", req.Domain)
 	}
 	purgeType := strings.ToUpper(strings.TrimSpace(req.PurgeType))
-	batches, err := SplitPurgeList(purgeType, req.PurgeList, s.Config.PurgeItemBatch, s.Config.PurgeWildcardBatch)
+	batches, err := SplitPurgeList(purgeType, req.PurgeList, s.config.PurgeItemBatch, s.config.PurgeWildcardBatch)
 	if err != nil {
 		return res, err
 	}
@@ -193,11 +191,11 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 	}
 	// The rate limit comes before any workflow call, so requests over it
 	// cost nothing (a request to an unknown domain still counts).
-	key, every := appKey+"/items", s.Config.PurgeItemInterval
+	key, every := appKey+"/items", s.config.PurgeItemInterval
 	if purgeType == activities.PurgeAll {
-		key, every = appKey+"/all/"+domain, s.Config.PurgeAllInterval
+		key, every = appKey+"/all/"+domain, s.config.PurgeAllInterval
 	}
-	if !limiter.allow(key, every, time.Now()) {
+	if !s.limiter.allow(key, every, time.Now()) {
 		return res, fmt.Errorf("%w: %s purges of this appKey are limited to one per %s", ErrRateLimited, purgeType, every)
 	}
 	if err := s.admitJob(ctx); err != nil {
@@ -207,7 +205,7 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 	if err != nil {
 		return res, err
 	}
-	edgeIDs := s.Inventory.IDs()
+	edgeIDs := s.inventory.IDs()
 	now := time.Now()
 	// All seqs in one update, within a bound: under overload the request is
 	// refused as rate-limited before anything started, never half-started.
@@ -225,11 +223,11 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 		pr := workflows.PurgeRequest{
 			AppKey: appKey, Domain: domain, Hosts: dist.Hosts(), Type: purgeType, Paths: paths,
 			Soft: req.Soft, Seq: seq, PurgeID: randomID(), EdgeIDs: edgeIDs,
-			Deadline: s.Config.PurgeDeadline, PurgeTime: now.UnixMilli(), HeartbeatTimeout: s.Config.HeartbeatTimeout,
+			Deadline: s.config.PurgeDeadline, PurgeTime: now.UnixMilli(), HeartbeatTimeout: s.config.HeartbeatTimeout,
 		}
 		opts := client.StartWorkflowOptions{
 			ID:        workflows.PurgeWorkflowID(appKey, seq),
-			TaskQueue: s.Config.TaskQueue,
+			TaskQueue: s.config.TaskQueue,
 			TypedSearchAttributes: temporal.NewSearchAttributes(
 				workflows.KindAttr.ValueSet(workflows.KindPurge),
 				workflows.AppKeyAttr.ValueSet(appKey),
@@ -247,7 +245,7 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 				workflows.MemoPurgeTime:            pr.PurgeTime,
 			},
 		}
-		if _, err := s.Temporal.ExecuteWorkflow(ctx, opts, workflows.PurgeWorkflow, pr); err != nil {
+		if _, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.PurgeWorkflow, pr); err != nil {
 			return res, fmt.Errorf("start purge seq %d: %w", seq, err)
 		}
 		metrics.JobsStarted.WithLabelValues(workflows.KindPurge).Inc()
@@ -313,7 +311,7 @@ func (s *Service) ListPurges(ctx context.Context, appKey, domain string, start, 
 	var all []found
 	var token []byte
 	for {
-		resp, err := s.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 1000, NextPageToken: token})
+		resp, err := s.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 1000, NextPageToken: token})
 		if err != nil {
 			return out, fmt.Errorf("list purges: %w", err)
 		}
@@ -386,7 +384,7 @@ func (s *Service) purgeStatus(ctx context.Context, wfID string) (workflows.Purge
 // fillEdgeErrors adds the last failure of each edge's retrying activity, so
 // the list says why an edge is behind.
 func (s *Service) fillEdgeErrors(ctx context.Context, wfID string, edges []workflows.PurgeEdgeState) {
-	desc, err := s.Temporal.DescribeWorkflowExecution(ctx, wfID, "")
+	desc, err := s.temporal.DescribeWorkflowExecution(ctx, wfID, "")
 	if err != nil {
 		return
 	}

@@ -101,7 +101,7 @@ func (s *Service) CreateSchedule(ctx context.Context, req ScheduleRequest) (Sche
 		if err := json.Unmarshal(req.Prewarm, &p); err != nil {
 			return v, invalid("prewarm must be a Prewarm API body: %v", err)
 		}
-		if _, err := ValidatePrewarm(p, s.Inventory, s.Config.PrewarmDefaultTimeout); err != nil {
+		if _, err := ValidatePrewarm(p, s.inventory, s.config.PrewarmDefaultTimeout); err != nil {
 			return v, err
 		}
 		job.Body = req.Prewarm
@@ -110,10 +110,10 @@ func (s *Service) CreateSchedule(ctx context.Context, req ScheduleRequest) (Sche
 		if err := json.Unmarshal(req.Purge, &p); err != nil {
 			return v, invalid("purge must be an NHN purge body: %v", err)
 		}
-		if _, ok := s.Config.AppKeys[req.AppKey]; !ok {
+		if _, ok := s.config.AppKeys[req.AppKey]; !ok {
 			return v, invalid("appKey %q is not configured", req.AppKey)
 		}
-		if _, err := SplitPurgeList(strings.ToUpper(p.PurgeType), p.PurgeList, s.Config.PurgeItemBatch, s.Config.PurgeWildcardBatch); err != nil {
+		if _, err := SplitPurgeList(strings.ToUpper(p.PurgeType), p.PurgeList, s.config.PurgeItemBatch, s.config.PurgeWildcardBatch); err != nil {
 			return v, err
 		}
 		if _, err := s.DistributionByDomain(ctx, req.AppKey, strings.ToLower(p.Domain)); err != nil {
@@ -126,7 +126,7 @@ func (s *Service) CreateSchedule(ctx context.Context, req ScheduleRequest) (Sche
 	if len(job.Body) > MaxScheduleBody {
 		return v, invalid("the job body is %d bytes; a schedule keeps at most %d", len(job.Body), MaxScheduleBody)
 	}
-	_, err := s.Temporal.ScheduleClient().Create(ctx, client.ScheduleOptions{
+	_, err := s.temporal.ScheduleClient().Create(ctx, client.ScheduleOptions{
 		ID:      workflows.ScheduleID(req.ID),
 		Spec:    spec,
 		Overlap: overlap,
@@ -136,7 +136,7 @@ func (s *Service) CreateSchedule(ctx context.Context, req ScheduleRequest) (Sche
 			ID:        workflows.ScheduledPrefix + req.ID,
 			Workflow:  workflows.ScheduledJobWorkflow,
 			Args:      []any{job},
-			TaskQueue: s.Config.TaskQueue,
+			TaskQueue: s.config.TaskQueue,
 			TypedSearchAttributes: temporal.NewSearchAttributes(
 				workflows.KindAttr.ValueSet(workflows.ScheduledPrefix + req.Kind),
 			),
@@ -159,7 +159,7 @@ func (s *Service) Schedule(ctx context.Context, id string) (ScheduleView, error)
 	if !scheduleIDRe.MatchString(id) {
 		return v, ErrNotFound
 	}
-	desc, err := s.Temporal.ScheduleClient().GetHandle(ctx, workflows.ScheduleID(id)).Describe(ctx)
+	desc, err := s.temporal.ScheduleClient().GetHandle(ctx, workflows.ScheduleID(id)).Describe(ctx)
 	if err != nil {
 		if isNotFound(err) {
 			return v, ErrNotFound
@@ -206,7 +206,7 @@ func workflowKind(a *client.ScheduleWorkflowAction) string {
 
 // ListSchedules lists cdnflow's schedules.
 func (s *Service) ListSchedules(ctx context.Context) ([]ScheduleView, error) {
-	it, err := s.Temporal.ScheduleClient().List(ctx, client.ScheduleListOptions{PageSize: 100})
+	it, err := s.temporal.ScheduleClient().List(ctx, client.ScheduleListOptions{PageSize: 100})
 	if err != nil {
 		return nil, fmt.Errorf("list schedules: %w", err)
 	}
@@ -232,7 +232,7 @@ func (s *Service) ScheduleAction(ctx context.Context, id, action string) error {
 	if !scheduleIDRe.MatchString(id) {
 		return ErrNotFound
 	}
-	h := s.Temporal.ScheduleClient().GetHandle(ctx, workflows.ScheduleID(id))
+	h := s.temporal.ScheduleClient().GetHandle(ctx, workflows.ScheduleID(id))
 	var err error
 	switch action {
 	case "pause":
