@@ -15,6 +15,7 @@ import (
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
@@ -225,26 +226,7 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 			Soft: req.Soft, Seq: seq, PurgeID: randomID(), EdgeIDs: edgeIDs,
 			Deadline: s.config.PurgeDeadline, PurgeTime: now.UnixMilli(), HeartbeatTimeout: s.config.HeartbeatTimeout,
 		}
-		opts := client.StartWorkflowOptions{
-			ID:        workflows.PurgeWorkflowID(appKey, seq),
-			TaskQueue: s.config.TaskQueue,
-			TypedSearchAttributes: temporal.NewSearchAttributes(
-				workflows.KindAttr.ValueSet(workflows.KindPurge),
-				workflows.AppKeyAttr.ValueSet(appKey),
-				workflows.DomainAttr.ValueSet(domain),
-				workflows.PurgeTypeAttr.ValueSet(purgeType),
-				workflows.StatusAttr.ValueSet(workflows.PurgeRunning),
-				workflows.SeqAttr.ValueSet(seq),
-				workflows.CreatedAttr.ValueSet(now.UTC()),
-			),
-			// The list view reads these without querying each workflow.
-			Memo: map[string]any{
-				workflows.MemoPurgeID:              pr.PurgeID,
-				workflows.MemoPurgeDistributionSeq: dist.Seq,
-				workflows.MemoPurgePath:            strings.Join(paths, "\n"),
-				workflows.MemoPurgeTime:            pr.PurgeTime,
-			},
-		}
+		opts := s.purgeStartOptions(pr, dist.Seq, now)
 		if _, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.PurgeWorkflow, pr); err != nil {
 			return res, fmt.Errorf("start purge seq %d: %w", seq, err)
 		}
@@ -253,6 +235,30 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 	}
 	res.PurgeSeq = res.PurgeSeqs[0]
 	return res, nil
+}
+
+// purgeStartOptions starts one purge seq with the search attributes and
+// memo the purge list reads without querying each workflow.
+func (s *Service) purgeStartOptions(pr workflows.PurgeRequest, distributionSeq int64, accepted time.Time) client.StartWorkflowOptions {
+	return client.StartWorkflowOptions{
+		ID:        workflows.PurgeWorkflowID(pr.AppKey, pr.Seq),
+		TaskQueue: s.config.TaskQueue,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			workflows.KindAttr.ValueSet(workflows.KindPurge),
+			workflows.AppKeyAttr.ValueSet(pr.AppKey),
+			workflows.DomainAttr.ValueSet(pr.Domain),
+			workflows.PurgeTypeAttr.ValueSet(pr.Type),
+			workflows.StatusAttr.ValueSet(workflows.PurgeRunning),
+			workflows.SeqAttr.ValueSet(pr.Seq),
+			workflows.CreatedAttr.ValueSet(accepted.UTC()),
+		),
+		Memo: map[string]any{
+			workflows.MemoPurgeID:              pr.PurgeID,
+			workflows.MemoPurgeDistributionSeq: distributionSeq,
+			workflows.MemoPurgePath:            strings.Join(pr.Paths, "\n"),
+			workflows.MemoPurgeTime:            pr.PurgeTime,
+		},
+	}
 }
 
 func randomID() int64 {
@@ -292,23 +298,8 @@ func (s *Service) ListPurges(ctx context.Context, appKey, domain string, start, 
 	if !validHostname(domain) {
 		return out, invalid("domain %q is not a valid domain name", domain)
 	}
-	q := fmt.Sprintf("%s = '%s' AND %s = '%s' AND %s = '%s'",
-		workflows.KindAttr.GetName(), workflows.KindPurge,
-		workflows.AppKeyAttr.GetName(), escapeQuery(appKey),
-		workflows.DomainAttr.GetName(), domain)
-	if start != nil {
-		q += fmt.Sprintf(" AND %s >= '%s'", workflows.CreatedAttr.GetName(), start.UTC().Format(time.RFC3339Nano))
-	}
-	if end != nil {
-		q += fmt.Sprintf(" AND %s <= '%s'", workflows.CreatedAttr.GetName(), end.UTC().Format(time.RFC3339Nano))
-	}
-	type found struct {
-		item    PurgeItem
-		wfID    string
-		running bool
-		closeMS int64
-	}
-	var all []found
+	q := purgeListQuery(appKey, domain, start, end)
+	var all []foundPurge
 	var token []byte
 	for {
 		resp, err := s.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 1000, NextPageToken: token})
@@ -316,22 +307,7 @@ func (s *Service) ListPurges(ctx context.Context, appKey, domain string, start, 
 			return out, fmt.Errorf("list purges: %w", err)
 		}
 		for _, ex := range resp.GetExecutions() {
-			f := found{wfID: ex.GetExecution().GetWorkflowId(), running: ex.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING}
-			f.item.Seq = seqOf(ex.GetSearchAttributes().GetIndexedFields()[workflows.SeqAttr.GetName()])
-			f.item.Type = keywordOf(ex.GetSearchAttributes().GetIndexedFields()[workflows.PurgeTypeAttr.GetName()])
-			status := keywordOf(ex.GetSearchAttributes().GetIndexedFields()[workflows.StatusAttr.GetName()])
-			memo := ex.GetMemo().GetFields()
-			_ = converter.GetDefaultDataConverter().FromPayload(memo[workflows.MemoPurgeID], &f.item.PurgeID)
-			_ = converter.GetDefaultDataConverter().FromPayload(memo[workflows.MemoPurgeDistributionSeq], &f.item.DistributionSeq)
-			_ = converter.GetDefaultDataConverter().FromPayload(memo[workflows.MemoPurgePath], &f.item.Path)
-			_ = converter.GetDefaultDataConverter().FromPayload(memo[workflows.MemoPurgeTime], &f.item.PurgeTime)
-			if ct := ex.GetCloseTime(); ct != nil {
-				f.closeMS = ct.AsTime().UnixMilli()
-			}
-			if status == workflows.PurgeDone {
-				f.item.Progress = 100
-				f.item.LastCheckTime = f.closeMS
-			}
+			f := purgeFromVisibility(ex)
 			all = append(all, f)
 			if len(all) >= maxPurgeListScan {
 				break
@@ -370,6 +346,52 @@ func (s *Service) ListPurges(ctx context.Context, appKey, domain string, start, 
 		out.Purges = append(out.Purges, f.item)
 	}
 	return out, nil
+}
+
+// purgeListQuery selects an appKey's purges of one domain, created within
+// [start, end] when given.
+func purgeListQuery(appKey, domain string, start, end *time.Time) string {
+	q := fmt.Sprintf("%s = '%s' AND %s = '%s' AND %s = '%s'",
+		workflows.KindAttr.GetName(), workflows.KindPurge,
+		workflows.AppKeyAttr.GetName(), escapeQuery(appKey),
+		workflows.DomainAttr.GetName(), domain)
+	if start != nil {
+		q += fmt.Sprintf(" AND %s >= '%s'", workflows.CreatedAttr.GetName(), start.UTC().Format(time.RFC3339Nano))
+	}
+	if end != nil {
+		q += fmt.Sprintf(" AND %s <= '%s'", workflows.CreatedAttr.GetName(), end.UTC().Format(time.RFC3339Nano))
+	}
+	return q
+}
+
+// foundPurge is a purge as visibility lists it.
+type foundPurge struct {
+	item    PurgeItem
+	wfID    string
+	running bool
+	closeMS int64
+}
+
+// purgeFromVisibility reads a purge's seq, type, status and memo from
+// its visibility record; a finished purge has progress 100.
+func purgeFromVisibility(ex *workflowpb.WorkflowExecutionInfo) foundPurge {
+	f := foundPurge{wfID: ex.GetExecution().GetWorkflowId(), running: ex.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING}
+	f.item.Seq = seqOf(ex.GetSearchAttributes().GetIndexedFields()[workflows.SeqAttr.GetName()])
+	f.item.Type = keywordOf(ex.GetSearchAttributes().GetIndexedFields()[workflows.PurgeTypeAttr.GetName()])
+	status := keywordOf(ex.GetSearchAttributes().GetIndexedFields()[workflows.StatusAttr.GetName()])
+	memo := ex.GetMemo().GetFields()
+	_ = converter.GetDefaultDataConverter().FromPayload(memo[workflows.MemoPurgeID], &f.item.PurgeID)
+	_ = converter.GetDefaultDataConverter().FromPayload(memo[workflows.MemoPurgeDistributionSeq], &f.item.DistributionSeq)
+	_ = converter.GetDefaultDataConverter().FromPayload(memo[workflows.MemoPurgePath], &f.item.Path)
+	_ = converter.GetDefaultDataConverter().FromPayload(memo[workflows.MemoPurgeTime], &f.item.PurgeTime)
+	if ct := ex.GetCloseTime(); ct != nil {
+		f.closeMS = ct.AsTime().UnixMilli()
+	}
+	if status == workflows.PurgeDone {
+		f.item.Progress = 100
+		f.item.LastCheckTime = f.closeMS
+	}
+	return f
 }
 
 func (s *Service) purgeStatus(ctx context.Context, wfID string) (workflows.PurgeStatus, error) {

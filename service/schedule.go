@@ -94,39 +94,14 @@ func (s *Service) CreateSchedule(ctx context.Context, req ScheduleRequest) (Sche
 	if !ok {
 		return v, invalid("overlap must be SKIP, BUFFER_ONE, BUFFER_ALL, CANCEL_OTHER, TERMINATE_OTHER or ALLOW_ALL")
 	}
-	job := activities.ScheduledJob{ScheduleID: req.ID, Kind: req.Kind, AppKey: req.AppKey}
-	switch req.Kind {
-	case workflows.KindPrewarm:
-		var p PrewarmRequest
-		if err := json.Unmarshal(req.Prewarm, &p); err != nil {
-			return v, invalid("prewarm must be a Prewarm API body: %v", err)
-		}
-		if _, err := ValidatePrewarm(p, s.inventory, s.config.PrewarmDefaultTimeout); err != nil {
-			return v, err
-		}
-		job.Body = req.Prewarm
-	case workflows.KindPurge:
-		var p PurgeRequest
-		if err := json.Unmarshal(req.Purge, &p); err != nil {
-			return v, invalid("purge must be an NHN purge body: %v", err)
-		}
-		if _, ok := s.config.AppKeys[req.AppKey]; !ok {
-			return v, invalid("appKey %q is not configured", req.AppKey)
-		}
-		if _, err := SplitPurgeList(strings.ToUpper(p.PurgeType), p.PurgeList, s.config.PurgeItemBatch, s.config.PurgeWildcardBatch); err != nil {
-			return v, err
-		}
-		if _, err := s.DistributionByDomain(ctx, req.AppKey, strings.ToLower(p.Domain)); err != nil {
-			return v, err
-		}
-		job.Body = req.Purge
-	default:
-		return v, invalid("kind must be prewarm or purge")
+	job, err := s.scheduledJob(ctx, req)
+	if err != nil {
+		return v, err
 	}
 	if len(job.Body) > MaxScheduleBody {
 		return v, invalid("the job body is %d bytes; a schedule keeps at most %d", len(job.Body), MaxScheduleBody)
 	}
-	_, err := s.temporal.ScheduleClient().Create(ctx, client.ScheduleOptions{
+	_, err = s.temporal.ScheduleClient().Create(ctx, client.ScheduleOptions{
 		ID:      workflows.ScheduleID(req.ID),
 		Spec:    spec,
 		Overlap: overlap,
@@ -151,6 +126,41 @@ func (s *Service) CreateSchedule(ctx context.Context, req ScheduleRequest) (Sche
 		return v, fmt.Errorf("create schedule: %w", err)
 	}
 	return s.Schedule(ctx, req.ID)
+}
+
+// scheduledJob validates a schedule's job as the API would take it now
+// and returns the job its runs submit.
+func (s *Service) scheduledJob(ctx context.Context, req ScheduleRequest) (activities.ScheduledJob, error) {
+	job := activities.ScheduledJob{ScheduleID: req.ID, Kind: req.Kind, AppKey: req.AppKey}
+	switch req.Kind {
+	case workflows.KindPrewarm:
+		var p PrewarmRequest
+		if err := json.Unmarshal(req.Prewarm, &p); err != nil {
+			return job, invalid("prewarm must be a Prewarm API body: %v", err)
+		}
+		if _, err := ValidatePrewarm(p, s.inventory, s.config.PrewarmDefaultTimeout); err != nil {
+			return job, err
+		}
+		job.Body = req.Prewarm
+	case workflows.KindPurge:
+		var p PurgeRequest
+		if err := json.Unmarshal(req.Purge, &p); err != nil {
+			return job, invalid("purge must be an NHN purge body: %v", err)
+		}
+		if _, ok := s.config.AppKeys[req.AppKey]; !ok {
+			return job, invalid("appKey %q is not configured", req.AppKey)
+		}
+		if _, err := SplitPurgeList(strings.ToUpper(p.PurgeType), p.PurgeList, s.config.PurgeItemBatch, s.config.PurgeWildcardBatch); err != nil {
+			return job, err
+		}
+		if _, err := s.DistributionByDomain(ctx, req.AppKey, strings.ToLower(p.Domain)); err != nil {
+			return job, err
+		}
+		job.Body = req.Purge
+	default:
+		return job, invalid("kind must be prewarm or purge")
+	}
+	return job, nil
 }
 
 // Schedule describes one schedule.
