@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/cdnflow/cdnflow/activities"
-
 	"github.com/cdnflow/cdnflow/edge/vcl"
 )
 
