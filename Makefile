@@ -7,12 +7,12 @@ export GOTOOLCHAIN := local
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 GO_TEST_FLAGS ?= -race -count=1 -timeout 75m
 
-.PHONY: run test deps build vet fmt-check bench fuzz-short
+.PHONY: run test deps build vet fmt-check bench fuzz-short workflowcheck
 
 run: deps
 	go run ./cmd/cdnflow dev
 
-test: deps fmt-check vet
+test: deps fmt-check vet workflowcheck
 	go test $(GO_TEST_FLAGS) ./...
 	$(MAKE) fuzz-short
 
@@ -46,6 +46,11 @@ build:
 
 vet:
 	go vet ./...
+
+# The SDK's determinism checker over the workflow code; it fails on a
+# non-deterministic call (time.Now, map iteration, goroutines, I/O ...).
+workflowcheck:
+	go tool workflowcheck ./workflows/...
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -15,8 +15,16 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/inventory"
-	"github.com/cdnflow/cdnflow/workflows"
 )
+
+// EdgeHealth is one edge's probe result.
+type EdgeHealth struct {
+	EdgeID    string `json:"edgeId"`
+	HTTPOK    bool   `json:"httpOk"`
+	AdminOK   bool   `json:"adminOk"`
+	LatencyMS int64  `json:"latencyMs"`
+	Error     string `json:"error,omitempty"`
+}
 
 // EdgeCheck probes edges from the inventory.
 type EdgeCheck struct {
@@ -30,8 +38,8 @@ func (a *EdgeCheck) ListEdges(ctx context.Context) ([]string, error) {
 }
 
 // CheckEdge sends one GET through the edge and greets its admin port.
-func (a *EdgeCheck) CheckEdge(ctx context.Context, edgeID string) (workflows.EdgeHealth, error) {
-	h := workflows.EdgeHealth{EdgeID: edgeID}
+func (a *EdgeCheck) CheckEdge(ctx context.Context, edgeID string) (EdgeHealth, error) {
+	h := EdgeHealth{EdgeID: edgeID}
 	e, ok := a.Inventory.Get(edgeID)
 	if !ok {
 		h.Error = "not in the edge inventory"

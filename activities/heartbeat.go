@@ -2,6 +2,8 @@ package activities
 
 import (
 	"context"
+	"sort"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -48,4 +50,116 @@ func beatWhile(ctx context.Context, beat func()) (stop func()) {
 // VCL compile) has no progress of its own to report.
 func keepAlive(ctx context.Context) (stop func()) {
 	return beatWhile(ctx, func() { activity.RecordHeartbeat(ctx) })
+}
+
+// progress is the finished items of an activity attempt, by index, as the
+// detail rows D it heartbeats; a retried attempt restores them and skips
+// those items. Safe for concurrent use.
+type progress[D any] struct {
+	mu    sync.Mutex
+	index func(D) int
+	done  map[int]D
+}
+
+// resumeProgress restores the rows the previous attempt heartbeated (a
+// []D) whose index lies in [lo, hi); index reads a row's item index.
+func resumeProgress[D any](ctx context.Context, lo, hi int, index func(D) int) *progress[D] {
+	p := &progress[D]{index: index, done: map[int]D{}}
+	if !activity.HasHeartbeatDetails(ctx) {
+		return p
+	}
+	var prev []D
+	if err := activity.GetHeartbeatDetails(ctx, &prev); err != nil {
+		return p
+	}
+	for _, d := range prev {
+		if i := index(d); i >= lo && i < hi {
+			p.done[i] = d
+		}
+	}
+	return p
+}
+
+func (p *progress[D]) add(d D) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done[p.index(d)] = d
+}
+
+func (p *progress[D]) has(i int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.done[i]
+	return ok
+}
+
+// rows returns the finished rows ordered by index.
+func (p *progress[D]) rows() []D {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]D, 0, len(p.done))
+	for _, d := range p.done {
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool { return p.index(out[i]) < p.index(out[j]) })
+	return out
+}
+
+// beat records the finished rows as the attempt's heartbeat details.
+func (p *progress[D]) beat(ctx context.Context) { activity.RecordHeartbeat(ctx, p.rows()) }
+
+// runPool calls do for every index in [lo, hi) that p has not finished,
+// with at most cap(slots) calls in flight (slots may be shared with other
+// attempts to bound the load on one edge), and heartbeats p meanwhile: a
+// call slower than the heartbeat timeout must not lose the attempt. It
+// stops starting calls at the first error, when ctx ends or — with
+// yieldToStop — when the worker is told to stop (SIGTERM), and always
+// waits for the calls in flight. It returns the first error and whether a
+// worker stop ended it early.
+func runPool[D any](ctx context.Context, p *progress[D], lo, hi int, slots chan struct{}, yieldToStop bool, do func(i int) error) (stopped bool, err error) {
+	var stopping <-chan struct{}
+	if yieldToStop {
+		stopping = activity.GetWorkerStopChannel(ctx)
+	}
+	var mu sync.Mutex
+	var firstErr error
+	failed := func() bool { mu.Lock(); defer mu.Unlock(); return firstErr != nil }
+	stopBeat := beatWhile(ctx, func() { p.beat(ctx) })
+	var wg sync.WaitGroup
+feed:
+	for i := lo; i < hi; i++ {
+		if p.has(i) {
+			continue
+		}
+		if failed() || ctx.Err() != nil {
+			break
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			break feed
+		case <-stopping:
+			stopped = true
+			break feed
+		}
+		if ctx.Err() != nil {
+			<-slots
+			break
+		}
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-slots }()
+			if err := do(i); err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		}(i)
+	}
+	wg.Wait()
+	stopBeat()
+	return stopped, firstErr
 }

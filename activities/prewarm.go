@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"sort"
 	"sync"
 	"time"
 
@@ -19,10 +18,35 @@ import (
 	"github.com/cdnflow/cdnflow/internal/metrics"
 	"github.com/cdnflow/cdnflow/internal/payload"
 	"github.com/cdnflow/cdnflow/inventory"
-	"github.com/cdnflow/cdnflow/workflows"
 )
 
-// PairDetail is the outcome of one URL on one edge.
+// PrewarmBatchInput is one activity's slice of URLs on one edge.
+type PrewarmBatchInput struct {
+	JobID          string            `json:"jobId"`
+	EdgeID         string            `json:"edgeId"`
+	Domain         string            `json:"domain"`
+	Scheme         string            `json:"scheme"`
+	URLsKey        string            `json:"urlsKey"`
+	Chunk          int               `json:"chunk"`
+	Start          int               `json:"start"`
+	End            int               `json:"end"`
+	Header         map[string]string `json:"header,omitempty"`
+	NeedInvalidate bool              `json:"needInvalidate,omitempty"`
+	Attempts       int               `json:"attempts"`
+	AttemptTimeout time.Duration     `json:"attemptTimeout"`
+	Concurrency    int               `json:"concurrency"`
+}
+
+// PrewarmBatchResult lists the URL indices that failed; the rest succeeded.
+// Per-pair details go to the payload store (payload.PrewarmDetailKey) for the edges view.
+type PrewarmBatchResult struct {
+	OK     int   `json:"ok"`
+	Failed []int `json:"failed,omitempty"`
+}
+
+// PairDetail is the outcome of one URL on one edge: the record the batch
+// activity stores per chunk (payload.PrewarmDetailKey) and the API's per-pair
+// view reads.
 type PairDetail struct {
 	Index      int    `json:"i"`
 	Status     int    `json:"status"`
@@ -53,13 +77,9 @@ func (a *Prewarm) LoadURLs(ctx context.Context, key string) ([]string, error) {
 		return list, nil
 	}
 	a.mu.Unlock()
-	data, err := a.Store.Get(ctx, key)
+	list, err := payload.PrewarmURLs(ctx, a.Store, key)
 	if err != nil {
 		return nil, err
-	}
-	var list []string
-	if err := json.Unmarshal(data, &list); err != nil {
-		return nil, fmt.Errorf("decode url list %s: %w", key, err)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -81,100 +101,64 @@ func (a *Prewarm) LoadURLs(ctx context.Context, key string) ([]string, error) {
 // to Attempts tries with exponential backoff, each bounded by
 // AttemptTimeout; 4xx and uncacheable answers are not retried. Progress is
 // heartbeated, so a retry after a worker crash skips finished pairs.
-func (a *Prewarm) PrewarmBatch(ctx context.Context, in workflows.PrewarmBatchInput) (workflows.PrewarmBatchResult, error) {
-	info := activity.GetInfo(ctx)
-	log := a.Logger.With(zap.String("workflowId", info.WorkflowExecution.ID), zap.String("edgeId", in.EdgeID), zap.Int("chunk", in.Chunk))
-	e, ok := a.Inventory.Get(in.EdgeID)
-	if !ok {
-		return workflows.PrewarmBatchResult{}, temporal.NewNonRetryableApplicationError("edge "+in.EdgeID+" is not in the inventory", "UnknownEdge", nil)
-	}
-	urls, err := a.LoadURLs(ctx, in.URLsKey)
+func (a *Prewarm) PrewarmBatch(ctx context.Context, in PrewarmBatchInput) (PrewarmBatchResult, error) {
+	log := a.Logger.With(zap.String("workflowId", activity.GetInfo(ctx).WorkflowExecution.ID), zap.String("edgeId", in.EdgeID), zap.Int("chunk", in.Chunk))
+	e, urls, err := a.batchInputs(ctx, in)
 	if err != nil {
-		if errors.Is(err, payload.ErrNotFound) {
-			return workflows.PrewarmBatchResult{}, temporal.NewNonRetryableApplicationError("url list missing: "+err.Error(), "PayloadMissing", err)
-		}
-		return workflows.PrewarmBatchResult{}, err
+		return PrewarmBatchResult{}, err
 	}
-	if in.Start < 0 || in.End > len(urls) || in.Start > in.End {
-		return workflows.PrewarmBatchResult{}, temporal.NewNonRetryableApplicationError("chunk outside the url list", "BadChunk", nil)
+	p := resumeProgress(ctx, in.Start, in.End, func(d PairDetail) int { return d.Index })
+	if n := len(p.rows()); n > 0 {
+		log.Info("resuming prewarm chunk", zap.Int("alreadyDone", n))
 	}
-
-	rows := map[int]PairDetail{}
-	if activity.HasHeartbeatDetails(ctx) {
-		var prev []PairDetail
-		if err := activity.GetHeartbeatDetails(ctx, &prev); err == nil {
-			for _, r := range prev {
-				rows[r.Index] = r
-			}
-			log.Info("resuming prewarm chunk", zap.Int("alreadyDone", len(prev)))
-		}
-	}
-	var mu sync.Mutex
-	snapshot := func() []PairDetail {
-		mu.Lock()
-		defer mu.Unlock()
-		out := make([]PairDetail, 0, len(rows))
-		for _, r := range rows {
-			out = append(out, r)
-		}
-		sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
-		return out
-	}
-	stopBeat := beatWhile(ctx, func() { activity.RecordHeartbeat(ctx, snapshot()) })
-
 	header := http.Header{}
 	for k, v := range in.Header {
 		header.Set(k, v)
 	}
-	work := make(chan int)
-	var wg sync.WaitGroup
-	conc := in.Concurrency
-	if conc < 1 {
-		conc = 1
-	}
-	for w := 0; w < conc; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				row := a.warmPair(ctx, e, in, urls[i], header)
-				row.Index = i
-				if ctx.Err() != nil {
-					continue // cut short, not an outcome: a resumed attempt redoes it
-				}
-				mu.Lock()
-				rows[i] = row
-				mu.Unlock()
-			}
-		}()
-	}
 	// A worker told to stop (SIGTERM) lets the pairs in flight finish,
 	// records them and hands the rest to the next attempt at once instead
 	// of working until it is killed.
-	stopping := activity.GetWorkerStopChannel(ctx)
-	workerStopped := false
-feed:
-	for i := in.Start; i < in.End; i++ {
-		mu.Lock()
-		_, done := rows[i]
-		mu.Unlock()
-		if done {
-			continue
+	stopped, _ := runPool(ctx, p, in.Start, in.End, make(chan struct{}, max(in.Concurrency, 1)), true, func(i int) error {
+		row := a.warmPair(ctx, e, in, urls[i], header)
+		row.Index = i
+		if ctx.Err() == nil { // cut short is not an outcome: a resumed attempt redoes it
+			p.add(row)
 		}
-		select {
-		case work <- i:
-		case <-ctx.Done():
-			break feed
-		case <-stopping:
-			workerStopped = true
-			break feed
-		}
+		return nil
+	})
+	res, err := a.finishBatch(ctx, in, p, stopped)
+	if err == nil {
+		log.Debug("prewarm chunk done", zap.Int("ok", res.OK), zap.Int("failed", len(res.Failed)))
 	}
-	close(work)
-	wg.Wait()
-	stopBeat()
-	final := snapshot()
-	if workerStopped && ctx.Err() == nil {
+	return res, err
+}
+
+// batchInputs resolves a batch's edge and URL list; an unknown edge, a
+// missing list or a chunk outside it can never succeed and is final.
+func (a *Prewarm) batchInputs(ctx context.Context, in PrewarmBatchInput) (inventory.Edge, []string, error) {
+	e, ok := a.Inventory.Get(in.EdgeID)
+	if !ok {
+		return e, nil, unknownEdge(in.EdgeID)
+	}
+	urls, err := a.LoadURLs(ctx, in.URLsKey)
+	if err != nil {
+		if errors.Is(err, payload.ErrNotFound) {
+			return e, nil, temporal.NewNonRetryableApplicationError("url list missing: "+err.Error(), ErrPayloadMissing, err)
+		}
+		return e, nil, err
+	}
+	if in.Start < 0 || in.End > len(urls) || in.Start > in.End {
+		return e, nil, temporal.NewNonRetryableApplicationError("chunk outside the url list", ErrBadChunk, nil)
+	}
+	return e, urls, nil
+}
+
+// finishBatch ends an attempt: after a worker stop or cancellation it
+// records the progress for the next attempt and fails this one; otherwise
+// it stores the chunk's rows (payload.PrewarmDetailKey) and classifies them.
+func (a *Prewarm) finishBatch(ctx context.Context, in PrewarmBatchInput, p *progress[PairDetail], stopped bool) (PrewarmBatchResult, error) {
+	final := p.rows()
+	if stopped && ctx.Err() == nil {
 		activity.RecordHeartbeat(ctx, final)
 		// The SDK may send a throttled heartbeat asynchronously; the
 		// attempt must not fail before it is recorded.
@@ -182,26 +166,26 @@ feed:
 		case <-time.After(300 * time.Millisecond):
 		case <-ctx.Done():
 		}
-		return workflows.PrewarmBatchResult{}, temporal.NewApplicationError(
+		return PrewarmBatchResult{}, temporal.NewApplicationError(
 			fmt.Sprintf("prewarm chunk %d on %s: worker stopping after %d of %d pairs", in.Chunk, in.EdgeID, len(final), in.End-in.Start),
-			"WorkerStopping")
+			ErrWorkerStopping)
 	}
 	if err := ctx.Err(); err != nil {
 		activity.RecordHeartbeat(ctx, final)
-		return workflows.PrewarmBatchResult{}, fmt.Errorf("prewarm chunk %d on %s stopped: %w", in.Chunk, in.EdgeID, err)
+		return PrewarmBatchResult{}, fmt.Errorf("prewarm chunk %d on %s stopped: %w", in.Chunk, in.EdgeID, err)
 	}
 	if len(final) != in.End-in.Start {
-		return workflows.PrewarmBatchResult{}, fmt.Errorf("prewarm chunk %d on %s: %d of %d pairs have an outcome", in.Chunk, in.EdgeID, len(final), in.End-in.Start)
+		return PrewarmBatchResult{}, fmt.Errorf("prewarm chunk %d on %s: %d of %d pairs have an outcome", in.Chunk, in.EdgeID, len(final), in.End-in.Start)
 	}
 	data, err := json.Marshal(final)
 	if err != nil {
-		return workflows.PrewarmBatchResult{}, fmt.Errorf("encode details: %w", err)
+		return PrewarmBatchResult{}, fmt.Errorf("encode details: %w", err)
 	}
-	if err := a.Store.Put(ctx, workflows.PrewarmDetailKey(in.JobID, in.EdgeID, in.Chunk), data); err != nil {
+	if err := a.Store.Put(ctx, payload.PrewarmDetailKey(in.JobID, in.EdgeID, in.Chunk), data); err != nil {
 		activity.RecordHeartbeat(ctx, final)
-		return workflows.PrewarmBatchResult{}, err
+		return PrewarmBatchResult{}, fmt.Errorf("store prewarm chunk %d details: %w", in.Chunk, err)
 	}
-	var res workflows.PrewarmBatchResult
+	var res PrewarmBatchResult
 	for _, r := range final {
 		if r.Error != "" {
 			res.Failed = append(res.Failed, r.Index)
@@ -209,12 +193,11 @@ feed:
 			res.OK++
 		}
 	}
-	log.Debug("prewarm chunk done", zap.Int("ok", res.OK), zap.Int("failed", len(res.Failed)))
 	return res, nil
 }
 
 // warmPair runs one URL on one edge with retries.
-func (a *Prewarm) warmPair(ctx context.Context, e inventory.Edge, in workflows.PrewarmBatchInput, rawURL string, header http.Header) PairDetail {
+func (a *Prewarm) warmPair(ctx context.Context, e inventory.Edge, in PrewarmBatchInput, rawURL string, header http.Header) PairDetail {
 	start := time.Now()
 	row := PairDetail{}
 	u, err := url.Parse(rawURL)

@@ -2,57 +2,43 @@ package activities
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 
 	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/temporal"
-
-	"github.com/cdnflow/cdnflow/service"
-	"github.com/cdnflow/cdnflow/workflows"
 )
+
+// ScheduledJob is the action of a Temporal Schedule: a prewarm or purge
+// request exactly as the API takes it. Bodies are JSON so the workflow
+// stays independent of the API's types.
+type ScheduledJob struct {
+	ScheduleID string `json:"scheduleId"`
+	Kind       string `json:"kind"` // prewarm or purge
+	AppKey     string `json:"appKey,omitempty"`
+	Body       []byte `json:"body"`
+}
+
+// ScheduledRun is what one run started.
+type ScheduledRun struct {
+	RequestID string  `json:"requestID,omitempty"`
+	PurgeSeqs []int64 `json:"purgeSeqs,omitempty"`
+}
+
+// JobSubmitter submits a scheduled job like an API request, so it is
+// validated, rate-limited and numbered like any other; service.Service
+// implements it (service/schedule_run.go). Input that no longer validates
+// is returned as a non-retryable ErrInvalidRequest; other errors are
+// retried.
+type JobSubmitter interface {
+	SubmitScheduledJob(ctx context.Context, job ScheduledJob, idempotencyKey string) (ScheduledRun, error)
+}
 
 // Scheduled submits scheduled jobs through the service layer.
 type Scheduled struct {
-	Service *service.Service
+	Jobs JobSubmitter
 }
 
 // RunScheduledJob starts the prewarm or purge of one scheduled run. The
 // idempotency key is the run's workflow id, so a retried activity does not
 // start the prewarm twice.
-func (a *Scheduled) RunScheduledJob(ctx context.Context, job workflows.ScheduledJob) (workflows.ScheduledRun, error) {
-	var run workflows.ScheduledRun
-	switch job.Kind {
-	case workflows.KindPrewarm:
-		var req service.PrewarmRequest
-		if err := json.Unmarshal(job.Body, &req); err != nil {
-			return run, temporal.NewNonRetryableApplicationError("prewarm body: "+err.Error(), "InvalidRequest", err)
-		}
-		id, err := a.Service.StartPrewarm(ctx, req, "schedule/"+activity.GetInfo(ctx).WorkflowExecution.ID)
-		run.RequestID = id
-		return run, classify(err)
-	case workflows.KindPurge:
-		var req service.PurgeRequest
-		if err := json.Unmarshal(job.Body, &req); err != nil {
-			return run, temporal.NewNonRetryableApplicationError("purge body: "+err.Error(), "InvalidRequest", err)
-		}
-		res, err := a.Service.StartPurge(ctx, job.AppKey, req)
-		run.PurgeSeqs = res.PurgeSeqs
-		return run, classify(err)
-	}
-	return run, temporal.NewNonRetryableApplicationError("unknown scheduled job kind "+job.Kind, "InvalidRequest", nil)
-}
-
-// classify makes input errors final; others (Temporal briefly away, rate
-// limit) are retried.
-func classify(err error) error {
-	var ve *service.ValidationError
-	if errors.As(err, &ve) || errors.Is(err, service.ErrUnknownDomain) {
-		return temporal.NewNonRetryableApplicationError(err.Error(), "InvalidRequest", err)
-	}
-	if err != nil {
-		return fmt.Errorf("scheduled job: %w", err)
-	}
-	return nil
+func (a *Scheduled) RunScheduledJob(ctx context.Context, job ScheduledJob) (ScheduledRun, error) {
+	return a.Jobs.SubmitScheduledJob(ctx, job, "schedule/"+activity.GetInfo(ctx).WorkflowExecution.ID)
 }

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/service"
-	"github.com/cdnflow/cdnflow/workflows"
 )
 
 func TestSchedulesFireAndAreManaged(t *testing.T) {
@@ -40,7 +40,7 @@ func TestSchedulesFireAndAreManaged(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	var run workflows.ScheduledRun
+	var run activities.ScheduledRun
 	if err := env.Client.GetWorkflow(context.Background(), v.RecentRuns[0], "").Get(context.Background(), &run); err != nil {
 		t.Fatalf("scheduled run: %v", err)
 	}

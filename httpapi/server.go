@@ -42,7 +42,7 @@ func New(d Deps) *Server {
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
-	s := &Server{Echo: e, d: d, service: &service.Service{Temporal: d.Temporal, Config: d.Config, Inventory: d.Inventory, Logger: d.Logger}}
+	s := &Server{Echo: e, d: d, service: service.New(service.Deps{Temporal: d.Temporal, Config: d.Config, Inventory: d.Inventory, Logger: d.Logger})}
 	e.HTTPErrorHandler = s.handleError
 	e.Use(middleware.RequestID())
 	e.Use(s.accessLog)

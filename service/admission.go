@@ -43,19 +43,17 @@ type backlogGate struct {
 	reset    time.Time
 }
 
-var gate = &backlogGate{}
-
 // admitJob refuses a new job while the workflow task backlog is over the
 // limit. If the backlog cannot be read, the job is admitted: admission
 // protects against overload, it must not become an outage of its own.
 func (s *Service) admitJob(ctx context.Context) error {
-	if s.Config.MaxBacklog <= 0 {
+	if s.config.MaxBacklog <= 0 {
 		return nil
 	}
-	err := gate.admit(ctx, s, int64(s.Config.MaxBacklog))
+	err := s.gate.admit(ctx, s, int64(s.config.MaxBacklog))
 	if err != nil && !errors.Is(err, ErrOverloaded) {
-		if s.Logger != nil {
-			s.Logger.Warn("read task queue backlog", zap.Error(err))
+		if s.logger != nil {
+			s.logger.Warn("read task queue backlog", zap.Error(err))
 		}
 		return nil
 	}
@@ -84,14 +82,14 @@ func (g *backlogGate) refresh(ctx context.Context, s *Service) error {
 	if time.Since(g.at) < backlogTTL {
 		return nil
 	}
-	resp, err := s.Temporal.WorkflowService().DescribeTaskQueue(ctx, &workflowservice.DescribeTaskQueueRequest{
-		Namespace:     s.Config.Namespace,
-		TaskQueue:     &taskqueuepb.TaskQueue{Name: s.Config.TaskQueue, Kind: enumspb.TASK_QUEUE_KIND_NORMAL},
+	resp, err := s.temporal.WorkflowService().DescribeTaskQueue(ctx, &workflowservice.DescribeTaskQueueRequest{
+		Namespace:     s.config.Namespace,
+		TaskQueue:     &taskqueuepb.TaskQueue{Name: s.config.TaskQueue, Kind: enumspb.TASK_QUEUE_KIND_NORMAL},
 		TaskQueueType: enumspb.TASK_QUEUE_TYPE_WORKFLOW,
 		ReportStats:   true,
 	})
 	if err != nil {
-		return fmt.Errorf("describe task queue %s: %w", s.Config.TaskQueue, err)
+		return fmt.Errorf("describe task queue %s: %w", s.config.TaskQueue, err)
 	}
 	st := resp.GetStats()
 	backlog, age := st.GetApproximateBacklogCount(), st.GetApproximateBacklogAge().AsDuration()

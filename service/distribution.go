@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/internal/metrics"
 	"github.com/cdnflow/cdnflow/workflows"
 )
@@ -32,28 +33,28 @@ const MaxDistributionsPerRequest = 100
 
 // DistributionView is a distribution as the API shows it (NHN fields).
 type DistributionView struct {
-	Domain                         string              `json:"domain"`
-	DomainAlias                    string              `json:"domainAlias"`
-	Region                         string              `json:"region"`
-	Description                    string              `json:"description"`
-	Status                         string              `json:"status"`
-	CreateTime                     int64               `json:"createTime"`
-	UseOrigin                      string              `json:"useOrigin"`
-	UseOriginHTTPProtocolDowngrade bool                `json:"useOriginHttpProtocolDowngrade"`
-	ForwardHostHeader              string              `json:"forwardHostHeader"`
-	MaxAge                         int64               `json:"maxAge"`
-	ReferrerType                   string              `json:"referrerType"`
-	Referrers                      string              `json:"referrers"`
-	IsAllowWhenEmptyReferrer       bool                `json:"isAllowWhenEmptyReferrer"`
-	Origins                        []workflows.Origin  `json:"origins"`
-	Callback                       *workflows.Callback `json:"callback,omitempty"`
+	Domain                         string               `json:"domain"`
+	DomainAlias                    string               `json:"domainAlias"`
+	Region                         string               `json:"region"`
+	Description                    string               `json:"description"`
+	Status                         string               `json:"status"`
+	CreateTime                     int64                `json:"createTime"`
+	UseOrigin                      string               `json:"useOrigin"`
+	UseOriginHTTPProtocolDowngrade bool                 `json:"useOriginHttpProtocolDowngrade"`
+	ForwardHostHeader              string               `json:"forwardHostHeader"`
+	MaxAge                         int64                `json:"maxAge"`
+	ReferrerType                   string               `json:"referrerType"`
+	Referrers                      string               `json:"referrers"`
+	IsAllowWhenEmptyReferrer       bool                 `json:"isAllowWhenEmptyReferrer"`
+	Origins                        []activities.Origin  `json:"origins"`
+	Callback                       *activities.Callback `json:"callback,omitempty"`
 	// cdnflow's: why it is in ERROR, and the latest callback outcomes.
-	LastError string                     `json:"lastError,omitempty"`
-	Callbacks []workflows.CallbackResult `json:"callbacks,omitempty"`
+	LastError string                      `json:"lastError,omitempty"`
+	Callbacks []activities.CallbackResult `json:"callbacks,omitempty"`
 }
 
 // ViewOf renders a distribution state for the API.
-func ViewOf(st workflows.DistributionState) DistributionView {
+func ViewOf(st activities.DistributionState) DistributionView {
 	c := st.Config
 	return DistributionView{
 		Domain: st.Domain, DomainAlias: c.DomainAlias, Region: c.Region, Description: c.Description,
@@ -74,9 +75,9 @@ func (s *Service) CreateDistributions(ctx context.Context, appKey string, bodies
 	if len(bodies) > MaxDistributionsPerRequest {
 		return nil, invalid("distributions lists %d; at most %d per request", len(bodies), MaxDistributionsPerRequest)
 	}
-	configs := make([]workflows.DistributionConfig, len(bodies))
+	configs := make([]activities.DistributionConfig, len(bodies))
 	for i, b := range bodies {
-		cfg, err := buildConfig(b, modeCreate, workflows.DistributionConfig{})
+		cfg, err := buildConfig(b, modeCreate, activities.DistributionConfig{})
 		if err != nil {
 			return nil, invalid("distributions[%d].%s", i, err.Error())
 		}
@@ -93,31 +94,31 @@ func (s *Service) CreateDistributions(ctx context.Context, appKey string, bodies
 	return out, nil
 }
 
-func (s *Service) startDistribution(ctx context.Context, appKey string, cfg workflows.DistributionConfig) (workflows.DistributionState, error) {
+func (s *Service) startDistribution(ctx context.Context, appKey string, cfg activities.DistributionConfig) (activities.DistributionState, error) {
 	for attempt := 0; attempt < 5; attempt++ {
-		domain := randomLabel(8) + "." + strings.ToLower(s.Config.CDNBaseDomain)
+		domain := randomLabel(8) + "." + strings.ToLower(s.config.CDNBaseDomain)
 		seq, err := s.NextSeq(ctx, "distribution")
 		if err != nil {
-			return workflows.DistributionState{}, err
+			return activities.DistributionState{}, err
 		}
 		now := time.Now()
-		st := workflows.DistributionState{AppKey: appKey, Domain: domain, Status: workflows.StatusOpening, Config: cfg, CreateTime: now.UnixMilli(), Seq: seq}
+		st := activities.DistributionState{AppKey: appKey, Domain: domain, Status: activities.StatusOpening, Config: cfg, CreateTime: now.UnixMilli(), Seq: seq}
 		id := workflows.DistributionWorkflowID(appKey, domain)
 		opts := client.StartWorkflowOptions{
 			ID:                    id,
-			TaskQueue:             s.Config.TaskQueue,
+			TaskQueue:             s.config.TaskQueue,
 			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 			TypedSearchAttributes: temporal.NewSearchAttributes(
 				workflows.KindAttr.ValueSet(workflows.KindDistribution),
 				workflows.AppKeyAttr.ValueSet(appKey),
 				workflows.DomainAttr.ValueSet(domain),
-				workflows.StatusAttr.ValueSet(workflows.StatusOpening),
+				workflows.StatusAttr.ValueSet(activities.StatusOpening),
 				workflows.SeqAttr.ValueSet(seq),
 				workflows.CreatedAttr.ValueSet(now.UTC()),
 			),
 		}
-		_, err = s.Temporal.ExecuteWorkflow(ctx, opts, workflows.DistributionWorkflow, workflows.DistributionInit{
-			State: st, EdgeIDs: s.Inventory.IDs(), ApplyTimeout: 2 * time.Minute, HeartbeatTimeout: s.Config.HeartbeatTimeout,
+		_, err = s.temporal.ExecuteWorkflow(ctx, opts, workflows.DistributionWorkflow, workflows.DistributionInit{
+			State: st, EdgeIDs: s.inventory.IDs(), ApplyTimeout: 2 * time.Minute, HeartbeatTimeout: s.config.HeartbeatTimeout,
 		})
 		var taken *serviceerror.WorkflowExecutionAlreadyStarted
 		if errors.As(err, &taken) {
@@ -129,7 +130,7 @@ func (s *Service) startDistribution(ctx context.Context, appKey string, cfg work
 		metrics.JobsStarted.WithLabelValues(workflows.KindDistribution).Inc()
 		return st, nil
 	}
-	return workflows.DistributionState{}, errors.New("could not draw an unused domain name")
+	return activities.DistributionState{}, errors.New("could not draw an unused domain name")
 }
 
 const labelAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -164,14 +165,14 @@ func (s *Service) ListDistributions(ctx context.Context, appKey, domain, status 
 		}
 		q += fmt.Sprintf(" AND %s = '%s'", workflows.StatusAttr.GetName(), status)
 	}
-	if status != workflows.StatusClose {
+	if status != activities.StatusClose {
 		q += " AND ExecutionStatus = 'Running'"
 	}
 	out := []DistributionView{}
 	var token []byte
 	workersDown := false
 	for {
-		resp, err := s.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 500, NextPageToken: token})
+		resp, err := s.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 500, NextPageToken: token})
 		if err != nil {
 			return nil, fmt.Errorf("list distributions: %w", err)
 		}
@@ -208,8 +209,8 @@ func (s *Service) ListDistributions(ctx context.Context, appKey, domain, status 
 // stateFromVisibility is a distribution as visibility last saw it: the
 // state memo its workflow keeps at every status change, or, for workflows
 // older than that memo, the domain and status search attributes.
-func stateFromVisibility(ex *workflowpb.WorkflowExecutionInfo) workflows.DistributionState {
-	var st workflows.DistributionState
+func stateFromVisibility(ex *workflowpb.WorkflowExecutionInfo) activities.DistributionState {
+	var st activities.DistributionState
 	if p, ok := ex.GetMemo().GetFields()[workflows.MemoDistributionState]; ok {
 		if err := converter.GetDefaultDataConverter().FromPayload(p, &st); err == nil {
 			return st
@@ -226,15 +227,15 @@ func stateFromVisibility(ex *workflowpb.WorkflowExecutionInfo) workflows.Distrib
 
 func validStatus(s string) bool {
 	switch s {
-	case workflows.StatusOpening, workflows.StatusOpen, workflows.StatusModifying, workflows.StatusResume,
-		workflows.StatusSuspending, workflows.StatusSuspend, workflows.StatusClosing, workflows.StatusClose, workflows.StatusError:
+	case activities.StatusOpening, activities.StatusOpen, activities.StatusModifying, activities.StatusResume,
+		activities.StatusSuspending, activities.StatusSuspend, activities.StatusClosing, activities.StatusClose, activities.StatusError:
 		return true
 	}
 	return false
 }
 
-func (s *Service) distributionState(ctx context.Context, wfID string) (workflows.DistributionState, error) {
-	var st workflows.DistributionState
+func (s *Service) distributionState(ctx context.Context, wfID string) (activities.DistributionState, error) {
+	var st activities.DistributionState
 	v, err := s.query(ctx, wfID, workflows.QueryDistribution)
 	if err != nil {
 		return st, err
@@ -264,7 +265,7 @@ func (s *Service) UpdateDistribution(ctx context.Context, appKey string, b Distr
 	base := st.Config
 	if !partial {
 		// PUT replaces; optional fields not given go back to their defaults.
-		base = workflows.DistributionConfig{Region: st.Config.Region, IsAllowWhenEmptyReferrer: true}
+		base = activities.DistributionConfig{Region: st.Config.Region, IsAllowWhenEmptyReferrer: true}
 		if b.IsAllowWhenEmptyReferrer == nil {
 			t := true
 			b.IsAllowWhenEmptyReferrer = &t
@@ -300,7 +301,7 @@ func (s *Service) ChangeDistributions(ctx context.Context, appKey string, domain
 }
 
 func (s *Service) update(ctx context.Context, appKey, domain, name string, args ...any) error {
-	h, err := s.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+	h, err := s.temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   workflows.DistributionWorkflowID(appKey, domain),
 		UpdateName:   name,
 		Args:         args,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
@@ -13,8 +14,8 @@ var ErrUnknownDomain = fmt.Errorf("unknown domain: %w", ErrNotFound)
 // DistributionByDomain reads a distribution's state from its entity
 // workflow. A closed (deleted) distribution counts as unknown. The appKey is
 // part of the workflow id, so one appKey can never see another's domains.
-func (s *Service) DistributionByDomain(ctx context.Context, appKey, domain string) (workflows.DistributionState, error) {
-	var st workflows.DistributionState
+func (s *Service) DistributionByDomain(ctx context.Context, appKey, domain string) (activities.DistributionState, error) {
+	var st activities.DistributionState
 	v, err := s.query(ctx, workflows.DistributionWorkflowID(appKey, domain), workflows.QueryDistribution)
 	if err != nil {
 		if isNotFound(err) {
@@ -25,7 +26,7 @@ func (s *Service) DistributionByDomain(ctx context.Context, appKey, domain strin
 	if err := v.Get(&st); err != nil {
 		return st, fmt.Errorf("decode distribution %s: %w", domain, err)
 	}
-	if st.Status == workflows.StatusClose {
+	if st.Status == activities.StatusClose {
 		return st, ErrUnknownDomain
 	}
 	return st, nil

@@ -5,8 +5,8 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/edge/vcl"
-	"github.com/cdnflow/cdnflow/workflows"
 )
 
 // DistributionBody is one distribution in POST, or the body of PUT and
@@ -55,62 +55,83 @@ const (
 const MaxAgeLimit = 2_147_483_647
 
 // buildConfig validates b for mode and returns the resulting config; for
-// PATCH, absent fields keep their value in base.
-func buildConfig(b DistributionBody, mode bodyMode, base workflows.DistributionConfig) (workflows.DistributionConfig, error) {
+// PATCH, absent fields keep their value in base. Fields are checked in a
+// fixed order and the first invalid one is reported.
+func buildConfig(b DistributionBody, mode bodyMode, base activities.DistributionConfig) (activities.DistributionConfig, error) {
 	c := base
-	req := func(present bool, field string) error {
-		if !present && mode != modePatch {
-			return invalid("%s is required", field)
+	for _, step := range []func(DistributionBody, bodyMode, *activities.DistributionConfig) error{
+		buildSwitches, buildTexts, buildTargets,
+	} {
+		if err := step(b, mode, &c); err != nil {
+			return c, err
 		}
-		return nil
 	}
+	return c, nil
+}
+
+// required refuses a field missing from a POST or PUT body.
+func required(present bool, mode bodyMode, field string) error {
+	if !present && mode != modePatch {
+		return invalid("%s is required", field)
+	}
+	return nil
+}
+
+// buildSwitches sets region, useOriginHttpProtocolDowngrade, useOrigin and
+// referrerType.
+func buildSwitches(b DistributionBody, mode bodyMode, c *activities.DistributionConfig) error {
 	if mode == modeCreate {
 		if b.Region == nil {
-			return c, invalid("region is required")
+			return invalid("region is required")
 		}
 	}
 	if b.Region != nil {
 		if *b.Region != "GLOBAL" {
-			return c, invalid("region must be GLOBAL, not %q", *b.Region)
+			return invalid("region must be GLOBAL, not %q", *b.Region)
 		}
 		c.Region = *b.Region
 	}
 	if c.Region == "" {
 		c.Region = "GLOBAL"
 	}
-	if err := req(b.UseOriginHTTPProtocolDowngrade != nil, "useOriginHttpProtocolDowngrade"); err != nil {
-		return c, err
+	if err := required(b.UseOriginHTTPProtocolDowngrade != nil, mode, "useOriginHttpProtocolDowngrade"); err != nil {
+		return err
 	}
 	if b.UseOriginHTTPProtocolDowngrade != nil {
 		c.UseOriginHTTPProtocolDowngrade = *b.UseOriginHTTPProtocolDowngrade
 	}
-	if err := req(b.UseOrigin != nil, "useOrigin"); err != nil {
-		return c, err
+	if err := required(b.UseOrigin != nil, mode, "useOrigin"); err != nil {
+		return err
 	}
 	if b.UseOrigin != nil {
 		if *b.UseOrigin != "Y" && *b.UseOrigin != "N" {
-			return c, invalid("useOrigin must be Y or N, not %q", *b.UseOrigin)
+			return invalid("useOrigin must be Y or N, not %q", *b.UseOrigin)
 		}
 		c.UseOrigin = *b.UseOrigin
 	}
-	if err := req(b.ReferrerType != nil, "referrerType"); err != nil {
-		return c, err
+	if err := required(b.ReferrerType != nil, mode, "referrerType"); err != nil {
+		return err
 	}
 	if b.ReferrerType != nil {
 		if *b.ReferrerType != "BLACKLIST" && *b.ReferrerType != "WHITELIST" {
-			return c, invalid("referrerType must be BLACKLIST or WHITELIST, not %q", *b.ReferrerType)
+			return invalid("referrerType must be BLACKLIST or WHITELIST, not %q", *b.ReferrerType)
 		}
 		c.ReferrerType = *b.ReferrerType
 	}
+	return nil
+}
+
+// buildTexts sets description, domainAlias, maxAge and referrers.
+func buildTexts(b DistributionBody, _ bodyMode, c *activities.DistributionConfig) error {
 	if b.Description != nil {
 		if len([]rune(*b.Description)) > 255 {
-			return c, invalid("description is longer than 255 characters")
+			return invalid("description is longer than 255 characters")
 		}
 		c.Description = *b.Description
 	}
 	if b.DomainAlias != nil {
 		if len(*b.DomainAlias) > 255 {
-			return c, invalid("domainAlias is longer than 255 characters")
+			return invalid("domainAlias is longer than 255 characters")
 		}
 		for _, a := range strings.Split(*b.DomainAlias, "\n") {
 			a = strings.TrimSpace(a)
@@ -118,31 +139,37 @@ func buildConfig(b DistributionBody, mode bodyMode, base workflows.DistributionC
 				continue
 			}
 			if !validHostname(strings.ToLower(a)) {
-				return c, invalid("domainAlias %q is not a valid domain name", a)
+				return invalid("domainAlias %q is not a valid domain name", a)
 			}
 		}
 		c.DomainAlias = strings.TrimSpace(*b.DomainAlias)
 	}
 	if b.MaxAge != nil {
 		if *b.MaxAge < 0 || *b.MaxAge > MaxAgeLimit {
-			return c, invalid("maxAge must be between 0 and 2147483647")
+			return invalid("maxAge must be between 0 and 2147483647")
 		}
 		c.MaxAge = *b.MaxAge
 	}
 	if b.Referrers != nil {
 		if len(*b.Referrers) > 1024 {
-			return c, invalid("referrers is longer than 1024 characters")
+			return invalid("referrers is longer than 1024 characters")
 		}
 		for _, r := range strings.Split(*b.Referrers, "\n") {
 			if r = strings.TrimSpace(r); r == "" {
 				continue
 			}
 			if err := vcl.CheckReferrerPattern(r); err != nil {
-				return c, invalid("referrers: %v", err)
+				return invalid("referrers: %v", err)
 			}
 		}
 		c.Referrers = *b.Referrers
 	}
+	return nil
+}
+
+// buildTargets sets isAllowWhenEmptyReferrer, forwardHostHeader (its
+// default depends on the aliases), origins and callback.
+func buildTargets(b DistributionBody, mode bodyMode, c *activities.DistributionConfig) error {
 	if b.IsAllowWhenEmptyReferrer != nil {
 		c.IsAllowWhenEmptyReferrer = *b.IsAllowWhenEmptyReferrer
 	} else if mode == modeCreate {
@@ -150,7 +177,7 @@ func buildConfig(b DistributionBody, mode bodyMode, base workflows.DistributionC
 	}
 	if b.ForwardHostHeader != nil {
 		if *b.ForwardHostHeader != vcl.ForwardOriginHostname && *b.ForwardHostHeader != vcl.ForwardRequestHost {
-			return c, invalid("forwardHostHeader must be ORIGIN_HOSTNAME or REQUEST_HOST_HEADER, not %q", *b.ForwardHostHeader)
+			return invalid("forwardHostHeader must be ORIGIN_HOSTNAME or REQUEST_HOST_HEADER, not %q", *b.ForwardHostHeader)
 		}
 		c.ForwardHostHeader = *b.ForwardHostHeader
 	} else if mode != modePatch || c.ForwardHostHeader == "" {
@@ -160,36 +187,36 @@ func buildConfig(b DistributionBody, mode bodyMode, base workflows.DistributionC
 			c.ForwardHostHeader = vcl.ForwardRequestHost
 		}
 	}
-	if err := req(b.Origins != nil, "origins"); err != nil {
-		return c, err
+	if err := required(b.Origins != nil, mode, "origins"); err != nil {
+		return err
 	}
 	if b.Origins != nil {
 		origins, err := buildOrigins(*b.Origins, mode, c.UseOriginHTTPProtocolDowngrade)
 		if err != nil {
-			return c, err
+			return err
 		}
 		c.Origins = origins
 	}
 	if b.Callback != nil {
 		cb, err := buildCallback(*b.Callback)
 		if err != nil {
-			return c, err
+			return err
 		}
 		c.Callback = cb
 	}
-	return c, nil
+	return nil
 }
 
-func buildOrigins(list []OriginBody, mode bodyMode, downgrade bool) ([]workflows.Origin, error) {
+func buildOrigins(list []OriginBody, mode bodyMode, downgrade bool) ([]activities.Origin, error) {
 	if len(list) == 0 {
 		return nil, invalid("origins must list at least one origin")
 	}
 	if len(list) > 10 {
 		return nil, invalid("origins lists %d origins; at most 10", len(list))
 	}
-	var out []workflows.Origin
+	var out []activities.Origin
 	for i, o := range list {
-		var w workflows.Origin
+		var w activities.Origin
 		if o.Origin == nil || *o.Origin == "" {
 			return nil, invalid("origins[%d].origin is required", i)
 		}
@@ -244,7 +271,7 @@ func buildOrigins(list []OriginBody, mode bodyMode, downgrade bool) ([]workflows
 	return out, nil
 }
 
-func buildCallback(b CallbackBody) (*workflows.Callback, error) {
+func buildCallback(b CallbackBody) (*activities.Callback, error) {
 	if b.HTTPMethod == nil || b.URL == nil {
 		return nil, invalid("callback needs httpMethod and url")
 	}
@@ -260,5 +287,5 @@ func buildCallback(b CallbackBody) (*workflows.Callback, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, invalid("callback.url %q is not an http(s) URL", *b.URL)
 	}
-	return &workflows.Callback{HTTPMethod: m, URL: *b.URL}, nil
+	return &activities.Callback{HTTPMethod: m, URL: *b.URL}, nil
 }

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/inventory"
-	"github.com/cdnflow/cdnflow/workflows"
 )
 
 func fuzzInventory(t interface{ Fatal(...any) }) *inventory.Inventory {
@@ -66,7 +66,7 @@ func FuzzDistributionBody(f *testing.F) {
 			return
 		}
 		for _, mode := range []bodyMode{modeCreate, modePut, modePatch} {
-			cfg, err := buildConfig(b, mode, workflows.DistributionConfig{})
+			cfg, err := buildConfig(b, mode, activities.DistributionConfig{})
 			if err != nil {
 				if _, ok := err.(*ValidationError); !ok {
 					t.Fatalf("non-validation error %T: %v", err, err)
@@ -106,7 +106,7 @@ func FuzzSplitPurgeList(f *testing.F) {
 				t.Fatalf("batch of %d", len(b))
 			}
 			for _, p := range b {
-				if (typ == workflows.PurgeItem || typ == workflows.PurgeWildcard) && !strings.HasPrefix(p, "/") {
+				if (typ == activities.PurgeItem || typ == activities.PurgeWildcard) && !strings.HasPrefix(p, "/") {
 					t.Fatalf("accepted path %q", p)
 				}
 			}

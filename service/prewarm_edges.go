@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/internal/payload"
 	"github.com/cdnflow/cdnflow/workflows"
 )
@@ -33,40 +34,30 @@ type PairPage struct {
 	Pairs      []PairRow `json:"pairs"`
 }
 
-type pairDetail struct {
-	Index      int    `json:"i"`
-	Status     int    `json:"status"`
-	Cache      string `json:"cache"`
-	Age        int    `json:"age"`
-	Attempts   int    `json:"attempts"`
-	DurationMS int64  `json:"durationMs"`
-	Error      string `json:"error"`
-}
-
 // PrewarmPairs pages through every URL×edge pair of a job with its outcome,
 // read from the per-chunk results the activities stored.
 func (s *Service) PrewarmPairs(ctx context.Context, requestID string, page, pageSize int) (PairPage, error) {
 	out := PairPage{RequestID: requestID, Page: page, PageSize: pageSize, Pairs: []PairRow{}}
-	jobID := prewarmWorkflowID(requestID)
+	jobID := workflows.PrewarmWorkflowID(requestID)
 	st, urls, err := s.prewarmJob(ctx, requestID, workflows.PrewarmStatusQuery{Limit: 1})
 	if err != nil {
 		return out, err
 	}
 	n := len(urls)
 	out.TotalPairs = n * len(st.Edges)
-	chunks := map[string]map[int]pairDetail{}
-	load := func(edgeID string, chunk int) (map[int]pairDetail, error) {
-		key := workflows.PrewarmDetailKey(jobID, edgeID, chunk)
+	chunks := map[string]map[int]activities.PairDetail{}
+	load := func(edgeID string, chunk int) (map[int]activities.PairDetail, error) {
+		key := payload.PrewarmDetailKey(jobID, edgeID, chunk)
 		if m, ok := chunks[key]; ok {
 			return m, nil
 		}
-		m := map[int]pairDetail{}
+		m := map[int]activities.PairDetail{}
 		data, err := s.Payloads().Get(ctx, key)
 		if err != nil && !errors.Is(err, payload.ErrNotFound) {
 			return nil, err
 		}
 		if err == nil {
-			var rows []pairDetail
+			var rows []activities.PairDetail
 			if err := json.Unmarshal(data, &rows); err != nil {
 				return nil, fmt.Errorf("decode pair details %s: %w", key, err)
 			}

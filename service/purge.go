@@ -15,11 +15,13 @@ import (
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/internal/metrics"
 	"github.com/cdnflow/cdnflow/workflows"
 )
@@ -63,10 +65,10 @@ func SplitPurgeList(purgeType, list string, itemBatch, wildcardBatch int) ([][]s
 	}
 	batch := itemBatch
 	switch purgeType {
-	case workflows.PurgeAll:
+	case activities.PurgeAll:
 		return [][]string{nil}, nil
-	case workflows.PurgeItem, workflows.PurgeWildcard:
-		if purgeType == workflows.PurgeWildcard {
+	case activities.PurgeItem, activities.PurgeWildcard:
+		if purgeType == activities.PurgeWildcard {
 			batch = wildcardBatch
 		}
 		if len(paths) == 0 {
@@ -77,7 +79,7 @@ func SplitPurgeList(purgeType, list string, itemBatch, wildcardBatch int) ([][]s
 				return nil, err
 			}
 		}
-	case workflows.PurgeTag:
+	case activities.PurgeTag:
 		if len(paths) == 0 {
 			return nil, invalid("purgeList must list at least one tag for purgeType TAG")
 		}
@@ -123,7 +125,7 @@ func checkPurgePath(purgeType, p string) error {
 		return invalid("path %q is not a valid URL path: %v", p, errors.Unwrap(err))
 	}
 	star := strings.IndexByte(p, '*')
-	if purgeType == workflows.PurgeWildcard {
+	if purgeType == activities.PurgeWildcard {
 		if star != len(p)-1 {
 			return invalid("WILDCARD path %q must end with * and have no other *", p)
 		}
@@ -145,8 +147,6 @@ type purgeLimiter struct {
 	mu   sync.Mutex
 	last map[string]time.Time
 }
-
-var limiter = &purgeLimiter{last: map[string]time.Time{}}
 
 // seqTimeout bounds the seq reservation of one purge request.
 const seqTimeout = 5 * time.Second
@@ -183,20 +183,20 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 		return res, invalid("domain %q is not a valid domain name", req.Domain)
 	}
 	purgeType := strings.ToUpper(strings.TrimSpace(req.PurgeType))
-	batches, err := SplitPurgeList(purgeType, req.PurgeList, s.Config.PurgeItemBatch, s.Config.PurgeWildcardBatch)
+	batches, err := SplitPurgeList(purgeType, req.PurgeList, s.config.PurgeItemBatch, s.config.PurgeWildcardBatch)
 	if err != nil {
 		return res, err
 	}
-	if req.Soft && purgeType != workflows.PurgeItem && purgeType != workflows.PurgeTag {
+	if req.Soft && purgeType != activities.PurgeItem && purgeType != activities.PurgeTag {
 		return res, invalid("soft purge applies to ITEM and TAG purges only")
 	}
 	// The rate limit comes before any workflow call, so requests over it
 	// cost nothing (a request to an unknown domain still counts).
-	key, every := appKey+"/items", s.Config.PurgeItemInterval
-	if purgeType == workflows.PurgeAll {
-		key, every = appKey+"/all/"+domain, s.Config.PurgeAllInterval
+	key, every := appKey+"/items", s.config.PurgeItemInterval
+	if purgeType == activities.PurgeAll {
+		key, every = appKey+"/all/"+domain, s.config.PurgeAllInterval
 	}
-	if !limiter.allow(key, every, time.Now()) {
+	if !s.limiter.allow(key, every, time.Now()) {
 		return res, fmt.Errorf("%w: %s purges of this appKey are limited to one per %s", ErrRateLimited, purgeType, every)
 	}
 	if err := s.admitJob(ctx); err != nil {
@@ -206,7 +206,7 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 	if err != nil {
 		return res, err
 	}
-	edgeIDs := s.Inventory.IDs()
+	edgeIDs := s.inventory.IDs()
 	now := time.Now()
 	// All seqs in one update, within a bound: under overload the request is
 	// refused as rate-limited before anything started, never half-started.
@@ -224,29 +224,10 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 		pr := workflows.PurgeRequest{
 			AppKey: appKey, Domain: domain, Hosts: dist.Hosts(), Type: purgeType, Paths: paths,
 			Soft: req.Soft, Seq: seq, PurgeID: randomID(), EdgeIDs: edgeIDs,
-			Deadline: s.Config.PurgeDeadline, PurgeTime: now.UnixMilli(), HeartbeatTimeout: s.Config.HeartbeatTimeout,
+			Deadline: s.config.PurgeDeadline, PurgeTime: now.UnixMilli(), HeartbeatTimeout: s.config.HeartbeatTimeout,
 		}
-		opts := client.StartWorkflowOptions{
-			ID:        purgeWorkflowID(appKey, seq),
-			TaskQueue: s.Config.TaskQueue,
-			TypedSearchAttributes: temporal.NewSearchAttributes(
-				workflows.KindAttr.ValueSet(workflows.KindPurge),
-				workflows.AppKeyAttr.ValueSet(appKey),
-				workflows.DomainAttr.ValueSet(domain),
-				workflows.PurgeTypeAttr.ValueSet(purgeType),
-				workflows.StatusAttr.ValueSet(workflows.PurgeRunning),
-				workflows.SeqAttr.ValueSet(seq),
-				workflows.CreatedAttr.ValueSet(now.UTC()),
-			),
-			// The list view reads these without querying each workflow.
-			Memo: map[string]any{
-				"purgeId":         pr.PurgeID,
-				"distributionSeq": dist.Seq,
-				"path":            strings.Join(paths, "\n"),
-				"purgeTime":       pr.PurgeTime,
-			},
-		}
-		if _, err := s.Temporal.ExecuteWorkflow(ctx, opts, workflows.PurgeWorkflow, pr); err != nil {
+		opts := s.purgeStartOptions(pr, dist.Seq, now)
+		if _, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.PurgeWorkflow, pr); err != nil {
 			return res, fmt.Errorf("start purge seq %d: %w", seq, err)
 		}
 		metrics.JobsStarted.WithLabelValues(workflows.KindPurge).Inc()
@@ -256,8 +237,28 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 	return res, nil
 }
 
-func purgeWorkflowID(appKey string, seq int64) string {
-	return fmt.Sprintf("purge-%s-%d", appKey, seq)
+// purgeStartOptions starts one purge seq with the search attributes and
+// memo the purge list reads without querying each workflow.
+func (s *Service) purgeStartOptions(pr workflows.PurgeRequest, distributionSeq int64, accepted time.Time) client.StartWorkflowOptions {
+	return client.StartWorkflowOptions{
+		ID:        workflows.PurgeWorkflowID(pr.AppKey, pr.Seq),
+		TaskQueue: s.config.TaskQueue,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			workflows.KindAttr.ValueSet(workflows.KindPurge),
+			workflows.AppKeyAttr.ValueSet(pr.AppKey),
+			workflows.DomainAttr.ValueSet(pr.Domain),
+			workflows.PurgeTypeAttr.ValueSet(pr.Type),
+			workflows.StatusAttr.ValueSet(workflows.PurgeRunning),
+			workflows.SeqAttr.ValueSet(pr.Seq),
+			workflows.CreatedAttr.ValueSet(accepted.UTC()),
+		),
+		Memo: map[string]any{
+			workflows.MemoPurgeID:              pr.PurgeID,
+			workflows.MemoPurgeDistributionSeq: distributionSeq,
+			workflows.MemoPurgePath:            strings.Join(pr.Paths, "\n"),
+			workflows.MemoPurgeTime:            pr.PurgeTime,
+		},
+	}
 }
 
 func randomID() int64 {
@@ -297,46 +298,16 @@ func (s *Service) ListPurges(ctx context.Context, appKey, domain string, start, 
 	if !validHostname(domain) {
 		return out, invalid("domain %q is not a valid domain name", domain)
 	}
-	q := fmt.Sprintf("%s = '%s' AND %s = '%s' AND %s = '%s'",
-		workflows.KindAttr.GetName(), workflows.KindPurge,
-		workflows.AppKeyAttr.GetName(), escapeQuery(appKey),
-		workflows.DomainAttr.GetName(), domain)
-	if start != nil {
-		q += fmt.Sprintf(" AND %s >= '%s'", workflows.CreatedAttr.GetName(), start.UTC().Format(time.RFC3339Nano))
-	}
-	if end != nil {
-		q += fmt.Sprintf(" AND %s <= '%s'", workflows.CreatedAttr.GetName(), end.UTC().Format(time.RFC3339Nano))
-	}
-	type found struct {
-		item    PurgeItem
-		wfID    string
-		running bool
-		closeMS int64
-	}
-	var all []found
+	q := purgeListQuery(appKey, domain, start, end)
+	var all []foundPurge
 	var token []byte
 	for {
-		resp, err := s.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 1000, NextPageToken: token})
+		resp, err := s.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 1000, NextPageToken: token})
 		if err != nil {
 			return out, fmt.Errorf("list purges: %w", err)
 		}
 		for _, ex := range resp.GetExecutions() {
-			f := found{wfID: ex.GetExecution().GetWorkflowId(), running: ex.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING}
-			f.item.Seq = seqOf(ex.GetSearchAttributes().GetIndexedFields()[workflows.SeqAttr.GetName()])
-			f.item.Type = keywordOf(ex.GetSearchAttributes().GetIndexedFields()[workflows.PurgeTypeAttr.GetName()])
-			status := keywordOf(ex.GetSearchAttributes().GetIndexedFields()[workflows.StatusAttr.GetName()])
-			memo := ex.GetMemo().GetFields()
-			_ = converter.GetDefaultDataConverter().FromPayload(memo["purgeId"], &f.item.PurgeID)
-			_ = converter.GetDefaultDataConverter().FromPayload(memo["distributionSeq"], &f.item.DistributionSeq)
-			_ = converter.GetDefaultDataConverter().FromPayload(memo["path"], &f.item.Path)
-			_ = converter.GetDefaultDataConverter().FromPayload(memo["purgeTime"], &f.item.PurgeTime)
-			if ct := ex.GetCloseTime(); ct != nil {
-				f.closeMS = ct.AsTime().UnixMilli()
-			}
-			if status == workflows.PurgeDone {
-				f.item.Progress = 100
-				f.item.LastCheckTime = f.closeMS
-			}
+			f := purgeFromVisibility(ex)
 			all = append(all, f)
 			if len(all) >= maxPurgeListScan {
 				break
@@ -377,6 +348,52 @@ func (s *Service) ListPurges(ctx context.Context, appKey, domain string, start, 
 	return out, nil
 }
 
+// purgeListQuery selects an appKey's purges of one domain, created within
+// [start, end] when given.
+func purgeListQuery(appKey, domain string, start, end *time.Time) string {
+	q := fmt.Sprintf("%s = '%s' AND %s = '%s' AND %s = '%s'",
+		workflows.KindAttr.GetName(), workflows.KindPurge,
+		workflows.AppKeyAttr.GetName(), escapeQuery(appKey),
+		workflows.DomainAttr.GetName(), domain)
+	if start != nil {
+		q += fmt.Sprintf(" AND %s >= '%s'", workflows.CreatedAttr.GetName(), start.UTC().Format(time.RFC3339Nano))
+	}
+	if end != nil {
+		q += fmt.Sprintf(" AND %s <= '%s'", workflows.CreatedAttr.GetName(), end.UTC().Format(time.RFC3339Nano))
+	}
+	return q
+}
+
+// foundPurge is a purge as visibility lists it.
+type foundPurge struct {
+	item    PurgeItem
+	wfID    string
+	running bool
+	closeMS int64
+}
+
+// purgeFromVisibility reads a purge's seq, type, status and memo from
+// its visibility record; a finished purge has progress 100.
+func purgeFromVisibility(ex *workflowpb.WorkflowExecutionInfo) foundPurge {
+	f := foundPurge{wfID: ex.GetExecution().GetWorkflowId(), running: ex.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING}
+	f.item.Seq = seqOf(ex.GetSearchAttributes().GetIndexedFields()[workflows.SeqAttr.GetName()])
+	f.item.Type = keywordOf(ex.GetSearchAttributes().GetIndexedFields()[workflows.PurgeTypeAttr.GetName()])
+	status := keywordOf(ex.GetSearchAttributes().GetIndexedFields()[workflows.StatusAttr.GetName()])
+	memo := ex.GetMemo().GetFields()
+	_ = converter.GetDefaultDataConverter().FromPayload(memo[workflows.MemoPurgeID], &f.item.PurgeID)
+	_ = converter.GetDefaultDataConverter().FromPayload(memo[workflows.MemoPurgeDistributionSeq], &f.item.DistributionSeq)
+	_ = converter.GetDefaultDataConverter().FromPayload(memo[workflows.MemoPurgePath], &f.item.Path)
+	_ = converter.GetDefaultDataConverter().FromPayload(memo[workflows.MemoPurgeTime], &f.item.PurgeTime)
+	if ct := ex.GetCloseTime(); ct != nil {
+		f.closeMS = ct.AsTime().UnixMilli()
+	}
+	if status == workflows.PurgeDone {
+		f.item.Progress = 100
+		f.item.LastCheckTime = f.closeMS
+	}
+	return f
+}
+
 func (s *Service) purgeStatus(ctx context.Context, wfID string) (workflows.PurgeStatus, error) {
 	var st workflows.PurgeStatus
 	v, err := s.query(ctx, wfID, workflows.QueryPurgeStatus)
@@ -389,7 +406,7 @@ func (s *Service) purgeStatus(ctx context.Context, wfID string) (workflows.Purge
 // fillEdgeErrors adds the last failure of each edge's retrying activity, so
 // the list says why an edge is behind.
 func (s *Service) fillEdgeErrors(ctx context.Context, wfID string, edges []workflows.PurgeEdgeState) {
-	desc, err := s.Temporal.DescribeWorkflowExecution(ctx, wfID, "")
+	desc, err := s.temporal.DescribeWorkflowExecution(ctx, wfID, "")
 	if err != nil {
 		return
 	}

@@ -30,7 +30,7 @@ func (s *Service) query(ctx context.Context, workflowID, name string, args ...an
 	qctx, cancel := context.WithTimeout(ctx, queryBudget)
 	defer cancel()
 	for {
-		v, err := s.Temporal.QueryWorkflow(qctx, workflowID, "", name, args...)
+		v, err := s.temporal.QueryWorkflow(qctx, workflowID, "", name, args...)
 		if err == nil || !timedOut(err) {
 			return v, err
 		}

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
@@ -66,8 +67,6 @@ var overlaps = map[string]enumspb.ScheduleOverlapPolicy{
 // ErrExists means the id is taken.
 var ErrExists = errors.New("already exists")
 
-func scheduleID(id string) string { return "cdnflow-" + id }
-
 // CreateSchedule validates the job as the API would now and creates a
 // Temporal Schedule that starts a ScheduledJobWorkflow at each fire.
 func (s *Service) CreateSchedule(ctx context.Context, req ScheduleRequest) (ScheduleView, error) {
@@ -95,51 +94,26 @@ func (s *Service) CreateSchedule(ctx context.Context, req ScheduleRequest) (Sche
 	if !ok {
 		return v, invalid("overlap must be SKIP, BUFFER_ONE, BUFFER_ALL, CANCEL_OTHER, TERMINATE_OTHER or ALLOW_ALL")
 	}
-	job := workflows.ScheduledJob{ScheduleID: req.ID, Kind: req.Kind, AppKey: req.AppKey}
-	switch req.Kind {
-	case workflows.KindPrewarm:
-		var p PrewarmRequest
-		if err := json.Unmarshal(req.Prewarm, &p); err != nil {
-			return v, invalid("prewarm must be a Prewarm API body: %v", err)
-		}
-		if _, err := ValidatePrewarm(p, s.Inventory, s.Config.PrewarmDefaultTimeout); err != nil {
-			return v, err
-		}
-		job.Body = req.Prewarm
-	case workflows.KindPurge:
-		var p PurgeRequest
-		if err := json.Unmarshal(req.Purge, &p); err != nil {
-			return v, invalid("purge must be an NHN purge body: %v", err)
-		}
-		if _, ok := s.Config.AppKeys[req.AppKey]; !ok {
-			return v, invalid("appKey %q is not configured", req.AppKey)
-		}
-		if _, err := SplitPurgeList(strings.ToUpper(p.PurgeType), p.PurgeList, s.Config.PurgeItemBatch, s.Config.PurgeWildcardBatch); err != nil {
-			return v, err
-		}
-		if _, err := s.DistributionByDomain(ctx, req.AppKey, strings.ToLower(p.Domain)); err != nil {
-			return v, err
-		}
-		job.Body = req.Purge
-	default:
-		return v, invalid("kind must be prewarm or purge")
+	job, err := s.scheduledJob(ctx, req)
+	if err != nil {
+		return v, err
 	}
 	if len(job.Body) > MaxScheduleBody {
 		return v, invalid("the job body is %d bytes; a schedule keeps at most %d", len(job.Body), MaxScheduleBody)
 	}
-	_, err := s.Temporal.ScheduleClient().Create(ctx, client.ScheduleOptions{
-		ID:      scheduleID(req.ID),
+	_, err = s.temporal.ScheduleClient().Create(ctx, client.ScheduleOptions{
+		ID:      workflows.ScheduleID(req.ID),
 		Spec:    spec,
 		Overlap: overlap,
 		Paused:  req.Paused,
 		Note:    req.Note,
 		Action: &client.ScheduleWorkflowAction{
-			ID:        "scheduled-" + req.ID,
+			ID:        workflows.ScheduledPrefix + req.ID,
 			Workflow:  workflows.ScheduledJobWorkflow,
 			Args:      []any{job},
-			TaskQueue: s.Config.TaskQueue,
+			TaskQueue: s.config.TaskQueue,
 			TypedSearchAttributes: temporal.NewSearchAttributes(
-				workflows.KindAttr.ValueSet("scheduled-" + req.Kind),
+				workflows.KindAttr.ValueSet(workflows.ScheduledPrefix + req.Kind),
 			),
 		},
 		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.KindAttr.ValueSet(req.Kind)),
@@ -154,13 +128,48 @@ func (s *Service) CreateSchedule(ctx context.Context, req ScheduleRequest) (Sche
 	return s.Schedule(ctx, req.ID)
 }
 
+// scheduledJob validates a schedule's job as the API would take it now
+// and returns the job its runs submit.
+func (s *Service) scheduledJob(ctx context.Context, req ScheduleRequest) (activities.ScheduledJob, error) {
+	job := activities.ScheduledJob{ScheduleID: req.ID, Kind: req.Kind, AppKey: req.AppKey}
+	switch req.Kind {
+	case workflows.KindPrewarm:
+		var p PrewarmRequest
+		if err := json.Unmarshal(req.Prewarm, &p); err != nil {
+			return job, invalid("prewarm must be a Prewarm API body: %v", err)
+		}
+		if _, err := ValidatePrewarm(p, s.inventory, s.config.PrewarmDefaultTimeout); err != nil {
+			return job, err
+		}
+		job.Body = req.Prewarm
+	case workflows.KindPurge:
+		var p PurgeRequest
+		if err := json.Unmarshal(req.Purge, &p); err != nil {
+			return job, invalid("purge must be an NHN purge body: %v", err)
+		}
+		if _, ok := s.config.AppKeys[req.AppKey]; !ok {
+			return job, invalid("appKey %q is not configured", req.AppKey)
+		}
+		if _, err := SplitPurgeList(strings.ToUpper(p.PurgeType), p.PurgeList, s.config.PurgeItemBatch, s.config.PurgeWildcardBatch); err != nil {
+			return job, err
+		}
+		if _, err := s.DistributionByDomain(ctx, req.AppKey, strings.ToLower(p.Domain)); err != nil {
+			return job, err
+		}
+		job.Body = req.Purge
+	default:
+		return job, invalid("kind must be prewarm or purge")
+	}
+	return job, nil
+}
+
 // Schedule describes one schedule.
 func (s *Service) Schedule(ctx context.Context, id string) (ScheduleView, error) {
 	v := ScheduleView{ID: id}
 	if !scheduleIDRe.MatchString(id) {
 		return v, ErrNotFound
 	}
-	desc, err := s.Temporal.ScheduleClient().GetHandle(ctx, scheduleID(id)).Describe(ctx)
+	desc, err := s.temporal.ScheduleClient().GetHandle(ctx, workflows.ScheduleID(id)).Describe(ctx)
 	if err != nil {
 		if isNotFound(err) {
 			return v, ErrNotFound
@@ -169,7 +178,7 @@ func (s *Service) Schedule(ctx context.Context, id string) (ScheduleView, error)
 	}
 	sc := desc.Schedule
 	if a, ok := sc.Action.(*client.ScheduleWorkflowAction); ok {
-		v.Kind = strings.TrimPrefix(workflowKind(a), "scheduled-")
+		v.Kind = strings.TrimPrefix(workflowKind(a), workflows.ScheduledPrefix)
 	}
 	if sc.Spec != nil {
 		v.Cron = sc.Spec.CronExpressions
@@ -207,7 +216,7 @@ func workflowKind(a *client.ScheduleWorkflowAction) string {
 
 // ListSchedules lists cdnflow's schedules.
 func (s *Service) ListSchedules(ctx context.Context) ([]ScheduleView, error) {
-	it, err := s.Temporal.ScheduleClient().List(ctx, client.ScheduleListOptions{PageSize: 100})
+	it, err := s.temporal.ScheduleClient().List(ctx, client.ScheduleListOptions{PageSize: 100})
 	if err != nil {
 		return nil, fmt.Errorf("list schedules: %w", err)
 	}
@@ -217,10 +226,10 @@ func (s *Service) ListSchedules(ctx context.Context) ([]ScheduleView, error) {
 		if err != nil {
 			return nil, fmt.Errorf("list schedules: %w", err)
 		}
-		if !strings.HasPrefix(e.ID, "cdnflow-") {
+		if !strings.HasPrefix(e.ID, workflows.ScheduleIDPrefix) {
 			continue
 		}
-		v, err := s.Schedule(ctx, strings.TrimPrefix(e.ID, "cdnflow-"))
+		v, err := s.Schedule(ctx, strings.TrimPrefix(e.ID, workflows.ScheduleIDPrefix))
 		if err == nil {
 			out = append(out, v)
 		}
@@ -233,7 +242,7 @@ func (s *Service) ScheduleAction(ctx context.Context, id, action string) error {
 	if !scheduleIDRe.MatchString(id) {
 		return ErrNotFound
 	}
-	h := s.Temporal.ScheduleClient().GetHandle(ctx, scheduleID(id))
+	h := s.temporal.ScheduleClient().GetHandle(ctx, workflows.ScheduleID(id))
 	var err error
 	switch action {
 	case "pause":

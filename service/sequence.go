@@ -22,12 +22,12 @@ func (s *Service) ReserveSeqs(ctx context.Context, counter string, n int) (int64
 }
 
 func (s *Service) reserveSeqs(ctx context.Context, counter, update string, args ...any) (int64, error) {
-	start := s.Temporal.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
+	start := s.temporal.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
 		ID:                       workflows.SequenceWorkflowID(counter),
-		TaskQueue:                s.Config.TaskQueue,
+		TaskQueue:                s.config.TaskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 	}, workflows.SequenceWorkflow, workflows.SequenceState{})
-	h, err := s.Temporal.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
+	h, err := s.temporal.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
 		StartWorkflowOperation: start,
 		UpdateOptions: client.UpdateWorkflowOptions{
 			WorkflowID:   workflows.SequenceWorkflowID(counter),

@@ -1,12 +1,14 @@
 // Package service is what the HTTP handlers call: it turns validated
-// requests into workflow starts, queries and visibility lookups. It owns no
-// state; every answer comes from Temporal.
+// requests into workflow starts, queries and visibility lookups. Its only
+// state is the admission gate and purge rate limiter of this process;
+// every answer comes from Temporal.
 package service
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
@@ -18,8 +20,8 @@ import (
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
-// Service holds the Temporal client and settings.
-type Service struct {
+// Deps is what a Service is built from.
+type Deps struct {
 	Temporal  client.Client
 	Config    config.Config
 	Inventory *inventory.Inventory
@@ -29,17 +31,48 @@ type Service struct {
 	Store payload.Store
 }
 
+// Service turns API requests into workflow starts, queries and visibility
+// lookups. Build it with New; it is safe for concurrent use.
+type Service struct {
+	temporal  client.Client
+	config    config.Config
+	inventory *inventory.Inventory
+	logger    *zap.Logger
+	store     payload.Store
+	// gate refuses new jobs while the workers are behind (admission.go).
+	gate *backlogGate
+	// limiter enforces the per-appKey purge rates (purge.go).
+	limiter *purgeLimiter
+}
+
+// New returns a Service with its own admission gate and purge rate
+// limiter: two Services in one process limit independently.
+func New(d Deps) *Service {
+	return &Service{
+		temporal: d.Temporal, config: d.Config, inventory: d.Inventory, logger: d.Logger, store: d.Store,
+		gate: &backlogGate{}, limiter: &purgeLimiter{last: map[string]time.Time{}},
+	}
+}
+
+// Payloads is the claim-check store shared with the workers.
+func (s *Service) Payloads() payload.Store {
+	if s.store != nil {
+		return s.store
+	}
+	return payload.FS{Dir: s.config.PayloadDir()}
+}
+
 // ErrNotFound means no job has that id.
 var ErrNotFound = errors.New("not found")
 
 // StartEdgeCheck starts an EdgeCheckWorkflow and returns its workflow id.
 func (s *Service) StartEdgeCheck(ctx context.Context, id string, edgeIDs []string) (string, error) {
 	opts := client.StartWorkflowOptions{
-		ID:                    "edgecheck-" + id,
-		TaskQueue:             s.Config.TaskQueue,
+		ID:                    workflows.EdgeCheckWorkflowID(id),
+		TaskQueue:             s.config.TaskQueue,
 		TypedSearchAttributes: newSearchAttributes(workflows.KindAttr.ValueSet(workflows.KindEdgeCheck)),
 	}
-	run, err := s.Temporal.ExecuteWorkflow(ctx, opts, workflows.EdgeCheckWorkflow, workflows.EdgeCheckInput{EdgeIDs: edgeIDs})
+	run, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.EdgeCheckWorkflow, workflows.EdgeCheckInput{EdgeIDs: edgeIDs})
 	if err != nil {
 		return "", fmt.Errorf("start edge check: %w", err)
 	}

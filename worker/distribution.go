@@ -11,12 +11,12 @@ func registerDistributions(r sdkworker.Registry, d Deps) error {
 	r.RegisterWorkflow(workflows.DistributionWorkflow)
 	r.RegisterWorkflow(workflows.EdgeReconcilerWorkflow)
 	a := &activities.Distribution{
-		Temporal: d.Temporal, TaskQueue: d.Config.TaskQueue, Inventory: d.Inventory,
-		DefaultOrigin: d.Config.DefaultOrigin, AllowPrivateCallbacks: d.Config.AllowPrivateCallbacks, PurgeACL: d.Config.PurgeACL,
-		HeartbeatTimeout: d.Config.HeartbeatTimeout, Logger: d.Logger,
+		Reconcilers: workflows.Reconcilers{Temporal: d.Temporal, TaskQueue: d.Config.TaskQueue, HeartbeatTimeout: d.Config.HeartbeatTimeout},
+		Inventory:   d.Inventory, DefaultOrigin: d.Config.DefaultOrigin, AllowPrivateCallbacks: d.Config.AllowPrivateCallbacks,
+		PurgeACL: d.Config.PurgeACL, Logger: d.Logger,
 	}
-	r.RegisterActivityWithOptions(a.RequestEdgeApply, activityName(workflows.ActivityRequestEdgeApply))
-	r.RegisterActivityWithOptions(a.ApplyEdgeVCL, activityName(workflows.ActivityApplyEdgeVCL))
-	r.RegisterActivityWithOptions(a.DistributionCallback, activityName(workflows.ActivityCallback))
+	r.RegisterActivity(a.RequestEdgeApply)
+	r.RegisterActivity(a.ApplyEdgeVCL)
+	r.RegisterActivity(a.DistributionCallback)
 	return nil
 }

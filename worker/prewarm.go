@@ -11,6 +11,6 @@ func registerPrewarm(r sdkworker.Registry, d Deps) error {
 	r.RegisterWorkflow(workflows.PrewarmWorkflow)
 	r.RegisterWorkflow(workflows.EdgePrewarmWorkflow)
 	a := &activities.Prewarm{Inventory: d.Inventory, Edge: d.edgeClient(), Store: d.payloadStore(), Logger: d.Logger}
-	r.RegisterActivityWithOptions(a.PrewarmBatch, activityName(workflows.ActivityPrewarmBatch))
+	r.RegisterActivity(a.PrewarmBatch)
 	return nil
 }

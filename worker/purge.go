@@ -10,6 +10,6 @@ import (
 func registerPurge(r sdkworker.Registry, d Deps) error {
 	r.RegisterWorkflow(workflows.PurgeWorkflow)
 	a := &activities.Purge{Inventory: d.Inventory, Edge: d.edgeClient(), Logger: d.Logger, PerEdge: d.Config.EdgePurgeConcurrency}
-	r.RegisterActivityWithOptions(a.PurgeEdge, activityName(workflows.ActivityPurgeEdge))
+	r.RegisterActivity(a.PurgeEdge)
 	return nil
 }

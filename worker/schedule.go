@@ -10,9 +10,9 @@ import (
 
 func registerSchedules(r sdkworker.Registry, d Deps) error {
 	r.RegisterWorkflow(workflows.ScheduledJobWorkflow)
-	a := &activities.Scheduled{Service: &service.Service{
+	a := &activities.Scheduled{Jobs: service.New(service.Deps{
 		Temporal: d.Temporal, Config: d.Config, Inventory: d.Inventory, Logger: d.Logger, Store: d.Payloads,
-	}}
-	r.RegisterActivityWithOptions(a.RunScheduledJob, activityName(workflows.ActivityRunScheduledJob))
+	})}
+	r.RegisterActivity(a.RunScheduledJob)
 	return nil
 }

@@ -57,8 +57,8 @@ func Register(r sdkworker.Registry, d Deps) error {
 	r.RegisterWorkflow(workflows.EdgeCheckWorkflow)
 	r.RegisterWorkflow(workflows.SequenceWorkflow)
 	edgeCheck := &activities.EdgeCheck{Inventory: d.Inventory, Logger: d.Logger}
-	r.RegisterActivityWithOptions(edgeCheck.ListEdges, activityName(workflows.ActivityListEdges))
-	r.RegisterActivityWithOptions(edgeCheck.CheckEdge, activityName(workflows.ActivityCheckEdge))
+	r.RegisterActivity(edgeCheck.ListEdges)
+	r.RegisterActivity(edgeCheck.CheckEdge)
 	for _, reg := range []func(sdkworker.Registry, Deps) error{registerPrewarm, registerPurge, registerDistributions, registerSchedules} {
 		if err := reg(r, d); err != nil {
 			return fmt.Errorf("register: %w", err)

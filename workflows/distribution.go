@@ -5,31 +5,14 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
-)
 
-// Updates a distribution accepts, and the signal edges answer with.
-const (
-	UpdateModify      = "modify"
-	UpdateSuspend     = "suspend"
-	UpdateResume      = "resume"
-	UpdateDelete      = "delete"
-	SignalEdgeApplied = "edge-applied"
-
-	ActivityRequestEdgeApply = "RequestEdgeApply"
-	ActivityCallback         = "DistributionCallback"
-
-	// MemoDistributionState is the memo key of the last status change's state.
-	MemoDistributionState = "state"
-
-	// Error types of rejected updates; the API maps them to NHN codes.
-	ErrInvalidState      = "InvalidState"
-	ErrOperationInFlight = "OperationInProgress"
+	"github.com/cdnflow/cdnflow/activities"
 )
 
 // DistributionInit starts a distribution's entity workflow.
 type DistributionInit struct {
-	State   DistributionState `json:"state"`
-	EdgeIDs []string          `json:"edgeIds"`
+	State   activities.DistributionState `json:"state"`
+	EdgeIDs []string                     `json:"edgeIds"`
 	// ApplyTimeout bounds the wait for every edge to load a change.
 	ApplyTimeout time.Duration `json:"applyTimeout"`
 	// HeartbeatTimeout bounds the hand-off to the reconcilers; 0 means the
@@ -41,23 +24,6 @@ type DistributionInit struct {
 	Opened bool `json:"opened"`
 }
 
-// SiteSpec is a distribution's desired state on an edge.
-type SiteSpec struct {
-	WorkflowID string             `json:"workflowId"`
-	AppKey     string             `json:"appKey"`
-	Domain     string             `json:"domain"`
-	Version    int                `json:"version"`
-	Config     DistributionConfig `json:"config"`
-	Suspended  bool               `json:"suspended,omitempty"`
-	Deleted    bool               `json:"deleted,omitempty"`
-}
-
-// EdgeApplyRequest asks the reconcilers of EdgeIDs to apply Spec.
-type EdgeApplyRequest struct {
-	EdgeIDs []string `json:"edgeIds"`
-	Spec    SiteSpec `json:"spec"`
-}
-
 // EdgeApplied is a reconciler's answer for one version.
 type EdgeApplied struct {
 	EdgeID  string `json:"edgeId"`
@@ -67,19 +33,13 @@ type EdgeApplied struct {
 	Error   string `json:"error,omitempty"`
 }
 
-// CallbackRequest is one lifecycle notification.
-type CallbackRequest struct {
-	Callback Callback          `json:"callback"`
-	State    DistributionState `json:"state"`
-}
-
 type distribution struct {
 	in       DistributionInit
-	st       *DistributionState
+	st       *activities.DistributionState
 	busy     bool
 	closed   bool
 	applied  map[string]EdgeApplied // latest answer per edge
-	lastGood *DistributionConfig
+	lastGood *activities.DistributionConfig
 	lastSusp bool
 	// callbacks still being delivered; the workflow outlives them.
 	callbacks int
@@ -89,15 +49,15 @@ type distribution struct {
 // its state machine (OPENING → OPEN, MODIFYING, SUSPENDING/SUSPEND, RESUME,
 // CLOSING → CLOSE, ERROR) takes changes as Updates whose validators refuse
 // a change in the wrong state or while another one runs.
-func DistributionWorkflow(ctx workflow.Context, in DistributionInit) (DistributionState, error) {
+func DistributionWorkflow(ctx workflow.Context, in DistributionInit) (activities.DistributionState, error) {
 	st := in.State
 	d := &distribution{in: in, st: &st, applied: map[string]EdgeApplied{}}
 	if in.Opened {
 		cfg := st.Config
 		d.lastGood = &cfg
-		d.lastSusp = st.Status == StatusSuspend
+		d.lastSusp = st.Status == activities.StatusSuspend
 	}
-	if err := workflow.SetQueryHandler(ctx, QueryDistribution, func() (DistributionState, error) { return *d.st, nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, QueryDistribution, func() (activities.DistributionState, error) { return *d.st, nil }); err != nil {
 		return st, err
 	}
 	sig := workflow.GetSignalChannel(ctx, SignalEdgeApplied)
@@ -114,7 +74,7 @@ func DistributionWorkflow(ctx workflow.Context, in DistributionInit) (Distributi
 
 	if !in.Opened {
 		d.busy = true
-		d.run(ctx, StatusOpening, StatusOpen, st.Config, false, false)
+		d.run(ctx, activities.StatusOpening, activities.StatusOpen, st.Config, false, false)
 		d.in.Opened = true
 		d.busy = false
 	}
@@ -148,46 +108,46 @@ func (d *distribution) registerUpdates(ctx workflow.Context) {
 			return temporal.NewApplicationError("distribution "+d.st.Domain+" is "+d.st.Status+"; this change needs one of "+joinStatus(allowed), ErrInvalidState)
 		}
 	}
-	_ = workflow.SetUpdateHandlerWithOptions(ctx, UpdateModify, func(ctx workflow.Context, cfg DistributionConfig) (DistributionState, error) {
+	_ = workflow.SetUpdateHandlerWithOptions(ctx, UpdateModify, func(ctx workflow.Context, cfg activities.DistributionConfig) (activities.DistributionState, error) {
 		d.busy = true
 		defer func() { d.busy = false }()
-		final := StatusOpen
-		if d.st.Status == StatusSuspend {
-			final = StatusSuspend
+		final := activities.StatusOpen
+		if d.st.Status == activities.StatusSuspend {
+			final = activities.StatusSuspend
 		}
-		d.run(ctx, StatusModifying, final, cfg, final == StatusSuspend, false)
+		d.run(ctx, activities.StatusModifying, final, cfg, final == activities.StatusSuspend, false)
 		return *d.st, nil
-	}, workflow.UpdateHandlerOptions{Validator: func(cfg DistributionConfig) error {
-		return guard(StatusOpen, StatusSuspend, StatusError)()
+	}, workflow.UpdateHandlerOptions{Validator: func(cfg activities.DistributionConfig) error {
+		return guard(activities.StatusOpen, activities.StatusSuspend, activities.StatusError)()
 	}})
-	_ = workflow.SetUpdateHandlerWithOptions(ctx, UpdateSuspend, func(ctx workflow.Context) (DistributionState, error) {
+	_ = workflow.SetUpdateHandlerWithOptions(ctx, UpdateSuspend, func(ctx workflow.Context) (activities.DistributionState, error) {
 		d.busy = true
 		defer func() { d.busy = false }()
-		d.run(ctx, StatusSuspending, StatusSuspend, d.st.Config, true, false)
+		d.run(ctx, activities.StatusSuspending, activities.StatusSuspend, d.st.Config, true, false)
 		return *d.st, nil
-	}, workflow.UpdateHandlerOptions{Validator: guard(StatusOpen)})
-	_ = workflow.SetUpdateHandlerWithOptions(ctx, UpdateResume, func(ctx workflow.Context) (DistributionState, error) {
+	}, workflow.UpdateHandlerOptions{Validator: guard(activities.StatusOpen)})
+	_ = workflow.SetUpdateHandlerWithOptions(ctx, UpdateResume, func(ctx workflow.Context) (activities.DistributionState, error) {
 		d.busy = true
 		defer func() { d.busy = false }()
-		d.run(ctx, StatusResume, StatusOpen, d.st.Config, false, false)
+		d.run(ctx, activities.StatusResume, activities.StatusOpen, d.st.Config, false, false)
 		return *d.st, nil
-	}, workflow.UpdateHandlerOptions{Validator: guard(StatusSuspend)})
-	_ = workflow.SetUpdateHandlerWithOptions(ctx, UpdateDelete, func(ctx workflow.Context) (DistributionState, error) {
+	}, workflow.UpdateHandlerOptions{Validator: guard(activities.StatusSuspend)})
+	_ = workflow.SetUpdateHandlerWithOptions(ctx, UpdateDelete, func(ctx workflow.Context) (activities.DistributionState, error) {
 		d.busy = true
 		defer func() { d.busy = false }()
-		d.run(ctx, StatusClosing, StatusClose, d.st.Config, false, true)
-		d.st.Status = StatusClose // a domain is gone even if an edge lagged
+		d.run(ctx, activities.StatusClosing, activities.StatusClose, d.st.Config, false, true)
+		d.st.Status = activities.StatusClose // a domain is gone even if an edge lagged
 		d.st.DeleteTime = workflow.Now(ctx).UnixMilli()
-		d.setStatus(ctx, StatusClose)
+		d.setStatus(ctx, activities.StatusClose)
 		d.closed = true
 		return *d.st, nil
-	}, workflow.UpdateHandlerOptions{Validator: guard(StatusOpen, StatusSuspend, StatusError, StatusOpening)})
+	}, workflow.UpdateHandlerOptions{Validator: guard(activities.StatusOpen, activities.StatusSuspend, activities.StatusError, activities.StatusOpening)})
 }
 
 // run moves through a transitional status, applies the config on every
 // edge, and ends in final — or in ERROR with the reason, after putting the
 // last good config back on the edges.
-func (d *distribution) run(ctx workflow.Context, during, final string, cfg DistributionConfig, suspended, deleted bool) {
+func (d *distribution) run(ctx workflow.Context, during, final string, cfg activities.DistributionConfig, suspended, deleted bool) {
 	d.setStatus(ctx, during)
 	if err := d.apply(ctx, cfg, suspended, deleted); err != "" {
 		d.st.LastError = err
@@ -197,7 +157,7 @@ func (d *distribution) run(ctx workflow.Context, during, final string, cfg Distr
 			} else {
 				_ = d.apply(ctx, cfg, false, true) // never served: take it off again
 			}
-			d.setStatus(ctx, StatusError)
+			d.setStatus(ctx, activities.StatusError)
 			d.notify(ctx)
 			return
 		}
@@ -215,10 +175,10 @@ func (d *distribution) run(ctx workflow.Context, during, final string, cfg Distr
 
 // apply sends one version to every edge's reconciler and waits for all
 // answers; it returns the first edge error, or "" when all applied it.
-func (d *distribution) apply(ctx workflow.Context, cfg DistributionConfig, suspended, deleted bool) string {
+func (d *distribution) apply(ctx workflow.Context, cfg activities.DistributionConfig, suspended, deleted bool) string {
 	d.in.Version++
 	version := d.in.Version
-	spec := SiteSpec{
+	spec := activities.SiteSpec{
 		WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID, AppKey: d.st.AppKey, Domain: d.st.Domain,
 		Version: version, Config: cfg, Suspended: suspended, Deleted: deleted,
 	}
@@ -228,7 +188,7 @@ func (d *distribution) apply(ctx workflow.Context, cfg DistributionConfig, suspe
 		HeartbeatTimeout: heartbeatOrDefault(d.in.HeartbeatTimeout),
 		RetryPolicy:      &temporal.RetryPolicy{MaximumInterval: 10 * time.Second, MaximumAttempts: 10},
 	})
-	if err := workflow.ExecuteActivity(actx, ActivityRequestEdgeApply, EdgeApplyRequest{EdgeIDs: d.in.EdgeIDs, Spec: spec}).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteActivity(actx, distributionActivities.RequestEdgeApply, activities.EdgeApplyRequest{EdgeIDs: d.in.EdgeIDs, Spec: spec}).Get(ctx, nil); err != nil {
 		return "request edge apply: " + rootMessage(err)
 	}
 	timeout := d.in.ApplyTimeout
@@ -284,21 +244,21 @@ func (d *distribution) notify(ctx workflow.Context) {
 	if cb == nil || cb.URL == "" {
 		return
 	}
-	req := CallbackRequest{Callback: *cb, State: *d.st}
+	req := activities.CallbackRequest{Callback: *cb, State: *d.st}
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		ScheduleToCloseTimeout: 10 * time.Minute,
 		StartToCloseTimeout:    30 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second, MaximumInterval: time.Minute,
-			NonRetryableErrorTypes: []string{"CallbackRefused"},
+			NonRetryableErrorTypes: []string{activities.ErrCallbackRefused},
 		},
 	})
-	f := workflow.ExecuteActivity(actx, ActivityCallback, req)
+	f := workflow.ExecuteActivity(actx, distributionActivities.DistributionCallback, req)
 	status := d.st.Status
 	d.callbacks++
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		defer func() { d.callbacks-- }()
-		result := CallbackResult{Status: status, OK: true}
+		result := activities.CallbackResult{Status: status, OK: true}
 		if err := f.Get(ctx, nil); err != nil {
 			result.OK, result.Error = false, rootMessage(err)
 		}

@@ -6,9 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/activity"
+	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+
+	"github.com/cdnflow/cdnflow/activities"
 )
 
 type updateOutcome struct {
@@ -37,7 +39,7 @@ func TestDistributionStateMachineGuards(t *testing.T) {
 	var ts testsuite.WorkflowTestSuite
 	env := ts.NewTestWorkflowEnvironment()
 	env.RegisterWorkflow(DistributionWorkflow)
-	env.RegisterActivityWithOptions(func(context.Context, EdgeApplyRequest) error { return nil }, activity.RegisterOptions{Name: ActivityRequestEdgeApply})
+	env.OnActivity(distributionActivities.RequestEdgeApply, mock.Anything, mock.Anything).Return(func(context.Context, activities.EdgeApplyRequest) error { return nil })
 	var duringOpen, inError, deleted updateOutcome
 	env.RegisterDelayedCallback(func() {
 		env.UpdateWorkflow(UpdateSuspend, "u1", recordUpdate{&duringOpen})
@@ -47,10 +49,10 @@ func TestDistributionStateMachineGuards(t *testing.T) {
 		env.UpdateWorkflow(UpdateDelete, "u3", recordUpdate{&deleted})
 	}, 10*time.Minute)
 	env.ExecuteWorkflow(DistributionWorkflow, DistributionInit{
-		State:   DistributionState{AppKey: "k", Domain: "d.test", Status: StatusOpening},
+		State:   activities.DistributionState{AppKey: "k", Domain: "d.test", Status: activities.StatusOpening},
 		EdgeIDs: []string{"E1"}, ApplyTimeout: time.Minute,
 	})
-	var st DistributionState
+	var st activities.DistributionState
 	if err := env.GetWorkflowResult(&st); err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +62,7 @@ func TestDistributionStateMachineGuards(t *testing.T) {
 	if errType(inError.rejected) != ErrInvalidState {
 		t.Fatalf("suspend in ERROR: %v", inError.rejected)
 	}
-	if deleted.rejected != nil || !deleted.done || st.Status != StatusClose || st.DeleteTime == 0 {
+	if deleted.rejected != nil || !deleted.done || st.Status != activities.StatusClose || st.DeleteTime == 0 {
 		t.Fatalf("delete: %+v, state %+v", deleted, st)
 	}
 	if st.LastError == "" {

@@ -5,6 +5,8 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/cdnflow/cdnflow/activities"
 )
 
 // EdgeCheckInput names the edges to probe; empty means all of them.
@@ -12,34 +14,17 @@ type EdgeCheckInput struct {
 	EdgeIDs []string `json:"edgeIds"`
 }
 
-// EdgeHealth is one edge's probe result.
-type EdgeHealth struct {
-	EdgeID    string `json:"edgeId"`
-	HTTPOK    bool   `json:"httpOk"`
-	AdminOK   bool   `json:"adminOk"`
-	LatencyMS int64  `json:"latencyMs"`
-	Error     string `json:"error,omitempty"`
-}
-
 // EdgeCheckResult is the workflow result and the answer of QueryEdgeCheck.
 type EdgeCheckResult struct {
-	Done  bool         `json:"done"`
-	Edges []EdgeHealth `json:"edges"`
+	Done  bool                    `json:"done"`
+	Edges []activities.EdgeHealth `json:"edges"`
 }
-
-// QueryEdgeCheck returns the EdgeCheckResult so far.
-const QueryEdgeCheck = "edgecheck"
-
-// ActivityListEdges and ActivityCheckEdge are registered by the worker.
-const (
-	ActivityListEdges = "ListEdges"
-	ActivityCheckEdge = "CheckEdge"
-)
 
 // EdgeCheckWorkflow probes edges over HTTP and their admin port, one activity
 // per edge in parallel. It is the smallest real round trip through API,
 // Temporal, worker and edges, and an operator's first look at the fleet.
 func EdgeCheckWorkflow(ctx workflow.Context, in EdgeCheckInput) (EdgeCheckResult, error) {
+	var a *activities.EdgeCheck // only its methods' names and signatures are used
 	var result EdgeCheckResult
 	if err := workflow.SetQueryHandler(ctx, QueryEdgeCheck, func() (EdgeCheckResult, error) {
 		return result, nil
@@ -52,15 +37,15 @@ func EdgeCheckWorkflow(ctx workflow.Context, in EdgeCheckInput) (EdgeCheckResult
 	})
 	ids := in.EdgeIDs
 	if len(ids) == 0 {
-		if err := workflow.ExecuteActivity(ctx, ActivityListEdges).Get(ctx, &ids); err != nil {
+		if err := workflow.ExecuteActivity(ctx, a.ListEdges).Get(ctx, &ids); err != nil {
 			return result, err
 		}
 	}
 	futures := make([]workflow.Future, len(ids))
-	result.Edges = make([]EdgeHealth, len(ids))
+	result.Edges = make([]activities.EdgeHealth, len(ids))
 	for i, id := range ids {
-		result.Edges[i] = EdgeHealth{EdgeID: id}
-		futures[i] = workflow.ExecuteActivity(ctx, ActivityCheckEdge, id)
+		result.Edges[i] = activities.EdgeHealth{EdgeID: id}
+		futures[i] = workflow.ExecuteActivity(ctx, a.CheckEdge, id)
 	}
 	for i, f := range futures {
 		if err := f.Get(ctx, &result.Edges[i]); err != nil {

@@ -18,13 +18,6 @@ const (
 	PrewarmFailed     = "FAILED"
 )
 
-// Names shared by workflows, worker and API.
-const (
-	QueryPrewarmStatus   = "status"
-	SignalPrewarmChunk   = "chunk-done"
-	ActivityPrewarmBatch = "PrewarmBatch"
-)
-
 // MaxPrewarmEdges bounds the targeted edges of one job: one child workflow
 // each, and per-URL counters are one byte.
 const MaxPrewarmEdges = 250
@@ -220,7 +213,6 @@ func (st *prewarmState) snapshot(q PrewarmStatusQuery) PrewarmStatus {
 // workflow keeps the per-URL tally that PrewarmStatus answers from, and
 // enforces the job's deadline.
 func PrewarmWorkflow(ctx workflow.Context, job PrewarmJob) (PrewarmStatus, error) {
-	logger := workflow.GetLogger(ctx)
 	if job.ChunkSize <= 0 {
 		job.ChunkSize = ChunkSizeFor(job.URLCount, len(job.EdgeIDs))
 	}
@@ -230,14 +222,7 @@ func PrewarmWorkflow(ctx workflow.Context, job PrewarmJob) (PrewarmStatus, error
 	}); err != nil {
 		return PrewarmStatus{}, err
 	}
-	finish := func(status, msg string) (PrewarmStatus, error) {
-		st.status, st.errMsg = status, msg
-		countFinished(ctx, KindPrewarm, status)
-		if err := workflow.UpsertTypedSearchAttributes(ctx, StatusAttr.ValueSet(status)); err != nil {
-			logger.Warn("upsert status", "error", err)
-		}
-		return st.snapshot(PrewarmStatusQuery{Limit: 100}), nil
-	}
+	finish := func(status, msg string) (PrewarmStatus, error) { return st.finish(ctx, status, msg), nil }
 	if len(job.EdgeIDs) == 0 || len(job.EdgeIDs) > MaxPrewarmEdges || job.URLCount == 0 {
 		return finish(PrewarmFailed, "job has no URLs or no valid edge set")
 	}
@@ -262,14 +247,7 @@ func PrewarmWorkflow(ctx workflow.Context, job PrewarmJob) (PrewarmStatus, error
 	running := 0
 	var childErrs []string
 	for i, edgeID := range job.EdgeIDs {
-		cctx := workflow.WithChildOptions(jobCtx, workflow.ChildWorkflowOptions{
-			WorkflowID:            job.JobID + "/" + edgeID,
-			ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
-			WaitForCancellation:   false,
-			TypedSearchAttributes: temporal.NewSearchAttributes(KindAttr.ValueSet(KindPrewarm), DomainAttr.ValueSet(job.Domain)),
-		})
-		in := EdgePrewarmInput{Job: job, EdgeID: edgeID, ParentID: workflow.GetInfo(ctx).WorkflowExecution.ID, Deadline: deadline}
-		f := workflow.ExecuteChildWorkflow(cctx, EdgePrewarmWorkflow, in)
+		f := startEdgePrewarm(ctx, jobCtx, job, edgeID, deadline)
 		running++
 		ei := i
 		sel.AddFuture(f, func(f workflow.Future) {
@@ -305,6 +283,30 @@ func PrewarmWorkflow(ctx workflow.Context, job PrewarmJob) (PrewarmStatus, error
 	default:
 		return finish(PrewarmFailed, joinMessages(childErrs))
 	}
+}
+
+// startEdgePrewarm starts the child that warms the job on one edge; it is
+// cancelled with jobCtx, and with the job if the job ends first.
+func startEdgePrewarm(ctx, jobCtx workflow.Context, job PrewarmJob, edgeID string, deadline time.Time) workflow.ChildWorkflowFuture {
+	cctx := workflow.WithChildOptions(jobCtx, workflow.ChildWorkflowOptions{
+		WorkflowID:            EdgePrewarmWorkflowID(job.JobID, edgeID),
+		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
+		WaitForCancellation:   false,
+		TypedSearchAttributes: temporal.NewSearchAttributes(KindAttr.ValueSet(KindPrewarm), DomainAttr.ValueSet(job.Domain)),
+	})
+	in := EdgePrewarmInput{Job: job, EdgeID: edgeID, ParentID: workflow.GetInfo(ctx).WorkflowExecution.ID, Deadline: deadline}
+	return workflow.ExecuteChildWorkflow(cctx, EdgePrewarmWorkflow, in)
+}
+
+// finish ends the job in status: it counts the job and records the status
+// in StatusAttr, and returns the result (lists cut at 100 entries).
+func (st *prewarmState) finish(ctx workflow.Context, status, msg string) PrewarmStatus {
+	st.status, st.errMsg = status, msg
+	countFinished(ctx, KindPrewarm, status)
+	if err := workflow.UpsertTypedSearchAttributes(ctx, StatusAttr.ValueSet(status)); err != nil {
+		workflow.GetLogger(ctx).Warn("upsert status", "error", err)
+	}
+	return st.snapshot(PrewarmStatusQuery{Limit: 100})
 }
 
 func rootMessage(err error) string {

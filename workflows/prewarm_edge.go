@@ -1,7 +1,7 @@
 package workflows
 
 import (
-	"strconv"
+	"github.com/cdnflow/cdnflow/activities"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -16,35 +16,6 @@ type EdgePrewarmInput struct {
 	Deadline time.Time  `json:"deadline"`
 	// NextChunk is where a continued run resumes.
 	NextChunk int `json:"nextChunk"`
-}
-
-// PrewarmBatchInput is one activity's slice of URLs on one edge.
-type PrewarmBatchInput struct {
-	JobID          string            `json:"jobId"`
-	EdgeID         string            `json:"edgeId"`
-	Domain         string            `json:"domain"`
-	Scheme         string            `json:"scheme"`
-	URLsKey        string            `json:"urlsKey"`
-	Chunk          int               `json:"chunk"`
-	Start          int               `json:"start"`
-	End            int               `json:"end"`
-	Header         map[string]string `json:"header,omitempty"`
-	NeedInvalidate bool              `json:"needInvalidate,omitempty"`
-	Attempts       int               `json:"attempts"`
-	AttemptTimeout time.Duration     `json:"attemptTimeout"`
-	Concurrency    int               `json:"concurrency"`
-}
-
-// PrewarmBatchResult lists the URL indices that failed; the rest succeeded.
-// Per-pair details go to the payload store (DetailKey) for the edges view.
-type PrewarmBatchResult struct {
-	OK     int   `json:"ok"`
-	Failed []int `json:"failed,omitempty"`
-}
-
-// PrewarmDetailKey is where a chunk's per-pair rows are stored.
-func PrewarmDetailKey(jobID, edgeID string, chunk int) string {
-	return "prewarm/" + jobID + "/edges/" + edgeID + "/" + strconv.Itoa(chunk) + ".json"
 }
 
 // edgeChunksInFlight overlaps one chunk's tail with the next one's start.
@@ -82,6 +53,7 @@ func EdgePrewarmWorkflow(ctx workflow.Context, in EdgePrewarmInput) error {
 		chunk, start, end int
 		f                 workflow.Future
 	}
+	var a *activities.Prewarm
 	var queue []inflight
 	next, started := in.NextChunk, 0
 	for next < chunks || len(queue) > 0 {
@@ -91,7 +63,7 @@ func EdgePrewarmWorkflow(ctx workflow.Context, in EdgePrewarmInput) error {
 			if end > job.URLCount {
 				end = job.URLCount
 			}
-			f := workflow.ExecuteActivity(actx, ActivityPrewarmBatch, PrewarmBatchInput{
+			f := workflow.ExecuteActivity(actx, a.PrewarmBatch, activities.PrewarmBatchInput{
 				JobID: job.JobID, EdgeID: in.EdgeID, Domain: job.Domain, Scheme: job.Scheme,
 				URLsKey: job.URLsKey, Chunk: next, Start: start, End: end, Header: job.Header,
 				NeedInvalidate: job.NeedInvalidate, Attempts: job.Attempts,
@@ -106,7 +78,7 @@ func EdgePrewarmWorkflow(ctx workflow.Context, in EdgePrewarmInput) error {
 		}
 		head := queue[0]
 		queue = queue[1:]
-		var res PrewarmBatchResult
+		var res activities.PrewarmBatchResult
 		if err := head.f.Get(ctx, &res); err != nil {
 			if temporal.IsTimeoutError(err) {
 				// The job's deadline passed: its timer reports what is unfinished.

@@ -9,18 +9,19 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+
+	"github.com/cdnflow/cdnflow/activities"
 )
 
-func prewarmEnv(t *testing.T, batch func(context.Context, PrewarmBatchInput) (PrewarmBatchResult, error)) *testsuite.TestWorkflowEnvironment {
+func prewarmEnv(t *testing.T, batch func(context.Context, activities.PrewarmBatchInput) (activities.PrewarmBatchResult, error)) *testsuite.TestWorkflowEnvironment {
 	t.Helper()
 	var ts testsuite.WorkflowTestSuite
 	env := ts.NewTestWorkflowEnvironment()
 	env.RegisterWorkflow(PrewarmWorkflow)
 	env.RegisterWorkflow(EdgePrewarmWorkflow)
-	env.RegisterActivityWithOptions(batch, activity.RegisterOptions{Name: ActivityPrewarmBatch})
+	env.OnActivity((*activities.Prewarm)(nil).PrewarmBatch, mock.Anything, mock.Anything).Return(batch)
 	return env
 }
 
@@ -33,9 +34,9 @@ func testJob(urls int, edges ...string) PrewarmJob {
 }
 
 func TestPrewarmPartialFailureCompletes(t *testing.T) {
-	env := prewarmEnv(t, func(_ context.Context, in PrewarmBatchInput) (PrewarmBatchResult, error) {
+	env := prewarmEnv(t, func(_ context.Context, in activities.PrewarmBatchInput) (activities.PrewarmBatchResult, error) {
 		// URL 13 fails on edge B only (say, a 404 there).
-		res := PrewarmBatchResult{}
+		res := activities.PrewarmBatchResult{}
 		for i := in.Start; i < in.End; i++ {
 			if i == 13 && in.EdgeID == "B" {
 				res.Failed = append(res.Failed, i)
@@ -67,14 +68,14 @@ func TestPrewarmPartialFailureCompletes(t *testing.T) {
 func TestPrewarmRetriesCrashedBatch(t *testing.T) {
 	calls := map[int]int{}
 	var mu sync.Mutex // the test env runs activities on their own goroutines
-	env := prewarmEnv(t, func(_ context.Context, in PrewarmBatchInput) (PrewarmBatchResult, error) {
+	env := prewarmEnv(t, func(_ context.Context, in activities.PrewarmBatchInput) (activities.PrewarmBatchResult, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		calls[in.Chunk]++
 		if in.Chunk == 1 && calls[1] < 3 {
-			return PrewarmBatchResult{}, errors.New("worker lost")
+			return activities.PrewarmBatchResult{}, errors.New("worker lost")
 		}
-		return PrewarmBatchResult{OK: in.End - in.Start}, nil
+		return activities.PrewarmBatchResult{OK: in.End - in.Start}, nil
 	})
 	env.ExecuteWorkflow(PrewarmWorkflow, testJob(30, "A"))
 	var st PrewarmStatus
@@ -87,8 +88,8 @@ func TestPrewarmRetriesCrashedBatch(t *testing.T) {
 }
 
 func TestPrewarmNonRetryableFailureFailsJob(t *testing.T) {
-	env := prewarmEnv(t, func(_ context.Context, in PrewarmBatchInput) (PrewarmBatchResult, error) {
-		return PrewarmBatchResult{}, temporal.NewNonRetryableApplicationError("url list missing", "PayloadMissing", nil)
+	env := prewarmEnv(t, func(_ context.Context, in activities.PrewarmBatchInput) (activities.PrewarmBatchResult, error) {
+		return activities.PrewarmBatchResult{}, temporal.NewNonRetryableApplicationError("url list missing", activities.ErrPayloadMissing, nil)
 	})
 	env.ExecuteWorkflow(PrewarmWorkflow, testJob(5, "A"))
 	var st PrewarmStatus
@@ -101,12 +102,12 @@ func TestPrewarmNonRetryableFailureFailsJob(t *testing.T) {
 }
 
 func TestPrewarmDeadlineTimesOut(t *testing.T) {
-	env := prewarmEnv(t, func(_ context.Context, in PrewarmBatchInput) (PrewarmBatchResult, error) {
+	env := prewarmEnv(t, func(_ context.Context, in activities.PrewarmBatchInput) (activities.PrewarmBatchResult, error) {
 		if in.Chunk == 0 {
-			return PrewarmBatchResult{OK: in.End - in.Start}, nil
+			return activities.PrewarmBatchResult{OK: in.End - in.Start}, nil
 		}
 		// The edge hangs until the activity's deadline (the job's) passes.
-		return PrewarmBatchResult{}, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE, nil)
+		return activities.PrewarmBatchResult{}, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE, nil)
 	})
 	job := testJob(30, "A")
 	job.Timeout = time.Minute
@@ -126,9 +127,9 @@ func TestEdgePrewarmContinuesAsNew(t *testing.T) {
 	var ts testsuite.WorkflowTestSuite
 	env := ts.NewTestWorkflowEnvironment()
 	env.RegisterWorkflow(EdgePrewarmWorkflow)
-	env.RegisterActivityWithOptions(func(_ context.Context, in PrewarmBatchInput) (PrewarmBatchResult, error) {
-		return PrewarmBatchResult{OK: in.End - in.Start}, nil
-	}, activity.RegisterOptions{Name: ActivityPrewarmBatch})
+	env.OnActivity((*activities.Prewarm)(nil).PrewarmBatch, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PrewarmBatchInput) (activities.PrewarmBatchResult, error) {
+		return activities.PrewarmBatchResult{OK: in.End - in.Start}, nil
+	})
 	var reports []ChunkReport
 	env.OnSignalExternalWorkflow(mock.Anything, "parent", "", SignalPrewarmChunk, mock.Anything).Return(
 		func(_, _, _ string, _ string, arg interface{}) error {

@@ -5,20 +5,12 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
-)
 
-// Purge types: NHN's ITEM, WILDCARD and ALL, plus cdnflow's TAG.
-const (
-	PurgeItem     = "ITEM"
-	PurgeWildcard = "WILDCARD"
-	PurgeAll      = "ALL"
-	PurgeTag      = "TAG"
+	"github.com/cdnflow/cdnflow/activities"
 )
 
 // Names shared by the purge workflow, worker and API.
 const (
-	QueryPurgeStatus  = "status"
-	ActivityPurgeEdge = "PurgeEdge"
 	// Purge outcomes kept in StatusAttr.
 	PurgeRunning = "RUNNING"
 	PurgeDone    = "DONE"
@@ -41,15 +33,6 @@ type PurgeRequest struct {
 	PurgeTime int64         `json:"purgeTime"` // epoch ms the API accepted it
 	// HeartbeatTimeout of the per-edge activities; 0 means the default.
 	HeartbeatTimeout time.Duration `json:"heartbeatTimeout,omitempty"`
-}
-
-// PurgeEdgeInput asks one edge to apply a purge.
-type PurgeEdgeInput struct {
-	EdgeID string   `json:"edgeId"`
-	Hosts  []string `json:"hosts"`
-	Type   string   `json:"type"`
-	Paths  []string `json:"paths"`
-	Soft   bool     `json:"soft,omitempty"`
 }
 
 // PurgeEdgeState is one edge's part of a purge.
@@ -96,12 +79,13 @@ func PurgeWorkflow(ctx workflow.Context, req PurgeRequest) (PurgeStatus, error) 
 			BackoffCoefficient: 2,
 			MaximumInterval:    10 * time.Second,
 			// Unlimited attempts: the deadline is the bound.
-			NonRetryableErrorTypes: []string{"UnknownEdge", "BadPurge"},
+			NonRetryableErrorTypes: []string{activities.ErrUnknownEdge, activities.ErrBadPurge},
 		},
 	})
+	var a *activities.Purge
 	futures := make([]workflow.Future, len(req.EdgeIDs))
 	for i, id := range req.EdgeIDs {
-		futures[i] = workflow.ExecuteActivity(actx, ActivityPurgeEdge, PurgeEdgeInput{
+		futures[i] = workflow.ExecuteActivity(actx, a.PurgeEdge, activities.PurgeEdgeInput{
 			EdgeID: id, Hosts: req.Hosts, Type: req.Type, Paths: req.Paths, Soft: req.Soft,
 		})
 	}

@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/activity"
+	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/testsuite"
+
+	"github.com/cdnflow/cdnflow/activities"
 )
 
 func TestPurgeRetriesEdgeUntilConfirmed(t *testing.T) {
@@ -17,7 +19,7 @@ func TestPurgeRetriesEdgeUntilConfirmed(t *testing.T) {
 	env.RegisterWorkflow(PurgeWorkflow)
 	var mu sync.Mutex
 	attempts := map[string]int{}
-	env.RegisterActivityWithOptions(func(_ context.Context, in PurgeEdgeInput) error {
+	env.OnActivity((*activities.Purge)(nil).PurgeEdge, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PurgeEdgeInput) error {
 		mu.Lock()
 		defer mu.Unlock()
 		attempts[in.EdgeID]++
@@ -25,7 +27,7 @@ func TestPurgeRetriesEdgeUntilConfirmed(t *testing.T) {
 			return errors.New("dial edge B: connection refused")
 		}
 		return nil
-	}, activity.RegisterOptions{Name: ActivityPurgeEdge})
+	})
 	var mid PurgeStatus
 	env.RegisterDelayedCallback(func() {
 		v, err := env.QueryWorkflow(QueryPurgeStatus)
@@ -33,7 +35,7 @@ func TestPurgeRetriesEdgeUntilConfirmed(t *testing.T) {
 			_ = v.Get(&mid)
 		}
 	}, 1200*time.Millisecond)
-	env.ExecuteWorkflow(PurgeWorkflow, PurgeRequest{Type: PurgeItem, Hosts: []string{"d.test"}, Paths: []string{"/a"}, EdgeIDs: []string{"A", "B"}, Deadline: time.Hour, Seq: 7})
+	env.ExecuteWorkflow(PurgeWorkflow, PurgeRequest{Type: activities.PurgeItem, Hosts: []string{"d.test"}, Paths: []string{"/a"}, EdgeIDs: []string{"A", "B"}, Deadline: time.Hour, Seq: 7})
 	var st PurgeStatus
 	if err := env.GetWorkflowResult(&st); err != nil {
 		t.Fatal(err)
@@ -50,13 +52,13 @@ func TestPurgeDeadlineLeavesProgressBelow100(t *testing.T) {
 	var ts testsuite.WorkflowTestSuite
 	env := ts.NewTestWorkflowEnvironment()
 	env.RegisterWorkflow(PurgeWorkflow)
-	env.RegisterActivityWithOptions(func(_ context.Context, in PurgeEdgeInput) error {
+	env.OnActivity((*activities.Purge)(nil).PurgeEdge, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PurgeEdgeInput) error {
 		if in.EdgeID == "B" {
 			return errors.New("edge B down")
 		}
 		return nil
-	}, activity.RegisterOptions{Name: ActivityPurgeEdge})
-	env.ExecuteWorkflow(PurgeWorkflow, PurgeRequest{Type: PurgeAll, Hosts: []string{"d.test"}, EdgeIDs: []string{"A", "B", "C"}, Deadline: time.Minute})
+	})
+	env.ExecuteWorkflow(PurgeWorkflow, PurgeRequest{Type: activities.PurgeAll, Hosts: []string{"d.test"}, EdgeIDs: []string{"A", "B", "C"}, Deadline: time.Minute})
 	var st PurgeStatus
 	if err := env.GetWorkflowResult(&st); err != nil {
 		t.Fatal(err)

@@ -6,34 +6,18 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
-)
 
-// Names of the per-edge reconciler.
-const (
-	SignalDesiredSite = "desired-site"
-	// SignalResyncEdge reloads the edge's VCL from the reconciler's state,
-	// for an edge that restarted with an empty configuration.
-	SignalResyncEdge     = "resync-edge"
-	ActivityApplyEdgeVCL = "ApplyEdgeVCL"
+	"github.com/cdnflow/cdnflow/activities"
 )
-
-// ReconcilerWorkflowID is the id of an edge's reconciler.
-func ReconcilerWorkflowID(edgeID string) string { return "edge-reconciler/" + edgeID }
 
 // ReconcilerState is carried across continue-as-new.
 type ReconcilerState struct {
-	EdgeID string              `json:"edgeId"`
-	Sites  map[string]SiteSpec `json:"sites"` // by workflow id; only live sites
+	EdgeID string                         `json:"edgeId"`
+	Sites  map[string]activities.SiteSpec `json:"sites"` // by workflow id; only live sites
 	// Pending changes received but not yet applied when the run ended.
-	Pending []SiteSpec `json:"pending,omitempty"`
+	Pending []activities.SiteSpec `json:"pending,omitempty"`
 	// HeartbeatTimeout of the VCL load; 0 means the default.
 	HeartbeatTimeout time.Duration `json:"heartbeatTimeout,omitempty"`
-}
-
-// ApplyEdgeVCLInput is every live site of an edge, in a stable order.
-type ApplyEdgeVCLInput struct {
-	EdgeID string     `json:"edgeId"`
-	Sites  []SiteSpec `json:"sites"`
 }
 
 // coalesceWindow lets a burst of changes (100 distributions created at
@@ -49,9 +33,9 @@ var reconcileLoadsPerRun = 500
 // the active one when a new one does not compile or load).
 func EdgeReconcilerWorkflow(ctx workflow.Context, st ReconcilerState) error {
 	if st.Sites == nil {
-		st.Sites = map[string]SiteSpec{}
+		st.Sites = map[string]activities.SiteSpec{}
 	}
-	if err := workflow.SetQueryHandler(ctx, "sites", func() (map[string]SiteSpec, error) { return st.Sites, nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, QueryReconcilerSites, func() (map[string]activities.SiteSpec, error) { return st.Sites, nil }); err != nil {
 		return err
 	}
 	ch := workflow.GetSignalChannel(ctx, SignalDesiredSite)
@@ -67,7 +51,7 @@ func EdgeReconcilerWorkflow(ctx workflow.Context, st ReconcilerState) error {
 		if len(pending) == 0 {
 			sel := workflow.NewSelector(ctx)
 			sel.AddReceive(ch, func(c workflow.ReceiveChannel, _ bool) {
-				var first SiteSpec
+				var first activities.SiteSpec
 				c.Receive(ctx, &first)
 				pending = append(pending, first)
 			})
@@ -76,7 +60,7 @@ func EdgeReconcilerWorkflow(ctx workflow.Context, st ReconcilerState) error {
 			_ = workflow.Sleep(ctx, coalesceWindow)
 		}
 		for {
-			var more SiteSpec
+			var more activities.SiteSpec
 			if !ch.ReceiveAsync(&more) {
 				break
 			}
@@ -85,7 +69,9 @@ func EdgeReconcilerWorkflow(ctx workflow.Context, st ReconcilerState) error {
 		// Resyncs that arrived meanwhile are covered by this load.
 		for resync.ReceiveAsync(nil) {
 		}
-		next := make(map[string]SiteSpec, len(st.Sites)+len(pending))
+		next := make(map[string]activities.SiteSpec, len(st.Sites)+len(pending))
+		// A map copy: the order of the iteration does not show in the result.
+		//workflowcheck:ignore
 		for k, v := range st.Sites {
 			next[k] = v
 		}
@@ -99,7 +85,7 @@ func EdgeReconcilerWorkflow(ctx workflow.Context, st ReconcilerState) error {
 				next[p.WorkflowID] = p
 			}
 		}
-		err := workflow.ExecuteActivity(actx, ActivityApplyEdgeVCL, ApplyEdgeVCLInput{EdgeID: st.EdgeID, Sites: sortedSites(next)}).Get(ctx, nil)
+		err := workflow.ExecuteActivity(actx, distributionActivities.ApplyEdgeVCL, activities.ApplyEdgeVCLInput{EdgeID: st.EdgeID, Sites: sortedSites(next)}).Get(ctx, nil)
 		msg := ""
 		if err != nil {
 			msg = rootMessage(err)
@@ -114,7 +100,7 @@ func EdgeReconcilerWorkflow(ctx workflow.Context, st ReconcilerState) error {
 	}
 	// Changes that arrived during the last load are carried into the next run.
 	for {
-		var more SiteSpec
+		var more activities.SiteSpec
 		if !ch.ReceiveAsync(&more) {
 			break
 		}
@@ -123,13 +109,15 @@ func EdgeReconcilerWorkflow(ctx workflow.Context, st ReconcilerState) error {
 	return workflow.NewContinueAsNewError(ctx, EdgeReconcilerWorkflow, st)
 }
 
-func sortedSites(m map[string]SiteSpec) []SiteSpec {
+func sortedSites(m map[string]activities.SiteSpec) []activities.SiteSpec {
 	keys := make([]string, 0, len(m))
+	// Keys are sorted below, so the iteration order does not matter.
+	//workflowcheck:ignore
 	for k := range m {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	out := make([]SiteSpec, len(keys))
+	out := make([]activities.SiteSpec, len(keys))
 	for i, k := range keys {
 		out[i] = m[k]
 	}

@@ -6,19 +6,8 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
-// UpdateNextSeq hands out the next number of a SequenceWorkflow.
-const UpdateNextSeq = "next"
-
-// UpdateReserveSeqs hands out n consecutive numbers and returns the first:
-// a purge split into n seqs takes them in one update, so it either gets
-// all of them or none.
-const UpdateReserveSeqs = "reserve"
-
 // MaxReserveSeqs bounds one reservation.
 const MaxReserveSeqs = 10000
-
-// SequenceWorkflowID is the id of the counter's entity workflow.
-func SequenceWorkflowID(counter string) string { return "sequence/" + counter }
 
 // SequenceState is carried across continue-as-new.
 type SequenceState struct {
@@ -54,7 +43,7 @@ func SequenceWorkflow(ctx workflow.Context, st SequenceState) error {
 	}}); err != nil {
 		return err
 	}
-	if err := workflow.SetQueryHandler(ctx, "last", func() (int64, error) { return st.Last, nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, QuerySequenceLast, func() (int64, error) { return st.Last, nil }); err != nil {
 		return err
 	}
 	err := workflow.Await(ctx, func() bool {

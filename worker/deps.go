@@ -1,17 +1,9 @@
 package worker
 
 import (
-	"go.temporal.io/sdk/activity"
-
 	"github.com/cdnflow/cdnflow/edge"
 	"github.com/cdnflow/cdnflow/internal/payload"
 )
-
-// activityName registers an activity under the stable name workflows use,
-// so renaming a Go method never breaks running histories.
-func activityName(name string) activity.RegisterOptions {
-	return activity.RegisterOptions{Name: name}
-}
 
 func (d Deps) edgeClient() *edge.Client {
 	if d.Edge != nil {

@@ -1,4 +1,4 @@
-package workflows
+package activities
 
 import "strings"
 
@@ -14,15 +14,6 @@ const (
 	StatusClose      = "CLOSE"
 	StatusError      = "ERROR"
 )
-
-// QueryDistribution answers a distribution entity workflow's DistributionState.
-const QueryDistribution = "distribution"
-
-// DistributionWorkflowID is the id of the one entity workflow per
-// distribution. Purges and the API find a distribution by it.
-func DistributionWorkflowID(appKey, domain string) string {
-	return "distribution/" + appKey + "/" + strings.ToLower(domain)
-}
 
 // Origin is one origin server of a distribution (NHN origins[]).
 type Origin struct {
@@ -67,7 +58,8 @@ func (c DistributionConfig) Aliases() []string {
 	return out
 }
 
-// DistributionState is what QueryDistribution returns.
+// DistributionState is a distribution entity's state: what
+// workflows.QueryDistribution answers and every callback carries.
 type DistributionState struct {
 	AppKey string `json:"appKey"`
 	Domain string `json:"domain"`
@@ -93,4 +85,33 @@ type CallbackResult struct {
 // Hosts are the Host names edges serve the distribution under.
 func (s DistributionState) Hosts() []string {
 	return append([]string{strings.ToLower(s.Domain)}, s.Config.Aliases()...)
+}
+
+// SiteSpec is a distribution's desired state on an edge.
+type SiteSpec struct {
+	WorkflowID string             `json:"workflowId"`
+	AppKey     string             `json:"appKey"`
+	Domain     string             `json:"domain"`
+	Version    int                `json:"version"`
+	Config     DistributionConfig `json:"config"`
+	Suspended  bool               `json:"suspended,omitempty"`
+	Deleted    bool               `json:"deleted,omitempty"`
+}
+
+// EdgeApplyRequest asks the reconcilers of EdgeIDs to apply Spec.
+type EdgeApplyRequest struct {
+	EdgeIDs []string `json:"edgeIds"`
+	Spec    SiteSpec `json:"spec"`
+}
+
+// CallbackRequest is one lifecycle notification.
+type CallbackRequest struct {
+	Callback Callback          `json:"callback"`
+	State    DistributionState `json:"state"`
+}
+
+// ApplyEdgeVCLInput is every live site of an edge, in a stable order.
+type ApplyEdgeVCLInput struct {
+	EdgeID string     `json:"edgeId"`
+	Sites  []SiteSpec `json:"sites"`
 }

@@ -1,0 +1,87 @@
+package activities
+
+import (
+	"errors"
+	"net/http"
+	"testing"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.uber.org/zap"
+
+	"github.com/cdnflow/cdnflow/edge"
+)
+
+func newPurge(t *testing.T, handler http.HandlerFunc) (*Purge, *fakeEdge) {
+	t.Helper()
+	fe, inv := newFakeEdge(t, handler)
+	return &Purge{Inventory: inv, Edge: edge.NewClient(edge.Options{}), Logger: zap.NewNop(), PerEdge: 2}, fe
+}
+
+// Every host×path unit is purged on the edge; ALL and WILDCARD are bans.
+func TestPurgeEdgeSendsEveryUnit(t *testing.T) {
+	a, fe := newPurge(t, func(http.ResponseWriter, *http.Request) {})
+	var ts testsuite.WorkflowTestSuite
+	in := PurgeEdgeInput{EdgeID: "E1", Hosts: []string{"a.test", "b.test"}, Type: PurgeItem, Paths: []string{"/x", "/y"}}
+	if err := runActivity(t, ts.NewTestActivityEnvironment(), a.PurgeEdge, in, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"PURGE a.test /x", "PURGE a.test /y", "PURGE b.test /x", "PURGE b.test /y"} {
+		if fe.count(want) != 1 {
+			t.Errorf("%q sent %d times; requests %v", want, fe.count(want), fe.seen)
+		}
+	}
+	all := PurgeEdgeInput{EdgeID: "E1", Hosts: []string{"a.test"}, Type: PurgeAll}
+	if err := runActivity(t, ts.NewTestActivityEnvironment(), a.PurgeEdge, all, nil); err != nil || fe.count("BAN a.test /") != 1 {
+		t.Fatalf("ALL: %v; requests %v", err, fe.seen)
+	}
+}
+
+// An edge that refuses fails the attempt with a retryable error; a retry
+// resumes after the heartbeated units.
+func TestPurgeEdgeFailureIsRetriedAndResumes(t *testing.T) {
+	a, fe := newPurge(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/down" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})
+	var ts testsuite.WorkflowTestSuite
+	in := PurgeEdgeInput{EdgeID: "E1", Hosts: []string{"a.test"}, Type: PurgeItem, Paths: []string{"/down"}}
+	err := runActivity(t, ts.NewTestActivityEnvironment(), a.PurgeEdge, in, nil)
+	var appErr *temporal.ApplicationError
+	if err == nil || (errors.As(err, &appErr) && appErr.NonRetryable()) {
+		t.Fatalf("a 503 from the edge: %v, want a retryable error", err)
+	}
+	env := ts.NewTestActivityEnvironment()
+	env.SetHeartbeatDetails([]int{0})
+	in.Paths = []string{"/done-before", "/next"}
+	if err := runActivity(t, env, a.PurgeEdge, in, nil); err != nil {
+		t.Fatal(err)
+	}
+	if fe.count("PURGE a.test /done-before") != 0 || fe.count("PURGE a.test /next") != 1 {
+		t.Fatalf("resumed attempt sent %v", fe.seen)
+	}
+}
+
+// A purge the edge client refuses to send, or of an unknown edge, is final.
+func TestPurgeEdgeFinalErrors(t *testing.T) {
+	a, fe := newPurge(t, func(http.ResponseWriter, *http.Request) {})
+	var ts testsuite.WorkflowTestSuite
+	for _, tc := range []struct {
+		in      PurgeEdgeInput
+		errType string
+	}{
+		{PurgeEdgeInput{EdgeID: "E1", Hosts: []string{"a.test"}, Type: PurgeTag, Paths: []string{"a,b"}}, ErrBadPurge},
+		{PurgeEdgeInput{EdgeID: "E1", Hosts: []string{"a.test"}, Type: "PAGE", Paths: []string{"/a"}}, ErrBadPurge},
+		{PurgeEdgeInput{EdgeID: "E9", Hosts: []string{"a.test"}, Type: PurgeItem, Paths: []string{"/a"}}, ErrUnknownEdge},
+	} {
+		err := runActivity(t, ts.NewTestActivityEnvironment(), a.PurgeEdge, tc.in, nil)
+		var appErr *temporal.ApplicationError
+		if !errors.As(err, &appErr) || appErr.Type() != tc.errType || !appErr.NonRetryable() {
+			t.Errorf("%+v: %v, want a final %s", tc.in, err, tc.errType)
+		}
+	}
+	if len(fe.seen) != 0 {
+		t.Fatalf("refused purges reached the edge: %v", fe.seen)
+	}
+}

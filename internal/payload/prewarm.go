@@ -1,0 +1,53 @@
+package payload
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// Payloads of a prewarm job. The API writes them and the batch activities
+// read them (the URL list), or the reverse (the per-pair outcomes); both
+// sides build the keys and encode the lists here.
+
+// PrewarmURLsKey is where a prewarm job's URL list is stored: a JSON array
+// of the normalized URLs, in url_list order. requestID is the job's UUID.
+func PrewarmURLsKey(requestID string) string { return "prewarm/" + requestID + "/urls.json" }
+
+// PrewarmDetailKey is where one chunk's per-pair outcomes are stored: a
+// JSON array of activities.PairDetail, one per URL of the chunk on edgeID.
+// jobID is the job's workflow id.
+func PrewarmDetailKey(jobID, edgeID string, chunk int) string {
+	return "prewarm/" + jobID + "/edges/" + edgeID + "/" + strconv.Itoa(chunk) + ".json"
+}
+
+// PutPrewarmURLs stores a job's URL list under PrewarmURLsKey(requestID)
+// once; a repeat of the same request keeps the first list. It returns the
+// key.
+func PutPrewarmURLs(ctx context.Context, s Store, requestID string, urls []string) (string, error) {
+	data, err := json.Marshal(urls)
+	if err != nil {
+		return "", fmt.Errorf("encode url list: %w", err)
+	}
+	key := PrewarmURLsKey(requestID)
+	if err := s.PutIfAbsent(ctx, key, data); err != nil && !errors.Is(err, ErrExists) {
+		return "", fmt.Errorf("store url list: %w", err)
+	}
+	return key, nil
+}
+
+// PrewarmURLs reads the URL list stored under key; a missing list is an
+// error wrapping ErrNotFound.
+func PrewarmURLs(ctx context.Context, s Store, key string) ([]string, error) {
+	data, err := s.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("read url list: %w", err)
+	}
+	var urls []string
+	if err := json.Unmarshal(data, &urls); err != nil {
+		return nil, fmt.Errorf("decode url list %s: %w", key, err)
+	}
+	return urls, nil
+}

@@ -1,0 +1,158 @@
+package service
+
+import (
+	"context"
+	"fmt"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/cdnflow/cdnflow/internal/payload"
+	"github.com/cdnflow/cdnflow/workflows"
+)
+
+// PrewarmStatusResponse is the PrewarmStatus API body. successUrl is only
+// present when ShowSuccessUrls is on; the last fields are cdnflow's.
+type PrewarmStatusResponse struct {
+	Status        string                   `json:"status"`
+	Total         int                      `json:"total"`
+	Completed     int                      `json:"completed"`
+	InProgress    int                      `json:"inProgress"`
+	FailedURL     []string                 `json:"failedUrl"`
+	InProgressURL []string                 `json:"inProgressUrl"`
+	SuccessURL    *[]string                `json:"successUrl,omitempty"`
+	RequestID     string                   `json:"requestID"`
+	Domain        string                   `json:"domain"`
+	Failed        int                      `json:"failed"`
+	Succeeded     int                      `json:"succeeded"`
+	Page          int                      `json:"page"`
+	PageSize      int                      `json:"pageSize"`
+	Edges         []workflows.EdgeProgress `json:"edges"`
+	Error         string                   `json:"error,omitempty"`
+}
+
+// PrewarmStatus answers from the job workflow's query; URL lists are paged
+// (page from 1) and resolved from the job's URL list in the payload store.
+func (s *Service) PrewarmStatus(ctx context.Context, requestID string, page, pageSize int) (PrewarmStatusResponse, error) {
+	var out PrewarmStatusResponse
+	st, urls, err := s.prewarmJob(ctx, requestID, workflows.PrewarmStatusQuery{Offset: (page - 1) * pageSize, Limit: pageSize})
+	if err != nil {
+		return out, err
+	}
+	pick := func(idx []int) []string {
+		list := make([]string, 0, len(idx))
+		for _, i := range idx {
+			if i >= 0 && i < len(urls) {
+				list = append(list, urls[i])
+			}
+		}
+		return list
+	}
+	out = PrewarmStatusResponse{
+		Status: st.Status, Total: st.Total, Completed: st.Completed, InProgress: st.InProgress,
+		FailedURL: pick(st.FailedIdx), InProgressURL: pick(st.InProgressIdx),
+		RequestID: requestID, Domain: st.Domain, Failed: st.FailedCount, Succeeded: st.SuccessCount,
+		Page: page, PageSize: pageSize, Edges: st.Edges, Error: st.Error,
+	}
+	if s.config.ShowSuccessURLs {
+		list := pick(st.SuccessIdx)
+		out.SuccessURL = &list
+	}
+	return out, nil
+}
+
+// statusWithoutQuery answers a job's status without a workflow query where
+// the state is known exactly otherwise, because a query costs a worker a
+// task (and a full replay for a closed workflow) and waits behind any
+// backlog:
+//   - a running job whose first workflow task has not run yet (a queue
+//     backlog) has nothing done: its status follows from its input;
+//   - a finished job's result holds its final counts, and its URL lists
+//     whole when they are short (up to 100 entries; the success list
+//     matters only with --show-success-urls).
+func (s *Service) statusWithoutQuery(ctx context.Context, workflowID string, q workflows.PrewarmStatusQuery) (workflows.PrewarmStatus, bool, error) {
+	var st workflows.PrewarmStatus
+	desc, err := s.temporal.DescribeWorkflowExecution(ctx, workflowID, "")
+	if err != nil {
+		return st, false, err
+	}
+	info := desc.GetWorkflowExecutionInfo()
+	switch {
+	case info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+		if err := s.temporal.GetWorkflow(ctx, workflowID, info.GetExecution().GetRunId()).Get(ctx, &st); err != nil {
+			return st, false, nil
+		}
+		successShown := s.config.ShowSuccessURLs
+		if len(st.FailedIdx) != st.FailedCount || len(st.InProgressIdx) != st.InProgress || (successShown && len(st.SuccessIdx) != st.SuccessCount) {
+			return st, false, nil // lists cut short: the query pages them
+		}
+		page := func(list []int) []int {
+			from := min(q.Offset, len(list))
+			return list[from:min(from+q.Limit, len(list))]
+		}
+		st.FailedIdx, st.SuccessIdx, st.InProgressIdx = page(st.FailedIdx), page(st.SuccessIdx), page(st.InProgressIdx)
+		return st, true, nil
+	case info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING && info.GetHistoryLength() <= 3:
+		// Started, task scheduled, task started: no task has completed.
+		it := s.temporal.GetWorkflowHistory(ctx, workflowID, info.GetExecution().GetRunId(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		if !it.HasNext() {
+			return st, false, nil
+		}
+		first, err := it.Next()
+		if err != nil {
+			return st, false, fmt.Errorf("read job input: %w", err)
+		}
+		var job workflows.PrewarmJob
+		in := first.GetWorkflowExecutionStartedEventAttributes().GetInput()
+		if in == nil || converter.GetDefaultDataConverter().FromPayloads(in, &job) != nil {
+			return st, false, nil
+		}
+		return workflows.PendingPrewarmStatus(job, q), true, nil
+	}
+	return st, false, nil
+}
+
+// prewarmJob queries a job's state and loads its URL list.
+func (s *Service) prewarmJob(ctx context.Context, requestID string, q workflows.PrewarmStatusQuery) (workflows.PrewarmStatus, []string, error) {
+	var st workflows.PrewarmStatus
+	if !validRequestID(requestID) {
+		return st, nil, ErrNotFound
+	}
+	if known, ok, err := s.statusWithoutQuery(ctx, workflows.PrewarmWorkflowID(requestID), q); err != nil {
+		if isNotFound(err) {
+			return st, nil, ErrNotFound
+		}
+		return st, nil, fmt.Errorf("describe prewarm %s: %w", requestID, err)
+	} else if ok {
+		urls, err := payload.PrewarmURLs(ctx, s.Payloads(), known.URLsKey)
+		return known, urls, err
+	}
+	v, err := s.query(ctx, workflows.PrewarmWorkflowID(requestID), workflows.QueryPrewarmStatus, q)
+	if err != nil {
+		if isNotFound(err) {
+			return st, nil, ErrNotFound
+		}
+		return st, nil, fmt.Errorf("query prewarm %s: %w", requestID, err)
+	}
+	if err := v.Get(&st); err != nil {
+		return st, nil, fmt.Errorf("decode prewarm status: %w", err)
+	}
+	urls, err := payload.PrewarmURLs(ctx, s.Payloads(), st.URLsKey)
+	return st, urls, err
+}
+
+func validRequestID(id string) bool {
+	if len(id) != 36 {
+		return false
+	}
+	for i, r := range id {
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			if r != '-' {
+				return false
+			}
+		} else if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,192 @@
+package service
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cdnflow/cdnflow/inventory"
+	"github.com/cdnflow/cdnflow/workflows"
+)
+
+// validPrewarm is a checked request ready to become a job.
+type validPrewarm struct {
+	urls    []string
+	domain  string
+	scheme  string
+	edges   []inventory.Edge
+	timeout time.Duration
+	header  map[string]string
+}
+
+// ValidatePrewarm checks a request against the spec and the inventory.
+func ValidatePrewarm(req PrewarmRequest, inv *inventory.Inventory, defaultTimeout time.Duration) (validPrewarm, error) {
+	var v validPrewarm
+	if len(req.URLList) == 0 {
+		return v, invalid("url_list must list at least one URL")
+	}
+	if len(req.URLList) > MaxPrewarmURLs {
+		return v, invalid("url_list has %d URLs; at most %d per request", len(req.URLList), MaxPrewarmURLs)
+	}
+	v.domain = strings.ToLower(strings.TrimSpace(req.CFDomain))
+	if v.domain != "" && !validHostname(v.domain) {
+		return v, invalid("cf_domain %q is not a valid domain name", req.CFDomain)
+	}
+	switch p := strings.ToLower(req.Protocol); p {
+	case "", "http":
+		v.scheme = "http"
+	case "https":
+		v.scheme = "https"
+	default:
+		return v, invalid("protocol must be http or https, not %q", req.Protocol)
+	}
+	seen := make(map[string]bool, len(req.URLList))
+	for i, raw := range req.URLList {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return v, invalid("url_list[%d] %q is not an http(s) URL", i, raw)
+		}
+		if u.User != nil {
+			return v, invalid("url_list[%d] %q must not carry credentials", i, raw)
+		}
+		host := strings.ToLower(u.Hostname())
+		if v.domain == "" {
+			// cf_domain may be omitted: it is then the URLs' own host.
+			if !validHostname(host) {
+				return v, invalid("url_list[%d] %q has no valid host name", i, raw)
+			}
+			v.domain = host
+		}
+		if host != v.domain {
+			return v, invalid("url_list[%d] %q is not on cf_domain %s", i, raw, v.domain)
+		}
+		u.Fragment = ""
+		norm := u.String()
+		if !seen[norm] {
+			seen[norm] = true
+			v.urls = append(v.urls, norm)
+		}
+	}
+	regions, err := parseRegion(req.Region)
+	if err != nil {
+		return v, err
+	}
+	if req.TargetType == "" {
+		return v, invalid("target_type is required: pop, region or country")
+	}
+	v.edges, err = inv.Select(strings.ToLower(req.TargetType), regions)
+	if err != nil {
+		return v, invalid("%s", err.Error())
+	}
+	if len(v.edges) > workflows.MaxPrewarmEdges {
+		return v, invalid("the target selects %d edges; at most %d per request", len(v.edges), workflows.MaxPrewarmEdges)
+	}
+	if v.scheme == "https" {
+		for _, e := range v.edges {
+			if e.HTTPSAddress == "" {
+				return v, invalid("protocol https: edge %s has no HTTPS listener in the inventory", e.ID)
+			}
+		}
+	}
+	v.timeout = defaultTimeout
+	if len(req.Timeout) > 0 && string(req.Timeout) != "null" {
+		if v.timeout, err = parseTimeout(req.Timeout); err != nil {
+			return v, err
+		}
+	}
+	if v.header, err = parseHeader(req.Header); err != nil {
+		return v, err
+	}
+	return v, nil
+}
+
+func parseRegion(raw json.RawMessage) ([]string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, invalid(`region is required: a list, or "all" for target_type region or country`)
+	}
+	var one string
+	if err := json.Unmarshal(raw, &one); err == nil {
+		return []string{one}, nil
+	}
+	var list []string
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return nil, invalid(`region must be a list of strings or "all"`)
+	}
+	return list, nil
+}
+
+func parseTimeout(raw json.RawMessage) (time.Duration, error) {
+	var secs float64
+	var d time.Duration
+	if err := json.Unmarshal(raw, &secs); err == nil {
+		d = time.Duration(secs * float64(time.Second))
+	} else {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return 0, invalid(`timeout must be seconds (a number) or a duration such as "15m"`)
+		}
+		if d, err = time.ParseDuration(s); err != nil {
+			n, convErr := strconv.ParseFloat(s, 64)
+			if convErr != nil {
+				return 0, invalid(`timeout %q is not a duration such as "15m"`, s)
+			}
+			d = time.Duration(n * float64(time.Second))
+		}
+	}
+	if d < time.Second || d > MaxPrewarmTimeout {
+		return 0, invalid("timeout must be between 1s and %s", MaxPrewarmTimeout)
+	}
+	return d, nil
+}
+
+// parseHeader accepts {"Name": "value"} or ["Name: value", ...].
+func parseHeader(raw json.RawMessage) (map[string]string, error) {
+	out := map[string]string{}
+	if len(raw) == 0 || string(raw) == "null" {
+		return out, nil
+	}
+	var m map[string]string
+	if err := json.Unmarshal(raw, &m); err != nil {
+		var list []string
+		if err := json.Unmarshal(raw, &list); err != nil {
+			return nil, invalid(`header must be an object {"Name": "value"} or a list ["Name: value"]`)
+		}
+		m = map[string]string{}
+		for _, h := range list {
+			k, val, ok := strings.Cut(h, ":")
+			if !ok {
+				return nil, invalid("header %q is not Name: value", h)
+			}
+			m[strings.TrimSpace(k)] = strings.TrimSpace(val)
+		}
+	}
+	if len(m) > 32 {
+		return nil, invalid("header has %d entries; at most 32", len(m))
+	}
+	for k, val := range m {
+		if !validHeaderName(k) || strings.ContainsAny(val, "\r\n\x00") || len(val) > 4096 {
+			return nil, invalid("header %q is not a valid HTTP header", k)
+		}
+		switch strings.ToLower(k) {
+		case "host", "content-length", "transfer-encoding", "connection", "x-purge-tag", "x-purge-soft", "x-ban-url-regex":
+			return nil, invalid("header %s cannot be set by a prewarm", k)
+		}
+		out[http.CanonicalHeaderKey(k)] = val
+	}
+	return out, nil
+}
+
+func validHeaderName(k string) bool {
+	if k == "" || len(k) > 128 {
+		return false
+	}
+	for _, r := range k {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("!#$%&'*+-.^_`|~", r)) {
+			return false
+		}
+	}
+	return true
+}

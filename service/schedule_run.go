@@ -1,0 +1,55 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/cdnflow/cdnflow/activities"
+	"github.com/cdnflow/cdnflow/workflows"
+)
+
+// SubmitScheduledJob starts the prewarm or purge of one scheduled run
+// (activities.JobSubmitter): job.Body is the API body of job.Kind, and
+// idempotencyKey makes a retried run start its prewarm once. Input errors
+// (a body that does not decode or validate, an unknown domain or kind) are
+// non-retryable activities.ErrInvalidRequest errors; others (Temporal
+// briefly away, rate limit) are returned for a retry.
+func (s *Service) SubmitScheduledJob(ctx context.Context, job activities.ScheduledJob, idempotencyKey string) (activities.ScheduledRun, error) {
+	var run activities.ScheduledRun
+	switch job.Kind {
+	case workflows.KindPrewarm:
+		var req PrewarmRequest
+		if err := json.Unmarshal(job.Body, &req); err != nil {
+			return run, temporal.NewNonRetryableApplicationError("prewarm body: "+err.Error(), activities.ErrInvalidRequest, err)
+		}
+		id, err := s.StartPrewarm(ctx, req, idempotencyKey)
+		run.RequestID = id
+		return run, classifyScheduled(err)
+	case workflows.KindPurge:
+		var req PurgeRequest
+		if err := json.Unmarshal(job.Body, &req); err != nil {
+			return run, temporal.NewNonRetryableApplicationError("purge body: "+err.Error(), activities.ErrInvalidRequest, err)
+		}
+		res, err := s.StartPurge(ctx, job.AppKey, req)
+		run.PurgeSeqs = res.PurgeSeqs
+		return run, classifyScheduled(err)
+	}
+	return run, temporal.NewNonRetryableApplicationError("unknown scheduled job kind "+job.Kind, activities.ErrInvalidRequest, nil)
+}
+
+// classifyScheduled makes input errors final; others (Temporal briefly
+// away, rate limit) are retried.
+func classifyScheduled(err error) error {
+	var ve *ValidationError
+	if errors.As(err, &ve) || errors.Is(err, ErrUnknownDomain) {
+		return temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrInvalidRequest, err)
+	}
+	if err != nil {
+		return fmt.Errorf("scheduled job: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,135 @@
+package workflows
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/cdnflow/cdnflow/activities"
+)
+
+// Every name that ties the API (service), the worker and these workflows
+// together is defined here, once: workflow ids, signal, query and update
+// names, memo keys and the error types workflows raise. Search attributes
+// are in searchattrs.go. Activities are called by method reference
+// (workflow.ExecuteActivity(ctx, a.PrewarmBatch, in) with a nil
+// *activities.Prewarm a): their names are the method names, which
+// worker.Register registers. Changing a string here breaks running
+// workflows and the recorded histories in worker/testdata.
+
+// Workflow ids. Each job kind has one id scheme; the API finds a job by it.
+
+// PrewarmWorkflowID is the id of a prewarm job (PrewarmWorkflow); requestID
+// is the UUID the Prewarm API answers.
+func PrewarmWorkflowID(requestID string) string { return "prewarm-" + requestID }
+
+// EdgePrewarmWorkflowID is the id of one edge's child (EdgePrewarmWorkflow)
+// of the prewarm job jobID (a PrewarmWorkflowID).
+func EdgePrewarmWorkflowID(jobID, edgeID string) string { return jobID + "/" + edgeID }
+
+// PurgeWorkflowID is the id of one purge seq of an appKey (PurgeWorkflow).
+func PurgeWorkflowID(appKey string, seq int64) string {
+	return fmt.Sprintf("purge-%s-%d", appKey, seq)
+}
+
+// EdgeCheckWorkflowID is the id of an edge check (EdgeCheckWorkflow).
+func EdgeCheckWorkflowID(id string) string { return "edgecheck-" + id }
+
+// DistributionWorkflowID is the id of the one entity workflow per
+// distribution. Purges and the API find a distribution by it; the domain is
+// lower-cased.
+func DistributionWorkflowID(appKey, domain string) string {
+	return "distribution/" + appKey + "/" + strings.ToLower(domain)
+}
+
+// ReconcilerWorkflowID is the id of an edge's reconciler
+// (EdgeReconcilerWorkflow).
+func ReconcilerWorkflowID(edgeID string) string { return "edge-reconciler/" + edgeID }
+
+// SequenceWorkflowID is the id of a counter's entity workflow
+// (SequenceWorkflow), e.g. counter "purge".
+func SequenceWorkflowID(counter string) string { return "sequence/" + counter }
+
+// ScheduleIDPrefix starts the Temporal Schedule id of every cdnflow
+// schedule; ScheduleID adds the API's schedule id to it.
+const ScheduleIDPrefix = "cdnflow-"
+
+// ScheduleID is the Temporal Schedule id of the API's schedule id.
+func ScheduleID(id string) string { return ScheduleIDPrefix + id }
+
+// ScheduledPrefix starts the workflow id of a schedule's runs (Temporal
+// appends the fire time) and the KindAttr of their workflows
+// ("scheduled-prewarm").
+const ScheduledPrefix = "scheduled-"
+
+// Signals.
+const (
+	// SignalPrewarmChunk carries an edge child's ChunkReport to its job.
+	SignalPrewarmChunk = "chunk-done"
+	// SignalEdgeApplied carries a reconciler's EdgeApplied to a
+	// distribution.
+	SignalEdgeApplied = "edge-applied"
+	// SignalDesiredSite carries a distribution's SiteSpec to an edge's
+	// reconciler (and starts it; see Reconcilers).
+	SignalDesiredSite = "desired-site"
+	// SignalResyncEdge reloads the edge's VCL from the reconciler's state,
+	// for an edge that restarted with an empty configuration.
+	SignalResyncEdge = "resync-edge"
+)
+
+// Queries.
+const (
+	// QueryPrewarmStatus takes a PrewarmStatusQuery, answers PrewarmStatus.
+	QueryPrewarmStatus = "status"
+	// QueryPurgeStatus answers PurgeStatus.
+	QueryPurgeStatus = "status"
+	// QueryDistribution answers a distribution's activities.DistributionState.
+	QueryDistribution = "distribution"
+	// QueryEdgeCheck answers the EdgeCheckResult so far.
+	QueryEdgeCheck = "edgecheck"
+	// QueryReconcilerSites answers a reconciler's live sites by workflow id.
+	QueryReconcilerSites = "sites"
+	// QuerySequenceLast answers the last number a counter handed out.
+	QuerySequenceLast = "last"
+)
+
+// Updates.
+const (
+	// UpdateModify, UpdateSuspend, UpdateResume and UpdateDelete change a
+	// distribution; each answers the DistributionState once applied.
+	UpdateModify  = "modify"
+	UpdateSuspend = "suspend"
+	UpdateResume  = "resume"
+	UpdateDelete  = "delete"
+	// UpdateNextSeq hands out the next number of a SequenceWorkflow.
+	UpdateNextSeq = "next"
+	// UpdateReserveSeqs hands out n consecutive numbers and returns the
+	// first: a purge split into n seqs takes them in one update, so it
+	// either gets all of them or none.
+	UpdateReserveSeqs = "reserve"
+)
+
+// Memo keys.
+const (
+	// MemoDistributionState is the memo key of the last status change's
+	// state (an activities.DistributionState).
+	MemoDistributionState = "state"
+	// Memo keys of a purge workflow, set at start, read by the purge list:
+	// NHN's purgeId (int64), distributionSeq (int64), path (the paths,
+	// '\n'-joined) and purgeTime (epoch ms).
+	MemoPurgeID              = "purgeId"
+	MemoPurgeDistributionSeq = "distributionSeq"
+	MemoPurgePath            = "path"
+	MemoPurgeTime            = "purgeTime"
+)
+
+// Error types of rejected distribution updates; the API maps them to NHN
+// codes.
+const (
+	ErrInvalidState      = "InvalidState"
+	ErrOperationInFlight = "OperationInProgress"
+)
+
+// distributionActivities is the receiver of the activities the
+// distribution and reconciler workflows call by method reference: nil, as
+// only the methods' names and signatures are used in a workflow.
+var distributionActivities *activities.Distribution
