@@ -64,7 +64,11 @@ type validPrewarm struct {
 	header  map[string]string
 }
 
-// ValidatePrewarm checks a request against the spec and the inventory.
+// ValidatePrewarm checks a request against the spec and the inventory: the
+// shape of every field, URLs with valid hosts, and the targets (target_type
+// inferred from region when omitted). Which distribution the URL hosts are
+// on is checked by (*Service).checkPrewarm, which also sets the domain; an
+// empty scheme means each URL's own.
 func ValidatePrewarm(req PrewarmRequest, inv *inventory.Inventory, defaultTimeout time.Duration) (validPrewarm, error) {
 	var v validPrewarm
 	if len(req.URLList) == 0 {
@@ -78,7 +82,9 @@ func ValidatePrewarm(req PrewarmRequest, inv *inventory.Inventory, defaultTimeou
 		return v, invalid("cf_domain %q is not a valid domain name", req.CFDomain)
 	}
 	switch p := strings.ToLower(req.Protocol); p {
-	case "", "http":
+	case "":
+		v.scheme = "" // each URL's own scheme (issue 18)
+	case "http":
 		v.scheme = "http"
 	case "https":
 		v.scheme = "https"
@@ -94,16 +100,9 @@ func ValidatePrewarm(req PrewarmRequest, inv *inventory.Inventory, defaultTimeou
 		if u.User != nil {
 			return v, invalid("url_list[%d] %q must not carry credentials", i, raw)
 		}
-		host := strings.ToLower(u.Hostname())
-		if v.domain == "" {
-			// cf_domain may be omitted: it is then the URLs' own host.
-			if !validHostname(host) {
-				return v, invalid("url_list[%d] %q has no valid host name", i, raw)
-			}
-			v.domain = host
-		}
-		if host != v.domain {
-			return v, invalid("url_list[%d] %q is not on cf_domain %s", i, raw, v.domain)
+		// Hosts are matched to cf_domain and the distributions by checkPrewarm.
+		if !validHostname(strings.ToLower(u.Hostname())) {
+			return v, invalid("url_list[%d] %q has no valid host name", i, raw)
 		}
 		u.Fragment = ""
 		norm := u.String()
@@ -116,10 +115,11 @@ func ValidatePrewarm(req PrewarmRequest, inv *inventory.Inventory, defaultTimeou
 	if err != nil {
 		return v, err
 	}
-	if req.TargetType == "" {
-		return v, invalid("target_type is required: pop, region or country")
+	targetType, err := inferTargetType(req.TargetType, regions, inv)
+	if err != nil {
+		return v, err
 	}
-	v.edges, err = inv.Select(strings.ToLower(req.TargetType), regions)
+	v.edges, err = inv.Select(targetType, regions)
 	if err != nil {
 		return v, invalid("%s", err.Error())
 	}
@@ -245,7 +245,7 @@ func (s *Service) Payloads() payload.Store {
 // an idempotency key, a repeat returns the first request's id and starts
 // nothing.
 func (s *Service) StartPrewarm(ctx context.Context, req PrewarmRequest, idempotencyKey string) (string, error) {
-	v, err := ValidatePrewarm(req, s.Inventory, s.Config.PrewarmDefaultTimeout)
+	v, target, err := s.checkPrewarm(ctx, req)
 	if err != nil {
 		return "", err
 	}
@@ -294,6 +294,9 @@ func (s *Service) StartPrewarm(ctx context.Context, req PrewarmRequest, idempote
 	}
 	if idempotencyKey != "" {
 		sa = append(sa, workflows.RequestKeyAttr.ValueSet(idempotencyKey))
+	}
+	if target.AppKey != "" {
+		sa = append(sa, workflows.AppKeyAttr.ValueSet(target.AppKey))
 	}
 	opts := client.StartWorkflowOptions{
 		ID:                       job.JobID,

@@ -102,7 +102,7 @@ func (s *Service) CreateSchedule(ctx context.Context, req ScheduleRequest) (Sche
 		if err := json.Unmarshal(req.Prewarm, &p); err != nil {
 			return v, invalid("prewarm must be a Prewarm API body: %v", err)
 		}
-		if _, err := ValidatePrewarm(p, s.Inventory, s.Config.PrewarmDefaultTimeout); err != nil {
+		if _, _, err := s.checkPrewarm(ctx, p); err != nil {
 			return v, err
 		}
 		job.Body = req.Prewarm
