@@ -157,7 +157,7 @@ func TestValidatePrewarmClientBodies(t *testing.T) {
 		t.Fatal(err)
 	}
 	for body, edges := range map[string]int{
-		`{"url_list":["https://www.example.com/index.html"],"cf_domain":"d1.cdn.test","region":"all"}`:  2,
+		`{"url_list":["https://www.example.com/index.html"],"cf_domain":"d1.cdn.test","region":"all"}`:    2,
 		`{"url_list":["https://www.example.com/js/config.js"],"cf_domain":"d1.cdn.test","region":"apac"}`: 1,
 	} {
 		var req PrewarmRequest
