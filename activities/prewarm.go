@@ -216,18 +216,19 @@ func (a *Prewarm) warmPair(ctx context.Context, e inventory.Edge, in PrewarmBatc
 	if attempts < 1 {
 		attempts = 1
 	}
+	host, scheme := pairHostScheme(in, e, u)
 	backoff := 200 * time.Millisecond
 	for attempt := 1; attempt <= attempts; attempt++ {
 		row.Attempts = attempt
 		err = nil
 		if in.NeedInvalidate && attempt == 1 {
-			if perr := a.Edge.Purge(ctx, e, in.Domain, path, false); perr != nil {
+			if perr := a.Edge.Purge(ctx, e, host, path, false); perr != nil {
 				err = fmt.Errorf("invalidate: %w", perr)
 			}
 		}
 		if err == nil {
 			var res edge.FetchResult
-			res, err = a.Edge.Fetch(ctx, e, edge.FetchRequest{Scheme: in.Scheme, Host: in.Domain, Path: path, Header: header, Timeout: in.AttemptTimeout})
+			res, err = a.Edge.Fetch(ctx, e, edge.FetchRequest{Scheme: scheme, Host: host, Path: path, Header: header, Timeout: in.AttemptTimeout})
 			row.Status, row.Cache, row.Age = res.Status, res.Cache, res.Age
 		}
 		if err == nil {

@@ -42,13 +42,22 @@ func FuzzValidatePrewarm(f *testing.F) {
 			}
 			return
 		}
-		if len(v.urls) == 0 || len(v.urls) > MaxPrewarmURLs || len(v.edges) == 0 || !validHostname(v.domain) {
+		if len(v.urls) == 0 || len(v.urls) > MaxPrewarmURLs || len(v.edges) == 0 || (v.domain != "" && !validHostname(v.domain)) {
 			t.Fatalf("accepted an invalid job: %+v", v)
 		}
 		for _, raw := range v.urls {
 			u, err := url.Parse(raw)
-			if err != nil || !strings.EqualFold(u.Hostname(), v.domain) {
-				t.Fatalf("accepted URL %q not on %s", raw, v.domain)
+			if err != nil || !validHostname(strings.ToLower(u.Hostname())) {
+				t.Fatalf("accepted URL %q without a valid host", raw)
+			}
+		}
+		// The host rules: with cf_domain not a distribution and a default
+		// origin, every URL is on cf_domain (or the first URL's host).
+		if tgt, err := resolvePrewarmTarget(req.CFDomain, req.URLList, hostIndex{}, true); err == nil {
+			for _, raw := range v.urls {
+				if u, _ := url.Parse(raw); !strings.EqualFold(u.Hostname(), tgt.Domain) {
+					t.Fatalf("accepted URL %q not on %s", raw, tgt.Domain)
+				}
 			}
 		}
 	})

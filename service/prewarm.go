@@ -43,7 +43,7 @@ type PrewarmRequest struct {
 // an idempotency key, a repeat returns the first request's id and starts
 // nothing.
 func (s *Service) StartPrewarm(ctx context.Context, req PrewarmRequest, idempotencyKey string) (string, error) {
-	v, err := ValidatePrewarm(req, s.inventory, s.config.PrewarmDefaultTimeout)
+	v, target, err := s.checkPrewarm(ctx, req)
 	if err != nil {
 		return "", err
 	}
@@ -88,6 +88,12 @@ func (s *Service) StartPrewarm(ctx context.Context, req PrewarmRequest, idempote
 	}
 	if idempotencyKey != "" {
 		sa = append(sa, workflows.RequestKeyAttr.ValueSet(idempotencyKey))
+	}
+	if target.AppKey != "" {
+		sa = append(sa, workflows.AppKeyAttr.ValueSet(target.AppKey))
+	}
+	if target.AppKey != "" {
+		sa = append(sa, workflows.AppKeyAttr.ValueSet(target.AppKey))
 	}
 	opts := client.StartWorkflowOptions{
 		ID:                       job.JobID,

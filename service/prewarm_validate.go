@@ -22,7 +22,11 @@ type validPrewarm struct {
 	header  map[string]string
 }
 
-// ValidatePrewarm checks a request against the spec and the inventory.
+// ValidatePrewarm checks a request against the spec and the inventory: the
+// shape of every field, URLs with valid hosts, and the targets (target_type
+// inferred from region when omitted). Which distribution the URL hosts are
+// on is checked by (*Service).checkPrewarm, which also sets the domain; an
+// empty scheme means each URL's own.
 func ValidatePrewarm(req PrewarmRequest, inv *inventory.Inventory, defaultTimeout time.Duration) (validPrewarm, error) {
 	var v validPrewarm
 	if len(req.URLList) == 0 {
@@ -36,7 +40,9 @@ func ValidatePrewarm(req PrewarmRequest, inv *inventory.Inventory, defaultTimeou
 		return v, invalid("cf_domain %q is not a valid domain name", req.CFDomain)
 	}
 	switch p := strings.ToLower(req.Protocol); p {
-	case "", "http":
+	case "":
+		v.scheme = "" // each URL's own scheme
+	case "http":
 		v.scheme = "http"
 	case "https":
 		v.scheme = "https"
@@ -52,16 +58,9 @@ func ValidatePrewarm(req PrewarmRequest, inv *inventory.Inventory, defaultTimeou
 		if u.User != nil {
 			return v, invalid("url_list[%d] %q must not carry credentials", i, raw)
 		}
-		host := strings.ToLower(u.Hostname())
-		if v.domain == "" {
-			// cf_domain may be omitted: it is then the URLs' own host.
-			if !validHostname(host) {
-				return v, invalid("url_list[%d] %q has no valid host name", i, raw)
-			}
-			v.domain = host
-		}
-		if host != v.domain {
-			return v, invalid("url_list[%d] %q is not on cf_domain %s", i, raw, v.domain)
+		// Hosts are matched to cf_domain and the distributions by checkPrewarm.
+		if !validHostname(strings.ToLower(u.Hostname())) {
+			return v, invalid("url_list[%d] %q has no valid host name", i, raw)
 		}
 		u.Fragment = ""
 		norm := u.String()
@@ -74,10 +73,11 @@ func ValidatePrewarm(req PrewarmRequest, inv *inventory.Inventory, defaultTimeou
 	if err != nil {
 		return v, err
 	}
-	if req.TargetType == "" {
-		return v, invalid("target_type is required: pop, region or country")
+	targetType, err := inferTargetType(req.TargetType, regions, inv)
+	if err != nil {
+		return v, err
 	}
-	v.edges, err = inv.Select(strings.ToLower(req.TargetType), regions)
+	v.edges, err = inv.Select(targetType, regions)
 	if err != nil {
 		return v, invalid("%s", err.Error())
 	}

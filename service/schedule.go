@@ -138,7 +138,7 @@ func (s *Service) scheduledJob(ctx context.Context, req ScheduleRequest) (activi
 		if err := json.Unmarshal(req.Prewarm, &p); err != nil {
 			return job, invalid("prewarm must be a Prewarm API body: %v", err)
 		}
-		if _, err := ValidatePrewarm(p, s.inventory, s.config.PrewarmDefaultTimeout); err != nil {
+		if _, _, err := s.checkPrewarm(ctx, p); err != nil {
 			return job, err
 		}
 		job.Body = req.Prewarm

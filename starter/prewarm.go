@@ -38,7 +38,7 @@ func Prewarm(ctx context.Context, sio IO, args []string) int {
 	var c common
 	c.register(fs)
 	apiKey := fs.String("api-key", envOr("CDNFLOW_API_KEY", ""), "x-api-key ($CDNFLOW_API_KEY)")
-	domain := fs.String("domain", "", "cf_domain: the host every URL is on")
+	domain := fs.String("domain", "", "cf_domain: the distribution (its domain or an alias) the URLs are on; /paths are expanded on it")
 	urlsFile := fs.String("urls-file", "", "file with one URL (or /path) per line; - reads stdin")
 	target := fs.String("target", "region:all", "pop:ID,ID | region:us,eu | country:japan | region:all")
 	protocol := fs.String("protocol", "http", "http or https")

@@ -34,6 +34,10 @@ type Options struct {
 	Configure func(*config.Config)
 	// NoWorker leaves the worker off (tests that start their own).
 	NoWorker bool
+	// Place may change edge i's inventory entry (region, country) before
+	// the inventory is built; edges are region us, country united_states
+	// otherwise.
+	Place func(i int, e *inventory.Edge)
 }
 
 // Env is a running cdnflow with everything it talks to.
@@ -71,6 +75,9 @@ func Start(t testing.TB, opts Options) *Env {
 	})
 	edges := make([]inventory.Edge, len(env.Edges))
 	for i, e := range env.Edges {
+		if opts.Place != nil {
+			opts.Place(i, &e.Edge)
+		}
 		edges[i] = e.Edge
 	}
 	inv, err := inventory.New(edges)
