@@ -16,7 +16,6 @@ import (
 	"github.com/cdnflow/cdnflow/edge/varnishd"
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/stack"
-	"github.com/cdnflow/cdnflow/inventory"
 	"github.com/cdnflow/cdnflow/starter"
 )
 
@@ -95,20 +94,9 @@ func runServer(ctx context.Context, cmd string, args []string) error {
 	}
 	defer func() { _ = logger.Sync() }()
 	logger.Info("cdnflow starting", append([]zap.Field{zap.String("command", cmd)}, cfg.LogFields()...)...)
-	if cmd == "dev" {
-		return stack.RunDev(ctx, cfg, logger)
-	}
-	inv, err := inventory.Load(cfg.InventoryFile)
+	st, err := stack.Start(ctx, stack.Options{Config: cfg, Logger: logger, Dev: cmd == "dev", NoWorker: cmd == "api", NoAPI: cmd == "worker"})
 	if err != nil {
 		return err
 	}
-	c, err := stack.Connect(ctx, cfg, logger)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if cmd == "worker" {
-		return stack.RunWorker(ctx, cfg, inv, c, logger)
-	}
-	return stack.RunAPI(ctx, cfg, inv, c, logger)
+	return st.Run(ctx)
 }
