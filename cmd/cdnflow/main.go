@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"go.uber.org/zap"
@@ -29,6 +30,7 @@ Usage:
   cdnflow purge    [flags]   start an NHN purge through the API (--wait follows every seq)
   cdnflow status   ID        prewarm status (--wait, --json)
   cdnflow schedule create|list|get|pause|unpause|trigger|delete   recurring prewarm/purge
+  cdnflow version           module version of this binary
   cdnflow <cmd> -h           flags of a command (each also read from its $ENV)
 
 Exit codes of prewarm/purge/status: 0 success, 1 error, 2 finished with failures,
@@ -55,6 +57,9 @@ func main() {
 		os.Exit(starter.Status(ctx, starter.StdIO(), args))
 	case "schedule":
 		os.Exit(starter.Schedule(ctx, starter.StdIO(), args))
+	case "version", "--version":
+		fmt.Println("cdnflow", version())
+		return
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
@@ -99,4 +104,24 @@ func runServer(ctx context.Context, cmd string, args []string) error {
 		return err
 	}
 	return st.Run(ctx)
+}
+
+// version is the module version the binary was built from: a tag such as
+// v1.2.3 for `go install ...@v1.2.3`, "(devel)" for a build in the
+// checkout, then the VCS revision when the build recorded one.
+func version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown (no build info)"
+	}
+	v := info.Main.Version
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" {
+			v += " " + s.Value
+		}
+		if s.Key == "vcs.modified" && s.Value == "true" {
+			v += " (modified)"
+		}
+	}
+	return v
 }

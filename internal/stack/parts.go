@@ -139,7 +139,9 @@ func StartManagedEdges(ctx context.Context, cfg config.Config, inv *inventory.In
 				AdminAddr:  e.AdminAddress,
 				SecretFile: e.SecretFile,
 				VCL:        src,
-				Logger:     logger.Named("varnishd").With(zap.String("edgeId", e.ID)),
+				// A VCL compile on a busy machine can outlast the default.
+				ReadyTimeout: time.Minute,
+				Logger:       logger.Named("varnishd").With(zap.String("edgeId", e.ID)),
 			})
 			if errs[i] != nil {
 				errs[i] = fmt.Errorf("edge %s: %w", e.ID, errs[i])

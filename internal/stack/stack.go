@@ -13,12 +13,14 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/cdnflow/cdnflow/deployments"
 	"github.com/cdnflow/cdnflow/edge/varnishd"
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/devtemporal"
@@ -33,7 +35,7 @@ type Options struct {
 	// embedded Temporal server (devtemporal) on TemporalPort (0: free
 	// ports, for tests) with its SQLite file in DataDir.
 	Config config.Config
-	// Inventory lists the edges; nil loads Config.InventoryFile.
+	// Inventory lists the edges; nil: LoadInventory(Config).
 	Inventory *inventory.Inventory
 	// Logger; nil logs nothing.
 	Logger *zap.Logger
@@ -82,7 +84,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 
 func (s *Stack) start(ctx context.Context, o Options) error {
 	if s.Inventory == nil {
-		inv, err := inventory.Load(s.Config.InventoryFile)
+		inv, err := LoadInventory(s.Config)
 		if err != nil {
 			return err
 		}
@@ -238,6 +240,26 @@ func (s *Stack) Run(ctx context.Context) error {
 		return err
 	}
 	return failure
+}
+
+// LoadInventory reads Config.InventoryFile or, when it is empty, the dev
+// inventory built into the binary (deployments.DevEdges), whose relative
+// secret paths are taken relative to Config.DataDir: the binary runs from
+// any directory.
+func LoadInventory(cfg config.Config) (*inventory.Inventory, error) {
+	if cfg.InventoryFile != "" {
+		return inventory.Load(cfg.InventoryFile)
+	}
+	inv, err := inventory.Parse(deployments.DevEdges)
+	if err != nil {
+		return nil, fmt.Errorf("built-in dev inventory: %w", err)
+	}
+	for i, e := range inv.Edges {
+		if !filepath.IsAbs(e.SecretFile) {
+			inv.Edges[i].SecretFile = filepath.Join(cfg.DataDir, e.SecretFile)
+		}
+	}
+	return inv, nil
 }
 
 // NewLogger builds the process logger: level debug|info|warn|error,
