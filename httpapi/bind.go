@@ -20,7 +20,7 @@ var errTooLarge = &APIError{Status: http.StatusRequestEntityTooLarge, Code: Code
 
 // bind decodes the request body, exactly one JSON value, into v; every
 // route's body goes through it. expect describes the body for the
-// "empty" message ("JSON with url_list, ..."). Refused, as 400 (NHN
+// messages ("JSON with url_list, ..."). Refused, as 400 (NHN
 // 10001): an empty body, invalid JSON, a value of the wrong shape, and any
 // data after the value other than white space. Refused as 413: a body over
 // MaxBodyBytes.
@@ -48,9 +48,9 @@ func decodeBody(c echo.Context, v any, expect string, optional bool) error {
 		case errors.Is(err, io.EOF) && optional:
 			return nil
 		case errors.Is(err, io.EOF):
-			return badRequest("request body is empty: expected " + expect)
+			return badRequest("request body is empty; the body must be " + expect)
 		}
-		return badRequest("request body is not valid JSON: " + err.Error())
+		return badRequest("request body is not valid JSON: " + err.Error() + "; the body must be " + expect)
 	}
 	// After the value only white space may follow: Token reads the next
 	// token, and io.EOF is the one answer that means "nothing".

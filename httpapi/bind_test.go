@@ -30,9 +30,9 @@ func TestBindRefusesWhatIsNotOneJSONValue(t *testing.T) {
 		"trailing object":   {body: `{"a": "b"} {"a": "c"}`, status: 400, want: "data after the JSON"},
 		"trailing brace":    {body: `{"a": "b"}}`, status: 400, want: "data after the JSON"},
 		"trailing word":     {body: `{"a": "b"} x`, status: 400, want: "data after the JSON"},
-		"malformed":         {body: `{"a": `, status: 400, want: "not valid JSON"},
+		"malformed":         {body: `{"a": `, status: 400, want: "not valid JSON: unexpected EOF; the body must be JSON with a"},
 		"wrong shape":       {body: `{"a": 1}`, status: 400, want: "not valid JSON"},
-		"empty":             {body: ``, status: 400, want: "empty: expected a thing"},
+		"empty":             {body: ``, status: 400, want: "empty; the body must be JSON with a"},
 		"empty optional":    {body: ``, optional: true},
 		"too large":         {body: big, status: 413, want: "larger than"},
 	} {
@@ -40,7 +40,7 @@ func TestBindRefusesWhatIsNotOneJSONValue(t *testing.T) {
 			req := httptest.NewRequest(http.MethodPost, "/x", strings.NewReader(tc.body))
 			c := e.NewContext(req, httptest.NewRecorder())
 			var v struct{ A string }
-			err := decodeBody(c, &v, "a thing", tc.optional)
+			err := decodeBody(c, &v, "JSON with a", tc.optional)
 			if tc.status == 0 {
 				if err != nil {
 					t.Fatalf("refused: %v", err)

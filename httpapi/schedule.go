@@ -23,7 +23,7 @@ func (s *Server) routesSchedules(e *echo.Echo) {
 
 func (s *Server) createSchedule(c echo.Context) error {
 	var req service.ScheduleRequest
-	if err := bind(c, &req, "a JSON schedule with id, kind, interval and prewarm or purge"); err != nil {
+	if err := bind(c, &req, "JSON with id, kind, cron or interval, and prewarm or purge"); err != nil {
 		return err
 	}
 	v, err := s.svc().CreateSchedule(c.Request().Context(), req)
