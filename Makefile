@@ -7,7 +7,7 @@ export GOTOOLCHAIN := local
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 GO_TEST_FLAGS ?= -race -count=1 -timeout 75m
 
-.PHONY: run test deps build vet fmt-check bench fuzz-short workflowcheck
+.PHONY: run test unit deps build vet fmt-check bench fuzz-short workflowcheck
 
 run: deps
 	go run ./cmd/cdnflow dev
@@ -15,6 +15,13 @@ run: deps
 test: deps fmt-check vet workflowcheck
 	go test $(GO_TEST_FLAGS) ./...
 	$(MAKE) fuzz-short
+
+# The fast loop: every test that needs neither varnishd nor a Temporal
+# server. Integration entry points (testenv.Start, edgetest's varnishd,
+# the embedded Temporal server, the cmd/cdnflow binary tests) skip under
+# -short; `make test` runs them all.
+unit:
+	go test -race -short -count=1 ./...
 
 # A short run of the decoder/validator fuzz targets (FUZZTIME each); their
 # seeds also run in every `go test`. httpapi's FuzzQueryParams runs its seeds

@@ -1,6 +1,5 @@
-// Package deployments holds the compose file, Kubernetes manifests and
-// Dockerfile. Docker is not runnable on this project's machines, so these
-// tests keep the files honest: every command, flag, env name, port and
+// Docker is not runnable on this project's machines, so these tests keep
+// the deployment files honest: every command, flag, env name, port and
 // image version is checked against the real binary and go.mod.
 package deployments
 
@@ -245,4 +244,25 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// The built-in dev inventory is the file, parses, and lists only edges
+// that `cdnflow dev` starts itself, with secrets relative to the data dir.
+func TestBuiltInDevInventory(t *testing.T) {
+	file, err := os.ReadFile("dev/edges.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(file, DevEdges) {
+		t.Fatal("DevEdges differs from dev/edges.yaml")
+	}
+	inv, err := inventory.Parse(DevEdges)
+	if err != nil {
+		t.Fatalf("built-in inventory: %v", err)
+	}
+	for _, e := range inv.Edges {
+		if !e.Managed || filepath.IsAbs(e.SecretFile) || strings.HasPrefix(e.SecretFile, ".cdnflow") {
+			t.Errorf("edge %s: managed %v, secret %s (want managed, relative to the data dir)", e.ID, e.Managed, e.SecretFile)
+		}
+	}
 }

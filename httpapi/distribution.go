@@ -30,12 +30,12 @@ func (s *Server) createDistributions(c echo.Context) error {
 	var req struct {
 		Distributions []service.DistributionBody `json:"distributions"`
 	}
-	if err := decodeNHN(c, &req); err != nil {
+	if err := bind(c, &req, `JSON with distributions`); err != nil {
 		return err
 	}
 	views, err := s.svc().CreateDistributions(c.Request().Context(), c.Param("appKey"), req.Distributions)
 	if err != nil {
-		return nhnServiceError(err)
+		return err
 	}
 	return c.JSON(http.StatusOK, distributionsResponse{Header: NHNOK(), Distributions: views})
 }
@@ -43,7 +43,7 @@ func (s *Server) createDistributions(c echo.Context) error {
 func (s *Server) listDistributions(c echo.Context) error {
 	views, err := s.svc().ListDistributions(c.Request().Context(), c.Param("appKey"), c.QueryParam("domain"), c.QueryParam("status"))
 	if err != nil {
-		return nhnServiceError(err)
+		return err
 	}
 	return c.JSON(http.StatusOK, distributionsResponse{Header: NHNOK(), Distributions: views})
 }
@@ -53,11 +53,11 @@ func (s *Server) patchDistribution(c echo.Context) error { return s.updateDistri
 
 func (s *Server) updateDistribution(c echo.Context, partial bool) error {
 	var b service.DistributionBody
-	if err := decodeNHN(c, &b); err != nil {
+	if err := bind(c, &b, `JSON with domain`); err != nil {
 		return err
 	}
 	if err := s.svc().UpdateDistribution(c.Request().Context(), c.Param("appKey"), b, partial); err != nil {
-		return nhnServiceError(err)
+		return err
 	}
 	return c.JSON(http.StatusOK, NHNResponse{Header: NHNOK()})
 }
@@ -67,11 +67,11 @@ func (s *Server) changeDistributions(update string) echo.HandlerFunc {
 		var req struct {
 			Domains []string `json:"domains"`
 		}
-		if err := decodeNHN(c, &req); err != nil {
+		if err := bind(c, &req, `JSON with domains`); err != nil {
 			return err
 		}
 		if err := s.svc().ChangeDistributions(c.Request().Context(), c.Param("appKey"), req.Domains, update); err != nil {
-			return nhnServiceError(err)
+			return err
 		}
 		return c.JSON(http.StatusOK, NHNResponse{Header: NHNOK()})
 	}

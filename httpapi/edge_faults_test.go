@@ -45,12 +45,12 @@ func startFaultEdges(t *testing.T, edges int, proxyAdmin bool, configure func(*c
 	}
 	// Registered after the proxies' and the env's cleanups, so it runs
 	// first: the worker stops before anything it talks to.
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- stack.RunWorker(ctx, env.Config, inv, env.Client, env.Logger) }()
+	worker, err := stack.Start(context.Background(), stack.Options{Config: env.Config, Inventory: inv, Logger: env.Logger, NoAPI: true})
+	if err != nil {
+		t.Fatalf("start worker: %v", err)
+	}
 	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
+		if err := worker.Stop(); err != nil {
 			t.Errorf("worker: %v", err)
 		}
 	})

@@ -5,8 +5,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
-
-	"github.com/cdnflow/cdnflow/service"
 )
 
 type edgeCheckRequest struct {
@@ -19,10 +17,8 @@ func (s *Server) listEdges(c echo.Context) error {
 
 func (s *Server) startEdgeCheck(c echo.Context) error {
 	var req edgeCheckRequest
-	if c.Request().ContentLength != 0 {
-		if err := c.Bind(&req); err != nil {
-			return badRequest("body must be JSON: {\"edgeIds\": [\"ATL56-C1\"]}")
-		}
+	if err := bindOptional(c, &req, `JSON {"edgeIds": ["ATL56-C1"]}`); err != nil {
+		return err
 	}
 	for _, id := range req.EdgeIDs {
 		if _, ok := s.d.Inventory.Get(id); !ok {
@@ -38,11 +34,8 @@ func (s *Server) startEdgeCheck(c echo.Context) error {
 
 func (s *Server) getEdgeCheck(c echo.Context) error {
 	res, err := s.svc().EdgeCheck(c.Request().Context(), c.Param("id"))
-	if service.IsNotFound(err) {
-		return notFound("no edge check " + c.Param("id"))
-	}
 	if err != nil {
-		return err
+		return about("edge check "+c.Param("id"), err)
 	}
 	return c.JSON(http.StatusOK, res)
 }

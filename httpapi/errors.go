@@ -3,6 +3,7 @@ package httpapi
 import (
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -15,14 +16,16 @@ import (
 //
 //	{"code": "InvalidRequest", "message": "url_list must not be empty", "requestId": "..."}
 //
-// /v1.5 routes answer NHN's envelope instead (see nhn.go).
+// /v1.5 routes answer NHN's envelope instead (NHNResponse, HTTP 200).
 type ErrorBody struct {
 	Code      string `json:"code"`
 	Message   string `json:"message"`
 	RequestID string `json:"requestId,omitempty"`
 }
 
-// APIError is returned by handlers and rendered by handleError.
+// APIError is an error a handler or middleware makes about the request
+// itself (bad query parameter, missing key, body too large). Status picks
+// both envelopes' codes through statusAnswers.
 type APIError struct {
 	Status  int
 	Code    string
@@ -33,76 +36,184 @@ func (e *APIError) Error() string { return e.Code + ": " + e.Message }
 
 // Error codes of ErrorBody.
 const (
-	CodeInvalidRequest = "InvalidRequest"
-	CodeUnauthorized   = "Unauthorized"
-	CodeNotFound       = "NotFound"
-	CodeConflict       = "Conflict"
-	CodeTooLarge       = "PayloadTooLarge"
-	CodeUnavailable    = "ServiceUnavailable"
-	CodeRateLimited    = "TooManyRequests"
-	CodeInternal       = "InternalError"
+	CodeInvalidRequest   = "InvalidRequest"
+	CodeUnauthorized     = "Unauthorized"
+	CodeNotFound         = "NotFound"
+	CodeConflict         = "Conflict"
+	CodeTooLarge         = "PayloadTooLarge"
+	CodeUnavailable      = "ServiceUnavailable"
+	CodeRateLimited      = "TooManyRequests"
+	CodeMethodNotAllowed = "MethodNotAllowed"
+	CodeInternal         = "InternalError"
 )
 
 func badRequest(msg string) *APIError {
 	return &APIError{Status: http.StatusBadRequest, Code: CodeInvalidRequest, Message: msg}
 }
 
-func notFound(msg string) *APIError {
-	return &APIError{Status: http.StatusNotFound, Code: CodeNotFound, Message: msg}
+// answer is how one error is rendered: status and code of the JSON
+// envelope, resultCode of the NHN envelope (always HTTP 200), the message
+// both carry, and a Retry-After (seconds) when a retry will help.
+type answer struct {
+	status     int
+	code       string
+	nhn        int
+	msg        string
+	retryAfter string
 }
 
-// handleError renders every error in the shape of the route it came from.
-// Unknown errors are logged with the request id and answered as 500 without
-// internals; bad input never reaches here as a 500 because handlers validate.
-func (s *Server) handleError(err error, c echo.Context) {
-	if c.Response().Committed {
-		return
+// statusAnswers gives an HTTP status its ErrorBody code and NHN resultCode.
+// Statuses not listed answer InvalidRequest/10001 below 500 and
+// InternalError/50000 from 500.
+var statusAnswers = map[int]struct {
+	code string
+	nhn  int
+}{
+	http.StatusBadRequest:            {CodeInvalidRequest, NHNInvalidParameter},
+	http.StatusUnauthorized:          {CodeUnauthorized, NHNUnauthorized},
+	http.StatusForbidden:             {CodeUnauthorized, NHNUnauthorized},
+	http.StatusNotFound:              {CodeNotFound, NHNNotFound},
+	http.StatusMethodNotAllowed:      {CodeMethodNotAllowed, NHNInvalidParameter},
+	http.StatusConflict:              {CodeConflict, NHNInvalidParameter},
+	http.StatusRequestEntityTooLarge: {CodeTooLarge, NHNPayloadTooLarge},
+	http.StatusTooManyRequests:       {CodeRateLimited, NHNRateLimited},
+	http.StatusServiceUnavailable:    {CodeUnavailable, NHNTemporalUnavailble},
+}
+
+func answerStatus(status int, msg string) answer {
+	a := answer{status: status, code: CodeInternal, nhn: NHNInternalError, msg: msg}
+	if s, ok := statusAnswers[status]; ok {
+		a.code, a.nhn = s.code, s.nhn
+	} else if status < 500 {
+		a.code, a.nhn = CodeInvalidRequest, NHNInvalidParameter
 	}
-	if isNHNRoute(c) && renderNHNError(c, err) {
-		return
+	return a
+}
+
+// serviceErrors is the one table from service errors to both APIs'
+// answers, first match wins. nhn 0 takes the status's resultCode; a nil
+// msg answers err.Error().
+var serviceErrors = []struct {
+	is         func(error) bool
+	status     int
+	nhn        int
+	retryAfter string
+	msg        func(err error) string
+}{
+	{is: isValidation, status: http.StatusBadRequest, msg: validationMsg},
+	// Admission: the workers are behind (service/admission.go).
+	{is: is(service.ErrOverloaded), status: http.StatusTooManyRequests, retryAfter: "2"},
+	{is: is(service.ErrWorkersUnavailable), status: http.StatusServiceUnavailable, retryAfter: "5"},
+	// NHN's purge rate rules: one request per second per appKey, one ALL per
+	// five minutes per domain.
+	{is: is(service.ErrRateLimited), status: http.StatusTooManyRequests},
+	{is: is(service.ErrInvalidState), status: http.StatusConflict, nhn: NHNInvalidState},
+	{is: is(service.ErrInProgress), status: http.StatusConflict, nhn: NHNOperationInFlight},
+	{is: is(service.ErrExists), status: http.StatusConflict},
+	// An unknown domain is bad input in a JSON body (a schedule's
+	// purge.domain) and NHN's "not found" on /v1.5.
+	{is: is(service.ErrUnknownDomain), status: http.StatusBadRequest, nhn: NHNNotFound, msg: func(err error) string {
+		return "unknown domain: no distribution of this appKey has it (" + err.Error() + ")"
+	}},
+	{is: service.IsNotFound, status: http.StatusNotFound, msg: notFoundMsg},
+}
+
+func is(target error) func(error) bool { return func(err error) bool { return errors.Is(err, target) } }
+
+func isValidation(err error) bool {
+	var ve *service.ValidationError
+	return errors.As(err, &ve)
+}
+
+func validationMsg(err error) string {
+	var ve *service.ValidationError
+	errors.As(err, &ve)
+	return ve.Msg
+}
+
+// subjectError names what a request was about, so that a not-found answer
+// says "no prewarm request <id>" instead of Temporal's internals.
+type subjectError struct {
+	what string
+	err  error
+}
+
+func (e *subjectError) Error() string { return e.what + ": " + e.err.Error() }
+func (e *subjectError) Unwrap() error { return e.err }
+
+// about wraps a service error with the subject of the request ("prewarm
+// request <id>"); nil stays nil.
+func about(what string, err error) error {
+	if err == nil {
+		return nil
 	}
-	rid := c.Response().Header().Get(echo.HeaderXRequestID)
-	status, code, msg := http.StatusInternalServerError, CodeInternal, "internal error"
+	return &subjectError{what: what, err: err}
+}
+
+func notFoundMsg(err error) string {
+	var se *subjectError
+	if errors.As(err, &se) {
+		return "no " + se.what
+	}
+	return "not found"
+}
+
+// answerFor maps any error a handler returns to its answer. Errors no row
+// matches are internal: 500/50000 with a fixed message.
+func answerFor(err error) answer {
 	var apiErr *APIError
 	var he *echo.HTTPError
 	switch {
 	case errors.As(err, &apiErr):
-		status, code, msg = apiErr.Status, apiErr.Code, apiErr.Message
-	case errors.Is(err, service.ErrOverloaded):
-		status, code, msg = http.StatusTooManyRequests, CodeRateLimited, err.Error()
-		c.Response().Header().Set("Retry-After", "2")
-	case errors.Is(err, service.ErrWorkersUnavailable):
-		status, code, msg = http.StatusServiceUnavailable, CodeUnavailable, service.ErrWorkersUnavailable.Error()
-		c.Response().Header().Set("Retry-After", "5")
+		a := answerStatus(apiErr.Status, apiErr.Message)
+		a.code = apiErr.Code
+		return a
 	case errors.As(err, &he):
-		status = he.Code
-		msg = http.StatusText(he.Code)
+		msg := http.StatusText(he.Code)
 		if m, ok := he.Message.(string); ok {
 			msg = m
 		}
-		switch he.Code {
-		case http.StatusNotFound:
-			code = CodeNotFound
-		case http.StatusRequestEntityTooLarge:
-			code = CodeTooLarge
-		case http.StatusUnauthorized, http.StatusForbidden:
-			code = CodeUnauthorized
-		case http.StatusMethodNotAllowed:
-			code = "MethodNotAllowed"
-		default:
-			if he.Code < 500 {
-				code = CodeInvalidRequest
-			}
+		return answerStatus(he.Code, msg)
+	}
+	for _, row := range serviceErrors {
+		if !row.is(err) {
+			continue
 		}
+		msg := err.Error()
+		if row.msg != nil {
+			msg = row.msg(err)
+		}
+		a := answerStatus(row.status, msg)
+		if row.nhn != 0 {
+			a.nhn = row.nhn
+		}
+		a.retryAfter = row.retryAfter
+		return a
 	}
-	if status >= 500 {
-		s.d.Logger.Error("request failed", zap.String("requestId", rid), zap.String("route", c.Path()), zap.Error(err))
-	}
-	if isNHNRoute(c) {
-		writeNHNError(c, status, msg)
+	return answerStatus(http.StatusInternalServerError, "internal error")
+}
+
+// handleError renders every error in the envelope of the route it came
+// from: ErrorBody with the answer's status, or on /v1.5 NHN's header with
+// HTTP 200. Internal errors are logged with the request id, never shown.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
 		return
 	}
-	_ = c.JSON(status, ErrorBody{Code: code, Message: msg, RequestID: rid})
+	a := answerFor(err)
+	rid := c.Response().Header().Get(echo.HeaderXRequestID)
+	if a.status >= 500 {
+		s.d.Logger.Error("request failed", zap.String("requestId", rid), zap.String("route", c.Path()), zap.Error(err))
+	}
+	if a.retryAfter != "" {
+		c.Response().Header().Set("Retry-After", a.retryAfter)
+	}
+	if isNHNRoute(c) {
+		c.Response().Header().Set(nhnResultHeader, strconv.Itoa(a.nhn))
+		_ = c.JSON(http.StatusOK, NHNResponse{Header: NHNHeader{ResultCode: a.nhn, ResultMessage: a.msg}})
+		return
+	}
+	_ = c.JSON(a.status, ErrorBody{Code: a.code, Message: a.msg, RequestID: rid})
 }
 
 func isNHNRoute(c echo.Context) bool {

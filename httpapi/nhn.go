@@ -2,9 +2,7 @@ package httpapi
 
 import (
 	"crypto/subtle"
-	"errors"
 	"net/http"
-	"strconv"
 
 	"github.com/labstack/echo/v4"
 )
@@ -41,50 +39,9 @@ func NHNOK() NHNHeader {
 	return NHNHeader{IsSuccessful: true, ResultCode: NHNSuccess, ResultMessage: "SUCCESS"}
 }
 
-// NHNError is returned by /v1.5 handlers for a failed request.
-type NHNError struct {
-	Code    int
-	Message string
-}
-
-func (e *NHNError) Error() string { return e.Message }
-
-func nhnError(code int, msg string) *NHNError { return &NHNError{Code: code, Message: msg} }
-
-func writeNHNError(c echo.Context, status int, msg string) {
-	code := NHNInternalError
-	switch {
-	case status == http.StatusRequestEntityTooLarge:
-		code = NHNPayloadTooLarge
-	case status == http.StatusUnauthorized || status == http.StatusForbidden:
-		code = NHNUnauthorized
-	case status == http.StatusNotFound:
-		code = NHNNotFound
-	case status == http.StatusTooManyRequests:
-		code = NHNRateLimited
-	case status == http.StatusServiceUnavailable:
-		code = NHNTemporalUnavailble
-	case status >= 400 && status < 500:
-		code = NHNInvalidParameter
-	}
-	c.Response().Header().Set(nhnResultHeader, strconv.Itoa(code))
-	_ = c.JSON(http.StatusOK, NHNResponse{Header: NHNHeader{ResultCode: code, ResultMessage: msg}})
-}
-
 // nhnResultHeader carries a failed resultCode to the metrics middleware
 // (NHN answers errors with HTTP 200, so the status alone cannot tell).
 const nhnResultHeader = "X-Cdnflow-Result-Code"
-
-// renderNHNError answers an *NHNError (or anything else) in the envelope.
-func renderNHNError(c echo.Context, err error) bool {
-	var ne *NHNError
-	if errors.As(err, &ne) {
-		c.Response().Header().Set(nhnResultHeader, strconv.Itoa(ne.Code))
-		_ = c.JSON(http.StatusOK, NHNResponse{Header: NHNHeader{ResultCode: ne.Code, ResultMessage: ne.Message}})
-		return true
-	}
-	return false
-}
 
 // requireAppKey checks the SecretKey in Authorization against the appKey of
 // the path. Unknown appKeys and wrong secrets get the same answer, and the
@@ -98,7 +55,7 @@ func (s *Server) requireAppKey(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		got := c.Request().Header.Get("Authorization")
 		if subtle.ConstantTimeCompare([]byte(got), []byte(secret)) != 1 || !known {
-			return nhnError(NHNUnauthorized, "invalid appKey or SecretKey in Authorization")
+			return &APIError{Status: http.StatusUnauthorized, Code: CodeUnauthorized, Message: "invalid appKey or SecretKey in Authorization"}
 		}
 		return next(c)
 	}

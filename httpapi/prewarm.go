@@ -2,9 +2,6 @@ package httpapi
 
 import (
 	"encoding/csv"
-	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -26,27 +23,12 @@ func (s *Server) routesPrewarm(e *echo.Echo) {
 
 func (s *Server) startPrewarm(c echo.Context) error {
 	var req service.PrewarmRequest
-	dec := json.NewDecoder(c.Request().Body)
-	if err := dec.Decode(&req); err != nil {
-		var tooBig *http.MaxBytesError
-		var he *echo.HTTPError
-		if errors.As(err, &he) {
-			return he
-		}
-		if errors.As(err, &tooBig) {
-			return &APIError{Status: http.StatusRequestEntityTooLarge, Code: CodeTooLarge, Message: "request body is too large"}
-		}
-		if errors.Is(err, io.EOF) {
-			return badRequest("request body is empty: expected JSON with url_list, cf_domain, target_type and region")
-		}
-		return badRequest("request body is not valid JSON: " + err.Error())
-	}
-	if dec.More() {
-		return badRequest("request body has data after the JSON object")
+	if err := bind(c, &req, "JSON with url_list, cf_domain, target_type and region"); err != nil {
+		return err
 	}
 	id, err := s.svc().StartPrewarm(c.Request().Context(), req, c.Request().Header.Get("Idempotency-Key"))
 	if err != nil {
-		return validationOr(err)
+		return err
 	}
 	return c.JSON(http.StatusOK, map[string]string{"requestID": id})
 }
@@ -64,11 +46,8 @@ func (s *Server) prewarmStatus(c echo.Context) error {
 		return err
 	}
 	st, err := s.svc().PrewarmStatus(c.Request().Context(), id, page, size)
-	if service.IsNotFound(err) {
-		return notFound("no prewarm request " + id)
-	}
 	if err != nil {
-		return err
+		return about("prewarm request "+id, err)
 	}
 	return c.JSON(http.StatusOK, st)
 }
@@ -79,11 +58,8 @@ func (s *Server) prewarmPairs(c echo.Context) error {
 		return err
 	}
 	res, err := s.svc().PrewarmPairs(c.Request().Context(), c.Param("id"), page, size)
-	if service.IsNotFound(err) {
-		return notFound("no prewarm request " + c.Param("id"))
-	}
 	if err != nil {
-		return err
+		return about("prewarm request "+c.Param("id"), err)
 	}
 	if c.QueryParam("format") == "csv" || strings.Contains(c.Request().Header.Get("Accept"), "text/csv") {
 		w := c.Response()
@@ -120,14 +96,4 @@ func paging(c echo.Context, def, max int) (int, int, error) {
 		}
 	}
 	return page, size, nil
-}
-
-// validationOr maps a service validation error to a 400 and passes any
-// other error through (rendered as 500 and logged).
-func validationOr(err error) error {
-	var ve *service.ValidationError
-	if errors.As(err, &ve) {
-		return badRequest(ve.Msg)
-	}
-	return err
 }

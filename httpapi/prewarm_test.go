@@ -253,6 +253,7 @@ func TestPrewarmRejectsBadRequests(t *testing.T) {
 	}{
 		"malformed":      {`{"url_list": [`, "not valid JSON"},
 		"empty body":     {``, "empty"},
+		"trailing data":  {`{"url_list": ["http://` + domain + `/x"], "cf_domain": "` + domain + `", "target_type": "region", "region": "all"} {"x": 1}`, "data after the JSON"},
 		"empty list":     {with("url_list", []string{}), "at least one URL"},
 		"non-http":       {with("url_list", []string{"ftp://" + domain + "/x"}), "not an http(s) URL"},
 		"other host":     {with("url_list", []string{"http://evil.example/x"}), "not on cf_domain"},

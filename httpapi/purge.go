@@ -1,9 +1,7 @@
 package httpapi
 
 import (
-	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"time"
 
@@ -31,12 +29,12 @@ type purgeListResponse struct {
 
 func (s *Server) startPurge(c echo.Context) error {
 	var req service.PurgeRequest
-	if err := decodeNHN(c, &req); err != nil {
+	if err := bind(c, &req, `JSON with domain, purgeType and purgeList`); err != nil {
 		return err
 	}
 	res, err := s.svc().StartPurge(c.Request().Context(), c.Param("appKey"), req)
 	if err != nil {
-		return nhnServiceError(err)
+		return err
 	}
 	return c.JSON(http.StatusOK, purgeResponse{Header: NHNOK(), PurgeResult: res})
 }
@@ -44,21 +42,21 @@ func (s *Server) startPurge(c echo.Context) error {
 func (s *Server) listPurges(c echo.Context) error {
 	page, size, err := paging(c, 20, 1000)
 	if err != nil {
-		return nhnError(NHNInvalidParameter, err.(*APIError).Message)
+		return err
 	}
 	var start, end *time.Time
 	for name, dst := range map[string]**time.Time{"startTime": &start, "endTime": &end} {
 		if v := c.QueryParam(name); v != "" {
 			t, err := parseNHNTime(v)
 			if err != nil {
-				return nhnError(NHNInvalidParameter, name+` must look like "2018-02-22T09:00:00.000Z"`)
+				return badRequest(name + ` must look like "2018-02-22T09:00:00.000Z"`)
 			}
 			*dst = &t
 		}
 	}
 	list, err := s.svc().ListPurges(c.Request().Context(), c.Param("appKey"), c.QueryParam("domain"), start, end, page, size)
 	if err != nil {
-		return nhnServiceError(err)
+		return err
 	}
 	return c.JSON(http.StatusOK, purgeListResponse{Header: NHNOK(), PurgeList: list})
 }
@@ -70,38 +68,4 @@ func parseNHNTime(v string) (time.Time, error) {
 		}
 	}
 	return time.Time{}, errors.New("bad time")
-}
-
-// decodeNHN binds a JSON body, answering NHN's envelope on bad input.
-func decodeNHN(c echo.Context, v any) error {
-	dec := json.NewDecoder(c.Request().Body)
-	if err := dec.Decode(v); err != nil {
-		var he *echo.HTTPError
-		if errors.As(err, &he) {
-			return he
-		}
-		if errors.Is(err, io.EOF) {
-			return nhnError(NHNInvalidParameter, "request body is empty")
-		}
-		return nhnError(NHNInvalidParameter, "request body is not valid JSON: "+err.Error())
-	}
-	return nil
-}
-
-// nhnServiceError maps service errors to resultCodes.
-func nhnServiceError(err error) error {
-	var ve *service.ValidationError
-	switch {
-	case errors.As(err, &ve):
-		return nhnError(NHNInvalidParameter, ve.Msg)
-	case errors.Is(err, service.ErrUnknownDomain):
-		return nhnError(NHNNotFound, "unknown domain: no distribution of this appKey has it ("+err.Error()+")")
-	case errors.Is(err, service.ErrRateLimited):
-		return nhnError(NHNRateLimited, err.Error())
-	case errors.Is(err, service.ErrInvalidState):
-		return nhnError(NHNInvalidState, err.Error())
-	case errors.Is(err, service.ErrInProgress):
-		return nhnError(NHNOperationInFlight, err.Error())
-	}
-	return err
 }

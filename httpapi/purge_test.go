@@ -135,6 +135,7 @@ func TestPurgeRejectsBadInput(t *testing.T) {
 	}{
 		"not json":       {`{"domain":`, 10001, "not valid JSON"},
 		"empty body":     {``, 10001, "empty"},
+		"trailing data":  {`{"domain": "` + d.Domain + `", "purgeType": "ALL"} trailing`, 10001, "data after the JSON"},
 		"no domain":      {map[string]any{"purgeType": "ALL"}, 10001, "domain is required"},
 		"bad domain":     {map[string]any{"domain": "a b", "purgeType": "ALL"}, 10001, "not a valid domain"},
 		"unknown domain": {map[string]any{"domain": "nobody.example", "purgeType": "ALL"}, 10002, "unknown domain"},

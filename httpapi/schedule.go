@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"errors"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -24,18 +23,12 @@ func (s *Server) routesSchedules(e *echo.Echo) {
 
 func (s *Server) createSchedule(c echo.Context) error {
 	var req service.ScheduleRequest
-	if err := c.Bind(&req); err != nil {
-		return badRequest("body must be a JSON schedule: " + err.Error())
+	if err := bind(c, &req, "JSON with id, kind, cron or interval, and prewarm or purge"); err != nil {
+		return err
 	}
 	v, err := s.svc().CreateSchedule(c.Request().Context(), req)
-	if errors.Is(err, service.ErrExists) {
-		return &APIError{Status: http.StatusConflict, Code: CodeConflict, Message: err.Error()}
-	}
-	if errors.Is(err, service.ErrUnknownDomain) {
-		return badRequest("purge.domain is not a distribution of appKey " + req.AppKey)
-	}
 	if err != nil {
-		return validationOr(err)
+		return err
 	}
 	return c.JSON(http.StatusCreated, v)
 }
@@ -50,11 +43,8 @@ func (s *Server) listSchedules(c echo.Context) error {
 
 func (s *Server) getSchedule(c echo.Context) error {
 	v, err := s.svc().Schedule(c.Request().Context(), c.Param("id"))
-	if service.IsNotFound(err) {
-		return notFound("no schedule " + c.Param("id"))
-	}
 	if err != nil {
-		return err
+		return about("schedule "+c.Param("id"), err)
 	}
 	return c.JSON(http.StatusOK, v)
 }
@@ -62,18 +52,15 @@ func (s *Server) getSchedule(c echo.Context) error {
 func (s *Server) scheduleAction(action string) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		err := s.svc().ScheduleAction(c.Request().Context(), c.Param("id"), action)
-		if service.IsNotFound(err) {
-			return notFound("no schedule " + c.Param("id"))
-		}
 		if err != nil {
-			return validationOr(err)
+			return about("schedule "+c.Param("id"), err)
 		}
 		if action == "delete" {
 			return c.NoContent(http.StatusNoContent)
 		}
 		v, err := s.svc().Schedule(c.Request().Context(), c.Param("id"))
 		if err != nil {
-			return err
+			return about("schedule "+c.Param("id"), err)
 		}
 		return c.JSON(http.StatusOK, v)
 	}

@@ -47,9 +47,6 @@ func New(d Deps) *Server {
 	e.Use(middleware.RequestID())
 	e.Use(s.accessLog)
 	e.Use(middleware.Recover())
-	// 32 MiB covers a 100,000-URL prewarm list; larger bodies get a 413
-	// in the route's error shape instead of exhausting memory.
-	e.Use(middleware.BodyLimit("32M"))
 
 	e.GET("/healthz", s.healthz)
 	// Scraped from inside the network, like healthz; it carries no job data.

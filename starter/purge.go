@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -26,40 +27,27 @@ type nhnHeader struct {
 	ResultMessage string `json:"resultMessage"`
 }
 
+// purgeFlags are the flags of `cdnflow purge` besides the common ones.
+type purgeFlags struct {
+	appKey, secret, domain, typ, pathsFile string
+	soft                                   bool
+}
+
 // Purge is `cdnflow purge`: an NHN v1.5 purge request, then with --wait
 // the progress of every seq it was split into.
 func Purge(ctx context.Context, sio IO, args []string) int {
-	fs := flag.NewFlagSet("cdnflow purge", flag.ContinueOnError)
-	fs.SetOutput(sio.Err)
 	var c common
-	c.register(fs)
-	appKey := fs.String("app-key", envOr("CDNFLOW_APP_KEY", ""), "appKey ($CDNFLOW_APP_KEY)")
-	secret := fs.String("secret-key", envOr("CDNFLOW_SECRET_KEY", ""), "SecretKey ($CDNFLOW_SECRET_KEY)")
-	domain := fs.String("domain", "", "distribution domain")
-	typ := fs.String("type", "ITEM", "ITEM, WILDCARD, ALL or TAG")
-	pathsFile := fs.String("paths-file", "", "file with one path (or tag) per line; - reads stdin; not needed for ALL")
-	soft := fs.Bool("soft", false, "soft purge (ITEM, TAG): serve stale while refetching")
-	if err := fs.Parse(args); err != nil {
+	f, ok := parsePurgeFlags(sio, args, &c)
+	if !ok {
 		return ExitError
 	}
-	if *appKey == "" || *domain == "" {
-		fmt.Fprintln(sio.Err, "cdnflow purge: --app-key and --domain are required")
+	body, err := f.body(sio.In)
+	if err != nil {
+		fmt.Fprintln(sio.Err, "cdnflow purge:", err)
 		return ExitError
 	}
-	body := map[string]any{"domain": *domain, "purgeType": strings.ToUpper(*typ)}
-	if *soft {
-		body["soft"] = true
-	}
-	if !strings.EqualFold(*typ, "ALL") {
-		paths, err := readList(*pathsFile, sio.In)
-		if err != nil {
-			fmt.Fprintln(sio.Err, "cdnflow purge:", err)
-			return ExitError
-		}
-		body["purgeList"] = strings.Join(paths, "\n")
-	}
-	base := strings.TrimRight(c.api, "/") + "/v1.5/appKeys/" + url.PathEscape(*appKey) + "/purges"
-	h := http.Header{"Authorization": {*secret}}
+	base := strings.TrimRight(c.api, "/") + "/v1.5/appKeys/" + url.PathEscape(f.appKey) + "/purges"
+	h := http.Header{"Authorization": {f.secret}}
 	var res struct {
 		Header    nhnHeader `json:"header"`
 		PurgeSeq  int64     `json:"purgeSeq"`
@@ -78,64 +66,123 @@ func Purge(ctx context.Context, sio IO, args []string) int {
 	if !c.wait {
 		return printJSON(sio, c.asJSON, summary, ExitOK)
 	}
-	want := map[int64]bool{}
-	for _, s := range res.PurgeSeqs {
-		want[s] = true
+	w := purgeWait{c: c, sio: sio, list: fmt.Sprintf("%s?domain=%s&itemsPerPage=1000", base, url.QueryEscape(f.domain)), h: h, domain: f.domain, seqs: res.PurgeSeqs, summary: summary}
+	return w.run(ctx)
+}
+
+func parsePurgeFlags(sio IO, args []string, c *common) (purgeFlags, bool) {
+	fs := flag.NewFlagSet("cdnflow purge", flag.ContinueOnError)
+	fs.SetOutput(sio.Err)
+	c.register(fs)
+	var f purgeFlags
+	fs.StringVar(&f.appKey, "app-key", envOr("CDNFLOW_APP_KEY", ""), "appKey ($CDNFLOW_APP_KEY)")
+	fs.StringVar(&f.secret, "secret-key", envOr("CDNFLOW_SECRET_KEY", ""), "SecretKey ($CDNFLOW_SECRET_KEY)")
+	fs.StringVar(&f.domain, "domain", "", "distribution domain")
+	fs.StringVar(&f.typ, "type", "ITEM", "ITEM, WILDCARD, ALL or TAG")
+	fs.StringVar(&f.pathsFile, "paths-file", "", "file with one path (or tag) per line; - reads stdin; not needed for ALL")
+	fs.BoolVar(&f.soft, "soft", false, "soft purge (ITEM, TAG): serve stale while refetching")
+	if err := fs.Parse(args); err != nil {
+		return f, false
 	}
-	bar := &progress{io: sio, label: "purge " + *domain}
-	deadline := time.Now().Add(c.waitFor)
+	if f.appKey == "" || f.domain == "" {
+		fmt.Fprintln(sio.Err, "cdnflow purge: --app-key and --domain are required")
+		return f, false
+	}
+	return f, true
+}
+
+// body is the NHN purge request; the path list comes from --paths-file
+// (or stdin), except for ALL.
+func (f purgeFlags) body(stdin io.Reader) (map[string]any, error) {
+	body := map[string]any{"domain": f.domain, "purgeType": strings.ToUpper(f.typ)}
+	if f.soft {
+		body["soft"] = true
+	}
+	if !strings.EqualFold(f.typ, "ALL") {
+		paths, err := readList(f.pathsFile, stdin)
+		if err != nil {
+			return nil, err
+		}
+		body["purgeList"] = strings.Join(paths, "\n")
+	}
+	return body, nil
+}
+
+// purgeWait follows the seqs of one purge request until all are at 100%.
+type purgeWait struct {
+	c       common
+	sio     IO
+	list    string // purge list URL of the domain
+	h       http.Header
+	domain  string
+	seqs    []int64
+	summary map[string]any
+}
+
+func (w purgeWait) run(ctx context.Context) int {
+	bar := &progress{io: w.sio, label: "purge " + w.domain}
+	deadline := time.Now().Add(w.c.waitFor)
 	for {
 		var list struct {
 			Header nhnHeader   `json:"header"`
 			Purges []purgeItem `json:"purges"`
 		}
-		q := fmt.Sprintf("%s?domain=%s&itemsPerPage=1000", base, url.QueryEscape(*domain))
-		if _, _, err := doJSON(ctx, sio, http.MethodGet, q, h, nil, &list); err != nil || !list.Header.IsSuccessful {
+		if _, _, err := doJSON(ctx, w.sio, http.MethodGet, w.list, w.h, nil, &list); err != nil || !list.Header.IsSuccessful {
 			bar.finish()
-			fmt.Fprintf(sio.Err, "cdnflow purge: status: %s %s\n", list.Header.ResultMessage, errOrEmpty(err))
+			fmt.Fprintf(w.sio.Err, "cdnflow purge: status: %s %s\n", list.Header.ResultMessage, errOrEmpty(err))
 			return ExitError
 		}
-		done, sum := 0, 0
-		var behind []string
-		for _, p := range list.Purges {
-			if !want[p.Seq] {
-				continue
-			}
-			sum += p.Progress
-			if p.Progress == 100 {
-				done++
-			}
-			for _, e := range p.PendingEdges {
-				behind = append(behind, e.EdgeID)
-			}
-		}
+		done, progress, behind := seqProgress(list.Purges, w.seqs)
 		detail := ""
 		if len(behind) > 0 {
-			detail = "waiting for " + strings.Join(dedupe(behind), ",")
+			detail = "waiting for " + strings.Join(behind, ",")
 		}
-		bar.update(sum/len(want), 100, detail)
-		if done == len(want) {
+		bar.update(progress, 100, detail)
+		if done {
 			bar.finish()
-			summary["progress"] = 100
-			if !c.asJSON {
-				fmt.Fprintf(sio.Out, "purge of %s complete on every edge (seqs %v)\n", *domain, res.PurgeSeqs)
+			w.summary["progress"] = 100
+			if !w.c.asJSON {
+				fmt.Fprintf(w.sio.Out, "purge of %s complete on every edge (seqs %v)\n", w.domain, w.seqs)
 			}
-			return printJSON(sio, c.asJSON, summary, ExitOK)
+			return printJSON(w.sio, w.c.asJSON, w.summary, ExitOK)
 		}
 		if time.Now().After(deadline) {
 			bar.finish()
-			summary["progress"] = sum / len(want)
-			summary["pendingEdges"] = dedupe(behind)
-			fmt.Fprintf(sio.Err, "gave up waiting after %s; the purge goes on\n", c.waitFor)
-			return printJSON(sio, c.asJSON, summary, ExitTimeout)
+			w.summary["progress"] = progress
+			w.summary["pendingEdges"] = behind
+			fmt.Fprintf(w.sio.Err, "gave up waiting after %s; the purge goes on\n", w.c.waitFor)
+			return printJSON(w.sio, w.c.asJSON, w.summary, ExitTimeout)
 		}
 		select {
 		case <-ctx.Done():
 			bar.finish()
 			return ExitError
-		case <-time.After(c.interval):
+		case <-time.After(w.c.interval):
 		}
 	}
+}
+
+// seqProgress reads the listed purges of seqs: whether every one is at
+// 100%, their mean progress (percent) and the edges still behind.
+func seqProgress(purges []purgeItem, seqs []int64) (done bool, progress int, behind []string) {
+	want := map[int64]bool{}
+	for _, s := range seqs {
+		want[s] = true
+	}
+	finished, sum := 0, 0
+	for _, p := range purges {
+		if !want[p.Seq] {
+			continue
+		}
+		sum += p.Progress
+		if p.Progress == 100 {
+			finished++
+		}
+		for _, e := range p.PendingEdges {
+			behind = append(behind, e.EdgeID)
+		}
+	}
+	return finished == len(want), sum / len(want), dedupe(behind)
 }
 
 func dedupe(list []string) []string {

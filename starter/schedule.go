@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -13,6 +14,18 @@ type cronList []string
 
 func (c *cronList) String() string     { return strings.Join(*c, "; ") }
 func (c *cronList) Set(v string) error { *c = append(*c, v); return nil }
+
+// scheduleFlags are the flags of `cdnflow schedule`; most only shape a
+// create.
+type scheduleFlags struct {
+	api, apiKey                 string
+	cron                        cronList
+	interval, tz, overlap, kind string
+	id                          string
+	paused                      bool
+	domain, listFile, target    string
+	appKey, purgeType           string
+}
 
 // Schedule is `cdnflow schedule create|list|get|pause|unpause|trigger|delete`.
 func Schedule(ctx context.Context, sio IO, args []string) int {
@@ -29,69 +42,29 @@ func Schedule(ctx context.Context, sio IO, args []string) int {
 		}
 		id, args = args[0], args[1:]
 	}
-	fs := flag.NewFlagSet("cdnflow schedule "+verb, flag.ContinueOnError)
-	fs.SetOutput(sio.Err)
-	api := fs.String("api", envOr("CDNFLOW_API_URL", defaultAPIAddress), "cdnflow API base URL ($CDNFLOW_API_URL)")
-	apiKey := fs.String("api-key", envOr("CDNFLOW_API_KEY", ""), "x-api-key ($CDNFLOW_API_KEY)")
-	var cron cronList
-	fs.Var(&cron, "cron", "cron expression (repeatable), e.g. '0 3 * * *'")
-	interval := fs.String("interval", "", "every this long, e.g. 6h")
-	tz := fs.String("tz", "", "IANA time zone of the cron expressions")
-	overlap := fs.String("overlap", "SKIP", "SKIP, BUFFER_ONE, BUFFER_ALL, CANCEL_OTHER, TERMINATE_OTHER or ALLOW_ALL")
-	kind := fs.String("kind", "prewarm", "prewarm or purge")
-	newID := fs.String("id", "", "schedule id (create)")
-	paused := fs.Bool("paused", false, "create paused")
-	domain := fs.String("domain", "", "prewarm cf_domain or purge domain")
-	listFile := fs.String("list-file", "", "URLs (prewarm) or paths (purge), one per line; - reads stdin")
-	target := fs.String("target", "region:all", "prewarm target, as for cdnflow prewarm")
-	appKey := fs.String("app-key", envOr("CDNFLOW_APP_KEY", ""), "purge: appKey of the domain")
-	purgeType := fs.String("type", "ITEM", "purge type")
-	if err := fs.Parse(args); err != nil {
+	f, ok := parseScheduleFlags(sio, verb, args)
+	if !ok {
 		return ExitError
 	}
-	base := strings.TrimRight(*api, "/") + "/v1/schedules"
+	base := strings.TrimRight(f.api, "/") + "/v1/schedules"
 	h := http.Header{}
-	if *apiKey != "" {
-		h.Set("x-api-key", *apiKey)
+	if f.apiKey != "" {
+		h.Set("x-api-key", f.apiKey)
 	}
-	method, target2, body := http.MethodGet, base, any(nil)
+	method, target, body := http.MethodGet, base, any(nil)
 	switch verb {
 	case "list":
 	case "get":
-		target2 = base + "/" + url.PathEscape(id)
+		target = base + "/" + url.PathEscape(id)
 	case "delete":
-		method, target2 = http.MethodDelete, base+"/"+url.PathEscape(id)
+		method, target = http.MethodDelete, base+"/"+url.PathEscape(id)
 	case "pause", "unpause", "trigger":
-		method, target2 = http.MethodPost, base+"/"+url.PathEscape(id)+"/"+verb
+		method, target = http.MethodPost, base+"/"+url.PathEscape(id)+"/"+verb
 	case "create":
-		req := map[string]any{"id": *newID, "kind": *kind, "overlap": *overlap, "paused": *paused}
-		if len(cron) > 0 {
-			req["cron"] = []string(cron)
-		}
-		if *interval != "" {
-			req["interval"] = *interval
-		}
-		if *tz != "" {
-			req["timeZone"] = *tz
-		}
-		var entries []string
-		if !(*kind == "purge" && strings.EqualFold(*purgeType, "ALL")) {
-			var err error
-			if entries, err = readList(*listFile, sio.In); err != nil {
-				fmt.Fprintln(sio.Err, "cdnflow schedule create:", err)
-				return ExitError
-			}
-		}
-		if *kind == "prewarm" {
-			tt, region, _ := strings.Cut(*target, ":")
-			p := map[string]any{"url_list": expandPaths(entries, "http", *domain), "cf_domain": *domain, "target_type": tt, "region": strings.Split(region, ",")}
-			if region == "all" {
-				p["region"] = "all"
-			}
-			req["prewarm"] = p
-		} else {
-			req["appKey"] = *appKey
-			req["purge"] = map[string]any{"domain": *domain, "purgeType": strings.ToUpper(*purgeType), "purgeList": strings.Join(entries, "\n")}
+		req, err := f.createRequest(sio.In)
+		if err != nil {
+			fmt.Fprintln(sio.Err, "cdnflow schedule create:", err)
+			return ExitError
 		}
 		method, body = http.MethodPost, req
 	default:
@@ -99,7 +72,7 @@ func Schedule(ctx context.Context, sio IO, args []string) int {
 		return ExitError
 	}
 	var out any
-	code, raw, err := doJSON(ctx, sio, method, target2, h, body, &out)
+	code, raw, err := doJSON(ctx, sio, method, target, h, body, &out)
 	if err != nil || code >= 300 {
 		fmt.Fprintf(sio.Err, "cdnflow schedule %s: HTTP %d %s %s\n", verb, code, strings.TrimSpace(string(raw)), errOrEmpty(err))
 		return ExitError
@@ -108,4 +81,59 @@ func Schedule(ctx context.Context, sio IO, args []string) int {
 		fmt.Fprintln(sio.Out, strings.TrimSpace(string(raw)))
 	}
 	return ExitOK
+}
+
+func parseScheduleFlags(sio IO, verb string, args []string) (scheduleFlags, bool) {
+	fs := flag.NewFlagSet("cdnflow schedule "+verb, flag.ContinueOnError)
+	fs.SetOutput(sio.Err)
+	var f scheduleFlags
+	fs.StringVar(&f.api, "api", envOr("CDNFLOW_API_URL", defaultAPIAddress), "cdnflow API base URL ($CDNFLOW_API_URL)")
+	fs.StringVar(&f.apiKey, "api-key", envOr("CDNFLOW_API_KEY", ""), "x-api-key ($CDNFLOW_API_KEY)")
+	fs.Var(&f.cron, "cron", "cron expression (repeatable), e.g. '0 3 * * *'")
+	fs.StringVar(&f.interval, "interval", "", "every this long, e.g. 6h")
+	fs.StringVar(&f.tz, "tz", "", "IANA time zone of the cron expressions")
+	fs.StringVar(&f.overlap, "overlap", "SKIP", "SKIP, BUFFER_ONE, BUFFER_ALL, CANCEL_OTHER, TERMINATE_OTHER or ALLOW_ALL")
+	fs.StringVar(&f.kind, "kind", "prewarm", "prewarm or purge")
+	fs.StringVar(&f.id, "id", "", "schedule id (create)")
+	fs.BoolVar(&f.paused, "paused", false, "create paused")
+	fs.StringVar(&f.domain, "domain", "", "prewarm cf_domain or purge domain")
+	fs.StringVar(&f.listFile, "list-file", "", "URLs (prewarm) or paths (purge), one per line; - reads stdin")
+	fs.StringVar(&f.target, "target", "region:all", "prewarm target, as for cdnflow prewarm")
+	fs.StringVar(&f.appKey, "app-key", envOr("CDNFLOW_APP_KEY", ""), "purge: appKey of the domain")
+	fs.StringVar(&f.purgeType, "type", "ITEM", "purge type")
+	return f, fs.Parse(args) == nil
+}
+
+// createRequest is the POST /v1/schedules body: timing, then the prewarm
+// or purge it starts, with the list read from --list-file (or stdin).
+func (f scheduleFlags) createRequest(stdin io.Reader) (map[string]any, error) {
+	req := map[string]any{"id": f.id, "kind": f.kind, "overlap": f.overlap, "paused": f.paused}
+	if len(f.cron) > 0 {
+		req["cron"] = []string(f.cron)
+	}
+	if f.interval != "" {
+		req["interval"] = f.interval
+	}
+	if f.tz != "" {
+		req["timeZone"] = f.tz
+	}
+	var entries []string
+	if !(f.kind == "purge" && strings.EqualFold(f.purgeType, "ALL")) {
+		var err error
+		if entries, err = readList(f.listFile, stdin); err != nil {
+			return nil, err
+		}
+	}
+	if f.kind == "prewarm" {
+		tt, region, _ := strings.Cut(f.target, ":")
+		p := map[string]any{"url_list": expandPaths(entries, "http", f.domain), "cf_domain": f.domain, "target_type": tt, "region": strings.Split(region, ",")}
+		if region == "all" {
+			p["region"] = "all"
+		}
+		req["prewarm"] = p
+	} else {
+		req["appKey"] = f.appKey
+		req["purge"] = map[string]any{"domain": f.domain, "purgeType": strings.ToUpper(f.purgeType), "purgeList": strings.Join(entries, "\n")}
+	}
+	return req, nil
 }

@@ -1,6 +1,7 @@
 // Package harness starts a whole cdnflow for benchmarks: embedded Temporal
 // on a SQLite file, real varnishd edges, a fast Go origin, the worker and
-// the API on loopback — the same parts as `cdnflow dev`, sized by flags.
+// the API on loopback — assembled by internal/stack, as `cdnflow dev` is,
+// sized by flags.
 package harness
 
 import (
@@ -22,11 +23,9 @@ import (
 	"github.com/cdnflow/cdnflow/edge/varnishd"
 	"github.com/cdnflow/cdnflow/edge/vcl"
 	"github.com/cdnflow/cdnflow/internal/config"
-	"github.com/cdnflow/cdnflow/internal/devtemporal"
 	"github.com/cdnflow/cdnflow/internal/origin"
 	"github.com/cdnflow/cdnflow/internal/stack"
 	"github.com/cdnflow/cdnflow/inventory"
-	"github.com/cdnflow/cdnflow/workflows"
 )
 
 // Stack is a running cdnflow.
@@ -45,7 +44,9 @@ type Options struct {
 	Configure func(*config.Config)
 }
 
-// Start brings everything up; Stop tears it down.
+// Start brings everything up through stack.Start (the assembler of
+// `cdnflow dev`), with benchmark-sized edges and a padded origin; Stop
+// tears it down.
 func Start(ctx context.Context, o Options) (*Stack, error) {
 	dir, err := os.MkdirTemp("", "cdnflow-bench-")
 	if err != nil {
@@ -53,80 +54,53 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 	s := &Stack{Dir: dir}
 	s.stops = append(s.stops, func() { os.RemoveAll(dir) })
+	if err := s.start(ctx, o); err != nil {
+		s.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Stack) start(ctx context.Context, o Options) error {
 	logger := zap.NewNop()
 	if os.Getenv("CDNFLOW_BENCH_LOG") != "" {
 		logger, _ = zap.NewDevelopment()
 	}
-
 	originSrv := httptest.NewUnstartedServer(&origin.Handler{BodySize: 2048})
 	originSrv.Config.ReadHeaderTimeout = 5 * time.Second
 	originSrv.Start()
 	s.stops = append(s.stops, originSrv.Close)
 	s.OriginAddr = originSrv.Listener.Addr().String()
 
-	edges, procs, err := StartEdges(ctx, filepath.Join(dir, "edges"), "BEN", o.Edges, s.OriginAddr)
-	if err != nil {
-		s.Stop()
-		return nil, err
-	}
+	edges, procs, err := StartEdges(ctx, filepath.Join(s.Dir, "edges"), "BEN", o.Edges, s.OriginAddr)
 	for _, p := range procs {
-		p := p
 		s.stops = append(s.stops, func() { _ = p.Stop(context.Background()) })
+	}
+	if err != nil {
+		return err
 	}
 	inv, err := inventory.New(edges)
 	if err != nil {
-		s.Stop()
-		return nil, err
+		return err
 	}
-	s.Inventory = inv
-
 	cfg := config.Default()
-	cfg.DataDir = filepath.Join(dir, "data")
+	cfg.DataDir = filepath.Join(s.Dir, "data")
 	cfg.DefaultOrigin = s.OriginAddr
 	cfg.LogLevel = "error"
-	apiAddr, err := varnishd.FreeLoopbackAddr()
-	if err != nil {
-		s.Stop()
-		return nil, err
-	}
-	cfg.APIAddr = apiAddr
+	cfg.APIAddr = "127.0.0.1:0"
+	cfg.TemporalPort, cfg.TemporalUIPort = 0, -1
 	if o.Configure != nil {
 		o.Configure(&cfg)
 	}
-	srv, err := devtemporal.Start(devtemporal.Options{DataDir: cfg.DataDir, UIPort: -1, Namespace: cfg.Namespace, Logger: logger, SearchAttributes: workflows.SearchAttributes()})
+	st, err := stack.Start(ctx, stack.Options{Config: cfg, Inventory: inv, Logger: logger})
 	if err != nil {
-		s.Stop()
-		return nil, err
+		return err
 	}
-	s.stops = append(s.stops, srv.Stop)
-	cfg.TemporalAddress = srv.FrontendAddr
-	s.Config = cfg
-	c, err := stack.Connect(ctx, cfg, logger)
-	if err != nil {
-		s.Stop()
-		return nil, err
-	}
-	s.stops = append(s.stops, c.Close)
-	runCtx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		_ = stack.RunWorkerAndAPI(runCtx, cfg, inv, c, logger)
-		close(done)
-	}()
-	s.stops = append(s.stops, func() { cancel(); <-done })
-	s.APIURL = "http://" + apiAddr
-	for i := 0; i < 100; i++ {
-		resp, err := http.Get(s.APIURL + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return s, nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	s.Stop()
-	return nil, fmt.Errorf("api not ready")
+	s.stops = append(s.stops, func() { _ = st.Stop() })
+	s.Config, s.Inventory = st.Config, st.Inventory
+	// The API serves once stack.Start returns.
+	s.APIURL = "http://" + st.APIAddr
+	return nil
 }
 
 // Stop stops everything in reverse order.

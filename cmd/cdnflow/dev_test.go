@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,12 +20,7 @@ import (
 // embedded Temporal, Web UI, managed varnishd edges, demo origin, worker and
 // API in one process; then SIGTERM stops all of it.
 func TestDevCommand(t *testing.T) {
-	if _, err := exec.LookPath("varnishd"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("varnishd is not installed (CI=true): run `make deps`")
-		}
-		t.Skip("varnishd not installed; `make deps` installs it")
-	}
+	requireDev(t)
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "cdnflow")
 	build := exec.Command("go", "build", "-o", bin, ".")
@@ -57,7 +53,7 @@ func TestDevCommand(t *testing.T) {
 		"--data-dir", filepath.Join(dir, "data"),
 		"--edges", invFile,
 		"--api-addr", apiAddr,
-		"--temporal-port", fmt.Sprint(port()),
+		"--temporal-port", fmt.Sprint(freePortBlock(t, 5)),
 		"--ui-port", fmt.Sprint(uiPort),
 		"--default-origin", originAddr,
 		"--log-format", "json",
@@ -141,6 +137,162 @@ func TestDevCommand(t *testing.T) {
 		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), time.Second); err == nil {
 			c.Close()
 			t.Fatalf("port %d still open after shutdown", p)
+		}
+	}
+}
+
+// requireDev skips under -short (the test builds and runs the binary with
+// an embedded Temporal server) and when varnishd is missing (failing
+// under CI=true instead).
+func requireDev(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs the binary with embedded Temporal and varnishd: skipped under -short")
+	}
+	if _, err := exec.LookPath("varnishd"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("varnishd is not installed (CI=true): run `make deps`")
+		}
+		t.Skip("varnishd not installed; `make deps` installs it")
+	}
+}
+
+// freePortBlock finds n consecutive free loopback ports and returns the
+// first: the embedded Temporal server takes --temporal-port and the four
+// after it.
+func freePortBlock(t *testing.T, n int) int {
+	t.Helper()
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		first := l.Addr().(*net.TCPAddr).Port
+		held := []net.Listener{l}
+		for p := first + 1; p < first+n; p++ {
+			if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
+				held = append(held, l)
+			}
+		}
+		for _, l := range held {
+			l.Close()
+		}
+		if len(held) == n {
+			return first
+		}
+	}
+	t.Fatalf("no %d consecutive free ports", n)
+	return 0
+}
+
+// lockedBuffer collects a child's stderr while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// `cdnflow dev` from an empty directory: no deployments/ next to it, so
+// the built-in edge inventory is used and the data (SQLite store, edge
+// secrets) lands in ./.cdnflow. SIGTERM stops it with exit 0, and the
+// stop is quiet: API and worker stop before the embedded server, so no
+// "Failed to poll" or "connection refused" warnings follow the signal.
+func TestDevFromEmptyDirectory(t *testing.T) {
+	requireDev(t)
+	bin := buildBinary(t)
+	// `cdnflow version` prints the module version `go version -m` reads.
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		t.Fatalf("version: %v", err)
+	}
+	mod, err := exec.Command("go", "version", "-m", bin).Output()
+	if err != nil {
+		t.Fatalf("go version -m: %v", err)
+	}
+	var modVersion string
+	for _, line := range strings.Split(string(mod), "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == "mod" && f[1] == "github.com/cdnflow/cdnflow" {
+			modVersion = f[2]
+		}
+	}
+	if modVersion == "" || !strings.HasPrefix(string(out), "cdnflow "+modVersion) {
+		t.Errorf("version printed %q, module version %q", out, modVersion)
+	}
+
+	dir := t.TempDir()
+	apiAddr := fmt.Sprintf("127.0.0.1:%d", freePortBlock(t, 1))
+	cmd := exec.Command(bin, "dev",
+		"--api-addr", apiAddr,
+		"--temporal-port", fmt.Sprint(freePortBlock(t, 5)),
+		"--ui-port", "-1",
+		"--default-origin", fmt.Sprintf("127.0.0.1:%d", freePortBlock(t, 1)),
+	)
+	cmd.Dir = dir
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start dev: %v", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+	ready := func() bool {
+		resp, err := http.Get("http://" + apiAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for !ready() {
+		select {
+		case err := <-exited:
+			t.Fatalf("dev exited early: %v\n%s", err, stderr)
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dev not ready:\n%s", stderr)
+		}
+	}
+	for _, f := range []string{".cdnflow/temporal.db", ".cdnflow/edges/ATL56-C1.secret"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("data not under ./.cdnflow: %v", err)
+		}
+	}
+
+	before := len(stderr.String())
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("dev exit: %v\n%s", err, stderr)
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatalf("dev did not stop on SIGTERM:\n%s", stderr)
+	}
+	after := stderr.String()[before:]
+	for _, noise := range []string{"Failed to poll", "connection refused"} {
+		if strings.Contains(after, noise) {
+			t.Errorf("%q logged after the stop signal:\n%s", noise, after)
 		}
 	}
 }

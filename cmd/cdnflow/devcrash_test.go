@@ -108,7 +108,7 @@ func TestDevKilledAndRestartedLosesNothing(t *testing.T) {
 		"--data-dir", filepath.Join(dir, "data"),
 		"--edges", invFile,
 		"--api-addr", apiAddr,
-		"--temporal-port", fmt.Sprint(freePort(t)),
+		"--temporal-port", fmt.Sprint(freePortBlock(t, 5)),
 		"--ui-port", "-1",
 		"--default-origin", fmt.Sprintf("127.0.0.1:%d", originPort),
 		"--app-keys", crashAppKey + ":" + crashSecret,

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"go.uber.org/zap"
@@ -16,7 +17,6 @@ import (
 	"github.com/cdnflow/cdnflow/edge/varnishd"
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/stack"
-	"github.com/cdnflow/cdnflow/inventory"
 	"github.com/cdnflow/cdnflow/starter"
 )
 
@@ -30,6 +30,7 @@ Usage:
   cdnflow purge    [flags]   start an NHN purge through the API (--wait follows every seq)
   cdnflow status   ID        prewarm status (--wait, --json)
   cdnflow schedule create|list|get|pause|unpause|trigger|delete   recurring prewarm/purge
+  cdnflow version           module version of this binary
   cdnflow <cmd> -h           flags of a command (each also read from its $ENV)
 
 Exit codes of prewarm/purge/status: 0 success, 1 error, 2 finished with failures,
@@ -56,6 +57,9 @@ func main() {
 		os.Exit(starter.Status(ctx, starter.StdIO(), args))
 	case "schedule":
 		os.Exit(starter.Schedule(ctx, starter.StdIO(), args))
+	case "version", "--version":
+		fmt.Println("cdnflow", version())
+		return
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
@@ -95,20 +99,29 @@ func runServer(ctx context.Context, cmd string, args []string) error {
 	}
 	defer func() { _ = logger.Sync() }()
 	logger.Info("cdnflow starting", append([]zap.Field{zap.String("command", cmd)}, cfg.LogFields()...)...)
-	if cmd == "dev" {
-		return stack.RunDev(ctx, cfg, logger)
-	}
-	inv, err := inventory.Load(cfg.InventoryFile)
+	st, err := stack.Start(ctx, stack.Options{Config: cfg, Logger: logger, Dev: cmd == "dev", NoWorker: cmd == "api", NoAPI: cmd == "worker"})
 	if err != nil {
 		return err
 	}
-	c, err := stack.Connect(ctx, cfg, logger)
-	if err != nil {
-		return err
+	return st.Run(ctx)
+}
+
+// version is the module version the binary was built from: a tag such as
+// v1.2.3 for `go install ...@v1.2.3`, "(devel)" for a build in the
+// checkout, then the VCS revision when the build recorded one.
+func version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown (no build info)"
 	}
-	defer c.Close()
-	if cmd == "worker" {
-		return stack.RunWorker(ctx, cfg, inv, c, logger)
+	v := info.Main.Version
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" {
+			v += " " + s.Value
+		}
+		if s.Key == "vcs.modified" && s.Value == "true" {
+			v += " (modified)"
+		}
 	}
-	return stack.RunAPI(ctx, cfg, inv, c, logger)
+	return v
 }

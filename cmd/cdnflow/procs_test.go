@@ -22,6 +22,9 @@ import (
 // buildBinary builds cdnflow once per test into its temp dir.
 func buildBinary(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the binary: skipped under -short")
+	}
 	bin := filepath.Join(t.TempDir(), "cdnflow")
 	build := exec.Command("go", "build", "-o", bin, ".")
 	build.Stderr = os.Stderr

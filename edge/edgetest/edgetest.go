@@ -29,8 +29,12 @@ type RunningEdge struct {
 
 // RequireVarnish fails the test under CI=true and skips it elsewhere when
 // varnishd is missing, so a CI run can never pass by skipping real edges.
+// Under -short (`make unit`) it always skips: real edges are integration.
 func RequireVarnish(t testing.TB) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs varnishd: skipped under -short")
+	}
 	if _, err := varnishd.Binary(); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("%v (CI=true: these tests need real edges)", err)

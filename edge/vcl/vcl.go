@@ -239,89 +239,127 @@ func plan(cfg Config) (*renderPlan, error) {
 		}
 		p.def = &backendDef{name: "cdnflow_default", host: backendHost(b.Host), port: b.Port}
 	}
-	origins := map[string]string{} // host:port -> backend name
-	hostOwner := map[string]string{}
-	names := map[string]bool{}
+	sp := sitePlanner{p: p, origins: map[string]string{}, hostOwner: map[string]string{}, names: map[string]bool{}}
 	for i, s := range cfg.Sites {
-		sp := &sitePlan{index: i + 1, name: s.Name}
-		if sp.name == "" {
-			sp.name = fmt.Sprintf("site-%d", i+1)
+		site, err := sp.site(i, s)
+		if err != nil {
+			return nil, err
 		}
-		where := fmt.Sprintf("site %d (%q)", i+1, s.Name)
-		if !siteNameRe.MatchString(sp.name) {
-			return nil, fmt.Errorf("%s: name must be 1-128 letters, digits or '._:-'", where)
-		}
-		if names[sp.name] {
-			return nil, fmt.Errorf("%s: duplicate site name", where)
-		}
-		names[sp.name] = true
-		if len(s.Hosts) == 0 {
-			return nil, fmt.Errorf("%s: no hosts", where)
-		}
-		for _, h := range s.Hosts {
-			h = NormalizeHost(h)
-			if err := CheckHost(h); err != nil {
-				return nil, fmt.Errorf("%s: %w", where, err)
-			}
-			if owner, dup := hostOwner[h]; dup {
-				return nil, fmt.Errorf("%s: host %q is already served by site %q", where, h, owner)
-			}
-			hostOwner[h] = sp.name
-			sp.hosts = append(sp.hosts, h)
-		}
-		if len(s.Origins) == 0 {
-			return nil, fmt.Errorf("%s: no origin", where)
-		}
-		for _, o := range s.Origins {
-			if err := CheckBackend(o); err != nil {
-				return nil, fmt.Errorf("%s: %w", where, err)
-			}
-			host := backendHost(o.Host)
-			key := net.JoinHostPort(host, strconv.Itoa(o.Port))
-			name, ok := origins[key]
-			if !ok {
-				name = fmt.Sprintf("cdnflow_origin_%d", len(p.backends)+1)
-				origins[key] = name
-				p.backends = append(p.backends, backendDef{name: name, host: host, port: o.Port, hostHeader: originHostHeader(host, o.Port)})
-			}
-			sp.backends = append(sp.backends, name)
-		}
-		if len(sp.backends) > 1 {
-			p.directors = true
-		}
-		if err := CheckOriginPath(s.OriginPath); err != nil {
-			return nil, fmt.Errorf("%s: %w", where, err)
-		}
-		sp.originPath = strings.TrimSuffix(s.OriginPath, "/")
-		switch s.ForwardHostHeader {
-		case "", ForwardOriginHostname:
-			sp.forwardHost = true
-		case ForwardRequestHost:
-		default:
-			return nil, fmt.Errorf("%s: forwardHostHeader %q (valid: %s, %s)", where, s.ForwardHostHeader, ForwardOriginHostname, ForwardRequestHost)
-		}
-		if s.TTL < 0 {
-			return nil, fmt.Errorf("%s: negative TTL %s", where, s.TTL)
-		}
-		sp.ttlSeconds = int64((s.TTL + time.Second - 1) / time.Second) // a sub-second TTL still caches
-		switch s.ReferrerType {
-		case "":
-		case ReferrerBlacklist, ReferrerWhitelist:
-			sp.refType = s.ReferrerType
-			sp.allowEmpty = s.AllowEmptyReferrer
-			for _, r := range s.Referrers {
-				if err := CheckReferrerPattern(r); err != nil {
-					return nil, fmt.Errorf("%s: %w", where, err)
-				}
-				sp.referrers = append(sp.referrers, r)
-			}
-		default:
-			return nil, fmt.Errorf("%s: referrerType %q (valid: %s, %s or empty)", where, s.ReferrerType, ReferrerBlacklist, ReferrerWhitelist)
-		}
-		sp.suspended = s.Suspended
-		p.sites = append(p.sites, sp)
+		p.sites = append(p.sites, site)
 	}
 	return p, nil
+}
+
+// sitePlanner checks sites one after another against those before them:
+// unique names, each host served by one site, one backend per origin.
+type sitePlanner struct {
+	p         *renderPlan
+	origins   map[string]string // host:port -> backend name
+	hostOwner map[string]string // host -> site name
+	names     map[string]bool
+}
+
+func (pl *sitePlanner) site(i int, s Site) (*sitePlan, error) {
+	sp := &sitePlan{index: i + 1, name: s.Name}
+	if sp.name == "" {
+		sp.name = fmt.Sprintf("site-%d", i+1)
+	}
+	where := fmt.Sprintf("site %d (%q)", i+1, s.Name)
+	if !siteNameRe.MatchString(sp.name) {
+		return nil, fmt.Errorf("%s: name must be 1-128 letters, digits or '._:-'", where)
+	}
+	if pl.names[sp.name] {
+		return nil, fmt.Errorf("%s: duplicate site name", where)
+	}
+	pl.names[sp.name] = true
+	if err := pl.hosts(sp, s); err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	if err := pl.backends(sp, s); err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	if err := siteRules(sp, s); err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	return sp, nil
+}
+
+func (pl *sitePlanner) hosts(sp *sitePlan, s Site) error {
+	if len(s.Hosts) == 0 {
+		return errors.New("no hosts")
+	}
+	for _, h := range s.Hosts {
+		h = NormalizeHost(h)
+		if err := CheckHost(h); err != nil {
+			return err
+		}
+		if owner, dup := pl.hostOwner[h]; dup {
+			return fmt.Errorf("host %q is already served by site %q", h, owner)
+		}
+		pl.hostOwner[h] = sp.name
+		sp.hosts = append(sp.hosts, h)
+	}
+	return nil
+}
+
+func (pl *sitePlanner) backends(sp *sitePlan, s Site) error {
+	if len(s.Origins) == 0 {
+		return errors.New("no origin")
+	}
+	for _, o := range s.Origins {
+		if err := CheckBackend(o); err != nil {
+			return err
+		}
+		host := backendHost(o.Host)
+		key := net.JoinHostPort(host, strconv.Itoa(o.Port))
+		name, ok := pl.origins[key]
+		if !ok {
+			name = fmt.Sprintf("cdnflow_origin_%d", len(pl.p.backends)+1)
+			pl.origins[key] = name
+			pl.p.backends = append(pl.p.backends, backendDef{name: name, host: host, port: o.Port, hostHeader: originHostHeader(host, o.Port)})
+		}
+		sp.backends = append(sp.backends, name)
+	}
+	if len(sp.backends) > 1 {
+		pl.p.directors = true
+	}
+	return nil
+}
+
+// siteRules checks and plans origin path, Host forwarding, TTL,
+// referrer rule and suspension.
+func siteRules(sp *sitePlan, s Site) error {
+	if err := CheckOriginPath(s.OriginPath); err != nil {
+		return err
+	}
+	sp.originPath = strings.TrimSuffix(s.OriginPath, "/")
+	switch s.ForwardHostHeader {
+	case "", ForwardOriginHostname:
+		sp.forwardHost = true
+	case ForwardRequestHost:
+	default:
+		return fmt.Errorf("forwardHostHeader %q (valid: %s, %s)", s.ForwardHostHeader, ForwardOriginHostname, ForwardRequestHost)
+	}
+	if s.TTL < 0 {
+		return fmt.Errorf("negative TTL %s", s.TTL)
+	}
+	sp.ttlSeconds = int64((s.TTL + time.Second - 1) / time.Second) // a sub-second TTL still caches
+	switch s.ReferrerType {
+	case "":
+	case ReferrerBlacklist, ReferrerWhitelist:
+		sp.refType = s.ReferrerType
+		sp.allowEmpty = s.AllowEmptyReferrer
+		for _, r := range s.Referrers {
+			if err := CheckReferrerPattern(r); err != nil {
+				return err
+			}
+			sp.referrers = append(sp.referrers, r)
+		}
+	default:
+		return fmt.Errorf("referrerType %q (valid: %s, %s or empty)", s.ReferrerType, ReferrerBlacklist, ReferrerWhitelist)
+	}
+	sp.suspended = s.Suspended
+	return nil
 }
 
 // backendHost lower-cases DNS names and canonicalises IPs so equal origins

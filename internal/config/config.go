@@ -30,7 +30,11 @@ type Config struct {
 	TemporalPort       int
 	TemporalFrontendIP string
 
-	DataDir       string
+	// DataDir holds dev's SQLite store, claim checks, edge workdirs and the
+	// embedded inventory's edge secrets; relative to the working directory.
+	DataDir string
+	// InventoryFile is the edge inventory; empty: the dev inventory
+	// embedded in the binary (deployments/dev/edges.yaml).
 	InventoryFile string
 	APIAddr       string
 	// MetricsAddr serves /metrics on a port of its own (worker pods have
@@ -91,7 +95,6 @@ func Default() Config {
 		TemporalPort:          7233,
 		TemporalFrontendIP:    "127.0.0.1",
 		DataDir:               ".cdnflow",
-		InventoryFile:         "deployments/dev/edges.yaml",
 		APIAddr:               ":8080",
 		LogLevel:              "info",
 		LogFormat:             "console",
@@ -122,10 +125,10 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	str(fs, &c.TLSCAFile, "tls-ca", "TEMPORAL_TLS_CA", "CA bundle that signs the Temporal server certificate")
 	str(fs, &c.TLSServerName, "tls-server-name", "TEMPORAL_TLS_SERVER_NAME", "server name to verify on the Temporal certificate")
 	str(fs, &c.TemporalAPIKey, "temporal-api-key", "TEMPORAL_API_KEY", "API key for Temporal Cloud (implies TLS)")
-	num(fs, &c.TemporalPort, "temporal-port", "CDNFLOW_TEMPORAL_PORT", "dev: gRPC port of the embedded Temporal server")
+	num(fs, &c.TemporalPort, "temporal-port", "CDNFLOW_TEMPORAL_PORT", "dev: gRPC port of the embedded Temporal server; its HTTP, history, matching and worker services take the next four ports")
 	num(fs, &c.TemporalUIPort, "ui-port", "CDNFLOW_UI_PORT", "dev: port of the embedded Temporal Web UI (-1 disables)")
 	str(fs, &c.DataDir, "data-dir", "CDNFLOW_DATA_DIR", "dev: directory of the SQLite store, claim checks and edge workdirs")
-	str(fs, &c.InventoryFile, "edges", "CDNFLOW_EDGES", "edge inventory file (YAML or JSON)")
+	str(fs, &c.InventoryFile, "edges", "CDNFLOW_EDGES", "edge inventory file (YAML or JSON); empty: the dev inventory built into the binary, secrets under --data-dir")
 	str(fs, &c.APIAddr, "api-addr", "CDNFLOW_API_ADDR", "listen address of the HTTP API")
 	str(fs, &c.MetricsAddr, "metrics-addr", "CDNFLOW_METRICS_ADDR", "extra listen address for /metrics (e.g. :9090 on workers)")
 	str(fs, &c.LogLevel, "log-level", "CDNFLOW_LOG_LEVEL", "debug, info, warn or error")
@@ -160,6 +163,13 @@ func (c Config) PayloadDir() string {
 	return c.DataDir + "/payloads"
 }
 
+func (c Config) inventoryName() string {
+	if c.InventoryFile == "" {
+		return "(built-in dev inventory)"
+	}
+	return c.InventoryFile
+}
+
 // LogFields lists the settings for the start-up log line, secrets masked.
 func (c Config) LogFields() []zap.Field {
 	keys := make([]string, 0, len(c.AppKeys))
@@ -174,7 +184,7 @@ func (c Config) LogFields() []zap.Field {
 		zap.Bool("tls", c.TLSCertFile != "" || c.TLSCAFile != "" || c.TemporalAPIKey != ""),
 		zap.Bool("temporalAPIKey", c.TemporalAPIKey != ""),
 		zap.String("dataDir", c.DataDir),
-		zap.String("edges", c.InventoryFile),
+		zap.String("edges", c.inventoryName()),
 		zap.String("apiAddr", c.APIAddr),
 		zap.Int("apiKeys", len(c.APIKeys)),
 		zap.Strings("appKeys", keys),

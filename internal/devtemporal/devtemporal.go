@@ -1,4 +1,4 @@
-// Package devserver runs a real Temporal server in-process, persisted to a
+// Package devtemporal runs a real Temporal server in-process, persisted to a
 // SQLite file, plus the Temporal Web UI. It is what `cdnflow dev` and the
 // integration tests use; production points the same worker and API at an
 // external cluster instead.
@@ -40,7 +40,12 @@ type Options struct {
 	DataDir string
 	// IP to bind every listener to; default 127.0.0.1.
 	IP string
-	// FrontendPort is the gRPC port clients dial; 0 picks a free one.
+	// FrontendPort is the gRPC port clients dial. The server's other
+	// services take the next four ports, all fixed, so start-up never
+	// races another process for a port it probed: FrontendPort+1 frontend
+	// HTTP, +2 history, +3 matching, +4 worker. 0 picks free ports
+	// instead (tests, which run side by side; probed ports can be taken in
+	// between, which a test survives by failing, a dev box should not).
 	FrontendPort int
 	// UIPort serves the Web UI; 0 picks a free one, -1 disables the UI.
 	UIPort    int
@@ -57,148 +62,43 @@ type Options struct {
 type Server struct {
 	server       temporal.Server
 	ui           *uiserver.Server
+	logLevel     zap.AtomicLevel
+	logger       *zap.Logger
 	FrontendAddr string
 	UIAddr       string
 	DBFile       string
 }
 
+// ports of the server's services, by config name.
+type ports map[string]int
+
+var serviceNames = map[string]primitives.ServiceName{
+	"frontend": primitives.FrontendService, "history": primitives.HistoryService,
+	"matching": primitives.MatchingService, "worker": primitives.WorkerService,
+}
+
 // Start sets up the SQLite schema on first use, registers the namespace and
 // starts frontend, history, matching and worker services plus the UI.
 func Start(opts Options) (*Server, error) {
-	if opts.IP == "" {
-		opts.IP = "127.0.0.1"
+	opts = withDefaults(opts)
+	p, err := servicePorts(opts.IP, opts.FrontendPort)
+	if err != nil {
+		return nil, err
 	}
-	if opts.Namespace == "" {
-		opts.Namespace = "default"
-	}
-	if opts.Logger == nil {
-		opts.Logger = zap.NewNop()
-	}
-	if opts.LogLevel == 0 {
-		opts.LogLevel = zapcore.WarnLevel
-	}
-	var err error
-	if opts.FrontendPort == 0 {
-		if opts.FrontendPort, err = freePort(opts.IP); err != nil {
-			return nil, err
-		}
-	}
-	ports := map[string]int{"frontend": opts.FrontendPort}
-	for _, svc := range []string{"history", "matching", "worker", "frontend-http"} {
-		if ports[svc], err = freePort(opts.IP); err != nil {
-			return nil, err
-		}
-	}
-
 	sqlConf, dbFile, err := sqlConfig(opts)
 	if err != nil {
 		return nil, err
 	}
-	frontendAddr := net.JoinHostPort(opts.IP, strconv.Itoa(opts.FrontendPort))
-	conf := &config.Config{}
-	conf.Global.Membership.MaxJoinDuration = 30 * time.Second
-	conf.Global.Membership.BroadcastAddress = opts.IP
-	conf.Persistence.DefaultStore = "sqlite"
-	conf.Persistence.VisibilityStore = "sqlite"
-	conf.Persistence.NumHistoryShards = 1
-	conf.Persistence.DataStores = map[string]config.DataStore{"sqlite": {SQL: sqlConf}}
-	conf.ClusterMetadata = &cluster.Config{
-		EnableGlobalNamespace:    false,
-		FailoverVersionIncrement: 10,
-		MasterClusterName:        clusterName,
-		CurrentClusterName:       clusterName,
-		ClusterInformation: map[string]cluster.ClusterInformation{
-			clusterName: {
-				Enabled:                true,
-				InitialFailoverVersion: 1,
-				RPCAddress:             frontendAddr,
-				HTTPAddress:            net.JoinHostPort(opts.IP, strconv.Itoa(ports["frontend-http"])),
-				ClusterID:              "cdnflow-dev",
-			},
-		},
+	s := &Server{FrontendAddr: net.JoinHostPort(opts.IP, strconv.Itoa(p["frontend"])), DBFile: dbFile, logLevel: zap.NewAtomicLevelAt(opts.LogLevel), logger: opts.Logger}
+	if s.server, err = newServer(serverConfig(opts.IP, p, sqlConf), opts.IP, p, s.serverLogger(opts.Logger)); err != nil {
+		return nil, err
 	}
-	conf.DCRedirectionPolicy.Policy = "noop"
-	conf.Services = map[string]config.Service{}
-	for _, svc := range []string{"frontend", "history", "matching", "worker"} {
-		var s config.Service
-		s.RPC.GRPCPort = ports[svc]
-		s.RPC.BindOnIP = opts.IP
-		if svc == "frontend" {
-			s.RPC.HTTPPort = ports["frontend-http"]
-		}
-		conf.Services[svc] = s
-	}
-	conf.Archival.History.State = "disabled"
-	conf.Archival.Visibility.State = "disabled"
-	conf.NamespaceDefaults.Archival.History.State = "disabled"
-	conf.NamespaceDefaults.Archival.Visibility.State = "disabled"
-	conf.PublicClient.HostPort = frontendAddr
-
-	hosts := map[primitives.ServiceName]static.Hosts{}
-	for svc, name := range map[string]primitives.ServiceName{
-		"frontend": primitives.FrontendService, "history": primitives.HistoryService,
-		"matching": primitives.MatchingService, "worker": primitives.WorkerService,
-	} {
-		hosts[name] = static.SingleLocalHost(net.JoinHostPort(opts.IP, strconv.Itoa(ports[svc])))
-	}
-
-	serverLog := opts.Logger.Named("temporal").WithOptions(zap.IncreaseLevel(opts.LogLevel))
-	logger := tlog.NewZapLogger(serverLog)
-	authorizer, err := authorization.GetAuthorizerFromConfig(&conf.Global.Authorization)
-	if err != nil {
-		return nil, fmt.Errorf("temporal authorizer: %w", err)
-	}
-	claimMapper, err := authorization.GetClaimMapperFromConfig(&conf.Global.Authorization, logger)
-	if err != nil {
-		return nil, fmt.Errorf("temporal claim mapper: %w", err)
-	}
-	dyn := dynamicconfig.StaticClient{
-		dynamicconfig.HistoryCacheHostLevelMaxSize.Key():                 8096,
-		dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 1000,
-		// Status pages and purge listings read visibility often; the dev
-		// defaults throttle that harder than a single-user box needs.
-		dynamicconfig.FrontendMaxNamespaceRPSPerInstance.Key(): 10000,
-		dynamicconfig.FrontendRPS.Key():                        20000,
-		// Search attributes added later (an upgrade adds one) reach every
-		// service at the next namespace refresh; keep that short.
-		dynamicconfig.NamespaceCacheRefreshInterval.Key(): time.Second,
-		// A workflow's activities go straight back to the worker that
-		// scheduled them, skipping a matching round trip: purges fan out
-		// to every edge and that latency is most of a small purge.
-		dynamicconfig.EnableActivityEagerExecution.Key(): true,
-	}
-	srv, err := temporal.NewServer(
-		temporal.WithConfig(conf),
-		temporal.ForServices(temporal.DefaultServices),
-		temporal.WithStaticHosts(hosts),
-		temporal.WithLogger(logger),
-		temporal.WithAuthorizer(authorizer),
-		temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper { return claimMapper }),
-		temporal.WithDynamicConfigClient(dyn),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("new temporal server: %w", err)
-	}
-	s := &Server{server: srv, FrontendAddr: frontendAddr, DBFile: dbFile}
 	if opts.UIPort >= 0 {
-		if opts.UIPort == 0 {
-			if opts.UIPort, err = freePort(opts.IP); err != nil {
-				return nil, err
-			}
+		if err := s.newUI(opts); err != nil {
+			return nil, err
 		}
-		s.UIAddr = net.JoinHostPort(opts.IP, strconv.Itoa(opts.UIPort))
-		s.ui = uiserver.NewServer(uiserveroptions.WithConfigProvider(&uiconfig.Config{
-			Host:                opts.IP,
-			Port:                opts.UIPort,
-			TemporalGRPCAddress: frontendAddr,
-			EnableUI:            true,
-			DefaultNamespace:    opts.Namespace,
-			CORS:                uiconfig.CORS{CookieInsecure: true},
-			HideLogs:            true,
-			DisableNewsFetch:    true,
-		}))
 	}
-	if err := srv.Start(); err != nil {
+	if err := s.server.Start(); err != nil {
 		return nil, fmt.Errorf("start temporal server: %w", err)
 	}
 	if s.ui != nil {
@@ -213,13 +113,192 @@ func Start(opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Stop shuts the UI and the server down.
+func withDefaults(opts Options) Options {
+	if opts.IP == "" {
+		opts.IP = "127.0.0.1"
+	}
+	if opts.Namespace == "" {
+		opts.Namespace = "default"
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.LogLevel == 0 {
+		opts.LogLevel = zapcore.WarnLevel
+	}
+	return opts
+}
+
+// servicePorts lays the services out from the frontend port (see
+// Options.FrontendPort), or on free ports when it is 0.
+func servicePorts(ip string, frontend int) (ports, error) {
+	order := []string{"frontend", "frontend-http", "history", "matching", "worker"}
+	p := ports{}
+	for i, svc := range order {
+		if frontend > 0 {
+			p[svc] = frontend + i
+			continue
+		}
+		port, err := freePort(ip)
+		if err != nil {
+			return nil, err
+		}
+		p[svc] = port
+	}
+	return p, nil
+}
+
+// serverConfig is a single-node cluster on ip with one SQLite store.
+func serverConfig(ip string, p ports, sqlConf *config.SQL) *config.Config {
+	frontendAddr := net.JoinHostPort(ip, strconv.Itoa(p["frontend"]))
+	conf := &config.Config{}
+	conf.Global.Membership.MaxJoinDuration = 30 * time.Second
+	conf.Global.Membership.BroadcastAddress = ip
+	conf.Persistence.DefaultStore = "sqlite"
+	conf.Persistence.VisibilityStore = "sqlite"
+	conf.Persistence.NumHistoryShards = 1
+	conf.Persistence.DataStores = map[string]config.DataStore{"sqlite": {SQL: sqlConf}}
+	conf.ClusterMetadata = &cluster.Config{
+		EnableGlobalNamespace:    false,
+		FailoverVersionIncrement: 10,
+		MasterClusterName:        clusterName,
+		CurrentClusterName:       clusterName,
+		ClusterInformation: map[string]cluster.ClusterInformation{
+			clusterName: {
+				Enabled:                true,
+				InitialFailoverVersion: 1,
+				RPCAddress:             frontendAddr,
+				HTTPAddress:            net.JoinHostPort(ip, strconv.Itoa(p["frontend-http"])),
+				ClusterID:              "cdnflow-dev",
+			},
+		},
+	}
+	conf.DCRedirectionPolicy.Policy = "noop"
+	conf.Services = map[string]config.Service{}
+	for svc := range serviceNames {
+		var s config.Service
+		s.RPC.GRPCPort = p[svc]
+		s.RPC.BindOnIP = ip
+		if svc == "frontend" {
+			s.RPC.HTTPPort = p["frontend-http"]
+		}
+		conf.Services[svc] = s
+	}
+	conf.Archival.History.State = "disabled"
+	conf.Archival.Visibility.State = "disabled"
+	conf.NamespaceDefaults.Archival.History.State = "disabled"
+	conf.NamespaceDefaults.Archival.Visibility.State = "disabled"
+	conf.PublicClient.HostPort = frontendAddr
+	return conf
+}
+
+// dynamicConfig tunes the dev defaults for one user's box.
+var dynamicConfig = dynamicconfig.StaticClient{
+	dynamicconfig.HistoryCacheHostLevelMaxSize.Key():                 8096,
+	dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 1000,
+	// Status pages and purge listings read visibility often; the dev
+	// defaults throttle that harder than a single-user box needs.
+	dynamicconfig.FrontendMaxNamespaceRPSPerInstance.Key(): 10000,
+	dynamicconfig.FrontendRPS.Key():                        20000,
+	// Search attributes added later (an upgrade adds one) reach every
+	// service at the next namespace refresh; keep that short.
+	dynamicconfig.NamespaceCacheRefreshInterval.Key(): time.Second,
+	// A workflow's activities go straight back to the worker that
+	// scheduled them, skipping a matching round trip: purges fan out
+	// to every edge and that latency is most of a small purge.
+	dynamicconfig.EnableActivityEagerExecution.Key(): true,
+}
+
+func newServer(conf *config.Config, ip string, p ports, serverLog *zap.Logger) (temporal.Server, error) {
+	hosts := map[primitives.ServiceName]static.Hosts{}
+	for svc, name := range serviceNames {
+		hosts[name] = static.SingleLocalHost(net.JoinHostPort(ip, strconv.Itoa(p[svc])))
+	}
+	logger := tlog.NewZapLogger(serverLog)
+	authorizer, err := authorization.GetAuthorizerFromConfig(&conf.Global.Authorization)
+	if err != nil {
+		return nil, fmt.Errorf("temporal authorizer: %w", err)
+	}
+	claimMapper, err := authorization.GetClaimMapperFromConfig(&conf.Global.Authorization, logger)
+	if err != nil {
+		return nil, fmt.Errorf("temporal claim mapper: %w", err)
+	}
+	srv, err := temporal.NewServer(
+		temporal.WithConfig(conf),
+		temporal.ForServices(temporal.DefaultServices),
+		temporal.WithStaticHosts(hosts),
+		temporal.WithLogger(logger),
+		temporal.WithAuthorizer(authorizer),
+		temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper { return claimMapper }),
+		temporal.WithDynamicConfigClient(dynamicConfig),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("new temporal server: %w", err)
+	}
+	return srv, nil
+}
+
+// serverLogger is the server's own logger: at s.logLevel, which Stop
+// raises so that the server's services, stopping one after another, do
+// not log a storm of "Failed to poll" and "connection refused" lines about
+// each other.
+func (s *Server) serverLogger(l *zap.Logger) *zap.Logger {
+	return l.Named("temporal").WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+		return gatedCore{Core: c, level: s.logLevel}
+	}))
+}
+
+// gatedCore drops entries below level.
+type gatedCore struct {
+	zapcore.Core
+	level zap.AtomicLevel
+}
+
+func (c gatedCore) Enabled(l zapcore.Level) bool { return c.level.Enabled(l) && c.Core.Enabled(l) }
+
+func (c gatedCore) With(f []zapcore.Field) zapcore.Core {
+	return gatedCore{Core: c.Core.With(f), level: c.level}
+}
+
+func (c gatedCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if !c.level.Enabled(e.Level) {
+		return ce
+	}
+	return c.Core.Check(e, ce)
+}
+
+func (s *Server) newUI(opts Options) error {
+	if opts.UIPort == 0 {
+		var err error
+		if opts.UIPort, err = freePort(opts.IP); err != nil {
+			return err
+		}
+	}
+	s.UIAddr = net.JoinHostPort(opts.IP, strconv.Itoa(opts.UIPort))
+	s.ui = uiserver.NewServer(uiserveroptions.WithConfigProvider(&uiconfig.Config{
+		Host:                opts.IP,
+		Port:                opts.UIPort,
+		TemporalGRPCAddress: s.FrontendAddr,
+		EnableUI:            true,
+		DefaultNamespace:    opts.Namespace,
+		CORS:                uiconfig.CORS{CookieInsecure: true},
+		HideLogs:            true,
+		DisableNewsFetch:    true,
+	}))
+	return nil
+}
+
+// Stop shuts the UI and the server down. Clients (the worker, the API)
+// should be stopped first. The server's own logs are cut to fatal errors
+// while it stops: its services lose each other one by one, which is
+// expected at this point and says nothing to the user.
 func (s *Server) Stop() {
+	s.logLevel.SetLevel(zapcore.DPanicLevel)
 	if s.ui != nil {
 		s.ui.Stop()
 	}
 	if err := s.server.Stop(); err != nil {
-		_ = err // the server logs its own shutdown errors
+		s.logger.Warn("stop embedded temporal", zap.Error(err))
 	}
 }
 

@@ -20,6 +20,9 @@ import (
 // A job accepted before a restart is still there after it: the store is a
 // file, not memory. Search attributes registered once stay registered.
 func TestJobsSurviveRestartOnSameDataDir(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a Temporal server: skipped under -short")
+	}
 	dir := t.TempDir()
 	logger := testenv.Logger(t, zap.WarnLevel)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

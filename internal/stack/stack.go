@@ -1,7 +1,10 @@
-// Package app assembles cdnflow's processes from its parts: `worker` and
-// `api` against any Temporal cluster, and `dev`, which adds an embedded
-// Temporal server, the Web UI, local Varnish edges and a demo origin. The
-// worker and API code paths are the same in every mode.
+// Package stack assembles cdnflow's processes from their parts, once, for
+// every user: `cdnflow dev|worker|api`, the integration tests (testenv) and
+// the benchmarks (bench/harness). A Stack is, in start order: the demo
+// origin and the managed varnishd edges (dev), an embedded Temporal server
+// (when no cluster address is given), the Temporal client, the worker and
+// the HTTP API. Stop undoes it in reverse, so the API and the worker are
+// gone before the Temporal server they talk to.
 package stack
 
 import (
@@ -9,33 +12,258 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"sync"
-	"time"
 
-	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/cdnflow/cdnflow/deployments"
 	"github.com/cdnflow/cdnflow/edge/varnishd"
-	"github.com/cdnflow/cdnflow/edge/vcl"
-	"github.com/cdnflow/cdnflow/httpapi"
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/devtemporal"
-	"github.com/cdnflow/cdnflow/internal/metrics"
-	"github.com/cdnflow/cdnflow/internal/origin"
 	"github.com/cdnflow/cdnflow/internal/temporalclient"
 	"github.com/cdnflow/cdnflow/inventory"
-	cdnworker "github.com/cdnflow/cdnflow/worker"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
-// NewLogger builds the process logger.
+// Options choose the parts of a Stack.
+type Options struct {
+	// Config holds the settings. An empty TemporalAddress starts an
+	// embedded Temporal server (devtemporal) on TemporalPort (0: free
+	// ports, for tests) with its SQLite file in DataDir.
+	Config config.Config
+	// Inventory lists the edges; nil: LoadInventory(Config).
+	Inventory *inventory.Inventory
+	// Logger; nil logs nothing.
+	Logger *zap.Logger
+	// Dev adds what only `cdnflow dev` runs: one varnishd per managed edge
+	// of the inventory and, when Config.DefaultOrigin is a loopback
+	// address, the demo origin there.
+	Dev bool
+	// NoWorker and NoAPI leave those parts out (`cdnflow api`, `cdnflow
+	// worker`, tests that run their own worker).
+	NoWorker, NoAPI bool
+	// APIListener is the API's listener, handed over open so that no other
+	// process can take the port in between; nil listens on Config.APIAddr.
+	APIListener net.Listener
+}
+
+// Stack is a running cdnflow.
+type Stack struct {
+	// Config as running: TemporalAddress names the embedded server when
+	// one was started.
+	Config    config.Config
+	Inventory *inventory.Inventory
+	// Temporal is the embedded server; nil with an external cluster.
+	Temporal *devtemporal.Server
+	Client   client.Client
+	// APIAddr is the host:port the API serves on; empty with NoAPI.
+	APIAddr string
+
+	logger *zap.Logger
+	failed chan error // the first part that ended on its own, with its error
+	mu     sync.Mutex
+	stops  []func() error // undo steps, run in reverse
+}
+
+// Start brings the parts up in order. On an error everything started so
+// far is stopped again.
+func Start(ctx context.Context, o Options) (*Stack, error) {
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	s := &Stack{Config: o.Config, Inventory: o.Inventory, logger: o.Logger, failed: make(chan error, 1)}
+	if err := s.start(ctx, o); err != nil {
+		return nil, errors.Join(err, s.Stop())
+	}
+	return s, nil
+}
+
+func (s *Stack) start(ctx context.Context, o Options) error {
+	if s.Inventory == nil {
+		inv, err := LoadInventory(s.Config)
+		if err != nil {
+			return err
+		}
+		s.Inventory = inv
+	}
+	if o.Dev {
+		if err := os.MkdirAll(s.Config.DataDir, 0o755); err != nil {
+			return fmt.Errorf("create data dir: %w", err)
+		}
+	}
+	if o.Dev && s.Config.DefaultOrigin != "" && isLoopback(s.Config.DefaultOrigin) {
+		stop, err := startDemoOrigin(s.Config.DefaultOrigin, s.logger)
+		if err != nil {
+			return err
+		}
+		s.onStop(stop)
+	}
+	if err := s.startEdgesAndTemporal(ctx, o.Dev); err != nil {
+		return err
+	}
+	c, err := Connect(ctx, s.Config, s.logger)
+	if err != nil {
+		return err
+	}
+	s.Client = c
+	s.onStop(func() error { c.Close(); return nil })
+	if !o.NoWorker {
+		s.run("worker", func(ctx context.Context) error { return runWorker(ctx, s.Config, s.Inventory, c, s.logger) })
+	}
+	if !o.NoAPI {
+		return s.startAPI(o.APIListener)
+	}
+	return nil
+}
+
+// startEdgesAndTemporal starts the managed edges (dev) and the embedded
+// server in parallel: each takes about a second.
+func (s *Stack) startEdgesAndTemporal(ctx context.Context, dev bool) error {
+	var edges []*varnishd.Process
+	var edgeErr error
+	var wg sync.WaitGroup
+	if dev {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			edges, edgeErr = StartManagedEdges(ctx, s.Config, s.Inventory, s.logger)
+		}()
+	}
+	var tempErr error
+	if s.Config.TemporalAddress == "" {
+		tempErr = s.startTemporal()
+	}
+	wg.Wait()
+	// Pushed after the server: stopped after it.
+	s.onStop(func() error { stopEdges(edges, s.logger); return nil })
+	if s.Temporal != nil {
+		srv := s.Temporal
+		s.onStop(func() error { srv.Stop(); return nil })
+	}
+	return errors.Join(edgeErr, tempErr)
+}
+
+func (s *Stack) startTemporal() error {
+	srv, err := devtemporal.Start(devtemporal.Options{
+		DataDir:      s.Config.DataDir,
+		IP:           s.Config.TemporalFrontendIP,
+		FrontendPort: s.Config.TemporalPort,
+		UIPort:       s.Config.TemporalUIPort,
+		Namespace:    s.Config.Namespace,
+		Logger:       s.logger,
+		// New namespaces get them at creation; Connect adds any missing
+		// from an older data directory.
+		SearchAttributes: workflows.SearchAttributes(),
+	})
+	if err != nil {
+		return err
+	}
+	s.Temporal = srv
+	s.Config.TemporalAddress = srv.FrontendAddr
+	s.logger.Info("embedded temporal started", zap.String("frontend", srv.FrontendAddr), zap.String("db", srv.DBFile))
+	if srv.UIAddr != "" {
+		s.logger.Info("temporal web ui", zap.String("url", "http://"+srv.UIAddr))
+	}
+	return nil
+}
+
+func (s *Stack) startAPI(ln net.Listener) error {
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", s.Config.APIAddr); err != nil {
+			return fmt.Errorf("listen %s: %w", s.Config.APIAddr, err)
+		}
+	}
+	s.APIAddr = ln.Addr().String()
+	s.run("api", func(ctx context.Context) error { return serveAPI(ctx, ln, s.Config, s.Inventory, s.Client, s.logger) })
+	return nil
+}
+
+// run runs a long-lived part until Stop; a part that ends on its own
+// (an error) is reported on Failed.
+func (s *Stack) run(name string, part func(context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		err := part(ctx)
+		if err != nil {
+			err = fmt.Errorf("%s: %w", name, err)
+		}
+		if ctx.Err() == nil { // ended before Stop asked it to
+			select {
+			case s.failed <- err:
+			default:
+			}
+		}
+		done <- err
+	}()
+	s.onStop(func() error { cancel(); return <-done })
+}
+
+func (s *Stack) onStop(f func() error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stops = append(s.stops, f)
+}
+
+// Failed delivers the error of the first part (worker or API) that ended
+// before Stop; nil when it ended cleanly.
+func (s *Stack) Failed() <-chan error { return s.failed }
+
+// Stop stops every part in reverse start order — API, worker, client,
+// embedded Temporal, edges, demo origin — and returns the parts' errors.
+// Calling it again does nothing.
+func (s *Stack) Stop() error {
+	s.mu.Lock()
+	stops := s.stops
+	s.stops = nil
+	s.mu.Unlock()
+	var errs []error
+	for i := len(stops) - 1; i >= 0; i-- {
+		errs = append(errs, stops[i]())
+	}
+	return errors.Join(errs...)
+}
+
+// Run serves until ctx ends or a part fails, then stops everything.
+func (s *Stack) Run(ctx context.Context) error {
+	var failure error
+	select {
+	case <-ctx.Done():
+	case failure = <-s.failed:
+	}
+	if err := s.Stop(); err != nil {
+		return err
+	}
+	return failure
+}
+
+// LoadInventory reads Config.InventoryFile or, when it is empty, the dev
+// inventory built into the binary (deployments.DevEdges), whose relative
+// secret paths are taken relative to Config.DataDir: the binary runs from
+// any directory.
+func LoadInventory(cfg config.Config) (*inventory.Inventory, error) {
+	if cfg.InventoryFile != "" {
+		return inventory.Load(cfg.InventoryFile)
+	}
+	inv, err := inventory.Parse(deployments.DevEdges)
+	if err != nil {
+		return nil, fmt.Errorf("built-in dev inventory: %w", err)
+	}
+	for i, e := range inv.Edges {
+		if !filepath.IsAbs(e.SecretFile) {
+			inv.Edges[i].SecretFile = filepath.Join(cfg.DataDir, e.SecretFile)
+		}
+	}
+	return inv, nil
+}
+
+// NewLogger builds the process logger: level debug|info|warn|error,
+// format json or console.
 func NewLogger(level, format string) (*zap.Logger, error) {
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
@@ -63,270 +291,4 @@ func Connect(ctx context.Context, cfg config.Config, logger *zap.Logger) (client
 		return nil, err
 	}
 	return c, nil
-}
-
-// RunWorker runs the Temporal worker until ctx ends.
-func RunWorker(ctx context.Context, cfg config.Config, inv *inventory.Inventory, c client.Client, logger *zap.Logger) error {
-	w, err := cdnworker.New(c, cdnworker.Deps{Config: cfg, Inventory: inv, Logger: logger.Named("worker")})
-	if err != nil {
-		return err
-	}
-	if err := w.Start(); err != nil {
-		return fmt.Errorf("start worker: %w", err)
-	}
-	if cfg.MetricsAddr != "" {
-		ms := &http.Server{Addr: cfg.MetricsAddr, Handler: metrics.Handler(), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := ms.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				logger.Error("metrics listener", zap.Error(err))
-			}
-		}()
-		defer ms.Close()
-	}
-	logger.Info("worker started", zap.String("taskQueue", cfg.TaskQueue))
-	resyncEdges(ctx, c, inv, logger)
-	<-ctx.Done()
-	w.Stop() // waits for activities up to WorkerStopTimeout
-	logger.Info("worker stopped")
-	return nil
-}
-
-// resyncEdges asks every edge's reconciler to reload the distributions it
-// knows: an edge that restarted (managed edges restart with `cdnflow dev`)
-// comes back with only its base VCL. Edges without a reconciler have no
-// distributions yet.
-func resyncEdges(ctx context.Context, c client.Client, inv *inventory.Inventory, logger *zap.Logger) {
-	for _, e := range inv.Edges {
-		err := c.SignalWorkflow(ctx, workflows.ReconcilerWorkflowID(e.ID), "", workflows.SignalResyncEdge, nil)
-		var nf *serviceerror.NotFound
-		if err != nil && !errors.As(err, &nf) {
-			logger.Warn("resync edge", zap.String("edgeId", e.ID), zap.Error(err))
-		}
-	}
-}
-
-// RunAPI serves the HTTP API until ctx ends, then drains requests.
-func RunAPI(ctx context.Context, cfg config.Config, inv *inventory.Inventory, c client.Client, logger *zap.Logger) error {
-	srv := httpapi.New(httpapi.Deps{Temporal: c, Config: cfg, Inventory: inv, Logger: logger.Named("api")})
-	ln, err := net.Listen("tcp", cfg.APIAddr)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.APIAddr, err)
-	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	logger.Info("api listening", zap.String("addr", ln.Addr().String()))
-	if len(cfg.APIKeys) == 0 {
-		logger.Warn("no API keys configured: /prewarm and /v1 routes accept any caller (set CDNFLOW_API_KEYS)")
-	}
-	select {
-	case err := <-errc:
-		return fmt.Errorf("api server: %w", err)
-	case <-ctx.Done():
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	if err := hs.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("drain api: %w", err)
-	}
-	logger.Info("api stopped")
-	return nil
-}
-
-// RunDev runs everything in one process: embedded Temporal (unless
-// cfg.TemporalAddress names a cluster), Web UI, managed Varnish edges, the
-// demo origin, the worker and the API.
-func RunDev(ctx context.Context, cfg config.Config, logger *zap.Logger) error {
-	inv, err := inventory.Load(cfg.InventoryFile)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
-	if cfg.DefaultOrigin != "" && isLoopback(cfg.DefaultOrigin) {
-		stop, err := startDemoOrigin(cfg.DefaultOrigin, logger)
-		if err != nil {
-			return err
-		}
-		defer stop()
-	}
-
-	// Edges and Temporal start in parallel: each takes about a second.
-	var edges []*varnishd.Process
-	var edgeErr error
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		edges, edgeErr = StartManagedEdges(ctx, cfg, inv, logger)
-	}()
-	var srv *devtemporal.Server
-	if cfg.TemporalAddress == "" {
-		srv, err = devtemporal.Start(devtemporal.Options{
-			DataDir:      cfg.DataDir,
-			IP:           "127.0.0.1",
-			FrontendPort: cfg.TemporalPort,
-			UIPort:       cfg.TemporalUIPort,
-			Namespace:    cfg.Namespace,
-			Logger:       logger,
-			// New namespaces get them at creation; Connect adds any
-			// missing from an older data directory.
-			SearchAttributes: workflows.SearchAttributes(),
-		})
-		if err != nil {
-			wg.Wait()
-			stopEdges(edges, logger)
-			return err
-		}
-		defer srv.Stop()
-		cfg.TemporalAddress = srv.FrontendAddr
-		logger.Info("embedded temporal started", zap.String("frontend", srv.FrontendAddr), zap.String("db", srv.DBFile))
-		if srv.UIAddr != "" {
-			logger.Info("temporal web ui", zap.String("url", "http://"+srv.UIAddr))
-		}
-	}
-	wg.Wait()
-	defer stopEdges(edges, logger)
-	if edgeErr != nil {
-		return edgeErr
-	}
-
-	c, err := Connect(ctx, cfg, logger)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	return RunWorkerAndAPI(ctx, cfg, inv, c, logger)
-}
-
-// RunWorkerAndAPI runs both until ctx ends or one fails.
-func RunWorkerAndAPI(ctx context.Context, cfg config.Config, inv *inventory.Inventory, c client.Client, logger *zap.Logger) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errs := make(chan error, 2)
-	go func() { errs <- RunWorker(ctx, cfg, inv, c, logger) }()
-	go func() { errs <- RunAPI(ctx, cfg, inv, c, logger) }()
-	first := <-errs
-	cancel()
-	second := <-errs
-	return errors.Join(first, second)
-}
-
-// StartManagedEdges starts one varnishd per managed inventory edge.
-func StartManagedEdges(ctx context.Context, cfg config.Config, inv *inventory.Inventory, logger *zap.Logger) ([]*varnishd.Process, error) {
-	var managed []inventory.Edge
-	for _, e := range inv.Edges {
-		if e.Managed {
-			managed = append(managed, e)
-		}
-	}
-	if len(managed) == 0 {
-		return nil, nil
-	}
-	if _, err := exec.LookPath("varnishd"); err != nil {
-		return nil, varnishd.ErrNotInstalled
-	}
-	var def *vcl.Backend
-	if cfg.DefaultOrigin != "" {
-		b, err := backendOf(cfg.DefaultOrigin)
-		if err != nil {
-			return nil, fmt.Errorf("default origin: %w", err)
-		}
-		def = &b
-	}
-	procs := make([]*varnishd.Process, len(managed))
-	errs := make([]error, len(managed))
-	var wg sync.WaitGroup
-	for i, e := range managed {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			src, err := vcl.Render(vcl.Config{EdgeID: e.ID, DefaultBackend: def, PurgeACL: cfg.PurgeACL})
-			if err != nil {
-				errs[i] = fmt.Errorf("edge %s: render vcl: %w", e.ID, err)
-				return
-			}
-			workDir, err := filepath.Abs(filepath.Join(cfg.DataDir, "edges", e.ID))
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			procs[i], errs[i] = varnishd.Start(ctx, varnishd.Options{
-				Name:       e.ID,
-				WorkDir:    workDir,
-				ListenAddr: e.Address,
-				AdminAddr:  e.AdminAddress,
-				SecretFile: e.SecretFile,
-				VCL:        src,
-				Logger:     logger.Named("varnishd").With(zap.String("edgeId", e.ID)),
-			})
-			if errs[i] != nil {
-				errs[i] = fmt.Errorf("edge %s: %w", e.ID, errs[i])
-			}
-		}()
-	}
-	wg.Wait()
-	var started []*varnishd.Process
-	for _, p := range procs {
-		if p != nil {
-			started = append(started, p)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		stopEdges(started, logger)
-		return nil, err
-	}
-	for _, e := range managed {
-		logger.Info("edge started", zap.String("edgeId", e.ID), zap.String("http", e.Address), zap.String("admin", e.AdminAddress))
-	}
-	return started, nil
-}
-
-func stopEdges(procs []*varnishd.Process, logger *zap.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for _, p := range procs {
-		if err := p.Stop(ctx); err != nil {
-			logger.Warn("stop varnishd", zap.Error(err))
-		}
-	}
-}
-
-func startDemoOrigin(addr string, logger *zap.Logger) (func(), error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("demo origin: listen %s: %w", addr, err)
-	}
-	hs := &http.Server{Handler: &origin.Handler{}, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = hs.Serve(ln) }()
-	logger.Info("demo origin listening", zap.String("addr", addr))
-	return func() { _ = hs.Close() }, nil
-}
-
-func backendOf(addr string) (vcl.Backend, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return vcl.Backend{}, err
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil {
-		return vcl.Backend{}, fmt.Errorf("port of %s: %w", addr, err)
-	}
-	return vcl.Backend{Host: host, Port: p}, nil
-}
-
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

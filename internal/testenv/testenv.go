@@ -1,6 +1,7 @@
 // Package testenv starts the real parts for integration tests: an embedded
 // Temporal server on a SQLite file, real varnishd edges on loopback, a Go
-// origin, the worker and the HTTP API — the same assembly as `cdnflow dev`.
+// origin, the worker and the HTTP API — assembled by internal/stack, as
+// `cdnflow dev` is.
 package testenv
 
 import (
@@ -17,13 +18,11 @@ import (
 
 	"github.com/cdnflow/cdnflow/edge/edgetest"
 	"github.com/cdnflow/cdnflow/edge/vcl"
-	"github.com/cdnflow/cdnflow/httpapi"
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/devtemporal"
 	"github.com/cdnflow/cdnflow/internal/origin"
 	"github.com/cdnflow/cdnflow/internal/stack"
 	"github.com/cdnflow/cdnflow/inventory"
-	"github.com/cdnflow/cdnflow/workflows"
 )
 
 // Options shape an Env.
@@ -50,13 +49,25 @@ type Env struct {
 	OriginAddr string
 	Server     *devtemporal.Server
 	Client     client.Client
-	API        *httptest.Server
+	API        API
 	Logger     *zap.Logger
 }
 
-// Start brings up an Env and registers its teardown with t.Cleanup.
+// API is where the Env's HTTP API serves.
+type API struct {
+	// URL is http://127.0.0.1:port, without a trailing slash.
+	URL string
+}
+
+// Start brings up an Env through stack.Start (the assembler of `cdnflow
+// dev`) with edges from edgetest and an origin on a test server, and
+// registers its teardown with t.Cleanup. It skips under -short: it needs
+// varnishd and runs a Temporal server.
 func Start(t testing.TB, opts Options) *Env {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test (embedded Temporal, varnishd): skipped under -short")
+	}
 	if opts.Edges == 0 {
 		opts.Edges = 2
 	}
@@ -84,52 +95,41 @@ func Start(t testing.TB, opts Options) *Env {
 	if err != nil {
 		t.Fatalf("inventory: %v", err)
 	}
-	env.Inventory = inv
 
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := stack.Start(ctx, stack.Options{Config: settings(t, env.OriginAddr, opts.Configure), Inventory: inv, Logger: logger, NoWorker: opts.NoWorker})
+	if err != nil {
+		t.Fatalf("start stack: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := st.Stop(); err != nil {
+			t.Errorf("stop stack: %v", err)
+		}
+	})
+	env.Config, env.Inventory, env.Server, env.Client = st.Config, st.Inventory, st.Temporal, st.Client
+	env.API = API{URL: "http://" + st.APIAddr}
+	return env
+}
+
+// settings are the Env's settings: data in t.TempDir(), free loopback ports,
+// the test origin as default origin, then opts.Configure's changes.
+func settings(t testing.TB, originAddr string, configure func(*config.Config)) config.Config {
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
-	cfg.DefaultOrigin = env.OriginAddr
+	cfg.APIAddr = "127.0.0.1:0"
+	cfg.TemporalPort = 0    // free ports: tests run side by side
+	cfg.TemporalUIPort = -1 // no Web UI
+	cfg.DefaultOrigin = originAddr
 	cfg.AllowPrivateCallbacks = true
 	cfg.PrewarmAttemptTimeout = 5 * time.Second
 	// Tests on a busy CI machine must not be refused as overload unless
 	// they test exactly that.
 	cfg.MaxBacklog = 0
-	if opts.Configure != nil {
-		opts.Configure(&cfg)
+	if configure != nil {
+		configure(&cfg)
 	}
-	srv, err := devtemporal.Start(devtemporal.Options{DataDir: cfg.DataDir, UIPort: -1, Namespace: cfg.Namespace, Logger: logger, SearchAttributes: workflows.SearchAttributes()})
-	if err != nil {
-		t.Fatalf("start embedded temporal: %v", err)
-	}
-	t.Cleanup(srv.Stop)
-	env.Server = srv
-	cfg.TemporalAddress = srv.FrontendAddr
-	env.Config = cfg
-
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := stack.Connect(ctx, cfg, logger)
-	if err != nil {
-		t.Fatalf("connect temporal: %v", err)
-	}
-	t.Cleanup(c.Close)
-	env.Client = c
-
-	if !opts.NoWorker {
-		runCtx, stop := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- stack.RunWorker(runCtx, cfg, inv, c, logger) }()
-		t.Cleanup(func() {
-			stop()
-			if err := <-done; err != nil {
-				t.Errorf("worker: %v", err)
-			}
-		})
-	}
-	api := httpapi.New(httpapi.Deps{Temporal: c, Config: cfg, Inventory: inv, Logger: logger})
-	env.API = httptest.NewServer(api)
-	t.Cleanup(env.API.Close)
-	return env
+	return cfg
 }
 
 // EdgeGet fetches path with Host through edge i (test helper for checks

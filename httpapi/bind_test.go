@@ -1,0 +1,87 @@
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/labstack/echo/v4"
+	"go.temporal.io/api/serviceerror"
+
+	"github.com/cdnflow/cdnflow/service"
+)
+
+// The one body decoder: exactly one JSON value, white space around it
+// allowed, anything else after it refused, the size bounded.
+func TestBindRefusesWhatIsNotOneJSONValue(t *testing.T) {
+	e := echo.New()
+	big := `{"a": "` + strings.Repeat("x", MaxBodyBytes) + `"}`
+	for name, tc := range map[string]struct {
+		body     string
+		optional bool
+		status   int
+		want     string
+	}{
+		"one object":        {body: `{"a": "b"}`},
+		"white space after": {body: "{\"a\": \"b\"}\n\t "},
+		"trailing object":   {body: `{"a": "b"} {"a": "c"}`, status: 400, want: "data after the JSON"},
+		"trailing brace":    {body: `{"a": "b"}}`, status: 400, want: "data after the JSON"},
+		"trailing word":     {body: `{"a": "b"} x`, status: 400, want: "data after the JSON"},
+		"malformed":         {body: `{"a": `, status: 400, want: "not valid JSON: unexpected EOF; the body must be JSON with a"},
+		"wrong shape":       {body: `{"a": 1}`, status: 400, want: "not valid JSON"},
+		"empty":             {body: ``, status: 400, want: "empty; the body must be JSON with a"},
+		"empty optional":    {body: ``, optional: true},
+		"too large":         {body: big, status: 413, want: "larger than"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodPost, "/x", strings.NewReader(tc.body))
+			c := e.NewContext(req, httptest.NewRecorder())
+			var v struct{ A string }
+			err := decodeBody(c, &v, "JSON with a", tc.optional)
+			if tc.status == 0 {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			var ae *APIError
+			if !errors.As(err, &ae) || ae.Status != tc.status || !strings.Contains(ae.Message, tc.want) {
+				t.Fatalf("= %v, want %d containing %q", err, tc.status, tc.want)
+			}
+		})
+	}
+}
+
+// The one error table answers each service error in both envelopes.
+func TestAnswerForServiceErrors(t *testing.T) {
+	for name, tc := range map[string]struct {
+		err    error
+		status int
+		code   string
+		nhn    int
+		msg    string
+	}{
+		"validation":     {&service.ValidationError{Msg: "url_list is empty"}, 400, CodeInvalidRequest, NHNInvalidParameter, "url_list is empty"},
+		"overloaded":     {fmt.Errorf("start: %w", service.ErrOverloaded), 429, CodeRateLimited, NHNRateLimited, "behind"},
+		"no workers":     {service.ErrWorkersUnavailable, 503, CodeUnavailable, NHNTemporalUnavailble, "no worker"},
+		"rate limited":   {fmt.Errorf("%w: one per 1s", service.ErrRateLimited), 429, CodeRateLimited, NHNRateLimited, "one per 1s"},
+		"invalid state":  {fmt.Errorf("%w: suspended", service.ErrInvalidState), 409, CodeConflict, NHNInvalidState, "suspended"},
+		"in progress":    {fmt.Errorf("%w: busy", service.ErrInProgress), 409, CodeConflict, NHNOperationInFlight, "busy"},
+		"exists":         {fmt.Errorf("schedule a: %w", service.ErrExists), 409, CodeConflict, NHNInvalidParameter, "schedule a: already exists"},
+		"unknown domain": {service.ErrUnknownDomain, 400, CodeInvalidRequest, NHNNotFound, "no distribution of this appKey"},
+		"not found":      {about("prewarm request 7", service.ErrNotFound), 404, CodeNotFound, NHNNotFound, "no prewarm request 7"},
+		"temporal nf":    {about("schedule s", serviceerror.NewNotFound("schedule not found")), 404, CodeNotFound, NHNNotFound, "no schedule s"},
+		"bad query":      {badRequest("page must be"), 400, CodeInvalidRequest, NHNInvalidParameter, "page must be"},
+		"echo 405":       {echo.ErrMethodNotAllowed, 405, CodeMethodNotAllowed, NHNInvalidParameter, "Method Not Allowed"},
+		"too large":      {errTooLarge, 413, CodeTooLarge, NHNPayloadTooLarge, "larger than"},
+		"unknown":        {errors.New("disk on fire"), 500, CodeInternal, NHNInternalError, "internal error"},
+	} {
+		a := answerFor(tc.err)
+		if a.status != tc.status || a.code != tc.code || a.nhn != tc.nhn || !strings.Contains(a.msg, tc.msg) {
+			t.Errorf("%s: = %+v, want %d %s %d containing %q", name, a, tc.status, tc.code, tc.nhn, tc.msg)
+		}
+	}
+}

@@ -1,0 +1,212 @@
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.uber.org/zap"
+
+	"github.com/cdnflow/cdnflow/edge/varnishd"
+	"github.com/cdnflow/cdnflow/edge/vcl"
+	"github.com/cdnflow/cdnflow/httpapi"
+	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/internal/metrics"
+	"github.com/cdnflow/cdnflow/internal/origin"
+	"github.com/cdnflow/cdnflow/inventory"
+	cdnworker "github.com/cdnflow/cdnflow/worker"
+	"github.com/cdnflow/cdnflow/workflows"
+)
+
+// runWorker runs the Temporal worker until ctx ends, then stops it
+// (waiting for activities up to WorkerStopTimeout).
+func runWorker(ctx context.Context, cfg config.Config, inv *inventory.Inventory, c client.Client, logger *zap.Logger) error {
+	w, err := cdnworker.New(c, cdnworker.Deps{Config: cfg, Inventory: inv, Logger: logger.Named("worker")})
+	if err != nil {
+		return err
+	}
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	if cfg.MetricsAddr != "" {
+		ms := &http.Server{Addr: cfg.MetricsAddr, Handler: metrics.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := ms.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Error("metrics listener", zap.Error(err))
+			}
+		}()
+		defer ms.Close()
+	}
+	logger.Info("worker started", zap.String("taskQueue", cfg.TaskQueue))
+	resyncEdges(ctx, c, inv, logger)
+	<-ctx.Done()
+	w.Stop() // waits for activities up to WorkerStopTimeout
+	logger.Info("worker stopped")
+	return nil
+}
+
+// resyncEdges asks every edge's reconciler to reload the distributions it
+// knows: an edge that restarted (managed edges restart with `cdnflow dev`)
+// comes back with only its base VCL. Edges without a reconciler have no
+// distributions yet.
+func resyncEdges(ctx context.Context, c client.Client, inv *inventory.Inventory, logger *zap.Logger) {
+	for _, e := range inv.Edges {
+		err := c.SignalWorkflow(ctx, workflows.ReconcilerWorkflowID(e.ID), "", workflows.SignalResyncEdge, nil)
+		var nf *serviceerror.NotFound
+		if err != nil && !errors.As(err, &nf) {
+			logger.Warn("resync edge", zap.String("edgeId", e.ID), zap.Error(err))
+		}
+	}
+}
+
+// serveAPI serves the HTTP API on ln until ctx ends, then drains requests
+// (up to 15 s).
+func serveAPI(ctx context.Context, ln net.Listener, cfg config.Config, inv *inventory.Inventory, c client.Client, logger *zap.Logger) error {
+	srv := httpapi.New(httpapi.Deps{Temporal: c, Config: cfg, Inventory: inv, Logger: logger.Named("api")})
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	logger.Info("api listening", zap.String("addr", ln.Addr().String()))
+	if len(cfg.APIKeys) == 0 {
+		logger.Warn("no API keys configured: /prewarm and /v1 routes accept any caller (set CDNFLOW_API_KEYS)")
+	}
+	select {
+	case err := <-errc:
+		return fmt.Errorf("api server: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("drain api: %w", err)
+	}
+	logger.Info("api stopped")
+	return nil
+}
+
+// StartManagedEdges starts one varnishd per managed inventory edge.
+func StartManagedEdges(ctx context.Context, cfg config.Config, inv *inventory.Inventory, logger *zap.Logger) ([]*varnishd.Process, error) {
+	var managed []inventory.Edge
+	for _, e := range inv.Edges {
+		if e.Managed {
+			managed = append(managed, e)
+		}
+	}
+	if len(managed) == 0 {
+		return nil, nil
+	}
+	if _, err := exec.LookPath("varnishd"); err != nil {
+		return nil, varnishd.ErrNotInstalled
+	}
+	var def *vcl.Backend
+	if cfg.DefaultOrigin != "" {
+		b, err := backendOf(cfg.DefaultOrigin)
+		if err != nil {
+			return nil, fmt.Errorf("default origin: %w", err)
+		}
+		def = &b
+	}
+	procs := make([]*varnishd.Process, len(managed))
+	errs := make([]error, len(managed))
+	var wg sync.WaitGroup
+	for i, e := range managed {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			src, err := vcl.Render(vcl.Config{EdgeID: e.ID, DefaultBackend: def, PurgeACL: cfg.PurgeACL})
+			if err != nil {
+				errs[i] = fmt.Errorf("edge %s: render vcl: %w", e.ID, err)
+				return
+			}
+			workDir, err := filepath.Abs(filepath.Join(cfg.DataDir, "edges", e.ID))
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			procs[i], errs[i] = varnishd.Start(ctx, varnishd.Options{
+				Name:       e.ID,
+				WorkDir:    workDir,
+				ListenAddr: e.Address,
+				AdminAddr:  e.AdminAddress,
+				SecretFile: e.SecretFile,
+				VCL:        src,
+				// A VCL compile on a busy machine can outlast the default.
+				ReadyTimeout: time.Minute,
+				Logger:       logger.Named("varnishd").With(zap.String("edgeId", e.ID)),
+			})
+			if errs[i] != nil {
+				errs[i] = fmt.Errorf("edge %s: %w", e.ID, errs[i])
+			}
+		}()
+	}
+	wg.Wait()
+	var started []*varnishd.Process
+	for _, p := range procs {
+		if p != nil {
+			started = append(started, p)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		stopEdges(started, logger)
+		return nil, err
+	}
+	for _, e := range managed {
+		logger.Info("edge started", zap.String("edgeId", e.ID), zap.String("http", e.Address), zap.String("admin", e.AdminAddress))
+	}
+	return started, nil
+}
+
+func stopEdges(procs []*varnishd.Process, logger *zap.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, p := range procs {
+		if err := p.Stop(ctx); err != nil {
+			logger.Warn("stop varnishd", zap.Error(err))
+		}
+	}
+}
+
+// startDemoOrigin serves origin.Handler on addr until the returned stop.
+func startDemoOrigin(addr string, logger *zap.Logger) (func() error, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("demo origin: listen %s: %w", addr, err)
+	}
+	hs := &http.Server{Handler: &origin.Handler{}, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	logger.Info("demo origin listening", zap.String("addr", addr))
+	return hs.Close, nil
+}
+
+func backendOf(addr string) (vcl.Backend, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return vcl.Backend{}, err
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return vcl.Backend{}, fmt.Errorf("port of %s: %w", addr, err)
+	}
+	return vcl.Backend{Host: host, Port: p}, nil
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
