@@ -79,119 +79,142 @@ func WildcardRegex(pattern string) (string, error) {
 	if !strings.HasPrefix(p, "/") {
 		return "", fail("pattern", pattern, "must start with /")
 	}
-	var (
-		re       strings.Builder
-		lit      strings.Builder // pending literal text, not yet encoded
-		seg      strings.Builder // literal text of the current path segment
-		segWild  bool            // the current path segment has a wildcard
-		inQuery  bool
-		wildcard int
-		lastStar bool
-	)
-	re.WriteByte('^')
-	flush := func() error {
-		if lit.Len() == 0 {
-			return nil
-		}
-		set := &pathSet
-		if inQuery {
-			set = &querySet
-		}
-		var enc strings.Builder
-		if err := appendEncoded(&enc, lit.String(), set); err != nil {
-			return fail("pattern", pattern, "%v", err)
-		}
-		lit.Reset()
-		re.WriteString(literalRegex(enc.String()))
-		return nil
-	}
-	endSegment := func() error {
-		if !inQuery && !segWild && (singleDot(seg.String()) || doubleDot(seg.String())) {
-			return fail("pattern", pattern, "dot segment %q: browsers resolve it before sending, write the resolved path", seg.String())
-		}
-		seg.Reset()
-		segWild = false
-		return nil
-	}
-	addLiteral := func(c rune) error {
-		lastStar = false
-		switch {
-		case c == '#':
-			return fail("pattern", pattern, "# starts a fragment, which never reaches an edge")
-		case !inQuery && (c == '/' || c == '\\'):
-			// The first "/" opens the first segment.
-			if re.Len() > 1 || lit.Len() > 0 {
-				if err := endSegment(); err != nil {
-					return err
-				}
-			}
-			lit.WriteByte('/')
-			return nil
-		case !inQuery && c == '?':
-			if err := endSegment(); err != nil {
-				return err
-			}
-			inQuery = true
-			if err := flush(); err != nil {
-				return err
-			}
-			re.WriteString(`\?`)
-			return nil
-		}
-		lit.WriteRune(c)
-		if !inQuery {
-			seg.WriteRune(c)
-		}
-		return nil
-	}
-	rs := []rune(p)
-	for i := 0; i < len(rs); i++ {
-		c := rs[i]
-		switch c {
-		case '\\':
-			if i+1 == len(rs) {
-				return "", fail("pattern", pattern, `ends with a lone \ (write \\ for a literal backslash)`)
-			}
-			i++
-			if err := addLiteral(rs[i]); err != nil {
-				return "", err
-			}
-		case '*', '?':
-			wildcard++
-			if wildcard > MaxPatternWildcards {
-				return "", fail("pattern", pattern, "more than %d wildcards", MaxPatternWildcards)
-			}
-			if err := flush(); err != nil {
-				return "", err
-			}
-			segWild = true
-			if c == '?' {
-				re.WriteString(reOneChar)
-				lastStar = false
-			} else if !lastStar {
-				re.WriteString(reAnyRun)
-				lastStar = true
-			}
-		default:
-			if err := addLiteral(c); err != nil {
-				return "", err
-			}
-		}
-	}
-	if err := flush(); err != nil {
+	t := &wildcardTranslator{pattern: pattern}
+	t.re.WriteByte('^')
+	if err := t.translate([]rune(p)); err != nil {
 		return "", err
 	}
-	if !inQuery {
-		if err := endSegment(); err != nil {
-			return "", err
-		}
-	}
-	re.WriteByte('$')
-	out := re.String()
+	t.re.WriteByte('$')
+	out := t.re.String()
 	if err := checkBanArg(out); err != nil {
 		return "", fail("pattern", pattern, "%v", err)
 	}
 	return out, nil
+}
+
+// wildcardTranslator is the state of one WildcardRegex translation.
+type wildcardTranslator struct {
+	pattern  string
+	re       strings.Builder // the regular expression so far
+	lit      strings.Builder // pending literal text, not yet encoded
+	seg      strings.Builder // literal text of the current path segment
+	segWild  bool            // the current path segment has a wildcard
+	inQuery  bool
+	wildcard int
+	lastStar bool
+}
+
+// translate walks the pattern's characters: escapes, wildcards, literals.
+func (t *wildcardTranslator) translate(rs []rune) error {
+	for i := 0; i < len(rs); i++ {
+		var err error
+		switch c := rs[i]; c {
+		case '\\':
+			if i+1 == len(rs) {
+				return fail("pattern", t.pattern, `ends with a lone \ (write \\ for a literal backslash)`)
+			}
+			i++
+			err = t.addLiteral(rs[i])
+		case '*', '?':
+			err = t.addWildcard(c)
+		default:
+			err = t.addLiteral(c)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+	if !t.inQuery {
+		return t.endSegment()
+	}
+	return nil
+}
+
+// addWildcard writes "*" (any run; repeated stars collapse) or "?" (one
+// character).
+func (t *wildcardTranslator) addWildcard(c rune) error {
+	t.wildcard++
+	if t.wildcard > MaxPatternWildcards {
+		return fail("pattern", t.pattern, "more than %d wildcards", MaxPatternWildcards)
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+	t.segWild = true
+	if c == '?' {
+		t.re.WriteString(reOneChar)
+		t.lastStar = false
+	} else if !t.lastStar {
+		t.re.WriteString(reAnyRun)
+		t.lastStar = true
+	}
+	return nil
+}
+
+// flush encodes the pending literal text (path or query rules) and writes
+// it quoted.
+func (t *wildcardTranslator) flush() error {
+	if t.lit.Len() == 0 {
+		return nil
+	}
+	set := &pathSet
+	if t.inQuery {
+		set = &querySet
+	}
+	var enc strings.Builder
+	if err := appendEncoded(&enc, t.lit.String(), set); err != nil {
+		return fail("pattern", t.pattern, "%v", err)
+	}
+	t.lit.Reset()
+	t.re.WriteString(literalRegex(enc.String()))
+	return nil
+}
+
+// endSegment refuses a literal dot segment and starts the next segment.
+func (t *wildcardTranslator) endSegment() error {
+	if seg := t.seg.String(); !t.inQuery && !t.segWild && (singleDot(seg) || doubleDot(seg)) {
+		return fail("pattern", t.pattern, "dot segment %q: browsers resolve it before sending, write the resolved path", seg)
+	}
+	t.seg.Reset()
+	t.segWild = false
+	return nil
+}
+
+// addLiteral adds one literal character: "/" (or "\") ends a path
+// segment, an escaped "?" in the path starts the query, "#" is refused.
+func (t *wildcardTranslator) addLiteral(c rune) error {
+	t.lastStar = false
+	switch {
+	case c == '#':
+		return fail("pattern", t.pattern, "# starts a fragment, which never reaches an edge")
+	case !t.inQuery && (c == '/' || c == '\\'):
+		// The first "/" opens the first segment.
+		if t.re.Len() > 1 || t.lit.Len() > 0 {
+			if err := t.endSegment(); err != nil {
+				return err
+			}
+		}
+		t.lit.WriteByte('/')
+		return nil
+	case !t.inQuery && c == '?':
+		if err := t.endSegment(); err != nil {
+			return err
+		}
+		t.inQuery = true
+		if err := t.flush(); err != nil {
+			return err
+		}
+		t.re.WriteString(`\?`)
+		return nil
+	}
+	t.lit.WriteRune(c)
+	if !t.inQuery {
+		t.seg.WriteRune(c)
+	}
+	return nil
 }
 
 // literalRegex quotes canonical text; each %XX escape matches in either
