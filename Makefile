@@ -19,9 +19,10 @@ test: deps fmt-check vet workflowcheck
 # The fast loop: every test that needs neither varnishd nor a Temporal
 # server. Integration entry points (testenv.Start, edgetest's varnishd,
 # the embedded Temporal server, the cmd/cdnflow binary tests) skip under
-# -short; `make test` runs them all.
+# -short; `make test` runs them all, with -race (left out here: it doubles
+# the link time of the test binaries that embed the Temporal server).
 unit:
-	go test -race -short -count=1 ./...
+	go test -short -count=1 ./...
 
 # A short run of the decoder/validator fuzz targets (FUZZTIME each); their
 # seeds also run in every `go test`. httpapi's FuzzQueryParams runs its seeds
