@@ -279,5 +279,10 @@ func callbackClient(refuse func(ip net.IP, port string) bool) *http.Client {
 func forbidden(ip net.IP) bool {
 	return ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
 		ip.IsUnspecified() || ip.IsMulticast() || ip.Equal(net.ParseIP("169.254.169.254")) ||
-		ip.Equal(net.ParseIP("fd00:ec2::254"))
+		ip.Equal(net.ParseIP("fd00:ec2::254")) || sharedAddressSpace.Contains(ip)
 }
+
+// sharedAddressSpace is 100.64.0.0/10 (RFC 6598, carrier-grade NAT), which
+// net.IP.IsPrivate does not cover; some clouds serve instance metadata
+// there (Alibaba Cloud: 100.100.100.200).
+var sharedAddressSpace = &net.IPNet{IP: net.IPv4(100, 64, 0, 0), Mask: net.CIDRMask(10, 32)}

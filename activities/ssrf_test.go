@@ -14,6 +14,10 @@ func TestForbiddenCallbackAddresses(t *testing.T) {
 	for ip, want := range map[string]bool{
 		"127.0.0.1": true, "::1": true, "10.1.2.3": true, "172.16.0.9": true, "192.168.1.1": true,
 		"169.254.169.254": true, "fe80::1": true, "0.0.0.0": true, "224.0.0.1": true, "fd00:ec2::254": true,
+		// Shared address space (RFC 6598): carrier NAT, and the metadata
+		// service of some clouds (Alibaba Cloud: 100.100.100.200).
+		"100.64.0.1": true, "100.100.100.200": true, "100.127.255.254": true, "::ffff:100.100.100.200": true,
+		"100.63.255.255": false, "100.128.0.1": false,
 		"8.8.8.8": false, "1.1.1.1": false, "2606:4700:4700::1111": false,
 	} {
 		if got := forbidden(net.ParseIP(ip)); got != want {
