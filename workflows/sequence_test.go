@@ -4,10 +4,9 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
-
-	"go.temporal.io/sdk/converter"
 )
 
 type updateResult struct {
