@@ -130,6 +130,7 @@ func TestEdgePrewarmContinuesAsNew(t *testing.T) {
 	chunksPerRun = 2
 	job := testJob(50, "A") // 5 chunks of 10: runs of 2, 2 and 1
 	in := EdgePrewarmInput{Job: job, EdgeID: "A", ParentID: "parent", Deadline: time.Now().Add(time.Hour)}
+	var mu sync.Mutex // activities run on their own goroutines
 	worked := map[int]int{}
 	reported := map[int]int{}
 	var runs []int // NextChunk each run started at
@@ -143,7 +144,9 @@ func TestEdgePrewarmContinuesAsNew(t *testing.T) {
 		env.SetStartTime(in.Deadline.Add(-time.Hour))
 		env.RegisterWorkflow(EdgePrewarmWorkflow)
 		env.RegisterActivityWithOptions(func(_ context.Context, b PrewarmBatchInput) (PrewarmBatchResult, error) {
+			mu.Lock()
 			worked[b.Chunk]++
+			mu.Unlock()
 			if b.Start != b.Chunk*job.ChunkSize || b.End != min(b.Start+job.ChunkSize, job.URLCount) {
 				t.Errorf("chunk %d covers [%d,%d)", b.Chunk, b.Start, b.End)
 			}
@@ -152,7 +155,9 @@ func TestEdgePrewarmContinuesAsNew(t *testing.T) {
 		env.OnSignalExternalWorkflow(mock.Anything, "parent", "", SignalPrewarmChunk, mock.Anything).Return(
 			func(_, _, _ string, _ string, arg interface{}) error {
 				r := arg.(ChunkReport)
+				mu.Lock()
 				reported[r.Chunk]++
+				mu.Unlock()
 				return nil
 			})
 		env.ExecuteWorkflow(EdgePrewarmWorkflow, in)
