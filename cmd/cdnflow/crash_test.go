@@ -55,9 +55,10 @@ func workerEnv(t *testing.T, heartbeat time.Duration) (*testenv.Env, api, *worke
 // while a 6,000-pair prewarm and a 1,000-path purge run on three real
 // edges. Every job must finish with exact counts, no pair lost, every URL
 // cached on every edge, no purge seq may show 100 while an edge still holds
-// one of its paths, and no pair may be fetched again unless its outcome was
-// lost in a kill: the pairs whose row is a HIT (fetched twice) are at most
-// the pairs fetched but not durably recorded at each kill.
+// one of its paths, and no pair whose outcome was durably recorded at a
+// kill (chunk result or last heartbeat) is ever fetched again: its final
+// row is that recorded outcome. Only pairs done after the last heartbeat
+// before a kill may be fetched again (a HIT row, as the URLs are new).
 func TestWorkerKilledTenTimesLosesNothing(t *testing.T) {
 	env, a, w, originHost, originPort := crashEnv(t)
 	seed := uint64(time.Now().UnixNano())
@@ -92,8 +93,15 @@ func TestWorkerKilledTenTimesLosesNothing(t *testing.T) {
 	// a watcher's MISS, counted in watcherMisses. A pair's first fetch is a
 	// MISS, one origin request; a fetch again is a HIT, none.
 	originBase := env.Origin.Requests()
+	// The watcher holds watchMu while it fetches, and the test reads the
+	// count under it, so no watcher fetch is half counted in a reading.
 	var watcherMisses atomic.Int64
-	jobFetches := func() int64 { return env.Origin.Requests() - originBase - watcherMisses.Load() }
+	var watchMu sync.Mutex
+	jobFetches := func() int64 {
+		watchMu.Lock()
+		defer watchMu.Unlock()
+		return env.Origin.Requests() - originBase - watcherMisses.Load()
+	}
 	jobID := a.startPrewarm(map[string]any{"url_list": urls, "cf_domain": domain, "target_type": "pop", "region": edgeIDs})
 
 	// Watch every purge seq: the moment the API first reports 100, every
@@ -125,6 +133,7 @@ func TestWorkerKilledTenTimesLosesNothing(t *testing.T) {
 				if p.Progress != 100 || done || paths == nil {
 					continue
 				}
+				watchMu.Lock()
 				for _, e := range env.Edges {
 					for _, path := range paths {
 						_, xc, _, err := tryEdgeGet(e.Edge.Address, domain, path)
@@ -137,6 +146,7 @@ func TestWorkerKilledTenTimesLosesNothing(t *testing.T) {
 						}
 					}
 				}
+				watchMu.Unlock()
 				seqMu.Lock()
 				checked[p.Seq] = true
 				seqMu.Unlock()
@@ -147,7 +157,9 @@ func TestWorkerKilledTenTimesLosesNothing(t *testing.T) {
 	const kills = 10
 	purgeAtKill := 1 + rng.IntN(3) // the purge starts just before a random kill
 	var purgeSeqs []int64
-	lostBound := 0 // Σ over kills of pairs fetched but not recorded
+	// What was durable at each kill, by "edge/index": the next attempts
+	// must resume from it and never fetch those pairs again.
+	recordedAtKills := map[string]pairOutcome{}
 	for k := 1; k <= kills; k++ {
 		pause := time.Duration(300+rng.IntN(1700)) * time.Millisecond
 		time.Sleep(pause)
@@ -170,9 +182,11 @@ func TestWorkerKilledTenTimesLosesNothing(t *testing.T) {
 		// Kill only a worker that is alive and fetching: the origin sees
 		// new requests of the job within a short window just before.
 		eventually.WithinEvery(t, 90*time.Second, time.Millisecond, func() error {
-			before := jobFetches()
+			watchMu.Lock()
+			defer watchMu.Unlock()
+			before := env.Origin.Requests()
 			time.Sleep(100 * time.Millisecond)
-			if jobFetches() == before {
+			if env.Origin.Requests() == before {
 				return fmt.Errorf("worker run %d fetched nothing in 100ms before kill %d", k, k)
 			}
 			return nil
@@ -180,8 +194,15 @@ func TestWorkerKilledTenTimesLosesNothing(t *testing.T) {
 		w.requireAlive()
 		w.kill()
 		fetched, recorded := jobFetches(), recordedPairs(t, env, jobID, edgeIDs)
-		lostBound += max(0, int(fetched)-recorded)
-		t.Logf("kill %d after %s: prewarm %d/%d, %d pairs fetched, %d recorded", k, pause, st.Completed, st.Total, fetched, recorded)
+		for p, o := range recordedAtKills {
+			if now, ok := recorded[p]; !ok || now != o {
+				t.Fatalf("kill %d: pair %s was recorded as %+v at an earlier kill and is now %+v (recorded: %v)", k, p, o, now, ok)
+			}
+		}
+		for p, o := range recorded {
+			recordedAtKills[p] = o
+		}
+		t.Logf("kill %d after %s: prewarm %d/%d, %d pairs fetched, %d recorded", k, pause, st.Completed, st.Total, fetched, len(recorded))
 		time.Sleep(time.Duration(rng.IntN(500)) * time.Millisecond)
 		w.start()
 	}
@@ -195,13 +216,28 @@ func TestWorkerKilledTenTimesLosesNothing(t *testing.T) {
 			t.Fatalf("edge %s: done %d failed %d of %d", e.EdgeID, e.Done, e.Failed, len(urls))
 		}
 	}
-	// Every pair succeeded; pairs fetched again are bounded by what the
-	// kills lost (a chunk that restarted from scratch would refetch all it
-	// had recorded). Each pair's first fetch reached the origin once.
-	hits := a.requireEverySucceeded(jobID, len(urls)*len(edgeIDs))
-	t.Logf("%d pairs fetched again after a kill; at most %d were lost", hits, lostBound)
-	if hits > lostBound {
-		t.Errorf("%d pairs were fetched again (HIT rows), but the kills lost at most %d recorded outcomes: a resumed chunk redid recorded pairs", hits, lostBound)
+	// Every pair succeeded, and every pair recorded at a kill kept that
+	// outcome: a chunk that did not resume would fetch it again (a HIT
+	// with a new duration). HIT rows are bounded by the pairs never
+	// recorded at any kill.
+	rows, hits := a.requireEverySucceeded(jobID, len(urls)*len(edgeIDs))
+	redone := 0
+	for p, o := range recordedAtKills {
+		edgeID, idx, _ := strings.Cut(p, "/")
+		i, _ := strconv.Atoi(idx)
+		if r := rows[edgeID+"/"+urls[i]]; !sameOutcome(o, r) {
+			if redone++; redone <= 5 {
+				t.Errorf("pair %s was recorded at a kill as %+v, but its final row is %+v: fetched again", p, o, r)
+			}
+		}
+	}
+	if redone > 0 {
+		t.Errorf("%d of %d pairs recorded at a kill were fetched again: the restarted chunks did not resume from them", redone, len(recordedAtKills))
+	}
+	t.Logf("%d pairs fetched again after a kill (HIT rows); %d pairs recorded at kills kept their outcome; at most %d pairs were never recorded at a kill",
+		hits, len(recordedAtKills)-redone, len(urls)*len(edgeIDs)-len(recordedAtKills))
+	if hits > len(urls)*len(edgeIDs)-len(recordedAtKills) {
+		t.Errorf("%d HIT rows, more than the %d pairs never recorded at a kill", hits, len(urls)*len(edgeIDs)-len(recordedAtKills))
 	}
 	if got := jobFetches(); got != int64(len(urls)*len(edgeIDs)) {
 		t.Errorf("the origin served %d requests for the job, want one per pair (%d)", got, len(urls)*len(edgeIDs))

@@ -227,7 +227,7 @@ func TestDevKilledAndRestartedLosesNothing(t *testing.T) {
 	if st.Status != "COMPLETED" || st.Total != len(urls) || st.Succeeded != len(urls) || st.Failed != 0 {
 		t.Fatalf("prewarm after the restart: %s total %d succeeded %d failed %d %v", st.Status, st.Total, st.Succeeded, st.Failed, st.FailedURL)
 	}
-	a.requireEverySucceeded(jobID, len(urls)*len(edgeIDs))
+	_, _ = a.requireEverySucceeded(jobID, len(urls)*len(edgeIDs))
 	a.waitPurgesDone(domain, len(purge.PurgeSeqs))
 	// At 100 every purged path is gone from every edge, including the two
 	// that kept their cache across the kill.

@@ -262,17 +262,20 @@ func (a api) prewarmPairs(id string) []service.PairRow {
 }
 
 // requireEverySucceeded checks that every URL×edge pair of a job has a
-// success row, and returns how many rows are a cache HIT. The URLs of
-// these tests are unique per job, so the first fetch of a pair is a MISS:
-// a HIT row is a pair that was fetched again after a worker lost its
-// outcome (done after the last recorded heartbeat, or not resumed at all).
-func (a api) requireEverySucceeded(id string, pairs int) (hits int) {
+// success row, and returns the rows by "edge/URL" and how many are a cache
+// HIT. The URLs of these tests are unique per job, so the first fetch of a
+// pair is a MISS: a HIT row is a pair that was fetched again after a
+// worker lost its outcome (done after the last recorded heartbeat, or not
+// resumed at all).
+func (a api) requireEverySucceeded(id string, pairs int) (byPair map[string]service.PairRow, hits int) {
 	a.t.Helper()
 	rows := a.prewarmPairs(id)
 	if len(rows) != pairs {
 		a.t.Fatalf("%d pair rows, want %d", len(rows), pairs)
 	}
+	byPair = map[string]service.PairRow{}
 	for _, r := range rows {
+		byPair[r.EdgeID+"/"+r.URL] = r
 		if r.State != "success" {
 			a.t.Fatalf("pair %s %s: state %s (%s)", r.EdgeID, r.URL, r.State, r.Error)
 		}
@@ -284,18 +287,38 @@ func (a api) requireEverySucceeded(id string, pairs int) (hits int) {
 			a.t.Fatalf("pair %s %s: cache %q, want MISS or HIT", r.EdgeID, r.URL, r.Cache)
 		}
 	}
-	return hits
+	return byPair, hits
 }
 
-// recordedPairs counts the URL×edge pairs of a job whose outcome is durable
-// now: in a stored chunk result, or in the last heartbeat of a chunk's
-// pending activity (what its next attempt resumes from and skips).
-func recordedPairs(t *testing.T, env *testenv.Env, requestID string, edgeIDs []string) int {
+// pairOutcome is one recorded pair as the prewarm activity stores it (in
+// a chunk result or a heartbeat): the index is the URL's in the job.
+type pairOutcome struct {
+	I          int    `json:"i"`
+	Status     int    `json:"status"`
+	Cache      string `json:"cache"`
+	Age        int    `json:"age"`
+	Attempts   int    `json:"attempts"`
+	DurationMS int64  `json:"durationMs"`
+	Error      string `json:"error"`
+}
+
+// sameOutcome tells whether a pair's final row is the recorded outcome
+// itself, not a fetch done again (which has its own duration and cache).
+func sameOutcome(o pairOutcome, r service.PairRow) bool {
+	return o.Status == r.Status && o.Cache == r.Cache && o.Age == r.Age && o.Attempts == r.Attempts &&
+		o.DurationMS == r.DurationMS && o.Error == r.Error
+}
+
+// recordedPairs returns the URL×edge pairs (by "edge/index") of a job
+// whose outcome is durable now: in a stored chunk result, or in the last
+// heartbeat of a chunk's pending activity (what its next attempt resumes
+// from and skips).
+func recordedPairs(t *testing.T, env *testenv.Env, requestID string, edgeIDs []string) map[string]pairOutcome {
 	t.Helper()
 	jobID := "prewarm-" + requestID
-	total := 0
+	all := map[string]pairOutcome{}
 	for _, edgeID := range edgeIDs {
-		done := map[int]bool{}
+		done := map[int]pairOutcome{}
 		files, err := filepath.Glob(filepath.Join(env.Config.PayloadDir(), "prewarm", jobID, "edges", edgeID, "*.json"))
 		if err != nil {
 			t.Fatal(err)
@@ -305,14 +328,12 @@ func recordedPairs(t *testing.T, env *testenv.Env, requestID string, edgeIDs []s
 			if err != nil {
 				t.Fatal(err)
 			}
-			var rows []struct {
-				I int `json:"i"`
-			}
+			var rows []pairOutcome
 			if err := json.Unmarshal(data, &rows); err != nil {
 				t.Fatalf("chunk result %s: %v", f, err)
 			}
 			for _, r := range rows {
-				done[r.I] = true
+				done[r.I] = r
 			}
 		}
 		desc, err := env.Client.DescribeWorkflowExecution(context.Background(), jobID+"/"+edgeID, "")
@@ -327,19 +348,19 @@ func recordedPairs(t *testing.T, env *testenv.Env, requestID string, edgeIDs []s
 			if pa.GetHeartbeatDetails() == nil {
 				continue
 			}
-			var rows []struct {
-				I int `json:"i"`
-			}
+			var rows []pairOutcome
 			if err := converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &rows); err != nil {
 				t.Fatalf("heartbeat of %s/%s: %v", jobID, edgeID, err)
 			}
 			for _, r := range rows {
-				done[r.I] = true
+				done[r.I] = r
 			}
 		}
-		total += len(done)
+		for i, o := range done {
+			all[fmt.Sprintf("%s/%d", edgeID, i)] = o
+		}
 	}
-	return total
+	return all
 }
 
 // waitPurgesDone waits until n purge seqs of domain are at 100 with no

@@ -46,7 +46,7 @@ func TestWorkerSIGTERMHandsOffAndResumes(t *testing.T) {
 	id := a.startPrewarm(map[string]any{"url_list": urls, "cf_domain": domain, "target_type": "pop", "region": edgeIDs})
 	// SIGTERM once the worker has recorded pairs of every edge.
 	eventually.Within(t, time.Minute, func() error {
-		if got := recordedPairs(t, env, id, edgeIDs); got < 3*len(edgeIDs) {
+		if got := len(recordedPairs(t, env, id, edgeIDs)); got < 3*len(edgeIDs) {
 			return fmt.Errorf("%d pairs recorded", got)
 		}
 		return nil
@@ -82,7 +82,7 @@ func TestWorkerSIGTERMHandsOffAndResumes(t *testing.T) {
 		t.Fatal("no chunk was running at SIGTERM")
 	}
 
-	recorded := recordedPairs(t, env, id, edgeIDs)
+	recorded := len(recordedPairs(t, env, id, edgeIDs))
 	fetched := env.Origin.Requests() - originBase
 	if recorded == 0 || int64(recorded) != fetched {
 		t.Fatalf("after the hand-off %d pairs are recorded, the origin served %d: every fetched pair must be recorded", recorded, fetched)
@@ -93,7 +93,7 @@ func TestWorkerSIGTERMHandsOffAndResumes(t *testing.T) {
 	if st.Status != "COMPLETED" || st.Succeeded != len(urls) || st.Failed != 0 {
 		t.Fatalf("after restart: %s succeeded %d failed %d", st.Status, st.Succeeded, st.Failed)
 	}
-	if hits := a.requireEverySucceeded(id, len(urls)*len(edgeIDs)); hits != 0 {
+	if _, hits := a.requireEverySucceeded(id, len(urls)*len(edgeIDs)); hits != 0 {
 		t.Fatalf("%d pairs were fetched again after the restart (HIT rows); %d were recorded at the hand-off: the restarted chunks did not resume from them", hits, recorded)
 	}
 	if got := env.Origin.Requests() - originBase; got != int64(len(urls)*len(edgeIDs)) {
