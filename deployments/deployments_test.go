@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"flag"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,6 +16,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/cdnflow/cdnflow/httpapi"
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/inventory"
 )
@@ -206,8 +208,9 @@ func TestKubernetesManifests(t *testing.T) {
 				if !contains(c.Args, ":8080") || len(c.Ports) == 0 || c.Ports[0].ContainerPort != 8080 {
 					t.Errorf("api container port and --api-addr disagree: %v %v", c.Args, c.Ports)
 				}
-				if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" || c.LivenessProbe == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" {
-					t.Errorf("api probes must use /readyz and /healthz")
+				ready, live := probeRoutes(t)
+				if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Path != ready || c.LivenessProbe == nil || c.LivenessProbe.HTTPGet.Path != live {
+					t.Errorf("api probes must use the router's readiness route %s and liveness route %s: %+v %+v", ready, live, c.ReadinessProbe, c.LivenessProbe)
 				}
 			}
 		}
@@ -235,6 +238,27 @@ func TestDockerfileMatchesGoMod(t *testing.T) {
 	if !strings.Contains(string(data), "./cmd/cdnflow") || !strings.Contains(string(data), `ENTRYPOINT ["/usr/local/bin/cdnflow"]`) {
 		t.Error("Dockerfile does not build and run cmd/cdnflow")
 	}
+}
+
+// probeRoutes reads the API router's readiness and liveness paths: the GET
+// routes served by its readyz and healthz handlers.
+func probeRoutes(t *testing.T) (ready, live string) {
+	t.Helper()
+	for _, r := range httpapi.New(httpapi.Deps{}).Echo.Routes() {
+		if r.Method != http.MethodGet {
+			continue
+		}
+		switch {
+		case strings.HasSuffix(r.Name, ".readyz-fm"):
+			ready = r.Path
+		case strings.HasSuffix(r.Name, ".healthz-fm"):
+			live = r.Path
+		}
+	}
+	if ready == "" || live == "" {
+		t.Fatalf("the router has no readyz (%q) or healthz (%q) GET route", ready, live)
+	}
+	return ready, live
 }
 
 func contains(list []string, s string) bool {

@@ -1,12 +1,14 @@
 package httpapi_test
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/internal/eventually"
 	"github.com/cdnflow/cdnflow/internal/testenv"
 )
 
@@ -19,23 +21,19 @@ func TestJobsRefusedWhileWorkersAreBehind(t *testing.T) {
 		c.AppKeys = map[string]string{appKey: secret}
 	}})
 	body := map[string]any{"url_list": []string{"http://" + domain + "/a.js"}, "cf_domain": domain, "target_type": "pop", "region": []string{env.Edges[0].Edge.ID}}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	eventually.WithinEvery(t, 60*time.Second, 500*time.Millisecond, func() error {
 		resp, data := postJSON(t, env.API.URL+"/prewarm", body, nil)
 		if resp.StatusCode == http.StatusTooManyRequests {
 			if resp.Header.Get("Retry-After") == "" || !strings.Contains(string(data), `"code":"TooManyRequests"`) {
 				t.Fatalf("429 without Retry-After or code: %v %s", resp.Header, data)
 			}
-			break
+			return nil
 		}
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("prewarm = %d %s", resp.StatusCode, data)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("jobs were still admitted a minute into a stalled queue")
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+		return errors.New("jobs are still admitted into a stalled queue")
+	})
 	h := nhn(t, env, "POST", "/purges", secret, map[string]any{"domain": "any.example", "purgeType": "ALL"}, nil)
 	if h.IsSuccessful || h.ResultCode != 30001 || !strings.Contains(h.ResultMessage, "behind") {
 		t.Fatalf("purge while behind = %+v, want 30001", h)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cdnflow/cdnflow/edge/edgetest"
 	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/internal/eventually"
 	"github.com/cdnflow/cdnflow/internal/stack"
 	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/inventory"
@@ -61,13 +62,12 @@ func startFaultEdges(t *testing.T, edges int, proxyAdmin bool, configure func(*c
 // fault mode.
 func waitFaulted(t *testing.T, p *edgetest.FaultProxy, n int64) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for p.Faulted() < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("proxy saw %d faulted connections, want %d", p.Faulted(), n)
+	eventually.WithinEvery(t, 20*time.Second, 5*time.Millisecond, func() error {
+		if got := p.Faulted(); got < n {
+			return fmt.Errorf("proxy saw %d faulted connections, want %d", got, n)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // An edge that answers too slowly, answers 5xx or resets the connection
@@ -180,8 +180,9 @@ func TestPrewarmEdgeFaults(t *testing.T) {
 
 // A purge is not done while an edge answers 5xx, resets the connection or
 // does not answer in time: each such edge stays in pendingEdges with its
-// last error, progress counts only the edge that confirmed, and the purge
-// reaches 100 once the edges answer again.
+// last error and still serves the path from cache (HIT), progress counts
+// only the edge that confirmed, and the purge reaches 100 once the edges
+// answer again, when no edge serves the path from cache any more.
 func TestPurgeEdgeFaults(t *testing.T) {
 	fe := startFaultEdges(t, 4, false, func(c *config.Config) {
 		c.AppKeys = map[string]string{appKey: secret}
@@ -202,6 +203,9 @@ func TestPurgeEdgeFaults(t *testing.T) {
 		env.Edges[reset].Edge.ID:       "connection reset by peer",
 	}
 
+	// The test's own GETs use the edges' real addresses, not the proxies.
+	cacheOnEveryEdge(t, env, d.Domain, "/a.js")
+
 	var pr struct{ PurgeSeq int64 }
 	if h := nhn(t, env, "POST", "/purges", secret, map[string]any{"domain": d.Domain, "purgeType": "ITEM", "purgeList": "/a.js"}, &pr); !h.IsSuccessful {
 		t.Fatalf("purge: %+v", h)
@@ -215,10 +219,17 @@ func TestPurgeEdgeFaults(t *testing.T) {
 		}
 		return item.Seq == pr.PurgeSeq && item.Progress == 25 && len(item.PendingEdges) == 3 && explained == 3
 	})
+	// The faulted edges never got the PURGE: they still serve the old copy.
+	for _, i := range []int{slow, unavailable, reset} {
+		if got := xcacheOn(t, env, i, d.Domain, "/a.js"); got != "HIT" {
+			t.Errorf("faulted edge %s while the purge is held back: %s, want HIT", env.Edges[i].Edge.ID, got)
+		}
+	}
 	for _, i := range []int{slow, unavailable, reset} {
 		fe.http[i].SetMode(edgetest.Pass())
 	}
 	waitPurge(t, env, d.Domain, pr.PurgeSeq)
+	requireMissOnEveryEdge(t, env, d.Domain, "/a.js")
 	env.Replay(t, "purge-"+appKey+"-"+itoa64(pr.PurgeSeq), "")
 }
 
@@ -246,17 +257,7 @@ func TestDistributionEdgeAdminResetFault(t *testing.T) {
 	if len(v.Origins) != 1 || v.Origins[0].OriginPath != "/good" || fe.admin[1].Faulted() == 0 {
 		t.Fatalf("config after error = %+v (faulted %d)", v.Origins, fe.admin[1].Faulted())
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		r := edgeGet(t, env, 0, d.Domain, "/y.js", "")
-		if r.Header.Get("X-Origin-Path") == "/good/y.js" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("edge 0 not rolled back: %v", r.Header)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitRolledBack(t, env, 0, d.Domain, "/good")
 	fe.admin[1].SetMode(edgetest.Pass())
 	if h := nhn(t, env, "PATCH", "/distributions", secret, patch, nil); !h.IsSuccessful {
 		t.Fatalf("patch after recovery: %+v", h)

@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/internal/eventually"
 	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/service"
 )
@@ -90,6 +92,12 @@ func (l *callbackLog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	l.calls = append(l.calls, r.Method+" "+r.URL.Query().Get("status")+" "+r.URL.Query().Get("domain")+" "+cb.Distribution.Status+" "+cb.Distribution.AppKey)
 }
 
+func (l *callbackLog) snapshot() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.calls...)
+}
+
 func (l *callbackLog) seen(entry string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -103,8 +111,8 @@ func (l *callbackLog) seen(entry string) bool {
 
 func waitStatus(t *testing.T, env *testenv.Env, domain, want string) service.DistributionView {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
+	var view service.DistributionView
+	eventually.WithinEvery(t, 90*time.Second, 200*time.Millisecond, func() error {
 		var out struct {
 			Distributions []service.DistributionView `json:"distributions"`
 		}
@@ -117,13 +125,12 @@ func waitStatus(t *testing.T, env *testenv.Env, domain, want string) service.Dis
 			t.Fatalf("list: %+v", h)
 		}
 		if len(out.Distributions) == 1 && out.Distributions[0].Status == want {
-			return out.Distributions[0]
+			view = out.Distributions[0]
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never reached %s: %+v", domain, want, out.Distributions)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return fmt.Errorf("%s not %s: %+v", domain, want, out.Distributions)
+	})
+	return view
 }
 
 func edgeGet(t *testing.T, env *testenv.Env, i int, host, path, referer string) *http.Response {
@@ -309,16 +316,14 @@ func TestDistributionLifecycleAndPurges(t *testing.T) {
 		t.Fatalf("purge of deleted domain = %+v", h)
 	}
 	// Each transition reached the callback with its method, URL and body.
-	deadline := time.Now().Add(30 * time.Second)
-	for _, st := range []string{"OPEN", "SUSPEND", "CLOSE"} {
-		want := "POST " + st + " " + d.Domain + " " + st + " " + appKey
-		for !cbLog.seen(want) {
-			if time.Now().After(deadline) {
-				t.Fatalf("callback %q not seen in %v", want, cbLog.calls)
+	eventually.Within(t, 30*time.Second, func() error {
+		for _, st := range []string{"OPEN", "SUSPEND", "CLOSE"} {
+			if want := "POST " + st + " " + d.Domain + " " + st + " " + appKey; !cbLog.seen(want) {
+				return fmt.Errorf("callback %q not seen in %v", want, cbLog.snapshot())
 			}
-			time.Sleep(100 * time.Millisecond)
 		}
-	}
+		return nil
+	})
 	env.Replay(t, "distribution/"+appKey+"/"+d.Domain, "distribution")
 	env.Replay(t, "purge-"+appKey+"-"+itoa64(pr.PurgeSeq), "purge")
 	// Long-running entities replay too, up to where they are now.
@@ -328,22 +333,18 @@ func TestDistributionLifecycleAndPurges(t *testing.T) {
 
 func waitPurge(t *testing.T, env *testenv.Env, domain string, seq int64) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	eventually.Within(t, 60*time.Second, func() error {
 		var list struct {
 			Purges []service.PurgeItem
 		}
 		nhn(t, env, "GET", "/purges?domain="+domain+"&itemsPerPage=1000", secret, nil, &list)
 		for _, p := range list.Purges {
 			if p.Seq == seq && p.Progress == 100 {
-				return
+				return nil
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("purge %d not at 100: %+v", seq, list.Purges)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("purge %d not at 100: %+v", seq, list.Purges)
+	})
 }
 
 func TestDistributionValidation(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/internal/eventually"
 	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/service"
 )
@@ -75,20 +76,17 @@ func startPrewarm(t *testing.T, env *testenv.Env, body map[string]any, header ma
 func waitPrewarm(t *testing.T, env *testenv.Env, id string) service.PrewarmStatusResponse {
 	t.Helper()
 	var st service.PrewarmStatusResponse
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		code := getJSON(t, env.API.URL+"/status?requestID="+id, &st)
-		if code != http.StatusOK {
+	eventually.WithinEvery(t, 2*time.Minute, 200*time.Millisecond, func() error {
+		st = service.PrewarmStatusResponse{}
+		if code := getJSON(t, env.API.URL+"/status?requestID="+id, &st); code != http.StatusOK {
 			t.Fatalf("status = %d", code)
 		}
-		if st.Status != "IN_PROGRESS" {
-			return st
+		if st.Status == "IN_PROGRESS" {
+			return fmt.Errorf("prewarm %s still %+v", id, st)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("prewarm %s still %+v", id, st)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
+	return st
 }
 
 func cacheState(t *testing.T, env *testenv.Env, edge int, path string) string {

@@ -2,12 +2,14 @@ package httpapi_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cdnflow/cdnflow/activities"
+	"github.com/cdnflow/cdnflow/internal/eventually"
 	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/service"
 )
@@ -29,17 +31,13 @@ func TestSchedulesFireAndAreManaged(t *testing.T) {
 	}
 	// The run starts a real prewarm job, which completes and warms the edge.
 	var v service.ScheduleView
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	eventually.WithinEvery(t, 60*time.Second, 200*time.Millisecond, func() error {
 		getJSON(t, env.API.URL+"/v1/schedules/nightly-assets", &v)
-		if len(v.RecentRuns) == 1 {
-			break
+		if len(v.RecentRuns) != 1 {
+			return fmt.Errorf("schedule has not run: %+v", v)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("schedule never ran: %+v", v)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 	var run activities.ScheduledRun
 	if err := env.Client.GetWorkflow(context.Background(), v.RecentRuns[0], "").Get(context.Background(), &run); err != nil {
 		t.Fatalf("scheduled run: %v", err)
@@ -61,17 +59,13 @@ func TestSchedulesFireAndAreManaged(t *testing.T) {
 	}
 	postJSON(t, env.API.URL+"/v1/schedules/nightly-assets/unpause", "", nil)
 	var list struct{ Schedules []service.ScheduleView }
-	deadline = time.Now().Add(30 * time.Second)
-	for {
+	eventually.WithinEvery(t, 30*time.Second, 200*time.Millisecond, func() error {
 		getJSON(t, env.API.URL+"/v1/schedules", &list)
-		if len(list.Schedules) == 1 && !list.Schedules[0].Paused {
-			break
+		if len(list.Schedules) != 1 || list.Schedules[0].Paused {
+			return fmt.Errorf("list = %+v", list)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("list = %+v", list)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 	req, _ := http.NewRequest(http.MethodDelete, env.API.URL+"/v1/schedules/nightly-assets", nil)
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("delete: %v %v", resp, err)

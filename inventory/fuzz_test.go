@@ -1,7 +1,9 @@
 package inventory
 
 import (
+	"encoding/json"
 	"net"
+	"reflect"
 	"testing"
 )
 
@@ -25,6 +27,21 @@ func FuzzParse(f *testing.F) {
 			if _, _, err := net.SplitHostPort(e.Address); err != nil {
 				t.Fatalf("bad address %q accepted", e.Address)
 			}
+			if got, ok := inv.Get(e.ID); !ok || !reflect.DeepEqual(got, e) {
+				t.Fatalf("Get(%s) = %+v, %v; want the parsed edge %+v", e.ID, got, ok, e)
+			}
+		}
+		// What was accepted survives a round trip through the file format.
+		out, err := json.Marshal(inv)
+		if err != nil {
+			t.Fatalf("encode an accepted inventory: %v", err)
+		}
+		again, err := Parse(out)
+		if err != nil {
+			t.Fatalf("an accepted inventory, written back, is refused: %v\n%s", err, out)
+		}
+		if !reflect.DeepEqual(again.Edges, inv.Edges) {
+			t.Fatalf("round trip changed the edges:\n%+v\n%+v", inv.Edges, again.Edges)
 		}
 	})
 }

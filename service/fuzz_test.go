@@ -3,6 +3,7 @@ package service
 import (
 	"encoding/json"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -22,11 +23,14 @@ func fuzzInventory(t interface{ Fatal(...any) }) *inventory.Inventory {
 }
 
 // The Prewarm body decoder and validator: never a panic, and whatever
-// passes keeps the promises the workflow relies on.
+// passes keeps the promises the workflow relies on: every URL of the body
+// is in the job exactly once (fragment dropped, first position kept), on
+// the job's domain, and the edges are distinct inventory edges.
 func FuzzValidatePrewarm(f *testing.F) {
 	f.Add([]byte(`{"url_list":["http://a.example/x"],"cf_domain":"a.example","target_type":"pop","region":["ATL56-C1"]}`))
 	f.Add([]byte(`{"url_list":["https://a.example/x?y=1#f"],"target_type":"region","region":"all","timeout":"15m","header":["X-A: b"]}`))
 	f.Add([]byte(`{"url_list":["http://a.example/x"],"cf_domain":"a.example","target_type":"country","region":["japan"],"timeout":30,"header":{"X":"y"}}`))
+	f.Add([]byte(`{"url_list":["http://a.example/x","http://a.example/x#f"," http://a.example/y"],"cf_domain":"a.example","target_type":"pop","region":["ATL56-C1"]}`))
 	f.Add([]byte(`{"url_list":[],"region":null}`))
 	f.Add([]byte(`{"url_list":["ftp://x"],"protocol":"gopher","timeout":-1}`))
 	inv := fuzzInventory(f)
@@ -58,6 +62,32 @@ func FuzzValidatePrewarm(f *testing.F) {
 				if u, _ := url.Parse(raw); !strings.EqualFold(u.Hostname(), tgt.Domain) {
 					t.Fatalf("accepted URL %q not on %s", raw, tgt.Domain)
 				}
+			}
+		}
+		var want []string
+		seen := map[string]bool{}
+		for _, raw := range req.URLList {
+			u, err := url.Parse(strings.TrimSpace(raw))
+			if err != nil {
+				t.Fatalf("accepted an unparsable URL %q", raw)
+			}
+			u.Fragment = ""
+			if !seen[u.String()] {
+				seen[u.String()] = true
+				want = append(want, u.String())
+			}
+		}
+		if !slices.Equal(v.urls, want) {
+			t.Fatalf("job URLs %q, want each body URL once in order: %q", v.urls, want)
+		}
+		ids := map[string]bool{}
+		for _, e := range v.edges {
+			if ids[e.ID] {
+				t.Fatalf("edge %s selected twice", e.ID)
+			}
+			ids[e.ID] = true
+			if got, ok := inv.Get(e.ID); !ok || got != e {
+				t.Fatalf("selected edge %+v is not the inventory's", e)
 			}
 		}
 	})
@@ -98,7 +128,9 @@ func FuzzDistributionBody(f *testing.F) {
 }
 
 // Purge lists: never a panic; batches respect the limits and every path is
-// absolute.
+// absolute; and no path is lost, duplicated or reordered: the batches put
+// together are the list's non-blank lines, trimmed, in order, and only the
+// last batch may be short.
 func FuzzSplitPurgeList(f *testing.F) {
 	f.Add("ITEM", "/a\n/b")
 	f.Add("WILDCARD", "/img/*")
@@ -109,6 +141,31 @@ func FuzzSplitPurgeList(f *testing.F) {
 		batches, err := SplitPurgeList(typ, list, 200, 10)
 		if err != nil {
 			return
+		}
+		if typ == activities.PurgeAll {
+			if len(batches) != 1 || len(batches[0]) != 0 {
+				t.Fatalf("ALL gave batches %q, want one empty batch", batches)
+			}
+			return
+		}
+		size := 200
+		if typ == activities.PurgeWildcard {
+			size = 10
+		}
+		var want, got []string
+		for _, line := range strings.Split(list, "\n") {
+			if line = strings.TrimSpace(line); line != "" {
+				want = append(want, line)
+			}
+		}
+		for i, b := range batches {
+			got = append(got, b...)
+			if len(b) == 0 || len(b) > size || (i < len(batches)-1 && len(b) != size) {
+				t.Fatalf("batch %d of %d has %d paths, want %d (the last 1 to %d)", i, len(batches), len(b), size, size)
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("batches hold %q, want the list's lines %q", got, want)
 		}
 		for _, b := range batches {
 			if len(b) > 200 {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/internal/eventually"
 	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/starter"
 )
@@ -140,25 +142,22 @@ func createDistribution(t *testing.T, env *testenv.Env) string {
 		t.Fatalf("create: %v %+v", err, out)
 	}
 	d := out.Distributions[0].Domain
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	eventually.Within(t, 60*time.Second, func() error {
 		req, _ := http.NewRequest("GET", env.API.URL+"/v1.5/appKeys/app/distributions?domain="+d, nil)
 		req.Header.Set("Authorization", "sec")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
+		defer resp.Body.Close()
 		var list struct{ Distributions []struct{ Status string } }
 		_ = json.NewDecoder(resp.Body).Decode(&list)
-		resp.Body.Close()
 		if len(list.Distributions) == 1 && list.Distributions[0].Status == "OPEN" {
-			return d
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("distribution not OPEN: %+v", list)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("distribution not OPEN: %+v", list)
+	})
+	return d
 }
 
 func TestScheduleCommands(t *testing.T) {
@@ -172,17 +171,13 @@ func TestScheduleCommands(t *testing.T) {
 	if code, _, errOut = run(t, starter.Schedule, "", append([]string{"trigger", "hourly"}, api...)...); code != starter.ExitOK {
 		t.Fatalf("trigger: %d %s", code, errOut)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	eventually.Within(t, 60*time.Second, func() error {
 		code, out, _ = run(t, starter.Schedule, "", append([]string{"get", "hourly"}, api...)...)
 		if code == starter.ExitOK && strings.Contains(out, `"recentRuns":["scheduled-hourly`) {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the triggered run does not show: %s", out)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return fmt.Errorf("the triggered run does not show: %s", out)
+	})
 	if code, out, _ = run(t, starter.Schedule, "", append([]string{"list"}, api...)...); code != starter.ExitOK || !strings.Contains(out, `"hourly"`) {
 		t.Fatalf("list: %d %s", code, out)
 	}

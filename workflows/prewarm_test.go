@@ -9,8 +9,10 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/cdnflow/cdnflow/activities"
 )
@@ -121,27 +123,108 @@ func TestPrewarmDeadlineTimesOut(t *testing.T) {
 	}
 }
 
+// An edge workflow continues as new after chunksPerRun chunks and the next
+// run starts where the last one stopped: following the continue-as-new
+// input run after run, every chunk is worked and reported exactly once.
 func TestEdgePrewarmContinuesAsNew(t *testing.T) {
 	defer func(n int) { chunksPerRun = n }(chunksPerRun)
 	chunksPerRun = 2
-	var ts testsuite.WorkflowTestSuite
-	env := ts.NewTestWorkflowEnvironment()
-	env.RegisterWorkflow(EdgePrewarmWorkflow)
-	env.OnActivity((*activities.Prewarm)(nil).PrewarmBatch, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PrewarmBatchInput) (activities.PrewarmBatchResult, error) {
+	job := testJob(50, "A") // 5 chunks of 10: runs of 2, 2 and 1
+	in := EdgePrewarmInput{Job: job, EdgeID: "A", ParentID: "parent", Deadline: time.Now().Add(time.Hour)}
+	var mu sync.Mutex // activities run on their own goroutines
+	worked := map[int]int{}
+	reported := map[int]int{}
+	var runs []int // NextChunk each run started at
+	for run := 1; ; run++ {
+		if run > 10 {
+			t.Fatalf("no end after %d runs: started at %v", run-1, runs)
+		}
+		runs = append(runs, in.NextChunk)
+		var ts testsuite.WorkflowTestSuite
+		env := ts.NewTestWorkflowEnvironment()
+		env.SetStartTime(in.Deadline.Add(-time.Hour))
+		env.RegisterWorkflow(EdgePrewarmWorkflow)
+		env.OnActivity((*activities.Prewarm)(nil).PrewarmBatch, mock.Anything, mock.Anything).Return(func(_ context.Context, b activities.PrewarmBatchInput) (activities.PrewarmBatchResult, error) {
+			mu.Lock()
+			worked[b.Chunk]++
+			mu.Unlock()
+			if b.Start != b.Chunk*job.ChunkSize || b.End != min(b.Start+job.ChunkSize, job.URLCount) {
+				t.Errorf("chunk %d covers [%d,%d)", b.Chunk, b.Start, b.End)
+			}
+			return activities.PrewarmBatchResult{OK: b.End - b.Start}, nil
+		})
+		env.OnSignalExternalWorkflow(mock.Anything, "parent", "", SignalPrewarmChunk, mock.Anything).Return(
+			func(_, _, _ string, _ string, arg interface{}) error {
+				r := arg.(ChunkReport)
+				mu.Lock()
+				reported[r.Chunk]++
+				mu.Unlock()
+				return nil
+			})
+		env.ExecuteWorkflow(EdgePrewarmWorkflow, in)
+		err := env.GetWorkflowError()
+		var can *workflow.ContinueAsNewError
+		if err == nil {
+			break
+		}
+		if !asContinueAsNew(err, &can) {
+			t.Fatalf("run %d: %v", run, err)
+		}
+		var next EdgePrewarmInput
+		if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+			t.Fatalf("decode the continue-as-new input: %v", err)
+		}
+		if next.Job.JobID != job.JobID || next.ParentID != in.ParentID || next.EdgeID != in.EdgeID || !next.Deadline.Equal(in.Deadline) {
+			t.Fatalf("run %d continues as new with %+v, want the same job, edge, parent and deadline", run, next)
+		}
+		if next.NextChunk <= in.NextChunk {
+			t.Fatalf("run %d started at chunk %d and continues at %d", run, in.NextChunk, next.NextChunk)
+		}
+		in = next
+	}
+	if len(runs) != 3 || runs[1] != 2 || runs[2] != 4 {
+		t.Fatalf("runs started at chunks %v, want [0 2 4]", runs)
+	}
+	for c := 0; c < 5; c++ {
+		if worked[c] != 1 || reported[c] != 1 {
+			t.Errorf("chunk %d worked %d times, reported %d times; want once each", c, worked[c], reported[c])
+		}
+	}
+	if len(worked) != 5 || len(reported) != 5 {
+		t.Errorf("chunks worked %v, reported %v; want 0 to 4", worked, reported)
+	}
+}
+
+// Chunk reports are signals, delivered at least once: a second report of
+// the same edge and chunk (here a late duplicate that even claims a
+// failure) changes nothing, so no URL is counted twice or turned failed.
+func TestPrewarmIgnoresDuplicateChunkReport(t *testing.T) {
+	var mu sync.Mutex
+	calls := map[int]int{}
+	env := prewarmEnv(t, func(_ context.Context, in activities.PrewarmBatchInput) (activities.PrewarmBatchResult, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls[in.Chunk]++
+		// The last chunk fails twice first, so the job is still running
+		// (retry backoff in workflow time) when the duplicate arrives.
+		if in.Chunk == 2 && calls[2] < 3 {
+			return activities.PrewarmBatchResult{}, errors.New("edge busy")
+		}
 		return activities.PrewarmBatchResult{OK: in.End - in.Start}, nil
 	})
-	var reports []ChunkReport
-	env.OnSignalExternalWorkflow(mock.Anything, "parent", "", SignalPrewarmChunk, mock.Anything).Return(
-		func(_, _, _ string, _ string, arg interface{}) error {
-			reports = append(reports, arg.(ChunkReport))
-			return nil
-		})
-	env.ExecuteWorkflow(EdgePrewarmWorkflow, EdgePrewarmInput{Job: testJob(50, "A"), EdgeID: "A", ParentID: "parent", Deadline: env.Now().Add(time.Hour)})
-	err := env.GetWorkflowError()
-	if err == nil || !isContinueAsNew(err) {
-		t.Fatalf("want continue-as-new after 2 chunks, got %v", err)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(SignalPrewarmChunk, ChunkReport{EdgeID: "A", Chunk: 0, Start: 0, End: 10, Failed: []int{3}})
+	}, 500*time.Millisecond)
+	env.ExecuteWorkflow(PrewarmWorkflow, testJob(30, "A"))
+	var st PrewarmStatus
+	if err := env.GetWorkflowResult(&st); err != nil {
+		t.Fatal(err)
 	}
-	if len(reports) != 2 || reports[0].Start != 0 || reports[1].End != 20 {
-		t.Fatalf("reports = %+v", reports)
+	if calls[2] != 3 {
+		t.Fatalf("chunk 2 ran %d times, want 3 (the duplicate must arrive mid-job)", calls[2])
+	}
+	if st.Status != PrewarmCompleted || st.Total != 30 || st.SuccessCount != 30 || st.FailedCount != 0 ||
+		st.Edges[0].Done != 30 || st.Edges[0].Failed != 0 {
+		t.Fatalf("after a duplicate report: %+v", st)
 	}
 }

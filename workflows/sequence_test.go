@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 )
@@ -53,6 +54,49 @@ func TestSequenceHandsOutConsecutiveNumbersAndContinuesAsNew(t *testing.T) {
 		if r.err != nil || r.val != int64(42+i) {
 			t.Fatalf("handout %d = %d, %v; want %d", i, r.val, r.err, 42+i)
 		}
+	}
+	// The next run starts from the carried state: no number handed out
+	// twice across the continue-as-new.
+	var next SequenceState
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+		t.Fatalf("decode the continue-as-new input: %v", err)
+	}
+	if next.Last != 41+int64(seqHandoutsPerRun) {
+		t.Fatalf("continue-as-new carries last %d, want %d", next.Last, 41+seqHandoutsPerRun)
+	}
+	env = ts.NewTestWorkflowEnvironment()
+	var more []updateResult
+	env.RegisterDelayedCallback(func() { env.UpdateWorkflow(UpdateReserveSeqs, "", collectCallback{out: &more}, 5) }, time.Millisecond)
+	env.RegisterDelayedCallback(func() { env.UpdateWorkflow(UpdateNextSeq, "", collectCallback{out: &more}) }, 2*time.Millisecond)
+	env.RegisterDelayedCallback(env.CancelWorkflow, time.Second)
+	env.ExecuteWorkflow(SequenceWorkflow, next)
+	if len(more) != 2 || more[0].err != nil || more[0].val != next.Last+1 || more[1].err != nil || more[1].val != next.Last+6 {
+		t.Fatalf("next run handed out %+v, want a reservation from %d then %d", more, next.Last+1, next.Last+6)
+	}
+}
+
+// A reservation counts as one handout toward the run's bound and its whole
+// range is carried: a run that ends on a reservation continues after its
+// last number.
+func TestSequenceContinuesAfterAReservation(t *testing.T) {
+	defer func(n int) { seqHandoutsPerRun = n }(seqHandoutsPerRun)
+	seqHandoutsPerRun = 2
+	var ts testsuite.WorkflowTestSuite
+	env := ts.NewTestWorkflowEnvironment()
+	var got []updateResult
+	env.RegisterDelayedCallback(func() { env.UpdateWorkflow(UpdateNextSeq, "", collectCallback{out: &got}) }, time.Millisecond)
+	env.RegisterDelayedCallback(func() { env.UpdateWorkflow(UpdateReserveSeqs, "", collectCallback{out: &got}, 7) }, 2*time.Millisecond)
+	env.ExecuteWorkflow(SequenceWorkflow, SequenceState{Last: 100})
+	var can *workflow.ContinueAsNewError
+	if err := env.GetWorkflowError(); !asContinueAsNew(err, &can) {
+		t.Fatalf("want continue-as-new after 2 handouts, got %v", err)
+	}
+	var next SequenceState
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].val != 101 || got[1].val != 102 || next.Last != 108 {
+		t.Fatalf("handouts %+v, carried last %d; want 101, a reservation 102-108, then last 108", got, next.Last)
 	}
 }
 

@@ -7,10 +7,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/internal/eventually"
 	"github.com/cdnflow/cdnflow/internal/testenv"
 )
 
@@ -49,10 +51,14 @@ func workerEnv(t *testing.T, heartbeat time.Duration) (*testenv.Env, api, *worke
 }
 
 // TestWorkerKilledTenTimesLosesNothing kills the worker process with
-// SIGKILL ten times at random moments while a 6,000-pair prewarm and a
-// 1,000-path purge run on three real edges. Every job must finish with
-// exact counts, no pair lost or duplicated, every URL cached on every edge,
-// and no purge seq may show 100 while an edge still holds one of its paths.
+// SIGKILL ten times at random moments, each while it is alive and fetching,
+// while a 6,000-pair prewarm and a 1,000-path purge run on three real
+// edges. Every job must finish with exact counts, no pair lost, every URL
+// cached on every edge, no purge seq may show 100 while an edge still holds
+// one of its paths, and no pair whose outcome was durably recorded at a
+// kill (chunk result or last heartbeat) is ever fetched again: its final
+// row is that recorded outcome. Only pairs done after the last heartbeat
+// before a kill may be fetched again (a HIT row, as the URLs are new).
 func TestWorkerKilledTenTimesLosesNothing(t *testing.T) {
 	env, a, w, originHost, originPort := crashEnv(t)
 	seed := uint64(time.Now().UnixNano())
@@ -83,11 +89,25 @@ func TestWorkerKilledTenTimesLosesNothing(t *testing.T) {
 	for i := range urls {
 		urls[i] = fmt.Sprintf("http://%s/slow/40/w/%d.js", domain, i)
 	}
+	// Origin requests of the job: every other origin request of the test is
+	// a watcher's MISS, counted in watcherMisses. A pair's first fetch is a
+	// MISS, one origin request; a fetch again is a HIT, none.
+	originBase := env.Origin.Requests()
+	// The watcher holds watchMu while it fetches, and the test reads the
+	// count under it, so no watcher fetch is half counted in a reading.
+	var watcherMisses atomic.Int64
+	var watchMu sync.Mutex
+	jobFetches := func() int64 {
+		watchMu.Lock()
+		defer watchMu.Unlock()
+		return env.Origin.Requests() - originBase - watcherMisses.Load()
+	}
 	jobID := a.startPrewarm(map[string]any{"url_list": urls, "cf_domain": domain, "target_type": "pop", "region": edgeIDs})
 
 	// Watch every purge seq: the moment the API first reports 100, every
 	// edge must already have dropped every path of that seq.
 	seqPaths := map[int64][]string{}
+	checked := map[int64]bool{}
 	var seqMu sync.Mutex
 	watchDone := make(chan struct{})
 	violations := make(chan string, 100)
@@ -95,7 +115,6 @@ func TestWorkerKilledTenTimesLosesNothing(t *testing.T) {
 	watch.Add(1)
 	go func() {
 		defer watch.Done()
-		checked := map[int64]bool{}
 		for {
 			select {
 			case <-watchDone:
@@ -109,20 +128,28 @@ func TestWorkerKilledTenTimesLosesNothing(t *testing.T) {
 			}
 			for _, p := range items {
 				seqMu.Lock()
-				paths := seqPaths[p.Seq]
+				paths, done := seqPaths[p.Seq], checked[p.Seq]
 				seqMu.Unlock()
-				if p.Progress != 100 || checked[p.Seq] || paths == nil {
+				if p.Progress != 100 || done || paths == nil {
 					continue
 				}
-				checked[p.Seq] = true
+				watchMu.Lock()
 				for _, e := range env.Edges {
 					for _, path := range paths {
-						if _, xc, _, err := tryEdgeGet(e.Edge.Address, domain, path); err != nil || xc != "MISS" {
+						_, xc, _, err := tryEdgeGet(e.Edge.Address, domain, path)
+						if xc == "MISS" {
+							watcherMisses.Add(1)
+						}
+						if err != nil || xc != "MISS" {
 							violations <- fmt.Sprintf("seq %d at 100 but %s on %s is %s (%v)", p.Seq, path, e.Edge.ID, xc, err)
 							break
 						}
 					}
 				}
+				watchMu.Unlock()
+				seqMu.Lock()
+				checked[p.Seq] = true
+				seqMu.Unlock()
 			}
 		}
 	}()
@@ -130,6 +157,9 @@ func TestWorkerKilledTenTimesLosesNothing(t *testing.T) {
 	const kills = 10
 	purgeAtKill := 1 + rng.IntN(3) // the purge starts just before a random kill
 	var purgeSeqs []int64
+	// What was durable at each kill, by "edge/index": the next attempts
+	// must resume from it and never fetch those pairs again.
+	recordedAtKills := map[string]pairOutcome{}
 	for k := 1; k <= kills; k++ {
 		pause := time.Duration(300+rng.IntN(1700)) * time.Millisecond
 		time.Sleep(pause)
@@ -146,11 +176,33 @@ func TestWorkerKilledTenTimesLosesNothing(t *testing.T) {
 			time.Sleep(time.Duration(rng.IntN(150)) * time.Millisecond)
 		}
 		st := a.prewarmStatus(jobID)
-		t.Logf("kill %d after %s: prewarm %s %d/%d", k, pause, st.Status, st.Completed, st.Total)
 		if st.Status != "IN_PROGRESS" {
 			t.Fatalf("the prewarm ended (%s) before kill %d: the test must kill mid-job", st.Status, k)
 		}
+		// Kill only a worker that is alive and fetching: the origin sees
+		// new requests of the job within a short window just before.
+		eventually.WithinEvery(t, 90*time.Second, time.Millisecond, func() error {
+			watchMu.Lock()
+			defer watchMu.Unlock()
+			before := env.Origin.Requests()
+			time.Sleep(100 * time.Millisecond)
+			if env.Origin.Requests() == before {
+				return fmt.Errorf("worker run %d fetched nothing in 100ms before kill %d", k, k)
+			}
+			return nil
+		})
+		w.requireAlive()
 		w.kill()
+		fetched, recorded := jobFetches(), recordedPairs(t, env, jobID, edgeIDs)
+		for p, o := range recordedAtKills {
+			if now, ok := recorded[p]; !ok || now != o {
+				t.Fatalf("kill %d: pair %s was recorded as %+v at an earlier kill and is now %+v (recorded: %v)", k, p, o, now, ok)
+			}
+		}
+		for p, o := range recorded {
+			recordedAtKills[p] = o
+		}
+		t.Logf("kill %d after %s: prewarm %d/%d, %d pairs fetched, %d recorded", k, pause, st.Completed, st.Total, fetched, len(recorded))
 		time.Sleep(time.Duration(rng.IntN(500)) * time.Millisecond)
 		w.start()
 	}
@@ -164,8 +216,32 @@ func TestWorkerKilledTenTimesLosesNothing(t *testing.T) {
 			t.Fatalf("edge %s: done %d failed %d of %d", e.EdgeID, e.Done, e.Failed, len(urls))
 		}
 	}
-	// Exactly one outcome per pair: none lost, none twice.
-	a.requireEveryPairOnce(jobID, len(urls)*len(edgeIDs))
+	// Every pair succeeded, and every pair recorded at a kill kept that
+	// outcome: a chunk that did not resume would fetch it again (a HIT
+	// with a new duration). HIT rows are bounded by the pairs never
+	// recorded at any kill.
+	rows, hits := a.requireEverySucceeded(jobID, len(urls)*len(edgeIDs))
+	redone := 0
+	for p, o := range recordedAtKills {
+		edgeID, idx, _ := strings.Cut(p, "/")
+		i, _ := strconv.Atoi(idx)
+		if r := rows[edgeID+"/"+urls[i]]; !sameOutcome(o, r) {
+			if redone++; redone <= 5 {
+				t.Errorf("pair %s was recorded at a kill as %+v, but its final row is %+v: fetched again", p, o, r)
+			}
+		}
+	}
+	if redone > 0 {
+		t.Errorf("%d of %d pairs recorded at a kill were fetched again: the restarted chunks did not resume from them", redone, len(recordedAtKills))
+	}
+	t.Logf("%d pairs fetched again after a kill (HIT rows); %d pairs recorded at kills kept their outcome; at most %d pairs were never recorded at a kill",
+		hits, len(recordedAtKills)-redone, len(urls)*len(edgeIDs)-len(recordedAtKills))
+	if hits > len(urls)*len(edgeIDs)-len(recordedAtKills) {
+		t.Errorf("%d HIT rows, more than the %d pairs never recorded at a kill", hits, len(urls)*len(edgeIDs)-len(recordedAtKills))
+	}
+	if got := jobFetches(); got != int64(len(urls)*len(edgeIDs)) {
+		t.Errorf("the origin served %d requests for the job, want one per pair (%d)", got, len(urls)*len(edgeIDs))
+	}
 	// And the edges really hold every URL.
 	for _, e := range env.Edges {
 		for _, u := range urls {
@@ -180,8 +256,17 @@ func TestWorkerKilledTenTimesLosesNothing(t *testing.T) {
 		t.Fatalf("1,000 ITEM paths gave %d seqs, want 5", len(purgeSeqs))
 	}
 	a.waitPurgesDone(domain, len(purgeSeqs))
-	// Let the watcher see the last seqs at 100 before it stops.
-	time.Sleep(300 * time.Millisecond)
+	// The watcher inspected every seq on every edge before it stops.
+	eventually.Within(t, 30*time.Second, func() error {
+		seqMu.Lock()
+		defer seqMu.Unlock()
+		for _, s := range purgeSeqs {
+			if !checked[s] {
+				return fmt.Errorf("the watcher has not inspected seq %d on the edges (%d of %d done)", s, len(checked), len(purgeSeqs))
+			}
+		}
+		return nil
+	})
 	close(watchDone)
 	watch.Wait()
 	close(violations)
@@ -198,13 +283,13 @@ func TestDistributionModifyingSurvivesWorkerKill(t *testing.T) {
 	domain := a.createDistribution(originHost, originPort)
 	a.nhn("PATCH", "/distributions", map[string]any{"domain": domain,
 		"origins": []map[string]any{{"origin": originHost, "port": originPort, "originPath": "/v2"}}}, nil)
-	deadline := time.Now().Add(30 * time.Second)
-	for a.distributionStatus(domain) != "MODIFYING" {
-		if time.Now().After(deadline) {
-			t.Fatal("never saw MODIFYING")
+	eventually.WithinEvery(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if got := a.distributionStatus(domain); got != "MODIFYING" {
+			return fmt.Errorf("distribution is %s, want MODIFYING", got)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
+	w.requireAlive()
 	w.kill()
 	if got := a.distributionStatus(domain); got != "MODIFYING" {
 		t.Fatalf("with the worker dead the distribution is %s", got)

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cdnflow/cdnflow/internal/eventually"
 )
 
 // TestDevCommand runs the real binary the README's first command runs:
@@ -94,22 +96,17 @@ func TestDevCommand(t *testing.T) {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		return resp.StatusCode, resp.Header.Get("X-Cache"), nil
 	}
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		code, _, err := get("http://"+apiAddr+"/readyz", "")
-		if err == nil && code == 200 {
-			break
-		}
+	eventually.Within(t, 90*time.Second, func() error {
 		select {
 		case err := <-exited:
 			t.Fatalf("dev exited early: %v\n%s", err, <-logs)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("dev not ready")
+		if code, _, err := get("http://"+apiAddr+"/readyz", ""); err != nil || code != 200 {
+			return fmt.Errorf("dev not ready: %d %v", code, err)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	if code, _, err := get(fmt.Sprintf("http://127.0.0.1:%d/", uiPort), ""); err != nil || code != 200 {
 		t.Fatalf("web ui: %d %v", code, err)
 	}

@@ -12,6 +12,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cdnflow/cdnflow/edge/edgetest"
+	"github.com/cdnflow/cdnflow/edge/vcl"
+	"github.com/cdnflow/cdnflow/internal/eventually"
 )
 
 func freePort(t *testing.T) int {
@@ -38,46 +42,44 @@ func startDev(t *testing.T, bin, dir, apiAddr string, args []string, logFile str
 		t.Fatalf("start dev: %v", err)
 	}
 	go func() { _ = cmd.Wait(); f.Close() }()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
+	if err := eventually.Wait(90*time.Second, 100*time.Millisecond, func() error {
 		resp, err := http.Get("http://" + apiAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return cmd
-			}
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			data, _ := os.ReadFile(logFile)
-			t.Fatalf("dev not ready:\n%s", data)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("readyz = %d", resp.StatusCode)
 		}
-		time.Sleep(100 * time.Millisecond)
+		return nil
+	}); err != nil {
+		data, _ := os.ReadFile(logFile)
+		t.Fatalf("dev not ready: %v\n%s", err, data)
 	}
+	return cmd
 }
 
 // waitClosed waits until nothing listens on addr any more.
 func waitClosed(t *testing.T, addr string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	eventually.Within(t, 20*time.Second, func() error {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
-			return
+			return nil
 		}
 		c.Close()
-		if time.Now().After(deadline) {
-			t.Fatalf("%s still listening", addr)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("%s still listening", addr)
+	})
 }
 
 // TestDevKilledAndRestartedLosesNothing kills the whole `cdnflow dev`
-// process (embedded Temporal server, worker, API, managed edges) with
-// SIGKILL in the middle of a 6,000-pair prewarm and a 1,000-path purge,
-// restarts it on the same data directory, and checks that every job
-// finishes with exact counts and the distribution is back on the
-// restarted edges.
+// process (embedded Temporal server, worker, API, its managed edge) with
+// SIGKILL in the middle of a 6,000-pair prewarm and while a 1,000-path
+// purge is below 100, restarts it on the same data directory, and checks
+// that every job finishes with exact counts, that every purged path is
+// gone from every edge (two edges run outside dev and keep their cache
+// across the kill, so the purge must really finish on them), and that the
+// distribution is back on the restarted managed edge.
 func TestDevKilledAndRestartedLosesNothing(t *testing.T) {
 	if _, err := exec.LookPath("varnishd"); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -85,25 +87,35 @@ func TestDevKilledAndRestartedLosesNothing(t *testing.T) {
 		}
 		t.Skip("varnishd not installed; `make deps` installs it")
 	}
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("kill timing seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, seed))
 	bin := buildBinary(t)
 	dir := t.TempDir()
+	originPort := freePort(t)
+	// Two edges outlive the kill (dev does not manage them); the third is
+	// dev's own and dies and restarts with it.
+	outside := edgetest.StartEdges(t, 2, func(id string) vcl.Config {
+		return vcl.Config{EdgeID: id, DefaultBackend: &vcl.Backend{Host: "127.0.0.1", Port: originPort}}
+	})
 	var inv strings.Builder
 	inv.WriteString("edges:\n")
-	var edgeAddrs, adminAddrs, edgeIDs []string
-	for i := 1; i <= 3; i++ {
-		httpPort, adminPort := freePort(t), freePort(t)
-		id := fmt.Sprintf("TST%02d-C1", i)
-		fmt.Fprintf(&inv, "  - {id: %s, region: us, country: united_states, address: \"127.0.0.1:%d\", adminAddress: \"127.0.0.1:%d\", secretFile: secrets/edge.secret, managed: true}\n", id, httpPort, adminPort)
-		edgeAddrs = append(edgeAddrs, fmt.Sprintf("127.0.0.1:%d", httpPort))
-		adminAddrs = append(adminAddrs, fmt.Sprintf("127.0.0.1:%d", adminPort))
-		edgeIDs = append(edgeIDs, id)
+	var edgeAddrs, edgeIDs []string
+	for _, e := range outside {
+		fmt.Fprintf(&inv, "  - {id: %s, region: us, country: united_states, address: %q, adminAddress: %q, secretFile: %q}\n", e.Edge.ID, e.Edge.Address, e.Edge.AdminAddress, e.Edge.SecretFile)
+		edgeAddrs = append(edgeAddrs, e.Edge.Address)
+		edgeIDs = append(edgeIDs, e.Edge.ID)
 	}
+	managedHTTP := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	managedAdmin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	fmt.Fprintf(&inv, "  - {id: TST03-C1, region: us, country: united_states, address: %q, adminAddress: %q, secretFile: secrets/edge.secret, managed: true}\n", managedHTTP, managedAdmin)
+	edgeAddrs = append(edgeAddrs, managedHTTP)
+	edgeIDs = append(edgeIDs, "TST03-C1")
 	invFile := filepath.Join(dir, "edges.yaml")
 	if err := os.WriteFile(invFile, []byte(inv.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	apiAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	originPort := freePort(t)
 	args := []string{
 		"--data-dir", filepath.Join(dir, "data"),
 		"--edges", invFile,
@@ -147,28 +159,66 @@ func TestDevKilledAndRestartedLosesNothing(t *testing.T) {
 	domain := created.Distributions[0].Domain
 	a.waitDistribution(domain, "OPEN")
 
+	// The paths the purge will drop are cached on every edge first.
+	paths := make([]string, 1000)
+	purgeURLs := make([]string, len(paths))
+	for i := range paths {
+		paths[i] = fmt.Sprintf("/p/%d.css", i)
+		purgeURLs[i] = "http://" + domain + paths[i]
+	}
+	pre := a.waitPrewarm(a.startPrewarm(map[string]any{"url_list": purgeURLs, "cf_domain": domain, "target_type": "pop", "region": edgeIDs}))
+	if pre.Status != "COMPLETED" || pre.Succeeded != len(purgeURLs) {
+		t.Fatalf("warming the purge paths: %s, %d succeeded", pre.Status, pre.Succeeded)
+	}
+	for i, addr := range edgeAddrs {
+		for _, p := range paths {
+			if _, xc, _ := edgeGet(t, addr, domain, p); xc != "HIT" {
+				t.Fatalf("%s on %s before the purge: %s, want HIT", p, edgeIDs[i], xc)
+			}
+		}
+	}
+
 	urls := make([]string, 2000)
 	for i := range urls {
 		urls[i] = fmt.Sprintf("http://%s/slow/40/w/%d.js", domain, i)
 	}
 	jobID := a.startPrewarm(map[string]any{"url_list": urls, "cf_domain": domain, "target_type": "pop", "region": edgeIDs})
-	paths := make([]string, 1000)
-	for i := range paths {
-		paths[i] = fmt.Sprintf("/p/%d.css", i)
-	}
+	time.Sleep(time.Duration(1000+rng.IntN(2000)) * time.Millisecond)
 	var purge struct{ PurgeSeqs []int64 }
 	a.nhn("POST", "/purges", map[string]any{"domain": domain, "purgeType": "ITEM", "purgeList": strings.Join(paths, "\n")}, &purge)
-
-	time.Sleep(time.Duration(1000+rand.IntN(2000)) * time.Millisecond)
+	if len(purge.PurgeSeqs) != 5 {
+		t.Fatalf("1,000 ITEM paths gave %d seqs, want 5", len(purge.PurgeSeqs))
+	}
+	// The kill lands while a seq of the purge is listed below 100.
+	var below []string
+	eventually.WithinEvery(t, 10*time.Second, 5*time.Millisecond, func() error {
+		items := a.purges(domain)
+		done := 0
+		below = below[:0]
+		for _, p := range items {
+			if p.Progress < 100 {
+				below = append(below, fmt.Sprintf("seq %d at %d", p.Seq, p.Progress))
+			} else {
+				done++
+			}
+		}
+		if done == len(purge.PurgeSeqs) {
+			t.Fatalf("the purge reached 100 before the kill: the test must kill mid-purge")
+		}
+		if len(below) == 0 {
+			return fmt.Errorf("no seq of the purge listed yet: %+v", items)
+		}
+		return nil
+	})
 	before := a.prewarmStatus(jobID)
 	if before.Status != "IN_PROGRESS" {
 		t.Fatalf("the prewarm ended before the kill: %s", before.Status)
 	}
-	t.Logf("kill -9 of cdnflow dev at %d/%d", before.Completed, before.Total)
 	_ = dev.Process.Signal(syscall.SIGKILL)
-	// The managed varnishd die with dev (parent-death signal); wait until
-	// they have let go of every port before starting again.
-	for _, addr := range append(append([]string{apiAddr}, edgeAddrs...), adminAddrs...) {
+	t.Logf("kill -9 of cdnflow dev at prewarm %d/%d, purge %v", before.Completed, before.Total, below)
+	// The managed varnishd dies with dev (parent-death signal); wait until
+	// it and the API have let go of their ports before starting again.
+	for _, addr := range []string{apiAddr, managedHTTP, managedAdmin} {
 		waitClosed(t, addr)
 	}
 	dev = startDev(t, bin, dir, apiAddr, args, logFile)
@@ -177,33 +227,36 @@ func TestDevKilledAndRestartedLosesNothing(t *testing.T) {
 	if st.Status != "COMPLETED" || st.Total != len(urls) || st.Succeeded != len(urls) || st.Failed != 0 {
 		t.Fatalf("prewarm after the restart: %s total %d succeeded %d failed %d %v", st.Status, st.Total, st.Succeeded, st.Failed, st.FailedURL)
 	}
-	a.requireEveryPairOnce(jobID, len(urls)*len(edgeIDs))
-	if len(purge.PurgeSeqs) != 5 {
-		t.Fatalf("1,000 ITEM paths gave %d seqs, want 5", len(purge.PurgeSeqs))
-	}
+	_, _ = a.requireEverySucceeded(jobID, len(urls)*len(edgeIDs))
 	a.waitPurgesDone(domain, len(purge.PurgeSeqs))
-	// The restarted edges got the distribution back: its referrer rule
+	// At 100 every purged path is gone from every edge, including the two
+	// that kept their cache across the kill.
+	for i, addr := range edgeAddrs {
+		for _, p := range paths {
+			if _, xc, _ := edgeGet(t, addr, domain, p); xc != "MISS" {
+				t.Fatalf("%s on %s with every seq at 100: %s, want MISS", p, edgeIDs[i], xc)
+			}
+		}
+	}
+	// The restarted edge got the distribution back: its referrer rule
 	// answers 403 on every edge.
 	if got := a.distributionStatus(domain); got != "OPEN" {
 		t.Fatalf("distribution after the restart: %s", got)
 	}
 	for i, addr := range edgeAddrs {
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		eventually.WithinEvery(t, 30*time.Second, 200*time.Millisecond, func() error {
 			req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/ref.js", nil)
 			req.Host = domain
 			req.Header.Set("Referer", "https://evil.example/")
 			resp, err := http.DefaultClient.Do(req)
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusForbidden {
-					break
-				}
+			if err != nil {
+				return fmt.Errorf("edge %s after the restart: %w", edgeIDs[i], err)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("edge %s after the restart does not enforce the distribution (%v)", edgeIDs[i], err)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusForbidden {
+				return fmt.Errorf("edge %s after the restart does not enforce the distribution: %d", edgeIDs[i], resp.StatusCode)
 			}
-			time.Sleep(200 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 }

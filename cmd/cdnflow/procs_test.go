@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/cdnflow/cdnflow/internal/eventually"
 	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/service"
 )
@@ -103,6 +109,23 @@ func (w *workerProc) start() {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait(); f.Close() }()
 	w.cmd, w.exited = cmd, exited
+}
+
+// requireAlive fails the test unless the current worker process is still
+// running (it did not crash or exit on its own).
+func (w *workerProc) requireAlive() {
+	w.t.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cmd == nil {
+		w.t.Fatal("no worker process is running")
+	}
+	select {
+	case err := <-w.exited:
+		w.cmd = nil
+		w.t.Fatalf("worker run %d exited on its own: %v", w.runs, err)
+	default:
+	}
 }
 
 // kill is kill -9: no drain, no last heartbeat, no clean gRPC close.
@@ -214,17 +237,15 @@ func (a api) prewarmStatus(id string) service.PrewarmStatusResponse {
 
 func (a api) waitPrewarm(id string) service.PrewarmStatusResponse {
 	a.t.Helper()
-	deadline := time.Now().Add(a.timeout)
-	for {
-		st := a.prewarmStatus(id)
-		if st.Status != "IN_PROGRESS" {
-			return st
+	var st service.PrewarmStatusResponse
+	eventually.WithinEvery(a.t, a.timeout, 200*time.Millisecond, func() error {
+		st = a.prewarmStatus(id)
+		if st.Status == "IN_PROGRESS" {
+			return fmt.Errorf("prewarm %s still in progress: %d of %d", id, st.Completed, st.Total)
 		}
-		if time.Now().After(deadline) {
-			a.t.Fatalf("prewarm %s still in progress: %d of %d", id, st.Completed, st.Total)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
+	return st
 }
 
 // prewarmPairs reads every URL×edge row of a job.
@@ -243,29 +264,113 @@ func (a api) prewarmPairs(id string) []service.PairRow {
 	}
 }
 
-// requireEveryPairOnce checks a job's rows: exactly one success row per
-// URL×edge pair, none lost, none twice.
-func (a api) requireEveryPairOnce(id string, pairs int) {
+// requireEverySucceeded checks that every URL×edge pair of a job has a
+// success row, and returns the rows by "edge/URL" and how many are a cache
+// HIT. The URLs of these tests are unique per job, so the first fetch of a
+// pair is a MISS: a HIT row is a pair that was fetched again after a
+// worker lost its outcome (done after the last recorded heartbeat, or not
+// resumed at all).
+func (a api) requireEverySucceeded(id string, pairs int) (byPair map[string]service.PairRow, hits int) {
 	a.t.Helper()
-	seen := map[string]bool{}
-	for _, r := range a.prewarmPairs(id) {
-		key := r.EdgeID + " " + r.URL
-		if seen[key] || r.State != "success" {
-			a.t.Fatalf("pair %s: duplicate %v, state %s (%s)", key, seen[key], r.State, r.Error)
+	rows := a.prewarmPairs(id)
+	if len(rows) != pairs {
+		a.t.Fatalf("%d pair rows, want %d", len(rows), pairs)
+	}
+	byPair = map[string]service.PairRow{}
+	for _, r := range rows {
+		byPair[r.EdgeID+"/"+r.URL] = r
+		if r.State != "success" {
+			a.t.Fatalf("pair %s %s: state %s (%s)", r.EdgeID, r.URL, r.State, r.Error)
 		}
-		seen[key] = true
+		switch r.Cache {
+		case "HIT":
+			hits++
+		case "MISS":
+		default:
+			a.t.Fatalf("pair %s %s: cache %q, want MISS or HIT", r.EdgeID, r.URL, r.Cache)
+		}
 	}
-	if len(seen) != pairs {
-		a.t.Fatalf("%d distinct pairs, want %d", len(seen), pairs)
+	return byPair, hits
+}
+
+// pairOutcome is one recorded pair as the prewarm activity stores it (in
+// a chunk result or a heartbeat): the index is the URL's in the job.
+type pairOutcome struct {
+	I          int    `json:"i"`
+	Status     int    `json:"status"`
+	Cache      string `json:"cache"`
+	Age        int    `json:"age"`
+	Attempts   int    `json:"attempts"`
+	DurationMS int64  `json:"durationMs"`
+	Error      string `json:"error"`
+}
+
+// sameOutcome tells whether a pair's final row is the recorded outcome
+// itself, not a fetch done again (which has its own duration and cache).
+func sameOutcome(o pairOutcome, r service.PairRow) bool {
+	return o.Status == r.Status && o.Cache == r.Cache && o.Age == r.Age && o.Attempts == r.Attempts &&
+		o.DurationMS == r.DurationMS && o.Error == r.Error
+}
+
+// recordedPairs returns the URL×edge pairs (by "edge/index") of a job
+// whose outcome is durable now: in a stored chunk result, or in the last
+// heartbeat of a chunk's pending activity (what its next attempt resumes
+// from and skips).
+func recordedPairs(t *testing.T, env *testenv.Env, requestID string, edgeIDs []string) map[string]pairOutcome {
+	t.Helper()
+	jobID := "prewarm-" + requestID
+	all := map[string]pairOutcome{}
+	for _, edgeID := range edgeIDs {
+		done := map[int]pairOutcome{}
+		files, err := filepath.Glob(filepath.Join(env.Config.PayloadDir(), "prewarm", jobID, "edges", edgeID, "*.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rows []pairOutcome
+			if err := json.Unmarshal(data, &rows); err != nil {
+				t.Fatalf("chunk result %s: %v", f, err)
+			}
+			for _, r := range rows {
+				done[r.I] = r
+			}
+		}
+		desc, err := env.Client.DescribeWorkflowExecution(context.Background(), jobID+"/"+edgeID, "")
+		var notFound *serviceerror.NotFound
+		if errors.As(err, &notFound) {
+			continue // the edge's workflow has not started yet
+		}
+		if err != nil {
+			t.Fatalf("describe %s/%s: %v", jobID, edgeID, err)
+		}
+		for _, pa := range desc.GetPendingActivities() {
+			if pa.GetHeartbeatDetails() == nil {
+				continue
+			}
+			var rows []pairOutcome
+			if err := converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &rows); err != nil {
+				t.Fatalf("heartbeat of %s/%s: %v", jobID, edgeID, err)
+			}
+			for _, r := range rows {
+				done[r.I] = r
+			}
+		}
+		for i, o := range done {
+			all[fmt.Sprintf("%s/%d", edgeID, i)] = o
+		}
 	}
+	return all
 }
 
 // waitPurgesDone waits until n purge seqs of domain are at 100 with no
 // pending edge.
 func (a api) waitPurgesDone(domain string, n int) {
 	a.t.Helper()
-	deadline := time.Now().Add(a.timeout)
-	for {
+	eventually.Within(a.t, a.timeout, func() error {
 		done := 0
 		items := a.purges(domain)
 		for _, p := range items {
@@ -273,14 +378,11 @@ func (a api) waitPurgesDone(domain string, n int) {
 				done++
 			}
 		}
-		if done == n {
-			return
+		if done != n {
+			return fmt.Errorf("purges of %s, want %d done: %+v", domain, n, items)
 		}
-		if time.Now().After(deadline) {
-			a.t.Fatalf("purges of %s, want %d done: %+v", domain, n, items)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func (a api) purges(domain string) []service.PurgeItem {
@@ -348,17 +450,12 @@ func (a api) distributionStatus(domain string) string {
 
 func (a api) waitDistribution(domain, want string) {
 	a.t.Helper()
-	deadline := time.Now().Add(a.timeout)
-	for {
-		got := a.distributionStatus(domain)
-		if got == want {
-			return
+	eventually.Within(a.t, a.timeout, func() error {
+		if got := a.distributionStatus(domain); got != want {
+			return fmt.Errorf("distribution %s is %s, want %s", domain, got, want)
 		}
-		if time.Now().After(deadline) {
-			a.t.Fatalf("distribution %s is %s, want %s", domain, got, want)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // edgeGet fetches host+path through an edge and returns X-Cache and the

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +20,7 @@ import (
 
 	"go.temporal.io/sdk/converter"
 
+	"github.com/cdnflow/cdnflow/internal/eventually"
 	"github.com/cdnflow/cdnflow/internal/testenv"
 )
 
@@ -25,7 +28,9 @@ import (
 // middle of a prewarm. The heartbeat timeout is a minute, so nothing here
 // relies on it: the worker exits 0, every running chunk records its pairs
 // and fails as WorkerStopping at once, and a restarted worker resumes each
-// chunk from its recorded pairs to an exact result.
+// chunk from its recorded pairs to an exact result: no pair is fetched
+// twice (the URLs are new, so a pair fetched again would be a HIT row), and
+// the origin served each pair exactly once.
 func TestWorkerSIGTERMHandsOffAndResumes(t *testing.T) {
 	env, a, w, originHost, originPort := workerEnv(t, time.Minute)
 	domain := a.createDistribution(originHost, originPort)
@@ -37,8 +42,16 @@ func TestWorkerSIGTERMHandsOffAndResumes(t *testing.T) {
 	for i := range urls {
 		urls[i] = fmt.Sprintf("http://%s/slow/40/g/%d.js", domain, i)
 	}
+	originBase := env.Origin.Requests()
 	id := a.startPrewarm(map[string]any{"url_list": urls, "cf_domain": domain, "target_type": "pop", "region": edgeIDs})
-	time.Sleep(2 * time.Second)
+	// SIGTERM once the worker has recorded pairs of every edge.
+	eventually.Within(t, time.Minute, func() error {
+		if got := len(recordedPairs(t, env, id, edgeIDs)); got < 3*len(edgeIDs) {
+			return fmt.Errorf("%d pairs recorded", got)
+		}
+		return nil
+	})
+	w.requireAlive()
 	if err, took := w.terminate(30 * time.Second); err != nil {
 		t.Fatalf("worker on SIGTERM: %v (after %s)", err, took)
 	}
@@ -69,21 +82,30 @@ func TestWorkerSIGTERMHandsOffAndResumes(t *testing.T) {
 		t.Fatal("no chunk was running at SIGTERM")
 	}
 
+	recorded := len(recordedPairs(t, env, id, edgeIDs))
+	fetched := env.Origin.Requests() - originBase
+	if recorded == 0 || int64(recorded) != fetched {
+		t.Fatalf("after the hand-off %d pairs are recorded, the origin served %d: every fetched pair must be recorded", recorded, fetched)
+	}
+
 	w.start()
 	st := a.waitPrewarm(id)
 	if st.Status != "COMPLETED" || st.Succeeded != len(urls) || st.Failed != 0 {
 		t.Fatalf("after restart: %s succeeded %d failed %d", st.Status, st.Succeeded, st.Failed)
 	}
-	a.requireEveryPairOnce(id, len(urls)*len(edgeIDs))
-	logs, _ := os.ReadFile(w.logs)
-	if !strings.Contains(string(logs), `"msg":"resuming prewarm chunk"`) {
-		t.Fatal("the restarted worker did not resume from the recorded pairs")
+	if _, hits := a.requireEverySucceeded(id, len(urls)*len(edgeIDs)); hits != 0 {
+		t.Fatalf("%d pairs were fetched again after the restart (HIT rows); %d were recorded at the hand-off: the restarted chunks did not resume from them", hits, recorded)
+	}
+	if got := env.Origin.Requests() - originBase; got != int64(len(urls)*len(edgeIDs)) {
+		t.Fatalf("the origin served %d requests for %d pairs", got, len(urls)*len(edgeIDs))
 	}
 }
 
 // TestAPISIGTERMDrainsRequests stops a `cdnflow api` process with SIGTERM
 // under constant status traffic: every request it accepted is answered in
-// full, later connections are refused, and the process exits 0.
+// full, later connections are refused, and the process exits 0. Requests
+// whose handler is still reading a slow body at SIGTERM get their full 200
+// after it: a server that closed its connections at SIGTERM fails here.
 func TestAPISIGTERMDrainsRequests(t *testing.T) {
 	bin := buildBinary(t)
 	env := testenv.Start(t, testenv.Options{Edges: 1})
@@ -116,17 +138,21 @@ func TestAPISIGTERMDrainsRequests(t *testing.T) {
 			_ = cmd.Process.Kill()
 		}
 	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	eventually.WithinEvery(t, 30*time.Second, 50*time.Millisecond, func() error {
 		resp, err := http.Get("http://" + addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			break
+		if err != nil {
+			return fmt.Errorf("api not up: %w", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("api not up: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
+		resp.Body.Close()
+		return nil
+	})
+
+	// Requests in flight at SIGTERM: each handler is reading its body
+	// (the server asked for it with 100 Continue) when the signal comes.
+	const slowRequests = 4
+	slow := make([]*slowRequest, slowRequests)
+	for i := range slow {
+		slow[i] = startSlowRequest(t, addr, fmt.Sprintf(`{"url_list":["http://drain.example/slow-%d.js"],"cf_domain":"drain.example","target_type":"pop","region":[%q]}`, i, env.Edges[0].Edge.ID))
 	}
 
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
@@ -175,6 +201,21 @@ func TestAPISIGTERMDrainsRequests(t *testing.T) {
 	atTerm := answered.Load()
 	sigtermSent.Store(true)
 	_ = cmd.Process.Signal(syscall.SIGTERM)
+	// Once the listener refuses new connections the server is shutting
+	// down; only then do the slow requests send the rest of their body.
+	eventually.WithinEvery(t, 30*time.Second, 10*time.Millisecond, func() error {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return nil
+		}
+		c.Close()
+		return errors.New("the api still accepts connections after SIGTERM")
+	})
+	for i, s := range slow {
+		if err := s.finish(); err != nil {
+			t.Errorf("request %d in flight at SIGTERM: %v", i, err)
+		}
+	}
 	select {
 	case err := <-exited:
 		if err != nil {
@@ -191,4 +232,54 @@ func TestAPISIGTERMDrainsRequests(t *testing.T) {
 		t.Fatalf("answered %d before SIGTERM, %d refused after: the test did not straddle the shutdown", atTerm, refused.Load())
 	}
 	t.Logf("%d requests answered (%d before SIGTERM), %d refused after it, none dropped", answered.Load(), atTerm, refused.Load())
+}
+
+// slowRequest is a POST /prewarm on a raw connection whose handler is
+// reading the body: the request sent its headers with Expect:
+// 100-continue and the server answered 100 Continue.
+type slowRequest struct {
+	conn net.Conn
+	rd   *bufio.Reader
+	body string
+}
+
+func startSlowRequest(t *testing.T, addr, body string) *slowRequest {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+	fmt.Fprintf(c, "POST /prewarm HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n", addr, len(body))
+	rd := bufio.NewReader(c)
+	line, err := rd.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 100") {
+		t.Fatalf("slow request: %q %v, want 100 Continue", line, err)
+	}
+	if blank, err := rd.ReadString('\n'); err != nil || blank != "\r\n" {
+		t.Fatalf("slow request after 100 Continue: %q %v", blank, err)
+	}
+	return &slowRequest{conn: c, rd: rd, body: body}
+}
+
+// finish sends the body and reads the whole answer, which must be a 200
+// with the new job's requestID.
+func (s *slowRequest) finish() error {
+	if _, err := io.WriteString(s.conn, s.body); err != nil {
+		return fmt.Errorf("send body: %w", err)
+	}
+	resp, err := http.ReadResponse(s.rd, nil)
+	if err != nil {
+		return fmt.Errorf("read answer: %w", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("read answer body: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(data), `"requestID"`) {
+		return fmt.Errorf("answer %d %s, want 200 with a requestID", resp.StatusCode, data)
+	}
+	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cdnflow/cdnflow/internal/eventually"
 	"github.com/cdnflow/cdnflow/inventory"
 )
 
@@ -154,9 +155,12 @@ func TestFaultProxyViaAndClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer held.Close()
-	for h.Faulted() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	eventually.WithinEvery(t, 5*time.Second, time.Millisecond, func() error {
+		if h.Faulted() == 0 {
+			return errors.New("the held connection is not faulted yet")
+		}
+		return nil
+	})
 	done := make(chan error, 1)
 	go func() { done <- h.Close() }()
 	select {

@@ -27,9 +27,9 @@ import (
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
-// runWorker runs the Temporal worker until ctx ends, then stops it
+// RunWorker runs the Temporal worker until ctx ends, then stops it
 // (waiting for activities up to WorkerStopTimeout).
-func runWorker(ctx context.Context, cfg config.Config, inv *inventory.Inventory, c client.Client, logger *zap.Logger) error {
+func RunWorker(ctx context.Context, cfg config.Config, inv *inventory.Inventory, c client.Client, logger *zap.Logger) error {
 	w, err := cdnworker.New(c, cdnworker.Deps{Config: cfg, Inventory: inv, Logger: logger.Named("worker")})
 	if err != nil {
 		return err

@@ -112,7 +112,7 @@ func (s *Stack) start(ctx context.Context, o Options) error {
 	s.Client = c
 	s.onStop(func() error { c.Close(); return nil })
 	if !o.NoWorker {
-		s.run("worker", func(ctx context.Context) error { return runWorker(ctx, s.Config, s.Inventory, c, s.logger) })
+		s.run("worker", func(ctx context.Context) error { return RunWorker(ctx, s.Config, s.Inventory, c, s.logger) })
 	}
 	if !o.NoAPI {
 		return s.startAPI(o.APIListener)

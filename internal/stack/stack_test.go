@@ -3,6 +3,7 @@ package stack_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"go.temporal.io/api/workflowservice/v1"
 
+	"github.com/cdnflow/cdnflow/internal/eventually"
 	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/workflows"
 )
@@ -143,11 +145,10 @@ func decode(t *testing.T, resp *http.Response, wantStatus int, v any) {
 // test, it asserts nothing about speed.
 func waitFor(t *testing.T, limit time.Duration, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", limit)
+	eventually.Within(t, limit, func() error {
+		if !ok() {
+			return errors.New("condition not met")
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }

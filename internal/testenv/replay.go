@@ -16,7 +16,14 @@ import (
 // History returns the full event history of a workflow's latest run.
 func (env *Env) History(t testing.TB, workflowID string) *historypb.History {
 	t.Helper()
-	it := env.Client.GetWorkflowHistory(context.Background(), workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	return env.RunHistory(t, workflowID, "")
+}
+
+// RunHistory returns the full event history of one run of a workflow (the
+// latest when runID is empty), e.g. a run that continued as new.
+func (env *Env) RunHistory(t testing.TB, workflowID, runID string) *historypb.History {
+	t.Helper()
+	it := env.Client.GetWorkflowHistory(context.Background(), workflowID, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	h := &historypb.History{}
 	for it.HasNext() {
 		ev, err := it.Next()
@@ -34,7 +41,14 @@ func (env *Env) History(t testing.TB, workflowID string) *historypb.History {
 // worker/testdata/<name>.json, which worker's replay test keeps replaying.
 func (env *Env) Replay(t testing.TB, workflowID, name string) {
 	t.Helper()
-	h := env.History(t, workflowID)
+	env.ReplayRun(t, workflowID, "", name)
+}
+
+// ReplayRun is Replay for one run of a workflow (the latest when runID is
+// empty).
+func (env *Env) ReplayRun(t testing.TB, workflowID, runID, name string) {
+	t.Helper()
+	h := env.RunHistory(t, workflowID, runID)
 	r, err := cdnworker.NewReplayer()
 	if err != nil {
 		t.Fatal(err)
