@@ -3,6 +3,7 @@ package service
 import (
 	"encoding/json"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -94,15 +95,32 @@ func FuzzValidatePrewarm(f *testing.F) {
 }
 
 // Distribution bodies in every mode: never a panic; accepted configs are
-// inside the spec's ranges.
+// inside the spec's ranges; and a body is idempotent: PATCHing a config
+// with the body that made it (create, or PUT over another config) changes
+// nothing. (A PUT keeps optional fields it omits, so it may depend on the
+// config it replaces.)
 func FuzzDistributionBody(f *testing.F) {
 	f.Add([]byte(`{"region":"GLOBAL","useOriginHttpProtocolDowngrade":false,"useOrigin":"N","referrerType":"BLACKLIST","origins":[{"origin":"o.example","port":80,"originPath":"/p"}]}`))
 	f.Add([]byte(`{"domain":"d.example","maxAge":2147483647,"referrers":"a\\.b\nc","domainAlias":"x.example\ny.example","callback":{"httpMethod":"put","url":"http://cb.example/{status}"}}`))
 	f.Add([]byte(`{"origins":[{"origin":"1.2.3.4","httpsPort":443}],"useOriginHttpProtocolDowngrade":true}`))
+	f.Add([]byte(`{"region":"GLOBAL","useOriginHttpProtocolDowngrade":false,"useOrigin":"N","referrerType":"WHITELIST","maxAge":600,"referrers":"a\\.example","description":"d","domainAlias":"x.example","origins":[{"origin":"o.example","port":80,"originPath":"/p"}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var b DistributionBody
 		if json.Unmarshal(body, &b) != nil {
 			return
+		}
+		if created, err := buildConfig(b, modeCreate, workflows.DistributionConfig{}); err == nil {
+			patched, err := buildConfig(b, modePatch, created)
+			if err != nil || !reflect.DeepEqual(patched, created) {
+				t.Fatalf("PATCH with the creating body changed the config (%v):\n%+v\n%+v", err, created, patched)
+			}
+		}
+		other := workflows.DistributionConfig{MaxAge: 7, Description: "other", Referrers: "x"}
+		if put, err := buildConfig(b, modePut, other); err == nil {
+			patched, err := buildConfig(b, modePatch, put)
+			if err != nil || !reflect.DeepEqual(patched, put) {
+				t.Fatalf("PATCH with the PUT body changed the config (%v):\n%+v\n%+v", err, put, patched)
+			}
 		}
 		for _, mode := range []bodyMode{modeCreate, modePut, modePatch} {
 			cfg, err := buildConfig(b, mode, activities.DistributionConfig{})
