@@ -109,13 +109,13 @@ func FuzzDistributionBody(f *testing.F) {
 		if json.Unmarshal(body, &b) != nil {
 			return
 		}
-		if created, err := buildConfig(b, modeCreate, workflows.DistributionConfig{}); err == nil {
+		if created, err := buildConfig(b, modeCreate, activities.DistributionConfig{}); err == nil {
 			patched, err := buildConfig(b, modePatch, created)
 			if err != nil || !reflect.DeepEqual(patched, created) {
 				t.Fatalf("PATCH with the creating body changed the config (%v):\n%+v\n%+v", err, created, patched)
 			}
 		}
-		other := workflows.DistributionConfig{MaxAge: 7, Description: "other", Referrers: "x"}
+		other := activities.DistributionConfig{MaxAge: 7, Description: "other", Referrers: "x"}
 		if put, err := buildConfig(b, modePut, other); err == nil {
 			patched, err := buildConfig(b, modePatch, put)
 			if err != nil || !reflect.DeepEqual(patched, put) {
