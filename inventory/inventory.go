@@ -247,6 +247,11 @@ func (inv *Inventory) Select(targetType string, values []string) ([]Edge, error)
 		sort.Strings(sorted)
 		return nil, &SelectionError{Msg: fmt.Sprintf("unknown %s %s (valid: %s)", targetType, strings.Join(quoteAll(unknown), ", "), strings.Join(sorted, ", "))}
 	}
+	if targetType == TargetRegion && want["apac"] {
+		for _, r := range apacRegions {
+			want[r] = true
+		}
+	}
 	var out []Edge
 	for _, e := range inv.Edges {
 		if want[field(e)] {
@@ -254,9 +259,30 @@ func (inv *Inventory) Select(targetType string, values []string) ([]Edge, error)
 		}
 	}
 	if len(out) == 0 {
-		return nil, &SelectionError{Msg: fmt.Sprintf("no edge in the inventory serves %s %s", targetType, strings.Join(values, ", "))}
+		return nil, &SelectionError{Msg: fmt.Sprintf("no edge in the inventory serves %s %s (this inventory serves: %s)",
+			targetType, strings.Join(values, ", "), strings.Join(inv.served(field), ", "))}
 	}
 	return out, nil
+}
+
+// apacRegions are the region codes inside Asia-Pacific: target region
+// "apac" selects their edges too (the Prewarm spec lists apac beside jp,
+// au and cn; an Asia-Pacific prewarm is expected to reach Tokyo).
+var apacRegions = []string{"jp", "au", "cn"}
+
+// served lists the distinct values of field over the inventory's edges,
+// sorted: what a target of that type can name here.
+func (inv *Inventory) served(field func(Edge) string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, e := range inv.Edges {
+		if v := field(e); !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func quoteAll(vs []string) []string {

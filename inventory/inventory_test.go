@@ -101,7 +101,10 @@ func TestSelect(t *testing.T) {
 		{TargetPoP, []string{"XXX1"}, "", `unknown pop "XXX1" (valid: ATL56-C1, NRT57-C3, SIN52-C1)`},
 		{TargetPoP, []string{"all"}, "", `"all" is only valid`},
 		{TargetRegion, []string{"moon"}, "", "valid: apac, au, ca, cn, eu, jp, sa, us"},
-		{TargetRegion, []string{"eu"}, "", "no edge in the inventory serves region eu"},
+		{TargetRegion, []string{"eu"}, "", "no edge in the inventory serves region eu (this inventory serves: apac, jp, us)"},
+		// apac covers the Asia-Pacific regions jp, au and cn.
+		{TargetRegion, []string{"apac"}, "NRT57-C3,SIN52-C1", ""},
+		{TargetRegion, []string{"jp"}, "NRT57-C3", ""},
 		{TargetCountry, []string{"narnia"}, "", "unknown country"},
 		{"city", []string{"x"}, "", "unknown target_type"},
 		{TargetRegion, nil, "", "at least one"},
