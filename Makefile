@@ -17,12 +17,13 @@ test: deps fmt-check vet workflowcheck
 	$(MAKE) fuzz-short
 
 # The fast loop: every test that needs neither varnishd nor a Temporal
-# server. Integration entry points (testenv.Start, edgetest's varnishd,
-# the embedded Temporal server, the cmd/cdnflow binary tests) skip under
-# -short; `make test` runs them all, with -race (left out here: it doubles
-# the link time of the test binaries that embed the Temporal server).
+# server. Test files that start the stack (testenv, internal/stack,
+# devtemporal, the cmd/cdnflow binary tests) carry `//go:build !unit`, so
+# -tags unit leaves them out and no test binary links the Temporal server;
+# edge tests that start varnishd skip under -short. `make test` runs
+# everything, with -race.
 unit:
-	go test -short -count=1 ./...
+	go test -tags unit -short -count=1 ./...
 
 # A short run of the decoder/validator fuzz targets (FUZZTIME each); their
 # seeds also run in every `go test`. httpapi's FuzzQueryParams runs its seeds

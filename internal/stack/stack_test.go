@@ -1,3 +1,5 @@
+//go:build !unit
+
 package stack_test
 
 import (
