@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/edge"
+	"github.com/cdnflow/cdnflow/internal/cachekey"
 	"github.com/cdnflow/cdnflow/internal/metrics"
 	"github.com/cdnflow/cdnflow/inventory"
 )
@@ -139,7 +139,13 @@ func (a *Purge) send(ctx context.Context, e inventory.Edge, in PurgeEdgeInput, h
 	case PurgeItem:
 		return a.Edge.Purge(ctx, e, host, path, in.Soft)
 	case PurgeWildcard:
-		return a.Edge.BanPrefix(ctx, e, host, strings.TrimSuffix(path, "*"))
+		// NHN's grammar ("*" anywhere, "?" one character, "\" escape) as an
+		// anchored regex over the canonical request target.
+		re, err := cachekey.WildcardRegex(path)
+		if err != nil {
+			return fmt.Errorf("%w: %w", edge.ErrInvalidRequest, err)
+		}
+		return a.Edge.BanURLRegex(ctx, e, host, re)
 	case PurgeAll:
 		return a.Edge.BanPrefix(ctx, e, host, "")
 	case PurgeTag:

@@ -2,11 +2,12 @@ package service
 
 import (
 	"encoding/json"
-	"net/url"
+
 	"strings"
 	"testing"
 
 	"github.com/cdnflow/cdnflow/activities"
+	"github.com/cdnflow/cdnflow/internal/cachekey"
 	"github.com/cdnflow/cdnflow/inventory"
 )
 
@@ -46,8 +47,8 @@ func FuzzValidatePrewarm(f *testing.F) {
 			t.Fatalf("accepted an invalid job: %+v", v)
 		}
 		for _, raw := range v.urls {
-			u, err := url.Parse(raw)
-			if err != nil || !validHostname(strings.ToLower(u.Hostname())) {
+			k, err := cachekey.Parse(raw)
+			if err != nil || !validHostname(strings.TrimSuffix(k.Host, ".")) {
 				t.Fatalf("accepted URL %q without a valid host", raw)
 			}
 		}
@@ -55,7 +56,7 @@ func FuzzValidatePrewarm(f *testing.F) {
 		// origin, every URL is on cf_domain (or the first URL's host).
 		if tgt, err := resolvePrewarmTarget(req.CFDomain, req.URLList, hostIndex{}, true); err == nil {
 			for _, raw := range v.urls {
-				if u, _ := url.Parse(raw); !strings.EqualFold(u.Hostname(), tgt.Domain) {
+				if k, _ := cachekey.Parse(raw); strings.TrimSuffix(k.Host, ".") != tgt.Domain {
 					t.Fatalf("accepted URL %q not on %s", raw, tgt.Domain)
 				}
 			}
