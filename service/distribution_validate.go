@@ -253,9 +253,6 @@ func buildOrigins(list []OriginBody, mode bodyMode, downgrade bool) ([]activitie
 		}
 		if o.OriginPath != nil && *o.OriginPath != "" {
 			p := *o.OriginPath
-			if len(p) > 8192 {
-				return nil, invalid("origins[%d].originPath is longer than 8192 characters", i)
-			}
 			if !strings.HasPrefix(p, "/") {
 				return nil, invalid("origins[%d].originPath %q must start with /", i, p)
 			}
