@@ -69,12 +69,18 @@ func (a *Purge) slot(edgeID string) chan struct{} {
 // only when all are confirmed. A failure returns an error so Temporal
 // retries the activity; heartbeated progress makes the retry skip units
 // already confirmed.
-func (a *Purge) PurgeEdge(ctx context.Context, in PurgeEdgeInput) error {
+//
+// A unit counts as done only once the edge shows it took effect: an ITEM
+// path after the PURGE and a cache-only probe (edge.Client.Probe) that finds
+// no fresh copy cached before the purge; a WILDCARD or ALL ban after the
+// edge's VCL answered that std.ban registered it ("Ban added"); a TAG after
+// xkey answered its count. The result says what was checked.
+func (a *Purge) PurgeEdge(ctx context.Context, in PurgeEdgeInput) (PurgeEdgeResult, error) {
 	info := activity.GetInfo(ctx)
 	log := a.Logger.With(zap.String("workflowId", info.WorkflowExecution.ID), zap.String("edgeId", in.EdgeID), zap.Int32("attempt", info.Attempt))
 	e, ok := a.Inventory.Get(in.EdgeID)
 	if !ok {
-		return unknownEdge(in.EdgeID)
+		return PurgeEdgeResult{}, unknownEdge(in.EdgeID)
 	}
 	units := purgeUnits(in)
 	// The heartbeat details are the indices of the confirmed units.
@@ -96,12 +102,44 @@ func (a *Purge) PurgeEdge(ctx context.Context, in PurgeEdgeInput) error {
 	p.beat(ctx)
 	if err != nil {
 		log.Warn("purge on edge failed; will retry", zap.Error(err))
-		return err
+		return PurgeEdgeResult{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("purge on %s stopped: %w", in.EdgeID, err)
+		return PurgeEdgeResult{}, fmt.Errorf("purge on %s stopped: %w", in.EdgeID, err)
 	}
 	log.Debug("purge confirmed", zap.Int("units", len(units)))
+	return PurgeEdgeResult{Verified: verifiedText(in, len(units))}, nil
+}
+
+// PurgeEdgeResult says how an edge showed that a purge took effect.
+type PurgeEdgeResult struct {
+	Verified string `json:"verified,omitempty"`
+}
+
+func verifiedText(in PurgeEdgeInput, units int) string {
+	switch in.Type {
+	case PurgeItem:
+		return fmt.Sprintf("%d host×path units purged; a cache-only probe finds no copy cached before the purge", units)
+	case PurgeWildcard, PurgeAll:
+		return fmt.Sprintf("%d bans registered by the edge (std.ban answered Ban added)", units)
+	case PurgeTag:
+		return fmt.Sprintf("%d tag purges answered with their count", units)
+	}
+	return ""
+}
+
+// verifyGone probes host+path after a PURGE sent at sent: a fresh copy
+// older than the purge means the purge did not take effect (the error is
+// retryable, so the unit is purged and probed again). A copy fetched after
+// the purge (a visitor asked meanwhile) is the new object and fine.
+func (a *Purge) verifyGone(ctx context.Context, e inventory.Edge, host, path string, sent time.Time) error {
+	r, err := a.Edge.Probe(ctx, e, host, path)
+	if err != nil {
+		return fmt.Errorf("verify purge of %s%s: %w", host, path, err)
+	}
+	if r.Fresh && r.Age > time.Since(sent)+time.Second {
+		return fmt.Errorf("edge %s still serves %s%s cached %s ago, before the purge", e.ID, host, path, r.Age.Round(time.Millisecond))
+	}
 	return nil
 }
 
@@ -137,7 +175,11 @@ func (a *Purge) apply(ctx context.Context, e inventory.Edge, in PurgeEdgeInput, 
 func (a *Purge) send(ctx context.Context, e inventory.Edge, in PurgeEdgeInput, host, path string) error {
 	switch in.Type {
 	case PurgeItem:
-		return a.Edge.Purge(ctx, e, host, path, in.Soft)
+		sent := time.Now()
+		if err := a.Edge.Purge(ctx, e, host, path, in.Soft); err != nil {
+			return err
+		}
+		return a.verifyGone(ctx, e, host, path, sent)
 	case PurgeWildcard:
 		// NHN's grammar ("*" anywhere, "?" one character, "\" escape) as an
 		// anchored regex over the canonical request target.

@@ -323,6 +323,9 @@ type PurgeItem struct {
 	Path            string `json:"path"`
 	// cdnflow's: which edges have not confirmed yet, and why.
 	PendingEdges []workflows.PurgeEdgeState `json:"pendingEdges,omitempty"`
+	// cdnflow's: every edge's state (confirmed, how the edge showed the
+	// purge took effect, last error) while the purge is below 100.
+	Edges []workflows.PurgeEdgeState `json:"edges,omitempty"`
 }
 
 // PurgeList is the GET /purges answer.
@@ -377,6 +380,7 @@ func (s *Service) ListPurges(ctx context.Context, appKey, domain string, start, 
 			if err == nil {
 				f.item.Progress = st.Progress
 				f.item.LastCheckTime = st.LastCheckTime
+				f.item.Edges = st.Edges
 				for _, e := range st.Edges {
 					if !e.Confirmed {
 						f.item.PendingEdges = append(f.item.PendingEdges, e)

@@ -37,8 +37,11 @@ type PurgeRequest struct {
 
 // PurgeEdgeState is one edge's part of a purge.
 type PurgeEdgeState struct {
-	EdgeID    string `json:"edgeId"`
+	EdgeID string `json:"edgeId"`
+	// Confirmed: the edge applied every unit and showed it took effect
+	// (Verified says how); only then does the edge count toward progress.
 	Confirmed bool   `json:"confirmed"`
+	Verified  string `json:"verified,omitempty"`
 	Error     string `json:"error,omitempty"`
 }
 
@@ -94,10 +97,12 @@ func PurgeWorkflow(ctx workflow.Context, req PurgeRequest) (PurgeStatus, error) 
 	for i := range futures {
 		i := i
 		sel.AddFuture(futures[i], func(f workflow.Future) {
-			if err := f.Get(ctx, nil); err != nil {
+			var res activities.PurgeEdgeResult
+			if err := f.Get(ctx, &res); err != nil {
 				st.Edges[i].Error = rootMessage(err)
 			} else {
 				st.Edges[i].Confirmed = true
+				st.Edges[i].Verified = res.Verified
 				confirmed++
 			}
 			st.Progress = progressPercent(confirmed, len(req.EdgeIDs))
