@@ -182,7 +182,7 @@ func (a *Prewarm) finishBatch(ctx context.Context, in PrewarmBatchInput, p *prog
 	if err != nil {
 		return PrewarmBatchResult{}, fmt.Errorf("encode details: %w", err)
 	}
-	if err := a.Store.Put(ctx, payload.PrewarmDetailKey(in.JobID, in.EdgeID, in.Chunk), data); err != nil {
+	if err := a.Store.Put(ctx, payload.PrewarmDetailKey(in.JobID, in.URLsKey, in.EdgeID, in.Chunk), data); err != nil {
 		activity.RecordHeartbeat(ctx, final)
 		return PrewarmBatchResult{}, fmt.Errorf("store prewarm chunk %d details: %w", in.Chunk, err)
 	}

@@ -51,7 +51,7 @@ func (s *Service) PrewarmPairs(ctx context.Context, requestID string, page, page
 	out.TotalPairs = n * len(st.Edges)
 	chunks := map[string]map[int]activities.PairDetail{}
 	load := func(edgeID string, chunk int) (map[int]activities.PairDetail, error) {
-		key := payload.PrewarmDetailKey(jobID, edgeID, chunk)
+		key := payload.PrewarmDetailKey(jobID, st.URLsKey, edgeID, chunk)
 		if m, ok := chunks[key]; ok {
 			return m, nil
 		}

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"strconv"
+	"strings"
 )
 
 // Payloads of a prewarm job. The API writes them and the batch activities
@@ -19,9 +21,16 @@ func PrewarmURLsKey(requestID string) string { return "prewarm/" + requestID + "
 
 // PrewarmDetailKey is where one chunk's per-pair outcomes are stored: a
 // JSON array of activities.PairDetail, one per URL of the chunk on edgeID.
-// jobID is the job's workflow id.
-func PrewarmDetailKey(jobID, edgeID string, chunk int) string {
-	return "prewarm/" + jobID + "/edges/" + edgeID + "/" + strconv.Itoa(chunk) + ".json"
+// jobID is the job's workflow id; urlsKey is the job's URL list key. A job
+// whose list has a key of its own (an Idempotency-Key reused after
+// retention, see PutPrewarmURLs) stores its rows apart from the earlier
+// job's, so the pair view never shows an earlier job's outcome.
+func PrewarmDetailKey(jobID, urlsKey, edgeID string, chunk int) string {
+	base := "prewarm/" + jobID
+	if gen, ok := strings.CutPrefix(path.Base(urlsKey), "urls-"); ok {
+		base += "/gen-" + strings.TrimSuffix(gen, ".json")
+	}
+	return base + "/edges/" + edgeID + "/" + strconv.Itoa(chunk) + ".json"
 }
 
 // PutPrewarmURLs stores a job's URL list and returns its key: the first

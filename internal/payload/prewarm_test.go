@@ -41,3 +41,15 @@ func TestPutPrewarmURLsNeverHandsBackAnotherList(t *testing.T) {
 	}
 	put("http://a.example/1") // the first is intact
 }
+
+// The rows of a job with a list of its own never share keys with an
+// earlier job's under the same requestID; the first list keeps the old key.
+func TestPrewarmDetailKeyPerList(t *testing.T) {
+	first := PrewarmDetailKey("prewarm-r", PrewarmURLsKey("r"), "E1", 3)
+	if first != "prewarm/prewarm-r/edges/E1/3.json" {
+		t.Fatalf("first list's rows under %s", first)
+	}
+	if again := PrewarmDetailKey("prewarm-r", "prewarm/r/urls-2.json", "E1", 3); again == first || again != "prewarm/prewarm-r/gen-2/edges/E1/3.json" {
+		t.Fatalf("second list's rows under %s", again)
+	}
+}
