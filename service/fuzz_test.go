@@ -112,12 +112,20 @@ func FuzzSplitPurgeList(f *testing.F) {
 			return
 		}
 		for _, b := range batches {
-			if len(b) > 200 {
-				t.Fatalf("batch of %d", len(b))
+			if len(b) > 200 || (typ == activities.PurgeWildcard && len(b) > cachekey.MaxWildcardPatterns) {
+				t.Fatalf("%s batch of %d", typ, len(b))
 			}
 			for _, p := range b {
 				if (typ == activities.PurgeItem || typ == activities.PurgeWildcard) && !strings.HasPrefix(p, "/") {
 					t.Fatalf("accepted path %q", p)
+				}
+				// ITEM paths are canonical cache keys already; WILDCARD
+				// patterns always translate into a ban regex.
+				if c, err := cachekey.PathQuery(p); typ == activities.PurgeItem && (err != nil || c != p) {
+					t.Fatalf("ITEM path %q is not canonical (%q, %v)", p, c, err)
+				}
+				if _, err := cachekey.WildcardRegex(p); typ == activities.PurgeWildcard && err != nil {
+					t.Fatalf("accepted WILDCARD %q: %v", p, err)
 				}
 			}
 		}
