@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/edge"
+	"github.com/cdnflow/cdnflow/internal/cachekey"
 	"github.com/cdnflow/cdnflow/internal/metrics"
 	"github.com/cdnflow/cdnflow/internal/payload"
 	"github.com/cdnflow/cdnflow/inventory"
@@ -181,7 +182,7 @@ func (a *Prewarm) finishBatch(ctx context.Context, in PrewarmBatchInput, p *prog
 	if err != nil {
 		return PrewarmBatchResult{}, fmt.Errorf("encode details: %w", err)
 	}
-	if err := a.Store.Put(ctx, payload.PrewarmDetailKey(in.JobID, in.EdgeID, in.Chunk), data); err != nil {
+	if err := a.Store.Put(ctx, payload.PrewarmDetailKey(in.JobID, in.URLsKey, in.EdgeID, in.Chunk), data); err != nil {
 		activity.RecordHeartbeat(ctx, final)
 		return PrewarmBatchResult{}, fmt.Errorf("store prewarm chunk %d details: %w", in.Chunk, err)
 	}
@@ -200,28 +201,35 @@ func (a *Prewarm) finishBatch(ctx context.Context, in PrewarmBatchInput, p *prog
 func (a *Prewarm) warmPair(ctx context.Context, e inventory.Edge, in PrewarmBatchInput, rawURL string, header http.Header) PairDetail {
 	start := time.Now()
 	row := PairDetail{}
-	u, err := url.Parse(rawURL)
+	// The request target and Host are the canonical cache key's
+	// (internal/cachekey): what a browser sends for this URL, so the warmed
+	// object is the one visitors get.
+	k, err := cachekey.Parse(rawURL)
 	if err != nil {
 		row.Error = "invalid url: " + err.Error()
 		return row
 	}
-	path := u.EscapedPath()
-	if path == "" {
-		path = "/"
+	u, err := url.Parse(k.String())
+	if err != nil {
+		row.Error = "invalid url: " + err.Error()
+		return row
 	}
-	if u.RawQuery != "" {
-		path += "?" + u.RawQuery
-	}
+	path := k.PathQuery
 	attempts := in.Attempts
 	if attempts < 1 {
 		attempts = 1
 	}
 	host, scheme := pairHostScheme(in, e, u)
+	if host == k.Host {
+		host = k.Authority() // Host as a browser sends it (the edge drops the port)
+	}
 	backoff := 200 * time.Millisecond
 	for attempt := 1; attempt <= attempts; attempt++ {
 		row.Attempts = attempt
 		err = nil
-		if in.NeedInvalidate && attempt == 1 {
+		// need_invalidate: every attempt purges before its GET, so a retry
+		// never counts a copy cached before the purge as warmed.
+		if in.NeedInvalidate {
 			if perr := a.Edge.Purge(ctx, e, host, path, false); perr != nil {
 				err = fmt.Errorf("invalidate: %w", perr)
 			}

@@ -82,7 +82,7 @@ func TestPrewarmBatchClassifiesOutcomes(t *testing.T) {
 	if res.OK != 2 || len(res.Failed) != 2 || res.Failed[0] != 1 || res.Failed[1] != 3 {
 		t.Fatalf("result %+v, want ok 2 and failed [1 3]", res)
 	}
-	data, err := a.Store.Get(context.Background(), payload.PrewarmDetailKey(in.JobID, "E1", 0))
+	data, err := a.Store.Get(context.Background(), payload.PrewarmDetailKey(in.JobID, in.URLsKey, "E1", 0))
 	if err != nil {
 		t.Fatal(err)
 	}

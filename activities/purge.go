@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/edge"
+	"github.com/cdnflow/cdnflow/internal/cachekey"
 	"github.com/cdnflow/cdnflow/internal/metrics"
 	"github.com/cdnflow/cdnflow/inventory"
 )
@@ -69,12 +69,18 @@ func (a *Purge) slot(edgeID string) chan struct{} {
 // only when all are confirmed. A failure returns an error so Temporal
 // retries the activity; heartbeated progress makes the retry skip units
 // already confirmed.
-func (a *Purge) PurgeEdge(ctx context.Context, in PurgeEdgeInput) error {
+//
+// A unit counts as done only once the edge shows it took effect: an ITEM
+// path after the PURGE and a cache-only probe (edge.Client.Probe) that finds
+// no fresh copy cached before the purge; a WILDCARD or ALL ban after the
+// edge's VCL answered that std.ban registered it ("Ban added"); a TAG after
+// xkey answered its count. The result says what was checked.
+func (a *Purge) PurgeEdge(ctx context.Context, in PurgeEdgeInput) (PurgeEdgeResult, error) {
 	info := activity.GetInfo(ctx)
 	log := a.Logger.With(zap.String("workflowId", info.WorkflowExecution.ID), zap.String("edgeId", in.EdgeID), zap.Int32("attempt", info.Attempt))
 	e, ok := a.Inventory.Get(in.EdgeID)
 	if !ok {
-		return unknownEdge(in.EdgeID)
+		return PurgeEdgeResult{}, unknownEdge(in.EdgeID)
 	}
 	units := purgeUnits(in)
 	// The heartbeat details are the indices of the confirmed units.
@@ -96,12 +102,44 @@ func (a *Purge) PurgeEdge(ctx context.Context, in PurgeEdgeInput) error {
 	p.beat(ctx)
 	if err != nil {
 		log.Warn("purge on edge failed; will retry", zap.Error(err))
-		return err
+		return PurgeEdgeResult{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("purge on %s stopped: %w", in.EdgeID, err)
+		return PurgeEdgeResult{}, fmt.Errorf("purge on %s stopped: %w", in.EdgeID, err)
 	}
 	log.Debug("purge confirmed", zap.Int("units", len(units)))
+	return PurgeEdgeResult{Verified: verifiedText(in, len(units))}, nil
+}
+
+// PurgeEdgeResult says how an edge showed that a purge took effect.
+type PurgeEdgeResult struct {
+	Verified string `json:"verified,omitempty"`
+}
+
+func verifiedText(in PurgeEdgeInput, units int) string {
+	switch in.Type {
+	case PurgeItem:
+		return fmt.Sprintf("%d host×path units purged; a cache-only probe finds no copy cached before the purge", units)
+	case PurgeWildcard, PurgeAll:
+		return fmt.Sprintf("%d bans registered by the edge (std.ban answered Ban added)", units)
+	case PurgeTag:
+		return fmt.Sprintf("%d tag purges answered with their count", units)
+	}
+	return ""
+}
+
+// verifyGone probes host+path after a PURGE sent at sent: a fresh copy
+// older than the purge means the purge did not take effect (the error is
+// retryable, so the unit is purged and probed again). A copy fetched after
+// the purge (a visitor asked meanwhile) is the new object and fine.
+func (a *Purge) verifyGone(ctx context.Context, e inventory.Edge, host, path string, sent time.Time) error {
+	r, err := a.Edge.Probe(ctx, e, host, path)
+	if err != nil {
+		return fmt.Errorf("verify purge of %s%s: %w", host, path, err)
+	}
+	if r.Fresh && r.Age > time.Since(sent)+time.Second {
+		return fmt.Errorf("edge %s still serves %s%s cached %s ago, before the purge", e.ID, host, path, r.Age.Round(time.Millisecond))
+	}
 	return nil
 }
 
@@ -137,9 +175,19 @@ func (a *Purge) apply(ctx context.Context, e inventory.Edge, in PurgeEdgeInput, 
 func (a *Purge) send(ctx context.Context, e inventory.Edge, in PurgeEdgeInput, host, path string) error {
 	switch in.Type {
 	case PurgeItem:
-		return a.Edge.Purge(ctx, e, host, path, in.Soft)
+		sent := time.Now()
+		if err := a.Edge.Purge(ctx, e, host, path, in.Soft); err != nil {
+			return err
+		}
+		return a.verifyGone(ctx, e, host, path, sent)
 	case PurgeWildcard:
-		return a.Edge.BanPrefix(ctx, e, host, strings.TrimSuffix(path, "*"))
+		// NHN's grammar ("*" anywhere, "?" one character, "\" escape) as an
+		// anchored regex over the canonical request target.
+		re, err := cachekey.WildcardRegex(path)
+		if err != nil {
+			return fmt.Errorf("%w: %w", edge.ErrInvalidRequest, err)
+		}
+		return a.Edge.BanURLRegex(ctx, e, host, re)
 	case PurgeAll:
 		return a.Edge.BanPrefix(ctx, e, host, "")
 	case PurgeTag:
@@ -148,4 +196,30 @@ func (a *Purge) send(ctx context.Context, e inventory.Edge, in PurgeEdgeInput, h
 	default:
 		return temporal.NewNonRetryableApplicationError("unknown purge type "+in.Type, ErrBadPurge, nil)
 	}
+}
+
+// CatchUpEdgeInput names an edge that missed a purge's deadline and the
+// hosts (the distribution's domain and aliases) it may still hold stale.
+type CatchUpEdgeInput struct {
+	EdgeID string   `json:"edgeId"`
+	Hosts  []string `json:"hosts"`
+}
+
+// CatchUpEdge bans every object of each host on an edge that was
+// unreachable until a purge's deadline (issue 14: nothing missed). A ban of
+// the whole domain and aliases covers any ITEM, WILDCARD, TAG or ALL purge
+// the edge missed; the edge VCL answers "Ban added" only once std.ban
+// registered it. Retried (by the workflow) until the edge answers.
+func (a *Purge) CatchUpEdge(ctx context.Context, in CatchUpEdgeInput) (PurgeEdgeResult, error) {
+	e, ok := a.Inventory.Get(in.EdgeID)
+	if !ok {
+		return PurgeEdgeResult{}, unknownEdge(in.EdgeID)
+	}
+	for _, h := range in.Hosts {
+		if err := a.apply(ctx, e, PurgeEdgeInput{EdgeID: in.EdgeID, Hosts: in.Hosts, Type: PurgeAll}, h, ""); err != nil {
+			return PurgeEdgeResult{}, fmt.Errorf("catch-up ban of %s on %s: %w", h, in.EdgeID, err)
+		}
+	}
+	a.Logger.Info("edge caught up on a missed purge", zap.String("edgeId", in.EdgeID), zap.Strings("hosts", in.Hosts))
+	return PurgeEdgeResult{Verified: fmt.Sprintf("caught up after the deadline: %d bans of the domain and aliases registered by the edge", len(in.Hosts))}, nil
 }

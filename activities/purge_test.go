@@ -14,7 +14,13 @@ import (
 
 func newPurge(t *testing.T, handler http.HandlerFunc) (*Purge, *fakeEdge) {
 	t.Helper()
-	fe, inv := newFakeEdge(t, handler)
+	fe, inv := newFakeEdge(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(edge.ProbeHeader) != "" {
+			w.WriteHeader(http.StatusNotFound) // the cache-only probe: nothing cached
+			return
+		}
+		handler(w, r)
+	})
 	return &Purge{Inventory: inv, Edge: edge.NewClient(edge.Options{}), Logger: zap.NewNop(), PerEdge: 2}, fe
 }
 

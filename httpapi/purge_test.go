@@ -147,7 +147,7 @@ func TestPurgeRejectsBadInput(t *testing.T) {
 		"no slash":       {map[string]any{"domain": d.Domain, "purgeType": "ITEM", "purgeList": "/a\nb.js"}, 10001, "must start with /"},
 		"fragment":       {map[string]any{"domain": d.Domain, "purgeType": "ITEM", "purgeList": "/a#b"}, 10001, "#"},
 		"bad escape":     {map[string]any{"domain": d.Domain, "purgeType": "ITEM", "purgeList": "/a%zz"}, 10001, "not a valid URL path"},
-		"wildcard":       {map[string]any{"domain": d.Domain, "purgeType": "WILDCARD", "purgeList": "/img/"}, 10001, "must end with *"},
+		"wildcard":       {map[string]any{"domain": d.Domain, "purgeType": "WILDCARD", "purgeList": "/img/"}, 10001, "has no * or ?"},
 		"tag comma":      {map[string]any{"domain": d.Domain, "purgeType": "TAG", "purgeList": "a,b"}, 10001, "commas"},
 		"soft ALL":       {map[string]any{"domain": d.Domain, "purgeType": "ALL", "soft": true}, 10001, "soft purge"},
 		"too many":       {map[string]any{"domain": d.Domain, "purgeType": "ITEM", "purgeList": strings.Repeat("/a\n", service.MaxPurgePaths+1)}, 10001, "at most"},

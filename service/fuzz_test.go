@@ -2,13 +2,13 @@ package service
 
 import (
 	"encoding/json"
-	"net/url"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/cdnflow/cdnflow/activities"
+	"github.com/cdnflow/cdnflow/internal/cachekey"
 	"github.com/cdnflow/cdnflow/inventory"
 )
 
@@ -51,8 +51,8 @@ func FuzzValidatePrewarm(f *testing.F) {
 			t.Fatalf("accepted an invalid job: %+v", v)
 		}
 		for _, raw := range v.urls {
-			u, err := url.Parse(raw)
-			if err != nil || !validHostname(strings.ToLower(u.Hostname())) {
+			k, err := cachekey.Parse(raw)
+			if err != nil || !validHostname(strings.TrimSuffix(k.Host, ".")) {
 				t.Fatalf("accepted URL %q without a valid host", raw)
 			}
 		}
@@ -60,7 +60,7 @@ func FuzzValidatePrewarm(f *testing.F) {
 		// origin, every URL is on cf_domain (or the first URL's host).
 		if tgt, err := resolvePrewarmTarget(req.CFDomain, req.URLList, hostIndex{}, true); err == nil {
 			for _, raw := range v.urls {
-				if u, _ := url.Parse(raw); !strings.EqualFold(u.Hostname(), tgt.Domain) {
+				if k, _ := cachekey.Parse(raw); strings.TrimSuffix(k.Host, ".") != tgt.Domain {
 					t.Fatalf("accepted URL %q not on %s", raw, tgt.Domain)
 				}
 			}
@@ -68,18 +68,17 @@ func FuzzValidatePrewarm(f *testing.F) {
 		var want []string
 		seen := map[string]bool{}
 		for _, raw := range req.URLList {
-			u, err := url.Parse(strings.TrimSpace(raw))
+			k, err := cachekey.Parse(strings.TrimSpace(raw))
 			if err != nil {
-				t.Fatalf("accepted an unparsable URL %q", raw)
+				t.Fatalf("accepted a URL with no cache key %q: %v", raw, err)
 			}
-			u.Fragment = ""
-			if !seen[u.String()] {
-				seen[u.String()] = true
-				want = append(want, u.String())
+			if !seen[k.String()] {
+				seen[k.String()] = true
+				want = append(want, strings.TrimSpace(raw))
 			}
 		}
 		if !slices.Equal(v.urls, want) {
-			t.Fatalf("job URLs %q, want each body URL once in order: %q", v.urls, want)
+			t.Fatalf("job URLs %q, want each body URL once per cache key, as given, in order: %q", v.urls, want)
 		}
 		ids := map[string]bool{}
 		for _, e := range v.edges {
@@ -173,6 +172,12 @@ func FuzzSplitPurgeList(f *testing.F) {
 		var want, got []string
 		for _, line := range strings.Split(list, "\n") {
 			if line = strings.TrimSpace(line); line != "" {
+				if typ == activities.PurgeItem {
+					// ITEM paths are kept as their canonical cache key.
+					if line, err = cachekey.PathQuery(line); err != nil {
+						t.Fatalf("accepted list holds %q, which has no cache key: %v", line, err)
+					}
+				}
 				want = append(want, line)
 			}
 		}
@@ -186,12 +191,20 @@ func FuzzSplitPurgeList(f *testing.F) {
 			t.Fatalf("batches hold %q, want the list's lines %q", got, want)
 		}
 		for _, b := range batches {
-			if len(b) > 200 {
-				t.Fatalf("batch of %d", len(b))
+			if len(b) > 200 || (typ == activities.PurgeWildcard && len(b) > cachekey.MaxWildcardPatterns) {
+				t.Fatalf("%s batch of %d", typ, len(b))
 			}
 			for _, p := range b {
 				if (typ == activities.PurgeItem || typ == activities.PurgeWildcard) && !strings.HasPrefix(p, "/") {
 					t.Fatalf("accepted path %q", p)
+				}
+				// ITEM paths are canonical cache keys already; WILDCARD
+				// patterns always translate into a ban regex.
+				if c, err := cachekey.PathQuery(p); typ == activities.PurgeItem && (err != nil || c != p) {
+					t.Fatalf("ITEM path %q is not canonical (%q, %v)", p, c, err)
+				}
+				if _, err := cachekey.WildcardRegex(p); typ == activities.PurgeWildcard && err != nil {
+					t.Fatalf("accepted WILDCARD %q: %v", p, err)
 				}
 			}
 		}

@@ -7,14 +7,18 @@ import (
 	"fmt"
 
 	"github.com/cdnflow/cdnflow/activities"
+	"github.com/cdnflow/cdnflow/internal/cachekey"
 	"github.com/cdnflow/cdnflow/internal/payload"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
 // PairRow is one URL×edge pair in the per-edge detail view.
 type PairRow struct {
-	EdgeID     string `json:"edgeId"`
-	URL        string `json:"url"`
+	EdgeID string `json:"edgeId"`
+	URL    string `json:"url"` // as given in url_list
+	// Key is the canonical cache key the edge was asked for
+	// (internal/cachekey): the URL as a browser sends it.
+	Key        string `json:"key,omitempty"`
 	State      string `json:"state"` // success, failed, pending
 	Status     int    `json:"status,omitempty"`
 	Cache      string `json:"cache,omitempty"`
@@ -47,7 +51,7 @@ func (s *Service) PrewarmPairs(ctx context.Context, requestID string, page, page
 	out.TotalPairs = n * len(st.Edges)
 	chunks := map[string]map[int]activities.PairDetail{}
 	load := func(edgeID string, chunk int) (map[int]activities.PairDetail, error) {
-		key := payload.PrewarmDetailKey(jobID, edgeID, chunk)
+		key := payload.PrewarmDetailKey(jobID, st.URLsKey, edgeID, chunk)
 		if m, ok := chunks[key]; ok {
 			return m, nil
 		}
@@ -80,6 +84,9 @@ func (s *Service) PrewarmPairs(ctx context.Context, requestID string, page, page
 			return out, err
 		}
 		row := PairRow{EdgeID: edgeID, URL: urls[i], State: "pending"}
+		if k, err := cachekey.Parse(urls[i]); err == nil {
+			row.Key = k.String()
+		}
 		if d, ok := m[i]; ok {
 			row.State = "success"
 			if d.Error != "" {

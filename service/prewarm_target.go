@@ -30,7 +30,6 @@ package service
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
 
@@ -168,11 +167,11 @@ func (s *Service) liveDistributionHosts(ctx context.Context) (hostIndex, error) 
 func resolvePrewarmTarget(cfDomain string, urlList []string, idx hostIndex, defaultServed bool) (prewarmTarget, error) {
 	hosts := make([]string, len(urlList))
 	for i, raw := range urlList {
-		u, err := url.Parse(strings.TrimSpace(raw))
+		k, err := prewarmKey(strings.TrimSpace(raw))
 		if err != nil {
-			return prewarmTarget{}, invalid("url_list[%d] %q is not an http(s) URL", i, raw)
+			return prewarmTarget{}, invalid("url_list[%d] %q is not an http(s) URL: %v", i, raw, err)
 		}
-		hosts[i] = strings.ToLower(u.Hostname())
+		hosts[i] = strings.TrimSuffix(k.Host, ".")
 	}
 	if len(hosts) == 0 {
 		return prewarmTarget{}, invalid("url_list must list at least one URL")

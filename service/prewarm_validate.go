@@ -2,12 +2,13 @@ package service
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/cdnflow/cdnflow/internal/cachekey"
 	"github.com/cdnflow/cdnflow/inventory"
 	"github.com/cdnflow/cdnflow/workflows"
 )
@@ -49,24 +50,24 @@ func ValidatePrewarm(req PrewarmRequest, inv *inventory.Inventory, defaultTimeou
 	default:
 		return v, invalid("protocol must be http or https, not %q", req.Protocol)
 	}
+	// Dedup by the canonical cache key (internal/cachekey): two spellings
+	// of one browser request are one object on the edge. The list keeps
+	// each URL as given (first spelling wins); the activity and the status
+	// rows derive the key from it.
 	seen := make(map[string]bool, len(req.URLList))
 	for i, raw := range req.URLList {
-		u, err := url.Parse(strings.TrimSpace(raw))
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return v, invalid("url_list[%d] %q is not an http(s) URL", i, raw)
-		}
-		if u.User != nil {
-			return v, invalid("url_list[%d] %q must not carry credentials", i, raw)
+		given := strings.TrimSpace(raw)
+		k, err := prewarmKey(given)
+		if err != nil {
+			return v, invalid("url_list[%d] %q is not an http(s) URL: %v", i, raw, err)
 		}
 		// Hosts are matched to cf_domain and the distributions by checkPrewarm.
-		if !validHostname(strings.ToLower(u.Hostname())) {
-			return v, invalid("url_list[%d] %q has no valid host name", i, raw)
+		if !validHostname(strings.TrimSuffix(k.Host, ".")) {
+			return v, invalid("url_list[%d] %q has no valid host name (a DNS name; IP addresses are not served)", i, raw)
 		}
-		u.Fragment = ""
-		norm := u.String()
-		if !seen[norm] {
-			seen[norm] = true
-			v.urls = append(v.urls, norm)
+		if !seen[k.String()] {
+			seen[k.String()] = true
+			v.urls = append(v.urls, given)
 		}
 	}
 	regions, err := parseRegion(req.Region)
@@ -189,4 +190,14 @@ func validHeaderName(k string) bool {
 		}
 	}
 	return true
+}
+
+// prewarmKey is the canonical cache key of one url_list entry
+// (cachekey.Parse: the URL as a browser sends it; see docs/prewarm.md).
+func prewarmKey(raw string) (cachekey.Key, error) {
+	k, err := cachekey.Parse(raw)
+	if err != nil {
+		return k, fmt.Errorf("canonical cache key: %w", err)
+	}
+	return k, nil
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net/url"
 	"sort"
 	"strings"
 	"sync"
@@ -22,6 +21,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/cdnflow/cdnflow/activities"
+	"github.com/cdnflow/cdnflow/internal/cachekey"
 	"github.com/cdnflow/cdnflow/internal/metrics"
 	"github.com/cdnflow/cdnflow/workflows"
 )
@@ -52,7 +52,16 @@ type PurgeResult struct {
 	PurgeSeqs []int64 `json:"purgeSeqs"`
 }
 
-// SplitPurgeList validates a purge list and splits it into per-seq batches.
+// SplitPurgeList validates a purge list and splits it into per-seq batches
+// (NHN: ITEM lists in seqs of itemBatch paths, WILDCARD lists in seqs of at
+// most cachekey.MaxWildcardPatterns patterns).
+//
+// ITEM paths are replaced by their canonical cache key's request target
+// (cachekey.PathQuery: what a browser sends, so "/画像/a b.png" purges
+// "/%E7%94%BB%E5%83%8F/a%20b.png"). WILDCARD patterns are kept as given and checked by
+// cachekey.WildcardRegex, the translation the edge activity sends. Errors
+// are *ValidationError (NHN resultCode 10001) naming purgeList, the entry
+// and why; a refused list starts nothing.
 func SplitPurgeList(purgeType, list string, itemBatch, wildcardBatch int) ([][]string, error) {
 	var paths []string
 	for _, p := range strings.Split(strings.ReplaceAll(list, "\r\n", "\n"), "\n") {
@@ -68,16 +77,15 @@ func SplitPurgeList(purgeType, list string, itemBatch, wildcardBatch int) ([][]s
 	case activities.PurgeAll:
 		return [][]string{nil}, nil
 	case activities.PurgeItem, activities.PurgeWildcard:
-		if purgeType == activities.PurgeWildcard {
-			batch = wildcardBatch
-		}
 		if len(paths) == 0 {
 			return nil, invalid("purgeList must list at least one path for purgeType %s", purgeType)
 		}
-		for _, p := range paths {
-			if err := checkPurgePath(purgeType, p); err != nil {
-				return nil, err
-			}
+		if purgeType == activities.PurgeWildcard {
+			batch = min(max(wildcardBatch, 1), cachekey.MaxWildcardPatterns)
+		}
+		var err error
+		if paths, err = checkPurgePaths(purgeType, paths); err != nil {
+			return nil, err
 		}
 	case activities.PurgeTag:
 		if len(paths) == 0 {
@@ -105,32 +113,68 @@ func SplitPurgeList(purgeType, list string, itemBatch, wildcardBatch int) ([][]s
 	return out, nil
 }
 
-func checkPurgePath(purgeType, p string) error {
+// checkPurgePaths checks every ITEM path or WILDCARD pattern and answers
+// the list to purge, in order and one entry per line as NHN splits it:
+// canonical ITEM targets, WILDCARD patterns as given.
+func checkPurgePaths(purgeType string, paths []string) ([]string, error) {
+	out := make([]string, 0, len(paths))
+	for i, p := range paths {
+		c, err := checkPurgePath(purgeType, p)
+		if err != nil {
+			return nil, invalid("purgeList line %d: %v", i+1, err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// checkPurgePath answers one entry's canonical form (ITEM) or the pattern
+// itself (WILDCARD), or why it is refused.
+func checkPurgePath(purgeType, p string) (string, error) {
 	if !strings.HasPrefix(p, "/") {
-		return invalid("path %q must start with /", p)
+		return "", fmt.Errorf("path %q must start with /", p)
 	}
 	if len(p) > MaxPurgePathLen {
-		return invalid("path %.40q... is longer than %d characters", p, MaxPurgePathLen)
+		return "", fmt.Errorf("path %.40q... is longer than %d characters", p, MaxPurgePathLen)
 	}
-	if strings.ContainsAny(p, " \\") || hasControl(p) {
-		return invalid("path %q must not contain spaces, backslashes or control characters", p)
+	if hasControl(p) {
+		return "", fmt.Errorf("path %q must not contain control characters", p)
 	}
-	// A fragment never reaches the edge (it would purge another path) and a
-	// bad escape cannot be sent at all: refuse both here rather than let
-	// the purge retry until its deadline.
-	if strings.Contains(p, "#") {
-		return invalid("path %q must not contain #", p)
-	}
-	if _, err := url.ParseRequestURI(p); err != nil {
-		return invalid("path %q is not a valid URL path: %v", p, errors.Unwrap(err))
-	}
-	star := strings.IndexByte(p, '*')
 	if purgeType == activities.PurgeWildcard {
-		if star != len(p)-1 {
-			return invalid("WILDCARD path %q must end with * and have no other *", p)
+		if _, err := cachekey.WildcardRegex(p); err != nil {
+			return "", fmt.Errorf("WILDCARD pattern %q: %w", p, err)
+		}
+		if !hasWildcard(p) {
+			return "", fmt.Errorf("WILDCARD pattern %q has no * or ? (NHN grammar: * any run, ? one character, \\ escape); purge one path with ITEM", p)
+		}
+		return p, nil
+	}
+	// A fragment never reaches the edge: purging what is before it would
+	// evict another object than the one named.
+	if strings.Contains(p, "#") {
+		return "", fmt.Errorf("path %q must not contain # (a fragment never reaches an edge)", p)
+	}
+	c, err := cachekey.PathQuery(p)
+	if err != nil {
+		return "", fmt.Errorf("path %q is not a valid URL path: %w", p, err)
+	}
+	if len(c) > MaxPurgePathLen*3 {
+		return "", fmt.Errorf("path %.40q... is longer than %d characters once percent-encoded", p, MaxPurgePathLen*3)
+	}
+	return c, nil
+}
+
+// hasWildcard reports an unescaped "*" or "?" in an NHN WILDCARD pattern.
+func hasWildcard(p string) bool {
+	for i := 0; i < len(p); i++ {
+		switch p[i] {
+		case '\\':
+			i++
+		case '*', '?':
+			return true
 		}
 	}
-	return nil
+	return false
 }
 
 func hasControl(s string) bool {
@@ -224,7 +268,7 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 		pr := workflows.PurgeRequest{
 			AppKey: appKey, Domain: domain, Hosts: dist.Hosts(), Type: purgeType, Paths: paths,
 			Soft: req.Soft, Seq: seq, PurgeID: randomID(), EdgeIDs: edgeIDs,
-			Deadline: s.config.PurgeDeadline, PurgeTime: now.UnixMilli(), HeartbeatTimeout: s.config.HeartbeatTimeout,
+			Deadline: s.config.PurgeDeadline, CatchUp: s.config.PurgeCatchUp, PurgeTime: now.UnixMilli(), HeartbeatTimeout: s.config.HeartbeatTimeout,
 		}
 		opts := s.purgeStartOptions(pr, dist.Seq, now)
 		if _, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.PurgeWorkflow, pr); err != nil {
@@ -279,6 +323,9 @@ type PurgeItem struct {
 	Path            string `json:"path"`
 	// cdnflow's: which edges have not confirmed yet, and why.
 	PendingEdges []workflows.PurgeEdgeState `json:"pendingEdges,omitempty"`
+	// cdnflow's: every edge's state (confirmed, how the edge showed the
+	// purge took effect, last error) while the purge is below 100.
+	Edges []workflows.PurgeEdgeState `json:"edges,omitempty"`
 }
 
 // PurgeList is the GET /purges answer.
@@ -333,6 +380,7 @@ func (s *Service) ListPurges(ctx context.Context, appKey, domain string, start, 
 			if err == nil {
 				f.item.Progress = st.Progress
 				f.item.LastCheckTime = st.LastCheckTime
+				f.item.Edges = st.Edges
 				for _, e := range st.Edges {
 					if !e.Confirmed {
 						f.item.PendingEdges = append(f.item.PendingEdges, e)

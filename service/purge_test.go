@@ -28,14 +28,18 @@ func TestSplitPurgeList(t *testing.T) {
 		{"TAG", "release-1\nrelease-2", []int{2}, ""},
 		{"ITEM", "", nil, "at least one path"},
 		{"ITEM", "img.png", nil, "must start with /"},
-		{"ITEM", "/a b", nil, "must not contain spaces"},
+		{"ITEM", "/a b", []int{1}, ""},                 // canonical: /a%20b
+		{"ITEM", "/a b\n/a%20b\n/./a b", []int{3}, ""}, // NHN splits by lines
 		{"ITEM", "/" + strings.Repeat("a", MaxPurgePathLen), nil, "longer than"},
-		{"WILDCARD", "/img/", nil, "must end with *"},
-		{"WILDCARD", "/a*/b*", nil, "no other *"},
+		{"WILDCARD", "/img/", nil, "has no * or ?"},
+		{"WILDCARD", `/img/\*`, nil, "has no * or ?"}, // an escaped * is literal
+		{"WILDCARD", "/a*/b*", []int{1}, ""},          // "*" anywhere (NHN)
+		{"WILDCARD", "/a/../b*", nil, "dot segment"},
+		{"WILDCARD", "/img/*", []int{1}, ""},
 		{"TAG", "two words", nil, "one token"},
 		{"TAG", "a,b", nil, "commas"},
 		{"ITEM", "/a#top", nil, "must not contain #"},
-		{"ITEM", "/a%zz", nil, "not a valid URL path"},
+		{"ITEM", "/a%zz", nil, "purgeList line 1: path \"/a%zz\" is not a valid URL path"},
 		{"ITEM", "/a\x01b", nil, "control characters"},
 		{"ITEM", "/search?q=%20x", []int{1}, ""},
 		{"PAGE", "/a", nil, "purgeType must be"},

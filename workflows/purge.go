@@ -15,21 +15,29 @@ const (
 	PurgeRunning = "RUNNING"
 	PurgeDone    = "DONE"
 	PurgeExpired = "EXPIRED"
+
+	// purgeCatchUpVersion marks the catch-up phase (issue 14): edges that
+	// missed the deadline are owed a ban of the domain and aliases.
+	purgeCatchUpVersion = "purge-catch-up"
 )
 
 // PurgeRequest is one purge seq: at most one batch of paths (NHN splits
 // longer lists into several seqs), applied on every edge.
 type PurgeRequest struct {
-	AppKey    string        `json:"appKey"`
-	Domain    string        `json:"domain"`
-	Hosts     []string      `json:"hosts"` // domain and aliases
-	Type      string        `json:"type"`
-	Paths     []string      `json:"paths"` // ITEM paths, WILDCARD prefixes, TAG names; empty for ALL
-	Soft      bool          `json:"soft,omitempty"`
-	Seq       int64         `json:"seq"`
-	PurgeID   int64         `json:"purgeId"`
-	EdgeIDs   []string      `json:"edgeIds"`
-	Deadline  time.Duration `json:"deadline"`
+	AppKey   string        `json:"appKey"`
+	Domain   string        `json:"domain"`
+	Hosts    []string      `json:"hosts"` // domain and aliases
+	Type     string        `json:"type"`
+	Paths    []string      `json:"paths"` // ITEM paths, WILDCARD prefixes, TAG names; empty for ALL
+	Soft     bool          `json:"soft,omitempty"`
+	Seq      int64         `json:"seq"`
+	PurgeID  int64         `json:"purgeId"`
+	EdgeIDs  []string      `json:"edgeIds"`
+	Deadline time.Duration `json:"deadline"`
+	// CatchUp > 0: an edge still unconfirmed at Deadline is owed a ban of
+	// every host for up to CatchUp, sent when it answers again; it counts
+	// toward progress (CaughtUp) once the edge registered it.
+	CatchUp   time.Duration `json:"catchUp,omitempty"`
 	PurgeTime int64         `json:"purgeTime"` // epoch ms the API accepted it
 	// HeartbeatTimeout of the per-edge activities; 0 means the default.
 	HeartbeatTimeout time.Duration `json:"heartbeatTimeout,omitempty"`
@@ -37,9 +45,16 @@ type PurgeRequest struct {
 
 // PurgeEdgeState is one edge's part of a purge.
 type PurgeEdgeState struct {
-	EdgeID    string `json:"edgeId"`
+	EdgeID string `json:"edgeId"`
+	// Confirmed: the edge applied every unit and showed it took effect
+	// (Verified says how); only then does the edge count toward progress.
 	Confirmed bool   `json:"confirmed"`
+	Verified  string `json:"verified,omitempty"`
 	Error     string `json:"error,omitempty"`
+	// Owed: the edge missed the deadline and is owed a catch-up ban of the
+	// domain and aliases; CaughtUp: it got it (and is Confirmed).
+	Owed     bool `json:"owed,omitempty"`
+	CaughtUp bool `json:"caughtUp,omitempty"`
 }
 
 // PurgeStatus answers QueryPurgeStatus. Progress counts confirmed
@@ -94,10 +109,12 @@ func PurgeWorkflow(ctx workflow.Context, req PurgeRequest) (PurgeStatus, error) 
 	for i := range futures {
 		i := i
 		sel.AddFuture(futures[i], func(f workflow.Future) {
-			if err := f.Get(ctx, nil); err != nil {
+			var res activities.PurgeEdgeResult
+			if err := f.Get(ctx, &res); err != nil {
 				st.Edges[i].Error = rootMessage(err)
 			} else {
 				st.Edges[i].Confirmed = true
+				st.Edges[i].Verified = res.Verified
 				confirmed++
 			}
 			st.Progress = progressPercent(confirmed, len(req.EdgeIDs))
@@ -106,6 +123,9 @@ func PurgeWorkflow(ctx workflow.Context, req PurgeRequest) (PurgeStatus, error) 
 	}
 	for range futures {
 		sel.Select(ctx)
+	}
+	if workflow.GetVersion(ctx, purgeCatchUpVersion, workflow.DefaultVersion, 1) >= 1 && req.CatchUp > 0 && confirmed < len(req.EdgeIDs) {
+		confirmed += catchUp(ctx, req, &st, confirmed)
 	}
 	st.State = PurgeDone
 	if confirmed < len(req.EdgeIDs) {
@@ -124,4 +144,48 @@ func progressPercent(done, total int) int {
 		return 100
 	}
 	return done * 100 / total
+}
+
+// catchUp owes every unconfirmed edge a ban of the purge's hosts and waits
+// (up to req.CatchUp) until each edge registered it; it answers how many
+// edges caught up. Progress counts an edge only once it caught up.
+func catchUp(ctx workflow.Context, req PurgeRequest, st *PurgeStatus, confirmed int) int {
+	cctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		ScheduleToCloseTimeout: req.CatchUp,
+		StartToCloseTimeout:    2 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        500 * time.Millisecond,
+			BackoffCoefficient:     2,
+			MaximumInterval:        10 * time.Second,
+			NonRetryableErrorTypes: []string{activities.ErrUnknownEdge, activities.ErrBadPurge},
+		},
+	})
+	var a *activities.Purge
+	sel := workflow.NewSelector(ctx)
+	owed, caught := 0, 0
+	for i := range st.Edges {
+		if st.Edges[i].Confirmed {
+			continue
+		}
+		i := i
+		st.Edges[i].Owed = true
+		owed++
+		f := workflow.ExecuteActivity(cctx, a.CatchUpEdge, activities.CatchUpEdgeInput{EdgeID: st.Edges[i].EdgeID, Hosts: req.Hosts})
+		sel.AddFuture(f, func(f workflow.Future) {
+			var res activities.PurgeEdgeResult
+			if err := f.Get(ctx, &res); err != nil {
+				st.Edges[i].Error = rootMessage(err)
+				return
+			}
+			st.Edges[i].Owed, st.Edges[i].CaughtUp, st.Edges[i].Confirmed = false, true, true
+			st.Edges[i].Verified, st.Edges[i].Error = res.Verified, ""
+			caught++
+			st.Progress = progressPercent(confirmed+caught, len(req.EdgeIDs))
+			st.LastCheckTime = workflow.Now(ctx).UnixMilli()
+		})
+	}
+	for range owed {
+		sel.Select(ctx)
+	}
+	return caught
 }

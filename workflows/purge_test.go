@@ -19,14 +19,14 @@ func TestPurgeRetriesEdgeUntilConfirmed(t *testing.T) {
 	env.RegisterWorkflow(PurgeWorkflow)
 	var mu sync.Mutex
 	attempts := map[string]int{}
-	env.OnActivity((*activities.Purge)(nil).PurgeEdge, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PurgeEdgeInput) error {
+	env.OnActivity((*activities.Purge)(nil).PurgeEdge, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PurgeEdgeInput) (activities.PurgeEdgeResult, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		attempts[in.EdgeID]++
 		if in.EdgeID == "B" && attempts["B"] < 4 {
-			return errors.New("dial edge B: connection refused")
+			return activities.PurgeEdgeResult{}, errors.New("dial edge B: connection refused")
 		}
-		return nil
+		return activities.PurgeEdgeResult{Verified: "probed"}, nil
 	})
 	var mid PurgeStatus
 	env.RegisterDelayedCallback(func() {
@@ -40,7 +40,7 @@ func TestPurgeRetriesEdgeUntilConfirmed(t *testing.T) {
 	if err := env.GetWorkflowResult(&st); err != nil {
 		t.Fatal(err)
 	}
-	if st.Progress != 100 || st.State != PurgeDone || attempts["B"] != 4 {
+	if st.Progress != 100 || st.State != PurgeDone || attempts["B"] != 4 || st.Edges[1].Verified != "probed" {
 		t.Fatalf("status %+v attempts %v", st, attempts)
 	}
 	if mid.Progress != 50 || mid.Edges[1].Confirmed {
@@ -52,11 +52,11 @@ func TestPurgeDeadlineLeavesProgressBelow100(t *testing.T) {
 	var ts testsuite.WorkflowTestSuite
 	env := ts.NewTestWorkflowEnvironment()
 	env.RegisterWorkflow(PurgeWorkflow)
-	env.OnActivity((*activities.Purge)(nil).PurgeEdge, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PurgeEdgeInput) error {
+	env.OnActivity((*activities.Purge)(nil).PurgeEdge, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PurgeEdgeInput) (activities.PurgeEdgeResult, error) {
 		if in.EdgeID == "B" {
-			return errors.New("edge B down")
+			return activities.PurgeEdgeResult{}, errors.New("edge B down")
 		}
-		return nil
+		return activities.PurgeEdgeResult{Verified: "probed"}, nil
 	})
 	env.ExecuteWorkflow(PurgeWorkflow, PurgeRequest{Type: activities.PurgeAll, Hosts: []string{"d.test"}, EdgeIDs: []string{"A", "B", "C"}, Deadline: time.Minute})
 	var st PurgeStatus

@@ -62,6 +62,9 @@ func hostCond(v string, hosts []string) string {
 const (
 	hdrPass        = "X-Cdnflow-Pass"
 	hdrPurgedCount = "X-Purged-Count"
+	// HdrProbe asks for a cache-only lookup (see writeRecv): the edge
+	// answers from its cache and never fetches from the origin.
+	hdrProbe = "X-Cdnflow-Probe"
 )
 
 // cacheableForcedTTL lists the statuses a forced TTL applies to; errors keep
@@ -180,6 +183,15 @@ func (p *renderPlan) writeRecv(w *writer) {
 	w.line("# Exact purge: look the object up, vcl_hit/vcl_miss evict it.")
 	w.line("return (hash);")
 	w.close()
+	w.line("# Cache-only probe (purge verification): look the object up and answer")
+	w.line("# 200 \"cached age=<s>\" (fresh), 404 \"stale\" or 404 \"absent\" from")
+	w.line("# vcl_hit/vcl_miss/vcl_pass; never a fetch from the origin.")
+	w.open("if (req.http.%s)", hdrProbe)
+	w.open(`if (client.ip !~ cdnflow_purgers || (req.method != "GET" && req.method != "HEAD"))`)
+	w.line(`return (synth(403, "Forbidden"));`)
+	w.close()
+	w.line("return (hash);")
+	w.close()
 	if len(p.sites) == 0 {
 		p.writeUnknownHost(w)
 	} else {
@@ -257,15 +269,27 @@ func (p *renderPlan) writeInvalidation(w *writer) {
 	w.open(`if (req.method == "PURGE")`)
 	w.line("call cdnflow_purge_object;")
 	w.close()
+	w.open("if (req.http.%s)", hdrProbe)
+	w.open("if (obj.ttl > 0s)")
+	w.line(`return (synth(200, "cached age=" + obj.age));`)
+	w.close()
+	w.line(`return (synth(404, "stale"));`)
+	w.close()
 	w.close()
 	w.line("")
 	w.open("sub vcl_miss")
 	w.open(`if (req.method == "PURGE")`)
 	w.line("call cdnflow_purge_object;")
 	w.close()
+	w.open("if (req.http.%s)", hdrProbe)
+	w.line(`return (synth(404, "absent"));`)
+	w.close()
 	w.close()
 	w.line("")
 	w.open("sub vcl_pass")
+	w.open("if (req.http.%s)", hdrProbe)
+	w.line(`return (synth(404, "absent"));`)
+	w.close()
 	w.open(`if (req.method == "PURGE")`)
 	w.line("# Only a hit-for-pass marker is cached under this key: nothing to purge.")
 	w.line("set req.http.%s = \"0\";", hdrPurgedCount)

@@ -88,8 +88,13 @@ var DefaultPurgeACL = []string{"127.0.0.1", "::1"}
 const (
 	maxHostLen    = 253
 	maxPatternLen = 1024
-	maxPathLen    = 1024
 )
+
+// MaxOriginPathLen is the longest originPath (bytes, without the trailing
+// "/") an edge accepts: the one limit the NHN API and the renderer share
+// (CheckOriginPath is the one check), so a path the API accepted always
+// renders. The API answers 10001 for a longer one.
+const MaxOriginPathLen = 1024
 
 var (
 	hostLabel = `[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?`
@@ -136,7 +141,10 @@ func CheckOriginPath(p string) error {
 	if p == "" {
 		return nil
 	}
-	if len(p) > maxPathLen || !originPathRe.MatchString(p) {
+	if len(p) > MaxOriginPathLen {
+		return fmt.Errorf("originPath is %d characters long; at most %d", len(p), MaxOriginPathLen)
+	}
+	if !originPathRe.MatchString(p) {
 		return fmt.Errorf("originPath %q must start with / and contain only URL path characters (percent-encode others)", p)
 	}
 	return nil

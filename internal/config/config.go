@@ -66,6 +66,10 @@ type Config struct {
 	PurgeItemInterval  time.Duration
 	PurgeAllInterval   time.Duration
 	PurgeDeadline      time.Duration
+	// PurgeCatchUp is how long a purge keeps owing an edge that stayed
+	// unreachable past PurgeDeadline a catch-up ban (its distribution's
+	// domain and aliases), sent once the edge answers again; 0 disables.
+	PurgeCatchUp time.Duration
 	// PurgeACL lists the addresses (IPs, CIDRs) edges accept PURGE and BAN
 	// from: where the workers run. Empty: loopback only.
 	PurgeACL []string
@@ -111,6 +115,7 @@ func Default() Config {
 		PurgeItemInterval:     time.Second,
 		PurgeAllInterval:      5 * time.Minute,
 		PurgeDeadline:         30 * time.Minute,
+		PurgeCatchUp:          7 * 24 * time.Hour,
 		EdgePurgeConcurrency:  16,
 	}
 }
@@ -147,6 +152,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	dur(fs, &c.PurgeItemInterval, "purge-item-interval", "CDNFLOW_PURGE_ITEM_INTERVAL", "minimum time between ITEM/WILDCARD/TAG purge requests of one appKey (NHN: 1s)")
 	dur(fs, &c.PurgeAllInterval, "purge-all-interval", "CDNFLOW_PURGE_ALL_INTERVAL", "minimum time between ALL purges of one domain (NHN: 5m)")
 	dur(fs, &c.PurgeDeadline, "purge-deadline", "CDNFLOW_PURGE_DEADLINE", "how long a purge retries an unreachable edge")
+	dur(fs, &c.PurgeCatchUp, "purge-catch-up", "CDNFLOW_PURGE_CATCH_UP", "how long an edge that missed a purge's deadline is owed a catch-up ban of the domain and aliases (0: never)")
 	list(fs, &c.PurgeACL, "purge-acl", "CDNFLOW_PURGE_ACL", "comma-separated IPs/CIDRs edges accept PURGE/BAN from (the workers' addresses; default loopback)")
 	num(fs, &c.EdgePurgeConcurrency, "edge-purge-concurrency", "CDNFLOW_EDGE_PURGE_CONCURRENCY", "concurrent PURGE/BAN requests per edge from one worker")
 	boolean(fs, &c.AllowPrivateCallbacks, "allow-private-callbacks", "CDNFLOW_ALLOW_PRIVATE_CALLBACKS", "let callbacks reach loopback/private addresses")

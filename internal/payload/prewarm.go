@@ -1,11 +1,14 @@
 package payload
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"strconv"
+	"strings"
 )
 
 // Payloads of a prewarm job. The API writes them and the batch activities
@@ -18,25 +21,56 @@ func PrewarmURLsKey(requestID string) string { return "prewarm/" + requestID + "
 
 // PrewarmDetailKey is where one chunk's per-pair outcomes are stored: a
 // JSON array of activities.PairDetail, one per URL of the chunk on edgeID.
-// jobID is the job's workflow id.
-func PrewarmDetailKey(jobID, edgeID string, chunk int) string {
-	return "prewarm/" + jobID + "/edges/" + edgeID + "/" + strconv.Itoa(chunk) + ".json"
+// jobID is the job's workflow id; urlsKey is the job's URL list key. A job
+// whose list has a key of its own (an Idempotency-Key reused after
+// retention, see PutPrewarmURLs) stores its rows apart from the earlier
+// job's, so the pair view never shows an earlier job's outcome.
+func PrewarmDetailKey(jobID, urlsKey, edgeID string, chunk int) string {
+	base := "prewarm/" + jobID
+	if gen, ok := strings.CutPrefix(path.Base(urlsKey), "urls-"); ok {
+		base += "/gen-" + strings.TrimSuffix(gen, ".json")
+	}
+	return base + "/edges/" + edgeID + "/" + strconv.Itoa(chunk) + ".json"
 }
 
-// PutPrewarmURLs stores a job's URL list under PrewarmURLsKey(requestID)
-// once; a repeat of the same request keeps the first list. It returns the
-// key.
+// PutPrewarmURLs stores a job's URL list and returns its key: the first
+// list of requestID under PrewarmURLsKey(requestID). When that key already
+// holds another list (the Idempotency-Key of a job whose history passed
+// retention is reused with a new body), the list gets a key of its own
+// ("prewarm/<requestID>/urls-<n>.json", the first free n), so a new job
+// never runs under an old list. The same list stored again answers the key
+// that holds it, so a repeat of one request shares one list.
 func PutPrewarmURLs(ctx context.Context, s Store, requestID string, urls []string) (string, error) {
 	data, err := json.Marshal(urls)
 	if err != nil {
 		return "", fmt.Errorf("encode url list: %w", err)
 	}
 	key := PrewarmURLsKey(requestID)
-	if err := s.PutIfAbsent(ctx, key, data); err != nil && !errors.Is(err, ErrExists) {
-		return "", fmt.Errorf("store url list: %w", err)
+	for n := 2; ; n++ {
+		err := s.PutIfAbsent(ctx, key, data)
+		if err == nil {
+			return key, nil
+		}
+		if !errors.Is(err, ErrExists) {
+			return "", fmt.Errorf("store url list %s: %w", key, err)
+		}
+		old, err := s.Get(ctx, key)
+		if err != nil {
+			return "", fmt.Errorf("read url list %s: %w", key, err)
+		}
+		if bytes.Equal(old, data) {
+			return key, nil
+		}
+		if n > maxURLListGenerations {
+			return "", fmt.Errorf("store url list of %s: %d other lists are stored already", requestID, maxURLListGenerations)
+		}
+		key = "prewarm/" + requestID + "/urls-" + strconv.Itoa(n) + ".json"
 	}
-	return key, nil
 }
+
+// maxURLListGenerations bounds how many different lists one requestID
+// (one Idempotency-Key reused after retention) may store.
+const maxURLListGenerations = 1000
 
 // PrewarmURLs reads the URL list stored under key; a missing list is an
 // error wrapping ErrNotFound.

@@ -1,0 +1,56 @@
+package edge
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cdnflow/cdnflow/inventory"
+)
+
+// ProbeHeader asks the edge VCL (edge/vcl) for a cache-only lookup: the
+// edge answers from its cache alone and never fetches from the origin. Only
+// clients in the edge's purge ACL may send it (others get 403).
+const ProbeHeader = "X-Cdnflow-Probe"
+
+// ProbeResult is what a cache-only lookup found for one object.
+type ProbeResult struct {
+	// Fresh is true when the edge holds a fresh copy it would serve as a HIT.
+	// A soft-purged (stale) copy and no copy at all are both not Fresh.
+	Fresh bool
+	// Age is the fresh copy's age (Varnish obj.age), when Fresh.
+	Age time.Duration
+}
+
+// Probe looks host+path up in edge e's cache without fetching it (the VCL
+// answers 200 "cached age=<seconds>", or 404 "stale" or "absent"). path
+// is the canonical request target (cachekey). Errors: a transport error,
+// or *StatusError for any other answer (403: this client is outside the
+// purge ACL).
+func (c *Client) Probe(ctx context.Context, e inventory.Edge, host, path string) (ProbeResult, error) {
+	resp, err := c.do(ctx, e, http.MethodGet, "http", host, path, http.Header{ProbeHeader: {"1"}, "Accept-Encoding": {"gzip"}}, 0)
+	if err != nil {
+		return ProbeResult{}, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	reason := strings.TrimSpace(strings.TrimPrefix(resp.Status, strconv.Itoa(resp.StatusCode)))
+	switch {
+	case resp.StatusCode == http.StatusOK && strings.HasPrefix(reason, "cached age="):
+		secs, err := strconv.ParseFloat(strings.TrimPrefix(reason, "cached age="), 64)
+		if err != nil {
+			return ProbeResult{}, fmt.Errorf("probe %s on edge %s: bad answer %q", path, e.ID, resp.Status)
+		}
+		return ProbeResult{Fresh: true, Age: time.Duration(secs * float64(time.Second))}, nil
+	case resp.StatusCode == http.StatusNotFound: // "stale" or "absent"
+		return ProbeResult{}, nil
+	case resp.StatusCode == http.StatusOK:
+		// An edge whose VCL predates the probe served the object instead.
+		return ProbeResult{}, fmt.Errorf("probe %s on edge %s: answered %q, not a cache-only lookup (edge VCL without the probe?)", path, e.ID, resp.Status)
+	}
+	return ProbeResult{}, fmt.Errorf("probe %s on edge %s (%s): %w", path, e.ID, resp.Status, &StatusError{Code: resp.StatusCode})
+}

@@ -1,0 +1,53 @@
+//go:build !unit
+
+package httpapi_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
+	"testing"
+
+	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/internal/payload"
+	"github.com/cdnflow/cdnflow/internal/testenv"
+)
+
+// Issue 14: an Idempotency-Key reused after the first job's history is gone
+// (retention deleted the workflow, the payload store kept its URL list)
+// starts a new job that runs its own URL list, never the first job's list
+// with the new count. The state after retention is made directly: the old
+// list is stored under the key's requestID and no workflow has that id.
+func TestIdempotencyKeyAfterRetentionRunsTheNewList(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{Edges: 1, Configure: func(c *config.Config) { c.ShowSuccessURLs = true }})
+	const key = "release-after-retention"
+	sum := sha256.Sum256([]byte("prewarm\x00" + key))
+	h := hex.EncodeToString(sum[:16])
+	requestID := h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+	old := []string{"http://" + domain + "/retention/old.css"}
+	store := payload.FS{Dir: env.Config.PayloadDir()}
+	if k, err := payload.PutPrewarmURLs(context.Background(), store, requestID, old); err != nil || k != payload.PrewarmURLsKey(requestID) {
+		t.Fatalf("seed the retained list: %s %v", k, err)
+	}
+
+	second := []string{"http://" + domain + "/retention/new-1.css", "http://" + domain + "/retention/new-2.css"}
+	id := startPrewarm(t, env, map[string]any{"url_list": second, "cf_domain": domain, "region": "all"}, map[string]string{"Idempotency-Key": key})
+	if id != requestID {
+		t.Fatalf("requestID %s, want %s (derived from the Idempotency-Key)", id, requestID)
+	}
+	st := waitPrewarm(t, env, id)
+	if st.Status != "COMPLETED" || st.Total != 2 || st.Succeeded != 2 || st.SuccessURL == nil {
+		t.Fatalf("new job = %+v", st)
+	}
+	got := slices.Clone(*st.SuccessURL)
+	slices.Sort(got)
+	if !slices.Equal(got, second) {
+		t.Fatalf("new job warmed %v, want its own list %v", got, second)
+	}
+	for u, want := range map[string]string{"/retention/new-1.css": "HIT", "/retention/new-2.css": "HIT", "/retention/old.css": "MISS"} {
+		if c := cacheState(t, env, 0, u); c != want {
+			t.Fatalf("%s = %s after the new job, want %s", u, c, want)
+		}
+	}
+}
