@@ -60,3 +60,52 @@ func TestNoLongFunctions(t *testing.T) {
 		t.Fatalf("checked only %d Go files: is the walk rooted at the module?", checked)
 	}
 }
+
+// stackPackages are the packages whose test files start the stack; such a
+// file must carry `//go:build !unit` so that `make unit` (-tags unit) never
+// links the Temporal server into a test binary.
+var stackPackages = []string{
+	`"github.com/cdnflow/cdnflow/internal/testenv"`,
+	`"github.com/cdnflow/cdnflow/internal/stack"`,
+	`"github.com/cdnflow/cdnflow/internal/devtemporal"`,
+}
+
+// TestIntegrationFilesLeaveTheUnitLoop fails for a test file that imports
+// a stack package without the `//go:build !unit` line.
+func TestIntegrationFilesLeaveTheUnitLoop(t *testing.T) {
+	root := filepath.Join("..", "..")
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, "_test.go") || strings.Contains(path, string(filepath.Separator)+".") {
+			return err
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly|parser.ParseComments)
+		if err != nil {
+			return err
+		}
+		for _, imp := range f.Imports {
+			for _, pkg := range stackPackages {
+				if imp.Path.Value == pkg && !hasUnitExclusion(f) {
+					t.Errorf("%s imports %s but has no //go:build !unit line", path, pkg)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func hasUnitExclusion(f *ast.File) bool {
+	for _, cg := range f.Comments {
+		if cg.Pos() > f.Package {
+			break
+		}
+		for _, c := range cg.List {
+			if strings.HasPrefix(c.Text, "//go:build") && strings.Contains(c.Text, "!unit") {
+				return true
+			}
+		}
+	}
+	return false
+}
