@@ -244,9 +244,6 @@ func buildOrigins(list []OriginBody, mode bodyMode, downgrade bool) ([]activitie
 		}
 		if o.HTTPSPort != nil {
 			w.HTTPSPort = *o.HTTPSPort
-			if o.HTTPPort == nil && !downgrade {
-				return nil, invalid("origins[%d]: an HTTPS-only origin needs useOriginHttpProtocolDowngrade=true or an httpPort (edges fetch from origins over HTTP)", i)
-			}
 		}
 		if o.OriginPath == nil && mode == modePatch {
 			return nil, invalid("origins[%d].originPath is required when origins is set", i)
