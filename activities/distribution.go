@@ -33,7 +33,10 @@ type Distribution struct {
 	AllowPrivateCallbacks bool
 	// PurgeACL goes into every edge's VCL: who may PURGE and BAN.
 	PurgeACL []string
-	Logger   *zap.Logger
+	// Origins probes origins with the edges' connector options
+	// (ProbeDistributionOrigins).
+	Origins *connector.Connector
+	Logger  *zap.Logger
 }
 
 // RequestEdgeApply hands a distribution's desired state to the reconciler
