@@ -92,6 +92,8 @@ type Config struct {
 	// OriginDNSServer (host:port) answers the connectors' and probes' DNS
 	// queries; empty: /etc/resolv.conf.
 	OriginDNSServer string
+	// ConnectorListen is where `cdnflow connector` listens (--listen).
+	ConnectorListen string
 	// HeartbeatTimeout is how soon the work of a lost worker (crash, kill
 	// -9, network cut) is retried by another one: long activities heartbeat
 	// within it.
@@ -178,6 +180,19 @@ func (c *Config) RegisterOrigins(fs *flag.FlagSet) {
 	list(fs, &c.OriginAllowLoopback, "origin-allow-loopback", "CDNFLOW_ORIGIN_ALLOW_LOOPBACK", "comma-separated loopback origins admitted: PORT or 127.0.0.1:PORT (dev: the demo origin)")
 	str(fs, &c.OriginCAFile, "origin-ca-file", "CDNFLOW_ORIGIN_CA_FILE", "PEM bundle trusted for https origins besides the system CAs")
 	str(fs, &c.OriginDNSServer, "origin-dns-server", "CDNFLOW_ORIGIN_DNS_SERVER", "host:port of the DNS server origin names are resolved with (empty: /etc/resolv.conf)")
+}
+
+// RegisterConnector binds the settings of `cdnflow connector`: --listen
+// (ConnectorListen, default the inventory's default connectorAddress
+// 127.0.0.1:6090), logging and the origin settings.
+func (c *Config) RegisterConnector(fs *flag.FlagSet) {
+	if c.ConnectorListen == "" {
+		c.ConnectorListen = "127.0.0.1:6090"
+	}
+	str(fs, &c.ConnectorListen, "listen", "CDNFLOW_CONNECTOR_LISTEN", "loopback IP:port the edge's VCL names as its backend (the inventory's connectorAddress)")
+	str(fs, &c.LogLevel, "log-level", "CDNFLOW_LOG_LEVEL", "debug, info, warn or error")
+	str(fs, &c.LogFormat, "log-format", "CDNFLOW_LOG_FORMAT", "console or json")
+	c.RegisterOrigins(fs)
 }
 
 // ConnectorOptions are the origin connector options of these settings
