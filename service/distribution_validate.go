@@ -191,7 +191,7 @@ func buildTargets(b DistributionBody, mode bodyMode, c *activities.DistributionC
 		return err
 	}
 	if b.Origins != nil {
-		origins, err := buildOrigins(*b.Origins, mode, c.UseOriginHTTPProtocolDowngrade)
+		origins, err := buildOrigins(*b.Origins, mode)
 		if err != nil {
 			return err
 		}
@@ -207,7 +207,7 @@ func buildTargets(b DistributionBody, mode bodyMode, c *activities.DistributionC
 	return nil
 }
 
-func buildOrigins(list []OriginBody, mode bodyMode, downgrade bool) ([]activities.Origin, error) {
+func buildOrigins(list []OriginBody, mode bodyMode) ([]activities.Origin, error) {
 	if len(list) == 0 {
 		return nil, invalid("origins must list at least one origin")
 	}

@@ -41,7 +41,8 @@ type Site struct {
 	// Hosts are the domain and its aliases, without port. They are
 	// lower-cased; a host may belong to one site only.
 	Hosts []string
-	// Origins are used round-robin; one origin is the common case.
+	// Origins (at most connector.MaxOrigins) are named to the connector in
+	// connector.HeaderOrigins; it balances over them and their addresses.
 	Origins []Backend
 	// OriginPath ("" or "/...") is prepended to the URL on the origin
 	// request. The cache key and ban URLs keep the client's URL.
