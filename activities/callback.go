@@ -71,7 +71,8 @@ func (a *Distribution) DistributionCallback(ctx context.Context, req CallbackReq
 		body.Distribution.DeleteTime = &dt
 	}
 	for _, o := range c.Origins {
-		body.Distribution.Origins = append(body.Distribution.Origins, callbackOrigin{Origin: o.Origin, OriginPath: o.OriginPath, Port: fmt.Sprint(OriginHTTPPort(o, c.UseOriginHTTPProtocolDowngrade))})
+		_, port := OriginEndpoint(o, c.UseOriginHTTPProtocolDowngrade)
+		body.Distribution.Origins = append(body.Distribution.Origins, callbackOrigin{Origin: o.Origin, OriginPath: o.OriginPath, Port: fmt.Sprint(port)})
 	}
 	data, err := json.Marshal(body)
 	if err != nil {

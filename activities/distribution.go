@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
 
+	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/edge/varnishadm"
 	"github.com/cdnflow/cdnflow/edge/vcl"
 	"github.com/cdnflow/cdnflow/inventory"
@@ -32,7 +33,10 @@ type Distribution struct {
 	AllowPrivateCallbacks bool
 	// PurgeACL goes into every edge's VCL: who may PURGE and BAN.
 	PurgeACL []string
-	Logger   *zap.Logger
+	// Origins probes origins with the edges' connector options
+	// (ProbeDistributionOrigins).
+	Origins *connector.Connector
+	Logger  *zap.Logger
 }
 
 // RequestEdgeApply hands a distribution's desired state to the reconciler
@@ -72,28 +76,37 @@ func SiteOf(s SiteSpec) (vcl.Site, error) {
 	if len(c.Origins) > 0 {
 		site.OriginPath = c.Origins[0].OriginPath
 	}
-	for _, o := range c.Origins {
-		port := OriginHTTPPort(o, c.UseOriginHTTPProtocolDowngrade)
-		if port == 0 {
-			return site, fmt.Errorf("origin %s has only an HTTPS port; Varnish edges fetch over HTTP", o.Origin)
-		}
-		site.Origins = append(site.Origins, vcl.Backend{Host: o.Origin, Port: port})
+	for _, o := range ConnectorOrigins(c) {
+		site.Origins = append(site.Origins, vcl.Backend{Scheme: o.Scheme, Host: o.Host, Port: o.Port})
 	}
 	return site, nil
 }
 
-// OriginHTTPPort is the port edges fetch from: port, else httpPort, else —
-// with useOriginHttpProtocolDowngrade — 80 for an HTTPS-only origin.
-func OriginHTTPPort(o Origin, downgrade bool) int {
+// OriginEndpoint is how edges fetch from o (NHN v1.5 origins[] and
+// useOriginHttpProtocolDowngrade): port → http on port; httpsPort without
+// downgrade → https on httpsPort; with downgrade → http on httpPort, else
+// 80; httpPort only → http on httpPort.
+func OriginEndpoint(o Origin, downgrade bool) (scheme string, port int) {
 	switch {
 	case o.Port != 0:
-		return o.Port
+		return "http", o.Port
+	case o.HTTPSPort != 0 && !downgrade:
+		return "https", o.HTTPSPort
 	case o.HTTPPort != 0:
-		return o.HTTPPort
-	case downgrade:
-		return 80
+		return "http", o.HTTPPort
 	}
-	return 0
+	return "http", 80
+}
+
+// ConnectorOrigins are a distribution's origins as the edges' connectors
+// fetch them (OriginEndpoint), host names lower-cased.
+func ConnectorOrigins(c DistributionConfig) []connector.Origin {
+	out := make([]connector.Origin, 0, len(c.Origins))
+	for _, o := range c.Origins {
+		scheme, port := OriginEndpoint(o, c.UseOriginHTTPProtocolDowngrade)
+		out = append(out, connector.Origin{Scheme: scheme, Host: strings.ToLower(o.Origin), Port: port})
+	}
+	return out
 }
 
 // ApplyEdgeVCL renders every live site of an edge and loads the VCL.
@@ -102,7 +115,7 @@ func (a *Distribution) ApplyEdgeVCL(ctx context.Context, in ApplyEdgeVCLInput) e
 	if !ok {
 		return unknownEdge(in.EdgeID)
 	}
-	cfg := vcl.Config{EdgeID: e.ID, PurgeACL: a.PurgeACL}
+	cfg := vcl.Config{EdgeID: e.ID, ConnectorPort: e.ConnectorPort(), PurgeACL: a.PurgeACL}
 	if a.DefaultOrigin != "" {
 		host, port, err := net.SplitHostPort(a.DefaultOrigin)
 		if err == nil {

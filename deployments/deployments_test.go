@@ -41,11 +41,29 @@ func binaryFlags(t *testing.T) (flags map[string]bool, envs map[string]bool) {
 	return flags, envs
 }
 
+// connectorFlags are the flags and env names of `cdnflow connector`.
+func connectorFlags() (flags map[string]bool, envs map[string]bool) {
+	cfg := config.Default()
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	cfg.RegisterConnector(fs)
+	flags, envs = map[string]bool{}, map[string]bool{}
+	envRe := regexp.MustCompile(`\(\$([A-Z0-9_]+)\)`)
+	fs.VisitAll(func(f *flag.Flag) {
+		flags[f.Name] = true
+		if m := envRe.FindStringSubmatch(f.Usage); m != nil {
+			envs[m[1]] = true
+		}
+	})
+	return flags, envs
+}
+
 var commands = map[string]bool{"worker": true, "api": true, "dev": true}
 
 func checkArgs(t *testing.T, where string, args []string, flags map[string]bool) {
 	t.Helper()
-	if len(args) == 0 || !commands[args[0]] {
+	if len(args) > 0 && args[0] == "connector" {
+		flags, _ = connectorFlags()
+	} else if len(args) == 0 || !commands[args[0]] {
 		t.Errorf("%s: command %v is not a cdnflow server command", where, args)
 		return
 	}
@@ -87,6 +105,7 @@ type composeFile struct {
 		Environment map[string]string `yaml:"environment"`
 		Ports       []string          `yaml:"ports"`
 		Volumes     []string          `yaml:"volumes"`
+		NetworkMode string            `yaml:"network_mode"`
 	} `yaml:"services"`
 }
 
@@ -143,6 +162,24 @@ func TestComposeFile(t *testing.T) {
 		if !contains(c.Services[host].Command, e.ID) {
 			t.Errorf("edge service %s does not run with -i %s", host, e.ID)
 		}
+		// The edge's connector: a sidecar in the edge's network namespace
+		// listening where the inventory says the VCL must send fetches.
+		cflags, cenvs := connectorFlags()
+		found := false
+		for name, s := range c.Services {
+			if s.NetworkMode != "service:"+host {
+				continue
+			}
+			found = true
+			checkArgs(t, "compose "+name, s.Command, cflags)
+			checkEnv(t, "compose "+name, s.Environment, cenvs)
+			if len(s.Command) == 0 || s.Command[0] != "connector" || !contains(s.Command, e.ConnectorAddress) {
+				t.Errorf("compose %s: %v does not run a connector on %s", name, s.Command, e.ConnectorAddress)
+			}
+		}
+		if !found {
+			t.Errorf("edge %s (%s) has no connector sharing its network namespace", e.ID, host)
+		}
 		secret := filepath.Join("compose", "secrets", filepath.Base(e.SecretFile))
 		if _, err := os.Stat(secret); err != nil {
 			t.Errorf("edge %s secret %s missing", e.ID, secret)
@@ -158,6 +195,8 @@ type k8sDoc struct {
 		Template struct {
 			Spec struct {
 				Containers []struct {
+					Name  string   `yaml:"name"`
+					Image string   `yaml:"image"`
 					Args  []string `yaml:"args"`
 					Ports []struct {
 						ContainerPort int `yaml:"containerPort"`
@@ -202,8 +241,21 @@ func TestKubernetesManifests(t *testing.T) {
 				t.Errorf("configmap inventory: %v", err)
 			}
 		}
+		connectors, varnishes := 0, 0
 		for _, c := range d.Spec.Template.Spec.Containers {
+			if !strings.Contains(c.Image, "cdnflow") {
+				if strings.HasPrefix(c.Image, "varnish:") {
+					varnishes++
+				}
+				continue
+			}
 			checkArgs(t, d.Metadata.Name, c.Args, flags)
+			if c.Args[0] == "connector" {
+				connectors++
+				if !contains(c.Args, inventory.DefaultConnectorAddress) {
+					t.Errorf("%s: connector %v does not listen on the default connectorAddress %s", d.Metadata.Name, c.Args, inventory.DefaultConnectorAddress)
+				}
+			}
 			if c.Args[0] == "api" {
 				if !contains(c.Args, ":8080") || len(c.Ports) == 0 || c.Ports[0].ContainerPort != 8080 {
 					t.Errorf("api container port and --api-addr disagree: %v %v", c.Args, c.Ports)
@@ -214,8 +266,12 @@ func TestKubernetesManifests(t *testing.T) {
 				}
 			}
 		}
+		// Every Pod with a Varnish edge has its connector beside it.
+		if varnishes != connectors && varnishes > 0 {
+			t.Errorf("%s: %d varnish containers, %d connectors", d.Metadata.Name, varnishes, connectors)
+		}
 	}
-	for _, k := range []string{"ConfigMap", "Secret", "Deployment", "Service", "PersistentVolumeClaim"} {
+	for _, k := range []string{"ConfigMap", "Secret", "Deployment", "Service", "PersistentVolumeClaim", "StatefulSet"} {
 		if kinds[k] == 0 {
 			t.Errorf("no %s in the manifests", k)
 		}

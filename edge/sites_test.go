@@ -223,7 +223,7 @@ func TestReloadDoesNotLeakAndAuth(t *testing.T) {
 	}
 	defer conn.Close()
 	for i := 0; i < 5; i++ {
-		src, err := vcl.Render(vcl.Config{EdgeID: "RELOAD" + strconv.Itoa(i), DefaultBackend: &b})
+		src, err := vcl.Render(vcl.Config{EdgeID: "RELOAD" + strconv.Itoa(i), ConnectorPort: e.ConnectorPort(), DefaultBackend: &b})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -385,7 +385,6 @@ func TestDistributionValidation(t *testing.T) {
 		"port and http":    {origin(map[string]any{"origin": "o.example", "port": 80, "httpPort": 8080}), "not both"},
 		"no port":          {origin(map[string]any{"origin": "o.example"}), "one of port, httpPort or httpsPort"},
 		"bad port":         {origin(map[string]any{"origin": "o.example", "port": 70000}), "between 1 and 65535"},
-		"https only":       {origin(map[string]any{"origin": "o.example", "httpsPort": 443}), "HTTPS-only"},
 		"path no slash":    {origin(map[string]any{"origin": "o.example", "port": 80, "originPath": "r"}), "must start with /"},
 		"long path":        {origin(map[string]any{"origin": "o.example", "port": 80, "originPath": "/" + strings.Repeat("a", 8192)}), "at most 1024"},
 		"bad cb method":    {with("callback", map[string]any{"httpMethod": "DELETE", "url": "http://cb.example/"}), "callback.httpMethod"},

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"regexp"
 	"sort"
@@ -44,6 +45,11 @@ type Edge struct {
 	HTTPSAddress string `yaml:"httpsAddress,omitempty" json:"httpsAddress,omitempty"`
 	// AdminAddress is host:port of the Varnish CLI (varnishd -T).
 	AdminAddress string `yaml:"adminAddress" json:"adminAddress"`
+	// ConnectorAddress is the loopback IP:port, as seen from the edge, of
+	// the edge's origin connector (`cdnflow connector --listen`, a sidecar
+	// sharing its network namespace): Varnish's only backend. Default
+	// DefaultConnectorAddress.
+	ConnectorAddress string `yaml:"connectorAddress,omitempty" json:"connectorAddress,omitempty"`
 	// SecretFile holds the Varnish CLI secret (varnishd -S).
 	SecretFile string `yaml:"secretFile" json:"secretFile"`
 	Kind       string `yaml:"kind" json:"kind"`
@@ -55,6 +61,19 @@ type Edge struct {
 type Inventory struct {
 	Edges []Edge `yaml:"edges" json:"edges"`
 	byID  map[string]int
+}
+
+// DefaultConnectorAddress is an edge's connectorAddress when the inventory
+// gives none: the port `cdnflow connector` listens on by default.
+const DefaultConnectorAddress = "127.0.0.1:6090"
+
+// ConnectorPort is the port of ConnectorAddress (validated by Parse/New).
+func (e Edge) ConnectorPort() int {
+	ap, err := netip.ParseAddrPort(e.ConnectorAddress)
+	if err != nil {
+		return 0
+	}
+	return int(ap.Port())
 }
 
 var edgeIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
@@ -136,6 +155,12 @@ func (inv *Inventory) validate() error {
 		}
 		if err := checkHostPort(e.AdminAddress); err != nil {
 			errs = append(errs, fmt.Errorf("%s: adminAddress: %w", where, err))
+		}
+		if e.ConnectorAddress == "" {
+			e.ConnectorAddress = DefaultConnectorAddress
+		}
+		if ap, err := netip.ParseAddrPort(e.ConnectorAddress); err != nil || !ap.Addr().Unmap().IsLoopback() || ap.Port() == 0 {
+			errs = append(errs, fmt.Errorf("%s: connectorAddress %q must be a loopback IP:port (the connector beside the edge)", where, e.ConnectorAddress))
 		}
 		if e.SecretFile == "" {
 			errs = append(errs, fmt.Errorf("%s: secretFile is required", where))

@@ -81,6 +81,13 @@ func (s *Service) CreateDistributions(ctx context.Context, appKey string, bodies
 		if err != nil {
 			return nil, invalid("distributions[%d].%s", i, err.Error())
 		}
+		if err := s.checkOrigins(ctx, cfg); err != nil {
+			var ve *ValidationError
+			if errors.As(err, &ve) {
+				return nil, invalid("distributions[%d].%s", i, ve.Msg)
+			}
+			return nil, err
+		}
 		configs[i] = cfg
 	}
 	var out []DistributionView
@@ -273,6 +280,9 @@ func (s *Service) UpdateDistribution(ctx context.Context, appKey string, b Distr
 	}
 	cfg, err := buildConfig(b, mode, base)
 	if err != nil {
+		return err
+	}
+	if err := s.checkOrigins(ctx, cfg); err != nil {
 		return err
 	}
 	return s.update(ctx, appKey, st.Domain, workflows.UpdateModify, cfg)

@@ -191,7 +191,7 @@ func buildTargets(b DistributionBody, mode bodyMode, c *activities.DistributionC
 		return err
 	}
 	if b.Origins != nil {
-		origins, err := buildOrigins(*b.Origins, mode, c.UseOriginHTTPProtocolDowngrade)
+		origins, err := buildOrigins(*b.Origins, mode)
 		if err != nil {
 			return err
 		}
@@ -207,7 +207,7 @@ func buildTargets(b DistributionBody, mode bodyMode, c *activities.DistributionC
 	return nil
 }
 
-func buildOrigins(list []OriginBody, mode bodyMode, downgrade bool) ([]activities.Origin, error) {
+func buildOrigins(list []OriginBody, mode bodyMode) ([]activities.Origin, error) {
 	if len(list) == 0 {
 		return nil, invalid("origins must list at least one origin")
 	}
@@ -244,9 +244,6 @@ func buildOrigins(list []OriginBody, mode bodyMode, downgrade bool) ([]activitie
 		}
 		if o.HTTPSPort != nil {
 			w.HTTPSPort = *o.HTTPSPort
-			if o.HTTPPort == nil && !downgrade {
-				return nil, invalid("origins[%d]: an HTTPS-only origin needs useOriginHttpProtocolDowngrade=true or an httpPort (edges fetch from origins over HTTP)", i)
-			}
 		}
 		if o.OriginPath == nil && mode == modePatch {
 			return nil, invalid("origins[%d].originPath is required when origins is set", i)

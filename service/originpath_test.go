@@ -18,10 +18,10 @@ func TestOriginsShareOneOriginPath(t *testing.T) {
 		}
 		return out
 	}
-	if _, err := buildOrigins(origins("/v1", "/v1/"), modeCreate, false); err != nil {
+	if _, err := buildOrigins(origins("/v1", "/v1/"), modeCreate); err != nil {
 		t.Fatalf("same path: %v", err)
 	}
-	_, err := buildOrigins(origins("/v1", "/v2"), modeCreate, false)
+	_, err := buildOrigins(origins("/v1", "/v2"), modeCreate)
 	if err == nil || !strings.Contains(err.Error(), "origins[1].originPath") {
 		t.Fatalf("different paths: %v, want a refusal naming origins[1].originPath", err)
 	}

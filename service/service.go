@@ -43,6 +43,8 @@ type Service struct {
 	gate *backlogGate
 	// limiter enforces the per-appKey purge rates (purge.go).
 	limiter *purgeLimiter
+	// origins checks origin addresses at create, PUT and PATCH (origin.go).
+	origins *originChecker
 }
 
 // New returns a Service with its own admission gate and purge rate
@@ -50,7 +52,7 @@ type Service struct {
 func New(d Deps) *Service {
 	return &Service{
 		temporal: d.Temporal, config: d.Config, inventory: d.Inventory, logger: d.Logger, store: d.Store,
-		gate: &backlogGate{}, limiter: &purgeLimiter{last: map[string]time.Time{}},
+		gate: &backlogGate{}, limiter: &purgeLimiter{last: map[string]time.Time{}}, origins: &originChecker{},
 	}
 }
 

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -149,6 +150,16 @@ func (d *distribution) registerUpdates(ctx workflow.Context) {
 // last good config back on the edges.
 func (d *distribution) run(ctx workflow.Context, during, final string, cfg activities.DistributionConfig, suspended, deleted bool) {
 	d.setStatus(ctx, during)
+	if during == activities.StatusOpening || during == activities.StatusModifying {
+		if reason := d.probeOrigins(ctx, cfg); reason != "" {
+			// Nothing of cfg reached an edge: they keep the last good
+			// config (or never served this one).
+			d.st.LastError = reason
+			d.setStatus(ctx, activities.StatusError)
+			d.notify(ctx)
+			return
+		}
+	}
 	if err := d.apply(ctx, cfg, suspended, deleted); err != "" {
 		d.st.LastError = err
 		if !deleted {
@@ -171,6 +182,32 @@ func (d *distribution) run(ctx workflow.Context, during, final string, cfg activ
 	}
 	d.setStatus(ctx, final)
 	d.notify(ctx)
+}
+
+// probeOrigins checks cfg's origins as the edges' connectors will fetch
+// them (ProbeDistributionOrigins) and returns why one is unusable for a
+// lasting reason, or "". Histories recorded before the probe replay
+// without it.
+func (d *distribution) probeOrigins(ctx workflow.Context, cfg activities.DistributionConfig) string {
+	if workflow.GetVersion(ctx, "origin-probe", workflow.DefaultVersion, 1) != 1 {
+		return ""
+	}
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		// Up to 10 origins, each up to 8 addresses with a 5 s connect.
+		StartToCloseTimeout: 2 * time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumInterval: 10 * time.Second, MaximumAttempts: 5},
+	})
+	err := workflow.ExecuteActivity(actx, distributionActivities.ProbeDistributionOrigins, activities.ProbeOriginsRequest{Domain: d.st.Domain, Config: cfg}).Get(ctx, nil)
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) && ae.Type() == activities.ErrOriginUnusable {
+		return rootMessage(err)
+	}
+	if err != nil {
+		// The probe itself could not run (no worker answered): the edges'
+		// connectors still refuse what the policy refuses.
+		workflow.GetLogger(ctx).Warn("origin probe did not run", "error", err)
+	}
+	return ""
 }
 
 // apply sends one version to every edge's reconciler and waits for all

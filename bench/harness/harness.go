@@ -20,6 +20,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/edge/varnishd"
 	"github.com/cdnflow/cdnflow/edge/vcl"
 	"github.com/cdnflow/cdnflow/internal/config"
@@ -111,7 +112,9 @@ func (s *Stack) Stop() {
 	s.stops = nil
 }
 
-// StartEdges starts n varnishd edges that fetch from originAddr.
+// StartEdges starts n varnishd edges that fetch from originAddr, each
+// through its own origin connector (loopback admitted for the origin's
+// port only), served until ctx ends.
 func StartEdges(ctx context.Context, dir, prefix string, n int, originAddr string) ([]inventory.Edge, []*varnishd.Process, error) {
 	host, port, _ := net.SplitHostPort(originAddr)
 	p, _ := strconv.Atoi(port)
@@ -127,12 +130,16 @@ func StartEdges(ctx context.Context, dir, prefix string, n int, originAddr strin
 		if err != nil {
 			return nil, procs, err
 		}
-		src, err := vcl.Render(vcl.Config{EdgeID: id, DefaultBackend: &vcl.Backend{Host: host, Port: p}})
+		cAddr, err := startConnector(ctx, port)
+		if err != nil {
+			return nil, procs, err
+		}
+		src, err := vcl.Render(vcl.Config{EdgeID: id, ConnectorPort: cAddr.Port, DefaultBackend: &vcl.Backend{Host: host, Port: p}})
 		if err != nil {
 			return nil, procs, err
 		}
 		e := inventory.Edge{ID: id, Region: "us", Country: "united_states", Address: httpAddr, AdminAddress: adminAddr,
-			SecretFile: filepath.Join(dir, id+".secret"), Kind: inventory.KindVarnish}
+			ConnectorAddress: cAddr.String(), SecretFile: filepath.Join(dir, id+".secret"), Kind: inventory.KindVarnish}
 		proc, err := varnishd.Start(ctx, varnishd.Options{Name: id, WorkDir: filepath.Join(dir, id), ListenAddr: httpAddr,
 			AdminAddr: adminAddr, SecretFile: e.SecretFile, VCL: src, StorageMB: 512,
 			Params: map[string]string{"thread_pool_max": "2000"}})
@@ -143,6 +150,22 @@ func StartEdges(ctx context.Context, dir, prefix string, n int, originAddr strin
 		edges = append(edges, e)
 	}
 	return edges, procs, nil
+}
+
+// startConnector serves an origin connector on a free loopback port until
+// ctx ends, admitting the loopback origin port originPort.
+func startConnector(ctx context.Context, originPort string) (*net.TCPAddr, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("connector: %w", err)
+	}
+	c, err := connector.New(connector.Options{Listen: ln.Addr().String(), AllowLoopback: []string{originPort}})
+	if err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	go func() { defer c.Close(); _ = c.Serve(ctx, ln) }()
+	return ln.Addr().(*net.TCPAddr), nil
 }
 
 // Raw sends method path to every edge for every path with a plain

@@ -26,6 +26,7 @@ Usage:
   cdnflow dev      [flags]   embedded Temporal + Web UI + local Varnish edges + worker + API
   cdnflow worker   [flags]   Temporal worker against --temporal-address
   cdnflow api      [flags]   HTTP API against --temporal-address
+  cdnflow connector [flags]  origin connector beside one Varnish edge (its only backend)
   cdnflow prewarm  [flags]   start a prewarm through the API (--wait follows it; exit 0/2/3/4)
   cdnflow purge    [flags]   start an NHN purge through the API (--wait follows every seq)
   cdnflow status   ID        prewarm status (--wait, --json)
@@ -49,6 +50,8 @@ func main() {
 	switch cmd {
 	case "dev", "worker", "api":
 		err = runServer(ctx, cmd, args)
+	case "connector":
+		err = runConnector(ctx, args)
 	case "prewarm":
 		os.Exit(starter.Prewarm(ctx, starter.StdIO(), args))
 	case "purge":

@@ -5,8 +5,10 @@ package edgetest
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/edge/varnishadm"
 	"github.com/cdnflow/cdnflow/edge/varnishd"
 	"github.com/cdnflow/cdnflow/edge/vcl"
@@ -24,7 +27,10 @@ import (
 type RunningEdge struct {
 	Edge    inventory.Edge
 	Process *varnishd.Process
-	opts    varnishd.Options
+	// Connector is the edge's origin connector (Varnish's only backend),
+	// serving on Edge.ConnectorAddress until the test ends.
+	Connector *connector.Connector
+	opts      varnishd.Options
 }
 
 // RequireVarnish fails the test under CI=true and skips it elsewhere when
@@ -50,7 +56,18 @@ const startAttempts = 3
 // StartEdges starts n edges in parallel, each with the VCL cfg(id)
 // renders, in t.TempDir(), and stops them when the test ends. Ids are
 // TST01-C1, TST02-C1, ...; region us, country united_states.
+//
+// Each edge fetches through its own origin connector on a free loopback
+// port (StartEdgesWith's co, with loopback admitted for the ports of the
+// origins cfg(id) names: test origins listen on loopback).
 func StartEdges(t testing.TB, n int, cfg func(id string) vcl.Config) []*RunningEdge {
+	t.Helper()
+	return StartEdgesWith(t, n, cfg, connector.Options{})
+}
+
+// StartEdgesWith is StartEdges with connector options (CA bundle, DNS
+// server, more loopback ports). co.Listen is ignored.
+func StartEdgesWith(t testing.TB, n int, cfg func(id string) vcl.Config, co connector.Options) []*RunningEdge {
 	t.Helper()
 	RequireVarnish(t)
 	dir := t.TempDir()
@@ -59,11 +76,14 @@ func StartEdges(t testing.TB, n int, cfg func(id string) vcl.Config) []*RunningE
 	var wg sync.WaitGroup
 	for i := range n {
 		id := fmt.Sprintf("TST%02d-C1", i+1)
-		src, err := vcl.Render(cfg(id))
+		c := cfg(id)
+		cn, addr := startConnector(t, id, c, co)
+		c.ConnectorPort = addr.Port
+		src, err := vcl.Render(c)
 		if err != nil {
 			t.Fatalf("render vcl for %s: %v", id, err)
 		}
-		e := &RunningEdge{opts: varnishd.Options{
+		e := &RunningEdge{Connector: cn, Edge: inventory.Edge{ConnectorAddress: addr.String()}, opts: varnishd.Options{
 			Name:       id,
 			WorkDir:    filepath.Join(dir, id),
 			SecretFile: filepath.Join(dir, id+".secret"),
@@ -110,11 +130,48 @@ func (e *RunningEdge) start() error {
 			e.Edge = inventory.Edge{
 				ID: e.opts.Name, Region: "us", Country: "united_states", Kind: inventory.KindVarnish,
 				Address: e.opts.ListenAddr, AdminAddress: e.opts.AdminAddr, SecretFile: e.opts.SecretFile,
+				ConnectorAddress: e.Edge.ConnectorAddress,
 			}
 			return nil
 		}
 	}
 	return err
+}
+
+// startConnector serves an origin connector for edge id on a free
+// loopback port until the test ends.
+func startConnector(t testing.TB, id string, c vcl.Config, co connector.Options) (*connector.Connector, *net.TCPAddr) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("connector for %s: %v", id, err)
+	}
+	co.Listen = ln.Addr().String()
+	co.AllowLoopback = append([]string(nil), co.AllowLoopback...)
+	origins := c.Sites
+	if c.DefaultBackend != nil {
+		origins = append(origins, vcl.Site{Origins: []vcl.Backend{*c.DefaultBackend}})
+	}
+	for _, s := range origins {
+		for _, o := range s.Origins {
+			if ip := net.ParseIP(o.Host); ip != nil && ip.IsLoopback() {
+				co.AllowLoopback = append(co.AllowLoopback, strconv.Itoa(o.Port))
+			}
+		}
+	}
+	if co.Logger == nil {
+		co.Logger = zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)).Named(id + ".connector")
+	}
+	cn, err := connector.New(co)
+	if err != nil {
+		_ = ln.Close()
+		t.Fatalf("connector for %s: %v", id, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = cn.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done; cn.Close() })
+	return cn, ln.Addr().(*net.TCPAddr)
 }
 
 // Restart starts a stopped (or running) edge again on the same addresses

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/cdnflow/cdnflow/edge/connector"
 )
 
 // writer accumulates VCL with indentation.
@@ -67,6 +69,9 @@ const (
 	hdrProbe = "X-Cdnflow-Probe"
 )
 
+// connectorBackend is the name of the origin connector backend.
+const connectorBackend = "cdnflow_connector"
+
 // cacheableForcedTTL lists the statuses a forced TTL applies to; errors keep
 // the origin's (or Varnish's default) lifetime so an outage is not pinned.
 var cacheableForcedTTL = []int{200, 203, 204, 300, 301, 302, 304, 307, 308, 410}
@@ -83,9 +88,6 @@ func (p *renderPlan) write(w *writer) {
 	w.line("import std;")
 	w.line("import purge;")
 	w.line("import xkey;")
-	if p.directors {
-		w.line("import directors;")
-	}
 	w.line("")
 	p.writeBackends(w)
 	w.open("acl cdnflow_purgers")
@@ -94,20 +96,6 @@ func (p *renderPlan) write(w *writer) {
 	}
 	w.close()
 	w.line("")
-	if p.directors {
-		w.open("sub vcl_init")
-		for _, s := range p.sites {
-			if len(s.backends) < 2 {
-				continue
-			}
-			w.line("new %s = directors.round_robin();", s.director())
-			for _, b := range s.backends {
-				w.line("%s.add_backend(%s);", s.director(), b)
-			}
-		}
-		w.close()
-		w.line("")
-	}
 	p.writeRecv(w)
 	p.writeInvalidation(w)
 	p.writeBackendSide(w)
@@ -117,39 +105,30 @@ func (p *renderPlan) write(w *writer) {
 	}
 }
 
+// writeBackends declares the only backend: this edge's origin connector
+// on loopback (edge/connector). Each fetch names its origins in
+// connector.HeaderOrigins (vcl_backend_fetch); the connector resolves,
+// balances, checks addresses and speaks TLS.
 func (p *renderPlan) writeBackends(w *writer) {
-	defs := p.backends
-	if p.def != nil {
-		defs = append([]backendDef{*p.def}, defs...)
-	}
-	if len(defs) == 0 {
-		// VCL needs a default backend even when every request is answered
-		// from vcl_recv (no default, no sites).
-		w.line("backend cdnflow_none none;")
-		w.line("")
-		return
-	}
-	for _, b := range defs {
-		w.open("backend %s", b.name)
-		w.line(".host = %s;", str(b.host))
-		w.line(".port = %s;", str(strconv.Itoa(b.port)))
-		if b.hostHeader != "" {
-			// Added only when bereq has no Host: sites that forward the
-			// origin's name unset it, the others keep the client's.
-			w.line(".host_header = %s;", str(b.hostHeader))
-		}
-		w.line(".connect_timeout = 3s;")
-		w.line(".first_byte_timeout = 30s;")
-		w.line(".between_bytes_timeout = 10s;")
-		w.close()
-		w.line("")
-	}
+	w.open("backend %s", connectorBackend)
+	w.line(`.host = "127.0.0.1";`)
+	w.line(".port = %s;", str(strconv.Itoa(p.connectorPort)))
+	w.line(".connect_timeout = 3s;")
+	// Below the connector's own wait for origin headers (60 s) so Varnish,
+	// not the connector, decides when a slow origin has failed.
+	w.line(".first_byte_timeout = 30s;")
+	w.line(".between_bytes_timeout = 10s;")
+	w.close()
+	w.line("")
 }
 
 func (p *renderPlan) writeRecv(w *writer) {
 	w.open("sub vcl_recv")
 	w.line("unset req.http.%s;", hdrPass)
 	w.line("unset req.http.%s;", hdrPurgedCount)
+	w.line("# Only the VCL names origins (vcl_backend_fetch); piped requests skip it.")
+	w.line("unset req.http.%s;", connector.HeaderOrigins)
+	w.line("unset req.http.%s;", connector.HeaderOriginHost)
 	w.line("# Absolute-form request targets carry the host in the URL.")
 	w.open(`if (req.url ~ "(?i)^https?://")`)
 	w.line(`set req.http.host = regsub(req.url, "(?i)^https?://([^/?#]*).*$", "\1");`)
@@ -214,8 +193,8 @@ func (p *renderPlan) writeRecv(w *writer) {
 }
 
 func (p *renderPlan) writeUnknownHost(w *writer) {
-	if p.def != nil {
-		w.line("set req.backend_hint = %s;", p.def.name)
+	if p.def != "" {
+		w.line("set req.backend_hint = %s;", connectorBackend)
 	} else {
 		w.line(`return (synth(404, "unknown host"));`)
 	}
@@ -306,7 +285,10 @@ func (p *renderPlan) writeBackendSide(w *writer) {
 	w.line("# The client's (normalised) Host, kept for bans and surrogate keys")
 	w.line("# when a site sends the origin's name instead.")
 	w.line("set bereq.http.X-Forwarded-Host = bereq.http.host;")
-	p.siteChain(w, "bereq.http.X-Forwarded-Host", "fetch")
+	w.line("# The connector fetches from the origins named here and nowhere else.")
+	w.line("unset bereq.http.%s;", connector.HeaderOrigins)
+	w.line("unset bereq.http.%s;", connector.HeaderOriginHost)
+	p.writeFetchChain(w)
 	w.close()
 	w.line("")
 
@@ -326,12 +308,35 @@ func (p *renderPlan) writeBackendSide(w *writer) {
 	w.line("")
 }
 
+// writeFetchChain calls the fetch sub of the site owning the client's
+// Host, else names the default origin with the client's Host.
+func (p *renderPlan) writeFetchChain(w *writer) {
+	v := "bereq.http.X-Forwarded-Host"
+	for i, s := range p.sites {
+		if i == 0 {
+			w.open("if (%s)", hostCond(v, s.hosts))
+		} else {
+			w.orElse("elsif (%s)", hostCond(v, s.hosts))
+		}
+		w.line("call %s;", s.sub("fetch"))
+	}
+	if p.def != "" {
+		if len(p.sites) == 0 {
+			w.open("if (true)")
+		} else {
+			w.orElse("else")
+		}
+		w.line("set bereq.http.%s = %s;", connector.HeaderOrigins, str(p.def))
+		w.line("set bereq.http.%s = bereq.http.host;", connector.HeaderOriginHost)
+	}
+	if len(p.sites) > 0 || p.def != "" {
+		w.close()
+	}
+}
+
 // siteChain calls each site's sub of the given kind for its hosts.
 func (p *renderPlan) siteChain(w *writer, v, kind string) {
 	for _, s := range p.sites {
-		if kind == "fetch" && s.originPath == "" && !s.forwardHost {
-			continue
-		}
 		if kind == "response" && s.originPath == "" && s.ttlSeconds == 0 {
 			continue
 		}
@@ -365,6 +370,9 @@ func (p *renderPlan) writeDelivery(w *writer) {
 	w.line("unset resp.http.x-cdn-url;")
 	w.line("unset resp.http.xkey;")
 	w.line("unset resp.http.Surrogate-Key;")
+	w.line("# The connector's reason for a 502 names the origin and its failure")
+	w.line("# (certificate, address policy): for operators (varnishlog), not clients.")
+	w.line("unset resp.http.%s;", connector.HeaderError)
 	w.close()
 	w.line("")
 	w.open("sub vcl_synth")
@@ -412,27 +420,23 @@ func (p *renderPlan) writeSite(w *writer, s *sitePlan) {
 		}
 		w.close()
 	}
-	if len(s.backends) > 1 {
-		w.line("set req.backend_hint = %s.backend();", s.director())
+	w.line("set req.backend_hint = %s;", connectorBackend)
+	w.close()
+	w.line("")
+	w.open("sub %s", s.sub("fetch"))
+	if s.originPath != "" {
+		w.open("if (bereq.retries == 0)")
+		w.line("set bereq.url = %s + bereq.url;", str(s.originPath))
+		w.close()
+	}
+	w.line("set bereq.http.%s = %s;", connector.HeaderOrigins, str(s.origins))
+	if !s.forwardHost {
+		w.line("set bereq.http.%s = bereq.http.host;", connector.HeaderOriginHost)
 	} else {
-		w.line("set req.backend_hint = %s;", s.backends[0])
+		w.line("# ORIGIN_HOSTNAME: the connector sends each origin's own name.")
 	}
 	w.close()
 	w.line("")
-	if s.originPath != "" || s.forwardHost {
-		w.open("sub %s", s.sub("fetch"))
-		if s.originPath != "" {
-			w.open("if (bereq.retries == 0)")
-			w.line("set bereq.url = %s + bereq.url;", str(s.originPath))
-			w.close()
-		}
-		if s.forwardHost {
-			w.line("# The origin backend's .host_header supplies its own name.")
-			w.line("unset bereq.http.host;")
-		}
-		w.close()
-		w.line("")
-	}
 	if s.originPath != "" || s.ttlSeconds > 0 {
 		w.open("sub %s", s.sub("response"))
 		if s.originPath != "" {

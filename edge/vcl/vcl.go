@@ -17,14 +17,19 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cdnflow/cdnflow/edge/connector"
 )
 
-// Backend is an origin server address. Host is an IP address or a DNS
-// name; Varnish resolves names when the VCL is loaded and refuses names
-// that resolve to more than one address.
+// Backend is an origin server: Scheme "http" (default when empty) or
+// "https", Host an IP address or a DNS name, Port 1-65535. Varnish never
+// connects to it: the edge's origin connector (edge/connector) does,
+// resolving the name to all its addresses, speaking TLS for https and
+// applying the origin address policy.
 type Backend struct {
-	Host string
-	Port int
+	Scheme string
+	Host   string
+	Port   int
 }
 
 // Site is one distribution as an edge enforces it.
@@ -36,7 +41,8 @@ type Site struct {
 	// Hosts are the domain and its aliases, without port. They are
 	// lower-cased; a host may belong to one site only.
 	Hosts []string
-	// Origins are used round-robin; one origin is the common case.
+	// Origins (at most connector.MaxOrigins) are named to the connector in
+	// connector.HeaderOrigins; it balances over them and their addresses.
 	Origins []Backend
 	// OriginPath ("" or "/...") is prepended to the URL on the origin
 	// request. The cache key and ban URLs keep the client's URL.
@@ -62,7 +68,12 @@ type Site struct {
 type Config struct {
 	// EdgeID is sent as X-Edge-Id; empty uses varnishd's -i identity.
 	EdgeID string
-	// DefaultBackend serves hosts that match no site; nil answers them 404.
+	// ConnectorPort is the port of this edge's origin connector on
+	// 127.0.0.1 (inventory connectorAddress): Varnish's only backend.
+	// Required.
+	ConnectorPort int
+	// DefaultBackend serves hosts that match no site, with the client's
+	// Host; nil answers them 404.
 	DefaultBackend *Backend
 	Sites          []Site
 	// PurgeACL lists IPs and CIDRs allowed to PURGE and BAN; empty means
@@ -125,6 +136,9 @@ func CheckHost(h string) error {
 
 // CheckBackend validates an origin address.
 func CheckBackend(b Backend) error {
+	if b.Scheme != "" && b.Scheme != "http" && b.Scheme != "https" {
+		return fmt.Errorf("origin %s: scheme %q (valid: http, https)", b.Host, b.Scheme)
+	}
 	if net.ParseIP(b.Host) == nil {
 		if err := CheckHost(NormalizeHost(b.Host)); err != nil {
 			return fmt.Errorf("origin host: %w", err)
@@ -188,18 +202,11 @@ func Render(cfg Config) (string, error) {
 	return w.String(), nil
 }
 
-type backendDef struct {
-	name       string
-	host       string
-	port       int
-	hostHeader string // empty: none
-}
-
 type sitePlan struct {
 	index       int
 	name        string
 	hosts       []string
-	backends    []string // backend names
+	origins     string // the connector.HeaderOrigins value
 	originPath  string
 	forwardHost bool
 	ttlSeconds  int64
@@ -213,15 +220,12 @@ func (s *sitePlan) sub(kind string) string {
 	return fmt.Sprintf("cdnflow_site_%d_%s", s.index, kind)
 }
 
-func (s *sitePlan) director() string { return fmt.Sprintf("cdnflow_site_%d_rr", s.index) }
-
 type renderPlan struct {
-	edgeID    string
-	def       *backendDef
-	backends  []backendDef
-	sites     []*sitePlan
-	acl       []string
-	directors bool
+	edgeID        string
+	connectorPort int
+	def           string // the default origin's connector.HeaderOrigins value; "" none
+	sites         []*sitePlan
+	acl           []string
 }
 
 func plan(cfg Config) (*renderPlan, error) {
@@ -230,6 +234,10 @@ func plan(cfg Config) (*renderPlan, error) {
 		return nil, fmt.Errorf("edge id %q: must be 1-64 letters, digits, '-' or '_'", cfg.EdgeID)
 	}
 	p.edgeID = cfg.EdgeID
+	if cfg.ConnectorPort < 1 || cfg.ConnectorPort > 65535 {
+		return nil, fmt.Errorf("connector port %d out of range 1-65535 (every edge fetches through its origin connector)", cfg.ConnectorPort)
+	}
+	p.connectorPort = cfg.ConnectorPort
 	acl := cfg.PurgeACL
 	if len(acl) == 0 {
 		acl = DefaultPurgeACL
@@ -242,12 +250,13 @@ func plan(cfg Config) (*renderPlan, error) {
 		p.acl = append(p.acl, entry)
 	}
 	if b := cfg.DefaultBackend; b != nil {
-		if err := CheckBackend(*b); err != nil {
+		v, err := originsHeader([]Backend{*b})
+		if err != nil {
 			return nil, fmt.Errorf("default backend: %w", err)
 		}
-		p.def = &backendDef{name: "cdnflow_default", host: backendHost(b.Host), port: b.Port}
+		p.def = v
 	}
-	sp := sitePlanner{p: p, origins: map[string]string{}, hostOwner: map[string]string{}, names: map[string]bool{}}
+	sp := sitePlanner{p: p, hostOwner: map[string]string{}, names: map[string]bool{}}
 	for i, s := range cfg.Sites {
 		site, err := sp.site(i, s)
 		if err != nil {
@@ -259,10 +268,9 @@ func plan(cfg Config) (*renderPlan, error) {
 }
 
 // sitePlanner checks sites one after another against those before them:
-// unique names, each host served by one site, one backend per origin.
+// unique names, each host served by one site.
 type sitePlanner struct {
 	p         *renderPlan
-	origins   map[string]string // host:port -> backend name
 	hostOwner map[string]string // host -> site name
 	names     map[string]bool
 }
@@ -314,24 +322,42 @@ func (pl *sitePlanner) backends(sp *sitePlan, s Site) error {
 	if len(s.Origins) == 0 {
 		return errors.New("no origin")
 	}
-	for _, o := range s.Origins {
-		if err := CheckBackend(o); err != nil {
-			return err
-		}
-		host := backendHost(o.Host)
-		key := net.JoinHostPort(host, strconv.Itoa(o.Port))
-		name, ok := pl.origins[key]
-		if !ok {
-			name = fmt.Sprintf("cdnflow_origin_%d", len(pl.p.backends)+1)
-			pl.origins[key] = name
-			pl.p.backends = append(pl.p.backends, backendDef{name: name, host: host, port: o.Port, hostHeader: originHostHeader(host, o.Port)})
-		}
-		sp.backends = append(sp.backends, name)
+	v, err := originsHeader(s.Origins)
+	if err != nil {
+		return err
 	}
-	if len(sp.backends) > 1 {
-		pl.p.directors = true
-	}
+	sp.origins = v
 	return nil
+}
+
+// originsHeader checks origins and returns the connector.HeaderOrigins
+// value naming them, proven by parsing it back the way the connector will
+// (connector.ParseOrigins): the value is written into a VCL string, so only
+// what survives that parse unchanged is rendered.
+func originsHeader(bs []Backend) (string, error) {
+	if len(bs) > connector.MaxOrigins {
+		return "", fmt.Errorf("%d origins; at most %d", len(bs), connector.MaxOrigins)
+	}
+	origins := make([]connector.Origin, len(bs))
+	for i, b := range bs {
+		if err := CheckBackend(b); err != nil {
+			return "", err
+		}
+		scheme := b.Scheme
+		if scheme == "" {
+			scheme = "http"
+		}
+		origins[i] = connector.Origin{Scheme: scheme, Host: backendHost(b.Host), Port: b.Port}
+	}
+	v := connector.FormatOrigins(origins)
+	back, err := connector.ParseOrigins(v)
+	if err != nil {
+		return "", fmt.Errorf("origins: %w", err)
+	}
+	if connector.FormatOrigins(back) != v || strings.ContainsAny(v, `"{}\`) {
+		return "", fmt.Errorf("origins %q do not survive the connector's parse", v)
+	}
+	return v, nil
 }
 
 // siteRules checks and plans origin path, Host forwarding, TTL,
@@ -377,18 +403,6 @@ func backendHost(h string) string {
 		return ip.String()
 	}
 	return NormalizeHost(h)
-}
-
-// originHostHeader is what ORIGIN_HOSTNAME sends: the origin's name, with
-// the port when it is not the HTTP default (RFC 9110 §7.2).
-func originHostHeader(host string, port int) string {
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	if port == 80 {
-		return host
-	}
-	return host + ":" + strconv.Itoa(port)
 }
 
 func aclEntry(a string) (string, error) {

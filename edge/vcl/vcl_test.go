@@ -17,13 +17,14 @@ var origin = vcl.Backend{Host: "127.0.0.1", Port: 8080}
 func fullConfig() vcl.Config {
 	return vcl.Config{
 		EdgeID:         "ATL56-C1",
+		ConnectorPort:  6090,
 		DefaultBackend: &origin,
 		PurgeACL:       []string{"127.0.0.1", "::1", "10.1.2.3/8", "2001:db8::/32"},
 		Sites: []vcl.Site{
 			{Name: "img", Hosts: []string{"IMG.Example.com.", "cdn.example.com"}, Origins: []vcl.Backend{origin, {Host: "Origin.Example.net", Port: 80}},
 				OriginPath: "/v1/", TTL: 1500 * time.Millisecond, ReferrerType: vcl.ReferrerWhitelist,
 				Referrers: []string{`^https://(www\.)?example\.com/`, `say "hi"`, `ünï`}},
-			{Name: "api", Hosts: []string{"api.example.com"}, Origins: []vcl.Backend{{Host: "::1", Port: 9000}},
+			{Name: "api", Hosts: []string{"api.example.com"}, Origins: []vcl.Backend{{Host: "::1", Port: 9000}, {Scheme: "https", Host: "Secure.Example.net", Port: 8443}},
 				ForwardHostHeader: vcl.ForwardRequestHost, ReferrerType: vcl.ReferrerBlacklist, Referrers: []string{"spam"}, AllowEmptyReferrer: true},
 			{Name: "gone", Hosts: []string{"gone.example.com"}, Origins: []vcl.Backend{{Host: "10.0.0.9", Port: 81}}, Suspended: true},
 		},
@@ -46,37 +47,42 @@ func TestRenderContents(t *testing.T) {
 	for _, want := range []string{
 		"vcl 4.1;",
 		"import xkey;",
-		"import directors;",
+		`.port = "6090";`,
 		`req.http.host == "img.example.com" || req.http.host == "cdn.example.com"`,
 		`"10.0.0.0"/8;`,
 		`"2001:db8::"/32;`,
-		`.host = "origin.example.net";`,
-		`.host_header = "origin.example.net";`,
-		`.host_header = "127.0.0.1:8080";`,
+		"unset req.http.X-Cdnflow-Origins;",
+		"unset bereq.http.X-Cdnflow-Origin-Host;",
+		`set bereq.http.X-Cdnflow-Origins = "http://127.0.0.1:8080,http://origin.example.net:80";`,
+		`set bereq.http.X-Cdnflow-Origins = "http://[::1]:9000,https://secure.example.net:8443";`,
+		"unset resp.http.X-Cdnflow-Origin-Error;",
 		`set bereq.url = "/v1" + bereq.url;`,
 		`regsub(bereq.url, "^\Q/v1\E", "")`,
 		"set beresp.ttl = 2s;",
 		`{"say "hi""}`,
 		`set resp.http.X-Edge-Id = "ATL56-C1";`,
 		`return (synth(403, "Distribution suspended"));`,
-		`new cdnflow_site_1_rr = directors.round_robin();`,
 	} {
 		if !strings.Contains(src, want) {
 			t.Errorf("rendered VCL lacks %q", want)
 		}
 	}
-	// Equal origins share one backend.
-	if n := strings.Count(src, `.host = "127.0.0.1";`); n != 2 { // default + site origin
-		t.Errorf("127.0.0.1 backends: %d, want 2", n)
+	// The connector is the only backend; REQUEST_HOST_HEADER (api) and the
+	// default origin forward the client's Host, ORIGIN_HOSTNAME sites not.
+	if n := strings.Count(src, "\nbackend "); n != 1 {
+		t.Errorf("%d backends, want the connector only", n)
+	}
+	if n := strings.Count(src, "set bereq.http.X-Cdnflow-Origin-Host = bereq.http.host;"); n != 2 {
+		t.Errorf("%d Host forwards, want 2 (api site, default origin)", n)
 	}
 }
 
 func TestRenderMinimal(t *testing.T) {
-	src, err := vcl.Render(vcl.Config{})
+	src, err := vcl.Render(vcl.Config{ConnectorPort: 6090})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"backend cdnflow_none none;", `return (synth(404, "unknown host"));`, "set resp.http.X-Edge-Id = server.identity;", `"127.0.0.1";`} {
+	for _, want := range []string{"backend cdnflow_connector {", `return (synth(404, "unknown host"));`, "set resp.http.X-Edge-Id = server.identity;", `"127.0.0.1";`} {
 		if !strings.Contains(src, want) {
 			t.Errorf("minimal VCL lacks %q", want)
 		}
@@ -90,14 +96,23 @@ func TestRenderRejectsUnsafeValues(t *testing.T) {
 	site := func(mod func(*vcl.Site)) vcl.Config {
 		s := vcl.Site{Name: "s", Hosts: []string{"a.example.com"}, Origins: []vcl.Backend{origin}}
 		mod(&s)
-		return vcl.Config{Sites: []vcl.Site{s}}
+		return vcl.Config{ConnectorPort: 6090, Sites: []vcl.Site{s}}
 	}
 	cases := map[string]vcl.Config{
-		"edge id quote":      {EdgeID: `x"; }`},
-		"acl hostname":       {PurgeACL: []string{"localhost"}},
-		"acl injection":      {PurgeACL: []string{`1.2.3.4"; "0.0.0.0"/0`}},
-		"default host":       {DefaultBackend: &vcl.Backend{Host: `a"b`, Port: 80}},
-		"default port":       {DefaultBackend: &vcl.Backend{Host: "a.b", Port: 0}},
+		"no connector":   {},
+		"connector port": {ConnectorPort: 70000},
+		"edge id quote":  {ConnectorPort: 6090, EdgeID: `x"; }`},
+		"acl hostname":   {ConnectorPort: 6090, PurgeACL: []string{"localhost"}},
+		"acl injection":  {ConnectorPort: 6090, PurgeACL: []string{`1.2.3.4"; "0.0.0.0"/0`}},
+		"default host":   {ConnectorPort: 6090, DefaultBackend: &vcl.Backend{Host: `a"b`, Port: 80}},
+		"default port":   {ConnectorPort: 6090, DefaultBackend: &vcl.Backend{Host: "a.b", Port: 0}},
+		"origin scheme":  site(func(s *vcl.Site) { s.Origins = []vcl.Backend{{Scheme: "ftp", Host: "a.com", Port: 21}} }),
+		"too many origins": site(func(s *vcl.Site) {
+			s.Origins = make([]vcl.Backend, 11)
+			for i := range s.Origins {
+				s.Origins[i] = origin
+			}
+		}),
 		"host quote":         site(func(s *vcl.Site) { s.Hosts = []string{`a.com" || true || "`} }),
 		"host port":          site(func(s *vcl.Site) { s.Hosts = []string{"a.com:8080"} }),
 		"host space":         site(func(s *vcl.Site) { s.Hosts = []string{"a .com"} }),
@@ -117,7 +132,7 @@ func TestRenderRejectsUnsafeValues(t *testing.T) {
 		"referrer pcre only": site(func(s *vcl.Site) { s.ReferrerType = vcl.ReferrerBlacklist; s.Referrers = []string{"a(?=b)"} }),
 		"referrer empty":     site(func(s *vcl.Site) { s.ReferrerType = vcl.ReferrerBlacklist; s.Referrers = []string{""} }),
 		"site name":          site(func(s *vcl.Site) { s.Name = "a\nb" }),
-		"duplicate host": {Sites: []vcl.Site{
+		"duplicate host": {ConnectorPort: 6090, Sites: []vcl.Site{
 			{Name: "a", Hosts: []string{"x.com"}, Origins: []vcl.Backend{origin}},
 			{Name: "b", Hosts: []string{"X.com"}, Origins: []vcl.Backend{origin}},
 		}},
@@ -134,10 +149,10 @@ func TestRenderRejectsUnsafeValues(t *testing.T) {
 func TestRenderCompiles(t *testing.T) {
 	edgetest.RequireVarnish(t)
 	configs := map[string]vcl.Config{
-		"empty":      {},
-		"default":    {EdgeID: "E1", DefaultBackend: &origin},
+		"empty":      {ConnectorPort: 6090},
+		"default":    {EdgeID: "E1", ConnectorPort: 6090, DefaultBackend: &origin},
 		"full":       loadableConfig(),
-		"sites only": {Sites: loadableConfig().Sites},
+		"sites only": {ConnectorPort: 6090, Sites: loadableConfig().Sites},
 	}
 	for name, cfg := range configs {
 		t.Run(name, func(t *testing.T) {

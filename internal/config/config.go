@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/cdnflow/cdnflow/edge/connector"
 )
 
 // Config is the whole of cdnflow's configuration.
@@ -81,6 +83,21 @@ type Config struct {
 	AllowPrivateCallbacks bool
 	// DefaultOrigin serves hosts that match no distribution.
 	DefaultOrigin string
+	// AllowPrivateOrigins admits origins on RFC 1918, fc00::/7 and
+	// 100.64.0.0/10 addresses (--allow-private-origins); loopback,
+	// link-local, metadata and multicast stay refused (internal/netguard).
+	AllowPrivateOrigins bool
+	// OriginAllowLoopback lists loopback origins admitted ("PORT" or
+	// "127.0.0.1:PORT"); `cdnflow dev` adds its demo origin's port only.
+	OriginAllowLoopback []string
+	// OriginCAFile is a PEM bundle trusted for https origins besides the
+	// system CAs (--origin-ca-file, CDNFLOW_ORIGIN_CA_FILE).
+	OriginCAFile string
+	// OriginDNSServer (host:port) answers the connectors' and probes' DNS
+	// queries; empty: /etc/resolv.conf.
+	OriginDNSServer string
+	// ConnectorListen is where `cdnflow connector` listens (--listen).
+	ConnectorListen string
 	// HeartbeatTimeout is how soon the work of a lost worker (crash, kill
 	// -9, network cut) is retried by another one: long activities heartbeat
 	// within it.
@@ -158,7 +175,40 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	boolean(fs, &c.AllowPrivateCallbacks, "allow-private-callbacks", "CDNFLOW_ALLOW_PRIVATE_CALLBACKS", "let callbacks reach loopback/private addresses")
 	num(fs, &c.MaxBacklog, "max-backlog", "CDNFLOW_MAX_BACKLOG", "refuse new prewarm/purge jobs (429, 30001) while more workflow tasks than this are queued; 0 disables")
 	dur(fs, &c.HeartbeatTimeout, "heartbeat-timeout", "CDNFLOW_HEARTBEAT_TIMEOUT", "how soon work of a lost worker is retried elsewhere; set the same on API and workers")
+	c.RegisterOrigins(fs)
 	str(fs, &c.DefaultOrigin, "default-origin", "CDNFLOW_DEFAULT_ORIGIN", "host:port edges fetch from for hosts that match no distribution (dev starts a demo origin there; empty: such hosts get 404)")
+}
+
+// RegisterOrigins binds the origin settings shared by the API, the worker
+// and `cdnflow connector`: the address policy, the CA bundle and DNS.
+func (c *Config) RegisterOrigins(fs *flag.FlagSet) {
+	boolean(fs, &c.AllowPrivateOrigins, "allow-private-origins", "CDNFLOW_ALLOW_PRIVATE_ORIGINS", "let origins be on private addresses (RFC 1918, fc00::/7, 100.64.0.0/10); loopback, link-local and metadata stay refused")
+	list(fs, &c.OriginAllowLoopback, "origin-allow-loopback", "CDNFLOW_ORIGIN_ALLOW_LOOPBACK", "comma-separated loopback origins admitted: PORT or 127.0.0.1:PORT (dev: the demo origin)")
+	str(fs, &c.OriginCAFile, "origin-ca-file", "CDNFLOW_ORIGIN_CA_FILE", "PEM bundle trusted for https origins besides the system CAs")
+	str(fs, &c.OriginDNSServer, "origin-dns-server", "CDNFLOW_ORIGIN_DNS_SERVER", "host:port of the DNS server origin names are resolved with (empty: /etc/resolv.conf)")
+}
+
+// RegisterConnector binds the settings of `cdnflow connector`: --listen
+// (ConnectorListen, default the inventory's default connectorAddress
+// 127.0.0.1:6090), logging and the origin settings.
+func (c *Config) RegisterConnector(fs *flag.FlagSet) {
+	if c.ConnectorListen == "" {
+		c.ConnectorListen = "127.0.0.1:6090"
+	}
+	str(fs, &c.ConnectorListen, "listen", "CDNFLOW_CONNECTOR_LISTEN", "loopback IP:port the edge's VCL names as its backend (the inventory's connectorAddress)")
+	str(fs, &c.LogLevel, "log-level", "CDNFLOW_LOG_LEVEL", "debug, info, warn or error")
+	str(fs, &c.LogFormat, "log-format", "CDNFLOW_LOG_FORMAT", "console or json")
+	c.RegisterOrigins(fs)
+}
+
+// ConnectorOptions are the origin connector options of these settings
+// (edge/connector): the same for each edge's connector (listen given) and
+// for the API's and worker's checks and probes (listen empty).
+func (c Config) ConnectorOptions(listen string, logger *zap.Logger) connector.Options {
+	return connector.Options{
+		Listen: listen, AllowPrivate: c.AllowPrivateOrigins, AllowLoopback: c.OriginAllowLoopback,
+		CAFile: c.OriginCAFile, DNSServer: c.OriginDNSServer, Logger: logger,
+	}
 }
 
 // PayloadDir is where claim-checked payloads live.

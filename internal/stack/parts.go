@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
+	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/edge/varnishd"
 	"github.com/cdnflow/cdnflow/edge/vcl"
 	"github.com/cdnflow/cdnflow/httpapi"
@@ -93,8 +94,12 @@ func serveAPI(ctx context.Context, ln net.Listener, cfg config.Config, inv *inve
 	return nil
 }
 
-// StartManagedEdges starts one varnishd per managed inventory edge.
-func StartManagedEdges(ctx context.Context, cfg config.Config, inv *inventory.Inventory, logger *zap.Logger) ([]*varnishd.Process, error) {
+// StartManagedEdges starts one varnishd per managed inventory edge, each
+// with its origin connector (in-process, listening on the edge's
+// connectorAddress before the VCL naming it is rendered). stop ends the
+// connectors (after the edges are stopped).
+func StartManagedEdges(ctx context.Context, cfg config.Config, inv *inventory.Inventory, logger *zap.Logger) (procs []*varnishd.Process, stop func(), err error) {
+	stop = func() {}
 	var managed []inventory.Edge
 	for _, e := range inv.Edges {
 		if e.Managed {
@@ -102,11 +107,55 @@ func StartManagedEdges(ctx context.Context, cfg config.Config, inv *inventory.In
 		}
 	}
 	if len(managed) == 0 {
-		return nil, nil
+		return nil, stop, nil
 	}
 	if _, err := exec.LookPath("varnishd"); err != nil {
-		return nil, varnishd.ErrNotInstalled
+		return nil, stop, varnishd.ErrNotInstalled
 	}
+	stop, err = startConnectors(cfg, managed, logger)
+	if err != nil {
+		return nil, func() {}, err
+	}
+	procs, err = startVarnishes(ctx, cfg, managed, logger)
+	if err != nil {
+		stop()
+		return nil, func() {}, err
+	}
+	return procs, stop, nil
+}
+
+// startConnectors serves one origin connector per edge on its
+// connectorAddress, with the origin settings of cfg.
+func startConnectors(cfg config.Config, edges []inventory.Edge, logger *zap.Logger) (func(), error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	stop := func() { cancel(); wg.Wait() }
+	for _, e := range edges {
+		ln, err := net.Listen("tcp", e.ConnectorAddress)
+		if err != nil {
+			stop()
+			return nil, fmt.Errorf("edge %s: connector: listen %s: %w", e.ID, e.ConnectorAddress, err)
+		}
+		c, err := connector.New(cfg.ConnectorOptions(e.ConnectorAddress, logger.Named("connector").With(zap.String("edgeId", e.ID))))
+		if err != nil {
+			_ = ln.Close()
+			stop()
+			return nil, fmt.Errorf("edge %s: %w", e.ID, err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer c.Close()
+			if err := c.Serve(ctx, ln); err != nil {
+				logger.Error("connector", zap.String("edgeId", e.ID), zap.Error(err))
+			}
+		}()
+	}
+	return stop, nil
+}
+
+// startVarnishes starts one varnishd per edge, in parallel.
+func startVarnishes(ctx context.Context, cfg config.Config, managed []inventory.Edge, logger *zap.Logger) ([]*varnishd.Process, error) {
 	var def *vcl.Backend
 	if cfg.DefaultOrigin != "" {
 		b, err := backendOf(cfg.DefaultOrigin)
@@ -122,7 +171,7 @@ func StartManagedEdges(ctx context.Context, cfg config.Config, inv *inventory.In
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			src, err := vcl.Render(vcl.Config{EdgeID: e.ID, DefaultBackend: def, PurgeACL: cfg.PurgeACL})
+			src, err := vcl.Render(vcl.Config{EdgeID: e.ID, ConnectorPort: e.ConnectorPort(), DefaultBackend: def, PurgeACL: cfg.PurgeACL})
 			if err != nil {
 				errs[i] = fmt.Errorf("edge %s: render vcl: %w", e.ID, err)
 				return

@@ -24,6 +24,7 @@ import (
 	"github.com/cdnflow/cdnflow/edge/varnishd"
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/devtemporal"
+	"github.com/cdnflow/cdnflow/internal/netguard"
 	"github.com/cdnflow/cdnflow/internal/temporalclient"
 	"github.com/cdnflow/cdnflow/inventory"
 	"github.com/cdnflow/cdnflow/workflows"
@@ -101,6 +102,12 @@ func (s *Stack) start(ctx context.Context, o Options) error {
 			return err
 		}
 		s.onStop(stop)
+		// The demo origin is the one loopback origin dev admits.
+		_, port, _ := net.SplitHostPort(s.Config.DefaultOrigin)
+		s.Config.OriginAllowLoopback = append(append([]string(nil), s.Config.OriginAllowLoopback...), port)
+	}
+	if err := checkLoopbackOrigins(s.Config, s.Inventory); err != nil {
+		return err
 	}
 	if err := s.startEdgesAndTemporal(ctx, o.Dev); err != nil {
 		return err
@@ -120,17 +127,50 @@ func (s *Stack) start(ctx context.Context, o Options) error {
 	return nil
 }
 
+// checkLoopbackOrigins refuses a loopback origin allow-list naming one of
+// cdnflow's own ports: an edge's HTTP, admin or connector port, Temporal's
+// or the API's. Those are never origins (issue 13).
+func checkLoopbackOrigins(cfg config.Config, inv *inventory.Inventory) error {
+	if len(cfg.OriginAllowLoopback) == 0 {
+		return nil
+	}
+	allow, err := netguard.ParseLoopbackAllow(cfg.OriginAllowLoopback)
+	if err != nil {
+		return fmt.Errorf("origin-allow-loopback: %w", err)
+	}
+	own := map[string]string{"Temporal": fmt.Sprint(cfg.TemporalPort), "the API": portOf(cfg.APIAddr)}
+	for _, e := range inv.Edges {
+		own["edge "+e.ID+" HTTP"] = portOf(e.Address)
+		own["edge "+e.ID+" admin"] = portOf(e.AdminAddress)
+		own["edge "+e.ID+" connector"] = portOf(e.ConnectorAddress)
+	}
+	for _, a := range allow {
+		for what, p := range own {
+			if p == fmt.Sprint(a.Port) {
+				return fmt.Errorf("origin-allow-loopback %s is the port of %s, never an origin", a, what)
+			}
+		}
+	}
+	return nil
+}
+
+func portOf(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
+}
+
 // startEdgesAndTemporal starts the managed edges (dev) and the embedded
 // server in parallel: each takes about a second.
 func (s *Stack) startEdgesAndTemporal(ctx context.Context, dev bool) error {
 	var edges []*varnishd.Process
+	stopConnectors := func() {}
 	var edgeErr error
 	var wg sync.WaitGroup
 	if dev {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			edges, edgeErr = StartManagedEdges(ctx, s.Config, s.Inventory, s.logger)
+			edges, stopConnectors, edgeErr = StartManagedEdges(ctx, s.Config, s.Inventory, s.logger)
 		}()
 	}
 	var tempErr error
@@ -139,7 +179,7 @@ func (s *Stack) startEdgesAndTemporal(ctx context.Context, dev bool) error {
 	}
 	wg.Wait()
 	// Pushed after the server: stopped after it.
-	s.onStop(func() error { stopEdges(edges, s.logger); return nil })
+	s.onStop(func() error { stopEdges(edges, s.logger); stopConnectors(); return nil })
 	if s.Temporal != nil {
 		srv := s.Temporal
 		s.onStop(func() error { srv.Stop(); return nil })

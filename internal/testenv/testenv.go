@@ -81,9 +81,12 @@ func Start(t testing.TB, opts Options) *Env {
 	port, _ := strconv.Atoi(portStr)
 	backend := vcl.Backend{Host: host, Port: port}
 
-	env.Edges = edgetest.StartEdges(t, opts.Edges, func(id string) vcl.Config {
+	cfg := settings(t, env.OriginAddr, opts.Configure)
+	// Each edge's connector with the Env's origin settings, as `cdnflow
+	// dev` runs them.
+	env.Edges = edgetest.StartEdgesWith(t, opts.Edges, func(id string) vcl.Config {
 		return vcl.Config{EdgeID: id, DefaultBackend: &backend}
-	})
+	}, cfg.ConnectorOptions("", nil))
 	edges := make([]inventory.Edge, len(env.Edges))
 	for i, e := range env.Edges {
 		if opts.Place != nil {
@@ -98,7 +101,7 @@ func Start(t testing.TB, opts Options) *Env {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := stack.Start(ctx, stack.Options{Config: settings(t, env.OriginAddr, opts.Configure), Inventory: inv, Logger: logger, NoWorker: opts.NoWorker})
+	st, err := stack.Start(ctx, stack.Options{Config: cfg, Inventory: inv, Logger: logger, NoWorker: opts.NoWorker})
 	if err != nil {
 		t.Fatalf("start stack: %v", err)
 	}
@@ -121,6 +124,9 @@ func settings(t testing.TB, originAddr string, configure func(*config.Config)) c
 	cfg.TemporalPort = 0    // free ports: tests run side by side
 	cfg.TemporalUIPort = -1 // no Web UI
 	cfg.DefaultOrigin = originAddr
+	// The test origin listens on loopback: the one loopback origin admitted.
+	_, port, _ := net.SplitHostPort(originAddr)
+	cfg.OriginAllowLoopback = []string{port}
 	cfg.AllowPrivateCallbacks = true
 	cfg.PrewarmAttemptTimeout = 5 * time.Second
 	// Tests on a busy CI machine must not be refused as overload unless

@@ -1,0 +1,57 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.temporal.io/sdk/temporal"
+	"go.uber.org/zap"
+
+	"github.com/cdnflow/cdnflow/edge/connector"
+)
+
+// ErrOriginUnusable: an origin of a distribution failed its probe for a
+// lasting reason (certificate, unresolvable name, refused address).
+const ErrOriginUnusable = "OriginUnusable"
+
+// ProbeOriginsRequest names the origins of one distribution change.
+type ProbeOriginsRequest struct {
+	Domain string             `json:"domain"`
+	Config DistributionConfig `json:"config"`
+}
+
+// ProbeDistributionOrigins checks each origin of a distribution the way
+// the edges' connectors will fetch it (connector.Probe: resolve, address
+// policy on every address, connect, TLS with SNI and verification, HEAD
+// originPath/). A lasting failure (connector.Kind.Permanent: bad
+// certificate, unresolvable name, refused address) is a non-retryable
+// ErrOriginUnusable error whose message is the reason, e.g. "origin
+// https://o.example:443: x509: certificate has expired …": the
+// distribution workflow sends only this distribution to ERROR. A passing
+// failure (connect refused, timeout) is logged and returns nil: an origin
+// that is down now may be up when clients come, and the edges retry.
+func (a *Distribution) ProbeDistributionOrigins(ctx context.Context, req ProbeOriginsRequest) error {
+	if a.Origins == nil {
+		return errors.New("probe origins: no origin connector configured")
+	}
+	path := "/"
+	if len(req.Config.Origins) > 0 && req.Config.Origins[0].OriginPath != "" {
+		path = req.Config.Origins[0].OriginPath + "/"
+	}
+	for _, o := range ConnectorOrigins(req.Config) {
+		err := a.Origins.Probe(ctx, o, "", path)
+		if err == nil {
+			continue
+		}
+		var oe *connector.OriginError
+		if errors.As(err, &oe) && oe.Kind.Permanent() {
+			return temporal.NewNonRetryableApplicationError(oe.Error(), ErrOriginUnusable, nil)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("probe %s: %w", o, ctx.Err())
+		}
+		a.Logger.Warn("origin probe failed; applying anyway", zap.String("domain", req.Domain), zap.String("origin", o.String()), zap.Error(err))
+	}
+	return nil
+}

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+
+	"go.uber.org/zap"
+
+	"github.com/cdnflow/cdnflow/edge/connector"
+	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/internal/stack"
+)
+
+// runConnector is `cdnflow connector`: the origin connector beside one
+// Varnish edge (edge/connector), its only backend. Flags
+// (config.RegisterConnector): --listen (the edge's inventory
+// connectorAddress, a loopback IP:port) and the origin settings shared
+// with the API and worker (--allow-private-origins, --origin-allow-loopback,
+// --origin-ca-file, --origin-dns-server); each also read from its $ENV.
+func runConnector(ctx context.Context, args []string) error {
+	cfg := config.Default()
+	fs := flag.NewFlagSet("cdnflow connector", flag.ContinueOnError)
+	cfg.RegisterConnector(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	logger, err := stack.NewLogger(cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = logger.Sync() }()
+	logger.Info("connector starting", zap.String("listen", cfg.ConnectorListen), zap.Bool("allowPrivateOrigins", cfg.AllowPrivateOrigins),
+		zap.Strings("originAllowLoopback", cfg.OriginAllowLoopback), zap.String("originCAFile", cfg.OriginCAFile))
+	if err := connector.Run(ctx, cfg.ConnectorOptions(cfg.ConnectorListen, logger.Named("connector"))); err != nil {
+		return err
+	}
+	logger.Info("connector stopped")
+	return nil
+}
