@@ -19,6 +19,12 @@ func TestConnectorAddress(t *testing.T) {
 	if e := inv.Edges[0]; e.ConnectorAddress != DefaultConnectorAddress || e.ConnectorPort() != 6090 {
 		t.Fatalf("default: %q port %d", e.ConnectorAddress, e.ConnectorPort())
 	}
+	// A managed edge without one gets a free port from `cdnflow dev`.
+	managed := edge("")
+	managed.Managed = true
+	if inv, err := New([]Edge{managed}); err != nil || inv.Edges[0].ConnectorAddress != "127.0.0.1:0" {
+		t.Fatalf("managed default: %v %+v", err, inv)
+	}
 	if inv, err := New([]Edge{edge("[::1]:7000")}); err != nil || inv.Edges[0].ConnectorPort() != 7000 {
 		t.Fatalf("[::1]:7000: %v", err)
 	}

@@ -48,7 +48,8 @@ type Edge struct {
 	// ConnectorAddress is the loopback IP:port, as seen from the edge, of
 	// the edge's origin connector (`cdnflow connector --listen`, a sidecar
 	// sharing its network namespace): Varnish's only backend. Default
-	// DefaultConnectorAddress.
+	// DefaultConnectorAddress; for a managed edge 127.0.0.1:0, a free port
+	// `cdnflow dev` picks and writes back when it starts the connector.
 	ConnectorAddress string `yaml:"connectorAddress,omitempty" json:"connectorAddress,omitempty"`
 	// SecretFile holds the Varnish CLI secret (varnishd -S).
 	SecretFile string `yaml:"secretFile" json:"secretFile"`
@@ -158,8 +159,11 @@ func (inv *Inventory) validate() error {
 		}
 		if e.ConnectorAddress == "" {
 			e.ConnectorAddress = DefaultConnectorAddress
+			if e.Managed {
+				e.ConnectorAddress = "127.0.0.1:0"
+			}
 		}
-		if ap, err := netip.ParseAddrPort(e.ConnectorAddress); err != nil || !ap.Addr().Unmap().IsLoopback() || ap.Port() == 0 {
+		if ap, err := netip.ParseAddrPort(e.ConnectorAddress); err != nil || !ap.Addr().Unmap().IsLoopback() || (ap.Port() == 0 && !e.Managed) {
 			errs = append(errs, fmt.Errorf("%s: connectorAddress %q must be a loopback IP:port (the connector beside the edge)", where, e.ConnectorAddress))
 		}
 		if e.SecretFile == "" {

@@ -74,6 +74,7 @@ func startWorkerProc(t *testing.T, bin string, env *testenv.Env, extra ...string
 		"--heartbeat-timeout", env.Config.HeartbeatTimeout.String(),
 		"--default-origin", env.Config.DefaultOrigin,
 		"--allow-private-callbacks",
+		"--origin-allow-loopback", strings.Join(env.Config.OriginAllowLoopback, ","),
 		"--log-format", "json", "--log-level", "info",
 	}
 	w := &workerProc{t: t, bin: bin, args: append(args, extra...), logs: filepath.Join(dir, "worker.log")}

@@ -100,21 +100,25 @@ func serveAPI(ctx context.Context, ln net.Listener, cfg config.Config, inv *inve
 // connectors (after the edges are stopped).
 func StartManagedEdges(ctx context.Context, cfg config.Config, inv *inventory.Inventory, logger *zap.Logger) (procs []*varnishd.Process, stop func(), err error) {
 	stop = func() {}
-	var managed []inventory.Edge
-	for _, e := range inv.Edges {
+	var idx []int
+	for i, e := range inv.Edges {
 		if e.Managed {
-			managed = append(managed, e)
+			idx = append(idx, i)
 		}
 	}
-	if len(managed) == 0 {
+	if len(idx) == 0 {
 		return nil, stop, nil
 	}
 	if _, err := exec.LookPath("varnishd"); err != nil {
 		return nil, stop, varnishd.ErrNotInstalled
 	}
-	stop, err = startConnectors(cfg, managed, logger)
+	stop, err = startConnectors(cfg, inv, idx, logger)
 	if err != nil {
 		return nil, func() {}, err
+	}
+	managed := make([]inventory.Edge, len(idx))
+	for j, i := range idx {
+		managed[j] = inv.Edges[i]
 	}
 	procs, err = startVarnishes(ctx, cfg, managed, logger)
 	if err != nil {
@@ -124,18 +128,22 @@ func StartManagedEdges(ctx context.Context, cfg config.Config, inv *inventory.In
 	return procs, stop, nil
 }
 
-// startConnectors serves one origin connector per edge on its
-// connectorAddress, with the origin settings of cfg.
-func startConnectors(cfg config.Config, edges []inventory.Edge, logger *zap.Logger) (func(), error) {
+// startConnectors serves one origin connector per edge inv.Edges[i], i in
+// idx, on its connectorAddress, with the origin settings of cfg. A port 0
+// (a managed edge without connectorAddress) becomes the free port chosen,
+// written back into inv before any VCL or worker uses it.
+func startConnectors(cfg config.Config, inv *inventory.Inventory, idx []int, logger *zap.Logger) (func(), error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	stop := func() { cancel(); wg.Wait() }
-	for _, e := range edges {
+	for _, i := range idx {
+		e := &inv.Edges[i]
 		ln, err := net.Listen("tcp", e.ConnectorAddress)
 		if err != nil {
 			stop()
 			return nil, fmt.Errorf("edge %s: connector: listen %s: %w", e.ID, e.ConnectorAddress, err)
 		}
+		e.ConnectorAddress = ln.Addr().String()
 		c, err := connector.New(cfg.ConnectorOptions(e.ConnectorAddress, logger.Named("connector").With(zap.String("edgeId", e.ID))))
 		if err != nil {
 			_ = ln.Close()
@@ -147,7 +155,7 @@ func startConnectors(cfg config.Config, edges []inventory.Edge, logger *zap.Logg
 			defer wg.Done()
 			defer c.Close()
 			if err := c.Serve(ctx, ln); err != nil {
-				logger.Error("connector", zap.String("edgeId", e.ID), zap.Error(err))
+				logger.Error("connector", zap.String("edgeId", inv.Edges[i].ID), zap.Error(err))
 			}
 		}()
 	}
