@@ -104,7 +104,7 @@ func TestDevKilledAndRestartedLosesNothing(t *testing.T) {
 	inv.WriteString("edges:\n")
 	var edgeAddrs, edgeIDs []string
 	for _, e := range outside {
-		fmt.Fprintf(&inv, "  - {id: %s, region: us, country: united_states, address: %q, adminAddress: %q, secretFile: %q}\n", e.Edge.ID, e.Edge.Address, e.Edge.AdminAddress, e.Edge.SecretFile)
+		fmt.Fprintf(&inv, "  - {id: %s, region: us, country: united_states, address: %q, adminAddress: %q, secretFile: %q, connectorAddress: %q}\n", e.Edge.ID, e.Edge.Address, e.Edge.AdminAddress, e.Edge.SecretFile, e.Edge.ConnectorAddress)
 		edgeAddrs = append(edgeAddrs, e.Edge.Address)
 		edgeIDs = append(edgeIDs, e.Edge.ID)
 	}

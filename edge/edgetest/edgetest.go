@@ -203,6 +203,16 @@ func (e *RunningEdge) Admin(t testing.TB) *varnishadm.Conn {
 // LoadVCL renders cfg and makes it the edge's active VCL under name.
 func (e *RunningEdge) LoadVCL(t testing.TB, name string, cfg vcl.Config) {
 	t.Helper()
+	if cfg.ConnectorPort == 0 {
+		// The edge fetches through the connector started beside it.
+		_, port, err := net.SplitHostPort(e.Edge.ConnectorAddress)
+		if err != nil {
+			t.Fatalf("connector address of %s: %v", e.Edge.ID, err)
+		}
+		if cfg.ConnectorPort, err = strconv.Atoi(port); err != nil {
+			t.Fatalf("connector port of %s: %v", e.Edge.ID, err)
+		}
+	}
 	src, err := vcl.Render(cfg)
 	if err != nil {
 		t.Fatalf("render vcl for %s: %v", e.Edge.ID, err)
