@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cdnflow/cdnflow/edge/edgetest"
 	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/internal/dnstest"
 	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/service"
 )
@@ -62,7 +62,7 @@ func originPair(t *testing.T) (a, b *countingOrigin, port string) {
 // at create.
 func TestOriginNameWithSeveralAddresses(t *testing.T) {
 	a, b, port := originPair(t)
-	dns := edgetest.StartDNS(t)
+	dns := dnstest.Start(t)
 	dns.Set("www.multi.test", 1, "127.0.0.2", "127.0.0.3")
 	dns.Set("meta.multi.test", 1, "169.254.169.254")
 	env := testenv.Start(t, testenv.Options{Edges: 1, Configure: func(c *config.Config) {

@@ -1,6 +1,8 @@
 package connector
 
 import (
+	"github.com/cdnflow/cdnflow/internal/dnstest"
+
 	"context"
 	"errors"
 	"net"
@@ -106,7 +108,7 @@ func TestForwardsWithoutInternalHeaders(t *testing.T) {
 // against the system CAs plus CAFile, and each bad certificate is a 502
 // whose reason says what is wrong.
 func TestTLSOrigins(t *testing.T) {
-	dns := startDNS(t)
+	dns := dnstest.Start(t)
 	ca, otherCA := newCA(t, "cdnflow test CA"), newCA(t, "some other CA")
 	now := time.Now()
 	good := startOrigin(t, "good", "127.0.0.2", 0, ptr(ca.leaf(t, []string{"good.tls.test"}, now.Add(-time.Hour), now.Add(time.Hour))))
@@ -163,7 +165,7 @@ func ptr[T any](v T) *T { return &v }
 // keeps its connection alive, and an address that refuses connections is
 // skipped without failing a request.
 func TestBalancesOverAllAddresses(t *testing.T) {
-	dns := startDNS(t)
+	dns := dnstest.Start(t)
 	a, b := originPair(t, nil)
 	p := port(a)
 	dns.Set("lb.test", 1, "127.0.0.2", "127.0.0.3")
@@ -199,7 +201,7 @@ func TestBalancesOverAllAddresses(t *testing.T) {
 // later than MaxCacheTTL even when the record TTL is long; in between the
 // answer is cached (no new queries).
 func TestFollowsAddressChange(t *testing.T) {
-	dns := startDNS(t)
+	dns := dnstest.Start(t)
 	a, _ := originPair(t, nil)
 	p := port(a)
 	c, base := newConnector(t, Options{DNSServer: dns.Addr, AllowLoopback: []string{p}})
@@ -227,12 +229,12 @@ func TestFollowsAddressChange(t *testing.T) {
 	if got := served(u); got != "A" {
 		t.Fatalf("first answer served by %q", got)
 	}
-	q := dns.queries.Load()
+	q := dns.Queries()
 	for range 5 {
 		served(u)
 	}
-	if dns.queries.Load() != q {
-		t.Fatalf("answer not cached: %d more DNS queries", dns.queries.Load()-q)
+	if dns.Queries() != q {
+		t.Fatalf("answer not cached: %d more DNS queries", dns.Queries()-q)
 	}
 	dns.Set("move.test", 2, "127.0.0.3")
 	waitFor(u, "B", 10*time.Second) // far below the 30 s bound: the TTL was obeyed
@@ -256,7 +258,7 @@ func TestFollowsAddressChange(t *testing.T) {
 // address and now resolves to metadata or to loopback on a port that is
 // not listed is refused, and the internal service sees nothing.
 func TestRefusesInternalTargetsAfterDNSChange(t *testing.T) {
-	dns := startDNS(t)
+	dns := dnstest.Start(t)
 	var allowed, internal *origin
 	for range 20 {
 		allowed = startOrigin(t, "allowed", "127.0.0.2", 0, nil)
@@ -345,7 +347,7 @@ func TestControlHookRefusesEveryConnection(t *testing.T) {
 }
 
 func TestProbe(t *testing.T) {
-	dns := startDNS(t)
+	dns := dnstest.Start(t)
 	ca := newCA(t, "cdnflow test CA")
 	now := time.Now()
 	good := startOrigin(t, "good", "127.0.0.2", 0, ptr(ca.leaf(t, []string{"good.tls.test"}, now.Add(-time.Hour), now.Add(time.Hour))))

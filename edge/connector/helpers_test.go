@@ -8,7 +8,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/binary"
 	"encoding/pem"
 	"io"
 	"math/big"
@@ -18,142 +17,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.uber.org/zap/zaptest"
-	"golang.org/x/net/dns/dnsmessage"
 )
-
-// dnsServer is a real DNS server on loopback (UDP and TCP on one port)
-// answering A and AAAA from a zone the test changes at will. It is built
-// on golang.org/x/net/dns/dnsmessage, the message codec Go's own resolver
-// uses (already a dependency), so no DNS library is added.
-type dnsServer struct {
-	Addr    string
-	mu      sync.Mutex
-	zone    map[string][]netip.Addr // fqdn, lower case
-	ttl     uint32
-	queries atomic.Int64
-}
-
-func startDNS(t *testing.T) *dnsServer {
-	t.Helper()
-	s := &dnsServer{zone: map[string][]netip.Addr{}, ttl: 60}
-	var (
-		pc  net.PacketConn
-		ln  net.Listener
-		err error
-	)
-	for range 20 {
-		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
-			break
-		}
-		pc.Close()
-	}
-	if err != nil {
-		t.Fatalf("dns listen: %v", err)
-	}
-	s.Addr = pc.LocalAddr().String()
-	t.Cleanup(func() { pc.Close(); ln.Close() })
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if out := s.answer(buf[:n]); out != nil {
-				_, _ = pc.WriteTo(out, from)
-			}
-		}
-	}()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				for {
-					var l [2]byte
-					if _, err := io.ReadFull(c, l[:]); err != nil {
-						return
-					}
-					msg := make([]byte, binary.BigEndian.Uint16(l[:]))
-					if _, err := io.ReadFull(c, msg); err != nil {
-						return
-					}
-					out := s.answer(msg)
-					if out == nil {
-						return
-					}
-					_, _ = c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(out))), out...))
-				}
-			}()
-		}
-	}()
-	return s
-}
-
-// Set makes name resolve to addrs with the given record TTL (seconds).
-func (s *dnsServer) Set(name string, ttl uint32, addrs ...string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var list []netip.Addr
-	for _, a := range addrs {
-		list = append(list, netip.MustParseAddr(a))
-	}
-	s.zone[strings.ToLower(strings.TrimSuffix(name, "."))+"."] = list
-	s.ttl = ttl
-}
-
-func (s *dnsServer) answer(msg []byte) []byte {
-	var p dnsmessage.Parser
-	h, err := p.Start(msg)
-	if err != nil {
-		return nil
-	}
-	q, err := p.Question()
-	if err != nil {
-		return nil
-	}
-	s.queries.Add(1)
-	s.mu.Lock()
-	addrs, known := s.zone[strings.ToLower(q.Name.String())]
-	ttl := s.ttl
-	s.mu.Unlock()
-	rh := dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionDesired: h.RecursionDesired}
-	if !known {
-		rh.RCode = dnsmessage.RCodeNameError
-	}
-	b := dnsmessage.NewBuilder(nil, rh)
-	b.EnableCompression()
-	_ = b.StartQuestions()
-	_ = b.Question(q)
-	_ = b.StartAnswers()
-	for _, a := range addrs {
-		hdr := dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: ttl}
-		switch {
-		case a.Is4() && q.Type == dnsmessage.TypeA:
-			_ = b.AResource(hdr, dnsmessage.AResource{A: a.As4()})
-		case a.Is6() && q.Type == dnsmessage.TypeAAAA:
-			_ = b.AAAAResource(hdr, dnsmessage.AAAAResource{AAAA: a.As16()})
-		}
-	}
-	out, err := b.Finish()
-	if err != nil {
-		return nil
-	}
-	return out
-}
 
 // testCA is a certificate authority made by the test.
 type testCA struct {

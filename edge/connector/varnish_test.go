@@ -1,6 +1,8 @@
 package connector
 
 import (
+	"github.com/cdnflow/cdnflow/internal/dnstest"
+
 	"context"
 	"fmt"
 	"io"
@@ -85,7 +87,7 @@ func requireVarnish(t *testing.T) {
 // with its reason.
 func TestServedThroughVarnish(t *testing.T) {
 	requireVarnish(t)
-	dns := startDNS(t)
+	dns := dnstest.Start(t)
 	ca := newCA(t, "cdnflow test CA")
 	now := time.Now()
 	cert := ca.leaf(t, []string{"tls.cdnflow.test"}, now.Add(-time.Hour), now.Add(time.Hour))

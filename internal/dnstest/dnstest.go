@@ -1,4 +1,5 @@
-package edgetest
+// Package dnstest runs a DNS server for tests.
+package dnstest
 
 import (
 	"encoding/binary"
@@ -7,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"golang.org/x/net/dns/dnsmessage"
@@ -20,15 +22,20 @@ type DNS struct {
 	Addr string
 	mu   sync.Mutex
 	zone map[string]record // fqdn, lower case
+	// queries counts the questions answered (Queries).
+	queries atomic.Int64
 }
+
+// Queries is how many DNS questions the server has answered so far.
+func (d *DNS) Queries() int64 { return d.queries.Load() }
 
 type record struct {
 	ttl   uint32
 	addrs []netip.Addr
 }
 
-// StartDNS serves a DNS until the test ends.
-func StartDNS(t testing.TB) *DNS {
+// Start serves a DNS until the test ends.
+func Start(t testing.TB) *DNS {
 	t.Helper()
 	d := &DNS{zone: map[string]record{}}
 	var (
@@ -110,6 +117,7 @@ func (d *DNS) serveTCP(ln net.Listener) {
 }
 
 func (d *DNS) answer(msg []byte) []byte {
+	d.queries.Add(1)
 	var p dnsmessage.Parser
 	h, err := p.Start(msg)
 	if err != nil {
