@@ -2,6 +2,7 @@ package service
 
 import (
 	"encoding/json"
+	"errors"
 	"reflect"
 	"slices"
 	"strings"
@@ -93,12 +94,21 @@ func FuzzValidatePrewarm(f *testing.F) {
 	})
 }
 
+// patchOnlyRefusal is a PATCH refused by the rule only PATCH has (NHN v1.5
+// partial update: an origin given in a PATCH needs its originPath), which
+// create and PUT accept without one.
+func patchOnlyRefusal(err error) bool {
+	var ve *ValidationError
+	return errors.As(err, &ve) && strings.Contains(ve.Msg, "originPath is required")
+}
+
 // Distribution bodies in every mode: never a panic; accepted configs are
 // inside the spec's ranges; and a body is idempotent: PATCHing a config
 // with the body that made it (create, or PUT over another config) changes
 // nothing. (A PUT keeps optional fields it omits, so it may depend on the
 // config it replaces.)
 func FuzzDistributionBody(f *testing.F) {
+	f.Add([]byte(`{"useOriginHttpProtocolDowngrade":false,"useOrigin":"Y","referrerType":"WHITELIST","origins":[{"origin":"0","port":1}]}`))
 	f.Add([]byte(`{"region":"GLOBAL","useOriginHttpProtocolDowngrade":false,"useOrigin":"N","referrerType":"BLACKLIST","origins":[{"origin":"o.example","port":80,"originPath":"/p"}]}`))
 	f.Add([]byte(`{"domain":"d.example","maxAge":2147483647,"referrers":"a\\.b\nc","domainAlias":"x.example\ny.example","callback":{"httpMethod":"put","url":"http://cb.example/{status}"}}`))
 	f.Add([]byte(`{"origins":[{"origin":"1.2.3.4","httpsPort":443}],"useOriginHttpProtocolDowngrade":true}`))
@@ -110,6 +120,9 @@ func FuzzDistributionBody(f *testing.F) {
 		}
 		if created, err := buildConfig(b, modeCreate, activities.DistributionConfig{}); err == nil {
 			patched, err := buildConfig(b, modePatch, created)
+			if patchOnlyRefusal(err) {
+				return
+			}
 			if err != nil || !reflect.DeepEqual(patched, created) {
 				t.Fatalf("PATCH with the creating body changed the config (%v):\n%+v\n%+v", err, created, patched)
 			}
@@ -117,6 +130,9 @@ func FuzzDistributionBody(f *testing.F) {
 		other := activities.DistributionConfig{MaxAge: 7, Description: "other", Referrers: "x"}
 		if put, err := buildConfig(b, modePut, other); err == nil {
 			patched, err := buildConfig(b, modePatch, put)
+			if patchOnlyRefusal(err) {
+				return
+			}
 			if err != nil || !reflect.DeepEqual(patched, put) {
 				t.Fatalf("PATCH with the PUT body changed the config (%v):\n%+v\n%+v", err, put, patched)
 			}
