@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -102,6 +103,13 @@ func Start(t testing.TB, opts Options) *Env {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	st, err := stack.Start(ctx, stack.Options{Config: cfg, Inventory: inv, Logger: logger, NoWorker: opts.NoWorker})
+	for try := 1; err != nil && try < 3 && strings.Contains(err.Error(), "address already in use"); try++ {
+		// Tests give the embedded server port 0, so it probes free ports,
+		// and another test can take one between the probe and the bind
+		// (cdnflow dev uses fixed ports and never races). Probe again.
+		t.Logf("start stack: %v; retrying with other ports", err)
+		st, err = stack.Start(ctx, stack.Options{Config: cfg, Inventory: inv, Logger: logger, NoWorker: opts.NoWorker})
+	}
 	if err != nil {
 		t.Fatalf("start stack: %v", err)
 	}
