@@ -38,6 +38,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -95,6 +96,8 @@ type Connector struct {
 	dialer *net.Dialer
 	proxy  *httputil.ReverseProxy
 
+	table *Table
+
 	mu         sync.Mutex
 	transports map[string]*transportEntry
 	lastSweep  time.Time
@@ -150,6 +153,7 @@ func New(o Options) (*Connector, error) {
 		policy:     netguard.Policy{AllowPrivate: o.AllowPrivate, Loopback: allow},
 		res:        newResolver(o.DNSServer, o.MaxCacheTTL),
 		roots:      roots,
+		table:      NewTable(),
 		transports: map[string]*transportEntry{},
 		counters:   map[string]*atomic.Uint64{},
 		down:       map[netip.AddrPort]time.Time{},
@@ -189,21 +193,41 @@ type targetKey struct{}
 
 // target is what one request asked for.
 type target struct {
-	key     string // the HeaderOrigins value, for round-robin over origins
+	key     string // the HeaderOrigins value or site name, for round-robin
 	origins []Origin
-	host    string // Host to send; "" = each origin's HostHeader
+	paths   []string // per origin: path prefix ("" none); nil = none
+	host    string   // Host to send; "" = each origin's HostHeader
+	ttl     int64    // HeaderTTL to answer; 0 none
 }
 
-// ServeHTTP proxies r to the origins its HeaderOrigins names. Requests
-// without valid internal headers are answered 502 with HeaderError; the
-// internal headers never go upstream.
+// Table is the edge's site table (the admin protocol's state).
+func (c *Connector) Table() *Table { return c.table }
+
+// ServeHTTP proxies r to the origins of the site serving its Host (the
+// site table), else to the origins its HeaderOrigins names (the edge's
+// default origin), else answers 404 "unknown host". Requests with
+// HeaderAdmin go to the admin protocol (AdminPath). Requests without
+// valid internal headers are answered 502 with HeaderError; the internal
+// headers never go upstream.
 func (c *Connector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get(HeaderAdmin) != "" {
+		c.serveAdmin(w, r)
+		return
+	}
 	raw := strings.Join(r.Header.Values(HeaderOrigins), ",")
 	hostVals := r.Header.Values(HeaderOriginHost)
 	for k := range r.Header {
 		if strings.HasPrefix(k, internalPrefix) {
 			delete(r.Header, k)
 		}
+	}
+	if site, ok := c.table.Lookup(hostOf(r.Host)); ok {
+		c.serveSite(w, r, site)
+		return
+	}
+	if raw == "" {
+		writeStatus(w, http.StatusNotFound, "unknown host")
+		return
 	}
 	origins, err := ParseOrigins(raw)
 	if err != nil {
@@ -229,6 +253,33 @@ func (c *Connector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (c *Connector) refuse(w http.ResponseWriter, r *http.Request, reason string) {
 	c.log.Warn("request refused", zap.String("reason", reason), zap.String("host", r.Host), zap.String("url", r.URL.RequestURI()))
 	writeError(w, reason)
+}
+
+// serveSite proxies r to site's origins, or answers 403 while it is
+// suspended.
+func (c *Connector) serveSite(w http.ResponseWriter, r *http.Request, site Site) {
+	if site.Suspended {
+		writeStatus(w, http.StatusForbidden, "Distribution suspended")
+		return
+	}
+	t := &target{key: "s|" + site.Name, ttl: site.TTL}
+	for _, o := range site.Origins {
+		t.origins = append(t.origins, o.Origin)
+		t.paths = append(t.paths, o.Path)
+	}
+	if site.ForwardRequestHost {
+		t.host = hostOf(r.Host)
+	}
+	c.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, t)))
+}
+
+// writeStatus answers the connector's own non-502 answers (unknown host,
+// suspended): never stored by the cache.
+func writeStatus(w http.ResponseWriter, code int, reason string) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(code)
+	_, _ = fmt.Fprintf(w, "%d %s\n", code, reason)
 }
 
 func writeError(w http.ResponseWriter, reason string) {
@@ -302,13 +353,21 @@ func (t *originTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	start := int(c.counter("o|"+tg.key).Add(1)-1) % len(tg.origins)
 	var last error
 	for i := range tg.origins {
-		o := tg.origins[(start+i)%len(tg.origins)]
-		resp, err := c.fetch(req, o, tg.host, replayable)
+		n := (start + i) % len(tg.origins)
+		o := tg.origins[n]
+		path := ""
+		if tg.paths != nil {
+			path = tg.paths[n]
+		}
+		resp, err := c.fetch(req, o, path, tg.host, replayable)
 		if err == nil {
 			for k := range resp.Header {
 				if strings.HasPrefix(k, internalPrefix) {
 					delete(resp.Header, k)
 				}
+			}
+			if tg.ttl > 0 {
+				resp.Header.Set(HeaderTTL, strconv.FormatInt(tg.ttl, 10))
 			}
 			return resp, nil
 		}
@@ -321,9 +380,10 @@ func (t *originTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return nil, last
 }
 
-// fetch sends req to o, trying its addresses in round-robin order and
-// moving on from an address only when connecting to it failed.
-func (c *Connector) fetch(req *http.Request, o Origin, host string, replayable bool) (*http.Response, error) {
+// fetch sends req to o (its path prefixed with path), trying its
+// addresses in round-robin order and moving on from an address only when
+// connecting to it failed.
+func (c *Connector) fetch(req *http.Request, o Origin, path, host string, replayable bool) (*http.Response, error) {
 	addrs, err := c.addresses(req.Context(), o, false)
 	if err != nil {
 		return nil, err
@@ -336,6 +396,9 @@ func (c *Connector) fetch(req *http.Request, o Origin, host string, replayable b
 	for _, ap := range c.order(o, addrs) {
 		out := req.Clone(req.Context())
 		out.URL.Scheme, out.URL.Host, out.Host = o.Scheme, ap.String(), host
+		if path != "" {
+			prefixPath(out.URL, path)
+		}
 		resp, err := tr.RoundTrip(out)
 		if err == nil {
 			return resp, nil

@@ -42,13 +42,15 @@ func TestParseOrigins(t *testing.T) {
 	}
 }
 
-// Bad or missing internal headers are answered 502 with a reason, and
-// nothing is forwarded.
+// Bad internal headers are answered 502 with a reason, a host without a
+// site and without a default origin 404; nothing is forwarded.
 func TestRefusesRequestsWithoutValidTarget(t *testing.T) {
 	o := startOrigin(t, "plain", "127.0.0.1", 0, nil)
 	_, base := newConnector(t, Options{AllowLoopback: []string{port(o)}})
+	if resp, _ := get(t, base, "", "", "/x"); resp.StatusCode != http.StatusNotFound || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("unknown host without a default origin: %d %q, want 404 no-store", resp.StatusCode, resp.Header.Get("Cache-Control"))
+	}
 	for _, c := range []struct{ origins, host, reason string }{
-		{"", "", "X-Cdnflow-Origins is missing"},
 		{"gopher://127.0.0.1:" + port(o), "", "want http://host:port"},
 		{"http://127.0.0.1", "", "want scheme://host:port"},
 		{"http://127.0.0.1:" + port(o), "bad host", "is not a valid Host"},

@@ -83,6 +83,7 @@ func StartEdgesWith(t testing.TB, n int, cfg func(id string) vcl.Config, co conn
 		if err != nil {
 			t.Fatalf("render vcl for %s: %v", id, err)
 		}
+		fillTable(t, cn, id, c)
 		e := &RunningEdge{Connector: cn, Edge: inventory.Edge{ConnectorAddress: addr.String()}, opts: varnishd.Options{
 			Name:       id,
 			WorkDir:    filepath.Join(dir, id),
@@ -200,7 +201,8 @@ func (e *RunningEdge) Admin(t testing.TB) *varnishadm.Conn {
 	return c
 }
 
-// LoadVCL renders cfg and makes it the edge's active VCL under name.
+// LoadVCL renders cfg and makes it the edge's active VCL under name, after
+// making cfg's sites the connector's whole site table.
 func (e *RunningEdge) LoadVCL(t testing.TB, name string, cfg vcl.Config) {
 	t.Helper()
 	if cfg.ConnectorPort == 0 {
@@ -217,7 +219,21 @@ func (e *RunningEdge) LoadVCL(t testing.TB, name string, cfg vcl.Config) {
 	if err != nil {
 		t.Fatalf("render vcl for %s: %v", e.Edge.ID, err)
 	}
+	fillTable(t, e.Connector, e.Edge.ID, cfg)
 	if err := e.Admin(t).Reload(context.Background(), name, src); err != nil {
 		t.Fatalf("load vcl on %s: %v", e.Edge.ID, err)
+	}
+}
+
+// fillTable makes cfg's sites the whole site table of the edge's
+// connector, as the control plane's apply would.
+func fillTable(t testing.TB, cn *connector.Connector, id string, cfg vcl.Config) {
+	t.Helper()
+	entries, err := vcl.Entries(cfg, connector.Generation{Created: 1, Version: 1})
+	if err != nil {
+		t.Fatalf("site table for %s: %v", id, err)
+	}
+	if err := cn.Table().Replace(entries); err != nil {
+		t.Fatalf("site table for %s: %v", id, err)
 	}
 }

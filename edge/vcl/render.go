@@ -67,6 +67,8 @@ const (
 	// HdrProbe asks for a cache-only lookup (see writeRecv): the edge
 	// answers from its cache and never fetches from the origin.
 	hdrProbe = "X-Cdnflow-Probe"
+	// hdrTTL carries connector.HeaderTTL inside vcl_backend_response.
+	hdrTTL = "X-Cdnflow-Forced-Ttl"
 )
 
 // connectorBackend is the name of the origin connector backend.
@@ -129,6 +131,10 @@ func (p *renderPlan) writeRecv(w *writer) {
 	w.line("# Only the VCL names origins (vcl_backend_fetch); piped requests skip it.")
 	w.line("unset req.http.%s;", connector.HeaderOrigins)
 	w.line("unset req.http.%s;", connector.HeaderOriginHost)
+	w.line("unset req.http.%s;", connector.HeaderTTL)
+	w.open("if (req.http.%s && client.ip !~ cdnflow_purgers)", connector.HeaderAdmin)
+	w.line(`return (synth(403, "Forbidden"));`)
+	w.close()
 	w.line("# Absolute-form request targets carry the host in the URL.")
 	w.open(`if (req.url ~ "(?i)^https?://")`)
 	w.line(`set req.http.host = regsub(req.url, "(?i)^https?://([^/?#]*).*$", "\1");`)
@@ -171,33 +177,33 @@ func (p *renderPlan) writeRecv(w *writer) {
 	w.close()
 	w.line("return (hash);")
 	w.close()
-	if len(p.sites) == 0 {
-		p.writeUnknownHost(w)
-	} else {
-		for i, s := range p.sites {
-			if i == 0 {
-				w.open("if (%s)", hostCond("req.http.host", s.hosts))
-			} else {
-				w.orElse("elsif (%s)", hostCond("req.http.host", s.hosts))
-			}
-			w.line("call %s;", s.sub("recv"))
+	w.line("# The site table's admin protocol (connector.AdminPath), for the purge")
+	w.line("# ACL only; the connector serves it.")
+	w.open("if (req.http.%s)", connector.HeaderAdmin)
+	w.open("if (client.ip !~ cdnflow_purgers)")
+	w.line(`return (synth(403, "Forbidden"));`)
+	w.close()
+	w.line("set req.backend_hint = %s;", connectorBackend)
+	w.line("return (pass);")
+	w.close()
+	w.line("# Every host is fetched through the connector: it routes by Host over")
+	w.line("# the edge's site table (unknown hosts: the default origin or 404).")
+	w.line("set req.backend_hint = %s;", connectorBackend)
+	for i, s := range p.sites {
+		if i == 0 {
+			w.open("if (%s)", hostCond("req.http.host", s.hosts))
+		} else {
+			w.orElse("elsif (%s)", hostCond("req.http.host", s.hosts))
 		}
-		w.orElse("else")
-		p.writeUnknownHost(w)
+		w.line("call %s;", s.sub("recv"))
+	}
+	if len(p.sites) > 0 {
 		w.close()
 	}
 	w.line("# Fall through to the built-in vcl_recv: it passes requests with")
 	w.line("# Cookie or Authorization so private answers are never shared.")
 	w.close()
 	w.line("")
-}
-
-func (p *renderPlan) writeUnknownHost(w *writer) {
-	if p.def != "" {
-		w.line("set req.backend_hint = %s;", connectorBackend)
-	} else {
-		w.line(`return (synth(404, "unknown host"));`)
-	}
 }
 
 func (p *renderPlan) writeInvalidation(w *writer) {
@@ -285,16 +291,19 @@ func (p *renderPlan) writeBackendSide(w *writer) {
 	w.line("# The client's (normalised) Host, kept for bans and surrogate keys")
 	w.line("# when a site sends the origin's name instead.")
 	w.line("set bereq.http.X-Forwarded-Host = bereq.http.host;")
-	w.line("# The connector fetches from the origins named here and nowhere else.")
+	w.line("# Hosts without a site in the connector's table go to the default origin.")
 	w.line("unset bereq.http.%s;", connector.HeaderOrigins)
 	w.line("unset bereq.http.%s;", connector.HeaderOriginHost)
-	p.writeFetchChain(w)
+	if p.def != "" {
+		w.line("set bereq.http.%s = %s;", connector.HeaderOrigins, str(p.def))
+		w.line("set bereq.http.%s = bereq.http.host;", connector.HeaderOriginHost)
+	}
 	w.close()
 	w.line("")
 
 	w.open("sub vcl_backend_response")
 	w.line("# Lurker-friendly bans match on the object only: store what the")
-	w.line("# client asked for (site blocks undo the originPath prefix).")
+	w.line("# client asked for (the connector adds each origin's path).")
 	w.line("set beresp.http.x-cdn-host = bereq.http.X-Forwarded-Host;")
 	w.line("set beresp.http.x-cdn-url = bereq.url;")
 	w.line("# Only cdnflow sets xkey, so every key is scoped to the client host.")
@@ -303,47 +312,25 @@ func (p *renderPlan) writeBackendSide(w *writer) {
 	w.line(`std.collect(beresp.http.Surrogate-Key, " ");`)
 	w.line(`set beresp.http.xkey = regsuball(beresp.http.Surrogate-Key, "([^\s,]+)", bereq.http.X-Forwarded-Host + "#\1");`)
 	w.close()
-	p.siteChain(w, "bereq.http.X-Forwarded-Host", "response")
+	conds := make([]string, len(cacheableForcedTTL))
+	for i, c := range cacheableForcedTTL {
+		conds[i] = "beresp.status == " + strconv.Itoa(c)
+	}
+	w.line("# A site's forced lifetime (connector.HeaderTTL, from the site table)")
+	w.line("# ignores origin caching headers, but never shares a response that")
+	w.line("# sets a cookie.")
+	w.open("if (beresp.http.%s)", connector.HeaderTTL)
+	w.line("set beresp.http.%s = beresp.http.%s;", hdrTTL, connector.HeaderTTL)
+	w.line("unset beresp.http.%s;", connector.HeaderTTL)
+	w.open("if ((%s) && !beresp.http.Set-Cookie)", strings.Join(conds, " || "))
+	w.line(`set beresp.ttl = std.duration(beresp.http.%s + "s", 0s);`, hdrTTL)
+	w.line("unset beresp.http.%s;", hdrTTL)
+	w.line("return (deliver);")
+	w.close()
+	w.line("unset beresp.http.%s;", hdrTTL)
+	w.close()
 	w.close()
 	w.line("")
-}
-
-// writeFetchChain calls the fetch sub of the site owning the client's
-// Host, else names the default origin with the client's Host.
-func (p *renderPlan) writeFetchChain(w *writer) {
-	v := "bereq.http.X-Forwarded-Host"
-	for i, s := range p.sites {
-		if i == 0 {
-			w.open("if (%s)", hostCond(v, s.hosts))
-		} else {
-			w.orElse("elsif (%s)", hostCond(v, s.hosts))
-		}
-		w.line("call %s;", s.sub("fetch"))
-	}
-	if p.def != "" {
-		if len(p.sites) == 0 {
-			w.open("if (true)")
-		} else {
-			w.orElse("else")
-		}
-		w.line("set bereq.http.%s = %s;", connector.HeaderOrigins, str(p.def))
-		w.line("set bereq.http.%s = bereq.http.host;", connector.HeaderOriginHost)
-	}
-	if len(p.sites) > 0 || p.def != "" {
-		w.close()
-	}
-}
-
-// siteChain calls each site's sub of the given kind for its hosts.
-func (p *renderPlan) siteChain(w *writer, v, kind string) {
-	for _, s := range p.sites {
-		if kind == "response" && s.originPath == "" && s.ttlSeconds == 0 {
-			continue
-		}
-		w.open("if (%s)", hostCond(v, s.hosts))
-		w.line("call %s;", s.sub(kind))
-		w.close()
-	}
 }
 
 func (p *renderPlan) writeDelivery(w *writer) {
@@ -387,74 +374,32 @@ func (p *renderPlan) writeDelivery(w *writer) {
 	w.line("")
 }
 
+// writeSite writes the recv sub of a site with a referrer rule: the only
+// per-site VCL (everything else is in the connector's site table).
 func (p *renderPlan) writeSite(w *writer, s *sitePlan) {
 	w.line("# site %s: %s", s.name, strings.Join(s.hosts, " "))
 	w.open("sub %s", s.sub("recv"))
-	if s.suspended {
-		// The rest stays so its backends remain referenced (VCC refuses
-		// unused backends).
-		w.open("if (true)")
-		w.line(`return (synth(403, "Distribution suspended"));`)
-		w.close()
+	w.open(`if (!req.http.Referer || req.http.Referer == "")`)
+	if !s.allowEmpty {
+		w.line(`return (synth(403, "Referer required"));`)
 	}
-	if s.refType != "" {
-		w.open(`if (!req.http.Referer || req.http.Referer == "")`)
-		if !s.allowEmpty {
-			w.line(`return (synth(403, "Referer required"));`)
-		}
-		conds := make([]string, len(s.referrers))
-		for i, r := range s.referrers {
-			conds[i] = "req.http.Referer ~ " + longStr(r)
-		}
-		switch {
-		case s.refType == ReferrerBlacklist && len(conds) > 0:
-			w.orElse("elsif (%s)", strings.Join(conds, " || "))
-			w.line(`return (synth(403, "Referer denied"));`)
-		case s.refType == ReferrerWhitelist && len(conds) > 0:
-			w.orElse("elsif (!(%s))", strings.Join(conds, " || "))
-			w.line(`return (synth(403, "Referer denied"));`)
-		case s.refType == ReferrerWhitelist:
-			// An empty whitelist admits no Referer at all.
-			w.orElse("else")
-			w.line(`return (synth(403, "Referer denied"));`)
-		}
-		w.close()
+	conds := make([]string, len(s.referrers))
+	for i, r := range s.referrers {
+		conds[i] = "req.http.Referer ~ " + longStr(r)
 	}
-	w.line("set req.backend_hint = %s;", connectorBackend)
-	w.close()
-	w.line("")
-	w.open("sub %s", s.sub("fetch"))
-	if s.originPath != "" {
-		w.open("if (bereq.retries == 0)")
-		w.line("set bereq.url = %s + bereq.url;", str(s.originPath))
-		w.close()
-	}
-	w.line("set bereq.http.%s = %s;", connector.HeaderOrigins, str(s.origins))
-	if !s.forwardHost {
-		w.line("set bereq.http.%s = bereq.http.host;", connector.HeaderOriginHost)
-	} else {
-		w.line("# ORIGIN_HOSTNAME: the connector sends each origin's own name.")
+	switch {
+	case s.refType == ReferrerBlacklist && len(conds) > 0:
+		w.orElse("elsif (%s)", strings.Join(conds, " || "))
+		w.line(`return (synth(403, "Referer denied"));`)
+	case s.refType == ReferrerWhitelist && len(conds) > 0:
+		w.orElse("elsif (!(%s))", strings.Join(conds, " || "))
+		w.line(`return (synth(403, "Referer denied"));`)
+	case s.refType == ReferrerWhitelist:
+		// An empty whitelist admits no Referer at all.
+		w.orElse("else")
+		w.line(`return (synth(403, "Referer denied"));`)
 	}
 	w.close()
+	w.close()
 	w.line("")
-	if s.originPath != "" || s.ttlSeconds > 0 {
-		w.open("sub %s", s.sub("response"))
-		if s.originPath != "" {
-			w.line(`set beresp.http.x-cdn-url = regsub(bereq.url, "^\Q%s\E", "");`, s.originPath)
-		}
-		if s.ttlSeconds > 0 {
-			conds := make([]string, len(cacheableForcedTTL))
-			for i, c := range cacheableForcedTTL {
-				conds[i] = "beresp.status == " + strconv.Itoa(c)
-			}
-			w.line("# Forced TTL ignores origin caching headers, but never shares")
-			w.line("# a response that sets a cookie.")
-			w.open("if ((%s) && !beresp.http.Set-Cookie)", strings.Join(conds, " || "))
-			w.line("set beresp.ttl = %ds;", s.ttlSeconds)
-			w.line("return (deliver);")
-			w.close()
-		}
-		w.close()
-		w.line("")
-	}
 }

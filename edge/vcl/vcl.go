@@ -1,7 +1,12 @@
-// Package vcl renders the complete Varnish (VCL 4.1) configuration of one
-// cdnflow edge: host normalisation and routing, the PURGE/BAN/tag protocol,
-// surrogate keys scoped per host, cache-status headers and one block per
-// distribution (Site).
+// Package vcl renders the Varnish (VCL 4.1) configuration of one cdnflow
+// edge: host normalisation, the PURGE/BAN/tag protocol, surrogate keys
+// scoped per host, cache-status headers, the forced TTL the connector
+// names, and a recv block for each distribution (Site) with a referrer
+// rule — the only per-distribution VCL. Everything else a distribution
+// needs (origins, paths, Host, TTL, suspension) is an entry of the edge's
+// site table in its origin connector (Entry, connector.Site), changed
+// without compiling anything: a change to one distribution costs one
+// table entry, and a VCL compile only when referrer rules change.
 //
 // Host names, paths and referrer patterns come from API users and end up
 // inside VCL source, so each is checked against an alphabet that cannot end
@@ -30,6 +35,9 @@ type Backend struct {
 	Scheme string
 	Host   string
 	Port   int
+	// Path ("" or "/...") is this origin's own path prefix (NHN
+	// origins[].originPath); "" falls back to Site.OriginPath.
+	Path string
 }
 
 // Site is one distribution as an edge enforces it.
@@ -45,7 +53,8 @@ type Site struct {
 	// connector.HeaderOrigins; it balances over them and their addresses.
 	Origins []Backend
 	// OriginPath ("" or "/...") is prepended to the URL on the origin
-	// request. The cache key and ban URLs keep the client's URL.
+	// request for origins without their own Backend.Path. The cache key
+	// and ban URLs keep the client's URL.
 	OriginPath string
 	// ForwardHostHeader is ForwardOriginHostname (default when empty) or
 	// ForwardRequestHost.
@@ -102,17 +111,14 @@ const (
 )
 
 // MaxOriginPathLen is the longest originPath (bytes, without the trailing
-// "/") an edge accepts: the one limit the NHN API and the renderer share
-// (CheckOriginPath is the one check), so a path the API accepted always
-// renders. The API answers 10001 for a longer one.
-const MaxOriginPathLen = 1024
+// "/") an edge accepts: the one limit the NHN API, the renderer and the
+// connector share (CheckOriginPath is the one check), so a path the API
+// accepted is always served. The API answers 10001 for a longer one.
+const MaxOriginPathLen = connector.MaxOriginPathLen
 
 var (
 	hostLabel = `[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?`
 	hostRe    = regexp.MustCompile(`^` + hostLabel + `(\.` + hostLabel + `)*$`)
-	// originPathRe is RFC 3986 path characters minus anything that could
-	// end a VCL string or a PCRE \Q...\E quote.
-	originPathRe = regexp.MustCompile(`^(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+/?$`)
 	edgeIDRe     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
 	siteNameRe   = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 )
@@ -150,18 +156,10 @@ func CheckBackend(b Backend) error {
 	return nil
 }
 
-// CheckOriginPath validates an origin path prefix.
+// CheckOriginPath validates an origin path prefix: connector.CheckOriginPath
+// after dropping one trailing "/".
 func CheckOriginPath(p string) error {
-	if p == "" {
-		return nil
-	}
-	if len(p) > MaxOriginPathLen {
-		return fmt.Errorf("originPath is %d characters long; at most %d", len(p), MaxOriginPathLen)
-	}
-	if !originPathRe.MatchString(p) {
-		return fmt.Errorf("originPath %q must start with / and contain only URL path characters (percent-encode others)", p)
-	}
-	return nil
+	return connector.CheckOriginPath(strings.TrimSuffix(p, "/"))
 }
 
 // CheckReferrerPattern validates one referrer regular expression. Varnish
@@ -262,7 +260,10 @@ func plan(cfg Config) (*renderPlan, error) {
 		if err != nil {
 			return nil, err
 		}
-		p.sites = append(p.sites, site)
+		if site.refType != "" {
+			// The only per-site VCL; the rest lives in the site table.
+			p.sites = append(p.sites, site)
+		}
 	}
 	return p, nil
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/edge/edgetest"
 	"github.com/cdnflow/cdnflow/edge/vcl"
 )
@@ -53,27 +54,65 @@ func TestRenderContents(t *testing.T) {
 		`"2001:db8::"/32;`,
 		"unset req.http.X-Cdnflow-Origins;",
 		"unset bereq.http.X-Cdnflow-Origin-Host;",
-		`set bereq.http.X-Cdnflow-Origins = "http://127.0.0.1:8080,http://origin.example.net:80";`,
-		`set bereq.http.X-Cdnflow-Origins = "http://[::1]:9000,https://secure.example.net:8443";`,
+		`set bereq.http.X-Cdnflow-Origins = "http://127.0.0.1:8080";`,
 		"unset resp.http.X-Cdnflow-Origin-Error;",
-		`set bereq.url = "/v1" + bereq.url;`,
-		`regsub(bereq.url, "^\Q/v1\E", "")`,
-		"set beresp.ttl = 2s;",
+		"set beresp.http.x-cdn-url = bereq.url;",
+		`set beresp.ttl = std.duration(beresp.http.X-Cdnflow-Forced-Ttl + "s", 0s);`,
 		`{"say "hi""}`,
 		`set resp.http.X-Edge-Id = "ATL56-C1";`,
-		`return (synth(403, "Distribution suspended"));`,
+		"if (req.http.X-Cdnflow-Admin && client.ip !~ cdnflow_purgers)",
 	} {
 		if !strings.Contains(src, want) {
 			t.Errorf("rendered VCL lacks %q", want)
 		}
 	}
-	// The connector is the only backend; REQUEST_HOST_HEADER (api) and the
-	// default origin forward the client's Host, ORIGIN_HOSTNAME sites not.
+	// The connector is the only backend; only the default origin is named
+	// in the VCL; origins, paths and the suspended site live in the table.
 	if n := strings.Count(src, "\nbackend "); n != 1 {
 		t.Errorf("%d backends, want the connector only", n)
 	}
-	if n := strings.Count(src, "set bereq.http.X-Cdnflow-Origin-Host = bereq.http.host;"); n != 2 {
-		t.Errorf("%d Host forwards, want 2 (api site, default origin)", n)
+	for _, absent := range []string{"origin.example.net", "secure.example.net", "gone.example.com", "/v1"} {
+		if strings.Contains(src, absent) {
+			t.Errorf("rendered VCL names %q: it belongs to the site table", absent)
+		}
+	}
+	// Only sites with a referrer rule have VCL of their own.
+	if n := strings.Count(src, "\nsub cdnflow_site_"); n != 2 {
+		t.Errorf("%d site subs, want 2 (img and api have referrer rules)", n)
+	}
+}
+
+// Entry puts what the VCL no longer holds into the site table: each
+// origin with its path (its own, else the site's), the Host rule, the
+// TTL rounded up to whole seconds, suspension and the referrer rule.
+func TestEntry(t *testing.T) {
+	cfg := fullConfig()
+	cfg.Sites[1].Origins[0].Path = "/own"
+	entries, err := vcl.Entries(cfg, connector.Generation{Created: 5, Version: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, api, gone := entries[0], entries[1], entries[2]
+	if img.Hosts[0] != "img.example.com" || img.Origins[1].Host != "origin.example.net" || img.Origins[0].Path != "/v1" || img.Origins[1].Path != "/v1" {
+		t.Errorf("img entry %+v", img)
+	}
+	if img.TTL != 2 || img.ForwardRequestHost || img.Referrer == nil || img.Referrer.Type != vcl.ReferrerWhitelist {
+		t.Errorf("img rules %+v", img)
+	}
+	if api.Origins[0].Path != "/own" || api.Origins[1].Path != "" || !api.ForwardRequestHost || api.Origins[1].Scheme != "https" {
+		t.Errorf("api entry %+v", api)
+	}
+	if !gone.Suspended || gone.Referrer != nil || gone.Gen != (connector.Generation{Created: 5, Version: 2}) {
+		t.Errorf("gone entry %+v", gone)
+	}
+	back := vcl.SiteOfEntry(api)
+	if back.ForwardHostHeader != vcl.ForwardRequestHost || back.Origins[0].Path != "/own" || back.ReferrerType != vcl.ReferrerBlacklist {
+		t.Errorf("SiteOfEntry %+v", back)
+	}
+	bad := fullConfig()
+	bad.Sites[2].Origins[0].Path = "/" + strings.Repeat("a", vcl.MaxOriginPathLen)
+	if _, err := vcl.Entries(bad, connector.Generation{}); err == nil || !strings.Contains(err.Error(), "at most") {
+		t.Errorf("a too long origin path: %v", err)
 	}
 }
 
@@ -82,7 +121,7 @@ func TestRenderMinimal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"backend cdnflow_connector {", `return (synth(404, "unknown host"));`, "set resp.http.X-Edge-Id = server.identity;", `"127.0.0.1";`} {
+	for _, want := range []string{"backend cdnflow_connector {", "set req.backend_hint = cdnflow_connector;", "set resp.http.X-Edge-Id = server.identity;", `"127.0.0.1";`} {
 		if !strings.Contains(src, want) {
 			t.Errorf("minimal VCL lacks %q", want)
 		}

@@ -1,0 +1,87 @@
+package vcl
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cdnflow/cdnflow/edge/connector"
+)
+
+// Entry is s as the edge's site table holds it (connector.Site), with
+// generation gen. It checks s as Render does; the error names the value.
+func (s Site) Entry(gen connector.Generation) (connector.Site, error) {
+	sp := &sitePlan{name: s.Name}
+	pl := sitePlanner{p: &renderPlan{}, hostOwner: map[string]string{}, names: map[string]bool{}}
+	if err := pl.hosts(sp, s); err != nil {
+		return connector.Site{}, fmt.Errorf("site %q: %w", s.Name, err)
+	}
+	if err := siteRules(sp, s); err != nil {
+		return connector.Site{}, fmt.Errorf("site %q: %w", s.Name, err)
+	}
+	if len(s.Origins) == 0 || len(s.Origins) > connector.MaxOrigins {
+		return connector.Site{}, fmt.Errorf("site %q: %d origins; want 1 to %d", s.Name, len(s.Origins), connector.MaxOrigins)
+	}
+	e := connector.Site{
+		Name: s.Name, Hosts: sp.hosts, Gen: gen,
+		ForwardRequestHost: !sp.forwardHost, TTL: sp.ttlSeconds, Suspended: s.Suspended,
+	}
+	for _, b := range s.Origins {
+		if err := CheckBackend(b); err != nil {
+			return connector.Site{}, fmt.Errorf("site %q: %w", s.Name, err)
+		}
+		path := b.Path
+		if path == "" {
+			path = s.OriginPath
+		}
+		if err := CheckOriginPath(path); err != nil {
+			return connector.Site{}, fmt.Errorf("site %q: origin %s: %w", s.Name, b.Host, err)
+		}
+		scheme := b.Scheme
+		if scheme == "" {
+			scheme = "http"
+		}
+		e.Origins = append(e.Origins, connector.SiteOrigin{
+			Origin: connector.Origin{Scheme: scheme, Host: backendHost(b.Host), Port: b.Port},
+			Path:   strings.TrimSuffix(path, "/"),
+		})
+	}
+	if sp.refType != "" {
+		e.Referrer = &connector.Referrer{Type: sp.refType, Patterns: sp.referrers, AllowEmpty: sp.allowEmpty}
+	}
+	if err := e.Check(); err != nil {
+		return connector.Site{}, err
+	}
+	return e, nil
+}
+
+// SiteOfEntry is the inverse of Entry: what Render needs of a table entry
+// (the edge's VCL is rendered from its table).
+func SiteOfEntry(e connector.Site) Site {
+	s := Site{Name: e.Name, Hosts: e.Hosts, Suspended: e.Suspended, ForwardHostHeader: ForwardOriginHostname,
+		TTL: time.Duration(e.TTL) * time.Second}
+	if e.ForwardRequestHost {
+		s.ForwardHostHeader = ForwardRequestHost
+	}
+	for _, o := range e.Origins {
+		s.Origins = append(s.Origins, Backend{Scheme: o.Scheme, Host: o.Host, Port: o.Port, Path: o.Path})
+	}
+	if r := e.Referrer; r != nil {
+		s.ReferrerType, s.Referrers, s.AllowEmptyReferrer = r.Type, r.Patterns, r.AllowEmpty
+	}
+	return s
+}
+
+// Entries are cfg's sites as table entries, all with generation gen (tests
+// and tools that load a whole configuration at once).
+func Entries(cfg Config, gen connector.Generation) ([]connector.Site, error) {
+	out := make([]connector.Site, 0, len(cfg.Sites))
+	for _, s := range cfg.Sites {
+		e, err := s.Entry(gen)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
