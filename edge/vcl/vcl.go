@@ -117,10 +117,10 @@ const (
 const MaxOriginPathLen = connector.MaxOriginPathLen
 
 var (
-	hostLabel = `[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?`
-	hostRe    = regexp.MustCompile(`^` + hostLabel + `(\.` + hostLabel + `)*$`)
-	edgeIDRe     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
-	siteNameRe   = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+	hostLabel  = `[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?`
+	hostRe     = regexp.MustCompile(`^` + hostLabel + `(\.` + hostLabel + `)*$`)
+	edgeIDRe   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+	siteNameRe = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 )
 
 // NormalizeHost lower-cases h and drops a trailing dot, the same way the
