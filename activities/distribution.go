@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
 
+	"github.com/cdnflow/cdnflow/edge"
 	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/edge/varnishadm"
 	"github.com/cdnflow/cdnflow/edge/vcl"
@@ -33,6 +34,8 @@ type Distribution struct {
 	AllowPrivateCallbacks bool
 	// PurgeACL goes into every edge's VCL: who may PURGE and BAN.
 	PurgeACL []string
+	// Edges sends site table changes and bans to edges (ApplySite).
+	Edges *edge.Client
 	// Origins probes origins with the edges' connector options
 	// (ProbeDistributionOrigins).
 	Origins *connector.Connector
@@ -73,11 +76,9 @@ func SiteOf(s SiteSpec) (vcl.Site, error) {
 			site.Referrers = append(site.Referrers, r)
 		}
 	}
-	if len(c.Origins) > 0 {
-		site.OriginPath = c.Origins[0].OriginPath
-	}
-	for _, o := range ConnectorOrigins(c) {
-		site.Origins = append(site.Origins, vcl.Backend{Scheme: o.Scheme, Host: o.Host, Port: o.Port})
+	// Each origin keeps its own originPath (NHN v1.5 origins[]).
+	for i, o := range ConnectorOrigins(c) {
+		site.Origins = append(site.Origins, vcl.Backend{Scheme: o.Scheme, Host: o.Host, Port: o.Port, Path: c.Origins[i].OriginPath})
 	}
 	return site, nil
 }

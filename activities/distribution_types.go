@@ -89,13 +89,16 @@ func (s DistributionState) Hosts() []string {
 
 // SiteSpec is a distribution's desired state on an edge.
 type SiteSpec struct {
-	WorkflowID string             `json:"workflowId"`
-	AppKey     string             `json:"appKey"`
-	Domain     string             `json:"domain"`
-	Version    int                `json:"version"`
-	Config     DistributionConfig `json:"config"`
-	Suspended  bool               `json:"suspended,omitempty"`
-	Deleted    bool               `json:"deleted,omitempty"`
+	WorkflowID string `json:"workflowId"`
+	AppKey     string `json:"appKey"`
+	Domain     string `json:"domain"`
+	Version    int    `json:"version"`
+	// Created is the distribution's creation time (epoch ms): with
+	// Version, the generation of the edge site table entry.
+	Created   int64              `json:"created,omitempty"`
+	Config    DistributionConfig `json:"config"`
+	Suspended bool               `json:"suspended,omitempty"`
+	Deleted   bool               `json:"deleted,omitempty"`
 }
 
 // EdgeApplyRequest asks the reconcilers of EdgeIDs to apply Spec.
@@ -108,6 +111,12 @@ type EdgeApplyRequest struct {
 type CallbackRequest struct {
 	Callback Callback          `json:"callback"`
 	State    DistributionState `json:"state"`
+}
+
+// ApplySiteInput asks for Spec on every edge of EdgeIDs (ApplySite).
+type ApplySiteInput struct {
+	EdgeIDs []string `json:"edgeIds"`
+	Spec    SiteSpec `json:"spec"`
 }
 
 // ApplyEdgeVCLInput is every live site of an edge, in a stable order.

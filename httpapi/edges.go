@@ -5,14 +5,39 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
+
+	"github.com/cdnflow/cdnflow/activities"
+	"github.com/cdnflow/cdnflow/inventory"
 )
 
 type edgeCheckRequest struct {
 	EdgeIDs []string `json:"edgeIds"`
 }
 
+// edgeView is an inventory edge and what the edge sync loop last saw on
+// it: the live VCL and site table, when it was checked, its last drift.
+type edgeView struct {
+	inventory.Edge
+	Sync *activities.EdgeSyncReport `json:"sync,omitempty"`
+}
+
 func (s *Server) listEdges(c echo.Context) error {
-	return c.JSON(http.StatusOK, map[string]any{"edges": s.d.Inventory.Edges})
+	reports, err := s.svc().EdgeSync(c.Request().Context())
+	out := map[string]any{}
+	if err != nil {
+		// The inventory still answers; the sync state is missing.
+		out["syncError"] = err.Error()
+	}
+	views := make([]edgeView, 0, len(s.d.Inventory.Edges))
+	for _, e := range s.d.Inventory.Edges {
+		v := edgeView{Edge: e}
+		if r, ok := reports[e.ID]; ok {
+			v.Sync = &r
+		}
+		views = append(views, v)
+	}
+	out["edges"] = views
+	return c.JSON(http.StatusOK, out)
 }
 
 func (s *Server) startEdgeCheck(c echo.Context) error {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cdnflow/cdnflow/activities"
 	"time"
 
 	"go.temporal.io/api/serviceerror"
@@ -93,6 +94,24 @@ func (s *Service) EdgeCheck(ctx context.Context, workflowID string) (workflows.E
 	}
 	if err := v.Get(&out); err != nil {
 		return out, fmt.Errorf("decode edge check %s: %w", workflowID, err)
+	}
+	return out, nil
+}
+
+// EdgeSync answers the latest sync report of every edge from the edge
+// sync loop's query (workflows.QueryEdgeSync); ErrNotFound when the loop
+// has not started.
+func (s *Service) EdgeSync(ctx context.Context) (map[string]activities.EdgeSyncReport, error) {
+	out := map[string]activities.EdgeSyncReport{}
+	v, err := s.query(ctx, workflows.EdgeSyncWorkflowID, workflows.QueryEdgeSync)
+	if err != nil {
+		if isNotFound(err) {
+			return out, ErrNotFound
+		}
+		return out, fmt.Errorf("query edge sync: %w", err)
+	}
+	if err := v.Get(&out); err != nil {
+		return out, fmt.Errorf("decode edge sync: %w", err)
 	}
 	return out, nil
 }

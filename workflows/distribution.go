@@ -23,6 +23,11 @@ type DistributionInit struct {
 	Version int `json:"version"`
 	// Opened is set once the first apply finished (continue-as-new).
 	Opened bool `json:"opened"`
+	// ApplyAttempts bounds the tries of one change on the edges' site
+	// tables (ApplySite) while cdnflow runs; 0 means 10. Time while no
+	// worker runs does not count: an outage never turns a change into
+	// ERROR.
+	ApplyAttempts int `json:"applyAttempts,omitempty"`
 }
 
 // EdgeApplied is a reconciler's answer for one version.
@@ -219,6 +224,10 @@ func (d *distribution) apply(ctx workflow.Context, cfg activities.DistributionCo
 		WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID, AppKey: d.st.AppKey, Domain: d.st.Domain,
 		Version: version, Config: cfg, Suspended: suspended, Deleted: deleted,
 	}
+	// Histories from before the site table replay the reconciler hand-off.
+	if workflow.GetVersion(ctx, "edge-site-table", workflow.DefaultVersion, 1) == 1 {
+		return d.applySite(ctx, spec)
+	}
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
 		// The hand-off only sends signals; a lost worker is noticed here.
@@ -255,6 +264,35 @@ func (d *distribution) apply(ctx workflow.Context, cfg activities.DistributionCo
 		if a := d.applied[id]; a.Version == version && !a.OK {
 			return "edge " + id + ": " + a.Error
 		}
+	}
+	return ""
+}
+
+// applySite puts spec into every edge's site table (one ApplySite
+// activity, whatever the number of edges) and records it as the state the
+// edge sync loop holds the edges to (MemoEdgeSite). Retries count
+// attempts, not wall-clock time: an outage of cdnflow or its store only
+// delays the change. It returns why the edges did not take it, or "".
+func (d *distribution) applySite(ctx workflow.Context, spec activities.SiteSpec) string {
+	spec.Created = d.st.CreateTime
+	attempts := d.in.ApplyAttempts
+	if attempts <= 0 {
+		attempts = 10
+	}
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		HeartbeatTimeout:    heartbeatOrDefault(d.in.HeartbeatTimeout),
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, MaximumInterval: 10 * time.Second, MaximumAttempts: int32(attempts),
+			NonRetryableErrorTypes: []string{activities.ErrBadSite},
+		},
+	})
+	in := activities.ApplySiteInput{EdgeIDs: d.in.EdgeIDs, Spec: spec}
+	if err := workflow.ExecuteActivity(actx, distributionActivities.ApplySite, in).Get(ctx, nil); err != nil {
+		return rootMessage(err)
+	}
+	if err := workflow.UpsertMemo(ctx, map[string]any{MemoEdgeSite: spec}); err != nil {
+		workflow.GetLogger(ctx).Warn("upsert edge site memo", "error", err)
 	}
 	return ""
 }

@@ -31,7 +31,7 @@ func TestDistributionOriginProbeGatesApply(t *testing.T) {
 			env.RegisterWorkflow(DistributionWorkflow)
 			applied := 0
 			env.OnActivity(distributionActivities.ProbeDistributionOrigins, mock.Anything, mock.Anything).Return(tc.probeErr)
-			env.OnActivity(distributionActivities.RequestEdgeApply, mock.Anything, mock.Anything).Return(func(context.Context, activities.EdgeApplyRequest) error {
+			env.OnActivity(distributionActivities.ApplySite, mock.Anything, mock.Anything).Return(func(context.Context, activities.ApplySiteInput) error {
 				applied++
 				return nil
 			})

@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,14 +33,18 @@ func errType(err error) string {
 	return ""
 }
 
-// Edges that never answer: OPENING times out into ERROR; meanwhile a
-// change is refused as in progress; in ERROR a suspend is the wrong state;
-// a delete is accepted and ends the entity in CLOSE.
+// Edges that never answer: OPENING ends in ERROR once its tries are
+// spent; meanwhile a change is refused as in progress; in ERROR a suspend
+// is the wrong state; a delete is accepted and ends the entity in CLOSE.
 func TestDistributionStateMachineGuards(t *testing.T) {
 	var ts testsuite.WorkflowTestSuite
 	env := ts.NewTestWorkflowEnvironment()
 	env.RegisterWorkflow(DistributionWorkflow)
-	env.OnActivity(distributionActivities.RequestEdgeApply, mock.Anything, mock.Anything).Return(func(context.Context, activities.EdgeApplyRequest) error { return nil })
+	tries := 0
+	env.OnActivity(distributionActivities.ApplySite, mock.Anything, mock.Anything).Return(func(context.Context, activities.ApplySiteInput) error {
+		tries++
+		return errors.New("edge E1: connection refused")
+	})
 	var duringOpen, inError, deleted updateOutcome
 	env.RegisterDelayedCallback(func() {
 		env.UpdateWorkflow(UpdateSuspend, "u1", recordUpdate{&duringOpen})
@@ -50,7 +55,7 @@ func TestDistributionStateMachineGuards(t *testing.T) {
 	}, 10*time.Minute)
 	env.ExecuteWorkflow(DistributionWorkflow, DistributionInit{
 		State:   activities.DistributionState{AppKey: "k", Domain: "d.test", Status: activities.StatusOpening},
-		EdgeIDs: []string{"E1"}, ApplyTimeout: time.Minute,
+		EdgeIDs: []string{"E1"}, ApplyTimeout: time.Minute, ApplyAttempts: 3,
 	})
 	var st activities.DistributionState
 	if err := env.GetWorkflowResult(&st); err != nil {
@@ -65,7 +70,11 @@ func TestDistributionStateMachineGuards(t *testing.T) {
 	if deleted.rejected != nil || !deleted.done || st.Status != activities.StatusClose || st.DeleteTime == 0 {
 		t.Fatalf("delete: %+v, state %+v", deleted, st)
 	}
-	if st.LastError == "" {
-		t.Fatalf("ERROR without a reason: %+v", st)
+	if !strings.Contains(st.LastError, "connection refused") {
+		t.Fatalf("ERROR without the edge's reason: %+v", st)
+	}
+	// OPENING: 3 tries, then taking the site off again: 3; delete: 3.
+	if tries != 9 {
+		t.Fatalf("%d tries of ApplySite, want 9 (ApplyAttempts 3 per change)", tries)
 	}
 }

@@ -45,6 +45,10 @@ func DistributionWorkflowID(appKey, domain string) string {
 // (EdgeReconcilerWorkflow).
 func ReconcilerWorkflowID(edgeID string) string { return "edge-reconciler/" + edgeID }
 
+// EdgeSyncWorkflowID is the id of the one EdgeSyncWorkflow of a
+// namespace: the loop that keeps every edge as desired.
+const EdgeSyncWorkflowID = "edge-sync"
+
 // SequenceWorkflowID is the id of a counter's entity workflow
 // (SequenceWorkflow), e.g. counter "purge".
 func SequenceWorkflowID(counter string) string { return "sequence/" + counter }
@@ -88,6 +92,9 @@ const (
 	QueryEdgeCheck = "edgecheck"
 	// QueryReconcilerSites answers a reconciler's live sites by workflow id.
 	QueryReconcilerSites = "sites"
+	// QueryEdgeSync answers the latest sync report of every edge
+	// (map edge id -> activities.EdgeSyncReport).
+	QueryEdgeSync = "edges"
 	// QuerySequenceLast answers the last number a counter handed out.
 	QuerySequenceLast = "last"
 )
@@ -113,6 +120,9 @@ const (
 	// MemoDistributionState is the memo key of the last status change's
 	// state (an activities.DistributionState).
 	MemoDistributionState = "state"
+	// MemoEdgeSite is the memo key of a distribution's last applied
+	// activities.SiteSpec: what the edge sync loop holds every edge to.
+	MemoEdgeSite = "edgeSite"
 	// Memo keys of a purge workflow, set at start, read by the purge list:
 	// NHN's purgeId (int64), distributionSeq (int64), path (the paths,
 	// '\n'-joined) and purgeTime (epoch ms).

@@ -15,12 +15,6 @@ import (
 // sites fits).
 const maxAdminBody = 64 << 20
 
-// PutResult answers PUT AdminPath+name and DELETE AdminPath+name: whether
-// the change was applied (false: the table holds a newer generation).
-type PutResult struct {
-	Applied bool `json:"applied"`
-}
-
 // serveAdmin is the site table's admin protocol (AdminPath). Errors are
 // 400 (bad site, host taken) or 404/405 with a one-line text body.
 func (c *Connector) serveAdmin(w http.ResponseWriter, r *http.Request) {
@@ -52,13 +46,13 @@ func (c *Connector) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "site name "+strconv.Quote(s.Name)+" does not match the path", http.StatusBadRequest)
 			return
 		}
-		applied, err := c.table.Put(s)
+		res, err := c.table.Put(s)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		c.log.Info("site put", zap.String("site", name), zap.Stringer("gen", s.Gen), zap.Bool("applied", applied))
-		writeJSON(w, PutResult{Applied: applied})
+		c.log.Info("site put", zap.String("site", name), zap.Stringer("gen", s.Gen), zap.Bool("applied", res.Applied))
+		writeJSON(w, res)
 	case name != "" && r.Method == http.MethodDelete:
 		q := r.URL.Query()
 		created, err1 := strconv.ParseInt(q.Get("created"), 10, 64)
@@ -67,9 +61,9 @@ func (c *Connector) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "created and version are required integers", http.StatusBadRequest)
 			return
 		}
-		applied := c.table.Delete(name, Generation{Created: created, Version: version})
-		c.log.Info("site deleted", zap.String("site", name), zap.Bool("applied", applied))
-		writeJSON(w, PutResult{Applied: applied})
+		res := c.table.Delete(name, Generation{Created: created, Version: version})
+		c.log.Info("site deleted", zap.String("site", name), zap.Bool("applied", res.Applied))
+		writeJSON(w, res)
 	default:
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 	}

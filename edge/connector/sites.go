@@ -208,42 +208,65 @@ func (t *Table) Lookup(host string) (Site, bool) {
 // hosts.
 var ErrHostTaken = errors.New("host already served by another site")
 
+// PutResult answers Put (and PUT/DELETE AdminPath+name).
+type PutResult struct {
+	// Applied is false when the table holds a newer generation (or
+	// deleted one): nothing changed.
+	Applied bool `json:"applied"`
+	// New: the site was not in the table before.
+	New bool `json:"new,omitempty"`
+	// ReferrerChanged: the site's referrer rule changed (or came or went
+	// with a rule), so the edge's VCL must be rendered again.
+	ReferrerChanged bool `json:"referrerChanged,omitempty"`
+}
+
 // Put stores s unless the table holds a newer generation of it (or
-// deleted one): applied says which. An invalid site or a host served by
-// another site is an error and changes nothing.
-func (t *Table) Put(s Site) (applied bool, err error) {
+// deleted one). An invalid site or a host served by another site is an
+// error and changes nothing.
+func (t *Table) Put(s Site) (PutResult, error) {
 	if err := s.Check(); err != nil {
-		return false, err
+		return PutResult{}, err
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if cur, ok := t.sites[s.Name]; ok && s.Gen.Less(cur.Gen) {
-		return false, nil
+	cur, had := t.sites[s.Name]
+	if had && s.Gen.Less(cur.Gen) {
+		return PutResult{}, nil
 	}
 	if g, ok := t.gone[s.Name]; ok && !g.gen.Less(s.Gen) {
-		return false, nil
+		return PutResult{}, nil
 	}
 	for _, h := range s.Hosts {
 		if owner, ok := t.hosts[h]; ok && owner != s.Name {
-			return false, fmt.Errorf("site %s: host %s: %w (%s)", s.Name, h, ErrHostTaken, owner)
+			return PutResult{}, fmt.Errorf("site %s: host %s: %w (%s)", s.Name, h, ErrHostTaken, owner)
 		}
 	}
+	res := PutResult{Applied: true, New: !had, ReferrerChanged: !referrerEqual(cur.Referrer, s.Referrer)}
 	t.removeLocked(s.Name)
 	t.sites[s.Name] = s
 	for _, h := range s.Hosts {
 		t.hosts[h] = s.Name
 	}
 	delete(t.gone, s.Name)
-	return true, nil
+	return res, nil
+}
+
+func referrerEqual(a, b *Referrer) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Type == b.Type && a.AllowEmpty == b.AllowEmpty && slices.Equal(a.Patterns, b.Patterns)
 }
 
 // Delete removes the site name unless the table holds a newer generation.
-func (t *Table) Delete(name string, gen Generation) (applied bool) {
+func (t *Table) Delete(name string, gen Generation) PutResult {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if cur, ok := t.sites[name]; ok && gen.Less(cur.Gen) {
-		return false
+	cur, had := t.sites[name]
+	if had && gen.Less(cur.Gen) {
+		return PutResult{}
 	}
+	res := PutResult{Applied: true, ReferrerChanged: had && cur.Referrer != nil}
 	t.removeLocked(name)
 	now := time.Now()
 	for n, g := range t.gone {
@@ -252,7 +275,7 @@ func (t *Table) Delete(name string, gen Generation) (applied bool) {
 		}
 	}
 	t.gone[name] = tombstone{gen: gen, at: now}
-	return true
+	return res
 }
 
 func (t *Table) removeLocked(name string) {

@@ -362,12 +362,56 @@ func (c *Conn) Reload(ctx context.Context, name, src string) error {
 	if err := c.VCLUse(ctx, name); err != nil {
 		return fmt.Errorf("use vcl %s: %w", name, err)
 	}
+	return c.discardOthers(ctx, name)
+}
+
+// Ensure makes the VCL name (holding src) the active one: nothing when it
+// is active already, vcl.use when it is loaded, else load and use it;
+// other managed VCLs that are not labels are discarded. changed says
+// whether the active VCL changed. Names must be content-addressed (one
+// name, one source): a loaded name is trusted to hold src.
+func (c *Conn) Ensure(ctx context.Context, name, src string) (changed bool, err error) {
+	list, err := c.VCLList(ctx)
+	if err != nil {
+		return false, fmt.Errorf("list vcl: %w", err)
+	}
+	for _, v := range list {
+		if v.Name == name && v.Status == "active" {
+			return false, nil
+		}
+	}
+	for _, v := range list {
+		if v.Name == name && v.Status != "discarded" {
+			if err := c.VCLUse(ctx, name); err != nil {
+				return false, fmt.Errorf("use vcl %s: %w", name, err)
+			}
+			return true, c.discardOthers(ctx, name)
+		}
+	}
+	return true, c.Reload(ctx, name, src)
+}
+
+// Active is the name of the active VCL.
+func (c *Conn) Active(ctx context.Context) (string, error) {
+	list, err := c.VCLList(ctx)
+	if err != nil {
+		return "", fmt.Errorf("list vcl: %w", err)
+	}
+	for _, v := range list {
+		if v.Status == "active" {
+			return v.Name, nil
+		}
+	}
+	return "", nil
+}
+
+func (c *Conn) discardOthers(ctx context.Context, keep string) error {
 	list, err := c.VCLList(ctx)
 	if err != nil {
 		return fmt.Errorf("list vcl: %w", err)
 	}
 	for _, v := range list {
-		if v.Name != name && v.Status == "available" && v.State != "label" && strings.HasPrefix(v.Name, ManagedPrefix) {
+		if v.Name != keep && v.Status == "available" && v.State != "label" && strings.HasPrefix(v.Name, ManagedPrefix) {
 			if err := c.VCLDiscard(ctx, v.Name); err != nil {
 				return fmt.Errorf("discard vcl %s: %w", v.Name, err)
 			}

@@ -105,6 +105,12 @@ type Config struct {
 	// MaxBacklog refuses new prewarm and purge jobs while more workflow
 	// tasks than this wait in the task queue (0: never).
 	MaxBacklog int
+	// EdgeSyncEvery is the time between two rounds of the edge sync loop
+	// (drift check and heal of every edge).
+	EdgeSyncEvery time.Duration
+	// EdgeApplyAttempts bounds the tries of one distribution change on the
+	// edges while cdnflow runs, before the change ends in ERROR.
+	EdgeApplyAttempts int
 }
 
 // Default returns the settings used when nothing is given.
@@ -124,6 +130,8 @@ func Default() Config {
 		PrewarmAttempts:       3,
 		PrewarmAttemptTimeout: 10 * time.Second,
 		HeartbeatTimeout:      30 * time.Second,
+		EdgeSyncEvery:         15 * time.Second,
+		EdgeApplyAttempts:     10,
 		MaxBacklog:            50,
 		PrewarmConcurrency:    32,
 		DefaultOrigin:         "127.0.0.1:8090",
@@ -174,6 +182,8 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	num(fs, &c.EdgePurgeConcurrency, "edge-purge-concurrency", "CDNFLOW_EDGE_PURGE_CONCURRENCY", "concurrent PURGE/BAN requests per edge from one worker")
 	boolean(fs, &c.AllowPrivateCallbacks, "allow-private-callbacks", "CDNFLOW_ALLOW_PRIVATE_CALLBACKS", "let callbacks reach loopback/private addresses")
 	num(fs, &c.MaxBacklog, "max-backlog", "CDNFLOW_MAX_BACKLOG", "refuse new prewarm/purge jobs (429, 30001) while more workflow tasks than this are queued; 0 disables")
+	dur(fs, &c.EdgeSyncEvery, "edge-sync-every", "CDNFLOW_EDGE_SYNC_EVERY", "time between two drift checks of every edge (active VCL and site table)")
+	num(fs, &c.EdgeApplyAttempts, "edge-apply-attempts", "CDNFLOW_EDGE_APPLY_ATTEMPTS", "tries of one distribution change on the edges while cdnflow runs, before ERROR")
 	dur(fs, &c.HeartbeatTimeout, "heartbeat-timeout", "CDNFLOW_HEARTBEAT_TIMEOUT", "how soon work of a lost worker is retried elsewhere; set the same on API and workers")
 	c.RegisterOrigins(fs)
 	str(fs, &c.DefaultOrigin, "default-origin", "CDNFLOW_DEFAULT_ORIGIN", "host:port edges fetch from for hosts that match no distribution (dev starts a demo origin there; empty: such hosts get 404)")
@@ -356,6 +366,12 @@ func (c Config) Validate() error {
 	}
 	if c.PrewarmConcurrency < 1 {
 		return fmt.Errorf("prewarm-concurrency must be at least 1")
+	}
+	if c.EdgeSyncEvery < time.Second {
+		return fmt.Errorf("edge-sync-every must be at least 1s")
+	}
+	if c.EdgeApplyAttempts < 1 {
+		return fmt.Errorf("edge-apply-attempts must be at least 1")
 	}
 	if c.HeartbeatTimeout < time.Second {
 		return fmt.Errorf("heartbeat-timeout must be at least 1s")

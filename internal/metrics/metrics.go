@@ -37,6 +37,12 @@ var (
 		Name: "cdnflow_edge_request_seconds", Help: "Latency of requests to edges, by edge and operation (fetch, purge).",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 	}, []string{"edge", "op"})
+	// EdgeDrift counts differences found between an edge's running
+	// configuration and the desired one, by edge and reason (vcl,
+	// missing, stale, orphan, restart); each was healed or is retried.
+	EdgeDrift = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cdnflow_edge_drift_total", Help: "Edge configuration drift found by the sync loop, by edge and reason (vcl, missing, stale, orphan, restart).",
+	}, []string{"edge", "reason"})
 	// APILatency is the time the API took per route and status class.
 	APILatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "cdnflow_api_request_seconds", Help: "API request latency by method, route and status code.",
@@ -49,7 +55,7 @@ var (
 )
 
 func init() {
-	Registry.MustRegister(JobsStarted, PrewarmPairs, PurgeUnits, EdgeLatency, APILatency, APIErrors,
+	Registry.MustRegister(JobsStarted, PrewarmPairs, PurgeUnits, EdgeLatency, EdgeDrift, APILatency, APIErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	enumspb "go.temporal.io/api/enums/v1"
 	"net"
 	"net/http"
 	"os/exec"
@@ -49,6 +50,7 @@ func RunWorker(ctx context.Context, cfg config.Config, inv *inventory.Inventory,
 	}
 	logger.Info("worker started", zap.String("taskQueue", cfg.TaskQueue))
 	resyncEdges(ctx, c, inv, logger)
+	startEdgeSync(ctx, c, cfg, logger)
 	<-ctx.Done()
 	w.Stop() // waits for activities up to WorkerStopTimeout
 	logger.Info("worker stopped")
@@ -66,6 +68,18 @@ func resyncEdges(ctx context.Context, c client.Client, inv *inventory.Inventory,
 		if err != nil && !errors.As(err, &nf) {
 			logger.Warn("resync edge", zap.String("edgeId", e.ID), zap.Error(err))
 		}
+	}
+}
+
+// startEdgeSync starts the namespace's EdgeSyncWorkflow unless it runs:
+// every worker tries, the first one wins.
+func startEdgeSync(ctx context.Context, c client.Client, cfg config.Config, logger *zap.Logger) {
+	_, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: workflows.EdgeSyncWorkflowID, TaskQueue: cfg.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+	}, workflows.EdgeSyncWorkflow, workflows.EdgeSyncInput{Every: cfg.EdgeSyncEvery})
+	if err != nil {
+		logger.Warn("start edge sync", zap.Error(err))
 	}
 }
 

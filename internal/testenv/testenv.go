@@ -140,6 +140,10 @@ func settings(t testing.TB, originAddr string, configure func(*config.Config)) c
 	// Tests on a busy CI machine must not be refused as overload unless
 	// they test exactly that.
 	cfg.MaxBacklog = 0
+	// Changes to an unreachable edge end in ERROR within seconds; drift
+	// is found within seconds.
+	cfg.EdgeApplyAttempts = 4
+	cfg.EdgeSyncEvery = 3 * time.Second
 	if configure != nil {
 		configure(&cfg)
 	}

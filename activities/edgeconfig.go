@@ -1,0 +1,119 @@
+package activities
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+
+	"github.com/cdnflow/cdnflow/edge/connector"
+	"github.com/cdnflow/cdnflow/edge/varnishadm"
+	"github.com/cdnflow/cdnflow/edge/vcl"
+	"github.com/cdnflow/cdnflow/inventory"
+)
+
+// EdgeConfig is what every edge's VCL shares: the worker's purge ACL and
+// default origin. The rest of an edge's configuration is its site table.
+type EdgeConfig struct {
+	// DefaultOrigin (host:port) serves hosts without a distribution.
+	DefaultOrigin string
+	// PurgeACL lists who may PURGE, BAN and use the site table.
+	PurgeACL []string
+}
+
+// Gen is spec's site table generation.
+func (s SiteSpec) Gen() connector.Generation {
+	return connector.Generation{Created: s.Created, Version: s.Version}
+}
+
+// EntryOf is spec as an edge's site table holds it; a spec no edge can
+// serve is an error naming the value.
+func EntryOf(spec SiteSpec) (connector.Site, error) {
+	site, err := SiteOf(spec)
+	if err != nil {
+		return connector.Site{}, err
+	}
+	return site.Entry(spec.Gen())
+}
+
+// vclFor renders edge e's VCL for the sites of its table: only those with
+// a referrer rule add VCL. The name is content-addressed
+// (varnishadm.ManagedPrefix + 12 hex digits of its SHA-256), so equal
+// tables give equal names and Ensure loads nothing twice.
+func (c EdgeConfig) vclFor(e inventory.Edge, sites []connector.Site) (name, src string, err error) {
+	cfg := vcl.Config{EdgeID: e.ID, ConnectorPort: e.ConnectorPort(), PurgeACL: c.PurgeACL}
+	if c.DefaultOrigin != "" {
+		host, port, err := net.SplitHostPort(c.DefaultOrigin)
+		if err != nil {
+			return "", "", fmt.Errorf("default origin %q: %w", c.DefaultOrigin, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return "", "", fmt.Errorf("default origin %q: port: %w", c.DefaultOrigin, err)
+		}
+		cfg.DefaultBackend = &vcl.Backend{Host: host, Port: p}
+	}
+	for _, s := range sites {
+		if s.Referrer != nil {
+			cfg.Sites = append(cfg.Sites, vcl.SiteOfEntry(s))
+		}
+	}
+	// One table, one VCL: the order of the sites does not matter.
+	sort.Slice(cfg.Sites, func(i, j int) bool { return cfg.Sites[i].Name < cfg.Sites[j].Name })
+	src, err = vcl.Render(cfg)
+	if err != nil {
+		return "", "", fmt.Errorf("render vcl for %s: %w", e.ID, err)
+	}
+	sum := sha256.Sum256([]byte(src))
+	return varnishadm.ManagedPrefix + hex.EncodeToString(sum[:6]), src, nil
+}
+
+// ensureVCL makes the VCL of sites active on e; changed says whether
+// another one was active.
+func (c EdgeConfig) ensureVCL(ctx context.Context, e inventory.Edge, sites []connector.Site) (changed bool, err error) {
+	name, src, err := c.vclFor(e, sites)
+	if err != nil {
+		return false, err
+	}
+	conn, err := varnishadm.DialSecretFile(ctx, e.AdminAddress, e.SecretFile)
+	if err != nil {
+		return false, fmt.Errorf("admin of %s: %w", e.ID, err)
+	}
+	defer conn.Close()
+	changed, err = conn.Ensure(ctx, name, src)
+	if err != nil {
+		return false, fmt.Errorf("vcl on %s: %w", e.ID, err)
+	}
+	return changed, nil
+}
+
+// checkReferrerVCL compiles the VCL of site alone on e (and discards it):
+// a referrer rule that Varnish refuses is found before it enters the
+// table, so it can never block another distribution's VCL.
+func (c EdgeConfig) checkReferrerVCL(ctx context.Context, e inventory.Edge, site connector.Site) error {
+	name, src, err := c.vclFor(e, []connector.Site{site})
+	if err != nil {
+		return err
+	}
+	conn, err := varnishadm.DialSecretFile(ctx, e.AdminAddress, e.SecretFile)
+	if err != nil {
+		return fmt.Errorf("admin of %s: %w", e.ID, err)
+	}
+	defer conn.Close()
+	probe := name + "_check"
+	if err := conn.VCLInline(ctx, probe, src); err != nil {
+		return &refusedError{fmt.Errorf("edge %s refuses the VCL of %s: %w", e.ID, site.Name, err)}
+	}
+	_ = conn.VCLDiscard(ctx, probe)
+	return nil
+}
+
+// refusedError is an edge's lasting refusal of a change (a site it will
+// not serve): retrying does not help.
+type refusedError struct{ err error }
+
+func (e *refusedError) Error() string { return e.err.Error() }
+func (e *refusedError) Unwrap() error { return e.err }
