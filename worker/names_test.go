@@ -22,7 +22,7 @@ func TestActivityNamesAreStable(t *testing.T) {
 	for _, name := range []string{
 		"ListEdges", "CheckEdge", "PrewarmBatch", "PurgeEdge",
 		"RequestEdgeApply", "ApplyEdgeVCL", "DistributionCallback", "RunScheduledJob",
-		"ProbeDistributionOrigins",
+		"ProbeDistributionOrigins", "ApplySite", "SyncEdges",
 	} {
 		func() {
 			defer func() {
