@@ -28,6 +28,19 @@ type DistributionInit struct {
 	// worker runs does not count: an outage never turns a change into
 	// ERROR.
 	ApplyAttempts int `json:"applyAttempts,omitempty"`
+	// ErrorRetry is the first wait before a change that ended in ERROR is
+	// tried again (doubling up to maxErrorRetry); 0 means 1 min.
+	ErrorRetry time.Duration `json:"errorRetry,omitempty"`
+}
+
+// maxErrorRetry caps the wait between two tries of a change in ERROR.
+const maxErrorRetry = 10 * time.Minute
+
+// failedChange is a change that ended in ERROR, kept to try it again.
+type failedChange struct {
+	during, final string
+	cfg           activities.DistributionConfig
+	suspended     bool
 }
 
 // EdgeApplied is a reconciler's answer for one version.
@@ -49,6 +62,8 @@ type distribution struct {
 	lastSusp bool
 	// callbacks still being delivered; the workflow outlives them.
 	callbacks int
+	// failed is the change that put the distribution in ERROR, if any.
+	failed *failedChange
 }
 
 // DistributionWorkflow is the one long-running entity of a distribution:
@@ -77,6 +92,10 @@ func DistributionWorkflow(ctx workflow.Context, in DistributionInit) (activities
 		}
 	})
 	d.registerUpdates(ctx)
+	// Histories from before the retry loop replay without it.
+	if workflow.GetVersion(ctx, "error-retry", workflow.DefaultVersion, 1) == 1 {
+		workflow.Go(ctx, d.retryErrors)
+	}
 
 	if !in.Opened {
 		d.busy = true
@@ -154,6 +173,10 @@ func (d *distribution) registerUpdates(ctx workflow.Context) {
 // edge, and ends in final — or in ERROR with the reason, after putting the
 // last good config back on the edges.
 func (d *distribution) run(ctx workflow.Context, during, final string, cfg activities.DistributionConfig, suspended, deleted bool) {
+	d.failed = &failedChange{during: during, final: final, cfg: cfg, suspended: suspended}
+	if deleted {
+		d.failed = nil // a delete ends the entity whatever the edges said
+	}
 	d.setStatus(ctx, during)
 	if during == activities.StatusOpening || during == activities.StatusModifying {
 		if reason := d.probeOrigins(ctx, cfg); reason != "" {
@@ -181,12 +204,50 @@ func (d *distribution) run(ctx workflow.Context, during, final string, cfg activ
 		d.st.LastError = ""
 	}
 	d.st.Config = cfg
+	d.failed = nil
 	if !deleted {
 		good := cfg
 		d.lastGood, d.lastSusp = &good, suspended
 	}
 	d.setStatus(ctx, final)
 	d.notify(ctx)
+}
+
+// retryErrors tries a change that ended in ERROR again, first after
+// ErrorRetry, then at doubling intervals up to maxErrorRetry, until it
+// succeeds or another change (an update) replaces it: an edge that was
+// unreachable or an origin that was unusable is taken up once the cause
+// is gone, without anyone asking.
+func (d *distribution) retryErrors(ctx workflow.Context) {
+	base := d.in.ErrorRetry
+	if base <= 0 {
+		base = time.Minute
+	}
+	delay := base
+	for {
+		if err := workflow.Await(ctx, func() bool {
+			return d.closed || (d.failed != nil && !d.busy && d.st.Status == activities.StatusError)
+		}); err != nil || d.closed {
+			return
+		}
+		f := d.failed
+		changed, err := workflow.AwaitWithTimeout(ctx, delay, func() bool { return d.failed != f || d.busy || d.closed })
+		if err != nil {
+			return
+		}
+		if changed {
+			delay = base
+			continue
+		}
+		d.busy = true
+		d.run(ctx, f.during, f.final, f.cfg, f.suspended, false)
+		d.busy = false
+		if d.failed == nil {
+			delay = base
+		} else {
+			delay = min(2*delay, maxErrorRetry)
+		}
+	}
 }
 
 // probeOrigins checks cfg's origins as the edges' connectors will fetch

@@ -55,7 +55,7 @@ func TestDistributionStateMachineGuards(t *testing.T) {
 	}, 10*time.Minute)
 	env.ExecuteWorkflow(DistributionWorkflow, DistributionInit{
 		State:   activities.DistributionState{AppKey: "k", Domain: "d.test", Status: activities.StatusOpening},
-		EdgeIDs: []string{"E1"}, ApplyTimeout: time.Minute, ApplyAttempts: 3,
+		EdgeIDs: []string{"E1"}, ApplyTimeout: time.Minute, ApplyAttempts: 3, ErrorRetry: time.Hour,
 	})
 	var st activities.DistributionState
 	if err := env.GetWorkflowResult(&st); err != nil {
@@ -76,5 +76,48 @@ func TestDistributionStateMachineGuards(t *testing.T) {
 	// OPENING: 3 tries, then taking the site off again: 3; delete: 3.
 	if tries != 9 {
 		t.Fatalf("%d tries of ApplySite, want 9 (ApplyAttempts 3 per change)", tries)
+	}
+}
+
+// A change in ERROR because an edge was unreachable is tried again by the
+// workflow itself, with growing waits, and goes OPEN once the edge is back.
+func TestDistributionErrorRetried(t *testing.T) {
+	var ts testsuite.WorkflowTestSuite
+	env := ts.NewTestWorkflowEnvironment()
+	env.RegisterWorkflow(DistributionWorkflow)
+	var down bool = true
+	var errorSeen bool
+	env.OnActivity(distributionActivities.ApplySite, mock.Anything, mock.Anything).Return(func(context.Context, activities.ApplySiteInput) error {
+		if down {
+			return errors.New("edge E1: connection refused")
+		}
+		return nil
+	})
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(QueryDistribution)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		var st activities.DistributionState
+		_ = v.Get(&st)
+		errorSeen = st.Status == activities.StatusError
+		down = false // the edge is back
+	}, 3*time.Minute)
+	var after activities.DistributionState
+	env.RegisterDelayedCallback(func() {
+		v, _ := env.QueryWorkflow(QueryDistribution)
+		_ = v.Get(&after)
+		env.UpdateWorkflow(UpdateDelete, "del", recordUpdate{&updateOutcome{}})
+	}, 20*time.Minute)
+	env.ExecuteWorkflow(DistributionWorkflow, DistributionInit{
+		State:   activities.DistributionState{AppKey: "k", Domain: "d.test", Status: activities.StatusOpening},
+		EdgeIDs: []string{"E1"}, ApplyAttempts: 2, ErrorRetry: time.Minute,
+	})
+	if !errorSeen {
+		t.Fatal("the distribution was not in ERROR while the edge was down")
+	}
+	if after.Status != activities.StatusOpen || after.LastError != "" {
+		t.Fatalf("after the edge came back: %+v, want OPEN without an error", after)
 	}
 }

@@ -381,7 +381,14 @@ func siteRules(sp *sitePlan, s Site) error {
 	sp.ttlSeconds = int64((s.TTL + time.Second - 1) / time.Second) // a sub-second TTL still caches
 	switch s.ReferrerType {
 	case "":
-	case ReferrerBlacklist, ReferrerWhitelist:
+	case ReferrerBlacklist:
+		if len(s.Referrers) == 0 && s.AllowEmptyReferrer {
+			// An empty blacklist that admits requests without Referer
+			// refuses nothing: no rule (and no VCL) at all.
+			break
+		}
+		fallthrough
+	case ReferrerWhitelist:
 		sp.refType = s.ReferrerType
 		sp.allowEmpty = s.AllowEmptyReferrer
 		for _, r := range s.Referrers {

@@ -111,6 +111,9 @@ type Config struct {
 	// EdgeApplyAttempts bounds the tries of one distribution change on the
 	// edges while cdnflow runs, before the change ends in ERROR.
 	EdgeApplyAttempts int
+	// EdgeErrorRetry is the first wait before a distribution change in
+	// ERROR is tried again (doubling up to 10 min).
+	EdgeErrorRetry time.Duration
 }
 
 // Default returns the settings used when nothing is given.
@@ -132,6 +135,7 @@ func Default() Config {
 		HeartbeatTimeout:      30 * time.Second,
 		EdgeSyncEvery:         15 * time.Second,
 		EdgeApplyAttempts:     10,
+		EdgeErrorRetry:        time.Minute,
 		MaxBacklog:            50,
 		PrewarmConcurrency:    32,
 		DefaultOrigin:         "127.0.0.1:8090",
@@ -183,6 +187,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	boolean(fs, &c.AllowPrivateCallbacks, "allow-private-callbacks", "CDNFLOW_ALLOW_PRIVATE_CALLBACKS", "let callbacks reach loopback/private addresses")
 	num(fs, &c.MaxBacklog, "max-backlog", "CDNFLOW_MAX_BACKLOG", "refuse new prewarm/purge jobs (429, 30001) while more workflow tasks than this are queued; 0 disables")
 	dur(fs, &c.EdgeSyncEvery, "edge-sync-every", "CDNFLOW_EDGE_SYNC_EVERY", "time between two drift checks of every edge (active VCL and site table)")
+	dur(fs, &c.EdgeErrorRetry, "edge-error-retry", "CDNFLOW_EDGE_ERROR_RETRY", "first wait before a distribution change in ERROR is tried again (doubling up to 10m)")
 	num(fs, &c.EdgeApplyAttempts, "edge-apply-attempts", "CDNFLOW_EDGE_APPLY_ATTEMPTS", "tries of one distribution change on the edges while cdnflow runs, before ERROR")
 	dur(fs, &c.HeartbeatTimeout, "heartbeat-timeout", "CDNFLOW_HEARTBEAT_TIMEOUT", "how soon work of a lost worker is retried elsewhere; set the same on API and workers")
 	c.RegisterOrigins(fs)
@@ -369,6 +374,9 @@ func (c Config) Validate() error {
 	}
 	if c.EdgeSyncEvery < time.Second {
 		return fmt.Errorf("edge-sync-every must be at least 1s")
+	}
+	if c.EdgeErrorRetry < time.Second {
+		return fmt.Errorf("edge-error-retry must be at least 1s")
 	}
 	if c.EdgeApplyAttempts < 1 {
 		return fmt.Errorf("edge-apply-attempts must be at least 1")

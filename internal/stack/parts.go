@@ -50,7 +50,7 @@ func RunWorker(ctx context.Context, cfg config.Config, inv *inventory.Inventory,
 	}
 	logger.Info("worker started", zap.String("taskQueue", cfg.TaskQueue))
 	resyncEdges(ctx, c, inv, logger)
-	startEdgeSync(ctx, c, cfg, logger)
+	go keepEdgeSync(ctx, c, cfg, logger)
 	<-ctx.Done()
 	w.Stop() // waits for activities up to WorkerStopTimeout
 	logger.Info("worker stopped")
@@ -71,14 +71,29 @@ func resyncEdges(ctx context.Context, c client.Client, inv *inventory.Inventory,
 	}
 }
 
-// startEdgeSync starts the namespace's EdgeSyncWorkflow unless it runs:
-// every worker tries, the first one wins.
+// keepEdgeSync starts the namespace's EdgeSyncWorkflow unless it runs, at
+// start and then every 4 sync periods: a loop that was terminated comes
+// back (it rebuilds its state from the distributions). Every worker tries;
+// the first one wins.
+func keepEdgeSync(ctx context.Context, c client.Client, cfg config.Config, logger *zap.Logger) {
+	tick := time.NewTicker(4 * cfg.EdgeSyncEvery)
+	defer tick.Stop()
+	for {
+		startEdgeSync(ctx, c, cfg, logger)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
 func startEdgeSync(ctx context.Context, c client.Client, cfg config.Config, logger *zap.Logger) {
 	_, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID: workflows.EdgeSyncWorkflowID, TaskQueue: cfg.TaskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 	}, workflows.EdgeSyncWorkflow, workflows.EdgeSyncInput{Every: cfg.EdgeSyncEvery})
-	if err != nil {
+	if err != nil && ctx.Err() == nil {
 		logger.Warn("start edge sync", zap.Error(err))
 	}
 }

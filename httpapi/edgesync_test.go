@@ -1,0 +1,103 @@
+//go:build !unit
+
+package httpapi_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/cdnflow/cdnflow/activities"
+	"github.com/cdnflow/cdnflow/internal/eventually"
+	"github.com/cdnflow/cdnflow/internal/testenv"
+	"github.com/cdnflow/cdnflow/workflows"
+)
+
+// operatorVCL is what an operator's reload might make active: it knows
+// nothing of cdnflow's distributions.
+const operatorVCL = `vcl 4.1;
+backend default none;
+sub vcl_recv { return (synth(503, "operator maintenance")); }
+`
+
+// Drift is healed without anyone asking: another VCL made active on an
+// edge (vcl.use, as an operator's reload does), an edge whose site table
+// came back empty (a restarted connector), and both again after the sync
+// loop itself was terminated (a worker starts it again and it rebuilds
+// every site from the distributions). GET /v1/edges shows the drift.
+func TestEdgeDriftHealed(t *testing.T) {
+	env := faultEnv(t)
+	d := createDistribution(t, env, "/good")
+	served := func(i int) func() error {
+		return func() error {
+			r := edgeGet(t, env, i, d.Domain, "/x.js", "")
+			if got := r.Header.Get("X-Origin-Path"); r.StatusCode != 200 || got != "/good/x.js" {
+				return fmt.Errorf("edge %d: %d, fetched %q", i, r.StatusCode, got)
+			}
+			return nil
+		}
+	}
+	for i := range env.Edges {
+		eventually.WithinEvery(t, 30*time.Second, 200*time.Millisecond, served(i))
+	}
+	ctx := context.Background()
+
+	adm := env.Edges[0].Admin(t)
+	if err := adm.VCLInline(ctx, "operator", operatorVCL); err != nil {
+		t.Fatal(err)
+	}
+	if err := adm.VCLUse(ctx, "operator"); err != nil {
+		t.Fatal(err)
+	}
+	if served(0)() == nil {
+		t.Fatal("the operator's VCL still served the distribution: the drift test tests nothing")
+	}
+	eventually.WithinEvery(t, 30*time.Second, 200*time.Millisecond, served(0))
+
+	env.Edges[1].Connector.Table().Replace(nil)
+	if served(1)() == nil {
+		t.Fatal("an empty site table still served the distribution")
+	}
+	eventually.WithinEvery(t, 30*time.Second, 200*time.Millisecond, served(1))
+
+	eventually.WithinEvery(t, 30*time.Second, 500*time.Millisecond, func() error {
+		var out struct {
+			Edges []struct {
+				ID   string                     `json:"id"`
+				Sync *activities.EdgeSyncReport `json:"sync"`
+			} `json:"edges"`
+		}
+		getJSON(t, env.API.URL+"/v1/edges", &out)
+		want := map[string]string{env.Edges[0].Edge.ID: "vcl", env.Edges[1].Edge.ID: "missing"}
+		for _, e := range out.Edges {
+			r, ok := want[e.ID]
+			if !ok {
+				continue
+			}
+			if e.Sync == nil || !slices.Contains(e.Sync.LastDrift, r) || e.Sync.Sites != 1 || e.Sync.CheckedAt.IsZero() {
+				return fmt.Errorf("edge %s: sync report %+v, want last drift %q and 1 site", e.ID, e.Sync, r)
+			}
+		}
+		return nil
+	})
+
+	if err := env.Client.TerminateWorkflow(ctx, workflows.EdgeSyncWorkflowID, "", "test: the loop is rebuilt"); err != nil {
+		t.Fatal(err)
+	}
+	env.Edges[0].Connector.Table().Replace(nil)
+	if served(0)() == nil {
+		t.Fatal("an empty site table still served the distribution")
+	}
+	// The worker starts the loop again within 4 periods; it rebuilds the
+	// sites from the distribution workflows.
+	eventually.WithinEvery(t, 45*time.Second, 200*time.Millisecond, served(0))
+	recordSyncHistory(t, env)
+}
+
+// recordSyncHistory replays the running sync loop's history so far.
+func recordSyncHistory(t *testing.T, env *testenv.Env) {
+	t.Helper()
+	env.Replay(t, workflows.EdgeSyncWorkflowID, "edge_sync")
+}
