@@ -11,7 +11,6 @@ import (
 
 	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/internal/eventually"
-	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
@@ -93,11 +92,5 @@ func TestEdgeDriftHealed(t *testing.T) {
 	// The worker starts the loop again within 4 periods; it rebuilds the
 	// sites from the distribution workflows.
 	eventually.WithinEvery(t, 45*time.Second, 200*time.Millisecond, served(0))
-	recordSyncHistory(t, env)
-}
-
-// recordSyncHistory replays the running sync loop's history so far.
-func recordSyncHistory(t *testing.T, env *testenv.Env) {
-	t.Helper()
-	env.Replay(t, workflows.EdgeSyncWorkflowID, "edge_sync")
+	env.Replay(t, workflows.EdgeSyncWorkflowID, "")
 }

