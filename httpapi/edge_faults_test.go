@@ -235,18 +235,18 @@ func TestPurgeEdgeFaults(t *testing.T) {
 	env.Replay(t, "purge-"+appKey+"-"+itoa64(pr.PurgeSeq), "")
 }
 
-// A Varnish CLI that resets the connection fails the VCL load on that edge:
-// the change ends in ERROR naming the edge and the reason, the other edge
-// goes back to the last good config, and the change applies once the CLI
-// answers again.
-func TestDistributionEdgeAdminResetFault(t *testing.T) {
+// An edge whose HTTP port resets every connection cannot take a change
+// into its site table: once the tries are spent the change ends in ERROR
+// naming the edge and the reason, the other edge goes back to the last
+// good config, and the change applies once the edge answers again.
+func TestDistributionEdgeResetFault(t *testing.T) {
 	fe := startFaultEdges(t, 2, true, func(c *config.Config) {
 		c.AppKeys = map[string]string{appKey: secret}
 		c.DefaultOrigin = ""
 	})
 	env := fe.env
 	d := createDistribution(t, env, "/good")
-	fe.admin[1].SetMode(edgetest.Reset())
+	fe.http[1].SetMode(edgetest.Reset())
 	originHost, originPort, _ := strings.Cut(env.OriginAddr, ":")
 	patch := map[string]any{"domain": d.Domain, "origins": []map[string]any{{"origin": originHost, "port": atoi(originPort), "originPath": "/bad"}}}
 	if h := nhn(t, env, "PATCH", "/distributions", secret, patch, nil); !h.IsSuccessful {
@@ -256,11 +256,11 @@ func TestDistributionEdgeAdminResetFault(t *testing.T) {
 	if !strings.Contains(v.LastError, env.Edges[1].Edge.ID) || !strings.Contains(v.LastError, "connection reset by peer") {
 		t.Fatalf("lastError = %q", v.LastError)
 	}
-	if len(v.Origins) != 1 || v.Origins[0].OriginPath != "/good" || fe.admin[1].Faulted() == 0 {
-		t.Fatalf("config after error = %+v (faulted %d)", v.Origins, fe.admin[1].Faulted())
+	if len(v.Origins) != 1 || v.Origins[0].OriginPath != "/good" || fe.http[1].Faulted() == 0 {
+		t.Fatalf("config after error = %+v (faulted %d)", v.Origins, fe.http[1].Faulted())
 	}
 	waitRolledBack(t, env, 0, d.Domain, "/good")
-	fe.admin[1].SetMode(edgetest.Pass())
+	fe.http[1].SetMode(edgetest.Pass())
 	if h := nhn(t, env, "PATCH", "/distributions", secret, patch, nil); !h.IsSuccessful {
 		t.Fatalf("patch after recovery: %+v", h)
 	}

@@ -29,10 +29,13 @@ sub vcl_recv { return (synth(503, "operator maintenance")); }
 func TestEdgeDriftHealed(t *testing.T) {
 	env := faultEnv(t)
 	d := createDistribution(t, env, "/good")
+	n := 0
 	served := func(i int) func() error {
 		return func() error {
-			r := edgeGet(t, env, i, d.Domain, "/x.js", "")
-			if got := r.Header.Get("X-Origin-Path"); r.StatusCode != 200 || got != "/good/x.js" {
+			n++ // a path never cached: the answer is the edge's routing now
+			path := fmt.Sprintf("/x%d.js", n)
+			r := edgeGet(t, env, i, d.Domain, path, "")
+			if got := r.Header.Get("X-Origin-Path"); r.StatusCode != 200 || got != "/good"+path {
 				return fmt.Errorf("edge %d: %d, fetched %q", i, r.StatusCode, got)
 			}
 			return nil
