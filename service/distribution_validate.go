@@ -262,14 +262,6 @@ func buildOrigins(list []OriginBody, mode bodyMode) ([]activities.Origin, error)
 		}
 		out = append(out, w)
 	}
-	// Edges apply one originPath per distribution (vcl.Site.OriginPath)
-	// until the per-origin fetch of the edge VCL lands; origins that
-	// differ would silently get the first one's path, so they are refused.
-	for i := 1; i < len(out); i++ {
-		if out[i].OriginPath != out[0].OriginPath {
-			return nil, invalid("origins[%d].originPath %q differs from origins[0].originPath %q: the origins of one distribution must share one originPath (edges apply one per distribution)", i, out[i].OriginPath, out[0].OriginPath)
-		}
-	}
 	return out, nil
 }
 

@@ -3,12 +3,14 @@ package service
 import (
 	"strings"
 	"testing"
+
+	"github.com/cdnflow/cdnflow/edge/vcl"
 )
 
-// Issue 14: origins with different originPaths are refused with a 10001
-// naming the field, never served with the first origin's path; the same
-// path on every origin is accepted.
-func TestOriginsShareOneOriginPath(t *testing.T) {
+// Issue 14: each origin keeps its own originPath (NHN v1.5 origins[]):
+// different paths are accepted and stay per origin; a trailing "/" is
+// dropped; a path over vcl.MaxOriginPathLen is a 10001 naming the field.
+func TestEachOriginKeepsItsOriginPath(t *testing.T) {
 	str := func(s string) *string { return &s }
 	port := func(p int) *int { return &p }
 	origins := func(paths ...string) []OriginBody {
@@ -18,11 +20,15 @@ func TestOriginsShareOneOriginPath(t *testing.T) {
 		}
 		return out
 	}
-	if _, err := buildOrigins(origins("/v1", "/v1/"), modeCreate); err != nil {
-		t.Fatalf("same path: %v", err)
+	got, err := buildOrigins(origins("/v1", "/v2/", ""), modeCreate)
+	if err != nil {
+		t.Fatalf("different paths: %v", err)
 	}
-	_, err := buildOrigins(origins("/v1", "/v2"), modeCreate)
+	if got[0].OriginPath != "/v1" || got[1].OriginPath != "/v2" || got[2].OriginPath != "" {
+		t.Fatalf("paths %+v", got)
+	}
+	_, err = buildOrigins(origins("/v1", "/"+strings.Repeat("a", vcl.MaxOriginPathLen)), modeCreate)
 	if err == nil || !strings.Contains(err.Error(), "origins[1].originPath") {
-		t.Fatalf("different paths: %v, want a refusal naming origins[1].originPath", err)
+		t.Fatalf("too long a path: %v, want a refusal naming origins[1].originPath", err)
 	}
 }
