@@ -182,7 +182,9 @@ func (b *bench) waitNoneOpening(domains []string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	var list struct{ Distributions []struct{ Domain, Status, LastError string } }
+	var list struct {
+		Distributions []struct{ Domain, Status, LastError string }
+	}
 	b.call("GET", "/distributions?status=OPEN", nil, &list)
 	open := map[string]bool{}
 	for _, d := range list.Distributions {
@@ -190,7 +192,9 @@ func (b *bench) waitNoneOpening(domains []string) {
 	}
 	for _, d := range domains {
 		if !open[d] {
-			var one struct{ Distributions []struct{ Status, LastError string } }
+			var one struct {
+				Distributions []struct{ Status, LastError string }
+			}
 			b.call("GET", "/distributions?domain="+d, nil, &one)
 			log.Fatalf("distribution %s is not OPEN: %+v", d, one.Distributions)
 		}
@@ -213,7 +217,9 @@ func (b *bench) change(domain, originPath string) time.Duration {
 			log.Fatalf("change of %s to %s: not live after 5 min (open %v, edges left %d)", domain, originPath, open, len(pending))
 		}
 		if !open {
-			var one struct{ Distributions []struct{ Status, LastError string } }
+			var one struct {
+				Distributions []struct{ Status, LastError string }
+			}
 			b.call("GET", "/distributions?domain="+domain, nil, &one)
 			if len(one.Distributions) == 1 {
 				switch one.Distributions[0].Status {
