@@ -92,11 +92,7 @@ func (a *Distribution) applyOnEdge(ctx context.Context, id string, spec SiteSpec
 		return err
 	}
 	if res.ReferrerChanged {
-		st, err := a.Edges.Table(ctx, e)
-		if err != nil {
-			return err
-		}
-		if _, err := a.edgeConfig().ensureVCL(ctx, e, st.Sites); err != nil {
+		if err := a.edgeConfig().ensureTableVCL(ctx, a.Edges, e); err != nil {
 			return err
 		}
 	}

@@ -4,11 +4,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"sort"
 	"strconv"
+	"sync"
 
+	"github.com/cdnflow/cdnflow/edge"
 	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/edge/varnishadm"
 	"github.com/cdnflow/cdnflow/edge/vcl"
@@ -36,7 +39,43 @@ func EntryOf(spec SiteSpec) (connector.Site, error) {
 	if err != nil {
 		return connector.Site{}, err
 	}
-	return site.Entry(spec.Gen())
+	entry, err := site.Entry(spec.Gen())
+	if err != nil {
+		return connector.Site{}, err
+	}
+	if noOpReferrer(entry.Referrer) {
+		// NHN requires a referrerType, so almost every distribution has
+		// one; a rule that admits every request needs no VCL, and keeping
+		// it would recompile the edge's VCL for every new distribution.
+		entry.Referrer = nil
+	}
+	return entry, nil
+}
+
+// noOpReferrer reports whether r admits every request: a BLACKLIST with
+// no pattern that admits an empty Referer (NHN v1.5 referrerType,
+// referrers, isAllowWhenEmptyReferrer).
+func noOpReferrer(r *connector.Referrer) bool {
+	return r != nil && r.Type == vcl.ReferrerBlacklist && len(r.Patterns) == 0 && r.AllowEmpty
+}
+
+// edgeVCLLocks holds one lock per edge ID (a 1-slot channel): the VCL
+// changes of one edge (ApplySite's compile check and reload, the edge
+// sync's heal) run one at a time in this worker, so none discards
+// another's VCL in flight and the last reload is of the newest table.
+var edgeVCLLocks sync.Map
+
+// lockEdgeVCL takes edge id's VCL lock; it returns the unlock, or ctx's
+// error while waiting.
+func lockEdgeVCL(ctx context.Context, id string) (func(), error) {
+	v, _ := edgeVCLLocks.LoadOrStore(id, make(chan struct{}, 1))
+	ch := v.(chan struct{})
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for the vcl lock of %s: %w", id, ctx.Err())
+	}
 }
 
 // vclFor renders edge e's VCL for the sites of its table: only those with
@@ -74,6 +113,32 @@ func (c EdgeConfig) vclFor(e inventory.Edge, sites []connector.Site) (name, src 
 // ensureVCL makes the VCL of sites active on e; changed says whether
 // another one was active.
 func (c EdgeConfig) ensureVCL(ctx context.Context, e inventory.Edge, sites []connector.Site) (changed bool, err error) {
+	unlock, err := lockEdgeVCL(ctx, e.ID)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	return c.ensureVCLLocked(ctx, e, sites)
+}
+
+// ensureTableVCL makes the VCL of e's current site table active on e,
+// reading the table under e's VCL lock: of two concurrent changes, the
+// last reload holds both.
+func (c EdgeConfig) ensureTableVCL(ctx context.Context, edges *edge.Client, e inventory.Edge) error {
+	unlock, err := lockEdgeVCL(ctx, e.ID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	st, err := edges.Table(ctx, e)
+	if err != nil {
+		return err
+	}
+	_, err = c.ensureVCLLocked(ctx, e, st.Sites)
+	return err
+}
+
+func (c EdgeConfig) ensureVCLLocked(ctx context.Context, e inventory.Edge, sites []connector.Site) (changed bool, err error) {
 	name, src, err := c.vclFor(e, sites)
 	if err != nil {
 		return false, err
@@ -98,14 +163,27 @@ func (c EdgeConfig) checkReferrerVCL(ctx context.Context, e inventory.Edge, site
 	if err != nil {
 		return err
 	}
+	unlock, err := lockEdgeVCL(ctx, e.ID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	conn, err := varnishadm.DialSecretFile(ctx, e.AdminAddress, e.SecretFile)
 	if err != nil {
 		return fmt.Errorf("admin of %s: %w", e.ID, err)
 	}
 	defer conn.Close()
 	probe := name + "_check"
+	// A probe left by an attempt cut short (worker killed) would make
+	// the load below fail with "Already a VCL named".
+	_ = conn.VCLDiscard(ctx, probe)
 	if err := conn.VCLInline(ctx, probe, src); err != nil {
-		return &refusedError{fmt.Errorf("edge %s refuses the VCL of %s: %w", e.ID, site.Name, err)}
+		var cli *varnishadm.Error
+		if errors.As(err, &cli) {
+			// Varnish answered: it does not compile this VCL.
+			return &refusedError{fmt.Errorf("edge %s refuses the VCL of %s: %w", e.ID, site.Name, err)}
+		}
+		return fmt.Errorf("compile check on %s: %w", e.ID, err) // the CLI failed: retry
 	}
 	_ = conn.VCLDiscard(ctx, probe)
 	return nil

@@ -1,0 +1,323 @@
+// Command apply measures how long a distribution change takes to be live
+// on real varnishd edges as the number of distributions per edge grows
+// (issue 16: with 1,000 per edge on 3 edges, one change live on every edge
+// at p99 ≤ 3 s, 100 created at once all OPEN within 10 s). In one run:
+//
+//  1. for each size N of -sizes, the distributions are created through the
+//     NHN API (POST /distributions, 100 per request) until N exist, timed
+//     from the first POST until none is OPENING;
+//
+//  2. -changes changes of one distribution each (PATCH origins with a new
+//     originPath), timed from the PATCH until the distribution is OPEN AND
+//     a GET through every edge (a new, never-cached path each poll) shows
+//     the origin fetched under the new originPath;
+//
+//  3. at the last size, -burst distributions created in one POST, timed
+//     until every one of them is OPEN.
+//
+//     go run ./bench/apply -edges 3 -sizes 10,100,1000 -changes 20 -burst 100
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cdnflow/cdnflow/bench/harness"
+	"github.com/cdnflow/cdnflow/edge/connector"
+	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/inventory"
+)
+
+const appKey, secret = "bench", "bench-secret"
+
+// perRequest is NHN's limit of distributions in one POST.
+const perRequest = 100
+
+type bench struct {
+	stack      *harness.Stack
+	originHost string
+	originPort int
+	domains    []string
+	client     *http.Client
+}
+
+// row is one size's figures.
+type row struct {
+	n              int
+	created        int
+	createDur      time.Duration
+	sitesPerEdge   []int
+	lat            []time.Duration
+	burst          int
+	burstDur       time.Duration
+	burstSitesEdge []int
+}
+
+func main() {
+	edges := flag.Int("edges", 3, "varnishd edges")
+	sizes := flag.String("sizes", "10,100,1000", "distributions per edge to measure at, ascending")
+	changes := flag.Int("changes", 20, "single-distribution changes timed at each size")
+	burst := flag.Int("burst", 100, "distributions created in one POST at the last size (0: skip)")
+	flag.Parse()
+	var ns []int
+	for _, s := range strings.Split(*sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 || (len(ns) > 0 && n < ns[len(ns)-1]) {
+			log.Fatalf("-sizes %q: want ascending positive counts", *sizes)
+		}
+		ns = append(ns, n)
+	}
+	if *burst > perRequest {
+		log.Fatalf("-burst %d: at most %d distributions per POST", *burst, perRequest)
+	}
+	stack, err := harness.Start(context.Background(), harness.Options{Edges: *edges, Configure: func(c *config.Config) {
+		c.AppKeys = map[string]string{appKey: secret}
+		// The harness's origin (the default origin) is on loopback.
+		_, port, _ := strings.Cut(c.DefaultOrigin, ":")
+		c.OriginAllowLoopback = []string{port}
+	}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer stack.Stop()
+	host, port, _ := strings.Cut(stack.OriginAddr, ":")
+	p, _ := strconv.Atoi(port)
+	b := &bench{stack: stack, originHost: host, originPort: p, client: &http.Client{Timeout: 30 * time.Second}}
+	var rows []row
+	for i, n := range ns {
+		r := row{n: n}
+		start := time.Now()
+		r.created = n - len(b.domains)
+		b.domains = append(b.domains, b.create(r.created)...)
+		r.createDur = time.Since(start)
+		r.sitesPerEdge = b.sitesPerEdge()
+		log.Printf("N=%d: %d created in %s; sites per edge %v", n, r.created, r.createDur.Round(time.Millisecond), r.sitesPerEdge)
+		for c := 0; c < *changes; c++ {
+			// Spread the changes over the distributions, a new originPath each.
+			d := b.domains[(c*7919)%len(b.domains)]
+			r.lat = append(r.lat, b.change(d, fmt.Sprintf("/n%d-c%d", n, c)))
+		}
+		sort.Slice(r.lat, func(i, j int) bool { return r.lat[i] < r.lat[j] })
+		log.Printf("N=%d: change p50 %s p99 %s", n, pct(r.lat, 0.5), pct(r.lat, 0.99))
+		if i == len(ns)-1 && *burst > 0 {
+			start := time.Now()
+			b.domains = append(b.domains, b.create(*burst)...)
+			r.burst, r.burstDur = *burst, time.Since(start)
+			r.burstSitesEdge = b.sitesPerEdge()
+			log.Printf("N=%d: %d at once all OPEN in %s", n, *burst, r.burstDur.Round(time.Millisecond))
+		}
+		rows = append(rows, r)
+	}
+	report(*edges, *changes, rows)
+}
+
+func report(edges, changes int, rows []row) {
+	fmt.Printf("apply benchmark: %d varnishd edges, %d single-distribution changes per size\n", edges, changes)
+	fmt.Printf("%-14s %-28s %-10s %-10s %-10s\n", "per edge", "created (until none OPENING)", "p50", "p99", "max")
+	for _, r := range rows {
+		fmt.Printf("%-14s %-28s %-10s %-10s %-10s\n", fmt.Sprintf("%d %v", r.n, r.sitesPerEdge),
+			fmt.Sprintf("%d in %s", r.created, r.createDur.Round(time.Millisecond)),
+			pct(r.lat, 0.5), pct(r.lat, 0.99), r.lat[len(r.lat)-1].Round(time.Millisecond))
+	}
+	first, last := rows[0], rows[len(rows)-1]
+	fmt.Printf("p50 ratio N=%d/N=%d: %.2f; p99 ratio: %.2f\n", last.n, first.n,
+		pct(last.lat, 0.5).Seconds()/pct(first.lat, 0.5).Seconds(), pct(last.lat, 0.99).Seconds()/pct(first.lat, 0.99).Seconds())
+	if last.burst > 0 {
+		fmt.Printf("%d created in one POST at N=%d: all OPEN in %s (sites per edge after: %v)\n",
+			last.burst, last.n, last.burstDur.Round(time.Millisecond), last.burstSitesEdge)
+	}
+}
+
+func pct(d []time.Duration, p float64) time.Duration {
+	i := int(float64(len(d)-1)*p + 0.5)
+	return d[i].Round(time.Millisecond)
+}
+
+// create opens n distributions (perRequest per POST, sent one after the
+// other) and returns their domains once none of them is OPENING.
+func (b *bench) create(n int) []string {
+	var domains []string
+	for len(domains) < n {
+		k := min(perRequest, n-len(domains))
+		bodies := make([]map[string]any, k)
+		for i := range bodies {
+			bodies[i] = map[string]any{
+				"region": "GLOBAL", "useOriginHttpProtocolDowngrade": false, "useOrigin": "Y", "referrerType": "BLACKLIST",
+				"origins": []map[string]any{{"origin": b.originHost, "port": b.originPort, "originPath": "/"}},
+			}
+		}
+		var created struct{ Distributions []struct{ Domain string } }
+		b.call("POST", "/distributions", map[string]any{"distributions": bodies}, &created)
+		for _, d := range created.Distributions {
+			domains = append(domains, d.Domain)
+		}
+	}
+	b.waitNoneOpening(domains)
+	return domains
+}
+
+// waitNoneOpening polls until no distribution is OPENING (the list asks
+// each OPENING one for its state, so the polls get cheaper as they open),
+// then checks that every one of domains is OPEN.
+func (b *bench) waitNoneOpening(domains []string) {
+	deadline := time.Now().Add(30 * time.Minute)
+	for {
+		var list struct{ Distributions []struct{ Domain string } }
+		b.call("GET", "/distributions?status=OPENING", nil, &list)
+		if len(list.Distributions) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			log.Fatalf("%d distributions still OPENING after 30 min", len(list.Distributions))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var list struct {
+		Distributions []struct{ Domain, Status, LastError string }
+	}
+	b.call("GET", "/distributions?status=OPEN", nil, &list)
+	open := map[string]bool{}
+	for _, d := range list.Distributions {
+		open[d.Domain] = true
+	}
+	for _, d := range domains {
+		if !open[d] {
+			var one struct {
+				Distributions []struct{ Status, LastError string }
+			}
+			b.call("GET", "/distributions?domain="+d, nil, &one)
+			log.Fatalf("distribution %s is not OPEN: %+v", d, one.Distributions)
+		}
+	}
+}
+
+// change patches domain's origin to originPath and returns the time until
+// the distribution is OPEN and every edge fetches under originPath.
+func (b *bench) change(domain, originPath string) time.Duration {
+	start := time.Now()
+	b.call("PATCH", "/distributions", map[string]any{"domain": domain,
+		"origins": []map[string]any{{"origin": b.originHost, "port": b.originPort, "originPath": originPath}}}, nil)
+	pending := map[string]inventory.Edge{}
+	for _, e := range b.edges() {
+		pending[e.ID] = e
+	}
+	open := false
+	for poll := 0; ; poll++ {
+		if time.Since(start) > 5*time.Minute {
+			log.Fatalf("change of %s to %s: not live after 5 min (open %v, edges left %d)", domain, originPath, open, len(pending))
+		}
+		if !open {
+			var one struct {
+				Distributions []struct{ Status, LastError string }
+			}
+			b.call("GET", "/distributions?domain="+domain, nil, &one)
+			if len(one.Distributions) == 1 {
+				switch one.Distributions[0].Status {
+				case "OPEN":
+					open = true
+				case "ERROR":
+					log.Fatalf("change of %s went to ERROR: %s", domain, one.Distributions[0].LastError)
+				}
+			}
+		}
+		for id, e := range pending {
+			// A path never asked before: the edge cannot answer from cache.
+			if strings.HasPrefix(b.originPathOn(e, domain, fmt.Sprintf("/probe%s/%d.js", originPath, poll)), originPath+"/") {
+				delete(pending, id)
+			}
+		}
+		if open && len(pending) == 0 {
+			return time.Since(start)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// originPathOn is the path the origin saw for a GET of host+path through
+// edge e ("" on failure).
+func (b *bench) originPathOn(e inventory.Edge, host, path string) string {
+	req, _ := http.NewRequest(http.MethodGet, "http://"+e.Address+path, nil)
+	req.Host = host
+	resp, err := b.client.Do(req)
+	if err != nil {
+		return ""
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.Header.Get("X-Origin-Path")
+}
+
+// edges are the inventory's edges, in ID order.
+func (b *bench) edges() []inventory.Edge {
+	var out []inventory.Edge
+	for _, id := range b.stack.Inventory.IDs() {
+		e, _ := b.stack.Inventory.Get(id)
+		out = append(out, e)
+	}
+	return out
+}
+
+// sitesPerEdge counts the sites in each edge's table (the admin protocol
+// through the edge, as the worker reads it).
+func (b *bench) sitesPerEdge() []int {
+	var out []int
+	for _, e := range b.edges() {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+e.Address+connector.AdminPath, nil)
+		req.Host = "edge-admin.cdnflow"
+		req.Header.Set(connector.HeaderAdmin, "1")
+		resp, err := b.client.Do(req)
+		if err != nil {
+			log.Fatalf("site table of %s: %v", e.ID, err)
+		}
+		var st connector.TableState
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err != nil {
+			log.Fatalf("site table of %s: %d: %v", e.ID, resp.StatusCode, err)
+		}
+		out = append(out, len(st.Sites))
+	}
+	return out
+}
+
+func (b *bench) call(method, path string, body any, out any) {
+	var rdr io.Reader
+	if body != nil {
+		data, _ := json.Marshal(body)
+		rdr = bytes.NewReader(data)
+	}
+	req, _ := http.NewRequest(method, b.stack.APIURL+"/v1.5/appKeys/"+appKey+path, rdr)
+	req.Header.Set("Authorization", secret)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := b.client.Do(req)
+	if err != nil {
+		log.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	var h struct {
+		Header struct {
+			IsSuccessful  bool
+			ResultMessage string
+		}
+	}
+	_ = json.Unmarshal(data, &h)
+	if !h.Header.IsSuccessful {
+		log.Fatalf("%s %s: %s", method, path, data)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			log.Fatalf("%s %s: %v", method, path, err)
+		}
+	}
+}
