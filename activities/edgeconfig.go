@@ -39,24 +39,10 @@ func EntryOf(spec SiteSpec) (connector.Site, error) {
 	if err != nil {
 		return connector.Site{}, err
 	}
-	entry, err := site.Entry(spec.Gen())
-	if err != nil {
-		return connector.Site{}, err
-	}
-	if noOpReferrer(entry.Referrer) {
-		// NHN requires a referrerType, so almost every distribution has
-		// one; a rule that admits every request needs no VCL, and keeping
-		// it would recompile the edge's VCL for every new distribution.
-		entry.Referrer = nil
-	}
-	return entry, nil
-}
-
-// noOpReferrer reports whether r admits every request: a BLACKLIST with
-// no pattern that admits an empty Referer (NHN v1.5 referrerType,
-// referrers, isAllowWhenEmptyReferrer).
-func noOpReferrer(r *connector.Referrer) bool {
-	return r != nil && r.Type == vcl.ReferrerBlacklist && len(r.Patterns) == 0 && r.AllowEmpty
+	// A BLACKLIST of nothing that admits an empty Referer (NHN requires a
+	// referrerType, so almost every distribution has one) is no rule and
+	// costs no VCL: vcl.Site.Entry drops it.
+	return site.Entry(spec.Gen())
 }
 
 // edgeVCLLocks holds one lock per edge ID (a 1-slot channel): the VCL
