@@ -287,6 +287,10 @@ func (s *Service) purgeStartOptions(pr workflows.PurgeRequest, distributionSeq i
 	return client.StartWorkflowOptions{
 		ID:        workflows.PurgeWorkflowID(pr.AppKey, pr.Seq),
 		TaskQueue: s.config.TaskQueue,
+		// The first workflow task goes straight to this process's worker
+		// when it has one (cdnflow dev, one-process deployments), skipping
+		// a matching round trip; otherwise the start is an ordinary one.
+		EnableEagerStart: true,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.KindAttr.ValueSet(workflows.KindPurge),
 			workflows.AppKeyAttr.ValueSet(pr.AppKey),
@@ -380,20 +384,35 @@ func (s *Service) ListPurges(ctx context.Context, appKey, domain string, start, 
 			if err == nil {
 				f.item.Progress = st.Progress
 				f.item.LastCheckTime = st.LastCheckTime
+				if f.running && st.State == workflows.PurgeRunning {
+					s.fillEdgeErrors(ctx, f.wfID, st.Edges)
+					f.item.Progress = progressOf(st.Edges)
+				}
 				f.item.Edges = st.Edges
 				for _, e := range st.Edges {
 					if !e.Confirmed {
 						f.item.PendingEdges = append(f.item.PendingEdges, e)
 					}
 				}
-				if f.running {
-					s.fillEdgeErrors(ctx, f.wfID, f.item.PendingEdges)
-				}
 			}
 		}
 		out.Purges = append(out.Purges, f.item)
 	}
 	return out, nil
+}
+
+// progressOf is the share of edges confirmed, rounded down (100: all).
+func progressOf(edges []workflows.PurgeEdgeState) int {
+	if len(edges) == 0 {
+		return 100
+	}
+	n := 0
+	for _, e := range edges {
+		if e.Confirmed {
+			n++
+		}
+	}
+	return n * 100 / len(edges)
 }
 
 // purgeListQuery selects an appKey's purges of one domain, created within
@@ -451,18 +470,45 @@ func (s *Service) purgeStatus(ctx context.Context, wfID string) (workflows.Purge
 	return st, v.Get(&st)
 }
 
-// fillEdgeErrors adds the last failure of each edge's retrying activity, so
-// the list says why an edge is behind.
+// fillEdgeErrors adds what the purge's retrying activity knows: for the
+// fan-out (PurgeEdges) its heartbeated per-edge rows (edges confirmed
+// since the workflow last heard, and each edge's last error); for the
+// per-edge activities of older purges the last failure naming the edge.
+// It answers the edges confirmed by the rows.
 func (s *Service) fillEdgeErrors(ctx context.Context, wfID string, edges []workflows.PurgeEdgeState) {
 	desc, err := s.temporal.DescribeWorkflowExecution(ctx, wfID, "")
 	if err != nil {
 		return
 	}
 	for _, pa := range desc.GetPendingActivities() {
+		mergeFanOutRows(pa.GetActivityType().GetName(), pa.GetHeartbeatDetails(), edges)
 		msg := pa.GetLastFailure().GetMessage()
 		for i := range edges {
 			if edges[i].Error == "" && msg != "" && mentionsEdge(msg, edges[i].EdgeID) {
 				edges[i].Error = msg
+			}
+		}
+	}
+}
+
+// mergeFanOutRows copies a PurgeEdges heartbeat into edges.
+func mergeFanOutRows(activityType string, details *commonpb.Payloads, edges []workflows.PurgeEdgeState) {
+	if activityType != "PurgeEdges" || details == nil {
+		return
+	}
+	var rows []activities.PurgeEdgeOutcome
+	if err := converter.GetDefaultDataConverter().FromPayloads(details, &rows); err != nil {
+		return
+	}
+	at := map[string]int{}
+	for i, e := range edges {
+		at[e.EdgeID] = i
+	}
+	for _, r := range rows {
+		if i, ok := at[r.EdgeID]; ok && !edges[i].Confirmed {
+			edges[i].Confirmed, edges[i].Verified = r.Confirmed, r.Verified
+			if r.Error != "" {
+				edges[i].Error = r.Error
 			}
 		}
 	}
