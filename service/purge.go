@@ -275,6 +275,7 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 			return res, fmt.Errorf("start purge seq %d: %w", seq, err)
 		}
 		metrics.JobsStarted.WithLabelValues(workflows.KindPurge).Inc()
+		s.reads.lists.forgetPrefix(listKey(appKey, domain))
 		res.PurgeSeqs = append(res.PurgeSeqs, seq)
 	}
 	res.PurgeSeq = res.PurgeSeqs[0]
@@ -338,8 +339,10 @@ type PurgeList struct {
 	Purges     []PurgeItem `json:"purges"`
 }
 
-// ListPurges answers from visibility (filter, order, page) and, for purges
-// still running, from each workflow's query.
+// ListPurges answers from visibility (filter, order, page; purgeScan) and,
+// for purges not DONE there, from livePurge: a finished purge's result, a
+// running purge's query. Concurrent and repeated reads are coalesced
+// (readCache), so pollers cost Temporal a bounded number of reads.
 func (s *Service) ListPurges(ctx context.Context, appKey, domain string, start, end *time.Time, page, perPage int) (PurgeList, error) {
 	out := PurgeList{Purges: []PurgeItem{}}
 	domain = strings.ToLower(strings.TrimSpace(domain))
@@ -349,28 +352,10 @@ func (s *Service) ListPurges(ctx context.Context, appKey, domain string, start, 
 	if !validHostname(domain) {
 		return out, invalid("domain %q is not a valid domain name", domain)
 	}
-	q := purgeListQuery(appKey, domain, start, end)
-	var all []foundPurge
-	var token []byte
-	for {
-		resp, err := s.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 1000, NextPageToken: token})
-		if err != nil {
-			return out, fmt.Errorf("list purges: %w", err)
-		}
-		for _, ex := range resp.GetExecutions() {
-			f := purgeFromVisibility(ex)
-			all = append(all, f)
-			if len(all) >= maxPurgeListScan {
-				break
-			}
-		}
-		token = resp.GetNextPageToken()
-		if len(token) == 0 || len(all) >= maxPurgeListScan {
-			break
-		}
+	all, err := s.purgeScan(ctx, appKey, domain, start, end)
+	if err != nil {
+		return out, err
 	}
-	// SQLite visibility has no ORDER BY: newest first is done here.
-	sort.Slice(all, func(i, j int) bool { return all[i].item.Seq > all[j].item.Seq })
 	out.TotalItems = len(all)
 	from := (page - 1) * perPage
 	workersDown := false
@@ -379,15 +364,11 @@ func (s *Service) ListPurges(ctx context.Context, appKey, domain string, start, 
 		// Without a worker to answer, progress stays as visibility has it
 		// (0 until the purge finished): never more than edges confirmed.
 		if f.item.Progress < 100 && !workersDown {
-			st, err := s.purgeStatus(ctx, f.wfID)
+			st, err := s.livePurge(ctx, f.wfID, time.UnixMilli(f.item.PurgeTime))
 			workersDown = errors.Is(err, ErrWorkersUnavailable)
 			if err == nil {
 				f.item.Progress = st.Progress
 				f.item.LastCheckTime = st.LastCheckTime
-				if f.running && st.State == workflows.PurgeRunning {
-					s.fillEdgeErrors(ctx, f.wfID, st.Edges)
-					f.item.Progress = progressOf(st.Edges)
-				}
 				f.item.Edges = st.Edges
 				for _, e := range st.Edges {
 					if !e.Confirmed {
@@ -399,6 +380,73 @@ func (s *Service) ListPurges(ctx context.Context, appKey, domain string, start, 
 		out.Purges = append(out.Purges, f.item)
 	}
 	return out, nil
+}
+
+// purgeScan lists an appKey's purges of a domain from visibility, newest
+// first; one scan per key serves every caller for listTTL (StartPurge
+// drops it) and at most maxVisibilityReads scans run at once.
+func (s *Service) purgeScan(ctx context.Context, appKey, domain string, start, end *time.Time) ([]foundPurge, error) {
+	q := purgeListQuery(appKey, domain, start, end)
+	return s.reads.lists.get(ctx, listKey(appKey, domain)+q, func(ctx context.Context) ([]foundPurge, time.Duration, error) {
+		select {
+		case s.reads.visibility <- struct{}{}:
+			defer func() { <-s.reads.visibility }()
+		case <-ctx.Done():
+			return nil, 0, fmt.Errorf("list purges: %w", ctx.Err())
+		}
+		var all []foundPurge
+		var token []byte
+		for {
+			resp, err := s.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 1000, NextPageToken: token})
+			if err != nil {
+				return nil, 0, fmt.Errorf("list purges: %w", err)
+			}
+			for _, ex := range resp.GetExecutions() {
+				all = append(all, purgeFromVisibility(ex))
+				if len(all) >= maxPurgeListScan {
+					break
+				}
+			}
+			token = resp.GetNextPageToken()
+			if len(token) == 0 || len(all) >= maxPurgeListScan {
+				break
+			}
+		}
+		// SQLite visibility has no ORDER BY: newest first is done here.
+		sort.Slice(all, func(i, j int) bool { return all[i].item.Seq > all[j].item.Seq })
+		return all, listTTL, nil
+	})
+}
+
+// listKey prefixes the scans of one appKey's purges of one domain.
+func listKey(appKey, domain string) string { return appKey + "\x00" + domain + "\x00" }
+
+// livePurge answers one purge's state: a finished purge from its result
+// (no worker involved, cached for good), a running one from its query
+// merged with what its retrying fan-out activity heartbeated, shared by
+// every concurrent reader and served for runningTTL.
+func (s *Service) livePurge(ctx context.Context, wfID string, started time.Time) (workflows.PurgeStatus, error) {
+	return s.reads.purges.get(ctx, wfID, func(ctx context.Context) (workflows.PurgeStatus, time.Duration, error) {
+		var st workflows.PurgeStatus
+		desc, err := s.temporal.DescribeWorkflowExecution(ctx, wfID, "")
+		if err != nil {
+			return st, 0, fmt.Errorf("describe purge %s: %w", wfID, err)
+		}
+		info := desc.GetWorkflowExecutionInfo()
+		if info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+			if err := s.temporal.GetWorkflow(ctx, wfID, info.GetExecution().GetRunId()).Get(ctx, &st); err == nil {
+				return st, finishedTTL, nil
+			}
+		}
+		if st, err = s.purgeStatus(ctx, wfID); err != nil {
+			return st, 0, err
+		}
+		if info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING && st.State == workflows.PurgeRunning {
+			mergePending(desc.GetPendingActivities(), st.Edges)
+			st.Progress = progressOf(st.Edges)
+		}
+		return st, runningTTL(started), nil
+	})
 }
 
 // progressOf is the share of edges confirmed, rounded down (100: all).
@@ -470,17 +518,12 @@ func (s *Service) purgeStatus(ctx context.Context, wfID string) (workflows.Purge
 	return st, v.Get(&st)
 }
 
-// fillEdgeErrors adds what the purge's retrying activity knows: for the
+// mergePending adds what the purge's retrying activities know: for the
 // fan-out (PurgeEdges) its heartbeated per-edge rows (edges confirmed
 // since the workflow last heard, and each edge's last error); for the
 // per-edge activities of older purges the last failure naming the edge.
-// It answers the edges confirmed by the rows.
-func (s *Service) fillEdgeErrors(ctx context.Context, wfID string, edges []workflows.PurgeEdgeState) {
-	desc, err := s.temporal.DescribeWorkflowExecution(ctx, wfID, "")
-	if err != nil {
-		return
-	}
-	for _, pa := range desc.GetPendingActivities() {
+func mergePending(pending []*workflowpb.PendingActivityInfo, edges []workflows.PurgeEdgeState) {
+	for _, pa := range pending {
 		mergeFanOutRows(pa.GetActivityType().GetName(), pa.GetHeartbeatDetails(), edges)
 		msg := pa.GetLastFailure().GetMessage()
 		for i := range edges {
