@@ -90,6 +90,8 @@ func (s *Stack) start(ctx context.Context, o Options) error {
 	cfg := config.Default()
 	cfg.DataDir = filepath.Join(s.Dir, "data")
 	cfg.DefaultOrigin = s.OriginAddr
+	_, originPort, _ := net.SplitHostPort(s.OriginAddr)
+	cfg.OriginAllowLoopback = []string{originPort} // the benchmark's own origin
 	cfg.LogLevel = "error"
 	cfg.APIAddr = "127.0.0.1:0"
 	cfg.TemporalPort, cfg.TemporalUIPort = 0, -1
