@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cdnflow/cdnflow/inventory"
@@ -37,6 +38,12 @@ type Client struct {
 	opts  Options
 	plain *http.Client
 	tls   *http.Transport
+
+	// byEdge holds one plain-HTTP client, with its own transport, per edge
+	// address (issue 19): each edge keeps its keep-alive connections in a
+	// pool of its own, reused by every purge and prewarm of this process.
+	byEdge sync.Map // address → *http.Client
+	edges  atomic.Int64
 
 	mu sync.Mutex
 	// bySNI holds one HTTPS client per server name: a transport pools
@@ -67,6 +74,25 @@ func (c *Client) tlsClient(sni string) *http.Client {
 	hc := &http.Client{Transport: tr, CheckRedirect: c.plain.CheckRedirect}
 	c.bySNI[sni] = hc
 	return hc
+}
+
+// maxEdgeClients bounds byEdge like maxSNIClients bounds bySNI.
+const maxEdgeClients = 4096
+
+// edgeClient is the plain-HTTP client of the edge at addr.
+func (c *Client) edgeClient(addr string) *http.Client {
+	if hc, ok := c.byEdge.Load(addr); ok {
+		return hc.(*http.Client)
+	}
+	if c.edges.Load() >= maxEdgeClients {
+		return c.plain
+	}
+	hc := &http.Client{Transport: c.plain.Transport.(*http.Transport).Clone(), CheckRedirect: c.plain.CheckRedirect}
+	got, loaded := c.byEdge.LoadOrStore(addr, hc)
+	if !loaded {
+		c.edges.Add(1)
+	}
+	return got.(*http.Client)
 }
 
 // NewClient builds a client with pooled connections per edge.
@@ -164,7 +190,7 @@ func (c *Client) do(ctx context.Context, e inventory.Edge, method, scheme, host,
 	default:
 		return nil, fmt.Errorf("%w: scheme %q (valid: http, https)", ErrInvalidRequest, scheme)
 	}
-	addr, hc := e.Address, c.plain
+	addr, hc := e.Address, c.edgeClient(e.Address)
 	if scheme == "https" {
 		if e.HTTPSAddress == "" {
 			return nil, fmt.Errorf("%w: edge %s has no HTTPS address", ErrInvalidRequest, e.ID)

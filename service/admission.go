@@ -23,10 +23,6 @@ var ErrOverloaded = errors.New("the workers are behind; retry in a few seconds")
 // DescribeTaskQueue per second per API process, not one per request.
 const backlogTTL = time.Second
 
-// statsRefresh is about how often Temporal refreshes task queue
-// statistics.
-const statsRefresh = 5 * time.Second
-
 // maxBacklogAge refuses new jobs once the oldest queued workflow task has
 // waited this long: the workers are not keeping up.
 const maxBacklogAge = 5 * time.Second
@@ -36,12 +32,20 @@ type backlogGate struct {
 	at      time.Time
 	backlog int64
 	age     time.Duration // of the oldest queued task
-	// admitted counts jobs this process let in since Temporal's statistics
-	// last changed: they refresh every few seconds, and a burst admitted
-	// in between must count before they show it.
-	admitted int64
-	reset    time.Time
+	// recent holds when this process admitted its jobs of the last
+	// admitWindow: Temporal's statistics refresh every few seconds, so a
+	// burst admitted in between must count before they show it; a job
+	// admitted earlier has had its first task taken (an eager start never
+	// queues one) or shows in the statistics' age.
+	recent []time.Time
 }
+
+// admitWindow is how long an admitted job counts against the limit by
+// itself: the limit is then also a rate (MaxBacklog jobs per window) while
+// the queue looks empty, and only a queue that is really behind (its
+// oldest task older than maxBacklogAge, or more than the limit queued)
+// refuses more (issue 19: never because readers are busy).
+const admitWindow = time.Second
 
 // admitJob refuses a new job while the workflow task backlog is over the
 // limit. If the backlog cannot be read, the job is admitted: admission
@@ -61,19 +65,23 @@ func (s *Service) admitJob(ctx context.Context) error {
 }
 
 // admit counts one job in, or refuses it with ErrOverloaded when the
-// oldest queued task is too old, or the queue plus the jobs admitted since
-// the statistics last changed would pass the limit.
+// oldest queued task is too old, or the queue plus the jobs admitted in
+// the last admitWindow would pass the limit.
 func (g *backlogGate) admit(ctx context.Context, s *Service, limit int64) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if err := g.refresh(ctx, s); err != nil {
 		return err
 	}
-	if g.age > maxBacklogAge || g.backlog+g.admitted >= limit {
-		return fmt.Errorf("%w (%d workflow tasks queued, the oldest for %s; %d jobs admitted since)",
-			ErrOverloaded, g.backlog, g.age.Round(time.Second), g.admitted)
+	now := time.Now()
+	for len(g.recent) > 0 && now.Sub(g.recent[0]) > admitWindow {
+		g.recent = g.recent[1:]
 	}
-	g.admitted++
+	if g.age > maxBacklogAge || g.backlog+int64(len(g.recent)) >= limit {
+		return fmt.Errorf("%w (%d workflow tasks queued, the oldest for %s; %d jobs admitted in the last %s)",
+			ErrOverloaded, g.backlog, g.age.Round(time.Second), len(g.recent), admitWindow)
+	}
+	g.recent = append(g.recent, now)
 	return nil
 }
 
@@ -92,13 +100,6 @@ func (g *backlogGate) refresh(ctx context.Context, s *Service) error {
 		return fmt.Errorf("describe task queue %s: %w", s.config.TaskQueue, err)
 	}
 	st := resp.GetStats()
-	backlog, age := st.GetApproximateBacklogCount(), st.GetApproximateBacklogAge().AsDuration()
-	// A changed reading includes the jobs admitted before it; an unchanged
-	// one is trusted again after statsRefresh, so the count cannot starve
-	// admission on an idle queue whose statistics stay the same.
-	if backlog != g.backlog || age != g.age || time.Since(g.reset) > statsRefresh {
-		g.admitted, g.reset = 0, time.Now()
-	}
-	g.at, g.backlog, g.age = time.Now(), backlog, age
+	g.at, g.backlog, g.age = time.Now(), st.GetApproximateBacklogCount(), st.GetApproximateBacklogAge().AsDuration()
 	return nil
 }

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"fmt"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/converter"
@@ -112,33 +113,61 @@ func (s *Service) statusWithoutQuery(ctx context.Context, workflowID string, q w
 	return st, false, nil
 }
 
-// prewarmJob queries a job's state and loads its URL list.
+// prewarmAnswer is a job's status as one read found it.
+type prewarmAnswer struct {
+	st workflows.PrewarmStatus
+}
+
+// prewarmRunningTTL serves a running job's status to every poller of the
+// same page for this long: one query per job and page per window,
+// whatever the number of pollers (issue 19).
+const prewarmRunningTTL = 250 * time.Millisecond
+
+// prewarmJob reads a job's state (coalesced: readCache) and loads its URL
+// list.
 func (s *Service) prewarmJob(ctx context.Context, requestID string, q workflows.PrewarmStatusQuery) (workflows.PrewarmStatus, []string, error) {
-	var st workflows.PrewarmStatus
 	if !validRequestID(requestID) {
-		return st, nil, ErrNotFound
+		return workflows.PrewarmStatus{}, nil, ErrNotFound
 	}
+	key := fmt.Sprintf("%s/%d/%d", requestID, q.Offset, q.Limit)
+	a, err := s.reads.prewarms.get(ctx, key, func(ctx context.Context) (prewarmAnswer, time.Duration, error) {
+		st, err := s.readPrewarm(ctx, requestID, q)
+		ttl := prewarmRunningTTL
+		if st.Status != "" && st.Status != workflows.PrewarmInProgress {
+			ttl = finishedTTL
+		}
+		return prewarmAnswer{st: st}, ttl, err
+	})
+	if err != nil {
+		return a.st, nil, err
+	}
+	urls, err := payload.PrewarmURLs(ctx, s.Payloads(), a.st.URLsKey)
+	return a.st, urls, err
+}
+
+// readPrewarm answers a job's state without a query where it can
+// (statusWithoutQuery), else from the job workflow's query.
+func (s *Service) readPrewarm(ctx context.Context, requestID string, q workflows.PrewarmStatusQuery) (workflows.PrewarmStatus, error) {
+	var st workflows.PrewarmStatus
 	if known, ok, err := s.statusWithoutQuery(ctx, workflows.PrewarmWorkflowID(requestID), q); err != nil {
 		if isNotFound(err) {
-			return st, nil, ErrNotFound
+			return st, ErrNotFound
 		}
-		return st, nil, fmt.Errorf("describe prewarm %s: %w", requestID, err)
+		return st, fmt.Errorf("describe prewarm %s: %w", requestID, err)
 	} else if ok {
-		urls, err := payload.PrewarmURLs(ctx, s.Payloads(), known.URLsKey)
-		return known, urls, err
+		return known, nil
 	}
 	v, err := s.query(ctx, workflows.PrewarmWorkflowID(requestID), workflows.QueryPrewarmStatus, q)
 	if err != nil {
 		if isNotFound(err) {
-			return st, nil, ErrNotFound
+			return st, ErrNotFound
 		}
-		return st, nil, fmt.Errorf("query prewarm %s: %w", requestID, err)
+		return st, fmt.Errorf("query prewarm %s: %w", requestID, err)
 	}
 	if err := v.Get(&st); err != nil {
-		return st, nil, fmt.Errorf("decode prewarm status: %w", err)
+		return st, fmt.Errorf("decode prewarm status: %w", err)
 	}
-	urls, err := payload.PrewarmURLs(ctx, s.Payloads(), st.URLsKey)
-	return st, urls, err
+	return st, nil
 }
 
 func validRequestID(id string) bool {

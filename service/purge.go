@@ -275,6 +275,7 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 			return res, fmt.Errorf("start purge seq %d: %w", seq, err)
 		}
 		metrics.JobsStarted.WithLabelValues(workflows.KindPurge).Inc()
+		s.reads.lists.forgetPrefix(listKey(appKey, domain))
 		res.PurgeSeqs = append(res.PurgeSeqs, seq)
 	}
 	res.PurgeSeq = res.PurgeSeqs[0]
@@ -287,6 +288,10 @@ func (s *Service) purgeStartOptions(pr workflows.PurgeRequest, distributionSeq i
 	return client.StartWorkflowOptions{
 		ID:        workflows.PurgeWorkflowID(pr.AppKey, pr.Seq),
 		TaskQueue: s.config.TaskQueue,
+		// The first workflow task goes straight to this process's worker
+		// when it has one (cdnflow dev, one-process deployments), skipping
+		// a matching round trip; otherwise the start is an ordinary one.
+		EnableEagerStart: true,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.KindAttr.ValueSet(workflows.KindPurge),
 			workflows.AppKeyAttr.ValueSet(pr.AppKey),
@@ -334,8 +339,10 @@ type PurgeList struct {
 	Purges     []PurgeItem `json:"purges"`
 }
 
-// ListPurges answers from visibility (filter, order, page) and, for purges
-// still running, from each workflow's query.
+// ListPurges answers from visibility (filter, order, page; purgeScan) and,
+// for purges not DONE there, from livePurge: a finished purge's result, a
+// running purge's query. Concurrent and repeated reads are coalesced
+// (readCache), so pollers cost Temporal a bounded number of reads.
 func (s *Service) ListPurges(ctx context.Context, appKey, domain string, start, end *time.Time, page, perPage int) (PurgeList, error) {
 	out := PurgeList{Purges: []PurgeItem{}}
 	domain = strings.ToLower(strings.TrimSpace(domain))
@@ -345,28 +352,10 @@ func (s *Service) ListPurges(ctx context.Context, appKey, domain string, start, 
 	if !validHostname(domain) {
 		return out, invalid("domain %q is not a valid domain name", domain)
 	}
-	q := purgeListQuery(appKey, domain, start, end)
-	var all []foundPurge
-	var token []byte
-	for {
-		resp, err := s.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 1000, NextPageToken: token})
-		if err != nil {
-			return out, fmt.Errorf("list purges: %w", err)
-		}
-		for _, ex := range resp.GetExecutions() {
-			f := purgeFromVisibility(ex)
-			all = append(all, f)
-			if len(all) >= maxPurgeListScan {
-				break
-			}
-		}
-		token = resp.GetNextPageToken()
-		if len(token) == 0 || len(all) >= maxPurgeListScan {
-			break
-		}
+	all, err := s.purgeScan(ctx, appKey, domain, start, end)
+	if err != nil {
+		return out, err
 	}
-	// SQLite visibility has no ORDER BY: newest first is done here.
-	sort.Slice(all, func(i, j int) bool { return all[i].item.Seq > all[j].item.Seq })
 	out.TotalItems = len(all)
 	from := (page - 1) * perPage
 	workersDown := false
@@ -375,7 +364,7 @@ func (s *Service) ListPurges(ctx context.Context, appKey, domain string, start, 
 		// Without a worker to answer, progress stays as visibility has it
 		// (0 until the purge finished): never more than edges confirmed.
 		if f.item.Progress < 100 && !workersDown {
-			st, err := s.purgeStatus(ctx, f.wfID)
+			st, err := s.livePurge(ctx, f.wfID, time.UnixMilli(f.item.PurgeTime))
 			workersDown = errors.Is(err, ErrWorkersUnavailable)
 			if err == nil {
 				f.item.Progress = st.Progress
@@ -386,14 +375,92 @@ func (s *Service) ListPurges(ctx context.Context, appKey, domain string, start, 
 						f.item.PendingEdges = append(f.item.PendingEdges, e)
 					}
 				}
-				if f.running {
-					s.fillEdgeErrors(ctx, f.wfID, f.item.PendingEdges)
-				}
 			}
 		}
 		out.Purges = append(out.Purges, f.item)
 	}
 	return out, nil
+}
+
+// purgeScan lists an appKey's purges of a domain from visibility, newest
+// first; one scan per key serves every caller for listTTL (StartPurge
+// drops it) and at most maxVisibilityReads scans run at once.
+func (s *Service) purgeScan(ctx context.Context, appKey, domain string, start, end *time.Time) ([]foundPurge, error) {
+	q := purgeListQuery(appKey, domain, start, end)
+	return s.reads.lists.get(ctx, listKey(appKey, domain)+q, func(ctx context.Context) ([]foundPurge, time.Duration, error) {
+		select {
+		case s.reads.visibility <- struct{}{}:
+			defer func() { <-s.reads.visibility }()
+		case <-ctx.Done():
+			return nil, 0, fmt.Errorf("list purges: %w", ctx.Err())
+		}
+		var all []foundPurge
+		var token []byte
+		for {
+			resp, err := s.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 1000, NextPageToken: token})
+			if err != nil {
+				return nil, 0, fmt.Errorf("list purges: %w", err)
+			}
+			for _, ex := range resp.GetExecutions() {
+				all = append(all, purgeFromVisibility(ex))
+				if len(all) >= maxPurgeListScan {
+					break
+				}
+			}
+			token = resp.GetNextPageToken()
+			if len(token) == 0 || len(all) >= maxPurgeListScan {
+				break
+			}
+		}
+		// SQLite visibility has no ORDER BY: newest first is done here.
+		sort.Slice(all, func(i, j int) bool { return all[i].item.Seq > all[j].item.Seq })
+		return all, listTTL, nil
+	})
+}
+
+// listKey prefixes the scans of one appKey's purges of one domain.
+func listKey(appKey, domain string) string { return appKey + "\x00" + domain + "\x00" }
+
+// livePurge answers one purge's state: a finished purge from its result
+// (no worker involved, cached for good), a running one from its query
+// merged with what its retrying fan-out activity heartbeated, shared by
+// every concurrent reader and served for runningTTL.
+func (s *Service) livePurge(ctx context.Context, wfID string, started time.Time) (workflows.PurgeStatus, error) {
+	return s.reads.purges.get(ctx, wfID, func(ctx context.Context) (workflows.PurgeStatus, time.Duration, error) {
+		var st workflows.PurgeStatus
+		desc, err := s.temporal.DescribeWorkflowExecution(ctx, wfID, "")
+		if err != nil {
+			return st, 0, fmt.Errorf("describe purge %s: %w", wfID, err)
+		}
+		info := desc.GetWorkflowExecutionInfo()
+		if info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+			if err := s.temporal.GetWorkflow(ctx, wfID, info.GetExecution().GetRunId()).Get(ctx, &st); err == nil {
+				return st, finishedTTL, nil
+			}
+		}
+		if st, err = s.purgeStatus(ctx, wfID); err != nil {
+			return st, 0, err
+		}
+		if info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING && st.State == workflows.PurgeRunning {
+			mergePending(desc.GetPendingActivities(), st.Edges)
+			st.Progress = progressOf(st.Edges)
+		}
+		return st, runningTTL(started), nil
+	})
+}
+
+// progressOf is the share of edges confirmed, rounded down (100: all).
+func progressOf(edges []workflows.PurgeEdgeState) int {
+	if len(edges) == 0 {
+		return 100
+	}
+	n := 0
+	for _, e := range edges {
+		if e.Confirmed {
+			n++
+		}
+	}
+	return n * 100 / len(edges)
 }
 
 // purgeListQuery selects an appKey's purges of one domain, created within
@@ -451,18 +518,40 @@ func (s *Service) purgeStatus(ctx context.Context, wfID string) (workflows.Purge
 	return st, v.Get(&st)
 }
 
-// fillEdgeErrors adds the last failure of each edge's retrying activity, so
-// the list says why an edge is behind.
-func (s *Service) fillEdgeErrors(ctx context.Context, wfID string, edges []workflows.PurgeEdgeState) {
-	desc, err := s.temporal.DescribeWorkflowExecution(ctx, wfID, "")
-	if err != nil {
-		return
-	}
-	for _, pa := range desc.GetPendingActivities() {
+// mergePending adds what the purge's retrying activities know: for the
+// fan-out (PurgeEdges) its heartbeated per-edge rows (edges confirmed
+// since the workflow last heard, and each edge's last error); for the
+// per-edge activities of older purges the last failure naming the edge.
+func mergePending(pending []*workflowpb.PendingActivityInfo, edges []workflows.PurgeEdgeState) {
+	for _, pa := range pending {
+		mergeFanOutRows(pa.GetActivityType().GetName(), pa.GetHeartbeatDetails(), edges)
 		msg := pa.GetLastFailure().GetMessage()
 		for i := range edges {
 			if edges[i].Error == "" && msg != "" && mentionsEdge(msg, edges[i].EdgeID) {
 				edges[i].Error = msg
+			}
+		}
+	}
+}
+
+// mergeFanOutRows copies a PurgeEdges heartbeat into edges.
+func mergeFanOutRows(activityType string, details *commonpb.Payloads, edges []workflows.PurgeEdgeState) {
+	if activityType != "PurgeEdges" || details == nil {
+		return
+	}
+	var rows []activities.PurgeEdgeOutcome
+	if err := converter.GetDefaultDataConverter().FromPayloads(details, &rows); err != nil {
+		return
+	}
+	at := map[string]int{}
+	for i, e := range edges {
+		at[e.EdgeID] = i
+	}
+	for _, r := range rows {
+		if i, ok := at[r.EdgeID]; ok && !edges[i].Confirmed {
+			edges[i].Confirmed, edges[i].Verified = r.Confirmed, r.Verified
+			if r.Error != "" {
+				edges[i].Error = r.Error
 			}
 		}
 	}

@@ -46,6 +46,8 @@ type Service struct {
 	limiter *purgeLimiter
 	// origins checks origin addresses at create, PUT and PATCH (origin.go).
 	origins *originChecker
+	// reads coalesces status and list reads (readcache.go).
+	reads *reads
 }
 
 // New returns a Service with its own admission gate and purge rate
@@ -54,6 +56,7 @@ func New(d Deps) *Service {
 	return &Service{
 		temporal: d.Temporal, config: d.Config, inventory: d.Inventory, logger: d.Logger, store: d.Store,
 		gate: &backlogGate{}, limiter: &purgeLimiter{last: map[string]time.Time{}}, origins: &originChecker{},
+		reads: newReads(),
 	}
 }
 

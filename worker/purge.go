@@ -11,6 +11,7 @@ func registerPurge(r sdkworker.Registry, d Deps) error {
 	r.RegisterWorkflow(workflows.PurgeWorkflow)
 	a := &activities.Purge{Inventory: d.Inventory, Edge: d.edgeClient(), Logger: d.Logger, PerEdge: d.Config.EdgePurgeConcurrency}
 	r.RegisterActivity(a.PurgeEdge)
+	r.RegisterActivity(a.PurgeEdges)
 	r.RegisterActivity(a.CatchUpEdge)
 	return nil
 }

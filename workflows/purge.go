@@ -19,6 +19,10 @@ const (
 	// purgeCatchUpVersion marks the catch-up phase (issue 14): edges that
 	// missed the deadline are owed a ban of the domain and aliases.
 	purgeCatchUpVersion = "purge-catch-up"
+	// purgeFanOutVersion (issue 19): one PurgeEdges call per seq fans out
+	// to every edge (a local activity first, then one retried activity
+	// for the edges still unconfirmed), instead of one activity per edge.
+	purgeFanOutVersion = "purge-fan-out"
 )
 
 // PurgeRequest is one purge seq: at most one batch of paths (NHN splits
@@ -69,9 +73,10 @@ type PurgeStatus struct {
 	Edges         []PurgeEdgeState `json:"edges"`
 }
 
-// PurgeWorkflow applies one purge seq on every edge that serves the domain,
-// one activity per edge. An unreachable edge is retried until the deadline;
-// progress never counts an edge before it confirmed.
+// PurgeWorkflow applies one purge seq on every edge that serves the domain
+// (fanOutPurge: a Temporal cost independent of the number of edges). An
+// unreachable edge is retried until the deadline, then owed a catch-up
+// ban; progress never counts an edge before it confirmed.
 func PurgeWorkflow(ctx workflow.Context, req PurgeRequest) (PurgeStatus, error) {
 	st := PurgeStatus{Seq: req.Seq, Type: req.Type, State: PurgeRunning, PurgeTime: req.PurgeTime}
 	st.LastCheckTime = workflow.Now(ctx).UnixMilli()
@@ -85,18 +90,30 @@ func PurgeWorkflow(ctx workflow.Context, req PurgeRequest) (PurgeStatus, error) 
 	if deadline <= 0 {
 		deadline = 30 * time.Minute
 	}
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		ScheduleToCloseTimeout: deadline,
-		StartToCloseTimeout:    2 * time.Minute,
-		HeartbeatTimeout:       heartbeatOrDefault(req.HeartbeatTimeout),
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:    500 * time.Millisecond,
-			BackoffCoefficient: 2,
-			MaximumInterval:    10 * time.Second,
-			// Unlimited attempts: the deadline is the bound.
-			NonRetryableErrorTypes: []string{activities.ErrUnknownEdge, activities.ErrBadPurge},
-		},
-	})
+	var confirmed int
+	if workflow.GetVersion(ctx, purgeFanOutVersion, workflow.DefaultVersion, 1) >= 1 {
+		confirmed = fanOutPurge(ctx, req, &st, deadline)
+	} else {
+		confirmed = perEdgePurge(ctx, req, &st, workflow.WithActivityOptions(ctx, purgeActivityOptions(req, deadline)))
+	}
+	if workflow.GetVersion(ctx, purgeCatchUpVersion, workflow.DefaultVersion, 1) >= 1 && req.CatchUp > 0 && confirmed < len(req.EdgeIDs) {
+		confirmed += catchUp(ctx, req, &st, confirmed)
+	}
+	st.State = PurgeDone
+	if confirmed < len(req.EdgeIDs) {
+		st.State = PurgeExpired
+	}
+	if err := workflow.UpsertTypedSearchAttributes(ctx, StatusAttr.ValueSet(st.State)); err != nil {
+		workflow.GetLogger(ctx).Warn("upsert purge status", "error", err)
+	}
+	countFinished(ctx, KindPurge, st.State)
+	return st, nil
+}
+
+// perEdgePurge is the purge as recorded before purgeFanOutVersion: one
+// PurgeEdge activity per edge. Kept so running purges and recorded
+// histories replay; it answers how many edges confirmed.
+func perEdgePurge(ctx workflow.Context, req PurgeRequest, st *PurgeStatus, actx workflow.Context) int {
 	var a *activities.Purge
 	futures := make([]workflow.Future, len(req.EdgeIDs))
 	for i, id := range req.EdgeIDs {
@@ -124,18 +141,23 @@ func PurgeWorkflow(ctx workflow.Context, req PurgeRequest) (PurgeStatus, error) 
 	for range futures {
 		sel.Select(ctx)
 	}
-	if workflow.GetVersion(ctx, purgeCatchUpVersion, workflow.DefaultVersion, 1) >= 1 && req.CatchUp > 0 && confirmed < len(req.EdgeIDs) {
-		confirmed += catchUp(ctx, req, &st, confirmed)
+	return confirmed
+}
+
+// purgeActivityOptions: edge activities retried until the deadline.
+func purgeActivityOptions(req PurgeRequest, deadline time.Duration) workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		ScheduleToCloseTimeout: deadline,
+		StartToCloseTimeout:    2 * time.Minute,
+		HeartbeatTimeout:       heartbeatOrDefault(req.HeartbeatTimeout),
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    500 * time.Millisecond,
+			BackoffCoefficient: 2,
+			MaximumInterval:    10 * time.Second,
+			// Unlimited attempts: the deadline is the bound.
+			NonRetryableErrorTypes: []string{activities.ErrUnknownEdge, activities.ErrBadPurge},
+		},
 	}
-	st.State = PurgeDone
-	if confirmed < len(req.EdgeIDs) {
-		st.State = PurgeExpired
-	}
-	if err := workflow.UpsertTypedSearchAttributes(ctx, StatusAttr.ValueSet(st.State)); err != nil {
-		workflow.GetLogger(ctx).Warn("upsert purge status", "error", err)
-	}
-	countFinished(ctx, KindPurge, st.State)
-	return st, nil
 }
 
 // progressPercent rounds down, so 100 means every unit is confirmed.

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/edge/connector"
@@ -36,12 +37,17 @@ type Stack struct {
 	APIURL     string
 	OriginAddr string
 	Dir        string
-	stops      []func()
+	// Temporal is the stack's own client (the API and worker share it).
+	Temporal client.Client
+	stops    []func()
 }
 
 // Options size the stack.
 type Options struct {
-	Edges     int
+	Edges int
+	// StandIns: the edges are lightweight Go stand-ins (StartStandIns)
+	// instead of varnishd, for fleet-sized runs.
+	StandIns  bool
 	Configure func(*config.Config)
 }
 
@@ -73,10 +79,7 @@ func (s *Stack) start(ctx context.Context, o Options) error {
 	s.stops = append(s.stops, originSrv.Close)
 	s.OriginAddr = originSrv.Listener.Addr().String()
 
-	edges, procs, err := StartEdges(ctx, filepath.Join(s.Dir, "edges"), "BEN", o.Edges, s.OriginAddr)
-	for _, p := range procs {
-		s.stops = append(s.stops, func() { _ = p.Stop(context.Background()) })
-	}
+	edges, err := s.startEdges(ctx, o)
 	if err != nil {
 		return err
 	}
@@ -87,6 +90,8 @@ func (s *Stack) start(ctx context.Context, o Options) error {
 	cfg := config.Default()
 	cfg.DataDir = filepath.Join(s.Dir, "data")
 	cfg.DefaultOrigin = s.OriginAddr
+	_, originPort, _ := net.SplitHostPort(s.OriginAddr)
+	cfg.OriginAllowLoopback = []string{originPort} // the benchmark's own origin
 	cfg.LogLevel = "error"
 	cfg.APIAddr = "127.0.0.1:0"
 	cfg.TemporalPort, cfg.TemporalUIPort = 0, -1
@@ -98,10 +103,28 @@ func (s *Stack) start(ctx context.Context, o Options) error {
 		return err
 	}
 	s.stops = append(s.stops, func() { _ = st.Stop() })
-	s.Config, s.Inventory = st.Config, st.Inventory
+	s.Config, s.Inventory, s.Temporal = st.Config, st.Inventory, st.Client
 	// The API serves once stack.Start returns.
 	s.APIURL = "http://" + st.APIAddr
 	return nil
+}
+
+// startEdges starts the varnishd edges or the stand-ins.
+func (s *Stack) startEdges(ctx context.Context, o Options) ([]inventory.Edge, error) {
+	if o.StandIns {
+		ins, err := StartStandIns(ctx, filepath.Join(s.Dir, "edges"), "SIN", o.Edges)
+		var edges []inventory.Edge
+		for _, in := range ins {
+			s.stops = append(s.stops, in.Close)
+			edges = append(edges, in.Edge)
+		}
+		return edges, err
+	}
+	edges, procs, err := StartEdges(ctx, filepath.Join(s.Dir, "edges"), "BEN", o.Edges, s.OriginAddr)
+	for _, p := range procs {
+		s.stops = append(s.stops, func() { _ = p.Stop(context.Background()) })
+	}
+	return edges, err
 }
 
 // Stop stops everything in reverse order.

@@ -222,7 +222,8 @@ func (t *target) call(r route, clientID, i int, statusID string) (outcome, strin
 
 // runClient loops over the route mix until the deadline. Clients start at
 // different points of the mix so every route is under load from the start.
-func runClient(t *target, id int, deadline time.Time, st *stats, errs *errLog, created chan<- string) {
+func runClient(tenants []*target, id int, deadline time.Time, st *stats, errs *errLog, created chan<- string) {
+	t := tenants[id%len(tenants)]
 	var ids []string
 	for i := 0; time.Now().Before(deadline); i++ {
 		r := route((id + i) % int(nRoutes))
@@ -260,11 +261,12 @@ func main() {
 	domain := flag.String("domain", "load.example.com", "cf_domain of the prewarms")
 	timeout := flag.Duration("timeout", 30*time.Second, "per-request timeout (a timeout is an error)")
 	drain := flag.Duration("drain", 30*time.Second, "after the run, how long to wait for the jobs it created to finish before tearing down (not with -url)")
+	appKeys := flag.Int("appkeys", 20, "appKeys the clients are spread over, each with its own distribution (not with -url: one)")
 	flag.Parse()
 	ctx := context.Background()
 
 	t := &target{base: strings.TrimRight(*baseURL, "/"), apiKey: *apiKey, appKey: *appKey, secret: *secret, domain: *domain}
-	stack, where := startTarget(ctx, t, *edges, origin)
+	stack, where := startTarget(ctx, t, *edges, *appKeys, origin)
 	t.hc = newHTTPClient(*clients, *timeout)
 
 	exit := func(code int) {
@@ -273,19 +275,24 @@ func main() {
 		}
 		os.Exit(code)
 	}
-	var err error
-	if t.distribution, err = makeDistribution(t, *origin); err != nil {
+	tenants, err := makeTenants(t, stack, *appKeys, *origin)
+	if err != nil {
 		log.Print(err)
 		exit(1)
 	}
 
 	fmt.Printf("load benchmark: %d clients x %s against %s\n", *clients, *duration, where)
-	fmt.Printf("  machine: %d cores (GOMAXPROCS %d), %s/%s, %s; distribution %s\n",
-		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), t.distribution)
+	fmt.Printf("  machine: %d cores (GOMAXPROCS %d), %s/%s, %s; %d appKeys, one distribution each\n",
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), len(tenants))
 
-	all, errs, ids, elapsed := runClients(t, *clients, *duration)
+	sampler := startTaskSampler(stack)
+	all, errs, ids, elapsed := runClients(tenants, *clients, *duration)
 
 	report(all, *duration, elapsed, errs)
+	if stack != nil {
+		reportJobs(stack, all, elapsed)
+		sampler.report(10 * time.Second)
+	}
 	if stack != nil {
 		drainJobs(stack, ids, *drain)
 	}
@@ -466,7 +473,7 @@ const teardownLimit = time.Minute
 // startTarget points t at -url, or starts the whole service in this process
 // (harness) when t.base is empty; it returns the stack (nil with -url) and a
 // line that says what runs where.
-func startTarget(ctx context.Context, t *target, edges int, origin *string) (*harness.Stack, string) {
+func startTarget(ctx context.Context, t *target, edges, appKeys int, origin *string) (*harness.Stack, string) {
 	if t.base != "" {
 		return nil, "running service at " + t.base
 	}
@@ -474,6 +481,9 @@ func startTarget(ctx context.Context, t *target, edges int, origin *string) (*ha
 	stack, err := harness.Start(ctx, harness.Options{Edges: edges, Configure: func(c *config.Config) {
 		c.APIKeys = []string{t.apiKey}
 		c.AppKeys = map[string]string{t.appKey: t.secret}
+		for i := 0; i < appKeys; i++ {
+			c.AppKeys[tenantKey(i)] = t.secret
+		}
 	}})
 	if err != nil {
 		log.Fatal(err)
@@ -499,7 +509,7 @@ func newHTTPClient(clients int, timeout time.Duration) *http.Client {
 // runClients runs the clients until duration has passed and returns their
 // statistics, the errors, the requestIDs of the jobs they created and the
 // elapsed time.
-func runClients(t *target, clients int, duration time.Duration) ([]stats, *errLog, []string, time.Duration) {
+func runClients(tenants []*target, clients int, duration time.Duration) ([]stats, *errLog, []string, time.Duration) {
 	all := make([]stats, clients)
 	errs := &errLog{}
 	created := make(chan string, 1024)
@@ -518,7 +528,7 @@ func runClients(t *target, clients int, duration time.Duration) ([]stats, *errLo
 		wg.Add(1)
 		go func(c int) {
 			defer wg.Done()
-			runClient(t, c, deadline, &all[c], errs, created)
+			runClient(tenants, c, deadline, &all[c], errs, created)
 		}(c)
 	}
 	wg.Wait()
@@ -526,4 +536,104 @@ func runClients(t *target, clients int, duration time.Duration) ([]stats, *errLo
 	close(created)
 	<-collected
 	return all, errs, ids, elapsed
+}
+
+func tenantKey(i int) string { return fmt.Sprintf("bench%02d", i) }
+
+// makeTenants gives each of n appKeys (one with -url) its own distribution.
+func makeTenants(t *target, stack *harness.Stack, n int, origin string) ([]*target, error) {
+	if stack == nil || n < 1 {
+		n = 1
+	}
+	var out []*target
+	for i := 0; i < n; i++ {
+		cp := *t
+		if stack != nil {
+			cp.appKey = tenantKey(i)
+		}
+		var err error
+		if cp.distribution, err = makeDistribution(&cp, origin); err != nil {
+			return nil, fmt.Errorf("appKey %s: %w", cp.appKey, err)
+		}
+		out = append(out, &cp)
+	}
+	return out, nil
+}
+
+// reportJobs counts the jobs admitted during the load (answers that
+// started one) and those finished by its end (visibility, which lags the
+// jobs a little).
+func reportJobs(stack *harness.Stack, all []stats, elapsed time.Duration) {
+	admitted := 0
+	for i := range all {
+		admitted += all[i].n[rPrewarm][okay] + all[i].n[rPurge][okay]
+	}
+	ctx := context.Background()
+	count := func(q string) int64 {
+		resp, err := stack.Temporal.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: q})
+		if err != nil {
+			return -1
+		}
+		return resp.GetCount()
+	}
+	status := workflows.StatusAttr.GetName()
+	finished := count(fmt.Sprintf("%s = '%s' AND %s IN ('%s', '%s', '%s')", workflows.KindAttr.GetName(), workflows.KindPrewarm, status,
+		workflows.PrewarmCompleted, workflows.PrewarmFailed, workflows.PrewarmTimeout)) +
+		count(fmt.Sprintf("%s = '%s' AND ExecutionStatus != 'Running'", workflows.KindAttr.GetName(), workflows.KindPurge))
+	fmt.Printf("  jobs: %d admitted (%.1f/s), %d finished by the end of the load (%.1f/s)\n",
+		admitted, float64(admitted)/elapsed.Seconds(), finished, float64(finished)/elapsed.Seconds())
+}
+
+// taskSampler reads the workflow task queue's dispatch rate every 5 s.
+type taskSampler struct {
+	stack *harness.Stack
+	mu    sync.Mutex
+	rates []string
+	stop  chan struct{}
+}
+
+func startTaskSampler(stack *harness.Stack) *taskSampler {
+	s := &taskSampler{stack: stack, stop: make(chan struct{})}
+	if stack == nil {
+		return s
+	}
+	go func() {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+				s.mu.Lock()
+				s.rates = append(s.rates, s.sample())
+				s.mu.Unlock()
+			}
+		}
+	}()
+	return s
+}
+
+func (s *taskSampler) sample() string {
+	tq, err := s.stack.Temporal.WorkflowService().DescribeTaskQueue(context.Background(), &workflowservice.DescribeTaskQueueRequest{
+		Namespace:     s.stack.Config.Namespace,
+		TaskQueue:     &taskqueuepb.TaskQueue{Name: s.stack.Config.TaskQueue, Kind: enumspb.TASK_QUEUE_KIND_NORMAL},
+		TaskQueueType: enumspb.TASK_QUEUE_TYPE_WORKFLOW,
+		ReportStats:   true,
+	})
+	if err != nil {
+		return "?"
+	}
+	return fmt.Sprintf("%.1f", tq.GetStats().GetTasksDispatchRate())
+}
+
+// report prints the samples taken during the load, waits after, and
+// prints the rate then: what keeps dispatching once the clients stopped.
+func (s *taskSampler) report(after time.Duration) {
+	s.mu.Lock()
+	during := strings.Join(s.rates, " ")
+	s.mu.Unlock()
+	time.Sleep(after)
+	close(s.stop)
+	fmt.Printf("  workflow tasks dispatched/s (Temporal's moving rate), every 5 s during the load: %s; %s after it: %s\n", during, after, s.sample())
 }

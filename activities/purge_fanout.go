@@ -1,0 +1,344 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+	"go.uber.org/zap"
+
+	"github.com/cdnflow/cdnflow/internal/metrics"
+	"github.com/cdnflow/cdnflow/inventory"
+)
+
+// ErrEdgesPending is the (retryable) error type of a PurgeEdges attempt
+// that left edges unconfirmed; its details are the []PurgeEdgeOutcome rows.
+const ErrEdgesPending = "EdgesPending"
+
+// Retries of one edge inside one PurgeEdges attempt (issue 19): a blip
+// (a reset connection, one 503) is retried here at once instead of costing
+// the workflow an activity retry. Longer outages are retried by Temporal
+// with the workflow's backoff, the attempt resuming from its heartbeat.
+const (
+	edgeTries      = 3
+	edgeRetryFirst = 100 * time.Millisecond
+)
+
+// PurgeEdgesInput asks every listed edge to apply one purge seq (issue 19:
+// one activity per seq whatever the number of edges).
+type PurgeEdgesInput struct {
+	EdgeIDs []string `json:"edgeIds"`
+	Hosts   []string `json:"hosts"`
+	Type    string   `json:"type"`
+	Paths   []string `json:"paths"`
+	Soft    bool     `json:"soft,omitempty"`
+	// Budget bounds one attempt (0: the activity's own deadline); edges
+	// still unconfirmed then are reported, not waited for.
+	Budget time.Duration `json:"budget,omitempty"`
+	// Until (epoch ms; 0: none) is the purge's deadline: an attempt that
+	// starts after it makes one pass and then succeeds with the edges still
+	// unconfirmed, so the workflow gets every edge's state.
+	Until int64 `json:"until,omitempty"`
+	// Resume is what an earlier activity of the same seq confirmed (edges
+	// and units); those are not sent again.
+	Resume []PurgeEdgeOutcome `json:"resume,omitempty"`
+}
+
+// PurgeEdgeOutcome is one edge's state in a PurgeEdges attempt: the rows of
+// its heartbeat details, its error details and its result.
+type PurgeEdgeOutcome struct {
+	EdgeID string `json:"edgeId"`
+	// Confirmed: every unit applied and shown to have taken effect
+	// (Verified says how).
+	Confirmed bool   `json:"confirmed,omitempty"`
+	Verified  string `json:"verified,omitempty"`
+	// Error is the edge's last failure; Final means retrying cannot help
+	// (unknown edge, a purge the edge client refuses to send).
+	Error string `json:"error,omitempty"`
+	Final bool   `json:"final,omitempty"`
+	// Done lists the confirmed unit indices of an edge not Confirmed yet.
+	Done []int `json:"done,omitempty"`
+}
+
+// PurgeEdgesResult has one row per input edge, in input order.
+type PurgeEdgesResult struct {
+	Edges []PurgeEdgeOutcome `json:"edges"`
+}
+
+// Pending reports whether any edge is neither confirmed nor finally failed.
+func (r PurgeEdgesResult) Pending() bool {
+	for _, e := range r.Edges {
+		if !e.Confirmed && !e.Final {
+			return true
+		}
+	}
+	return false
+}
+
+// PurgeEdges runs every host×path unit of a purge on every listed edge
+// inside one activity: each edge concurrently, at most PerEdge requests in
+// flight to one edge over the edge client's keep-alive connections, each
+// edge retried a few times at once (edgeTries). Units are confirmed as in
+// PurgeEdge (ITEM: PURGE then the cache-only probe; WILDCARD/ALL: the
+// edge's "Ban added"; TAG: xkey's count). Per-edge rows are heartbeated
+// (a retried attempt skips what they confirmed) and returned.
+//
+// Errors: a retryable ApplicationError of type ErrEdgesPending (details:
+// the rows) while an edge is unconfirmed and Until has not passed, so
+// Temporal retries the attempt with the workflow's backoff; the
+// context's error when the attempt was cancelled or the worker stops.
+func (a *Purge) PurgeEdges(ctx context.Context, in PurgeEdgesInput) (PurgeEdgesResult, error) {
+	info := activity.GetInfo(ctx)
+	run := newFanOut(in, a.resumeRows(ctx, info.IsLocalActivity, in))
+	wctx, cancel := a.attemptContext(ctx, in.Budget, info.IsLocalActivity)
+	defer cancel()
+	stopBeat := func() {}
+	if !info.IsLocalActivity {
+		stopBeat = beatWhile(ctx, func() { activity.RecordHeartbeat(ctx, run.rows()) })
+	}
+	units := purgeUnits(PurgeEdgeInput{Hosts: in.Hosts, Type: in.Type, Paths: in.Paths})
+	var wg sync.WaitGroup
+	for i := range run.edges {
+		if run.settled(i) {
+			continue
+		}
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			a.purgeOneEdge(wctx, in, units, run, i)
+		}(i)
+	}
+	wg.Wait()
+	stopBeat()
+	res := PurgeEdgesResult{Edges: run.rows()}
+	if !info.IsLocalActivity {
+		activity.RecordHeartbeat(ctx, res.Edges)
+	}
+	if err := ctx.Err(); err != nil {
+		return res, fmt.Errorf("purge fan-out stopped: %w", err)
+	}
+	if res.Pending() && !info.IsLocalActivity && (in.Until == 0 || time.Now().UnixMilli() < in.Until) {
+		return res, temporal.NewApplicationError(pendingMessage(res.Edges), ErrEdgesPending, res.Edges)
+	}
+	return res, nil
+}
+
+// attemptContext bounds one attempt by budget and, for a regular activity,
+// by the worker being told to stop (the attempt then ends and its retry
+// resumes from the heartbeat on another worker).
+func (a *Purge) attemptContext(ctx context.Context, budget time.Duration, local bool) (context.Context, context.CancelFunc) {
+	wctx, cancel := context.WithCancel(ctx)
+	if budget > 0 {
+		wctx, cancel = context.WithTimeout(ctx, budget)
+	}
+	if local {
+		return wctx, cancel
+	}
+	stopping := activity.GetWorkerStopChannel(ctx)
+	go func() {
+		select {
+		case <-stopping:
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	return wctx, cancel
+}
+
+// resumeRows are the rows an earlier attempt heartbeated, else in.Resume.
+func (a *Purge) resumeRows(ctx context.Context, local bool, in PurgeEdgesInput) []PurgeEdgeOutcome {
+	if !local && activity.HasHeartbeatDetails(ctx) {
+		var prev []PurgeEdgeOutcome
+		if err := activity.GetHeartbeatDetails(ctx, &prev); err == nil {
+			return prev
+		}
+	}
+	return in.Resume
+}
+
+// pendingMessage names every unconfirmed edge with its last error, so the
+// activity's last failure (GET purges' pendingEdges) says why.
+func pendingMessage(rows []PurgeEdgeOutcome) string {
+	var parts []string
+	for _, r := range rows {
+		if !r.Confirmed && !r.Final {
+			parts = append(parts, fmt.Sprintf("%s: %s", r.EdgeID, r.Error))
+		}
+	}
+	return fmt.Sprintf("%d edges not confirmed yet: %s", len(parts), strings.Join(parts, "; "))
+}
+
+// purgeOneEdge applies the units edge i has not confirmed, retrying the
+// edge up to edgeTries times with a short backoff, and records the outcome.
+func (a *Purge) purgeOneEdge(ctx context.Context, in PurgeEdgesInput, units []purgeUnit, run *fanOut, i int) {
+	id := run.edges[i].EdgeID
+	e, ok := a.Inventory.Get(id)
+	if !ok {
+		run.fail(i, unknownEdge(id).Error(), true)
+		return
+	}
+	one := PurgeEdgeInput{EdgeID: id, Hosts: in.Hosts, Type: in.Type, Paths: in.Paths, Soft: in.Soft}
+	wait := edgeRetryFirst
+	for try := 1; ; try++ {
+		err := a.edgeUnits(ctx, e, one, units, run, i)
+		if err == nil {
+			run.confirm(i, verifiedText(one, len(units)))
+			return
+		}
+		var appErr *temporal.ApplicationError
+		final := errors.As(err, &appErr) && appErr.NonRetryable()
+		if ctx.Err() == nil || run.errorOf(i) == "" {
+			run.fail(i, err.Error(), final)
+		}
+		if final || try >= edgeTries || ctx.Err() != nil {
+			a.Logger.Debug("purge on edge not confirmed in this attempt", zap.String("edgeId", id), zap.Error(err))
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait *= 3
+	}
+}
+
+// edgeUnits sends the units edge i still owes, at most PerEdge at once
+// (the slots are shared with every purge on this worker), and returns the
+// first error after the requests in flight finished.
+func (a *Purge) edgeUnits(ctx context.Context, e inventory.Edge, in PurgeEdgeInput, units []purgeUnit, run *fanOut, i int) error {
+	todo := run.todo(i, len(units))
+	slots := a.slot(e.ID)
+	var mu sync.Mutex
+	var first error
+	var wg sync.WaitGroup
+	for _, u := range todo {
+		mu.Lock()
+		failed := first != nil
+		mu.Unlock()
+		if failed {
+			break
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return fmt.Errorf("purge on %s: %w", e.ID, ctx.Err())
+		}
+		wg.Add(1)
+		go func(u int) {
+			defer wg.Done()
+			defer func() { <-slots }()
+			started := time.Now()
+			err := a.apply(ctx, e, in, units[u].host, units[u].path)
+			metrics.EdgeLatency.WithLabelValues(e.ID, "purge").Observe(time.Since(started).Seconds())
+			result := "done"
+			if err != nil {
+				result = "failed"
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			} else {
+				run.unitDone(i, u)
+			}
+			metrics.PurgeUnits.WithLabelValues(e.ID, in.Type, result).Inc()
+		}(u)
+	}
+	wg.Wait()
+	return first
+}
+
+// fanOut is the state of every edge of one attempt; safe for concurrent use.
+type fanOut struct {
+	mu    sync.Mutex
+	edges []PurgeEdgeOutcome
+	done  []map[int]bool
+}
+
+func newFanOut(in PurgeEdgesInput, resume []PurgeEdgeOutcome) *fanOut {
+	prev := map[string]PurgeEdgeOutcome{}
+	for _, r := range resume {
+		prev[r.EdgeID] = r
+	}
+	f := &fanOut{edges: make([]PurgeEdgeOutcome, len(in.EdgeIDs)), done: make([]map[int]bool, len(in.EdgeIDs))}
+	for i, id := range in.EdgeIDs {
+		r := prev[id]
+		r.EdgeID = id
+		f.done[i] = map[int]bool{}
+		for _, u := range r.Done {
+			f.done[i][u] = true
+		}
+		r.Done = nil
+		f.edges[i] = r
+	}
+	return f
+}
+
+func (f *fanOut) settled(i int) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.edges[i].Confirmed || f.edges[i].Final
+}
+
+func (f *fanOut) todo(i, n int) []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []int
+	for u := 0; u < n; u++ {
+		if !f.done[i][u] {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+func (f *fanOut) unitDone(i, u int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.done[i][u] = true
+}
+
+func (f *fanOut) confirm(i int, verified string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.edges[i].Confirmed, f.edges[i].Verified, f.edges[i].Error = true, verified, ""
+	f.done[i] = map[int]bool{}
+}
+
+func (f *fanOut) fail(i int, msg string, final bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.edges[i].Error, f.edges[i].Final = msg, final
+}
+
+func (f *fanOut) errorOf(i int) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.edges[i].Error
+}
+
+// rows is a copy of every edge's state with its confirmed units.
+func (f *fanOut) rows() []PurgeEdgeOutcome {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]PurgeEdgeOutcome, len(f.edges))
+	for i, r := range f.edges {
+		r.Done = nil
+		if !r.Confirmed && len(f.done[i]) > 0 {
+			for u := range f.done[i] {
+				r.Done = append(r.Done, u)
+			}
+			sort.Ints(r.Done)
+		}
+		out[i] = r
+	}
+	return out
+}

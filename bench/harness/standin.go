@@ -1,0 +1,221 @@
+package harness
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cdnflow/cdnflow/edge"
+	"github.com/cdnflow/cdnflow/inventory"
+)
+
+// StandIn is a lightweight Go edge for fleet-sized benchmarks (issue 19:
+// real varnishd ×200 does not fit two cores). Its HTTP side answers as the
+// edge VCL does (edge/vcl/render.go): PURGE 200 "Purged" (X-Purged-Count),
+// BAN 200 "Ban added" (400 for a regex with white space or quotes), the
+// cache-only probe (X-Cdnflow-Probe) 200 "cached age=<s>" or 404 "absent",
+// and GET a small body, MISS then HIT from an in-memory cache. Its admin
+// side is a permissive Varnish CLI: no authentication, 200 to every
+// command, vcl.list -j listing what vcl.inline loaded, so distributions
+// deploy to it.
+type StandIn struct {
+	Edge inventory.Edge
+	mu   sync.Mutex
+	objs map[string]time.Time // host+path → stored at
+	stop []func()
+}
+
+// StartStandIns starts n stand-in edges named prefix01-C1… on loopback;
+// dir holds their (unused) CLI secret files.
+func StartStandIns(ctx context.Context, dir, prefix string, n int) ([]*StandIn, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	secret := filepath.Join(dir, "standin.secret")
+	if err := os.WriteFile(secret, []byte("standin\n"), 0o600); err != nil {
+		return nil, err
+	}
+	var out []*StandIn
+	for i := 0; i < n; i++ {
+		s := &StandIn{objs: map[string]time.Time{}}
+		httpLn, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return out, err
+		}
+		cliLn, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			httpLn.Close()
+			return out, err
+		}
+		srv := &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = srv.Serve(httpLn) }()
+		go serveCLI(cliLn)
+		s.stop = []func(){func() { _ = srv.Close() }, func() { _ = cliLn.Close() }}
+		s.Edge = inventory.Edge{ID: fmt.Sprintf("%s%03d-C1", prefix, i+1), Region: "us", Country: "united_states",
+			Address: httpLn.Addr().String(), AdminAddress: cliLn.Addr().String(), ConnectorAddress: cliLn.Addr().String(),
+			SecretFile: secret, Kind: inventory.KindVarnish}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// Close stops the stand-in's listeners.
+func (s *StandIn) Close() {
+	for _, f := range s.stop {
+		f()
+	}
+}
+
+var banRegexOK = regexp.MustCompile(`^[^\s"]+$`)
+
+// ServeHTTP answers as the edge VCL does, for the requests cdnflow sends.
+func (s *StandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	host := strings.ToLower(strings.TrimSuffix(strings.Split(r.Host, ":")[0], "."))
+	key := host + r.URL.RequestURI()
+	switch {
+	case r.Method == "BAN":
+		re := r.Header.Get("X-Ban-Url-Regex")
+		if re != "" && !banRegexOK.MatchString(re) {
+			synth(w, http.StatusBadRequest, "X-Ban-Url-Regex must be one PCRE without white space or quotes")
+			return
+		}
+		s.ban(host, re)
+		synth(w, http.StatusOK, "Ban added")
+	case r.Method == "PURGE":
+		n := 0
+		s.mu.Lock()
+		if _, ok := s.objs[key]; ok && r.Header.Get("X-Purge-Tag") == "" {
+			delete(s.objs, key)
+			n = 1
+		}
+		s.mu.Unlock()
+		w.Header().Set("X-Purged-Count", strconv.Itoa(n))
+		synth(w, http.StatusOK, "Purged")
+	case r.Header.Get(edge.ProbeHeader) != "":
+		s.mu.Lock()
+		at, ok := s.objs[key]
+		s.mu.Unlock()
+		if !ok {
+			synth(w, http.StatusNotFound, "absent")
+			return
+		}
+		synth(w, http.StatusOK, fmt.Sprintf("cached age=%.3f", time.Since(at).Seconds()))
+	default:
+		s.mu.Lock()
+		_, hit := s.objs[key]
+		if !hit {
+			s.objs[key] = time.Now()
+		}
+		s.mu.Unlock()
+		w.Header().Set("X-Cache", map[bool]string{true: "HIT", false: "MISS"}[hit])
+		_, _ = w.Write([]byte("stand-in body\n"))
+	}
+}
+
+func (s *StandIn) ban(host, urlRegex string) {
+	var re *regexp.Regexp
+	if urlRegex != "" {
+		re, _ = regexp.Compile(urlRegex)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k := range s.objs {
+		h, path, _ := strings.Cut(k, "/")
+		if h == host && (re == nil || re.MatchString("/"+path)) {
+			delete(s.objs, k)
+		}
+	}
+}
+
+// synth answers status. net/http writes its own reason phrase, which
+// cdnflow reads only for a probe that found a fresh copy ("cached
+// age=<s>"): that one answer hijacks the connection to write the VCL's.
+func synth(w http.ResponseWriter, status int, reason string) {
+	hj, ok := w.(http.Hijacker)
+	if !ok || !strings.HasPrefix(reason, "cached age=") {
+		w.WriteHeader(status)
+		return
+	}
+	conn, buf, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	fmt.Fprintf(buf, "HTTP/1.1 %d %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", status, reason)
+	_ = buf.Flush()
+}
+
+// serveCLI answers the Varnish CLI protocol permissively.
+func serveCLI(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go cliSession(c)
+	}
+}
+
+func cliSession(c net.Conn) {
+	defer c.Close()
+	r := bufio.NewReader(c)
+	reply := func(body string) { fmt.Fprintf(c, "200 %d\n%s\n", len(body), body) }
+	reply("cdnflow stand-in edge")
+	var loaded []string
+	active := ""
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		fields := strings.Fields(line)
+		if len(fields) == 0 {
+			continue
+		}
+		if i := strings.Index(line, " << "); i >= 0 {
+			token := strings.TrimSpace(line[i+4:])
+			for {
+				l, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if strings.TrimRight(l, "\n") == token {
+					break
+				}
+			}
+		}
+		switch fields[0] {
+		case "vcl.inline", "vcl.load":
+			loaded = append(loaded, strings.Trim(fields[1], `"`))
+		case "vcl.use":
+			active = strings.Trim(fields[1], `"`)
+		case "vcl.list":
+			reply(vclListJSON(loaded, active))
+			continue
+		}
+		reply("")
+	}
+}
+
+func vclListJSON(loaded []string, active string) string {
+	top := []any{2, []string{"vcl.list", "-j"}, 0}
+	for _, n := range loaded {
+		status := "available"
+		if n == active {
+			status = "active"
+		}
+		top = append(top, map[string]any{"name": n, "status": status, "state": "auto", "temperature": "warm", "busy": 0})
+	}
+	b, _ := json.Marshal(top)
+	return string(b)
+}

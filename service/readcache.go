@@ -1,0 +1,143 @@
+package service
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/cdnflow/cdnflow/workflows"
+)
+
+// readCache coalesces reads of one key (issue 19: reads must not starve
+// jobs): concurrent callers share one load (singleflight), and its answer
+// serves every caller for the TTL the load chose. Errors are never
+// cached. At most maxEntries answers are kept; past that the cache starts
+// over. Safe for concurrent use.
+type readCache[V any] struct {
+	maxEntries int
+	group      singleflight.Group
+
+	mu      sync.Mutex
+	entries map[string]cachedRead[V]
+}
+
+type cachedRead[V any] struct {
+	v       V
+	expires time.Time
+}
+
+// loadTimeout bounds a shared load: it runs detached from any one
+// caller's context, so a caller that gives up does not fail the others.
+const loadTimeout = 20 * time.Second
+
+func newReadCache[V any](maxEntries int) *readCache[V] {
+	return &readCache[V]{maxEntries: maxEntries, entries: map[string]cachedRead[V]{}}
+}
+
+// get answers key from the cache, or runs load once for every concurrent
+// caller; load returns the value and how long it may be served (0: not
+// cached, only shared with the callers already waiting).
+func (c *readCache[V]) get(ctx context.Context, key string, load func(context.Context) (V, time.Duration, error)) (V, error) {
+	c.mu.Lock()
+	e, ok := c.entries[key]
+	c.mu.Unlock()
+	if ok && time.Now().Before(e.expires) {
+		return e.v, nil
+	}
+	ch := c.group.DoChan(key, func() (any, error) {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loadTimeout)
+		defer cancel()
+		v, ttl, err := load(lctx)
+		if err == nil && ttl > 0 {
+			c.put(key, v, ttl)
+		}
+		return v, err
+	})
+	select {
+	case r := <-ch:
+		v, _ := r.Val.(V)
+		return v, r.Err
+	case <-ctx.Done():
+		var zero V
+		return zero, ctx.Err()
+	}
+}
+
+func (c *readCache[V]) put(key string, v V, ttl time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= c.maxEntries {
+		now := time.Now()
+		for k, e := range c.entries {
+			if now.After(e.expires) {
+				delete(c.entries, k)
+			}
+		}
+		if len(c.entries) >= c.maxEntries {
+			c.entries = map[string]cachedRead[V]{}
+		}
+	}
+	c.entries[key] = cachedRead[V]{v: v, expires: time.Now().Add(ttl)}
+}
+
+// forget drops key, so the next read loads it again.
+func (c *readCache[V]) forget(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.entries, key)
+}
+
+// forgetPrefix drops every key that starts with prefix.
+func (c *readCache[V]) forgetPrefix(prefix string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.entries {
+		if strings.HasPrefix(k, prefix) {
+			delete(c.entries, k)
+		}
+	}
+}
+
+// reads are the Service's coalesced reads.
+type reads struct {
+	purges   *readCache[workflows.PurgeStatus]
+	lists    *readCache[[]foundPurge]
+	prewarms *readCache[prewarmAnswer]
+	// visibility bounds the visibility scans running at once.
+	visibility chan struct{}
+}
+
+// maxVisibilityReads bounds concurrent visibility scans of one process.
+const maxVisibilityReads = 4
+
+func newReads() *reads {
+	return &reads{
+		purges:     newReadCache[workflows.PurgeStatus](10_000),
+		lists:      newReadCache[[]foundPurge](1_000),
+		prewarms:   newReadCache[prewarmAnswer](10_000),
+		visibility: make(chan struct{}, maxVisibilityReads),
+	}
+}
+
+// Read freshness (issue 19). A running job's answer is served for a tenth
+// of its age, between minRunningTTL and maxRunningTTL: a job that started
+// a moment ago is read fresh (a purge finishes in tens of milliseconds),
+// one that runs for minutes is read at most once a second however many
+// pollers ask. A finished job's answer never changes.
+const (
+	minRunningTTL = 10 * time.Millisecond
+	maxRunningTTL = time.Second
+	finishedTTL   = 10 * time.Minute
+	// listTTL serves one visibility scan of an appKey's purges of a
+	// domain; a purge started by this process drops it at once.
+	listTTL = 250 * time.Millisecond
+)
+
+// runningTTL is how long the answer about a job that started at started
+// may be served.
+func runningTTL(started time.Time) time.Duration {
+	return min(max(time.Since(started)/10, minRunningTTL), maxRunningTTL)
+}

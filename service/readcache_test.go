@@ -1,0 +1,78 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Concurrent readers of one key share one load; its answer serves later
+// readers until its TTL; an error is shared but never cached.
+func TestReadCacheCoalesces(t *testing.T) {
+	c := newReadCache[int](10)
+	var loads atomic.Int32
+	release := make(chan struct{})
+	load := func(context.Context) (int, time.Duration, error) {
+		n := loads.Add(1)
+		<-release
+		return int(n), time.Hour, nil
+	}
+	var wg sync.WaitGroup
+	got := make([]int, 20)
+	for i := range got {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			v, err := c.get(context.Background(), "job", load)
+			if err != nil {
+				t.Error(err)
+			}
+			got[i] = v
+		}(i)
+	}
+	for loads.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // the other readers join the load
+	close(release)
+	wg.Wait()
+	for _, v := range got {
+		if v != 1 {
+			t.Fatalf("answers %v, want every reader to get the one load's 1", got)
+		}
+	}
+	if v, _ := c.get(context.Background(), "job", load); v != 1 || loads.Load() != 1 {
+		t.Fatalf("cached read: %d after %d loads", v, loads.Load())
+	}
+	c.forgetPrefix("jo")
+	if v, _ := c.get(context.Background(), "job", load); v != 2 {
+		t.Fatalf("after forget: %d, want a new load", v)
+	}
+	boom := errors.New("boom")
+	fail := func(context.Context) (int, time.Duration, error) { loads.Add(1); return 0, time.Hour, boom }
+	before := loads.Load()
+	for i := 0; i < 2; i++ {
+		if _, err := c.get(context.Background(), "bad", fail); !errors.Is(err, boom) {
+			t.Fatalf("error read: %v", err)
+		}
+	}
+	if loads.Load()-before != 2 {
+		t.Fatalf("a failed load was cached")
+	}
+}
+
+// A running job is read fresh at first and at most once a second later.
+func TestRunningTTLGrowsWithAge(t *testing.T) {
+	if d := runningTTL(time.Now()); d != minRunningTTL {
+		t.Fatalf("new job: %s", d)
+	}
+	if d := runningTTL(time.Now().Add(-5 * time.Second)); d < 400*time.Millisecond || d > 600*time.Millisecond {
+		t.Fatalf("5 s old job: %s", d)
+	}
+	if d := runningTTL(time.Now().Add(-time.Hour)); d != maxRunningTTL {
+		t.Fatalf("old job: %s", d)
+	}
+}

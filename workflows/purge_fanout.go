@@ -1,0 +1,116 @@
+package workflows
+
+import (
+	"errors"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/cdnflow/cdnflow/activities"
+)
+
+// Time bounds of the fan-out's first pass, a local activity run inside the
+// purge's first workflow task: most purges end there, so a purge costs one
+// workflow task and no activity task whatever the number of edges.
+const (
+	purgeLocalBudget = 2 * time.Second
+	// purgeFanOutGrace lets the activity's last attempt, started after the
+	// deadline, make its pass and report every edge.
+	purgeFanOutGrace = 2 * time.Minute
+)
+
+// fanOutPurge applies the purge on every edge with PurgeEdges: first as a
+// local activity (up to purgeLocalBudget), then — for the edges still
+// unconfirmed — as one activity that Temporal retries with backoff until
+// the deadline, resuming from its heartbeat. It answers how many edges
+// confirmed; st has every edge's state.
+func fanOutPurge(ctx workflow.Context, req PurgeRequest, st *PurgeStatus, deadline time.Duration) int {
+	start := workflow.Now(ctx)
+	var a *activities.Purge
+	in := activities.PurgeEdgesInput{EdgeIDs: req.EdgeIDs, Hosts: req.Hosts, Type: req.Type, Paths: req.Paths, Soft: req.Soft,
+		Budget: min(purgeLocalBudget, deadline/2)}
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		ScheduleToCloseTimeout: in.Budget + 5*time.Second,
+		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 1},
+	})
+	var first activities.PurgeEdgesResult
+	if err := workflow.ExecuteLocalActivity(lctx, a.PurgeEdges, in).Get(ctx, &first); err != nil {
+		workflow.GetLogger(ctx).Warn("purge fan-out first pass failed; the activity retries every edge", "error", err)
+	}
+	applyOutcomes(ctx, st, first.Edges)
+	var rest []string
+	var resume []activities.PurgeEdgeOutcome
+	for _, r := range first.Edges {
+		if !r.Confirmed && !r.Final {
+			rest = append(rest, r.EdgeID)
+			resume = append(resume, r)
+		}
+	}
+	if len(first.Edges) == 0 {
+		rest = req.EdgeIDs
+	}
+	if len(rest) > 0 {
+		remaining := max(deadline-workflow.Now(ctx).Sub(start), time.Second)
+		opts := purgeActivityOptions(req, remaining+purgeFanOutGrace)
+		in.EdgeIDs, in.Budget, in.Resume, in.Until = rest, 0, resume, start.Add(deadline).UnixMilli()
+		var res activities.PurgeEdgesResult
+		if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), a.PurgeEdges, in).Get(ctx, &res); err != nil {
+			rows, _ := outcomesFromError(err)
+			applyOutcomes(ctx, st, rows)
+			for i := range st.Edges {
+				if !st.Edges[i].Confirmed && st.Edges[i].Error == "" {
+					st.Edges[i].Error = rootMessage(err)
+				}
+			}
+		} else {
+			applyOutcomes(ctx, st, res.Edges)
+		}
+	}
+	return confirmedEdges(st)
+}
+
+// applyOutcomes copies PurgeEdges rows into the purge's edge states.
+func applyOutcomes(ctx workflow.Context, st *PurgeStatus, rows []activities.PurgeEdgeOutcome) {
+	at := map[string]int{}
+	for i, e := range st.Edges {
+		at[e.EdgeID] = i
+	}
+	for _, r := range rows {
+		i, ok := at[r.EdgeID]
+		if !ok || st.Edges[i].Confirmed {
+			continue
+		}
+		st.Edges[i].Confirmed, st.Edges[i].Verified = r.Confirmed, r.Verified
+		if r.Error != "" || r.Confirmed {
+			st.Edges[i].Error = r.Error
+		}
+	}
+	st.Progress = progressPercent(confirmedEdges(st), len(st.Edges))
+	st.LastCheckTime = workflow.Now(ctx).UnixMilli()
+}
+
+func confirmedEdges(st *PurgeStatus) int {
+	n := 0
+	for _, e := range st.Edges {
+		if e.Confirmed {
+			n++
+		}
+	}
+	return n
+}
+
+// outcomesFromError reads the rows a failed PurgeEdges left: the last
+// heartbeat of a timed-out attempt, or the details of its last failure.
+func outcomesFromError(err error) ([]activities.PurgeEdgeOutcome, bool) {
+	var rows []activities.PurgeEdgeOutcome
+	var te *temporal.TimeoutError
+	if errors.As(err, &te) && te.HasLastHeartbeatDetails() && te.LastHeartbeatDetails(&rows) == nil {
+		return rows, true
+	}
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) && ae.HasDetails() && ae.Details(&rows) == nil {
+		return rows, true
+	}
+	return nil, false
+}
