@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/cdnflow/cdnflow/edge/connector"
 	"net"
 	"net/http"
 	"os"
@@ -24,15 +25,19 @@ import (
 // edge VCL does (edge/vcl/render.go): PURGE 200 "Purged" (X-Purged-Count),
 // BAN 200 "Ban added" (400 for a regex with white space or quotes), the
 // cache-only probe (X-Cdnflow-Probe) 200 "cached age=<s>" or 404 "absent",
-// and GET a small body, MISS then HIT from an in-memory cache. Its admin
+// the site table's admin protocol (a real connector.Table), and GET a
+// small body, MISS then HIT from an in-memory cache. Its admin
 // side is a permissive Varnish CLI: no authentication, 200 to every
 // command, vcl.list -j listing what vcl.inline loaded, so distributions
 // deploy to it.
 type StandIn struct {
 	Edge inventory.Edge
-	mu   sync.Mutex
-	objs map[string]time.Time // host+path → stored at
-	stop []func()
+	// sites is a real origin connector, for its site table only: the
+	// stand-in answers the admin protocol (connector.AdminPath) with it.
+	sites *connector.Connector
+	mu    sync.Mutex
+	objs  map[string]time.Time // host+path → stored at
+	stop  []func()
 }
 
 // StartStandIns starts n stand-in edges named prefix01-C1… on loopback;
@@ -47,7 +52,11 @@ func StartStandIns(ctx context.Context, dir, prefix string, n int) ([]*StandIn, 
 	}
 	var out []*StandIn
 	for i := 0; i < n; i++ {
-		s := &StandIn{objs: map[string]time.Time{}}
+		sites, err := connector.New(connector.Options{})
+		if err != nil {
+			return out, err
+		}
+		s := &StandIn{objs: map[string]time.Time{}, sites: sites}
 		httpLn, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return out, err
@@ -83,6 +92,8 @@ func (s *StandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	host := strings.ToLower(strings.TrimSuffix(strings.Split(r.Host, ":")[0], "."))
 	key := host + r.URL.RequestURI()
 	switch {
+	case r.Header.Get(connector.HeaderAdmin) != "":
+		s.sites.ServeHTTP(w, r) // the site table's admin protocol
 	case r.Method == "BAN":
 		re := r.Header.Get("X-Ban-Url-Regex")
 		if re != "" && !banRegexOK.MatchString(re) {
