@@ -21,7 +21,10 @@ import (
 // (the source of truth); workflows.DesiredSites implements it over
 // visibility.
 type DesiredSites interface {
-	DesiredSites(ctx context.Context) ([]SiteSpec, error)
+	// DesiredSites returns the specs, and the domains of every running
+	// distribution (also those whose first change is still in flight:
+	// their sites on an edge are not orphans).
+	DesiredSites(ctx context.Context) (specs []SiteSpec, running []string, err error)
 }
 
 // EdgeSync compares each edge's running configuration (active VCL and
@@ -75,9 +78,13 @@ type EdgeSyncReport struct {
 // again next round); only a failure to list the desired state fails the
 // activity.
 func (a *EdgeSync) SyncEdges(ctx context.Context, in SyncEdgesInput) ([]EdgeSyncReport, error) {
-	specs, err := a.Desired.DesiredSites(ctx)
+	specs, running, err := a.Desired.DesiredSites(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list desired sites: %w", err)
+	}
+	live := map[string]bool{}
+	for _, d := range running {
+		live[d] = true
 	}
 	desired := map[string]connector.Site{}
 	for _, s := range specs {
@@ -105,14 +112,14 @@ func (a *EdgeSync) SyncEdges(ctx context.Context, in SyncEdgesInput) ([]EdgeSync
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			out[i] = a.syncEdge(ctx, id, desired, in.Last[id])
+			out[i] = a.syncEdge(ctx, id, desired, live, in.Last[id])
 		}()
 	}
 	wg.Wait()
 	return out, nil
 }
 
-func (a *EdgeSync) syncEdge(ctx context.Context, id string, desired map[string]connector.Site, last EdgeSyncReport) EdgeSyncReport {
+func (a *EdgeSync) syncEdge(ctx context.Context, id string, desired map[string]connector.Site, live map[string]bool, last EdgeSyncReport) EdgeSyncReport {
 	rep := EdgeSyncReport{EdgeID: id, CheckedAt: time.Now().UTC(), LastDriftAt: last.LastDriftAt, LastDrift: last.LastDrift}
 	e, ok := a.Inventory.Get(id)
 	if !ok {
@@ -143,7 +150,7 @@ func (a *EdgeSync) syncEdge(ctx context.Context, id string, desired map[string]c
 		rep.Drift = append(rep.Drift, "restart")
 	}
 	rep.ConnectorStarted = st.Started
-	table, err := a.heal(ctx, e, st.Sites, desired, last.Orphans, &rep)
+	table, err := a.heal(ctx, e, st.Sites, desired, live, last.Orphans, &rep)
 	if err != nil {
 		rep.Error = err.Error()
 		return a.finish(log, rep)
@@ -164,9 +171,9 @@ func (a *EdgeSync) syncEdge(ctx context.Context, id string, desired map[string]c
 }
 
 // heal puts desired sites the edge lacks or holds older, and deletes
-// sites no distribution wants that were orphans last round too. It
+// sites of no running distribution that were orphans last round too. It
 // returns the table as it is afterwards.
-func (a *EdgeSync) heal(ctx context.Context, e inventory.Edge, have []connector.Site, desired map[string]connector.Site, lastOrphans []string, rep *EdgeSyncReport) ([]connector.Site, error) {
+func (a *EdgeSync) heal(ctx context.Context, e inventory.Edge, have []connector.Site, desired map[string]connector.Site, live map[string]bool, lastOrphans []string, rep *EdgeSyncReport) ([]connector.Site, error) {
 	table := map[string]connector.Site{}
 	for _, s := range have {
 		table[s.Name] = s
@@ -197,7 +204,7 @@ func (a *EdgeSync) heal(ctx context.Context, e inventory.Edge, have []connector.
 		}
 	}
 	for name, cur := range table {
-		if _, ok := desired[name]; ok {
+		if _, ok := desired[name]; ok || live[name] {
 			continue
 		}
 		if !slices.Contains(lastOrphans, name) {

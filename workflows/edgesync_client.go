@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
@@ -19,31 +20,36 @@ type DesiredSites struct {
 	Temporal client.Client
 }
 
-// DesiredSites pages through the running distributions (1,000 a page).
-func (d DesiredSites) DesiredSites(ctx context.Context) ([]activities.SiteSpec, error) {
+// DesiredSites pages through the running distributions (1,000 a page):
+// their MemoEdgeSite specs, and the domain of each (the last segment of
+// DistributionWorkflowID).
+func (d DesiredSites) DesiredSites(ctx context.Context) ([]activities.SiteSpec, []string, error) {
 	q := "WorkflowType = 'DistributionWorkflow' AND ExecutionStatus = 'Running'"
 	dc := converter.GetDefaultDataConverter()
 	var out []activities.SiteSpec
+	var running []string
 	var token []byte
 	for {
 		resp, err := d.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 1000, NextPageToken: token})
 		if err != nil {
-			return nil, fmt.Errorf("list distributions: %w", err)
+			return nil, nil, fmt.Errorf("list distributions: %w", err)
 		}
 		for _, ex := range resp.GetExecutions() {
+			id := ex.GetExecution().GetWorkflowId()
+			running = append(running, id[strings.LastIndexByte(id, '/')+1:])
 			p, ok := ex.GetMemo().GetFields()[MemoEdgeSite]
 			if !ok {
 				continue // not applied yet (or recorded before the site table)
 			}
 			var spec activities.SiteSpec
 			if err := dc.FromPayload(p, &spec); err != nil {
-				return nil, fmt.Errorf("memo of %s: %w", ex.GetExecution().GetWorkflowId(), err)
+				return nil, nil, fmt.Errorf("memo of %s: %w", id, err)
 			}
 			out = append(out, spec)
 		}
 		token = resp.GetNextPageToken()
 		if len(token) == 0 {
-			return out, nil
+			return out, running, nil
 		}
 	}
 }

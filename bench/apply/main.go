@@ -92,7 +92,7 @@ func main() {
 	defer stack.Stop()
 	host, port, _ := strings.Cut(stack.OriginAddr, ":")
 	p, _ := strconv.Atoi(port)
-	b := &bench{stack: stack, originHost: host, originPort: p, client: &http.Client{Timeout: 30 * time.Second}}
+	b := &bench{stack: stack, originHost: host, originPort: p, client: &http.Client{Timeout: 2 * time.Minute}}
 	var rows []row
 	for i, n := range ns {
 		r := row{n: n}

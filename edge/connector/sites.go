@@ -233,8 +233,8 @@ func (t *Table) Put(s Site) (PutResult, error) {
 	if had && s.Gen.Less(cur.Gen) {
 		return PutResult{}, nil
 	}
-	if g, ok := t.gone[s.Name]; ok && !g.gen.Less(s.Gen) {
-		return PutResult{}, nil
+	if g, ok := t.gone[s.Name]; ok && s.Gen.Less(g.gen) {
+		return PutResult{}, nil // older than the delete: a late retry
 	}
 	for _, h := range s.Hosts {
 		if owner, ok := t.hosts[h]; ok && owner != s.Name {
