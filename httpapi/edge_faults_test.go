@@ -5,6 +5,7 @@ package httpapi_test
 import (
 	"context"
 	"fmt"
+	"github.com/cdnflow/cdnflow/activities"
 	"strings"
 	"testing"
 	"time"
@@ -63,6 +64,21 @@ func startFaultEdges(t *testing.T, edges int, proxyAdmin bool, configure func(*c
 		if err := worker.Stop(); err != nil {
 			t.Errorf("worker: %v", err)
 		}
+	})
+	// The sync loop's first round is over before a test faults anything.
+	eventually.WithinEvery(t, 60*time.Second, 100*time.Millisecond, func() error {
+		var out struct {
+			Edges []struct {
+				Sync *activities.EdgeSyncReport `json:"sync"`
+			} `json:"edges"`
+		}
+		getJSON(t, env.API.URL+"/v1/edges", &out)
+		for _, e := range out.Edges {
+			if e.Sync == nil {
+				return fmt.Errorf("edge sync round not over")
+			}
+		}
+		return nil
 	})
 	return fe
 }
