@@ -49,7 +49,9 @@ func addWorkflowID(ctx context.Context, id string) {
 
 // workflowIDsInterceptor records into the context's WorkflowIDs every
 // workflow started, signalled with start or updated successfully.
-type workflowIDsInterceptor struct{ interceptor.ClientInterceptorBase }
+type workflowIDsInterceptor struct {
+	interceptor.ClientInterceptorBase
+}
 
 func (*workflowIDsInterceptor) InterceptClient(next interceptor.ClientOutboundInterceptor) interceptor.ClientOutboundInterceptor {
 	return &workflowIDsOutbound{ClientOutboundInterceptorBase: interceptor.ClientOutboundInterceptorBase{Next: next}}
