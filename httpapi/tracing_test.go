@@ -231,7 +231,7 @@ func TestPurgeIsOneTraceFromRequestToEdges(t *testing.T) {
 }
 
 // checkLogs wants the request log line and an activity's log line with
-// the trace id and the job's workflow id.
+// the trace id and the job's workflow id (or a child's of it).
 func checkLogs(t *testing.T, logs *observer.ObservedLogs, traceID, jobID string) {
 	t.Helper()
 	var request, activity bool
@@ -243,7 +243,8 @@ func checkLogs(t *testing.T, logs *observer.ObservedLogs, traceID, jobID string)
 		if ids, ok := f["workflowIds"].([]interface{}); ok && e.Message == "http request" && slices.Contains(ids, any(jobID)) {
 			request = true
 		}
-		if f["workflowId"] == jobID && e.LoggerName == "worker" {
+		// The job's workflow, or one of its children ("<job>/<edge>").
+		if wf, _ := f["workflowId"].(string); (wf == jobID || strings.HasPrefix(wf, jobID+"/")) && e.LoggerName == "worker" {
 			activity = true
 		}
 	}
@@ -269,4 +270,60 @@ func doJSON(t *testing.T, req *http.Request, out any) {
 	if err := json.Unmarshal(data, out); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Issue 15: a prewarm is one trace too, through the job's child workflow
+// per edge: server span → StartWorkflow → RunWorkflow:PrewarmWorkflow →
+// StartChildWorkflow → RunWorkflow:EdgePrewarmWorkflow → the batch
+// activity → one "edge GET" per URL, sent to the edge with the trace's
+// traceparent.
+func TestPrewarmIsOneTraceFromRequestToEdges(t *testing.T) {
+	rec := recordSpans(t)
+	env := testenv.Start(t, testenv.Options{Edges: 1, NoWorker: true})
+	core, logs := observer.New(zapcore.DebugLevel)
+	env = ownProcesses(t, env, zap.New(core))
+
+	header, traceID, callerSpan := traceparent(t)
+	urls := []string{"http://" + domain + "/traced/1.js", "http://" + domain + "/traced/2.js"}
+	id := startPrewarm(t, env, map[string]any{"url_list": urls, "cf_domain": domain, "region": "all"}, map[string]string{"traceparent": header})
+	if st := waitPrewarm(t, env, id); st.Status != "COMPLETED" {
+		t.Fatalf("prewarm = %+v", st)
+	}
+	jobID := workflows.PrewarmWorkflowID(id)
+
+	const server, start, run = "POST /prewarm", "StartWorkflow:PrewarmWorkflow", "RunWorkflow:PrewarmWorkflow"
+	const child, runChild = "StartChildWorkflow:EdgePrewarmWorkflow", "RunWorkflow:EdgePrewarmWorkflow"
+	const startAct, runAct, edgeReq = "StartActivity:PrewarmBatch", "RunActivity:PrewarmBatch", "edge GET"
+	var tr spanTree
+	eventually.Within(t, 30*time.Second, func() error {
+		tr = treeOf(t, rec, traceID)
+		if err := tr.missing(server, start, run, child, runChild, startAct, runAct, edgeReq); err != nil {
+			return err
+		}
+		if n := len(tr.named(edgeReq)); n < len(urls) {
+			return fmt.Errorf("%d edge GET spans, want one per URL (%d)", n, len(urls))
+		}
+		return nil
+	})
+	if srv := tr.named(server); len(srv) != 1 || srv[0].Parent().SpanID() != callerSpan {
+		t.Fatalf("server spans %v: want one, child of the caller's span", srv)
+	}
+	tr.childOf(start, server)
+	tr.childOf(run, start)
+	tr.childOf(child, run)
+	tr.childOf(runChild, child)
+	tr.childOf(startAct, runChild)
+	tr.childOf(runAct, startAct)
+	tr.childOf(edgeReq, runAct)
+	var paths []string
+	for _, s := range tr.named(edgeReq) {
+		paths = append(paths, attr(s, "url.full"))
+	}
+	for _, u := range urls {
+		path := strings.TrimPrefix(u, "http://"+domain)
+		if !slices.ContainsFunc(paths, func(p string) bool { return strings.HasSuffix(p, path) }) {
+			t.Fatalf("edge GET spans %v: none for %s", paths, path)
+		}
+	}
+	checkLogs(t, logs, traceID.String(), jobID)
 }
