@@ -217,7 +217,7 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 	// The rate token (held in Temporal, so the limit holds across API
 	// processes) is taken while the distribution is read: one round trip
 	// in parallel, none added. A request to an unknown domain still counts.
-	scope, every := s.purgeLimit(appKey, purgeType, domain)
+	scope, every := s.purgeLimit(purgeType, domain)
 	limited := make(chan error, 1)
 	go func() { limited <- s.takePurgeToken(ctx, appKey, scope, every) }()
 	dist, err := s.DistributionByDomain(ctx, appKey, domain)

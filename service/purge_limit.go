@@ -22,7 +22,7 @@ import (
 // says the purge API has a usage limit policy and refers to the console
 // guide's "キャッシュ再配布使用量制限"; these intervals are cdnflow's reading of
 // it (docs/nhn.md).
-func (s *Service) purgeLimit(appKey, purgeType, domain string) (scope string, every time.Duration) {
+func (s *Service) purgeLimit(purgeType, domain string) (scope string, every time.Duration) {
 	if purgeType == activities.PurgeAll {
 		return "all/" + domain, s.config.PurgeAllInterval
 	}
