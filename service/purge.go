@@ -220,15 +220,21 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 	scope, every := s.purgeLimit(purgeType, domain)
 	limited := make(chan error, 1)
 	go func() { limited <- s.takePurgeToken(ctx, appKey, scope, every) }()
-	dist, err := s.DistributionByDomain(ctx, appKey, domain)
+	// Under overload (workers behind) the request is refused before the
+	// distribution is read.
+	admitErr := s.admitJob(ctx)
+	var dist activities.DistributionState
+	if admitErr == nil {
+		dist, err = s.DistributionByDomain(ctx, appKey, domain)
+	}
 	if lerr := <-limited; lerr != nil {
 		return res, lerr
 	}
+	if admitErr != nil {
+		return res, fmt.Errorf("%w: %v", ErrRateLimited, admitErr)
+	}
 	if err != nil {
 		return res, err
-	}
-	if err := s.admitJob(ctx); err != nil {
-		return res, fmt.Errorf("%w: %v", ErrRateLimited, err)
 	}
 	edgeIDs := s.inventory.IDs()
 	now := time.Now()
