@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.uber.org/zap"
 
+	"github.com/cdnflow/cdnflow/internal/tracing"
 	"github.com/cdnflow/cdnflow/inventory"
 )
 
@@ -45,7 +46,7 @@ func (a *EdgeCheck) CheckEdge(ctx context.Context, edgeID string) (EdgeHealth, e
 		h.Error = "not in the edge inventory"
 		return h, nil
 	}
-	log := a.Logger.With(zap.String("edgeId", edgeID), zap.String("workflowId", activity.GetInfo(ctx).WorkflowExecution.ID))
+	log := a.Logger.With(zap.String("edgeId", edgeID), zap.String("workflowId", activity.GetInfo(ctx).WorkflowExecution.ID)).With(tracing.LogFields(ctx)...)
 	start := time.Now()
 	var errs []string
 	req, err := http.NewRequestWithContext(ctx, http.MethodHead, "http://"+e.Address+"/", nil)

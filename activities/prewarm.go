@@ -18,6 +18,7 @@ import (
 	"github.com/cdnflow/cdnflow/internal/cachekey"
 	"github.com/cdnflow/cdnflow/internal/metrics"
 	"github.com/cdnflow/cdnflow/internal/payload"
+	"github.com/cdnflow/cdnflow/internal/tracing"
 	"github.com/cdnflow/cdnflow/inventory"
 )
 
@@ -103,7 +104,7 @@ func (a *Prewarm) LoadURLs(ctx context.Context, key string) ([]string, error) {
 // AttemptTimeout; 4xx and uncacheable answers are not retried. Progress is
 // heartbeated, so a retry after a worker crash skips finished pairs.
 func (a *Prewarm) PrewarmBatch(ctx context.Context, in PrewarmBatchInput) (PrewarmBatchResult, error) {
-	log := a.Logger.With(zap.String("workflowId", activity.GetInfo(ctx).WorkflowExecution.ID), zap.String("edgeId", in.EdgeID), zap.Int("chunk", in.Chunk))
+	log := a.Logger.With(zap.String("workflowId", activity.GetInfo(ctx).WorkflowExecution.ID), zap.String("edgeId", in.EdgeID), zap.Int("chunk", in.Chunk)).With(tracing.LogFields(ctx)...)
 	e, urls, err := a.batchInputs(ctx, in)
 	if err != nil {
 		return PrewarmBatchResult{}, err

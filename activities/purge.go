@@ -14,6 +14,7 @@ import (
 	"github.com/cdnflow/cdnflow/edge"
 	"github.com/cdnflow/cdnflow/internal/cachekey"
 	"github.com/cdnflow/cdnflow/internal/metrics"
+	"github.com/cdnflow/cdnflow/internal/tracing"
 	"github.com/cdnflow/cdnflow/inventory"
 )
 
@@ -77,7 +78,7 @@ func (a *Purge) slot(edgeID string) chan struct{} {
 // xkey answered its count. The result says what was checked.
 func (a *Purge) PurgeEdge(ctx context.Context, in PurgeEdgeInput) (PurgeEdgeResult, error) {
 	info := activity.GetInfo(ctx)
-	log := a.Logger.With(zap.String("workflowId", info.WorkflowExecution.ID), zap.String("edgeId", in.EdgeID), zap.Int32("attempt", info.Attempt))
+	log := a.Logger.With(zap.String("workflowId", info.WorkflowExecution.ID), zap.String("edgeId", in.EdgeID), zap.Int32("attempt", info.Attempt)).With(tracing.LogFields(ctx)...)
 	e, ok := a.Inventory.Get(in.EdgeID)
 	if !ok {
 		return PurgeEdgeResult{}, unknownEdge(in.EdgeID)

@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+
 	"github.com/cdnflow/cdnflow/inventory"
 )
 
@@ -71,7 +73,7 @@ func (c *Client) tlsClient(sni string) *http.Client {
 	}
 	tr := c.tls.Clone()
 	tr.TLSClientConfig.ServerName = sni
-	hc := &http.Client{Transport: tr, CheckRedirect: c.plain.CheckRedirect}
+	hc := &http.Client{Transport: traced(tr), CheckRedirect: c.plain.CheckRedirect}
 	c.bySNI[sni] = hc
 	return hc
 }
@@ -119,10 +121,33 @@ func NewClient(opts Options) *Client {
 	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &Client{
 		opts:  opts,
-		plain: &http.Client{Transport: base, CheckRedirect: noRedirect},
+		plain: &http.Client{Transport: traced(base), CheckRedirect: noRedirect},
 		tls:   tlsTransport,
 	}
 }
+
+// traced wraps tr so that every request to an edge is a client span of
+// the caller's context (an activity's, so the job's trace) and carries its
+// traceparent to the edge, which passes it on to the origin on a miss.
+// With tracing off (internal/tracing) the spans are no-ops, and a
+// traceparent is sent only when the job's request came with one.
+func traced(tr *http.Transport) http.RoundTripper {
+	return tracedTransport{
+		RoundTripper: otelhttp.NewTransport(tr, otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
+			return "edge " + r.Method
+		})),
+		base: tr,
+	}
+}
+
+// tracedTransport keeps CloseIdleConnections, which otelhttp's transport
+// does not pass on: tlsClient closes the pools it drops with it.
+type tracedTransport struct {
+	http.RoundTripper
+	base *http.Transport
+}
+
+func (t tracedTransport) CloseIdleConnections() { t.base.CloseIdleConnections() }
 
 // FetchRequest is one GET through an edge.
 type FetchRequest struct {

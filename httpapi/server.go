@@ -11,11 +11,14 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"go.opentelemetry.io/contrib/instrumentation/github.com/labstack/echo/otelecho"
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/metrics"
+	"github.com/cdnflow/cdnflow/internal/temporalclient"
+	"github.com/cdnflow/cdnflow/internal/tracing"
 	"github.com/cdnflow/cdnflow/inventory"
 	"github.com/cdnflow/cdnflow/service"
 )
@@ -44,6 +47,15 @@ func New(d Deps) *Server {
 	e.HidePort = true
 	s := &Server{Echo: e, d: d, service: service.New(service.Deps{Temporal: d.Temporal, Config: d.Config, Inventory: d.Inventory, Logger: d.Logger})}
 	e.HTTPErrorHandler = s.handleError
+	// The server span of each request, the root of a job's trace (or the
+	// child of the caller's traceparent); probes and scrapes are not traced.
+	e.Use(otelecho.Middleware("cdnflow-api", otelecho.WithSkipper(func(c echo.Context) bool {
+		switch c.Path() {
+		case "/healthz", "/readyz", "/metrics":
+			return true
+		}
+		return false
+	})))
 	e.Use(middleware.RequestID())
 	e.Use(s.accessLog)
 	e.Use(middleware.Recover())
@@ -97,6 +109,8 @@ func (s *Server) readyz(c echo.Context) error {
 func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
+		ctx, started := temporalclient.WithWorkflowIDs(c.Request().Context())
+		c.SetRequest(c.Request().WithContext(ctx))
 		err := next(c)
 		if err != nil {
 			c.Error(err)
@@ -109,14 +123,19 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 		} else if rc := c.Response().Header().Get(nhnResultHeader); rc != "" {
 			metrics.APIErrors.WithLabelValues(c.Path(), rc).Inc()
 		}
-		s.d.Logger.Info("http request",
+		fields := append([]zap.Field{
 			zap.String("requestId", c.Response().Header().Get(echo.HeaderXRequestID)),
 			zap.String("method", req.Method),
 			zap.String("route", c.Path()),
 			zap.Int("status", c.Response().Status),
 			zap.Duration("latency", time.Since(start)),
 			zap.String("remote", c.RealIP()),
-		)
+		}, tracing.LogFields(ctx)...)
+		// The jobs the request started or changed (workflow ids).
+		if ids := started.IDs(); len(ids) > 0 {
+			fields = append(fields, zap.Strings("workflowIds", ids))
+		}
+		s.d.Logger.Info("http request", fields...)
 		return nil
 	}
 }

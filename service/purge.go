@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	commonpb "go.temporal.io/api/common/v1"
@@ -186,12 +185,6 @@ func hasControl(s string) bool {
 	return false
 }
 
-// purgeLimiter enforces NHN's per-appKey purge rates in this API process.
-type purgeLimiter struct {
-	mu   sync.Mutex
-	last map[string]time.Time
-}
-
 // seqTimeout bounds the seq reservation of one purge request.
 const seqTimeout = 5 * time.Second
 
@@ -200,19 +193,6 @@ const seqTimeout = 5 * time.Second
 func overloaded(err error) bool {
 	var exhausted *serviceerror.ResourceExhausted
 	return errors.As(err, &exhausted) || timedOut(err)
-}
-
-func (l *purgeLimiter) allow(key string, every time.Duration, now time.Time) bool {
-	if every <= 0 {
-		return true
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if t, ok := l.last[key]; ok && now.Sub(t) < every {
-		return false
-	}
-	l.last[key] = now
-	return true
 }
 
 // StartPurge validates, rate-limits, splits and starts one purge workflow
@@ -234,19 +214,25 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 	if req.Soft && purgeType != activities.PurgeItem && purgeType != activities.PurgeTag {
 		return res, invalid("soft purge applies to ITEM and TAG purges only")
 	}
-	// The rate limit comes before any workflow call, so requests over it
-	// cost nothing (a request to an unknown domain still counts).
-	key, every := appKey+"/items", s.config.PurgeItemInterval
-	if purgeType == activities.PurgeAll {
-		key, every = appKey+"/all/"+domain, s.config.PurgeAllInterval
+	// The rate token (held in Temporal, so the limit holds across API
+	// processes) is taken while the distribution is read: one round trip
+	// in parallel, none added. A request to an unknown domain still counts.
+	scope, every := s.purgeLimit(purgeType, domain)
+	limited := make(chan error, 1)
+	go func() { limited <- s.takePurgeToken(ctx, appKey, scope, every) }()
+	// Under overload (workers behind) the request is refused before the
+	// distribution is read.
+	admitErr := s.admitJob(ctx)
+	var dist activities.DistributionState
+	if admitErr == nil {
+		dist, err = s.DistributionByDomain(ctx, appKey, domain)
 	}
-	if !s.limiter.allow(key, every, time.Now()) {
-		return res, fmt.Errorf("%w: %s purges of this appKey are limited to one per %s", ErrRateLimited, purgeType, every)
+	if lerr := <-limited; lerr != nil {
+		return res, lerr
 	}
-	if err := s.admitJob(ctx); err != nil {
-		return res, fmt.Errorf("%w: %v", ErrRateLimited, err)
+	if admitErr != nil {
+		return res, fmt.Errorf("%w: %v", ErrRateLimited, admitErr)
 	}
-	dist, err := s.DistributionByDomain(ctx, appKey, domain)
 	if err != nil {
 		return res, err
 	}

@@ -3,7 +3,6 @@ package service
 import (
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestSplitPurgeList(t *testing.T) {
@@ -69,20 +68,6 @@ func TestSplitPurgeList(t *testing.T) {
 				t.Errorf("%s sizes %v, want %v", tc.typ, sizes, tc.sizes)
 			}
 		}
-	}
-}
-
-func TestPurgeLimiter(t *testing.T) {
-	l := &purgeLimiter{last: map[string]time.Time{}}
-	now := time.Unix(1000, 0)
-	if !l.allow("k", time.Second, now) || l.allow("k", time.Second, now.Add(500*time.Millisecond)) {
-		t.Fatal("second request within the interval was allowed")
-	}
-	if !l.allow("k", time.Second, now.Add(1100*time.Millisecond)) || !l.allow("other", time.Second, now) {
-		t.Fatal("request after the interval, or of another key, was refused")
-	}
-	if !l.allow("k", 0, now) {
-		t.Fatal("a zero interval must not limit")
 	}
 }
 

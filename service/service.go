@@ -1,20 +1,20 @@
 // Package service is what the HTTP handlers call: it turns validated
 // requests into workflow starts, queries and visibility lookups. Its only
-// state is the admission gate and purge rate limiter of this process;
-// every answer comes from Temporal.
+// state is the admission gate of this process; every answer comes from
+// Temporal, and so do the purge rate limits (purge_limit.go), which hold
+// across API processes.
 package service
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/cdnflow/cdnflow/activities"
-	"time"
 
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
+	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/payload"
 	"github.com/cdnflow/cdnflow/inventory"
@@ -42,21 +42,18 @@ type Service struct {
 	store     payload.Store
 	// gate refuses new jobs while the workers are behind (admission.go).
 	gate *backlogGate
-	// limiter enforces the per-appKey purge rates (purge.go).
-	limiter *purgeLimiter
 	// origins checks origin addresses at create, PUT and PATCH (origin.go).
 	origins *originChecker
 	// reads coalesces status and list reads (readcache.go).
 	reads *reads
 }
 
-// New returns a Service with its own admission gate and purge rate
-// limiter: two Services in one process limit independently.
+// New returns a Service with its own admission gate: two Services admit
+// independently, but share the purge rate limits kept in Temporal.
 func New(d Deps) *Service {
 	return &Service{
 		temporal: d.Temporal, config: d.Config, inventory: d.Inventory, logger: d.Logger, store: d.Store,
-		gate: &backlogGate{}, limiter: &purgeLimiter{last: map[string]time.Time{}}, origins: &originChecker{},
-		reads: newReads(),
+		gate: &backlogGate{}, origins: &originChecker{}, reads: newReads(),
 	}
 }
 

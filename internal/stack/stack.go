@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
@@ -26,6 +27,7 @@ import (
 	"github.com/cdnflow/cdnflow/internal/devtemporal"
 	"github.com/cdnflow/cdnflow/internal/netguard"
 	"github.com/cdnflow/cdnflow/internal/temporalclient"
+	"github.com/cdnflow/cdnflow/internal/tracing"
 	"github.com/cdnflow/cdnflow/inventory"
 	"github.com/cdnflow/cdnflow/workflows"
 )
@@ -84,6 +86,17 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 }
 
 func (s *Stack) start(ctx context.Context, o Options) error {
+	// Tracing first, so it is flushed last (internal/tracing: on when the
+	// OTEL_* environment names an OTLP endpoint).
+	flush, err := tracing.Setup(ctx, serviceName(o), s.logger)
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	s.onStop(func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return flush(ctx)
+	})
 	if s.Inventory == nil {
 		inv, err := LoadInventory(s.Config)
 		if err != nil {
@@ -125,6 +138,18 @@ func (s *Stack) start(ctx context.Context, o Options) error {
 		return s.startAPI(o.APIListener)
 	}
 	return nil
+}
+
+// serviceName is the OpenTelemetry service.name of the process unless
+// OTEL_SERVICE_NAME sets one: cdnflow-api, cdnflow-worker or cdnflow (both).
+func serviceName(o Options) string {
+	switch {
+	case o.NoWorker && !o.NoAPI:
+		return "cdnflow-api"
+	case o.NoAPI && !o.NoWorker:
+		return "cdnflow-worker"
+	}
+	return "cdnflow"
 }
 
 // checkLoopbackOrigins refuses a loopback origin allow-list naming one of

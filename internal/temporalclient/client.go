@@ -15,10 +15,13 @@ import (
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	temporalotel "go.temporal.io/sdk/contrib/opentelemetry"
+	"go.temporal.io/sdk/interceptor"
 	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/metrics"
+	"github.com/cdnflow/cdnflow/internal/tracing"
 )
 
 // Dial connects to cfg.TemporalAddress, retrying while the server starts.
@@ -31,6 +34,15 @@ func Dial(ctx context.Context, cfg config.Config, logger *zap.Logger) (client.Cl
 		// the same /metrics as cdnflow's.
 		MetricsHandler: metrics.SDKHandler(),
 	}
+	// Tracing: the SDK's OpenTelemetry interceptor carries the caller's
+	// span in the headers of every start, signal, update and activity, so
+	// a job is one trace; on the client, it is also the worker's
+	// (internal/tracing).
+	tracer, err := temporalotel.NewTracingInterceptor(temporalotel.TracerOptions{TextMapPropagator: tracing.Propagator})
+	if err != nil {
+		return nil, fmt.Errorf("temporal tracing interceptor: %w", err)
+	}
+	opts.Interceptors = []interceptor.ClientInterceptor{tracer, &workflowIDsInterceptor{}}
 	tlsConf, err := tlsConfig(cfg)
 	if err != nil {
 		return nil, err
