@@ -23,6 +23,7 @@ import (
 	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/edge/varnishd"
 	"github.com/cdnflow/cdnflow/edge/vcl"
+	"github.com/cdnflow/cdnflow/internal/cluster"
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/origin"
 	"github.com/cdnflow/cdnflow/internal/stack"
@@ -36,7 +37,9 @@ type Stack struct {
 	APIURL     string
 	OriginAddr string
 	Dir        string
-	stops      []func()
+	// Cluster is set by StartCluster: every part its own process.
+	Cluster *cluster.Cluster
+	stops   []func()
 }
 
 // Options size the stack.

@@ -3,6 +3,8 @@
 package cluster
 
 import (
+	"os"
+	"strings"
 	"testing"
 
 	"go.temporal.io/server/common/config"
@@ -56,5 +58,23 @@ func TestDynamicConfigValidates(t *testing.T) {
 	typo := dynamicconfig.LoadYamlFile([]byte(renderDynamicConfig(map[string]any{"frontend.rpz": 1})))
 	if len(typo.Errors)+len(typo.Warnings) == 0 {
 		t.Fatal("the loader does not report an unknown key: this test proves nothing")
+	}
+}
+
+// The compose deployment's Temporal runs with the cluster's dynamic config
+// (deployments/compose/temporal-dynamicconfig.yaml, comments aside).
+func TestComposeDynamicConfigIsTheClusters(t *testing.T) {
+	data, err := os.ReadFile("../../deployments/compose/temporal-dynamicconfig.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []string
+	for _, line := range strings.SplitAfter(string(data), "\n") {
+		if !strings.HasPrefix(line, "#") {
+			kept = append(kept, line)
+		}
+	}
+	if got, want := strings.Join(kept, ""), renderDynamicConfig(DynamicConfig); got != want {
+		t.Fatalf("deployments/compose/temporal-dynamicconfig.yaml is not the cluster's dynamic config; want:\n%s", want)
 	}
 }
