@@ -94,15 +94,32 @@ func clusterBench(ctx context.Context, binDir, workerList string, urls, edges, c
 			log.Fatal(err)
 		}
 		list := urlList(domain, fmt.Sprintf("w%d", n), urls)
+		before := historySize(ctx, stack)
 		dur, st, polls := runJob(stack.APIURL, domain, list)
+		after := historySize(ctx, stack)
 		rates[n] = float64(pairs) / dur.Seconds()
-		fmt.Printf("  %d worker(s): %8.0f pairs/s  (%s, %d status polls, status %s)\n", n, rates[n], dur.Round(time.Millisecond), polls, st)
+		fmt.Printf("  %d worker(s): %8.0f pairs/s  (%s, %d status polls, status %s); history written %.1f MiB in %d batches (%.0f B/pair)\n",
+			n, rates[n], dur.Round(time.Millisecond), polls, st, float64(after[1]-before[1])/(1<<20), after[0]-before[0], float64(after[1]-before[1])/float64(pairs))
 	}
 	if len(counts) > 1 {
 		fmt.Printf("  ratio %d workers / %d worker(s): %.2f\n", counts[len(counts)-1], counts[0], rates[counts[len(counts)-1]]/rates[counts[0]])
 	}
 	rawRate, rawDur, rawFailed := raw(ctx, stack, "fresh", domain, urlList(domain, "raw", urls), edges, conc)
 	fmt.Printf("  raw concurrent Go client -> varnishd: %8.0f pairs/s  (%s, %d failed)\n", rawRate, rawDur.Round(time.Millisecond), rawFailed)
+}
+
+// historySize is the Temporal history in PostgreSQL: event batches and
+// bytes (table history_node of the postgres12 schema).
+func historySize(ctx context.Context, stack *harness.Stack) [2]int64 {
+	out, err := stack.Cluster.Query(ctx, "temporal", "SELECT count(*) || ' ' || coalesce(sum(octet_length(data)), 0) FROM history_node")
+	if err != nil {
+		log.Fatal(err)
+	}
+	var n [2]int64
+	if _, err := fmt.Sscan(out, &n[0], &n[1]); err != nil {
+		log.Fatalf("history size %q: %v", out, err)
+	}
+	return n
 }
 
 func urlList(domain, prefix string, n int) []string {

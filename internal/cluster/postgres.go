@@ -3,6 +3,8 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -28,8 +30,39 @@ const (
 // ErrPostgresNotInstalled means initdb/postgres were not found.
 var ErrPostgresNotInstalled = errors.New(`PostgreSQL not found: install it with "sudo apt-get install -y postgresql" (or set --pg-bin-dir)`)
 
-func (c *Cluster) pgData() string   { return filepath.Join(c.opts.Dir, "pgdata") }
-func (c *Cluster) pgSocket() string { return filepath.Join(c.opts.Dir, "pgsock") }
+func (c *Cluster) pgData() string   { return filepath.Join(c.pgHome(), "pgdata") }
+func (c *Cluster) pgSocket() string { return filepath.Join(c.pgHome(), "pgsock") }
+
+// pgHome holds PostgreSQL's data and socket directories: the cluster
+// directory, unless PostgreSQL runs as the postgres user and cannot reach
+// it (a checkout under root's private home): then a directory of the
+// postgres user's own, named after the cluster directory.
+func (c *Cluster) pgHome() string {
+	cred, err := pgCredential()
+	if err != nil || cred == nil || reachable(c.opts.Dir, cred) {
+		return c.opts.Dir
+	}
+	sum := sha256.Sum256([]byte(c.opts.Dir))
+	return filepath.Join("/var/lib/postgresql", "cdnflow-cluster-"+hex.EncodeToString(sum[:6]))
+}
+
+// reachable tells whether the user of cred may traverse every directory
+// from / down to dir (dir itself is made 0755 by prepareDir).
+func reachable(dir string, cred *syscall.Credential) bool {
+	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
+		var st syscall.Stat_t
+		if err := syscall.Stat(d, &st); err != nil {
+			return false
+		}
+		ok := st.Mode&0o001 != 0 || (st.Uid == cred.Uid && st.Mode&0o100 != 0) || (st.Gid == cred.Gid && st.Mode&0o010 != 0)
+		if !ok {
+			return false
+		}
+		if d == "/" || d == "." {
+			return true
+		}
+	}
+}
 
 // pgBin returns the path of a PostgreSQL program.
 func (c *Cluster) pgBin(name string) (string, error) {
@@ -84,7 +117,7 @@ func (c *Cluster) postgresProc() proc {
 	for _, k := range names {
 		argv = append(argv, "-c", k+"="+c.opts.PGSettings[k])
 	}
-	return proc{name: "postgres", argv: argv, cred: cred, ready: c.pgReady}
+	return proc{name: "postgres", argv: argv, cred: cred, dir: c.pgHome(), ready: c.pgReady}
 }
 
 // pgReady asks pg_isready over TCP, as Temporal connects.
@@ -134,7 +167,12 @@ func (c *Cluster) initdb(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, d := range []string{c.pgData(), c.pgSocket()} {
+	dirs := []string{c.pgData(), c.pgSocket()}
+	if home := c.pgHome(); home != c.opts.Dir {
+		c.opts.Logf("%s is out of reach of the postgres user: PostgreSQL's data goes to %s", c.opts.Dir, home)
+		dirs = append([]string{home}, dirs...)
+	}
+	for _, d := range dirs {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("postgres dir: %w", err)
 		}
@@ -171,4 +209,11 @@ func (c *Cluster) psql(ctx context.Context, db, sql string) (string, error) {
 		return "", fmt.Errorf("psql %q: %w: %s", sql, err, strings.TrimSpace(errb.String()))
 	}
 	return strings.TrimSpace(out.String()), nil
+}
+
+// Query runs one SQL statement as the superuser on database db of the
+// cluster's PostgreSQL (e.g. "temporal") and returns the unaligned rows.
+// For benchmarks and diagnostics.
+func (c *Cluster) Query(ctx context.Context, db, sql string) (string, error) {
+	return c.psql(ctx, db, sql)
 }

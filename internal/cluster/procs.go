@@ -25,6 +25,8 @@ type proc struct {
 	cred *syscall.Credential
 	// ready returns nil once the process serves; nil func: started is ready.
 	ready func(ctx context.Context) error
+	// dir is the working directory (default: the cluster directory).
+	dir string
 	// prepare runs before each spawn (files the process reads); nil: none.
 	prepare func() error
 }
@@ -103,6 +105,9 @@ func (c *Cluster) spawn(p proc) error {
 	cmd.Env = append(os.Environ(), p.env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = c.opts.Dir
+	if p.dir != "" {
+		cmd.Dir = p.dir
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: p.cred}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", p.name, err)
