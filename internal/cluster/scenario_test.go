@@ -51,7 +51,8 @@ func (e *env) faultRun(t *testing.T, scenario string, fault func(*testing.T, *ap
 	if st := a.status(a.lastJob); st.Status != "IN_PROGRESS" {
 		t.Fatalf("the prewarm ended (%s) before the fault: the fault must land mid-job", st.Status)
 	}
-	t.Logf("fault %s at %d/%d origin fetches, %s into the job", scenario, fetched.Load(), jobURLs*edgeCount, time.Since(start).Round(time.Millisecond))
+	t.Logf("fault %s at %d/%d origin fetches, %s into the job, %d of %d purge seqs at 100", scenario, fetched.Load(), jobURLs*edgeCount,
+		time.Since(start).Round(time.Millisecond), seqsDone(a.purges(d), seqs), len(seqs))
 	fault(t, a)
 	e.checkPrewarm(t, a, urls, fetched.Load)
 	t.Logf("prewarm of %d pairs done %s after its start", jobURLs*edgeCount, time.Since(start).Round(time.Millisecond))
@@ -115,18 +116,8 @@ func (e *env) checkPrewarm(t *testing.T, a *apiClient, urls []string, originFetc
 // every edge for every path: each must be a MISS.
 func (e *env) checkPurge(t *testing.T, a *apiClient, d string, seqs []int64, paths []string) {
 	t.Helper()
-	mine := map[int64]bool{}
-	for _, s := range seqs {
-		mine[s] = true
-	}
 	waitFor(t, 5*time.Minute, func() error {
-		done := 0
-		for _, p := range a.purges(d) {
-			if mine[p.Seq] && p.Progress == 100 && len(p.PendingEdges) == 0 {
-				done++
-			}
-		}
-		if done != len(seqs) {
+		if done := seqsDone(a.purges(d), seqs); done != len(seqs) {
 			return fmt.Errorf("%d of %d purge seqs at 100", done, len(seqs))
 		}
 		return nil
@@ -139,6 +130,21 @@ func (e *env) checkPurge(t *testing.T, a *apiClient, d string, seqs []int64, pat
 			}
 		}
 	}
+}
+
+// seqsDone counts the seqs of list at 100 with no pending edge.
+func seqsDone(list []purgeItem, seqs []int64) int {
+	mine := map[int64]bool{}
+	for _, s := range seqs {
+		mine[s] = true
+	}
+	done := 0
+	for _, p := range list {
+		if mine[p.Seq] && p.Progress == 100 && len(p.PendingEdges) == 0 {
+			done++
+		}
+	}
+	return done
 }
 
 func waitFor(t *testing.T, within time.Duration, f func() error) {
