@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/cdnflow/cdnflow/deployments"
+	"github.com/cdnflow/cdnflow/edge/varnishd"
 	"github.com/cdnflow/cdnflow/inventory"
 )
 
@@ -207,6 +208,9 @@ func (c *Cluster) UIURL() string {
 // schema, Temporal, the namespace, the UI, the demo origin, the edges with
 // their connectors, the workers, the APIs.
 func (c *Cluster) Up(ctx context.Context) error {
+	if err := c.preflight(); err != nil {
+		return err
+	}
 	if err := c.prepareDir(); err != nil {
 		return err
 	}
@@ -226,6 +230,29 @@ func (c *Cluster) Up(ctx context.Context) error {
 		}
 	}
 	c.opts.Logf("cluster up: Temporal %s, UI %s, APIs %s", c.TemporalAddress(), c.UIURL(), strings.Join(c.APIURLs(), " "))
+	return nil
+}
+
+// preflight checks every program the cluster runs is there before
+// anything starts.
+func (c *Cluster) preflight() error {
+	for _, name := range []string{"cdnflow", "temporal-server", "temporal-sql-tool"} {
+		if _, err := os.Stat(filepath.Join(c.opts.BinDir, name)); err != nil {
+			return fmt.Errorf("%s not found in %s: build the cluster's binaries with `make cluster-bins` (or give --bin-dir)", name, c.opts.BinDir)
+		}
+	}
+	for _, name := range []string{"initdb", "postgres", "pg_isready", "psql"} {
+		p, err := c.pgBin(name)
+		if err != nil {
+			return err
+		}
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("%s: %w", p, ErrPostgresNotInstalled)
+		}
+	}
+	if _, err := varnishd.Binary(); err != nil && len(c.inv.Edges) > 0 {
+		return err
+	}
 	return nil
 }
 

@@ -38,20 +38,37 @@ func (c *Cluster) logFile(name string) string { return filepath.Join(c.opts.Dir,
 func (c *Cluster) LogFile(name string) string { return c.logFile(name) }
 
 // pid returns the pid of the named process when it runs, else 0. A pidfile
-// whose process is gone, a zombie or another program is stale.
+// whose process is gone, a zombie or another program (the pid reused after
+// a reboot) is stale. The pidfile holds the pid, then the program's path.
 func (c *Cluster) pid(name string) int {
 	data, err := os.ReadFile(c.pidFile(name))
 	if err != nil {
 		return 0
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	first, program, _ := strings.Cut(strings.TrimSpace(string(data)), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
 	if err != nil || pid <= 0 {
 		return 0
 	}
-	if !processRuns(pid) {
+	if !processRuns(pid) || (program != "" && !runsProgram(pid, program)) {
 		return 0
 	}
 	return pid
+}
+
+// runsProgram tells whether pid executes program (a binary rebuilt while
+// it runs still counts).
+func runsProgram(pid int, program string) bool {
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return true // not ours to read: trust the pidfile
+	}
+	exe = strings.TrimSuffix(exe, " (deleted)")
+	want, err := filepath.EvalSymlinks(program)
+	if err != nil {
+		want = program
+	}
+	return exe == want || exe == program
 }
 
 // processRuns tells whether pid is a live (not zombie) process.
@@ -115,7 +132,7 @@ func (c *Cluster) spawn(p proc) error {
 	// Reap it when it ends while this process still runs (tests); after
 	// `cluster up` exits, init does.
 	go func() { _ = cmd.Wait() }()
-	if err := os.WriteFile(c.pidFile(p.name), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(c.pidFile(p.name), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"+cmd.Path+"\n"), 0o644); err != nil {
 		return fmt.Errorf("%s pidfile: %w", p.name, err)
 	}
 	return nil
