@@ -224,7 +224,6 @@ func (c *Cluster) Up(ctx context.Context) error {
 		if p.name == "postgres" || p.name == "temporal" {
 			continue
 		}
-		c.opts.Logf("starting %s", p.name)
 		if err := c.start(ctx, p); err != nil {
 			return err
 		}

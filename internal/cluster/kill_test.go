@@ -87,7 +87,7 @@ func TestMain(m *testing.M) {
 // run builds the binaries (unless CDNFLOW_CLUSTER_BIN_DIR names them),
 // brings the cluster up in a fresh directory, runs the tests and takes it
 // down. CDNFLOW_CLUSTER_KEEP=1 keeps the directory (logs) afterwards.
-func run(m *testing.M) (int, error) {
+func run(m *testing.M) (code int, err error) {
 	dir, err := os.MkdirTemp("", "cdnflow-cluster-")
 	if err != nil {
 		return 0, err
@@ -107,6 +107,15 @@ func run(m *testing.M) (int, error) {
 	defer func() {
 		if err := cluster.Down(filepath.Join(dir, "cluster")); err != nil {
 			fmt.Fprintln(os.Stderr, "cluster down:", err)
+		}
+		// Down leaves nothing running.
+		if e != nil && e.c != nil {
+			for name, pid := range e.c.Status() {
+				if pid != 0 {
+					fmt.Fprintf(os.Stderr, "cluster down left %s running (pid %d)\n", name, pid)
+					code = 1
+				}
+			}
 		}
 		if os.Getenv("CDNFLOW_CLUSTER_KEEP") == "" {
 			_ = os.RemoveAll(dir)
@@ -282,6 +291,25 @@ func (e *env) restart(t *testing.T, name string, sig syscall.Signal, down time.D
 	defer cancel()
 	if err := e.c.Start(ctx, name); err != nil {
 		t.Fatalf("restart %s: %v", name, err)
+	}
+}
+
+// Up on a running cluster starts nothing: every process keeps its pid.
+func TestUpIsIdempotent(t *testing.T) {
+	before := shared.c.Status()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := shared.c.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after := shared.c.Status()
+	for name, pid := range before {
+		if pid == 0 || after[name] != pid {
+			t.Errorf("%s: pid %d before the second up, %d after", name, pid, after[name])
+		}
+	}
+	if len(before) != 2+1+2*edgeCount+2+2 {
+		t.Errorf("%d processes, want PostgreSQL, Temporal, UI, %d edges and connectors, 2 workers, 2 APIs: %v", len(before), edgeCount, before)
 	}
 }
 

@@ -142,7 +142,6 @@ func (c *Cluster) upPostgres(ctx context.Context) error {
 	if err := c.initdb(ctx); err != nil {
 		return err
 	}
-	c.opts.Logf("starting postgres on 127.0.0.1:%d", c.opts.PGPort)
 	if err := c.start(ctx, c.postgresProc()); err != nil {
 		return err
 	}

@@ -90,7 +90,10 @@ func processRuns(pid int) bool {
 // records its pid and waits for it to be ready. A process already
 // running is only checked for readiness.
 func (c *Cluster) start(ctx context.Context, p proc) error {
-	if c.pid(p.name) == 0 {
+	if pid := c.pid(p.name); pid != 0 {
+		c.opts.Logf("%s runs (pid %d)", p.name, pid)
+	} else {
+		c.opts.Logf("starting %s", p.name)
 		if p.prepare != nil {
 			if err := p.prepare(); err != nil {
 				return err

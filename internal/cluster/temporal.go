@@ -64,7 +64,6 @@ func (c *Cluster) upTemporal(ctx context.Context) error {
 			return err
 		}
 	}
-	c.opts.Logf("starting temporal on %s", c.TemporalAddress())
 	if err := c.start(ctx, c.temporalProc()); err != nil {
 		return err
 	}
