@@ -95,17 +95,9 @@ func (c *Cluster) sqlTool(ctx context.Context, db string, args ...string) error 
 		"--user", pgUser, "--password", pgPassword, "--database", db}, args...)
 	out, err := exec.CommandContext(ctx, bin, argv...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("temporal-sql-tool %s %s: %w\n%s", db, strings.Join(args, " "), err, tail2(string(out), 15))
+		return fmt.Errorf("temporal-sql-tool %s %s: %w\n%s", db, strings.Join(args, " "), err, lastLines(string(out), 15))
 	}
 	return nil
-}
-
-func tail2(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // registerNamespace registers the namespace unless it exists; the other
