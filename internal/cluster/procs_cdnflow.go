@@ -21,7 +21,9 @@ func (c *Cluster) cdnflow() string { return filepath.Join(c.opts.BinDir, "cdnflo
 
 // serverArgs are the flags every worker and API process shares: the
 // cluster's Temporal, the edge inventory, the payload store and the
-// origin policy.
+// origin policy. Everything else reaches them through the environment
+// they inherit from `cluster up` (CDNFLOW_*, and OTEL_* once tracing
+// lands: HOOK(issue 15, tracing)).
 func (c *Cluster) serverArgs() []string {
 	args := []string{
 		"--temporal-address", c.TemporalAddress(),
