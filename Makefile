@@ -98,6 +98,8 @@ cluster-status:
 	bin/cdnflow cluster status --dir $(CLUSTER_DIR) $(CLUSTER_FLAGS)
 
 # Kill tests on a cluster of its own (temp dir, free ports): build tag
-# cluster, so `go test ./...` does not run them. About 2.5 minutes.
+# cluster, so `go test ./...` does not run them. 3–3.5 minutes wall with
+# warm builds (measured at load 17–23 on 2 cores); the first run also builds
+# the three binaries without -race (the Temporal server module, once).
 test-cluster: cluster-deps cluster-bins
 	CDNFLOW_CLUSTER_BIN_DIR=$(CURDIR)/bin go test -tags cluster -count=1 -timeout 30m -v ./internal/cluster/
