@@ -119,7 +119,7 @@ func TestComposeFile(t *testing.T) {
 	if err := yaml.Unmarshal(data, &c); err != nil {
 		t.Fatalf("compose: %v", err)
 	}
-	for _, s := range []string{"postgresql", "temporal", "temporal-ui", "worker", "api", "edge-1", "edge-2"} {
+	for _, s := range []string{"postgresql", "temporal", "temporal-ui", "worker", "api", "api-2", "edge-1", "edge-2"} {
 		if _, ok := c.Services[s]; !ok {
 			t.Errorf("service %s missing", s)
 		}
@@ -130,7 +130,7 @@ func TestComposeFile(t *testing.T) {
 	if img := c.Services["temporal-ui"].Image; img != "temporalio/ui:"+moduleVersion(t, "github.com/temporalio/ui-server/v2") {
 		t.Errorf("ui image %s does not match the embedded UI version", img)
 	}
-	for _, name := range []string{"worker", "api"} {
+	for _, name := range []string{"worker", "api", "api-2"} {
 		s := c.Services[name]
 		checkArgs(t, "compose "+name, s.Command, flags)
 		checkEnv(t, "compose "+name, s.Environment, envs)
@@ -146,9 +146,11 @@ func TestComposeFile(t *testing.T) {
 			}
 		}
 	}
-	api := c.Services["api"]
-	if !contains(api.Command, ":8080") || !contains(api.Ports, "8080:8080") {
-		t.Errorf("api listens on %v but publishes %v", api.Command, api.Ports)
+	for name, port := range map[string]string{"api": "8080:8080", "api-2": "8081:8080"} {
+		api := c.Services[name]
+		if !contains(api.Command, ":8080") || !contains(api.Ports, port) {
+			t.Errorf("%s listens on %v but publishes %v", name, api.Command, api.Ports)
+		}
 	}
 	inv, err := inventory.Load("compose/edges.yaml")
 	if err != nil {

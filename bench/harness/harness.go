@@ -24,6 +24,7 @@ import (
 	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/edge/varnishd"
 	"github.com/cdnflow/cdnflow/edge/vcl"
+	"github.com/cdnflow/cdnflow/internal/cluster"
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/origin"
 	"github.com/cdnflow/cdnflow/internal/stack"
@@ -37,9 +38,12 @@ type Stack struct {
 	APIURL     string
 	OriginAddr string
 	Dir        string
-	// Temporal is the stack's own client (the API and worker share it).
+	// Temporal is the stack's own client (the API and worker share it);
+	// nil on a cluster.
 	Temporal client.Client
-	stops    []func()
+	// Cluster is set by StartCluster: every part its own process.
+	Cluster *cluster.Cluster
+	stops   []func()
 }
 
 // Options size the stack.

@@ -4,6 +4,13 @@
 // plain concurrent Go HTTP client. It prints pairs/s for both and the ratio.
 //
 //	go run ./bench/prewarm -urls 20000 -edges 4
+//
+// With -cluster BINDIR it runs against a local cluster (internal/cluster:
+// Temporal on PostgreSQL, each worker and the API its own process; `make
+// cluster-bins` builds BINDIR=bin) once per worker count of -workers, with
+// fresh URLs each time, and prints the scale-out ratio.
+//
+//	go run ./bench/prewarm -cluster bin -workers 1,2 -urls 20000 -edges 4
 package main
 
 import (
@@ -17,6 +24,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,9 +37,15 @@ func main() {
 	urls := flag.Int("urls", 20000, "URLs per job")
 	edges := flag.Int("edges", 4, "edges")
 	conc := flag.Int("concurrency", 32, "GETs in flight per chunk activity (cdnflow) and per edge (raw: 2x this)")
+	binDir := flag.String("cluster", "", "run against a local cluster whose binaries are in this directory (make cluster-bins: bin)")
+	workers := flag.String("workers", "1,2", "with -cluster: worker counts to measure, one job each")
 	flag.Parse()
 	ctx := context.Background()
 	domain := "bench.example.com"
+	if *binDir != "" {
+		clusterBench(ctx, *binDir, *workers, *urls, *edges, *conc, domain)
+		return
+	}
 
 	stack, err := harness.Start(ctx, harness.Options{Edges: *edges, Configure: func(c *config.Config) {
 		c.PrewarmConcurrency = *conc
@@ -39,14 +54,105 @@ func main() {
 		log.Fatal(err)
 	}
 	defer stack.Stop()
-	list := make([]string, *urls)
-	for i := range list {
-		list[i] = fmt.Sprintf("http://%s/assets/%d/file-%d.js", domain, i%100, i)
-	}
-	body, _ := json.Marshal(map[string]any{"url_list": list, "cf_domain": domain, "target_type": "region", "region": "all", "timeout": 3600})
+	list := urlList(domain, "assets", *urls)
+	cdnflowDur, st, polls := runJob(stack.APIURL, domain, list)
+	pairs := *urls * *edges
+	cdnflowRate := float64(pairs) / cdnflowDur.Seconds()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	rawRate, rawDur, rawFailed := raw(ctx, stack, "fresh", domain, list, *edges, *conc)
 
+	fmt.Printf("prewarm benchmark: %d URLs x %d edges = %d pairs (GOMAXPROCS %d)\n", *urls, *edges, pairs, runtime.GOMAXPROCS(0))
+	fmt.Printf("  cdnflow (API -> Temporal -> worker -> varnishd): %8.0f pairs/s  (%s, %d status polls, status %s)\n", cdnflowRate, cdnflowDur.Round(time.Millisecond), polls, st)
+	fmt.Printf("  raw concurrent Go client -> varnishd:            %8.0f pairs/s  (%s, %d failed)\n", rawRate, rawDur.Round(time.Millisecond), rawFailed)
+	fmt.Printf("  ratio cdnflow/raw: %.2f\n", cdnflowRate/rawRate)
+	fmt.Printf("  process heap in use after the job: %d MiB; peak RSS %s (worker, API and embedded Temporal share this process)\n", ms.HeapInuse>>20, peakRSS())
+}
+
+// clusterBench measures one job per worker count on a local cluster.
+func clusterBench(ctx context.Context, binDir, workerList string, urls, edges, conc int, domain string) {
+	var counts []int
+	for _, w := range strings.Split(workerList, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(w))
+		if err != nil || n < 1 {
+			log.Fatalf("-workers %q: want counts like 1,2", workerList)
+		}
+		counts = append(counts, n)
+	}
+	most := slices.Max(counts)
+	stack, err := harness.StartCluster(ctx, harness.ClusterOptions{Edges: edges, Workers: most, BinDir: binDir,
+		ServerArgs: []string{"--prewarm-concurrency", strconv.Itoa(conc), "--max-backlog", "0", "--log-level", "warn"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer stack.Stop()
+	pairs := urls * edges
+	fmt.Printf("prewarm benchmark on a local cluster (Temporal on PostgreSQL, processes apart): %d URLs x %d edges = %d pairs (%d CPUs)\n", urls, edges, pairs, runtime.NumCPU())
+	rates := map[int]float64{}
+	for _, n := range counts {
+		if err := stack.SetWorkers(ctx, n); err != nil {
+			log.Fatal(err)
+		}
+		list := urlList(domain, fmt.Sprintf("w%d", n), urls)
+		before := historySize(ctx, stack)
+		dur, st, polls := runJob(stack.APIURL, domain, list)
+		after := historySize(ctx, stack)
+		rates[n] = float64(pairs) / dur.Seconds()
+		fmt.Printf("  %d worker(s): %8.0f pairs/s  (%s, %d status polls, status %s); history written %.1f MiB in %d batches (%.0f B/pair)\n",
+			n, rates[n], dur.Round(time.Millisecond), polls, st, float64(after[1]-before[1])/(1<<20), after[0]-before[0], float64(after[1]-before[1])/float64(pairs))
+	}
+	if len(counts) > 1 {
+		fmt.Printf("  ratio %d workers / %d worker(s): %.2f\n", counts[len(counts)-1], counts[0], rates[counts[len(counts)-1]]/rates[counts[0]])
+	}
+	rawRate, rawDur, rawFailed := raw(ctx, stack, "fresh", domain, urlList(domain, "raw", urls), edges, conc)
+	fmt.Printf("  raw concurrent Go client -> varnishd: %8.0f pairs/s  (%s, %d failed)\n", rawRate, rawDur.Round(time.Millisecond), rawFailed)
+}
+
+// historySize is the Temporal history in PostgreSQL: event batches and
+// bytes (table history_node of the postgres12 schema).
+func historySize(ctx context.Context, stack *harness.Stack) [2]int64 {
+	out, err := stack.Cluster.Query(ctx, "temporal", "SELECT count(*) || ' ' || coalesce(sum(octet_length(data)), 0) FROM history_node")
+	if err != nil {
+		log.Fatal(err)
+	}
+	var n [2]int64
+	if _, err := fmt.Sscan(out, &n[0], &n[1]); err != nil {
+		log.Fatalf("history size %q: %v", out, err)
+	}
+	return n
+}
+
+func urlList(domain, prefix string, n int) []string {
+	list := make([]string, n)
+	for i := range list {
+		list[i] = fmt.Sprintf("http://%s/%s/%d/file-%d.js", domain, prefix, i%100, i)
+	}
+	return list
+}
+
+// raw sends the same pairs to fresh edges with a plain client.
+func raw(ctx context.Context, stack *harness.Stack, name, domain string, list []string, edges, conc int) (float64, time.Duration, int64) {
+	fresh, procs, err := harness.StartEdges(ctx, filepath.Join(stack.Dir, name), "RAW", edges, stack.OriginAddr)
+	for _, p := range procs {
+		defer p.Stop(context.Background())
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+	paths := make([]string, len(list))
+	for i, u := range list {
+		paths[i] = strings.TrimPrefix(u, "http://"+domain)
+	}
+	rawDur, rawFailed := harness.Raw(fresh, http.MethodGet, domain, paths, 2*conc)
+	return float64(len(list)*edges) / rawDur.Seconds(), rawDur, rawFailed
+}
+
+// runJob runs one prewarm through the API to its end: elapsed time, final
+// status, status polls. A job that does not complete cleanly is fatal.
+func runJob(apiURL, domain string, list []string) (time.Duration, string, int) {
+	body, _ := json.Marshal(map[string]any{"url_list": list, "cf_domain": domain, "target_type": "region", "region": "all", "timeout": 3600})
 	start := time.Now()
-	resp, err := http.Post(stack.APIURL+"/prewarm", "application/json", bytes.NewReader(body))
+	resp, err := http.Post(apiURL+"/prewarm", "application/json", bytes.NewReader(body))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -62,7 +168,7 @@ func main() {
 	}
 	polls := 0
 	for {
-		r, err := http.Get(stack.APIURL + "/status?requestID=" + started.RequestID + "&pageSize=1")
+		r, err := http.Get(apiURL + "/status?requestID=" + started.RequestID + "&pageSize=1")
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -74,35 +180,11 @@ func main() {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	cdnflowDur := time.Since(start)
+	dur := time.Since(start)
 	if st.Status != "COMPLETED" || st.Failed != 0 {
 		log.Fatalf("prewarm ended %s with %d failed", st.Status, st.Failed)
 	}
-	pairs := *urls * *edges
-	cdnflowRate := float64(pairs) / cdnflowDur.Seconds()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-
-	// The raw limit: fresh edges, same origin, a plain client, same pairs.
-	fresh, procs, err := harness.StartEdges(ctx, filepath.Join(stack.Dir, "fresh"), "RAW", *edges, stack.OriginAddr)
-	for _, p := range procs {
-		defer p.Stop(context.Background())
-	}
-	if err != nil {
-		log.Fatal(err)
-	}
-	paths := make([]string, len(list))
-	for i, u := range list {
-		paths[i] = strings.TrimPrefix(u, "http://"+domain)
-	}
-	rawDur, rawFailed := harness.Raw(fresh, http.MethodGet, domain, paths, 2**conc)
-	rawRate := float64(pairs) / rawDur.Seconds()
-
-	fmt.Printf("prewarm benchmark: %d URLs x %d edges = %d pairs (GOMAXPROCS %d)\n", *urls, *edges, pairs, runtime.GOMAXPROCS(0))
-	fmt.Printf("  cdnflow (API -> Temporal -> worker -> varnishd): %8.0f pairs/s  (%s, %d status polls, status %s)\n", cdnflowRate, cdnflowDur.Round(time.Millisecond), polls, st.Status)
-	fmt.Printf("  raw concurrent Go client -> varnishd:            %8.0f pairs/s  (%s, %d failed)\n", rawRate, rawDur.Round(time.Millisecond), rawFailed)
-	fmt.Printf("  ratio cdnflow/raw: %.2f\n", cdnflowRate/rawRate)
-	fmt.Printf("  process heap in use after the job: %d MiB; peak RSS %s (worker, API and embedded Temporal share this process)\n", ms.HeapInuse>>20, peakRSS())
+	return dur, st.Status, polls
 }
 
 // peakRSS reads the process's high-water resident set size (Linux).

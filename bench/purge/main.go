@@ -16,6 +16,12 @@
 // (bench/harness.StartStandIns), so a fleet of hundreds fits two cores:
 //
 //	go run ./bench/purge -edges 200 -paths 1000
+//
+// With -cluster BINDIR both run against a local cluster (internal/cluster:
+// Temporal on PostgreSQL, workers and API each their own process; `make
+// cluster-bins` builds BINDIR=bin), once per worker count of -workers.
+//
+//	go run ./bench/purge -cluster bin -workers 1,2 -edges 10 -paths 10000
 package main
 
 import (
@@ -28,7 +34,9 @@ import (
 	"log"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,17 +55,72 @@ func main() {
 	iterations := flag.Int("iterations", 50, "single-URL purges to time")
 	paths := flag.Int("paths", 10000, "paths in the large purge")
 	standIns := flag.Bool("standins", false, "Go stand-in edges instead of varnishd (always above 20 edges)")
+	binDir := flag.String("cluster", "", "run against a local cluster whose binaries are in this directory (make cluster-bins: bin)")
+	workers := flag.String("workers", "1,2", "with -cluster: worker counts to measure")
 	flag.Parse()
 	*standIns = *standIns || *edges > 20
 	ctx := context.Background()
-	stack, err := harness.Start(ctx, harness.Options{Edges: *edges, StandIns: *standIns, Configure: func(c *config.Config) {
-		c.AppKeys = map[string]string{appKey: secret}
-		c.PurgeItemInterval = 0 // the benchmark measures latency, not NHN's rate limit
-	}})
+	stack, counts := start(ctx, *binDir, *workers, *edges, *standIns)
+	defer stack.Stop()
+	domain := openDistribution(stack)
+	var rawDur time.Duration
+	for _, n := range counts {
+		if stack.Cluster != nil {
+			if err := stack.SetWorkers(ctx, n); err != nil {
+				log.Fatal(err)
+			}
+			fmt.Printf("purge benchmark on a local cluster, %d worker(s), %d edges\n", n, *edges)
+		} else if *standIns {
+			fmt.Printf("purge benchmark: %d Go stand-in edges\n", *edges)
+		} else {
+			fmt.Printf("purge benchmark: %d varnishd edges\n", *edges)
+		}
+		lat, single, seqs, cdnflowDur := measure(stack, domain, fmt.Sprintf("w%d", n), *iterations, *paths)
+		if rawDur == 0 {
+			rawDur = rawPurge(ctx, stack, domain, *edges, *paths, *standIns)
+		}
+		units := float64(*paths * *edges)
+		fmt.Printf("  single-URL ITEM purge, API call to progress 100 (%d runs): p50 %s  p99 %s  max %s\n",
+			len(lat), pct(lat, 0.50), pct(lat, 0.99), lat[len(lat)-1].Round(time.Millisecond))
+		fmt.Printf("  %d-path purge (%d seqs): cdnflow %s = %.0f edge-paths/s; raw PURGEs %s = %.0f edge-paths/s; ratio %.2f\n",
+			*paths, seqs, cdnflowDur.Round(time.Millisecond), units/cdnflowDur.Seconds(),
+			rawDur.Round(time.Millisecond), units/rawDur.Seconds(), rawDur.Seconds()/cdnflowDur.Seconds())
+		if stack.Temporal != nil {
+			fmt.Printf("  Temporal cost per single-URL purge (%d histories): %s\n", len(single), historyCost(ctx, stack, single))
+		}
+	}
+}
+
+// start brings up the in-process stack, or a local cluster with the most
+// workers of workerList (then the counts to measure).
+func start(ctx context.Context, binDir, workerList string, edges int, standIns bool) (*harness.Stack, []int) {
+	if binDir == "" {
+		stack, err := harness.Start(ctx, harness.Options{Edges: edges, StandIns: standIns, Configure: func(c *config.Config) {
+			c.AppKeys = map[string]string{appKey: secret}
+			c.PurgeItemInterval = 0 // the benchmark measures latency, not NHN's rate limit
+		}})
+		if err != nil {
+			log.Fatal(err)
+		}
+		return stack, []int{0}
+	}
+	var counts []int
+	for _, w := range strings.Split(workerList, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(w))
+		if err != nil || n < 1 {
+			log.Fatalf("-workers %q: want counts like 1,2", workerList)
+		}
+		counts = append(counts, n)
+	}
+	stack, err := harness.StartCluster(ctx, harness.ClusterOptions{Edges: edges, Workers: slices.Max(counts), BinDir: binDir,
+		ServerArgs: []string{"--app-keys", appKey + ":" + secret, "--purge-item-interval", "0s", "--max-backlog", "0", "--log-level", "warn"}})
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer stack.Stop()
+	return stack, counts
+}
+
+func openDistribution(stack *harness.Stack) string {
 	host, port, _ := strings.Cut(stack.OriginAddr, ":")
 	var created struct {
 		Distributions []struct{ Domain string }
@@ -75,61 +138,54 @@ func main() {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	return domain
+}
 
+// measure times single-URL purges (API call to progress 100) and one large
+// purge; prefix keeps each run's paths apart.
+func measure(stack *harness.Stack, domain, prefix string, iterations, paths int) ([]time.Duration, []int64, int, time.Duration) {
 	// 1. latency of one ITEM purge on every edge.
-	lat, seqs := singleURLPurges(stack, domain, *iterations)
-	cost := historyCost(ctx, stack, seqs)
+	var lat []time.Duration
+	var single []int64
+	for i := 0; i < iterations; i++ {
+		start := time.Now()
+		var pr struct{ PurgeSeq int64 }
+		call(stack, "POST", "/purges", map[string]any{"domain": domain, "purgeType": "ITEM", "purgeList": fmt.Sprintf("/single/%s/%d.js", prefix, i)}, &pr)
+		waitDone(stack, domain, []int64{pr.PurgeSeq}, 5*time.Millisecond)
+		lat = append(lat, time.Since(start))
+		single = append(single, pr.PurgeSeq)
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 
 	// 2. a large purge against the raw rate of the same PURGEs.
-	list := make([]string, *paths)
-	for i := range list {
-		list[i] = fmt.Sprintf("/big/%d/asset-%d.css", i%50, i)
-	}
+	list := bigList(prefix, paths)
 	start := time.Now()
 	var pr struct{ PurgeSeqs []int64 }
 	call(stack, "POST", "/purges", map[string]any{"domain": domain, "purgeType": "ITEM", "purgeList": strings.Join(list, "\n")}, &pr)
 	waitDone(stack, domain, pr.PurgeSeqs, 100*time.Millisecond)
-	cdnflowDur := time.Since(start)
+	return lat, single, len(pr.PurgeSeqs), time.Since(start)
+}
 
-	fresh, stopRaw, err := rawEdges(ctx, stack, *edges, *standIns)
+func bigList(prefix string, n int) []string {
+	list := make([]string, n)
+	for i := range list {
+		list[i] = fmt.Sprintf("/big/%s/%d/asset-%d.css", prefix, i%50, i)
+	}
+	return list
+}
+
+// rawPurge sends the same PURGEs straight to fresh edges.
+func rawPurge(ctx context.Context, stack *harness.Stack, domain string, edges, paths int, standIns bool) time.Duration {
+	fresh, stopRaw, err := rawEdges(ctx, stack, edges, standIns)
 	defer stopRaw()
 	if err != nil {
 		log.Fatal(err)
 	}
-	rawDur, rawFailed := harness.Raw(fresh, "PURGE", domain, list, 16)
+	rawDur, rawFailed := harness.Raw(fresh, "PURGE", domain, bigList("raw", paths), 16)
 	if rawFailed > 0 {
 		log.Printf("raw purge: %d failed", rawFailed)
 	}
-	units := float64(*paths * *edges)
-	kind := "varnishd"
-	if *standIns {
-		kind = "Go stand-in"
-	}
-	fmt.Printf("purge benchmark: %d %s edges\n", *edges, kind)
-	fmt.Printf("  single-URL ITEM purge, API call to progress 100 (%d runs): p50 %s  p99 %s  max %s\n",
-		len(lat), pct(lat, 0.50), pct(lat, 0.99), lat[len(lat)-1].Round(time.Millisecond))
-	fmt.Printf("  %d-path purge (%d seqs): cdnflow %s = %.0f edge-paths/s; raw PURGEs %s = %.0f edge-paths/s; ratio %.2f\n",
-		*paths, len(pr.PurgeSeqs), cdnflowDur.Round(time.Millisecond), units/cdnflowDur.Seconds(),
-		rawDur.Round(time.Millisecond), units/rawDur.Seconds(), rawDur.Seconds()/cdnflowDur.Seconds())
-	fmt.Printf("  Temporal cost per single-URL purge (%d histories): %s\n", len(seqs), cost)
-}
-
-// singleURLPurges times n one-path ITEM purges, from the API call until
-// the purge list shows progress 100, and returns the latencies (sorted)
-// and the seqs.
-func singleURLPurges(stack *harness.Stack, domain string, n int) ([]time.Duration, []int64) {
-	var lat []time.Duration
-	var seqs []int64
-	for i := 0; i < n; i++ {
-		start := time.Now()
-		var pr struct{ PurgeSeq int64 }
-		call(stack, "POST", "/purges", map[string]any{"domain": domain, "purgeType": "ITEM", "purgeList": fmt.Sprintf("/single/%d.js", i)}, &pr)
-		waitDone(stack, domain, []int64{pr.PurgeSeq}, 5*time.Millisecond)
-		lat = append(lat, time.Since(start))
-		seqs = append(seqs, pr.PurgeSeq)
-	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	return lat, seqs
+	return rawDur
 }
 
 // rawEdges starts fresh edges of the same kind for the raw comparison.

@@ -27,6 +27,8 @@ Usage:
   cdnflow worker   [flags]   Temporal worker against --temporal-address
   cdnflow api      [flags]   HTTP API against --temporal-address
   cdnflow connector [flags]  origin connector beside one Varnish edge (its only backend)
+  cdnflow cluster up|down|status   local scale-out cluster: PostgreSQL, Temporal server, Web UI,
+                             edges, 2 workers, 2 APIs, each its own process (make cluster-up)
   cdnflow prewarm  [flags]   start a prewarm through the API (--wait follows it; exit 0/2/3/4)
   cdnflow purge    [flags]   start an NHN purge through the API (--wait follows every seq)
   cdnflow status   ID        prewarm status (--wait, --json)
@@ -52,6 +54,8 @@ func main() {
 		err = runServer(ctx, cmd, args)
 	case "connector":
 		err = runConnector(ctx, args)
+	case "cluster":
+		err = runCluster(ctx, args)
 	case "prewarm":
 		os.Exit(starter.Prewarm(ctx, starter.StdIO(), args))
 	case "purge":

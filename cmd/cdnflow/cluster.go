@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	uiserver "github.com/temporalio/ui-server/v2/server"
+	uiconfig "github.com/temporalio/ui-server/v2/server/config"
+	uiserveroptions "github.com/temporalio/ui-server/v2/server/server_options"
+
+	"github.com/cdnflow/cdnflow/internal/cluster"
+	"github.com/cdnflow/cdnflow/internal/origin"
+	"github.com/cdnflow/cdnflow/inventory"
+)
+
+const clusterUsage = `cdnflow cluster — a local scale-out cluster, every part its own process
+
+  cdnflow cluster up     [flags]   start what is not running (PostgreSQL, Temporal, Web UI,
+                                   demo origin, edges + connectors, workers, APIs); idempotent
+  cdnflow cluster down   [--dir]   stop everything (data stays in --dir)
+  cdnflow cluster status [--dir]   pid of each process (0: not running)
+  cdnflow cluster ui     [flags]   the Temporal Web UI process (started by up)
+  cdnflow cluster origin [flags]   the demo origin process (started by up)
+`
+
+// runCluster is `cdnflow cluster ...` (internal/cluster).
+func runCluster(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, clusterUsage)
+		return errors.New("cluster needs a command")
+	}
+	switch args[0] {
+	case "up", "status":
+		c, err := clusterFromFlags(args[0], args[1:])
+		if err != nil || c == nil {
+			return err
+		}
+		if args[0] == "status" {
+			printStatus(c)
+			return nil
+		}
+		return c.Up(ctx)
+	case "down":
+		fs := flag.NewFlagSet("cdnflow cluster down", flag.ContinueOnError)
+		dir := fs.String("dir", ".cluster", "cluster directory")
+		if err := fs.Parse(args[1:]); err != nil {
+			return ignoreHelp(err)
+		}
+		return cluster.Down(*dir)
+	case "ui":
+		return runClusterUI(ctx, args[1:])
+	case "origin":
+		return runClusterOrigin(ctx, args[1:])
+	case "-h", "--help", "help":
+		fmt.Print(clusterUsage)
+		return nil
+	}
+	return fmt.Errorf("unknown cluster command %q\n\n%s", args[0], clusterUsage)
+}
+
+func ignoreHelp(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return err
+}
+
+// clusterFromFlags parses the flags of `cluster up|status`; nil, nil
+// after -h.
+func clusterFromFlags(cmd string, args []string) (*cluster.Cluster, error) {
+	fs := flag.NewFlagSet("cdnflow cluster "+cmd, flag.ContinueOnError)
+	var o cluster.Options
+	fs.StringVar(&o.Dir, "dir", ".cluster", "cluster directory: pidfiles, logs, PostgreSQL data, Temporal config, edge work dirs")
+	fs.StringVar(&o.BinDir, "bin-dir", "", "directory of cdnflow, temporal-server and temporal-sql-tool (default: this binary's)")
+	fs.StringVar(&o.PostgresBinDir, "pg-bin-dir", "", "directory of initdb/postgres/psql (default: newest /usr/lib/postgresql/*/bin, then $PATH)")
+	fs.IntVar(&o.PGPort, "pg-port", 15432, "PostgreSQL port on 127.0.0.1")
+	fs.IntVar(&o.TemporalPort, "temporal-port", 7233, "Temporal frontend gRPC port; the server's other services take the next eight ports")
+	fs.IntVar(&o.UIPort, "ui-port", 8233, "Temporal Web UI port (-1: no UI)")
+	apis := fs.String("api-addrs", "127.0.0.1:8080,127.0.0.1:8081", "listen addresses of the API processes, one process each")
+	workers := fs.Int("workers", 2, "worker processes; worker i serves /metrics on 127.0.0.1:9090+i")
+	edges := fs.String("edges", "", "edge inventory file (default: the dev inventory, secrets under --dir)")
+	fs.StringVar(&o.DefaultOrigin, "default-origin", "127.0.0.1:8090", "host:port edges fetch from for hosts without a distribution")
+	demo := fs.Bool("demo-origin", true, "run the demo origin on --default-origin")
+	allow := fs.String("origin-allow-loopback", "", "comma-separated loopback origins admitted (the demo origin's port is added)")
+	if err := fs.Parse(args); err != nil {
+		return nil, ignoreHelp(err)
+	}
+	o.DemoOrigin = *demo
+	o.APIAddrs = splitList(*apis)
+	o.OriginAllowLoopback = splitList(*allow)
+	for i := 1; i <= *workers; i++ {
+		o.WorkerMetricsAddrs = append(o.WorkerMetricsAddrs, "127.0.0.1:"+strconv.Itoa(9090+i))
+	}
+	if *workers == 0 {
+		o.WorkerMetricsAddrs = []string{}
+	}
+	if *edges != "" {
+		inv, err := inventory.Load(*edges)
+		if err != nil {
+			return nil, err
+		}
+		o.Edges = inv.Edges
+	}
+	o.Logf = func(format string, a ...any) { fmt.Fprintf(os.Stderr, "cluster: "+format+"\n", a...) }
+	return cluster.New(o)
+}
+
+func splitList(s string) []string {
+	out := []string{}
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func printStatus(c *cluster.Cluster) {
+	st := c.Status()
+	names := make([]string, 0, len(st))
+	for n := range st {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Printf("%-24s %d\n", n, st[n])
+	}
+}
+
+// runClusterUI serves the Temporal Web UI (the ui-server module `cdnflow
+// dev` embeds) against --temporal-address until ctx ends.
+func runClusterUI(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("cdnflow cluster ui", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:8233", "listen address")
+	addr := fs.String("temporal-address", "127.0.0.1:7233", "Temporal frontend host:port")
+	ns := fs.String("namespace", "default", "namespace shown first")
+	if err := fs.Parse(args); err != nil {
+		return ignoreHelp(err)
+	}
+	host, portStr, err := net.SplitHostPort(*listen)
+	if err != nil {
+		return fmt.Errorf("ui --listen: %w", err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return fmt.Errorf("ui --listen port: %w", err)
+	}
+	ui := uiserver.NewServer(uiserveroptions.WithConfigProvider(&uiconfig.Config{
+		Host: host, Port: port, TemporalGRPCAddress: *addr, EnableUI: true, DefaultNamespace: *ns,
+		CORS: uiconfig.CORS{CookieInsecure: true}, HideLogs: true, DisableNewsFetch: true,
+	}))
+	errc := make(chan error, 1)
+	go func() { errc <- ui.Start() }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("temporal web ui: %w", err)
+	case <-ctx.Done():
+		ui.Stop()
+		return nil
+	}
+}
+
+// runClusterOrigin serves the demo origin (internal/origin) until ctx ends.
+func runClusterOrigin(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("cdnflow cluster origin", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:8090", "listen address")
+	if err := fs.Parse(args); err != nil {
+		return ignoreHelp(err)
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("demo origin: %w", err)
+	}
+	hs := &http.Server{Handler: &origin.Handler{}, ReadHeaderTimeout: 5 * time.Second}
+	go func() { <-ctx.Done(); _ = hs.Close() }()
+	if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("demo origin: %w", err)
+	}
+	return nil
+}
