@@ -37,7 +37,10 @@ type Options struct {
 
 // Client is safe for concurrent use; share one per process.
 type Client struct {
-	opts  Options
+	opts Options
+	// base is the plain-HTTP transport every per-edge transport is cloned
+	// from (then traced).
+	base  *http.Transport
 	plain *http.Client
 	tls   *http.Transport
 
@@ -89,7 +92,7 @@ func (c *Client) edgeClient(addr string) *http.Client {
 	if c.edges.Load() >= maxEdgeClients {
 		return c.plain
 	}
-	hc := &http.Client{Transport: c.plain.Transport.(*http.Transport).Clone(), CheckRedirect: c.plain.CheckRedirect}
+	hc := &http.Client{Transport: traced(c.base.Clone()), CheckRedirect: c.plain.CheckRedirect}
 	got, loaded := c.byEdge.LoadOrStore(addr, hc)
 	if !loaded {
 		c.edges.Add(1)
@@ -121,6 +124,7 @@ func NewClient(opts Options) *Client {
 	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &Client{
 		opts:  opts,
+		base:  base,
 		plain: &http.Client{Transport: traced(base), CheckRedirect: noRedirect},
 		tls:   tlsTransport,
 	}
