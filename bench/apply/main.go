@@ -19,7 +19,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -291,33 +290,7 @@ func (b *bench) sitesPerEdge() []int {
 }
 
 func (b *bench) call(method, path string, body any, out any) {
-	var rdr io.Reader
-	if body != nil {
-		data, _ := json.Marshal(body)
-		rdr = bytes.NewReader(data)
-	}
-	req, _ := http.NewRequest(method, b.stack.APIURL+"/v1.5/appKeys/"+appKey+path, rdr)
-	req.Header.Set("Authorization", secret)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := b.client.Do(req)
-	if err != nil {
-		log.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	var h struct {
-		Header struct {
-			IsSuccessful  bool
-			ResultMessage string
-		}
-	}
-	_ = json.Unmarshal(data, &h)
-	if !h.Header.IsSuccessful {
-		log.Fatalf("%s %s: %s", method, path, data)
-	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			log.Fatalf("%s %s: %v", method, path, err)
-		}
+	if err := b.stack.NHN(b.client, appKey, secret, method, path, body, out); err != nil {
+		log.Fatal(err)
 	}
 }

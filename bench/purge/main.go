@@ -25,12 +25,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"net/http"
 	"path/filepath"
@@ -277,32 +274,8 @@ func waitDone(stack *harness.Stack, domain string, seqs []int64, every time.Dura
 }
 
 func call(stack *harness.Stack, method, path string, body any, out any) {
-	var rdr io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rdr = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, stack.APIURL+"/v1.5/appKeys/"+appKey+path, rdr)
-	req.Header.Set("Authorization", secret)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
+	if err := stack.NHN(http.DefaultClient, appKey, secret, method, path, body, out); err != nil {
 		log.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	var h struct {
-		Header struct {
-			IsSuccessful  bool
-			ResultMessage string
-		}
-	}
-	_ = json.Unmarshal(data, &h)
-	if !h.Header.IsSuccessful {
-		log.Fatalf("%s %s: %s", method, path, data)
-	}
-	if out != nil {
-		_ = json.Unmarshal(data, out)
 	}
 }
 
