@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.uber.org/zap"
 
+	"github.com/cdnflow/cdnflow/edge/varnishadm"
 	"github.com/cdnflow/cdnflow/internal/tracing"
 	"github.com/cdnflow/cdnflow/inventory"
 )
@@ -24,6 +25,10 @@ type EdgeHealth struct {
 	HTTPOK    bool   `json:"httpOk"`
 	AdminOK   bool   `json:"adminOk"`
 	LatencyMS int64  `json:"latencyMs"`
+	// ActiveVCL is the edge's active VCL; Drift is "vcl" when it is not
+	// cdnflow's (the edge sync loop heals it within a round).
+	ActiveVCL string `json:"activeVcl,omitempty"`
+	Drift     string `json:"drift,omitempty"`
 	Error     string `json:"error,omitempty"`
 }
 
@@ -67,10 +72,29 @@ func (a *EdgeCheck) CheckEdge(ctx context.Context, edgeID string) (EdgeHealth, e
 		errs = append(errs, fmt.Sprintf("admin %s: %v", e.AdminAddress, err))
 	} else {
 		h.AdminOK = true
+		if err := activeVCL(ctx, e, &h); err != nil {
+			errs = append(errs, fmt.Sprintf("admin %s: %v", e.AdminAddress, err))
+		}
 	}
 	h.Error = strings.Join(errs, "; ")
 	log.Info("edge checked", zap.Bool("httpOk", h.HTTPOK), zap.Bool("adminOk", h.AdminOK), zap.String("error", h.Error))
 	return h, nil
+}
+
+// activeVCL fills h's ActiveVCL and Drift from vcl.list.
+func activeVCL(ctx context.Context, e inventory.Edge, h *EdgeHealth) error {
+	conn, err := varnishadm.DialSecretFile(ctx, e.AdminAddress, e.SecretFile)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if h.ActiveVCL, err = conn.Active(ctx); err != nil {
+		return err
+	}
+	if !strings.HasPrefix(h.ActiveVCL, varnishadm.ManagedPrefix) {
+		h.Drift = "vcl"
+	}
+	return nil
 }
 
 // greetAdmin reads the Varnish CLI banner: 107 (auth challenge) or 200.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/cdnflow/cdnflow/edge"
@@ -134,9 +135,22 @@ func (c EdgeConfig) ensureVCLLocked(ctx context.Context, e inventory.Edge, sites
 		return false, fmt.Errorf("admin of %s: %w", e.ID, err)
 	}
 	defer conn.Close()
+	prev, err := conn.Active(ctx)
+	if err != nil {
+		return false, fmt.Errorf("vcl on %s: %w", e.ID, err)
+	}
 	changed, err = conn.Ensure(ctx, name, src)
 	if err != nil {
 		return false, fmt.Errorf("vcl on %s: %w", e.ID, err)
+	}
+	if changed && !strings.HasPrefix(prev, varnishadm.ManagedPrefix) {
+		// Objects cached under a VCL that is not cdnflow's (an operator's
+		// vcl.use, a restarted varnishd's boot VCL) may come from the wrong
+		// origin and lack the x-cdn-host/x-cdn-url marks every purge and
+		// ban matches: none of them can be trusted or purged, so they go.
+		if _, err := conn.Do(ctx, "ban", "obj.status", "!=", "0"); err != nil {
+			return true, fmt.Errorf("ban objects cached under vcl %s on %s: %w", prev, e.ID, err)
+		}
 	}
 	return changed, nil
 }
