@@ -193,7 +193,7 @@ func TestPurgeIsOneTraceFromRequestToEdges(t *testing.T) {
 	jobID := workflows.PurgeWorkflowID(appKey, pr.PurgeSeq)
 
 	const server, start, run = "POST /v1.5/appKeys/:appKey/purges", "StartWorkflow:PurgeWorkflow", "RunWorkflow:PurgeWorkflow"
-	const startAct, runAct, edgeReq = "StartActivity:PurgeEdge", "RunActivity:PurgeEdge", "edge PURGE"
+	const startAct, runAct, edgeReq = "StartActivity:PurgeEdges", "RunActivity:PurgeEdges", "edge PURGE"
 	var tr spanTree
 	eventually.Within(t, 30*time.Second, func() error {
 		tr = treeOf(t, rec, traceID)

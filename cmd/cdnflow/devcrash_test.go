@@ -76,7 +76,7 @@ func waitClosed(t *testing.T, addr string) {
 
 // TestDevKilledAndRestartedLosesNothing kills the whole `cdnflow dev`
 // process (embedded Temporal server, worker, API, its managed edge) with
-// SIGKILL in the middle of a 6,000-pair prewarm and while a 1,000-path
+// SIGKILL in the middle of a 6,000-pair prewarm and while a 4,000-path
 // purge is below 100, restarts it on the same data directory, and checks
 // that every job finishes with exact counts, that every purged path is
 // gone from every edge (two edges run outside dev and keep their cache
@@ -162,7 +162,9 @@ func TestDevKilledAndRestartedLosesNothing(t *testing.T) {
 	a.waitDistribution(domain, "OPEN")
 
 	// The paths the purge will drop are cached on every edge first.
-	paths := make([]string, 1000)
+	// Enough seqs that the purge, one activity per seq fanning out to
+	// every edge, is still running when the kill lands.
+	paths := make([]string, 4000)
 	purgeURLs := make([]string, len(paths))
 	for i := range paths {
 		paths[i] = fmt.Sprintf("/p/%d.css", i)
@@ -188,8 +190,8 @@ func TestDevKilledAndRestartedLosesNothing(t *testing.T) {
 	time.Sleep(time.Duration(1000+rng.IntN(2000)) * time.Millisecond)
 	var purge struct{ PurgeSeqs []int64 }
 	a.nhn("POST", "/purges", map[string]any{"domain": domain, "purgeType": "ITEM", "purgeList": strings.Join(paths, "\n")}, &purge)
-	if len(purge.PurgeSeqs) != 5 {
-		t.Fatalf("1,000 ITEM paths gave %d seqs, want 5", len(purge.PurgeSeqs))
+	if len(purge.PurgeSeqs) != 20 {
+		t.Fatalf("4,000 ITEM paths gave %d seqs, want 20", len(purge.PurgeSeqs))
 	}
 	// The kill lands while a seq of the purge is listed below 100.
 	var below []string
