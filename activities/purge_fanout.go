@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cdnflow/cdnflow/internal/tracing"
 	"sort"
 	"strings"
 	"sync"
@@ -120,6 +121,9 @@ func (a *Purge) PurgeEdges(ctx context.Context, in PurgeEdgesInput) (PurgeEdgesR
 	if !info.IsLocalActivity {
 		activity.RecordHeartbeat(ctx, res.Edges)
 	}
+	a.Logger.With(tracing.LogFields(ctx)...).Info("purge fan-out pass",
+		zap.String("workflowId", info.WorkflowExecution.ID), zap.Int("edges", len(res.Edges)),
+		zap.Bool("pending", res.Pending()), zap.Bool("local", info.IsLocalActivity), zap.Int32("attempt", info.Attempt))
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("purge fan-out stopped: %w", err)
 	}
