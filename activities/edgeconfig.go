@@ -9,7 +9,6 @@ import (
 	"net"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/cdnflow/cdnflow/edge"
@@ -135,21 +134,18 @@ func (c EdgeConfig) ensureVCLLocked(ctx context.Context, e inventory.Edge, sites
 		return false, fmt.Errorf("admin of %s: %w", e.ID, err)
 	}
 	defer conn.Close()
-	prev, err := conn.Active(ctx)
-	if err != nil {
-		return false, fmt.Errorf("vcl on %s: %w", e.ID, err)
-	}
 	changed, err = conn.Ensure(ctx, name, src)
 	if err != nil {
 		return false, fmt.Errorf("vcl on %s: %w", e.ID, err)
 	}
-	if changed && !strings.HasPrefix(prev, varnishadm.ManagedPrefix) {
+	if changed {
 		// Objects cached under a VCL that is not cdnflow's (an operator's
-		// vcl.use, a restarted varnishd's boot VCL) may come from the wrong
-		// origin and lack the x-cdn-host/x-cdn-url marks every purge and
-		// ban matches: none of them can be trusted or purged, so they go.
-		if _, err := conn.Do(ctx, "ban", "obj.status", "!=", "0"); err != nil {
-			return true, fmt.Errorf("ban objects cached under vcl %s on %s: %w", prev, e.ID, err)
+		// vcl.use) may come from the wrong origin and lack the x-cdn-host
+		// mark every purge and ban matches: they can be neither trusted nor
+		// purged, so they go. (A ban tests a missing header as not
+		// matching, so `!~` selects exactly the unmarked objects.)
+		if _, err := conn.Do(ctx, "ban", "obj.http.x-cdn-host", "!~", "."); err != nil {
+			return true, fmt.Errorf("ban unmarked objects on %s: %w", e.ID, err)
 		}
 	}
 	return changed, nil
