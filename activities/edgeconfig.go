@@ -9,6 +9,7 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/cdnflow/cdnflow/edge"
@@ -134,21 +135,33 @@ func (c EdgeConfig) ensureVCLLocked(ctx context.Context, e inventory.Edge, sites
 		return false, fmt.Errorf("admin of %s: %w", e.ID, err)
 	}
 	defer conn.Close()
+	prev, err := conn.Active(ctx)
+	if err != nil {
+		return false, fmt.Errorf("vcl on %s: %w", e.ID, err)
+	}
+	foreign := prev != "" && !strings.HasPrefix(prev, varnishadm.ManagedPrefix) && !renderedByCdnflow(ctx, conn, prev)
 	changed, err = conn.Ensure(ctx, name, src)
 	if err != nil {
 		return false, fmt.Errorf("vcl on %s: %w", e.ID, err)
 	}
-	if changed {
+	if changed && foreign {
 		// Objects cached under a VCL that is not cdnflow's (an operator's
-		// vcl.use) may come from the wrong origin and lack the x-cdn-host
-		// mark every purge and ban matches: they can be neither trusted nor
-		// purged, so they go. (A ban tests a missing header as not
-		// matching, so `!~` selects exactly the unmarked objects.)
-		if _, err := conn.Do(ctx, "ban", "obj.http.x-cdn-host", "!~", "."); err != nil {
-			return true, fmt.Errorf("ban unmarked objects on %s: %w", e.ID, err)
+		// vcl.use) may come from the wrong origin and lack the marks
+		// (x-cdn-host, x-cdn-url) every purge and ban matches: they can be
+		// neither trusted nor purged, so every object goes.
+		if _, err := conn.Do(ctx, "ban", "obj.status", "!=", "0"); err != nil {
+			return true, fmt.Errorf("ban objects cached under vcl %s on %s: %w", prev, e.ID, err)
 		}
 	}
 	return changed, nil
+}
+
+// renderedByCdnflow reports whether the loaded VCL name is one cdnflow
+// rendered (edge/vcl marks its source), as `cdnflow dev` and the tests
+// boot their edges with.
+func renderedByCdnflow(ctx context.Context, conn *varnishadm.Conn, name string) bool {
+	src, err := conn.Do(ctx, "vcl.show", name)
+	return err == nil && strings.Contains(src, vcl.GeneratedMark)
 }
 
 // checkReferrerVCL compiles the VCL of site alone on e (and discards it):
