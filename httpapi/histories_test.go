@@ -199,7 +199,7 @@ func TestPrewarmEdgeContinuesAsNew(t *testing.T) {
 	}
 	list, _ := json.Marshal(urls)
 	key := "prewarm/can-test/urls.json"
-	if err := (payload.FS{Dir: env.Config.PayloadDir()}).Put(ctx, key, list); err != nil {
+	if err := env.Payloads.Put(ctx, key, list); err != nil {
 		t.Fatal(err)
 	}
 	edgeID := env.Edges[0].Edge.ID
