@@ -7,13 +7,13 @@ export GOTOOLCHAIN := local
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 GO_TEST_FLAGS ?= -race -count=1 -timeout 75m
 
-.PHONY: run test unit deps build vet fmt-check bench fuzz-short workflowcheck \
+.PHONY: run test unit deps tools build vet fmt-check bench fuzz-short workflowcheck \
 	cluster-deps cluster-bins cluster-up cluster-down cluster-status test-cluster
 
 run: deps
 	go run ./cmd/cdnflow dev
 
-test: deps fmt-check vet workflowcheck
+test: deps tools fmt-check vet workflowcheck
 	go test $(GO_TEST_FLAGS) ./...
 	$(MAKE) fuzz-short
 	$(MAKE) test-cluster
@@ -54,6 +54,18 @@ deps:
 
 build:
 	go build -o bin/cdnflow ./cmd/cdnflow
+
+# Programs the tests and the local cluster run, built from the Go module
+# proxy into bin/ (git-ignored): versitygw, a real S3 gateway (posix
+# backend), is the S3 payload store of internal/s3test and of the cluster.
+# Rebuilt only when bin/versitygw is missing or another version.
+VERSITYGW_VERSION := v1.8.0
+VERSITYGW := $(CURDIR)/bin/versitygw
+tools:
+	@if ! go version -m $(VERSITYGW) 2>/dev/null | grep -q "mod[[:space:]]*github.com/versity/versitygw[[:space:]]*$(VERSITYGW_VERSION)"; then \
+		echo "building versitygw $(VERSITYGW_VERSION) into bin/"; \
+		GOBIN=$(CURDIR)/bin go install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION); \
+	fi
 
 vet:
 	go vet ./...

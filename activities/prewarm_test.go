@@ -42,7 +42,11 @@ func prewarmEdgeHandler() http.HandlerFunc {
 func newPrewarm(t *testing.T, handler http.HandlerFunc, urls []string) (*Prewarm, *fakeEdge, PrewarmBatchInput) {
 	t.Helper()
 	fe, inv := newFakeEdge(t, handler)
-	store := payload.FS{Dir: t.TempDir()}
+	store, err := payload.Open(context.Background(), payload.FileURL(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
 	key, err := payload.PutPrewarmURLs(context.Background(), store, "req-1", urls)
 	if err != nil {
 		t.Fatal(err)

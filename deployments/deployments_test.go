@@ -8,6 +8,7 @@ import (
 	"flag"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/cdnflow/cdnflow/httpapi"
 	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/internal/payload"
 	"github.com/cdnflow/cdnflow/inventory"
 )
 
@@ -101,6 +103,7 @@ func moduleVersion(t *testing.T, module string) string {
 type composeFile struct {
 	Services map[string]struct {
 		Image       string            `yaml:"image"`
+		Entrypoint  []string          `yaml:"entrypoint"`
 		Command     []string          `yaml:"command"`
 		Environment map[string]string `yaml:"environment"`
 		Ports       []string          `yaml:"ports"`
@@ -119,7 +122,7 @@ func TestComposeFile(t *testing.T) {
 	if err := yaml.Unmarshal(data, &c); err != nil {
 		t.Fatalf("compose: %v", err)
 	}
-	for _, s := range []string{"postgresql", "temporal", "temporal-ui", "worker", "api", "api-2", "edge-1", "edge-2"} {
+	for _, s := range []string{"postgresql", "temporal", "temporal-ui", "objectstore", "worker", "api", "api-2", "edge-1", "edge-2"} {
 		if _, ok := c.Services[s]; !ok {
 			t.Errorf("service %s missing", s)
 		}
@@ -146,6 +149,7 @@ func TestComposeFile(t *testing.T) {
 			}
 		}
 	}
+	checkComposePayloads(t, c)
 	for name, port := range map[string]string{"api": "8080:8080", "api-2": "8081:8080"} {
 		api := c.Services[name]
 		if !contains(api.Command, ":8080") || !contains(api.Ports, port) {
@@ -187,6 +191,53 @@ func TestComposeFile(t *testing.T) {
 			t.Errorf("edge %s secret %s missing", e.ID, secret)
 		}
 	}
+}
+
+// checkComposePayloads: worker and API name one S3 payload store, the
+// objectstore service, which runs the versitygw version the tests run
+// (Makefile VERSITYGW_VERSION) and makes the bucket; nothing is shared
+// through a volume.
+func checkComposePayloads(t *testing.T, c composeFile) {
+	t.Helper()
+	raw := c.Services["worker"].Environment["CDNFLOW_PAYLOAD_URL"]
+	if raw == "" || c.Services["api"].Environment["CDNFLOW_PAYLOAD_URL"] != raw {
+		t.Fatalf("compose worker and api must name one payload store: %q %q", raw, c.Services["api"].Environment["CDNFLOW_PAYLOAD_URL"])
+	}
+	u, err := payload.ParseURL(raw)
+	if err != nil || u.Scheme != "s3" {
+		t.Fatalf("compose payload url %q: %v (want s3://)", raw, err)
+	}
+	endpoint, err := url.Parse(u.Query().Get("endpoint"))
+	if err != nil || endpoint.Hostname() != "objectstore" || u.Query().Get("use_path_style") != "true" {
+		t.Errorf("compose payload url %q does not point at the objectstore service by path style", raw)
+	}
+	store := c.Services["objectstore"]
+	if want := "versity/versitygw:" + makefileVar(t, "VERSITYGW_VERSION"); store.Image != want {
+		t.Errorf("objectstore image %s, want %s (the version the tests run)", store.Image, want)
+	}
+	boot := strings.Join(store.Entrypoint, " ")
+	if !strings.Contains(boot, "/data/"+u.Host) || !strings.Contains(boot, ":"+endpoint.Port()) || !strings.Contains(boot, "posix /data") {
+		t.Errorf("objectstore %q does not make bucket %s and listen on %s", boot, u.Host, endpoint.Port())
+	}
+	for _, name := range []string{"worker", "api"} {
+		for _, v := range c.Services[name].Volumes {
+			if strings.Contains(v, "payloads") {
+				t.Errorf("compose %s mounts %s: payloads go through the object store", name, v)
+			}
+		}
+	}
+}
+
+func makefileVar(t *testing.T, name string) string {
+	data, err := os.ReadFile("../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^` + name + ` :?= *(\S+)`).FindSubmatch(data)
+	if m == nil {
+		t.Fatalf("%s not set in the Makefile", name)
+	}
+	return string(m[1])
 }
 
 type k8sDoc struct {
@@ -239,6 +290,10 @@ func TestKubernetesManifests(t *testing.T) {
 				}
 			}
 			checkEnv(t, "configmap", env, envs)
+			// Pods share no disk: the payload store is a bucket.
+			if u, err := payload.ParseURL(env["CDNFLOW_PAYLOAD_URL"]); err != nil || u.Scheme == "file" {
+				t.Errorf("configmap CDNFLOW_PAYLOAD_URL %q: %v (want a bucket every pod reaches)", env["CDNFLOW_PAYLOAD_URL"], err)
+			}
 			if _, err := inventory.Parse([]byte(d.Data["edges.yaml"])); err != nil {
 				t.Errorf("configmap inventory: %v", err)
 			}
@@ -273,7 +328,7 @@ func TestKubernetesManifests(t *testing.T) {
 			t.Errorf("%s: %d varnish containers, %d connectors", d.Metadata.Name, varnishes, connectors)
 		}
 	}
-	for _, k := range []string{"ConfigMap", "Secret", "Deployment", "Service", "PersistentVolumeClaim", "StatefulSet"} {
+	for _, k := range []string{"ConfigMap", "Secret", "Deployment", "Service", "StatefulSet"} {
 		if kinds[k] == 0 {
 			t.Errorf("no %s in the manifests", k)
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"go.uber.org/zap"
 
+	"github.com/cdnflow/cdnflow/internal/payload"
 	"github.com/cdnflow/cdnflow/service"
 )
 
@@ -104,6 +105,11 @@ var serviceErrors = []struct {
 	// Admission: the workers are behind (service/admission.go).
 	{is: is(service.ErrOverloaded), status: http.StatusTooManyRequests, retryAfter: "2"},
 	{is: is(service.ErrWorkersUnavailable), status: http.StatusServiceUnavailable, retryAfter: "5"},
+	// The claim-check store (URL lists) does not answer: nothing was
+	// started, the same request succeeds once it is back.
+	{is: is(payload.ErrUnavailable), status: http.StatusServiceUnavailable, retryAfter: "5", msg: func(error) string {
+		return "the payload store does not answer; nothing was started, retry later"
+	}},
 	// NHN's purge rate rules: one request per second per appKey, one ALL per
 	// five minutes per domain.
 	{is: is(service.ErrRateLimited), status: http.StatusTooManyRequests},

@@ -19,7 +19,6 @@ import (
 	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/eventually"
-	"github.com/cdnflow/cdnflow/internal/payload"
 	"github.com/cdnflow/cdnflow/internal/stack"
 	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/service"
@@ -94,7 +93,7 @@ func TestPrewarmWorkerStopHandsOff(t *testing.T) {
 	runWorker := func() (stop func()) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- stack.RunWorker(ctx, env.Config, env.Inventory, env.Client, env.Logger) }()
+		go func() { done <- stack.RunWorker(ctx, env.Config, env.Inventory, env.Client, env.Payloads, env.Logger) }()
 		return func() {
 			cancel()
 			if err := <-done; err != nil {
@@ -199,7 +198,7 @@ func TestPrewarmEdgeContinuesAsNew(t *testing.T) {
 	}
 	list, _ := json.Marshal(urls)
 	key := "prewarm/can-test/urls.json"
-	if err := (payload.FS{Dir: env.Config.PayloadDir()}).Put(ctx, key, list); err != nil {
+	if err := env.Payloads.Put(ctx, key, list); err != nil {
 		t.Fatal(err)
 	}
 	edgeID := env.Edges[0].Edge.ID

@@ -26,8 +26,7 @@ func TestIdempotencyKeyAfterRetentionRunsTheNewList(t *testing.T) {
 	h := hex.EncodeToString(sum[:16])
 	requestID := h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 	old := []string{"http://" + domain + "/retention/old.css"}
-	store := payload.FS{Dir: env.Config.PayloadDir()}
-	if k, err := payload.PutPrewarmURLs(context.Background(), store, requestID, old); err != nil || k != payload.PrewarmURLsKey(requestID) {
+	if k, err := payload.PutPrewarmURLs(context.Background(), env.Payloads, requestID, old); err != nil || k != payload.PrewarmURLsKey(requestID) {
 		t.Fatalf("seed the retained list: %s %v", k, err)
 	}
 

@@ -54,7 +54,7 @@ func TestSecretsAreNeverLogged(t *testing.T) {
 	}
 	runCtx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- stack.RunWorker(runCtx, cfg, env.Inventory, c, logger) }()
+	go func() { done <- stack.RunWorker(runCtx, cfg, env.Inventory, c, env.Payloads, logger) }()
 	t.Cleanup(func() {
 		stop()
 		if err := <-done; err != nil {
@@ -62,7 +62,7 @@ func TestSecretsAreNeverLogged(t *testing.T) {
 		}
 		c.Close()
 	})
-	ts := httptest.NewServer(httpapi.New(httpapi.Deps{Temporal: c, Config: cfg, Inventory: env.Inventory, Logger: logger}))
+	ts := httptest.NewServer(httpapi.New(httpapi.Deps{Temporal: c, Config: cfg, Inventory: env.Inventory, Logger: logger, Payloads: env.Payloads}))
 	defer ts.Close()
 
 	send := func(method, path, header, key, body string) (int, []byte) {

@@ -19,16 +19,19 @@ import (
 	"github.com/cdnflow/cdnflow/internal/metrics"
 	"github.com/cdnflow/cdnflow/internal/temporalclient"
 	"github.com/cdnflow/cdnflow/internal/tracing"
+	"github.com/cdnflow/cdnflow/internal/payload"
 	"github.com/cdnflow/cdnflow/inventory"
 	"github.com/cdnflow/cdnflow/service"
 )
 
-// Deps is what the API needs: a Temporal client, settings, the inventory.
+// Deps is what the API needs: a Temporal client, settings, the inventory
+// and the claim-check store (nil: payload.Missing, prewarm requests fail).
 type Deps struct {
 	Temporal  client.Client
 	Config    config.Config
 	Inventory *inventory.Inventory
 	Logger    *zap.Logger
+	Payloads  payload.Store
 }
 
 // Server is the Echo application.
@@ -45,7 +48,7 @@ func New(d Deps) *Server {
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
-	s := &Server{Echo: e, d: d, service: service.New(service.Deps{Temporal: d.Temporal, Config: d.Config, Inventory: d.Inventory, Logger: d.Logger})}
+	s := &Server{Echo: e, d: d, service: service.New(service.Deps{Temporal: d.Temporal, Config: d.Config, Inventory: d.Inventory, Logger: d.Logger, Store: d.Payloads})}
 	e.HTTPErrorHandler = s.handleError
 	// The server span of each request, the root of a job's trace (or the
 	// child of the caller's traceparent); probes and scrapes are not traced.

@@ -27,8 +27,9 @@ type Deps struct {
 	Config    config.Config
 	Inventory *inventory.Inventory
 	Logger    *zap.Logger
-	// Store is the claim-check store; nil means a filesystem store under
-	// Config.PayloadDir().
+	// Store is the claim-check store (payload.Open of
+	// Config.PayloadStoreURL()); nil: payload.Missing, every prewarm call
+	// fails.
 	Store payload.Store
 }
 
@@ -62,7 +63,7 @@ func (s *Service) Payloads() payload.Store {
 	if s.store != nil {
 		return s.store
 	}
-	return payload.FS{Dir: s.config.PayloadDir()}
+	return payload.Missing
 }
 
 // ErrNotFound means no job has that id.

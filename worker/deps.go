@@ -16,5 +16,5 @@ func (d Deps) payloadStore() payload.Store {
 	if d.Payloads != nil {
 		return d.Payloads
 	}
-	return payload.FS{Dir: d.Config.PayloadDir()}
+	return payload.Missing
 }

@@ -23,8 +23,10 @@ type Deps struct {
 	Config    config.Config
 	Inventory *inventory.Inventory
 	Logger    *zap.Logger
-	// Edge and Payloads default to a client and a filesystem store built
-	// from Config; tests and benchmarks may share their own.
+	// Edge defaults to a client built from Config. Payloads is the
+	// claim-check store (payload.Open of Config.PayloadStoreURL(), opened
+	// once per process by internal/stack); nil: payload.Missing, every
+	// prewarm batch fails.
 	Edge     *edge.Client
 	Payloads payload.Store
 	// Temporal lets activities start and signal workflows (set by New).

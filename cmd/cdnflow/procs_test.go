@@ -56,7 +56,7 @@ type workerProc struct {
 }
 
 // startWorkerProc runs the real worker binary against env's embedded
-// Temporal, inventory and claim-check directory.
+// Temporal, inventory and payload store.
 func startWorkerProc(t *testing.T, bin string, env *testenv.Env, extra ...string) *workerProc {
 	t.Helper()
 	dir := t.TempDir()
@@ -70,7 +70,7 @@ func startWorkerProc(t *testing.T, bin string, env *testenv.Env, extra ...string
 		"--namespace", env.Config.Namespace,
 		"--edges", invFile,
 		"--data-dir", env.Config.DataDir,
-		"--claim-check-dir", env.Config.PayloadDir(),
+		"--payload-url", env.Config.PayloadStoreURL(),
 		"--heartbeat-timeout", env.Config.HeartbeatTimeout.String(),
 		"--default-origin", env.Config.DefaultOrigin,
 		"--allow-private-callbacks",
@@ -316,7 +316,8 @@ func sameOutcome(o pairOutcome, r service.PairRow) bool {
 }
 
 // recordedPairs returns the URL×edge pairs (by "edge/index") of a job
-// whose outcome is durable now: in a stored chunk result, or in the last
+// whose outcome is durable now: in a stored chunk result (testenv's
+// file:// store, <data-dir>/payloads), or in the last
 // heartbeat of a chunk's pending activity (what its next attempt resumes
 // from and skips).
 func recordedPairs(t *testing.T, env *testenv.Env, requestID string, edgeIDs []string) map[string]pairOutcome {
@@ -325,7 +326,7 @@ func recordedPairs(t *testing.T, env *testenv.Env, requestID string, edgeIDs []s
 	all := map[string]pairOutcome{}
 	for _, edgeID := range edgeIDs {
 		done := map[int]pairOutcome{}
-		files, err := filepath.Glob(filepath.Join(env.Config.PayloadDir(), "prewarm", jobID, "edges", edgeID, "*.json"))
+		files, err := filepath.Glob(filepath.Join(env.Config.DataDir, "payloads", "prewarm", jobID, "edges", edgeID, "*.json"))
 		if err != nil {
 			t.Fatal(err)
 		}

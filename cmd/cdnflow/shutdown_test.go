@@ -126,7 +126,7 @@ func TestAPISIGTERMDrainsRequests(t *testing.T) {
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cmd := exec.Command(bin, "api", "--temporal-address", env.Config.TemporalAddress, "--namespace", env.Config.Namespace,
-		"--edges", invFile, "--api-addr", addr, "--claim-check-dir", env.Config.PayloadDir(), "--log-format", "json")
+		"--edges", invFile, "--api-addr", addr, "--payload-url", env.Config.PayloadStoreURL(), "--log-format", "json")
 	logFile, _ := os.Create(filepath.Join(dir, "api.log"))
 	defer logFile.Close()
 	cmd.Stdout, cmd.Stderr = logFile, logFile

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/edge/connector"
+	"github.com/cdnflow/cdnflow/internal/payload"
 )
 
 // Config is the whole of cdnflow's configuration.
@@ -54,7 +56,14 @@ type Config struct {
 	ShowSuccessURLs bool
 	// CDNBaseDomain is the suffix of generated distribution domains.
 	CDNBaseDomain string
-	// ClaimCheckDir stores large payloads (URL lists) outside history.
+	// PayloadURL is the claim-check store: a gocloud.dev/blob bucket URL
+	// (internal/payload.ParseURL: file:///dir, s3://bucket?..., gs://bucket)
+	// that keeps large payloads (URL lists, per-pair outcomes) outside
+	// history. Empty: file://<DataDir>/payloads. Every API and worker
+	// process of a deployment names the same bucket.
+	PayloadURL string
+	// ClaimCheckDir is the deprecated --claim-check-dir: the same as a
+	// PayloadURL of file://ClaimCheckDir.
 	ClaimCheckDir string
 
 	PrewarmDefaultTimeout time.Duration
@@ -171,7 +180,8 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	pairs(fs, &c.AppKeys, "app-keys", "CDNFLOW_APP_KEYS", "comma-separated appKey:secretKey pairs for the /v1.5 API")
 	boolean(fs, &c.ShowSuccessURLs, "show-success-urls", "CDNFLOW_SHOW_SUCCESS_URLS", "include successUrl in prewarm status")
 	str(fs, &c.CDNBaseDomain, "cdn-domain", "CDNFLOW_CDN_DOMAIN", "base domain of generated distribution domains")
-	str(fs, &c.ClaimCheckDir, "claim-check-dir", "CDNFLOW_CLAIM_CHECK_DIR", "directory for large payloads (default <data-dir>/payloads)")
+	str(fs, &c.PayloadURL, "payload-url", "CDNFLOW_PAYLOAD_URL", "bucket URL of the payload store (URL lists, per-pair outcomes), shared by every API and worker: file:///DIR, s3://BUCKET?region=R[&endpoint=http://HOST:PORT&use_path_style=true] or gs://BUCKET (default file://<data-dir>/payloads)")
+	str(fs, &c.ClaimCheckDir, "claim-check-dir", "CDNFLOW_CLAIM_CHECK_DIR", "deprecated: the same as --payload-url file://DIR")
 	dur(fs, &c.PrewarmDefaultTimeout, "prewarm-timeout", "CDNFLOW_PREWARM_TIMEOUT", "default deadline of a prewarm job")
 	num(fs, &c.PrewarmAttempts, "prewarm-attempts", "CDNFLOW_PREWARM_ATTEMPTS", "attempts per URL and edge")
 	dur(fs, &c.PrewarmAttemptTimeout, "prewarm-attempt-timeout", "CDNFLOW_PREWARM_ATTEMPT_TIMEOUT", "timeout of one prewarm GET")
@@ -226,12 +236,17 @@ func (c Config) ConnectorOptions(listen string, logger *zap.Logger) connector.Op
 	}
 }
 
-// PayloadDir is where claim-checked payloads live.
-func (c Config) PayloadDir() string {
-	if c.ClaimCheckDir != "" {
-		return c.ClaimCheckDir
+// PayloadStoreURL is the payload store's bucket URL: PayloadURL, else the
+// file:// URL of ClaimCheckDir (deprecated) or of <DataDir>/payloads, made
+// absolute.
+func (c Config) PayloadStoreURL() string {
+	switch {
+	case c.PayloadURL != "":
+		return c.PayloadURL
+	case c.ClaimCheckDir != "":
+		return payload.FileURL(c.ClaimCheckDir)
 	}
-	return c.DataDir + "/payloads"
+	return payload.FileURL(filepath.Join(c.DataDir, "payloads"))
 }
 
 func (c Config) inventoryName() string {
@@ -255,6 +270,7 @@ func (c Config) LogFields() []zap.Field {
 		zap.Bool("tls", c.TLSCertFile != "" || c.TLSCAFile != "" || c.TemporalAPIKey != ""),
 		zap.Bool("temporalAPIKey", c.TemporalAPIKey != ""),
 		zap.String("dataDir", c.DataDir),
+		zap.String("payloadUrl", payload.Redact(c.PayloadStoreURL())),
 		zap.String("edges", c.inventoryName()),
 		zap.String("apiAddr", c.APIAddr),
 		zap.Int("apiKeys", len(c.APIKeys)),
@@ -383,6 +399,12 @@ func (c Config) Validate() error {
 	}
 	if c.HeartbeatTimeout < time.Second {
 		return fmt.Errorf("heartbeat-timeout must be at least 1s")
+	}
+	if c.PayloadURL != "" && c.ClaimCheckDir != "" {
+		return fmt.Errorf("payload-url and the deprecated claim-check-dir both name a payload store; keep payload-url")
+	}
+	if _, err := payload.ParseURL(c.PayloadStoreURL()); err != nil {
+		return err
 	}
 	return nil
 }

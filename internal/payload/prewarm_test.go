@@ -10,7 +10,10 @@ import (
 // job under the same requestID; its URL list must be its own, never the
 // old one the store keeps.
 func TestPutPrewarmURLsNeverHandsBackAnotherList(t *testing.T) {
-	s := FS{Dir: t.TempDir()}
+	s, err := Open(context.Background(), FileURL(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	put := func(urls ...string) string {
 		t.Helper()

@@ -24,15 +24,17 @@ import (
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/metrics"
 	"github.com/cdnflow/cdnflow/internal/origin"
+	"github.com/cdnflow/cdnflow/internal/payload"
 	"github.com/cdnflow/cdnflow/inventory"
 	cdnworker "github.com/cdnflow/cdnflow/worker"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
 // RunWorker runs the Temporal worker until ctx ends, then stops it
-// (waiting for activities up to WorkerStopTimeout).
-func RunWorker(ctx context.Context, cfg config.Config, inv *inventory.Inventory, c client.Client, logger *zap.Logger) error {
-	w, err := cdnworker.New(c, cdnworker.Deps{Config: cfg, Inventory: inv, Logger: logger.Named("worker")})
+// (waiting for activities up to WorkerStopTimeout). payloads is the
+// claim-check store (Stack.Payloads).
+func RunWorker(ctx context.Context, cfg config.Config, inv *inventory.Inventory, c client.Client, payloads payload.Store, logger *zap.Logger) error {
+	w, err := cdnworker.New(c, cdnworker.Deps{Config: cfg, Inventory: inv, Logger: logger.Named("worker"), Payloads: payloads})
 	if err != nil {
 		return err
 	}
@@ -100,8 +102,8 @@ func startEdgeSync(ctx context.Context, c client.Client, cfg config.Config, logg
 
 // serveAPI serves the HTTP API on ln until ctx ends, then drains requests
 // (up to 15 s).
-func serveAPI(ctx context.Context, ln net.Listener, cfg config.Config, inv *inventory.Inventory, c client.Client, logger *zap.Logger) error {
-	srv := httpapi.New(httpapi.Deps{Temporal: c, Config: cfg, Inventory: inv, Logger: logger.Named("api")})
+func serveAPI(ctx context.Context, ln net.Listener, cfg config.Config, inv *inventory.Inventory, c client.Client, payloads payload.Store, logger *zap.Logger) error {
+	srv := httpapi.New(httpapi.Deps{Temporal: c, Config: cfg, Inventory: inv, Logger: logger.Named("api"), Payloads: payloads})
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()

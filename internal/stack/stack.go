@@ -26,6 +26,7 @@ import (
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/devtemporal"
 	"github.com/cdnflow/cdnflow/internal/netguard"
+	"github.com/cdnflow/cdnflow/internal/payload"
 	"github.com/cdnflow/cdnflow/internal/temporalclient"
 	"github.com/cdnflow/cdnflow/internal/tracing"
 	"github.com/cdnflow/cdnflow/inventory"
@@ -65,6 +66,9 @@ type Stack struct {
 	Client   client.Client
 	// APIAddr is the host:port the API serves on; empty with NoAPI.
 	APIAddr string
+	// Payloads is the claim-check store (Config.PayloadStoreURL()), opened
+	// and probed at start, shared by the worker and the API.
+	Payloads *payload.Bucket
 
 	logger *zap.Logger
 	failed chan error // the first part that ended on its own, with its error
@@ -122,6 +126,9 @@ func (s *Stack) start(ctx context.Context, o Options) error {
 	if err := checkLoopbackOrigins(s.Config, s.Inventory); err != nil {
 		return err
 	}
+	if err := s.openPayloads(ctx); err != nil {
+		return err
+	}
 	if err := s.startEdgesAndTemporal(ctx, o.Dev); err != nil {
 		return err
 	}
@@ -132,7 +139,9 @@ func (s *Stack) start(ctx context.Context, o Options) error {
 	s.Client = c
 	s.onStop(func() error { c.Close(); return nil })
 	if !o.NoWorker {
-		s.run("worker", func(ctx context.Context) error { return RunWorker(ctx, s.Config, s.Inventory, c, s.logger) })
+		s.run("worker", func(ctx context.Context) error {
+			return RunWorker(ctx, s.Config, s.Inventory, c, s.Payloads, s.logger)
+		})
 	}
 	if !o.NoAPI {
 		return s.startAPI(o.APIListener)
@@ -150,6 +159,26 @@ func serviceName(o Options) string {
 		return "cdnflow-worker"
 	}
 	return "cdnflow"
+}
+
+// payloadProbeTimeout bounds the start-up check of the payload store (the
+// S3 client retries a refused connection a few times within it).
+const payloadProbeTimeout = 20 * time.Second
+
+// openPayloads opens the payload store and probes it: a wrong URL, a
+// missing bucket or a store that does not answer stops the start with one
+// line naming the URL (issue 15).
+func (s *Stack) openPayloads(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, payloadProbeTimeout)
+	defer cancel()
+	store, err := payload.OpenAndProbe(ctx, s.Config.PayloadStoreURL())
+	if err != nil {
+		return err
+	}
+	s.Payloads = store
+	s.onStop(store.Close)
+	s.logger.Info("payload store", zap.String("url", store.URL()))
+	return nil
 }
 
 // checkLoopbackOrigins refuses a loopback origin allow-list naming one of
@@ -244,7 +273,9 @@ func (s *Stack) startAPI(ln net.Listener) error {
 		}
 	}
 	s.APIAddr = ln.Addr().String()
-	s.run("api", func(ctx context.Context) error { return serveAPI(ctx, ln, s.Config, s.Inventory, s.Client, s.logger) })
+	s.run("api", func(ctx context.Context) error {
+		return serveAPI(ctx, ln, s.Config, s.Inventory, s.Client, s.Payloads, s.logger)
+	})
 	return nil
 }
 

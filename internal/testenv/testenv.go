@@ -22,6 +22,7 @@ import (
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/devtemporal"
 	"github.com/cdnflow/cdnflow/internal/origin"
+	"github.com/cdnflow/cdnflow/internal/payload"
 	"github.com/cdnflow/cdnflow/internal/stack"
 	"github.com/cdnflow/cdnflow/inventory"
 )
@@ -52,6 +53,8 @@ type Env struct {
 	Client     client.Client
 	API        API
 	Logger     *zap.Logger
+	// Payloads is the stack's claim-check store (Config.PayloadStoreURL()).
+	Payloads *payload.Bucket
 }
 
 // API is where the Env's HTTP API serves.
@@ -120,6 +123,7 @@ func Start(t testing.TB, opts Options) *Env {
 	})
 	env.Config, env.Inventory, env.Server, env.Client = st.Config, st.Inventory, st.Temporal, st.Client
 	env.API = API{URL: "http://" + st.APIAddr}
+	env.Payloads = st.Payloads
 	return env
 }
 
