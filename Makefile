@@ -82,7 +82,7 @@ fmt-check:
 # The local scale-out cluster (internal/cluster, docs/operations.md "Local
 # cluster"): PostgreSQL from Debian's package, the Temporal server and its
 # SQL tool built from the pinned go.temporal.io/server (go.mod tool
-# directives), the Web UI, the edges with their connectors, two workers and
+# directives), the S3 payload store (versitygw, `make tools`), the Web UI, the edges with their connectors, two workers and
 # two APIs, each its own process; pidfiles and logs in CLUSTER_DIR.
 # CLUSTER_FLAGS passes flags to `cdnflow cluster up` (-h lists them);
 # CDNFLOW_* variables reach the workers and APIs.
@@ -95,7 +95,7 @@ cluster-deps: deps
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql; \
 	fi
 
-cluster-bins:
+cluster-bins: tools
 	go build -o bin/cdnflow ./cmd/cdnflow
 	go build -o bin/temporal-server go.temporal.io/server/cmd/server
 	go build -o bin/temporal-sql-tool go.temporal.io/server/cmd/tools/sql

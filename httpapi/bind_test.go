@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -10,6 +11,10 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"go.temporal.io/api/serviceerror"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/cdnflow/cdnflow/internal/payload"
 
 	"github.com/cdnflow/cdnflow/service"
 )
@@ -74,6 +79,11 @@ func TestAnswerForServiceErrors(t *testing.T) {
 		"unknown domain": {service.ErrUnknownDomain, 400, CodeInvalidRequest, NHNNotFound, "no distribution of this appKey"},
 		"not found":      {about("prewarm request 7", service.ErrNotFound), 404, CodeNotFound, NHNNotFound, "no prewarm request 7"},
 		"temporal nf":    {about("schedule s", serviceerror.NewNotFound("schedule not found")), 404, CodeNotFound, NHNNotFound, "no schedule s"},
+		"temporal down":  {fmt.Errorf("start purge: %w", serviceerror.NewUnavailable("connection refused")), 503, CodeUnavailable, NHNTemporalUnavailble, "does not answer"},
+		"db down (grpc)": {fmt.Errorf("start: %w", status.Error(codes.Unavailable, "CreateWorkflowExecution: dial tcp 127.0.0.1:15432: connect: connection refused")), 503, CodeUnavailable, NHNTemporalUnavailble, "its database"},
+		"deadline":       {fmt.Errorf("start: %w", context.DeadlineExceeded), 503, CodeUnavailable, NHNTemporalUnavailble, "retry later"},
+		"store down":     {fmt.Errorf("put list: %w", payload.ErrUnavailable), 503, CodeUnavailable, NHNTemporalUnavailble, "payload store"},
+		"temporal other": {serviceerror.NewInternal("boom"), 500, CodeInternal, NHNInternalError, "internal error"},
 		"bad query":      {badRequest("page must be"), 400, CodeInvalidRequest, NHNInvalidParameter, "page must be"},
 		"echo 405":       {echo.ErrMethodNotAllowed, 405, CodeMethodNotAllowed, NHNInvalidParameter, "Method Not Allowed"},
 		"too large":      {errTooLarge, 413, CodeTooLarge, NHNPayloadTooLarge, "larger than"},

@@ -110,6 +110,11 @@ var serviceErrors = []struct {
 	{is: is(payload.ErrUnavailable), status: http.StatusServiceUnavailable, retryAfter: "5", msg: func(error) string {
 		return "the payload store does not answer; nothing was started, retry later"
 	}},
+	// Temporal or its database does not answer (a restart, an outage):
+	// the request can be sent again as is (service.IsTemporalUnavailable).
+	{is: service.IsTemporalUnavailable, status: http.StatusServiceUnavailable, retryAfter: "5", msg: func(error) string {
+		return "Temporal or its database does not answer; retry later (running jobs continue when it is back)"
+	}},
 	// NHN's purge rate rules: one request per second per appKey, one ALL per
 	// five minutes per domain.
 	{is: is(service.ErrRateLimited), status: http.StatusTooManyRequests},

@@ -24,8 +24,9 @@ import (
 
 const clusterUsage = `cdnflow cluster — a local scale-out cluster, every part its own process
 
-  cdnflow cluster up     [flags]   start what is not running (PostgreSQL, Temporal, Web UI,
-                                   demo origin, edges + connectors, workers, APIs); idempotent
+  cdnflow cluster up     [flags]   start what is not running (PostgreSQL, Temporal, S3 store,
+                                   Web UI, demo origin, edges + connectors, workers, APIs);
+                                   idempotent
   cdnflow cluster down   [--dir]   stop everything (data stays in --dir)
   cdnflow cluster status [--dir]   pid of each process (0: not running)
   cdnflow cluster ui     [flags]   the Temporal Web UI process (started by up)
@@ -80,11 +81,13 @@ func clusterFromFlags(cmd string, args []string) (*cluster.Cluster, error) {
 	fs := flag.NewFlagSet("cdnflow cluster "+cmd, flag.ContinueOnError)
 	var o cluster.Options
 	fs.StringVar(&o.Dir, "dir", ".cluster", "cluster directory: pidfiles, logs, PostgreSQL data, Temporal config, edge work dirs")
-	fs.StringVar(&o.BinDir, "bin-dir", "", "directory of cdnflow, temporal-server and temporal-sql-tool (default: this binary's)")
+	fs.StringVar(&o.BinDir, "bin-dir", "", "directory of cdnflow, temporal-server, temporal-sql-tool and versitygw (default: this binary's)")
 	fs.StringVar(&o.PostgresBinDir, "pg-bin-dir", "", "directory of initdb/postgres/psql (default: newest /usr/lib/postgresql/*/bin, then $PATH)")
 	fs.IntVar(&o.PGPort, "pg-port", 15432, "PostgreSQL port on 127.0.0.1")
 	fs.IntVar(&o.TemporalPort, "temporal-port", 7233, "Temporal frontend gRPC port; the server's other services take the next eight ports")
 	fs.IntVar(&o.UIPort, "ui-port", 8233, "Temporal Web UI port (-1: no UI)")
+	fs.IntVar(&o.ObjectStorePort, "s3-port", 9000, "S3 port of the cluster's payload store (versitygw) on 127.0.0.1")
+	fs.StringVar(&o.PayloadURL, "payload-url", "", "an external payload store (a bucket URL, as the workers' --payload-url takes); the cluster then runs no object store")
 	apis := fs.String("api-addrs", "127.0.0.1:8080,127.0.0.1:8081", "listen addresses of the API processes, one process each")
 	workers := fs.Int("workers", 2, "worker processes; worker i serves /metrics on 127.0.0.1:9090+i")
 	edges := fs.String("edges", "", "edge inventory file (default: the dev inventory, secrets under --dir)")

@@ -4,7 +4,8 @@
 // go.temporal.io/server (schema set up by its temporal-sql-tool,
 // visibility on PostgreSQL), the Temporal Web UI, one varnishd per edge
 // with its origin connector, several `cdnflow worker` and `cdnflow api`
-// processes, and optionally the demo origin. `cdnflow cluster up|down`
+// processes, the S3 payload store (versitygw, objectstore.go), and
+// optionally the demo origin. `cdnflow cluster up|down`
 // (make cluster-up / cluster-down) and the cluster kill tests drive it.
 //
 // Every process runs in its own session, outliving the command that
@@ -39,7 +40,7 @@ type Options struct {
 	// Dir holds pidfiles, logs, PostgreSQL's data, the Temporal config,
 	// edge work directories and secrets (default .cluster).
 	Dir string
-	// BinDir holds cdnflow, temporal-server and temporal-sql-tool
+	// BinDir holds cdnflow, temporal-server, temporal-sql-tool and versitygw
 	// (default: the directory of the running executable).
 	BinDir string
 	// PostgresBinDir holds initdb, postgres, pg_isready and psql; empty:
@@ -72,6 +73,13 @@ type Options struct {
 	// OriginAllowLoopback lists loopback origins the connectors, workers
 	// and APIs admit (the demo origin's port is added when DemoOrigin).
 	OriginAllowLoopback []string
+	// ObjectStorePort is the S3 port of the cluster's object store
+	// (versitygw) on 127.0.0.1 (default 9000).
+	ObjectStorePort int
+	// PayloadURL names an external payload store (a bucket URL as
+	// --payload-url takes); the cluster then runs no object store of its
+	// own and the workers and APIs inherit the caller's credentials.
+	PayloadURL string
 	// Namespace registered in Temporal (default "default").
 	Namespace string
 	// ServerArgs are extra flags of every worker and API process (app
@@ -159,6 +167,9 @@ func withDefaults(o Options) Options {
 	if o.UIPort == 0 {
 		o.UIPort = 8233
 	}
+	if o.ObjectStorePort == 0 {
+		o.ObjectStorePort = 9000
+	}
 	if o.APIAddrs == nil {
 		o.APIAddrs = []string{"127.0.0.1:8080", "127.0.0.1:8081"}
 	}
@@ -205,8 +216,9 @@ func (c *Cluster) UIURL() string {
 
 // Up starts every process that is not running, in dependency order, and
 // waits for each to be ready: PostgreSQL (initialised on first use), the
-// schema, Temporal, the namespace, the UI, the demo origin, the edges with
-// their connectors, the workers, the APIs.
+// schema, Temporal, the namespace, the object store and its bucket, the
+// UI, the demo origin, the edges with their connectors, the workers, the
+// APIs.
 func (c *Cluster) Up(ctx context.Context) error {
 	if err := c.preflight(); err != nil {
 		return err
@@ -235,7 +247,11 @@ func (c *Cluster) Up(ctx context.Context) error {
 // preflight checks every program the cluster runs is there before
 // anything starts.
 func (c *Cluster) preflight() error {
-	for _, name := range []string{"cdnflow", "temporal-server", "temporal-sql-tool"} {
+	bins := []string{"cdnflow", "temporal-server", "temporal-sql-tool"}
+	if c.ownObjectStore() {
+		bins = append(bins, versitygwBin)
+	}
+	for _, name := range bins {
 		if _, err := os.Stat(filepath.Join(c.opts.BinDir, name)); err != nil {
 			return fmt.Errorf("%s not found in %s: build the cluster's binaries with `make cluster-bins` (or give --bin-dir)", name, c.opts.BinDir)
 		}
@@ -256,7 +272,7 @@ func (c *Cluster) preflight() error {
 }
 
 func (c *Cluster) prepareDir() error {
-	for _, d := range []string{"", "run", "logs", "edges", "data", "payloads"} {
+	for _, d := range []string{"", "run", "logs", "edges", "data"} {
 		if err := os.MkdirAll(filepath.Join(c.opts.Dir, d), 0o755); err != nil {
 			return fmt.Errorf("cluster dir: %w", err)
 		}
@@ -278,8 +294,8 @@ func (c *Cluster) prepareDir() error {
 func (c *Cluster) inventoryFile() string { return filepath.Join(c.opts.Dir, "edges.json") }
 
 // Down stops every process of the cluster directory in reverse start
-// order (APIs, workers, edges, connectors, origin, UI, Temporal,
-// PostgreSQL). Data stays; a later Up resumes it.
+// order (APIs, workers, edges, connectors, origin, UI, object store,
+// Temporal, PostgreSQL). Data stays; a later Up resumes it.
 func Down(dir string) error {
 	files, err := filepath.Glob(filepath.Join(dir, "run", "*.pid"))
 	if err != nil {
@@ -304,7 +320,7 @@ func Down(dir string) error {
 
 // stopRank orders Down: clients before what they talk to.
 func stopRank(name string) int {
-	for i, prefix := range []string{"api-", "worker-", "edge-", "connector-", "origin", "ui", "temporal", "postgres"} {
+	for i, prefix := range []string{"api-", "worker-", "edge-", "connector-", "origin", "ui", ObjectStoreName, "temporal", "postgres"} {
 		if strings.HasPrefix(name, prefix) {
 			return i
 		}
@@ -353,6 +369,9 @@ func (c *Cluster) Running(name string) bool { return c.pid(name) != 0 }
 // procs lists the processes in start order.
 func (c *Cluster) procs() []proc {
 	ps := []proc{c.postgresProc(), c.temporalProc()}
+	if c.ownObjectStore() {
+		ps = append(ps, c.objectStoreProc())
+	}
 	if c.opts.UIPort >= 0 {
 		ps = append(ps, c.uiProc())
 	}

@@ -9,7 +9,9 @@ package cluster_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -26,6 +28,7 @@ import (
 
 	"github.com/cdnflow/cdnflow/internal/cluster"
 	"github.com/cdnflow/cdnflow/internal/origin"
+	"github.com/cdnflow/cdnflow/internal/s3test"
 	"github.com/cdnflow/cdnflow/inventory"
 )
 
@@ -144,7 +147,12 @@ func buildBinaries(binDir string) error {
 			return fmt.Errorf("build %s: %w", pkg, err)
 		}
 	}
-	return nil
+	// The object store: the binary `make tools` builds (bin/versitygw).
+	vgw, err := s3test.Binary()
+	if err != nil {
+		return err
+	}
+	return os.Symlink(vgw, filepath.Join(binDir, "versitygw"))
 }
 
 func startCluster(dir, binDir string) (*env, error) {
@@ -153,7 +161,7 @@ func startCluster(dir, binDir string) (*env, error) {
 	host, portStr, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	e.originHost = host
 	e.originPort, _ = strconv.Atoi(portStr)
-	ports, err := freePorts(4 + 3*edgeCount + 2 + 2)
+	ports, err := freePorts(5 + 3*edgeCount + 2 + 2)
 	if err != nil {
 		return nil, err
 	}
@@ -170,8 +178,9 @@ func startCluster(dir, binDir string) (*env, error) {
 	}
 	pg, _ := strconv.Atoi(strings.TrimPrefix(next(), "127.0.0.1:"))
 	ui, _ := strconv.Atoi(strings.TrimPrefix(next(), "127.0.0.1:"))
+	s3, _ := strconv.Atoi(strings.TrimPrefix(next(), "127.0.0.1:"))
 	c, err := cluster.New(cluster.Options{
-		Dir: filepath.Join(dir, "cluster"), BinDir: binDir, PGPort: pg, TemporalPort: temporalPort, UIPort: ui,
+		Dir: filepath.Join(dir, "cluster"), BinDir: binDir, PGPort: pg, TemporalPort: temporalPort, UIPort: ui, ObjectStorePort: s3,
 		APIAddrs: []string{next(), next()}, WorkerMetricsAddrs: []string{next(), next()}, Edges: edges,
 		DefaultOrigin: srv.Listener.Addr().String(), OriginAllowLoopback: []string{portStr},
 		ServerArgs: []string{"--app-keys", appKey + ":" + appSecret, "--heartbeat-timeout", heartbeat.String(),
@@ -308,8 +317,8 @@ func TestUpIsIdempotent(t *testing.T) {
 			t.Errorf("%s: pid %d before the second up, %d after", name, pid, after[name])
 		}
 	}
-	if len(before) != 2+1+2*edgeCount+2+2 {
-		t.Errorf("%d processes, want PostgreSQL, Temporal, UI, %d edges and connectors, 2 workers, 2 APIs: %v", len(before), edgeCount, before)
+	if len(before) != 2+1+1+2*edgeCount+2+2 {
+		t.Errorf("%d processes, want PostgreSQL, Temporal, the object store, UI, %d edges and connectors, 2 workers, 2 APIs: %v", len(before), edgeCount, before)
 	}
 }
 
@@ -354,19 +363,67 @@ func TestTemporalRestarted(t *testing.T) {
 func TestPostgresRestarted(t *testing.T) {
 	shared.faultRun(t, "postgres", func(t *testing.T, a *apiClient) {
 		// Immediate shutdown: no checkpoint, crash recovery at start.
-		shared.restart(t, "postgres", syscall.SIGQUIT, 2*time.Second)
+		shared.restartRefusing(t, a, "postgres", syscall.SIGQUIT, true)
 	})
 }
 
-// TestObjectStoreRestarted is the hook for the S3 payload store.
-//
-// HOOK(h2, payload store): once `--payload-url` and the object store
-// process land, the cluster runs the store (a proc named e.g. "s3") and
-// this test becomes:
-//
-//	shared.faultRun(t, "s3", func(t *testing.T, a *apiClient) {
-//		shared.restart(t, "s3", syscall.SIGKILL, 2*time.Second)
-//	})
+// The object store (versitygw) is SIGKILLed mid-job and restarted on the
+// same data: the prewarm's outcome writes are retried until it answers,
+// nothing is lost or counted twice; a new prewarm sent while it is down
+// is refused (its URL list cannot be stored), a purge needs no store.
 func TestObjectStoreRestarted(t *testing.T) {
-	t.Skip("the S3 payload store is not in this branch yet (issue 15, branch h2): the cluster shares a payload directory")
+	shared.faultRun(t, cluster.ObjectStoreName, func(t *testing.T, a *apiClient) {
+		shared.restartRefusing(t, a, cluster.ObjectStoreName, syscall.SIGKILL, false)
+	})
+}
+
+// restartRefusing stops name, checks that a new prewarm (and, with
+// purgeToo, a new purge) sent to an API meanwhile is refused with the
+// API's own "unavailable" answer — 503 ServiceUnavailable with a
+// Retry-After, NHN resultCode 50001 — then starts name again; faultRun
+// then checks that the jobs running across the outage lost nothing.
+func (e *env) restartRefusing(t *testing.T, a *apiClient, name string, sig syscall.Signal, purgeToo bool) {
+	t.Helper()
+	if err := e.c.Stop(name, sig, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	base := e.c.APIURLs()[0]
+	probe := &http.Client{Timeout: 90 * time.Second}
+	start := time.Now()
+	body := fmt.Sprintf(`{"url_list":["http://%s/refused/%s.js"],"cf_domain":%q,"target_type":"pop","region":["%s"]}`,
+		e.domain(t), name, e.domain(t), e.c.Inventory().IDs()[0])
+	resp, err := probe.Post(base+"/prewarm", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("prewarm with %s down: %v", name, err)
+	}
+	data, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(data), `"ServiceUnavailable"`) {
+		t.Errorf("prewarm with %s down = %d (Retry-After %q) %s; want 503 ServiceUnavailable with a Retry-After", name, resp.StatusCode, resp.Header.Get("Retry-After"), data)
+	}
+	t.Logf("prewarm with %s down refused in %s", name, time.Since(start).Round(time.Millisecond))
+	if purgeToo {
+		start = time.Now()
+		req, _ := http.NewRequest("POST", base+"/v1.5/appKeys/"+appKey+"/purges",
+			strings.NewReader(fmt.Sprintf(`{"domain":%q,"purgeType":"ITEM","purgeList":"/refused/%s.css"}`, e.domain(t), name)))
+		req.Header.Set("Authorization", appSecret)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := probe.Do(req)
+		if err != nil {
+			t.Fatalf("purge with %s down: %v", name, err)
+		}
+		var h nhnHeader
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err := json.Unmarshal(data, &h); err != nil || h.Header.IsSuccessful || h.Header.ResultCode != 50001 {
+			t.Errorf("purge with %s down = %d %s; want NHN resultCode 50001", name, resp.StatusCode, data)
+		}
+		t.Logf("purge with %s down refused in %s", name, time.Since(start).Round(time.Millisecond))
+	}
+	time.Sleep(2 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := e.c.Start(ctx, name); err != nil {
+		t.Fatalf("restart %s: %v", name, err)
+	}
 }

@@ -20,6 +20,9 @@ type proc struct {
 	name string
 	argv []string
 	env  []string
+	// envf adds variables computed at each spawn (secrets made by an
+	// earlier step); nil: none.
+	envf func() ([]string, error)
 	// cred runs the process as another user (PostgreSQL as postgres when
 	// the cluster is started by root); nil: as the caller.
 	cred *syscall.Credential
@@ -123,6 +126,13 @@ func (c *Cluster) spawn(p proc) error {
 	fmt.Fprintf(logf, "=== %s start %s: %s\n", p.name, time.Now().UTC().Format(time.RFC3339), strings.Join(p.argv, " "))
 	cmd := exec.Command(p.argv[0], p.argv[1:]...)
 	cmd.Env = append(os.Environ(), p.env...)
+	if p.envf != nil {
+		more, err := p.envf()
+		if err != nil {
+			return fmt.Errorf("%s environment: %w", p.name, err)
+		}
+		cmd.Env = append(cmd.Env, more...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = c.opts.Dir
 	if p.dir != "" {

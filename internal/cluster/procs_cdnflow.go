@@ -20,23 +20,17 @@ import (
 func (c *Cluster) cdnflow() string { return filepath.Join(c.opts.BinDir, "cdnflow") }
 
 // serverArgs are the flags every worker and API process shares: the
-// cluster's Temporal, the edge inventory, the payload store and the
-// origin policy. Everything else reaches them through the environment
-// they inherit from `cluster up` (CDNFLOW_*, and OTEL_* once tracing
-// lands: HOOK(issue 15, tracing)).
+// cluster's Temporal, the edge inventory, the payload store (S3, never a
+// shared directory) and the origin policy; each process also gets a data
+// directory of its own (dataDir). Everything else reaches them through
+// the environment they inherit from `cluster up` (CDNFLOW_*, and the
+// OpenTelemetry variables such as OTEL_EXPORTER_OTLP_ENDPOINT).
 func (c *Cluster) serverArgs() []string {
 	args := []string{
 		"--temporal-address", c.TemporalAddress(),
 		"--namespace", c.opts.Namespace,
 		"--edges", c.inventoryFile(),
-		"--data-dir", filepath.Join(c.opts.Dir, "data"),
-		// HOOK(h2, payload store): once --payload-url lands, the cluster
-		// runs the S3 object store as its own process (a proc here, with
-		// a Restart in the kill tests) and passes
-		// "--payload-url", "s3://...?endpoint=...". Until then the
-		// workers and APIs share this directory, which only works on one
-		// machine.
-		"--claim-check-dir", filepath.Join(c.opts.Dir, "payloads"),
+		"--payload-url", c.PayloadURL(),
 		"--default-origin", c.opts.DefaultOrigin,
 		"--log-format", "json",
 	}
@@ -49,16 +43,20 @@ func (c *Cluster) serverArgs() []string {
 func (c *Cluster) workerProc(i int) proc {
 	addr := c.opts.WorkerMetricsAddrs[i]
 	argv := append([]string{c.cdnflow(), "worker"}, c.serverArgs()...)
-	argv = append(argv, "--metrics-addr", addr)
-	return proc{name: WorkerName(i), argv: argv, ready: httpReady("http://"+addr+"/metrics", http.StatusOK)}
+	argv = append(argv, "--metrics-addr", addr, "--data-dir", c.dataDir(WorkerName(i)))
+	return proc{name: WorkerName(i), argv: argv, envf: c.payloadEnv, ready: httpReady("http://"+addr+"/metrics", http.StatusOK)}
 }
 
 func (c *Cluster) apiProc(i int) proc {
 	addr := c.opts.APIAddrs[i]
 	argv := append([]string{c.cdnflow(), "api"}, c.serverArgs()...)
-	argv = append(argv, "--api-addr", addr)
-	return proc{name: APIName(i), argv: argv, ready: httpReady("http://"+addr+"/readyz", http.StatusOK)}
+	argv = append(argv, "--api-addr", addr, "--data-dir", c.dataDir(APIName(i)))
+	return proc{name: APIName(i), argv: argv, envf: c.payloadEnv, ready: httpReady("http://"+addr+"/readyz", http.StatusOK)}
 }
+
+// dataDir is a worker's or API's own --data-dir (nothing in it is read by
+// another process).
+func (c *Cluster) dataDir(name string) string { return filepath.Join(c.opts.Dir, "data", name) }
 
 func (c *Cluster) uiProc() proc {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(c.opts.UIPort))
