@@ -20,6 +20,7 @@ import (
 	"github.com/cdnflow/cdnflow/httpapi"
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/payload"
+	"github.com/cdnflow/cdnflow/internal/tracing"
 	"github.com/cdnflow/cdnflow/inventory"
 )
 
@@ -150,6 +151,14 @@ func TestComposeFile(t *testing.T) {
 		}
 	}
 	checkComposePayloads(t, c)
+	for _, name := range []string{"worker", "api", "api-2"} {
+		env := c.Services[name].Environment
+		checkTracing(t, "compose "+name, env)
+		u, _ := url.Parse(env[tracing.EnvEndpoint])
+		if u == nil || c.Services[u.Hostname()].Environment["COLLECTOR_OTLP_ENABLED"] != "true" {
+			t.Errorf("compose %s exports traces to %q, which is not a compose service receiving OTLP", name, env[tracing.EnvEndpoint])
+		}
+	}
 	for name, port := range map[string]string{"api": "8080:8080", "api-2": "8081:8080"} {
 		api := c.Services[name]
 		if !contains(api.Command, ":8080") || !contains(api.Ports, port) {
@@ -228,6 +237,16 @@ func checkComposePayloads(t *testing.T, c composeFile) {
 	}
 }
 
+// checkTracing: the process exports its traces by OTLP (the standard
+// OTEL_* variables as internal/tracing reads them: on, over HTTP).
+func checkTracing(t *testing.T, where string, env map[string]string) {
+	t.Helper()
+	on, err := tracing.Enabled(func(k string) string { return env[k] })
+	if err != nil || !on {
+		t.Errorf("%s: traces not exported (%v): set %s (OTLP over HTTP)", where, err, tracing.EnvEndpoint)
+	}
+}
+
 func makefileVar(t *testing.T, name string) string {
 	data, err := os.ReadFile("../Makefile")
 	if err != nil {
@@ -297,6 +316,7 @@ func TestKubernetesManifests(t *testing.T) {
 			if _, err := inventory.Parse([]byte(d.Data["edges.yaml"])); err != nil {
 				t.Errorf("configmap inventory: %v", err)
 			}
+			checkTracing(t, "configmap", env)
 		}
 		connectors, varnishes := 0, 0
 		for _, c := range d.Spec.Template.Spec.Containers {
