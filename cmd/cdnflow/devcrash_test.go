@@ -103,8 +103,16 @@ func TestDevKilledAndRestartedLosesNothing(t *testing.T) {
 	var inv strings.Builder
 	inv.WriteString("edges:\n")
 	var edgeAddrs, edgeIDs []string
-	for _, e := range outside {
-		fmt.Fprintf(&inv, "  - {id: %s, region: us, country: united_states, address: %q, adminAddress: %q, secretFile: %q, connectorAddress: %q}\n", e.Edge.ID, e.Edge.Address, e.Edge.AdminAddress, e.Edge.SecretFile, e.Edge.ConnectorAddress)
+	// cdnflow reaches the first outside edge's HTTP port through a fault
+	// proxy: refusing its PURGEs holds the purge below 100 until the kill,
+	// whatever the speed of the other edges.
+	hold := edgetest.StartFaultProxy(t, outside[0].Edge.Address)
+	for i, e := range outside {
+		addr := e.Edge.Address
+		if i == 0 {
+			addr = hold.Addr()
+		}
+		fmt.Fprintf(&inv, "  - {id: %s, region: us, country: united_states, address: %q, adminAddress: %q, secretFile: %q, connectorAddress: %q}\n", e.Edge.ID, addr, e.Edge.AdminAddress, e.Edge.SecretFile, e.Edge.ConnectorAddress)
 		edgeAddrs = append(edgeAddrs, e.Edge.Address)
 		edgeIDs = append(edgeIDs, e.Edge.ID)
 	}
@@ -128,6 +136,8 @@ func TestDevKilledAndRestartedLosesNothing(t *testing.T) {
 		"--app-keys", crashAppKey + ":" + crashSecret,
 		"--heartbeat-timeout", crashHeartbeat.String(),
 		"--prewarm-concurrency", "2",
+		// Attempts outlast the held edge's 503s (200 ms doubling to 5 s).
+		"--prewarm-attempts", "8",
 		"--purge-item-interval", "0s",
 		"--log-format", "json",
 	}
@@ -162,8 +172,7 @@ func TestDevKilledAndRestartedLosesNothing(t *testing.T) {
 	a.waitDistribution(domain, "OPEN")
 
 	// The paths the purge will drop are cached on every edge first.
-	// Enough seqs that the purge, one activity per seq fanning out to
-	// every edge, is still running when the kill lands.
+	// 20 seqs; the held edge keeps them below 100 until the kill.
 	paths := make([]string, 4000)
 	purgeURLs := make([]string, len(paths))
 	for i := range paths {
@@ -189,6 +198,7 @@ func TestDevKilledAndRestartedLosesNothing(t *testing.T) {
 	jobID := a.startPrewarm(map[string]any{"url_list": urls, "cf_domain": domain, "target_type": "pop", "region": edgeIDs})
 	time.Sleep(time.Duration(1000+rng.IntN(2000)) * time.Millisecond)
 	var purge struct{ PurgeSeqs []int64 }
+	hold.SetMode(edgetest.Status(http.StatusServiceUnavailable))
 	a.nhn("POST", "/purges", map[string]any{"domain": domain, "purgeType": "ITEM", "purgeList": strings.Join(paths, "\n")}, &purge)
 	if len(purge.PurgeSeqs) != 20 {
 		t.Fatalf("4,000 ITEM paths gave %d seqs, want 20", len(purge.PurgeSeqs))
@@ -225,6 +235,7 @@ func TestDevKilledAndRestartedLosesNothing(t *testing.T) {
 	for _, addr := range []string{apiAddr, managedHTTP, managedAdmin} {
 		waitClosed(t, addr)
 	}
+	hold.SetMode(edgetest.Pass())
 	dev = startDev(t, bin, dir, apiAddr, args, logFile)
 
 	st := a.waitPrewarm(jobID)
