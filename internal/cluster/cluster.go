@@ -347,6 +347,25 @@ func (c *Cluster) Kill(name string) error {
 	return c.signal(name, syscall.SIGKILL, 10*time.Second)
 }
 
+// Pause stops the named process and its session (SIGSTOP): it keeps its
+// sockets but answers nothing until Resume — a hung part, as opposed to
+// a dead one.
+func (c *Cluster) Pause(name string) error { return c.sessionSignal(name, syscall.SIGSTOP) }
+
+// Resume continues a paused process (SIGCONT).
+func (c *Cluster) Resume(name string) error { return c.sessionSignal(name, syscall.SIGCONT) }
+
+func (c *Cluster) sessionSignal(name string, sig syscall.Signal) error {
+	pid := c.pid(name)
+	if pid == 0 {
+		return fmt.Errorf("%s is not running", name)
+	}
+	if err := syscall.Kill(-pid, sig); err != nil {
+		return fmt.Errorf("signal %s (%d): %w", name, pid, err)
+	}
+	return nil
+}
+
 // Stop ends the named process with sig, SIGKILL after wait.
 func (c *Cluster) Stop(name string, sig syscall.Signal, wait time.Duration) error {
 	return c.signal(name, sig, wait)
@@ -393,6 +412,9 @@ func (c *Cluster) procs() []proc {
 // WorkerName and APIName are the process names of worker i and API i
 // (0-based), as Kill and Start take them.
 func WorkerName(i int) string { return fmt.Sprintf("worker-%d", i+1) }
+
+// EdgeName is the process name of the varnishd of edge id.
+func EdgeName(id string) string { return "edge-" + id }
 
 // APIName is the process name of API i (0-based).
 func APIName(i int) string { return fmt.Sprintf("api-%d", i+1) }

@@ -91,7 +91,7 @@ func (c *Cluster) edgeProc(e inventory.Edge) proc {
 		// secret and VCL in the cluster directory.
 		argv = append(argv, "-j", "none")
 	}
-	return proc{name: "edge-" + e.ID, argv: argv, prepare: func() error { return c.writeEdgeFiles(e) },
+	return proc{name: EdgeName(e.ID), argv: argv, prepare: func() error { return c.writeEdgeFiles(e) },
 		ready: func(ctx context.Context) error { return edgeReady(ctx, e) }}
 }
 

@@ -6,13 +6,15 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/cdnflow/cdnflow/internal/cluster"
 )
 
 // faultRun runs one fault scenario: the purge's 1,000 paths are cached on
 // every edge first; then a 2,000-URL × 3-edge prewarm starts (each origin
 // fetch 30 ms, a few at a time, so it runs for a while), the purge (5
-// seqs) is sent once a quarter of the pairs are fetched, and fault runs
-// while both are in flight. Then every count must be exact: 6,000 pair
+// seqs) is sent once a quarter of the pairs are fetched while one edge
+// hangs, and fault runs while both are in flight. Then every count must be exact: 6,000 pair
 // rows, each pair once and successful, one origin fetch per pair (a pair
 // fetched again after a lost outcome is a HIT, never a second origin
 // fetch), and every purge seq at 100 with every edge answering MISS for
@@ -44,6 +46,13 @@ func (e *env) faultRun(t *testing.T, scenario string, fault func(*testing.T, *ap
 		}
 		return nil
 	})
+	// One edge hangs (SIGSTOP) from the purge until the fault is done, so
+	// the purge is in flight across the fault however fast the others
+	// confirm it.
+	held := cluster.EdgeName(edgeIDs[len(edgeIDs)-1])
+	if err := e.c.Pause(held); err != nil {
+		t.Fatal(err)
+	}
 	seqs := a.purge(d, paths)
 	if len(seqs) != purgeN/200 {
 		t.Fatalf("%d ITEM paths gave %d seqs, want %d", purgeN, len(seqs), purgeN/200)
@@ -53,7 +62,13 @@ func (e *env) faultRun(t *testing.T, scenario string, fault func(*testing.T, *ap
 	}
 	t.Logf("fault %s at %d/%d origin fetches, %s into the job, %d of %d purge seqs at 100", scenario, fetched.Load(), jobURLs*edgeCount,
 		time.Since(start).Round(time.Millisecond), seqsDone(a.purges(d), seqs), len(seqs))
+	if done := seqsDone(a.purges(d), seqs); done == len(seqs) {
+		t.Fatalf("every purge seq at 100 with %s hung: the purge must be in flight during the fault", held)
+	}
 	fault(t, a)
+	if err := e.c.Resume(held); err != nil {
+		t.Fatal(err)
+	}
 	e.checkPrewarm(t, a, urls, fetched.Load)
 	t.Logf("prewarm of %d pairs done %s after its start", jobURLs*edgeCount, time.Since(start).Round(time.Millisecond))
 	e.checkPurge(t, a, d, seqs, paths)
