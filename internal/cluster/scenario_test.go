@@ -14,7 +14,8 @@ import (
 // every edge first; then a 2,000-URL × 3-edge prewarm starts (each origin
 // fetch 30 ms, a few at a time, so it runs for a while), the purge (5
 // seqs) is sent once a quarter of the pairs are fetched while one edge
-// hangs, and fault runs while both are in flight. Then every count must be exact: 6,000 pair
+// hangs (until a second into the fault), and fault runs while both are in
+// flight. Then every count must be exact: 6,000 pair
 // rows, each pair once and successful, one origin fetch per pair (a pair
 // fetched again after a lost outcome is a HIT, never a second origin
 // fetch), and every purge seq at 100 with every edge answering MISS for
@@ -46,9 +47,9 @@ func (e *env) faultRun(t *testing.T, scenario string, fault func(*testing.T, *ap
 		}
 		return nil
 	})
-	// One edge hangs (SIGSTOP) from the purge until the fault is done, so
-	// the purge is in flight across the fault however fast the others
-	// confirm it.
+	// One edge hangs (SIGSTOP) from the purge until the fault has begun,
+	// so the purge is in flight when the fault lands however fast the
+	// other edges confirm it.
 	held := cluster.EdgeName(edgeIDs[len(edgeIDs)-1])
 	if err := e.c.Pause(held); err != nil {
 		t.Fatal(err)
@@ -65,8 +66,16 @@ func (e *env) faultRun(t *testing.T, scenario string, fault func(*testing.T, *ap
 	if done := seqsDone(a.purges(d), seqs); done == len(seqs) {
 		t.Fatalf("every purge seq at 100 with %s hung: the purge must be in flight during the fault", held)
 	}
+	// The edge answers again a second into the fault (every fault lasts
+	// longer): held longer than a prewarm GET's timeout, its queued GETs
+	// would be fetched twice.
+	resumed := make(chan error, 1)
+	timer := time.AfterFunc(time.Second, func() { resumed <- e.c.Resume(held) })
 	fault(t, a)
-	if err := e.c.Resume(held); err != nil {
+	if timer.Stop() {
+		resumed <- e.c.Resume(held)
+	}
+	if err := <-resumed; err != nil {
 		t.Fatal(err)
 	}
 	e.checkPrewarm(t, a, urls, fetched.Load)
