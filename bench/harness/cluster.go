@@ -21,8 +21,8 @@ import (
 type ClusterOptions struct {
 	Edges   int
 	Workers int
-	// BinDir holds cdnflow, temporal-server and temporal-sql-tool (`make
-	// cluster-bins` puts them in bin/).
+	// BinDir holds cdnflow, temporal-server, temporal-sql-tool and
+	// versitygw (`make cluster-bins` puts them in bin/).
 	BinDir string
 	// ServerArgs are extra flags of the workers and APIs.
 	ServerArgs []string
@@ -71,7 +71,7 @@ func clusterOptions(o ClusterOptions, dir, originAddr string) (cluster.Options, 
 	_, originPort, _ := net.SplitHostPort(originAddr)
 	opts := cluster.Options{Dir: dir, BinDir: o.BinDir, DefaultOrigin: originAddr, OriginAllowLoopback: []string{originPort},
 		UIPort: -1, ServerArgs: o.ServerArgs, WorkerMetricsAddrs: []string{}}
-	addrs, err := freeAddrs(2 + o.Workers + 3*o.Edges)
+	addrs, err := freeAddrs(3 + o.Workers + 3*o.Edges)
 	if err != nil {
 		return opts, err
 	}
@@ -79,6 +79,8 @@ func clusterOptions(o ClusterOptions, dir, originAddr string) (cluster.Options, 
 	opts.APIAddrs = []string{next()}
 	_, pg, _ := net.SplitHostPort(next())
 	opts.PGPort, _ = strconv.Atoi(pg)
+	_, s3, _ := net.SplitHostPort(next())
+	opts.ObjectStorePort, _ = strconv.Atoi(s3)
 	for i := 0; i < o.Workers; i++ {
 		opts.WorkerMetricsAddrs = append(opts.WorkerMetricsAddrs, next())
 	}
