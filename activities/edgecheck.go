@@ -97,6 +97,12 @@ func activeVCL(ctx context.Context, e inventory.Edge, h *EdgeHealth) error {
 	return nil
 }
 
+// adminGreetTimeout bounds the wait for the CLI banner. varnishd's
+// manager serves its CLI one command at a time and compiles a VCL (gcc)
+// within one: a manager busy loading a VCL — seconds on a loaded host —
+// is slow, not down. The check activity's StartToClose is 15 s.
+const adminGreetTimeout = 8 * time.Second
+
 // greetAdmin reads the Varnish CLI banner: 107 (auth challenge) or 200.
 func greetAdmin(ctx context.Context, addr string) error {
 	d := net.Dialer{Timeout: 3 * time.Second}
@@ -105,7 +111,7 @@ func greetAdmin(ctx context.Context, addr string) error {
 		return err
 	}
 	defer conn.Close()
-	_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	_ = conn.SetReadDeadline(time.Now().Add(adminGreetTimeout))
 	line, err := bufio.NewReader(conn).ReadString('\n')
 	if err != nil {
 		return fmt.Errorf("read banner: %w", err)

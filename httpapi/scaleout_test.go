@@ -33,7 +33,7 @@ func secondAPI(t *testing.T, env *testenv.Env) *testenv.Env {
 	if err != nil {
 		t.Fatalf("second API: %v", err)
 	}
-	ts := httptest.NewServer(httpapi.New(httpapi.Deps{Temporal: c, Config: env.Config, Inventory: env.Inventory, Logger: env.Logger}))
+	ts := httptest.NewServer(httpapi.New(httpapi.Deps{Temporal: c, Config: env.Config, Inventory: env.Inventory, Logger: env.Logger, Payloads: env.Payloads}))
 	t.Cleanup(func() { ts.Close(); c.Close() })
 	other := *env
 	other.API.URL = ts.URL

@@ -76,7 +76,7 @@ func ownProcesses(t *testing.T, env *testenv.Env, logger *zap.Logger) *testenv.E
 	runCtx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- stack.RunWorker(runCtx, env.Config, env.Inventory, c, env.Payloads, logger) }()
-	ts := httptest.NewServer(httpapi.New(httpapi.Deps{Temporal: c, Config: env.Config, Inventory: env.Inventory, Logger: logger}))
+	ts := httptest.NewServer(httpapi.New(httpapi.Deps{Temporal: c, Config: env.Config, Inventory: env.Inventory, Logger: logger, Payloads: env.Payloads}))
 	t.Cleanup(func() {
 		ts.Close()
 		stop()
