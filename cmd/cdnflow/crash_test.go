@@ -167,7 +167,7 @@ func TestWorkerKilledTenTimesLosesNothing(t *testing.T) {
 		time.Sleep(pause)
 		if k == purgeAtKill {
 			var res struct{ PurgeSeqs []int64 }
-			a.nhn("POST", "/purges", map[string]any{"domain": domain, "purgeType": "ITEM", "purgeList": strings.Join(purgePaths, "\n")}, &res)
+			a.nhnRetried("POST", "/purges", map[string]any{"domain": domain, "purgeType": "ITEM", "purgeList": strings.Join(purgePaths, "\n")}, &res)
 			purgeSeqs = res.PurgeSeqs
 			seqMu.Lock()
 			for i, s := range purgeSeqs {

@@ -22,6 +22,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/converter"
 
+	"github.com/cdnflow/cdnflow/httpapi"
 	"github.com/cdnflow/cdnflow/internal/eventually"
 	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/service"
@@ -217,6 +218,33 @@ func (a api) nhn(method, path string, body any, out any) {
 		if err := json.Unmarshal(data, out); err != nil {
 			a.t.Fatal(err)
 		}
+	}
+}
+
+// nhnRetried is nhn for a request a pipeline sends again when it is
+// refused with "nothing started, retry": 30001 (rate limited / capacity)
+// or 50001 (Temporal or the workers did not answer in time, as while a
+// worker is being killed). Other refusals fail the test at once.
+func (a api) nhnRetried(method, path string, body any, out any) {
+	a.t.Helper()
+	end := time.Now().Add(a.timeout)
+	for {
+		var env nhnEnvelope
+		_, data := a.do(method, "/v1.5/appKeys/"+a.appKey+path, a.secret, body, &env)
+		if env.Header.IsSuccessful {
+			if out != nil {
+				if err := json.Unmarshal(data, out); err != nil {
+					a.t.Fatal(err)
+				}
+			}
+			return
+		}
+		retry := env.Header.ResultCode == httpapi.NHNRateLimited || env.Header.ResultCode == httpapi.NHNTemporalUnavailble
+		if !retry || time.Now().After(end) {
+			a.t.Fatalf("%s %s: %s", method, path, data)
+		}
+		a.t.Logf("%s %s refused, sent again: %s", method, path, data)
+		time.Sleep(time.Second)
 	}
 }
 
