@@ -238,6 +238,11 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 	}()
 	dist, err := s.DistributionByDomain(ctx, appKey, domain)
 	adm := <-limited
+	if adm.err != nil && !errors.Is(adm.err, ErrRateLimited) && err != nil {
+		// The purge cannot start anyway (unknown domain, ...): that is the
+		// answer, not the counter's trouble.
+		return res, err
+	}
 	if adm.err != nil {
 		if !errors.Is(adm.err, ErrRateLimited) && ctx.Err() == nil && (seqCtx.Err() != nil || overloaded(adm.err)) {
 			return res, fmt.Errorf("%w: purge capacity is exhausted right now; retry in a few seconds", ErrRateLimited)
