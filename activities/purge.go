@@ -138,6 +138,12 @@ func (a *Purge) verifyGone(ctx context.Context, e inventory.Edge, host, path str
 	if err != nil {
 		return fmt.Errorf("verify purge of %s%s: %w", host, path, err)
 	}
+	return staleCopy(e, host, path, r, sent)
+}
+
+// staleCopy is the error of a probe (made after a PURGE sent at sent)
+// that found a fresh copy older than the purge, else nil.
+func staleCopy(e inventory.Edge, host, path string, r edge.ProbeResult, sent time.Time) error {
 	if r.Fresh && r.Age > time.Since(sent)+time.Second {
 		return fmt.Errorf("edge %s still serves %s%s cached %s ago, before the purge", e.ID, host, path, r.Age.Round(time.Millisecond))
 	}
@@ -176,9 +182,15 @@ func (a *Purge) apply(ctx context.Context, e inventory.Edge, in PurgeEdgeInput, 
 func (a *Purge) send(ctx context.Context, e inventory.Edge, in PurgeEdgeInput, host, path string) error {
 	switch in.Type {
 	case PurgeItem:
+		// One request purges and probes (edge.Client.PurgeVerified); an
+		// edge that only answered "Purged" is probed separately.
 		sent := time.Now()
-		if err := a.Edge.Purge(ctx, e, host, path, in.Soft); err != nil {
+		r, verified, err := a.Edge.PurgeVerified(ctx, e, host, path, in.Soft)
+		if err != nil {
 			return err
+		}
+		if verified {
+			return staleCopy(e, host, path, r, sent)
 		}
 		return a.verifyGone(ctx, e, host, path, sent)
 	case PurgeWildcard:

@@ -3,6 +3,8 @@ package activities
 import (
 	"errors"
 	"net/http"
+	"strings"
+	"sync/atomic"
 	"testing"
 
 	"go.temporal.io/sdk/temporal"
@@ -89,5 +91,44 @@ func TestPurgeEdgeFinalErrors(t *testing.T) {
 	}
 	if len(fe.seen) != 0 {
 		t.Fatalf("refused purges reached the edge: %v", fe.seen)
+	}
+}
+
+// Issue 19: an edge that answers the verified PURGE (edge.PurgeVerifyHeader)
+// with its probe costs one request per unit; a fresh copy older than the
+// purge in that answer fails the unit as a separate probe would.
+func TestPurgeItemVerifiedInOneRequest(t *testing.T) {
+	var answer atomic.Value
+	answer.Store("404 absent")
+	fe, inv := newFakeEdge(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == "PURGE" && r.Header.Get(edge.PurgeVerifyHeader) != "" {
+			reason := answer.Load().(string)
+			if reason == "404 absent" {
+				w.WriteHeader(http.StatusNotFound)
+				return
+			}
+			// A probe's 200 "cached age=<s>" reason.
+			hj, _ := w.(http.Hijacker)
+			conn, buf, _ := hj.Hijack()
+			defer conn.Close()
+			_, _ = buf.WriteString("HTTP/1.1 200 " + reason + "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+			_ = buf.Flush()
+			return
+		}
+		w.WriteHeader(http.StatusTeapot)
+	})
+	a := &Purge{Inventory: inv, Edge: edge.NewClient(edge.Options{}), Logger: zap.NewNop(), PerEdge: 2}
+	var ts testsuite.WorkflowTestSuite
+	in := PurgeEdgeInput{EdgeID: "E1", Hosts: []string{"a.test"}, Type: PurgeItem, Paths: []string{"/x", "/y"}}
+	if err := runActivity(t, ts.NewTestActivityEnvironment(), a.PurgeEdge, in, nil); err != nil {
+		t.Fatal(err)
+	}
+	if fe.count("PURGE a.test /x") != 1 || fe.count("PURGE a.test /y") != 1 || fe.count("GET") != 0 {
+		t.Fatalf("requests %v, want one verified PURGE per path and no separate probe", fe.seen)
+	}
+	answer.Store("cached age=3600.000")
+	err := runActivity(t, ts.NewTestActivityEnvironment(), a.PurgeEdge, PurgeEdgeInput{EdgeID: "E1", Hosts: []string{"a.test"}, Type: PurgeItem, Paths: []string{"/z"}}, nil)
+	if err == nil || !strings.Contains(err.Error(), "before the purge") {
+		t.Fatalf("an edge still holding an hour-old copy after the purge: %v, want an error naming it", err)
 	}
 }

@@ -17,6 +17,12 @@ import (
 // clients in the edge's purge ACL may send it (others get 403).
 const ProbeHeader = "X-Cdnflow-Probe"
 
+// PurgeVerifyHeader on a PURGE asks the edge VCL to purge and then answer
+// the cache-only probe of the same object in the same request (issue 19:
+// one round trip instead of two). Edges whose VCL predates it answer
+// "Purged" as for any PURGE.
+const PurgeVerifyHeader = "X-Cdnflow-Purge-Verify"
+
 // ProbeResult is what a cache-only lookup found for one object.
 type ProbeResult struct {
 	// Fresh is true when the edge holds a fresh copy it would serve as a HIT.
@@ -38,6 +44,39 @@ func (c *Client) Probe(ctx context.Context, e inventory.Edge, host, path string)
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
+	return probeAnswer(e, path, resp)
+}
+
+// PurgeVerified evicts host+path (soft: mark stale) and answers the
+// cache-only probe of it the edge made right after, in the same request
+// (PurgeVerifyHeader). verified is false when the edge answered a plain
+// "Purged" (a VCL without it, or only a hit-for-pass marker was cached):
+// the purge took place and the caller probes separately. Errors: a
+// transport error, or *StatusError for any other answer.
+func (c *Client) PurgeVerified(ctx context.Context, e inventory.Edge, host, path string, soft bool) (r ProbeResult, verified bool, err error) {
+	h := http.Header{PurgeVerifyHeader: {"1"}, "Accept-Encoding": {"gzip"}}
+	if soft {
+		h.Set("X-Purge-Soft", "1")
+	}
+	resp, err := c.do(ctx, e, "PURGE", "http", host, path, h, 0)
+	if err != nil {
+		return ProbeResult{}, false, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	reason := strings.TrimSpace(strings.TrimPrefix(resp.Status, strconv.Itoa(resp.StatusCode)))
+	switch {
+	case resp.StatusCode == http.StatusOK && !strings.HasPrefix(reason, "cached age="):
+		return ProbeResult{}, false, nil
+	case resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNotFound:
+		return ProbeResult{}, false, fmt.Errorf("PURGE %s on edge %s: %w", path, e.ID, &StatusError{Code: resp.StatusCode})
+	}
+	r, err = probeAnswer(e, path, resp)
+	return r, err == nil, err
+}
+
+// probeAnswer reads a cache-only probe's answer.
+func probeAnswer(e inventory.Edge, path string, resp *http.Response) (ProbeResult, error) {
 	reason := strings.TrimSpace(strings.TrimPrefix(resp.Status, strconv.Itoa(resp.StatusCode)))
 	switch {
 	case resp.StatusCode == http.StatusOK && strings.HasPrefix(reason, "cached age="):

@@ -64,6 +64,32 @@ func TestProbeIsCacheOnly(t *testing.T) {
 	}
 	probe("after soft purge", false)
 
+	// Issue 19: a PURGE with PurgeVerifyHeader answers the probe of the
+	// object it purged, hard or soft, in the same request; the object is
+	// gone (or stale) as after a PURGE and a separate probe.
+	for _, soft := range []bool{false, true} {
+		// After a soft purge the first GET is served stale while Varnish
+		// refetches in the background: fetch until a fresh copy is cached.
+		for try := 0; ; try++ {
+			fetch(t, c, e, host, path)
+			if r, err := c.Probe(ctx, e, host, path); err == nil && r.Fresh {
+				break
+			}
+			if try == 50 {
+				t.Fatalf("no fresh copy cached before the verified purge (soft %v)", soft)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		r, verified, err := c.PurgeVerified(ctx, e, host, path, soft)
+		if err != nil || !verified || r.Fresh {
+			t.Fatalf("verified purge (soft %v) = %+v, verified %v, %v; want verified and no fresh copy", soft, r, verified, err)
+		}
+		probe("after a verified purge", false)
+	}
+	if _, verified, err := c.PurgeVerified(ctx, e, host, "/never-cached.css", false); err != nil || !verified {
+		t.Fatalf("verified purge of an absent object: verified %v, %v", verified, err)
+	}
+
 	// Outside the purge ACL the probe is refused (no cache state leaks).
 	other := cfg(e.ID)
 	other.PurgeACL = []string{"192.0.2.1"}
@@ -71,5 +97,8 @@ func TestProbeIsCacheOnly(t *testing.T) {
 	var se *edge.StatusError
 	if _, err := c.Probe(ctx, e, host, path); !asStatus(err, &se) || se.Code != 403 {
 		t.Fatalf("probe from outside the ACL = %v, want 403", err)
+	}
+	if _, _, err := c.PurgeVerified(ctx, e, host, path, false); !asStatus(err, &se) || se.Code != 403 {
+		t.Fatalf("verified purge from outside the ACL = %v, want 403", err)
 	}
 }

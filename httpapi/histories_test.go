@@ -58,18 +58,19 @@ func TestPurgeReservesSeqs(t *testing.T) {
 	for _, p := range paths {
 		requireMissOnEveryEdge(t, env, d.Domain, p)
 	}
-	// The counter's history holds the reservation: one update for 2 seqs.
+	// The counter's history holds the reservation: one update (the rate
+	// limit and the seqs together, issue 19) for 2 seqs.
 	reserved := 0
 	for _, ev := range env.History(t, workflows.SequenceWorkflowID("purge")).GetEvents() {
 		req := ev.GetWorkflowExecutionUpdateAcceptedEventAttributes().GetAcceptedRequest()
-		if req.GetInput().GetName() != workflows.UpdateReserveSeqs {
+		if req.GetInput().GetName() != workflows.UpdateAdmitPurge {
 			continue
 		}
-		var n int
-		if err := converter.GetDefaultDataConverter().FromPayloads(req.GetInput().GetArgs(), &n); err != nil {
+		var a workflows.AdmitPurge
+		if err := converter.GetDefaultDataConverter().FromPayloads(req.GetInput().GetArgs(), &a); err != nil {
 			t.Fatal(err)
 		}
-		if n == 2 {
+		if a.N == 2 && a.Scope == "items" {
 			reserved++
 		}
 	}

@@ -214,54 +214,61 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 	if req.Soft && purgeType != activities.PurgeItem && purgeType != activities.PurgeTag {
 		return res, invalid("soft purge applies to ITEM and TAG purges only")
 	}
-	// The rate token (held in Temporal, so the limit holds across API
-	// processes) is taken while the distribution is read: one round trip
-	// in parallel, none added. A request to an unknown domain still counts.
+	// Under overload (workers behind) the request is refused before it
+	// takes anything.
+	if err := s.admitJob(ctx); err != nil {
+		return res, fmt.Errorf("%w: %v", ErrRateLimited, err)
+	}
+	// The rate limit (held in Temporal, so it holds across API processes)
+	// and the seqs are one update, sent while the distribution is read:
+	// one round trip in parallel, none added. A request to an unknown
+	// domain still counts. Within a bound: under overload the request is
+	// refused as rate-limited before anything started, never half-started.
 	scope, every := s.purgeLimit(purgeType, domain)
-	limited := make(chan error, 1)
-	go func() { limited <- s.takePurgeToken(ctx, appKey, scope, every) }()
-	// Under overload (workers behind) the request is refused before the
-	// distribution is read.
-	admitErr := s.admitJob(ctx)
-	var dist activities.DistributionState
-	if admitErr == nil {
-		dist, err = s.DistributionByDomain(ctx, appKey, domain)
+	seqCtx, cancel := context.WithTimeout(ctx, seqTimeout)
+	defer cancel()
+	type admitted struct {
+		first int64
+		err   error
 	}
-	if lerr := <-limited; lerr != nil {
-		return res, lerr
+	limited := make(chan admitted, 1)
+	go func() {
+		first, err := s.takePurgeToken(seqCtx, appKey, scope, every, len(batches))
+		limited <- admitted{first, err}
+	}()
+	dist, err := s.DistributionByDomain(ctx, appKey, domain)
+	adm := <-limited
+	if adm.err != nil && !errors.Is(adm.err, ErrRateLimited) && err != nil {
+		// The purge cannot start anyway (unknown domain, ...): that is the
+		// answer, not the counter's trouble.
+		return res, err
 	}
-	if admitErr != nil {
-		return res, fmt.Errorf("%w: %v", ErrRateLimited, admitErr)
+	if adm.err != nil {
+		if !errors.Is(adm.err, ErrRateLimited) && ctx.Err() == nil && (seqCtx.Err() != nil || overloaded(adm.err)) {
+			return res, fmt.Errorf("%w: purge capacity is exhausted right now; retry in a few seconds", ErrRateLimited)
+		}
+		return res, adm.err
 	}
 	if err != nil {
 		return res, err
 	}
 	edgeIDs := s.inventory.IDs()
 	now := time.Now()
-	// All seqs in one update, within a bound: under overload the request is
-	// refused as rate-limited before anything started, never half-started.
-	seqCtx, cancel := context.WithTimeout(ctx, seqTimeout)
-	first, err := s.ReserveSeqs(seqCtx, "purge", len(batches))
-	cancel()
-	if err != nil {
-		if ctx.Err() == nil && (seqCtx.Err() != nil || overloaded(err)) {
-			return res, fmt.Errorf("%w: purge capacity is exhausted right now; retry in a few seconds", ErrRateLimited)
-		}
-		return res, err
-	}
 	for i, paths := range batches {
-		seq := first + int64(i)
+		seq := adm.first + int64(i)
 		pr := workflows.PurgeRequest{
 			AppKey: appKey, Domain: domain, Hosts: dist.Hosts(), Type: purgeType, Paths: paths,
 			Soft: req.Soft, Seq: seq, PurgeID: randomID(), EdgeIDs: edgeIDs,
 			Deadline: s.config.PurgeDeadline, CatchUp: s.config.PurgeCatchUp, PurgeTime: now.UnixMilli(), HeartbeatTimeout: s.config.HeartbeatTimeout,
 		}
 		opts := s.purgeStartOptions(pr, dist.Seq, now)
-		if _, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.PurgeWorkflow, pr); err != nil {
+		run, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.PurgeWorkflow, pr)
+		if err != nil {
 			return res, fmt.Errorf("start purge seq %d: %w", seq, err)
 		}
 		metrics.JobsStarted.WithLabelValues(workflows.KindPurge).Inc()
-		s.reads.lists.forgetPrefix(listKey(appKey, domain))
+		s.reads.started.add(listKey(appKey, domain), startedPurge(pr, dist.Seq, opts.ID))
+		s.awaitPurge(opts.ID, run)
 		res.PurgeSeqs = append(res.PurgeSeqs, seq)
 	}
 	res.PurgeSeq = res.PurgeSeqs[0]
@@ -345,12 +352,13 @@ func (s *Service) ListPurges(ctx context.Context, appKey, domain string, start, 
 	out.TotalItems = len(all)
 	from := (page - 1) * perPage
 	workersDown := false
+	awaitUntil := time.Now().Add(awaitAnswer)
 	for i := from; i < len(all) && i < from+perPage; i++ {
 		f := all[i]
 		// Without a worker to answer, progress stays as visibility has it
 		// (0 until the purge finished): never more than edges confirmed.
 		if f.item.Progress < 100 && !workersDown {
-			st, err := s.livePurge(ctx, f.wfID, time.UnixMilli(f.item.PurgeTime))
+			st, err := s.livePurge(ctx, f.wfID, time.UnixMilli(f.item.PurgeTime), awaitUntil)
 			workersDown = errors.Is(err, ErrWorkersUnavailable)
 			if err == nil {
 				f.item.Progress = st.Progress
@@ -369,11 +377,13 @@ func (s *Service) ListPurges(ctx context.Context, appKey, domain string, start, 
 }
 
 // purgeScan lists an appKey's purges of a domain from visibility, newest
-// first; one scan per key serves every caller for listTTL (StartPurge
-// drops it) and at most maxVisibilityReads scans run at once.
+// first; one scan per key serves every caller for listTTL and at most
+// maxVisibilityReads scans run at once. The purges this process started
+// that the scan does not show yet (visibility lags, or the scan is older)
+// are added from startedPurges.
 func (s *Service) purgeScan(ctx context.Context, appKey, domain string, start, end *time.Time) ([]foundPurge, error) {
 	q := purgeListQuery(appKey, domain, start, end)
-	return s.reads.lists.get(ctx, listKey(appKey, domain)+q, func(ctx context.Context) ([]foundPurge, time.Duration, error) {
+	all, err := s.reads.lists.get(ctx, listKey(appKey, domain)+q, func(ctx context.Context) ([]foundPurge, time.Duration, error) {
 		select {
 		case s.reads.visibility <- struct{}{}:
 			defer func() { <-s.reads.visibility }()
@@ -402,16 +412,23 @@ func (s *Service) purgeScan(ctx context.Context, appKey, domain string, start, e
 		sort.Slice(all, func(i, j int) bool { return all[i].item.Seq > all[j].item.Seq })
 		return all, listTTL, nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return s.reads.started.merge(listKey(appKey, domain), all, start, end), nil
 }
 
 // listKey prefixes the scans of one appKey's purges of one domain.
 func listKey(appKey, domain string) string { return appKey + "\x00" + domain + "\x00" }
 
-// livePurge answers one purge's state: a finished purge from its result
-// (no worker involved, cached for good), a running one from its query
-// merged with what its retrying fan-out activity heartbeated, shared by
-// every concurrent reader and served for runningTTL.
-func (s *Service) livePurge(ctx context.Context, wfID string, started time.Time) (workflows.PurgeStatus, error) {
+// livePurge answers one purge's state: a purge this process started and
+// awaits from its result if it comes before until (awaitedResult), a
+// finished purge from its result (no worker involved, cached for good), a
+// running one from its query merged with what its retrying fan-out
+// activity heartbeated, shared by every concurrent reader and served for
+// runningTTL.
+func (s *Service) livePurge(ctx context.Context, wfID string, started, until time.Time) (workflows.PurgeStatus, error) {
+	s.awaitedResult(ctx, wfID, until)
 	return s.reads.purges.get(ctx, wfID, func(ctx context.Context) (workflows.PurgeStatus, time.Duration, error) {
 		var st workflows.PurgeStatus
 		desc, err := s.temporal.DescribeWorkflowExecution(ctx, wfID, "")

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/workflows"
@@ -30,35 +30,43 @@ func (s *Service) purgeLimit(purgeType, domain string) (scope string, every time
 }
 
 // takePurgeToken admits one purge request of appKey under scope, at most
-// one per every, across every API process: it starts the scope's rate
-// token (workflows.PurgeLimitWorkflow), which stays open for every. A
-// token still open refuses the request with ErrRateLimited. The rule is
-// "no two admitted requests of one scope closer than every", measured by
-// the Temporal server, not by the API processes' clocks. The token closes
-// when a worker runs it after its start delay; with no worker it times out
-// at twice the interval, so the limit is never looser than every. every
-// <= 0 admits everything. Other errors are Temporal's, wrapped.
-func (s *Service) takePurgeToken(ctx context.Context, appKey, scope string, every time.Duration) error {
-	if every <= 0 {
-		return nil
+// one per every across every API process, and reserves its n seqs — one
+// Update (workflows.UpdateAdmitPurge) of the purge counter, started with
+// it when new (issue 19: one round trip where a rate-token start and a seq
+// update were two). The rule is "no two admitted requests of one scope
+// closer than every", measured by the Temporal server (the counter's
+// workflow clock), not by the API processes' clocks; a refused request
+// takes nothing, so polling does not extend the wait. every <= 0 admits
+// everything. It answers the first of the n seqs.
+//
+// Errors: ErrRateLimited (wrapped, naming the scope and interval) for a
+// refusal; other errors are Temporal's, wrapped.
+func (s *Service) takePurgeToken(ctx context.Context, appKey, scope string, every time.Duration, n int) (int64, error) {
+	const counter = "purge"
+	start := s.temporal.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
+		ID:                       workflows.SequenceWorkflowID(counter),
+		TaskQueue:                s.config.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+	}, workflows.SequenceWorkflow, workflows.SequenceState{})
+	h, err := s.temporal.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
+		StartWorkflowOperation: start,
+		UpdateOptions: client.UpdateWorkflowOptions{
+			WorkflowID:   workflows.SequenceWorkflowID(counter),
+			UpdateName:   workflows.UpdateAdmitPurge,
+			Args:         []any{workflows.AdmitPurge{Key: appKey + "/" + scope, Scope: scope, Every: every, N: n}},
+			WaitForStage: client.WorkflowUpdateStageCompleted,
+		},
+	})
+	var first int64
+	if err == nil {
+		err = h.Get(ctx, &first)
 	}
-	opts := client.StartWorkflowOptions{
-		ID:                                       workflows.PurgeLimitWorkflowID(appKey, scope),
-		TaskQueue:                                s.config.TaskQueue,
-		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		StartDelay:                               every,
-		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		WorkflowRunTimeout:                       every,
-		TypedSearchAttributes:                    newSearchAttributes(workflows.KindAttr.ValueSet(workflows.KindPurgeLimit), workflows.AppKeyAttr.ValueSet(appKey)),
-	}
-	_, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.PurgeLimitWorkflow)
-	var started *serviceerror.WorkflowExecutionAlreadyStarted
-	if errors.As(err, &started) {
-		return fmt.Errorf("%w: purges of this appKey (%s) are limited to one per %s", ErrRateLimited, scope, every)
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && appErr.Type() == workflows.ErrPurgeRateLimited {
+		return 0, fmt.Errorf("%w: %s", ErrRateLimited, appErr.Message())
 	}
 	if err != nil {
-		return fmt.Errorf("purge rate token %s: %w", scope, err)
+		return 0, fmt.Errorf("admit purge (%s) and reserve %d seqs: %w", scope, n, err)
 	}
-	return nil
+	return first, nil
 }

@@ -108,6 +108,13 @@ type reads struct {
 	prewarms *readCache[prewarmAnswer]
 	// visibility bounds the visibility scans running at once.
 	visibility chan struct{}
+	// started are the purges this process started (purge_started.go);
+	// awaits bounds the purge results awaited at once.
+	started startedPurges
+	awaits  chan struct{}
+	// awaiting maps the workflow id of each awaited purge to a channel
+	// closed once its wait ended.
+	awaiting sync.Map
 }
 
 // maxVisibilityReads bounds concurrent visibility scans of one process.
@@ -119,6 +126,7 @@ func newReads() *reads {
 		lists:      newReadCache[[]foundPurge](1_000),
 		prewarms:   newReadCache[prewarmAnswer](10_000),
 		visibility: make(chan struct{}, maxVisibilityReads),
+		awaits:     make(chan struct{}, maxAwaits),
 	}
 }
 

@@ -113,6 +113,11 @@ const (
 	// first: a purge split into n seqs takes them in one update, so it
 	// either gets all of them or none.
 	UpdateReserveSeqs = "reserve"
+	// UpdateAdmitPurge takes an AdmitPurge: it applies a purge rate limit
+	// and reserves the purge's seqs in one round trip, answering the first
+	// seq, or rejecting the request (ErrPurgeRateLimited) without writing
+	// anything to the counter's history.
+	UpdateAdmitPurge = "admit-purge"
 )
 
 // Memo keys.

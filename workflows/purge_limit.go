@@ -13,11 +13,12 @@ func PurgeLimitWorkflowID(appKey, scope string) string {
 	return "purge-limit/" + appKey + "/" + scope
 }
 
-// PurgeLimitWorkflow is a purge rate token: it is started with a start
+// PurgeLimitWorkflow is a purge rate token: it was started with a start
 // delay of the limit's interval and does nothing when it runs, so it is
-// open for at least that interval. The API starts one per admitted purge
-// request with id PurgeLimitWorkflowID and conflict policy FAIL; while one
-// is open every other start with that id fails, which is the refusal.
-// Temporal decides between concurrent starts, so the limit holds across
-// any number of API processes (service/purge_limit.go).
+// open for at least that interval; while one was open every other start
+// with its id (PurgeLimitWorkflowID, conflict policy FAIL) failed, which was
+// the refusal. Since issue 19 the API takes the limit with the seqs in one
+// update of the purge counter (UpdateAdmitPurge) and starts no token; the
+// workflow stays registered so tokens started before still run and their
+// histories replay.
 func PurgeLimitWorkflow(ctx workflow.Context) error { return nil }

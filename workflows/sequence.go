@@ -12,6 +12,9 @@ const MaxReserveSeqs = 10000
 // SequenceState is carried across continue-as-new.
 type SequenceState struct {
 	Last int64 `json:"last"`
+	// Held maps a purge limit key (UpdateAdmitPurge) to the epoch ms until
+	// which it refuses requests.
+	Held map[string]int64 `json:"held,omitempty"`
 }
 
 // seqHandoutsPerRun bounds history: each handout is a few events.
@@ -40,6 +43,19 @@ func SequenceWorkflow(ctx workflow.Context, st SequenceState) error {
 			return fmt.Errorf("reserve %d seqs: must be 1 to %d", n, MaxReserveSeqs)
 		}
 		return nil
+	}}); err != nil {
+		return err
+	}
+	// Rate limit and seqs of a purge in one update (issue 19); a refusal
+	// is the validator's, so it leaves no event in the history.
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateAdmitPurge, func(ctx workflow.Context, a AdmitPurge) (int64, error) {
+		first, err := admitPurge(ctx, &st, a)
+		if err == nil {
+			handedOut++
+		}
+		return first, err
+	}, workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, a AdmitPurge) error {
+		return admitHeld(ctx, &st, a)
 	}}); err != nil {
 		return err
 	}

@@ -22,7 +22,8 @@ import (
 
 // StandIn is a lightweight Go edge for fleet-sized benchmarks (issue 19:
 // real varnishd ×200 does not fit two cores). Its HTTP side answers as the
-// edge VCL does (edge/vcl/render.go): PURGE 200 "Purged" (X-Purged-Count),
+// edge VCL does (edge/vcl/render.go): PURGE 200 "Purged" (X-Purged-Count;
+// with edge.PurgeVerifyHeader the probe's 404 "absent" instead),
 // BAN 200 "Ban added" (400 for a regex with white space or quotes), the
 // cache-only probe (X-Cdnflow-Probe) 200 "cached age=<s>" or 404 "absent",
 // the site table's admin protocol (a real connector.Table), and GET a
@@ -110,6 +111,10 @@ func (s *StandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			n = 1
 		}
 		s.mu.Unlock()
+		if r.Header.Get(edge.PurgeVerifyHeader) != "" {
+			synth(w, http.StatusNotFound, "absent") // the probe of what was just purged
+			return
+		}
 		w.Header().Set("X-Purged-Count", strconv.Itoa(n))
 		synth(w, http.StatusOK, "Purged")
 	case r.Header.Get(edge.ProbeHeader) != "":

@@ -30,7 +30,9 @@ import (
 	"fmt"
 	"log"
 	"net/http"
+	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strconv"
@@ -50,11 +52,14 @@ const appKey, secret = "bench", "bench-secret"
 func main() {
 	edges := flag.Int("edges", 10, "edges")
 	iterations := flag.Int("iterations", 50, "single-URL purges to time")
+	warmup := flag.Int("warmup", 5, "single-URL purges sent first and not timed (the stack's start-up work and first connections)")
 	paths := flag.Int("paths", 10000, "paths in the large purge")
 	standIns := flag.Bool("standins", false, "Go stand-in edges instead of varnishd (always above 20 edges)")
 	binDir := flag.String("cluster", "", "run against a local cluster whose binaries are in this directory (make cluster-bins: bin)")
 	workers := flag.String("workers", "1,2", "with -cluster: worker counts to measure")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the large purge (the whole in-process stack) to this file")
 	flag.Parse()
+	largeProfile = *cpuProfile
 	*standIns = *standIns || *edges > 20
 	ctx := context.Background()
 	stack, counts := start(ctx, *binDir, *workers, *edges, *standIns)
@@ -72,7 +77,7 @@ func main() {
 		} else {
 			fmt.Printf("purge benchmark: %d varnishd edges\n", *edges)
 		}
-		lat, single, seqs, cdnflowDur := measure(stack, domain, fmt.Sprintf("w%d", n), *iterations, *paths)
+		lat, single, seqs, cdnflowDur := measure(stack, domain, fmt.Sprintf("w%d", n), *warmup, *iterations, *paths)
 		if rawDur == 0 {
 			rawDur = rawPurge(ctx, stack, domain, *edges, *paths, *standIns)
 		}
@@ -140,8 +145,13 @@ func openDistribution(stack *harness.Stack) string {
 
 // measure times single-URL purges (API call to progress 100) and one large
 // purge; prefix keeps each run's paths apart.
-func measure(stack *harness.Stack, domain, prefix string, iterations, paths int) ([]time.Duration, []int64, int, time.Duration) {
-	// 1. latency of one ITEM purge on every edge.
+func measure(stack *harness.Stack, domain, prefix string, warmup, iterations, paths int) ([]time.Duration, []int64, int, time.Duration) {
+	// 1. latency of one ITEM purge on every edge, after warmup untimed ones.
+	for i := 0; i < warmup; i++ {
+		var pr struct{ PurgeSeq int64 }
+		call(stack, "POST", "/purges", map[string]any{"domain": domain, "purgeType": "ITEM", "purgeList": fmt.Sprintf("/warmup/%s/%d.js", prefix, i)}, &pr)
+		waitDone(stack, domain, []int64{pr.PurgeSeq}, 5*time.Millisecond)
+	}
 	var lat []time.Duration
 	var single []int64
 	for i := 0; i < iterations; i++ {
@@ -156,11 +166,35 @@ func measure(stack *harness.Stack, domain, prefix string, iterations, paths int)
 
 	// 2. a large purge against the raw rate of the same PURGEs.
 	list := bigList(prefix, paths)
+	stopProfile := profile(largeProfile)
+	defer stopProfile()
 	start := time.Now()
 	var pr struct{ PurgeSeqs []int64 }
 	call(stack, "POST", "/purges", map[string]any{"domain": domain, "purgeType": "ITEM", "purgeList": strings.Join(list, "\n")}, &pr)
 	waitDone(stack, domain, pr.PurgeSeqs, 100*time.Millisecond)
 	return lat, single, len(pr.PurgeSeqs), time.Since(start)
+}
+
+// largeProfile is -cpuprofile: where to write the large purge's profile.
+var largeProfile string
+
+// profile starts a CPU profile into path (none when empty) and answers
+// its stop.
+func profile(path string) func() {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		log.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}
 }
 
 func bigList(prefix string, n int) []string {

@@ -67,6 +67,9 @@ const (
 	// HdrProbe asks for a cache-only lookup (see writeRecv): the edge
 	// answers from its cache and never fetches from the origin.
 	hdrProbe = "X-Cdnflow-Probe"
+	// hdrPurgeVerify on a PURGE asks the edge to answer with the probe of
+	// the object once purged (edge.PurgeVerifyHeader).
+	hdrPurgeVerify = "X-Cdnflow-Purge-Verify"
 	// hdrTTL carries connector.HeaderTTL inside vcl_backend_response.
 	hdrTTL = "X-Cdnflow-Forced-Ttl"
 )
@@ -246,6 +249,14 @@ func (p *renderPlan) writeInvalidation(w *writer) {
 	w.line("set req.http.%s = purge.soft();", hdrPurgedCount)
 	w.orElse("else")
 	w.line("set req.http.%s = purge.hard();", hdrPurgedCount)
+	w.close()
+	w.line("# Purge and verify in one request (issue 19): restart as the cache-only")
+	w.line("# probe of the same object, which answers instead of \"Purged\".")
+	w.open("if (req.http.%s)", hdrPurgeVerify)
+	w.line("unset req.http.%s;", hdrPurgeVerify)
+	w.line(`set req.http.%s = "1";`, hdrProbe)
+	w.line(`set req.method = "GET";`)
+	w.line("return (restart);")
 	w.close()
 	w.line(`return (synth(200, "Purged"));`)
 	w.close()
