@@ -208,13 +208,20 @@ func (st *prewarmState) snapshot(q PrewarmStatusQuery) PrewarmStatus {
 	return out
 }
 
-// PrewarmWorkflow is one prewarm request: a child workflow per targeted
-// edge warms the URL list in chunks and reports each chunk back here; this
-// workflow keeps the per-URL tally that PrewarmStatus answers from, and
-// enforces the job's deadline.
+// PrewarmWorkflow is one prewarm request: one PrewarmChunk activity per
+// chunk of URLs warms it on every targeted edge (runFanout; histories
+// recorded before version prewarmFanoutChange 1 ran a child workflow per
+// edge that reported each chunk back here); this workflow keeps the
+// per-URL tally that PrewarmStatus answers from, and enforces the job's
+// deadline.
 func PrewarmWorkflow(ctx workflow.Context, job PrewarmJob) (PrewarmStatus, error) {
+	fanned := workflow.GetVersion(ctx, prewarmFanoutChange, workflow.DefaultVersion, 1) == 1
 	if job.ChunkSize <= 0 {
-		job.ChunkSize = ChunkSizeFor(job.URLCount, len(job.EdgeIDs))
+		if fanned {
+			job.ChunkSize = FanoutChunkSize(job.URLCount, len(job.EdgeIDs))
+		} else {
+			job.ChunkSize = ChunkSizeFor(job.URLCount, len(job.EdgeIDs))
+		}
 	}
 	st := newPrewarmState(job)
 	if err := workflow.SetQueryHandler(ctx, QueryPrewarmStatus, func(q PrewarmStatusQuery) (PrewarmStatus, error) {
@@ -225,6 +232,17 @@ func PrewarmWorkflow(ctx workflow.Context, job PrewarmJob) (PrewarmStatus, error
 	finish := func(status, msg string) (PrewarmStatus, error) { return st.finish(ctx, status, msg), nil }
 	if len(job.EdgeIDs) == 0 || len(job.EdgeIDs) > MaxPrewarmEdges || job.URLCount == 0 {
 		return finish(PrewarmFailed, "job has no URLs or no valid edge set")
+	}
+	if fanned {
+		timerFired, errMsg := runFanout(ctx, st, job)
+		switch {
+		case st.allDone():
+			return finish(PrewarmCompleted, "")
+		case timerFired:
+			return finish(PrewarmTimeout, fmt.Sprintf("deadline of %s passed", job.Timeout))
+		default:
+			return finish(PrewarmFailed, joinMessages([]string{errMsg}))
+		}
 	}
 
 	jobCtx, cancelJob := workflow.WithCancel(ctx)

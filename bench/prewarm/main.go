@@ -24,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,6 +40,7 @@ func main() {
 	conc := flag.Int("concurrency", 32, "GETs in flight per chunk activity (cdnflow) and per edge (raw: 2x this)")
 	binDir := flag.String("cluster", "", "run against a local cluster whose binaries are in this directory (make cluster-bins: bin)")
 	workers := flag.String("workers", "1,2", "with -cluster: worker counts to measure, one job each")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the cdnflow job (worker, API and embedded Temporal in this process) to this file; read it with go tool pprof")
 	flag.Parse()
 	ctx := context.Background()
 	domain := "bench.example.com"
@@ -55,7 +57,9 @@ func main() {
 	}
 	defer stack.Stop()
 	list := urlList(domain, "assets", *urls)
+	stopProfile := startProfile(*cpuProfile)
 	cdnflowDur, st, polls := runJob(stack.APIURL, domain, list)
+	stopProfile()
 	pairs := *urls * *edges
 	cdnflowRate := float64(pairs) / cdnflowDur.Seconds()
 	var ms runtime.MemStats
@@ -199,4 +203,25 @@ func peakRSS() string {
 		}
 	}
 	return "unknown"
+}
+
+// startProfile starts a CPU profile into path ("" profiles nothing) and
+// returns what stops it.
+func startProfile(path string) (stop func()) {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		log.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			log.Print(err)
+		}
+	}
 }
