@@ -58,9 +58,9 @@ type PrewarmChunkResult struct {
 }
 
 // fanRow is one pair's outcome as PrewarmChunk heartbeats it: the edge's
-// position in the input and the pair's detail.
+// id and the pair's detail (index i into the job's URL list).
 type fanRow struct {
-	Edge int `json:"e"`
+	Edge string `json:"edge"`
 	PairDetail
 }
 
@@ -80,7 +80,16 @@ func (a *Prewarm) PrewarmChunk(ctx context.Context, in PrewarmChunkInput) (Prewa
 		return PrewarmChunkResult{}, err
 	}
 	span := in.End - in.Start
-	p := resumeProgress(ctx, 0, span*len(edges), func(r fanRow) int { return r.Edge*span + r.Index - in.Start })
+	pos := make(map[string]int, len(edges))
+	for i, e := range edges {
+		pos[e.ID] = i
+	}
+	p := resumeProgress(ctx, 0, span*len(edges), func(r fanRow) int {
+		if i, ok := pos[r.Edge]; ok && r.Index >= in.Start && r.Index < in.End {
+			return i*span + r.Index - in.Start
+		}
+		return -1 // not this chunk's
+	})
 	if n := len(p.rows()); n > 0 {
 		log.Info("resuming prewarm chunk", zap.Int("alreadyDone", n))
 	}
@@ -164,7 +173,7 @@ func (a *Prewarm) fanOut(ctx context.Context, in PrewarmChunkInput, edges []inve
 					row := a.warmTarget(ctx, e, pin, targets[j], header, m)
 					row.Index = in.Start + j
 					if ctx.Err() == nil { // cut short is not an outcome: a resumed attempt redoes it
-						p.add(fanRow{Edge: pos, PairDetail: row})
+						p.add(fanRow{Edge: e.ID, PairDetail: row})
 					}
 				}
 			}()
@@ -198,8 +207,8 @@ func (a *Prewarm) finishChunk(ctx context.Context, in PrewarmChunkInput, edges [
 		return PrewarmChunkResult{}, fmt.Errorf("prewarm chunk %d: %d of %d pairs have an outcome", in.Chunk, len(final), total)
 	}
 	per := make([][]PairDetail, len(edges))
-	for _, r := range final { // ordered by edge, then index
-		per[r.Edge] = append(per[r.Edge], r.PairDetail)
+	for k, r := range final { // ordered by edge position, then index
+		per[k/(in.End-in.Start)] = append(per[k/(in.End-in.Start)], r.PairDetail)
 	}
 	if err := a.storeRows(ctx, in, edges, per); err != nil {
 		activity.RecordHeartbeat(ctx, final)

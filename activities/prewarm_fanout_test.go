@@ -102,7 +102,7 @@ func TestPrewarmChunkResumesFromHeartbeat(t *testing.T) {
 	a, fe, in := newFanout(t, urls)
 	var ts testsuite.WorkflowTestSuite
 	env := ts.NewTestActivityEnvironment()
-	env.SetHeartbeatDetails([]fanRow{{Edge: 1, PairDetail: PairDetail{Index: 0, Status: 200, Attempts: 1}}})
+	env.SetHeartbeatDetails([]fanRow{{Edge: "E2", PairDetail: PairDetail{Index: 0, Status: 200, Attempts: 1}}})
 	var res PrewarmChunkResult
 	if err := runActivity(t, env, a.PrewarmChunk, in, &res); err != nil {
 		t.Fatal(err)

@@ -141,9 +141,21 @@ func (s *Service) prewarmJob(ctx context.Context, requestID string, q workflows.
 	if err != nil {
 		return a.st, nil, err
 	}
-	urls, err := payload.PrewarmURLs(ctx, s.Payloads(), a.st.URLsKey)
+	urls, err := s.reads.urlLists.get(ctx, a.st.URLsKey, func(ctx context.Context) ([]string, time.Duration, error) {
+		list, err := payload.PrewarmURLs(ctx, s.Payloads(), a.st.URLsKey)
+		return list, urlListTTL, err
+	})
 	return a.st, urls, err
 }
+
+// A job's URL list never changes under its key (payload.PutPrewarmURLs),
+// so pollers of one job share one decoded copy instead of reading and
+// decoding up to 100,000 URLs per status call (issue 19). At most
+// maxCachedURLLists lists are kept, each for urlListTTL after its read.
+const (
+	maxCachedURLLists = 32
+	urlListTTL        = time.Minute
+)
 
 // readPrewarm answers a job's state without a query where it can
 // (statusWithoutQuery), else from the job workflow's query.

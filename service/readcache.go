@@ -106,6 +106,8 @@ type reads struct {
 	purges   *readCache[workflows.PurgeStatus]
 	lists    *readCache[[]foundPurge]
 	prewarms *readCache[prewarmAnswer]
+	// urlLists holds recently read prewarm URL lists (immutable by key).
+	urlLists *readCache[[]string]
 	// visibility bounds the visibility scans running at once.
 	visibility chan struct{}
 }
@@ -118,6 +120,7 @@ func newReads() *reads {
 		purges:     newReadCache[workflows.PurgeStatus](10_000),
 		lists:      newReadCache[[]foundPurge](1_000),
 		prewarms:   newReadCache[prewarmAnswer](10_000),
+		urlLists:   newReadCache[[]string](maxCachedURLLists),
 		visibility: make(chan struct{}, maxVisibilityReads),
 	}
 }

@@ -262,6 +262,7 @@ func main() {
 	timeout := flag.Duration("timeout", 30*time.Second, "per-request timeout (a timeout is an error)")
 	drain := flag.Duration("drain", 30*time.Second, "after the run, how long to wait for the jobs it created to finish before tearing down (not with -url)")
 	appKeys := flag.Int("appkeys", 20, "appKeys the clients are spread over, each with its own distribution (not with -url: one)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process during the load (without -url: worker, API and embedded Temporal) to this file; read it with go tool pprof")
 	flag.Parse()
 	ctx := context.Background()
 
@@ -286,7 +287,9 @@ func main() {
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), len(tenants))
 
 	sampler := startTaskSampler(stack)
+	stopProfile := harness.StartCPUProfile(*cpuProfile)
 	all, errs, ids, elapsed := runClients(tenants, *clients, *duration)
+	stopProfile()
 
 	report(all, *duration, elapsed, errs)
 	if stack != nil {

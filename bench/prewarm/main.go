@@ -24,7 +24,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -57,7 +56,7 @@ func main() {
 	}
 	defer stack.Stop()
 	list := urlList(domain, "assets", *urls)
-	stopProfile := startProfile(*cpuProfile)
+	stopProfile := harness.StartCPUProfile(*cpuProfile)
 	cdnflowDur, st, polls := runJob(stack.APIURL, domain, list)
 	stopProfile()
 	pairs := *urls * *edges
@@ -203,25 +202,4 @@ func peakRSS() string {
 		}
 	}
 	return "unknown"
-}
-
-// startProfile starts a CPU profile into path ("" profiles nothing) and
-// returns what stops it.
-func startProfile(path string) (stop func()) {
-	if path == "" {
-		return func() {}
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		log.Fatal(err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		log.Fatal(err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		if err := f.Close(); err != nil {
-			log.Print(err)
-		}
-	}
 }
