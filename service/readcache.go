@@ -108,6 +108,8 @@ type reads struct {
 	prewarms *readCache[prewarmAnswer]
 	// urlLists holds recently read prewarm URL lists (immutable by key).
 	urlLists *readCache[[]string]
+	// hosts is the live distributions' host index prewarms check against.
+	hosts *readCache[hostIndex]
 	// visibility bounds the visibility scans running at once.
 	visibility chan struct{}
 }
@@ -121,6 +123,7 @@ func newReads() *reads {
 		lists:      newReadCache[[]foundPurge](1_000),
 		prewarms:   newReadCache[prewarmAnswer](10_000),
 		urlLists:   newReadCache[[]string](maxCachedURLLists),
+		hosts:      newReadCache[hostIndex](1),
 		visibility: make(chan struct{}, maxVisibilityReads),
 	}
 }
