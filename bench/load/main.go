@@ -639,4 +639,30 @@ func (s *taskSampler) report(after time.Duration) {
 	time.Sleep(after)
 	close(s.stop)
 	fmt.Printf("  workflow tasks dispatched/s (Temporal's moving rate), every 5 s during the load: %s; %s after it: %s\n", during, after, s.sample())
+	fmt.Printf("  workflows running then, by type (what can still make workflow tasks): %s\n", runningByType(s.stack))
+}
+
+// runningByType counts the running workflows by type (visibility).
+func runningByType(stack *harness.Stack) string {
+	counts := map[string]int{}
+	var token []byte
+	for {
+		resp, err := stack.Temporal.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{
+			Query: "ExecutionStatus = 'Running'", PageSize: 1000, NextPageToken: token})
+		if err != nil {
+			return "? (" + err.Error() + ")"
+		}
+		for _, ex := range resp.GetExecutions() {
+			counts[ex.GetType().GetName()]++
+		}
+		if token = resp.GetNextPageToken(); len(token) == 0 {
+			break
+		}
+	}
+	var parts []string
+	for typ, n := range counts {
+		parts = append(parts, fmt.Sprintf("%s %d", typ, n))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
 }
