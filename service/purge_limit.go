@@ -34,9 +34,10 @@ func (s *Service) purgeLimit(purgeType, domain string) (scope string, every time
 // token (workflows.PurgeLimitWorkflow), which stays open for every. A
 // token still open refuses the request with ErrRateLimited. The rule is
 // "no two admitted requests of one scope closer than every", measured by
-// the Temporal server, not by the API processes' clocks. The token closes
-// when a worker runs it after its start delay; with no worker it times out
-// at twice the interval, so the limit is never looser than every. every
+// the Temporal server, not by the API processes' clocks. The server times
+// the token out at every, before its first workflow task is due, so no
+// worker ever runs it and a busy or absent worker cannot hold the limit
+// longer. every
 // <= 0 admits everything. Other errors are Temporal's, wrapped.
 func (s *Service) takePurgeToken(ctx context.Context, appKey, scope string, every time.Duration) error {
 	if every <= 0 {
@@ -47,9 +48,15 @@ func (s *Service) takePurgeToken(ctx context.Context, appKey, scope string, ever
 		TaskQueue:                                s.config.TaskQueue,
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		StartDelay:                               every,
+		// The server closes the token (timed out) at exactly every, before
+		// its delayed first workflow task is due, so a token costs no
+		// worker task at all: before (start delay every, run timeout
+		// every) each admitted purge queued one workflow task after every,
+		// ~1 per second per appKey under load (issue 19), and a token
+		// stayed open — its appKey refused — until a busy worker ran it.
+		StartDelay:                               2 * every,
+		WorkflowExecutionTimeout:                 every,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		WorkflowRunTimeout:                       every,
 		TypedSearchAttributes:                    newSearchAttributes(workflows.KindAttr.ValueSet(workflows.KindPurgeLimit), workflows.AppKeyAttr.ValueSet(appKey)),
 	}
 	_, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.PurgeLimitWorkflow)
