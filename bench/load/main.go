@@ -627,14 +627,16 @@ func (s *taskSampler) sample() string {
 	if err != nil {
 		return "?"
 	}
-	return fmt.Sprintf("%.1f", tq.GetStats().GetTasksDispatchRate())
+	st := tq.GetStats()
+	return fmt.Sprintf("%.1f (%d queued, oldest %s)", st.GetTasksDispatchRate(), st.GetApproximateBacklogCount(),
+		st.GetApproximateBacklogAge().AsDuration().Round(100*time.Millisecond))
 }
 
 // report prints the samples taken during the load, waits after, and
 // prints the rate then: what keeps dispatching once the clients stopped.
 func (s *taskSampler) report(after time.Duration) {
 	s.mu.Lock()
-	during := strings.Join(s.rates, " ")
+	during := strings.Join(s.rates, ", ")
 	s.mu.Unlock()
 	time.Sleep(after)
 	close(s.stop)
