@@ -43,17 +43,17 @@ func (s *Service) takePurgeToken(ctx context.Context, appKey, scope string, ever
 	if every <= 0 {
 		return nil
 	}
+	// The server closes the token (timed out) at exactly every, before its
+	// delayed first workflow task is due, so a token costs no worker task
+	// at all: before (start delay every, run timeout every) each admitted
+	// purge queued one workflow task after every, ~1 per second per appKey
+	// under load (issue 19), and a token stayed open — its appKey refused
+	// — until a busy worker ran it.
 	opts := client.StartWorkflowOptions{
 		ID:                                       workflows.PurgeLimitWorkflowID(appKey, scope),
 		TaskQueue:                                s.config.TaskQueue,
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		// The server closes the token (timed out) at exactly every, before
-		// its delayed first workflow task is due, so a token costs no
-		// worker task at all: before (start delay every, run timeout
-		// every) each admitted purge queued one workflow task after every,
-		// ~1 per second per appKey under load (issue 19), and a token
-		// stayed open — its appKey refused — until a busy worker ran it.
 		StartDelay:                               2 * every,
 		WorkflowExecutionTimeout:                 every,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,

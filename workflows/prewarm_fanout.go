@@ -139,3 +139,19 @@ func (fo *fanout) start(ctx, jobCtx workflow.Context, sel workflow.Selector) boo
 	})
 	return true
 }
+
+// PrewarmStatusFromChunks is what a running fan-out job's query would
+// answer given its input and the per-edge results of the PrewarmChunk
+// activities it has completed (issue 19: the API rebuilds it from a short
+// history instead of sending the job a query, which waits for a worker).
+// reports are ChunkReports built from those results, in any order.
+func PrewarmStatusFromChunks(job PrewarmJob, reports []ChunkReport, q PrewarmStatusQuery) PrewarmStatus {
+	if job.ChunkSize <= 0 {
+		job.ChunkSize = FanoutChunkSize(job.URLCount, len(job.EdgeIDs))
+	}
+	st := newPrewarmState(job)
+	for _, r := range reports {
+		st.apply(r)
+	}
+	return st.snapshot(q)
+}
