@@ -169,15 +169,16 @@ func runJob(apiURL, domain string, list []string) (time.Duration, string, int) {
 		Status                   string
 		Total, Completed, Failed int
 	}
-	polls := 0
+	var lat []time.Duration
 	for {
+		t0 := time.Now()
 		r, err := http.Get(apiURL + "/status?requestID=" + started.RequestID + "&pageSize=1")
 		if err != nil {
 			log.Fatal(err)
 		}
 		_ = json.NewDecoder(r.Body).Decode(&st)
 		r.Body.Close()
-		polls++
+		lat = append(lat, time.Since(t0))
 		if st.Status != "IN_PROGRESS" {
 			break
 		}
@@ -187,7 +188,9 @@ func runJob(apiURL, domain string, list []string) (time.Duration, string, int) {
 	if st.Status != "COMPLETED" || st.Failed != 0 {
 		log.Fatalf("prewarm ended %s with %d failed", st.Status, st.Failed)
 	}
-	return dur, st.Status, polls
+	slices.Sort(lat)
+	q := func(p float64) time.Duration { return lat[int(float64(len(lat)-1)*p)].Round(time.Millisecond) }
+	return dur, fmt.Sprintf("%s; status latency p50 %s, p99 %s, max %s", st.Status, q(0.5), q(0.99), q(1)), len(lat)
 }
 
 // peakRSS reads the process's high-water resident set size (Linux).
