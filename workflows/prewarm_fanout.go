@@ -87,7 +87,7 @@ func runFanout(ctx workflow.Context, st *prewarmState, job PrewarmJob) (timerFir
 			}
 		}
 	}
-	return timerFired, fo.errMsg
+	return timerFired, joinMessages([]string{fo.errMsg})
 }
 
 // start schedules the next chunk on sel; false when the deadline has
