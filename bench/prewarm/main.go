@@ -39,6 +39,7 @@ func main() {
 	conc := flag.Int("concurrency", 32, "GETs in flight per chunk activity (cdnflow) and per edge (raw: 2x this)")
 	binDir := flag.String("cluster", "", "run against a local cluster whose binaries are in this directory (make cluster-bins: bin)")
 	workers := flag.String("workers", "1,2", "with -cluster: worker counts to measure, one job each")
+	withRaw := flag.Bool("raw", true, "also measure the raw client on fresh edges (false: cdnflow only, e.g. for the memory and status figures of a long run)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the cdnflow job (worker, API and embedded Temporal in this process) to this file; read it with go tool pprof")
 	flag.Parse()
 	ctx := context.Background()
@@ -63,10 +64,13 @@ func main() {
 	cdnflowRate := float64(pairs) / cdnflowDur.Seconds()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	rawRate, rawDur, rawFailed := raw(ctx, stack, "fresh", domain, list, *edges, *conc)
-
 	fmt.Printf("prewarm benchmark: %d URLs x %d edges = %d pairs (GOMAXPROCS %d)\n", *urls, *edges, pairs, runtime.GOMAXPROCS(0))
 	fmt.Printf("  cdnflow (API -> Temporal -> worker -> varnishd): %8.0f pairs/s  (%s, %d status polls, status %s)\n", cdnflowRate, cdnflowDur.Round(time.Millisecond), polls, st)
+	if !*withRaw {
+		fmt.Printf("  process heap in use after the job: %d MiB; peak RSS %s (worker, API and embedded Temporal share this process)\n", ms.HeapInuse>>20, peakRSS())
+		return
+	}
+	rawRate, rawDur, rawFailed := raw(ctx, stack, "fresh", domain, list, *edges, *conc)
 	fmt.Printf("  raw concurrent Go client -> varnishd:            %8.0f pairs/s  (%s, %d failed)\n", rawRate, rawDur.Round(time.Millisecond), rawFailed)
 	fmt.Printf("  ratio cdnflow/raw: %.2f\n", cdnflowRate/rawRate)
 	fmt.Printf("  process heap in use after the job: %d MiB; peak RSS %s (worker, API and embedded Temporal share this process)\n", ms.HeapInuse>>20, peakRSS())
