@@ -163,3 +163,10 @@ feed:
 	stopBeat()
 	return stopped, firstErr
 }
+
+// count is how many items have an outcome.
+func (p *progress[D]) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.done)
+}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
@@ -200,31 +201,66 @@ func (a *Prewarm) finishBatch(ctx context.Context, in PrewarmBatchInput, p *prog
 
 // warmPair runs one URL on one edge with retries.
 func (a *Prewarm) warmPair(ctx context.Context, e inventory.Edge, in PrewarmBatchInput, rawURL string, header http.Header) PairDetail {
-	start := time.Now()
-	row := PairDetail{}
-	// The request target and Host are the canonical cache key's
-	// (internal/cachekey): what a browser sends for this URL, so the warmed
-	// object is the one visitors get.
+	return a.warmTarget(ctx, e, in, parseTarget(rawURL), header, metricsFor(e.ID))
+}
+
+// pairTarget is a URL parsed once for every edge it is warmed on.
+type pairTarget struct {
+	key cachekey.Key
+	u   *url.URL
+	err string // why the URL cannot be warmed
+}
+
+// parseTarget parses rawURL into its canonical cache key (internal/cachekey):
+// the request target and Host are what a browser sends for this URL, so
+// the warmed object is the one visitors get.
+func parseTarget(rawURL string) pairTarget {
 	k, err := cachekey.Parse(rawURL)
 	if err != nil {
-		row.Error = "invalid url: " + err.Error()
-		return row
+		return pairTarget{err: "invalid url: " + err.Error()}
 	}
 	u, err := url.Parse(k.String())
 	if err != nil {
-		row.Error = "invalid url: " + err.Error()
+		return pairTarget{err: "invalid url: " + err.Error()}
+	}
+	return pairTarget{key: k, u: u}
+}
+
+// pairMetrics are one edge's pair counters and fetch latency, looked up
+// once per batch instead of once per pair.
+type pairMetrics struct {
+	success, failed prometheus.Counter
+	fetch           prometheus.Observer
+}
+
+func metricsFor(edgeID string) pairMetrics {
+	return pairMetrics{
+		success: metrics.PrewarmPairs.WithLabelValues(edgeID, "success"),
+		failed:  metrics.PrewarmPairs.WithLabelValues(edgeID, "failed"),
+		fetch:   metrics.EdgeLatency.WithLabelValues(edgeID, "fetch"),
+	}
+}
+
+// warmTarget runs one parsed URL on one edge with retries.
+func (a *Prewarm) warmTarget(ctx context.Context, e inventory.Edge, in PrewarmBatchInput, t pairTarget, header http.Header, m pairMetrics) PairDetail {
+	start := time.Now()
+	row := PairDetail{}
+	if t.err != "" {
+		row.Error = t.err
 		return row
 	}
+	k := t.key
 	path := k.PathQuery
 	attempts := in.Attempts
 	if attempts < 1 {
 		attempts = 1
 	}
-	host, scheme := pairHostScheme(in, e, u)
+	host, scheme := pairHostScheme(in, e, t.u)
 	if host == k.Host {
 		host = k.Authority() // Host as a browser sends it (the edge drops the port)
 	}
 	backoff := 200 * time.Millisecond
+	var err error
 	for attempt := 1; attempt <= attempts; attempt++ {
 		row.Attempts = attempt
 		err = nil
@@ -258,12 +294,12 @@ func (a *Prewarm) warmPair(ctx context.Context, e inventory.Edge, in PrewarmBatc
 	}
 	row.DurationMS = time.Since(start).Milliseconds()
 	if ctx.Err() == nil {
-		result := "success"
 		if row.Error != "" {
-			result = "failed"
+			m.failed.Inc()
+		} else {
+			m.success.Inc()
 		}
-		metrics.PrewarmPairs.WithLabelValues(e.ID, result).Inc()
-		metrics.EdgeLatency.WithLabelValues(e.ID, "fetch").Observe(time.Since(start).Seconds() / float64(row.Attempts))
+		m.fetch.Observe(time.Since(start).Seconds() / float64(row.Attempts))
 	}
 	return row
 }

@@ -176,6 +176,20 @@ type tracedTransport struct {
 
 func (t tracedTransport) CloseIdleConnections() { t.base.CloseIdleConnections() }
 
+// RoundTrip sends r through otelhttp when its context belongs to a trace,
+// and straight to the transport otherwise: with tracing off and no
+// traceparent from the job's request there is no span to record and
+// nothing to propagate, and otelhttp's per-request work (span, attributes,
+// metric options) was ~5 % of the worker's CPU in a prewarm (issue 19,
+// docs/performance.md). With tracing on, every caller (an activity, an
+// API request) has a span, so every edge request stays in its trace.
+func (t tracedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if !trace.SpanContextFromContext(r.Context()).IsValid() {
+		return t.base.RoundTrip(r)
+	}
+	return t.RoundTripper.RoundTrip(r)
+}
+
 // FetchRequest is one GET through an edge.
 type FetchRequest struct {
 	Scheme  string // http (default) or https

@@ -272,11 +272,10 @@ func doJSON(t *testing.T, req *http.Request, out any) {
 	}
 }
 
-// Issue 15: a prewarm is one trace too, through the job's child workflow
-// per edge: server span → StartWorkflow → RunWorkflow:PrewarmWorkflow →
-// StartChildWorkflow → RunWorkflow:EdgePrewarmWorkflow → the batch
-// activity → one "edge GET" per URL, sent to the edge with the trace's
-// traceparent.
+// Issue 15: a prewarm is one trace too: server span → StartWorkflow →
+// RunWorkflow:PrewarmWorkflow → the chunk activity (one for every edge,
+// issue 19) → one "edge GET" per URL and edge, sent to the edge with the
+// trace's traceparent.
 func TestPrewarmIsOneTraceFromRequestToEdges(t *testing.T) {
 	rec := recordSpans(t)
 	env := testenv.Start(t, testenv.Options{Edges: 1, NoWorker: true})
@@ -292,12 +291,11 @@ func TestPrewarmIsOneTraceFromRequestToEdges(t *testing.T) {
 	jobID := workflows.PrewarmWorkflowID(id)
 
 	const server, start, run = "POST /prewarm", "StartWorkflow:PrewarmWorkflow", "RunWorkflow:PrewarmWorkflow"
-	const child, runChild = "StartChildWorkflow:EdgePrewarmWorkflow", "RunWorkflow:EdgePrewarmWorkflow"
-	const startAct, runAct, edgeReq = "StartActivity:PrewarmBatch", "RunActivity:PrewarmBatch", "edge GET"
+	const startAct, runAct, edgeReq = "StartActivity:PrewarmChunk", "RunActivity:PrewarmChunk", "edge GET"
 	var tr spanTree
 	eventually.Within(t, 30*time.Second, func() error {
 		tr = treeOf(t, rec, traceID)
-		if err := tr.missing(server, start, run, child, runChild, startAct, runAct, edgeReq); err != nil {
+		if err := tr.missing(server, start, run, startAct, runAct, edgeReq); err != nil {
 			return err
 		}
 		if n := len(tr.named(edgeReq)); n < len(urls) {
@@ -310,9 +308,7 @@ func TestPrewarmIsOneTraceFromRequestToEdges(t *testing.T) {
 	}
 	tr.childOf(start, server)
 	tr.childOf(run, start)
-	tr.childOf(child, run)
-	tr.childOf(runChild, child)
-	tr.childOf(startAct, runChild)
+	tr.childOf(startAct, run)
 	tr.childOf(runAct, startAct)
 	tr.childOf(edgeReq, runAct)
 	var paths []string

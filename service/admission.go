@@ -38,6 +38,8 @@ type backlogGate struct {
 	// admitted earlier has had its first task taken (an eager start never
 	// queues one) or shows in the statistics' age.
 	recent []time.Time
+	// refreshing: one caller is reading the statistics.
+	refreshing bool
 }
 
 // admitWindow is how long an admitted job counts against the limit by
@@ -68,11 +70,11 @@ func (s *Service) admitJob(ctx context.Context) error {
 // oldest queued task is too old, or the queue plus the jobs admitted in
 // the last admitWindow would pass the limit.
 func (g *backlogGate) admit(ctx context.Context, s *Service, limit int64) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
 	if err := g.refresh(ctx, s); err != nil {
 		return err
 	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	now := time.Now()
 	for len(g.recent) > 0 && now.Sub(g.recent[0]) > admitWindow {
 		g.recent = g.recent[1:]
@@ -86,16 +88,27 @@ func (g *backlogGate) admit(ctx context.Context, s *Service, limit int64) error 
 }
 
 // refresh reads the task queue statistics at most once per backlogTTL.
+// One caller reads them while the others decide on the last reading
+// (issue 19: before, every new job waited on the lock while one
+// DescribeTaskQueue took seconds under load); only the very first
+// readings are waited for.
 func (g *backlogGate) refresh(ctx context.Context, s *Service) error {
-	if time.Since(g.at) < backlogTTL {
+	g.mu.Lock()
+	if time.Since(g.at) < backlogTTL || (g.refreshing && !g.at.IsZero()) {
+		g.mu.Unlock()
 		return nil
 	}
+	g.refreshing = true
+	g.mu.Unlock()
 	resp, err := s.temporal.WorkflowService().DescribeTaskQueue(ctx, &workflowservice.DescribeTaskQueueRequest{
 		Namespace:     s.config.Namespace,
 		TaskQueue:     &taskqueuepb.TaskQueue{Name: s.config.TaskQueue, Kind: enumspb.TASK_QUEUE_KIND_NORMAL},
 		TaskQueueType: enumspb.TASK_QUEUE_TYPE_WORKFLOW,
 		ReportStats:   true,
 	})
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.refreshing = false
 	if err != nil {
 		return fmt.Errorf("describe task queue %s: %w", s.config.TaskQueue, err)
 	}

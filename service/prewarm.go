@@ -92,9 +92,6 @@ func (s *Service) StartPrewarm(ctx context.Context, req PrewarmRequest, idempote
 	if target.AppKey != "" {
 		sa = append(sa, workflows.AppKeyAttr.ValueSet(target.AppKey))
 	}
-	if target.AppKey != "" {
-		sa = append(sa, workflows.AppKeyAttr.ValueSet(target.AppKey))
-	}
 	opts := client.StartWorkflowOptions{
 		ID:                       job.JobID,
 		TaskQueue:                s.config.TaskQueue,

@@ -8,6 +8,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/converter"
 
+	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/internal/payload"
 	"github.com/cdnflow/cdnflow/workflows"
 )
@@ -66,8 +67,8 @@ func (s *Service) PrewarmStatus(ctx context.Context, requestID string, page, pag
 // the state is known exactly otherwise, because a query costs a worker a
 // task (and a full replay for a closed workflow) and waits behind any
 // backlog:
-//   - a running job whose first workflow task has not run yet (a queue
-//     backlog) has nothing done: its status follows from its input;
+//   - a running job with a short history (statusFromHistory): its status
+//     follows from its input and its finished chunks;
 //   - a finished job's result holds its final counts, and its URL lists
 //     whole when they are short (up to 100 entries; the success list
 //     matters only with --show-success-urls).
@@ -93,21 +94,75 @@ func (s *Service) statusWithoutQuery(ctx context.Context, workflowID string, q w
 		}
 		st.FailedIdx, st.SuccessIdx, st.InProgressIdx = page(st.FailedIdx), page(st.SuccessIdx), page(st.InProgressIdx)
 		return st, true, nil
-	case info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING && info.GetHistoryLength() <= 3:
-		// Started, task scheduled, task started: no task has completed.
-		it := s.temporal.GetWorkflowHistory(ctx, workflowID, info.GetExecution().GetRunId(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-		if !it.HasNext() {
-			return st, false, nil
-		}
-		first, err := it.Next()
+	case info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING && info.GetHistoryLength() <= maxStatusHistory:
+		return s.statusFromHistory(ctx, workflowID, info.GetExecution().GetRunId(), q)
+	}
+	return st, false, nil
+}
+
+// maxStatusHistory is the longest running job's history the API reads
+// instead of querying the job: a few chunks' worth of events.
+const maxStatusHistory = 60
+
+// statusFromHistory rebuilds a running job's status from its history when
+// that is exact: a job whose first workflow task has not run (a queue
+// backlog) has nothing done, and a fan-out job's tally is its input plus
+// the results of its completed PrewarmChunk activities
+// (workflows.PrewarmStatusFromChunks). Any other event (a child per edge,
+// a signal, a fired timer) means the query answers; ok is false then.
+func (s *Service) statusFromHistory(ctx context.Context, workflowID, runID string, q workflows.PrewarmStatusQuery) (workflows.PrewarmStatus, bool, error) {
+	var st workflows.PrewarmStatus
+	var job workflows.PrewarmJob
+	var reports []workflows.ChunkReport
+	fanned, started := false, false
+	scheduled := map[int64]activities.PrewarmChunkInput{}
+	dc := converter.GetDefaultDataConverter()
+	it := s.temporal.GetWorkflowHistory(ctx, workflowID, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
 		if err != nil {
-			return st, false, fmt.Errorf("read job input: %w", err)
+			return st, false, fmt.Errorf("read prewarm history: %w", err)
 		}
-		var job workflows.PrewarmJob
-		in := first.GetWorkflowExecutionStartedEventAttributes().GetInput()
-		if in == nil || converter.GetDefaultDataConverter().FromPayloads(in, &job) != nil {
+		switch ev.GetEventType() {
+		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+			in := ev.GetWorkflowExecutionStartedEventAttributes().GetInput()
+			if in == nil || dc.FromPayloads(in, &job) != nil {
+				return st, false, nil
+			}
+			started = true
+		case enumspb.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+			enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, enumspb.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
+			enumspb.EVENT_TYPE_WORKFLOW_TASK_FAILED, enumspb.EVENT_TYPE_TIMER_STARTED,
+			enumspb.EVENT_TYPE_ACTIVITY_TASK_STARTED, enumspb.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+		case enumspb.EVENT_TYPE_MARKER_RECORDED:
+			fanned = true // the prewarm-fanout version marker: the job's only marker
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+			a := ev.GetActivityTaskScheduledEventAttributes()
+			var in activities.PrewarmChunkInput
+			if a.GetActivityType().GetName() != "PrewarmChunk" || dc.FromPayloads(a.GetInput(), &in) != nil {
+				return st, false, nil
+			}
+			scheduled[ev.GetEventId()] = in
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+			a := ev.GetActivityTaskCompletedEventAttributes()
+			in, ok := scheduled[a.GetScheduledEventId()]
+			var res activities.PrewarmChunkResult
+			if !ok || dc.FromPayloads(a.GetResult(), &res) != nil {
+				return st, false, nil
+			}
+			for _, r := range res.Edges {
+				reports = append(reports, workflows.ChunkReport{EdgeID: r.EdgeID, Chunk: in.Chunk, Start: in.Start, End: in.End, Failed: r.Failed})
+			}
+		default:
 			return st, false, nil
 		}
+	}
+	switch {
+	case !started:
+		return st, false, nil
+	case fanned:
+		return workflows.PrewarmStatusFromChunks(job, reports, q), true, nil
+	case len(scheduled) == 0:
 		return workflows.PendingPrewarmStatus(job, q), true, nil
 	}
 	return st, false, nil
@@ -141,9 +196,21 @@ func (s *Service) prewarmJob(ctx context.Context, requestID string, q workflows.
 	if err != nil {
 		return a.st, nil, err
 	}
-	urls, err := payload.PrewarmURLs(ctx, s.Payloads(), a.st.URLsKey)
+	urls, err := s.reads.urlLists.get(ctx, a.st.URLsKey, func(ctx context.Context) ([]string, time.Duration, error) {
+		list, err := payload.PrewarmURLs(ctx, s.Payloads(), a.st.URLsKey)
+		return list, urlListTTL, err
+	})
 	return a.st, urls, err
 }
+
+// A job's URL list never changes under its key (payload.PutPrewarmURLs),
+// so pollers of one job share one decoded copy instead of reading and
+// decoding up to 100,000 URLs per status call (issue 19). At most
+// maxCachedURLLists lists are kept, each for urlListTTL after its read.
+const (
+	maxCachedURLLists = 32
+	urlListTTL        = time.Minute
+)
 
 // readPrewarm answers a job's state without a query where it can
 // (statusWithoutQuery), else from the job workflow's query.

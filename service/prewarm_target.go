@@ -29,9 +29,12 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"go.temporal.io/api/workflowservice/v1"
 
@@ -108,16 +111,47 @@ func (s *Service) checkPrewarm(ctx context.Context, req PrewarmRequest) (validPr
 	if err != nil {
 		return v, prewarmTarget{}, err
 	}
-	idx, err := s.liveDistributionHosts(ctx)
+	idx, cached, err := s.prewarmHosts(ctx, false)
 	if err != nil {
 		return v, prewarmTarget{}, err
 	}
 	t, err := resolvePrewarmTarget(req.CFDomain, req.URLList, idx, s.config.DefaultOrigin != "")
+	var ve *ValidationError
+	if errors.As(err, &ve) && cached {
+		// A refusal from a shared read may miss a distribution created
+		// since: only a fresh read refuses.
+		if idx, _, err = s.prewarmHosts(ctx, true); err != nil {
+			return v, prewarmTarget{}, err
+		}
+		t, err = resolvePrewarmTarget(req.CFDomain, req.URLList, idx, s.config.DefaultOrigin != "")
+	}
 	if err != nil {
 		return v, t, err
 	}
 	v.domain = t.Domain
 	return v, t, nil
+}
+
+// hostsTTL serves one visibility scan of the live distributions to every
+// prewarm request of that window (issue 19: before, each request scanned
+// every running distribution, ~15 % of the process's CPU under load).
+const hostsTTL = 500 * time.Millisecond
+
+// prewarmHosts is liveDistributionHosts shared by concurrent requests and
+// served for hostsTTL; fresh drops the served answer first. cached says
+// the index may be older than this call.
+func (s *Service) prewarmHosts(ctx context.Context, fresh bool) (hostIndex, bool, error) {
+	const key = "live"
+	if fresh {
+		s.reads.hosts.forget(key)
+	}
+	var loaded atomic.Bool
+	idx, err := s.reads.hosts.get(ctx, key, func(ctx context.Context) (hostIndex, time.Duration, error) {
+		loaded.Store(true)
+		idx, err := s.liveDistributionHosts(ctx)
+		return idx, hostsTTL, err
+	})
+	return idx, !loaded.Load() && !fresh, err
 }
 
 // liveDistributionHosts indexes the hosts of every running distribution of

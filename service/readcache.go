@@ -106,6 +106,10 @@ type reads struct {
 	purges   *readCache[workflows.PurgeStatus]
 	lists    *readCache[[]foundPurge]
 	prewarms *readCache[prewarmAnswer]
+	// urlLists holds recently read prewarm URL lists (immutable by key).
+	urlLists *readCache[[]string]
+	// hosts is the live distributions' host index prewarms check against.
+	hosts *readCache[hostIndex]
 	// visibility bounds the visibility scans running at once.
 	visibility chan struct{}
 	// started are the purges this process started (purge_started.go);
@@ -125,6 +129,8 @@ func newReads() *reads {
 		purges:     newReadCache[workflows.PurgeStatus](10_000),
 		lists:      newReadCache[[]foundPurge](1_000),
 		prewarms:   newReadCache[prewarmAnswer](10_000),
+		urlLists:   newReadCache[[]string](maxCachedURLLists),
+		hosts:      newReadCache[hostIndex](1),
 		visibility: make(chan struct{}, maxVisibilityReads),
 		awaits:     make(chan struct{}, maxAwaits),
 	}

@@ -20,7 +20,7 @@ func TestActivityNamesAreStable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{
-		"ListEdges", "CheckEdge", "PrewarmBatch", "PurgeEdge", "PurgeEdges", "CatchUpEdge",
+		"ListEdges", "CheckEdge", "PrewarmBatch", "PrewarmChunk", "PurgeEdge", "PurgeEdges", "CatchUpEdge",
 		"RequestEdgeApply", "ApplyEdgeVCL", "DistributionCallback", "RunScheduledJob",
 		"ProbeDistributionOrigins", "ApplySite", "SyncEdges",
 	} {

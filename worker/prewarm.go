@@ -12,5 +12,6 @@ func registerPrewarm(r sdkworker.Registry, d Deps) error {
 	r.RegisterWorkflow(workflows.EdgePrewarmWorkflow)
 	a := &activities.Prewarm{Inventory: d.Inventory, Edge: d.edgeClient(), Store: d.payloadStore(), Logger: d.Logger}
 	r.RegisterActivity(a.PrewarmBatch)
+	r.RegisterActivity(a.PrewarmChunk)
 	return nil
 }

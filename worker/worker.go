@@ -44,7 +44,12 @@ func New(c client.Client, d Deps) (sdkworker.Worker, error) {
 		// More pollers take a fan-out of activities (a purge on every edge)
 		// off the queue in parallel instead of one poll at a time.
 		MaxConcurrentActivityTaskPollers: 8,
-		MaxConcurrentWorkflowTaskPollers: 4,
+		// The SDK splits these between the task queue and this worker's
+		// sticky queue, which also carries every status query of a running
+		// job; with 4, under bench/load, tasks waited out the 5 s sticky
+		// timeout and the worker took ~3 workflow tasks/s (16: 6-10/s,
+		// issue 19, docs/performance.md).
+		MaxConcurrentWorkflowTaskPollers: 16,
 		EnableSessionWorker:              false,
 	})
 	if err := Register(w, d); err != nil {

@@ -208,13 +208,20 @@ func (st *prewarmState) snapshot(q PrewarmStatusQuery) PrewarmStatus {
 	return out
 }
 
-// PrewarmWorkflow is one prewarm request: a child workflow per targeted
-// edge warms the URL list in chunks and reports each chunk back here; this
-// workflow keeps the per-URL tally that PrewarmStatus answers from, and
-// enforces the job's deadline.
+// PrewarmWorkflow is one prewarm request: one PrewarmChunk activity per
+// chunk of URLs warms it on every targeted edge (runFanout; histories
+// recorded before version prewarmFanoutChange 1 ran a child workflow per
+// edge that reported each chunk back here); this workflow keeps the
+// per-URL tally that PrewarmStatus answers from, and enforces the job's
+// deadline.
 func PrewarmWorkflow(ctx workflow.Context, job PrewarmJob) (PrewarmStatus, error) {
+	fanned := workflow.GetVersion(ctx, prewarmFanoutChange, workflow.DefaultVersion, 1) == 1
 	if job.ChunkSize <= 0 {
-		job.ChunkSize = ChunkSizeFor(job.URLCount, len(job.EdgeIDs))
+		if fanned {
+			job.ChunkSize = FanoutChunkSize(job.URLCount, len(job.EdgeIDs))
+		} else {
+			job.ChunkSize = ChunkSizeFor(job.URLCount, len(job.EdgeIDs))
+		}
 	}
 	st := newPrewarmState(job)
 	if err := workflow.SetQueryHandler(ctx, QueryPrewarmStatus, func(q PrewarmStatusQuery) (PrewarmStatus, error) {
@@ -226,10 +233,28 @@ func PrewarmWorkflow(ctx workflow.Context, job PrewarmJob) (PrewarmStatus, error
 	if len(job.EdgeIDs) == 0 || len(job.EdgeIDs) > MaxPrewarmEdges || job.URLCount == 0 {
 		return finish(PrewarmFailed, "job has no URLs or no valid edge set")
 	}
+	run := runChildren // histories recorded before the fan-out
+	if fanned {
+		run = runFanout
+	}
+	timerFired, errMsg := run(ctx, st, job)
+	switch {
+	case st.allDone():
+		return finish(PrewarmCompleted, "")
+	case timerFired:
+		return finish(PrewarmTimeout, fmt.Sprintf("deadline of %s passed", job.Timeout))
+	default:
+		return finish(PrewarmFailed, errMsg)
+	}
+}
 
+// runChildren is the job's shape before version prewarmFanoutChange 1: a
+// child workflow per edge signals each finished chunk to the job. It
+// returns when every child ended, the deadline passed (timer) or a child
+// failed (errMsg names the edges).
+func runChildren(ctx workflow.Context, st *prewarmState, job PrewarmJob) (timerFired bool, errMsg string) {
 	jobCtx, cancelJob := workflow.WithCancel(ctx)
 	deadline := workflow.Now(ctx).Add(job.Timeout)
-	timerFired := false
 	timer := workflow.NewTimer(jobCtx, job.Timeout)
 
 	reports := workflow.GetSignalChannel(ctx, SignalPrewarmChunk)
@@ -275,14 +300,7 @@ func PrewarmWorkflow(ctx workflow.Context, job PrewarmJob) (PrewarmStatus, error
 		st.apply(r)
 	}
 	cancelJob()
-	switch {
-	case st.allDone():
-		return finish(PrewarmCompleted, "")
-	case timerFired:
-		return finish(PrewarmTimeout, fmt.Sprintf("deadline of %s passed", job.Timeout))
-	default:
-		return finish(PrewarmFailed, joinMessages(childErrs))
-	}
+	return timerFired, joinMessages(childErrs)
 }
 
 // startEdgePrewarm starts the child that warms the job on one edge; it is

@@ -24,6 +24,9 @@ func prewarmEnv(t *testing.T, batch func(context.Context, activities.PrewarmBatc
 	env.RegisterWorkflow(PrewarmWorkflow)
 	env.RegisterWorkflow(EdgePrewarmWorkflow)
 	env.OnActivity((*activities.Prewarm)(nil).PrewarmBatch, mock.Anything, mock.Anything).Return(batch)
+	// These tests run the job as histories recorded before the fan-out
+	// (a child workflow per edge); prewarm_fanout_test.go runs the fan-out.
+	env.OnGetVersion(prewarmFanoutChange, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
 	return env
 }
 

@@ -262,6 +262,7 @@ func main() {
 	timeout := flag.Duration("timeout", 30*time.Second, "per-request timeout (a timeout is an error)")
 	drain := flag.Duration("drain", 30*time.Second, "after the run, how long to wait for the jobs it created to finish before tearing down (not with -url)")
 	appKeys := flag.Int("appkeys", 20, "appKeys the clients are spread over, each with its own distribution (not with -url: one)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process during the load (without -url: worker, API and embedded Temporal) to this file; read it with go tool pprof")
 	flag.Parse()
 	ctx := context.Background()
 
@@ -286,7 +287,9 @@ func main() {
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), len(tenants))
 
 	sampler := startTaskSampler(stack)
+	stopProfile := harness.StartCPUProfile(*cpuProfile)
 	all, errs, ids, elapsed := runClients(tenants, *clients, *duration)
+	stopProfile()
 
 	report(all, *duration, elapsed, errs)
 	if stack != nil {
@@ -624,16 +627,44 @@ func (s *taskSampler) sample() string {
 	if err != nil {
 		return "?"
 	}
-	return fmt.Sprintf("%.1f", tq.GetStats().GetTasksDispatchRate())
+	st := tq.GetStats()
+	return fmt.Sprintf("%.1f (%d queued, oldest %s)", st.GetTasksDispatchRate(), st.GetApproximateBacklogCount(),
+		st.GetApproximateBacklogAge().AsDuration().Round(100*time.Millisecond))
 }
 
 // report prints the samples taken during the load, waits after, and
 // prints the rate then: what keeps dispatching once the clients stopped.
 func (s *taskSampler) report(after time.Duration) {
 	s.mu.Lock()
-	during := strings.Join(s.rates, " ")
+	during := strings.Join(s.rates, ", ")
 	s.mu.Unlock()
 	time.Sleep(after)
 	close(s.stop)
 	fmt.Printf("  workflow tasks dispatched/s (Temporal's moving rate), every 5 s during the load: %s; %s after it: %s\n", during, after, s.sample())
+	fmt.Printf("  workflows running then, by type (what can still make workflow tasks): %s\n", runningByType(s.stack))
+}
+
+// runningByType counts the running workflows by type (visibility).
+func runningByType(stack *harness.Stack) string {
+	counts := map[string]int{}
+	var token []byte
+	for {
+		resp, err := stack.Temporal.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{
+			Query: "ExecutionStatus = 'Running'", PageSize: 1000, NextPageToken: token})
+		if err != nil {
+			return "? (" + err.Error() + ")"
+		}
+		for _, ex := range resp.GetExecutions() {
+			counts[ex.GetType().GetName()]++
+		}
+		if token = resp.GetNextPageToken(); len(token) == 0 {
+			break
+		}
+	}
+	var parts []string
+	for typ, n := range counts {
+		parts = append(parts, fmt.Sprintf("%s %d", typ, n))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
 }

@@ -39,6 +39,8 @@ func main() {
 	conc := flag.Int("concurrency", 32, "GETs in flight per chunk activity (cdnflow) and per edge (raw: 2x this)")
 	binDir := flag.String("cluster", "", "run against a local cluster whose binaries are in this directory (make cluster-bins: bin)")
 	workers := flag.String("workers", "1,2", "with -cluster: worker counts to measure, one job each")
+	withRaw := flag.Bool("raw", true, "also measure the raw client on fresh edges (false: cdnflow only, e.g. for the memory and status figures of a long run)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the cdnflow job (worker, API and embedded Temporal in this process) to this file; read it with go tool pprof")
 	flag.Parse()
 	ctx := context.Background()
 	domain := "bench.example.com"
@@ -55,15 +57,20 @@ func main() {
 	}
 	defer stack.Stop()
 	list := urlList(domain, "assets", *urls)
+	stopProfile := harness.StartCPUProfile(*cpuProfile)
 	cdnflowDur, st, polls := runJob(stack.APIURL, domain, list)
+	stopProfile()
 	pairs := *urls * *edges
 	cdnflowRate := float64(pairs) / cdnflowDur.Seconds()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	rawRate, rawDur, rawFailed := raw(ctx, stack, "fresh", domain, list, *edges, *conc)
-
 	fmt.Printf("prewarm benchmark: %d URLs x %d edges = %d pairs (GOMAXPROCS %d)\n", *urls, *edges, pairs, runtime.GOMAXPROCS(0))
 	fmt.Printf("  cdnflow (API -> Temporal -> worker -> varnishd): %8.0f pairs/s  (%s, %d status polls, status %s)\n", cdnflowRate, cdnflowDur.Round(time.Millisecond), polls, st)
+	if !*withRaw {
+		fmt.Printf("  process heap in use after the job: %d MiB; peak RSS %s (worker, API and embedded Temporal share this process)\n", ms.HeapInuse>>20, peakRSS())
+		return
+	}
+	rawRate, rawDur, rawFailed := raw(ctx, stack, "fresh", domain, list, *edges, *conc)
 	fmt.Printf("  raw concurrent Go client -> varnishd:            %8.0f pairs/s  (%s, %d failed)\n", rawRate, rawDur.Round(time.Millisecond), rawFailed)
 	fmt.Printf("  ratio cdnflow/raw: %.2f\n", cdnflowRate/rawRate)
 	fmt.Printf("  process heap in use after the job: %d MiB; peak RSS %s (worker, API and embedded Temporal share this process)\n", ms.HeapInuse>>20, peakRSS())
@@ -166,15 +173,16 @@ func runJob(apiURL, domain string, list []string) (time.Duration, string, int) {
 		Status                   string
 		Total, Completed, Failed int
 	}
-	polls := 0
+	var lat []time.Duration
 	for {
+		t0 := time.Now()
 		r, err := http.Get(apiURL + "/status?requestID=" + started.RequestID + "&pageSize=1")
 		if err != nil {
 			log.Fatal(err)
 		}
 		_ = json.NewDecoder(r.Body).Decode(&st)
 		r.Body.Close()
-		polls++
+		lat = append(lat, time.Since(t0))
 		if st.Status != "IN_PROGRESS" {
 			break
 		}
@@ -184,7 +192,9 @@ func runJob(apiURL, domain string, list []string) (time.Duration, string, int) {
 	if st.Status != "COMPLETED" || st.Failed != 0 {
 		log.Fatalf("prewarm ended %s with %d failed", st.Status, st.Failed)
 	}
-	return dur, st.Status, polls
+	slices.Sort(lat)
+	q := func(p float64) time.Duration { return lat[int(float64(len(lat)-1)*p)].Round(time.Millisecond) }
+	return dur, fmt.Sprintf("%s; status latency p50 %s, p99 %s, max %s", st.Status, q(0.5), q(0.99), q(1)), len(lat)
 }
 
 // peakRSS reads the process's high-water resident set size (Linux).

@@ -371,28 +371,33 @@ func recordedPairs(t *testing.T, env *testenv.Env, requestID string, edgeIDs []s
 				done[r.I] = r
 			}
 		}
-		desc, err := env.Client.DescribeWorkflowExecution(context.Background(), jobID+"/"+edgeID, "")
-		var notFound *serviceerror.NotFound
-		if errors.As(err, &notFound) {
-			continue // the edge's workflow has not started yet
-		}
-		if err != nil {
-			t.Fatalf("describe %s/%s: %v", jobID, edgeID, err)
-		}
-		for _, pa := range desc.GetPendingActivities() {
-			if pa.GetHeartbeatDetails() == nil {
-				continue
-			}
-			var rows []pairOutcome
-			if err := converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &rows); err != nil {
-				t.Fatalf("heartbeat of %s/%s: %v", jobID, edgeID, err)
-			}
-			for _, r := range rows {
-				done[r.I] = r
-			}
-		}
 		for i, o := range done {
 			all[fmt.Sprintf("%s/%d", edgeID, i)] = o
+		}
+	}
+	// The job's pending chunk activities heartbeat their pairs of every
+	// edge (issue 19: one activity per chunk, whatever the edges).
+	desc, err := env.Client.DescribeWorkflowExecution(context.Background(), jobID, "")
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return all // not started yet
+	}
+	if err != nil {
+		t.Fatalf("describe %s: %v", jobID, err)
+	}
+	for _, pa := range desc.GetPendingActivities() {
+		if pa.GetHeartbeatDetails() == nil {
+			continue
+		}
+		var rows []struct {
+			Edge string `json:"edge"`
+			pairOutcome
+		}
+		if err := converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &rows); err != nil {
+			t.Fatalf("heartbeat of %s: %v", jobID, err)
+		}
+		for _, r := range rows {
+			all[fmt.Sprintf("%s/%d", r.Edge, r.I)] = r.pairOutcome
 		}
 	}
 	return all

@@ -58,27 +58,36 @@ func TestWorkerSIGTERMHandsOffAndResumes(t *testing.T) {
 		t.Fatalf("worker on SIGTERM: %v (after %s)", err, took)
 	}
 
-	// With no worker running, each edge's chunk waits for its next attempt
-	// with the hand-off recorded: its last failure and its pairs so far.
+	// With no worker running, each running chunk (one activity for every
+	// edge) waits for its next attempt with the hand-off recorded: its last
+	// failure and its pairs so far, of every edge.
 	handedOff := 0
-	for _, edgeID := range edgeIDs {
-		desc, err := env.Client.DescribeWorkflowExecution(context.Background(), "prewarm-"+id+"/"+edgeID, "")
-		if err != nil {
-			t.Fatal(err)
+	desc, err := env.Client.DescribeWorkflowExecution(context.Background(), "prewarm-"+id, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pa := range desc.GetPendingActivities() {
+		if pa.GetLastFailure() == nil {
+			continue // not started before the stop
 		}
-		for _, pa := range desc.GetPendingActivities() {
-			if pa.GetLastFailure() == nil {
-				continue // not started before the stop
-			}
-			if typ := pa.GetLastFailure().GetApplicationFailureInfo().GetType(); typ != "WorkerStopping" {
-				t.Fatalf("%s: last failure %q (%s), want WorkerStopping", edgeID, typ, pa.GetLastFailure().GetMessage())
-			}
-			var pairs []struct{ I int }
-			if err := converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &pairs); err != nil || len(pairs) == 0 {
-				t.Fatalf("%s: no recorded pairs in the hand-off (%v)", edgeID, err)
-			}
-			handedOff++
+		if typ := pa.GetLastFailure().GetApplicationFailureInfo().GetType(); typ != "WorkerStopping" {
+			t.Fatalf("chunk: last failure %q (%s), want WorkerStopping", typ, pa.GetLastFailure().GetMessage())
 		}
+		var pairs []struct {
+			Edge string `json:"edge"`
+			I    int    `json:"i"`
+		}
+		if err := converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &pairs); err != nil || len(pairs) == 0 {
+			t.Fatalf("no recorded pairs in the hand-off (%v)", err)
+		}
+		edges := map[string]bool{}
+		for _, p := range pairs {
+			edges[p.Edge] = true
+		}
+		if len(edges) != len(edgeIDs) {
+			t.Fatalf("the hand-off recorded pairs of edges %v, want all of %v", edges, edgeIDs)
+		}
+		handedOff++
 	}
 	if handedOff == 0 {
 		t.Fatal("no chunk was running at SIGTERM")

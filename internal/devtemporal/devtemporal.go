@@ -302,6 +302,10 @@ func (s *Server) Stop() {
 	}
 }
 
+// sqliteConns is the connection pool of the SQLite file (WAL mode): enough
+// for reads to run beside the one writer on a small box.
+const sqliteConns = 8
+
 func sqlConfig(opts Options) (*config.SQL, string, error) {
 	conf := &config.SQL{PluginName: sqliteplugin.PluginName}
 	dbFile := ""
@@ -317,8 +321,15 @@ func sqlConfig(opts Options) (*config.SQL, string, error) {
 			return nil, "", fmt.Errorf("data dir path: %w", err)
 		}
 		dbFile = abs
-		// WAL keeps readers (visibility queries) from blocking the writer.
+		// WAL keeps readers (visibility queries) from blocking the writer,
+		// but only across connections: without MaxConns the plugin opens
+		// ONE connection that every store of the server shares (history,
+		// matching, visibility), so each status read or visibility list
+		// waited in line with the writes that run jobs (issue 19: under
+		// load the worker got ~3 workflow tasks/s). SQLite still takes
+		// one writer at a time; the others wait up to busy_timeout.
 		conf.ConnectAttributes = map[string]string{"mode": "rwc", "journal_mode": "wal", "synchronous": "normal", "busy_timeout": "10000"}
+		conf.MaxConns, conf.MaxIdleConns = sqliteConns, sqliteConns
 		conf.DatabaseName = dbFile
 		if _, err := os.Stat(dbFile); errors.Is(err, os.ErrNotExist) {
 			if err := sqliteschema.SetupSchema(conf); err != nil {

@@ -1,0 +1,254 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+	"go.uber.org/zap"
+
+	"github.com/cdnflow/cdnflow/internal/payload"
+	"github.com/cdnflow/cdnflow/internal/tracing"
+	"github.com/cdnflow/cdnflow/inventory"
+)
+
+// PrewarmChunkInput is one activity's slice of a job's URLs on EVERY
+// targeted edge (issue 19): the Temporal cost of a chunk — one activity,
+// one result — does not grow with the number of edges. Per-pair attempts
+// and the per-edge concurrency run inside the activity.
+type PrewarmChunkInput struct {
+	JobID   string   `json:"jobId"`
+	EdgeIDs []string `json:"edgeIds"`
+	Domain  string   `json:"domain"`
+	Scheme  string   `json:"scheme"`
+	URLsKey string   `json:"urlsKey"`
+	// Chunk numbers the slice: the per-edge rows are stored under
+	// payload.PrewarmDetailKey(JobID, URLsKey, edge, Chunk).
+	Chunk          int               `json:"chunk"`
+	Start          int               `json:"start"`
+	End            int               `json:"end"`
+	Header         map[string]string `json:"header,omitempty"`
+	NeedInvalidate bool              `json:"needInvalidate,omitempty"`
+	Attempts       int               `json:"attempts"`
+	AttemptTimeout time.Duration     `json:"attemptTimeout"`
+	// Concurrency is GETs in flight per edge within this activity.
+	Concurrency int `json:"concurrency"`
+}
+
+// EdgeChunkResult is one edge's share of a chunk: how many URLs it
+// stored and the indices (into the job's URL list) that failed after
+// retries.
+type EdgeChunkResult struct {
+	EdgeID string `json:"edgeId"`
+	OK     int    `json:"ok"`
+	Failed []int  `json:"failed,omitempty"`
+}
+
+// PrewarmChunkResult has one EdgeChunkResult per input edge, in input
+// order.
+type PrewarmChunkResult struct {
+	Edges []EdgeChunkResult `json:"edges"`
+}
+
+// fanRow is one pair's outcome as PrewarmChunk heartbeats it: the edge's
+// id and the pair's detail (index i into the job's URL list).
+type fanRow struct {
+	Edge string `json:"edge"`
+	PairDetail
+}
+
+// PrewarmChunk fetches URLs [Start, End) through every edge of EdgeIDs,
+// each edge with its own Concurrency workers over the client's keep-alive
+// pool of that edge, so a slow edge never holds back the others. Pairs are
+// retried as in PrewarmBatch; progress of every pair is heartbeated, so a
+// retry after a worker crash skips finished pairs on every edge. At the end
+// each edge's rows are stored (payload.PrewarmDetailKey) and the result
+// lists the failed indices per edge. Errors: an unknown edge, a missing
+// URL list or a chunk outside it are non-retryable; a worker stop
+// (ErrWorkerStopping) or a store failure is retried by Temporal.
+func (a *Prewarm) PrewarmChunk(ctx context.Context, in PrewarmChunkInput) (PrewarmChunkResult, error) {
+	log := a.Logger.With(zap.String("workflowId", activity.GetInfo(ctx).WorkflowExecution.ID), zap.Int("chunk", in.Chunk), zap.Int("edges", len(in.EdgeIDs))).With(tracing.LogFields(ctx)...)
+	edges, urls, err := a.chunkInputs(ctx, in)
+	if err != nil {
+		return PrewarmChunkResult{}, err
+	}
+	span := in.End - in.Start
+	pos := make(map[string]int, len(edges))
+	for i, e := range edges {
+		pos[e.ID] = i
+	}
+	p := resumeProgress(ctx, 0, span*len(edges), func(r fanRow) int {
+		if i, ok := pos[r.Edge]; ok && r.Index >= in.Start && r.Index < in.End {
+			return i*span + r.Index - in.Start
+		}
+		return -1 // not this chunk's
+	})
+	if n := len(p.rows()); n > 0 {
+		log.Info("resuming prewarm chunk", zap.Int("alreadyDone", n))
+	}
+	targets := make([]pairTarget, span) // parsed once, used on every edge
+	for j := range targets {
+		targets[j] = parseTarget(urls[in.Start+j])
+	}
+	header := http.Header{}
+	for k, v := range in.Header {
+		header.Set(k, v)
+	}
+	stopped := a.fanOut(ctx, in, edges, targets, header, p)
+	res, err := a.finishChunk(ctx, in, edges, p, stopped)
+	if err == nil {
+		log.Debug("prewarm chunk done", zap.Int("pairs", span*len(edges)))
+	}
+	return res, err
+}
+
+// chunkInputs resolves a chunk's edges and URL list; an unknown edge, a
+// missing list or a chunk outside it can never succeed and is final.
+func (a *Prewarm) chunkInputs(ctx context.Context, in PrewarmChunkInput) ([]inventory.Edge, []string, error) {
+	edges := make([]inventory.Edge, len(in.EdgeIDs))
+	for i, id := range in.EdgeIDs {
+		e, ok := a.Inventory.Get(id)
+		if !ok {
+			return nil, nil, unknownEdge(id)
+		}
+		edges[i] = e
+	}
+	urls, err := a.LoadURLs(ctx, in.URLsKey)
+	if err != nil {
+		if errors.Is(err, payload.ErrNotFound) {
+			return nil, nil, temporal.NewNonRetryableApplicationError("url list missing: "+err.Error(), ErrPayloadMissing, err)
+		}
+		return nil, nil, err
+	}
+	if in.Start < 0 || in.End > len(urls) || in.Start > in.End {
+		return nil, nil, temporal.NewNonRetryableApplicationError("chunk outside the url list", ErrBadChunk, nil)
+	}
+	return edges, urls, nil
+}
+
+// fanOut runs every pair of the chunk that p has not finished: per edge,
+// min(Concurrency, pairs) workers take the next URL in order. It heartbeats
+// p meanwhile and, when the worker is told to stop (SIGTERM), lets the
+// pairs in flight finish and starts no more. It reports whether such a
+// stop left pairs without an outcome.
+func (a *Prewarm) fanOut(ctx context.Context, in PrewarmChunkInput, edges []inventory.Edge, targets []pairTarget, header http.Header, p *progress[fanRow]) (stopped bool) {
+	span := len(targets)
+	var stop atomic.Bool
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-activity.GetWorkerStopChannel(ctx):
+			stop.Store(true)
+		case <-done:
+		}
+	}()
+	stopBeat := beatWhile(ctx, func() { p.beat(ctx) })
+	defer stopBeat()
+	var wg sync.WaitGroup
+	for pos, e := range edges {
+		pin := PrewarmBatchInput{EdgeID: e.ID, Domain: in.Domain, Scheme: in.Scheme, NeedInvalidate: in.NeedInvalidate,
+			Attempts: in.Attempts, AttemptTimeout: in.AttemptTimeout}
+		m := metricsFor(e.ID)
+		next := new(atomic.Int64)
+		for w := 0; w < min(max(in.Concurrency, 1), span); w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for !stop.Load() && ctx.Err() == nil {
+					j := int(next.Add(1)) - 1
+					if j >= span {
+						return
+					}
+					if p.has(pos*span + j) {
+						continue
+					}
+					row := a.warmTarget(ctx, e, pin, targets[j], header, m)
+					row.Index = in.Start + j
+					if ctx.Err() == nil { // cut short is not an outcome: a resumed attempt redoes it
+						p.add(fanRow{Edge: e.ID, PairDetail: row})
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	return stop.Load() && p.count() < span*len(edges)
+}
+
+// finishChunk ends an attempt like finishBatch, for every edge of the
+// chunk: after a worker stop or cancellation it records the progress for
+// the next attempt and fails this one; otherwise it stores each edge's rows
+// and classifies them.
+func (a *Prewarm) finishChunk(ctx context.Context, in PrewarmChunkInput, edges []inventory.Edge, p *progress[fanRow], stopped bool) (PrewarmChunkResult, error) {
+	final := p.rows()
+	total := (in.End - in.Start) * len(edges)
+	if stopped && ctx.Err() == nil {
+		activity.RecordHeartbeat(ctx, final)
+		select { // a throttled heartbeat is sent asynchronously
+		case <-time.After(300 * time.Millisecond):
+		case <-ctx.Done():
+		}
+		return PrewarmChunkResult{}, temporal.NewApplicationError(
+			fmt.Sprintf("prewarm chunk %d: worker stopping after %d of %d pairs", in.Chunk, len(final), total), ErrWorkerStopping)
+	}
+	if err := ctx.Err(); err != nil {
+		activity.RecordHeartbeat(ctx, final)
+		return PrewarmChunkResult{}, fmt.Errorf("prewarm chunk %d stopped: %w", in.Chunk, err)
+	}
+	if len(final) != total {
+		return PrewarmChunkResult{}, fmt.Errorf("prewarm chunk %d: %d of %d pairs have an outcome", in.Chunk, len(final), total)
+	}
+	per := make([][]PairDetail, len(edges))
+	for k, r := range final { // ordered by edge position, then index
+		per[k/(in.End-in.Start)] = append(per[k/(in.End-in.Start)], r.PairDetail)
+	}
+	if err := a.storeRows(ctx, in, edges, per); err != nil {
+		activity.RecordHeartbeat(ctx, final)
+		return PrewarmChunkResult{}, err
+	}
+	res := PrewarmChunkResult{Edges: make([]EdgeChunkResult, len(edges))}
+	for pos, e := range edges {
+		r := EdgeChunkResult{EdgeID: e.ID}
+		for _, d := range per[pos] {
+			if d.Error != "" {
+				r.Failed = append(r.Failed, d.Index)
+			} else {
+				r.OK++
+			}
+		}
+		res.Edges[pos] = r
+	}
+	return res, nil
+}
+
+// storeRows writes each edge's rows of the chunk, a few edges at a time.
+func (a *Prewarm) storeRows(ctx context.Context, in PrewarmChunkInput, edges []inventory.Edge, per [][]PairDetail) error {
+	errs := make([]error, len(edges))
+	slots := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for pos, e := range edges {
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			data, err := json.Marshal(per[pos])
+			if err == nil {
+				err = a.Store.Put(ctx, payload.PrewarmDetailKey(in.JobID, in.URLsKey, e.ID, in.Chunk), data)
+			}
+			if err != nil {
+				errs[pos] = fmt.Errorf("store prewarm chunk %d details of %s: %w", in.Chunk, e.ID, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}

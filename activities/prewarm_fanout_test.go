@@ -1,0 +1,144 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.uber.org/zap"
+
+	"github.com/cdnflow/cdnflow/edge"
+	"github.com/cdnflow/cdnflow/internal/payload"
+	"github.com/cdnflow/cdnflow/inventory"
+)
+
+// newFanout serves E1 with prewarmEdgeHandler and E2 with a handler that
+// answers 404 for /flaky (an origin that differs per PoP), two real HTTP
+// servers.
+func newFanout(t *testing.T, urls []string) (*Prewarm, [2]*fakeEdge, PrewarmChunkInput) {
+	t.Helper()
+	f1, inv1 := newFakeEdge(t, prewarmEdgeHandler())
+	f2, inv2 := newFakeEdge(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/flaky" {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		prewarmEdgeHandler()(w, r)
+	})
+	e1, _ := inv1.Get("E1")
+	e2, _ := inv2.Get("E1")
+	e2.ID = "E2"
+	inv, err := inventory.New([]inventory.Edge{e1, e2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := payload.Open(context.Background(), payload.FileURL(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	key, err := payload.PutPrewarmURLs(context.Background(), store, "req-1", urls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Prewarm{Inventory: inv, Edge: edge.NewClient(edge.Options{}), Store: store, Logger: zap.NewNop()}
+	in := PrewarmChunkInput{
+		JobID: "prewarm-req-1", EdgeIDs: []string{"E1", "E2"}, Domain: "a.test", Scheme: "http", URLsKey: key,
+		Chunk: 0, Start: 0, End: len(urls), Attempts: 3, AttemptTimeout: 2 * time.Second, Concurrency: 2,
+	}
+	return a, [2]*fakeEdge{f1, f2}, in
+}
+
+// One activity warms the chunk on every edge: outcomes are classified per
+// pair and edge, each edge's rows are stored under its own key for the
+// per-pair view, and the result lists the failures per edge.
+func TestPrewarmChunkFansOutToEveryEdge(t *testing.T) {
+	urls := []string{"http://a.test/ok", "http://a.test/missing", "http://a.test/flaky", "http://a.test/nocache"}
+	a, fe, in := newFanout(t, urls)
+	var ts testsuite.WorkflowTestSuite
+	var res PrewarmChunkResult
+	if err := runActivity(t, ts.NewTestActivityEnvironment(), a.PrewarmChunk, in, &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Edges) != 2 || res.Edges[0].EdgeID != "E1" || res.Edges[0].OK != 2 || !slices.Equal(res.Edges[0].Failed, []int{1, 3}) ||
+		res.Edges[1].EdgeID != "E2" || res.Edges[1].OK != 1 || !slices.Equal(res.Edges[1].Failed, []int{1, 2, 3}) {
+		t.Fatalf("result %+v", res)
+	}
+	for i, want := range [][]int{{200, 404, 200, 200}, {200, 404, 404, 200}} {
+		id := in.EdgeIDs[i]
+		data, err := a.Store.Get(context.Background(), payload.PrewarmDetailKey(in.JobID, in.URLsKey, id, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rows []PairDetail
+		if err := json.Unmarshal(data, &rows); err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != len(want) {
+			t.Fatalf("%s rows %+v", id, rows)
+		}
+		for j, r := range rows {
+			if r.Index != j || r.Status != want[j] {
+				t.Errorf("%s row %d = %+v, want status %d", id, j, r, want[j])
+			}
+		}
+	}
+	// Every pair reached its own edge with the URL's Host: /flaky three
+	// times on E1 (503, 503, stored), once on E2 (404 is final).
+	if fe[0].count("GET a.test /flaky") != 3 || fe[1].count("GET a.test /flaky") != 1 ||
+		fe[0].count("GET a.test /ok") != 1 || fe[1].count("GET a.test /ok") != 1 {
+		t.Fatalf("requests E1 %v, E2 %v", fe[0].seen, fe[1].seen)
+	}
+}
+
+// A retried attempt resumes from the heartbeated rows of every edge: the
+// pairs they hold are not fetched again, on that edge only, and they
+// count in the result.
+func TestPrewarmChunkResumesFromHeartbeat(t *testing.T) {
+	urls := []string{"http://a.test/ok", "http://a.test/missing"}
+	a, fe, in := newFanout(t, urls)
+	var ts testsuite.WorkflowTestSuite
+	env := ts.NewTestActivityEnvironment()
+	env.SetHeartbeatDetails([]fanRow{{Edge: "E2", PairDetail: PairDetail{Index: 0, Status: 200, Attempts: 1}}})
+	var res PrewarmChunkResult
+	if err := runActivity(t, env, a.PrewarmChunk, in, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Edges[0].OK != 1 || res.Edges[1].OK != 1 || len(res.Edges[1].Failed) != 1 ||
+		fe[0].count("GET a.test /ok") != 1 || fe[1].count("GET a.test /ok") != 0 || fe[1].count("GET a.test /missing") != 1 {
+		t.Fatalf("result %+v, requests E1 %v, E2 %v", res, fe[0].seen, fe[1].seen)
+	}
+}
+
+// An edge missing from the inventory, a missing URL list and a chunk
+// outside the list are final, and nothing is fetched.
+func TestPrewarmChunkFinalErrors(t *testing.T) {
+	a, fe, in := newFanout(t, []string{"http://a.test/ok"})
+	var ts testsuite.WorkflowTestSuite
+	for name, tc := range map[string]struct {
+		mutate  func(*PrewarmChunkInput)
+		errType string
+	}{
+		"unknown edge": {func(in *PrewarmChunkInput) { in.EdgeIDs = []string{"E1", "E9"} }, ErrUnknownEdge},
+		"no url list":  {func(in *PrewarmChunkInput) { in.URLsKey = "prewarm/none/urls.json" }, ErrPayloadMissing},
+		"bad chunk":    {func(in *PrewarmChunkInput) { in.End = 5 }, ErrBadChunk},
+	} {
+		bad := in
+		tc.mutate(&bad)
+		err := runActivity(t, ts.NewTestActivityEnvironment(), a.PrewarmChunk, bad, nil)
+		var appErr *temporal.ApplicationError
+		if !errors.As(err, &appErr) || appErr.Type() != tc.errType || !appErr.NonRetryable() {
+			t.Errorf("%s: %v, want a final %s", name, err, tc.errType)
+		}
+	}
+	if n := fe[0].count("GET") + fe[1].count("GET"); n != 0 {
+		t.Fatalf("%d GETs for chunks that cannot run: %s", n, strings.Join(append(fe[0].seen, fe[1].seen...), ", "))
+	}
+}
