@@ -105,10 +105,11 @@ var serviceErrors = []struct {
 	// Admission: the workers are behind (service/admission.go).
 	{is: is(service.ErrOverloaded), status: http.StatusTooManyRequests, retryAfter: "2"},
 	{is: is(service.ErrWorkersUnavailable), status: http.StatusServiceUnavailable, retryAfter: "5"},
-	// The claim-check store (URL lists) does not answer: nothing was
-	// started, the same request succeeds once it is back.
+	// The payload store (URL lists, pair rows) does not answer: a new job
+	// was not started, a read of a job's lists cannot be served; the same
+	// request succeeds once it is back, and running jobs resume then.
 	{is: is(payload.ErrUnavailable), status: http.StatusServiceUnavailable, retryAfter: "5", msg: func(error) string {
-		return "the payload store does not answer; nothing was started, retry later"
+		return "the payload store does not answer; retry later (no new job was started; running jobs resume when it is back)"
 	}},
 	// Temporal or its database does not answer (a restart, an outage):
 	// the request can be sent again as is (service.IsTemporalUnavailable).

@@ -46,8 +46,7 @@ func runCluster(ctx context.Context, args []string) error {
 			return err
 		}
 		if args[0] == "status" {
-			printStatus(c)
-			return nil
+			return printStatus(c)
 		}
 		return c.Up(ctx)
 	case "down":
@@ -127,16 +126,28 @@ func splitList(s string) []string {
 	return out
 }
 
-func printStatus(c *cluster.Cluster) {
+// printStatus lists each process with its pid, or "not running"; an
+// error (exit 1) when any is not running.
+func printStatus(c *cluster.Cluster) error {
 	st := c.Status()
 	names := make([]string, 0, len(st))
 	for n := range st {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	var down []string
 	for _, n := range names {
+		if st[n] == 0 {
+			fmt.Printf("%-24s not running\n", n)
+			down = append(down, n)
+			continue
+		}
 		fmt.Printf("%-24s %d\n", n, st[n])
 	}
+	if len(down) > 0 {
+		return fmt.Errorf("%d of %d processes not running (%s): `make cluster-up` starts them", len(down), len(names), strings.Join(down, ", "))
+	}
+	return nil
 }
 
 // runClusterUI serves the Temporal Web UI (the ui-server module `cdnflow

@@ -281,6 +281,9 @@ func (c *Cluster) prepareDir() error {
 	if err := os.Chmod(c.opts.Dir, 0o755); err != nil {
 		return fmt.Errorf("cluster dir: %w", err)
 	}
+	if err := c.keepEnv(); err != nil {
+		return err
+	}
 	data, err := json.MarshalIndent(c.inv, "", "  ")
 	if err != nil {
 		return fmt.Errorf("cluster inventory: %w", err)

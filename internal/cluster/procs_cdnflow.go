@@ -44,14 +44,14 @@ func (c *Cluster) workerProc(i int) proc {
 	addr := c.opts.WorkerMetricsAddrs[i]
 	argv := append([]string{c.cdnflow(), "worker"}, c.serverArgs()...)
 	argv = append(argv, "--metrics-addr", addr, "--data-dir", c.dataDir(WorkerName(i)))
-	return proc{name: WorkerName(i), argv: argv, envf: c.payloadEnv, ready: httpReady("http://"+addr+"/metrics", http.StatusOK)}
+	return proc{name: WorkerName(i), argv: argv, envf: c.serverEnv, ready: httpReady("http://"+addr+"/metrics", http.StatusOK)}
 }
 
 func (c *Cluster) apiProc(i int) proc {
 	addr := c.opts.APIAddrs[i]
 	argv := append([]string{c.cdnflow(), "api"}, c.serverArgs()...)
 	argv = append(argv, "--api-addr", addr, "--data-dir", c.dataDir(APIName(i)))
-	return proc{name: APIName(i), argv: argv, envf: c.payloadEnv, ready: httpReady("http://"+addr+"/readyz", http.StatusOK)}
+	return proc{name: APIName(i), argv: argv, envf: c.serverEnv, ready: httpReady("http://"+addr+"/readyz", http.StatusOK)}
 }
 
 // dataDir is a worker's or API's own --data-dir (nothing in it is read by
