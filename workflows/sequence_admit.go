@@ -48,8 +48,8 @@ func admitPurge(ctx workflow.Context, st *SequenceState, a AdmitPurge) (int64, e
 	}
 	if a.Every > 0 {
 		now := workflow.Now(ctx).UnixMilli()
-		for k, until := range st.Held {
-			if until <= now {
+		for _, k := range workflow.DeterministicKeys(st.Held) {
+			if st.Held[k] <= now {
 				delete(st.Held, k)
 			}
 		}
