@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/cdnflow/cdnflow/activities"
@@ -42,25 +40,8 @@ func (s *Service) purgeLimit(purgeType, domain string) (scope string, every time
 // Errors: ErrRateLimited (wrapped, naming the scope and interval) for a
 // refusal; other errors are Temporal's, wrapped.
 func (s *Service) takePurgeToken(ctx context.Context, appKey, scope string, every time.Duration, n int) (int64, error) {
-	const counter = "purge"
-	start := s.temporal.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
-		ID:                       workflows.SequenceWorkflowID(counter),
-		TaskQueue:                s.config.TaskQueue,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-	}, workflows.SequenceWorkflow, workflows.SequenceState{})
-	h, err := s.temporal.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
-		StartWorkflowOperation: start,
-		UpdateOptions: client.UpdateWorkflowOptions{
-			WorkflowID:   workflows.SequenceWorkflowID(counter),
-			UpdateName:   workflows.UpdateAdmitPurge,
-			Args:         []any{workflows.AdmitPurge{Key: appKey + "/" + scope, Scope: scope, Every: every, N: n}},
-			WaitForStage: client.WorkflowUpdateStageCompleted,
-		},
-	})
-	var first int64
-	if err == nil {
-		err = h.Get(ctx, &first)
-	}
+	first, err := s.updateCounter(ctx, "purge", workflows.UpdateAdmitPurge,
+		workflows.AdmitPurge{Key: appKey + "/" + scope, Scope: scope, Every: every, N: n})
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) && appErr.Type() == workflows.ErrPurgeRateLimited {
 		return 0, fmt.Errorf("%w: %s", ErrRateLimited, appErr.Message())

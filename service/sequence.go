@@ -22,6 +22,18 @@ func (s *Service) ReserveSeqs(ctx context.Context, counter string, n int) (int64
 }
 
 func (s *Service) reserveSeqs(ctx context.Context, counter, update string, args ...any) (int64, error) {
+	seq, err := s.updateCounter(ctx, counter, update, args...)
+	if err != nil {
+		return 0, fmt.Errorf("next %s seq: %w", counter, err)
+	}
+	return seq, nil
+}
+
+// updateCounter runs update with args on the counter's SequenceWorkflow,
+// starting it when new (update-with-start), waits for the update to
+// complete and answers its int64 result. Errors are Temporal's (a
+// validator's refusal is an ApplicationError), unwrapped.
+func (s *Service) updateCounter(ctx context.Context, counter, update string, args ...any) (int64, error) {
 	start := s.temporal.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
 		ID:                       workflows.SequenceWorkflowID(counter),
 		TaskQueue:                s.config.TaskQueue,
@@ -37,11 +49,11 @@ func (s *Service) reserveSeqs(ctx context.Context, counter, update string, args 
 		},
 	})
 	if err != nil {
-		return 0, fmt.Errorf("next %s seq: %w", counter, err)
+		return 0, err
 	}
-	var seq int64
-	if err := h.Get(ctx, &seq); err != nil {
-		return 0, fmt.Errorf("next %s seq: %w", counter, err)
+	var v int64
+	if err := h.Get(ctx, &v); err != nil {
+		return 0, err
 	}
-	return seq, nil
+	return v, nil
 }

@@ -30,9 +30,7 @@ import (
 	"fmt"
 	"log"
 	"net/http"
-	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"slices"
 	"sort"
 	"strconv"
@@ -166,7 +164,7 @@ func measure(stack *harness.Stack, domain, prefix string, warmup, iterations, pa
 
 	// 2. a large purge against the raw rate of the same PURGEs.
 	list := bigList(prefix, paths)
-	stopProfile := profile(largeProfile)
+	stopProfile := harness.StartCPUProfile(largeProfile)
 	defer stopProfile()
 	start := time.Now()
 	var pr struct{ PurgeSeqs []int64 }
@@ -177,25 +175,6 @@ func measure(stack *harness.Stack, domain, prefix string, warmup, iterations, pa
 
 // largeProfile is -cpuprofile: where to write the large purge's profile.
 var largeProfile string
-
-// profile starts a CPU profile into path (none when empty) and answers
-// its stop.
-func profile(path string) func() {
-	if path == "" {
-		return func() {}
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		log.Fatal(err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		log.Fatal(err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		_ = f.Close()
-	}
-}
 
 func bigList(prefix string, n int) []string {
 	list := make([]string, n)
