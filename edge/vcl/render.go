@@ -241,7 +241,13 @@ func (p *renderPlan) writeInvalidation(w *writer) {
 	w.line(`return (synth(200, "Purged"));`)
 	w.close()
 	w.line("")
+	p.writePurgeObject(w)
+}
 
+// writePurgeObject writes the PURGE of one object (hard or soft, with the
+// verify restart) and the cache-only probe, hooked into vcl_hit,
+// vcl_miss and vcl_pass.
+func (p *renderPlan) writePurgeObject(w *writer) {
 	w.open("sub cdnflow_purge_object")
 	w.open(`if (req.http.X-Purge-Soft == "1")`)
 	w.line("# Expire now but keep grace: the next client gets the stale copy")
