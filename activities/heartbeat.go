@@ -64,14 +64,19 @@ type progress[D any] struct {
 // resumeProgress restores the rows the previous attempt heartbeated (a
 // []D) whose index lies in [lo, hi); index reads a row's item index.
 func resumeProgress[D any](ctx context.Context, lo, hi int, index func(D) int) *progress[D] {
-	p := &progress[D]{index: index, done: map[int]D{}}
-	if !activity.HasHeartbeatDetails(ctx) {
-		return p
-	}
 	var prev []D
-	if err := activity.GetHeartbeatDetails(ctx, &prev); err != nil {
-		return p
+	if activity.HasHeartbeatDetails(ctx) {
+		if err := activity.GetHeartbeatDetails(ctx, &prev); err != nil {
+			prev = nil
+		}
 	}
+	return restoreProgress(prev, lo, hi, index)
+}
+
+// restoreProgress is a progress holding the rows of prev whose index lies
+// in [lo, hi).
+func restoreProgress[D any](prev []D, lo, hi int, index func(D) int) *progress[D] {
+	p := &progress[D]{index: index, done: map[int]D{}}
 	for _, d := range prev {
 		if i := index(d); i >= lo && i < hi {
 			p.done[i] = d

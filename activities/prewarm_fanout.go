@@ -84,7 +84,7 @@ func (a *Prewarm) PrewarmChunk(ctx context.Context, in PrewarmChunkInput) (Prewa
 	for i, e := range edges {
 		pos[e.ID] = i
 	}
-	p := resumeProgress(ctx, 0, span*len(edges), func(r fanRow) int {
+	p := restoreProgress(lastChunkRows(ctx), 0, span*len(edges), func(r fanRow) int {
 		if i, ok := pos[r.Edge]; ok && r.Index >= in.Start && r.Index < in.End {
 			return i*span + r.Index - in.Start
 		}
@@ -150,7 +150,7 @@ func (a *Prewarm) fanOut(ctx context.Context, in PrewarmChunkInput, edges []inve
 		case <-done:
 		}
 	}()
-	stopBeat := beatWhile(ctx, func() { p.beat(ctx) })
+	stopBeat := beatWhile(ctx, func() { beatChunk(ctx, p.rows()) })
 	defer stopBeat()
 	var wg sync.WaitGroup
 	for pos, e := range edges {
@@ -191,7 +191,7 @@ func (a *Prewarm) finishChunk(ctx context.Context, in PrewarmChunkInput, edges [
 	final := p.rows()
 	total := (in.End - in.Start) * len(edges)
 	if stopped && ctx.Err() == nil {
-		activity.RecordHeartbeat(ctx, final)
+		beatChunk(ctx, final)
 		select { // a throttled heartbeat is sent asynchronously
 		case <-time.After(300 * time.Millisecond):
 		case <-ctx.Done():
@@ -200,7 +200,7 @@ func (a *Prewarm) finishChunk(ctx context.Context, in PrewarmChunkInput, edges [
 			fmt.Sprintf("prewarm chunk %d: worker stopping after %d of %d pairs", in.Chunk, len(final), total), ErrWorkerStopping)
 	}
 	if err := ctx.Err(); err != nil {
-		activity.RecordHeartbeat(ctx, final)
+		beatChunk(ctx, final)
 		return PrewarmChunkResult{}, fmt.Errorf("prewarm chunk %d stopped: %w", in.Chunk, err)
 	}
 	if len(final) != total {
@@ -211,7 +211,7 @@ func (a *Prewarm) finishChunk(ctx context.Context, in PrewarmChunkInput, edges [
 		per[k/(in.End-in.Start)] = append(per[k/(in.End-in.Start)], r.PairDetail)
 	}
 	if err := a.storeRows(ctx, in, edges, per); err != nil {
-		activity.RecordHeartbeat(ctx, final)
+		beatChunk(ctx, final)
 		return PrewarmChunkResult{}, err
 	}
 	res := PrewarmChunkResult{Edges: make([]EdgeChunkResult, len(edges))}

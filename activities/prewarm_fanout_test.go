@@ -117,6 +117,67 @@ func TestPrewarmChunkResumesFromHeartbeat(t *testing.T) {
 	}
 }
 
+// The packed heartbeat (chunkBeat) resumes like the older rows: E2's
+// first pair is not fetched again, and its row (a HIT, 3 attempts, an
+// error on the other edge) is kept as heartbeated.
+func TestPrewarmChunkResumesFromPackedHeartbeat(t *testing.T) {
+	urls := []string{"http://a.test/ok", "http://a.test/missing"}
+	a, fe, in := newFanout(t, urls)
+	var ts testsuite.WorkflowTestSuite
+	env := ts.NewTestActivityEnvironment()
+	env.SetHeartbeatDetails(packChunkBeat([]fanRow{
+		{Edge: "E1", PairDetail: PairDetail{Index: 1, Status: 404, Attempts: 2, Error: "HTTP 404"}},
+		{Edge: "E2", PairDetail: PairDetail{Index: 0, Status: 200, Cache: "HIT", Age: 7, Attempts: 3, DurationMS: 12}},
+	}))
+	var res PrewarmChunkResult
+	if err := runActivity(t, env, a.PrewarmChunk, in, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Edges[0].OK != 1 || !slices.Equal(res.Edges[0].Failed, []int{1}) || res.Edges[1].OK != 1 || len(res.Edges[1].Failed) != 1 ||
+		fe[0].count("GET a.test /missing") != 0 || fe[1].count("GET a.test /ok") != 0 || fe[1].count("GET a.test /missing") != 1 {
+		t.Fatalf("result %+v, requests E1 %v, E2 %v", res, fe[0].seen, fe[1].seen)
+	}
+}
+
+// Packing keeps every field of every row, in order, and is a fraction of
+// the JSON rows' size.
+func TestChunkBeatRoundTrip(t *testing.T) {
+	var rows []fanRow
+	for _, e := range []string{"EDGE-A", "EDGE-B"} {
+		for i := 1000; i < 3000; i++ {
+			r := fanRow{Edge: e, PairDetail: PairDetail{Index: i, Status: 200, Cache: "MISS", Attempts: 1, DurationMS: int64(i % 97)}}
+			if i%500 == 0 {
+				r.Status, r.Cache, r.Attempts, r.Error = 503, "", 3, "HTTP 503 from edge"
+			}
+			if i%7 == 0 {
+				r.Cache, r.Age = "HIT", i%300
+			}
+			rows = append(rows, r)
+		}
+	}
+	packed, err := json.Marshal(packChunkBeat(rows))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var beat chunkBeat
+	if err := json.Unmarshal(packed, &beat); err != nil {
+		t.Fatal(err)
+	}
+	got, err := beat.unpack()
+	if err != nil || !slices.Equal(got, rows) {
+		t.Fatalf("unpacked %d rows (err %v), want %d equal rows", len(got), err, len(rows))
+	}
+	plain, _ := json.Marshal(rows)
+	if len(packed)*4 > len(plain) {
+		t.Fatalf("packed beat %d bytes, JSON rows %d: want at most a quarter", len(packed), len(plain))
+	}
+	t.Logf("%d rows: packed %d bytes, JSON rows %d bytes", len(rows), len(packed), len(plain))
+	beat.Edges[0].Rows = beat.Edges[0].Rows[:len(beat.Edges[0].Rows)-1]
+	if _, err := beat.unpack(); err == nil {
+		t.Fatal("a truncated beat unpacked without error")
+	}
+}
+
 // An edge missing from the inventory, a missing URL list and a chunk
 // outside the list are final, and nothing is fetched.
 func TestPrewarmChunkFinalErrors(t *testing.T) {
