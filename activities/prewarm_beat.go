@@ -3,9 +3,12 @@ package activities
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 
+	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 )
 
 // chunkBeat is PrewarmChunk's heartbeat (issue 19): every finished pair
@@ -129,4 +132,21 @@ func lastChunkRows(ctx context.Context) []fanRow {
 		return nil
 	}
 	return rows
+}
+
+// HeartbeatPairs counts the pairs a prewarm activity's heartbeat details
+// hold: a PrewarmChunk beat (packed, or older []fanRow rows) or a
+// PrewarmBatch's rows. For operators and tests reading a Describe.
+func HeartbeatPairs(details *commonpb.Payloads) (int, error) {
+	dc := converter.GetDefaultDataConverter()
+	var beat chunkBeat
+	if err := dc.FromPayloads(details, &beat); err == nil && beat.V == chunkBeatVersion {
+		rows, err := beat.unpack()
+		return len(rows), err
+	}
+	var rows []json.RawMessage
+	if err := dc.FromPayloads(details, &rows); err != nil {
+		return 0, fmt.Errorf("prewarm heartbeat: %w", err)
+	}
+	return len(rows), nil
 }

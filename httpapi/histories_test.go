@@ -171,13 +171,11 @@ func heartbeatPairs(t *testing.T, env *testenv.Env, workflowID string) int {
 		if pa.GetHeartbeatDetails() == nil {
 			continue
 		}
-		var rows []struct {
-			I int `json:"i"`
-		}
-		if err := converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &rows); err != nil {
+		pairs, err := activities.HeartbeatPairs(pa.GetHeartbeatDetails())
+		if err != nil {
 			t.Fatalf("heartbeat of %s: %v", workflowID, err)
 		}
-		n += len(rows)
+		n += pairs
 	}
 	return n
 }

@@ -100,12 +100,16 @@ func (s *Service) StartPrewarm(ctx context.Context, req PrewarmRequest, idempote
 		TypedSearchAttributes:    temporal.NewSearchAttributes(sa...),
 	}
 	metrics.JobsStarted.WithLabelValues(workflows.KindPrewarm).Inc()
-	if _, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.PrewarmWorkflow, job); err != nil {
+	run, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.PrewarmWorkflow, job)
+	if err != nil {
 		var already *serviceerror.WorkflowExecutionAlreadyStarted
 		if errors.As(err, &already) {
 			return requestID, nil // an idempotent repeat of a finished job
 		}
 		return "", fmt.Errorf("start prewarm: %w", err)
+	}
+	if idempotencyKey == "" { // a new job for sure, not a running one reused
+		s.prewarmStarted(requestID, job, run)
 	}
 	return requestID, nil
 }

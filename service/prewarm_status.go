@@ -173,19 +173,15 @@ type prewarmAnswer struct {
 	st workflows.PrewarmStatus
 }
 
-// prewarmRunningTTL serves a running job's status to every poller of the
-// same page for this long: one query per job and page per window,
-// whatever the number of pollers (issue 19).
-const prewarmRunningTTL = 250 * time.Millisecond
-
-// prewarmJob reads a job's state (coalesced: readCache) and loads its URL
-// list.
+// prewarmJob reads a job's state (coalesced, served stale while it is
+// refreshed: prewarm_started.go) and loads its URL list.
 func (s *Service) prewarmJob(ctx context.Context, requestID string, q workflows.PrewarmStatusQuery) (workflows.PrewarmStatus, []string, error) {
 	if !validRequestID(requestID) {
 		return workflows.PrewarmStatus{}, nil, ErrNotFound
 	}
 	key := fmt.Sprintf("%s/%d/%d", requestID, q.Offset, q.Limit)
-	a, err := s.reads.prewarms.get(ctx, key, func(ctx context.Context) (prewarmAnswer, time.Duration, error) {
+	seed := func() (prewarmAnswer, bool) { return s.reads.prewarmsStarted.pending(requestID, q) }
+	a, err := s.reads.prewarms.getOr(ctx, key, seed, func(ctx context.Context) (prewarmAnswer, time.Duration, error) {
 		st, err := s.readPrewarm(ctx, requestID, q)
 		ttl := prewarmRunningTTL
 		if st.Status != "" && st.Status != workflows.PrewarmInProgress {

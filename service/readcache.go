@@ -18,7 +18,11 @@ import (
 // over. Safe for concurrent use.
 type readCache[V any] struct {
 	maxEntries int
-	group      singleflight.Group
+	// staleFor (0: never) serves an answer past its TTL for this long
+	// while one background load refreshes it (stale-while-revalidate):
+	// a poller never waits on Temporal for a job it polled a moment ago.
+	staleFor time.Duration
+	group    singleflight.Group
 
 	mu      sync.Mutex
 	entries map[string]cachedRead[V]
@@ -27,6 +31,9 @@ type readCache[V any] struct {
 type cachedRead[V any] struct {
 	v       V
 	expires time.Time
+	// stale is when the answer may no longer be served while it is
+	// refreshed (expires + staleFor).
+	stale time.Time
 }
 
 // loadTimeout bounds a shared load: it runs detached from any one
@@ -34,17 +41,31 @@ type cachedRead[V any] struct {
 const loadTimeout = 20 * time.Second
 
 func newReadCache[V any](maxEntries int) *readCache[V] {
-	return &readCache[V]{maxEntries: maxEntries, entries: map[string]cachedRead[V]{}}
+	return newStaleReadCache[V](maxEntries, 0)
+}
+
+// newStaleReadCache is a readCache that serves answers staleFor past
+// their TTL while refreshing them.
+func newStaleReadCache[V any](maxEntries int, staleFor time.Duration) *readCache[V] {
+	return &readCache[V]{maxEntries: maxEntries, staleFor: staleFor, entries: map[string]cachedRead[V]{}}
 }
 
 // get answers key from the cache, or runs load once for every concurrent
 // caller; load returns the value and how long it may be served (0: not
 // cached, only shared with the callers already waiting).
 func (c *readCache[V]) get(ctx context.Context, key string, load func(context.Context) (V, time.Duration, error)) (V, error) {
+	return c.getOr(ctx, key, nil, load)
+}
+
+// getOr is get that, without a cached answer, serves seed's value (when
+// ok) like a stale one: at once, while one load runs in the background.
+// A stale answer (past its TTL, within staleFor) is served the same way.
+func (c *readCache[V]) getOr(ctx context.Context, key string, seed func() (V, bool), load func(context.Context) (V, time.Duration, error)) (V, error) {
 	c.mu.Lock()
 	e, ok := c.entries[key]
 	c.mu.Unlock()
-	if ok && time.Now().Before(e.expires) {
+	now := time.Now()
+	if ok && now.Before(e.expires) {
 		return e.v, nil
 	}
 	ch := c.group.DoChan(key, func() (any, error) {
@@ -56,6 +77,14 @@ func (c *readCache[V]) get(ctx context.Context, key string, load func(context.Co
 		}
 		return v, err
 	})
+	if ok && now.Before(e.stale) {
+		return e.v, nil // the load refreshes it for the next caller
+	}
+	if seed != nil && !ok {
+		if v, ok := seed(); ok {
+			return v, nil
+		}
+	}
 	select {
 	case r := <-ch:
 		v, _ := r.Val.(V)
@@ -80,7 +109,13 @@ func (c *readCache[V]) put(key string, v V, ttl time.Duration) {
 			c.entries = map[string]cachedRead[V]{}
 		}
 	}
-	c.entries[key] = cachedRead[V]{v: v, expires: time.Now().Add(ttl)}
+	expires := time.Now().Add(ttl)
+	if e, ok := c.entries[key]; ok && e.expires.After(expires) {
+		// A load that started earlier and ended later (after a forget):
+		// the answer kept longer is the newer state (a finished job's).
+		return
+	}
+	c.entries[key] = cachedRead[V]{v: v, expires: expires, stale: expires.Add(c.staleFor)}
 }
 
 // forget drops key, so the next read loads it again.
@@ -90,13 +125,15 @@ func (c *readCache[V]) forget(key string) {
 	delete(c.entries, key)
 }
 
-// forgetPrefix drops every key that starts with prefix.
+// forgetPrefix drops every key that starts with prefix, and lets the next
+// read of each start a load of its own instead of sharing one in flight.
 func (c *readCache[V]) forgetPrefix(prefix string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for k := range c.entries {
 		if strings.HasPrefix(k, prefix) {
 			delete(c.entries, k)
+			c.group.Forget(k)
 		}
 	}
 }
@@ -116,6 +153,9 @@ type reads struct {
 	// awaits bounds the purge results awaited at once.
 	started startedPurges
 	awaits  chan struct{}
+	// prewarmsStarted are the jobs this process started
+	// (prewarm_started.go), answered before their first read.
+	prewarmsStarted startedPrewarms
 	// awaiting maps the workflow id of each awaited purge to a channel
 	// closed once its wait ended.
 	awaiting sync.Map
@@ -126,13 +166,14 @@ const maxVisibilityReads = 4
 
 func newReads() *reads {
 	return &reads{
-		purges:     newReadCache[workflows.PurgeStatus](10_000),
-		lists:      newReadCache[[]foundPurge](1_000),
-		prewarms:   newReadCache[prewarmAnswer](10_000),
-		urlLists:   newReadCache[[]string](maxCachedURLLists),
-		hosts:      newReadCache[hostIndex](1),
-		visibility: make(chan struct{}, maxVisibilityReads),
-		awaits:     make(chan struct{}, maxAwaits),
+		purges:          newReadCache[workflows.PurgeStatus](10_000),
+		lists:           newReadCache[[]foundPurge](1_000),
+		prewarms:        newStaleReadCache[prewarmAnswer](10_000, prewarmStaleFor),
+		urlLists:        newReadCache[[]string](maxCachedURLLists),
+		hosts:           newReadCache[hostIndex](1),
+		visibility:      make(chan struct{}, maxVisibilityReads),
+		awaits:          make(chan struct{}, maxAwaits),
+		prewarmsStarted: startedPrewarms{awaits: make(chan struct{}, maxPrewarmAwaits)},
 	}
 }
 

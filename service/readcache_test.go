@@ -76,3 +76,50 @@ func TestRunningTTLGrowsWithAge(t *testing.T) {
 		t.Fatalf("old job: %s", d)
 	}
 }
+
+// Past its TTL an answer is served at once for staleFor while one
+// background load refreshes it; past that the reader waits for a load. A
+// seed answers a key never read, also while it loads. A load that ends
+// after a forget never replaces an answer kept longer.
+func TestReadCacheServesStaleWhileRefreshing(t *testing.T) {
+	c := newStaleReadCache[int](10, 200*time.Millisecond)
+	var loads atomic.Int32
+	gate := make(chan struct{}, 10)
+	load := func(context.Context) (int, time.Duration, error) {
+		<-gate
+		return int(loads.Add(1)), 20 * time.Millisecond, nil
+	}
+	ctx := context.Background()
+	seed := func() (int, bool) { return -1, true }
+	if v, _ := c.getOr(ctx, "job", seed, load); v != -1 {
+		t.Fatalf("first read: %d, want the seed at once", v)
+	}
+	gate <- struct{}{}
+	waitFor(t, func() bool { return loads.Load() == 1 })
+	time.Sleep(30 * time.Millisecond) // past the TTL, within staleFor
+	if v, _ := c.get(ctx, "job", load); v != 1 {
+		t.Fatalf("stale read: %d, want the last answer at once", v)
+	}
+	gate <- struct{}{}
+	waitFor(t, func() bool { v, _ := c.get(ctx, "job", load); return v == 2 })
+	time.Sleep(300 * time.Millisecond) // past staleFor: the reader waits
+	gate <- struct{}{}
+	if v, _ := c.get(ctx, "job", load); v != 3 {
+		t.Fatalf("read past staleFor: %d, want a fresh load", v)
+	}
+	c.put("done", 100, time.Hour)
+	c.put("done", 7, time.Millisecond)
+	if v, _ := c.get(ctx, "done", load); v != 100 {
+		t.Fatalf("an answer kept an hour was replaced by a shorter one: %d", v)
+	}
+}
+
+func waitFor(t *testing.T, ok func() bool) {
+	t.Helper()
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(2 * time.Millisecond) {
+		if ok() {
+			return
+		}
+	}
+	t.Fatal("condition not met within 5 s")
+}
