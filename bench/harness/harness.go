@@ -110,7 +110,10 @@ func (s *Stack) start(ctx context.Context, o Options) error {
 	s.Config, s.Inventory, s.Temporal = st.Config, st.Inventory, st.Client
 	// The API serves once stack.Start returns.
 	s.APIURL = "http://" + st.APIAddr
-	return nil
+	if o.StandIns {
+		return nil // stand-ins compile no VCL
+	}
+	return s.waitEdgesSynced(ctx)
 }
 
 // startEdges starts the varnishd edges or the stand-ins.

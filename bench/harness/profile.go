@@ -4,6 +4,8 @@ import (
 	"log"
 	"os"
 	"runtime/pprof"
+	"syscall"
+	"time"
 )
 
 // StartCPUProfile starts a CPU profile of this process (with the harness:
@@ -27,4 +29,13 @@ func StartCPUProfile(path string) (stop func()) {
 			log.Print(err)
 		}
 	}
+}
+
+// ProcessCPU is the CPU time (user + system) this process has used.
+func ProcessCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -58,7 +58,9 @@ func main() {
 	defer stack.Stop()
 	list := urlList(domain, "assets", *urls)
 	stopProfile := harness.StartCPUProfile(*cpuProfile)
+	cpu0 := harness.ProcessCPU()
 	cdnflowDur, st, polls := runJob(stack.APIURL, domain, list)
+	cdnflowCPU := harness.ProcessCPU() - cpu0
 	stopProfile()
 	pairs := *urls * *edges
 	cdnflowRate := float64(pairs) / cdnflowDur.Seconds()
@@ -70,8 +72,10 @@ func main() {
 		fmt.Printf("  process heap in use after the job: %d MiB; peak RSS %s (worker, API and embedded Temporal share this process)\n", ms.HeapInuse>>20, peakRSS())
 		return
 	}
-	rawRate, rawDur, rawFailed := raw(ctx, stack, "fresh", domain, list, *edges, *conc)
+	rawRate, rawDur, rawFailed, rawCPU := raw(ctx, stack, "fresh", domain, list, *edges, *conc)
 	fmt.Printf("  raw concurrent Go client -> varnishd:            %8.0f pairs/s  (%s, %d failed)\n", rawRate, rawDur.Round(time.Millisecond), rawFailed)
+	fmt.Printf("  CPU of this process (origin and connectors included): cdnflow %.1f s = %.0f µs/pair, raw %.1f s = %.0f µs/pair\n",
+		cdnflowCPU.Seconds(), float64(cdnflowCPU.Microseconds())/float64(pairs), rawCPU.Seconds(), float64(rawCPU.Microseconds())/float64(pairs))
 	fmt.Printf("  ratio cdnflow/raw: %.2f\n", cdnflowRate/rawRate)
 	fmt.Printf("  process heap in use after the job: %d MiB; peak RSS %s (worker, API and embedded Temporal share this process)\n", ms.HeapInuse>>20, peakRSS())
 }
@@ -111,7 +115,7 @@ func clusterBench(ctx context.Context, binDir, workerList string, urls, edges, c
 	if len(counts) > 1 {
 		fmt.Printf("  ratio %d workers / %d worker(s): %.2f\n", counts[len(counts)-1], counts[0], rates[counts[len(counts)-1]]/rates[counts[0]])
 	}
-	rawRate, rawDur, rawFailed := raw(ctx, stack, "fresh", domain, urlList(domain, "raw", urls), edges, conc)
+	rawRate, rawDur, rawFailed, _ := raw(ctx, stack, "fresh", domain, urlList(domain, "raw", urls), edges, conc)
 	fmt.Printf("  raw concurrent Go client -> varnishd: %8.0f pairs/s  (%s, %d failed)\n", rawRate, rawDur.Round(time.Millisecond), rawFailed)
 }
 
@@ -138,7 +142,7 @@ func urlList(domain, prefix string, n int) []string {
 }
 
 // raw sends the same pairs to fresh edges with a plain client.
-func raw(ctx context.Context, stack *harness.Stack, name, domain string, list []string, edges, conc int) (float64, time.Duration, int64) {
+func raw(ctx context.Context, stack *harness.Stack, name, domain string, list []string, edges, conc int) (float64, time.Duration, int64, time.Duration) {
 	fresh, procs, err := harness.StartEdges(ctx, filepath.Join(stack.Dir, name), "RAW", edges, stack.OriginAddr)
 	for _, p := range procs {
 		defer p.Stop(context.Background())
@@ -150,8 +154,9 @@ func raw(ctx context.Context, stack *harness.Stack, name, domain string, list []
 	for i, u := range list {
 		paths[i] = strings.TrimPrefix(u, "http://"+domain)
 	}
+	cpu0 := harness.ProcessCPU()
 	rawDur, rawFailed := harness.Raw(fresh, http.MethodGet, domain, paths, 2*conc)
-	return float64(len(list)*edges) / rawDur.Seconds(), rawDur, rawFailed
+	return float64(len(list)*edges) / rawDur.Seconds(), rawDur, rawFailed, harness.ProcessCPU() - cpu0
 }
 
 // runJob runs one prewarm through the API to its end: elapsed time, final
