@@ -67,10 +67,19 @@ type Prewarm struct {
 	Store     payload.Store
 	Logger    *zap.Logger
 
-	mu   sync.Mutex
-	urls map[string][]string // recently used URL lists, by payload key
-	lru  []string
+	// PerEdge caps the GETs in flight to one edge from this worker,
+	// shared by every chunk of every prewarm job (0: defaultPrewarmPerEdge).
+	PerEdge int
+
+	mu    sync.Mutex
+	urls  map[string][]string // recently used URL lists, by payload key
+	lru   []string
+	slots edgeSlots
 }
+
+// defaultPrewarmPerEdge is PerEdge when unset: the in-flight GETs per edge
+// at which bench/prewarm's raw client is fastest on varnishd.
+const defaultPrewarmPerEdge = 64
 
 // LoadURLs reads a job's URL list once per process, not once per chunk.
 func (a *Prewarm) LoadURLs(ctx context.Context, key string) ([]string, error) {

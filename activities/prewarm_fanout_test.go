@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -201,5 +203,63 @@ func TestPrewarmChunkFinalErrors(t *testing.T) {
 	}
 	if n := fe[0].count("GET") + fe[1].count("GET"); n != 0 {
 		t.Fatalf("%d GETs for chunks that cannot run: %s", n, strings.Join(append(fe[0].seen, fe[1].seen...), ", "))
+	}
+}
+
+// The GETs in flight to one edge are the worker's per-edge slots, shared by
+// every chunk: two chunks at once never exceed PerEdge on an edge, and one
+// chunk alone uses every slot (up to its Concurrency).
+func TestPrewarmChunksShareEdgeSlots(t *testing.T) {
+	var inFlight, peak atomic.Int64
+	handler := func(w http.ResponseWriter, r *http.Request) {
+		n := inFlight.Add(1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		time.Sleep(20 * time.Millisecond)
+		inFlight.Add(-1)
+		w.Header().Set("X-Cache", "MISS")
+	}
+	urls := make([]string, 60)
+	for i := range urls {
+		urls[i] = fmt.Sprintf("http://a.test/ok/%d", i)
+	}
+	a, _, in := newFanout(t, urls)
+	f, inv := newFakeEdge(t, handler)
+	a.Inventory, a.PerEdge = inv, 4
+	in.EdgeIDs, in.Concurrency = []string{"E1"}, 8
+	run := func(start, end int) error {
+		var ts testsuite.WorkflowTestSuite
+		env := ts.NewTestActivityEnvironment()
+		c := in
+		c.Chunk, c.Start, c.End = start/30, start, end
+		var res PrewarmChunkResult
+		if err := runActivity(t, env, a.PrewarmChunk, c, &res); err != nil {
+			return err
+		}
+		if res.Edges[0].OK != end-start {
+			return fmt.Errorf("chunk [%d,%d): %+v", start, end, res)
+		}
+		return nil
+	}
+	if err := run(0, 30); err != nil {
+		t.Fatal(err)
+	}
+	if p := peak.Load(); p != 4 {
+		t.Fatalf("one chunk alone: peak %d GETs in flight, want all 4 slots", p)
+	}
+	peak.Store(0)
+	errs := make(chan error, 2)
+	go func() { errs <- run(0, 30) }()
+	go func() { errs <- run(30, 60) }()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p := peak.Load(); p > 4 || p < 2 {
+		t.Fatalf("two chunks at once: peak %d GETs in flight, want at most the 4 slots", p)
+	}
+	if n := f.count("GET a.test /ok/"); n != 90 {
+		t.Fatalf("%d GETs, want 30 + 60", n)
 	}
 }

@@ -36,7 +36,7 @@ import (
 func main() {
 	urls := flag.Int("urls", 20000, "URLs per job")
 	edges := flag.Int("edges", 4, "edges")
-	conc := flag.Int("concurrency", 32, "GETs in flight per chunk activity (cdnflow) and per edge (raw: 2x this)")
+	conc := flag.Int("concurrency", 64, "GETs in flight per edge: cdnflow's --prewarm-concurrency (per worker, shared by the job's chunks) and the raw client's")
 	binDir := flag.String("cluster", "", "run against a local cluster whose binaries are in this directory (make cluster-bins: bin)")
 	workers := flag.String("workers", "1,2", "with -cluster: worker counts to measure, one job each")
 	withRaw := flag.Bool("raw", true, "also measure the raw client on fresh edges (false: cdnflow only, e.g. for the memory and status figures of a long run)")
@@ -155,7 +155,7 @@ func raw(ctx context.Context, stack *harness.Stack, name, domain string, list []
 		paths[i] = strings.TrimPrefix(u, "http://"+domain)
 	}
 	cpu0 := harness.ProcessCPU()
-	rawDur, rawFailed := harness.Raw(fresh, http.MethodGet, domain, paths, 2*conc)
+	rawDur, rawFailed := harness.Raw(fresh, http.MethodGet, domain, paths, conc)
 	return float64(len(list)*edges) / rawDur.Seconds(), rawDur, rawFailed, harness.ProcessCPU() - cpu0
 }
 

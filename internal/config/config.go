@@ -146,7 +146,7 @@ func Default() Config {
 		EdgeApplyAttempts:     10,
 		EdgeErrorRetry:        time.Minute,
 		MaxBacklog:            50,
-		PrewarmConcurrency:    32,
+		PrewarmConcurrency:    64,
 		DefaultOrigin:         "127.0.0.1:8090",
 		PurgeItemBatch:        200,
 		PurgeWildcardBatch:    10,
@@ -185,7 +185,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	dur(fs, &c.PrewarmDefaultTimeout, "prewarm-timeout", "CDNFLOW_PREWARM_TIMEOUT", "default deadline of a prewarm job")
 	num(fs, &c.PrewarmAttempts, "prewarm-attempts", "CDNFLOW_PREWARM_ATTEMPTS", "attempts per URL and edge")
 	dur(fs, &c.PrewarmAttemptTimeout, "prewarm-attempt-timeout", "CDNFLOW_PREWARM_ATTEMPT_TIMEOUT", "timeout of one prewarm GET")
-	num(fs, &c.PrewarmConcurrency, "prewarm-concurrency", "CDNFLOW_PREWARM_CONCURRENCY", "concurrent GETs per edge batch")
+	num(fs, &c.PrewarmConcurrency, "prewarm-concurrency", "CDNFLOW_PREWARM_CONCURRENCY", "prewarm GETs in flight to one edge from one worker, shared by its jobs")
 	num(fs, &c.PurgeItemBatch, "purge-item-batch", "CDNFLOW_PURGE_ITEM_BATCH", "ITEM paths per purge seq (NHN: 200)")
 	num(fs, &c.PurgeWildcardBatch, "purge-wildcard-batch", "CDNFLOW_PURGE_WILDCARD_BATCH", "WILDCARD paths per purge seq (NHN: 10)")
 	dur(fs, &c.PurgeItemInterval, "purge-item-interval", "CDNFLOW_PURGE_ITEM_INTERVAL", "minimum time between ITEM/WILDCARD/TAG purge requests of one appKey (NHN: 1s)")
