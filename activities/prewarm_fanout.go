@@ -135,14 +135,15 @@ func (a *Prewarm) chunkInputs(ctx context.Context, in PrewarmChunkInput) ([]inve
 }
 
 // fanOut runs every pair of the chunk that p has not finished: per edge,
-// up to Concurrency workers take the next URL in order, each holding one
-// of the edge's slots on this worker (Prewarm.PerEdge, shared by every
-// chunk and job) for as long as the chunk has URLs for it. So the GETs in
-// flight to an edge stay at PerEdge while chunks follow one another, and
-// the last chunk of a job runs at the full width instead of a third of it.
-// It heartbeats p meanwhile and, when the worker is told to stop
-// (SIGTERM), lets the pairs in flight finish and starts no more. It reports
-// whether such a stop left pairs without an outcome.
+// up to Concurrency workers take the next URL in order, and each GET holds
+// one of the edge's slots on this worker (Prewarm.PerEdge, shared by every
+// chunk and job; waiting GETs take them in turn). So the GETs in flight to
+// an edge stay at PerEdge while chunks follow one another, a job's last
+// chunk runs at the full width instead of a third of it, and a slow job
+// does not hold an edge's slots from the others. It heartbeats p
+// meanwhile and, when the worker is told to stop (SIGTERM), lets the pairs
+// in flight finish and starts no more. It reports whether such a stop
+// left pairs without an outcome.
 func (a *Prewarm) fanOut(ctx context.Context, in PrewarmChunkInput, edges []inventory.Edge, targets []pairTarget, header http.Header, p *progress[fanRow]) (stopped bool) {
 	span := len(targets)
 	var stop atomic.Bool
@@ -162,53 +163,37 @@ func (a *Prewarm) fanOut(ctx context.Context, in PrewarmChunkInput, edges []inve
 		pin := PrewarmBatchInput{EdgeID: e.ID, Domain: in.Domain, Scheme: in.Scheme, NeedInvalidate: in.NeedInvalidate,
 			Attempts: in.Attempts, AttemptTimeout: in.AttemptTimeout}
 		m := metricsFor(e.ID)
+		slots := a.slots.of(e.ID, a.PerEdge)
 		next := new(atomic.Int64)
-		work := func() {
-			for !stop.Load() && ctx.Err() == nil {
-				j := int(next.Add(1)) - 1
-				if j >= span {
-					return
+		for w := 0; w < min(max(in.Concurrency, 1), span); w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for !stop.Load() && ctx.Err() == nil {
+					j := int(next.Add(1)) - 1
+					if j >= span {
+						return
+					}
+					if p.has(pos*span + j) {
+						continue
+					}
+					select {
+					case slots <- struct{}{}:
+					case <-ctx.Done():
+						return
+					}
+					row := a.warmTarget(ctx, e, pin, targets[j], header, m)
+					<-slots
+					row.Index = in.Start + j
+					if ctx.Err() == nil { // cut short is not an outcome: a resumed attempt redoes it
+						p.add(fanRow{Edge: e.ID, PairDetail: row})
+					}
 				}
-				if p.has(pos*span + j) {
-					continue
-				}
-				row := a.warmTarget(ctx, e, pin, targets[j], header, m)
-				row.Index = in.Start + j
-				if ctx.Err() == nil { // cut short is not an outcome: a resumed attempt redoes it
-					p.add(fanRow{Edge: e.ID, PairDetail: row})
-				}
-			}
+			}()
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			a.edgeWorkers(ctx, a.slots.of(e.ID, a.PerEdge), min(max(in.Concurrency, 1), span),
-				func() bool { return !stop.Load() && int(next.Load()) < span }, work)
-		}()
 	}
 	wg.Wait()
 	return stop.Load() && p.count() < span*len(edges)
-}
-
-// edgeWorkers starts up to n workers, each once it holds one of slots
-// and while more() says there is work left; a worker gives its slot back
-// when work returns. It returns when every worker has.
-func (a *Prewarm) edgeWorkers(ctx context.Context, slots chan struct{}, n int, more func() bool, work func()) {
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	for w := 0; w < n && more(); w++ {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			work()
-		}()
-	}
 }
 
 // finishChunk ends an attempt like finishBatch, for every edge of the

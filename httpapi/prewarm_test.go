@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -338,5 +339,46 @@ func TestPrewarmFaultReasons(t *testing.T) {
 		if p.Attempts != want.attempts || (want.reason == "" && p.State != "success") || !strings.Contains(p.Error, want.reason) {
 			t.Errorf("%s: attempts %d error %q state %s; want %d attempts and %q", path, p.Attempts, p.Error, p.State, want.attempts, want.reason)
 		}
+	}
+}
+
+// Status follows the job as each chunk finishes (issue 19: the API follows
+// a job it started through one long poll of its history): a 2,500-URL job
+// on one edge runs as two chunks, URLs [0, 2000) and [2000, 2500)
+// (workflows.FanoutChunkSize), and the second chunk's URLs are slow, so
+// polls see one chunk done before the job completes. Every answer is one
+// the chunks explain (0, 500, 2,000 or 2,500 URLs done) and never goes
+// back.
+func TestPrewarmStatusFollowsChunks(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{Edges: 1, Configure: func(c *config.Config) { c.PrewarmConcurrency = 50 }})
+	urls := make([]string, 2500)
+	for i := range urls {
+		urls[i] = fmt.Sprintf("http://%s/follow/%d.js", domain, i)
+		if i >= 2000 {
+			urls[i] = fmt.Sprintf("http://%s/slow/500/follow/%d.js", domain, i)
+		}
+	}
+	id := startPrewarm(t, env, map[string]any{"url_list": urls, "cf_domain": domain, "target_type": "region", "region": "all"}, nil)
+	seen, last := map[int]bool{}, 0
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		var st service.PrewarmStatusResponse
+		if code := getJSON(t, env.API.URL+"/status?requestID="+id+"&pageSize=1", &st); code != http.StatusOK {
+			t.Fatalf("status = %d", code)
+		}
+		if st.Total != 2500 || st.Completed < last || !slices.Contains([]int{0, 500, 2000, 2500}, st.Completed) {
+			t.Fatalf("status %s: %d of %d done after %d: not what the chunks explain", st.Status, st.Completed, st.Total, last)
+		}
+		seen[st.Completed], last = true, st.Completed
+		if st.Status == "COMPLETED" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job not COMPLETED within 2 min: %+v", st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !seen[500] && !seen[2000] || last != 2500 {
+		t.Fatalf("progress seen %v (last %d): want one chunk done before the end", seen, last)
 	}
 }

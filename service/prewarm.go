@@ -109,7 +109,7 @@ func (s *Service) StartPrewarm(ctx context.Context, req PrewarmRequest, idempote
 		return "", fmt.Errorf("start prewarm: %w", err)
 	}
 	if idempotencyKey == "" { // a new job for sure, not a running one reused
-		s.prewarmStarted(requestID, job, run)
+		s.watchPrewarm(requestID, job, run)
 	}
 	return requestID, nil
 }

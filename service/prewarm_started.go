@@ -5,90 +5,117 @@ import (
 	"sync"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
+	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
 // Prewarm status freshness (issue 19: a release pipeline that polls must
-// never wait on, or slow, the job it polls). A running job's answer is
-// read at most once per prewarmRunningTTL per page, whatever the number of
-// pollers; past that it is still served for prewarmStaleFor while one
-// background read refreshes it, so a poller gets the answer at once and
-// it is at most prewarmRunningTTL + prewarmStaleFor (+ one read) old. A
-// job this process started answers its first polls from its input (nothing
-// done yet) for prewarmStaleFor, and the process awaits its result: once
-// the job completes, the next poll reads its final state.
+// never wait on, or slow, the job it polls).
+//
+// A job this process started is followed (watchPrewarm): one long poll of
+// its history per job, whatever the number of pollers, applies each
+// finished chunk as Temporal records it, and every poll answers from that
+// tally at once (prewarmTally: the same rules as a read of the history).
+// When the job ends, or its history holds an event the tally cannot
+// account for, the job is read as any other.
+//
+// Any other job is read from Temporal at most once per prewarmRunningTTL
+// per page while it runs; past that its answer is still served for
+// prewarmStaleFor while one background read refreshes it.
 const (
 	prewarmRunningTTL = 250 * time.Millisecond
 	prewarmStaleFor   = 2 * time.Second
-	// maxPrewarmAwaits bounds the job results awaited at once (one long
-	// poll each); jobs past it answer as any other.
-	maxPrewarmAwaits = 256
+	// maxPrewarmWatches bounds the jobs followed at once (one long poll
+	// each); jobs past it are read as any other.
+	maxPrewarmWatches = 256
 )
 
-// startedPrewarms are the jobs this process started in the last
-// prewarmStaleFor, by request id. Safe for concurrent use.
+// startedPrewarms are the jobs this process follows, by request id. Safe
+// for concurrent use.
 type startedPrewarms struct {
-	mu     sync.Mutex
-	jobs   map[string]startedPrewarm
-	awaits chan struct{}
+	mu      sync.Mutex
+	watches map[string]*prewarmWatch
+	slots   chan struct{}
 }
 
-type startedPrewarm struct {
-	job workflows.PrewarmJob
-	at  time.Time
+// prewarmWatch is one followed job's tally.
+type prewarmWatch struct {
+	mu    sync.Mutex
+	tally *prewarmTally
+	exact bool
 }
 
-func (p *startedPrewarms) add(requestID string, job workflows.PrewarmJob) {
+// live answers a followed job's status from its tally.
+func (p *startedPrewarms) live(requestID string, q workflows.PrewarmStatusQuery) (prewarmAnswer, bool) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.jobs == nil {
-		p.jobs = map[string]startedPrewarm{}
-	}
-	now := time.Now()
-	for id, j := range p.jobs {
-		if now.Sub(j.at) > prewarmStaleFor {
-			delete(p.jobs, id)
-		}
-	}
-	p.jobs[requestID] = startedPrewarm{job: job, at: now}
-}
-
-// pending is the status of a job started here within prewarmStaleFor, as
-// its input gives it (nothing done).
-func (p *startedPrewarms) pending(requestID string, q workflows.PrewarmStatusQuery) (prewarmAnswer, bool) {
-	p.mu.Lock()
-	j, ok := p.jobs[requestID]
+	w, ok := p.watches[requestID]
 	p.mu.Unlock()
-	if !ok || time.Since(j.at) > prewarmStaleFor {
+	if !ok {
 		return prewarmAnswer{}, false
 	}
-	return prewarmAnswer{st: workflows.PendingPrewarmStatus(j.job, q)}, true
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.exact {
+		return prewarmAnswer{}, false
+	}
+	st, ok := w.tally.status(q)
+	return prewarmAnswer{st: st}, ok
 }
 
-// prewarmStarted remembers a job this process just started (a new
-// workflow, not an idempotent repeat) and awaits its result, so pollers
-// see it finish at once.
-func (s *Service) prewarmStarted(requestID string, job workflows.PrewarmJob, run client.WorkflowRun) {
-	s.reads.prewarmsStarted.add(requestID, job)
+func (p *startedPrewarms) set(requestID string, w *prewarmWatch) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if w == nil {
+		delete(p.watches, requestID)
+		return
+	}
+	if p.watches == nil {
+		p.watches = map[string]*prewarmWatch{}
+	}
+	p.watches[requestID] = w
+}
+
+// watchPrewarm follows a job this process just started (a new workflow,
+// not an idempotent repeat) until it ends or its deadline passes, when a
+// slot is free; the job's input is known, so it answers at once.
+func (s *Service) watchPrewarm(requestID string, job workflows.PrewarmJob, run client.WorkflowRun) {
 	select {
-	case s.reads.prewarmsStarted.awaits <- struct{}{}:
+	case s.reads.prewarmsStarted.slots <- struct{}{}:
 	default:
 		return
 	}
+	t := newPrewarmTally()
+	t.job, t.started = job, true
+	w := &prewarmWatch{tally: t, exact: true}
+	s.reads.prewarmsStarted.set(requestID, w)
 	wait := job.Timeout // the job ends by its deadline
 	if wait <= 0 {
 		wait = time.Hour
 	}
 	go func() {
-		defer func() { <-s.reads.prewarmsStarted.awaits }()
+		defer func() { <-s.reads.prewarmsStarted.slots }()
 		ctx, cancel := context.WithTimeout(context.Background(), wait+time.Minute)
 		defer cancel()
-		if err := run.Get(ctx, nil); err != nil && ctx.Err() != nil {
-			return
+		it := s.temporal.GetWorkflowHistory(ctx, run.GetID(), run.GetRunID(), true, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		for it.HasNext() {
+			ev, err := it.Next()
+			if err != nil {
+				if ctx.Err() == nil {
+					s.logger.Debug("prewarm watch stopped", zap.String("workflowId", run.GetID()), zap.Error(err))
+				}
+				break
+			}
+			w.mu.Lock()
+			ok := ev.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED || w.tally.add(ev)
+			w.mu.Unlock()
+			if !ok {
+				break // the job ended, or an event only the query explains
+			}
 		}
-		// Finished (or failed): the next poll reads the final state.
+		s.reads.prewarmsStarted.set(requestID, nil)
 		s.reads.prewarms.forgetPrefix(requestID + "/")
 	}()
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/converter"
 
 	"github.com/cdnflow/cdnflow/activities"
@@ -105,67 +106,91 @@ func (s *Service) statusWithoutQuery(ctx context.Context, workflowID string, q w
 const maxStatusHistory = 60
 
 // statusFromHistory rebuilds a running job's status from its history when
-// that is exact: a job whose first workflow task has not run (a queue
-// backlog) has nothing done, and a fan-out job's tally is its input plus
-// the results of its completed PrewarmChunk activities
-// (workflows.PrewarmStatusFromChunks). Any other event (a child per edge,
-// a signal, a fired timer) means the query answers; ok is false then.
+// that is exact (prewarmTally). ok is false when the query must answer.
 func (s *Service) statusFromHistory(ctx context.Context, workflowID, runID string, q workflows.PrewarmStatusQuery) (workflows.PrewarmStatus, bool, error) {
-	var st workflows.PrewarmStatus
-	var job workflows.PrewarmJob
-	var reports []workflows.ChunkReport
-	fanned, started := false, false
-	scheduled := map[int64]activities.PrewarmChunkInput{}
-	dc := converter.GetDefaultDataConverter()
+	t := newPrewarmTally()
 	it := s.temporal.GetWorkflowHistory(ctx, workflowID, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {
 		ev, err := it.Next()
 		if err != nil {
-			return st, false, fmt.Errorf("read prewarm history: %w", err)
+			return workflows.PrewarmStatus{}, false, fmt.Errorf("read prewarm history: %w", err)
 		}
-		switch ev.GetEventType() {
-		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
-			in := ev.GetWorkflowExecutionStartedEventAttributes().GetInput()
-			if in == nil || dc.FromPayloads(in, &job) != nil {
-				return st, false, nil
-			}
-			started = true
-		case enumspb.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED,
-			enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, enumspb.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
-			enumspb.EVENT_TYPE_WORKFLOW_TASK_FAILED, enumspb.EVENT_TYPE_TIMER_STARTED,
-			enumspb.EVENT_TYPE_ACTIVITY_TASK_STARTED, enumspb.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
-		case enumspb.EVENT_TYPE_MARKER_RECORDED:
-			fanned = true // the prewarm-fanout version marker: the job's only marker
-		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-			a := ev.GetActivityTaskScheduledEventAttributes()
-			var in activities.PrewarmChunkInput
-			if a.GetActivityType().GetName() != "PrewarmChunk" || dc.FromPayloads(a.GetInput(), &in) != nil {
-				return st, false, nil
-			}
-			scheduled[ev.GetEventId()] = in
-		case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-			a := ev.GetActivityTaskCompletedEventAttributes()
-			in, ok := scheduled[a.GetScheduledEventId()]
-			var res activities.PrewarmChunkResult
-			if !ok || dc.FromPayloads(a.GetResult(), &res) != nil {
-				return st, false, nil
-			}
-			for _, r := range res.Edges {
-				reports = append(reports, workflows.ChunkReport{EdgeID: r.EdgeID, Chunk: in.Chunk, Start: in.Start, End: in.End, Failed: r.Failed})
-			}
-		default:
-			return st, false, nil
+		if !t.add(ev) {
+			return workflows.PrewarmStatus{}, false, nil
 		}
 	}
+	st, ok := t.status(q)
+	return st, ok, nil
+}
+
+// prewarmTally follows a job's history events: a job whose first workflow
+// task has not run (a queue backlog) has nothing done, and a fan-out job's
+// tally is its input plus the results of its completed PrewarmChunk
+// activities (workflows.PrewarmStatusFromChunks). Any other event (a child
+// per edge, a signal, a fired timer, the job's end) means the tally cannot
+// tell: add returns false.
+type prewarmTally struct {
+	job       workflows.PrewarmJob
+	reports   []workflows.ChunkReport
+	scheduled map[int64]activities.PrewarmChunkInput
+	started   bool
+	fanned    bool
+}
+
+func newPrewarmTally() *prewarmTally {
+	return &prewarmTally{scheduled: map[int64]activities.PrewarmChunkInput{}}
+}
+
+// add applies one event; false when the tally cannot account for it.
+func (t *prewarmTally) add(ev *historypb.HistoryEvent) bool {
+	dc := converter.GetDefaultDataConverter()
+	switch ev.GetEventType() {
+	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+		in := ev.GetWorkflowExecutionStartedEventAttributes().GetInput()
+		if in == nil || dc.FromPayloads(in, &t.job) != nil {
+			return false
+		}
+		t.started = true
+	case enumspb.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+		enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, enumspb.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
+		enumspb.EVENT_TYPE_WORKFLOW_TASK_FAILED, enumspb.EVENT_TYPE_TIMER_STARTED,
+		enumspb.EVENT_TYPE_ACTIVITY_TASK_STARTED, enumspb.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+	case enumspb.EVENT_TYPE_MARKER_RECORDED:
+		t.fanned = true // the prewarm-fanout version marker: the job's only marker
+	case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+		a := ev.GetActivityTaskScheduledEventAttributes()
+		var in activities.PrewarmChunkInput
+		if a.GetActivityType().GetName() != "PrewarmChunk" || dc.FromPayloads(a.GetInput(), &in) != nil {
+			return false
+		}
+		t.scheduled[ev.GetEventId()] = in
+	case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+		a := ev.GetActivityTaskCompletedEventAttributes()
+		in, ok := t.scheduled[a.GetScheduledEventId()]
+		var res activities.PrewarmChunkResult
+		if !ok || dc.FromPayloads(a.GetResult(), &res) != nil {
+			return false
+		}
+		for _, r := range res.Edges {
+			t.reports = append(t.reports, workflows.ChunkReport{EdgeID: r.EdgeID, Chunk: in.Chunk, Start: in.Start, End: in.End, Failed: r.Failed})
+		}
+	default:
+		return false
+	}
+	return true
+}
+
+// status is the job's status when the events so far determine it.
+func (t *prewarmTally) status(q workflows.PrewarmStatusQuery) (workflows.PrewarmStatus, bool) {
 	switch {
-	case !started:
-		return st, false, nil
-	case fanned:
-		return workflows.PrewarmStatusFromChunks(job, reports, q), true, nil
-	case len(scheduled) == 0:
-		return workflows.PendingPrewarmStatus(job, q), true, nil
+	case !t.started:
+		return workflows.PrewarmStatus{}, false
+	case t.fanned:
+		return workflows.PrewarmStatusFromChunks(t.job, t.reports, q), true
+	case len(t.scheduled) == 0:
+		return workflows.PendingPrewarmStatus(t.job, q), true
 	}
-	return st, false, nil
+	return workflows.PrewarmStatus{}, false
 }
 
 // prewarmAnswer is a job's status as one read found it.
@@ -180,15 +205,18 @@ func (s *Service) prewarmJob(ctx context.Context, requestID string, q workflows.
 		return workflows.PrewarmStatus{}, nil, ErrNotFound
 	}
 	key := fmt.Sprintf("%s/%d/%d", requestID, q.Offset, q.Limit)
-	seed := func() (prewarmAnswer, bool) { return s.reads.prewarmsStarted.pending(requestID, q) }
-	a, err := s.reads.prewarms.getOr(ctx, key, seed, func(ctx context.Context) (prewarmAnswer, time.Duration, error) {
-		st, err := s.readPrewarm(ctx, requestID, q)
-		ttl := prewarmRunningTTL
-		if st.Status != "" && st.Status != workflows.PrewarmInProgress {
-			ttl = finishedTTL
-		}
-		return prewarmAnswer{st: st}, ttl, err
-	})
+	a, ok := s.reads.prewarmsStarted.live(requestID, q)
+	var err error
+	if !ok {
+		a, err = s.reads.prewarms.get(ctx, key, func(ctx context.Context) (prewarmAnswer, time.Duration, error) {
+			st, err := s.readPrewarm(ctx, requestID, q)
+			ttl := prewarmRunningTTL
+			if st.Status != "" && st.Status != workflows.PrewarmInProgress {
+				ttl = finishedTTL
+			}
+			return prewarmAnswer{st: st}, ttl, err
+		})
+	}
 	if err != nil {
 		return a.st, nil, err
 	}

@@ -53,14 +53,10 @@ func newStaleReadCache[V any](maxEntries int, staleFor time.Duration) *readCache
 // get answers key from the cache, or runs load once for every concurrent
 // caller; load returns the value and how long it may be served (0: not
 // cached, only shared with the callers already waiting).
+//
+// An answer past its TTL but within staleFor is served at once while one
+// load refreshes it in the background.
 func (c *readCache[V]) get(ctx context.Context, key string, load func(context.Context) (V, time.Duration, error)) (V, error) {
-	return c.getOr(ctx, key, nil, load)
-}
-
-// getOr is get that, without a cached answer, serves seed's value (when
-// ok) like a stale one: at once, while one load runs in the background.
-// A stale answer (past its TTL, within staleFor) is served the same way.
-func (c *readCache[V]) getOr(ctx context.Context, key string, seed func() (V, bool), load func(context.Context) (V, time.Duration, error)) (V, error) {
 	c.mu.Lock()
 	e, ok := c.entries[key]
 	c.mu.Unlock()
@@ -79,11 +75,6 @@ func (c *readCache[V]) getOr(ctx context.Context, key string, seed func() (V, bo
 	})
 	if ok && now.Before(e.stale) {
 		return e.v, nil // the load refreshes it for the next caller
-	}
-	if seed != nil && !ok {
-		if v, ok := seed(); ok {
-			return v, nil
-		}
 	}
 	select {
 	case r := <-ch:
@@ -153,8 +144,8 @@ type reads struct {
 	// awaits bounds the purge results awaited at once.
 	started startedPurges
 	awaits  chan struct{}
-	// prewarmsStarted are the jobs this process started
-	// (prewarm_started.go), answered before their first read.
+	// prewarmsStarted are the jobs this process started and follows
+	// (prewarm_started.go).
 	prewarmsStarted startedPrewarms
 	// awaiting maps the workflow id of each awaited purge to a channel
 	// closed once its wait ended.
@@ -173,7 +164,7 @@ func newReads() *reads {
 		hosts:           newReadCache[hostIndex](1),
 		visibility:      make(chan struct{}, maxVisibilityReads),
 		awaits:          make(chan struct{}, maxAwaits),
-		prewarmsStarted: startedPrewarms{awaits: make(chan struct{}, maxPrewarmAwaits)},
+		prewarmsStarted: startedPrewarms{slots: make(chan struct{}, maxPrewarmWatches)},
 	}
 }
 
