@@ -7,6 +7,7 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/workflows"
@@ -19,8 +20,9 @@ import (
 // its history per job, whatever the number of pollers, applies each
 // finished chunk as Temporal records it, and every poll answers from that
 // tally at once (prewarmTally: the same rules as a read of the history).
-// When the job ends, or its history holds an event the tally cannot
-// account for, the job is read as any other.
+// A completed job's result answers its polls for finishedTTL when it holds
+// the URL lists whole; when the job ends otherwise, or its history holds
+// an event the tally cannot account for, the job is read as any other.
 //
 // Any other job is read from Temporal at most once per prewarmRunningTTL
 // per page while it runs; past that its answer is still served for
@@ -31,6 +33,9 @@ const (
 	// maxPrewarmWatches bounds the jobs followed at once (one long poll
 	// each); jobs past it are read as any other.
 	maxPrewarmWatches = 256
+	// maxKeptResults bounds the finished jobs' results kept (finishedTTL
+	// each); past it a finished job is read from Temporal.
+	maxKeptResults = 10_000
 )
 
 // startedPrewarms are the jobs this process follows, by request id. Safe
@@ -39,13 +44,20 @@ type startedPrewarms struct {
 	mu      sync.Mutex
 	watches map[string]*prewarmWatch
 	slots   chan struct{}
+	// successShown: answers carry the success list (--show-success-urls).
+	successShown bool
 }
 
-// prewarmWatch is one followed job's tally.
+// prewarmWatch is one followed job's tally, and its result once it
+// completed.
 type prewarmWatch struct {
 	mu    sync.Mutex
 	tally *prewarmTally
 	exact bool
+	// final is the completed job's result when it holds its URL lists
+	// whole; kept finishedTTL after the end.
+	final *workflows.PrewarmStatus
+	ended time.Time
 }
 
 // live answers a followed job's status from its tally.
@@ -58,6 +70,10 @@ func (p *startedPrewarms) live(requestID string, q workflows.PrewarmStatusQuery)
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.final != nil {
+		st, ok, _ := pageResult(*w.final, q, p.successShown)
+		return prewarmAnswer{st: st}, ok
+	}
 	if !w.exact {
 		return prewarmAnswer{}, false
 	}
@@ -75,7 +91,31 @@ func (p *startedPrewarms) set(requestID string, w *prewarmWatch) {
 	if p.watches == nil {
 		p.watches = map[string]*prewarmWatch{}
 	}
+	now := time.Now()
+	for id, old := range p.watches { // finished ones are kept finishedTTL
+		old.mu.Lock()
+		expired := !old.ended.IsZero() && now.Sub(old.ended) > finishedTTL
+		old.mu.Unlock()
+		if expired {
+			delete(p.watches, id)
+		}
+	}
 	p.watches[requestID] = w
+}
+
+// end records how the watch of requestID ended: with the completed job's
+// result (kept), or not (dropped: the job is read as any other).
+func (p *startedPrewarms) end(requestID string, w *prewarmWatch, final *workflows.PrewarmStatus) {
+	p.mu.Lock()
+	full := len(p.watches) > maxKeptResults
+	p.mu.Unlock()
+	if final == nil || full {
+		p.set(requestID, nil)
+		return
+	}
+	w.mu.Lock()
+	w.final, w.ended = final, time.Now()
+	w.mu.Unlock()
 }
 
 // watchPrewarm follows a job this process just started (a new workflow,
@@ -99,23 +139,43 @@ func (s *Service) watchPrewarm(requestID string, job workflows.PrewarmJob, run c
 		defer func() { <-s.reads.prewarmsStarted.slots }()
 		ctx, cancel := context.WithTimeout(context.Background(), wait+time.Minute)
 		defer cancel()
-		it := s.temporal.GetWorkflowHistory(ctx, run.GetID(), run.GetRunID(), true, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-		for it.HasNext() {
-			ev, err := it.Next()
-			if err != nil {
-				if ctx.Err() == nil {
-					s.logger.Debug("prewarm watch stopped", zap.String("workflowId", run.GetID()), zap.Error(err))
-				}
-				break
-			}
-			w.mu.Lock()
-			ok := ev.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED || w.tally.add(ev)
-			w.mu.Unlock()
-			if !ok {
-				break // the job ended, or an event only the query explains
-			}
-		}
-		s.reads.prewarmsStarted.set(requestID, nil)
+		final := s.followPrewarm(ctx, run, w)
+		s.reads.prewarmsStarted.end(requestID, w, final)
 		s.reads.prewarms.forgetPrefix(requestID + "/")
 	}()
+}
+
+// followPrewarm applies the job's history events to w as Temporal records
+// them, until the job ends (its result, when it completed) or an event
+// only the query explains (nil; w is no longer exact).
+func (s *Service) followPrewarm(ctx context.Context, run client.WorkflowRun, w *prewarmWatch) *workflows.PrewarmStatus {
+	defer func() { w.mu.Lock(); w.exact = false; w.mu.Unlock() }()
+	it := s.temporal.GetWorkflowHistory(ctx, run.GetID(), run.GetRunID(), true, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			if ctx.Err() == nil {
+				s.logger.Debug("prewarm watch stopped", zap.String("workflowId", run.GetID()), zap.Error(err))
+			}
+			return nil
+		}
+		if done := ev.GetWorkflowExecutionCompletedEventAttributes(); done != nil {
+			var st workflows.PrewarmStatus
+			if converter.GetDefaultDataConverter().FromPayloads(done.GetResult(), &st) != nil {
+				return nil
+			}
+			return &st
+		}
+		switch ev.GetEventType() {
+		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, enumspb.EVENT_TYPE_TIMER_CANCELED:
+			continue // the input is known; the deadline timer ends with the job
+		}
+		w.mu.Lock()
+		ok := w.tally.add(ev)
+		w.mu.Unlock()
+		if !ok {
+			return nil
+		}
+	}
+	return nil
 }

@@ -85,20 +85,26 @@ func (s *Service) statusWithoutQuery(ctx context.Context, workflowID string, q w
 		if err := s.temporal.GetWorkflow(ctx, workflowID, info.GetExecution().GetRunId()).Get(ctx, &st); err != nil {
 			return st, false, nil
 		}
-		successShown := s.config.ShowSuccessURLs
-		if len(st.FailedIdx) != st.FailedCount || len(st.InProgressIdx) != st.InProgress || (successShown && len(st.SuccessIdx) != st.SuccessCount) {
-			return st, false, nil // lists cut short: the query pages them
-		}
-		page := func(list []int) []int {
-			from := min(q.Offset, len(list))
-			return list[from:min(from+q.Limit, len(list))]
-		}
-		st.FailedIdx, st.SuccessIdx, st.InProgressIdx = page(st.FailedIdx), page(st.SuccessIdx), page(st.InProgressIdx)
-		return st, true, nil
+		return pageResult(st, q, s.config.ShowSuccessURLs)
 	case info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING && info.GetHistoryLength() <= maxStatusHistory:
 		return s.statusFromHistory(ctx, workflowID, info.GetExecution().GetRunId(), q)
 	}
 	return st, false, nil
+}
+
+// pageResult answers page q of a finished job from its result, when the
+// result holds its URL lists whole (ok false: cut short, the query pages
+// them; the success list matters only when successShown).
+func pageResult(st workflows.PrewarmStatus, q workflows.PrewarmStatusQuery, successShown bool) (workflows.PrewarmStatus, bool, error) {
+	if len(st.FailedIdx) != st.FailedCount || len(st.InProgressIdx) != st.InProgress || (successShown && len(st.SuccessIdx) != st.SuccessCount) {
+		return st, false, nil
+	}
+	page := func(list []int) []int {
+		from := min(q.Offset, len(list))
+		return list[from:min(from+q.Limit, len(list))]
+	}
+	st.FailedIdx, st.SuccessIdx, st.InProgressIdx = page(st.FailedIdx), page(st.SuccessIdx), page(st.InProgressIdx)
+	return st, true, nil
 }
 
 // maxStatusHistory is the longest running job's history the API reads

@@ -52,10 +52,12 @@ type Service struct {
 // New returns a Service with its own admission gate: two Services admit
 // independently, but share the purge rate limits kept in Temporal.
 func New(d Deps) *Service {
-	return &Service{
+	s := &Service{
 		temporal: d.Temporal, config: d.Config, inventory: d.Inventory, logger: d.Logger, store: d.Store,
 		gate: &backlogGate{}, origins: &originChecker{}, reads: newReads(),
 	}
+	s.reads.prewarmsStarted.successShown = d.Config.ShowSuccessURLs
+	return s
 }
 
 // Payloads is the claim-check store shared with the workers.
