@@ -68,13 +68,17 @@ type Prewarm struct {
 	Logger    *zap.Logger
 
 	// PerEdge caps the GETs in flight to one edge from this worker,
-	// shared by every chunk of every prewarm job (0: defaultPrewarmPerEdge).
-	PerEdge int
+	// shared by every chunk of every prewarm job (0: defaultPrewarmPerEdge);
+	// InFlight caps them over all edges (0: no cap but PerEdge's).
+	PerEdge  int
+	InFlight int
 
 	mu    sync.Mutex
 	urls  map[string][]string // recently used URL lists, by payload key
 	lru   []string
 	slots edgeSlots
+	all   chan struct{} // InFlight places, made on first use
+	once  sync.Once
 }
 
 // defaultPrewarmPerEdge is PerEdge when unset: the in-flight GETs per edge

@@ -137,7 +137,8 @@ func (a *Prewarm) chunkInputs(ctx context.Context, in PrewarmChunkInput) ([]inve
 // fanOut runs every pair of the chunk that p has not finished: per edge,
 // up to Concurrency workers take the next URL in order, and each GET holds
 // one of the edge's slots on this worker (Prewarm.PerEdge, shared by every
-// chunk and job; waiting GETs take them in turn). So the GETs in flight to
+// chunk and job; waiting GETs take them in turn) and one of the worker's
+// (Prewarm.InFlight, over all edges). So the GETs in flight to
 // an edge stay at PerEdge while chunks follow one another, a job's last
 // chunk runs at the full width instead of a third of it, and a slow job
 // does not hold an edge's slots from the others. It heartbeats p
@@ -177,13 +178,12 @@ func (a *Prewarm) fanOut(ctx context.Context, in PrewarmChunkInput, edges []inve
 					if p.has(pos*span + j) {
 						continue
 					}
-					select {
-					case slots <- struct{}{}:
-					case <-ctx.Done():
+					release, ok := a.takeSlot(ctx, slots)
+					if !ok {
 						return
 					}
 					row := a.warmTarget(ctx, e, pin, targets[j], header, m)
-					<-slots
+					release()
 					row.Index = in.Start + j
 					if ctx.Err() == nil { // cut short is not an outcome: a resumed attempt redoes it
 						p.add(fanRow{Edge: e.ID, PairDetail: row})
@@ -194,6 +194,32 @@ func (a *Prewarm) fanOut(ctx context.Context, in PrewarmChunkInput, edges []inve
 	}
 	wg.Wait()
 	return stop.Load() && p.count() < span*len(edges)
+}
+
+// takeSlot waits for one of the edge's slots, then one of the worker's
+// InFlight places (always in that order); release gives both back. ok is
+// false when ctx ended first.
+func (a *Prewarm) takeSlot(ctx context.Context, edge chan struct{}) (release func(), ok bool) {
+	select {
+	case edge <- struct{}{}:
+	case <-ctx.Done():
+		return nil, false
+	}
+	a.once.Do(func() {
+		if a.InFlight > 0 {
+			a.all = make(chan struct{}, a.InFlight)
+		}
+	})
+	if a.all == nil {
+		return func() { <-edge }, true
+	}
+	select {
+	case a.all <- struct{}{}:
+	case <-ctx.Done():
+		<-edge
+		return nil, false
+	}
+	return func() { <-a.all; <-edge }, true
 }
 
 // finishChunk ends an attempt like finishBatch, for every edge of the

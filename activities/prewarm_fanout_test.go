@@ -262,4 +262,13 @@ func TestPrewarmChunksShareEdgeSlots(t *testing.T) {
 	if n := f.count("GET a.test /ok/"); n != 90 {
 		t.Fatalf("%d GETs, want 30 + 60", n)
 	}
+	// The worker's cap over all edges (InFlight) holds below PerEdge.
+	a = &Prewarm{Inventory: a.Inventory, Edge: a.Edge, Store: a.Store, Logger: a.Logger, PerEdge: 4, InFlight: 3}
+	peak.Store(0)
+	if err := run(0, 30); err != nil {
+		t.Fatal(err)
+	}
+	if p := peak.Load(); p != 3 {
+		t.Fatalf("InFlight 3: peak %d GETs in flight, want 3", p)
+	}
 }

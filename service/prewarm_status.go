@@ -137,7 +137,7 @@ func (s *Service) statusFromHistory(ctx context.Context, workflowID, runID strin
 // tell: add returns false.
 type prewarmTally struct {
 	job       workflows.PrewarmJob
-	reports   []workflows.ChunkReport
+	progress  *workflows.PrewarmProgress // from the first finished chunk
 	scheduled map[int64]activities.PrewarmChunkInput
 	started   bool
 	fanned    bool
@@ -177,8 +177,11 @@ func (t *prewarmTally) add(ev *historypb.HistoryEvent) bool {
 		if !ok || dc.FromPayloads(a.GetResult(), &res) != nil {
 			return false
 		}
+		if t.progress == nil {
+			t.progress = workflows.NewPrewarmProgress(t.job)
+		}
 		for _, r := range res.Edges {
-			t.reports = append(t.reports, workflows.ChunkReport{EdgeID: r.EdgeID, Chunk: in.Chunk, Start: in.Start, End: in.End, Failed: r.Failed})
+			t.progress.Apply(workflows.ChunkReport{EdgeID: r.EdgeID, Chunk: in.Chunk, Start: in.Start, End: in.End, Failed: r.Failed})
 		}
 	default:
 		return false
@@ -191,8 +194,10 @@ func (t *prewarmTally) status(q workflows.PrewarmStatusQuery) (workflows.Prewarm
 	switch {
 	case !t.started:
 		return workflows.PrewarmStatus{}, false
+	case t.fanned && t.progress != nil:
+		return t.progress.Status(q), true
 	case t.fanned:
-		return workflows.PrewarmStatusFromChunks(t.job, t.reports, q), true
+		return workflows.PrewarmStatusFromChunks(t.job, nil, q), true
 	case len(t.scheduled) == 0:
 		return workflows.PendingPrewarmStatus(t.job, q), true
 	}

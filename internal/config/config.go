@@ -70,6 +70,10 @@ type Config struct {
 	PrewarmAttempts       int
 	PrewarmAttemptTimeout time.Duration
 	PrewarmConcurrency    int
+	// PrewarmWorkerConcurrency caps the prewarm GETs in flight from one
+	// worker to all edges together: past a few hundred, two cores only
+	// queue them, and every one in flight costs connections and memory.
+	PrewarmWorkerConcurrency int
 	// Purge limits, as NHN's defaults: paths per purge request (seq) and the
 	// per-appKey rate of purge requests.
 	PurgeItemBatch     int
@@ -128,33 +132,34 @@ type Config struct {
 // Default returns the settings used when nothing is given.
 func Default() Config {
 	return Config{
-		Namespace:             "default",
-		TaskQueue:             "cdnflow",
-		TemporalUIPort:        8233,
-		TemporalPort:          7233,
-		TemporalFrontendIP:    "127.0.0.1",
-		DataDir:               ".cdnflow",
-		APIAddr:               ":8080",
-		LogLevel:              "info",
-		LogFormat:             "console",
-		CDNBaseDomain:         "cdn.cdnflow.test",
-		PrewarmDefaultTimeout: 30 * time.Minute,
-		PrewarmAttempts:       3,
-		PrewarmAttemptTimeout: 10 * time.Second,
-		HeartbeatTimeout:      30 * time.Second,
-		EdgeSyncEvery:         15 * time.Second,
-		EdgeApplyAttempts:     10,
-		EdgeErrorRetry:        time.Minute,
-		MaxBacklog:            50,
-		PrewarmConcurrency:    64,
-		DefaultOrigin:         "127.0.0.1:8090",
-		PurgeItemBatch:        200,
-		PurgeWildcardBatch:    10,
-		PurgeItemInterval:     time.Second,
-		PurgeAllInterval:      5 * time.Minute,
-		PurgeDeadline:         30 * time.Minute,
-		PurgeCatchUp:          7 * 24 * time.Hour,
-		EdgePurgeConcurrency:  16,
+		Namespace:                "default",
+		TaskQueue:                "cdnflow",
+		TemporalUIPort:           8233,
+		TemporalPort:             7233,
+		TemporalFrontendIP:       "127.0.0.1",
+		DataDir:                  ".cdnflow",
+		APIAddr:                  ":8080",
+		LogLevel:                 "info",
+		LogFormat:                "console",
+		CDNBaseDomain:            "cdn.cdnflow.test",
+		PrewarmDefaultTimeout:    30 * time.Minute,
+		PrewarmAttempts:          3,
+		PrewarmAttemptTimeout:    10 * time.Second,
+		HeartbeatTimeout:         30 * time.Second,
+		EdgeSyncEvery:            15 * time.Second,
+		EdgeApplyAttempts:        10,
+		EdgeErrorRetry:           time.Minute,
+		MaxBacklog:               50,
+		PrewarmConcurrency:       64,
+		PrewarmWorkerConcurrency: 256,
+		DefaultOrigin:            "127.0.0.1:8090",
+		PurgeItemBatch:           200,
+		PurgeWildcardBatch:       10,
+		PurgeItemInterval:        time.Second,
+		PurgeAllInterval:         5 * time.Minute,
+		PurgeDeadline:            30 * time.Minute,
+		PurgeCatchUp:             7 * 24 * time.Hour,
+		EdgePurgeConcurrency:     16,
 	}
 }
 
@@ -186,6 +191,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	num(fs, &c.PrewarmAttempts, "prewarm-attempts", "CDNFLOW_PREWARM_ATTEMPTS", "attempts per URL and edge")
 	dur(fs, &c.PrewarmAttemptTimeout, "prewarm-attempt-timeout", "CDNFLOW_PREWARM_ATTEMPT_TIMEOUT", "timeout of one prewarm GET")
 	num(fs, &c.PrewarmConcurrency, "prewarm-concurrency", "CDNFLOW_PREWARM_CONCURRENCY", "prewarm GETs in flight to one edge from one worker, shared by its jobs")
+	num(fs, &c.PrewarmWorkerConcurrency, "prewarm-worker-concurrency", "CDNFLOW_PREWARM_WORKER_CONCURRENCY", "prewarm GETs in flight from one worker to all edges together")
 	num(fs, &c.PurgeItemBatch, "purge-item-batch", "CDNFLOW_PURGE_ITEM_BATCH", "ITEM paths per purge seq (NHN: 200)")
 	num(fs, &c.PurgeWildcardBatch, "purge-wildcard-batch", "CDNFLOW_PURGE_WILDCARD_BATCH", "WILDCARD paths per purge seq (NHN: 10)")
 	dur(fs, &c.PurgeItemInterval, "purge-item-interval", "CDNFLOW_PURGE_ITEM_INTERVAL", "minimum time between ITEM/WILDCARD/TAG purge requests of one appKey (NHN: 1s)")
@@ -385,8 +391,8 @@ func (c Config) Validate() error {
 	if c.PurgeItemBatch < 1 || c.PurgeWildcardBatch < 1 || c.EdgePurgeConcurrency < 1 {
 		return fmt.Errorf("purge batch sizes and edge purge concurrency must be at least 1")
 	}
-	if c.PrewarmConcurrency < 1 {
-		return fmt.Errorf("prewarm-concurrency must be at least 1")
+	if c.PrewarmConcurrency < 1 || c.PrewarmWorkerConcurrency < 1 {
+		return fmt.Errorf("prewarm-concurrency and prewarm-worker-concurrency must be at least 1")
 	}
 	if c.EdgeSyncEvery < time.Second {
 		return fmt.Errorf("edge-sync-every must be at least 1s")
