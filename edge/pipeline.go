@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -158,15 +159,12 @@ func (pc *pipeConn) roundTrip(ctx context.Context, timeout time.Duration, e inve
 		writeVerifiedPurge(pc.bw, units[i], soft)
 	}
 	if err := pc.bw.Flush(); err != nil {
-		return 0, false, fmt.Errorf("write: %w", err)
+		return 0, false, fmt.Errorf("write: %w", timedOut(ctx, err))
 	}
 	for n, i := range batch {
 		resp, err := http.ReadResponse(pc.br, purgeStub)
 		if err != nil {
-			if ctx.Err() != nil {
-				err = ctx.Err()
-			}
-			return n, false, fmt.Errorf("read answer %d of %d: %w", n+1, len(batch), err)
+			return n, false, fmt.Errorf("read answer %d of %d: %w", n+1, len(batch), timedOut(ctx, err))
 		}
 		_, err = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
@@ -180,6 +178,20 @@ func (pc *pipeConn) roundTrip(ctx context.Context, timeout time.Duration, e inve
 		}
 	}
 	return len(batch), true, nil
+}
+
+// timedOut names a connection deadline as net/http names its timeouts: the
+// context's error when it ended, else context.DeadlineExceeded (the
+// client's request timeout), so callers and pendingEdges read the same
+// reasons whichever path sent the request.
+func timedOut(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("no answer in time: %w", context.DeadlineExceeded)
+	}
+	return err
 }
 
 // writeVerifiedPurge writes the request PurgeVerified sends.

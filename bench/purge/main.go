@@ -85,10 +85,11 @@ func main() {
 		fmt.Printf("  single-URL ITEM purge, API call to progress 100 (%d runs): p50 %s  p99 %s  max %s\n",
 			len(lat), pct(lat, 0.50), pct(lat, 0.99), lat[len(lat)-1].Round(time.Millisecond))
 		fmt.Printf("  %d-path purge (%d seqs): cdnflow %s = %.0f edge-paths/s; raw PURGEs %s = %.0f edge-paths/s; ratio %.2f\n",
-			*paths, seqs, cdnflowDur.Round(time.Millisecond), units/cdnflowDur.Seconds(),
+			*paths, len(seqs), cdnflowDur.Round(time.Millisecond), units/cdnflowDur.Seconds(),
 			rawDur.Round(time.Millisecond), units/rawDur.Seconds(), rawDur.Seconds()/cdnflowDur.Seconds())
 		if stack.Temporal != nil {
 			fmt.Printf("  Temporal cost per single-URL purge (%d histories): %s\n", len(single), historyCost(ctx, stack, single))
+			fmt.Printf("  Temporal cost per seq of the %d-path purge (%d histories): %s\n", *paths, len(seqs), historyCost(ctx, stack, seqs))
 		}
 	}
 }
@@ -200,7 +201,7 @@ func getJSON(url string, out any) error {
 
 // measure times single-URL purges (API call to progress 100) and one large
 // purge; prefix keeps each run's paths apart.
-func measure(stack *harness.Stack, domain, prefix string, warmup, iterations, paths int) ([]time.Duration, []int64, int, time.Duration) {
+func measure(stack *harness.Stack, domain, prefix string, warmup, iterations, paths int) ([]time.Duration, []int64, []int64, time.Duration) {
 	// 1. latency of one ITEM purge on every edge, after warmup untimed ones.
 	for i := 0; i < warmup; i++ {
 		var pr struct{ PurgeSeq int64 }
@@ -232,7 +233,7 @@ func measure(stack *harness.Stack, domain, prefix string, warmup, iterations, pa
 	call(stack, "POST", "/purges", map[string]any{"domain": domain, "purgeType": "ITEM", "purgeList": strings.Join(list, "\n")}, &pr)
 	fmt.Printf("  %d-path purge: POST /purges answered in %s\n", paths, time.Since(start).Round(time.Millisecond))
 	waitDone(stack, domain, pr.PurgeSeqs, 100*time.Millisecond)
-	return lat, single, len(pr.PurgeSeqs), time.Since(start)
+	return lat, single, pr.PurgeSeqs, time.Since(start)
 }
 
 // largeProfile is -cpuprofile: where to write the large purge's profile.
