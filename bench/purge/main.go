@@ -154,6 +154,7 @@ func openDistribution(stack *harness.Stack) string {
 func waitSettled(stack *harness.Stack, edges int) {
 	opened := time.Now()
 	deadline := opened.Add(3 * time.Minute)
+	last := ""
 	for time.Now().Before(deadline) {
 		var out struct {
 			Edges []struct {
@@ -169,19 +170,23 @@ func waitSettled(stack *harness.Stack, edges int) {
 		if err := getJSON(stack.APIURL+"/v1/edges", &out); err != nil {
 			log.Fatal(err)
 		}
-		settled := 0
+		settled, why := 0, ""
 		for _, e := range out.Edges {
-			if s := e.Sync; s != nil && s.CheckedAt.After(opened) && s.Sites > 0 && len(s.Drift) == 0 && s.Error == "" {
+			s := e.Sync
+			if s != nil && s.CheckedAt.After(opened) && s.Sites > 0 && len(s.Drift) == 0 && s.Error == "" {
 				settled++
+			} else if s != nil {
+				why = fmt.Sprintf("%s checked %s: %d sites, drift %v, error %q", e.ID, s.CheckedAt.Format(time.StampMilli), s.Sites, s.Drift, s.Error)
 			}
 		}
 		if settled == edges && len(out.Edges) == edges {
 			fmt.Printf("  edges settled %s after the distribution opened (an edge sync round found no drift)\n", time.Since(opened).Round(time.Millisecond))
 			return
 		}
+		last = fmt.Sprintf("%d of %d settled; e.g. %s", settled, edges, why)
 		time.Sleep(250 * time.Millisecond)
 	}
-	log.Fatalf("edges not settled 3 minutes after the distribution opened")
+	log.Fatalf("edges not settled 3 minutes after the distribution opened: %s", last)
 }
 
 func getJSON(url string, out any) error {
