@@ -144,7 +144,7 @@ var purgeStub = &http.Request{Method: "PURGE"}
 // roundTrip writes the units of batch and reads their answers in order.
 // It answers how many (a prefix of batch) got an answer, whether the
 // connection may carry more requests, and the error that stopped it.
-func (pc *pipeConn) roundTrip(ctx context.Context, timeout time.Duration, e inventory.Edge, units []PurgeUnit, batch []int, soft bool, out []PurgeAnswer) (int, bool, error) {
+func (pc *pipeConn) roundTrip(ctx context.Context, timeout time.Duration, e inventory.Edge, units []PurgeUnit, batch []int, soft bool, out []PurgeAnswer) (n int, keep bool, err error) {
 	deadline := time.Now().Add(timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -153,7 +153,13 @@ func (pc *pipeConn) roundTrip(ctx context.Context, timeout time.Duration, e inve
 		return 0, false, fmt.Errorf("set deadline: %w", err)
 	}
 	stop := context.AfterFunc(ctx, func() { _ = pc.conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	defer func() {
+		// Once the context ended, its deadline may still land on the
+		// connection: it is not reused.
+		if !stop() {
+			keep = false
+		}
+	}()
 	sent := time.Now()
 	for _, i := range batch {
 		writeVerifiedPurge(pc.bw, units[i], soft)
