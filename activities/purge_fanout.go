@@ -86,8 +86,8 @@ func (r PurgeEdgesResult) Pending() bool {
 }
 
 // PurgeEdges runs every host×path unit of a purge on every listed edge
-// inside one activity: each edge concurrently, at most PerEdge requests in
-// flight to one edge over the edge client's keep-alive connections, each
+// inside one activity: each edge concurrently, at most PerEdge exchanges
+// in flight to one edge over kept connections (ITEM PURGEs pipelined), each
 // edge retried a few times at once (edgeTries). Units are confirmed as in
 // PurgeEdge (ITEM: PURGE then the cache-only probe; WILDCARD/ALL: the
 // edge's "Ban added"; TAG: xkey's count). Per-edge rows are heartbeated
