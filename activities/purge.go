@@ -40,8 +40,9 @@ type Purge struct {
 	Inventory *inventory.Inventory
 	Edge      *edge.Client
 	Logger    *zap.Logger
-	// PerEdge caps concurrent purge requests to one edge from this worker,
-	// however many purge workflows run at once.
+	// PerEdge caps concurrent purge exchanges with one edge from this
+	// worker, however many purge workflows run at once: one request, or
+	// one pipelined batch of ITEM PURGEs (batchSize).
 	PerEdge int
 
 	mu    sync.Mutex

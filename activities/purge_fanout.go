@@ -1,20 +1,23 @@
 package activities
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"github.com/cdnflow/cdnflow/internal/tracing"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
 
+	"github.com/cdnflow/cdnflow/edge"
 	"github.com/cdnflow/cdnflow/internal/metrics"
+	"github.com/cdnflow/cdnflow/internal/tracing"
 	"github.com/cdnflow/cdnflow/inventory"
 )
 
@@ -83,8 +86,8 @@ func (r PurgeEdgesResult) Pending() bool {
 }
 
 // PurgeEdges runs every host×path unit of a purge on every listed edge
-// inside one activity: each edge concurrently, at most PerEdge requests in
-// flight to one edge over the edge client's keep-alive connections, each
+// inside one activity: each edge concurrently, at most PerEdge exchanges
+// in flight to one edge over kept connections (ITEM PURGEs pipelined), each
 // edge retried a few times at once (edgeTries). Units are confirmed as in
 // PurgeEdge (ITEM: PURGE then the cache-only probe; WILDCARD/ALL: the
 // edge's "Ban added"; TAG: xkey's count). Per-edge rows are heartbeated
@@ -213,14 +216,16 @@ func (a *Purge) purgeOneEdge(ctx context.Context, in PurgeEdgesInput, units []pu
 	}
 }
 
-// edgeUnits sends the units edge i still owes, at most PerEdge at once
-// (the slots are shared with every purge on this worker), and returns the
-// first error after the requests in flight finished. A few long-lived
-// senders per edge take the units in order (issue 19: a goroutine per
-// unit cost a large purge a tenth of its CPU in stack growth).
+// edgeUnits sends the units edge i still owes, at most PerEdge requests
+// (ITEM: pipelined batches) at once — the slots are shared with every
+// purge on this worker — and returns the first error after the requests
+// in flight finished. A few long-lived senders per edge take the units in
+// order (issue 19: a goroutine per unit cost a large purge a tenth of its
+// CPU in stack growth).
 func (a *Purge) edgeUnits(ctx context.Context, e inventory.Edge, in PurgeEdgeInput, units []purgeUnit, run *fanOut, i int) error {
 	todo := run.todo(i, len(units))
 	slots := a.slot(e.ID)
+	m := unitMetrics(e.ID, in.Type)
 	var mu sync.Mutex
 	var first error
 	failed := func() bool {
@@ -228,34 +233,34 @@ func (a *Purge) edgeUnits(ctx context.Context, e inventory.Edge, in PurgeEdgeInp
 		defer mu.Unlock()
 		return first != nil
 	}
-	next := make(chan int)
+	fail := func(err error) {
+		mu.Lock()
+		if first == nil {
+			first = err
+		}
+		mu.Unlock()
+	}
+	size := batchSize(in.Type, len(todo))
+	next := make(chan []int)
 	var wg sync.WaitGroup
-	for w := 0; w < min(cap(slots), len(todo)); w++ {
+	for w := 0; w < min(cap(slots), (len(todo)+size-1)/size); w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for u := range next {
-				err := a.sendUnit(ctx, e, in, units[u], slots)
-				if err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-					continue
+			for batch := range next {
+				if err := a.sendBatch(ctx, e, in, units, batch, slots, m, func(u int) { run.unitDone(i, u) }); err != nil {
+					fail(err)
 				}
-				run.unitDone(i, u)
 			}
 		}()
 	}
 	var stopped error
 feed:
-	for _, u := range todo {
-		if failed() {
-			break
-		}
+	for len(todo) > 0 && !failed() {
+		n := min(size, len(todo))
 		select {
-		case next <- u:
+		case next <- todo[:n:n]:
+			todo = todo[n:]
 		case <-ctx.Done():
 			stopped = fmt.Errorf("purge on %s: %w", e.ID, ctx.Err())
 			break feed
@@ -269,24 +274,101 @@ feed:
 	return first
 }
 
-// sendUnit applies one unit on e within one of the edge's slots, with
-// its latency and outcome metrics.
-func (a *Purge) sendUnit(ctx context.Context, e inventory.Edge, in PurgeEdgeInput, u purgeUnit, slots chan struct{}) error {
+// pipelineDepth is the most ITEM units one sender pipelines on one
+// connection (edge.PurgeVerifiedBatch); other types send one request at a
+// time (a ban's answer depends on the one before it only through the
+// edge's ban list, but they are few).
+const pipelineDepth = 32
+
+// batchSize is the units one sender takes at once: ITEM units in batches
+// of up to pipelineDepth, spread over at least four senders.
+func batchSize(purgeType string, units int) int {
+	if purgeType != PurgeItem {
+		return 1
+	}
+	return min(pipelineDepth, max(1, (units+3)/4))
+}
+
+// edgeMetrics are one edge's purge metric children, looked up once per
+// pass instead of once per request.
+type edgeMetrics struct {
+	latency      prometheus.Observer
+	done, failed prometheus.Counter
+}
+
+func unitMetrics(edgeID, purgeType string) edgeMetrics {
+	return edgeMetrics{
+		latency: metrics.EdgeLatency.WithLabelValues(edgeID, "purge"),
+		done:    metrics.PurgeUnits.WithLabelValues(edgeID, purgeType, "done"),
+		failed:  metrics.PurgeUnits.WithLabelValues(edgeID, purgeType, "failed"),
+	}
+}
+
+// sendBatch applies the units of batch on e within one of the edge's
+// slots: ITEM units pipelined on one connection (sendItems), others one
+// by one; done(u) marks each unit confirmed. It returns the first error.
+func (a *Purge) sendBatch(ctx context.Context, e inventory.Edge, in PurgeEdgeInput, units []purgeUnit, batch []int, slots chan struct{}, m edgeMetrics, done func(int)) error {
 	select {
 	case slots <- struct{}{}:
 	case <-ctx.Done():
 		return fmt.Errorf("purge on %s: %w", e.ID, ctx.Err())
 	}
 	defer func() { <-slots }()
-	started := time.Now()
-	err := a.apply(ctx, e, in, u.host, u.path)
-	metrics.EdgeLatency.WithLabelValues(e.ID, "purge").Observe(time.Since(started).Seconds())
-	result := "done"
-	if err != nil {
-		result = "failed"
+	if in.Type == PurgeItem {
+		return a.sendItems(ctx, e, in, units, batch, m, done)
 	}
-	metrics.PurgeUnits.WithLabelValues(e.ID, in.Type, result).Inc()
-	return err
+	var first error
+	for _, u := range batch {
+		started := time.Now()
+		err := a.apply(ctx, e, in, units[u].host, units[u].path)
+		m.latency.Observe(time.Since(started).Seconds())
+		if err != nil {
+			m.failed.Inc()
+			first = cmp.Or(first, err)
+			continue
+		}
+		m.done.Inc()
+		done(u)
+	}
+	return first
+}
+
+// sendItems purges the ITEM units of batch with one pipelined exchange
+// (edge.Client.PurgeVerifiedBatch) and confirms each unit as apply does:
+// by the probe the edge answered with its PURGE (no fresh copy older than
+// the purge), or by a separate probe when the edge answered a plain
+// "Purged". A unit without an answer is not confirmed.
+func (a *Purge) sendItems(ctx context.Context, e inventory.Edge, in PurgeEdgeInput, units []purgeUnit, batch []int, m edgeMetrics, done func(int)) error {
+	req := make([]edge.PurgeUnit, len(batch))
+	for k, u := range batch {
+		req[k] = edge.PurgeUnit{Host: units[u].host, Path: units[u].path}
+	}
+	started := time.Now()
+	answers := a.Edge.PurgeVerifiedBatch(ctx, e, req, in.Soft)
+	// Each answer came within the exchange's time.
+	took := time.Since(started).Seconds()
+	var first error
+	for k, ans := range answers {
+		u := batch[k]
+		err := ans.Err
+		if err == nil && ans.Verified {
+			err = staleCopy(e, req[k].Host, req[k].Path, ans.Probe, ans.Sent)
+		} else if err == nil {
+			err = a.verifyGone(ctx, e, req[k].Host, req[k].Path, ans.Sent)
+		}
+		if errors.Is(err, edge.ErrInvalidRequest) {
+			err = temporal.NewNonRetryableApplicationError(err.Error(), ErrBadPurge, err)
+		}
+		m.latency.Observe(took)
+		if err != nil {
+			m.failed.Inc()
+			first = cmp.Or(first, err)
+			continue
+		}
+		m.done.Inc()
+		done(u)
+	}
+	return first
 }
 
 // fanOut is the state of every edge of one attempt; safe for concurrent use.

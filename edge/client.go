@@ -50,6 +50,9 @@ type Client struct {
 	// pool of its own, reused by every purge and prewarm of this process.
 	byEdge sync.Map // address → *edgeClients
 	edges  atomic.Int64
+	// pipes holds each edge's idle pipelined connections
+	// (PurgeVerifiedBatch), by address.
+	pipes sync.Map // address → *pipes
 
 	mu sync.Mutex
 	// bySNI holds one HTTPS client per server name: a transport pools

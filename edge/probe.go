@@ -64,6 +64,11 @@ func (c *Client) PurgeVerified(ctx context.Context, e inventory.Edge, host, path
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
+	return verifiedAnswer(e, path, resp)
+}
+
+// verifiedAnswer reads the answer to a PURGE with PurgeVerifyHeader.
+func verifiedAnswer(e inventory.Edge, path string, resp *http.Response) (r ProbeResult, verified bool, err error) {
 	reason := strings.TrimSpace(strings.TrimPrefix(resp.Status, strconv.Itoa(resp.StatusCode)))
 	switch {
 	case resp.StatusCode == http.StatusOK && !strings.HasPrefix(reason, "cached age="):

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	commonpb "go.temporal.io/api/common/v1"
@@ -252,27 +253,68 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 	if err != nil {
 		return res, err
 	}
-	edgeIDs := s.inventory.IDs()
-	now := time.Now()
-	for i, paths := range batches {
-		seq := adm.first + int64(i)
-		pr := workflows.PurgeRequest{
-			AppKey: appKey, Domain: domain, Hosts: dist.Hosts(), Type: purgeType, Paths: paths,
-			Soft: req.Soft, Seq: seq, PurgeID: randomID(), EdgeIDs: edgeIDs,
-			Deadline: s.config.PurgeDeadline, CatchUp: s.config.PurgeCatchUp, PurgeTime: now.UnixMilli(), HeartbeatTimeout: s.config.HeartbeatTimeout,
-		}
-		opts := s.purgeStartOptions(pr, dist.Seq, now)
-		run, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.PurgeWorkflow, pr)
-		if err != nil {
-			return res, fmt.Errorf("start purge seq %d: %w", seq, err)
-		}
-		metrics.JobsStarted.WithLabelValues(workflows.KindPurge).Inc()
-		s.reads.started.add(listKey(appKey, domain), startedPurge(pr, dist.Seq, opts.ID))
-		s.awaitPurge(opts.ID, run)
-		res.PurgeSeqs = append(res.PurgeSeqs, seq)
+	seqs, err := s.startPurgeSeqs(ctx, appKey, domain, dist, purgeType, req.Soft, adm.first, batches)
+	res.PurgeSeqs = seqs
+	if err != nil {
+		return res, err
 	}
 	res.PurgeSeq = res.PurgeSeqs[0]
 	return res, nil
+}
+
+// maxParallelStarts bounds the seq workflows one request starts at once
+// (issue 19: a 10,000-path purge is 50 seqs; started one after the other
+// the POST took seconds).
+const maxParallelStarts = 8
+
+// startPurgeSeqs starts one purge workflow per batch, seq first+i for
+// batch i, up to maxParallelStarts at once. It answers the seqs started,
+// in seq order up to the first failure by seq order, and that failure
+// (the caller answers it, as before; seqs after it may have started too,
+// and GET /purges lists them).
+func (s *Service) startPurgeSeqs(ctx context.Context, appKey, domain string, dist activities.DistributionState, purgeType string, soft bool, first int64, batches [][]string) ([]int64, error) {
+	edgeIDs := s.inventory.IDs()
+	now := time.Now()
+	errs := make([]error, len(batches))
+	sem := make(chan struct{}, maxParallelStarts)
+	var wg sync.WaitGroup
+	for i, paths := range batches {
+		pr := workflows.PurgeRequest{
+			AppKey: appKey, Domain: domain, Hosts: dist.Hosts(), Type: purgeType, Paths: paths,
+			Soft: soft, Seq: first + int64(i), PurgeID: randomID(), EdgeIDs: edgeIDs,
+			Deadline: s.config.PurgeDeadline, CatchUp: s.config.PurgeCatchUp, PurgeTime: now.UnixMilli(), HeartbeatTimeout: s.config.HeartbeatTimeout,
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			errs[i] = s.startPurgeSeq(ctx, pr, dist.Seq, now)
+		}()
+	}
+	wg.Wait()
+	var seqs []int64
+	for i, err := range errs {
+		if err != nil {
+			return seqs, err
+		}
+		seqs = append(seqs, first+int64(i))
+	}
+	return seqs, nil
+}
+
+// startPurgeSeq starts one seq's workflow, lists it as started and awaits
+// its result.
+func (s *Service) startPurgeSeq(ctx context.Context, pr workflows.PurgeRequest, distributionSeq int64, now time.Time) error {
+	opts := s.purgeStartOptions(pr, distributionSeq, now)
+	run, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.PurgeWorkflow, pr)
+	if err != nil {
+		return fmt.Errorf("start purge seq %d: %w", pr.Seq, err)
+	}
+	metrics.JobsStarted.WithLabelValues(workflows.KindPurge).Inc()
+	s.reads.started.add(listKey(pr.AppKey, pr.Domain), startedPurge(pr, distributionSeq, opts.ID))
+	s.awaitPurge(opts.ID, run)
+	return nil
 }
 
 // purgeStartOptions starts one purge seq with the search attributes and

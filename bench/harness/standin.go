@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -171,24 +172,32 @@ func synth(w http.ResponseWriter, status int, reason string) {
 	_ = buf.Flush()
 }
 
-// serveCLI answers the Varnish CLI protocol permissively.
+// serveCLI answers the Varnish CLI protocol permissively. The loaded and
+// active VCLs are the stand-in's, kept across sessions as varnishd keeps
+// them, so the edge sync sees a settled stand-in as settled.
 func serveCLI(ln net.Listener) {
+	st := &cliState{}
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
-		go cliSession(c)
+		go cliSession(c, st)
 	}
 }
 
-func cliSession(c net.Conn) {
+// cliState is one stand-in's VCLs; safe for concurrent use.
+type cliState struct {
+	mu     sync.Mutex
+	loaded []string
+	active string
+}
+
+func cliSession(c net.Conn, st *cliState) {
 	defer c.Close()
 	r := bufio.NewReader(c)
 	reply := func(body string) { fmt.Fprintf(c, "200 %d\n%s\n", len(body), body) }
 	reply("cdnflow stand-in edge")
-	var loaded []string
-	active := ""
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {
@@ -210,15 +219,22 @@ func cliSession(c net.Conn) {
 				}
 			}
 		}
+		st.mu.Lock()
 		switch fields[0] {
 		case "vcl.inline", "vcl.load":
-			loaded = append(loaded, strings.Trim(fields[1], `"`))
+			st.loaded = append(st.loaded, strings.Trim(fields[1], `"`))
 		case "vcl.use":
-			active = strings.Trim(fields[1], `"`)
+			st.active = strings.Trim(fields[1], `"`)
+		case "vcl.discard":
+			name := strings.Trim(fields[len(fields)-1], `"`)
+			st.loaded = slices.DeleteFunc(st.loaded, func(n string) bool { return n == name })
 		case "vcl.list":
-			reply(vclListJSON(loaded, active))
+			list := vclListJSON(st.loaded, st.active)
+			st.mu.Unlock()
+			reply(list)
 			continue
 		}
+		st.mu.Unlock()
 		reply("")
 	}
 }

@@ -88,8 +88,9 @@ type Config struct {
 	// PurgeACL lists the addresses (IPs, CIDRs) edges accept PURGE and BAN
 	// from: where the workers run. Empty: loopback only.
 	PurgeACL []string
-	// EdgePurgeConcurrency caps concurrent PURGE/BAN requests to one edge
-	// from one worker.
+	// EdgePurgeConcurrency caps concurrent purge exchanges (connections)
+	// with one edge from one worker: a BAN, or a pipelined batch of ITEM
+	// PURGEs (activities.Purge.PerEdge).
 	EdgePurgeConcurrency int
 	// AllowPrivateCallbacks lets distribution callbacks reach loopback and
 	// private addresses (tests and dev only).
@@ -199,7 +200,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	dur(fs, &c.PurgeDeadline, "purge-deadline", "CDNFLOW_PURGE_DEADLINE", "how long a purge retries an unreachable edge")
 	dur(fs, &c.PurgeCatchUp, "purge-catch-up", "CDNFLOW_PURGE_CATCH_UP", "how long an edge that missed a purge's deadline is owed a catch-up ban of the domain and aliases (0: never)")
 	list(fs, &c.PurgeACL, "purge-acl", "CDNFLOW_PURGE_ACL", "comma-separated IPs/CIDRs edges accept PURGE/BAN from (the workers' addresses; default loopback)")
-	num(fs, &c.EdgePurgeConcurrency, "edge-purge-concurrency", "CDNFLOW_EDGE_PURGE_CONCURRENCY", "concurrent PURGE/BAN requests per edge from one worker")
+	num(fs, &c.EdgePurgeConcurrency, "edge-purge-concurrency", "CDNFLOW_EDGE_PURGE_CONCURRENCY", "concurrent purge connections per edge from one worker (ITEM PURGEs are pipelined, up to 32 in flight on each; BANs one at a time)")
 	boolean(fs, &c.AllowPrivateCallbacks, "allow-private-callbacks", "CDNFLOW_ALLOW_PRIVATE_CALLBACKS", "let callbacks reach loopback/private addresses")
 	num(fs, &c.MaxBacklog, "max-backlog", "CDNFLOW_MAX_BACKLOG", "refuse new prewarm/purge jobs (429, 30001) while more workflow tasks than this are queued; 0 disables")
 	dur(fs, &c.EdgeSyncEvery, "edge-sync-every", "CDNFLOW_EDGE_SYNC_EVERY", "time between two drift checks of every edge (active VCL and site table)")
