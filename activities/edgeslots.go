@@ -11,9 +11,9 @@ type edgeSlots struct {
 	byEdge map[string]chan struct{}
 }
 
-// of returns edge id's slots, made with room for perEdge (or
-// defaultPrewarmPerEdge when perEdge < 1) on first use.
-func (s *edgeSlots) of(id string, perEdge int) chan struct{} {
+// of returns edge id's slots, made with room for perEdge (or def when
+// perEdge < 1) on first use.
+func (s *edgeSlots) of(id string, perEdge, def int) chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.byEdge == nil {
@@ -22,7 +22,7 @@ func (s *edgeSlots) of(id string, perEdge int) chan struct{} {
 	ch, ok := s.byEdge[id]
 	if !ok {
 		if perEdge < 1 {
-			perEdge = defaultPrewarmPerEdge
+			perEdge = def
 		}
 		ch = make(chan struct{}, perEdge)
 		s.byEdge[id] = ch

@@ -164,7 +164,7 @@ func (a *Prewarm) fanOut(ctx context.Context, in PrewarmChunkInput, edges []inve
 		pin := PrewarmBatchInput{EdgeID: e.ID, Domain: in.Domain, Scheme: in.Scheme, NeedInvalidate: in.NeedInvalidate,
 			Attempts: in.Attempts, AttemptTimeout: in.AttemptTimeout}
 		m := metricsFor(e.ID)
-		slots := a.slots.of(e.ID, a.PerEdge)
+		slots := a.slots.of(e.ID, a.PerEdge, defaultPrewarmPerEdge)
 		next := new(atomic.Int64)
 		for w := 0; w < min(max(in.Concurrency, 1), span); w++ {
 			wg.Add(1)

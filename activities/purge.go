@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -45,26 +44,14 @@ type Purge struct {
 	// one pipelined batch of ITEM PURGEs (batchSize).
 	PerEdge int
 
-	mu    sync.Mutex
-	slots map[string]chan struct{}
+	slots edgeSlots
 }
 
+// defaultPurgePerEdge is PerEdge when unset.
+const defaultPurgePerEdge = 16
+
 func (a *Purge) slot(edgeID string) chan struct{} {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.slots == nil {
-		a.slots = map[string]chan struct{}{}
-	}
-	s, ok := a.slots[edgeID]
-	if !ok {
-		n := a.PerEdge
-		if n < 1 {
-			n = 16
-		}
-		s = make(chan struct{}, n)
-		a.slots[edgeID] = s
-	}
-	return s
+	return a.slots.of(edgeID, a.PerEdge, defaultPurgePerEdge)
 }
 
 // PurgeEdge runs every host×path unit of a purge on one edge and returns
