@@ -296,6 +296,17 @@ type edgeMetrics struct {
 	done, failed prometheus.Counter
 }
 
+// record counts one unit's outcome and latency (s); it reports success.
+func (m edgeMetrics) record(err error, seconds float64) bool {
+	m.latency.Observe(seconds)
+	if err != nil {
+		m.failed.Inc()
+		return false
+	}
+	m.done.Inc()
+	return true
+}
+
 func unitMetrics(edgeID, purgeType string) edgeMetrics {
 	return edgeMetrics{
 		latency: metrics.EdgeLatency.WithLabelValues(edgeID, "purge"),
@@ -321,14 +332,10 @@ func (a *Purge) sendBatch(ctx context.Context, e inventory.Edge, in PurgeEdgeInp
 	for _, u := range batch {
 		started := time.Now()
 		err := a.apply(ctx, e, in, units[u].host, units[u].path)
-		m.latency.Observe(time.Since(started).Seconds())
-		if err != nil {
-			m.failed.Inc()
-			first = cmp.Or(first, err)
-			continue
+		if m.record(err, time.Since(started).Seconds()) {
+			done(u)
 		}
-		m.done.Inc()
-		done(u)
+		first = cmp.Or(first, err)
 	}
 	return first
 }
@@ -359,14 +366,10 @@ func (a *Purge) sendItems(ctx context.Context, e inventory.Edge, in PurgeEdgeInp
 		if errors.Is(err, edge.ErrInvalidRequest) {
 			err = temporal.NewNonRetryableApplicationError(err.Error(), ErrBadPurge, err)
 		}
-		m.latency.Observe(took)
-		if err != nil {
-			m.failed.Inc()
-			first = cmp.Or(first, err)
-			continue
+		if m.record(err, took) {
+			done(u)
 		}
-		m.done.Inc()
-		done(u)
+		first = cmp.Or(first, err)
 	}
 	return first
 }
