@@ -3,7 +3,6 @@ package activities
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 
 	commonpb "go.temporal.io/api/common/v1"
@@ -134,19 +133,36 @@ func lastChunkRows(ctx context.Context) []fanRow {
 	return rows
 }
 
-// HeartbeatPairs counts the pairs a prewarm activity's heartbeat details
-// hold: a PrewarmChunk beat (packed, or older []fanRow rows) or a
-// PrewarmBatch's rows. For operators and tests reading a Describe.
-func HeartbeatPairs(details *commonpb.Payloads) (int, error) {
+// EdgePair is one pair's outcome as a prewarm heartbeat holds it.
+type EdgePair struct {
+	Edge string // edge id; "" in a PrewarmBatch beat (one edge)
+	PairDetail
+}
+
+// HeartbeatRows decodes a prewarm activity's heartbeat details: a
+// PrewarmChunk beat (packed, or older []fanRow rows) or a PrewarmBatch's
+// []PairDetail rows. For operators and tests reading a Describe.
+func HeartbeatRows(details *commonpb.Payloads) ([]EdgePair, error) {
 	dc := converter.GetDefaultDataConverter()
+	var rows []fanRow
 	var beat chunkBeat
 	if err := dc.FromPayloads(details, &beat); err == nil && beat.V == chunkBeatVersion {
-		rows, err := beat.unpack()
-		return len(rows), err
+		if rows, err = beat.unpack(); err != nil {
+			return nil, err
+		}
+	} else if err := dc.FromPayloads(details, &rows); err != nil {
+		return nil, fmt.Errorf("prewarm heartbeat: %w", err)
 	}
-	var rows []json.RawMessage
-	if err := dc.FromPayloads(details, &rows); err != nil {
-		return 0, fmt.Errorf("prewarm heartbeat: %w", err)
+	out := make([]EdgePair, len(rows))
+	for i, r := range rows {
+		out[i] = EdgePair{Edge: r.Edge, PairDetail: r.PairDetail}
 	}
-	return len(rows), nil
+	return out, nil
+}
+
+// HeartbeatPairs counts the pairs in a prewarm activity's heartbeat
+// details (HeartbeatRows).
+func HeartbeatPairs(details *commonpb.Payloads) (int, error) {
+	rows, err := HeartbeatRows(details)
+	return len(rows), err
 }

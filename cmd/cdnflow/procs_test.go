@@ -20,8 +20,8 @@ import (
 	"time"
 
 	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/converter"
 
+	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/httpapi"
 	"github.com/cdnflow/cdnflow/internal/eventually"
 	"github.com/cdnflow/cdnflow/internal/testenv"
@@ -389,15 +389,13 @@ func recordedPairs(t *testing.T, env *testenv.Env, requestID string, edgeIDs []s
 		if pa.GetHeartbeatDetails() == nil {
 			continue
 		}
-		var rows []struct {
-			Edge string `json:"edge"`
-			pairOutcome
-		}
-		if err := converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &rows); err != nil {
+		rows, err := activities.HeartbeatRows(pa.GetHeartbeatDetails())
+		if err != nil {
 			t.Fatalf("heartbeat of %s: %v", jobID, err)
 		}
 		for _, r := range rows {
-			all[fmt.Sprintf("%s/%d", r.Edge, r.I)] = r.pairOutcome
+			all[fmt.Sprintf("%s/%d", r.Edge, r.Index)] = pairOutcome{I: r.Index, Status: r.Status, Cache: r.Cache, Age: r.Age,
+				Attempts: r.Attempts, DurationMS: r.DurationMS, Error: r.Error}
 		}
 	}
 	return all

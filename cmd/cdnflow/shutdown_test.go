@@ -20,8 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/converter"
-
+	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/internal/eventually"
 	"github.com/cdnflow/cdnflow/internal/testenv"
 )
@@ -73,11 +72,8 @@ func TestWorkerSIGTERMHandsOffAndResumes(t *testing.T) {
 		if typ := pa.GetLastFailure().GetApplicationFailureInfo().GetType(); typ != "WorkerStopping" {
 			t.Fatalf("chunk: last failure %q (%s), want WorkerStopping", typ, pa.GetLastFailure().GetMessage())
 		}
-		var pairs []struct {
-			Edge string `json:"edge"`
-			I    int    `json:"i"`
-		}
-		if err := converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &pairs); err != nil || len(pairs) == 0 {
+		pairs, err := activities.HeartbeatRows(pa.GetHeartbeatDetails())
+		if err != nil || len(pairs) == 0 {
 			t.Fatalf("no recorded pairs in the hand-off (%v)", err)
 		}
 		edges := map[string]bool{}
