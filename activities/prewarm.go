@@ -214,7 +214,7 @@ func (a *Prewarm) finishBatch(ctx context.Context, in PrewarmBatchInput, p *prog
 
 // warmPair runs one URL on one edge with retries.
 func (a *Prewarm) warmPair(ctx context.Context, e inventory.Edge, in PrewarmBatchInput, rawURL string, header http.Header) PairDetail {
-	return a.warmTarget(ctx, e, in, parseTarget(rawURL), header, metricsFor(e.ID))
+	return a.warmTarget(ctx, e, in, parseTarget(rawURL), a.Edge.Fetcher(ctx, e, header, in.AttemptTimeout), metricsFor(e.ID))
 }
 
 // pairTarget is a URL parsed once for every edge it is warmed on.
@@ -255,7 +255,7 @@ func metricsFor(edgeID string) pairMetrics {
 }
 
 // warmTarget runs one parsed URL on one edge with retries.
-func (a *Prewarm) warmTarget(ctx context.Context, e inventory.Edge, in PrewarmBatchInput, t pairTarget, header http.Header, m pairMetrics) PairDetail {
+func (a *Prewarm) warmTarget(ctx context.Context, e inventory.Edge, in PrewarmBatchInput, t pairTarget, f *edge.Fetcher, m pairMetrics) PairDetail {
 	start := time.Now()
 	row := PairDetail{}
 	if t.err != "" {
@@ -286,7 +286,7 @@ func (a *Prewarm) warmTarget(ctx context.Context, e inventory.Edge, in PrewarmBa
 		}
 		if err == nil {
 			var res edge.FetchResult
-			res, err = a.Edge.Fetch(ctx, e, edge.FetchRequest{Scheme: scheme, Host: host, Path: path, Header: header, Timeout: in.AttemptTimeout})
+			res, err = f.Fetch(ctx, scheme, host, path)
 			row.Status, row.Cache, row.Age = res.Status, res.Cache, res.Age
 		}
 		if err == nil {

@@ -164,12 +164,18 @@ func (a *Prewarm) fanOut(ctx context.Context, in PrewarmChunkInput, edges []inve
 		pin := PrewarmBatchInput{EdgeID: e.ID, Domain: in.Domain, Scheme: in.Scheme, NeedInvalidate: in.NeedInvalidate,
 			Attempts: in.Attempts, AttemptTimeout: in.AttemptTimeout}
 		m := metricsFor(e.ID)
+		f := a.Edge.Fetcher(ctx, e, header, in.AttemptTimeout)
 		slots := a.slots.of(e.ID, a.PerEdge, defaultPrewarmPerEdge)
 		next := new(atomic.Int64)
 		for w := 0; w < min(max(in.Concurrency, 1), span); w++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				// Each worker's GETs hang their timeouts on a context of
+				// its own, not all on the activity's (whose lock every
+				// GET would otherwise take twice).
+				ctx, cancel := context.WithCancel(ctx)
+				defer cancel()
 				for !stop.Load() && ctx.Err() == nil {
 					j := int(next.Add(1)) - 1
 					if j >= span {
@@ -182,7 +188,7 @@ func (a *Prewarm) fanOut(ctx context.Context, in PrewarmChunkInput, edges []inve
 					if !ok {
 						return
 					}
-					row := a.warmTarget(ctx, e, pin, targets[j], header, m)
+					row := a.warmTarget(ctx, e, pin, targets[j], f, m)
 					release()
 					row.Index = in.Start + j
 					if ctx.Err() == nil { // cut short is not an outcome: a resumed attempt redoes it

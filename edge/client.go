@@ -297,38 +297,6 @@ func (c cancelOnClose) Close() error {
 	return err
 }
 
-// Fetch GETs r.Path from edge e with Host r.Host and reads the whole body,
-// which is what makes the edge store it.
-func (c *Client) Fetch(ctx context.Context, e inventory.Edge, r FetchRequest) (FetchResult, error) {
-	h := http.Header{"Accept-Encoding": {"gzip, deflate, br"}}
-	for k, v := range r.Header {
-		h[http.CanonicalHeaderKey(k)] = v
-	}
-	start := time.Now()
-	resp, err := c.do(ctx, e, http.MethodGet, r.Scheme, r.Host, r.Path, h, r.Timeout)
-	if err != nil {
-		return FetchResult{Duration: time.Since(start)}, err
-	}
-	n, copyErr := io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	res := FetchResult{
-		Status:   resp.StatusCode,
-		Cache:    resp.Header.Get("X-Cache"),
-		Bytes:    n,
-		Duration: time.Since(start),
-	}
-	res.Age, _ = strconv.Atoi(resp.Header.Get("Age"))
-	if copyErr != nil {
-		return res, fmt.Errorf("read body via edge %s: %w", e.ID, copyErr)
-	}
-	ok2xx := resp.StatusCode >= 200 && resp.StatusCode < 300
-	res.Cached = ok2xx && (res.Cache == "HIT" || res.Cache == "MISS")
-	if !res.Cached {
-		return res, &StatusError{Code: resp.StatusCode, Cache: res.Cache}
-	}
-	return res, nil
-}
-
 // Purge evicts the object host+path (soft: mark stale, serve while revalidating).
 func (c *Client) Purge(ctx context.Context, e inventory.Edge, host, path string, soft bool) error {
 	h := http.Header{}

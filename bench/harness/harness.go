@@ -43,7 +43,45 @@ type Stack struct {
 	Temporal client.Client
 	// Cluster is set by StartCluster: every part its own process.
 	Cluster *cluster.Cluster
-	stops   []func()
+	// Origin counts the requests the benchmark's origin serves (nil on a
+	// cluster): a benchmark reads when edges first and last fetched.
+	Origin *OriginClock
+	stops  []func()
+}
+
+// OriginClock wraps the origin handler and keeps the times of the first
+// and the last request since Reset.
+type OriginClock struct {
+	next        http.Handler
+	first, last atomic.Int64 // Unix nanoseconds; 0: none yet
+}
+
+func (o *OriginClock) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	now := time.Now().UnixNano()
+	o.first.CompareAndSwap(0, now)
+	o.last.Store(now)
+	o.next.ServeHTTP(w, r)
+}
+
+// Reset forgets the times seen so far; a nil clock (cluster) does nothing.
+func (o *OriginClock) Reset() {
+	if o != nil {
+		o.first.Store(0)
+		o.last.Store(0)
+	}
+}
+
+// Span returns the first and the last request's times since Reset (zero
+// times when there was none).
+func (o *OriginClock) Span() (first, last time.Time) {
+	if o == nil {
+		return time.Time{}, time.Time{}
+	}
+	f, l := o.first.Load(), o.last.Load()
+	if f == 0 {
+		return time.Time{}, time.Time{}
+	}
+	return time.Unix(0, f), time.Unix(0, l)
 }
 
 // Options size the stack.
@@ -77,7 +115,8 @@ func (s *Stack) start(ctx context.Context, o Options) error {
 	if os.Getenv("CDNFLOW_BENCH_LOG") != "" {
 		logger, _ = zap.NewDevelopment()
 	}
-	originSrv := httptest.NewUnstartedServer(&origin.Handler{BodySize: 2048})
+	s.Origin = &OriginClock{next: &origin.Handler{BodySize: 2048}}
+	originSrv := httptest.NewUnstartedServer(s.Origin)
 	originSrv.Config.ReadHeaderTimeout = 5 * time.Second
 	originSrv.Start()
 	s.stops = append(s.stops, originSrv.Close)

@@ -40,7 +40,9 @@ func main() {
 	binDir := flag.String("cluster", "", "run against a local cluster whose binaries are in this directory (make cluster-bins: bin)")
 	workers := flag.String("workers", "1,2", "with -cluster: worker counts to measure, one job each")
 	withRaw := flag.Bool("raw", true, "also measure the raw client on fresh edges (false: cdnflow only, e.g. for the memory and status figures of a long run)")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the cdnflow job (worker, API and embedded Temporal in this process) to this file; read it with go tool pprof")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the first cdnflow job (worker, API and embedded Temporal in this process) to this file; read it with go tool pprof")
+	rawProfile := flag.String("rawprofile", "", "write a CPU profile of the raw client's first round to this file, to set beside -cpuprofile")
+	rounds := flag.Int("rounds", 3, "rounds, each one cdnflow job and one raw run on fresh URLs (the order alternates); the ratio is over their total time")
 	flag.Parse()
 	ctx := context.Background()
 	domain := "bench.example.com"
@@ -56,28 +58,106 @@ func main() {
 		log.Fatal(err)
 	}
 	defer stack.Stop()
-	list := urlList(domain, "assets", *urls)
-	stopProfile := harness.StartCPUProfile(*cpuProfile)
-	cpu0 := harness.ProcessCPU()
-	cdnflowDur, st, polls := runJob(stack.APIURL, domain, list)
-	cdnflowCPU := harness.ProcessCPU() - cpu0
-	stopProfile()
 	pairs := *urls * *edges
-	cdnflowRate := float64(pairs) / cdnflowDur.Seconds()
+	fmt.Printf("prewarm benchmark: %d URLs x %d edges = %d pairs (GOMAXPROCS %d), %d round(s)\n", *urls, *edges, pairs, runtime.GOMAXPROCS(0), *rounds)
+	var sum [2]time.Duration // cdnflow, raw
+	var ratios []float64
+	for r := 1; r <= *rounds; r++ {
+		list := urlList(domain, fmt.Sprintf("r%d", r), *urls)
+		var cdn, rw measured
+		if !*withRaw {
+			cdn = measureJob(stack, domain, list, pick(r == 1, *cpuProfile))
+		} else if r%2 == 1 { // alternate the order: drift of the box hits both sides alike
+			cdn = measureJob(stack, domain, list, pick(r == 1, *cpuProfile))
+			rw = measureRaw(ctx, stack, domain, list, *edges, *conc, r, pick(r == 1, *rawProfile))
+		} else {
+			rw = measureRaw(ctx, stack, domain, list, *edges, *conc, r, pick(r == 1, *rawProfile))
+			cdn = measureJob(stack, domain, list, pick(r == 1, *cpuProfile))
+		}
+		sum[0] += cdn.dur
+		fmt.Printf("  round %d cdnflow (API -> Temporal -> worker -> varnishd): %6.0f pairs/s  (%s; %s; %s)\n", r, cdn.rate(pairs), cdn.dur.Round(time.Millisecond), cdn.edgesBusy(), cdn.note)
+		if !*withRaw {
+			continue
+		}
+		sum[1] += rw.dur
+		ratios = append(ratios, cdn.rate(pairs)/rw.rate(pairs))
+		fmt.Printf("  round %d raw concurrent Go client -> varnishd:            %6.0f pairs/s  (%s; %s; %s)\n", r, rw.rate(pairs), rw.dur.Round(time.Millisecond), rw.edgesBusy(), rw.note)
+		fmt.Printf("  round %d CPU of this process per pair (origin and connectors included): cdnflow %.0f µs, raw %.0f µs; ratio cdnflow/raw %.2f\n",
+			r, cdn.cpuPerPair(pairs), rw.cpuPerPair(pairs), ratios[len(ratios)-1])
+	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	fmt.Printf("prewarm benchmark: %d URLs x %d edges = %d pairs (GOMAXPROCS %d)\n", *urls, *edges, pairs, runtime.GOMAXPROCS(0))
-	fmt.Printf("  cdnflow (API -> Temporal -> worker -> varnishd): %8.0f pairs/s  (%s, %d status polls, status %s)\n", cdnflowRate, cdnflowDur.Round(time.Millisecond), polls, st)
-	if !*withRaw {
-		fmt.Printf("  process heap in use after the job: %d MiB; peak RSS %s (worker, API and embedded Temporal share this process)\n", ms.HeapInuse>>20, peakRSS())
-		return
+	if *withRaw {
+		slices.Sort(ratios)
+		fmt.Printf("  ratio cdnflow/raw over %d round(s): %.2f (total time), median %.2f, min %.2f, max %.2f\n",
+			*rounds, sum[1].Seconds()/sum[0].Seconds(), ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1])
 	}
-	rawRate, rawDur, rawFailed, rawCPU := raw(ctx, stack, "fresh", domain, list, *edges, *conc)
-	fmt.Printf("  raw concurrent Go client -> varnishd:            %8.0f pairs/s  (%s, %d failed)\n", rawRate, rawDur.Round(time.Millisecond), rawFailed)
-	fmt.Printf("  CPU of this process (origin and connectors included): cdnflow %.1f s = %.0f µs/pair, raw %.1f s = %.0f µs/pair\n",
-		cdnflowCPU.Seconds(), float64(cdnflowCPU.Microseconds())/float64(pairs), rawCPU.Seconds(), float64(rawCPU.Microseconds())/float64(pairs))
-	fmt.Printf("  ratio cdnflow/raw: %.2f\n", cdnflowRate/rawRate)
 	fmt.Printf("  process heap in use after the job: %d MiB; peak RSS %s (worker, API and embedded Temporal share this process)\n", ms.HeapInuse>>20, peakRSS())
+}
+
+// measured is one side's run: elapsed time, CPU of this process, the
+// origin's first and last request relative to the start, and a note.
+type measured struct {
+	dur, cpu, first, last time.Duration
+	note                  string
+}
+
+func (m measured) rate(pairs int) float64 { return float64(pairs) / m.dur.Seconds() }
+
+func (m measured) cpuPerPair(pairs int) float64 {
+	return float64(m.cpu.Microseconds()) / float64(pairs)
+}
+
+// edgesBusy says when the edges fetched from the origin: the time before
+// the first fetch is the job's start-up, the time after the last one its
+// wind-down (last pairs answered, completion seen).
+func (m measured) edgesBusy() string {
+	return fmt.Sprintf("first origin fetch at %s, last %s before the end", m.first.Round(time.Millisecond), (m.dur - m.last).Round(time.Millisecond))
+}
+
+func pick(on bool, path string) string {
+	if on {
+		return path
+	}
+	return ""
+}
+
+// measureJob runs one prewarm job through the API, profiled to profile
+// when set.
+func measureJob(stack *harness.Stack, domain string, list []string, profile string) measured {
+	stop := harness.StartCPUProfile(profile)
+	defer stop()
+	stack.Origin.Reset()
+	cpu0, t0 := harness.ProcessCPU(), time.Now()
+	dur, st, polls := runJob(stack.APIURL, domain, list)
+	m := measured{dur: dur, cpu: harness.ProcessCPU() - cpu0, note: fmt.Sprintf("%d status polls, status %s", polls, st)}
+	first, last := stack.Origin.Span()
+	m.first, m.last = first.Sub(t0), last.Sub(t0)
+	return m
+}
+
+// measureRaw sends the same pairs to fresh edges with a plain client.
+func measureRaw(ctx context.Context, stack *harness.Stack, domain string, list []string, edges, conc, round int, profile string) measured {
+	fresh, procs, err := harness.StartEdges(ctx, filepath.Join(stack.Dir, fmt.Sprintf("raw%d", round)), fmt.Sprintf("RAW%d-", round), edges, stack.OriginAddr)
+	for _, p := range procs {
+		defer p.Stop(context.Background())
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+	paths := make([]string, len(list))
+	for i, u := range list {
+		paths[i] = strings.TrimPrefix(u, "http://"+domain)
+	}
+	stop := harness.StartCPUProfile(profile)
+	defer stop()
+	stack.Origin.Reset()
+	cpu0, t0 := harness.ProcessCPU(), time.Now()
+	dur, failed := harness.Raw(fresh, http.MethodGet, domain, paths, conc)
+	m := measured{dur: dur, cpu: harness.ProcessCPU() - cpu0, note: fmt.Sprintf("%d failed", failed)}
+	first, last := stack.Origin.Span()
+	m.first, m.last = first.Sub(t0), last.Sub(t0)
+	return m
 }
 
 // clusterBench measures one job per worker count on a local cluster.
@@ -115,8 +195,8 @@ func clusterBench(ctx context.Context, binDir, workerList string, urls, edges, c
 	if len(counts) > 1 {
 		fmt.Printf("  ratio %d workers / %d worker(s): %.2f\n", counts[len(counts)-1], counts[0], rates[counts[len(counts)-1]]/rates[counts[0]])
 	}
-	rawRate, rawDur, rawFailed, _ := raw(ctx, stack, "fresh", domain, urlList(domain, "raw", urls), edges, conc)
-	fmt.Printf("  raw concurrent Go client -> varnishd: %8.0f pairs/s  (%s, %d failed)\n", rawRate, rawDur.Round(time.Millisecond), rawFailed)
+	rw := measureRaw(ctx, stack, domain, urlList(domain, "raw", urls), edges, conc, 1, "")
+	fmt.Printf("  raw concurrent Go client -> varnishd: %8.0f pairs/s  (%s, %s)\n", rw.rate(pairs), rw.dur.Round(time.Millisecond), rw.note)
 }
 
 // historySize is the Temporal history in PostgreSQL: event batches and
@@ -139,24 +219,6 @@ func urlList(domain, prefix string, n int) []string {
 		list[i] = fmt.Sprintf("http://%s/%s/%d/file-%d.js", domain, prefix, i%100, i)
 	}
 	return list
-}
-
-// raw sends the same pairs to fresh edges with a plain client.
-func raw(ctx context.Context, stack *harness.Stack, name, domain string, list []string, edges, conc int) (float64, time.Duration, int64, time.Duration) {
-	fresh, procs, err := harness.StartEdges(ctx, filepath.Join(stack.Dir, name), "RAW", edges, stack.OriginAddr)
-	for _, p := range procs {
-		defer p.Stop(context.Background())
-	}
-	if err != nil {
-		log.Fatal(err)
-	}
-	paths := make([]string, len(list))
-	for i, u := range list {
-		paths[i] = strings.TrimPrefix(u, "http://"+domain)
-	}
-	cpu0 := harness.ProcessCPU()
-	rawDur, rawFailed := harness.Raw(fresh, http.MethodGet, domain, paths, conc)
-	return float64(len(list)*edges) / rawDur.Seconds(), rawDur, rawFailed, harness.ProcessCPU() - cpu0
 }
 
 // runJob runs one prewarm through the API to its end: elapsed time, final
