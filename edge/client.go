@@ -248,27 +248,15 @@ func IsRetryable(err error) bool {
 }
 
 func (c *Client) do(ctx context.Context, e inventory.Edge, method, scheme, host, path string, header http.Header, timeout time.Duration) (*http.Response, error) {
-	if path == "" || path[0] != '/' {
-		return nil, fmt.Errorf("%w: path %q must start with /", ErrInvalidRequest, path)
-	}
 	if timeout == 0 {
 		timeout = c.opts.Timeout
 	}
-	switch scheme {
-	case "", "http", "https":
-	default:
-		return nil, fmt.Errorf("%w: scheme %q (valid: http, https)", ErrInvalidRequest, scheme)
-	}
-	addr, hc := e.Address, c.edgeClient(ctx, e.Address)
-	if scheme == "https" {
-		if e.HTTPSAddress == "" {
-			return nil, fmt.Errorf("%w: edge %s has no HTTPS address", ErrInvalidRequest, e.ID)
-		}
-		addr = e.HTTPSAddress
-		hc = c.tlsClient(hostOnly(host))
+	hc, base, err := c.route(e, scheme, host, path, c.edgeClient(ctx, e.Address), "http://"+e.Address)
+	if err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
-	req, err := http.NewRequestWithContext(ctx, method, schemeOr(scheme)+"://"+addr+path, nil)
+	req, err := http.NewRequestWithContext(ctx, method, base+path, nil)
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("%w: %s %s: %v", ErrInvalidRequest, method, path, err)
@@ -284,6 +272,28 @@ func (c *Client) do(ctx context.Context, e inventory.Edge, method, scheme, host,
 	}
 	resp.Body = cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
 	return resp, nil
+}
+
+// route checks path (it must start with /) and scheme, and picks the
+// client and base URL ("scheme://address") of edge e: plain and plainURL
+// for http (or no scheme), the SNI client of host and e's HTTPS address for
+// https. A bad path or scheme, or https to an edge without an HTTPS
+// address, is ErrInvalidRequest.
+func (c *Client) route(e inventory.Edge, scheme, host, path string, plain *http.Client, plainURL string) (*http.Client, string, error) {
+	if path == "" || path[0] != '/' {
+		return nil, "", fmt.Errorf("%w: path %q must start with /", ErrInvalidRequest, path)
+	}
+	switch scheme {
+	case "", "http":
+		return plain, plainURL, nil
+	case "https":
+		if e.HTTPSAddress == "" {
+			return nil, "", fmt.Errorf("%w: edge %s has no HTTPS address", ErrInvalidRequest, e.ID)
+		}
+		return c.tlsClient(hostOnly(host)), "https://" + e.HTTPSAddress, nil
+	default:
+		return nil, "", fmt.Errorf("%w: scheme %q (valid: http, https)", ErrInvalidRequest, scheme)
+	}
 }
 
 type cancelOnClose struct {
@@ -368,13 +378,6 @@ func PrefixRegex(prefix string) (string, error) {
 		}
 	}
 	return "^" + regexp.QuoteMeta(prefix), nil
-}
-
-func schemeOr(s string) string {
-	if s == "" {
-		return "http"
-	}
-	return s
 }
 
 func hostOnly(h string) string {

@@ -57,19 +57,9 @@ func (c *Client) Fetcher(ctx context.Context, e inventory.Edge, header http.Head
 // errors as Client.Fetch.
 func (f *Fetcher) Fetch(ctx context.Context, scheme, host, path string) (FetchResult, error) {
 	start := time.Now()
-	if path == "" || path[0] != '/' {
-		return FetchResult{}, fmt.Errorf("%w: path %q must start with /", ErrInvalidRequest, path)
-	}
-	hc, base := f.hc, f.httpURL
-	switch scheme {
-	case "", "http":
-	case "https":
-		if f.e.HTTPSAddress == "" {
-			return FetchResult{}, fmt.Errorf("%w: edge %s has no HTTPS address", ErrInvalidRequest, f.e.ID)
-		}
-		hc, base = f.c.tlsClient(hostOnly(host)), "https://"+f.e.HTTPSAddress
-	default:
-		return FetchResult{}, fmt.Errorf("%w: scheme %q (valid: http, https)", ErrInvalidRequest, scheme)
+	hc, base, err := f.c.route(f.e, scheme, host, path, f.hc, f.httpURL)
+	if err != nil {
+		return FetchResult{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
