@@ -73,20 +73,57 @@ func (c *Client) PurgeVerifiedBatch(ctx context.Context, e inventory.Edge, units
 		}
 		pending = append(pending, i)
 	}
+	c.pipelined(ctx, e, pending, pipeExchange{
+		method:  "PURGE",
+		timeout: c.opts.Timeout,
+		write:   func(w *bufio.Writer, i int) { writeVerifiedPurge(w, units[i], soft) },
+		answer: func(i int, resp *http.Response, _ int64, sent time.Time) {
+			out[i].Sent = sent
+			out[i].Probe, out[i].Verified, out[i].Err = verifiedAnswer(e, units[i].Path, resp)
+		},
+		fail: func(i int, err error) { out[i].Err = err },
+	})
+	return out
+}
+
+// pipeExchange is one kind of pipelined request for Client.pipelined:
+// how unit i is written and what its answer (body read, n bytes) or its
+// failure means to the caller.
+type pipeExchange struct {
+	method  string
+	timeout time.Duration // per answer: from the write, or the previous answer
+	write   func(w *bufio.Writer, i int)
+	answer  func(i int, resp *http.Response, n int64, sent time.Time)
+	fail    func(i int, err error)
+}
+
+// pipelined sends the units numbered by pending to e over its pipelined
+// connections (HTTP/1.1, RFC 9112 §9.3.2): up to MaxPipelined requests are
+// written at once and their answers read in order. A unit without an
+// answer (the connection broke, the context ended) gets x.fail with a
+// transport error. A connection that breaks after some answers (or a
+// reused one that answers nothing: the edge closed it while idle) is
+// replaced once per failure and the remaining units sent on the new one.
+func (c *Client) pipelined(ctx context.Context, e inventory.Edge, pending []int, x pipeExchange) {
+	failAll := func(idx []int, err error) {
+		for _, i := range idx {
+			x.fail(i, fmt.Errorf("%s via edge %s: %w", x.method, e.ID, err))
+		}
+	}
 	pool := c.pipePool(e.Address)
 	fresh := false
 	for len(pending) > 0 {
 		if err := ctx.Err(); err != nil {
-			failAll(out, pending, fmt.Errorf("PURGE via edge %s: %w", e.ID, err))
-			break
+			failAll(pending, err)
+			return
 		}
 		pc, reused, err := pool.get(ctx, fresh)
 		if err != nil {
-			failAll(out, pending, fmt.Errorf("PURGE via edge %s: %w", e.ID, err))
-			break
+			failAll(pending, err)
+			return
 		}
 		batch := pending[:min(len(pending), MaxPipelined)]
-		n, keep, err := pc.roundTrip(ctx, c.opts.Timeout, e, units, batch, soft, out)
+		n, keep, err := pc.roundTrip(ctx, x, batch)
 		pending = pending[n:]
 		if err == nil && keep {
 			pool.put(pc)
@@ -95,19 +132,12 @@ func (c *Client) PurgeVerifiedBatch(ctx context.Context, e inventory.Edge, units
 		}
 		pc.conn.Close()
 		if err != nil && n == 0 && !reused {
-			failAll(out, pending, fmt.Errorf("PURGE via edge %s: %w", e.ID, err))
-			break
+			failAll(pending, err)
+			return
 		}
 		// Progress was made, or an idle connection had gone stale: go on
 		// with a new connection.
 		fresh = n == 0
-	}
-	return out
-}
-
-func failAll(out []PurgeAnswer, idx []int, err error) {
-	for _, i := range idx {
-		out[i].Err = err
 	}
 }
 
@@ -138,18 +168,20 @@ type pipeConn struct {
 	idleSince time.Time
 }
 
-// purgeStub is what http.ReadResponse needs of the request (its method).
-var purgeStub = &http.Request{Method: "PURGE"}
-
-// roundTrip writes the units of batch and reads their answers in order.
-// It answers how many (a prefix of batch) got an answer, whether the
-// connection may carry more requests, and the error that stopped it.
-func (pc *pipeConn) roundTrip(ctx context.Context, timeout time.Duration, e inventory.Edge, units []PurgeUnit, batch []int, soft bool, out []PurgeAnswer) (n int, keep bool, err error) {
-	deadline := time.Now().Add(timeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
+// roundTrip writes the units of batch and reads their answers in order,
+// each within x.timeout of the write or of the answer before it (and
+// before ctx ends). It answers how many (a prefix of batch) got an
+// answer, whether the connection may carry more requests, and the error
+// that stopped it.
+func (pc *pipeConn) roundTrip(ctx context.Context, x pipeExchange, batch []int) (n int, keep bool, err error) {
+	deadline := func() time.Time {
+		d := time.Now().Add(x.timeout)
+		if cd, ok := ctx.Deadline(); ok && cd.Before(d) {
+			d = cd
+		}
+		return d
 	}
-	if err := pc.conn.SetDeadline(deadline); err != nil {
+	if err := pc.conn.SetDeadline(deadline()); err != nil {
 		return 0, false, fmt.Errorf("set deadline: %w", err)
 	}
 	stop := context.AfterFunc(ctx, func() { _ = pc.conn.SetDeadline(time.Unix(1, 0)) })
@@ -162,23 +194,28 @@ func (pc *pipeConn) roundTrip(ctx context.Context, timeout time.Duration, e inve
 	}()
 	sent := time.Now()
 	for _, i := range batch {
-		writeVerifiedPurge(pc.bw, units[i], soft)
+		x.write(pc.bw, i)
 	}
 	if err := pc.bw.Flush(); err != nil {
 		return 0, false, fmt.Errorf("write: %w", timedOut(ctx, err))
 	}
+	stub := &http.Request{Method: x.method} // what http.ReadResponse needs of the request
 	for n, i := range batch {
-		resp, err := http.ReadResponse(pc.br, purgeStub)
+		if n > 0 {
+			if err := pc.conn.SetReadDeadline(deadline()); err != nil {
+				return n, false, fmt.Errorf("set deadline: %w", err)
+			}
+		}
+		resp, err := http.ReadResponse(pc.br, stub)
 		if err != nil {
 			return n, false, fmt.Errorf("read answer %d of %d: %w", n+1, len(batch), timedOut(ctx, err))
 		}
-		_, err = io.Copy(io.Discard, resp.Body)
+		size, err := io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		if err != nil {
-			return n, false, fmt.Errorf("read answer %d of %d: %w", n+1, len(batch), err)
+			return n, false, fmt.Errorf("read answer %d of %d: %w", n+1, len(batch), timedOut(ctx, err))
 		}
-		out[i].Sent = sent
-		out[i].Probe, out[i].Verified, out[i].Err = verifiedAnswer(e, units[i].Path, resp)
+		x.answer(i, resp, size, sent)
 		if resp.Close {
 			return n + 1, false, nil
 		}
