@@ -72,6 +72,10 @@ type Prewarm struct {
 	// InFlight caps them over all edges (0: no cap but PerEdge's).
 	PerEdge  int
 	InFlight int
+	// Pipeline is how many of a chunk's GETs to one edge go pipelined on
+	// one connection, which then holds one PerEdge slot (0:
+	// defaultPrewarmPipeline; 1: one GET per connection at a time).
+	Pipeline int
 
 	mu    sync.Mutex
 	urls  map[string][]string // recently used URL lists, by payload key
@@ -84,6 +88,10 @@ type Prewarm struct {
 // defaultPrewarmPerEdge is PerEdge when unset: the in-flight GETs per edge
 // at which bench/prewarm's raw client is fastest on varnishd.
 const defaultPrewarmPerEdge = 64
+
+// defaultPrewarmPipeline is Pipeline when unset, chosen with bench/prewarm
+// -pipeline (docs/performance.md, "sixth pass").
+const defaultPrewarmPipeline = 8
 
 // LoadURLs reads a job's URL list once per process, not once per chunk.
 func (a *Prewarm) LoadURLs(ctx context.Context, key string) ([]string, error) {
@@ -256,38 +264,86 @@ func metricsFor(edgeID string) pairMetrics {
 
 // warmTarget runs one parsed URL on one edge with retries.
 func (a *Prewarm) warmTarget(ctx context.Context, e inventory.Edge, in PrewarmBatchInput, t pairTarget, f *edge.Fetcher, m pairMetrics) PairDetail {
+	return a.retryTarget(ctx, e, in, t, f, m, time.Now(), nil)
+}
+
+// warmBatch runs the pairs targets[js] on edge e: their first attempts
+// pipelined on one of the edge's connections (edge.Fetcher.FetchBatch),
+// then each failed pair's retries one by one as warmTarget's. A pair's
+// DurationMS runs from the batch's write. With NeedInvalidate every
+// attempt purges before its GET, so each pair goes through warmTarget.
+// Rows are in js's order.
+func (a *Prewarm) warmBatch(ctx context.Context, e inventory.Edge, in PrewarmBatchInput, targets []pairTarget, js []int, f *edge.Fetcher, m pairMetrics) []PairDetail {
+	rows := make([]PairDetail, len(js))
+	if in.NeedInvalidate || len(js) == 1 {
+		for k, j := range js {
+			rows[k] = a.warmTarget(ctx, e, in, targets[j], f, m)
+		}
+		return rows
+	}
 	start := time.Now()
+	units := make([]edge.FetchUnit, 0, len(js))
+	at := make([]int, 0, len(js)) // each unit's row
+	for k, j := range js {
+		t := targets[j]
+		if t.err != "" {
+			rows[k] = PairDetail{Error: t.err}
+			continue
+		}
+		scheme, host, path := pairRequest(in, e, t)
+		units = append(units, edge.FetchUnit{Scheme: scheme, Host: host, Path: path})
+		at = append(at, k)
+	}
+	for u, ans := range f.FetchBatch(ctx, units) {
+		rows[at[u]] = a.retryTarget(ctx, e, in, targets[js[at[u]]], f, m, start, &ans)
+	}
+	return rows
+}
+
+// pairRequest is how a pair's GET reaches edge e: scheme, Host (as a
+// browser sends it: the edge drops the port) and request target.
+func pairRequest(in PrewarmBatchInput, e inventory.Edge, t pairTarget) (scheme, host, path string) {
+	host, scheme = pairHostScheme(in, e, t.u)
+	if host == t.key.Host {
+		host = t.key.Authority()
+	}
+	return scheme, host, t.key.PathQuery
+}
+
+// retryTarget runs one parsed URL on one edge with retries from start;
+// first, when set, is attempt 1's outcome, already fetched.
+func (a *Prewarm) retryTarget(ctx context.Context, e inventory.Edge, in PrewarmBatchInput, t pairTarget, f *edge.Fetcher, m pairMetrics, start time.Time, first *edge.FetchAnswer) PairDetail {
 	row := PairDetail{}
 	if t.err != "" {
 		row.Error = t.err
 		return row
 	}
-	k := t.key
-	path := k.PathQuery
+	scheme, host, path := pairRequest(in, e, t)
 	attempts := in.Attempts
 	if attempts < 1 {
 		attempts = 1
-	}
-	host, scheme := pairHostScheme(in, e, t.u)
-	if host == k.Host {
-		host = k.Authority() // Host as a browser sends it (the edge drops the port)
 	}
 	backoff := 200 * time.Millisecond
 	var err error
 	for attempt := 1; attempt <= attempts; attempt++ {
 		row.Attempts = attempt
 		err = nil
-		// need_invalidate: every attempt purges before its GET, so a retry
-		// never counts a copy cached before the purge as warmed.
-		if in.NeedInvalidate {
-			if perr := a.Edge.Purge(ctx, e, host, path, false); perr != nil {
-				err = fmt.Errorf("invalidate: %w", perr)
+		if attempt == 1 && first != nil {
+			row.Status, row.Cache, row.Age = first.Result.Status, first.Result.Cache, first.Result.Age
+			err = first.Err
+		} else {
+			// need_invalidate: every attempt purges before its GET, so a
+			// retry never counts a copy cached before the purge as warmed.
+			if in.NeedInvalidate {
+				if perr := a.Edge.Purge(ctx, e, host, path, false); perr != nil {
+					err = fmt.Errorf("invalidate: %w", perr)
+				}
 			}
-		}
-		if err == nil {
-			var res edge.FetchResult
-			res, err = f.Fetch(ctx, scheme, host, path)
-			row.Status, row.Cache, row.Age = res.Status, res.Cache, res.Age
+			if err == nil {
+				var res edge.FetchResult
+				res, err = f.Fetch(ctx, scheme, host, path)
+				row.Status, row.Cache, row.Age = res.Status, res.Cache, res.Age
+			}
 		}
 		if err == nil {
 			row.Error = ""

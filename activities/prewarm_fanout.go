@@ -157,6 +157,10 @@ func (a *Prewarm) fanOut(ctx context.Context, in PrewarmChunkInput, edges []inve
 		case <-done:
 		}
 	}()
+	depth := max(a.Pipeline, 1)
+	if a.Pipeline == 0 {
+		depth = defaultPrewarmPipeline
+	}
 	stopBeat := beatWhile(ctx, func() { beatChunk(ctx, p.rows()) })
 	defer stopBeat()
 	var wg sync.WaitGroup
@@ -167,7 +171,7 @@ func (a *Prewarm) fanOut(ctx context.Context, in PrewarmChunkInput, edges []inve
 		f := a.Edge.Fetcher(ctx, e, header, in.AttemptTimeout)
 		slots := a.slots.of(e.ID, a.PerEdge, defaultPrewarmPerEdge)
 		next := new(atomic.Int64)
-		for w := 0; w < min(max(in.Concurrency, 1), span); w++ {
+		for w := 0; w < min(max(in.Concurrency, 1), (span+depth-1)/depth); w++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -176,22 +180,32 @@ func (a *Prewarm) fanOut(ctx context.Context, in PrewarmChunkInput, edges []inve
 				// GET would otherwise take twice).
 				ctx, cancel := context.WithCancel(ctx)
 				defer cancel()
+				js := make([]int, 0, depth)
 				for !stop.Load() && ctx.Err() == nil {
-					j := int(next.Add(1)) - 1
-					if j >= span {
+					j0 := int(next.Add(int64(depth))) - depth
+					if j0 >= span {
 						return
 					}
-					if p.has(pos*span + j) {
+					js = js[:0]
+					for j := j0; j < min(j0+depth, span); j++ {
+						if !p.has(pos*span + j) {
+							js = append(js, j)
+						}
+					}
+					if len(js) == 0 {
 						continue
 					}
 					release, ok := a.takeSlot(ctx, slots)
 					if !ok {
 						return
 					}
-					row := a.warmTarget(ctx, e, pin, targets[j], f, m)
+					rows := a.warmBatch(ctx, e, pin, targets, js, f, m)
 					release()
-					row.Index = in.Start + j
-					if ctx.Err() == nil { // cut short is not an outcome: a resumed attempt redoes it
+					if ctx.Err() != nil { // cut short is not an outcome: a resumed attempt redoes it
+						return
+					}
+					for k, row := range rows {
+						row.Index = in.Start + js[k]
 						p.add(fanRow{Edge: e.ID, PairDetail: row})
 					}
 				}

@@ -221,6 +221,7 @@ func TestPrewarmDeadlineTimesOut(t *testing.T) {
 	env := testenv.Start(t, testenv.Options{Edges: 1, Configure: func(c *config.Config) {
 		c.PrewarmAttemptTimeout = 20 * time.Second
 		c.PrewarmConcurrency = 1
+		c.PrewarmPipeline = 1
 	}})
 	var urls []string
 	for i := 0; i < 4; i++ {

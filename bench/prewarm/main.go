@@ -42,17 +42,19 @@ func main() {
 	withRaw := flag.Bool("raw", true, "also measure the raw client on fresh edges (false: cdnflow only, e.g. for the memory and status figures of a long run)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the first cdnflow job (worker, API and embedded Temporal in this process) to this file; read it with go tool pprof")
 	rawProfile := flag.String("rawprofile", "", "write a CPU profile of the raw client's first round to this file, to set beside -cpuprofile")
+	pipeline := flag.Int("pipeline", 8, "cdnflow's --prewarm-pipeline: GETs pipelined on one connection to an edge (1: none)")
 	rounds := flag.Int("rounds", 3, "rounds, each one cdnflow job and one raw run on fresh URLs (the order alternates); the ratio is over their total time")
 	flag.Parse()
 	ctx := context.Background()
 	domain := "bench.example.com"
 	if *binDir != "" {
-		clusterBench(ctx, *binDir, *workers, *urls, *edges, *conc, domain)
+		clusterBench(ctx, *binDir, *workers, *urls, *edges, *conc, *pipeline, domain)
 		return
 	}
 
 	stack, err := harness.Start(ctx, harness.Options{Edges: *edges, Configure: func(c *config.Config) {
 		c.PrewarmConcurrency = *conc
+		c.PrewarmPipeline = *pipeline
 	}})
 	if err != nil {
 		log.Fatal(err)
@@ -161,7 +163,7 @@ func measureRaw(ctx context.Context, stack *harness.Stack, domain string, list [
 }
 
 // clusterBench measures one job per worker count on a local cluster.
-func clusterBench(ctx context.Context, binDir, workerList string, urls, edges, conc int, domain string) {
+func clusterBench(ctx context.Context, binDir, workerList string, urls, edges, conc, pipeline int, domain string) {
 	var counts []int
 	for _, w := range strings.Split(workerList, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(w))
@@ -172,7 +174,7 @@ func clusterBench(ctx context.Context, binDir, workerList string, urls, edges, c
 	}
 	most := slices.Max(counts)
 	stack, err := harness.StartCluster(ctx, harness.ClusterOptions{Edges: edges, Workers: most, BinDir: binDir,
-		ServerArgs: []string{"--prewarm-concurrency", strconv.Itoa(conc), "--max-backlog", "0", "--log-level", "warn"}})
+		ServerArgs: []string{"--prewarm-concurrency", strconv.Itoa(conc), "--prewarm-pipeline", strconv.Itoa(pipeline), "--max-backlog", "0", "--log-level", "warn"}})
 	if err != nil {
 		log.Fatal(err)
 	}

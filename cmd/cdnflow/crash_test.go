@@ -44,6 +44,7 @@ func workerEnv(t *testing.T, heartbeat time.Duration) (*testenv.Env, api, *worke
 		// A few pairs at a time per chunk keep the job running long enough
 		// for every kill to land in the middle of it.
 		c.PrewarmConcurrency = 2
+		c.PrewarmPipeline = 1
 	}})
 	w := startWorkerProc(t, bin, env, "--edge-purge-concurrency", "2")
 	host, portStr, _ := net.SplitHostPort(env.OriginAddr)

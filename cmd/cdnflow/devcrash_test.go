@@ -135,7 +135,7 @@ func TestDevKilledAndRestartedLosesNothing(t *testing.T) {
 		"--default-origin", fmt.Sprintf("127.0.0.1:%d", originPort),
 		"--app-keys", crashAppKey + ":" + crashSecret,
 		"--heartbeat-timeout", crashHeartbeat.String(),
-		"--prewarm-concurrency", "2",
+		"--prewarm-concurrency", "2", "--prewarm-pipeline", "1",
 		// Attempts outlast the held edge's 503s (200 ms doubling to 5 s).
 		"--prewarm-attempts", "8",
 		"--purge-item-interval", "0s",

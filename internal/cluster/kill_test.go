@@ -186,7 +186,7 @@ func startCluster(dir, binDir string) (*env, error) {
 		ServerArgs: []string{"--app-keys", appKey + ":" + appSecret, "--heartbeat-timeout", heartbeat.String(),
 			// A few fetches at a time per chunk keep the job running long
 			// enough for every fault to land in the middle of it.
-			"--prewarm-concurrency", "4", "--purge-item-interval", "0s",
+			"--prewarm-concurrency", "4", "--prewarm-pipeline", "1", "--purge-item-interval", "0s",
 			// Pairs of the edge held during a fault outlast it: 6 GETs of
 			// at most 10 s, 200 ms doubling to 5 s between them.
 			"--prewarm-attempts", "6", "--max-backlog", "0", "--log-level", "info"},

@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/cdnflow/cdnflow/edge"
 	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/internal/payload"
 )
@@ -69,11 +70,17 @@ type Config struct {
 	PrewarmDefaultTimeout time.Duration
 	PrewarmAttempts       int
 	PrewarmAttemptTimeout time.Duration
-	PrewarmConcurrency    int
-	// PrewarmWorkerConcurrency caps the prewarm GETs in flight from one
-	// worker to all edges together: past a few hundred, two cores only
-	// queue them, and every one in flight costs connections and memory.
+	// PrewarmConcurrency caps the connections one worker uses at once for
+	// prewarm GETs to one edge, shared by its jobs; each carries up to
+	// PrewarmPipeline GETs pipelined.
+	PrewarmConcurrency int
+	// PrewarmWorkerConcurrency caps those connections from one worker to
+	// all edges together: past a few hundred, two cores only queue them,
+	// and every one in use costs memory.
 	PrewarmWorkerConcurrency int
+	// PrewarmPipeline is how many prewarm GETs go pipelined on one
+	// connection to an edge (RFC 9112 §9.3.2); 1 sends one at a time.
+	PrewarmPipeline int
 	// Purge limits, as NHN's defaults: paths per purge request (seq) and the
 	// per-appKey rate of purge requests.
 	PurgeItemBatch     int
@@ -153,6 +160,7 @@ func Default() Config {
 		MaxBacklog:               50,
 		PrewarmConcurrency:       64,
 		PrewarmWorkerConcurrency: 256,
+		PrewarmPipeline:          8,
 		DefaultOrigin:            "127.0.0.1:8090",
 		PurgeItemBatch:           200,
 		PurgeWildcardBatch:       10,
@@ -191,8 +199,9 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	dur(fs, &c.PrewarmDefaultTimeout, "prewarm-timeout", "CDNFLOW_PREWARM_TIMEOUT", "default deadline of a prewarm job")
 	num(fs, &c.PrewarmAttempts, "prewarm-attempts", "CDNFLOW_PREWARM_ATTEMPTS", "attempts per URL and edge")
 	dur(fs, &c.PrewarmAttemptTimeout, "prewarm-attempt-timeout", "CDNFLOW_PREWARM_ATTEMPT_TIMEOUT", "timeout of one prewarm GET")
-	num(fs, &c.PrewarmConcurrency, "prewarm-concurrency", "CDNFLOW_PREWARM_CONCURRENCY", "prewarm GETs in flight to one edge from one worker, shared by its jobs")
-	num(fs, &c.PrewarmWorkerConcurrency, "prewarm-worker-concurrency", "CDNFLOW_PREWARM_WORKER_CONCURRENCY", "prewarm GETs in flight from one worker to all edges together")
+	num(fs, &c.PrewarmConcurrency, "prewarm-concurrency", "CDNFLOW_PREWARM_CONCURRENCY", "connections for prewarm GETs to one edge from one worker, shared by its jobs")
+	num(fs, &c.PrewarmWorkerConcurrency, "prewarm-worker-concurrency", "CDNFLOW_PREWARM_WORKER_CONCURRENCY", "connections for prewarm GETs from one worker to all edges together")
+	num(fs, &c.PrewarmPipeline, "prewarm-pipeline", "CDNFLOW_PREWARM_PIPELINE", "prewarm GETs pipelined on one connection to an edge (1: none)")
 	num(fs, &c.PurgeItemBatch, "purge-item-batch", "CDNFLOW_PURGE_ITEM_BATCH", "ITEM paths per purge seq (NHN: 200)")
 	num(fs, &c.PurgeWildcardBatch, "purge-wildcard-batch", "CDNFLOW_PURGE_WILDCARD_BATCH", "WILDCARD paths per purge seq (NHN: 10)")
 	dur(fs, &c.PurgeItemInterval, "purge-item-interval", "CDNFLOW_PURGE_ITEM_INTERVAL", "minimum time between ITEM/WILDCARD/TAG purge requests of one appKey (NHN: 1s)")
@@ -394,6 +403,9 @@ func (c Config) Validate() error {
 	}
 	if c.PrewarmConcurrency < 1 || c.PrewarmWorkerConcurrency < 1 {
 		return fmt.Errorf("prewarm-concurrency and prewarm-worker-concurrency must be at least 1")
+	}
+	if c.PrewarmPipeline < 1 || c.PrewarmPipeline > edge.MaxPipelined {
+		return fmt.Errorf("prewarm-pipeline must be 1 to %d", edge.MaxPipelined)
 	}
 	if c.EdgeSyncEvery < time.Second {
 		return fmt.Errorf("edge-sync-every must be at least 1s")
