@@ -38,8 +38,9 @@ type PrewarmChunkInput struct {
 	NeedInvalidate bool              `json:"needInvalidate,omitempty"`
 	Attempts       int               `json:"attempts"`
 	AttemptTimeout time.Duration     `json:"attemptTimeout"`
-	// Concurrency caps the GETs in flight per edge within this activity;
-	// they also take one of the worker's per-edge slots (Prewarm.PerEdge).
+	// Concurrency caps the connections in use per edge within this
+	// activity, each carrying up to Prewarm.Pipeline GETs; each also takes
+	// one of the worker's per-edge slots (Prewarm.PerEdge).
 	Concurrency int `json:"concurrency"`
 }
 
@@ -135,13 +136,14 @@ func (a *Prewarm) chunkInputs(ctx context.Context, in PrewarmChunkInput) ([]inve
 }
 
 // fanOut runs every pair of the chunk that p has not finished: per edge,
-// up to Concurrency workers take the next URL in order, and each GET holds
-// one of the edge's slots on this worker (Prewarm.PerEdge, shared by every
-// chunk and job; waiting GETs take them in turn) and one of the worker's
-// (Prewarm.InFlight, over all edges). So the GETs in flight to
-// an edge stay at PerEdge while chunks follow one another, a job's last
-// chunk runs at the full width instead of a third of it, and a slow job
-// does not hold an edge's slots from the others. It heartbeats p
+// up to Concurrency workers take the next Pipeline URLs in order and send
+// them pipelined on one connection (Prewarm.warmBatch), and each batch
+// holds one of the edge's slots on this worker (Prewarm.PerEdge, shared
+// by every chunk and job; waiting batches take them in turn) and one of
+// the worker's (Prewarm.InFlight, over all edges). So the connections in
+// use to an edge stay at PerEdge while chunks follow one another, a job's
+// last chunk runs at the full width instead of a third of it, and a slow
+// job holds an edge's slot for one batch at a time. It heartbeats p
 // meanwhile and, when the worker is told to stop (SIGTERM), lets the pairs
 // in flight finish and starts no more. It reports whether such a stop
 // left pairs without an outcome.

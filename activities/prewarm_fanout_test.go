@@ -206,9 +206,10 @@ func TestPrewarmChunkFinalErrors(t *testing.T) {
 	}
 }
 
-// The GETs in flight to one edge are the worker's per-edge slots, shared by
-// every chunk: two chunks at once never exceed PerEdge on an edge, and one
-// chunk alone uses every slot (up to its Concurrency).
+// The connections in use to one edge (each a batch of pipelined GETs,
+// which an edge answers one after the other) are the worker's per-edge
+// slots, shared by every chunk: two chunks at once never exceed PerEdge on
+// an edge, and one chunk alone uses every slot (up to its Concurrency).
 func TestPrewarmChunksShareEdgeSlots(t *testing.T) {
 	var inFlight, peak atomic.Int64
 	handler := func(w http.ResponseWriter, r *http.Request) {
