@@ -46,7 +46,8 @@ const (
 // PurgeVerifiedBatch is PurgeVerified for every unit, with the requests
 // pipelined (HTTP/1.1, RFC 9112 §9.3.2) on one keep-alive connection to e:
 // up to MaxPipelined requests are written at once and their answers read
-// in order, one answer per unit in units' order. A unit without an answer
+// in order (each within Options.Timeout of the write or of the answer
+// before it), one answer per unit in units' order. A unit without an answer
 // (the connection broke, the context ended) has a transport error and was
 // not confirmed: the caller sends it again. Answers already read stand.
 // A connection that breaks after some answers (or a reused one that
