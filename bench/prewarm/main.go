@@ -15,6 +15,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -22,7 +23,6 @@ import (
 	"log"
 	"net/http"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -31,12 +31,14 @@ import (
 
 	"github.com/cdnflow/cdnflow/bench/harness"
 	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/inventory"
 )
 
 func main() {
 	urls := flag.Int("urls", 20000, "URLs per job")
 	edges := flag.Int("edges", 4, "edges")
-	conc := flag.Int("concurrency", 64, "GETs in flight per edge: cdnflow's --prewarm-concurrency (per worker, shared by the job's chunks) and the raw client's")
+	conc := flag.Int("concurrency", 64, "the raw client's GETs in flight per edge, and cdnflow's connections per edge unless -connections is set")
+	conns := flag.Int("connections", 0, "cdnflow's --prewarm-concurrency: connections per edge per worker, shared by the job's chunks, each carrying -pipeline GETs (0: -concurrency)")
 	binDir := flag.String("cluster", "", "run against a local cluster whose binaries are in this directory (make cluster-bins: bin)")
 	workers := flag.String("workers", "1,2", "with -cluster: worker counts to measure, one job each")
 	withRaw := flag.Bool("raw", true, "also measure the raw client on fresh edges (false: cdnflow only, e.g. for the memory and status figures of a long run)")
@@ -48,12 +50,12 @@ func main() {
 	ctx := context.Background()
 	domain := "bench.example.com"
 	if *binDir != "" {
-		clusterBench(ctx, *binDir, *workers, *urls, *edges, *conc, *pipeline, domain)
+		clusterBench(ctx, *binDir, *workers, *urls, *edges, *conc, cmp.Or(*conns, *conc), *pipeline, domain)
 		return
 	}
 
 	stack, err := harness.Start(ctx, harness.Options{Edges: *edges, Configure: func(c *config.Config) {
-		c.PrewarmConcurrency = *conc
+		c.PrewarmConcurrency = cmp.Or(*conns, *conc)
 		c.PrewarmPipeline = *pipeline
 	}})
 	if err != nil {
@@ -65,15 +67,15 @@ func main() {
 	var sum [2]time.Duration // cdnflow, raw
 	var ratios []float64
 	for r := 1; r <= *rounds; r++ {
-		list := urlList(domain, fmt.Sprintf("r%d", r), *urls)
+		list, rawList := urlList(domain, fmt.Sprintf("r%d", r), *urls), urlList(domain, fmt.Sprintf("raw%d", r), *urls)
 		var cdn, rw measured
 		if !*withRaw {
 			cdn = measureJob(stack, domain, list, pick(r == 1, *cpuProfile))
 		} else if r%2 == 1 { // alternate the order: drift of the box hits both sides alike
 			cdn = measureJob(stack, domain, list, pick(r == 1, *cpuProfile))
-			rw = measureRaw(ctx, stack, domain, list, *edges, *conc, r, pick(r == 1, *rawProfile))
+			rw = measureRaw(stack, domain, rawList, *conc, pick(r == 1, *rawProfile))
 		} else {
-			rw = measureRaw(ctx, stack, domain, list, *edges, *conc, r, pick(r == 1, *rawProfile))
+			rw = measureRaw(stack, domain, rawList, *conc, pick(r == 1, *rawProfile))
 			cdn = measureJob(stack, domain, list, pick(r == 1, *cpuProfile))
 		}
 		sum[0] += cdn.dur
@@ -138,14 +140,15 @@ func measureJob(stack *harness.Stack, domain string, list []string, profile stri
 	return m
 }
 
-// measureRaw sends the same pairs to fresh edges with a plain client.
-func measureRaw(ctx context.Context, stack *harness.Stack, domain string, list []string, edges, conc, round int, profile string) measured {
-	fresh, procs, err := harness.StartEdges(ctx, filepath.Join(stack.Dir, fmt.Sprintf("raw%d", round)), fmt.Sprintf("RAW%d-", round), edges, stack.OriginAddr)
-	for _, p := range procs {
-		defer p.Stop(context.Background())
-	}
-	if err != nil {
-		log.Fatal(err)
+// measureRaw sends list's URLs (as many as the job's, under their own
+// prefix, so every GET is a MISS as the job's are) to the stack's own edges
+// with a plain client: the same varnishd processes, configuration and cache
+// state as the job's, only the client differs.
+func measureRaw(stack *harness.Stack, domain string, list []string, conc int, profile string) measured {
+	var edges []inventory.Edge
+	for _, id := range stack.Inventory.IDs() {
+		e, _ := stack.Inventory.Get(id)
+		edges = append(edges, e)
 	}
 	paths := make([]string, len(list))
 	for i, u := range list {
@@ -155,7 +158,7 @@ func measureRaw(ctx context.Context, stack *harness.Stack, domain string, list [
 	defer stop()
 	stack.Origin.Reset()
 	cpu0, t0 := harness.ProcessCPU(), time.Now()
-	dur, failed := harness.Raw(fresh, http.MethodGet, domain, paths, conc)
+	dur, failed := harness.Raw(edges, http.MethodGet, domain, paths, conc)
 	m := measured{dur: dur, cpu: harness.ProcessCPU() - cpu0, note: fmt.Sprintf("%d failed", failed)}
 	first, last := stack.Origin.Span()
 	m.first, m.last = first.Sub(t0), last.Sub(t0)
@@ -163,7 +166,7 @@ func measureRaw(ctx context.Context, stack *harness.Stack, domain string, list [
 }
 
 // clusterBench measures one job per worker count on a local cluster.
-func clusterBench(ctx context.Context, binDir, workerList string, urls, edges, conc, pipeline int, domain string) {
+func clusterBench(ctx context.Context, binDir, workerList string, urls, edges, conc, conns, pipeline int, domain string) {
 	var counts []int
 	for _, w := range strings.Split(workerList, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(w))
@@ -174,7 +177,7 @@ func clusterBench(ctx context.Context, binDir, workerList string, urls, edges, c
 	}
 	most := slices.Max(counts)
 	stack, err := harness.StartCluster(ctx, harness.ClusterOptions{Edges: edges, Workers: most, BinDir: binDir,
-		ServerArgs: []string{"--prewarm-concurrency", strconv.Itoa(conc), "--prewarm-pipeline", strconv.Itoa(pipeline), "--max-backlog", "0", "--log-level", "warn"}})
+		ServerArgs: []string{"--prewarm-concurrency", strconv.Itoa(conns), "--prewarm-pipeline", strconv.Itoa(pipeline), "--max-backlog", "0", "--log-level", "warn"}})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -197,7 +200,7 @@ func clusterBench(ctx context.Context, binDir, workerList string, urls, edges, c
 	if len(counts) > 1 {
 		fmt.Printf("  ratio %d workers / %d worker(s): %.2f\n", counts[len(counts)-1], counts[0], rates[counts[len(counts)-1]]/rates[counts[0]])
 	}
-	rw := measureRaw(ctx, stack, domain, urlList(domain, "raw", urls), edges, conc, 1, "")
+	rw := measureRaw(stack, domain, urlList(domain, "raw", urls), conc, "")
 	fmt.Printf("  raw concurrent Go client -> varnishd: %8.0f pairs/s  (%s, %s)\n", rw.rate(pairs), rw.dur.Round(time.Millisecond), rw.note)
 }
 
