@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -73,43 +74,49 @@ func TestFetchBatchOnVarnish(t *testing.T) {
 	}
 }
 
-// A batch goes on one connection with Host, the Fetcher's header and
-// Accept-Encoding on every request; a header that cannot be written as is
-// falls back to one Fetch per unit.
-func TestFetchBatchPipelinesOnOneConnection(t *testing.T) {
+// getServer answers GETs in order on every connection with a 3-byte
+// stored object ("/slow…" after a second), keeping the requests it read
+// and counting connections.
+type getServer struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns int
+	open  []net.Conn
+	reqs  []*http.Request
+	wg    sync.WaitGroup
+}
+
+func startGetServer(t *testing.T) *getServer {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var conns int
-	var open []net.Conn
-	var reqs []*http.Request
-	var wg sync.WaitGroup
+	s := &getServer{ln: ln}
 	t.Cleanup(func() {
 		ln.Close()
-		mu.Lock()
-		for _, c := range open {
+		s.mu.Lock()
+		for _, c := range s.open {
 			c.Close() // the client keeps its idle connections
 		}
-		mu.Unlock()
-		wg.Wait()
+		s.mu.Unlock()
+		s.wg.Wait()
 	})
-	wg.Add(1)
+	s.wg.Add(1)
 	go func() {
-		defer wg.Done()
+		defer s.wg.Done()
 		for {
 			conn, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			mu.Lock()
-			conns++
-			open = append(open, conn)
-			mu.Unlock()
-			wg.Add(1)
+			s.mu.Lock()
+			s.conns++
+			s.open = append(s.open, conn)
+			s.mu.Unlock()
+			s.wg.Add(1)
 			go func() {
-				defer wg.Done()
+				defer s.wg.Done()
 				defer conn.Close()
 				br := bufio.NewReader(conn)
 				for {
@@ -117,9 +124,12 @@ func TestFetchBatchPipelinesOnOneConnection(t *testing.T) {
 					if err != nil {
 						return
 					}
-					mu.Lock()
-					reqs = append(reqs, r)
-					mu.Unlock()
+					s.mu.Lock()
+					s.reqs = append(s.reqs, r)
+					s.mu.Unlock()
+					if strings.HasPrefix(r.URL.Path, "/slow") {
+						time.Sleep(time.Second)
+					}
 					if _, err := conn.Write([]byte("HTTP/1.1 200 OK\r\nX-Cache: MISS\r\nContent-Length: 3\r\n\r\nabc")); err != nil {
 						return
 					}
@@ -127,7 +137,15 @@ func TestFetchBatchPipelinesOnOneConnection(t *testing.T) {
 			}()
 		}
 	}()
-	e := inventory.Edge{ID: "E1", Address: ln.Addr().String()}
+	return s
+}
+
+// A batch goes on one connection with Host, the Fetcher's header and
+// Accept-Encoding on every request; a header that cannot be written as is
+// falls back to one Fetch per unit.
+func TestFetchBatchPipelinesOnOneConnection(t *testing.T) {
+	srv := startGetServer(t)
+	e := inventory.Edge{ID: "E1", Address: srv.ln.Addr().String()}
 	c := edge.NewClient(edge.Options{})
 	ctx := context.Background()
 	units := []edge.FetchUnit{{Host: "a.test", Path: "/1"}, {Host: "b.test", Path: "/2?q=1"}, {Scheme: "http", Host: "a.test", Path: "/3"}}
@@ -136,18 +154,18 @@ func TestFetchBatchPipelinesOnOneConnection(t *testing.T) {
 			t.Fatalf("answer %+v, want a stored 3-byte object", a)
 		}
 	}
-	mu.Lock()
-	if conns != 1 || len(reqs) != 3 {
-		t.Fatalf("%d connections carried %d requests, want 1 and 3", conns, len(reqs))
+	srv.mu.Lock()
+	if srv.conns != 1 || len(srv.reqs) != 3 {
+		t.Fatalf("%d connections carried %d requests, want 1 and 3", srv.conns, len(srv.reqs))
 	}
-	for i, r := range reqs {
+	for i, r := range srv.reqs {
 		if r.Host != units[i].Host || r.URL.RequestURI() != units[i].Path || r.Header.Get("X-Prewarm") != "yes" ||
 			r.Header.Get("Accept-Encoding") != "gzip, deflate, br" || r.Method != http.MethodGet {
 			t.Fatalf("request %d = %s %s Host %s %v", i, r.Method, r.URL, r.Host, r.Header)
 		}
 	}
-	reqs = nil
-	mu.Unlock()
+	srv.reqs = nil
+	srv.mu.Unlock()
 
 	// "Connection" cannot ride a pipelined GET: one Fetch per unit instead.
 	for _, a := range c.Fetcher(ctx, e, http.Header{"Connection": {"close"}}, time.Second).FetchBatch(ctx, units) {
@@ -155,9 +173,37 @@ func TestFetchBatchPipelinesOnOneConnection(t *testing.T) {
 			t.Fatalf("answer %+v without pipelining", a)
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(reqs) != 3 || conns < 2 {
-		t.Fatalf("%d requests over %d connections in all, want 3 more over new ones", len(reqs), conns)
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if len(srv.reqs) != 3 || srv.conns < 2 {
+		t.Fatalf("%d requests over %d connections in all, want 3 more over new ones", len(srv.reqs), srv.conns)
+	}
+}
+
+// A GET without an answer within the timeout fails alone, as a request on
+// its own would (a retryable deadline); it is not sent again, and the
+// units after it go on a new connection.
+func TestFetchBatchTimeoutFailsOneUnit(t *testing.T) {
+	srv := startGetServer(t)
+	e := inventory.Edge{ID: "E1", Address: srv.ln.Addr().String()}
+	ctx := context.Background()
+	units := []edge.FetchUnit{{Host: "a.test", Path: "/1"}, {Host: "a.test", Path: "/slow/2"}, {Host: "a.test", Path: "/3"}}
+	answers := edge.NewClient(edge.Options{}).Fetcher(ctx, e, nil, 200*time.Millisecond).FetchBatch(ctx, units)
+	if answers[0].Err != nil || answers[2].Err != nil || !answers[2].Result.Cached {
+		t.Fatalf("answers %+v, want /1 and /3 stored", answers)
+	}
+	if err := answers[1].Err; !errors.Is(err, context.DeadlineExceeded) || !edge.IsRetryable(err) {
+		t.Fatalf("/slow/2: %v, want a retryable deadline", err)
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	var slow int
+	for _, r := range srv.reqs {
+		if strings.HasPrefix(r.URL.Path, "/slow") {
+			slow++
+		}
+	}
+	if slow != 1 || srv.conns != 2 {
+		t.Fatalf("/slow sent %d times over %d connections, want once and 2 connections", slow, srv.conns)
 	}
 }

@@ -96,16 +96,20 @@ type pipeExchange struct {
 	write   func(w *bufio.Writer, i int)
 	answer  func(i int, resp *http.Response, n int64, sent time.Time)
 	fail    func(i int, err error)
+	edgeID  string // set by pipelined, for errors
 }
 
 // pipelined sends the units numbered by pending to e over its pipelined
 // connections (HTTP/1.1, RFC 9112 §9.3.2): up to MaxPipelined requests are
-// written at once and their answers read in order. A unit without an
-// answer (the connection broke, the context ended) gets x.fail with a
-// transport error. A connection that breaks after some answers (or a
+// written at once and their answers read in order. A unit whose answer
+// does not come within x.timeout gets x.fail with a timeout (wrapping
+// context.DeadlineExceeded) and the units after it go on a new connection;
+// a unit without an answer otherwise (the connection broke, the context
+// ended) gets x.fail with a transport error. A connection that breaks after some answers (or a
 // reused one that answers nothing: the edge closed it while idle) is
 // replaced once per failure and the remaining units sent on the new one.
 func (c *Client) pipelined(ctx context.Context, e inventory.Edge, pending []int, x pipeExchange) {
+	x.edgeID = e.ID
 	failAll := func(idx []int, err error) {
 		for _, i := range idx {
 			x.fail(i, fmt.Errorf("%s via edge %s: %w", x.method, e.ID, err))
@@ -208,6 +212,13 @@ func (pc *pipeConn) roundTrip(ctx context.Context, x pipeExchange, batch []int) 
 			}
 		}
 		resp, err := http.ReadResponse(pc.br, stub)
+		if err != nil && ctx.Err() == nil && errors.Is(err, os.ErrDeadlineExceeded) {
+			// No answer in time is this unit's answer, as it is for a
+			// request on its own: it is not sent again; the units after
+			// it go on a new connection.
+			x.fail(i, fmt.Errorf("%s via edge %s: read answer %d of %d: %w", x.method, x.edgeID, n+1, len(batch), timedOut(ctx, err)))
+			return n + 1, false, nil
+		}
 		if err != nil {
 			return n, false, fmt.Errorf("read answer %d of %d: %w", n+1, len(batch), timedOut(ctx, err))
 		}
