@@ -264,38 +264,96 @@ func metricsFor(edgeID string) pairMetrics {
 
 // warmTarget runs one parsed URL on one edge with retries.
 func (a *Prewarm) warmTarget(ctx context.Context, e inventory.Edge, in PrewarmBatchInput, t pairTarget, f *edge.Fetcher, m pairMetrics) PairDetail {
-	return a.retryTarget(ctx, e, in, t, f, m, time.Now(), nil)
+	return a.warmBatch(ctx, e, in, []pairTarget{t}, []int{0}, f, m)[0]
 }
 
-// warmBatch runs the pairs targets[js] on edge e: their first attempts
-// pipelined on one of the edge's connections (edge.Fetcher.FetchBatch),
-// then each failed pair's retries one by one as warmTarget's. A pair's
-// DurationMS runs from the batch's write. With NeedInvalidate every
-// attempt purges before its GET, so each pair goes through warmTarget.
-// Rows are in js's order.
+// warmBatch runs the pairs targets[js] on edge e, each with up to
+// in.Attempts attempts: every attempt's GETs go pipelined on one of the
+// edge's connections (edge.Fetcher.FetchBatch), and the pairs whose
+// attempt failed with a retryable error go again together after a backoff
+// (200 ms doubling, up to 6.4 s). With NeedInvalidate every attempt purges
+// each pair before its GET, so a retry never counts a copy cached before
+// the purge as warmed. A pair's DurationMS runs from the batch's start to
+// its last answer (pipelined GETs wait for the ones before them on the
+// connection). Rows are in js's order; metrics are counted unless ctx
+// ended.
 func (a *Prewarm) warmBatch(ctx context.Context, e inventory.Edge, in PrewarmBatchInput, targets []pairTarget, js []int, f *edge.Fetcher, m pairMetrics) []PairDetail {
-	rows := make([]PairDetail, len(js))
-	if in.NeedInvalidate || len(js) == 1 {
-		for k, j := range js {
-			rows[k] = a.warmTarget(ctx, e, in, targets[j], f, m)
-		}
-		return rows
-	}
 	start := time.Now()
-	units := make([]edge.FetchUnit, 0, len(js))
-	at := make([]int, 0, len(js)) // each unit's row
+	rows := make([]PairDetail, len(js))
+	reqs := make([]edge.FetchUnit, len(js))
+	errs := make([]error, len(js))
+	pending := make([]int, 0, len(js)) // rows still to fetch
 	for k, j := range js {
-		t := targets[j]
-		if t.err != "" {
-			rows[k] = PairDetail{Error: t.err}
-			continue
+		if t := targets[j]; t.err != "" {
+			rows[k].Error = t.err
+		} else {
+			reqs[k].Scheme, reqs[k].Host, reqs[k].Path = pairRequest(in, e, t)
+			pending = append(pending, k)
 		}
-		scheme, host, path := pairRequest(in, e, t)
-		units = append(units, edge.FetchUnit{Scheme: scheme, Host: host, Path: path})
-		at = append(at, k)
 	}
-	for u, ans := range f.FetchBatch(ctx, units) {
-		rows[at[u]] = a.retryTarget(ctx, e, in, targets[js[at[u]]], f, m, start, &ans)
+	attempts := max(in.Attempts, 1)
+	backoff := 200 * time.Millisecond
+	for attempt := 1; len(pending) > 0; attempt++ {
+		began := time.Now()
+		send := make([]int, 0, len(pending))
+		for _, k := range pending {
+			rows[k].Attempts, rows[k].DurationMS, errs[k] = attempt, -1, nil
+			if in.NeedInvalidate {
+				if err := a.Edge.Purge(ctx, e, reqs[k].Host, reqs[k].Path, false); err != nil {
+					errs[k] = fmt.Errorf("invalidate: %w", err)
+					continue
+				}
+			}
+			send = append(send, k)
+		}
+		units := make([]edge.FetchUnit, len(send))
+		for i, k := range send {
+			units[i] = reqs[k]
+		}
+		for i, ans := range f.FetchBatch(ctx, units) {
+			k := send[i]
+			rows[k].Status, rows[k].Cache, rows[k].Age, errs[k] = ans.Result.Status, ans.Result.Cache, ans.Result.Age, ans.Err
+			if ans.Result.Duration > 0 {
+				rows[k].DurationMS = (began.Sub(start) + ans.Result.Duration).Milliseconds()
+			}
+		}
+		next := pending[:0]
+		for _, k := range pending {
+			if rows[k].DurationMS < 0 { // no answer to time: a failed purge or transport
+				rows[k].DurationMS = time.Since(start).Milliseconds()
+			}
+			rows[k].Error = ""
+			if errs[k] == nil {
+				continue
+			}
+			rows[k].Error = errs[k].Error()
+			if edge.IsRetryable(errs[k]) && attempt < attempts && ctx.Err() == nil {
+				next = append(next, k)
+			}
+		}
+		pending = next
+		if len(pending) > 0 {
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+			}
+			if backoff < 5*time.Second {
+				backoff *= 2
+			}
+		}
+	}
+	if ctx.Err() == nil {
+		for _, r := range rows {
+			if r.Attempts == 0 {
+				continue // an invalid URL: never sent
+			}
+			if r.Error != "" {
+				m.failed.Inc()
+			} else {
+				m.success.Inc()
+			}
+			m.fetch.Observe(float64(r.DurationMS) / 1000 / float64(r.Attempts))
+		}
 	}
 	return rows
 }
@@ -308,67 +366,4 @@ func pairRequest(in PrewarmBatchInput, e inventory.Edge, t pairTarget) (scheme, 
 		host = t.key.Authority()
 	}
 	return scheme, host, t.key.PathQuery
-}
-
-// retryTarget runs one parsed URL on one edge with retries from start;
-// first, when set, is attempt 1's outcome, already fetched.
-func (a *Prewarm) retryTarget(ctx context.Context, e inventory.Edge, in PrewarmBatchInput, t pairTarget, f *edge.Fetcher, m pairMetrics, start time.Time, first *edge.FetchAnswer) PairDetail {
-	row := PairDetail{}
-	if t.err != "" {
-		row.Error = t.err
-		return row
-	}
-	scheme, host, path := pairRequest(in, e, t)
-	attempts := in.Attempts
-	if attempts < 1 {
-		attempts = 1
-	}
-	backoff := 200 * time.Millisecond
-	var err error
-	for attempt := 1; attempt <= attempts; attempt++ {
-		row.Attempts = attempt
-		err = nil
-		if attempt == 1 && first != nil {
-			row.Status, row.Cache, row.Age = first.Result.Status, first.Result.Cache, first.Result.Age
-			err = first.Err
-		} else {
-			// need_invalidate: every attempt purges before its GET, so a
-			// retry never counts a copy cached before the purge as warmed.
-			if in.NeedInvalidate {
-				if perr := a.Edge.Purge(ctx, e, host, path, false); perr != nil {
-					err = fmt.Errorf("invalidate: %w", perr)
-				}
-			}
-			if err == nil {
-				var res edge.FetchResult
-				res, err = f.Fetch(ctx, scheme, host, path)
-				row.Status, row.Cache, row.Age = res.Status, res.Cache, res.Age
-			}
-		}
-		if err == nil {
-			row.Error = ""
-			break
-		}
-		row.Error = err.Error()
-		if !edge.IsRetryable(err) || attempt == attempts || ctx.Err() != nil {
-			break
-		}
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-		}
-		if backoff < 5*time.Second {
-			backoff *= 2
-		}
-	}
-	row.DurationMS = time.Since(start).Milliseconds()
-	if ctx.Err() == nil {
-		if row.Error != "" {
-			m.failed.Inc()
-		} else {
-			m.success.Inc()
-		}
-		m.fetch.Observe(time.Since(start).Seconds() / float64(row.Attempts))
-	}
-	return row
 }

@@ -172,8 +172,9 @@ func (f *Fetcher) FetchBatch(ctx context.Context, units []FetchUnit) []FetchAnsw
 // wireHeader is header as the lines net/http would send after Host
 // (its default User-Agent unless header sets one), ending the request
 // with a blank line; "" when a name or value cannot be written as is
-// (RFC 9110 §5.1, §5.5) or the header names framing or connection fields
-// that a pipelined GET must not carry.
+// (RFC 9110 §5.1, §5.5) or the header names framing, connection or
+// expectation fields that a pipelined GET must not carry (an Expect could
+// draw a 1xx interim answer that would shift every later answer).
 func wireHeader(header http.Header) string {
 	var b strings.Builder
 	if _, ok := header["User-Agent"]; !ok {
@@ -181,7 +182,8 @@ func wireHeader(header http.Header) string {
 	}
 	for _, k := range slices.Sorted(maps.Keys(header)) {
 		switch k {
-		case "Host", "Connection", "Content-Length", "Transfer-Encoding", "Trailer", "Upgrade":
+		case "Host", "Connection", "Content-Length", "Transfer-Encoding", "Trailer", "Upgrade",
+			"Expect", "Te", "Keep-Alive", "Proxy-Connection":
 			return ""
 		}
 		if !httpguts.ValidHeaderFieldName(k) {

@@ -180,6 +180,9 @@ type pipeConn struct {
 // that stopped it.
 func (pc *pipeConn) roundTrip(ctx context.Context, x pipeExchange, batch []int) (n int, keep bool, err error) {
 	deadline := func() time.Time {
+		if ctx.Err() != nil {
+			return time.Unix(1, 0)
+		}
 		d := time.Now().Add(x.timeout)
 		if cd, ok := ctx.Deadline(); ok && cd.Before(d) {
 			d = cd
@@ -210,20 +213,23 @@ func (pc *pipeConn) roundTrip(ctx context.Context, x pipeExchange, batch []int) 
 			if err := pc.conn.SetReadDeadline(deadline()); err != nil {
 				return n, false, fmt.Errorf("set deadline: %w", err)
 			}
+			if ctx.Err() != nil { // ended while the deadline was set: AfterFunc's may be lost
+				_ = pc.conn.SetDeadline(time.Unix(1, 0))
+			}
 		}
 		resp, err := http.ReadResponse(pc.br, stub)
+		var size int64
+		if err == nil {
+			size, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
 		if err != nil && ctx.Err() == nil && errors.Is(err, os.ErrDeadlineExceeded) {
-			// No answer in time is this unit's answer, as it is for a
-			// request on its own: it is not sent again; the units after
-			// it go on a new connection.
+			// No (whole) answer in time is this unit's answer, as it is
+			// for a request on its own: it is not sent again; the units
+			// after it go on a new connection.
 			x.fail(i, fmt.Errorf("%s via edge %s: read answer %d of %d: %w", x.method, x.edgeID, n+1, len(batch), timedOut(ctx, err)))
 			return n + 1, false, nil
 		}
-		if err != nil {
-			return n, false, fmt.Errorf("read answer %d of %d: %w", n+1, len(batch), timedOut(ctx, err))
-		}
-		size, err := io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
 		if err != nil {
 			return n, false, fmt.Errorf("read answer %d of %d: %w", n+1, len(batch), timedOut(ctx, err))
 		}

@@ -161,12 +161,12 @@ func TestPrewarmEdgeFaults(t *testing.T) {
 		}
 	}
 	// Every attempt really went through its proxy, and the healthy edge
-	// stored what it fetched. The pairs' first attempts are pipelined on
-	// one connection (--prewarm-pipeline); a reset ends them all at once,
-	// while a GET that gets no answer in time is that pair's alone and the
-	// others go on a new connection. Retries go one by one.
-	for i, first := range map[int]int{slow: n, unavailable: 1, reset: 1} {
-		if got, want := fe.http[i].Faulted(), int64(first+n*(attempts-1)); got < want {
+	// stored what it fetched. Each attempt of the job's pairs is pipelined
+	// on one connection (--prewarm-pipeline): a reset ends them all at
+	// once, while a GET that gets no answer in time is that pair's alone
+	// and the others go on a new connection.
+	for i, perAttempt := range map[int]int{slow: n, unavailable: 1, reset: 1} {
+		if got, want := fe.http[i].Faulted(), int64(perAttempt*attempts); got < want {
 			t.Errorf("proxy of edge %d faulted %d connections, want at least %d", i, got, want)
 		}
 	}

@@ -1,7 +1,8 @@
 // Command prewarm measures, in one run, cdnflow's prewarm throughput against
 // the raw limit of the same machine: N URLs × K real varnishd edges through
-// the API to COMPLETED, then the same pairs through K fresh edges with a
-// plain concurrent Go HTTP client. It prints pairs/s for both and the ratio.
+// the API to COMPLETED, then as many pairs (other URLs, so MISSes too)
+// through the same edges with a plain concurrent Go HTTP client. It prints
+// pairs/s for both and the ratio.
 //
 //	go run ./bench/prewarm -urls 20000 -edges 4
 //
@@ -41,7 +42,7 @@ func main() {
 	conns := flag.Int("connections", 0, "cdnflow's --prewarm-concurrency: connections per edge per worker, shared by the job's chunks, each carrying -pipeline GETs (0: -concurrency)")
 	binDir := flag.String("cluster", "", "run against a local cluster whose binaries are in this directory (make cluster-bins: bin)")
 	workers := flag.String("workers", "1,2", "with -cluster: worker counts to measure, one job each")
-	withRaw := flag.Bool("raw", true, "also measure the raw client on fresh edges (false: cdnflow only, e.g. for the memory and status figures of a long run)")
+	withRaw := flag.Bool("raw", true, "also measure the raw client on the same edges (false: cdnflow only, e.g. for the memory and status figures of a long run)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the first cdnflow job (worker, API and embedded Temporal in this process) to this file; read it with go tool pprof")
 	rawProfile := flag.String("rawprofile", "", "write a CPU profile of the raw client's first round to this file, to set beside -cpuprofile")
 	pipeline := flag.Int("pipeline", 8, "cdnflow's --prewarm-pipeline: GETs pipelined on one connection to an edge (1: none)")
