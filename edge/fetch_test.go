@@ -1,14 +1,11 @@
 package edge_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -74,70 +71,15 @@ func TestFetchBatchOnVarnish(t *testing.T) {
 	}
 }
 
-// getServer answers GETs in order on every connection with a 3-byte
-// stored object ("/slow…" after a second), keeping the requests it read
-// and counting connections.
-type getServer struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns int
-	open  []net.Conn
-	reqs  []*http.Request
-	wg    sync.WaitGroup
-}
-
-func startGetServer(t *testing.T) *getServer {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &getServer{ln: ln}
-	t.Cleanup(func() {
-		ln.Close()
-		s.mu.Lock()
-		for _, c := range s.open {
-			c.Close() // the client keeps its idle connections
+// startGetServer answers GETs in order on every connection with a 3-byte
+// stored object ("/slow…" after a second).
+func startGetServer(t *testing.T) *rawServer {
+	return startRawServer(t, func(_ int32, _ int, r *http.Request) (string, bool) {
+		if strings.HasPrefix(r.URL.Path, "/slow") {
+			time.Sleep(time.Second)
 		}
-		s.mu.Unlock()
-		s.wg.Wait()
+		return "HTTP/1.1 200 OK\r\nX-Cache: MISS\r\nContent-Length: 3\r\n\r\nabc", true
 	})
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.mu.Lock()
-			s.conns++
-			s.open = append(s.open, conn)
-			s.mu.Unlock()
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				defer conn.Close()
-				br := bufio.NewReader(conn)
-				for {
-					r, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					s.mu.Lock()
-					s.reqs = append(s.reqs, r)
-					s.mu.Unlock()
-					if strings.HasPrefix(r.URL.Path, "/slow") {
-						time.Sleep(time.Second)
-					}
-					if _, err := conn.Write([]byte("HTTP/1.1 200 OK\r\nX-Cache: MISS\r\nContent-Length: 3\r\n\r\nabc")); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return s
 }
 
 // A batch goes on one connection with Host, the Fetcher's header and
@@ -155,8 +97,8 @@ func TestFetchBatchPipelinesOnOneConnection(t *testing.T) {
 		}
 	}
 	srv.mu.Lock()
-	if srv.conns != 1 || len(srv.reqs) != 3 {
-		t.Fatalf("%d connections carried %d requests, want 1 and 3", srv.conns, len(srv.reqs))
+	if srv.conns.Load() != 1 || len(srv.reqs) != 3 {
+		t.Fatalf("%d connections carried %d requests, want 1 and 3", srv.conns.Load(), len(srv.reqs))
 	}
 	for i, r := range srv.reqs {
 		if r.Host != units[i].Host || r.URL.RequestURI() != units[i].Path || r.Header.Get("X-Prewarm") != "yes" ||
@@ -175,8 +117,8 @@ func TestFetchBatchPipelinesOnOneConnection(t *testing.T) {
 	}
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
-	if len(srv.reqs) != 3 || srv.conns < 2 {
-		t.Fatalf("%d requests over %d connections in all, want 3 more over new ones", len(srv.reqs), srv.conns)
+	if len(srv.reqs) != 3 || srv.conns.Load() < 2 {
+		t.Fatalf("%d requests over %d connections in all, want 3 more over new ones", len(srv.reqs), srv.conns.Load())
 	}
 }
 
@@ -203,7 +145,7 @@ func TestFetchBatchTimeoutFailsOneUnit(t *testing.T) {
 			slow++
 		}
 	}
-	if slow != 1 || srv.conns != 2 {
-		t.Fatalf("/slow sent %d times over %d connections, want once and 2 connections", slow, srv.conns)
+	if slow != 1 || srv.conns.Load() != 2 {
+		t.Fatalf("/slow sent %d times over %d connections, want once and 2 connections", slow, srv.conns.Load())
 	}
 }

@@ -1,7 +1,13 @@
 package edge_test
 
 import (
+	"bufio"
 	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
 
 	"github.com/cdnflow/cdnflow/edge"
 	"github.com/cdnflow/cdnflow/edge/varnishadm"
@@ -10,3 +16,73 @@ import (
 func asStatus(err error, target **edge.StatusError) bool { return errors.As(err, target) }
 
 func asCLIError(err error, target **varnishadm.Error) bool { return errors.As(err, target) }
+
+// rawServer reads HTTP/1.1 requests in order on every connection and
+// writes what answer returns for each (conn counts connections from 1, k
+// requests on one from 0); ok false closes the connection instead. It
+// keeps the requests it read. For pipelining tests, where an edge's
+// answers must come in order on one connection.
+type rawServer struct {
+	ln              net.Listener
+	conns, answered atomic.Int32
+	mu              sync.Mutex
+	open            []net.Conn
+	reqs            []*http.Request
+	wg              sync.WaitGroup
+}
+
+func startRawServer(t *testing.T, answer func(conn int32, k int, r *http.Request) (reply string, ok bool)) *rawServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &rawServer{ln: ln}
+	t.Cleanup(func() {
+		ln.Close()
+		s.mu.Lock()
+		for _, c := range s.open {
+			c.Close() // the client keeps its idle connections
+		}
+		s.mu.Unlock()
+		s.wg.Wait()
+	})
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n := s.conns.Add(1)
+			s.mu.Lock()
+			s.open = append(s.open, conn)
+			s.mu.Unlock()
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				defer conn.Close()
+				br := bufio.NewReader(conn)
+				for k := 0; ; k++ {
+					r, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					s.mu.Lock()
+					s.reqs = append(s.reqs, r)
+					s.mu.Unlock()
+					reply, ok := answer(n, k, r)
+					if !ok {
+						return
+					}
+					if _, err := conn.Write([]byte(reply)); err != nil {
+						return
+					}
+					s.answered.Add(1)
+				}
+			}()
+		}
+	}()
+	return s
+}

@@ -1,7 +1,6 @@
 package edge_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,8 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/cdnflow/cdnflow/edge"
@@ -70,63 +67,13 @@ func TestPurgeVerifiedBatchOnVarnish(t *testing.T) {
 	}
 }
 
-// pipeServer answers pipelined PURGEs like the edge VCL ("404 absent"),
-// the first connection only answerFirst of them before it closes.
-type pipeServer struct {
-	ln          net.Listener
-	answerFirst int
-	conns       atomic.Int32
-	answered    atomic.Int32
-	wg          sync.WaitGroup
-	mu          sync.Mutex
-	open        []net.Conn
-}
-
-func startPipeServer(t *testing.T, answerFirst int) *pipeServer {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &pipeServer{ln: ln, answerFirst: answerFirst}
-	t.Cleanup(func() {
-		ln.Close()
-		s.mu.Lock()
-		for _, c := range s.open {
-			c.Close() // the client keeps its idle connections
-		}
-		s.mu.Unlock()
-		s.wg.Wait()
+// startPipeServer answers pipelined PURGEs like the edge VCL ("404
+// absent"), the first connection only answerFirst of them before it
+// closes.
+func startPipeServer(t *testing.T, answerFirst int) *rawServer {
+	return startRawServer(t, func(conn int32, k int, _ *http.Request) (string, bool) {
+		return "HTTP/1.1 404 absent\r\nContent-Length: 0\r\n\r\n", conn > 1 || k < answerFirst
 	})
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			n := s.conns.Add(1)
-			s.mu.Lock()
-			s.open = append(s.open, conn)
-			s.mu.Unlock()
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				defer conn.Close()
-				br := bufio.NewReader(conn)
-				for k := 0; n > 1 || k < s.answerFirst; k++ {
-					if _, err := http.ReadRequest(br); err != nil {
-						return
-					}
-					if _, err := conn.Write([]byte("HTTP/1.1 404 absent\r\nContent-Length: 0\r\n\r\n")); err != nil {
-						return
-					}
-					s.answered.Add(1)
-				}
-			}()
-		}
-	}()
-	return s
 }
 
 // A connection that breaks mid-batch: the answers read stand, the rest
