@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -159,10 +160,7 @@ func (a *Prewarm) fanOut(ctx context.Context, in PrewarmChunkInput, edges []inve
 		case <-done:
 		}
 	}()
-	depth := max(a.Pipeline, 1)
-	if a.Pipeline == 0 {
-		depth = defaultPrewarmPipeline
-	}
+	depth := max(cmp.Or(a.Pipeline, defaultPrewarmPipeline), 1)
 	stopBeat := beatWhile(ctx, func() { beatChunk(ctx, p.rows()) })
 	defer stopBeat()
 	var wg sync.WaitGroup
@@ -177,9 +175,9 @@ func (a *Prewarm) fanOut(ctx context.Context, in PrewarmChunkInput, edges []inve
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				// Each worker's GETs hang their timeouts on a context of
-				// its own, not all on the activity's (whose lock every
-				// GET would otherwise take twice).
+				// Each worker's batches hang their cancel hooks and GET
+				// timeouts on a context of its own, not all on the
+				// activity's (whose lock every one would otherwise take).
 				ctx, cancel := context.WithCancel(ctx)
 				defer cancel()
 				js := make([]int, 0, depth)
