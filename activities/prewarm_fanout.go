@@ -285,6 +285,10 @@ func (a *Prewarm) finishChunk(ctx context.Context, in PrewarmChunkInput, edges [
 		}
 		res.Edges[pos] = r
 	}
+	if err := PutChunkSummary(ctx, a.Store, in, res); err != nil {
+		beatChunk(ctx, final)
+		return PrewarmChunkResult{}, err
+	}
 	return res, nil
 }
 

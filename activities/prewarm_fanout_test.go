@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -91,6 +92,15 @@ func TestPrewarmChunkFansOutToEveryEdge(t *testing.T) {
 				t.Errorf("%s row %d = %+v, want status %d", id, j, r, want[j])
 			}
 		}
+	}
+	// The chunk's summary, beside the rows, is the result: what a status
+	// read tallies while the job runs.
+	if sum, ok, err := ReadChunkSummary(context.Background(), a.Store, in.JobID, in.URLsKey, 0); err != nil || !ok ||
+		sum.Chunk != 0 || sum.Start != 0 || sum.End != len(urls) || !reflect.DeepEqual(sum.Edges, res.Edges) {
+		t.Fatalf("summary %+v %v %v, want the result %+v", sum, ok, err, res)
+	}
+	if _, ok, err := ReadChunkSummary(context.Background(), a.Store, in.JobID, in.URLsKey, 1); ok || err != nil {
+		t.Fatalf("chunk 1 never ran, but a summary is read: %v %v", ok, err)
 	}
 	// Every pair reached its own edge with the URL's Host: /flaky three
 	// times on E1 (503, 503, stored), once on E2 (404 is final).

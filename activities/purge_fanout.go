@@ -170,7 +170,8 @@ func (a *Purge) resumeRows(ctx context.Context, local bool, in PurgeEdgesInput) 
 }
 
 // pendingMessage names every unconfirmed edge with its last error, so the
-// activity's last failure (GET purges' pendingEdges) says why.
+// activity's last failure says why (readers take each edge's error from
+// the rows, never from this text).
 func pendingMessage(rows []PurgeEdgeOutcome) string {
 	var parts []string
 	for _, r := range rows {

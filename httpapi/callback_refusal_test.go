@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
-
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/eventually"
 	"github.com/cdnflow/cdnflow/internal/testenv"
@@ -72,10 +70,8 @@ func TestDistributionCallbackToPrivateAddressIsRefused(t *testing.T) {
 	// activity failed as CallbackRefused and was not retried.
 	refused := 0
 	for _, ev := range env.History(t, "distribution/"+appKey+"/"+domain).GetEvents() {
-		if ev.GetEventType() == enumspb.EVENT_TYPE_ACTIVITY_TASK_FAILED {
-			if typ := ev.GetActivityTaskFailedEventAttributes().GetFailure().GetApplicationFailureInfo().GetType(); typ == "CallbackRefused" {
-				refused++
-			}
+		if failed := ev.GetActivityTaskFailedEventAttributes(); failed.GetFailure().GetApplicationFailureInfo().GetType() == "CallbackRefused" {
+			refused++
 		}
 	}
 	if refused == 0 {

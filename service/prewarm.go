@@ -98,18 +98,15 @@ func (s *Service) StartPrewarm(ctx context.Context, req PrewarmRequest, idempote
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		TypedSearchAttributes:    temporal.NewSearchAttributes(sa...),
+		Memo:                     workflows.PrewarmJobMemo(job),
 	}
 	metrics.JobsStarted.WithLabelValues(workflows.KindPrewarm).Inc()
-	run, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.PrewarmWorkflow, job)
-	if err != nil {
+	if _, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.PrewarmWorkflow, job); err != nil {
 		var already *serviceerror.WorkflowExecutionAlreadyStarted
 		if errors.As(err, &already) {
 			return requestID, nil // an idempotent repeat of a finished job
 		}
 		return "", fmt.Errorf("start prewarm: %w", err)
-	}
-	if idempotencyKey == "" { // a new job for sure, not a running one reused
-		s.watchPrewarm(requestID, job, run)
 	}
 	return requestID, nil
 }

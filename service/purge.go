@@ -466,9 +466,9 @@ func listKey(appKey, domain string) string { return appKey + "\x00" + domain + "
 // livePurge answers one purge's state: a purge this process started and
 // awaits from its result if it comes before until (awaitedResult), a
 // finished purge from its result (no worker involved, cached for good), a
-// running one from its query merged with what its retrying fan-out
-// activity heartbeated, shared by every concurrent reader and served for
-// runningTTL.
+// running one from its status object (its query completed by its fan-out
+// activity's heartbeated rows: workflows.PurgeStatusWithPending), shared
+// by every concurrent reader and served for runningTTL.
 func (s *Service) livePurge(ctx context.Context, wfID string, started, until time.Time) (workflows.PurgeStatus, error) {
 	s.awaitedResult(ctx, wfID, until)
 	return s.reads.purges.get(ctx, wfID, func(ctx context.Context) (workflows.PurgeStatus, time.Duration, error) {
@@ -487,25 +487,10 @@ func (s *Service) livePurge(ctx context.Context, wfID string, started, until tim
 			return st, 0, err
 		}
 		if info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING && st.State == workflows.PurgeRunning {
-			mergePending(desc.GetPendingActivities(), st.Edges)
-			st.Progress = progressOf(st.Edges)
+			st = workflows.PurgeStatusWithPending(st, desc.GetPendingActivities())
 		}
 		return st, runningTTL(started), nil
 	})
-}
-
-// progressOf is the share of edges confirmed, rounded down (100: all).
-func progressOf(edges []workflows.PurgeEdgeState) int {
-	if len(edges) == 0 {
-		return 100
-	}
-	n := 0
-	for _, e := range edges {
-		if e.Confirmed {
-			n++
-		}
-	}
-	return n * 100 / len(edges)
 }
 
 // purgeListQuery selects an appKey's purges of one domain, created within
@@ -561,64 +546,6 @@ func (s *Service) purgeStatus(ctx context.Context, wfID string) (workflows.Purge
 		return st, err
 	}
 	return st, v.Get(&st)
-}
-
-// mergePending adds what the purge's retrying activities know: for the
-// fan-out (PurgeEdges) its heartbeated per-edge rows (edges confirmed
-// since the workflow last heard, and each edge's last error); for the
-// per-edge activities of older purges the last failure naming the edge.
-func mergePending(pending []*workflowpb.PendingActivityInfo, edges []workflows.PurgeEdgeState) {
-	for _, pa := range pending {
-		mergeFanOutRows(pa.GetActivityType().GetName(), pa.GetHeartbeatDetails(), edges)
-		msg := pa.GetLastFailure().GetMessage()
-		for i := range edges {
-			if edges[i].Error == "" && msg != "" && mentionsEdge(msg, edges[i].EdgeID) {
-				edges[i].Error = msg
-			}
-		}
-	}
-}
-
-// mergeFanOutRows copies a PurgeEdges heartbeat into edges.
-func mergeFanOutRows(activityType string, details *commonpb.Payloads, edges []workflows.PurgeEdgeState) {
-	if activityType != "PurgeEdges" || details == nil {
-		return
-	}
-	var rows []activities.PurgeEdgeOutcome
-	if err := converter.GetDefaultDataConverter().FromPayloads(details, &rows); err != nil {
-		return
-	}
-	at := map[string]int{}
-	for i, e := range edges {
-		at[e.EdgeID] = i
-	}
-	for _, r := range rows {
-		if i, ok := at[r.EdgeID]; ok && !edges[i].Confirmed {
-			edges[i].Confirmed, edges[i].Verified = r.Confirmed, r.Verified
-			if r.Error != "" {
-				edges[i].Error = r.Error
-			}
-		}
-	}
-}
-
-// mentionsEdge reports whether msg names edge id as a whole word, so an
-// error of ATL56-C10 is never shown for ATL56-C1.
-func mentionsEdge(msg, id string) bool {
-	isIDChar := func(b byte) bool {
-		return b == '-' || b == '_' || b >= '0' && b <= '9' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z'
-	}
-	for from := 0; ; {
-		i := strings.Index(msg[from:], id)
-		if i < 0 || id == "" {
-			return false
-		}
-		start, end := from+i, from+i+len(id)
-		if (start == 0 || !isIDChar(msg[start-1])) && (end == len(msg) || !isIDChar(msg[end])) {
-			return true
-		}
-		from = start + 1
-	}
 }
 
 func escapeQuery(s string) string { return strings.ReplaceAll(s, "'", "") }

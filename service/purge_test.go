@@ -70,18 +70,3 @@ func TestSplitPurgeList(t *testing.T) {
 		}
 	}
 }
-
-func TestMentionsEdge(t *testing.T) {
-	for msg, want := range map[string]bool{
-		"edge ATL56-C1: PURGE /a: 503":        true,
-		"edge ATL56-C10: PURGE /a: 503":       false,
-		"purge on ATL56-C1 stopped":           true,
-		"XATL56-C1 refused":                   false,
-		"edge ATL56-C10: x; edge ATL56-C1: y": true,
-		"":                                    false,
-	} {
-		if got := mentionsEdge(msg, "ATL56-C1"); got != want {
-			t.Errorf("mentionsEdge(%q) = %v, want %v", msg, got, want)
-		}
-	}
-}

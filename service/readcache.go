@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"time"
 
@@ -116,24 +115,11 @@ func (c *readCache[V]) forget(key string) {
 	delete(c.entries, key)
 }
 
-// forgetPrefix drops every key that starts with prefix, and lets the next
-// read of each start a load of its own instead of sharing one in flight.
-func (c *readCache[V]) forgetPrefix(prefix string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for k := range c.entries {
-		if strings.HasPrefix(k, prefix) {
-			delete(c.entries, k)
-			c.group.Forget(k)
-		}
-	}
-}
-
 // reads are the Service's coalesced reads.
 type reads struct {
 	purges   *readCache[workflows.PurgeStatus]
 	lists    *readCache[[]foundPurge]
-	prewarms *readCache[prewarmAnswer]
+	prewarms *readCache[workflows.PrewarmStatus]
 	// urlLists holds recently read prewarm URL lists (immutable by key).
 	urlLists *readCache[[]string]
 	// hosts is the live distributions' host index prewarms check against.
@@ -144,9 +130,6 @@ type reads struct {
 	// awaits bounds the purge results awaited at once.
 	started startedPurges
 	awaits  chan struct{}
-	// prewarmsStarted are the jobs this process started and follows
-	// (prewarm_started.go).
-	prewarmsStarted startedPrewarms
 	// awaiting maps the workflow id of each awaited purge to a channel
 	// closed once its wait ended.
 	awaiting sync.Map
@@ -157,14 +140,13 @@ const maxVisibilityReads = 4
 
 func newReads() *reads {
 	return &reads{
-		purges:          newReadCache[workflows.PurgeStatus](10_000),
-		lists:           newReadCache[[]foundPurge](1_000),
-		prewarms:        newStaleReadCache[prewarmAnswer](10_000, prewarmStaleFor),
-		urlLists:        newReadCache[[]string](maxCachedURLLists),
-		hosts:           newReadCache[hostIndex](1),
-		visibility:      make(chan struct{}, maxVisibilityReads),
-		awaits:          make(chan struct{}, maxAwaits),
-		prewarmsStarted: startedPrewarms{slots: make(chan struct{}, maxPrewarmWatches)},
+		purges:     newReadCache[workflows.PurgeStatus](10_000),
+		lists:      newReadCache[[]foundPurge](1_000),
+		prewarms:   newStaleReadCache[workflows.PrewarmStatus](10_000, prewarmStaleFor),
+		urlLists:   newReadCache[[]string](maxCachedURLLists),
+		hosts:      newReadCache[hostIndex](1),
+		visibility: make(chan struct{}, maxVisibilityReads),
+		awaits:     make(chan struct{}, maxAwaits),
 	}
 }
 

@@ -47,7 +47,7 @@ func TestReadCacheCoalesces(t *testing.T) {
 	if v, _ := c.get(context.Background(), "job", load); v != 1 || loads.Load() != 1 {
 		t.Fatalf("cached read: %d after %d loads", v, loads.Load())
 	}
-	c.forgetPrefix("jo")
+	c.forget("job")
 	if v, _ := c.get(context.Background(), "job", load); v != 2 {
 		t.Fatalf("after forget: %d, want a new load", v)
 	}

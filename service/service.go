@@ -56,7 +56,6 @@ func New(d Deps) *Service {
 		temporal: d.Temporal, config: d.Config, inventory: d.Inventory, logger: d.Logger, store: d.Store,
 		gate: &backlogGate{}, origins: &originChecker{}, reads: newReads(),
 	}
-	s.reads.prewarmsStarted.successShown = d.Config.ShowSuccessURLs
 	return s
 }
 

@@ -139,36 +139,3 @@ func (fo *fanout) start(ctx, jobCtx workflow.Context, sel workflow.Selector) boo
 	})
 	return true
 }
-
-// PrewarmStatusFromChunks is what a running fan-out job's query would
-// answer given its input and the per-edge results of the PrewarmChunk
-// activities it has completed (issue 19: the API rebuilds it from a short
-// history instead of sending the job a query, which waits for a worker).
-// reports are ChunkReports built from those results, in any order.
-func PrewarmStatusFromChunks(job PrewarmJob, reports []ChunkReport, q PrewarmStatusQuery) PrewarmStatus {
-	p := NewPrewarmProgress(job)
-	for _, r := range reports {
-		p.Apply(r)
-	}
-	return p.Status(q)
-}
-
-// PrewarmProgress is a fan-out job's per-URL tally kept outside the
-// workflow (the API following a job's history: service/prewarm_started.go):
-// Apply each finished chunk's per-edge reports as they come, and Status
-// answers what the job's query would. Not safe for concurrent use.
-type PrewarmProgress struct{ st *prewarmState }
-
-// NewPrewarmProgress is job's tally with nothing done.
-func NewPrewarmProgress(job PrewarmJob) *PrewarmProgress {
-	if job.ChunkSize <= 0 {
-		job.ChunkSize = FanoutChunkSize(job.URLCount, len(job.EdgeIDs))
-	}
-	return &PrewarmProgress{st: newPrewarmState(job)}
-}
-
-// Apply counts one edge's outcome of one chunk (once per edge and chunk).
-func (p *PrewarmProgress) Apply(r ChunkReport) { p.st.apply(r) }
-
-// Status is page q of the tally, as PrewarmStatusQuery answers it.
-func (p *PrewarmProgress) Status(q PrewarmStatusQuery) PrewarmStatus { return p.st.snapshot(q) }

@@ -3,7 +3,6 @@ package workflows
 import (
 	"context"
 	"errors"
-	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -172,44 +171,5 @@ func TestFanoutChunkSize(t *testing.T) {
 		if got := FanoutChunkSize(tc.urls, tc.edges); got != tc.want {
 			t.Errorf("FanoutChunkSize(%d, %d) = %d, want %d", tc.urls, tc.edges, got, tc.want)
 		}
-	}
-}
-
-// The API's rebuild of a running job's status from its chunk results
-// answers what the job itself answers: here the job's final tally, built
-// from the same per-edge chunk results.
-func TestPrewarmStatusFromChunksMatchesTheJob(t *testing.T) {
-	job := testJob(25, "A", "B")
-	result := func(in activities.PrewarmChunkInput) activities.PrewarmChunkResult {
-		res := allOK(in)
-		if in.Start <= 7 && 7 < in.End {
-			res.Edges[0].OK--
-			res.Edges[0].Failed = []int{7}
-		}
-		return res
-	}
-	env := fanoutEnv(t, func(_ context.Context, in activities.PrewarmChunkInput) (activities.PrewarmChunkResult, error) {
-		return result(in), nil
-	})
-	env.ExecuteWorkflow(PrewarmWorkflow, job)
-	var want PrewarmStatus
-	if err := env.GetWorkflowResult(&want); err != nil {
-		t.Fatal(err)
-	}
-	var reports []ChunkReport
-	for c := 2; c >= 0; c-- { // any order
-		in := activities.PrewarmChunkInput{Chunk: c, Start: c * 10, End: min(c*10+10, 25), EdgeIDs: job.EdgeIDs}
-		for _, r := range result(in).Edges {
-			reports = append(reports, ChunkReport{EdgeID: r.EdgeID, Chunk: c, Start: in.Start, End: in.End, Failed: r.Failed})
-		}
-	}
-	got := PrewarmStatusFromChunks(job, reports, PrewarmStatusQuery{Limit: 100})
-	got.Status = want.Status
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("rebuilt %+v\njob     %+v", got, want)
-	}
-	// Before any chunk: every URL in progress on every edge.
-	if p := PrewarmStatusFromChunks(job, reports[:0], PrewarmStatusQuery{Limit: 5}); p.InProgress != 25 || len(p.InProgressIdx) != 5 || p.Completed != 0 {
-		t.Fatalf("no chunk done: %+v", p)
 	}
 }

@@ -26,11 +26,25 @@ func PrewarmURLsKey(requestID string) string { return "prewarm/" + requestID + "
 // retention, see PutPrewarmURLs) stores its rows apart from the earlier
 // job's, so the pair view never shows an earlier job's outcome.
 func PrewarmDetailKey(jobID, urlsKey, edgeID string, chunk int) string {
+	return prewarmJobBase(jobID, urlsKey) + "/edges/" + edgeID + "/" + strconv.Itoa(chunk) + ".json"
+}
+
+// PrewarmSummaryKey is where one chunk's summary is stored, beside its
+// per-pair rows: a small JSON object (activities.ChunkSummary) with each
+// edge's count of stored URLs and failed indices. A job's status while it
+// runs is its input plus these summaries (workflows/prewarm_read.go).
+func PrewarmSummaryKey(jobID, urlsKey string, chunk int) string {
+	return prewarmJobBase(jobID, urlsKey) + "/chunks/" + strconv.Itoa(chunk) + ".json"
+}
+
+// prewarmJobBase is the prefix of one job's outcomes: a list with a key of
+// its own gets a prefix of its own.
+func prewarmJobBase(jobID, urlsKey string) string {
 	base := "prewarm/" + jobID
 	if gen, ok := strings.CutPrefix(path.Base(urlsKey), "urls-"); ok {
 		base += "/gen-" + strings.TrimSuffix(gen, ".json")
 	}
-	return base + "/edges/" + edgeID + "/" + strconv.Itoa(chunk) + ".json"
+	return base
 }
 
 // PutPrewarmURLs stores a job's URL list and returns its key: the first
