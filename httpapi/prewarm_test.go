@@ -383,3 +383,45 @@ func TestPrewarmStatusFollowsChunks(t *testing.T) {
 		t.Fatalf("progress seen %v (last %d): want one chunk done before the end", seen, last)
 	}
 }
+
+// A finished job whose lists are longer than its result holds (100
+// entries) pages its URLs from the chunks' summaries: 250 URLs on two
+// edges, 130 answered 404, read in pages of 40 — every failed and every
+// successful URL once, in url_list order, with the result's counts.
+func TestPrewarmStatusPagesLongLists(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{Edges: 2, Configure: func(c *config.Config) {
+		c.ShowSuccessURLs = true
+		c.PrewarmAttempts = 1
+		c.PrewarmConcurrency = 20
+	}})
+	var urls, wantFailed, wantOK []string
+	for i := 0; i < 250; i++ {
+		u := fmt.Sprintf("http://%s/pages/%d.js", domain, i)
+		if i%2 == 0 || i < 10 {
+			u = fmt.Sprintf("http://%s/status/404/pages/%d.js", domain, i)
+			wantFailed = append(wantFailed, u)
+		} else {
+			wantOK = append(wantOK, u)
+		}
+		urls = append(urls, u)
+	}
+	id := startPrewarm(t, env, map[string]any{"url_list": urls, "cf_domain": domain, "target_type": "region", "region": "all"}, nil)
+	first := waitPrewarm(t, env, id)
+	if first.Status != "COMPLETED" || first.Failed != len(wantFailed) || first.Succeeded != len(wantOK) || first.Completed != 250 {
+		t.Fatalf("status = %+v", first)
+	}
+	var failed, ok []string
+	for page := 1; page <= 7; page++ {
+		var st service.PrewarmStatusResponse
+		if code := getJSON(t, fmt.Sprintf("%s/status?requestID=%s&page=%d&pageSize=40", env.API.URL, id, page), &st); code != http.StatusOK {
+			t.Fatalf("page %d = %d", page, code)
+		}
+		if st.Page != page || st.PageSize != 40 || st.Status != "COMPLETED" || st.Failed != len(wantFailed) || st.SuccessURL == nil {
+			t.Fatalf("page %d = %+v", page, st)
+		}
+		failed, ok = append(failed, st.FailedURL...), append(ok, *st.SuccessURL...)
+	}
+	if !slices.Equal(failed, wantFailed) || !slices.Equal(ok, wantOK) {
+		t.Fatalf("paged failedUrl %d (want %d), successUrl %d (want %d)", len(failed), len(wantFailed), len(ok), len(wantOK))
+	}
+}
