@@ -336,12 +336,7 @@ func (s *Service) purgeStartOptions(pr workflows.PurgeRequest, distributionSeq i
 			workflows.SeqAttr.ValueSet(pr.Seq),
 			workflows.CreatedAttr.ValueSet(accepted.UTC()),
 		),
-		Memo: map[string]any{
-			workflows.MemoPurgeID:              pr.PurgeID,
-			workflows.MemoPurgeDistributionSeq: distributionSeq,
-			workflows.MemoPurgePath:            strings.Join(pr.Paths, "\n"),
-			workflows.MemoPurgeTime:            pr.PurgeTime,
-		},
+		Memo: workflows.PurgeMemo(pr, distributionSeq),
 	}
 }
 
@@ -517,22 +512,13 @@ type foundPurge struct {
 	closeMS int64
 }
 
-// purgeFromVisibility reads a purge's seq, type, status and memo from
-// its visibility record; a finished purge has progress 100.
+// purgeFromVisibility is a purge's list entry from its visibility record
+// (workflows.PurgeListingOf); a finished purge has progress 100.
 func purgeFromVisibility(ex *workflowpb.WorkflowExecutionInfo) foundPurge {
-	f := foundPurge{wfID: ex.GetExecution().GetWorkflowId(), running: ex.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING}
-	f.item.Seq = seqOf(ex.GetSearchAttributes().GetIndexedFields()[workflows.SeqAttr.GetName()])
-	f.item.Type = keywordOf(ex.GetSearchAttributes().GetIndexedFields()[workflows.PurgeTypeAttr.GetName()])
-	status := keywordOf(ex.GetSearchAttributes().GetIndexedFields()[workflows.StatusAttr.GetName()])
-	memo := ex.GetMemo().GetFields()
-	_ = converter.GetDefaultDataConverter().FromPayload(memo[workflows.MemoPurgeID], &f.item.PurgeID)
-	_ = converter.GetDefaultDataConverter().FromPayload(memo[workflows.MemoPurgeDistributionSeq], &f.item.DistributionSeq)
-	_ = converter.GetDefaultDataConverter().FromPayload(memo[workflows.MemoPurgePath], &f.item.Path)
-	_ = converter.GetDefaultDataConverter().FromPayload(memo[workflows.MemoPurgeTime], &f.item.PurgeTime)
-	if ct := ex.GetCloseTime(); ct != nil {
-		f.closeMS = ct.AsTime().UnixMilli()
-	}
-	if status == workflows.PurgeDone {
+	l := workflows.PurgeListingOf(ex)
+	f := foundPurge{wfID: l.WorkflowID, running: ex.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, closeMS: l.CloseTime,
+		item: PurgeItem{Seq: l.Seq, Type: l.Type, PurgeID: l.PurgeID, DistributionSeq: l.DistributionSeq, Path: l.Path, PurgeTime: l.PurgeTime}}
+	if l.State == workflows.PurgeDone {
 		f.item.Progress = 100
 		f.item.LastCheckTime = f.closeMS
 	}
@@ -549,14 +535,6 @@ func (s *Service) purgeStatus(ctx context.Context, wfID string) (workflows.Purge
 }
 
 func escapeQuery(s string) string { return strings.ReplaceAll(s, "'", "") }
-
-func seqOf(p *commonpb.Payload) int64 {
-	var v int64
-	if p != nil {
-		_ = converter.GetDefaultDataConverter().FromPayload(p, &v)
-	}
-	return v
-}
 
 func keywordOf(p *commonpb.Payload) string {
 	var v string

@@ -5,14 +5,18 @@ import (
 	"runtime"
 	"strings"
 
+	commonpb "go.temporal.io/api/common/v1"
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/sdk/converter"
 
 	"github.com/cdnflow/cdnflow/activities"
 )
 
-// Reading a purge seq's status: the API's one read path of a seq
-// (service.livePurge). A finished seq answers from its result. A running
+// Reading purge seqs: the API's one read path (service.ListPurges). A
+// visibility scan lists the seqs: each one's PurgeListing, from what its
+// start wrote (search attributes and PurgeMemo, both built and read here).
+// A seq not finished there is read on its own (service.livePurge): a
+// finished seq answers from its result. A running
 // seq's status object is its query (QueryPurgeStatus: every edge's state
 // as the workflow last heard it) completed by what its retrying PurgeEdges
 // activity published since: the per-edge rows of its heartbeat
@@ -69,4 +73,54 @@ func PurgeStatusWithPending(st PurgeStatus, pending []*workflowpb.PendingActivit
 	}
 	st.Progress = progressPercent(confirmed, len(st.Edges))
 	return st
+}
+
+// PurgeMemo is the memo a purge seq is started with: what the purge list
+// shows of it that its search attributes do not (PurgeListingOf reads it).
+func PurgeMemo(req PurgeRequest, distributionSeq int64) map[string]any {
+	return map[string]any{
+		MemoPurgeID:              req.PurgeID,
+		MemoPurgeDistributionSeq: distributionSeq,
+		MemoPurgePath:            strings.Join(req.Paths, "\n"),
+		MemoPurgeTime:            req.PurgeTime,
+	}
+}
+
+// PurgeListing is one purge seq as a visibility scan lists it: what its
+// start wrote (search attributes, PurgeMemo) and, once it finished, its
+// outcome (State) and close time.
+type PurgeListing struct {
+	WorkflowID      string
+	Seq             int64
+	Type            string
+	State           string // PurgeRunning until it finished, then PurgeDone or PurgeExpired
+	PurgeID         int64
+	DistributionSeq int64
+	Path            string // the paths, '\n'-joined
+	PurgeTime       int64  // epoch ms the API accepted it
+	CloseTime       int64  // epoch ms; 0 while it runs
+}
+
+// PurgeListingOf reads a purge seq's visibility record.
+func PurgeListingOf(ex *workflowpb.WorkflowExecutionInfo) PurgeListing {
+	l := PurgeListing{WorkflowID: ex.GetExecution().GetWorkflowId()}
+	dc := converter.GetDefaultDataConverter()
+	attrs := ex.GetSearchAttributes().GetIndexedFields()
+	memo := ex.GetMemo().GetFields()
+	for _, f := range []struct {
+		p *commonpb.Payload
+		v any
+	}{
+		{attrs[SeqAttr.GetName()], &l.Seq}, {attrs[PurgeTypeAttr.GetName()], &l.Type}, {attrs[StatusAttr.GetName()], &l.State},
+		{memo[MemoPurgeID], &l.PurgeID}, {memo[MemoPurgeDistributionSeq], &l.DistributionSeq}, {memo[MemoPurgePath], &l.Path},
+		{memo[MemoPurgeTime], &l.PurgeTime},
+	} {
+		if f.p != nil {
+			_ = dc.FromPayload(f.p, f.v)
+		}
+	}
+	if ct := ex.GetCloseTime(); ct != nil {
+		l.CloseTime = ct.AsTime().UnixMilli()
+	}
+	return l
 }
