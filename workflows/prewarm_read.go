@@ -57,12 +57,14 @@ func prewarmChunkSize(job PrewarmJob) int {
 	return FanoutChunkSize(job.URLCount, len(job.EdgeIDs))
 }
 
-// PrewarmJobFromMemo reads the PrewarmJobInfo of a job's memo.
+// PrewarmJobFromMemo reads the PrewarmJobInfo of a job's memo; a memo
+// without one answers the zero info (ReadPrewarmStatus then answers only
+// from a result that holds the lists whole).
 func PrewarmJobFromMemo(memo *commonpb.Memo) (PrewarmJobInfo, error) {
 	var info PrewarmJobInfo
 	p := memo.GetFields()[MemoPrewarmJob]
 	if p == nil {
-		return info, fmt.Errorf("prewarm job has no %q memo", MemoPrewarmJob)
+		return info, nil
 	}
 	if err := converter.GetDefaultDataConverter().FromPayload(p, &info); err != nil {
 		return info, fmt.Errorf("decode prewarm job memo: %w", err)
@@ -98,7 +100,7 @@ func ReadPrewarmStatus(ctx context.Context, store payload.Store, r PrewarmRead) 
 	job := PrewarmJob{JobID: r.Job.JobID, Domain: r.Job.Domain, URLsKey: r.Job.URLsKey, URLCount: r.Job.URLCount,
 		EdgeIDs: r.Job.EdgeIDs, ChunkSize: r.Job.ChunkSize}
 	if job.ChunkSize <= 0 {
-		return PrewarmStatus{}, fmt.Errorf("prewarm job %s: no chunk size in its memo", job.JobID)
+		return PrewarmStatus{}, fmt.Errorf("prewarm job has no %q memo to read its chunks by", MemoPrewarmJob)
 	}
 	sums, err := readChunkSummaries(ctx, store, job)
 	if err != nil {
