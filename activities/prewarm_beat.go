@@ -135,13 +135,13 @@ func lastChunkRows(ctx context.Context) []fanRow {
 
 // EdgePair is one pair's outcome as a prewarm heartbeat holds it.
 type EdgePair struct {
-	Edge string // edge id; "" in a PrewarmBatch beat (one edge)
+	Edge string // edge id
 	PairDetail
 }
 
-// HeartbeatRows decodes a prewarm activity's heartbeat details: a
-// PrewarmChunk beat (packed, or older []fanRow rows) or a PrewarmBatch's
-// []PairDetail rows. For operators and tests reading a Describe.
+// HeartbeatRows decodes a PrewarmChunk activity's heartbeat details
+// (packed, or plain []fanRow rows). For operators and tests reading a
+// Describe.
 func HeartbeatRows(details *commonpb.Payloads) ([]EdgePair, error) {
 	dc := converter.GetDefaultDataConverter()
 	var rows []fanRow

@@ -63,8 +63,7 @@ func New(c client.Client, d Deps) (sdkworker.Worker, error) {
 func Register(r sdkworker.Registry, d Deps) error {
 	r.RegisterWorkflow(workflows.EdgeCheckWorkflow)
 	r.RegisterWorkflow(workflows.SequenceWorkflow)
-	r.RegisterWorkflow(workflows.PurgeLimitWorkflow)
-	edgeCheck := &activities.EdgeCheck{Inventory: d.Inventory, Logger: d.Logger}
+	edgeCheck := &activities.EdgeCheck{Inventory: d.Inventory}
 	r.RegisterActivity(edgeCheck.ListEdges)
 	r.RegisterActivity(edgeCheck.CheckEdge)
 	for _, reg := range []func(sdkworker.Registry, Deps) error{registerPrewarm, registerPurge, registerDistributions, registerSchedules} {

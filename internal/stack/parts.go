@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	enumspb "go.temporal.io/api/enums/v1"
 	"net"
 	"net/http"
 	"os/exec"
@@ -13,7 +12,8 @@ import (
 	"sync"
 	"time"
 
-	"go.temporal.io/api/serviceerror"
+	enumspb "go.temporal.io/api/enums/v1"
+
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
@@ -51,26 +51,11 @@ func RunWorker(ctx context.Context, cfg config.Config, inv *inventory.Inventory,
 		defer ms.Close()
 	}
 	logger.Info("worker started", zap.String("taskQueue", cfg.TaskQueue))
-	resyncEdges(ctx, c, inv, logger)
 	go keepEdgeSync(ctx, c, cfg, logger)
 	<-ctx.Done()
 	w.Stop() // waits for activities up to WorkerStopTimeout
 	logger.Info("worker stopped")
 	return nil
-}
-
-// resyncEdges asks every edge's reconciler to reload the distributions it
-// knows: an edge that restarted (managed edges restart with `cdnflow dev`)
-// comes back with only its base VCL. Edges without a reconciler have no
-// distributions yet.
-func resyncEdges(ctx context.Context, c client.Client, inv *inventory.Inventory, logger *zap.Logger) {
-	for _, e := range inv.Edges {
-		err := c.SignalWorkflow(ctx, workflows.ReconcilerWorkflowID(e.ID), "", workflows.SignalResyncEdge, nil)
-		var nf *serviceerror.NotFound
-		if err != nil && !errors.As(err, &nf) {
-			logger.Warn("resync edge", zap.String("edgeId", e.ID), zap.Error(err))
-		}
-	}
 }
 
 // keepEdgeSync starts the namespace's EdgeSyncWorkflow unless it runs, at

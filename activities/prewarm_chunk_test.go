@@ -14,7 +14,6 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
-	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/edge"
 	"github.com/cdnflow/cdnflow/internal/payload"
@@ -50,7 +49,7 @@ func newFanout(t *testing.T, urls []string) (*Prewarm, [2]*fakeEdge, PrewarmChun
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &Prewarm{Inventory: inv, Edge: edge.NewClient(edge.Options{}), Store: store, Logger: zap.NewNop()}
+	a := &Prewarm{Inventory: inv, Edge: edge.NewClient(edge.Options{}), Store: store}
 	in := PrewarmChunkInput{
 		JobID: "prewarm-req-1", EdgeIDs: []string{"E1", "E2"}, Domain: "a.test", Scheme: "http", URLsKey: key,
 		Chunk: 0, Start: 0, End: len(urls), Attempts: 3, AttemptTimeout: 2 * time.Second, Concurrency: 2,
@@ -264,7 +263,7 @@ func TestPrewarmChunksShareEdgeSlots(t *testing.T) {
 		t.Fatalf("%d GETs, want 30 + 60", n)
 	}
 	// The worker's cap over all edges (InFlight) holds below PerEdge.
-	a = &Prewarm{Inventory: a.Inventory, Edge: a.Edge, Store: a.Store, Logger: a.Logger, PerEdge: 4, InFlight: 3}
+	a = &Prewarm{Inventory: a.Inventory, Edge: a.Edge, Store: a.Store, PerEdge: 4, InFlight: 3}
 	peak.Store(0)
 	if err := run(0, 30); err != nil {
 		t.Fatal(err)

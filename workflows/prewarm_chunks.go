@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -9,36 +10,29 @@ import (
 	"github.com/cdnflow/cdnflow/activities"
 )
 
-// prewarmFanoutChange versions the job's shape (issue 19): from version 1
-// the job runs one PrewarmChunk activity per chunk of URLs on every edge,
-// instead of one child workflow per edge running one PrewarmBatch per chunk
-// and edge. Histories recorded before replay the children.
-const prewarmFanoutChange = "prewarm-fanout"
-
-// Fan-out sizing, chosen by measurement with bench/prewarm (docs/performance.md):
-//   - fanPairsPerChunk: URL×edge pairs per activity; a few seconds of work
+// Chunk sizing, chosen by measurement with bench/prewarm (docs/performance.md):
+//   - pairsPerChunk: URL×edge pairs per activity; a few seconds of work
 //     each, so the Temporal round trip between two chunks is small beside
 //     it, and a heartbeat of every pair stays well under Temporal's limits;
-//   - fanChunksInFlight: chunks running at once, so one chunk's tail and
-//     the round trip to start the next overlap the others' work.
+//   - chunksInFlight: chunks running at once, so one chunk's tail and the
+//     round trip to start the next overlap the others' work.
 const (
-	fanPairsPerChunk  = 4000
-	fanChunksInFlight = 3
-	minFanChunkURLs   = 100
-	maxFanChunkURLs   = 2000
+	pairsPerChunk  = 4000
+	chunksInFlight = 3
+	minChunkURLs   = 100
+	maxChunkURLs   = 2000
 )
 
-// FanoutChunkSize returns the URLs per PrewarmChunk activity for a job of
-// urls × edges: about fanPairsPerChunk pairs, between minFanChunkURLs and
-// maxFanChunkURLs URLs, and never more than targetChunksPerJob chunks.
-func FanoutChunkSize(urls, edges int) int {
-	size := (fanPairsPerChunk + max(edges, 1) - 1) / max(edges, 1)
-	size = min(max(size, minFanChunkURLs, (urls+targetChunksPerJob-1)/targetChunksPerJob), maxFanChunkURLs)
-	return size
+// ChunkSizeFor returns the URLs per PrewarmChunk activity for a job of
+// urls × edges: about pairsPerChunk pairs, between minChunkURLs and
+// maxChunkURLs URLs, and never more than targetChunksPerJob chunks.
+func ChunkSizeFor(urls, edges int) int {
+	size := (pairsPerChunk + max(edges, 1) - 1) / max(edges, 1)
+	return min(max(size, minChunkURLs, (urls+targetChunksPerJob-1)/targetChunksPerJob), maxChunkURLs)
 }
 
-// fanout is a running job's chunk loop.
-type fanout struct {
+// chunkLoop is a running job's chunks.
+type chunkLoop struct {
 	st       *prewarmState
 	job      PrewarmJob
 	deadline time.Time
@@ -49,14 +43,14 @@ type fanout struct {
 	errMsg   string
 }
 
-// runFanout works the job's chunks, fanChunksInFlight at a time, each on
+// runChunks works the job's chunks, chunksInFlight at a time, each on
 // every edge, and applies each chunk's per-edge outcome to st as it ends.
 // It returns when every chunk is done, the job's deadline passed (timer),
 // or a chunk failed for good (errMsg).
-func runFanout(ctx workflow.Context, st *prewarmState, job PrewarmJob) (timerFired bool, errMsg string) {
+func runChunks(ctx workflow.Context, st *prewarmState, job PrewarmJob) (timerFired bool, errMsg string) {
 	jobCtx, cancelJob := workflow.WithCancel(ctx)
 	defer cancelJob()
-	fo := &fanout{st: st, job: job, deadline: workflow.Now(ctx).Add(job.Timeout),
+	cl := &chunkLoop{st: st, job: job, deadline: workflow.Now(ctx).Add(job.Timeout),
 		chunks: (job.URLCount + job.ChunkSize - 1) / job.ChunkSize}
 	sel := workflow.NewSelector(ctx)
 	sel.AddFuture(workflow.NewTimer(jobCtx, job.Timeout), func(f workflow.Future) {
@@ -64,86 +58,90 @@ func runFanout(ctx workflow.Context, st *prewarmState, job PrewarmJob) (timerFir
 			timerFired = true
 		}
 	})
-	for !timerFired && fo.errMsg == "" && (fo.next < fo.chunks || fo.running > 0) {
-		for fo.running < fanChunksInFlight && fo.next < fo.chunks && !fo.timedOut {
-			if !fo.start(ctx, jobCtx, sel) {
-				fo.timedOut = true
+	for !timerFired && cl.errMsg == "" && (cl.next < cl.chunks || cl.running > 0) {
+		for cl.running < chunksInFlight && cl.next < cl.chunks && !cl.timedOut {
+			if !cl.start(ctx, jobCtx, sel) {
+				cl.timedOut = true
 			}
 		}
-		if fo.running == 0 && fo.timedOut {
+		if cl.running == 0 && cl.timedOut {
 			break
 		}
 		sel.Select(ctx)
 	}
 	// Chunks that stopped at the deadline leave pairs without an outcome;
 	// the job's own timer (same deadline) turns that into TIMEOUT.
-	for !timerFired && !st.allDone() && fo.errMsg == "" {
+	for !timerFired && !st.allDone() && cl.errMsg == "" {
 		sel.Select(ctx)
 	}
-	if fo.errMsg != "" {
-		for i := range st.edges {
-			if st.edges[i].Done < st.edges[i].Total {
-				st.edges[i].Error = fo.errMsg
-			}
+	if cl.errMsg == "" {
+		return timerFired, "chunks ended before every pair had an outcome"
+	}
+	for i := range st.edges {
+		if st.edges[i].Done < st.edges[i].Total {
+			st.edges[i].Error = cl.errMsg
 		}
 	}
-	return timerFired, joinMessages([]string{fo.errMsg})
+	return timerFired, cl.errMsg
 }
 
 // start schedules the next chunk on sel; false when the deadline has
 // passed and nothing was started.
-func (fo *fanout) start(ctx, jobCtx workflow.Context, sel workflow.Selector) bool {
-	remaining := fo.deadline.Sub(workflow.Now(ctx))
+func (cl *chunkLoop) start(ctx, jobCtx workflow.Context, sel workflow.Selector) bool {
+	remaining := cl.deadline.Sub(workflow.Now(ctx))
 	if remaining <= 0 {
 		return false
 	}
 	actx := workflow.WithActivityOptions(jobCtx, workflow.ActivityOptions{
 		// The deadline bounds everything; per-pair attempts and timeouts run
-		// inside the activity, and this retry only covers a crashed worker
-		// or a failed store (the heartbeat lets the next attempt resume).
+		// inside the activity (which stops at Deadline itself: these
+		// timeouts count from when the server scheduled it, later than
+		// now), and this retry only covers a crashed worker or a failed
+		// store (the heartbeat lets the next attempt resume).
 		ScheduleToCloseTimeout: remaining,
 		StartToCloseTimeout:    remaining,
-		HeartbeatTimeout:       heartbeatOrDefault(fo.job.HeartbeatTimeout),
+		HeartbeatTimeout:       heartbeatOrDefault(cl.job.HeartbeatTimeout),
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    time.Second,
 			BackoffCoefficient: 2,
 			MaximumInterval:    30 * time.Second,
 		},
 	})
-	job := fo.job
-	chunk, start := fo.next, fo.next*job.ChunkSize
+	job := cl.job
+	chunk, start := cl.next, cl.next*job.ChunkSize
 	end := min(start+job.ChunkSize, job.URLCount)
 	var a *activities.Prewarm
 	f := workflow.ExecuteActivity(actx, a.PrewarmChunk, activities.PrewarmChunkInput{
 		JobID: job.JobID, EdgeIDs: job.EdgeIDs, Domain: job.Domain, Scheme: job.Scheme, URLsKey: job.URLsKey,
 		Chunk: chunk, Start: start, End: end, Header: job.Header, NeedInvalidate: job.NeedInvalidate,
 		Attempts: job.Attempts, AttemptTimeout: job.AttemptTimeout, Concurrency: job.Concurrency,
+		Deadline: cl.deadline,
 	})
-	fo.next++
-	fo.running++
+	cl.next++
+	cl.running++
 	sel.AddFuture(f, func(f workflow.Future) {
-		fo.running--
+		cl.running--
 		var res activities.PrewarmChunkResult
 		err := f.Get(ctx, &res)
 		switch {
 		case err == nil:
 			for _, r := range res.Edges {
-				fo.st.apply(ChunkReport{EdgeID: r.EdgeID, Chunk: chunk, Start: start, End: end, Failed: r.Failed})
+				cl.st.apply(ChunkReport{EdgeID: r.EdgeID, Chunk: chunk, Start: start, End: end, Failed: r.Failed})
 			}
 		case temporal.IsCanceledError(err):
-		case temporal.IsTimeoutError(err):
-			fo.timedOut = true // the job's timer reports what is unfinished
+		case temporal.IsTimeoutError(err), isApplicationError(err, activities.ErrJobDeadline):
+			cl.timedOut = true // the job's timer reports what is unfinished
 		default:
-			fo.errMsg = rootMessage(err)
+			cl.errMsg = rootMessage(err)
 		}
 	})
 	return true
 }
 
-// PrewarmStatusFromChunks is what a running fan-out job's query would
-// answer given its input and the per-edge results of the PrewarmChunk
-// activities it has completed (issue 19: the API rebuilds it from a short
-// history instead of sending the job a query, which waits for a worker).
+// PrewarmStatusFromChunks is what a running job's query would answer given
+// its input and the per-edge results of the PrewarmChunk activities it has
+// completed (the API rebuilds it from a short history instead of sending
+// the job a query, which waits for a worker).
 // reports are ChunkReports built from those results, in any order.
 func PrewarmStatusFromChunks(job PrewarmJob, reports []ChunkReport, q PrewarmStatusQuery) PrewarmStatus {
 	p := NewPrewarmProgress(job)
@@ -153,7 +151,7 @@ func PrewarmStatusFromChunks(job PrewarmJob, reports []ChunkReport, q PrewarmSta
 	return p.Status(q)
 }
 
-// PrewarmProgress is a fan-out job's per-URL tally kept outside the
+// PrewarmProgress is a job's per-URL tally kept outside the
 // workflow (the API following a job's history: service/prewarm_started.go):
 // Apply each finished chunk's per-edge reports as they come, and Status
 // answers what the job's query would. Not safe for concurrent use.
@@ -162,7 +160,7 @@ type PrewarmProgress struct{ st *prewarmState }
 // NewPrewarmProgress is job's tally with nothing done.
 func NewPrewarmProgress(job PrewarmJob) *PrewarmProgress {
 	if job.ChunkSize <= 0 {
-		job.ChunkSize = FanoutChunkSize(job.URLCount, len(job.EdgeIDs))
+		job.ChunkSize = ChunkSizeFor(job.URLCount, len(job.EdgeIDs))
 	}
 	return &PrewarmProgress{st: newPrewarmState(job)}
 }
@@ -172,3 +170,10 @@ func (p *PrewarmProgress) Apply(r ChunkReport) { p.st.apply(r) }
 
 // Status is page q of the tally, as PrewarmStatusQuery answers it.
 func (p *PrewarmProgress) Status(q PrewarmStatusQuery) PrewarmStatus { return p.st.snapshot(q) }
+
+// isApplicationError reports whether err is an activity's application error
+// of type errType.
+func isApplicationError(err error, errType string) bool {
+	var ae *temporal.ApplicationError
+	return errors.As(err, &ae) && ae.Type() == errType
+}
