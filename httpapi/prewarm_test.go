@@ -170,7 +170,7 @@ func TestPrewarmWarmsTargetedEdgesOnly(t *testing.T) {
 		t.Fatalf("csv:\n%s", csvBody)
 	}
 	// The real histories replay against the current workflow code.
-	env.Replay(t, "prewarm-"+id, "prewarm_fanout")
+	env.Replay(t, "prewarm-"+id, "prewarm_job")
 	// The API answers the same from the other path.
 	var again service.PrewarmStatusResponse
 	getJSON(t, env.API.URL+"/prewarm/"+id, &again)
@@ -235,7 +235,7 @@ func TestPrewarmDeadlineTimesOut(t *testing.T) {
 	if st.Status != "TIMEOUT" || st.InProgress == 0 || len(st.InProgressURL) != st.InProgress {
 		t.Fatalf("status = %+v", st)
 	}
-	env.Replay(t, "prewarm-"+id, "prewarm_fanout_timeout")
+	env.Replay(t, "prewarm-"+id, "prewarm_job_timeout")
 }
 
 func TestPrewarmRejectsBadRequests(t *testing.T) {
