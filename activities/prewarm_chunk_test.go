@@ -20,10 +20,10 @@ import (
 	"github.com/cdnflow/cdnflow/inventory"
 )
 
-// newFanout serves E1 with prewarmEdgeHandler and E2 with a handler that
+// newTwoEdgeChunk serves E1 with prewarmEdgeHandler and E2 with a handler that
 // answers 404 for /flaky (an origin that differs per PoP), two real HTTP
 // servers.
-func newFanout(t *testing.T, urls []string) (*Prewarm, [2]*fakeEdge, PrewarmChunkInput) {
+func newTwoEdgeChunk(t *testing.T, urls []string) (*Prewarm, [2]*fakeEdge, PrewarmChunkInput) {
 	t.Helper()
 	f1, inv1 := newFakeEdge(t, prewarmEdgeHandler())
 	f2, inv2 := newFakeEdge(t, func(w http.ResponseWriter, r *http.Request) {
@@ -62,7 +62,7 @@ func newFanout(t *testing.T, urls []string) (*Prewarm, [2]*fakeEdge, PrewarmChun
 // per-pair view, and the result lists the failures per edge.
 func TestPrewarmChunkFansOutToEveryEdge(t *testing.T) {
 	urls := []string{"http://a.test/ok", "http://a.test/missing", "http://a.test/flaky", "http://a.test/nocache"}
-	a, fe, in := newFanout(t, urls)
+	a, fe, in := newTwoEdgeChunk(t, urls)
 	var ts testsuite.WorkflowTestSuite
 	var res PrewarmChunkResult
 	if err := runActivity(t, ts.NewTestActivityEnvironment(), a.PrewarmChunk, in, &res); err != nil {
@@ -104,7 +104,7 @@ func TestPrewarmChunkFansOutToEveryEdge(t *testing.T) {
 // count in the result.
 func TestPrewarmChunkResumesFromHeartbeat(t *testing.T) {
 	urls := []string{"http://a.test/ok", "http://a.test/missing"}
-	a, fe, in := newFanout(t, urls)
+	a, fe, in := newTwoEdgeChunk(t, urls)
 	var ts testsuite.WorkflowTestSuite
 	env := ts.NewTestActivityEnvironment()
 	env.SetHeartbeatDetails([]fanRow{{Edge: "E2", PairDetail: PairDetail{Index: 0, Status: 200, Attempts: 1}}})
@@ -123,7 +123,7 @@ func TestPrewarmChunkResumesFromHeartbeat(t *testing.T) {
 // error on the other edge) is kept as heartbeated.
 func TestPrewarmChunkResumesFromPackedHeartbeat(t *testing.T) {
 	urls := []string{"http://a.test/ok", "http://a.test/missing"}
-	a, fe, in := newFanout(t, urls)
+	a, fe, in := newTwoEdgeChunk(t, urls)
 	var ts testsuite.WorkflowTestSuite
 	env := ts.NewTestActivityEnvironment()
 	env.SetHeartbeatDetails(packChunkBeat([]fanRow{
@@ -182,7 +182,7 @@ func TestChunkBeatRoundTrip(t *testing.T) {
 // An edge missing from the inventory, a missing URL list and a chunk
 // outside the list are final, and nothing is fetched.
 func TestPrewarmChunkFinalErrors(t *testing.T) {
-	a, fe, in := newFanout(t, []string{"http://a.test/ok"})
+	a, fe, in := newTwoEdgeChunk(t, []string{"http://a.test/ok"})
 	var ts testsuite.WorkflowTestSuite
 	for name, tc := range map[string]struct {
 		mutate  func(*PrewarmChunkInput)
@@ -223,7 +223,7 @@ func TestPrewarmChunksShareEdgeSlots(t *testing.T) {
 	for i := range urls {
 		urls[i] = fmt.Sprintf("http://a.test/ok/%d", i)
 	}
-	a, _, in := newFanout(t, urls)
+	a, _, in := newTwoEdgeChunk(t, urls)
 	f, inv := newFakeEdge(t, handler)
 	a.Inventory, a.PerEdge = inv, 4
 	in.EdgeIDs, in.Concurrency = []string{"E1"}, 8

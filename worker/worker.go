@@ -29,7 +29,7 @@ type Deps struct {
 	// prewarm batch fails.
 	Edge     *edge.Client
 	Payloads payload.Store
-	// Temporal lets activities start and signal workflows (set by New).
+	// Temporal lets activities start and list workflows (set by New).
 	Temporal client.Client
 }
 
@@ -41,14 +41,15 @@ func New(c client.Client, d Deps) (sdkworker.Worker, error) {
 		// them a moment to record progress so a restart resumes from there.
 		WorkerStopTimeout:                  10 * time.Second,
 		MaxConcurrentActivityExecutionSize: 200,
-		// More pollers take a fan-out of activities (a purge on every edge)
-		// off the queue in parallel instead of one poll at a time.
+		// More pollers take many activities scheduled at once (the chunks
+		// of prewarm jobs) off the queue in parallel instead of one poll at
+		// a time.
 		MaxConcurrentActivityTaskPollers: 8,
 		// The SDK splits these between the task queue and this worker's
 		// sticky queue, which also carries every status query of a running
 		// job; with 4, under bench/load, tasks waited out the 5 s sticky
 		// timeout and the worker took ~3 workflow tasks/s (16: 6-10/s,
-		// issue 19, docs/performance.md).
+		// docs/performance.md).
 		MaxConcurrentWorkflowTaskPollers: 16,
 		EnableSessionWorker:              false,
 	})
