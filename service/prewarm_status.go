@@ -130,11 +130,10 @@ func (s *Service) statusFromHistory(ctx context.Context, workflowID, runID strin
 }
 
 // prewarmTally follows a job's history events: a job whose first workflow
-// task has not run (a queue backlog) has nothing done, and a fan-out job's
-// tally is its input plus the results of its completed PrewarmChunk
-// activities (workflows.PrewarmStatusFromChunks). Any other event (a child
-// per edge, a signal, a fired timer, the job's end) means the tally cannot
-// tell: add returns false.
+// task has not run (a queue backlog) has nothing done, and a job's tally
+// is its input plus the results of its completed PrewarmChunk activities
+// (workflows.PrewarmStatusFromChunks). Any other event (a fired timer, the
+// job's end) means the tally cannot tell: add returns false.
 type prewarmTally struct {
 	job       workflows.PrewarmJob
 	progress  *workflows.PrewarmProgress // from the first finished chunk
