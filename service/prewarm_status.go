@@ -139,7 +139,6 @@ type prewarmTally struct {
 	progress  *workflows.PrewarmProgress // from the first finished chunk
 	scheduled map[int64]activities.PrewarmChunkInput
 	started   bool
-	fanned    bool
 }
 
 func newPrewarmTally() *prewarmTally {
@@ -160,8 +159,6 @@ func (t *prewarmTally) add(ev *historypb.HistoryEvent) bool {
 		enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, enumspb.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
 		enumspb.EVENT_TYPE_WORKFLOW_TASK_FAILED, enumspb.EVENT_TYPE_TIMER_STARTED,
 		enumspb.EVENT_TYPE_ACTIVITY_TASK_STARTED, enumspb.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
-	case enumspb.EVENT_TYPE_MARKER_RECORDED:
-		t.fanned = true // the prewarm-fanout version marker: the job's only marker
 	case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
 		a := ev.GetActivityTaskScheduledEventAttributes()
 		var in activities.PrewarmChunkInput
@@ -193,14 +190,10 @@ func (t *prewarmTally) status(q workflows.PrewarmStatusQuery) (workflows.Prewarm
 	switch {
 	case !t.started:
 		return workflows.PrewarmStatus{}, false
-	case t.fanned && t.progress != nil:
+	case t.progress != nil:
 		return t.progress.Status(q), true
-	case t.fanned:
-		return workflows.PrewarmStatusFromChunks(t.job, nil, q), true
-	case len(t.scheduled) == 0:
-		return workflows.PendingPrewarmStatus(t.job, q), true
 	}
-	return workflows.PrewarmStatus{}, false
+	return workflows.PrewarmStatusFromChunks(t.job, nil, q), true
 }
 
 // prewarmAnswer is a job's status as one read found it.

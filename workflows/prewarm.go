@@ -123,16 +123,6 @@ func newPrewarmState(job PrewarmJob) *prewarmState {
 	return st
 }
 
-// PendingPrewarmStatus is what a job's query would answer before its first
-// workflow task ran: every URL in progress. The API answers it for jobs a
-// busy worker has not picked up yet, which cannot answer queries.
-func PendingPrewarmStatus(job PrewarmJob, q PrewarmStatusQuery) PrewarmStatus {
-	if job.ChunkSize <= 0 {
-		job.ChunkSize = ChunkSizeFor(job.URLCount, len(job.EdgeIDs))
-	}
-	return newPrewarmState(job).snapshot(q)
-}
-
 func (st *prewarmState) apply(r ChunkReport) {
 	key := fmt.Sprintf("%s/%d", r.EdgeID, r.Chunk)
 	ei, ok := st.byEdge[r.EdgeID]
