@@ -65,7 +65,7 @@ func (f *fleet) count(key string) int {
 // failing is reported in the rows and fails the attempt with a retryable
 // ErrEdgesPending whose details are the rows; the retry, resumed from the
 // heartbeat, sends nothing again to the edges already confirmed.
-func TestPurgeEdgesFansOutAndResumes(t *testing.T) {
+func TestPurgeEdgesReachesEveryEdgeAndResumes(t *testing.T) {
 	f := newFleet(t, 4)
 	a := &Purge{Inventory: f.inv, Edge: edge.NewClient(edge.Options{}), PerEdge: 4}
 	ids := f.inv.IDs()

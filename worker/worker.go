@@ -26,7 +26,7 @@ type Deps struct {
 	// Edge defaults to a client built from Config. Payloads is the
 	// claim-check store (payload.Open of Config.PayloadStoreURL(), opened
 	// once per process by internal/stack); nil: payload.Missing, every
-	// prewarm batch fails.
+	// prewarm chunk fails.
 	Edge     *edge.Client
 	Payloads payload.Store
 	// Temporal lets activities start and list workflows (set by New).
