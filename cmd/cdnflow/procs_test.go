@@ -103,15 +103,20 @@ func (w *workerProc) start() {
 		w.t.Fatal(err)
 	}
 	w.runs++
-	fmt.Fprintf(f, "=== worker run %d\n", w.runs)
+	if _, err := fmt.Fprintf(f, "=== worker run %d\n", w.runs); err != nil {
+		w.t.Fatal(err)
+	}
 	cmd := exec.Command(w.bin, w.args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
-		f.Close()
+		_ = f.Close() // the start error is the one to report
 		w.t.Fatalf("start worker: %v", err)
 	}
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait(); f.Close() }()
+	go func() {
+		exited <- cmd.Wait()
+		_ = f.Close() // the process has exited: nothing writes the log any more
+	}()
 	w.cmd, w.exited = cmd, exited
 }
 
@@ -140,7 +145,7 @@ func (w *workerProc) kill() {
 		return
 	}
 	_ = w.cmd.Process.Signal(syscall.SIGKILL)
-	<-w.exited
+	w.t.Logf("worker run %d killed: %v", w.runs, <-w.exited)
 	w.cmd = nil
 }
 
@@ -157,9 +162,9 @@ func (w *workerProc) terminate(timeout time.Duration) (error, time.Duration) {
 		return err, time.Since(start)
 	case <-time.After(timeout):
 		_ = w.cmd.Process.Signal(syscall.SIGKILL)
-		<-w.exited
+		killed := <-w.exited
 		w.cmd = nil
-		return fmt.Errorf("worker did not exit within %s of SIGTERM", timeout), time.Since(start)
+		return fmt.Errorf("worker did not exit within %s of SIGTERM (then killed: %v)", timeout, killed), time.Since(start)
 	}
 }
 

@@ -357,6 +357,6 @@ func freePort(ip string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("find free port: %w", err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }() // held open only to learn a free port
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
