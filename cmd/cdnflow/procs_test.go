@@ -149,9 +149,9 @@ func (w *workerProc) kill() {
 	w.cmd = nil
 }
 
-// terminate sends SIGTERM and returns the exit error and how long the
-// process took to exit.
-func (w *workerProc) terminate(timeout time.Duration) (error, time.Duration) {
+// terminate sends SIGTERM and returns how long the process took to exit
+// and its exit error.
+func (w *workerProc) terminate(timeout time.Duration) (time.Duration, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	start := time.Now()
@@ -159,12 +159,12 @@ func (w *workerProc) terminate(timeout time.Duration) (error, time.Duration) {
 	select {
 	case err := <-w.exited:
 		w.cmd = nil
-		return err, time.Since(start)
+		return time.Since(start), err
 	case <-time.After(timeout):
 		_ = w.cmd.Process.Signal(syscall.SIGKILL)
 		killed := <-w.exited
 		w.cmd = nil
-		return fmt.Errorf("worker did not exit within %s of SIGTERM (then killed: %v)", timeout, killed), time.Since(start)
+		return time.Since(start), fmt.Errorf("worker did not exit within %s of SIGTERM (then killed: %v)", timeout, killed)
 	}
 }
 

@@ -53,7 +53,7 @@ func TestWorkerSIGTERMHandsOffAndResumes(t *testing.T) {
 		return nil
 	})
 	w.requireAlive()
-	if err, took := w.terminate(30 * time.Second); err != nil {
+	if took, err := w.terminate(30 * time.Second); err != nil {
 		t.Fatalf("worker on SIGTERM: %v (after %s)", err, took)
 	}
 
