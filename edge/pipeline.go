@@ -32,7 +32,7 @@ type PurgeAnswer struct {
 	Err      error
 }
 
-// Pipelining bounds (issue 19: "per-edge connection reuse and pipelining").
+// Pipelining bounds: how many requests one connection carries at once and per batch.
 const (
 	// MaxPipelined is the most units PurgeVerifiedBatch writes on one
 	// connection before it reads their answers; requests and answers are

@@ -21,8 +21,8 @@ import (
 	"github.com/cdnflow/cdnflow/inventory"
 )
 
-// StandIn is a lightweight Go edge for fleet-sized benchmarks (issue 19:
-// real varnishd ×200 does not fit two cores). Its HTTP side answers as the
+// StandIn is a lightweight Go edge for fleet-sized benchmarks (200 real
+// varnishd do not fit two cores). Its HTTP side answers as the
 // edge VCL does (edge/vcl/render.go): PURGE 200 "Purged" (X-Purged-Count;
 // with edge.PurgeVerifyHeader the probe's 404 "absent" instead),
 // BAN 200 "Ban added" (400 for a regex with white space or quotes), the

@@ -381,7 +381,7 @@ func recordedPairs(t *testing.T, env *testenv.Env, requestID string, edgeIDs []s
 		}
 	}
 	// The job's pending chunk activities heartbeat their pairs of every
-	// edge (issue 19: one activity per chunk, whatever the edges).
+	// edge (one activity per chunk, whatever the edges).
 	desc, err := env.Client.DescribeWorkflowExecution(context.Background(), jobID, "")
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
