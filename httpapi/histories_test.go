@@ -57,7 +57,7 @@ func TestPurgeReservesSeqs(t *testing.T) {
 		requireMissOnEveryEdge(t, env, d.Domain, p)
 	}
 	// The counter's history holds the reservation: one update (the rate
-	// limit and the seqs together, issue 19) for 2 seqs.
+	// limit and the seqs together) for 2 seqs.
 	reserved := 0
 	for _, ev := range env.History(t, workflows.SequenceWorkflowID("purge")).GetEvents() {
 		req := ev.GetWorkflowExecutionUpdateAcceptedEventAttributes().GetAcceptedRequest()

@@ -343,8 +343,8 @@ func TestPrewarmFaultReasons(t *testing.T) {
 	}
 }
 
-// Status follows the job as each chunk finishes (issue 19: the API follows
-// a job it started through one long poll of its history): a 2,500-URL job
+// Status follows the job as each chunk finishes (the API follows a job it
+// started through one long poll of its history): a 2,500-URL job
 // on one edge runs as two chunks, URLs [0, 2000) and [2000, 2500)
 // (workflows.ChunkSizeFor), and the second chunk's URLs are slow, so
 // polls see one chunk done before the job completes. Every answer is one

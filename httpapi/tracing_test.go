@@ -162,13 +162,13 @@ func (tr spanTree) childOf(child, parent string) {
 func attr(s sdktrace.ReadOnlySpan, key string) string {
 	for _, kv := range s.Attributes() {
 		if string(kv.Key) == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""
 }
 
-// Issue 15: a purge request is one trace — the caller's traceparent, the
+// A purge request is one trace — the caller's traceparent, the
 // API's server span, the workflow start, the workflow run, its activities
 // and every PURGE sent to an edge — and the request log and the
 // activities' logs carry its trace id and the job's workflow id.
@@ -270,9 +270,9 @@ func doJSON(t *testing.T, req *http.Request, out any) {
 	}
 }
 
-// Issue 15: a prewarm is one trace too: server span → StartWorkflow →
-// RunWorkflow:PrewarmWorkflow → the chunk activity (one for every edge,
-// issue 19) → one "edge GET" per URL and edge, sent to the edge with the
+// A prewarm is one trace too: server span → StartWorkflow →
+// RunWorkflow:PrewarmWorkflow → the chunk activity (one for every
+// edge) → one "edge GET" per URL and edge, sent to the edge with the
 // trace's traceparent.
 func TestPrewarmIsOneTraceFromRequestToEdges(t *testing.T) {
 	rec := recordSpans(t)

@@ -13,8 +13,8 @@ import (
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
-// Prewarm status freshness (issue 19: a release pipeline that polls must
-// never wait on, or slow, the job it polls).
+// Prewarm status freshness: a release pipeline that polls must never wait
+// on, or slow, the job it polls.
 //
 // A job this process started is followed (watchPrewarm): one long poll of
 // its history per job, whatever the number of pollers, applies each

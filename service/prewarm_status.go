@@ -232,7 +232,7 @@ func (s *Service) prewarmJob(ctx context.Context, requestID string, q workflows.
 
 // A job's URL list never changes under its key (payload.PutPrewarmURLs),
 // so pollers of one job share one decoded copy instead of reading and
-// decoding up to 100,000 URLs per status call (issue 19). At most
+// decoding up to 100,000 URLs per status call. At most
 // maxCachedURLLists lists are kept, each for urlListTTL after its read.
 const (
 	maxCachedURLLists = 32

@@ -48,7 +48,11 @@ func RunWorker(ctx context.Context, cfg config.Config, inv *inventory.Inventory,
 				logger.Error("metrics listener", zap.Error(err))
 			}
 		}()
-		defer ms.Close()
+		defer func() {
+			if err := ms.Close(); err != nil {
+				logger.Warn("close metrics listener", zap.Error(err))
+			}
+		}()
 	}
 	logger.Info("worker started", zap.String("taskQueue", cfg.TaskQueue))
 	go keepEdgeSync(ctx, c, cfg, logger)
