@@ -10,7 +10,6 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
-	"go.uber.org/zap"
 )
 
 // A callback is the NHN body with the URL's placeholders filled in; an
@@ -35,7 +34,7 @@ func TestDistributionCallback(t *testing.T) {
 			Config: DistributionConfig{Origins: []Origin{{Origin: "o.test", HTTPPort: 8080}}}},
 	}
 	var ts testsuite.WorkflowTestSuite
-	a := &Distribution{AllowPrivateCallbacks: true, Logger: zap.NewNop()}
+	a := &Distribution{AllowPrivateCallbacks: true}
 	if err := runActivity(t, ts.NewTestActivityEnvironment(), a.DistributionCallback, req, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +54,7 @@ func TestDistributionCallback(t *testing.T) {
 		t.Fatalf("a 500 answer: %v, want a retryable error", err)
 	}
 
-	private := &Distribution{Logger: zap.NewNop()}
+	private := &Distribution{}
 	err = runActivity(t, ts.NewTestActivityEnvironment(), private.DistributionCallback, req, nil)
 	if !errors.As(err, &appErr) || appErr.Type() != ErrCallbackRefused || !appErr.NonRetryable() {
 		t.Fatalf("a loopback target: %v, want a final %s", err, ErrCallbackRefused)

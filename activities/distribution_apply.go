@@ -7,9 +7,7 @@ import (
 	"strings"
 	"sync"
 
-	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
-	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/edge"
 	"github.com/cdnflow/cdnflow/edge/connector"
@@ -70,8 +68,7 @@ func (a *Distribution) applyOnEdge(ctx context.Context, id string, spec SiteSpec
 	if !ok {
 		return &refusedError{fmt.Errorf("edge %s is not in the inventory", id)}
 	}
-	log := a.Logger.With(zap.String("edgeId", id), zap.String("domain", spec.Domain),
-		zap.Stringer("gen", spec.Gen()), zap.String("workflowId", activity.GetInfo(ctx).WorkflowExecution.ID))
+	log := logger(ctx, "edgeId", id, "domain", spec.Domain, "gen", spec.Gen().String())
 	var res connector.PutResult
 	var err error
 	if spec.Deleted {
@@ -101,7 +98,7 @@ func (a *Distribution) applyOnEdge(ctx context.Context, id string, spec SiteSpec
 			return err
 		}
 	}
-	log.Info("site applied", zap.Bool("applied", res.Applied), zap.Bool("new", res.New), zap.Bool("referrerChanged", res.ReferrerChanged))
+	log.Info("site applied", "applied", res.Applied, "new", res.New, "referrerChanged", res.ReferrerChanged)
 	return nil
 }
 

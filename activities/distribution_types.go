@@ -101,12 +101,6 @@ type SiteSpec struct {
 	Deleted   bool               `json:"deleted,omitempty"`
 }
 
-// EdgeApplyRequest asks the reconcilers of EdgeIDs to apply Spec.
-type EdgeApplyRequest struct {
-	EdgeIDs []string `json:"edgeIds"`
-	Spec    SiteSpec `json:"spec"`
-}
-
 // CallbackRequest is one lifecycle notification.
 type CallbackRequest struct {
 	Callback Callback          `json:"callback"`
@@ -117,10 +111,4 @@ type CallbackRequest struct {
 type ApplySiteInput struct {
 	EdgeIDs []string `json:"edgeIds"`
 	Spec    SiteSpec `json:"spec"`
-}
-
-// ApplyEdgeVCLInput is every live site of an edge, in a stable order.
-type ApplyEdgeVCLInput struct {
-	EdgeID string     `json:"edgeId"`
-	Sites  []SiteSpec `json:"sites"`
 }

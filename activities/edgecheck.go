@@ -11,11 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"go.temporal.io/sdk/activity"
-	"go.uber.org/zap"
-
 	"github.com/cdnflow/cdnflow/edge/varnishadm"
-	"github.com/cdnflow/cdnflow/internal/tracing"
 	"github.com/cdnflow/cdnflow/inventory"
 )
 
@@ -35,7 +31,6 @@ type EdgeHealth struct {
 // EdgeCheck probes edges from the inventory.
 type EdgeCheck struct {
 	Inventory *inventory.Inventory
-	Logger    *zap.Logger
 }
 
 // ListEdges returns every inventory edge id.
@@ -51,7 +46,7 @@ func (a *EdgeCheck) CheckEdge(ctx context.Context, edgeID string) (EdgeHealth, e
 		h.Error = "not in the edge inventory"
 		return h, nil
 	}
-	log := a.Logger.With(zap.String("edgeId", edgeID), zap.String("workflowId", activity.GetInfo(ctx).WorkflowExecution.ID)).With(tracing.LogFields(ctx)...)
+	log := logger(ctx, "edgeId", edgeID)
 	start := time.Now()
 	var errs []string
 	req, err := http.NewRequestWithContext(ctx, http.MethodHead, "http://"+e.Address+"/", nil)
@@ -77,7 +72,7 @@ func (a *EdgeCheck) CheckEdge(ctx context.Context, edgeID string) (EdgeHealth, e
 		}
 	}
 	h.Error = strings.Join(errs, "; ")
-	log.Info("edge checked", zap.Bool("httpOk", h.HTTPOK), zap.Bool("adminOk", h.AdminOK), zap.String("error", h.Error))
+	log.Info("edge checked", "httpOk", h.HTTPOK, "adminOk", h.AdminOK, "error", h.Error)
 	return h, nil
 }
 

@@ -36,10 +36,7 @@ func (s SiteSpec) Gen() connector.Generation {
 // EntryOf is spec as an edge's site table holds it; a spec no edge can
 // serve is an error naming the value.
 func EntryOf(spec SiteSpec) (connector.Site, error) {
-	site, err := SiteOf(spec)
-	if err != nil {
-		return connector.Site{}, err
-	}
+	site := SiteOf(spec)
 	// A BLACKLIST of nothing that admits an empty Referer (NHN requires a
 	// referrerType, so almost every distribution has one) is no rule and
 	// costs no VCL: vcl.Site.Entry drops it.

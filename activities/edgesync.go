@@ -7,13 +7,11 @@ import (
 	"sync"
 	"time"
 
-	"go.temporal.io/sdk/activity"
-	"go.uber.org/zap"
-
 	"github.com/cdnflow/cdnflow/edge"
 	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/internal/metrics"
 	"github.com/cdnflow/cdnflow/inventory"
+	"go.temporal.io/sdk/log"
 )
 
 // DesiredSites lists the desired state of every distribution edges should
@@ -34,7 +32,6 @@ type EdgeSync struct {
 	Inventory *inventory.Inventory
 	Edges     *edge.Client
 	Desired   DesiredSites
-	Logger    *zap.Logger
 }
 
 // SyncEdgesInput is one round of the sync loop.
@@ -93,7 +90,7 @@ func (a *EdgeSync) SyncEdges(ctx context.Context, in SyncEdgesInput) ([]EdgeSync
 		}
 		entry, err := EntryOf(s)
 		if err != nil {
-			a.Logger.Warn("desired site cannot be served; skipped", zap.String("domain", s.Domain), zap.Error(err))
+			logger(ctx, "domain", s.Domain).Warn("desired site cannot be served; skipped", "error", err)
 			continue
 		}
 		desired[entry.Name] = entry
@@ -126,7 +123,7 @@ func (a *EdgeSync) syncEdge(ctx context.Context, id string, desired map[string]c
 		rep.Error = "not in the edge inventory"
 		return rep
 	}
-	log := a.Logger.With(zap.String("edgeId", id), zap.String("workflowId", activity.GetInfo(ctx).WorkflowExecution.ID))
+	log := logger(ctx, "edgeId", id)
 	st, err := a.Edges.Table(ctx, e)
 	if err != nil {
 		// Another VCL may be active (it does not route the site table):
@@ -246,16 +243,16 @@ func addReason(rep *EdgeSyncReport, reason string) {
 }
 
 // finish counts and logs the round's drift.
-func (a *EdgeSync) finish(log *zap.Logger, rep EdgeSyncReport) EdgeSyncReport {
+func (a *EdgeSync) finish(l log.Logger, rep EdgeSyncReport) EdgeSyncReport {
 	for _, r := range rep.Drift {
 		metrics.EdgeDrift.WithLabelValues(rep.EdgeID, r).Inc()
 	}
 	if len(rep.Drift) > 0 {
 		rep.LastDriftAt, rep.LastDrift = rep.CheckedAt, rep.Drift
-		log.Warn("edge drift healed", zap.Strings("reasons", rep.Drift), zap.Int("sites", rep.Sites))
+		l.Warn("edge drift healed", "reasons", rep.Drift, "sites", rep.Sites)
 	}
 	if rep.Error != "" {
-		log.Warn("edge sync failed", zap.String("error", rep.Error))
+		l.Warn("edge sync failed", "error", rep.Error)
 	}
 	return rep
 }

@@ -23,6 +23,9 @@ const (
 	// ErrWorkerStopping: the worker stopped mid-chunk; the heartbeated
 	// progress lets the next attempt resume (retried).
 	ErrWorkerStopping = "WorkerStopping"
+	// ErrJobDeadline: the prewarm job's deadline came before every pair of
+	// a chunk had an outcome; those pairs have none (the job is TIMEOUT).
+	ErrJobDeadline = "JobDeadline"
 	// ErrInvalidRequest: a scheduled job's body no longer validates.
 	ErrInvalidRequest = "InvalidRequest"
 )

@@ -61,18 +61,6 @@ type progress[D any] struct {
 	done  map[int]D
 }
 
-// resumeProgress restores the rows the previous attempt heartbeated (a
-// []D) whose index lies in [lo, hi); index reads a row's item index.
-func resumeProgress[D any](ctx context.Context, lo, hi int, index func(D) int) *progress[D] {
-	var prev []D
-	if activity.HasHeartbeatDetails(ctx) {
-		if err := activity.GetHeartbeatDetails(ctx, &prev); err != nil {
-			prev = nil
-		}
-	}
-	return restoreProgress(prev, lo, hi, index)
-}
-
 // restoreProgress is a progress holding the rows of prev whose index lies
 // in [lo, hi).
 func restoreProgress[D any](prev []D, lo, hi int, index func(D) int) *progress[D] {
@@ -108,65 +96,6 @@ func (p *progress[D]) rows() []D {
 	}
 	sort.Slice(out, func(i, j int) bool { return p.index(out[i]) < p.index(out[j]) })
 	return out
-}
-
-// beat records the finished rows as the attempt's heartbeat details.
-func (p *progress[D]) beat(ctx context.Context) { activity.RecordHeartbeat(ctx, p.rows()) }
-
-// runPool calls do for every index in [lo, hi) that p has not finished,
-// with at most cap(slots) calls in flight (slots may be shared with other
-// attempts to bound the load on one edge), and heartbeats p meanwhile: a
-// call slower than the heartbeat timeout must not lose the attempt. It
-// stops starting calls at the first error, when ctx ends or — with
-// yieldToStop — when the worker is told to stop (SIGTERM), and always
-// waits for the calls in flight. It returns the first error and whether a
-// worker stop ended it early.
-func runPool[D any](ctx context.Context, p *progress[D], lo, hi int, slots chan struct{}, yieldToStop bool, do func(i int) error) (stopped bool, err error) {
-	var stopping <-chan struct{}
-	if yieldToStop {
-		stopping = activity.GetWorkerStopChannel(ctx)
-	}
-	var mu sync.Mutex
-	var firstErr error
-	failed := func() bool { mu.Lock(); defer mu.Unlock(); return firstErr != nil }
-	stopBeat := beatWhile(ctx, func() { p.beat(ctx) })
-	var wg sync.WaitGroup
-feed:
-	for i := lo; i < hi; i++ {
-		if p.has(i) {
-			continue
-		}
-		if failed() || ctx.Err() != nil {
-			break
-		}
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			break feed
-		case <-stopping:
-			stopped = true
-			break feed
-		}
-		if ctx.Err() != nil {
-			<-slots
-			break
-		}
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			defer func() { <-slots }()
-			if err := do(i); err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-				}
-				mu.Unlock()
-			}
-		}(i)
-	}
-	wg.Wait()
-	stopBeat()
-	return stopped, firstErr
 }
 
 // count is how many items have an outcome.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"go.temporal.io/sdk/temporal"
-	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/edge/connector"
 )
@@ -51,7 +50,7 @@ func (a *Distribution) ProbeDistributionOrigins(ctx context.Context, req ProbeOr
 		if ctx.Err() != nil {
 			return fmt.Errorf("probe %s: %w", o, ctx.Err())
 		}
-		a.Logger.Warn("origin probe failed; applying anyway", zap.String("domain", req.Domain), zap.String("origin", o.String()), zap.Error(err))
+		logger(ctx, "domain", req.Domain).Warn("origin probe failed; applying anyway", "origin", o.String(), "error", err)
 	}
 	return nil
 }

@@ -10,13 +10,13 @@ import (
 	"go.temporal.io/sdk/converter"
 )
 
-// chunkBeat is PrewarmChunk's heartbeat (issue 19): every finished pair
-// of the chunk, per edge, packed as varints. A chunk holds ~4,000 pairs;
-// as JSON rows (fanRow, ~90 bytes each) one beat was ~400 KB, which every
-// heartbeat wrote into the job's mutable state and every Describe of the
-// job carried. Packed it is ~10 bytes a pair.
+// chunkBeat is PrewarmChunk's heartbeat: every finished pair of the
+// chunk, per edge, packed as varints. A chunk holds ~4,000 pairs; as JSON
+// rows (fanRow, ~90 bytes each) one beat would be ~400 KB, which every
+// heartbeat writes into the job's mutable state and every Describe of the
+// job carries. Packed it is ~10 bytes a pair.
 type chunkBeat struct {
-	// V is chunkBeatVersion; a beat without it is the older []fanRow.
+	// V is chunkBeatVersion; a beat without it is plain []fanRow rows.
 	V     int         `json:"v"`
 	Edges []chunkEdge `json:"edges"`
 }
@@ -135,13 +135,13 @@ func lastChunkRows(ctx context.Context) []fanRow {
 
 // EdgePair is one pair's outcome as a prewarm heartbeat holds it.
 type EdgePair struct {
-	Edge string // edge id; "" in a PrewarmBatch beat (one edge)
+	Edge string // edge id
 	PairDetail
 }
 
-// HeartbeatRows decodes a prewarm activity's heartbeat details: a
-// PrewarmChunk beat (packed, or older []fanRow rows) or a PrewarmBatch's
-// []PairDetail rows. For operators and tests reading a Describe.
+// HeartbeatRows decodes a PrewarmChunk activity's heartbeat details
+// (packed, or plain []fanRow rows). For operators and tests reading a
+// Describe.
 func HeartbeatRows(details *commonpb.Payloads) ([]EdgePair, error) {
 	dc := converter.GetDefaultDataConverter()
 	var rows []fanRow

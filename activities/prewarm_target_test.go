@@ -27,7 +27,7 @@ func TestPairHostScheme(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		host, scheme := pairHostScheme(PrewarmBatchInput{Domain: "d1.cdn.test", Scheme: tc.scheme}, tc.e, u)
+		host, scheme := pairHostScheme(warmSpec{Domain: "d1.cdn.test", Scheme: tc.scheme}, tc.e, u)
 		if host != tc.host || scheme != tc.want {
 			t.Errorf("%q %s on %s = %s %s; want %s %s", tc.scheme, tc.raw, tc.e.ID, host, scheme, tc.host, tc.want)
 		}

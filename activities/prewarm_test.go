@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
-	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/edge"
 	"github.com/cdnflow/cdnflow/internal/payload"
@@ -39,7 +39,7 @@ func prewarmEdgeHandler() http.HandlerFunc {
 	}
 }
 
-func newPrewarm(t *testing.T, handler http.HandlerFunc, urls []string) (*Prewarm, *fakeEdge, PrewarmBatchInput) {
+func newPrewarm(t *testing.T, handler http.HandlerFunc, urls []string) (*Prewarm, *fakeEdge, PrewarmChunkInput) {
 	t.Helper()
 	fe, inv := newFakeEdge(t, handler)
 	store, err := payload.Open(context.Background(), payload.FileURL(t.TempDir()))
@@ -51,9 +51,9 @@ func newPrewarm(t *testing.T, handler http.HandlerFunc, urls []string) (*Prewarm
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &Prewarm{Inventory: inv, Edge: edge.NewClient(edge.Options{}), Store: store, Logger: zap.NewNop()}
-	in := PrewarmBatchInput{
-		JobID: "prewarm-req-1", EdgeID: "E1", Domain: "a.test", Scheme: "http", URLsKey: key,
+	a := &Prewarm{Inventory: inv, Edge: edge.NewClient(edge.Options{}), Store: store}
+	in := PrewarmChunkInput{
+		JobID: "prewarm-req-1", EdgeIDs: []string{"E1"}, Domain: "a.test", Scheme: "http", URLsKey: key,
 		Start: 0, End: len(urls), Attempts: 3, AttemptTimeout: 2 * time.Second, Concurrency: 2,
 	}
 	return a, fe, in
@@ -75,15 +75,15 @@ func runActivity(t *testing.T, env *testsuite.TestActivityEnvironment, fn, in an
 // Outcomes are classified per pair: stored is success; 4xx and an
 // uncacheable answer fail at once; a 5xx is retried until it is stored.
 // The chunk's rows are stored for the per-pair view.
-func TestPrewarmBatchClassifiesOutcomes(t *testing.T) {
+func TestPrewarmChunkClassifiesOutcomes(t *testing.T) {
 	urls := []string{"http://a.test/ok", "http://a.test/missing", "http://a.test/flaky", "http://a.test/nocache"}
 	a, fe, in := newPrewarm(t, prewarmEdgeHandler(), urls)
 	var ts testsuite.WorkflowTestSuite
-	var res PrewarmBatchResult
-	if err := runActivity(t, ts.NewTestActivityEnvironment(), a.PrewarmBatch, in, &res); err != nil {
+	var res PrewarmChunkResult
+	if err := runActivity(t, ts.NewTestActivityEnvironment(), a.PrewarmChunk, in, &res); err != nil {
 		t.Fatal(err)
 	}
-	if res.OK != 2 || len(res.Failed) != 2 || res.Failed[0] != 1 || res.Failed[1] != 3 {
+	if len(res.Edges) != 1 || res.Edges[0].OK != 2 || !slices.Equal(res.Edges[0].Failed, []int{1, 3}) {
 		t.Fatalf("result %+v, want ok 2 and failed [1 3]", res)
 	}
 	data, err := a.Store.Get(context.Background(), payload.PrewarmDetailKey(in.JobID, in.URLsKey, "E1", 0))
@@ -112,41 +112,66 @@ func TestPrewarmBatchClassifiesOutcomes(t *testing.T) {
 	}
 }
 
-// A retried attempt resumes from the heartbeated rows: finished pairs are
-// not fetched again, and they count in the result.
-func TestPrewarmBatchResumesFromHeartbeat(t *testing.T) {
-	urls := []string{"http://a.test/ok", "http://a.test/missing"}
-	a, fe, in := newPrewarm(t, prewarmEdgeHandler(), urls)
+// hangingEdge never answers /hang (until the client gives up, or 10 s).
+func hangingEdge(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/hang" {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(10 * time.Second):
+		}
+		return
+	}
+	prewarmEdgeHandler()(w, r)
+}
+
+// A pair the job's deadline cuts has no outcome: the chunk stops at the
+// job's Deadline — not at the activity's own timeout, which counts from
+// when the server scheduled it and lands later on a busy machine, nor
+// after AttemptTimeout — and ends with ErrJobDeadline, never a result
+// that counts the pair failed. The job then ends TIMEOUT.
+func TestPrewarmChunkJobDeadlineLeavesNoOutcome(t *testing.T) {
+	a, _, in := newPrewarm(t, hangingEdge, []string{"http://a.test/ok", "http://a.test/hang"})
+	in.Attempts, in.AttemptTimeout = 1, 8*time.Second
+	in.Deadline = time.Now().Add(300 * time.Millisecond)
 	var ts testsuite.WorkflowTestSuite
 	env := ts.NewTestActivityEnvironment()
-	env.SetHeartbeatDetails([]PairDetail{{Index: 0, Status: 200, Attempts: 1}})
-	var res PrewarmBatchResult
-	if err := runActivity(t, env, a.PrewarmBatch, in, &res); err != nil {
-		t.Fatal(err)
+	env.SetTestTimeout(30 * time.Second)
+	var res PrewarmChunkResult
+	err := runActivity(t, env, a.PrewarmChunk, in, &res)
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != ErrJobDeadline || !appErr.NonRetryable() {
+		t.Fatalf("chunk cut by the job's deadline: result %+v, error %v; want a final %s", res, err, ErrJobDeadline)
 	}
-	if res.OK != 1 || len(res.Failed) != 1 || fe.count("GET a.test /ok") != 0 || fe.count("GET a.test /missing") != 1 {
-		t.Fatalf("result %+v, requests %v", res, fe.seen)
+	if _, err := a.Store.Get(context.Background(), payload.PrewarmDetailKey(in.JobID, in.URLsKey, "E1", 0)); !errors.Is(err, payload.ErrNotFound) {
+		t.Fatalf("rows of a cut chunk were stored: %v", err)
 	}
 }
 
-// An edge missing from the inventory and a missing URL list are final.
-func TestPrewarmBatchFinalErrors(t *testing.T) {
-	a, _, in := newPrewarm(t, prewarmEdgeHandler(), []string{"http://a.test/ok"})
-	var ts testsuite.WorkflowTestSuite
-	for name, tc := range map[string]struct {
-		mutate  func(*PrewarmBatchInput)
-		errType string
-	}{
-		"unknown edge": {func(in *PrewarmBatchInput) { in.EdgeID = "E9" }, ErrUnknownEdge},
-		"no url list":  {func(in *PrewarmBatchInput) { in.URLsKey = "prewarm/none/urls.json" }, ErrPayloadMissing},
-		"bad chunk":    {func(in *PrewarmBatchInput) { in.End = 5 }, ErrBadChunk},
-	} {
-		bad := in
-		tc.mutate(&bad)
-		err := runActivity(t, ts.NewTestActivityEnvironment(), a.PrewarmBatch, bad, nil)
-		var appErr *temporal.ApplicationError
-		if !errors.As(err, &appErr) || appErr.Type() != tc.errType || !appErr.NonRetryable() {
-			t.Errorf("%s: %v, want a final %s", name, err, tc.errType)
-		}
+// lateContext is a context whose deadline has come while its Err is still
+// nil: what a GET sees on a busy machine between the connection deadline
+// (set to the context's) firing and the context's own timer running.
+type lateContext struct {
+	context.Context
+	deadline time.Time
+}
+
+func (c lateContext) Deadline() (time.Time, bool) { return c.deadline, true }
+
+// A GET that fails at the job's deadline is the deadline's, not the
+// pair's, even before ctx.Err() says so: warmBatch reports the batch cut,
+// so no row of it becomes an outcome.
+func TestWarmBatchAtTheDeadlineIsCut(t *testing.T) {
+	a, _, _ := newPrewarm(t, hangingEdge, []string{"http://a.test/hang"})
+	e, _ := a.Inventory.Get("E1")
+	ctx := lateContext{Context: context.Background(), deadline: time.Now().Add(200 * time.Millisecond)}
+	f := a.Edge.Fetcher(ctx, e, http.Header{}, 8*time.Second)
+	started := time.Now()
+	rows, cut := a.warmBatch(ctx, e, warmSpec{Domain: "a.test", Scheme: "http", Attempts: 1},
+		[]pairTarget{parseTarget("http://a.test/hang")}, []int{0}, f, metricsFor(e.ID))
+	if took := time.Since(started); took > 5*time.Second {
+		t.Fatalf("the GET ran %s, past the context's deadline", took)
+	}
+	if !cut {
+		t.Fatalf("a GET cut by the deadline became an outcome: %+v", rows)
 	}
 }

@@ -6,14 +6,10 @@ import (
 	"fmt"
 	"time"
 
-	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
-	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/edge"
 	"github.com/cdnflow/cdnflow/internal/cachekey"
-	"github.com/cdnflow/cdnflow/internal/metrics"
-	"github.com/cdnflow/cdnflow/internal/tracing"
 	"github.com/cdnflow/cdnflow/inventory"
 )
 
@@ -25,20 +21,19 @@ const (
 	PurgeTag      = "TAG"
 )
 
-// PurgeEdgeInput asks one edge to apply a purge.
-type PurgeEdgeInput struct {
-	EdgeID string   `json:"edgeId"`
-	Hosts  []string `json:"hosts"`
-	Type   string   `json:"type"`
-	Paths  []string `json:"paths"`
-	Soft   bool     `json:"soft,omitempty"`
+// purgeSpec is what a purge asks of every edge: the type, the paths (ITEM
+// paths, WILDCARD prefixes, TAG names; none for ALL) on each host.
+type purgeSpec struct {
+	Hosts []string
+	Type  string
+	Paths []string
+	Soft  bool
 }
 
 // Purge applies purges on edges.
 type Purge struct {
 	Inventory *inventory.Inventory
 	Edge      *edge.Client
-	Logger    *zap.Logger
 	// PerEdge caps concurrent purge exchanges with one edge from this
 	// worker, however many purge workflows run at once: one request, or
 	// one pipelined batch of ITEM PURGEs (batchSize).
@@ -54,58 +49,14 @@ func (a *Purge) slot(edgeID string) chan struct{} {
 	return a.slots.of(edgeID, a.PerEdge, defaultPurgePerEdge)
 }
 
-// PurgeEdge runs every host×path unit of a purge on one edge and returns
-// only when all are confirmed. A failure returns an error so Temporal
-// retries the activity; heartbeated progress makes the retry skip units
-// already confirmed.
-//
-// A unit counts as done only once the edge shows it took effect: an ITEM
-// path after the PURGE and a cache-only probe (edge.Client.Probe) that finds
-// no fresh copy cached before the purge; a WILDCARD or ALL ban after the
-// edge's VCL answered that std.ban registered it ("Ban added"); a TAG after
-// xkey answered its count. The result says what was checked.
-func (a *Purge) PurgeEdge(ctx context.Context, in PurgeEdgeInput) (PurgeEdgeResult, error) {
-	info := activity.GetInfo(ctx)
-	log := a.Logger.With(zap.String("workflowId", info.WorkflowExecution.ID), zap.String("edgeId", in.EdgeID), zap.Int32("attempt", info.Attempt)).With(tracing.LogFields(ctx)...)
-	e, ok := a.Inventory.Get(in.EdgeID)
-	if !ok {
-		return PurgeEdgeResult{}, unknownEdge(in.EdgeID)
-	}
-	units := purgeUnits(in)
-	// The heartbeat details are the indices of the confirmed units.
-	p := resumeProgress(ctx, 0, len(units), func(i int) int { return i })
-	_, err := runPool(ctx, p, 0, len(units), a.slot(in.EdgeID), false, func(i int) error {
-		started := time.Now()
-		err := a.apply(ctx, e, in, units[i].host, units[i].path)
-		metrics.EdgeLatency.WithLabelValues(e.ID, "purge").Observe(time.Since(started).Seconds())
-		result := "done"
-		if err != nil {
-			result = "failed"
-		}
-		metrics.PurgeUnits.WithLabelValues(e.ID, in.Type, result).Inc()
-		if err == nil {
-			p.add(i)
-		}
-		return err
-	})
-	p.beat(ctx)
-	if err != nil {
-		log.Warn("purge on edge failed; will retry", zap.Error(err))
-		return PurgeEdgeResult{}, err
-	}
-	if err := ctx.Err(); err != nil {
-		return PurgeEdgeResult{}, fmt.Errorf("purge on %s stopped: %w", in.EdgeID, err)
-	}
-	log.Debug("purge confirmed", zap.Int("units", len(units)))
-	return PurgeEdgeResult{Verified: verifiedText(in, len(units))}, nil
-}
-
-// PurgeEdgeResult says how an edge showed that a purge took effect.
-type PurgeEdgeResult struct {
+// CatchUpEdgeResult says how an edge showed that a purge took effect.
+type CatchUpEdgeResult struct {
 	Verified string `json:"verified,omitempty"`
 }
 
-func verifiedText(in PurgeEdgeInput, units int) string {
+// verifiedText says how an edge showed that every unit of a purge took
+// effect.
+func verifiedText(in purgeSpec, units int) string {
 	switch in.Type {
 	case PurgeItem:
 		return fmt.Sprintf("%d host×path units purged; a cache-only probe finds no copy cached before the purge", units)
@@ -143,7 +94,7 @@ func staleCopy(e inventory.Edge, host, path string, r edge.ProbeResult, sent tim
 type purgeUnit struct{ host, path string }
 
 // purgeUnits is every host×path unit of a purge, hosts first.
-func purgeUnits(in PurgeEdgeInput) []purgeUnit {
+func purgeUnits(in purgeSpec) []purgeUnit {
 	paths := in.Paths
 	if in.Type == PurgeAll {
 		paths = []string{""}
@@ -159,7 +110,7 @@ func purgeUnits(in PurgeEdgeInput) []purgeUnit {
 
 // apply sends one unit; a request the edge client refuses to build can never
 // succeed, so it ends the activity instead of retrying until the deadline.
-func (a *Purge) apply(ctx context.Context, e inventory.Edge, in PurgeEdgeInput, host, path string) error {
+func (a *Purge) apply(ctx context.Context, e inventory.Edge, in purgeSpec, host, path string) error {
 	err := a.send(ctx, e, in, host, path)
 	if errors.Is(err, edge.ErrInvalidRequest) {
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrBadPurge, err)
@@ -167,7 +118,7 @@ func (a *Purge) apply(ctx context.Context, e inventory.Edge, in PurgeEdgeInput, 
 	return err
 }
 
-func (a *Purge) send(ctx context.Context, e inventory.Edge, in PurgeEdgeInput, host, path string) error {
+func (a *Purge) send(ctx context.Context, e inventory.Edge, in purgeSpec, host, path string) error {
 	switch in.Type {
 	case PurgeItem:
 		// One request purges and probes (edge.Client.PurgeVerified); an
@@ -207,20 +158,20 @@ type CatchUpEdgeInput struct {
 }
 
 // CatchUpEdge bans every object of each host on an edge that was
-// unreachable until a purge's deadline (issue 14: nothing missed). A ban of
+// unreachable until a purge's deadline, so it serves nothing it missed. A ban of
 // the whole domain and aliases covers any ITEM, WILDCARD, TAG or ALL purge
 // the edge missed; the edge VCL answers "Ban added" only once std.ban
 // registered it. Retried (by the workflow) until the edge answers.
-func (a *Purge) CatchUpEdge(ctx context.Context, in CatchUpEdgeInput) (PurgeEdgeResult, error) {
+func (a *Purge) CatchUpEdge(ctx context.Context, in CatchUpEdgeInput) (CatchUpEdgeResult, error) {
 	e, ok := a.Inventory.Get(in.EdgeID)
 	if !ok {
-		return PurgeEdgeResult{}, unknownEdge(in.EdgeID)
+		return CatchUpEdgeResult{}, unknownEdge(in.EdgeID)
 	}
 	for _, h := range in.Hosts {
-		if err := a.apply(ctx, e, PurgeEdgeInput{EdgeID: in.EdgeID, Hosts: in.Hosts, Type: PurgeAll}, h, ""); err != nil {
-			return PurgeEdgeResult{}, fmt.Errorf("catch-up ban of %s on %s: %w", h, in.EdgeID, err)
+		if err := a.apply(ctx, e, purgeSpec{Hosts: in.Hosts, Type: PurgeAll}, h, ""); err != nil {
+			return CatchUpEdgeResult{}, fmt.Errorf("catch-up ban of %s on %s: %w", h, in.EdgeID, err)
 		}
 	}
-	a.Logger.Info("edge caught up on a missed purge", zap.String("edgeId", in.EdgeID), zap.Strings("hosts", in.Hosts))
-	return PurgeEdgeResult{Verified: fmt.Sprintf("caught up after the deadline: %d bans of the domain and aliases registered by the edge", len(in.Hosts))}, nil
+	logger(ctx, "edgeId", in.EdgeID).Info("edge caught up on a missed purge", "hosts", in.Hosts)
+	return CatchUpEdgeResult{Verified: fmt.Sprintf("caught up after the deadline: %d bans of the domain and aliases registered by the edge", len(in.Hosts))}, nil
 }

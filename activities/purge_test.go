@@ -9,7 +9,6 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
-	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/edge"
 )
@@ -23,15 +22,15 @@ func newPurge(t *testing.T, handler http.HandlerFunc) (*Purge, *fakeEdge) {
 		}
 		handler(w, r)
 	})
-	return &Purge{Inventory: inv, Edge: edge.NewClient(edge.Options{}), Logger: zap.NewNop(), PerEdge: 2}, fe
+	return &Purge{Inventory: inv, Edge: edge.NewClient(edge.Options{}), PerEdge: 2}, fe
 }
 
 // Every host×path unit is purged on the edge; ALL and WILDCARD are bans.
-func TestPurgeEdgeSendsEveryUnit(t *testing.T) {
+func TestPurgeEdgesSendsEveryUnit(t *testing.T) {
 	a, fe := newPurge(t, func(http.ResponseWriter, *http.Request) {})
 	var ts testsuite.WorkflowTestSuite
-	in := PurgeEdgeInput{EdgeID: "E1", Hosts: []string{"a.test", "b.test"}, Type: PurgeItem, Paths: []string{"/x", "/y"}}
-	if err := runActivity(t, ts.NewTestActivityEnvironment(), a.PurgeEdge, in, nil); err != nil {
+	in := PurgeEdgesInput{EdgeIDs: []string{"E1"}, Hosts: []string{"a.test", "b.test"}, Type: PurgeItem, Paths: []string{"/x", "/y"}}
+	if err := runActivity(t, ts.NewTestActivityEnvironment(), a.PurgeEdges, in, nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"PURGE a.test /x", "PURGE a.test /y", "PURGE b.test /x", "PURGE b.test /y"} {
@@ -39,31 +38,31 @@ func TestPurgeEdgeSendsEveryUnit(t *testing.T) {
 			t.Errorf("%q sent %d times; requests %v", want, fe.count(want), fe.seen)
 		}
 	}
-	all := PurgeEdgeInput{EdgeID: "E1", Hosts: []string{"a.test"}, Type: PurgeAll}
-	if err := runActivity(t, ts.NewTestActivityEnvironment(), a.PurgeEdge, all, nil); err != nil || fe.count("BAN a.test /") != 1 {
+	all := PurgeEdgesInput{EdgeIDs: []string{"E1"}, Hosts: []string{"a.test"}, Type: PurgeAll}
+	if err := runActivity(t, ts.NewTestActivityEnvironment(), a.PurgeEdges, all, nil); err != nil || fe.count("BAN a.test /") != 1 {
 		t.Fatalf("ALL: %v; requests %v", err, fe.seen)
 	}
 }
 
 // An edge that refuses fails the attempt with a retryable error; a retry
 // resumes after the heartbeated units.
-func TestPurgeEdgeFailureIsRetriedAndResumes(t *testing.T) {
+func TestPurgeEdgesFailureIsRetriedAndResumes(t *testing.T) {
 	a, fe := newPurge(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/down" {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 	})
 	var ts testsuite.WorkflowTestSuite
-	in := PurgeEdgeInput{EdgeID: "E1", Hosts: []string{"a.test"}, Type: PurgeItem, Paths: []string{"/down"}}
-	err := runActivity(t, ts.NewTestActivityEnvironment(), a.PurgeEdge, in, nil)
+	in := PurgeEdgesInput{EdgeIDs: []string{"E1"}, Hosts: []string{"a.test"}, Type: PurgeItem, Paths: []string{"/down"}}
+	err := runActivity(t, ts.NewTestActivityEnvironment(), a.PurgeEdges, in, nil)
 	var appErr *temporal.ApplicationError
-	if err == nil || (errors.As(err, &appErr) && appErr.NonRetryable()) {
-		t.Fatalf("a 503 from the edge: %v, want a retryable error", err)
+	if !errors.As(err, &appErr) || appErr.NonRetryable() || appErr.Type() != ErrEdgesPending {
+		t.Fatalf("a 503 from the edge: %v, want a retryable %s", err, ErrEdgesPending)
 	}
 	env := ts.NewTestActivityEnvironment()
-	env.SetHeartbeatDetails([]int{0})
+	env.SetHeartbeatDetails([]PurgeEdgeOutcome{{EdgeID: "E1", Done: []int{0}}})
 	in.Paths = []string{"/done-before", "/next"}
-	if err := runActivity(t, env, a.PurgeEdge, in, nil); err != nil {
+	if err := runActivity(t, env, a.PurgeEdges, in, nil); err != nil {
 		t.Fatal(err)
 	}
 	if fe.count("PURGE a.test /done-before") != 0 || fe.count("PURGE a.test /next") != 1 {
@@ -71,22 +70,23 @@ func TestPurgeEdgeFailureIsRetriedAndResumes(t *testing.T) {
 	}
 }
 
-// A purge the edge client refuses to send, or of an unknown edge, is final.
-func TestPurgeEdgeFinalErrors(t *testing.T) {
+// A purge the edge client refuses to send, or of an unknown edge, is a
+// final row: the attempt does not wait for it.
+func TestPurgeEdgesFinalErrors(t *testing.T) {
 	a, fe := newPurge(t, func(http.ResponseWriter, *http.Request) {})
 	var ts testsuite.WorkflowTestSuite
 	for _, tc := range []struct {
-		in      PurgeEdgeInput
-		errType string
+		in   PurgeEdgesInput
+		want string
 	}{
-		{PurgeEdgeInput{EdgeID: "E1", Hosts: []string{"a.test"}, Type: PurgeTag, Paths: []string{"a,b"}}, ErrBadPurge},
-		{PurgeEdgeInput{EdgeID: "E1", Hosts: []string{"a.test"}, Type: "PAGE", Paths: []string{"/a"}}, ErrBadPurge},
-		{PurgeEdgeInput{EdgeID: "E9", Hosts: []string{"a.test"}, Type: PurgeItem, Paths: []string{"/a"}}, ErrUnknownEdge},
+		{PurgeEdgesInput{EdgeIDs: []string{"E1"}, Hosts: []string{"a.test"}, Type: PurgeTag, Paths: []string{"a,b"}}, "invalid"},
+		{PurgeEdgesInput{EdgeIDs: []string{"E1"}, Hosts: []string{"a.test"}, Type: "PAGE", Paths: []string{"/a"}}, "unknown purge type"},
+		{PurgeEdgesInput{EdgeIDs: []string{"E9"}, Hosts: []string{"a.test"}, Type: PurgeItem, Paths: []string{"/a"}}, "not in the inventory"},
 	} {
-		err := runActivity(t, ts.NewTestActivityEnvironment(), a.PurgeEdge, tc.in, nil)
-		var appErr *temporal.ApplicationError
-		if !errors.As(err, &appErr) || appErr.Type() != tc.errType || !appErr.NonRetryable() {
-			t.Errorf("%+v: %v, want a final %s", tc.in, err, tc.errType)
+		var res PurgeEdgesResult
+		err := runActivity(t, ts.NewTestActivityEnvironment(), a.PurgeEdges, tc.in, &res)
+		if err != nil || len(res.Edges) != 1 || !res.Edges[0].Final || res.Edges[0].Confirmed || !strings.Contains(res.Edges[0].Error, tc.want) {
+			t.Errorf("%+v: %+v, %v; want a final row naming %q", tc.in, res, err, tc.want)
 		}
 	}
 	if len(fe.seen) != 0 {
@@ -94,7 +94,7 @@ func TestPurgeEdgeFinalErrors(t *testing.T) {
 	}
 }
 
-// Issue 19: an edge that answers the verified PURGE (edge.PurgeVerifyHeader)
+// An edge that answers the verified PURGE (edge.PurgeVerifyHeader)
 // with its probe costs one request per unit; a fresh copy older than the
 // purge in that answer fails the unit as a separate probe would.
 func TestPurgeItemVerifiedInOneRequest(t *testing.T) {
@@ -117,17 +117,17 @@ func TestPurgeItemVerifiedInOneRequest(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusTeapot)
 	})
-	a := &Purge{Inventory: inv, Edge: edge.NewClient(edge.Options{}), Logger: zap.NewNop(), PerEdge: 2}
+	a := &Purge{Inventory: inv, Edge: edge.NewClient(edge.Options{}), PerEdge: 2}
 	var ts testsuite.WorkflowTestSuite
-	in := PurgeEdgeInput{EdgeID: "E1", Hosts: []string{"a.test"}, Type: PurgeItem, Paths: []string{"/x", "/y"}}
-	if err := runActivity(t, ts.NewTestActivityEnvironment(), a.PurgeEdge, in, nil); err != nil {
+	in := PurgeEdgesInput{EdgeIDs: []string{"E1"}, Hosts: []string{"a.test"}, Type: PurgeItem, Paths: []string{"/x", "/y"}}
+	if err := runActivity(t, ts.NewTestActivityEnvironment(), a.PurgeEdges, in, nil); err != nil {
 		t.Fatal(err)
 	}
 	if fe.count("PURGE a.test /x") != 1 || fe.count("PURGE a.test /y") != 1 || fe.count("GET") != 0 {
 		t.Fatalf("requests %v, want one verified PURGE per path and no separate probe", fe.seen)
 	}
 	answer.Store("cached age=3600.000")
-	err := runActivity(t, ts.NewTestActivityEnvironment(), a.PurgeEdge, PurgeEdgeInput{EdgeID: "E1", Hosts: []string{"a.test"}, Type: PurgeItem, Paths: []string{"/z"}}, nil)
+	err := runActivity(t, ts.NewTestActivityEnvironment(), a.PurgeEdges, PurgeEdgesInput{EdgeIDs: []string{"E1"}, Hosts: []string{"a.test"}, Type: PurgeItem, Paths: []string{"/z"}}, nil)
 	if err == nil || !strings.Contains(err.Error(), "before the purge") {
 		t.Fatalf("an edge still holding an hour-old copy after the purge: %v, want an error naming it", err)
 	}

@@ -46,7 +46,7 @@ type Client struct {
 	tls   *http.Transport
 
 	// byEdge holds one plain-HTTP client, with its own transport, per edge
-	// address (issue 19): each edge keeps its keep-alive connections in a
+	// address: each edge keeps its keep-alive connections in a
 	// pool of its own, reused by every purge and prewarm of this process.
 	byEdge sync.Map // address → *edgeClients
 	edges  atomic.Int64
@@ -96,9 +96,9 @@ type edgeClients struct{ traced, untraced *http.Client }
 // edgeClient is the plain-HTTP client of the edge at addr for a request
 // made in ctx: traced when ctx carries a span (a recording one with
 // tracing on, or a caller's traceparent to pass on), else the bare
-// transport. Issue 19: otelhttp's per-request span and metric attribute
-// sets were a quarter of a large purge's CPU with tracing off, for spans
-// and headers that are no-ops then.
+// transport: otelhttp's per-request span and metric attribute sets cost
+// a quarter of a large purge's CPU with tracing off, for spans and
+// headers that are no-ops then.
 func (c *Client) edgeClient(ctx context.Context, addr string) *http.Client {
 	withSpan := trace.SpanContextFromContext(ctx).IsValid()
 	if ec, ok := c.byEdge.Load(addr); ok {
@@ -183,8 +183,8 @@ func (t tracedTransport) CloseIdleConnections() { t.base.CloseIdleConnections() 
 // and straight to the transport otherwise: with tracing off and no
 // traceparent from the job's request there is no span to record and
 // nothing to propagate, and otelhttp's per-request work (span, attributes,
-// metric options) was ~5 % of the worker's CPU in a prewarm (issue 19,
-// docs/performance.md). With tracing on, every caller (an activity, an
+// metric options) costs ~5 % of the worker's CPU in a prewarm
+// (docs/performance.md). With tracing on, every caller (an activity, an
 // API request) has a span, so every edge request stays in its trace.
 func (t tracedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if !trace.SpanContextFromContext(r.Context()).IsValid() {

@@ -30,8 +30,8 @@ func (c *Client) Fetch(ctx context.Context, e inventory.Edge, r FetchRequest) (F
 }
 
 // Fetcher GETs many objects through one edge with one request header and
-// one per-GET timeout, as a prewarm chunk does (issue 19): the edge's
-// client, its base URLs and the header are resolved once, not per GET.
+// one per-GET timeout, as a prewarm chunk does: the edge's client, its
+// base URLs and the header are resolved once, not per GET.
 // Safe for concurrent use.
 type Fetcher struct {
 	c       *Client

@@ -13,7 +13,7 @@ import (
 	"github.com/cdnflow/cdnflow/inventory"
 )
 
-// Issue 19: GETs pipelined to a real varnishd warm the same objects Fetch
+// GETs pipelined to a real varnishd warm the same objects Fetch
 // does, one answer per unit in order over more than one exchange: MISS,
 // then HIT for a browser's GET; failures per unit as Fetch's.
 func TestFetchBatchOnVarnish(t *testing.T) {

@@ -32,7 +32,7 @@ type PurgeAnswer struct {
 	Err      error
 }
 
-// Pipelining bounds (issue 19: "per-edge connection reuse and pipelining").
+// Pipelining bounds: how many requests one connection carries at once and per batch.
 const (
 	// MaxPipelined is the most units PurgeVerifiedBatch writes on one
 	// connection before it reads their answers; requests and answers are
@@ -135,7 +135,7 @@ func (c *Client) pipelined(ctx context.Context, e inventory.Edge, pending []int,
 			fresh = false
 			continue
 		}
-		pc.conn.Close()
+		pc.discard()
 		if err != nil && n == 0 && !reused {
 			failAll(pending, err)
 			return
@@ -172,6 +172,10 @@ type pipeConn struct {
 	bw        *bufio.Writer
 	idleSince time.Time
 }
+
+// discard closes a connection that carries no more requests. The Close
+// error is dropped: every answer sent on it has been read or failed already.
+func (pc *pipeConn) discard() { _ = pc.conn.Close() }
 
 // roundTrip writes the units of batch and reads their answers in order,
 // each within x.timeout of the write or of the answer before it (and
@@ -296,7 +300,7 @@ func (p *pipes) get(ctx context.Context, fresh bool) (*pipeConn, bool, error) {
 				p.mu.Unlock()
 				return pc, true, nil
 			}
-			pc.conn.Close()
+			pc.discard()
 		}
 		p.mu.Unlock()
 	}
@@ -322,6 +326,6 @@ func (p *pipes) put(pc *pipeConn) {
 	}
 	p.mu.Unlock()
 	if pc != nil {
-		pc.conn.Close()
+		pc.discard()
 	}
 }

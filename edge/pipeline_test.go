@@ -17,7 +17,7 @@ import (
 	"github.com/cdnflow/cdnflow/inventory"
 )
 
-// Issue 19: PURGEs pipelined on one connection to a real varnishd answer
+// PURGEs pipelined on one connection to a real varnishd answer
 // like PurgeVerified one by one: every unit verified, cached objects gone
 // (hard and soft), an unwritable path refused alone, in units' order over
 // more than one exchange (MaxPipelined).

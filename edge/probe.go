@@ -18,8 +18,8 @@ import (
 const ProbeHeader = "X-Cdnflow-Probe"
 
 // PurgeVerifyHeader on a PURGE asks the edge VCL to purge and then answer
-// the cache-only probe of the same object in the same request (issue 19:
-// one round trip instead of two). Edges whose VCL predates it answer
+// the cache-only probe of the same object in the same request: one round
+// trip instead of two. An edge VCL without this handling answers
 // "Purged" as for any PURGE.
 const PurgeVerifyHeader = "X-Cdnflow-Purge-Verify"
 
@@ -93,7 +93,7 @@ func probeAnswer(e inventory.Edge, path string, resp *http.Response) (ProbeResul
 	case resp.StatusCode == http.StatusNotFound: // "stale" or "absent"
 		return ProbeResult{}, nil
 	case resp.StatusCode == http.StatusOK:
-		// An edge whose VCL predates the probe served the object instead.
+		// An edge VCL without the probe serves the object instead.
 		return ProbeResult{}, fmt.Errorf("probe %s on edge %s: answered %q, not a cache-only lookup (edge VCL without the probe?)", path, e.ID, resp.Status)
 	}
 	return ProbeResult{}, fmt.Errorf("probe %s on edge %s (%s): %w", path, e.ID, resp.Status, &StatusError{Code: resp.StatusCode})

@@ -14,7 +14,7 @@ import (
 	"github.com/cdnflow/cdnflow/internal/origin"
 )
 
-// Issue 14: the cache-only probe on a real varnishd. It reports a fresh
+// The cache-only probe on a real varnishd. It reports a fresh
 // copy with its age, nothing after a PURGE, no fresh copy after a soft
 // purge, never fetches from the origin, and is refused to clients outside
 // the purge ACL.
@@ -64,7 +64,7 @@ func TestProbeIsCacheOnly(t *testing.T) {
 	}
 	probe("after soft purge", false)
 
-	// Issue 19: a PURGE with PurgeVerifyHeader answers the probe of the
+	// A PURGE with PurgeVerifyHeader answers the probe of the
 	// object it purged, hard or soft, in the same request; the object is
 	// gone (or stale) as after a PURGE and a separate probe.
 	for _, soft := range []bool{false, true} {

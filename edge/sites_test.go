@@ -221,7 +221,11 @@ func TestReloadDoesNotLeakAndAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() {
+		if err := conn.Close(); err != nil {
+			t.Errorf("close varnish cli: %v", err)
+		}
+	}()
 	for i := 0; i < 5; i++ {
 		src, err := vcl.Render(vcl.Config{EdgeID: "RELOAD" + strconv.Itoa(i), ConnectorPort: e.ConnectorPort(), DefaultBackend: &b})
 		if err != nil {

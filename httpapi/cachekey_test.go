@@ -25,7 +25,7 @@ func cacheKeyEnv(t *testing.T) (*testenv.Env, service.DistributionView, string) 
 	return env, createWithAlias(t, env, alias), alias
 }
 
-// Issue 14, case 3 and the canonical ITEM purge: a prewarm of a URL written
+// Raw UTF-8 URLs and the canonical ITEM purge: a prewarm of a URL written
 // with raw UTF-8 warms the object a browser requests (percent-encoded), the
 // pair view shows the URL as given and the key; an ITEM purge written the
 // raw way evicts the encoded object; a path that is no URL is a 10001

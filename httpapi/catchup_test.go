@@ -13,7 +13,7 @@ import (
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
-// Issue 14: nothing missed. An edge the workers cannot reach until a
+// Nothing missed. An edge the workers cannot reach until a
 // purge's deadline (its cache intact, so it still serves the purged object)
 // is owed the purge; GET purges shows it owed and progress below 100; when
 // the edge answers again it gets a ban of the domain and aliases, the

@@ -66,7 +66,9 @@ func TestEdgeDriftHealed(t *testing.T) {
 		t.Fatalf("after the heal /z.js is %q, want /good/z.js (objects cached by the foreign VCL banned)", got)
 	}
 
-	env.Edges[1].Connector.Table().Replace(nil)
+	if err := env.Edges[1].Connector.Table().Replace(nil); err != nil {
+		t.Fatal(err)
+	}
 	if served(1)() == nil {
 		t.Fatal("an empty site table still served the distribution")
 	}
@@ -96,7 +98,9 @@ func TestEdgeDriftHealed(t *testing.T) {
 	if err := env.Client.TerminateWorkflow(ctx, workflows.EdgeSyncWorkflowID, "", "test: the loop is rebuilt"); err != nil {
 		t.Fatal(err)
 	}
-	env.Edges[0].Connector.Table().Replace(nil)
+	if err := env.Edges[0].Connector.Table().Replace(nil); err != nil {
+		t.Fatal(err)
+	}
 	if served(0)() == nil {
 		t.Fatal("an empty site table still served the distribution")
 	}

@@ -25,8 +25,7 @@ import (
 )
 
 // The tests here run the paths that are not a happy path through Temporal
-// (a seq reservation, a worker hand-off and retried activity, a
-// continue-as-new) end to end, check their effect on the edges, and keep
+// (a seq reservation, a worker hand-off and retried activity) end to end, check their effect on the edges, and keep
 // their histories for the replay set (CDNFLOW_RECORD_HISTORIES=1).
 
 // A purge of more paths than one seq holds reserves its seqs in one update
@@ -58,7 +57,7 @@ func TestPurgeReservesSeqs(t *testing.T) {
 		requireMissOnEveryEdge(t, env, d.Domain, p)
 	}
 	// The counter's history holds the reservation: one update (the rate
-	// limit and the seqs together, issue 19) for 2 seqs.
+	// limit and the seqs together) for 2 seqs.
 	reserved := 0
 	for _, ev := range env.History(t, workflows.SequenceWorkflowID("purge")).GetEvents() {
 		req := ev.GetWorkflowExecutionUpdateAcceptedEventAttributes().GetAcceptedRequest()
@@ -151,7 +150,7 @@ func TestPrewarmWorkerStopHandsOff(t *testing.T) {
 		t.Fatalf("the origin served %d requests for %d pairs", got, len(urls))
 	}
 	// The history holds the hand-off and the retried activity (attempt 2).
-	env.Replay(t, jobID, "prewarm_fanout_handoff")
+	env.Replay(t, jobID, "prewarm_job_handoff")
 }
 
 // heartbeatPairs is how many pairs the last heartbeats of a prewarm
@@ -182,9 +181,7 @@ func heartbeatPairs(t *testing.T, env *testenv.Env, workflowID string) int {
 
 // A job of many chunks (here one URL each; through the API chunks hold
 // hundreds) runs every chunk once, each as one activity on the edge: every
-// URL is fetched from the origin once and is cached on the edge. (The
-// child-per-edge workflows of earlier histories, and their continue-as-new,
-// replay from worker/testdata and are unit-tested in workflows.)
+// URL is fetched from the origin once and is cached on the edge.
 func TestPrewarmManyChunksRunOnce(t *testing.T) {
 	env := testenv.Start(t, testenv.Options{Edges: 1})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

@@ -14,7 +14,7 @@ import (
 	"github.com/cdnflow/cdnflow/internal/testenv"
 )
 
-// Issue 14: an Idempotency-Key reused after the first job's history is gone
+// An Idempotency-Key reused after the first job's history is gone
 // (retention deleted the workflow, the payload store kept its URL list)
 // starts a new job that runs its own URL list, never the first job's list
 // with the new count. The state after retention is made directly: the old

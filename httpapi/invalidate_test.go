@@ -11,7 +11,7 @@ import (
 	"github.com/cdnflow/cdnflow/service"
 )
 
-// Issue 14: with need_invalidate every attempt of a pair purges before its
+// With need_invalidate every attempt of a pair purges before its
 // GET. The edge holds a copy cached before the job (stale); the first
 // attempt fails at the edge (503 from the fault proxy, so its purge never
 // happened); the retry must purge and fetch from the origin, never count

@@ -38,7 +38,7 @@ func (s *Server) routesDocs(e *echo.Echo) {
 		panic(err)
 	}
 	e.GET("/openapi.json", func(c echo.Context) error {
-		return c.Blob(http.StatusOK, echo.MIMEApplicationJSONCharsetUTF8, body)
+		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, body)
 	})
 	page := docsPage(doc)
 	e.GET("/docs", func(c echo.Context) error { return c.HTML(http.StatusOK, page) })

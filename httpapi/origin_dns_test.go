@@ -3,6 +3,7 @@
 package httpapi_test
 
 import (
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -38,7 +39,7 @@ func originPair(t *testing.T) (a, b *countingOrigin, port string) {
 		_, port, _ = net.SplitHostPort(la.Addr().String())
 		lb, err := net.Listen("tcp", "127.0.0.3:"+port)
 		if err != nil {
-			la.Close()
+			_ = la.Close() // try another port pair
 			continue
 		}
 		a, b = &countingOrigin{}, &countingOrigin{}
@@ -46,7 +47,11 @@ func originPair(t *testing.T) (a, b *countingOrigin, port string) {
 		sb := &http.Server{Handler: b, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = sa.Serve(la) }()
 		go func() { _ = sb.Serve(lb) }()
-		t.Cleanup(func() { sa.Close(); sb.Close() })
+		t.Cleanup(func() {
+			if err := errors.Join(sa.Close(), sb.Close()); err != nil {
+				t.Errorf("close origins: %v", err)
+			}
+		})
 		return a, b, port
 	}
 	t.Fatal("no port free on both 127.0.0.2 and 127.0.0.3")

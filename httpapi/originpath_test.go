@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// Issue 14: each origin's originPath applies to that origin. Two origins
+// Each origin's originPath applies to that origin. Two origins
 // (the test origin under two paths) are balanced by the edge's connector;
 // every fetch carries the path of the origin it went to, on every edge.
 func TestEachOriginFetchesWithItsOwnPath(t *testing.T) {

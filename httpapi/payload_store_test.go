@@ -19,7 +19,7 @@ import (
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
-// Issue 15: the payload store is a real S3 store (versitygw). It goes down
+// The payload store is a real S3 store (versitygw). It goes down
 // while a prewarm job's chunks run: a new job is refused with the Prewarm
 // API's 503, the running chunks' activities fail retryably (their results
 // cannot be stored) and are retried; once the store is back the job

@@ -71,7 +71,7 @@ func browserCache(t *testing.T, env *testenv.Env, i int, host, path string) stri
 	return resp.Header.Get("X-Cache")
 }
 
-// Issue 18: the Prewarm bodies of the CloudFront Extensions client — URLs
+// The Prewarm bodies of the CloudFront Extensions client — URLs
 // on the customer's host (an alias), cf_domain = the distribution, no
 // target_type, region one string, no protocol — start jobs that complete
 // and leave the alias URLs a HIT for visitors on the targeted edges only.

@@ -170,7 +170,7 @@ func TestPrewarmWarmsTargetedEdgesOnly(t *testing.T) {
 		t.Fatalf("csv:\n%s", csvBody)
 	}
 	// The real histories replay against the current workflow code.
-	env.Replay(t, "prewarm-"+id, "prewarm_fanout")
+	env.Replay(t, "prewarm-"+id, "prewarm_job")
 	// The API answers the same from the other path.
 	var again service.PrewarmStatusResponse
 	getJSON(t, env.API.URL+"/prewarm/"+id, &again)
@@ -235,7 +235,7 @@ func TestPrewarmDeadlineTimesOut(t *testing.T) {
 	if st.Status != "TIMEOUT" || st.InProgress == 0 || len(st.InProgressURL) != st.InProgress {
 		t.Fatalf("status = %+v", st)
 	}
-	env.Replay(t, "prewarm-"+id, "prewarm_fanout_timeout")
+	env.Replay(t, "prewarm-"+id, "prewarm_job_timeout")
 }
 
 func TestPrewarmRejectsBadRequests(t *testing.T) {
@@ -346,7 +346,7 @@ func TestPrewarmFaultReasons(t *testing.T) {
 // Status follows the job as each chunk finishes (the API tallies the
 // summaries the chunks publish beside their rows): a 2,500-URL job
 // on one edge runs as two chunks, URLs [0, 2000) and [2000, 2500)
-// (workflows.FanoutChunkSize), and the second chunk's URLs are slow, so
+// (workflows.ChunkSizeFor), and the second chunk's URLs are slow, so
 // polls see one chunk done before the job completes. Every answer is one
 // the chunks explain (0, 500, 2,000 or 2,500 URLs done) and never goes
 // back.

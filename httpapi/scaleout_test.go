@@ -40,7 +40,7 @@ func secondAPI(t *testing.T, env *testenv.Env) *testenv.Env {
 	return &other
 }
 
-// Issue 15: NHN's per-appKey purge limits hold across two API processes.
+// NHN's per-appKey purge limits hold across two API processes.
 // The rate token lives in Temporal (service/purge_limit.go), so a purge
 // admitted by one API refuses the next one on the other with NHN's
 // envelope (HTTP 200, isSuccessful false, resultCode 30001) until the
@@ -91,7 +91,7 @@ func TestPurgeLimitsHoldAcrossTwoAPIs(t *testing.T) {
 	}
 }
 
-// Issue 15: an Idempotency-Key maps to the prewarm's workflow id, so it
+// An Idempotency-Key maps to the prewarm's workflow id, so it
 // holds across API processes: the same key sent to two APIs at once
 // answers one requestID and runs one job.
 func TestIdempotencyKeyHoldsAcrossTwoAPIs(t *testing.T) {

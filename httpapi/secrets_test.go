@@ -109,13 +109,13 @@ func TestSecretsAreNeverLogged(t *testing.T) {
 		return nil
 	})
 
-	// Every logger was watched: the API's, the activities' (tagged with
-	// their workflow), the SDK client's.
+	// Every logger was watched: the API's, the activities' (the SDK's
+	// activity logger, tagged with their workflow), the SDK client's.
 	var fromAPI, fromActivities, fromSDK int
 	for _, e := range logs.All() {
 		fields := e.ContextMap()
 		switch {
-		case e.LoggerName == "worker" && fields["workflowId"] != nil:
+		case fields["ActivityType"] != nil && fields["WorkflowID"] != nil:
 			fromActivities++
 		case fields["Namespace"] != nil || fields["TaskQueue"] != nil:
 			fromSDK++

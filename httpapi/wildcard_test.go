@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// Issue 14, cases 1 and 2: NHN's WILDCARD grammar on a real edge. A
+// NHN's WILDCARD grammar on a real edge. A
 // non-ASCII folder purges the objects browsers cached percent-encoded, "?"
 // is one character, "*" works mid-path, the ban covers the alias and
 // objects that do not match stay HIT. More than 10 patterns are split into

@@ -46,7 +46,7 @@ type backlogGate struct {
 // itself: the limit is then also a rate (MaxBacklog jobs per window) while
 // the queue looks empty, and only a queue that is really behind (its
 // oldest task older than maxBacklogAge, or more than the limit queued)
-// refuses more (issue 19: never because readers are busy).
+// refuses more: never because readers are busy.
 const admitWindow = time.Second
 
 // admitJob refuses a new job while the workflow task backlog is over the
@@ -88,10 +88,9 @@ func (g *backlogGate) admit(ctx context.Context, s *Service, limit int64) error 
 }
 
 // refresh reads the task queue statistics at most once per backlogTTL.
-// One caller reads them while the others decide on the last reading
-// (issue 19: before, every new job waited on the lock while one
-// DescribeTaskQueue took seconds under load); only the very first
-// readings are waited for.
+// One caller reads them while the others decide on the last reading, so
+// no new job waits on a DescribeTaskQueue that takes seconds under load;
+// only the very first readings are waited for.
 func (g *backlogGate) refresh(ctx context.Context, s *Service) error {
 	g.mu.Lock()
 	if time.Since(g.at) < backlogTTL || (g.refreshing && !g.at.IsZero()) {

@@ -93,7 +93,7 @@ func (s *Service) CreateDistributions(ctx context.Context, appKey string, bodies
 	}
 	// One counter update for the whole request and the workflows started
 	// side by side: 100 distributions in one POST cost one round trip,
-	// not 200 (issue 16: 100 created at once all OPEN within 10 s).
+	// not 200, so 100 created at once are all OPEN within 10 s.
 	first, err := s.ReserveSeqs(ctx, "distribution", len(configs))
 	if err != nil {
 		return nil, err
@@ -143,7 +143,7 @@ func (s *Service) startDistribution(ctx context.Context, appKey string, cfg acti
 			),
 		}
 		_, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.DistributionWorkflow, workflows.DistributionInit{
-			State: st, EdgeIDs: s.inventory.IDs(), ApplyTimeout: 2 * time.Minute, HeartbeatTimeout: s.config.HeartbeatTimeout,
+			State: st, EdgeIDs: s.inventory.IDs(), HeartbeatTimeout: s.config.HeartbeatTimeout,
 			ApplyAttempts: s.config.EdgeApplyAttempts, ErrorRetry: s.config.EdgeErrorRetry,
 		})
 		var taken *serviceerror.WorkflowExecutionAlreadyStarted

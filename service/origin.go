@@ -29,7 +29,7 @@ func (s *Service) originConnector() (*connector.Connector, error) {
 // the origin, an origin whose literal address or any address its name
 // resolves to is one the edges' connectors refuse: loopback (except the
 // allowed dev origin), link-local and metadata, multicast, and private
-// unless --allow-private-origins (internal/netguard; issue 13). A name
+// unless --allow-private-origins (internal/netguard). A name
 // that does not resolve passes here: the distribution's probe sends it to
 // ERROR with the reason, so a DNS record created after the distribution
 // still works.

@@ -7,7 +7,7 @@ import (
 	"github.com/cdnflow/cdnflow/edge/vcl"
 )
 
-// Issue 14: each origin keeps its own originPath (NHN v1.5 origins[]):
+// Each origin keeps its own originPath (NHN v1.5 origins[]):
 // different paths are accepted and stay per origin; a trailing "/" is
 // dropped; a path over vcl.MaxOriginPathLen is a 10001 naming the field.
 func TestEachOriginKeepsItsOriginPath(t *testing.T) {

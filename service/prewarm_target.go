@@ -1,6 +1,6 @@
 package service
 
-// Prewarm targets as CloudFront Extensions clients send them (issue 18):
+// Prewarm targets as CloudFront Extensions clients send them:
 // cf_domain names a distribution, the URLs may be on any of its hosts
 // (domain or domainAlias), and target_type may be left out.
 //
@@ -10,7 +10,7 @@ package service
 //     distribution: every URL must be on one of that distribution's hosts.
 //   - cf_domain given but no distribution has it: when the edges serve
 //     hosts without a distribution (a default origin is configured), every
-//     URL's host must equal cf_domain (the rule before issue 18); otherwise
+//     URL's host must equal cf_domain; otherwise
 //     it is a 400.
 //   - cf_domain omitted: the first URL's host picks the distribution and
 //     every other URL must be on it; a host no distribution serves is a 400
@@ -133,8 +133,8 @@ func (s *Service) checkPrewarm(ctx context.Context, req PrewarmRequest) (validPr
 }
 
 // hostsTTL serves one visibility scan of the live distributions to every
-// prewarm request of that window (issue 19: before, each request scanned
-// every running distribution, ~15 % of the process's CPU under load).
+// prewarm request of that window: a scan of every running distribution
+// per request costs ~15 % of the process's CPU under load.
 const hostsTTL = 500 * time.Millisecond
 
 // prewarmHosts is liveDistributionHosts shared by concurrent requests and
@@ -157,7 +157,7 @@ func (s *Service) prewarmHosts(ctx context.Context, fresh bool) (hostIndex, bool
 // liveDistributionHosts indexes the hosts of every running distribution of
 // every appKey, from Temporal visibility (the state memo each distribution
 // records at every status change), never from a second database. A
-// distribution whose memo predates the memo is queried instead.
+// distribution whose memo is missing is queried instead.
 func (s *Service) liveDistributionHosts(ctx context.Context) (hostIndex, error) {
 	q := fmt.Sprintf("%s = '%s' AND ExecutionStatus = 'Running'", workflows.KindAttr.GetName(), workflows.KindDistribution)
 	idx := hostIndex{}

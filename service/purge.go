@@ -263,8 +263,8 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 }
 
 // maxParallelStarts bounds the seq workflows one request starts at once
-// (issue 19: a 10,000-path purge is 50 seqs; started one after the other
-// the POST took seconds).
+// (a 10,000-path purge is 50 seqs; started one after the other the POST
+// would take seconds).
 const maxParallelStarts = 8
 
 // startPurgeSeqs starts one purge workflow per batch, seq first+i for

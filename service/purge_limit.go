@@ -30,8 +30,8 @@ func (s *Service) purgeLimit(purgeType, domain string) (scope string, every time
 // takePurgeToken admits one purge request of appKey under scope, at most
 // one per every across every API process, and reserves its n seqs — one
 // Update (workflows.UpdateAdmitPurge) of the purge counter, started with
-// it when new (issue 19: one round trip where a rate-token start and a seq
-// update were two). The rule is "no two admitted requests of one scope
+// it when new: one round trip for the rate token and the seqs together.
+// The rule is "no two admitted requests of one scope
 // closer than every", measured by the Temporal server (the counter's
 // workflow clock), not by the API processes' clocks; a refused request
 // takes nothing, so polling does not extend the wait. every <= 0 admits

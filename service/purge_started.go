@@ -12,7 +12,7 @@ import (
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
-// Issue 19: a purge this API started is in its purge list at once and,
+// A purge this API started is in its purge list at once and,
 // once finished, answers from its result with no Temporal read.
 const (
 	// startedKeep is how long a started purge is added to list scans that

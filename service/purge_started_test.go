@@ -8,7 +8,7 @@ import (
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
-// Issue 19: a purge this process started is listed before visibility
+// A purge this process started is listed before visibility
 // shows it, newest first, once only, and only within the asked range;
 // the scan it is merged into is left as cached.
 func TestStartedPurgesMergeIntoScans(t *testing.T) {

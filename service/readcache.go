@@ -10,8 +10,8 @@ import (
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
-// readCache coalesces reads of one key (issue 19: reads must not starve
-// jobs): concurrent callers share one load (singleflight), and its answer
+// readCache coalesces reads of one key, so that reads never starve
+// jobs: concurrent callers share one load (singleflight), and its answer
 // serves every caller for the TTL the load chose. Errors are never
 // cached. At most maxEntries answers are kept; past that the cache starts
 // over. Safe for concurrent use.
@@ -150,7 +150,7 @@ func newReads() *reads {
 	}
 }
 
-// Read freshness (issue 19). A running job's answer is served for a tenth
+// Read freshness. A running job's answer is served for a tenth
 // of its age, between minRunningTTL and maxRunningTTL: a job that started
 // a moment ago is read fresh (a purge finishes in tens of milliseconds),
 // one that runs for minutes is read at most once a second however many

@@ -52,13 +52,13 @@ func Prewarm(ctx context.Context, sio IO, args []string) int {
 	}
 	urls, err := readList(*urlsFile, sio.In)
 	if err != nil {
-		fmt.Fprintln(sio.Err, "cdnflow prewarm:", err)
+		sio.errf("cdnflow prewarm: %v\n", err)
 		return ExitError
 	}
 	urls = expandPaths(urls, *protocol, *domain)
 	targetType, region, ok := strings.Cut(*target, ":")
 	if !ok {
-		fmt.Fprintln(sio.Err, "cdnflow prewarm: --target must look like region:us,eu or pop:ATL56-C1")
+		sio.errf("cdnflow prewarm: --target must look like region:us,eu or pop:ATL56-C1\n")
 		return ExitError
 	}
 	body := map[string]any{"url_list": urls, "cf_domain": *domain, "protocol": *protocol, "target_type": targetType, "need_invalidate": *invalidate}
@@ -86,10 +86,10 @@ func Prewarm(ctx context.Context, sio IO, args []string) int {
 	}
 	code, raw, err := doJSON(ctx, sio, http.MethodPost, strings.TrimRight(c.api, "/")+"/prewarm", h, body, &started)
 	if err != nil || code != http.StatusOK {
-		fmt.Fprintf(sio.Err, "cdnflow prewarm: refused (HTTP %d): %s %v\n", code, strings.TrimSpace(string(raw)), errOrEmpty(err))
+		sio.errf("cdnflow prewarm: refused (HTTP %d): %s %v\n", code, strings.TrimSpace(string(raw)), errOrEmpty(err))
 		return ExitError
 	}
-	fmt.Fprintf(sio.Err, "prewarm %s started: %d URLs\n", started.RequestID, len(urls))
+	sio.errf("prewarm %s started: %d URLs\n", started.RequestID, len(urls))
 	if !c.wait {
 		return printJSON(sio, c.asJSON, map[string]any{"requestID": started.RequestID}, ExitOK)
 	}
@@ -115,7 +115,7 @@ func Status(ctx context.Context, sio IO, args []string) int {
 		id = fs.Arg(0)
 	}
 	if id == "" {
-		fmt.Fprintln(sio.Err, "usage: cdnflow status REQUEST_ID [--wait] [--json]")
+		sio.errf("usage: cdnflow status REQUEST_ID [--wait] [--json]\n")
 		return ExitError
 	}
 	h := http.Header{}
@@ -127,7 +127,7 @@ func Status(ctx context.Context, sio IO, args []string) int {
 	}
 	st, code, err := fetchPrewarm(ctx, sio, c, h, id)
 	if err != nil {
-		fmt.Fprintf(sio.Err, "cdnflow status: %v\n", err)
+		sio.errf("cdnflow status: %v\n", err)
 		return ExitError
 	}
 	return printPrewarm(sio, c, st, code)
@@ -152,7 +152,7 @@ func waitPrewarm(ctx context.Context, sio IO, c common, h http.Header, id string
 		st, code, err := fetchPrewarm(ctx, sio, c, h, id)
 		if err != nil {
 			bar.finish()
-			fmt.Fprintf(sio.Err, "cdnflow: %v\n", err)
+			sio.errf("cdnflow: %v\n", err)
 			return ExitError
 		}
 		bar.update(st.Completed, st.Total, fmt.Sprintf("failed %d", st.Failed))
@@ -162,7 +162,7 @@ func waitPrewarm(ctx context.Context, sio IO, c common, h http.Header, id string
 		}
 		if time.Now().After(deadline) {
 			bar.finish()
-			fmt.Fprintf(sio.Err, "gave up waiting after %s; the job goes on\n", c.waitFor)
+			sio.errf("gave up waiting after %s; the job goes on\n", c.waitFor)
 			return ExitTimeout
 		}
 		select {
@@ -185,9 +185,13 @@ func printPrewarm(sio IO, c common, st prewarmStatus, _ int) int {
 		code = ExitPartial
 	}
 	if !c.asJSON {
-		fmt.Fprintf(sio.Out, "%s %s: %d/%d completed, %d failed\n", st.RequestID, st.Status, st.Completed, st.Total, st.Failed)
+		if err := sio.outf("%s %s: %d/%d completed, %d failed\n", st.RequestID, st.Status, st.Completed, st.Total, st.Failed); err != nil {
+			return outputFailed(sio, err)
+		}
 		for _, u := range st.FailedURL {
-			fmt.Fprintf(sio.Out, "  failed: %s\n", u)
+			if err := sio.outf("  failed: %s\n", u); err != nil {
+				return outputFailed(sio, err)
+			}
 		}
 		return code
 	}
@@ -198,7 +202,9 @@ func printJSON(sio IO, asJSON bool, v any, code int) int {
 	if asJSON {
 		enc := json.NewEncoder(sio.Out)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(v)
+		if err := enc.Encode(v); err != nil {
+			return outputFailed(sio, fmt.Errorf("write output: %w", err))
+		}
 	}
 	return code
 }

@@ -43,7 +43,7 @@ func Purge(ctx context.Context, sio IO, args []string) int {
 	}
 	body, err := f.body(sio.In)
 	if err != nil {
-		fmt.Fprintln(sio.Err, "cdnflow purge:", err)
+		sio.errf("cdnflow purge: %v\n", err)
 		return ExitError
 	}
 	base := strings.TrimRight(c.api, "/") + "/v1.5/appKeys/" + url.PathEscape(f.appKey) + "/purges"
@@ -55,13 +55,13 @@ func Purge(ctx context.Context, sio IO, args []string) int {
 	}
 	_, raw, err := doJSON(ctx, sio, http.MethodPost, base, h, body, &res)
 	if err != nil || !res.Header.IsSuccessful {
-		fmt.Fprintf(sio.Err, "cdnflow purge: refused (resultCode %d): %s %s\n", res.Header.ResultCode, res.Header.ResultMessage, errOrEmpty(err))
+		sio.errf("cdnflow purge: refused (resultCode %d): %s %s\n", res.Header.ResultCode, res.Header.ResultMessage, errOrEmpty(err))
 		if err != nil && len(raw) > 0 {
-			fmt.Fprintln(sio.Err, string(raw))
+			sio.errf("%s\n", raw)
 		}
 		return ExitError
 	}
-	fmt.Fprintf(sio.Err, "purge accepted: seqs %v\n", res.PurgeSeqs)
+	sio.errf("purge accepted: seqs %v\n", res.PurgeSeqs)
 	summary := map[string]any{"purgeSeq": res.PurgeSeq, "purgeSeqs": res.PurgeSeqs}
 	if !c.wait {
 		return printJSON(sio, c.asJSON, summary, ExitOK)
@@ -85,7 +85,7 @@ func parsePurgeFlags(sio IO, args []string, c *common) (purgeFlags, bool) {
 		return f, false
 	}
 	if f.appKey == "" || f.domain == "" {
-		fmt.Fprintln(sio.Err, "cdnflow purge: --app-key and --domain are required")
+		sio.errf("cdnflow purge: --app-key and --domain are required\n")
 		return f, false
 	}
 	return f, true
@@ -129,7 +129,7 @@ func (w purgeWait) run(ctx context.Context) int {
 		}
 		if _, _, err := doJSON(ctx, w.sio, http.MethodGet, w.list, w.h, nil, &list); err != nil || !list.Header.IsSuccessful {
 			bar.finish()
-			fmt.Fprintf(w.sio.Err, "cdnflow purge: status: %s %s\n", list.Header.ResultMessage, errOrEmpty(err))
+			w.sio.errf("cdnflow purge: status: %s %s\n", list.Header.ResultMessage, errOrEmpty(err))
 			return ExitError
 		}
 		done, progress, behind := seqProgress(list.Purges, w.seqs)
@@ -142,7 +142,9 @@ func (w purgeWait) run(ctx context.Context) int {
 			bar.finish()
 			w.summary["progress"] = 100
 			if !w.c.asJSON {
-				fmt.Fprintf(w.sio.Out, "purge of %s complete on every edge (seqs %v)\n", w.domain, w.seqs)
+				if err := w.sio.outf("purge of %s complete on every edge (seqs %v)\n", w.domain, w.seqs); err != nil {
+					return outputFailed(w.sio, err)
+				}
 			}
 			return printJSON(w.sio, w.c.asJSON, w.summary, ExitOK)
 		}
@@ -150,7 +152,7 @@ func (w purgeWait) run(ctx context.Context) int {
 			bar.finish()
 			w.summary["progress"] = progress
 			w.summary["pendingEdges"] = behind
-			fmt.Fprintf(w.sio.Err, "gave up waiting after %s; the purge goes on\n", w.c.waitFor)
+			w.sio.errf("gave up waiting after %s; the purge goes on\n", w.c.waitFor)
 			return printJSON(w.sio, w.c.asJSON, w.summary, ExitTimeout)
 		}
 		select {

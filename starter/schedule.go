@@ -3,7 +3,6 @@ package starter
 import (
 	"context"
 	"flag"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -30,14 +29,14 @@ type scheduleFlags struct {
 // Schedule is `cdnflow schedule create|list|get|pause|unpause|trigger|delete`.
 func Schedule(ctx context.Context, sio IO, args []string) int {
 	if len(args) == 0 {
-		fmt.Fprintln(sio.Err, "usage: cdnflow schedule create|list|get|pause|unpause|trigger|delete [ID] [flags]")
+		sio.errf("usage: cdnflow schedule create|list|get|pause|unpause|trigger|delete [ID] [flags]\n")
 		return ExitError
 	}
 	verb, args := args[0], args[1:]
 	var id string
 	if verb != "create" && verb != "list" {
 		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-			fmt.Fprintf(sio.Err, "usage: cdnflow schedule %s ID\n", verb)
+			sio.errf("usage: cdnflow schedule %s ID\n", verb)
 			return ExitError
 		}
 		id, args = args[0], args[1:]
@@ -63,22 +62,24 @@ func Schedule(ctx context.Context, sio IO, args []string) int {
 	case "create":
 		req, err := f.createRequest(sio.In)
 		if err != nil {
-			fmt.Fprintln(sio.Err, "cdnflow schedule create:", err)
+			sio.errf("cdnflow schedule create: %v\n", err)
 			return ExitError
 		}
 		method, body = http.MethodPost, req
 	default:
-		fmt.Fprintf(sio.Err, "cdnflow schedule: unknown action %q\n", verb)
+		sio.errf("cdnflow schedule: unknown action %q\n", verb)
 		return ExitError
 	}
 	var out any
 	code, raw, err := doJSON(ctx, sio, method, target, h, body, &out)
 	if err != nil || code >= 300 {
-		fmt.Fprintf(sio.Err, "cdnflow schedule %s: HTTP %d %s %s\n", verb, code, strings.TrimSpace(string(raw)), errOrEmpty(err))
+		sio.errf("cdnflow schedule %s: HTTP %d %s %s\n", verb, code, strings.TrimSpace(string(raw)), errOrEmpty(err))
 		return ExitError
 	}
 	if len(raw) > 0 {
-		fmt.Fprintln(sio.Out, strings.TrimSpace(string(raw)))
+		if err := sio.outf("%s\n", strings.TrimSpace(string(raw))); err != nil {
+			return outputFailed(sio, err)
+		}
 	}
 	return ExitOK
 }

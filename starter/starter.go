@@ -48,6 +48,27 @@ func StdIO() IO {
 	return IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, IsTTY: tty, Client: &http.Client{Timeout: 60 * time.Second}}
 }
 
+// errf writes a diagnostic to Err. Its write error is dropped: Err is the
+// only place it could be reported, and the exit code carries the outcome.
+func (s IO) errf(format string, args ...any) {
+	_, _ = fmt.Fprintf(s.Err, format, args...)
+}
+
+// outf writes part of the command's result to Out; a result that cannot be
+// written fails the command (see outputFailed).
+func (s IO) outf(format string, args ...any) error {
+	if _, err := fmt.Fprintf(s.Out, format, args...); err != nil {
+		return fmt.Errorf("write output: %w", err)
+	}
+	return nil
+}
+
+// outputFailed reports a result that could not be written and answers ExitError.
+func outputFailed(s IO, err error) int {
+	s.errf("cdnflow: %v\n", err)
+	return ExitError
+}
+
 type common struct {
 	api      string
 	wait     bool
@@ -84,7 +105,8 @@ func readList(path string, stdin io.Reader) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("open %s: %w", path, err)
 		}
-		defer f.Close()
+		// Read-only: the scan's error is the one that counts.
+		defer func() { _ = f.Close() }()
 		r = f
 	}
 	var out []string
@@ -163,18 +185,18 @@ func (p *progress) update(done, total int, detail string) {
 	if p.io.IsTTY {
 		width := 30
 		fill := pct * width / 100
-		fmt.Fprintf(p.io.Err, "\r%s [%s%s] %3d%% %d/%d %s", p.label, strings.Repeat("#", fill), strings.Repeat(".", width-fill), pct, done, total, detail)
+		p.io.errf("\r%s [%s%s] %3d%% %d/%d %s", p.label, strings.Repeat("#", fill), strings.Repeat(".", width-fill), pct, done, total, detail)
 		return
 	}
 	line := fmt.Sprintf("%s: %d/%d (%d%%) %s", p.label, done, total, pct, detail)
 	if line != p.last {
-		fmt.Fprintln(p.io.Err, line)
+		p.io.errf("%s\n", line)
 		p.last = line
 	}
 }
 
 func (p *progress) finish() {
 	if p.io.IsTTY {
-		fmt.Fprintln(p.io.Err)
+		p.io.errf("\n")
 	}
 }

@@ -12,26 +12,21 @@ import (
 
 func registerDistributions(r sdkworker.Registry, d Deps) error {
 	r.RegisterWorkflow(workflows.DistributionWorkflow)
-	// Kept so histories of reconcilers from before the site table replay.
-	r.RegisterWorkflow(workflows.EdgeReconcilerWorkflow)
 	r.RegisterWorkflow(workflows.EdgeSyncWorkflow)
 	origins, err := connector.New(d.Config.ConnectorOptions("", d.Logger))
 	if err != nil {
 		return fmt.Errorf("origin probe: %w", err)
 	}
 	a := &activities.Distribution{
-		Reconcilers: workflows.Reconcilers{Temporal: d.Temporal, TaskQueue: d.Config.TaskQueue, HeartbeatTimeout: d.Config.HeartbeatTimeout},
-		Inventory:   d.Inventory, DefaultOrigin: d.Config.DefaultOrigin, AllowPrivateCallbacks: d.Config.AllowPrivateCallbacks,
-		PurgeACL: d.Config.PurgeACL, Origins: origins, Logger: d.Logger, Edges: d.edgeClient(),
+		Inventory: d.Inventory, DefaultOrigin: d.Config.DefaultOrigin, AllowPrivateCallbacks: d.Config.AllowPrivateCallbacks,
+		PurgeACL: d.Config.PurgeACL, Origins: origins, Edges: d.edgeClient(),
 	}
-	r.RegisterActivity(a.RequestEdgeApply)
-	r.RegisterActivity(a.ApplyEdgeVCL)
 	r.RegisterActivity(a.DistributionCallback)
 	r.RegisterActivity(a.ProbeDistributionOrigins)
 	r.RegisterActivity(a.ApplySite)
 	sync := &activities.EdgeSync{
 		EdgeConfig: activities.EdgeConfig{DefaultOrigin: d.Config.DefaultOrigin, PurgeACL: d.Config.PurgeACL},
-		Inventory:  d.Inventory, Edges: d.edgeClient(), Desired: workflows.DesiredSites{Temporal: d.Temporal}, Logger: d.Logger,
+		Inventory:  d.Inventory, Edges: d.edgeClient(), Desired: workflows.DesiredSites{Temporal: d.Temporal},
 	}
 	r.RegisterActivity(sync.SyncEdges)
 	return nil

@@ -20,8 +20,8 @@ func TestActivityNamesAreStable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{
-		"ListEdges", "CheckEdge", "PrewarmBatch", "PrewarmChunk", "PurgeEdge", "PurgeEdges", "CatchUpEdge",
-		"RequestEdgeApply", "ApplyEdgeVCL", "DistributionCallback", "RunScheduledJob",
+		"ListEdges", "CheckEdge", "PrewarmChunk", "PurgeEdges", "CatchUpEdge",
+		"DistributionCallback", "RunScheduledJob",
 		"ProbeDistributionOrigins", "ApplySite", "SyncEdges",
 	} {
 		func() {

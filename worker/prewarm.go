@@ -9,9 +9,7 @@ import (
 
 func registerPrewarm(r sdkworker.Registry, d Deps) error {
 	r.RegisterWorkflow(workflows.PrewarmWorkflow)
-	r.RegisterWorkflow(workflows.EdgePrewarmWorkflow)
-	a := &activities.Prewarm{Inventory: d.Inventory, Edge: d.edgeClient(), Store: d.payloadStore(), Logger: d.Logger, PerEdge: d.Config.PrewarmConcurrency, InFlight: d.Config.PrewarmWorkerConcurrency, Pipeline: d.Config.PrewarmPipeline}
-	r.RegisterActivity(a.PrewarmBatch)
+	a := &activities.Prewarm{Inventory: d.Inventory, Edge: d.edgeClient(), Store: d.payloadStore(), PerEdge: d.Config.PrewarmConcurrency, InFlight: d.Config.PrewarmWorkerConcurrency, Pipeline: d.Config.PrewarmPipeline}
 	r.RegisterActivity(a.PrewarmChunk)
 	return nil
 }

@@ -9,8 +9,7 @@ import (
 
 func registerPurge(r sdkworker.Registry, d Deps) error {
 	r.RegisterWorkflow(workflows.PurgeWorkflow)
-	a := &activities.Purge{Inventory: d.Inventory, Edge: d.edgeClient(), Logger: d.Logger, PerEdge: d.Config.EdgePurgeConcurrency}
-	r.RegisterActivity(a.PurgeEdge)
+	a := &activities.Purge{Inventory: d.Inventory, Edge: d.edgeClient(), PerEdge: d.Config.EdgePurgeConcurrency}
 	r.RegisterActivity(a.PurgeEdges)
 	r.RegisterActivity(a.CatchUpEdge)
 	return nil

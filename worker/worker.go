@@ -26,10 +26,10 @@ type Deps struct {
 	// Edge defaults to a client built from Config. Payloads is the
 	// claim-check store (payload.Open of Config.PayloadStoreURL(), opened
 	// once per process by internal/stack); nil: payload.Missing, every
-	// prewarm batch fails.
+	// prewarm chunk fails.
 	Edge     *edge.Client
 	Payloads payload.Store
-	// Temporal lets activities start and signal workflows (set by New).
+	// Temporal lets activities start and list workflows (set by New).
 	Temporal client.Client
 }
 
@@ -41,14 +41,15 @@ func New(c client.Client, d Deps) (sdkworker.Worker, error) {
 		// them a moment to record progress so a restart resumes from there.
 		WorkerStopTimeout:                  10 * time.Second,
 		MaxConcurrentActivityExecutionSize: 200,
-		// More pollers take a fan-out of activities (a purge on every edge)
-		// off the queue in parallel instead of one poll at a time.
+		// More pollers take many activities scheduled at once (the chunks
+		// of prewarm jobs) off the queue in parallel instead of one poll at
+		// a time.
 		MaxConcurrentActivityTaskPollers: 8,
 		// The SDK splits these between the task queue and this worker's
 		// sticky queue, which also carries every status query of a running
 		// job; with 4, under bench/load, tasks waited out the 5 s sticky
 		// timeout and the worker took ~3 workflow tasks/s (16: 6-10/s,
-		// issue 19, docs/performance.md).
+		// docs/performance.md).
 		MaxConcurrentWorkflowTaskPollers: 16,
 		EnableSessionWorker:              false,
 	})
@@ -63,8 +64,7 @@ func New(c client.Client, d Deps) (sdkworker.Worker, error) {
 func Register(r sdkworker.Registry, d Deps) error {
 	r.RegisterWorkflow(workflows.EdgeCheckWorkflow)
 	r.RegisterWorkflow(workflows.SequenceWorkflow)
-	r.RegisterWorkflow(workflows.PurgeLimitWorkflow)
-	edgeCheck := &activities.EdgeCheck{Inventory: d.Inventory, Logger: d.Logger}
+	edgeCheck := &activities.EdgeCheck{Inventory: d.Inventory}
 	r.RegisterActivity(edgeCheck.ListEdges)
 	r.RegisterActivity(edgeCheck.CheckEdge)
 	for _, reg := range []func(sdkworker.Registry, Deps) error{registerPrewarm, registerPurge, registerDistributions, registerSchedules} {

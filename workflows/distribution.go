@@ -14,10 +14,7 @@ import (
 type DistributionInit struct {
 	State   activities.DistributionState `json:"state"`
 	EdgeIDs []string                     `json:"edgeIds"`
-	// ApplyTimeout bounds the wait for every edge to load a change.
-	ApplyTimeout time.Duration `json:"applyTimeout"`
-	// HeartbeatTimeout bounds the hand-off to the reconcilers; 0 means the
-	// default.
+	// HeartbeatTimeout of ApplySite; 0 means the default.
 	HeartbeatTimeout time.Duration `json:"heartbeatTimeout,omitempty"`
 	// Version of the last change sent to edges (continue-as-new carries it).
 	Version int `json:"version"`
@@ -43,21 +40,11 @@ type failedChange struct {
 	suspended     bool
 }
 
-// EdgeApplied is a reconciler's answer for one version.
-type EdgeApplied struct {
-	EdgeID  string `json:"edgeId"`
-	Domain  string `json:"domain"`
-	Version int    `json:"version"`
-	OK      bool   `json:"ok"`
-	Error   string `json:"error,omitempty"`
-}
-
 type distribution struct {
 	in       DistributionInit
 	st       *activities.DistributionState
 	busy     bool
 	closed   bool
-	applied  map[string]EdgeApplied // latest answer per edge
 	lastGood *activities.DistributionConfig
 	lastSusp bool
 	// callbacks still being delivered; the workflow outlives them.
@@ -72,7 +59,7 @@ type distribution struct {
 // a change in the wrong state or while another one runs.
 func DistributionWorkflow(ctx workflow.Context, in DistributionInit) (activities.DistributionState, error) {
 	st := in.State
-	d := &distribution{in: in, st: &st, applied: map[string]EdgeApplied{}}
+	d := &distribution{in: in, st: &st}
 	if in.Opened {
 		cfg := st.Config
 		d.lastGood = &cfg
@@ -81,21 +68,8 @@ func DistributionWorkflow(ctx workflow.Context, in DistributionInit) (activities
 	if err := workflow.SetQueryHandler(ctx, QueryDistribution, func() (activities.DistributionState, error) { return *d.st, nil }); err != nil {
 		return st, err
 	}
-	sig := workflow.GetSignalChannel(ctx, SignalEdgeApplied)
-	workflow.Go(ctx, func(ctx workflow.Context) {
-		for {
-			var a EdgeApplied
-			sig.Receive(ctx, &a)
-			if prev, ok := d.applied[a.EdgeID]; !ok || a.Version >= prev.Version {
-				d.applied[a.EdgeID] = a
-			}
-		}
-	})
 	d.registerUpdates(ctx)
-	// Histories from before the retry loop replay without it.
-	if workflow.GetVersion(ctx, "error-retry", workflow.DefaultVersion, 1) == 1 {
-		workflow.Go(ctx, d.retryErrors)
-	}
+	workflow.Go(ctx, d.retryErrors)
 
 	if !in.Opened {
 		d.busy = true
@@ -252,12 +226,8 @@ func (d *distribution) retryErrors(ctx workflow.Context) {
 
 // probeOrigins checks cfg's origins as the edges' connectors will fetch
 // them (ProbeDistributionOrigins) and returns why one is unusable for a
-// lasting reason, or "". Histories recorded before the probe replay
-// without it.
+// lasting reason, or "".
 func (d *distribution) probeOrigins(ctx workflow.Context, cfg activities.DistributionConfig) string {
-	if workflow.GetVersion(ctx, "origin-probe", workflow.DefaultVersion, 1) != 1 {
-		return ""
-	}
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		// Up to 10 origins, each up to 8 addresses with a 5 s connect.
 		StartToCloseTimeout: 2 * time.Minute,
@@ -276,57 +246,14 @@ func (d *distribution) probeOrigins(ctx workflow.Context, cfg activities.Distrib
 	return ""
 }
 
-// apply sends one version to every edge's reconciler and waits for all
-// answers; it returns the first edge error, or "" when all applied it.
+// apply puts one new version of the distribution on every edge (applySite)
+// and returns why the edges did not take it, or "".
 func (d *distribution) apply(ctx workflow.Context, cfg activities.DistributionConfig, suspended, deleted bool) string {
 	d.in.Version++
-	version := d.in.Version
-	spec := activities.SiteSpec{
+	return d.applySite(ctx, activities.SiteSpec{
 		WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID, AppKey: d.st.AppKey, Domain: d.st.Domain,
-		Version: version, Config: cfg, Suspended: suspended, Deleted: deleted,
-	}
-	// Histories from before the site table replay the reconciler hand-off.
-	if workflow.GetVersion(ctx, "edge-site-table", workflow.DefaultVersion, 1) == 1 {
-		return d.applySite(ctx, spec)
-	}
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
-		// The hand-off only sends signals; a lost worker is noticed here.
-		HeartbeatTimeout: heartbeatOrDefault(d.in.HeartbeatTimeout),
-		RetryPolicy:      &temporal.RetryPolicy{MaximumInterval: 10 * time.Second, MaximumAttempts: 10},
+		Version: d.in.Version, Config: cfg, Suspended: suspended, Deleted: deleted,
 	})
-	if err := workflow.ExecuteActivity(actx, distributionActivities.RequestEdgeApply, activities.EdgeApplyRequest{EdgeIDs: d.in.EdgeIDs, Spec: spec}).Get(ctx, nil); err != nil {
-		return "request edge apply: " + rootMessage(err)
-	}
-	timeout := d.in.ApplyTimeout
-	if timeout <= 0 {
-		timeout = 5 * time.Minute
-	}
-	answered := func() bool {
-		for _, id := range d.in.EdgeIDs {
-			if d.applied[id].Version < version {
-				return false
-			}
-		}
-		return true
-	}
-	ok, err := workflow.AwaitWithTimeout(ctx, timeout, answered)
-	if err != nil {
-		return err.Error()
-	}
-	if !ok {
-		for _, id := range d.in.EdgeIDs {
-			if d.applied[id].Version < version {
-				return "edge " + id + " did not apply the change within " + timeout.String()
-			}
-		}
-	}
-	for _, id := range d.in.EdgeIDs {
-		if a := d.applied[id]; a.Version == version && !a.OK {
-			return "edge " + id + ": " + a.Error
-		}
-	}
-	return ""
 }
 
 // applySite puts spec into every edge's site table (one ApplySite
@@ -365,11 +292,9 @@ func (d *distribution) setStatus(ctx workflow.Context, status string) {
 		workflow.GetLogger(ctx).Warn("upsert status", "error", err)
 	}
 	// The state memo lets the API list a distribution while no worker can
-	// answer a query; histories from before it replay without it.
-	if workflow.GetVersion(ctx, "state-memo", workflow.DefaultVersion, 1) == 1 {
-		if err := workflow.UpsertMemo(ctx, map[string]any{MemoDistributionState: *d.st}); err != nil {
-			workflow.GetLogger(ctx).Warn("upsert state memo", "error", err)
-		}
+	// answer a query.
+	if err := workflow.UpsertMemo(ctx, map[string]any{MemoDistributionState: *d.st}); err != nil {
+		workflow.GetLogger(ctx).Warn("upsert state memo", "error", err)
 	}
 }
 

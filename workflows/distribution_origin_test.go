@@ -52,7 +52,7 @@ func TestDistributionOriginProbeGatesApply(t *testing.T) {
 			}, 10*time.Minute)
 			env.ExecuteWorkflow(DistributionWorkflow, DistributionInit{
 				State:   activities.DistributionState{AppKey: "k", Domain: "d.test", Status: activities.StatusOpening},
-				EdgeIDs: []string{"E1"}, ApplyTimeout: time.Minute,
+				EdgeIDs: []string{"E1"},
 			})
 			var st activities.DistributionState
 			if err := env.GetWorkflowResult(&st); err != nil {

@@ -55,7 +55,7 @@ func TestDistributionStateMachineGuards(t *testing.T) {
 	}, 10*time.Minute)
 	env.ExecuteWorkflow(DistributionWorkflow, DistributionInit{
 		State:   activities.DistributionState{AppKey: "k", Domain: "d.test", Status: activities.StatusOpening},
-		EdgeIDs: []string{"E1"}, ApplyTimeout: time.Minute, ApplyAttempts: 3, ErrorRetry: time.Hour,
+		EdgeIDs: []string{"E1"}, ApplyAttempts: 3, ErrorRetry: time.Hour,
 	})
 	var st activities.DistributionState
 	if err := env.GetWorkflowResult(&st); err != nil {

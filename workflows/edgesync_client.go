@@ -39,7 +39,7 @@ func (d DesiredSites) DesiredSites(ctx context.Context) ([]activities.SiteSpec, 
 			running = append(running, id[strings.LastIndexByte(id, '/')+1:])
 			p, ok := ex.GetMemo().GetFields()[MemoEdgeSite]
 			if !ok {
-				continue // not applied yet (or recorded before the site table)
+				continue // not applied yet
 			}
 			var spec activities.SiteSpec
 			if err := dc.FromPayload(p, &spec); err != nil {

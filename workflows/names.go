@@ -8,10 +8,10 @@ import (
 )
 
 // Every name that ties the API (service), the worker and these workflows
-// together is defined here, once: workflow ids, signal, query and update
+// together is defined here, once: workflow ids, query and update
 // names, memo keys and the error types workflows raise. Search attributes
 // are in searchattrs.go. Activities are called by method reference
-// (workflow.ExecuteActivity(ctx, a.PrewarmBatch, in) with a nil
+// (workflow.ExecuteActivity(ctx, a.PrewarmChunk, in) with a nil
 // *activities.Prewarm a): their names are the method names, which
 // worker.Register registers. Changing a string here breaks running
 // workflows and the recorded histories in worker/testdata.
@@ -21,10 +21,6 @@ import (
 // PrewarmWorkflowID is the id of a prewarm job (PrewarmWorkflow); requestID
 // is the UUID the Prewarm API answers.
 func PrewarmWorkflowID(requestID string) string { return "prewarm-" + requestID }
-
-// EdgePrewarmWorkflowID is the id of one edge's child (EdgePrewarmWorkflow)
-// of the prewarm job jobID (a PrewarmWorkflowID).
-func EdgePrewarmWorkflowID(jobID, edgeID string) string { return jobID + "/" + edgeID }
 
 // PurgeWorkflowID is the id of one purge seq of an appKey (PurgeWorkflow).
 func PurgeWorkflowID(appKey string, seq int64) string {
@@ -40,10 +36,6 @@ func EdgeCheckWorkflowID(id string) string { return "edgecheck-" + id }
 func DistributionWorkflowID(appKey, domain string) string {
 	return "distribution/" + appKey + "/" + strings.ToLower(domain)
 }
-
-// ReconcilerWorkflowID is the id of an edge's reconciler
-// (EdgeReconcilerWorkflow).
-func ReconcilerWorkflowID(edgeID string) string { return "edge-reconciler/" + edgeID }
 
 // EdgeSyncWorkflowID is the id of the one EdgeSyncWorkflow of a
 // namespace: the loop that keeps every edge as desired.
@@ -65,33 +57,14 @@ func ScheduleID(id string) string { return ScheduleIDPrefix + id }
 // ("scheduled-prewarm").
 const ScheduledPrefix = "scheduled-"
 
-// Signals.
-const (
-	// SignalPrewarmChunk carries an edge child's ChunkReport to its job.
-	SignalPrewarmChunk = "chunk-done"
-	// SignalEdgeApplied carries a reconciler's EdgeApplied to a
-	// distribution.
-	SignalEdgeApplied = "edge-applied"
-	// SignalDesiredSite carries a distribution's SiteSpec to an edge's
-	// reconciler (and starts it; see Reconcilers).
-	SignalDesiredSite = "desired-site"
-	// SignalResyncEdge reloads the edge's VCL from the reconciler's state,
-	// for an edge that restarted with an empty configuration.
-	SignalResyncEdge = "resync-edge"
-)
-
 // Queries.
 const (
-	// QueryPrewarmStatus takes a PrewarmStatusQuery, answers PrewarmStatus.
-	QueryPrewarmStatus = "status"
 	// QueryPurgeStatus answers PurgeStatus.
 	QueryPurgeStatus = "status"
 	// QueryDistribution answers a distribution's activities.DistributionState.
 	QueryDistribution = "distribution"
 	// QueryEdgeCheck answers the EdgeCheckResult so far.
 	QueryEdgeCheck = "edgecheck"
-	// QueryReconcilerSites answers a reconciler's live sites by workflow id.
-	QueryReconcilerSites = "sites"
 	// QueryEdgeSync answers the latest sync report of every edge
 	// (map edge id -> activities.EdgeSyncReport).
 	QueryEdgeSync = "edges"
@@ -145,6 +118,6 @@ const (
 )
 
 // distributionActivities is the receiver of the activities the
-// distribution and reconciler workflows call by method reference: nil, as
+// distribution workflow calls by method reference: nil, as
 // only the methods' names and signatures are used in a workflow.
 var distributionActivities *activities.Distribution

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
@@ -18,12 +17,12 @@ const (
 	PrewarmFailed     = "FAILED"
 )
 
-// MaxPrewarmEdges bounds the targeted edges of one job: one child workflow
-// each, and per-URL counters are one byte.
+// MaxPrewarmEdges bounds the targeted edges of one job: per-URL counters
+// are one byte.
 const MaxPrewarmEdges = 250
 
-// targetChunksPerJob keeps the parent's history (one signal per chunk and
-// edge) well under Temporal's ~50K events, whatever the job's size.
+// targetChunksPerJob keeps the job's history (a few events per chunk) well
+// under Temporal's ~50K events, whatever the job's size.
 const targetChunksPerJob = 5000
 
 // PrewarmJob is the input of PrewarmWorkflow. The URL list itself lives in
@@ -43,25 +42,11 @@ type PrewarmJob struct {
 	Concurrency    int               `json:"concurrency"`
 	// ChunkSize is URLs per activity; 0 picks one from the job's size.
 	ChunkSize int `json:"chunkSize,omitempty"`
-	// HeartbeatTimeout of the batch activities; 0 means the default.
+	// HeartbeatTimeout of the chunk activities; 0 means the default.
 	HeartbeatTimeout time.Duration `json:"heartbeatTimeout,omitempty"`
 }
 
-// ChunkSizeFor returns the URLs per activity for a job of urls × edges.
-func ChunkSizeFor(urls, edges int) int {
-	size := (urls*edges + targetChunksPerJob - 1) / targetChunksPerJob
-	// Small chunks cost a Temporal round trip each; 500 URLs keep that
-	// overhead low while a retried chunk still redoes little.
-	if size < 500 {
-		size = 500
-	}
-	if size > 5000 {
-		size = 5000
-	}
-	return size
-}
-
-// ChunkReport is what an edge child tells the job after each chunk.
+// ChunkReport is one edge's outcome of one chunk, as the job applies it.
 type ChunkReport struct {
 	EdgeID string `json:"edgeId"`
 	Chunk  int    `json:"chunk"`
@@ -86,8 +71,9 @@ type PrewarmStatusQuery struct {
 	Limit  int `json:"limit"`
 }
 
-// PrewarmStatus answers QueryPrewarmStatus. Lists hold URL indices into
-// the job's URL list (the API turns them into URLs), paged by the query.
+// PrewarmStatus is a job's status: its result, and what ReadPrewarmStatus
+// answers. Lists hold URL indices into the job's URL list (the API turns
+// them into URLs), paged by a PrewarmStatusQuery.
 //
 // A URL is completed when every targeted edge has an outcome for it; it is
 // failed when at least one edge failed it after retries; it succeeded when
@@ -119,7 +105,7 @@ type prewarmState struct {
 	failed []bool
 	edges  []EdgeProgress
 	byEdge map[string]int
-	seen   map[string]bool // edge/chunk already applied (signals are at-least-once)
+	seen   map[string]bool // edge/chunk already applied
 }
 
 func newPrewarmState(job PrewarmJob) *prewarmState {
@@ -199,35 +185,18 @@ func (st *prewarmState) snapshot(q PrewarmStatusQuery) PrewarmStatus {
 }
 
 // PrewarmWorkflow is one prewarm request: one PrewarmChunk activity per
-// chunk of URLs warms it on every targeted edge (runFanout; histories
-// recorded before version prewarmFanoutChange 1 ran a child workflow per
-// edge that reported each chunk back here); this workflow keeps the
-// per-URL tally that PrewarmStatus answers from, and enforces the job's
-// deadline.
+// chunk of URLs warms it on every targeted edge (runChunks); this workflow
+// keeps the per-URL tally its result reports, and enforces the job's
+// deadline. Readers never ask it: a job's status is read from its memo,
+// its chunks' summaries and its result (prewarm_read.go).
 func PrewarmWorkflow(ctx workflow.Context, job PrewarmJob) (PrewarmStatus, error) {
-	fanned := workflow.GetVersion(ctx, prewarmFanoutChange, workflow.DefaultVersion, 1) == 1
-	if job.ChunkSize <= 0 {
-		if fanned {
-			job.ChunkSize = FanoutChunkSize(job.URLCount, len(job.EdgeIDs))
-		} else {
-			job.ChunkSize = ChunkSizeFor(job.URLCount, len(job.EdgeIDs))
-		}
-	}
+	job.ChunkSize = prewarmChunkSize(job)
 	st := newPrewarmState(job)
-	if err := workflow.SetQueryHandler(ctx, QueryPrewarmStatus, func(q PrewarmStatusQuery) (PrewarmStatus, error) {
-		return st.snapshot(q), nil
-	}); err != nil {
-		return PrewarmStatus{}, err
-	}
 	finish := func(status, msg string) (PrewarmStatus, error) { return st.finish(ctx, status, msg), nil }
 	if len(job.EdgeIDs) == 0 || len(job.EdgeIDs) > MaxPrewarmEdges || job.URLCount == 0 {
 		return finish(PrewarmFailed, "job has no URLs or no valid edge set")
 	}
-	run := runChildren // histories recorded before the fan-out
-	if fanned {
-		run = runFanout
-	}
-	timerFired, errMsg := run(ctx, st, job)
+	timerFired, errMsg := runChunks(ctx, st, job)
 	switch {
 	case st.allDone():
 		return finish(PrewarmCompleted, "")
@@ -236,74 +205,6 @@ func PrewarmWorkflow(ctx workflow.Context, job PrewarmJob) (PrewarmStatus, error
 	default:
 		return finish(PrewarmFailed, errMsg)
 	}
-}
-
-// runChildren is the job's shape before version prewarmFanoutChange 1: a
-// child workflow per edge signals each finished chunk to the job. It
-// returns when every child ended, the deadline passed (timer) or a child
-// failed (errMsg names the edges).
-func runChildren(ctx workflow.Context, st *prewarmState, job PrewarmJob) (timerFired bool, errMsg string) {
-	jobCtx, cancelJob := workflow.WithCancel(ctx)
-	deadline := workflow.Now(ctx).Add(job.Timeout)
-	timer := workflow.NewTimer(jobCtx, job.Timeout)
-
-	reports := workflow.GetSignalChannel(ctx, SignalPrewarmChunk)
-	sel := workflow.NewSelector(ctx)
-	sel.AddReceive(reports, func(c workflow.ReceiveChannel, _ bool) {
-		var r ChunkReport
-		c.Receive(ctx, &r)
-		st.apply(r)
-	})
-	sel.AddFuture(timer, func(f workflow.Future) {
-		if f.Get(ctx, nil) == nil {
-			timerFired = true
-		}
-	})
-	running := 0
-	var childErrs []string
-	for i, edgeID := range job.EdgeIDs {
-		f := startEdgePrewarm(ctx, jobCtx, job, edgeID, deadline)
-		running++
-		ei := i
-		sel.AddFuture(f, func(f workflow.Future) {
-			running--
-			if err := f.Get(ctx, nil); err != nil && !temporal.IsCanceledError(err) {
-				st.edges[ei].Error = rootMessage(err)
-				childErrs = append(childErrs, edgeID+": "+rootMessage(err))
-			}
-		})
-	}
-	for running > 0 && !timerFired {
-		sel.Select(ctx)
-	}
-	// Edges that stopped at their activity deadline leave pairs without an
-	// outcome; the job's own timer (same deadline) turns that into TIMEOUT.
-	for !timerFired && !st.allDone() && len(childErrs) == 0 {
-		sel.Select(ctx)
-	}
-	// Children signal before they complete, but drain anything still queued.
-	for {
-		var r ChunkReport
-		if !reports.ReceiveAsync(&r) {
-			break
-		}
-		st.apply(r)
-	}
-	cancelJob()
-	return timerFired, joinMessages(childErrs)
-}
-
-// startEdgePrewarm starts the child that warms the job on one edge; it is
-// cancelled with jobCtx, and with the job if the job ends first.
-func startEdgePrewarm(ctx, jobCtx workflow.Context, job PrewarmJob, edgeID string, deadline time.Time) workflow.ChildWorkflowFuture {
-	cctx := workflow.WithChildOptions(jobCtx, workflow.ChildWorkflowOptions{
-		WorkflowID:            EdgePrewarmWorkflowID(job.JobID, edgeID),
-		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
-		WaitForCancellation:   false,
-		TypedSearchAttributes: temporal.NewSearchAttributes(KindAttr.ValueSet(KindPrewarm), DomainAttr.ValueSet(job.Domain)),
-	})
-	in := EdgePrewarmInput{Job: job, EdgeID: edgeID, ParentID: workflow.GetInfo(ctx).WorkflowExecution.ID, Deadline: deadline}
-	return workflow.ExecuteChildWorkflow(cctx, EdgePrewarmWorkflow, in)
 }
 
 // finish ends the job in status: it counts the job and records the status
@@ -326,18 +227,4 @@ func rootMessage(err error) string {
 		err = errors.Unwrap(err)
 	}
 	return err.Error()
-}
-
-func joinMessages(msgs []string) string {
-	out := ""
-	for i, m := range msgs {
-		if i > 0 {
-			out += "; "
-		}
-		out += m
-	}
-	if out == "" {
-		out = "edge workflows ended before every pair had an outcome"
-	}
-	return out
 }

@@ -54,7 +54,7 @@ func prewarmChunkSize(job PrewarmJob) int {
 	if job.ChunkSize > 0 {
 		return job.ChunkSize
 	}
-	return FanoutChunkSize(job.URLCount, len(job.EdgeIDs))
+	return ChunkSizeFor(job.URLCount, len(job.EdgeIDs))
 }
 
 // PrewarmJobFromMemo reads the PrewarmJobInfo of a job's memo; a memo
@@ -149,8 +149,8 @@ const summaryReads = 16
 
 // readChunkSummaries reads the summaries of job's finished chunks, in
 // chunk order. The job starts its chunks in order, at most
-// fanChunksInFlight at once, so among the chunks without a summary at
-// most fanChunksInFlight have started: past the (fanChunksInFlight+1)th
+// chunksInFlight at once, so among the chunks without a summary at
+// most chunksInFlight have started: past the (chunksInFlight+1)th
 // missing one no chunk has started, and the read stops there instead of
 // asking for every chunk of the job.
 func readChunkSummaries(ctx context.Context, store payload.Store, job PrewarmJob) ([]activities.ChunkSummary, error) {
@@ -174,7 +174,7 @@ func readChunkSummaries(ctx context.Context, store payload.Store, job PrewarmJob
 		}
 		for i := range n {
 			if !found[i] {
-				if missing++; missing > fanChunksInFlight {
+				if missing++; missing > chunksInFlight {
 					return out, nil
 				}
 				continue

@@ -31,7 +31,7 @@ func TestReadPrewarmStatusFromSummaries(t *testing.T) {
 		}
 		return res
 	}
-	env := fanoutEnv(t, func(_ context.Context, in activities.PrewarmChunkInput) (activities.PrewarmChunkResult, error) {
+	env := chunkEnv(t, func(_ context.Context, in activities.PrewarmChunkInput) (activities.PrewarmChunkResult, error) {
 		mu.Lock()
 		chunks[in.Chunk] = in
 		mu.Unlock()
@@ -112,8 +112,8 @@ func TestReadPrewarmStatusFromSummaries(t *testing.T) {
 	}
 }
 
-// A read stops asking for summaries past the (fanChunksInFlight+1)th
-// missing chunk: the job starts chunks in order, at most fanChunksInFlight
+// A read stops asking for summaries past the (chunksInFlight+1)th
+// missing chunk: the job starts chunks in order, at most chunksInFlight
 // at once, so no later chunk has started.
 func TestReadChunkSummariesStopsPastTheRunningChunks(t *testing.T) {
 	ctx := context.Background()
@@ -129,7 +129,7 @@ func TestReadChunkSummariesStopsPastTheRunningChunks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Chunks 0-20 and 23 finished; 21, 22, 24 running (fanChunksInFlight);
+	// Chunks 0-20 and 23 finished; 21, 22, 24 running (chunksInFlight);
 	// 25 is the first not started. 30 cannot have a summary in a real job:
 	// here it shows where the read stops.
 	var want []int

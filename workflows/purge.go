@@ -15,17 +15,9 @@ const (
 	PurgeRunning = "RUNNING"
 	PurgeDone    = "DONE"
 	PurgeExpired = "EXPIRED"
-
-	// purgeCatchUpVersion marks the catch-up phase (issue 14): edges that
-	// missed the deadline are owed a ban of the domain and aliases.
-	purgeCatchUpVersion = "purge-catch-up"
-	// purgeFanOutVersion (issue 19): one PurgeEdges call per seq fans out
-	// to every edge (a local activity first, then one retried activity
-	// for the edges still unconfirmed), instead of one activity per edge.
-	purgeFanOutVersion = "purge-fan-out"
 )
 
-// PurgeRequest is one purge seq: at most one batch of paths (NHN splits
+// PurgeRequest is one purge seq: at most one API page of paths (NHN splits
 // longer lists into several seqs), applied on every edge.
 type PurgeRequest struct {
 	AppKey   string        `json:"appKey"`
@@ -43,7 +35,7 @@ type PurgeRequest struct {
 	// toward progress (CaughtUp) once the edge registered it.
 	CatchUp   time.Duration `json:"catchUp,omitempty"`
 	PurgeTime int64         `json:"purgeTime"` // epoch ms the API accepted it
-	// HeartbeatTimeout of the per-edge activities; 0 means the default.
+	// HeartbeatTimeout of the PurgeEdges activity; 0 means the default.
 	HeartbeatTimeout time.Duration `json:"heartbeatTimeout,omitempty"`
 }
 
@@ -74,9 +66,10 @@ type PurgeStatus struct {
 }
 
 // PurgeWorkflow applies one purge seq on every edge that serves the domain
-// (fanOutPurge: a Temporal cost independent of the number of edges). An
+// (purgeAllEdges: a Temporal cost independent of the number of edges). An
 // unreachable edge is retried until the deadline, then owed a catch-up
-// ban; progress never counts an edge before it confirmed.
+// ban of the domain and aliases; progress never counts an edge before it
+// confirmed.
 func PurgeWorkflow(ctx workflow.Context, req PurgeRequest) (PurgeStatus, error) {
 	st := PurgeStatus{Seq: req.Seq, Type: req.Type, State: PurgeRunning, PurgeTime: req.PurgeTime}
 	st.LastCheckTime = workflow.Now(ctx).UnixMilli()
@@ -90,13 +83,8 @@ func PurgeWorkflow(ctx workflow.Context, req PurgeRequest) (PurgeStatus, error) 
 	if deadline <= 0 {
 		deadline = 30 * time.Minute
 	}
-	var confirmed int
-	if workflow.GetVersion(ctx, purgeFanOutVersion, workflow.DefaultVersion, 1) >= 1 {
-		confirmed = fanOutPurge(ctx, req, &st, deadline)
-	} else {
-		confirmed = perEdgePurge(ctx, req, &st, workflow.WithActivityOptions(ctx, purgeActivityOptions(req, deadline)))
-	}
-	if workflow.GetVersion(ctx, purgeCatchUpVersion, workflow.DefaultVersion, 1) >= 1 && req.CatchUp > 0 && confirmed < len(req.EdgeIDs) {
+	confirmed := purgeAllEdges(ctx, req, &st, deadline)
+	if req.CatchUp > 0 && confirmed < len(req.EdgeIDs) {
 		confirmed += catchUp(ctx, req, &st, confirmed)
 	}
 	st.State = PurgeDone
@@ -108,40 +96,6 @@ func PurgeWorkflow(ctx workflow.Context, req PurgeRequest) (PurgeStatus, error) 
 	}
 	countFinished(ctx, KindPurge, st.State)
 	return st, nil
-}
-
-// perEdgePurge is the purge as recorded before purgeFanOutVersion: one
-// PurgeEdge activity per edge. Kept so running purges and recorded
-// histories replay; it answers how many edges confirmed.
-func perEdgePurge(ctx workflow.Context, req PurgeRequest, st *PurgeStatus, actx workflow.Context) int {
-	var a *activities.Purge
-	futures := make([]workflow.Future, len(req.EdgeIDs))
-	for i, id := range req.EdgeIDs {
-		futures[i] = workflow.ExecuteActivity(actx, a.PurgeEdge, activities.PurgeEdgeInput{
-			EdgeID: id, Hosts: req.Hosts, Type: req.Type, Paths: req.Paths, Soft: req.Soft,
-		})
-	}
-	confirmed := 0
-	sel := workflow.NewSelector(ctx)
-	for i := range futures {
-		i := i
-		sel.AddFuture(futures[i], func(f workflow.Future) {
-			var res activities.PurgeEdgeResult
-			if err := f.Get(ctx, &res); err != nil {
-				st.Edges[i].Error = rootMessage(err)
-			} else {
-				st.Edges[i].Confirmed = true
-				st.Edges[i].Verified = res.Verified
-				confirmed++
-			}
-			st.Progress = progressPercent(confirmed, len(req.EdgeIDs))
-			st.LastCheckTime = workflow.Now(ctx).UnixMilli()
-		})
-	}
-	for range futures {
-		sel.Select(ctx)
-	}
-	return confirmed
 }
 
 // purgeActivityOptions: edge activities retried until the deadline.
@@ -194,7 +148,7 @@ func catchUp(ctx workflow.Context, req PurgeRequest, st *PurgeStatus, confirmed 
 		owed++
 		f := workflow.ExecuteActivity(cctx, a.CatchUpEdge, activities.CatchUpEdgeInput{EdgeID: st.Edges[i].EdgeID, Hosts: req.Hosts})
 		sel.AddFuture(f, func(f workflow.Future) {
-			var res activities.PurgeEdgeResult
+			var res activities.CatchUpEdgeResult
 			if err := f.Get(ctx, &res); err != nil {
 				st.Edges[i].Error = rootMessage(err)
 				return

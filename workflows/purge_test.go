@@ -13,17 +13,17 @@ import (
 	"github.com/cdnflow/cdnflow/activities"
 )
 
-// fakeFanOut stands in for PurgeEdges: edges in down fail until their
+// fakePurgeEdges stands in for PurgeEdges: edges in down fail until their
 // call count reaches the given number, every other edge confirms. Like the
 // real activity, a regular attempt with an edge pending fails with
 // ErrEdgesPending (rows as details); the local first pass answers rows.
-type fakeFanOut struct {
+type fakePurgeEdges struct {
 	mu    sync.Mutex
 	down  map[string]int
 	calls []activities.PurgeEdgesInput
 }
 
-func (f *fakeFanOut) run(_ context.Context, in activities.PurgeEdgesInput) (activities.PurgeEdgesResult, error) {
+func (f *fakePurgeEdges) run(_ context.Context, in activities.PurgeEdgesInput) (activities.PurgeEdgesResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, in)
@@ -48,7 +48,7 @@ func TestPurgeRetriesEdgeUntilConfirmed(t *testing.T) {
 	var ts testsuite.WorkflowTestSuite
 	env := ts.NewTestWorkflowEnvironment()
 	env.RegisterWorkflow(PurgeWorkflow)
-	f := &fakeFanOut{down: map[string]int{"B": 4}}
+	f := &fakePurgeEdges{down: map[string]int{"B": 4}}
 	env.OnActivity((*activities.Purge)(nil).PurgeEdges, mock.Anything, mock.Anything).Return(f.run)
 	var mid PurgeStatus
 	env.RegisterDelayedCallback(func() {
@@ -81,7 +81,7 @@ func TestPurgeDeadlineLeavesProgressBelow100(t *testing.T) {
 	var ts testsuite.WorkflowTestSuite
 	env := ts.NewTestWorkflowEnvironment()
 	env.RegisterWorkflow(PurgeWorkflow)
-	f := &fakeFanOut{down: map[string]int{"B": -1}}
+	f := &fakePurgeEdges{down: map[string]int{"B": -1}}
 	env.OnActivity((*activities.Purge)(nil).PurgeEdges, mock.Anything, mock.Anything).Return(f.run)
 	env.ExecuteWorkflow(PurgeWorkflow, PurgeRequest{Type: activities.PurgeAll, Hosts: []string{"d.test"}, EdgeIDs: []string{"A", "B", "C"}, Deadline: time.Minute})
 	var st PurgeStatus

@@ -46,7 +46,7 @@ func SequenceWorkflow(ctx workflow.Context, st SequenceState) error {
 	}}); err != nil {
 		return err
 	}
-	// Rate limit and seqs of a purge in one update (issue 19); a refusal
+	// Rate limit and seqs of a purge in one update; a refusal
 	// is the validator's, so it leaves no event in the history.
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateAdmitPurge, func(ctx workflow.Context, a AdmitPurge) (int64, error) {
 		first, err := admitPurge(ctx, &st, a)

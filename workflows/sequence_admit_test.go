@@ -11,7 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
-// Issue 19: one admit-purge update applies the purge rate limit and
+// One admit-purge update applies the purge rate limit and
 // reserves the seqs. Within the interval the same limit key is refused
 // (ErrPurgeRateLimited, naming the scope and interval) and takes no seq;
 // another key is not held back; after the interval the key is admitted

@@ -1,7 +1,7 @@
 // Command apply measures how long a distribution change takes to be live
 // on real varnishd edges as the number of distributions per edge grows
-// (issue 16: with 1,000 per edge on 3 edges, one change live on every edge
-// at p99 ≤ 3 s, 100 created at once all OPEN within 10 s). In one run:
+// (the target: with 1,000 per edge on 3 edges, one change live on every
+// edge at p99 ≤ 3 s, 100 created at once all OPEN within 10 s). In one run:
 //
 //  1. for each size N of -sizes, the distributions are created through the
 //     NHN API (POST /distributions, 100 per request) until N exist, timed

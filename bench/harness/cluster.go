@@ -41,7 +41,7 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*Stack, error) {
 		return nil, err
 	}
 	s := &Stack{Dir: dir}
-	s.stops = append(s.stops, func() { os.RemoveAll(dir) })
+	s.stops = append(s.stops, func() { _ = os.RemoveAll(dir) }) // a temp dir left behind only costs disk
 	originSrv := httptest.NewUnstartedServer(&origin.Handler{BodySize: 2048})
 	originSrv.Config.ReadHeaderTimeout = 5 * time.Second
 	originSrv.Start()
@@ -103,7 +103,7 @@ func freeAddrs(n int) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		defer l.Close()
+		defer func() { _ = l.Close() }() // held open only to reserve the port
 		out = append(out, l.Addr().String())
 	}
 	return out, nil

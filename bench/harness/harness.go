@@ -102,7 +102,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		return nil, err
 	}
 	s := &Stack{Dir: dir}
-	s.stops = append(s.stops, func() { os.RemoveAll(dir) })
+	s.stops = append(s.stops, func() { _ = os.RemoveAll(dir) }) // a temp dir left behind only costs disk
 	if err := s.start(ctx, o); err != nil {
 		s.Stop()
 		return nil, err

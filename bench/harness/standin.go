@@ -21,8 +21,8 @@ import (
 	"github.com/cdnflow/cdnflow/inventory"
 )
 
-// StandIn is a lightweight Go edge for fleet-sized benchmarks (issue 19:
-// real varnishd ×200 does not fit two cores). Its HTTP side answers as the
+// StandIn is a lightweight Go edge for fleet-sized benchmarks (200 real
+// varnishd do not fit two cores). Its HTTP side answers as the
 // edge VCL does (edge/vcl/render.go): PURGE 200 "Purged" (X-Purged-Count;
 // with edge.PurgeVerifyHeader the probe's 404 "absent" instead),
 // BAN 200 "Ban added" (400 for a regex with white space or quotes), the
@@ -65,7 +65,7 @@ func StartStandIns(ctx context.Context, dir, prefix string, n int) ([]*StandIn, 
 		}
 		cliLn, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			httpLn.Close()
+			_ = httpLn.Close() // the Listen error is the one to report
 			return out, err
 		}
 		srv := &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second}
@@ -167,8 +167,9 @@ func synth(w http.ResponseWriter, status int, reason string) {
 	if err != nil {
 		return
 	}
-	defer conn.Close()
-	fmt.Fprintf(buf, "HTTP/1.1 %d %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", status, reason)
+	// A client that hung up needs no answer: the write and close errors go.
+	defer func() { _ = conn.Close() }()
+	_, _ = fmt.Fprintf(buf, "HTTP/1.1 %d %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", status, reason)
 	_ = buf.Flush()
 }
 
@@ -194,9 +195,10 @@ type cliState struct {
 }
 
 func cliSession(c net.Conn, st *cliState) {
-	defer c.Close()
+	defer func() { _ = c.Close() }() // the session is over; nothing is left to flush
 	r := bufio.NewReader(c)
-	reply := func(body string) { fmt.Fprintf(c, "200 %d\n%s\n", len(body), body) }
+	// A reply to a session that hung up is lost; the next read ends the session.
+	reply := func(body string) { _, _ = fmt.Fprintf(c, "200 %d\n%s\n", len(body), body) }
 	reply("cdnflow stand-in edge")
 	for {
 		line, err := r.ReadString('\n')

@@ -401,7 +401,7 @@ func makeDistribution(t *target, origin string) (string, error) {
 	return "", fmt.Errorf("distribution %s is not OPEN after 2m", domain)
 }
 
-// jobsQuery is every prewarm (parents and per-edge children) and purge.
+// jobsQuery is every prewarm and purge.
 var jobsQuery = fmt.Sprintf("%s IN ('%s', '%s')", workflows.KindAttr.GetName(), workflows.KindPrewarm, workflows.KindPurge)
 
 // drainJobs reports the workflow-task backlog the run left, waits up to d

@@ -37,7 +37,7 @@ func TestDevCommand(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer l.Close()
+		defer func() { _ = l.Close() }() // held open only to learn a free port
 		return l.Addr().(*net.TCPAddr).Port
 	}
 	edgeHTTP, edgeAdmin := port(), port()
@@ -134,7 +134,7 @@ func TestDevCommand(t *testing.T) {
 	// varnishd was reaped with it: its ports are closed.
 	for _, p := range []int{edgeHTTP, edgeAdmin} {
 		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), time.Second); err == nil {
-			c.Close()
+			_ = c.Close() // a probe: that it connected is the finding
 			t.Fatalf("port %d still open after shutdown", p)
 		}
 	}
@@ -174,7 +174,7 @@ func freePortBlock(t *testing.T, n int) int {
 			}
 		}
 		for _, l := range held {
-			l.Close()
+			_ = l.Close() // held only to prove the port free
 		}
 		if len(held) == n {
 			return first
@@ -248,7 +248,7 @@ func TestDevFromEmptyDirectory(t *testing.T) {
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
 			_ = cmd.Process.Kill()
-			<-exited
+			t.Logf("dev killed at cleanup: %v", <-exited)
 		}
 	})
 	ready := func() bool {

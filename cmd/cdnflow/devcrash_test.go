@@ -26,7 +26,7 @@ func freePort(t *testing.T) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }() // held open only to learn a free port
 	return l.Addr().(*net.TCPAddr).Port
 }
 
@@ -43,7 +43,11 @@ func startDev(t *testing.T, bin, dir, apiAddr string, args []string, logFile str
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start dev: %v", err)
 	}
-	go func() { _ = cmd.Wait(); f.Close() }()
+	go func() {
+		// The test reads the exit from the process's ports and the log.
+		_ = cmd.Wait()
+		_ = f.Close()
+	}()
 	if err := eventually.Wait(90*time.Second, 100*time.Millisecond, func() error {
 		resp, err := http.Get("http://" + apiAddr + "/readyz")
 		if err != nil {
@@ -69,7 +73,7 @@ func waitClosed(t *testing.T, addr string) {
 		if err != nil {
 			return nil
 		}
-		c.Close()
+		_ = c.Close() // a probe: that it connected is the finding
 		return fmt.Errorf("%s still listening", addr)
 	})
 }

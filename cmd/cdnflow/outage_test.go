@@ -20,8 +20,7 @@ import (
 
 // outageDowntime is how long `cdnflow dev` stays down: longer than one
 // ApplySite attempt may run (StartToClose 1 min), so a deadline that
-// counted the outage would have expired (issue 16: 9 of 30 went to ERROR
-// after 150 s down).
+// counted the outage would expire and send changes to ERROR.
 const outageDowntime = 75 * time.Second
 
 // TestDevOutageCompletesInFlightChanges creates 30 distributions, kills

@@ -12,7 +12,7 @@ import (
 	"github.com/cdnflow/cdnflow/internal/s3test"
 )
 
-// Issue 15: a payload URL that cannot work, or a store that does not answer
+// A payload URL that cannot work, or a store that does not answer
 // at start, stops `cdnflow worker|api` with exit status 1 and one line on
 // stderr that names the URL, before Temporal is dialled (the address below
 // has no server).

@@ -103,15 +103,20 @@ func (w *workerProc) start() {
 		w.t.Fatal(err)
 	}
 	w.runs++
-	fmt.Fprintf(f, "=== worker run %d\n", w.runs)
+	if _, err := fmt.Fprintf(f, "=== worker run %d\n", w.runs); err != nil {
+		w.t.Fatal(err)
+	}
 	cmd := exec.Command(w.bin, w.args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
-		f.Close()
+		_ = f.Close() // the start error is the one to report
 		w.t.Fatalf("start worker: %v", err)
 	}
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait(); f.Close() }()
+	go func() {
+		exited <- cmd.Wait()
+		_ = f.Close() // the process has exited: nothing writes the log any more
+	}()
 	w.cmd, w.exited = cmd, exited
 }
 
@@ -140,13 +145,13 @@ func (w *workerProc) kill() {
 		return
 	}
 	_ = w.cmd.Process.Signal(syscall.SIGKILL)
-	<-w.exited
+	w.t.Logf("worker run %d killed: %v", w.runs, <-w.exited)
 	w.cmd = nil
 }
 
-// terminate sends SIGTERM and returns the exit error and how long the
-// process took to exit.
-func (w *workerProc) terminate(timeout time.Duration) (error, time.Duration) {
+// terminate sends SIGTERM and returns how long the process took to exit
+// and its exit error.
+func (w *workerProc) terminate(timeout time.Duration) (time.Duration, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	start := time.Now()
@@ -154,12 +159,12 @@ func (w *workerProc) terminate(timeout time.Duration) (error, time.Duration) {
 	select {
 	case err := <-w.exited:
 		w.cmd = nil
-		return err, time.Since(start)
+		return time.Since(start), err
 	case <-time.After(timeout):
 		_ = w.cmd.Process.Signal(syscall.SIGKILL)
-		<-w.exited
+		killed := <-w.exited
 		w.cmd = nil
-		return fmt.Errorf("worker did not exit within %s of SIGTERM", timeout), time.Since(start)
+		return time.Since(start), fmt.Errorf("worker did not exit within %s of SIGTERM (then killed: %v)", timeout, killed)
 	}
 }
 
@@ -376,7 +381,7 @@ func recordedPairs(t *testing.T, env *testenv.Env, requestID string, edgeIDs []s
 		}
 	}
 	// The job's pending chunk activities heartbeat their pairs of every
-	// edge (issue 19: one activity per chunk, whatever the edges).
+	// edge (one activity per chunk, whatever the edges).
 	desc, err := env.Client.DescribeWorkflowExecution(context.Background(), jobID, "")
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {

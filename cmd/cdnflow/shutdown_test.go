@@ -53,7 +53,7 @@ func TestWorkerSIGTERMHandsOffAndResumes(t *testing.T) {
 		return nil
 	})
 	w.requireAlive()
-	if err, took := w.terminate(30 * time.Second); err != nil {
+	if took, err := w.terminate(30 * time.Second); err != nil {
 		t.Fatalf("worker on SIGTERM: %v (after %s)", err, took)
 	}
 
@@ -132,8 +132,11 @@ func TestAPISIGTERMDrainsRequests(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cmd := exec.Command(bin, "api", "--temporal-address", env.Config.TemporalAddress, "--namespace", env.Config.Namespace,
 		"--edges", invFile, "--api-addr", addr, "--payload-url", env.Config.PayloadStoreURL(), "--log-format", "json")
-	logFile, _ := os.Create(filepath.Join(dir, "api.log"))
-	defer logFile.Close()
+	logFile, err := os.Create(filepath.Join(dir, "api.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = logFile.Close() }() // the api has its own descriptor; the test reads the log by name
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -215,7 +218,7 @@ func TestAPISIGTERMDrainsRequests(t *testing.T) {
 		if err != nil {
 			return nil
 		}
-		c.Close()
+		_ = c.Close() // a probe: that it connected is the finding
 		return errors.New("the api still accepts connections after SIGTERM")
 	})
 	for i, s := range slow {
@@ -256,9 +259,11 @@ func startSlowRequest(t *testing.T, addr, body string) *slowRequest {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { _ = c.Close() }) // the request's answer was read or failed the test
 	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
-	fmt.Fprintf(c, "POST /prewarm HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n", addr, len(body))
+	if _, err := fmt.Fprintf(c, "POST /prewarm HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n", addr, len(body)); err != nil {
+		t.Fatalf("slow request: %v", err)
+	}
 	rd := bufio.NewReader(c)
 	line, err := rd.ReadString('\n')
 	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 100") {

@@ -341,7 +341,12 @@ func TestControlHookRefusesEveryConnection(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- loop.Serve(ctx, ln) }()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
 	resp, _ = get(t, "http://"+self, "http://"+self, "", "/")
 	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(resp.Header.Get(HeaderError), "is loopback: refused") {
 		t.Fatalf("connector to itself: %d %q", resp.StatusCode, resp.Header.Get(HeaderError))

@@ -246,7 +246,7 @@ func (p *FaultProxy) pipe(c net.Conn) {
 	if err != nil {
 		return // the client sees the connection closed, as if the edge were down
 	}
-	defer up.Close()
+	defer func() { _ = up.Close() }() // both copies are done; a close error has no one to tell
 	done := make(chan struct{}, 2)
 	cp := func(dst, src net.Conn) {
 		_, err := io.Copy(dst, src)

@@ -85,7 +85,7 @@ func TestFaultProxyServerFirstProtocol(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }() // also ends the accept loop
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -102,7 +102,7 @@ func TestFaultProxyServerFirstProtocol(t *testing.T) {
 		if err != nil {
 			return "", err
 		}
-		defer c.Close()
+		defer func() { _ = c.Close() }() // the greeting read is what counts
 		_ = c.SetDeadline(time.Now().Add(time.Second))
 		return bufio.NewReader(c).ReadString('\n')
 	}
@@ -147,14 +147,14 @@ func TestFaultProxyViaAndClose(t *testing.T) {
 	if _, err := c.Read(make([]byte, 1)); err == nil {
 		t.Fatal("read through a proxy to a closed port succeeded")
 	}
-	c.Close()
+	_ = c.Close() // already closed by the proxy, as the read showed
 	// Close drops held connections and is idempotent.
 	h.SetMode(Slow(time.Hour))
 	held, err := net.Dial("tcp", h.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer held.Close()
+	defer func() { _ = held.Close() }() // dropped by h.Close below; this only frees the descriptor
 	eventually.WithinEvery(t, 5*time.Second, time.Millisecond, func() error {
 		if h.Faulted() == 0 {
 			return errors.New("the held connection is not faulted yet")
@@ -164,7 +164,10 @@ func TestFaultProxyViaAndClose(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- h.Close() }()
 	select {
-	case <-done:
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Close: %v", err)
+		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Close did not return with a held connection")
 	}

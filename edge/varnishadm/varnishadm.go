@@ -80,41 +80,45 @@ func Dial(ctx context.Context, addr string, secret []byte) (*Conn, error) {
 		return nil, fmt.Errorf("dial varnish cli %s: %w", addr, err)
 	}
 	c := &Conn{conn: nc, r: bufio.NewReader(nc)}
-	if err := c.setDeadline(ctx, 10*time.Second); err != nil {
-		nc.Close()
+	if err := c.handshake(ctx, addr, secret); err != nil {
+		_ = nc.Close() // the handshake's error is the one to report
 		return nil, err
+	}
+	return c, nil
+}
+
+// handshake reads the CLI's greeting, answers its auth challenge with
+// secret and keeps the banner.
+func (c *Conn) handshake(ctx context.Context, addr string, secret []byte) error {
+	if err := c.setDeadline(ctx, 10*time.Second); err != nil {
+		return err
 	}
 	status, body, err := c.read()
 	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("varnish cli %s greeting: %w", addr, err)
+		return fmt.Errorf("varnish cli %s greeting: %w", addr, err)
 	}
 	if status == StatusAuth {
 		challenge, _, _ := strings.Cut(body, "\n")
 		if len(challenge) != 32 {
-			nc.Close()
-			return nil, fmt.Errorf("varnish cli %s: malformed challenge", addr)
+			return fmt.Errorf("varnish cli %s: malformed challenge", addr)
 		}
 		h := sha256.New()
 		h.Write([]byte(challenge + "\n"))
 		h.Write(secret)
 		h.Write([]byte(challenge + "\n"))
-		if _, err := fmt.Fprintf(nc, "auth %s\n", hex.EncodeToString(h.Sum(nil))); err != nil {
-			nc.Close()
-			return nil, fmt.Errorf("varnish cli %s auth: %w", addr, err)
+		if _, err := fmt.Fprintf(c.conn, "auth %s\n", hex.EncodeToString(h.Sum(nil))); err != nil {
+			return fmt.Errorf("varnish cli %s auth: %w", addr, err)
 		}
 		status, body, err = c.read()
 		if err != nil {
-			nc.Close()
-			return nil, fmt.Errorf("varnish cli %s auth: %w", addr, err)
+			return fmt.Errorf("varnish cli %s auth: %w", addr, err)
 		}
 	}
 	if status != StatusOK {
-		nc.Close()
-		return nil, fmt.Errorf("varnish cli %s: authentication failed: %w", addr, &Error{Status: status, Body: body})
+		return fmt.Errorf("varnish cli %s: authentication failed: %w", addr, &Error{Status: status, Body: body})
 	}
 	c.Banner = body
-	return c, nil
+	return nil
 }
 
 // Close ends the session.

@@ -218,7 +218,7 @@ func (p *Process) check(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }() // a readiness check: its answers are what count
 	if err := conn.Ping(ctx); err != nil {
 		return err
 	}
@@ -304,7 +304,7 @@ func EnsureSecret(path string) error {
 		return fmt.Errorf("create secret %s: %w", path, err)
 	}
 	if _, err := f.WriteString(hex.EncodeToString(buf) + "\n"); err != nil {
-		f.Close()
+		_ = f.Close() // the write's error is the one to report
 		return fmt.Errorf("write secret %s: %w", path, err)
 	}
 	if err := f.Close(); err != nil {

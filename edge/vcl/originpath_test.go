@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// Issue 14: one originPath limit, stated by the renderer's check.
+// One originPath limit, stated by the renderer's check.
 func TestOriginPathLimitIsOneConstant(t *testing.T) {
 	ok := "/" + strings.Repeat("a", MaxOriginPathLen-1)
 	if err := CheckOriginPath(ok); err != nil {

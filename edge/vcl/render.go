@@ -256,7 +256,7 @@ func (p *renderPlan) writePurgeObject(w *writer) {
 	w.orElse("else")
 	w.line("set req.http.%s = purge.hard();", hdrPurgedCount)
 	w.close()
-	w.line("# Purge and verify in one request (issue 19): restart as the cache-only")
+	w.line("# Purge and verify in one request: restart as the cache-only")
 	w.line("# probe of the same object, which answers instead of \"Purged\".")
 	w.open("if (req.http.%s)", hdrPurgeVerify)
 	w.line("unset req.http.%s;", hdrPurgeVerify)

@@ -212,7 +212,7 @@ func freePorts(n int) ([]int, error) {
 	var lns []net.Listener
 	defer func() {
 		for _, l := range lns {
-			l.Close()
+			_ = l.Close() // held open only to learn free ports
 		}
 	}()
 	for i := 0; i < n; i++ {
@@ -241,7 +241,7 @@ func freeRange(n int) (int, error) {
 			lns = append(lns, l)
 		}
 		for _, l := range lns {
-			l.Close()
+			_ = l.Close() // held open only to prove the range free
 		}
 		if ok {
 			return base, nil

@@ -122,8 +122,11 @@ func (c *Cluster) spawn(p proc) error {
 	if err != nil {
 		return fmt.Errorf("%s log: %w", p.name, err)
 	}
-	defer logf.Close()
-	fmt.Fprintf(logf, "=== %s start %s: %s\n", p.name, time.Now().UTC().Format(time.RFC3339), strings.Join(p.argv, " "))
+	// The started process keeps its own descriptor; this one only writes the header.
+	defer func() { _ = logf.Close() }()
+	if _, err := fmt.Fprintf(logf, "=== %s start %s: %s\n", p.name, time.Now().UTC().Format(time.RFC3339), strings.Join(p.argv, " ")); err != nil {
+		return fmt.Errorf("%s log: %w", p.name, err)
+	}
 	cmd := exec.Command(p.argv[0], p.argv[1:]...)
 	cmd.Env = append(os.Environ(), p.env...)
 	if p.envf != nil {

@@ -134,7 +134,7 @@ func edgeReady(ctx context.Context, e inventory.Edge) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }() // a readiness check: its answers are what count
 	st, err := conn.Do(ctx, "status")
 	if err != nil {
 		return err

@@ -325,8 +325,8 @@ func sqlConfig(opts Options) (*config.SQL, string, error) {
 		// but only across connections: without MaxConns the plugin opens
 		// ONE connection that every store of the server shares (history,
 		// matching, visibility), so each status read or visibility list
-		// waited in line with the writes that run jobs (issue 19: under
-		// load the worker got ~3 workflow tasks/s). SQLite still takes
+		// would wait in line with the writes that run jobs (under load
+		// the worker would get ~3 workflow tasks/s). SQLite still takes
 		// one writer at a time; the others wait up to busy_timeout.
 		conf.ConnectAttributes = map[string]string{"mode": "rwc", "journal_mode": "wal", "synchronous": "normal", "busy_timeout": "10000"}
 		conf.MaxConns, conf.MaxIdleConns = sqliteConns, sqliteConns
@@ -357,6 +357,6 @@ func freePort(ip string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("find free port: %w", err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }() // held open only to learn a free port
 	return l.Addr().(*net.TCPAddr).Port, nil
 }

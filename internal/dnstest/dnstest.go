@@ -94,7 +94,7 @@ func (d *DNS) serveTCP(ln net.Listener) {
 			return
 		}
 		go func() {
-			defer c.Close()
+			defer func() { _ = c.Close() }() // the client's reads report a broken connection
 			for {
 				var l [2]byte
 				if _, err := io.ReadFull(c, l[:]); err != nil {

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// Issue 14: an Idempotency-Key reused after its job's retention starts a new
+// An Idempotency-Key reused after its job's retention starts a new
 // job under the same requestID; its URL list must be its own, never the
 // old one the store keeps.
 func TestPutPrewarmURLsNeverHandsBackAnotherList(t *testing.T) {

@@ -139,7 +139,7 @@ func (s *Bucket) Get(ctx context.Context, key string) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("read payload %s: %w", key, s.classify(ctx, err))
 	}
-	defer r.Close()
+	defer func() { _ = r.Close() }() // read-only: ReadAll's error is the one that counts
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return nil, fmt.Errorf("read payload %s: %w", key, s.classify(ctx, err))

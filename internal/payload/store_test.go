@@ -162,7 +162,7 @@ func TestPutIfAbsentRace(t *testing.T) {
 	}
 }
 
-// Issue 14 on every store: an Idempotency-Key reused after its job's
+// On every store: an Idempotency-Key reused after its job's
 // retention gets a URL list of its own, never the old one.
 func TestPutPrewarmURLsOnEveryStore(t *testing.T) {
 	for name, openStore := range stores(t) {

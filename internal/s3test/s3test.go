@@ -141,7 +141,7 @@ func freeAddr() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("free port: %w", err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }() // held open only to learn a free port
 	return ln.Addr().String(), nil
 }
 
@@ -153,7 +153,7 @@ func (s *Server) start() error {
 	if err != nil {
 		return fmt.Errorf("versitygw log: %w", err)
 	}
-	defer log.Close()
+	defer func() { _ = log.Close() }() // the started process keeps its own descriptor
 	cmd := exec.Command(s.bin, "--port", s.addr, "--health", "/health", "--quiet", "posix", s.root)
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+AccessKey, "ROOT_SECRET_KEY="+SecretKey, "VGW_REGION="+Region)
 	cmd.Stdout, cmd.Stderr = log, log

@@ -9,8 +9,8 @@ import (
 )
 
 // The loopback origin allow-list never names cdnflow's own ports: an
-// edge's HTTP, admin or connector port, Temporal's or the API's (issue 13:
-// dev admits its demo origin only).
+// edge's HTTP, admin or connector port, Temporal's or the API's (dev
+// admits its demo origin only).
 func TestLoopbackOriginsNeverOwnPorts(t *testing.T) {
 	inv, err := inventory.New([]inventory.Edge{{
 		ID: "E1", Region: "us", Country: "united_states", Address: "127.0.0.1:16081",

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	enumspb "go.temporal.io/api/enums/v1"
 	"net"
 	"net/http"
 	"os/exec"
@@ -13,7 +12,8 @@ import (
 	"sync"
 	"time"
 
-	"go.temporal.io/api/serviceerror"
+	enumspb "go.temporal.io/api/enums/v1"
+
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
@@ -48,29 +48,18 @@ func RunWorker(ctx context.Context, cfg config.Config, inv *inventory.Inventory,
 				logger.Error("metrics listener", zap.Error(err))
 			}
 		}()
-		defer ms.Close()
+		defer func() {
+			if err := ms.Close(); err != nil {
+				logger.Warn("close metrics listener", zap.Error(err))
+			}
+		}()
 	}
 	logger.Info("worker started", zap.String("taskQueue", cfg.TaskQueue))
-	resyncEdges(ctx, c, inv, logger)
 	go keepEdgeSync(ctx, c, cfg, logger)
 	<-ctx.Done()
 	w.Stop() // waits for activities up to WorkerStopTimeout
 	logger.Info("worker stopped")
 	return nil
-}
-
-// resyncEdges asks every edge's reconciler to reload the distributions it
-// knows: an edge that restarted (managed edges restart with `cdnflow dev`)
-// comes back with only its base VCL. Edges without a reconciler have no
-// distributions yet.
-func resyncEdges(ctx context.Context, c client.Client, inv *inventory.Inventory, logger *zap.Logger) {
-	for _, e := range inv.Edges {
-		err := c.SignalWorkflow(ctx, workflows.ReconcilerWorkflowID(e.ID), "", workflows.SignalResyncEdge, nil)
-		var nf *serviceerror.NotFound
-		if err != nil && !errors.As(err, &nf) {
-			logger.Warn("resync edge", zap.String("edgeId", e.ID), zap.Error(err))
-		}
-	}
 }
 
 // keepEdgeSync starts the namespace's EdgeSyncWorkflow unless it runs, at

@@ -167,7 +167,7 @@ const payloadProbeTimeout = 20 * time.Second
 
 // openPayloads opens the payload store and probes it: a wrong URL, a
 // missing bucket or a store that does not answer stops the start with one
-// line naming the URL (issue 15).
+// line naming the URL.
 func (s *Stack) openPayloads(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, payloadProbeTimeout)
 	defer cancel()
@@ -183,7 +183,7 @@ func (s *Stack) openPayloads(ctx context.Context) error {
 
 // checkLoopbackOrigins refuses a loopback origin allow-list naming one of
 // cdnflow's own ports: an edge's HTTP, admin or connector port, Temporal's
-// or the API's. Those are never origins (issue 13).
+// or the API's. Those are never origins.
 func checkLoopbackOrigins(cfg config.Config, inv *inventory.Inventory) error {
 	if len(cfg.OriginAllowLoopback) == 0 {
 		return nil

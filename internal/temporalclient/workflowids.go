@@ -10,8 +10,7 @@ import (
 
 // WorkflowIDs collects the ids of the workflows one request started or
 // updated through the client: the job ids (prewarm-…, purge-…-seq,
-// distribution/…) and the entities they touched (sequence/…,
-// purge-limit/…). The API's request log prints them next to the trace id.
+// distribution/…) and the entities they touched (sequence/…). The API's request log prints them next to the trace id.
 type WorkflowIDs struct {
 	mu  sync.Mutex
 	ids []string

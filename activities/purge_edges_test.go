@@ -11,7 +11,6 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
-	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/edge"
 	"github.com/cdnflow/cdnflow/inventory"
@@ -66,9 +65,9 @@ func (f *fleet) count(key string) int {
 // failing is reported in the rows and fails the attempt with a retryable
 // ErrEdgesPending whose details are the rows; the retry, resumed from the
 // heartbeat, sends nothing again to the edges already confirmed.
-func TestPurgeEdgesFansOutAndResumes(t *testing.T) {
+func TestPurgeEdgesReachesEveryEdgeAndResumes(t *testing.T) {
 	f := newFleet(t, 4)
-	a := &Purge{Inventory: f.inv, Edge: edge.NewClient(edge.Options{}), Logger: zap.NewNop(), PerEdge: 4}
+	a := &Purge{Inventory: f.inv, Edge: edge.NewClient(edge.Options{}), PerEdge: 4}
 	ids := f.inv.IDs()
 	f.down[2].Store(true)
 	in := PurgeEdgesInput{EdgeIDs: append(ids, "NOPE-C1"), Hosts: []string{"a.test"}, Type: PurgeItem, Paths: []string{"/x", "/y"}}
@@ -115,7 +114,7 @@ func TestPurgeEdgesFansOutAndResumes(t *testing.T) {
 // still unconfirmed instead of failing, so the workflow can owe them.
 func TestPurgeEdgesAfterDeadlineReports(t *testing.T) {
 	f := newFleet(t, 2)
-	a := &Purge{Inventory: f.inv, Edge: edge.NewClient(edge.Options{}), Logger: zap.NewNop()}
+	a := &Purge{Inventory: f.inv, Edge: edge.NewClient(edge.Options{})}
 	f.down[1].Store(true)
 	in := PurgeEdgesInput{EdgeIDs: f.inv.IDs(), Hosts: []string{"a.test"}, Type: PurgeAll, Until: 1}
 	var ts testsuite.WorkflowTestSuite

@@ -13,17 +13,15 @@ import (
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
-	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/internal/payload"
-	"github.com/cdnflow/cdnflow/internal/tracing"
 	"github.com/cdnflow/cdnflow/inventory"
 )
 
-// PrewarmChunkInput is one activity's slice of a job's URLs on EVERY
-// targeted edge (issue 19): the Temporal cost of a chunk — one activity,
-// one result — does not grow with the number of edges. Per-pair attempts
-// and the per-edge concurrency run inside the activity.
+// PrewarmChunkInput is one activity's slice of a job's URLs on every
+// targeted edge: the Temporal cost of a chunk — one activity, one result —
+// does not grow with the number of edges. Per-pair attempts and the
+// per-edge concurrency run inside the activity.
 type PrewarmChunkInput struct {
 	JobID   string   `json:"jobId"`
 	EdgeIDs []string `json:"edgeIds"`
@@ -43,6 +41,10 @@ type PrewarmChunkInput struct {
 	// activity, each carrying up to Prewarm.Pipeline GETs; each also takes
 	// one of the worker's per-edge slots (Prewarm.PerEdge).
 	Concurrency int `json:"concurrency"`
+	// Deadline is the job's: a pair without an outcome by then has none,
+	// and the chunk ends with ErrJobDeadline (zero: no deadline but the
+	// activity's own).
+	Deadline time.Time `json:"deadline,omitempty"`
 }
 
 // EdgeChunkResult is one edge's share of a chunk: how many URLs it
@@ -69,15 +71,27 @@ type fanRow struct {
 
 // PrewarmChunk fetches URLs [Start, End) through every edge of EdgeIDs,
 // each edge with its own Concurrency workers over the client's keep-alive
-// pool of that edge, so a slow edge never holds back the others. Pairs are
-// retried as in PrewarmBatch; progress of every pair is heartbeated, so a
-// retry after a worker crash skips finished pairs on every edge. At the end
-// each edge's rows are stored (payload.PrewarmDetailKey) and the result
-// lists the failed indices per edge. Errors: an unknown edge, a missing
-// URL list or a chunk outside it are non-retryable; a worker stop
-// (ErrWorkerStopping) or a store failure is retried by Temporal.
+// pool of that edge, so a slow edge never holds back the others. Each
+// pair gets up to Attempts tries with exponential backoff, each bounded by
+// AttemptTimeout; 4xx and uncacheable answers are not retried. Progress of
+// every pair is heartbeated, so a retry after a worker crash skips
+// finished pairs on every edge. At the end each edge's rows are stored
+// (payload.PrewarmDetailKey) and the result lists the failed indices per
+// edge. Errors: an unknown edge, a missing URL list or a chunk outside it
+// are non-retryable; so is ErrJobDeadline, when the job's Deadline came
+// before every pair had an outcome (those pairs have none: the job ends
+// TIMEOUT); a worker stop (ErrWorkerStopping) or a store failure is
+// retried by Temporal.
 func (a *Prewarm) PrewarmChunk(ctx context.Context, in PrewarmChunkInput) (PrewarmChunkResult, error) {
-	log := a.Logger.With(zap.String("workflowId", activity.GetInfo(ctx).WorkflowExecution.ID), zap.Int("chunk", in.Chunk), zap.Int("edges", len(in.EdgeIDs))).With(tracing.LogFields(ctx)...)
+	log := logger(ctx, "chunk", in.Chunk, "edges", len(in.EdgeIDs))
+	if !in.Deadline.IsZero() {
+		// The activity's own deadline counts from when the server
+		// scheduled it, after the job's clock started: on a busy
+		// machine it lands later than the job's.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, in.Deadline)
+		defer cancel()
+	}
 	edges, urls, err := a.chunkInputs(ctx, in)
 	if err != nil {
 		return PrewarmChunkResult{}, err
@@ -94,7 +108,7 @@ func (a *Prewarm) PrewarmChunk(ctx context.Context, in PrewarmChunkInput) (Prewa
 		return -1 // not this chunk's
 	})
 	if n := len(p.rows()); n > 0 {
-		log.Info("resuming prewarm chunk", zap.Int("alreadyDone", n))
+		log.Info("resuming prewarm chunk", "alreadyDone", n)
 	}
 	targets := make([]pairTarget, span) // parsed once, used on every edge
 	for j := range targets {
@@ -107,7 +121,7 @@ func (a *Prewarm) PrewarmChunk(ctx context.Context, in PrewarmChunkInput) (Prewa
 	stopped := a.fanOut(ctx, in, edges, targets, header, p)
 	res, err := a.finishChunk(ctx, in, edges, p, stopped)
 	if err == nil {
-		log.Debug("prewarm chunk done", zap.Int("pairs", span*len(edges)))
+		log.Debug("prewarm chunk done", "pairs", span*len(edges))
 	}
 	return res, err
 }
@@ -136,9 +150,10 @@ func (a *Prewarm) chunkInputs(ctx context.Context, in PrewarmChunkInput) ([]inve
 	return edges, urls, nil
 }
 
-// fanOut runs every pair of the chunk that p has not finished: per edge,
+// fanOut spreads the chunk across its edges: it runs every pair that p
+// has not finished, per edge
 // up to Concurrency workers take the next Pipeline URLs in order and send
-// them pipelined on one connection (Prewarm.warmBatch), and each batch
+// them pipelined on one connection as one batch (Prewarm.warmBatch), and each batch
 // holds one of the edge's slots on this worker (Prewarm.PerEdge, shared
 // by every chunk and job; waiting batches take them in turn) and one of
 // the worker's (Prewarm.InFlight, over all edges). So the connections in
@@ -165,8 +180,7 @@ func (a *Prewarm) fanOut(ctx context.Context, in PrewarmChunkInput, edges []inve
 	defer stopBeat()
 	var wg sync.WaitGroup
 	for pos, e := range edges {
-		pin := PrewarmBatchInput{EdgeID: e.ID, Domain: in.Domain, Scheme: in.Scheme, NeedInvalidate: in.NeedInvalidate,
-			Attempts: in.Attempts, AttemptTimeout: in.AttemptTimeout}
+		spec := warmSpec{Domain: in.Domain, Scheme: in.Scheme, NeedInvalidate: in.NeedInvalidate, Attempts: in.Attempts}
 		m := metricsFor(e.ID)
 		f := a.Edge.Fetcher(ctx, e, header, in.AttemptTimeout)
 		slots := a.slots.of(e.ID, a.PerEdge, defaultPrewarmPerEdge)
@@ -199,9 +213,9 @@ func (a *Prewarm) fanOut(ctx context.Context, in PrewarmChunkInput, edges []inve
 					if !ok {
 						return
 					}
-					rows := a.warmBatch(ctx, e, pin, targets, js, f, m)
+					rows, cut := a.warmBatch(ctx, e, spec, targets, js, f, m)
 					release()
-					if ctx.Err() != nil { // cut short is not an outcome: a resumed attempt redoes it
+					if cut { // not an outcome: a resumed attempt redoes it
 						return
 					}
 					for k, row := range rows {
@@ -242,10 +256,9 @@ func (a *Prewarm) takeSlot(ctx context.Context, edge chan struct{}) (release fun
 	return func() { <-a.all; <-edge }, true
 }
 
-// finishChunk ends an attempt like finishBatch, for every edge of the
-// chunk: after a worker stop or cancellation it records the progress for
-// the next attempt and fails this one; otherwise it stores each edge's rows
-// and classifies them.
+// finishChunk ends an attempt: after a worker stop, a cancellation or the
+// job's deadline it records the progress for the next attempt and fails
+// this one; otherwise it stores each edge's rows and classifies them.
 func (a *Prewarm) finishChunk(ctx context.Context, in PrewarmChunkInput, edges []inventory.Edge, p *progress[fanRow], stopped bool) (PrewarmChunkResult, error) {
 	final := p.rows()
 	total := (in.End - in.Start) * len(edges)
@@ -258,9 +271,9 @@ func (a *Prewarm) finishChunk(ctx context.Context, in PrewarmChunkInput, edges [
 		return PrewarmChunkResult{}, temporal.NewApplicationError(
 			fmt.Sprintf("prewarm chunk %d: worker stopping after %d of %d pairs", in.Chunk, len(final), total), ErrWorkerStopping)
 	}
-	if err := ctx.Err(); err != nil {
+	if cutShort(ctx) {
 		beatChunk(ctx, final)
-		return PrewarmChunkResult{}, fmt.Errorf("prewarm chunk %d stopped: %w", in.Chunk, err)
+		return PrewarmChunkResult{}, a.stopped(ctx, in, len(final), total)
 	}
 	if len(final) != total {
 		return PrewarmChunkResult{}, fmt.Errorf("prewarm chunk %d: %d of %d pairs have an outcome", in.Chunk, len(final), total)
@@ -271,6 +284,9 @@ func (a *Prewarm) finishChunk(ctx context.Context, in PrewarmChunkInput, edges [
 	}
 	if err := a.storeRows(ctx, in, edges, per); err != nil {
 		beatChunk(ctx, final)
+		if cutShort(ctx) {
+			return PrewarmChunkResult{}, a.stopped(ctx, in, len(final), total)
+		}
 		return PrewarmChunkResult{}, err
 	}
 	res := PrewarmChunkResult{Edges: make([]EdgeChunkResult, len(edges))}
@@ -290,6 +306,17 @@ func (a *Prewarm) finishChunk(ctx context.Context, in PrewarmChunkInput, edges [
 		return PrewarmChunkResult{}, err
 	}
 	return res, nil
+}
+
+// stopped is the error of an attempt that ctx cut short: ErrJobDeadline
+// when the job's deadline came (the pairs left have no outcome), else
+// ctx's error (a cancellation or the activity's own timeout).
+func (a *Prewarm) stopped(ctx context.Context, in PrewarmChunkInput, done, total int) error {
+	if !in.Deadline.IsZero() && !time.Now().Before(in.Deadline) {
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("prewarm chunk %d: the job's deadline came after %d of %d pairs", in.Chunk, done, total), ErrJobDeadline, nil)
+	}
+	return fmt.Errorf("prewarm chunk %d stopped after %d of %d pairs: %w", in.Chunk, done, total, cmp.Or(ctx.Err(), context.DeadlineExceeded))
 }
 
 // storeRows writes each edge's rows of the chunk, a few edges at a time.

@@ -10,22 +10,22 @@ import (
 	"github.com/cdnflow/cdnflow/activities"
 )
 
-// Time bounds of the fan-out's first pass, a local activity run inside the
+// Time bounds of the first pass over the edges, a local activity run inside the
 // purge's first workflow task: most purges end there, so a purge costs one
 // workflow task and no activity task whatever the number of edges.
 const (
 	purgeLocalBudget = 2 * time.Second
-	// purgeFanOutGrace lets the activity's last attempt, started after the
+	// purgeLastPassGrace lets the activity's last attempt, started after the
 	// deadline, make its pass and report every edge.
-	purgeFanOutGrace = 2 * time.Minute
+	purgeLastPassGrace = 2 * time.Minute
 )
 
-// fanOutPurge applies the purge on every edge with PurgeEdges: first as a
+// purgeAllEdges applies the purge on every edge with PurgeEdges: first as a
 // local activity (up to purgeLocalBudget), then — for the edges still
 // unconfirmed — as one activity that Temporal retries with backoff until
 // the deadline, resuming from its heartbeat. It answers how many edges
 // confirmed; st has every edge's state.
-func fanOutPurge(ctx workflow.Context, req PurgeRequest, st *PurgeStatus, deadline time.Duration) int {
+func purgeAllEdges(ctx workflow.Context, req PurgeRequest, st *PurgeStatus, deadline time.Duration) int {
 	start := workflow.Now(ctx)
 	var a *activities.Purge
 	in := activities.PurgeEdgesInput{EdgeIDs: req.EdgeIDs, Hosts: req.Hosts, Type: req.Type, Paths: req.Paths, Soft: req.Soft,
@@ -36,7 +36,7 @@ func fanOutPurge(ctx workflow.Context, req PurgeRequest, st *PurgeStatus, deadli
 	})
 	var first activities.PurgeEdgesResult
 	if err := workflow.ExecuteLocalActivity(lctx, a.PurgeEdges, in).Get(ctx, &first); err != nil {
-		workflow.GetLogger(ctx).Warn("purge fan-out first pass failed; the activity retries every edge", "error", err)
+		workflow.GetLogger(ctx).Warn("purge first pass failed; the activity retries every edge", "error", err)
 	}
 	applyOutcomes(ctx, st, first.Edges)
 	var rest []string
@@ -52,7 +52,7 @@ func fanOutPurge(ctx workflow.Context, req PurgeRequest, st *PurgeStatus, deadli
 	}
 	if len(rest) > 0 {
 		remaining := max(deadline-workflow.Now(ctx).Sub(start), time.Second)
-		opts := purgeActivityOptions(req, remaining+purgeFanOutGrace)
+		opts := purgeActivityOptions(req, remaining+purgeLastPassGrace)
 		in.EdgeIDs, in.Budget, in.Resume, in.Until = rest, 0, resume, start.Add(deadline).UnixMilli()
 		var res activities.PurgeEdgesResult
 		if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), a.PurgeEdges, in).Get(ctx, &res); err != nil {

@@ -13,11 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
-	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/edge"
 	"github.com/cdnflow/cdnflow/internal/metrics"
-	"github.com/cdnflow/cdnflow/internal/tracing"
 	"github.com/cdnflow/cdnflow/inventory"
 )
 
@@ -25,7 +23,7 @@ import (
 // that left edges unconfirmed; its details are the []PurgeEdgeOutcome rows.
 const ErrEdgesPending = "EdgesPending"
 
-// Retries of one edge inside one PurgeEdges attempt (issue 19): a blip
+// Retries of one edge inside one PurgeEdges attempt: a blip
 // (a reset connection, one 503) is retried here at once instead of costing
 // the workflow an activity retry. Longer outages are retried by Temporal
 // with the workflow's backoff, the attempt resuming from its heartbeat.
@@ -34,8 +32,8 @@ const (
 	edgeRetryFirst = 100 * time.Millisecond
 )
 
-// PurgeEdgesInput asks every listed edge to apply one purge seq (issue 19:
-// one activity per seq whatever the number of edges).
+// PurgeEdgesInput asks every listed edge to apply one purge seq: one
+// activity per seq whatever the number of edges.
 type PurgeEdgesInput struct {
 	EdgeIDs []string `json:"edgeIds"`
 	Hosts   []string `json:"hosts"`
@@ -88,10 +86,13 @@ func (r PurgeEdgesResult) Pending() bool {
 // PurgeEdges runs every host×path unit of a purge on every listed edge
 // inside one activity: each edge concurrently, at most PerEdge exchanges
 // in flight to one edge over kept connections (ITEM PURGEs pipelined), each
-// edge retried a few times at once (edgeTries). Units are confirmed as in
-// PurgeEdge (ITEM: PURGE then the cache-only probe; WILDCARD/ALL: the
-// edge's "Ban added"; TAG: xkey's count). Per-edge rows are heartbeated
-// (a retried attempt skips what they confirmed) and returned.
+// edge retried a few times at once (edgeTries). A unit counts as done only
+// once the edge shows it took effect: an ITEM path after the PURGE and a
+// cache-only probe (edge.Client.Probe) that finds no fresh copy cached
+// before the purge; a WILDCARD or ALL ban after the edge's VCL answered
+// that std.ban registered it ("Ban added"); a TAG after xkey answered its
+// count. Per-edge rows are heartbeated (a retried attempt skips what they
+// confirmed) and returned.
 //
 // Errors: a retryable ApplicationError of type ErrEdgesPending (details:
 // the rows) while an edge is unconfirmed and Until has not passed, so
@@ -99,14 +100,15 @@ func (r PurgeEdgesResult) Pending() bool {
 // context's error when the attempt was cancelled or the worker stops.
 func (a *Purge) PurgeEdges(ctx context.Context, in PurgeEdgesInput) (PurgeEdgesResult, error) {
 	info := activity.GetInfo(ctx)
-	run := newFanOut(in, a.resumeRows(ctx, info.IsLocalActivity, in))
+	run := newEdgeStates(in, a.resumeRows(ctx, info.IsLocalActivity, in))
 	wctx, cancel := a.attemptContext(ctx, in.Budget, info.IsLocalActivity)
 	defer cancel()
 	stopBeat := func() {}
 	if !info.IsLocalActivity {
 		stopBeat = beatWhile(ctx, func() { activity.RecordHeartbeat(ctx, run.rows()) })
 	}
-	units := purgeUnits(PurgeEdgeInput{Hosts: in.Hosts, Type: in.Type, Paths: in.Paths})
+	spec := purgeSpec{Hosts: in.Hosts, Type: in.Type, Paths: in.Paths, Soft: in.Soft}
+	units := purgeUnits(spec)
 	var wg sync.WaitGroup
 	for i := range run.edges {
 		if run.settled(i) {
@@ -115,7 +117,7 @@ func (a *Purge) PurgeEdges(ctx context.Context, in PurgeEdgesInput) (PurgeEdgesR
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			a.purgeOneEdge(wctx, in, units, run, i)
+			a.purgeOneEdge(wctx, spec, units, run, i)
 		}(i)
 	}
 	wg.Wait()
@@ -124,11 +126,9 @@ func (a *Purge) PurgeEdges(ctx context.Context, in PurgeEdgesInput) (PurgeEdgesR
 	if !info.IsLocalActivity {
 		activity.RecordHeartbeat(ctx, res.Edges)
 	}
-	a.Logger.With(tracing.LogFields(ctx)...).Info("purge fan-out pass",
-		zap.String("workflowId", info.WorkflowExecution.ID), zap.Int("edges", len(res.Edges)),
-		zap.Bool("pending", res.Pending()), zap.Bool("local", info.IsLocalActivity), zap.Int32("attempt", info.Attempt))
+	logger(ctx).Info("purge pass over the edges", "edges", len(res.Edges), "pending", res.Pending(), "local", info.IsLocalActivity)
 	if err := ctx.Err(); err != nil {
-		return res, fmt.Errorf("purge fan-out stopped: %w", err)
+		return res, fmt.Errorf("purge pass stopped: %w", err)
 	}
 	if res.Pending() && !info.IsLocalActivity && (in.Until == 0 || time.Now().UnixMilli() < in.Until) {
 		return res, temporal.NewApplicationError(pendingMessage(res.Edges), ErrEdgesPending, res.Edges)
@@ -184,19 +184,18 @@ func pendingMessage(rows []PurgeEdgeOutcome) string {
 
 // purgeOneEdge applies the units edge i has not confirmed, retrying the
 // edge up to edgeTries times with a short backoff, and records the outcome.
-func (a *Purge) purgeOneEdge(ctx context.Context, in PurgeEdgesInput, units []purgeUnit, run *fanOut, i int) {
+func (a *Purge) purgeOneEdge(ctx context.Context, spec purgeSpec, units []purgeUnit, run *edgeStates, i int) {
 	id := run.edges[i].EdgeID
 	e, ok := a.Inventory.Get(id)
 	if !ok {
 		run.fail(i, unknownEdge(id).Error(), true)
 		return
 	}
-	one := PurgeEdgeInput{EdgeID: id, Hosts: in.Hosts, Type: in.Type, Paths: in.Paths, Soft: in.Soft}
 	wait := edgeRetryFirst
 	for try := 1; ; try++ {
-		err := a.edgeUnits(ctx, e, one, units, run, i)
+		err := a.edgeUnits(ctx, e, spec, units, run, i)
 		if err == nil {
-			run.confirm(i, verifiedText(one, len(units)))
+			run.confirm(i, verifiedText(spec, len(units)))
 			return
 		}
 		var appErr *temporal.ApplicationError
@@ -205,7 +204,7 @@ func (a *Purge) purgeOneEdge(ctx context.Context, in PurgeEdgesInput, units []pu
 			run.fail(i, err.Error(), final)
 		}
 		if final || try >= edgeTries || ctx.Err() != nil {
-			a.Logger.Debug("purge on edge not confirmed in this attempt", zap.String("edgeId", id), zap.Error(err))
+			logger(ctx, "edgeId", id).Debug("purge on edge not confirmed in this attempt", "error", err)
 			return
 		}
 		select {
@@ -221,9 +220,9 @@ func (a *Purge) purgeOneEdge(ctx context.Context, in PurgeEdgesInput, units []pu
 // (ITEM: pipelined batches) at once — the slots are shared with every
 // purge on this worker — and returns the first error after the requests
 // in flight finished. A few long-lived senders per edge take the units in
-// order (issue 19: a goroutine per unit cost a large purge a tenth of its
-// CPU in stack growth).
-func (a *Purge) edgeUnits(ctx context.Context, e inventory.Edge, in PurgeEdgeInput, units []purgeUnit, run *fanOut, i int) error {
+// order (a goroutine per unit cost a large purge a tenth of its CPU in
+// stack growth).
+func (a *Purge) edgeUnits(ctx context.Context, e inventory.Edge, in purgeSpec, units []purgeUnit, run *edgeStates, i int) error {
 	todo := run.todo(i, len(units))
 	slots := a.slot(e.ID)
 	m := unitMetrics(e.ID, in.Type)
@@ -319,7 +318,7 @@ func unitMetrics(edgeID, purgeType string) edgeMetrics {
 // sendBatch applies the units of batch on e within one of the edge's
 // slots: ITEM units pipelined on one connection (sendItems), others one
 // by one; done(u) marks each unit confirmed. It returns the first error.
-func (a *Purge) sendBatch(ctx context.Context, e inventory.Edge, in PurgeEdgeInput, units []purgeUnit, batch []int, slots chan struct{}, m edgeMetrics, done func(int)) error {
+func (a *Purge) sendBatch(ctx context.Context, e inventory.Edge, in purgeSpec, units []purgeUnit, batch []int, slots chan struct{}, m edgeMetrics, done func(int)) error {
 	select {
 	case slots <- struct{}{}:
 	case <-ctx.Done():
@@ -346,7 +345,7 @@ func (a *Purge) sendBatch(ctx context.Context, e inventory.Edge, in PurgeEdgeInp
 // by the probe the edge answered with its PURGE (no fresh copy older than
 // the purge), or by a separate probe when the edge answered a plain
 // "Purged". A unit without an answer is not confirmed.
-func (a *Purge) sendItems(ctx context.Context, e inventory.Edge, in PurgeEdgeInput, units []purgeUnit, batch []int, m edgeMetrics, done func(int)) error {
+func (a *Purge) sendItems(ctx context.Context, e inventory.Edge, in purgeSpec, units []purgeUnit, batch []int, m edgeMetrics, done func(int)) error {
 	req := make([]edge.PurgeUnit, len(batch))
 	for k, u := range batch {
 		req[k] = edge.PurgeUnit{Host: units[u].host, Path: units[u].path}
@@ -375,19 +374,20 @@ func (a *Purge) sendItems(ctx context.Context, e inventory.Edge, in PurgeEdgeInp
 	return first
 }
 
-// fanOut is the state of every edge of one attempt; safe for concurrent use.
-type fanOut struct {
+// edgeStates is the state of every edge of one attempt; safe for
+// concurrent use.
+type edgeStates struct {
 	mu    sync.Mutex
 	edges []PurgeEdgeOutcome
 	done  []map[int]bool
 }
 
-func newFanOut(in PurgeEdgesInput, resume []PurgeEdgeOutcome) *fanOut {
+func newEdgeStates(in PurgeEdgesInput, resume []PurgeEdgeOutcome) *edgeStates {
 	prev := map[string]PurgeEdgeOutcome{}
 	for _, r := range resume {
 		prev[r.EdgeID] = r
 	}
-	f := &fanOut{edges: make([]PurgeEdgeOutcome, len(in.EdgeIDs)), done: make([]map[int]bool, len(in.EdgeIDs))}
+	f := &edgeStates{edges: make([]PurgeEdgeOutcome, len(in.EdgeIDs)), done: make([]map[int]bool, len(in.EdgeIDs))}
 	for i, id := range in.EdgeIDs {
 		r := prev[id]
 		r.EdgeID = id
@@ -401,13 +401,13 @@ func newFanOut(in PurgeEdgesInput, resume []PurgeEdgeOutcome) *fanOut {
 	return f
 }
 
-func (f *fanOut) settled(i int) bool {
+func (f *edgeStates) settled(i int) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.edges[i].Confirmed || f.edges[i].Final
 }
 
-func (f *fanOut) todo(i, n int) []int {
+func (f *edgeStates) todo(i, n int) []int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []int
@@ -419,33 +419,33 @@ func (f *fanOut) todo(i, n int) []int {
 	return out
 }
 
-func (f *fanOut) unitDone(i, u int) {
+func (f *edgeStates) unitDone(i, u int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.done[i][u] = true
 }
 
-func (f *fanOut) confirm(i int, verified string) {
+func (f *edgeStates) confirm(i int, verified string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.edges[i].Confirmed, f.edges[i].Verified, f.edges[i].Error = true, verified, ""
 	f.done[i] = map[int]bool{}
 }
 
-func (f *fanOut) fail(i int, msg string, final bool) {
+func (f *edgeStates) fail(i int, msg string, final bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.edges[i].Error, f.edges[i].Final = msg, final
 }
 
-func (f *fanOut) errorOf(i int) string {
+func (f *edgeStates) errorOf(i int) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.edges[i].Error
 }
 
 // rows is a copy of every edge's state with its confirmed units.
-func (f *fanOut) rows() []PurgeEdgeOutcome {
+func (f *edgeStates) rows() []PurgeEdgeOutcome {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	out := make([]PurgeEdgeOutcome, len(f.edges))

@@ -15,17 +15,16 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
-	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/edge"
 	"github.com/cdnflow/cdnflow/internal/payload"
 	"github.com/cdnflow/cdnflow/inventory"
 )
 
-// newFanout serves E1 with prewarmEdgeHandler and E2 with a handler that
+// newTwoEdgeChunk serves E1 with prewarmEdgeHandler and E2 with a handler that
 // answers 404 for /flaky (an origin that differs per PoP), two real HTTP
 // servers.
-func newFanout(t *testing.T, urls []string) (*Prewarm, [2]*fakeEdge, PrewarmChunkInput) {
+func newTwoEdgeChunk(t *testing.T, urls []string) (*Prewarm, [2]*fakeEdge, PrewarmChunkInput) {
 	t.Helper()
 	f1, inv1 := newFakeEdge(t, prewarmEdgeHandler())
 	f2, inv2 := newFakeEdge(t, func(w http.ResponseWriter, r *http.Request) {
@@ -51,7 +50,7 @@ func newFanout(t *testing.T, urls []string) (*Prewarm, [2]*fakeEdge, PrewarmChun
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &Prewarm{Inventory: inv, Edge: edge.NewClient(edge.Options{}), Store: store, Logger: zap.NewNop()}
+	a := &Prewarm{Inventory: inv, Edge: edge.NewClient(edge.Options{}), Store: store}
 	in := PrewarmChunkInput{
 		JobID: "prewarm-req-1", EdgeIDs: []string{"E1", "E2"}, Domain: "a.test", Scheme: "http", URLsKey: key,
 		Chunk: 0, Start: 0, End: len(urls), Attempts: 3, AttemptTimeout: 2 * time.Second, Concurrency: 2,
@@ -64,7 +63,7 @@ func newFanout(t *testing.T, urls []string) (*Prewarm, [2]*fakeEdge, PrewarmChun
 // per-pair view, and the result lists the failures per edge.
 func TestPrewarmChunkFansOutToEveryEdge(t *testing.T) {
 	urls := []string{"http://a.test/ok", "http://a.test/missing", "http://a.test/flaky", "http://a.test/nocache"}
-	a, fe, in := newFanout(t, urls)
+	a, fe, in := newTwoEdgeChunk(t, urls)
 	var ts testsuite.WorkflowTestSuite
 	var res PrewarmChunkResult
 	if err := runActivity(t, ts.NewTestActivityEnvironment(), a.PrewarmChunk, in, &res); err != nil {
@@ -115,7 +114,7 @@ func TestPrewarmChunkFansOutToEveryEdge(t *testing.T) {
 // count in the result.
 func TestPrewarmChunkResumesFromHeartbeat(t *testing.T) {
 	urls := []string{"http://a.test/ok", "http://a.test/missing"}
-	a, fe, in := newFanout(t, urls)
+	a, fe, in := newTwoEdgeChunk(t, urls)
 	var ts testsuite.WorkflowTestSuite
 	env := ts.NewTestActivityEnvironment()
 	env.SetHeartbeatDetails([]fanRow{{Edge: "E2", PairDetail: PairDetail{Index: 0, Status: 200, Attempts: 1}}})
@@ -134,7 +133,7 @@ func TestPrewarmChunkResumesFromHeartbeat(t *testing.T) {
 // error on the other edge) is kept as heartbeated.
 func TestPrewarmChunkResumesFromPackedHeartbeat(t *testing.T) {
 	urls := []string{"http://a.test/ok", "http://a.test/missing"}
-	a, fe, in := newFanout(t, urls)
+	a, fe, in := newTwoEdgeChunk(t, urls)
 	var ts testsuite.WorkflowTestSuite
 	env := ts.NewTestActivityEnvironment()
 	env.SetHeartbeatDetails(packChunkBeat([]fanRow{
@@ -193,7 +192,7 @@ func TestChunkBeatRoundTrip(t *testing.T) {
 // An edge missing from the inventory, a missing URL list and a chunk
 // outside the list are final, and nothing is fetched.
 func TestPrewarmChunkFinalErrors(t *testing.T) {
-	a, fe, in := newFanout(t, []string{"http://a.test/ok"})
+	a, fe, in := newTwoEdgeChunk(t, []string{"http://a.test/ok"})
 	var ts testsuite.WorkflowTestSuite
 	for name, tc := range map[string]struct {
 		mutate  func(*PrewarmChunkInput)
@@ -234,7 +233,7 @@ func TestPrewarmChunksShareEdgeSlots(t *testing.T) {
 	for i := range urls {
 		urls[i] = fmt.Sprintf("http://a.test/ok/%d", i)
 	}
-	a, _, in := newFanout(t, urls)
+	a, _, in := newTwoEdgeChunk(t, urls)
 	f, inv := newFakeEdge(t, handler)
 	a.Inventory, a.PerEdge = inv, 4
 	in.EdgeIDs, in.Concurrency = []string{"E1"}, 8
@@ -274,7 +273,7 @@ func TestPrewarmChunksShareEdgeSlots(t *testing.T) {
 		t.Fatalf("%d GETs, want 30 + 60", n)
 	}
 	// The worker's cap over all edges (InFlight) holds below PerEdge.
-	a = &Prewarm{Inventory: a.Inventory, Edge: a.Edge, Store: a.Store, Logger: a.Logger, PerEdge: 4, InFlight: 3}
+	a = &Prewarm{Inventory: a.Inventory, Edge: a.Edge, Store: a.Store, PerEdge: 4, InFlight: 3}
 	peak.Store(0)
 	if err := run(0, 30); err != nil {
 		t.Fatal(err)

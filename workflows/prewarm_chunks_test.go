@@ -16,13 +16,21 @@ import (
 	"github.com/cdnflow/cdnflow/activities"
 )
 
-func fanoutEnv(t *testing.T, chunk func(context.Context, activities.PrewarmChunkInput) (activities.PrewarmChunkResult, error)) *testsuite.TestWorkflowEnvironment {
+func chunkEnv(t *testing.T, chunk func(context.Context, activities.PrewarmChunkInput) (activities.PrewarmChunkResult, error)) *testsuite.TestWorkflowEnvironment {
 	t.Helper()
 	var ts testsuite.WorkflowTestSuite
 	env := ts.NewTestWorkflowEnvironment()
 	env.RegisterWorkflow(PrewarmWorkflow)
 	env.OnActivity((*activities.Prewarm)(nil).PrewarmChunk, mock.Anything, mock.Anything).Return(chunk)
 	return env
+}
+
+func testJob(urls int, edges ...string) PrewarmJob {
+	return PrewarmJob{
+		JobID: "prewarm-test", Domain: "a.test", Scheme: "http", URLsKey: "k", URLCount: urls,
+		EdgeIDs: edges, Timeout: 10 * time.Minute, Attempts: 3, AttemptTimeout: time.Second,
+		Concurrency: 4, ChunkSize: 10,
+	}
 }
 
 // allOK answers a chunk with every pair stored on every edge.
@@ -37,10 +45,10 @@ func allOK(in activities.PrewarmChunkInput) activities.PrewarmChunkResult {
 // One activity per chunk whatever the number of edges: 25 URLs in chunks
 // of 10 on 3 edges are 3 activities, each covering every edge, together
 // covering every URL once; a failure on one edge fails that URL only.
-func TestPrewarmFanoutOneActivityPerChunk(t *testing.T) {
+func TestPrewarmChunksOneActivityPerChunk(t *testing.T) {
 	var mu sync.Mutex
 	var seen []activities.PrewarmChunkInput
-	env := fanoutEnv(t, func(_ context.Context, in activities.PrewarmChunkInput) (activities.PrewarmChunkResult, error) {
+	env := chunkEnv(t, func(_ context.Context, in activities.PrewarmChunkInput) (activities.PrewarmChunkResult, error) {
 		mu.Lock()
 		seen = append(seen, in)
 		mu.Unlock()
@@ -79,10 +87,10 @@ func TestPrewarmFanoutOneActivityPerChunk(t *testing.T) {
 	}
 }
 
-func TestPrewarmFanoutRetriesCrashedChunk(t *testing.T) {
+func TestPrewarmChunksRetriesCrashedChunk(t *testing.T) {
 	calls := map[int]int{}
 	var mu sync.Mutex
-	env := fanoutEnv(t, func(_ context.Context, in activities.PrewarmChunkInput) (activities.PrewarmChunkResult, error) {
+	env := chunkEnv(t, func(_ context.Context, in activities.PrewarmChunkInput) (activities.PrewarmChunkResult, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		calls[in.Chunk]++
@@ -101,8 +109,8 @@ func TestPrewarmFanoutRetriesCrashedChunk(t *testing.T) {
 	}
 }
 
-func TestPrewarmFanoutNonRetryableFailureFailsJob(t *testing.T) {
-	env := fanoutEnv(t, func(_ context.Context, in activities.PrewarmChunkInput) (activities.PrewarmChunkResult, error) {
+func TestPrewarmChunksNonRetryableFailureFailsJob(t *testing.T) {
+	env := chunkEnv(t, func(_ context.Context, in activities.PrewarmChunkInput) (activities.PrewarmChunkResult, error) {
 		return activities.PrewarmChunkResult{}, temporal.NewNonRetryableApplicationError("url list missing", activities.ErrPayloadMissing, nil)
 	})
 	env.ExecuteWorkflow(PrewarmWorkflow, testJob(5, "A", "B"))
@@ -115,8 +123,8 @@ func TestPrewarmFanoutNonRetryableFailureFailsJob(t *testing.T) {
 	}
 }
 
-func TestPrewarmFanoutDeadlineTimesOut(t *testing.T) {
-	env := fanoutEnv(t, func(_ context.Context, in activities.PrewarmChunkInput) (activities.PrewarmChunkResult, error) {
+func TestPrewarmChunksDeadlineTimesOut(t *testing.T) {
+	env := chunkEnv(t, func(_ context.Context, in activities.PrewarmChunkInput) (activities.PrewarmChunkResult, error) {
 		if in.Chunk == 0 {
 			return allOK(in), nil
 		}
@@ -135,11 +143,45 @@ func TestPrewarmFanoutDeadlineTimesOut(t *testing.T) {
 	}
 }
 
-// At most fanChunksInFlight chunks run at once.
-func TestPrewarmFanoutBoundsChunksInFlight(t *testing.T) {
+// A chunk the job's deadline cut (the activity's ErrJobDeadline: its
+// pairs have no outcome) leaves the job TIMEOUT once its timer fires,
+// never COMPLETED with those pairs failed; every chunk input carries the
+// job's deadline.
+func TestPrewarmChunkCutByJobDeadlineTimesOut(t *testing.T) {
+	var mu sync.Mutex
+	var deadlines []time.Time
+	env := chunkEnv(t, func(_ context.Context, in activities.PrewarmChunkInput) (activities.PrewarmChunkResult, error) {
+		mu.Lock()
+		deadlines = append(deadlines, in.Deadline)
+		mu.Unlock()
+		if in.Chunk == 0 {
+			return allOK(in), nil
+		}
+		return activities.PrewarmChunkResult{}, temporal.NewNonRetryableApplicationError("the job's deadline came", activities.ErrJobDeadline, nil)
+	})
+	job := testJob(30, "A")
+	job.Timeout = time.Minute
+	start := env.Now()
+	env.ExecuteWorkflow(PrewarmWorkflow, job)
+	var st PrewarmStatus
+	if err := env.GetWorkflowResult(&st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Status != PrewarmTimeout || st.Completed != 10 || st.InProgress != 20 || st.FailedCount != 0 {
+		t.Fatalf("status = %+v", st)
+	}
+	for _, d := range deadlines {
+		if !d.Equal(start.Add(job.Timeout)) {
+			t.Fatalf("chunk deadlines %v, want the job's %v", deadlines, start.Add(job.Timeout))
+		}
+	}
+}
+
+// At most chunksInFlight chunks run at once.
+func TestPrewarmChunksBoundsChunksInFlight(t *testing.T) {
 	var mu sync.Mutex
 	running, most := 0, 0
-	env := fanoutEnv(t, func(_ context.Context, in activities.PrewarmChunkInput) (activities.PrewarmChunkResult, error) {
+	env := chunkEnv(t, func(_ context.Context, in activities.PrewarmChunkInput) (activities.PrewarmChunkResult, error) {
 		mu.Lock()
 		running++
 		most = max(most, running)
@@ -155,12 +197,12 @@ func TestPrewarmFanoutBoundsChunksInFlight(t *testing.T) {
 	if err := env.GetWorkflowResult(&st); err != nil {
 		t.Fatal(err)
 	}
-	if st.Status != PrewarmCompleted || most > fanChunksInFlight || most < 2 {
-		t.Fatalf("status %s, at most %d chunks at once (limit %d)", st.Status, most, fanChunksInFlight)
+	if st.Status != PrewarmCompleted || most > chunksInFlight || most < 2 {
+		t.Fatalf("status %s, at most %d chunks at once (limit %d)", st.Status, most, chunksInFlight)
 	}
 }
 
-func TestFanoutChunkSize(t *testing.T) {
+func TestChunkSizeFor(t *testing.T) {
 	for _, tc := range []struct{ urls, edges, want int }{
 		{20000, 4, 1000},
 		{100000, 20, 200},
@@ -168,8 +210,8 @@ func TestFanoutChunkSize(t *testing.T) {
 		{10, 1, 2000},
 		{3, 3, 1334},
 	} {
-		if got := FanoutChunkSize(tc.urls, tc.edges); got != tc.want {
-			t.Errorf("FanoutChunkSize(%d, %d) = %d, want %d", tc.urls, tc.edges, got, tc.want)
+		if got := ChunkSizeFor(tc.urls, tc.edges); got != tc.want {
+			t.Errorf("ChunkSizeFor(%d, %d) = %d, want %d", tc.urls, tc.edges, got, tc.want)
 		}
 	}
 }
