@@ -302,9 +302,18 @@ func (s *Server) Stop() {
 	}
 }
 
-// sqliteConns is the connection pool of the SQLite file (WAL mode): enough
-// for reads to run beside the one writer on a small box.
-const sqliteConns = 8
+// sqliteConns is the connection pool of the SQLite file: one connection,
+// shared by every store of the server (history, matching, visibility), so
+// the server's own writers never meet inside SQLite. With several, they
+// did: the persistence layer runs read-then-write transactions (BEGIN
+// DEFERRED, e.g. matching's task queue lease: SELECT … then UPDATE), and
+// SQLite fails such an upgrade at once with SQLITE_BUSY when another
+// connection has written since the read, without waiting busy_timeout (it
+// would deadlock). An idle `cdnflow dev` logged it as an ERROR within a
+// minute. One connection is also the plugin's default. WAL with
+// synchronous=normal keeps each commit free of an fsync, and lets an
+// outside reader (the sqlite3 shell) look without blocking the server.
+const sqliteConns = 1
 
 func sqlConfig(opts Options) (*config.SQL, string, error) {
 	conf := &config.SQL{PluginName: sqliteplugin.PluginName}
@@ -321,13 +330,8 @@ func sqlConfig(opts Options) (*config.SQL, string, error) {
 			return nil, "", fmt.Errorf("data dir path: %w", err)
 		}
 		dbFile = abs
-		// WAL keeps readers (visibility queries) from blocking the writer,
-		// but only across connections: without MaxConns the plugin opens
-		// ONE connection that every store of the server shares (history,
-		// matching, visibility), so each status read or visibility list
-		// waited in line with the writes that run jobs (issue 19: under
-		// load the worker got ~3 workflow tasks/s). SQLite still takes
-		// one writer at a time; the others wait up to busy_timeout.
+		// busy_timeout: an outside connection (the sqlite3 shell) holding
+		// the file is waited for, not an error.
 		conf.ConnectAttributes = map[string]string{"mode": "rwc", "journal_mode": "wal", "synchronous": "normal", "busy_timeout": "10000"}
 		conf.MaxConns, conf.MaxIdleConns = sqliteConns, sqliteConns
 		conf.DatabaseName = dbFile
