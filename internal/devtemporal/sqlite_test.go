@@ -5,6 +5,8 @@ package devtemporal
 import (
 	"context"
 	"fmt"
+	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 
@@ -19,9 +21,10 @@ import (
 // write transactions, run side by side the way matching renews its task
 // queue leases (SELECT the range, then UPDATE it), all commit. With a pool
 // of several connections SQLite fails some of them at once with
-// SQLITE_BUSY, whatever busy_timeout says.
+// SQLITE_BUSY, whatever busy_timeout says, unless they begin IMMEDIATE.
 func TestSQLiteTransactionsDoNotCollide(t *testing.T) {
-	conf, _, err := sqlConfig(withDefaults(Options{DataDir: t.TempDir()}))
+	dir := t.TempDir()
+	conf, dbFile, err := sqlConfig(withDefaults(Options{DataDir: dir}))
 	if err != nil {
 		t.Fatalf("sql config: %v", err)
 	}
@@ -80,6 +83,13 @@ func TestSQLiteTransactionsDoNotCollide(t *testing.T) {
 	}
 	if n > 0 {
 		t.Fatalf("%d of %d transactions failed", n, writers*rounds)
+	}
+	// The settings in the DSN reached the driver, and SQLite opened the
+	// file named, in WAL mode.
+	files, _ := filepath.Glob(filepath.Join(dir, "*"))
+	want := []string{dbFile, dbFile + "-shm", dbFile + "-wal"}
+	if !slices.Equal(files, want) {
+		t.Fatalf("data dir holds %v, want %v", files, want)
 	}
 	for i := range writers {
 		rows, err := db.SelectFromTaskQueues(ctx, sqlplugin.TaskQueuesFilter{TaskQueueID: row(i, 0).TaskQueueID}, v)
