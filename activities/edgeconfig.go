@@ -128,7 +128,7 @@ func (c EdgeConfig) ensureVCLLocked(ctx context.Context, e inventory.Edge, sites
 	if err != nil {
 		return false, fmt.Errorf("admin of %s: %w", e.ID, err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }() // the commands' own answers are checked
 	prev, err := conn.Active(ctx)
 	if err != nil {
 		return false, fmt.Errorf("vcl on %s: %w", e.ID, err)
@@ -175,7 +175,7 @@ func (c EdgeConfig) checkReferrerVCL(ctx context.Context, e inventory.Edge, site
 	if err != nil {
 		return fmt.Errorf("admin of %s: %w", e.ID, err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }() // the commands' own answers are checked
 	probe := name + "_check"
 	// A probe left by an attempt cut short (worker killed) would make
 	// the load below fail with "Already a VCL named".

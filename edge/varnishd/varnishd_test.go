@@ -106,13 +106,13 @@ func TestStartWithVCLName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Stop(context.Background())
+	defer func() { _ = p.Stop(context.Background()) }()
 	ctx := context.Background()
 	conn, err := varnishadm.DialSecretFile(ctx, o.AdminAddr, o.SecretFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	if active, err := conn.Active(ctx); err != nil || active != o.VCLName {
 		t.Fatalf("active vcl %q, %v; want %s", active, err, o.VCLName)
 	}

@@ -32,7 +32,7 @@ func TestSQLiteTransactionsDoNotCollide(t *testing.T) {
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 	ctx := context.Background()
 	const writers, rounds = 8, 100
 	v := sqlplugin.MatchingTaskVersion1

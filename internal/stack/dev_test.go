@@ -103,7 +103,7 @@ func TestDevStackStartsWithoutErrorsOrDrift(t *testing.T) {
 
 	t1 := time.Now()
 	s = start()
-	defer s.Stop()
+	defer func() { _ = s.Stop() }()
 	rounds(s, t1, 3, 1)
 	// The restarted edge serves the distribution again (a host without a
 	// site would go to the default origin, without the origin path).
@@ -188,6 +188,6 @@ func freePort(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }() // held open only to pick a free port
 	return fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
 }
