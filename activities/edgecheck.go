@@ -82,7 +82,7 @@ func activeVCL(ctx context.Context, e inventory.Edge, h *EdgeHealth) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }() // a read-only admin session: nothing to lose on close
 	if h.ActiveVCL, err = conn.Active(ctx); err != nil {
 		return err
 	}
@@ -105,7 +105,7 @@ func greetAdmin(ctx context.Context, addr string) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }() // only the greeting was read
 	_ = conn.SetReadDeadline(time.Now().Add(adminGreetTimeout))
 	line, err := bufio.NewReader(conn).ReadString('\n')
 	if err != nil {

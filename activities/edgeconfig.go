@@ -2,8 +2,6 @@ package activities
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -64,8 +62,8 @@ func lockEdgeVCL(ctx context.Context, id string) (func(), error) {
 
 // vclFor renders edge e's VCL for the sites of its table: only those with
 // a referrer rule add VCL. The name is content-addressed
-// (varnishadm.ManagedPrefix + 12 hex digits of its SHA-256), so equal
-// tables give equal names and Ensure loads nothing twice.
+// (varnishadm.ManagedName), so equal tables give equal names and Ensure
+// loads nothing twice.
 func (c EdgeConfig) vclFor(e inventory.Edge, sites []connector.Site) (name, src string, err error) {
 	cfg := vcl.Config{EdgeID: e.ID, ConnectorPort: e.ConnectorPort(), PurgeACL: c.PurgeACL}
 	if c.DefaultOrigin != "" {
@@ -90,8 +88,7 @@ func (c EdgeConfig) vclFor(e inventory.Edge, sites []connector.Site) (name, src 
 	if err != nil {
 		return "", "", fmt.Errorf("render vcl for %s: %w", e.ID, err)
 	}
-	sum := sha256.Sum256([]byte(src))
-	return varnishadm.ManagedPrefix + hex.EncodeToString(sum[:6]), src, nil
+	return varnishadm.ManagedName(src), src, nil
 }
 
 // ensureVCL makes the VCL of sites active on e; changed says whether
@@ -131,7 +128,7 @@ func (c EdgeConfig) ensureVCLLocked(ctx context.Context, e inventory.Edge, sites
 	if err != nil {
 		return false, fmt.Errorf("admin of %s: %w", e.ID, err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }() // the commands' own answers are checked
 	prev, err := conn.Active(ctx)
 	if err != nil {
 		return false, fmt.Errorf("vcl on %s: %w", e.ID, err)
@@ -178,7 +175,7 @@ func (c EdgeConfig) checkReferrerVCL(ctx context.Context, e inventory.Edge, site
 	if err != nil {
 		return fmt.Errorf("admin of %s: %w", e.ID, err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }() // the commands' own answers are checked
 	probe := name + "_check"
 	// A probe left by an attempt cut short (worker killed) would make
 	// the load below fail with "Already a VCL named".

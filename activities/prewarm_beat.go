@@ -155,7 +155,7 @@ func HeartbeatRows(details *commonpb.Payloads) ([]EdgePair, error) {
 	}
 	out := make([]EdgePair, len(rows))
 	for i, r := range rows {
-		out[i] = EdgePair{Edge: r.Edge, PairDetail: r.PairDetail}
+		out[i] = EdgePair(r)
 	}
 	return out, nil
 }

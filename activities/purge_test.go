@@ -110,7 +110,7 @@ func TestPurgeItemVerifiedInOneRequest(t *testing.T) {
 			// A probe's 200 "cached age=<s>" reason.
 			hj, _ := w.(http.Hijacker)
 			conn, buf, _ := hj.Hijack()
-			defer conn.Close()
+			defer func() { _ = conn.Close() }()
 			_, _ = buf.WriteString("HTTP/1.1 200 " + reason + "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 			_ = buf.Flush()
 			return

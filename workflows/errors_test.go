@@ -9,8 +9,3 @@ import (
 func asContinueAsNew(err error, target **workflow.ContinueAsNewError) bool {
 	return errors.As(err, target)
 }
-
-func isContinueAsNew(err error) bool {
-	var can *workflow.ContinueAsNewError
-	return errors.As(err, &can)
-}

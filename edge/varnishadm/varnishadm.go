@@ -353,6 +353,15 @@ func (c *Conn) BanList(ctx context.Context) (string, error) {
 // ManagedPrefix marks the VCLs cdnflow loads; others are never discarded.
 const ManagedPrefix = "cdnflow_"
 
+// ManagedName is the content-addressed name of VCL source src: ManagedPrefix
+// and 12 hex digits of its SHA-256. Equal sources get equal names, so an
+// edge booted with a VCL under this name (varnishd.Options.VCLName) is
+// already as the edge sync wants it.
+func ManagedName(src string) string {
+	sum := sha256.Sum256([]byte(src))
+	return ManagedPrefix + hex.EncodeToString(sum[:6])
+}
+
 // Reload compiles src as name, makes it active and discards the VCLs
 // cdnflow loaded before that are no longer active, so repeated reloads do
 // not leak compiled VCL. If compilation fails the active VCL stays as it was.

@@ -53,6 +53,10 @@ type Options struct {
 	SecretFile string
 	// VCL is the initial configuration source.
 	VCL string
+	// VCLName names the initial VCL; empty: varnishd's "boot". cdnflow
+	// passes varnishadm.ManagedName(VCL), the name its edge sync gives
+	// the same source, so a fresh edge is not taken for drift.
+	VCLName string
 	// StorageMB sizes the malloc storage (default DefaultStorageMB).
 	StorageMB int
 	// Params are extra -p name=value runtime parameters.
@@ -127,7 +131,19 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	if err := os.WriteFile(vclPath, []byte(o.VCL), 0o644); err != nil {
 		return nil, fmt.Errorf("write boot vcl: %w", err)
 	}
-	cmd := exec.Command(bin, args(o, vclPath)...)
+	a := args(o, vclPath)
+	if o.VCLName != "" {
+		// -f names its VCL "boot"; a CLI command file (-I) with an empty
+		// -f loads it under VCLName and starts the child with it active.
+		cli := filepath.Join(o.WorkDir, "boot.cli")
+		cmds := fmt.Sprintf("vcl.load %s %s\nvcl.use %s\n", o.VCLName, vclPath, o.VCLName)
+		if err := os.WriteFile(cli, []byte(cmds), 0o644); err != nil {
+			return nil, fmt.Errorf("write boot cli: %w", err)
+		}
+		a = args(o, "")
+		a = append(a, "-I", cli)
+	}
+	cmd := exec.Command(bin, a...)
 	p := &Process{opts: o, done: make(chan struct{}), out: &outputLog{logger: o.Logger}}
 	cmd.Stdout = p.out
 	cmd.Stderr = p.out

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cdnflow/cdnflow/edge/edgetest"
+	"github.com/cdnflow/cdnflow/edge/varnishadm"
 	"github.com/cdnflow/cdnflow/edge/varnishd"
 )
 
@@ -90,5 +91,44 @@ func TestErrNotInstalled(t *testing.T) {
 	err := error(varnishd.ErrNotInstalled)
 	if !errors.Is(err, varnishd.ErrNotInstalled) || !strings.Contains(err.Error(), "apt-get install -y varnish varnish-modules") {
 		t.Fatalf("ErrNotInstalled = %v", err)
+	}
+}
+
+// With VCLName the initial VCL is loaded and active under that name (the
+// name the edge sync gives it), not "boot"; a VCL that does not compile
+// still fails the start.
+func TestStartWithVCLName(t *testing.T) {
+	edgetest.RequireVarnish(t)
+	t.Parallel()
+	o := options(t, minimalVCL)
+	o.VCLName = "cdnflow_named"
+	p, err := varnishd.Start(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = p.Stop(context.Background()) }()
+	ctx := context.Background()
+	conn, err := varnishadm.DialSecretFile(ctx, o.AdminAddr, o.SecretFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	if active, err := conn.Active(ctx); err != nil || active != o.VCLName {
+		t.Fatalf("active vcl %q, %v; want %s", active, err, o.VCLName)
+	}
+	resp, err := http.Get("http://" + o.ListenAddr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 204 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+
+	bad := options(t, "vcl 4.1;\nsub vcl_recv { this is not vcl }\n")
+	bad.VCLName = "cdnflow_bad"
+	if p, err := varnishd.Start(ctx, bad); err == nil {
+		_ = p.Stop(ctx)
+		t.Fatal("started with broken VCL")
 	}
 }

@@ -302,9 +302,32 @@ func (s *Server) Stop() {
 	}
 }
 
-// sqliteConns is the connection pool of the SQLite file (WAL mode): enough
-// for reads to run beside the one writer on a small box.
+// sqliteConns is the connection pool of the SQLite file (WAL mode): reads
+// run beside the one writer; one connection for every store (history,
+// matching, visibility) made status reads and visibility lists wait in
+// line with the writes that run jobs, and the worker got a third of the
+// workflow tasks per second under the load bench.
 const sqliteConns = 8
+
+// sqliteTxLock makes every transaction of the store BEGIN IMMEDIATE: it
+// takes SQLite's write lock when it begins, waiting for the writer before
+// it up to busy_timeout. The persistence layer's transactions read, then
+// write (matching's task queue lease: SELECT the range, then UPDATE it);
+// begun DEFERRED, such an upgrade fails at once with SQLITE_BUSY when
+// another connection wrote since the read (waiting could deadlock), and an
+// idle `cdnflow dev` logged that as an ERROR within a minute.
+//
+// _txlock is a setting of the driver (modernc.org/sqlite), not a PRAGMA,
+// and the plugin passes every connect attribute but SQLite's URI keys on
+// as a PRAGMA. It builds the DSN as "file:" + DatabaseName + "?" + the
+// encoded attributes, so the setting rides in DatabaseName, ahead of the
+// attributes. The first of those, busy_timeout (attributes are sorted),
+// then follows a second "?" and is lost, so it is given here too.
+// TestSQLiteTransactionsDoNotCollide fails if either setting is lost.
+const sqliteTxLock = "?_txlock=immediate&_pragma=busy_timeout%3D" + sqliteBusyTimeout + "&"
+
+// sqliteBusyTimeout (ms) bounds a writer's wait for the one before it.
+const sqliteBusyTimeout = "10000"
 
 func sqlConfig(opts Options) (*config.SQL, string, error) {
 	conf := &config.SQL{PluginName: sqliteplugin.PluginName}
@@ -321,16 +344,9 @@ func sqlConfig(opts Options) (*config.SQL, string, error) {
 			return nil, "", fmt.Errorf("data dir path: %w", err)
 		}
 		dbFile = abs
-		// WAL keeps readers (visibility queries) from blocking the writer,
-		// but only across connections: without MaxConns the plugin opens
-		// ONE connection that every store of the server shares (history,
-		// matching, visibility), so each status read or visibility list
-		// would wait in line with the writes that run jobs (under load
-		// the worker would get ~3 workflow tasks/s). SQLite still takes
-		// one writer at a time; the others wait up to busy_timeout.
-		conf.ConnectAttributes = map[string]string{"mode": "rwc", "journal_mode": "wal", "synchronous": "normal", "busy_timeout": "10000"}
+		conf.ConnectAttributes = map[string]string{"mode": "rwc", "journal_mode": "wal", "synchronous": "normal", "busy_timeout": sqliteBusyTimeout}
 		conf.MaxConns, conf.MaxIdleConns = sqliteConns, sqliteConns
-		conf.DatabaseName = dbFile
+		conf.DatabaseName = dbFile + sqliteTxLock
 		if _, err := os.Stat(dbFile); errors.Is(err, os.ErrNotExist) {
 			if err := sqliteschema.SetupSchema(conf); err != nil {
 				return nil, "", fmt.Errorf("set up sqlite schema: %w", err)

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/edge/connector"
+	"github.com/cdnflow/cdnflow/edge/varnishadm"
 	"github.com/cdnflow/cdnflow/edge/varnishd"
 	"github.com/cdnflow/cdnflow/edge/vcl"
 	"github.com/cdnflow/cdnflow/httpapi"
@@ -216,6 +217,9 @@ func startVarnishes(ctx context.Context, cfg config.Config, managed []inventory.
 				AdminAddr:  e.AdminAddress,
 				SecretFile: e.SecretFile,
 				VCL:        src,
+				// The name the edge sync gives this source: a fresh edge
+				// is as desired, not drift.
+				VCLName: varnishadm.ManagedName(src),
 				// A VCL compile on a busy machine can outlast the default.
 				ReadyTimeout: time.Minute,
 				Logger:       logger.Named("varnishd").With(zap.String("edgeId", e.ID)),
