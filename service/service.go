@@ -1,8 +1,10 @@
 // Package service is what the HTTP handlers call: it turns validated
-// requests into workflow starts, queries and visibility lookups. Its only
-// state is the admission gate of this process; every answer comes from
-// Temporal, and so do the purge rate limits (purge_limit.go), which hold
-// across API processes.
+// requests into workflow starts, queries and visibility lookups, and reads
+// what the workflows publish for readers (workflows/prewarm_read.go,
+// workflows/purge_read.go). Its only state is the admission gate of this
+// process and its coalesced reads (readcache.go); every answer comes from
+// Temporal and the payload store, and so do the purge rate limits
+// (purge_limit.go), which hold across API processes.
 package service
 
 import (
