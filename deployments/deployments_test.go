@@ -24,12 +24,21 @@ import (
 	"github.com/cdnflow/cdnflow/inventory"
 )
 
-// binaryFlags are the flags of `cdnflow worker|api|dev` and the env names
-// they read, taken from the real flag set.
+// binaryFlags are the flags of `cdnflow dev` (every server setting) and
+// the env names they read, taken from the real flag set.
 func binaryFlags(t *testing.T) (flags map[string]bool, envs map[string]bool) {
+	flags, envs = commandFlags("dev")
+	if len(envs) < 20 {
+		t.Fatalf("only %d env names found in flag usage", len(envs))
+	}
+	return flags, envs
+}
+
+// commandFlags are the flags and env names of one server command.
+func commandFlags(cmd string) (flags map[string]bool, envs map[string]bool) {
 	cfg := config.Default()
 	fs := flag.NewFlagSet("x", flag.ContinueOnError)
-	cfg.Register(fs)
+	map[string]func(*flag.FlagSet){"dev": cfg.RegisterDev, "worker": cfg.RegisterWorker, "api": cfg.RegisterAPI}[cmd](fs)
 	flags, envs = map[string]bool{}, map[string]bool{}
 	envRe := regexp.MustCompile(`\(\$([A-Z0-9_]+)\)`)
 	fs.VisitAll(func(f *flag.Flag) {
@@ -38,9 +47,6 @@ func binaryFlags(t *testing.T) (flags map[string]bool, envs map[string]bool) {
 			envs[m[1]] = true
 		}
 	})
-	if len(envs) < 20 {
-		t.Fatalf("only %d env names found in flag usage", len(envs))
-	}
 	return flags, envs
 }
 
@@ -69,6 +75,8 @@ func checkArgs(t *testing.T, where string, args []string, flags map[string]bool)
 	} else if len(args) == 0 || !commands[args[0]] {
 		t.Errorf("%s: command %v is not a cdnflow server command", where, args)
 		return
+	} else {
+		flags, _ = commandFlags(args[0])
 	}
 	for _, a := range args[1:] {
 		if strings.HasPrefix(a, "-") {

@@ -14,7 +14,7 @@ func parse(t *testing.T, env map[string]string, args ...string) Config {
 	}
 	c := Default()
 	fs := flag.NewFlagSet("x", flag.ContinueOnError)
-	c.Register(fs)
+	c.RegisterDev(fs)
 	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
 	}
