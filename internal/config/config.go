@@ -456,10 +456,11 @@ func str(fs *flag.FlagSet, p *string, name, env, usage string) {
 }
 
 func num(fs *flag.FlagSet, p *int, name, env, usage string) {
-	fs.Func(name, usage+" ($"+env+")", intSetter(p))
 	if v, ok := os.LookupEnv(env); ok {
 		_ = intSetter(p)(v) // a bad env value keeps the default; Validate reports ranges
 	}
+	fs.Func(name, usage+" ($"+env+")", intSetter(p))
+	fs.Lookup(name).DefValue = strconv.Itoa(*p) // -h shows it
 }
 
 func intSetter(p *int) func(string) error {
