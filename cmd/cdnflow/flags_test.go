@@ -29,7 +29,9 @@ func helpOf(t *testing.T, args ...string) string {
 	return out.String() + errOut.String()
 }
 
-func listed(help, name string) bool { return strings.Contains(help, "  -"+name+" ") || strings.Contains(help, "  -"+name+"\n") }
+func listed(help, name string) bool {
+	return strings.Contains(help, "  -"+name+" ") || strings.Contains(help, "  -"+name+"\n")
+}
 
 // Each server command lists the setting groups it uses and no other:
 // `worker -h` no API or dev flags, `api -h` no worker tunables or dev
@@ -44,7 +46,7 @@ func TestServerHelpListsOwnGroups(t *testing.T) {
 		t.Fatalf("groups: api %v, worker %v, dev %v", api, worker, dev)
 	}
 	for _, tc := range []struct {
-		cmd       string
+		cmd         string
 		has, hasNot []string
 	}{
 		{"worker", append(worker, shared...), append(api, dev...)},

@@ -83,7 +83,7 @@ type Options struct {
 	// Namespace registered in Temporal (default "default").
 	Namespace string
 	// ServerArgs are extra flags of every worker and API process: only
-	// flags both commands take (--log-level, --metrics-addr ...). Both
+	// flags both commands take (--log-level, --payload-url ...). Both
 	// also inherit the environment, so CDNFLOW_* variables set for
 	// `cdnflow cluster up` reach them.
 	ServerArgs []string

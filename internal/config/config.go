@@ -57,8 +57,8 @@ type Log struct {
 }
 
 // Process holds what every API and worker process of a deployment shares:
-// the edge inventory, the payload store, the default origin, /metrics
-// (dev, worker, api).
+// the edge inventory, the payload store, the default origin (dev, worker,
+// api).
 type Process struct {
 	// DataDir holds dev's SQLite store, claim checks, edge workdirs and the
 	// embedded inventory's edge secrets; relative to the working directory.
@@ -66,9 +66,6 @@ type Process struct {
 	// InventoryFile is the edge inventory; empty: the dev inventory
 	// embedded in the binary (deployments/dev/edges.yaml).
 	InventoryFile string
-	// MetricsAddr serves /metrics on a port of its own (worker pods have
-	// no API); empty: only the API's /metrics.
-	MetricsAddr string
 	// PayloadURL is the claim-check store: a gocloud.dev/blob bucket URL
 	// (internal/payload.ParseURL: file:///dir, s3://bucket?..., gs://bucket)
 	// that keeps large payloads (URL lists, per-pair outcomes) outside
@@ -138,6 +135,10 @@ type API struct {
 // Worker holds the worker's tunables: how it talks to the edges and how
 // much it does at once (dev, worker).
 type Worker struct {
+	// MetricsAddr serves the worker's /metrics on a port of its own
+	// (worker pods have no API); empty: none (the API serves its own
+	// /metrics on its listener).
+	MetricsAddr     string
 	PrewarmAttempts int
 	// PrewarmAttemptTimeout bounds one prewarm GET through an edge (and,
 	// pipelined, each answer after the previous one).
@@ -312,7 +313,6 @@ func (l *Log) Register(fs *flag.FlagSet) {
 func (p *Process) Register(fs *flag.FlagSet) {
 	str(fs, &p.DataDir, "data-dir", "CDNFLOW_DATA_DIR", "directory of dev's SQLite store and edge workdirs, the default payload store (<data-dir>/payloads) and the built-in inventory's edge secrets")
 	str(fs, &p.InventoryFile, "edges", "CDNFLOW_EDGES", "edge inventory file (YAML or JSON); empty: the dev inventory built into the binary, secrets under --data-dir")
-	str(fs, &p.MetricsAddr, "metrics-addr", "CDNFLOW_METRICS_ADDR", "extra listen address for /metrics (e.g. :9090 on workers)")
 	str(fs, &p.PayloadURL, "payload-url", "CDNFLOW_PAYLOAD_URL", "bucket URL of the payload store (URL lists, per-pair outcomes), shared by every API and worker: file:///DIR, s3://BUCKET?region=R[&endpoint=http://HOST:PORT&use_path_style=true] or gs://BUCKET (default file://<data-dir>/payloads)")
 	str(fs, &p.ClaimCheckDir, "claim-check-dir", "CDNFLOW_CLAIM_CHECK_DIR", "deprecated: the same as --payload-url file://DIR")
 	str(fs, &p.DefaultOrigin, "default-origin", "CDNFLOW_DEFAULT_ORIGIN", "host:port edges fetch from for hosts that match no distribution (dev starts a demo origin there; empty: such hosts get 404)")
@@ -347,6 +347,7 @@ func (a *API) Register(fs *flag.FlagSet) {
 // Register binds the worker's tunables. Durations are Go durations
 // (500ms, 10s, 2m).
 func (w *Worker) Register(fs *flag.FlagSet) {
+	str(fs, &w.MetricsAddr, "metrics-addr", "CDNFLOW_METRICS_ADDR", "listen address of the worker's /metrics (e.g. :9090)")
 	num(fs, &w.PrewarmAttempts, "prewarm-attempts", "CDNFLOW_PREWARM_ATTEMPTS", "attempts per URL and edge")
 	dur(fs, &w.PrewarmAttemptTimeout, "prewarm-attempt-timeout", "CDNFLOW_PREWARM_ATTEMPT_TIMEOUT", "timeout of one prewarm GET through an edge (pipelined: of each answer after the previous one)")
 	num(fs, &w.PrewarmConcurrency, "prewarm-concurrency", "CDNFLOW_PREWARM_CONCURRENCY", "connections for prewarm GETs to one edge from one worker, shared by its jobs")
