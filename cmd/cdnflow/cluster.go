@@ -37,7 +37,7 @@ const clusterUsage = `cdnflow cluster — a local scale-out cluster, every part 
 // runCluster is `cdnflow cluster ...` (internal/cluster).
 func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, "cdnflow cluster needs a command\n\n"+clusterUsage)
+		say(stderr, "cdnflow cluster needs a command\n\n"+clusterUsage)
 		return &cli.UsageError{Err: errors.New("cluster needs a command")}
 	}
 	switch args[0] {
@@ -62,10 +62,10 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	case "origin":
 		return runClusterOrigin(ctx, args[1:], stderr)
 	case "-h", "--help", "help":
-		fmt.Fprint(stdout, clusterUsage)
+		say(stdout, clusterUsage)
 		return nil
 	}
-	fmt.Fprintf(stderr, "unknown cluster command %q\n\n%s", args[0], clusterUsage)
+	sayf(stderr, "unknown cluster command %q\n\n%s", args[0], clusterUsage)
 	return &cli.UsageError{Err: fmt.Errorf("unknown cluster command %q", args[0])}
 }
 
@@ -112,7 +112,7 @@ func clusterFromFlags(cmd string, args []string, stderr io.Writer) (*cluster.Clu
 		}
 		o.Edges = inv.Edges
 	}
-	o.Logf = func(format string, a ...any) { fmt.Fprintf(stderr, "cluster: "+format+"\n", a...) }
+	o.Logf = func(format string, a ...any) { sayf(stderr, "cluster: "+format+"\n", a...) }
 	return cluster.New(o)
 }
 
@@ -138,11 +138,11 @@ func printStatus(c *cluster.Cluster, stdout io.Writer) error {
 	var down []string
 	for _, n := range names {
 		if st[n] == 0 {
-			fmt.Fprintf(stdout, "%-24s not running\n", n)
+			sayf(stdout, "%-24s not running\n", n)
 			down = append(down, n)
 			continue
 		}
-		fmt.Fprintf(stdout, "%-24s %d\n", n, st[n])
+		sayf(stdout, "%-24s %d\n", n, st[n])
 	}
 	if len(down) > 0 {
 		return fmt.Errorf("%d of %d processes not running (%s): `make cluster-up` starts them", len(down), len(names), strings.Join(down, ", "))

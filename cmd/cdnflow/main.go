@@ -56,7 +56,7 @@ func main() {
 // -h/--help prints the usage and exits 0.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		say(stderr, usage)
 		return cli.ExitUsage
 	}
 	cmd, args := args[0], args[1:]
@@ -80,16 +80,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return starter.Schedule(ctx, sio, args)
 	case "version", "--version":
 		if len(args) > 0 {
-			fmt.Fprintf(stderr, "cdnflow version takes no arguments, got %q\n", args[0])
+			sayf(stderr, "cdnflow version takes no arguments, got %q\n", args[0])
 			return cli.ExitUsage
 		}
-		fmt.Fprintln(stdout, "cdnflow", version())
+		sayln(stdout, "cdnflow", version())
 		return 0
 	case "-h", "--help", "help":
-		fmt.Fprint(stdout, usage)
+		say(stdout, usage)
 		return 0
 	default:
-		fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usage)
+		sayf(stderr, "unknown command %q\n\n%s", cmd, usage)
 		return cli.ExitUsage
 	}
 	if code, ok := cli.ExitCode(err); ok {
@@ -97,10 +97,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		if errors.Is(err, varnishd.ErrNotInstalled) {
-			fmt.Fprintln(stderr, "cdnflow:", varnishd.ErrNotInstalled.Error())
+			sayln(stderr, "cdnflow:", varnishd.ErrNotInstalled.Error())
 			return 1
 		}
-		fmt.Fprintln(stderr, "cdnflow:", err)
+		sayln(stderr, "cdnflow:", err)
 		return 1
 	}
 	return 0
