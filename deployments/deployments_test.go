@@ -24,12 +24,21 @@ import (
 	"github.com/cdnflow/cdnflow/inventory"
 )
 
-// binaryFlags are the flags of `cdnflow worker|api|dev` and the env names
-// they read, taken from the real flag set.
+// binaryFlags are the flags of `cdnflow dev` (every server setting) and
+// the env names they read, taken from the real flag set.
 func binaryFlags(t *testing.T) (flags map[string]bool, envs map[string]bool) {
+	flags, envs = commandFlags("dev")
+	if len(envs) < 20 {
+		t.Fatalf("only %d env names found in flag usage", len(envs))
+	}
+	return flags, envs
+}
+
+// commandFlags are the flags and env names of one server command.
+func commandFlags(cmd string) (flags map[string]bool, envs map[string]bool) {
 	cfg := config.Default()
 	fs := flag.NewFlagSet("x", flag.ContinueOnError)
-	cfg.Register(fs)
+	map[string]func(*flag.FlagSet){"dev": cfg.RegisterDev, "worker": cfg.RegisterWorker, "api": cfg.RegisterAPI}[cmd](fs)
 	flags, envs = map[string]bool{}, map[string]bool{}
 	envRe := regexp.MustCompile(`\(\$([A-Z0-9_]+)\)`)
 	fs.VisitAll(func(f *flag.Flag) {
@@ -38,9 +47,6 @@ func binaryFlags(t *testing.T) (flags map[string]bool, envs map[string]bool) {
 			envs[m[1]] = true
 		}
 	})
-	if len(envs) < 20 {
-		t.Fatalf("only %d env names found in flag usage", len(envs))
-	}
 	return flags, envs
 }
 
@@ -62,13 +68,16 @@ func connectorFlags() (flags map[string]bool, envs map[string]bool) {
 
 var commands = map[string]bool{"worker": true, "api": true, "dev": true}
 
-func checkArgs(t *testing.T, where string, args []string, flags map[string]bool) {
+func checkArgs(t *testing.T, where string, args []string) {
 	t.Helper()
+	var flags map[string]bool
 	if len(args) > 0 && args[0] == "connector" {
 		flags, _ = connectorFlags()
 	} else if len(args) == 0 || !commands[args[0]] {
 		t.Errorf("%s: command %v is not a cdnflow server command", where, args)
 		return
+	} else {
+		flags, _ = commandFlags(args[0])
 	}
 	for _, a := range args[1:] {
 		if strings.HasPrefix(a, "-") {
@@ -114,7 +123,7 @@ type composeFile struct {
 }
 
 func TestComposeFile(t *testing.T) {
-	flags, envs := binaryFlags(t)
+	_, envs := binaryFlags(t)
 	data, err := os.ReadFile("compose/docker-compose.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +145,7 @@ func TestComposeFile(t *testing.T) {
 	}
 	for _, name := range []string{"worker", "api", "api-2"} {
 		s := c.Services[name]
-		checkArgs(t, "compose "+name, s.Command, flags)
+		checkArgs(t, "compose "+name, s.Command)
 		checkEnv(t, "compose "+name, s.Environment, envs)
 		if s.Environment["TEMPORAL_ADDRESS"] != "temporal:7233" {
 			t.Errorf("compose %s does not point at the temporal service", name)
@@ -179,14 +188,14 @@ func TestComposeFile(t *testing.T) {
 		}
 		// The edge's connector: a sidecar in the edge's network namespace
 		// listening where the inventory says the VCL must send fetches.
-		cflags, cenvs := connectorFlags()
+		_, cenvs := connectorFlags()
 		found := false
 		for name, s := range c.Services {
 			if s.NetworkMode != "service:"+host {
 				continue
 			}
 			found = true
-			checkArgs(t, "compose "+name, s.Command, cflags)
+			checkArgs(t, "compose "+name, s.Command)
 			checkEnv(t, "compose "+name, s.Environment, cenvs)
 			if len(s.Command) == 0 || s.Command[0] != "connector" || !contains(s.Command, e.ConnectorAddress) {
 				t.Errorf("compose %s: %v does not run a connector on %s", name, s.Command, e.ConnectorAddress)
@@ -286,7 +295,7 @@ type k8sDoc struct {
 }
 
 func TestKubernetesManifests(t *testing.T) {
-	flags, envs := binaryFlags(t)
+	_, envs := binaryFlags(t)
 	data, err := os.ReadFile("k8s/cdnflow.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -326,7 +335,7 @@ func TestKubernetesManifests(t *testing.T) {
 				}
 				continue
 			}
-			checkArgs(t, d.Metadata.Name, c.Args, flags)
+			checkArgs(t, d.Metadata.Name, c.Args)
 			if c.Args[0] == "connector" {
 				connectors++
 				if !contains(c.Args, inventory.DefaultConnectorAddress) {

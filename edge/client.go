@@ -27,8 +27,21 @@ import (
 
 // Options tune the client.
 type Options struct {
-	// Timeout bounds one request when the caller gives none (default 10 s).
+	// Timeout bounds one prewarm GET when the caller gives none (and, in
+	// a pipelined batch, each answer after the previous one); it is also
+	// the timeout of every kind of call below left at 0 (default 10 s).
 	Timeout time.Duration
+	// PurgeTimeout bounds one PURGE (Purge, PurgeTag, PurgeVerified) and,
+	// in a pipelined batch (PurgeVerifiedBatch), each answer after the
+	// previous one.
+	PurgeTimeout time.Duration
+	// BanTimeout bounds one BAN (BanPrefix, BanURLRegex).
+	BanTimeout time.Duration
+	// SiteTimeout bounds one call to an edge's site table (Table, PutSite,
+	// DeleteSite).
+	SiteTimeout time.Duration
+	// ProbeTimeout bounds one cache-only probe (Probe).
+	ProbeTimeout time.Duration
 	// InsecureSkipVerify accepts any certificate on HTTPS edges (self-signed
 	// test edges); production edges present the distribution's certificate.
 	InsecureSkipVerify bool
@@ -130,6 +143,11 @@ func (ec *edgeClients) pick(traced bool) *http.Client {
 func NewClient(opts Options) *Client {
 	if opts.Timeout == 0 {
 		opts.Timeout = 10 * time.Second
+	}
+	for _, t := range []*time.Duration{&opts.PurgeTimeout, &opts.BanTimeout, &opts.SiteTimeout, &opts.ProbeTimeout} {
+		if *t == 0 {
+			*t = opts.Timeout
+		}
 	}
 	if opts.MaxConnsPerEdge == 0 {
 		opts.MaxConnsPerEdge = 64
@@ -313,7 +331,7 @@ func (c *Client) Purge(ctx context.Context, e inventory.Edge, host, path string,
 	if soft {
 		h.Set("X-Purge-Soft", "1")
 	}
-	_, err := c.expectOK(ctx, e, "PURGE", host, path, h)
+	_, err := c.expectOK(ctx, e, "PURGE", host, path, h, c.opts.PurgeTimeout)
 	return err
 }
 
@@ -327,7 +345,7 @@ func (c *Client) PurgeTag(ctx context.Context, e inventory.Edge, host, tag strin
 	if soft {
 		h.Set("X-Purge-Soft", "1")
 	}
-	resp, err := c.expectOK(ctx, e, "PURGE", host, "/", h)
+	resp, err := c.expectOK(ctx, e, "PURGE", host, "/", h, c.opts.PurgeTimeout)
 	if err != nil {
 		return 0, err
 	}
@@ -346,12 +364,12 @@ func (c *Client) BanPrefix(ctx context.Context, e inventory.Edge, host, prefix s
 		}
 		h.Set("X-Ban-Url-Regex", re)
 	}
-	_, err := c.expectOK(ctx, e, "BAN", host, "/", h)
+	_, err := c.expectOK(ctx, e, "BAN", host, "/", h, c.opts.BanTimeout)
 	return err
 }
 
-func (c *Client) expectOK(ctx context.Context, e inventory.Edge, method, host, path string, h http.Header) (*http.Response, error) {
-	resp, err := c.do(ctx, e, method, "http", host, path, h, 0)
+func (c *Client) expectOK(ctx context.Context, e inventory.Edge, method, host, path string, h http.Header, timeout time.Duration) (*http.Response, error) {
+	resp, err := c.do(ctx, e, method, "http", host, path, h, timeout)
 	if err != nil {
 		return nil, err
 	}

@@ -46,7 +46,7 @@ const (
 // PurgeVerifiedBatch is PurgeVerified for every unit, with the requests
 // pipelined (HTTP/1.1, RFC 9112 §9.3.2) on one keep-alive connection to e:
 // up to MaxPipelined requests are written at once and their answers read
-// in order (each within Options.Timeout of the write or of the answer
+// in order (each within Options.PurgeTimeout of the write or of the answer
 // before it), one answer per unit in units' order. A unit without an answer
 // (the connection broke, the context ended) has a transport error and was
 // not confirmed: the caller sends it again. Answers already read stand.
@@ -76,7 +76,7 @@ func (c *Client) PurgeVerifiedBatch(ctx context.Context, e inventory.Edge, units
 	}
 	c.pipelined(ctx, e, pending, pipeExchange{
 		method:  "PURGE",
-		timeout: c.opts.Timeout,
+		timeout: c.opts.PurgeTimeout,
 		write:   func(w *bufio.Writer, i int) { writeVerifiedPurge(w, units[i], soft) },
 		answer: func(i int, resp *http.Response, _ int64, sent time.Time) {
 			out[i].Sent = sent

@@ -38,7 +38,7 @@ type ProbeResult struct {
 // or *StatusError for any other answer (403: this client is outside the
 // purge ACL).
 func (c *Client) Probe(ctx context.Context, e inventory.Edge, host, path string) (ProbeResult, error) {
-	resp, err := c.do(ctx, e, http.MethodGet, "http", host, path, http.Header{ProbeHeader: {"1"}, "Accept-Encoding": {"gzip"}}, 0)
+	resp, err := c.do(ctx, e, http.MethodGet, "http", host, path, http.Header{ProbeHeader: {"1"}, "Accept-Encoding": {"gzip"}}, c.opts.ProbeTimeout)
 	if err != nil {
 		return ProbeResult{}, err
 	}
@@ -58,7 +58,7 @@ func (c *Client) PurgeVerified(ctx context.Context, e inventory.Edge, host, path
 	if soft {
 		h.Set("X-Purge-Soft", "1")
 	}
-	resp, err := c.do(ctx, e, "PURGE", "http", host, path, h, 0)
+	resp, err := c.do(ctx, e, "PURGE", "http", host, path, h, c.opts.PurgeTimeout)
 	if err != nil {
 		return ProbeResult{}, false, err
 	}

@@ -53,7 +53,7 @@ func (c *Client) admin(ctx context.Context, e inventory.Edge, method, path strin
 		}
 		rd = bytes.NewReader(b)
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, c.opts.SiteTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, "http://"+e.Address+connector.AdminPath+path, rd)
 	if err != nil {

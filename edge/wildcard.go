@@ -92,6 +92,6 @@ func (c *Client) BanURLRegex(ctx context.Context, e inventory.Edge, host, urlReg
 			return fmt.Errorf("%w: ban url regex %q contains %q; it must be one token of printable ASCII", ErrInvalidRequest, urlRegex, r)
 		}
 	}
-	_, err := c.expectOK(ctx, e, "BAN", host, "/", http.Header{"X-Ban-Url-Regex": {urlRegex}})
+	_, err := c.expectOK(ctx, e, "BAN", host, "/", http.Header{"X-Ban-Url-Regex": {urlRegex}}, c.opts.BanTimeout)
 	return err
 }

@@ -24,7 +24,8 @@ func TestEdgeDownPastDeadlineCatchesUp(t *testing.T) {
 		c.DefaultOrigin = ""
 		c.PurgeItemInterval = 0
 		c.PurgeDeadline = 3 * time.Second
-		c.PrewarmAttemptTimeout = time.Second // the edge client's request timeout
+		// the edge client's timeouts of purges, bans, site-table calls and probes
+		c.EdgePurgeTimeout, c.EdgeBanTimeout, c.EdgeSiteTimeout, c.EdgeProbeTimeout = time.Second, time.Second, time.Second, time.Second
 	})
 	env := fe.env
 	alias := "www.catchup.example"

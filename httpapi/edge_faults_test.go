@@ -217,7 +217,8 @@ func TestPurgeEdgeFaults(t *testing.T) {
 		c.DefaultOrigin = ""
 		c.PurgeItemInterval = 0
 		c.PurgeDeadline = 2 * time.Minute
-		c.PrewarmAttemptTimeout = time.Second // the edge client's request timeout
+		// the edge client's timeouts of purges, bans, site-table calls and probes
+		c.EdgePurgeTimeout, c.EdgeBanTimeout, c.EdgeSiteTimeout, c.EdgeProbeTimeout = time.Second, time.Second, time.Second, time.Second
 	})
 	env := fe.env
 	d := createDistribution(t, env, "/base")

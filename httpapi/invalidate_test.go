@@ -20,6 +20,7 @@ func TestNeedInvalidateRetryPurgesBeforeGet(t *testing.T) {
 	fe := startFaultEdges(t, 1, false, func(c *config.Config) {
 		c.PrewarmAttempts = 5
 		c.PrewarmAttemptTimeout = 2 * time.Second
+		c.EdgePurgeTimeout = 2 * time.Second
 	})
 	env := fe.env
 	const path = "/static/invalidate-retry.js"

@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/cdnflow/cdnflow/internal/cli"
 )
 
 // prewarmStatus is the PrewarmStatus answer.
@@ -47,8 +49,8 @@ func Prewarm(ctx context.Context, sio IO, args []string) int {
 	invalidate := fs.Bool("invalidate", false, "purge each URL on the edges before warming it (need_invalidate)")
 	var headers headerList
 	fs.Var(&headers, "header", "extra request header 'Name: value' (repeatable)")
-	if err := fs.Parse(args); err != nil {
-		return ExitError
+	if _, err := cli.Parse(fs, args, 0); err != nil {
+		return exitParse(err)
 	}
 	urls, err := readList(*urlsFile, sio.In)
 	if err != nil {
@@ -103,21 +105,15 @@ func Status(ctx context.Context, sio IO, args []string) int {
 	var c common
 	c.register(fs)
 	apiKey := fs.String("api-key", envOr("CDNFLOW_API_KEY", ""), "x-api-key ($CDNFLOW_API_KEY)")
-	// Accept the id before or after the flags.
-	var id string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		id, args = args[0], args[1:]
+	// The id may come before, between or after the flags.
+	pos, err := cli.Parse(fs, args, 1)
+	if err != nil {
+		return exitParse(err)
 	}
-	if err := fs.Parse(args); err != nil {
-		return ExitError
+	if len(pos) == 0 {
+		return exitParse(cli.Usagef(fs, "usage: cdnflow status REQUEST_ID [--wait] [--json]"))
 	}
-	if id == "" && fs.NArg() > 0 {
-		id = fs.Arg(0)
-	}
-	if id == "" {
-		sio.errf("usage: cdnflow status REQUEST_ID [--wait] [--json]\n")
-		return ExitError
-	}
+	id := pos[0]
 	h := http.Header{}
 	if *apiKey != "" {
 		h.Set("x-api-key", *apiKey)

@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/cdnflow/cdnflow/internal/cli"
 )
 
 type purgeItem struct {
@@ -37,9 +39,9 @@ type purgeFlags struct {
 // the progress of every seq it was split into.
 func Purge(ctx context.Context, sio IO, args []string) int {
 	var c common
-	f, ok := parsePurgeFlags(sio, args, &c)
+	f, code, ok := parsePurgeFlags(sio, args, &c)
 	if !ok {
-		return ExitError
+		return code
 	}
 	body, err := f.body(sio.In)
 	if err != nil {
@@ -70,25 +72,24 @@ func Purge(ctx context.Context, sio IO, args []string) int {
 	return w.run(ctx)
 }
 
-func parsePurgeFlags(sio IO, args []string, c *common) (purgeFlags, bool) {
+// parsePurgeFlags parses the command line; ok false: exit with code.
+func parsePurgeFlags(sio IO, args []string, c *common) (f purgeFlags, code int, ok bool) {
 	fs := flag.NewFlagSet("cdnflow purge", flag.ContinueOnError)
 	fs.SetOutput(sio.Err)
 	c.register(fs)
-	var f purgeFlags
 	fs.StringVar(&f.appKey, "app-key", envOr("CDNFLOW_APP_KEY", ""), "appKey ($CDNFLOW_APP_KEY)")
 	fs.StringVar(&f.secret, "secret-key", envOr("CDNFLOW_SECRET_KEY", ""), "SecretKey ($CDNFLOW_SECRET_KEY)")
 	fs.StringVar(&f.domain, "domain", "", "distribution domain")
 	fs.StringVar(&f.typ, "type", "ITEM", "ITEM, WILDCARD, ALL or TAG")
 	fs.StringVar(&f.pathsFile, "paths-file", "", "file with one path (or tag) per line; - reads stdin; not needed for ALL")
 	fs.BoolVar(&f.soft, "soft", false, "soft purge (ITEM, TAG): serve stale while refetching")
-	if err := fs.Parse(args); err != nil {
-		return f, false
+	if _, err := cli.Parse(fs, args, 0); err != nil {
+		return f, exitParse(err), false
 	}
 	if f.appKey == "" || f.domain == "" {
-		sio.errf("cdnflow purge: --app-key and --domain are required\n")
-		return f, false
+		return f, exitParse(cli.Usagef(fs, "cdnflow purge: --app-key and --domain are required")), false
 	}
-	return f, true
+	return f, ExitOK, true
 }
 
 // body is the NHN purge request; the path list comes from --paths-file

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/cdnflow/cdnflow/internal/cli"
 )
 
 type cronList []string
@@ -30,20 +32,29 @@ type scheduleFlags struct {
 func Schedule(ctx context.Context, sio IO, args []string) int {
 	if len(args) == 0 {
 		sio.errf("usage: cdnflow schedule create|list|get|pause|unpause|trigger|delete [ID] [flags]\n")
-		return ExitError
+		return ExitUsage
 	}
 	verb, args := args[0], args[1:]
+	switch verb {
+	case "create", "list", "get", "pause", "unpause", "trigger", "delete":
+	case "-h", "-help", "--help", "help":
+		sio.errf("usage: cdnflow schedule create|list|get|pause|unpause|trigger|delete [ID] [flags]; cdnflow schedule ACTION -h lists the flags\n")
+		return ExitOK
+	default:
+		sio.errf("cdnflow schedule: unknown action %q\nusage: cdnflow schedule create|list|get|pause|unpause|trigger|delete [ID] [flags]\n", verb)
+		return ExitUsage
+	}
 	var id string
-	if verb != "create" && verb != "list" {
+	if verb != "create" && verb != "list" && !(len(args) > 0 && isHelp(args[0])) {
 		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 			sio.errf("usage: cdnflow schedule %s ID\n", verb)
-			return ExitError
+			return ExitUsage
 		}
 		id, args = args[0], args[1:]
 	}
-	f, ok := parseScheduleFlags(sio, verb, args)
+	f, code, ok := parseScheduleFlags(sio, verb, args)
 	if !ok {
-		return ExitError
+		return code
 	}
 	base := strings.TrimRight(f.api, "/") + "/v1/schedules"
 	h := http.Header{}
@@ -84,10 +95,18 @@ func Schedule(ctx context.Context, sio IO, args []string) int {
 	return ExitOK
 }
 
-func parseScheduleFlags(sio IO, verb string, args []string) (scheduleFlags, bool) {
+func isHelp(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--help", "--h":
+		return true
+	}
+	return false
+}
+
+// parseScheduleFlags parses the command line; ok false: exit with code.
+func parseScheduleFlags(sio IO, verb string, args []string) (f scheduleFlags, code int, ok bool) {
 	fs := flag.NewFlagSet("cdnflow schedule "+verb, flag.ContinueOnError)
 	fs.SetOutput(sio.Err)
-	var f scheduleFlags
 	fs.StringVar(&f.api, "api", envOr("CDNFLOW_API_URL", defaultAPIAddress), "cdnflow API base URL ($CDNFLOW_API_URL)")
 	fs.StringVar(&f.apiKey, "api-key", envOr("CDNFLOW_API_KEY", ""), "x-api-key ($CDNFLOW_API_KEY)")
 	fs.Var(&f.cron, "cron", "cron expression (repeatable), e.g. '0 3 * * *'")
@@ -102,7 +121,10 @@ func parseScheduleFlags(sio IO, verb string, args []string) (scheduleFlags, bool
 	fs.StringVar(&f.target, "target", "region:all", "prewarm target, as for cdnflow prewarm")
 	fs.StringVar(&f.appKey, "app-key", envOr("CDNFLOW_APP_KEY", ""), "purge: appKey of the domain")
 	fs.StringVar(&f.purgeType, "type", "ITEM", "purge type")
-	return f, fs.Parse(args) == nil
+	if _, err := cli.Parse(fs, args, 0); err != nil {
+		return f, exitParse(err), false
+	}
+	return f, ExitOK, true
 }
 
 // createRequest is the POST /v1/schedules body: timing, then the prewarm

@@ -18,15 +18,18 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/cdnflow/cdnflow/internal/cli"
 )
 
 // Exit codes of the pipeline commands.
 const (
 	ExitOK            = 0
-	ExitError         = 1 // bad usage, API unreachable, request refused
-	ExitPartial       = 2 // the job finished but some URLs or paths failed
-	ExitTimeout       = 3 // the job's deadline (or --wait-timeout) passed
-	ExitJobFailed     = 4 // the job could not run
+	ExitError         = 1             // bad input, API unreachable, request refused
+	ExitPartial       = 2             // the job finished but some URLs or paths failed
+	ExitUsage         = cli.ExitUsage // the command line does not parse (nothing was sent)
+	ExitTimeout       = 3             // the job's deadline (or --wait-timeout) passed
+	ExitJobFailed     = 4             // the job could not run
 	defaultAPIAddress = "http://127.0.0.1:8080"
 )
 
@@ -83,6 +86,15 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.asJSON, "json", false, "print a machine-readable summary on stdout")
 	fs.DurationVar(&c.interval, "interval", 2*time.Second, "how often --wait polls")
 	fs.DurationVar(&c.waitFor, "wait-timeout", 2*time.Hour, "give up waiting after this long (exit 3)")
+}
+
+// exitParse is the exit code of a cli.Parse error: 0 after -h, ExitUsage
+// for a command line that does not parse (error and usage printed).
+func exitParse(err error) int {
+	if code, ok := cli.ExitCode(err); ok {
+		return code
+	}
+	return ExitError
 }
 
 func envOr(k, def string) string {

@@ -9,7 +9,7 @@ func (d Deps) edgeClient() *edge.Client {
 	if d.Edge != nil {
 		return d.Edge
 	}
-	return edge.NewClient(edge.Options{Timeout: d.Config.PrewarmAttemptTimeout})
+	return edge.NewClient(d.Config.EdgeOptions())
 }
 
 func (d Deps) payloadStore() payload.Store {

@@ -24,8 +24,9 @@ type ClusterOptions struct {
 	// BinDir holds cdnflow, temporal-server, temporal-sql-tool and
 	// versitygw (`make cluster-bins` puts them in bin/).
 	BinDir string
-	// ServerArgs are extra flags of the workers and APIs.
-	ServerArgs []string
+	// ServerEnv are extra NAME=value variables of the workers and APIs
+	// (cluster.Options.ServerEnv).
+	ServerEnv []string
 }
 
 // StartCluster brings up a local cluster in a temp dir on free ports, with
@@ -70,7 +71,7 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*Stack, error) {
 func clusterOptions(o ClusterOptions, dir, originAddr string) (cluster.Options, error) {
 	_, originPort, _ := net.SplitHostPort(originAddr)
 	opts := cluster.Options{Dir: dir, BinDir: o.BinDir, DefaultOrigin: originAddr, OriginAllowLoopback: []string{originPort},
-		UIPort: -1, ServerArgs: o.ServerArgs, WorkerMetricsAddrs: []string{}}
+		UIPort: -1, ServerEnv: o.ServerEnv, WorkerMetricsAddrs: []string{}}
 	addrs, err := freeAddrs(3 + o.Workers + 3*o.Edges)
 	if err != nil {
 		return opts, err

@@ -178,7 +178,7 @@ func clusterBench(ctx context.Context, binDir, workerList string, urls, edges, c
 	}
 	most := slices.Max(counts)
 	stack, err := harness.StartCluster(ctx, harness.ClusterOptions{Edges: edges, Workers: most, BinDir: binDir,
-		ServerArgs: []string{"--prewarm-concurrency", strconv.Itoa(conns), "--prewarm-pipeline", strconv.Itoa(pipeline), "--max-backlog", "0", "--log-level", "warn"}})
+		ServerEnv: []string{"CDNFLOW_PREWARM_CONCURRENCY=" + strconv.Itoa(conns), "CDNFLOW_PREWARM_PIPELINE=" + strconv.Itoa(pipeline), "CDNFLOW_MAX_BACKLOG=0", "CDNFLOW_LOG_LEVEL=warn"}})
 	if err != nil {
 		log.Fatal(err)
 	}

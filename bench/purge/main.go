@@ -116,7 +116,7 @@ func start(ctx context.Context, binDir, workerList string, edges int, standIns b
 		counts = append(counts, n)
 	}
 	stack, err := harness.StartCluster(ctx, harness.ClusterOptions{Edges: edges, Workers: slices.Max(counts), BinDir: binDir,
-		ServerArgs: []string{"--app-keys", appKey + ":" + secret, "--purge-item-interval", "0s", "--max-backlog", "0", "--log-level", "warn"}})
+		ServerEnv: []string{"CDNFLOW_APP_KEYS=" + appKey + ":" + secret, "CDNFLOW_PURGE_ITEM_INTERVAL=0s", "CDNFLOW_MAX_BACKLOG=0", "CDNFLOW_LOG_LEVEL=warn"}})
 	if err != nil {
 		log.Fatal(err)
 	}

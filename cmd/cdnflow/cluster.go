@@ -5,9 +5,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,6 +17,7 @@ import (
 	uiconfig "github.com/temporalio/ui-server/v2/server/config"
 	uiserveroptions "github.com/temporalio/ui-server/v2/server/server_options"
 
+	"github.com/cdnflow/cdnflow/internal/cli"
 	"github.com/cdnflow/cdnflow/internal/cluster"
 	"github.com/cdnflow/cdnflow/internal/origin"
 	"github.com/cdnflow/cdnflow/inventory"
@@ -34,50 +35,49 @@ const clusterUsage = `cdnflow cluster — a local scale-out cluster, every part 
 `
 
 // runCluster is `cdnflow cluster ...` (internal/cluster).
-func runCluster(ctx context.Context, args []string) error {
+func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, clusterUsage)
-		return errors.New("cluster needs a command")
+		say(stderr, "cdnflow cluster needs a command\n\n"+clusterUsage)
+		return &cli.UsageError{Err: errors.New("cluster needs a command")}
 	}
 	switch args[0] {
 	case "up", "status":
-		c, err := clusterFromFlags(args[0], args[1:])
-		if err != nil || c == nil {
+		c, err := clusterFromFlags(args[0], args[1:], stderr)
+		if err != nil {
 			return err
 		}
 		if args[0] == "status" {
-			return printStatus(c)
+			return printStatus(c, stdout)
 		}
 		return c.Up(ctx)
 	case "down":
-		fs := flag.NewFlagSet("cdnflow cluster down", flag.ContinueOnError)
+		fs := newFlagSet("cdnflow cluster down", stderr)
 		dir := fs.String("dir", ".cluster", "cluster directory")
-		if err := fs.Parse(args[1:]); err != nil {
-			return ignoreHelp(err)
+		if _, err := cli.Parse(fs, args[1:], 0); err != nil {
+			return err
 		}
 		return cluster.Down(*dir)
 	case "ui":
-		return runClusterUI(ctx, args[1:])
+		return runClusterUI(ctx, args[1:], stderr)
 	case "origin":
-		return runClusterOrigin(ctx, args[1:])
+		return runClusterOrigin(ctx, args[1:], stderr)
 	case "-h", "--help", "help":
-		fmt.Print(clusterUsage)
+		say(stdout, clusterUsage)
 		return nil
 	}
-	return fmt.Errorf("unknown cluster command %q\n\n%s", args[0], clusterUsage)
+	sayf(stderr, "unknown cluster command %q\n\n%s", args[0], clusterUsage)
+	return &cli.UsageError{Err: fmt.Errorf("unknown cluster command %q", args[0])}
 }
 
-func ignoreHelp(err error) error {
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
-	return err
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
 }
 
-// clusterFromFlags parses the flags of `cluster up|status`; nil, nil
-// after -h.
-func clusterFromFlags(cmd string, args []string) (*cluster.Cluster, error) {
-	fs := flag.NewFlagSet("cdnflow cluster "+cmd, flag.ContinueOnError)
+// clusterFromFlags parses the flags of `cluster up|status`.
+func clusterFromFlags(cmd string, args []string, stderr io.Writer) (*cluster.Cluster, error) {
+	fs := newFlagSet("cdnflow cluster "+cmd, stderr)
 	var o cluster.Options
 	fs.StringVar(&o.Dir, "dir", ".cluster", "cluster directory: pidfiles, logs, PostgreSQL data, Temporal config, edge work dirs")
 	fs.StringVar(&o.BinDir, "bin-dir", "", "directory of cdnflow, temporal-server, temporal-sql-tool and versitygw (default: this binary's)")
@@ -93,8 +93,8 @@ func clusterFromFlags(cmd string, args []string) (*cluster.Cluster, error) {
 	fs.StringVar(&o.DefaultOrigin, "default-origin", "127.0.0.1:8090", "host:port edges fetch from for hosts without a distribution")
 	demo := fs.Bool("demo-origin", true, "run the demo origin on --default-origin")
 	allow := fs.String("origin-allow-loopback", "", "comma-separated loopback origins admitted (the demo origin's port is added)")
-	if err := fs.Parse(args); err != nil {
-		return nil, ignoreHelp(err)
+	if _, err := cli.Parse(fs, args, 0); err != nil {
+		return nil, err
 	}
 	o.DemoOrigin = *demo
 	o.APIAddrs = splitList(*apis)
@@ -112,7 +112,7 @@ func clusterFromFlags(cmd string, args []string) (*cluster.Cluster, error) {
 		}
 		o.Edges = inv.Edges
 	}
-	o.Logf = func(format string, a ...any) { fmt.Fprintf(os.Stderr, "cluster: "+format+"\n", a...) }
+	o.Logf = func(format string, a ...any) { sayf(stderr, "cluster: "+format+"\n", a...) }
 	return cluster.New(o)
 }
 
@@ -128,7 +128,7 @@ func splitList(s string) []string {
 
 // printStatus lists each process with its pid, or "not running"; an
 // error (exit 1) when any is not running.
-func printStatus(c *cluster.Cluster) error {
+func printStatus(c *cluster.Cluster, stdout io.Writer) error {
 	st := c.Status()
 	names := make([]string, 0, len(st))
 	for n := range st {
@@ -138,11 +138,11 @@ func printStatus(c *cluster.Cluster) error {
 	var down []string
 	for _, n := range names {
 		if st[n] == 0 {
-			fmt.Printf("%-24s not running\n", n)
+			sayf(stdout, "%-24s not running\n", n)
 			down = append(down, n)
 			continue
 		}
-		fmt.Printf("%-24s %d\n", n, st[n])
+		sayf(stdout, "%-24s %d\n", n, st[n])
 	}
 	if len(down) > 0 {
 		return fmt.Errorf("%d of %d processes not running (%s): `make cluster-up` starts them", len(down), len(names), strings.Join(down, ", "))
@@ -152,13 +152,13 @@ func printStatus(c *cluster.Cluster) error {
 
 // runClusterUI serves the Temporal Web UI (the ui-server module `cdnflow
 // dev` embeds) against --temporal-address until ctx ends.
-func runClusterUI(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("cdnflow cluster ui", flag.ContinueOnError)
+func runClusterUI(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlagSet("cdnflow cluster ui", stderr)
 	listen := fs.String("listen", "127.0.0.1:8233", "listen address")
 	addr := fs.String("temporal-address", "127.0.0.1:7233", "Temporal frontend host:port")
 	ns := fs.String("namespace", "default", "namespace shown first")
-	if err := fs.Parse(args); err != nil {
-		return ignoreHelp(err)
+	if _, err := cli.Parse(fs, args, 0); err != nil {
+		return err
 	}
 	host, portStr, err := net.SplitHostPort(*listen)
 	if err != nil {
@@ -184,11 +184,11 @@ func runClusterUI(ctx context.Context, args []string) error {
 }
 
 // runClusterOrigin serves the demo origin (internal/origin) until ctx ends.
-func runClusterOrigin(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("cdnflow cluster origin", flag.ContinueOnError)
+func runClusterOrigin(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlagSet("cdnflow cluster origin", stderr)
 	listen := fs.String("listen", "127.0.0.1:8090", "listen address")
-	if err := fs.Parse(args); err != nil {
-		return ignoreHelp(err)
+	if _, err := cli.Parse(fs, args, 0); err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {

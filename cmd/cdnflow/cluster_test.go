@@ -12,17 +12,19 @@ import (
 )
 
 // `cdnflow cluster up` refuses a layout it cannot run with one clear line
-// and exit 1, before it starts or creates anything. (The cluster itself is
+// and exit 1, before it starts or creates anything; an unknown cluster
+// command is a usage error (exit 2, the usage follows). (The cluster itself is
 // tested by make test-cluster: internal/cluster/kill_test.go.)
 func TestClusterUpRefusesBadSetup(t *testing.T) {
 	bin := buildBinary(t)
 	for name, tc := range map[string]struct {
 		args []string
 		want string
+		code int
 	}{
-		"binaries missing":    {[]string{"--bin-dir", t.TempDir()}, "make cluster-bins"},
-		"temporal port range": {[]string{"--temporal-port", "40000"}, "below 32768"},
-		"unknown command":     {nil, `unknown cluster command "bogus"`},
+		"binaries missing":    {[]string{"--bin-dir", t.TempDir()}, "cdnflow: make cluster-bins", 1},
+		"temporal port range": {[]string{"--temporal-port", "40000"}, "cdnflow: below 32768", 1},
+		"unknown command":     {nil, `unknown cluster command "bogus"`, 2},
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "cluster")
@@ -35,12 +37,16 @@ func TestClusterUpRefusesBadSetup(t *testing.T) {
 			cmd.Stderr = &stderr
 			err := cmd.Run()
 			var exit *exec.ExitError
-			if !errors.As(err, &exit) || exit.ExitCode() != 1 {
-				t.Fatalf("exit: %v, want status 1; stderr:\n%s", err, stderr.String())
+			if !errors.As(err, &exit) || exit.ExitCode() != tc.code {
+				t.Fatalf("exit: %v, want status %d; stderr:\n%s", err, tc.code, stderr.String())
 			}
 			first := strings.SplitN(stderr.String(), "\n", 2)[0]
-			if !strings.HasPrefix(first, "cdnflow: ") || !strings.Contains(first, tc.want) {
-				t.Fatalf("first stderr line %q, want a cdnflow: error naming %q", first, tc.want)
+			prefix, rest, _ := strings.Cut(tc.want, ": ")
+			if tc.code == 2 {
+				prefix, rest = "", tc.want
+			}
+			if !strings.HasPrefix(first, prefix) || !strings.Contains(first, rest) {
+				t.Fatalf("first stderr line %q, want %q", first, tc.want)
 			}
 			if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 				t.Fatalf("the refused up created %s (%v)", dir, err)

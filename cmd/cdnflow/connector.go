@@ -2,12 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
+	"io"
 
 	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/edge/connector"
+	"github.com/cdnflow/cdnflow/internal/cli"
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/stack"
 )
@@ -18,14 +19,12 @@ import (
 // connectorAddress, a loopback IP:port) and the origin settings shared
 // with the API and worker (--allow-private-origins, --origin-allow-loopback,
 // --origin-ca-file, --origin-dns-server); each also read from its $ENV.
-func runConnector(ctx context.Context, args []string) error {
+func runConnector(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg := config.Default()
 	fs := flag.NewFlagSet("cdnflow connector", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	cfg.RegisterConnector(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if _, err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
 	logger, err := stack.NewLogger(cfg.LogLevel, cfg.LogFormat)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -15,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/edge/varnishd"
+	"github.com/cdnflow/cdnflow/internal/cli"
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/stack"
 	"github.com/cdnflow/cdnflow/starter"
@@ -37,61 +39,96 @@ Usage:
   cdnflow <cmd> -h           flags of a command (each also read from its $ENV)
 
 Exit codes of prewarm/purge/status: 0 success, 1 error, 2 finished with failures,
-3 timeout, 4 job failed.
+3 timeout, 4 job failed. Every command: 2 when its command line does not parse
+(unknown flag, bad value, extra argument), 0 after -h.
 `
 
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
-	}
-	cmd, args := os.Args[1], os.Args[2:]
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is the whole command line (args without the program name); it
+// returns the exit code. A command line that does not parse prints the
+// error and the command's usage to stderr and exits cli.ExitUsage (2);
+// -h/--help prints the usage and exits 0.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		say(stderr, usage)
+		return cli.ExitUsage
+	}
+	cmd, args := args[0], args[1:]
+	sio := starter.StdIO()
+	sio.Out, sio.Err = stdout, stderr
 	var err error
 	switch cmd {
 	case "dev", "worker", "api":
-		err = runServer(ctx, cmd, args)
+		err = runServer(ctx, cmd, args, stderr)
 	case "connector":
-		err = runConnector(ctx, args)
+		err = runConnector(ctx, args, stderr)
 	case "cluster":
-		err = runCluster(ctx, args)
+		err = runCluster(ctx, args, stdout, stderr)
 	case "prewarm":
-		os.Exit(starter.Prewarm(ctx, starter.StdIO(), args))
+		return starter.Prewarm(ctx, sio, args)
 	case "purge":
-		os.Exit(starter.Purge(ctx, starter.StdIO(), args))
+		return starter.Purge(ctx, sio, args)
 	case "status":
-		os.Exit(starter.Status(ctx, starter.StdIO(), args))
+		return starter.Status(ctx, sio, args)
 	case "schedule":
-		os.Exit(starter.Schedule(ctx, starter.StdIO(), args))
+		return starter.Schedule(ctx, sio, args)
 	case "version", "--version":
-		fmt.Println("cdnflow", version())
-		return
+		if len(args) > 0 {
+			sayf(stderr, "cdnflow version takes no arguments, got %q\n", args[0])
+			return cli.ExitUsage
+		}
+		sayln(stdout, "cdnflow", version())
+		return 0
 	case "-h", "--help", "help":
-		fmt.Print(usage)
-		return
+		say(stdout, usage)
+		return 0
 	default:
-		fmt.Fprintf(os.Stderr, "unknown command %q\n\n%s", cmd, usage)
-		os.Exit(2)
+		sayf(stderr, "unknown command %q\n\n%s", cmd, usage)
+		return cli.ExitUsage
+	}
+	if code, ok := cli.ExitCode(err); ok {
+		return code
 	}
 	if err != nil {
 		if errors.Is(err, varnishd.ErrNotInstalled) {
-			fmt.Fprintln(os.Stderr, "cdnflow:", varnishd.ErrNotInstalled.Error())
-			os.Exit(1)
+			sayln(stderr, "cdnflow:", varnishd.ErrNotInstalled.Error())
+			return 1
 		}
-		fmt.Fprintln(os.Stderr, "cdnflow:", err)
-		os.Exit(1)
+		sayln(stderr, "cdnflow:", err)
+		return 1
 	}
+	return 0
 }
 
-func runServer(ctx context.Context, cmd string, args []string) error {
-	cfg := config.Default()
+// serverFlags is the flag set of `cdnflow dev|worker|api`: each command
+// registers the setting groups it uses (config.RegisterDev, ...), so
+// `worker -h` lists no API flags and `api -h` no worker tunables.
+func serverFlags(cmd string, cfg *config.Config, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("cdnflow "+cmd, flag.ContinueOnError)
-	cfg.Register(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	fs.SetOutput(stderr)
+	switch cmd {
+	case "dev":
+		cfg.RegisterDev(fs)
+	case "worker":
+		cfg.RegisterWorker(fs)
+	case "api":
+		cfg.RegisterAPI(fs)
+	default:
+		panic("serverFlags: not a server command: " + cmd)
+	}
+	return fs
+}
+
+func runServer(ctx context.Context, cmd string, args []string, stderr io.Writer) error {
+	cfg := config.Default()
+	fs := serverFlags(cmd, &cfg, stderr)
+	if _, err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := cfg.Validate(); err != nil {

@@ -33,8 +33,12 @@ func TestServerRefusesBadPayloadStore(t *testing.T) {
 				srv.Stop()
 			}
 			for _, cmd := range []string{"worker", "api"} {
-				run := exec.Command(bin, cmd, "--temporal-address", "127.0.0.1:1", "--data-dir", t.TempDir(),
-					"--payload-url", c.url, "--log-level", "error", "--api-addr", "127.0.0.1:0")
+				args := []string{cmd, "--temporal-address", "127.0.0.1:1", "--data-dir", t.TempDir(),
+					"--payload-url", c.url, "--log-level", "error"}
+				if cmd == "api" {
+					args = append(args, "--api-addr", "127.0.0.1:0")
+				}
+				run := exec.Command(bin, args...)
 				var stderr bytes.Buffer
 				run.Stderr = &stderr
 				err := run.Run()

@@ -82,10 +82,16 @@ type Options struct {
 	PayloadURL string
 	// Namespace registered in Temporal (default "default").
 	Namespace string
-	// ServerArgs are extra flags of every worker and API process (app
-	// keys, heartbeat timeout ...). Both also inherit the environment, so
-	// CDNFLOW_* variables set for `cdnflow cluster up` reach them.
+	// ServerArgs are extra flags of every worker and API process: only
+	// flags both commands take (--log-level, --payload-url ...). Both
+	// also inherit the environment, so CDNFLOW_* variables set for
+	// `cdnflow cluster up` reach them.
 	ServerArgs []string
+	// ServerEnv are extra NAME=value variables of every worker and API
+	// process, after the environment of the first up: settings only one
+	// of the commands takes as a flag (app keys, worker tunables the API
+	// also reads, such as CDNFLOW_HEARTBEAT_TIMEOUT).
+	ServerEnv []string
 	// PGSettings are extra `postgres -c name=value` settings.
 	PGSettings map[string]string
 	// ReadyTimeout bounds the wait for one process (default 2 minutes).

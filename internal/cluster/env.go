@@ -99,5 +99,5 @@ func (c *Cluster) serverEnv() ([]string, error) {
 			env = append(env, name+"=") // unset for the child (empty = default)
 		}
 	}
-	return append(env, saved...), nil
+	return append(append(env, saved...), c.opts.ServerEnv...), nil
 }

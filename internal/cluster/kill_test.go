@@ -183,13 +183,14 @@ func startCluster(dir, binDir string) (*env, error) {
 		Dir: filepath.Join(dir, "cluster"), BinDir: binDir, PGPort: pg, TemporalPort: temporalPort, UIPort: ui, ObjectStorePort: s3,
 		APIAddrs: []string{next(), next()}, WorkerMetricsAddrs: []string{next(), next()}, Edges: edges,
 		DefaultOrigin: srv.Listener.Addr().String(), OriginAllowLoopback: []string{portStr},
-		ServerArgs: []string{"--app-keys", appKey + ":" + appSecret, "--heartbeat-timeout", heartbeat.String(),
+		ServerArgs: []string{"--log-level", "info"},
+		ServerEnv: []string{"CDNFLOW_APP_KEYS=" + appKey + ":" + appSecret, "CDNFLOW_HEARTBEAT_TIMEOUT=" + heartbeat.String(),
 			// A few fetches at a time per chunk keep the job running long
 			// enough for every fault to land in the middle of it.
-			"--prewarm-concurrency", "4", "--prewarm-pipeline", "1", "--purge-item-interval", "0s",
+			"CDNFLOW_PREWARM_CONCURRENCY=4", "CDNFLOW_PREWARM_PIPELINE=1", "CDNFLOW_PURGE_ITEM_INTERVAL=0s",
 			// Pairs of the edge held during a fault outlast it: 6 GETs of
 			// at most 10 s, 200 ms doubling to 5 s between them.
-			"--prewarm-attempts", "6", "--max-backlog", "0", "--log-level", "info"},
+			"CDNFLOW_PREWARM_ATTEMPTS=6", "CDNFLOW_MAX_BACKLOG=0"},
 		Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "cluster: "+f+"\n", a...) },
 	})
 	if err != nil {

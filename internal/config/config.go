@@ -20,43 +20,52 @@ import (
 	"github.com/cdnflow/cdnflow/internal/payload"
 )
 
-// Config is the whole of cdnflow's configuration.
+// Config is the whole of cdnflow's configuration: one group per concept,
+// each registered by the commands that use it (RegisterDev, RegisterWorker,
+// RegisterAPI, RegisterConnector). The groups are embedded, so a setting
+// is read as cfg.Name whatever its group.
 type Config struct {
-	// Temporal connection. An empty TemporalAddress in `dev` means "embed".
-	TemporalAddress    string
-	Namespace          string
-	TaskQueue          string
-	TLSCertFile        string
-	TLSKeyFile         string
-	TLSCAFile          string
-	TLSServerName      string
-	TemporalAPIKey     string
-	TemporalUIPort     int
-	TemporalPort       int
-	TemporalFrontendIP string
+	Temporal
+	Log
+	Process
+	Origins
+	API
+	Worker
+	Dev
+	Connector
+}
 
+// Temporal is the Temporal client: where the frontend is and how to reach
+// it (dev, worker, api).
+type Temporal struct {
+	// TemporalAddress is the frontend's host:port; empty in `dev` means
+	// "embed one".
+	TemporalAddress string
+	Namespace       string
+	TaskQueue       string
+	TLSCertFile     string
+	TLSKeyFile      string
+	TLSCAFile       string
+	TLSServerName   string
+	TemporalAPIKey  string
+}
+
+// Log is how a process logs (dev, worker, api, connector).
+type Log struct {
+	LogLevel  string
+	LogFormat string
+}
+
+// Process holds what every API and worker process of a deployment shares:
+// the edge inventory, the payload store, the default origin (dev, worker,
+// api).
+type Process struct {
 	// DataDir holds dev's SQLite store, claim checks, edge workdirs and the
 	// embedded inventory's edge secrets; relative to the working directory.
 	DataDir string
 	// InventoryFile is the edge inventory; empty: the dev inventory
 	// embedded in the binary (deployments/dev/edges.yaml).
 	InventoryFile string
-	APIAddr       string
-	// MetricsAddr serves /metrics on a port of its own (worker pods have
-	// no API); empty: only the API's /metrics.
-	MetricsAddr string
-	LogLevel    string
-	LogFormat   string
-
-	// APIKeys are accepted in x-api-key on the Prewarm API.
-	APIKeys []string
-	// AppKeys maps an NHN-style appKey to its SecretKey.
-	AppKeys map[string]string
-	// ShowSuccessURLs adds successUrl to PrewarmStatus, as the Prewarm
-	// solution's ShowSuccessUrls template parameter does.
-	ShowSuccessURLs bool
-	// CDNBaseDomain is the suffix of generated distribution domains.
-	CDNBaseDomain string
 	// PayloadURL is the claim-check store: a gocloud.dev/blob bucket URL
 	// (internal/payload.ParseURL: file:///dir, s3://bucket?..., gs://bucket)
 	// that keeps large payloads (URL lists, per-pair outcomes) outside
@@ -66,44 +75,14 @@ type Config struct {
 	// ClaimCheckDir is the deprecated --claim-check-dir: the same as a
 	// PayloadURL of file://ClaimCheckDir.
 	ClaimCheckDir string
-
-	PrewarmDefaultTimeout time.Duration
-	PrewarmAttempts       int
-	PrewarmAttemptTimeout time.Duration
-	// PrewarmConcurrency caps the connections one worker uses at once for
-	// prewarm GETs to one edge, shared by its jobs; each carries up to
-	// PrewarmPipeline GETs pipelined.
-	PrewarmConcurrency int
-	// PrewarmWorkerConcurrency caps those connections from one worker to
-	// all edges together: past a few hundred, two cores only queue them,
-	// and every one in use costs memory.
-	PrewarmWorkerConcurrency int
-	// PrewarmPipeline is how many prewarm GETs go pipelined on one
-	// connection to an edge (RFC 9112 §9.3.2); 1 sends one at a time.
-	PrewarmPipeline int
-	// Purge limits, as NHN's defaults: paths per purge request (seq) and the
-	// per-appKey rate of purge requests.
-	PurgeItemBatch     int
-	PurgeWildcardBatch int
-	PurgeItemInterval  time.Duration
-	PurgeAllInterval   time.Duration
-	PurgeDeadline      time.Duration
-	// PurgeCatchUp is how long a purge keeps owing an edge that stayed
-	// unreachable past PurgeDeadline a catch-up ban (its distribution's
-	// domain and aliases), sent once the edge answers again; 0 disables.
-	PurgeCatchUp time.Duration
-	// PurgeACL lists the addresses (IPs, CIDRs) edges accept PURGE and BAN
-	// from: where the workers run. Empty: loopback only.
-	PurgeACL []string
-	// EdgePurgeConcurrency caps concurrent purge exchanges (connections)
-	// with one edge from one worker: a BAN, or a pipelined batch of ITEM
-	// PURGEs (activities.Purge.PerEdge).
-	EdgePurgeConcurrency int
-	// AllowPrivateCallbacks lets distribution callbacks reach loopback and
-	// private addresses (tests and dev only).
-	AllowPrivateCallbacks bool
 	// DefaultOrigin serves hosts that match no distribution.
 	DefaultOrigin string
+}
+
+// Origins is the origin address policy, CA bundle and DNS, shared by the
+// API's checks, the worker's probes and each edge's connector (dev,
+// worker, api, connector).
+type Origins struct {
 	// AllowPrivateOrigins admits origins on RFC 1918, fc00::/7 and
 	// 100.64.0.0/10 addresses (--allow-private-origins); loopback,
 	// link-local, metadata and multicast stay refused (internal/netguard).
@@ -117,15 +96,88 @@ type Config struct {
 	// OriginDNSServer (host:port) answers the connectors' and probes' DNS
 	// queries; empty: /etc/resolv.conf.
 	OriginDNSServer string
-	// ConnectorListen is where `cdnflow connector` listens (--listen).
-	ConnectorListen string
+}
+
+// API is the HTTP API: where it listens, who may call it, and the limits
+// and defaults it applies to the requests it accepts (dev, api).
+type API struct {
+	APIAddr string
+	// APIKeys are accepted in x-api-key on the Prewarm API.
+	APIKeys []string
+	// AppKeys maps an NHN-style appKey to its SecretKey.
+	AppKeys map[string]string
+	// ShowSuccessURLs adds successUrl to PrewarmStatus, as the Prewarm
+	// solution's ShowSuccessUrls template parameter does.
+	ShowSuccessURLs bool
+	// CDNBaseDomain is the suffix of generated distribution domains.
+	CDNBaseDomain string
+	// MaxBacklog refuses new prewarm and purge jobs while more workflow
+	// tasks than this wait in the task queue (0: never).
+	MaxBacklog int
+	// PrewarmDefaultTimeout is the deadline of a prewarm job that names
+	// none.
+	PrewarmDefaultTimeout time.Duration
+	// Purge limits, as NHN's defaults: paths per purge request (seq) and the
+	// per-appKey rate of purge requests.
+	PurgeItemBatch     int
+	PurgeWildcardBatch int
+	PurgeItemInterval  time.Duration
+	PurgeAllInterval   time.Duration
+	// PurgeDeadline is how long an accepted purge retries an unreachable
+	// edge.
+	PurgeDeadline time.Duration
+	// PurgeCatchUp is how long a purge keeps owing an edge that stayed
+	// unreachable past PurgeDeadline a catch-up ban (its distribution's
+	// domain and aliases), sent once the edge answers again; 0 disables.
+	PurgeCatchUp time.Duration
+}
+
+// Worker holds the worker's tunables: how it talks to the edges and how
+// much it does at once (dev, worker).
+type Worker struct {
+	// MetricsAddr serves the worker's /metrics on a port of its own
+	// (worker pods have no API); empty: none (the API serves its own
+	// /metrics on its listener).
+	MetricsAddr     string
+	PrewarmAttempts int
+	// PrewarmAttemptTimeout bounds one prewarm GET through an edge (and,
+	// pipelined, each answer after the previous one).
+	PrewarmAttemptTimeout time.Duration
+	// PrewarmConcurrency caps the connections one worker uses at once for
+	// prewarm GETs to one edge, shared by its jobs; each carries up to
+	// PrewarmPipeline GETs pipelined.
+	PrewarmConcurrency int
+	// PrewarmWorkerConcurrency caps those connections from one worker to
+	// all edges together: past a few hundred, two cores only queue them,
+	// and every one in use costs memory.
+	PrewarmWorkerConcurrency int
+	// PrewarmPipeline is how many prewarm GETs go pipelined on one
+	// connection to an edge (RFC 9112 §9.3.2); 1 sends one at a time.
+	PrewarmPipeline int
+	// EdgePurgeTimeout bounds one PURGE (ITEM, TAG, verified) and, in a
+	// pipelined batch of PURGEs, each answer after the previous one.
+	EdgePurgeTimeout time.Duration
+	// EdgeBanTimeout bounds one BAN (WILDCARD, ALL, catch-up bans).
+	EdgeBanTimeout time.Duration
+	// EdgeSiteTimeout bounds one call to an edge's site table (list, put,
+	// delete of a distribution's site on the connector).
+	EdgeSiteTimeout time.Duration
+	// EdgeProbeTimeout bounds one cache-only probe of an object.
+	EdgeProbeTimeout time.Duration
+	// EdgePurgeConcurrency caps concurrent purge exchanges (connections)
+	// with one edge from one worker: a BAN, or a pipelined batch of ITEM
+	// PURGEs (activities.Purge.PerEdge).
+	EdgePurgeConcurrency int
+	// PurgeACL lists the addresses (IPs, CIDRs) edges accept PURGE and BAN
+	// from: where the workers run. Empty: loopback only.
+	PurgeACL []string
+	// AllowPrivateCallbacks lets distribution callbacks reach loopback and
+	// private addresses (tests and dev only).
+	AllowPrivateCallbacks bool
 	// HeartbeatTimeout is how soon the work of a lost worker (crash, kill
 	// -9, network cut) is retried by another one: long activities heartbeat
 	// within it.
 	HeartbeatTimeout time.Duration
-	// MaxBacklog refuses new prewarm and purge jobs while more workflow
-	// tasks than this wait in the task queue (0: never).
-	MaxBacklog int
 	// EdgeSyncEvery is the time between two rounds of the edge sync loop
 	// (drift check and heal of every edge).
 	EdgeSyncEvery time.Duration
@@ -137,109 +189,204 @@ type Config struct {
 	EdgeErrorRetry time.Duration
 }
 
+// Dev is what only `cdnflow dev` runs: the embedded Temporal server and
+// its Web UI.
+type Dev struct {
+	TemporalUIPort     int
+	TemporalPort       int
+	TemporalFrontendIP string
+}
+
+// Connector is `cdnflow connector`.
+type Connector struct {
+	// ConnectorListen is where `cdnflow connector` listens (--listen).
+	ConnectorListen string
+}
+
 // Default returns the settings used when nothing is given.
 func Default() Config {
 	return Config{
-		Namespace:                "default",
-		TaskQueue:                "cdnflow",
-		TemporalUIPort:           8233,
-		TemporalPort:             7233,
-		TemporalFrontendIP:       "127.0.0.1",
-		DataDir:                  ".cdnflow",
-		APIAddr:                  ":8080",
-		LogLevel:                 "info",
-		LogFormat:                "console",
-		CDNBaseDomain:            "cdn.cdnflow.test",
-		PrewarmDefaultTimeout:    30 * time.Minute,
-		PrewarmAttempts:          3,
-		PrewarmAttemptTimeout:    10 * time.Second,
-		HeartbeatTimeout:         30 * time.Second,
-		EdgeSyncEvery:            15 * time.Second,
-		EdgeApplyAttempts:        10,
-		EdgeErrorRetry:           time.Minute,
-		MaxBacklog:               50,
-		PrewarmConcurrency:       64,
-		PrewarmWorkerConcurrency: 256,
-		PrewarmPipeline:          8,
-		DefaultOrigin:            "127.0.0.1:8090",
-		PurgeItemBatch:           200,
-		PurgeWildcardBatch:       10,
-		PurgeItemInterval:        time.Second,
-		PurgeAllInterval:         5 * time.Minute,
-		PurgeDeadline:            30 * time.Minute,
-		PurgeCatchUp:             7 * 24 * time.Hour,
-		EdgePurgeConcurrency:     16,
+		Temporal: Temporal{Namespace: "default", TaskQueue: "cdnflow"},
+		Log:      Log{LogLevel: "info", LogFormat: "console"},
+		Process:  Process{DataDir: ".cdnflow", DefaultOrigin: "127.0.0.1:8090"},
+		API: API{
+			APIAddr:               ":8080",
+			CDNBaseDomain:         "cdn.cdnflow.test",
+			MaxBacklog:            50,
+			PrewarmDefaultTimeout: 30 * time.Minute,
+			PurgeItemBatch:        200,
+			PurgeWildcardBatch:    10,
+			PurgeItemInterval:     time.Second,
+			PurgeAllInterval:      5 * time.Minute,
+			PurgeDeadline:         30 * time.Minute,
+			PurgeCatchUp:          7 * 24 * time.Hour,
+		},
+		Worker: Worker{
+			PrewarmAttempts:          3,
+			PrewarmAttemptTimeout:    10 * time.Second,
+			PrewarmConcurrency:       64,
+			PrewarmWorkerConcurrency: 256,
+			PrewarmPipeline:          8,
+			EdgePurgeTimeout:         10 * time.Second,
+			EdgeBanTimeout:           10 * time.Second,
+			EdgeSiteTimeout:          30 * time.Second,
+			EdgeProbeTimeout:         5 * time.Second,
+			EdgePurgeConcurrency:     16,
+			HeartbeatTimeout:         30 * time.Second,
+			EdgeSyncEvery:            15 * time.Second,
+			EdgeApplyAttempts:        10,
+			EdgeErrorRetry:           time.Minute,
+		},
+		Dev:       Dev{TemporalUIPort: 8233, TemporalPort: 7233, TemporalFrontendIP: "127.0.0.1"},
+		Connector: Connector{ConnectorListen: "127.0.0.1:6090"},
 	}
 }
 
-// Register binds every setting to fs, with the environment as default.
-func (c *Config) Register(fs *flag.FlagSet) {
-	str(fs, &c.TemporalAddress, "temporal-address", "TEMPORAL_ADDRESS", "host:port of an external Temporal frontend (empty in dev: embed one)")
-	str(fs, &c.Namespace, "namespace", "TEMPORAL_NAMESPACE", "Temporal namespace")
-	str(fs, &c.TaskQueue, "task-queue", "CDNFLOW_TASK_QUEUE", "Temporal task queue of cdnflow's workers")
-	str(fs, &c.TLSCertFile, "tls-cert", "TEMPORAL_TLS_CERT", "client certificate for mTLS to Temporal")
-	str(fs, &c.TLSKeyFile, "tls-key", "TEMPORAL_TLS_KEY", "client key for mTLS to Temporal")
-	str(fs, &c.TLSCAFile, "tls-ca", "TEMPORAL_TLS_CA", "CA bundle that signs the Temporal server certificate")
-	str(fs, &c.TLSServerName, "tls-server-name", "TEMPORAL_TLS_SERVER_NAME", "server name to verify on the Temporal certificate")
-	str(fs, &c.TemporalAPIKey, "temporal-api-key", "TEMPORAL_API_KEY", "API key for Temporal Cloud (implies TLS)")
-	num(fs, &c.TemporalPort, "temporal-port", "CDNFLOW_TEMPORAL_PORT", "dev: gRPC port of the embedded Temporal server; its HTTP, history, matching and worker services take the next four ports")
-	num(fs, &c.TemporalUIPort, "ui-port", "CDNFLOW_UI_PORT", "dev: port of the embedded Temporal Web UI (-1 disables)")
-	str(fs, &c.DataDir, "data-dir", "CDNFLOW_DATA_DIR", "dev: directory of the SQLite store, claim checks and edge workdirs")
-	str(fs, &c.InventoryFile, "edges", "CDNFLOW_EDGES", "edge inventory file (YAML or JSON); empty: the dev inventory built into the binary, secrets under --data-dir")
-	str(fs, &c.APIAddr, "api-addr", "CDNFLOW_API_ADDR", "listen address of the HTTP API")
-	str(fs, &c.MetricsAddr, "metrics-addr", "CDNFLOW_METRICS_ADDR", "extra listen address for /metrics (e.g. :9090 on workers)")
-	str(fs, &c.LogLevel, "log-level", "CDNFLOW_LOG_LEVEL", "debug, info, warn or error")
-	str(fs, &c.LogFormat, "log-format", "CDNFLOW_LOG_FORMAT", "console or json")
-	list(fs, &c.APIKeys, "api-keys", "CDNFLOW_API_KEYS", "comma-separated keys accepted in x-api-key")
-	pairs(fs, &c.AppKeys, "app-keys", "CDNFLOW_APP_KEYS", "comma-separated appKey:secretKey pairs for the /v1.5 API")
-	boolean(fs, &c.ShowSuccessURLs, "show-success-urls", "CDNFLOW_SHOW_SUCCESS_URLS", "include successUrl in prewarm status")
-	str(fs, &c.CDNBaseDomain, "cdn-domain", "CDNFLOW_CDN_DOMAIN", "base domain of generated distribution domains")
-	str(fs, &c.PayloadURL, "payload-url", "CDNFLOW_PAYLOAD_URL", "bucket URL of the payload store (URL lists, per-pair outcomes), shared by every API and worker: file:///DIR, s3://BUCKET?region=R[&endpoint=http://HOST:PORT&use_path_style=true] or gs://BUCKET (default file://<data-dir>/payloads)")
-	str(fs, &c.ClaimCheckDir, "claim-check-dir", "CDNFLOW_CLAIM_CHECK_DIR", "deprecated: the same as --payload-url file://DIR")
-	dur(fs, &c.PrewarmDefaultTimeout, "prewarm-timeout", "CDNFLOW_PREWARM_TIMEOUT", "default deadline of a prewarm job")
-	num(fs, &c.PrewarmAttempts, "prewarm-attempts", "CDNFLOW_PREWARM_ATTEMPTS", "attempts per URL and edge")
-	dur(fs, &c.PrewarmAttemptTimeout, "prewarm-attempt-timeout", "CDNFLOW_PREWARM_ATTEMPT_TIMEOUT", "timeout of one prewarm GET")
-	num(fs, &c.PrewarmConcurrency, "prewarm-concurrency", "CDNFLOW_PREWARM_CONCURRENCY", "connections for prewarm GETs to one edge from one worker, shared by its jobs")
-	num(fs, &c.PrewarmWorkerConcurrency, "prewarm-worker-concurrency", "CDNFLOW_PREWARM_WORKER_CONCURRENCY", "connections for prewarm GETs from one worker to all edges together")
-	num(fs, &c.PrewarmPipeline, "prewarm-pipeline", "CDNFLOW_PREWARM_PIPELINE", "prewarm GETs pipelined on one connection to an edge (1: none)")
-	num(fs, &c.PurgeItemBatch, "purge-item-batch", "CDNFLOW_PURGE_ITEM_BATCH", "ITEM paths per purge seq (NHN: 200)")
-	num(fs, &c.PurgeWildcardBatch, "purge-wildcard-batch", "CDNFLOW_PURGE_WILDCARD_BATCH", "WILDCARD paths per purge seq (NHN: 10)")
-	dur(fs, &c.PurgeItemInterval, "purge-item-interval", "CDNFLOW_PURGE_ITEM_INTERVAL", "minimum time between ITEM/WILDCARD/TAG purge requests of one appKey (NHN: 1s)")
-	dur(fs, &c.PurgeAllInterval, "purge-all-interval", "CDNFLOW_PURGE_ALL_INTERVAL", "minimum time between ALL purges of one domain (NHN: 5m)")
-	dur(fs, &c.PurgeDeadline, "purge-deadline", "CDNFLOW_PURGE_DEADLINE", "how long a purge retries an unreachable edge")
-	dur(fs, &c.PurgeCatchUp, "purge-catch-up", "CDNFLOW_PURGE_CATCH_UP", "how long an edge that missed a purge's deadline is owed a catch-up ban of the domain and aliases (0: never)")
-	list(fs, &c.PurgeACL, "purge-acl", "CDNFLOW_PURGE_ACL", "comma-separated IPs/CIDRs edges accept PURGE/BAN from (the workers' addresses; default loopback)")
-	num(fs, &c.EdgePurgeConcurrency, "edge-purge-concurrency", "CDNFLOW_EDGE_PURGE_CONCURRENCY", "concurrent purge connections per edge from one worker (ITEM PURGEs are pipelined, up to 32 in flight on each; BANs one at a time)")
-	boolean(fs, &c.AllowPrivateCallbacks, "allow-private-callbacks", "CDNFLOW_ALLOW_PRIVATE_CALLBACKS", "let callbacks reach loopback/private addresses")
-	num(fs, &c.MaxBacklog, "max-backlog", "CDNFLOW_MAX_BACKLOG", "refuse new prewarm/purge jobs (429, 30001) while more workflow tasks than this are queued; 0 disables")
-	dur(fs, &c.EdgeSyncEvery, "edge-sync-every", "CDNFLOW_EDGE_SYNC_EVERY", "time between two drift checks of every edge (active VCL and site table)")
-	dur(fs, &c.EdgeErrorRetry, "edge-error-retry", "CDNFLOW_EDGE_ERROR_RETRY", "first wait before a distribution change in ERROR is tried again (doubling up to 10m)")
-	num(fs, &c.EdgeApplyAttempts, "edge-apply-attempts", "CDNFLOW_EDGE_APPLY_ATTEMPTS", "tries of one distribution change on the edges while cdnflow runs, before ERROR")
-	dur(fs, &c.HeartbeatTimeout, "heartbeat-timeout", "CDNFLOW_HEARTBEAT_TIMEOUT", "how soon work of a lost worker is retried elsewhere; set the same on API and workers")
-	c.RegisterOrigins(fs)
-	str(fs, &c.DefaultOrigin, "default-origin", "CDNFLOW_DEFAULT_ORIGIN", "host:port edges fetch from for hosts that match no distribution (dev starts a demo origin there; empty: such hosts get 404)")
+// RegisterDev binds the settings of `cdnflow dev`, which runs everything
+// in one process: every group but the connector's.
+func (c *Config) RegisterDev(fs *flag.FlagSet) {
+	c.Temporal.Register(fs)
+	c.Log.Register(fs)
+	c.Process.Register(fs)
+	c.Origins.Register(fs)
+	c.API.Register(fs)
+	c.Worker.Register(fs)
+	c.Dev.Register(fs)
 }
 
-// RegisterOrigins binds the origin settings shared by the API, the worker
-// and `cdnflow connector`: the address policy, the CA bundle and DNS.
-func (c *Config) RegisterOrigins(fs *flag.FlagSet) {
-	boolean(fs, &c.AllowPrivateOrigins, "allow-private-origins", "CDNFLOW_ALLOW_PRIVATE_ORIGINS", "let origins be on private addresses (RFC 1918, fc00::/7, 100.64.0.0/10); loopback, link-local and metadata stay refused")
-	list(fs, &c.OriginAllowLoopback, "origin-allow-loopback", "CDNFLOW_ORIGIN_ALLOW_LOOPBACK", "comma-separated loopback origins admitted: PORT or 127.0.0.1:PORT (dev: the demo origin)")
-	str(fs, &c.OriginCAFile, "origin-ca-file", "CDNFLOW_ORIGIN_CA_FILE", "PEM bundle trusted for https origins besides the system CAs")
-	str(fs, &c.OriginDNSServer, "origin-dns-server", "CDNFLOW_ORIGIN_DNS_SERVER", "host:port of the DNS server origin names are resolved with (empty: /etc/resolv.conf)")
+// RegisterWorker binds the settings of `cdnflow worker`: the Temporal
+// client, the process's shared settings, the origin policy and the
+// worker's tunables.
+func (c *Config) RegisterWorker(fs *flag.FlagSet) {
+	c.Temporal.Register(fs)
+	c.Log.Register(fs)
+	c.Process.Register(fs)
+	c.Origins.Register(fs)
+	c.Worker.Register(fs)
+}
+
+// RegisterAPI binds the settings of `cdnflow api`: the Temporal client,
+// the process's shared settings, the origin policy and the API's own.
+//
+// The API still copies some worker tunables into the workflow inputs it
+// starts (attempts, timeouts, concurrency, heartbeat timeout); until the
+// workers own them, an API process takes them from the same environment
+// variables as the workers ($CDNFLOW_HEARTBEAT_TIMEOUT, ...), without
+// flags, so one environment shared by both keeps them equal.
+func (c *Config) RegisterAPI(fs *flag.FlagSet) {
+	c.Temporal.Register(fs)
+	c.Log.Register(fs)
+	c.Process.Register(fs)
+	c.Origins.Register(fs)
+	c.API.Register(fs)
+	c.Worker.Register(flag.NewFlagSet("worker settings from the environment", flag.ContinueOnError))
 }
 
 // RegisterConnector binds the settings of `cdnflow connector`: --listen
 // (ConnectorListen, default the inventory's default connectorAddress
 // 127.0.0.1:6090), logging and the origin settings.
 func (c *Config) RegisterConnector(fs *flag.FlagSet) {
+	c.Connector.Register(fs)
+	c.Log.Register(fs)
+	c.Origins.Register(fs)
+}
+
+// Register binds the Temporal client settings.
+func (t *Temporal) Register(fs *flag.FlagSet) {
+	str(fs, &t.TemporalAddress, "temporal-address", "TEMPORAL_ADDRESS", "host:port of an external Temporal frontend (empty in dev: embed one)")
+	str(fs, &t.Namespace, "namespace", "TEMPORAL_NAMESPACE", "Temporal namespace")
+	str(fs, &t.TaskQueue, "task-queue", "CDNFLOW_TASK_QUEUE", "Temporal task queue of cdnflow's workers")
+	str(fs, &t.TLSCertFile, "tls-cert", "TEMPORAL_TLS_CERT", "client certificate for mTLS to Temporal")
+	str(fs, &t.TLSKeyFile, "tls-key", "TEMPORAL_TLS_KEY", "client key for mTLS to Temporal")
+	str(fs, &t.TLSCAFile, "tls-ca", "TEMPORAL_TLS_CA", "CA bundle that signs the Temporal server certificate")
+	str(fs, &t.TLSServerName, "tls-server-name", "TEMPORAL_TLS_SERVER_NAME", "server name to verify on the Temporal certificate")
+	str(fs, &t.TemporalAPIKey, "temporal-api-key", "TEMPORAL_API_KEY", "API key for Temporal Cloud (implies TLS)")
+}
+
+// Register binds the logging settings.
+func (l *Log) Register(fs *flag.FlagSet) {
+	str(fs, &l.LogLevel, "log-level", "CDNFLOW_LOG_LEVEL", "debug, info, warn or error")
+	str(fs, &l.LogFormat, "log-format", "CDNFLOW_LOG_FORMAT", "console or json")
+}
+
+// Register binds the settings every API and worker process shares.
+func (p *Process) Register(fs *flag.FlagSet) {
+	str(fs, &p.DataDir, "data-dir", "CDNFLOW_DATA_DIR", "directory of dev's SQLite store and edge workdirs, the default payload store (<data-dir>/payloads) and the built-in inventory's edge secrets")
+	str(fs, &p.InventoryFile, "edges", "CDNFLOW_EDGES", "edge inventory file (YAML or JSON); empty: the dev inventory built into the binary, secrets under --data-dir")
+	str(fs, &p.PayloadURL, "payload-url", "CDNFLOW_PAYLOAD_URL", "bucket URL of the payload store (URL lists, per-pair outcomes), shared by every API and worker: file:///DIR, s3://BUCKET?region=R[&endpoint=http://HOST:PORT&use_path_style=true] or gs://BUCKET (default file://<data-dir>/payloads)")
+	str(fs, &p.ClaimCheckDir, "claim-check-dir", "CDNFLOW_CLAIM_CHECK_DIR", "deprecated: the same as --payload-url file://DIR")
+	str(fs, &p.DefaultOrigin, "default-origin", "CDNFLOW_DEFAULT_ORIGIN", "host:port edges fetch from for hosts that match no distribution (dev starts a demo origin there; empty: such hosts get 404)")
+}
+
+// Register binds the origin settings shared by the API, the worker and
+// `cdnflow connector`: the address policy, the CA bundle and DNS.
+func (o *Origins) Register(fs *flag.FlagSet) {
+	boolean(fs, &o.AllowPrivateOrigins, "allow-private-origins", "CDNFLOW_ALLOW_PRIVATE_ORIGINS", "let origins be on private addresses (RFC 1918, fc00::/7, 100.64.0.0/10); loopback, link-local and metadata stay refused")
+	list(fs, &o.OriginAllowLoopback, "origin-allow-loopback", "CDNFLOW_ORIGIN_ALLOW_LOOPBACK", "comma-separated loopback origins admitted: PORT or 127.0.0.1:PORT (dev: the demo origin)")
+	str(fs, &o.OriginCAFile, "origin-ca-file", "CDNFLOW_ORIGIN_CA_FILE", "PEM bundle trusted for https origins besides the system CAs")
+	str(fs, &o.OriginDNSServer, "origin-dns-server", "CDNFLOW_ORIGIN_DNS_SERVER", "host:port of the DNS server origin names are resolved with (empty: /etc/resolv.conf)")
+}
+
+// Register binds the HTTP API's settings.
+func (a *API) Register(fs *flag.FlagSet) {
+	str(fs, &a.APIAddr, "api-addr", "CDNFLOW_API_ADDR", "listen address of the HTTP API")
+	list(fs, &a.APIKeys, "api-keys", "CDNFLOW_API_KEYS", "comma-separated keys accepted in x-api-key")
+	pairs(fs, &a.AppKeys, "app-keys", "CDNFLOW_APP_KEYS", "comma-separated appKey:secretKey pairs for the /v1.5 API")
+	boolean(fs, &a.ShowSuccessURLs, "show-success-urls", "CDNFLOW_SHOW_SUCCESS_URLS", "include successUrl in prewarm status")
+	str(fs, &a.CDNBaseDomain, "cdn-domain", "CDNFLOW_CDN_DOMAIN", "base domain of generated distribution domains")
+	num(fs, &a.MaxBacklog, "max-backlog", "CDNFLOW_MAX_BACKLOG", "refuse new prewarm/purge jobs (429, 30001) while more workflow tasks than this are queued; 0 disables")
+	dur(fs, &a.PrewarmDefaultTimeout, "prewarm-timeout", "CDNFLOW_PREWARM_TIMEOUT", "deadline of a prewarm job that names none (a Go duration: 30m, 1h)")
+	num(fs, &a.PurgeItemBatch, "purge-item-batch", "CDNFLOW_PURGE_ITEM_BATCH", "ITEM paths per purge seq (NHN: 200)")
+	num(fs, &a.PurgeWildcardBatch, "purge-wildcard-batch", "CDNFLOW_PURGE_WILDCARD_BATCH", "WILDCARD paths per purge seq (NHN: 10)")
+	dur(fs, &a.PurgeItemInterval, "purge-item-interval", "CDNFLOW_PURGE_ITEM_INTERVAL", "minimum time between ITEM/WILDCARD/TAG purge requests of one appKey (NHN: 1s)")
+	dur(fs, &a.PurgeAllInterval, "purge-all-interval", "CDNFLOW_PURGE_ALL_INTERVAL", "minimum time between ALL purges of one domain (NHN: 5m)")
+	dur(fs, &a.PurgeDeadline, "purge-deadline", "CDNFLOW_PURGE_DEADLINE", "how long a purge retries an unreachable edge")
+	dur(fs, &a.PurgeCatchUp, "purge-catch-up", "CDNFLOW_PURGE_CATCH_UP", "how long an edge that missed a purge's deadline is owed a catch-up ban of the domain and aliases (0: never)")
+}
+
+// Register binds the worker's tunables. Durations are Go durations
+// (500ms, 10s, 2m).
+func (w *Worker) Register(fs *flag.FlagSet) {
+	str(fs, &w.MetricsAddr, "metrics-addr", "CDNFLOW_METRICS_ADDR", "listen address of the worker's /metrics (e.g. :9090)")
+	num(fs, &w.PrewarmAttempts, "prewarm-attempts", "CDNFLOW_PREWARM_ATTEMPTS", "attempts per URL and edge")
+	dur(fs, &w.PrewarmAttemptTimeout, "prewarm-attempt-timeout", "CDNFLOW_PREWARM_ATTEMPT_TIMEOUT", "timeout of one prewarm GET through an edge (pipelined: of each answer after the previous one)")
+	num(fs, &w.PrewarmConcurrency, "prewarm-concurrency", "CDNFLOW_PREWARM_CONCURRENCY", "connections for prewarm GETs to one edge from one worker, shared by its jobs")
+	num(fs, &w.PrewarmWorkerConcurrency, "prewarm-worker-concurrency", "CDNFLOW_PREWARM_WORKER_CONCURRENCY", "connections for prewarm GETs from one worker to all edges together")
+	num(fs, &w.PrewarmPipeline, "prewarm-pipeline", "CDNFLOW_PREWARM_PIPELINE", "prewarm GETs pipelined on one connection to an edge (1: none)")
+	dur(fs, &w.EdgePurgeTimeout, "edge-purge-timeout", "CDNFLOW_EDGE_PURGE_TIMEOUT", "timeout of one PURGE on an edge (pipelined: of each answer after the previous one)")
+	dur(fs, &w.EdgeBanTimeout, "edge-ban-timeout", "CDNFLOW_EDGE_BAN_TIMEOUT", "timeout of one BAN on an edge (WILDCARD, ALL and catch-up purges)")
+	dur(fs, &w.EdgeSiteTimeout, "edge-site-timeout", "CDNFLOW_EDGE_SITE_TIMEOUT", "timeout of one call to an edge's site table (list, put or delete a distribution's site)")
+	dur(fs, &w.EdgeProbeTimeout, "edge-probe-timeout", "CDNFLOW_EDGE_PROBE_TIMEOUT", "timeout of one cache-only probe of an object on an edge")
+	num(fs, &w.EdgePurgeConcurrency, "edge-purge-concurrency", "CDNFLOW_EDGE_PURGE_CONCURRENCY", "concurrent purge connections per edge from one worker (ITEM PURGEs are pipelined, up to 32 in flight on each; BANs one at a time)")
+	list(fs, &w.PurgeACL, "purge-acl", "CDNFLOW_PURGE_ACL", "comma-separated IPs/CIDRs edges accept PURGE/BAN from (the workers' addresses; default loopback)")
+	boolean(fs, &w.AllowPrivateCallbacks, "allow-private-callbacks", "CDNFLOW_ALLOW_PRIVATE_CALLBACKS", "let callbacks reach loopback/private addresses")
+	dur(fs, &w.HeartbeatTimeout, "heartbeat-timeout", "CDNFLOW_HEARTBEAT_TIMEOUT", "how soon work of a lost worker is retried elsewhere")
+	dur(fs, &w.EdgeSyncEvery, "edge-sync-every", "CDNFLOW_EDGE_SYNC_EVERY", "time between two drift checks of every edge (active VCL and site table)")
+	dur(fs, &w.EdgeErrorRetry, "edge-error-retry", "CDNFLOW_EDGE_ERROR_RETRY", "first wait before a distribution change in ERROR is tried again (doubling up to 10m)")
+	num(fs, &w.EdgeApplyAttempts, "edge-apply-attempts", "CDNFLOW_EDGE_APPLY_ATTEMPTS", "tries of one distribution change on the edges while cdnflow runs, before ERROR")
+}
+
+// Register binds the settings of dev's embedded Temporal server and UI.
+func (d *Dev) Register(fs *flag.FlagSet) {
+	num(fs, &d.TemporalPort, "temporal-port", "CDNFLOW_TEMPORAL_PORT", "gRPC port of the embedded Temporal server; its HTTP, history, matching and worker services take the next four ports")
+	num(fs, &d.TemporalUIPort, "ui-port", "CDNFLOW_UI_PORT", "port of the embedded Temporal Web UI (-1 disables)")
+}
+
+// Register binds the connector's listen address.
+func (c *Connector) Register(fs *flag.FlagSet) {
 	if c.ConnectorListen == "" {
 		c.ConnectorListen = "127.0.0.1:6090"
 	}
 	str(fs, &c.ConnectorListen, "listen", "CDNFLOW_CONNECTOR_LISTEN", "loopback IP:port the edge's VCL names as its backend (the inventory's connectorAddress)")
-	str(fs, &c.LogLevel, "log-level", "CDNFLOW_LOG_LEVEL", "debug, info, warn or error")
-	str(fs, &c.LogFormat, "log-format", "CDNFLOW_LOG_FORMAT", "console or json")
-	c.RegisterOrigins(fs)
+}
+
+// EdgeOptions are the edge client options of the worker's tunables: one
+// timeout per kind of call.
+func (w Worker) EdgeOptions() edge.Options {
+	return edge.Options{
+		Timeout: w.PrewarmAttemptTimeout, PurgeTimeout: w.EdgePurgeTimeout, BanTimeout: w.EdgeBanTimeout,
+		SiteTimeout: w.EdgeSiteTimeout, ProbeTimeout: w.EdgeProbeTimeout,
+	}
 }
 
 // ConnectorOptions are the origin connector options of these settings
@@ -310,10 +457,11 @@ func str(fs *flag.FlagSet, p *string, name, env, usage string) {
 }
 
 func num(fs *flag.FlagSet, p *int, name, env, usage string) {
-	fs.Func(name, usage+" ($"+env+")", intSetter(p))
 	if v, ok := os.LookupEnv(env); ok {
 		_ = intSetter(p)(v) // a bad env value keeps the default; Validate reports ranges
 	}
+	fs.Func(name, usage+" ($"+env+")", intSetter(p))
+	fs.Lookup(name).DefValue = strconv.Itoa(*p) // -h shows it
 }
 
 func intSetter(p *int) func(string) error {
@@ -415,6 +563,9 @@ func (c Config) Validate() error {
 	}
 	if c.EdgeApplyAttempts < 1 {
 		return fmt.Errorf("edge-apply-attempts must be at least 1")
+	}
+	if c.PrewarmAttemptTimeout <= 0 || c.EdgePurgeTimeout <= 0 || c.EdgeBanTimeout <= 0 || c.EdgeSiteTimeout <= 0 || c.EdgeProbeTimeout <= 0 {
+		return fmt.Errorf("prewarm-attempt-timeout and the edge-*-timeout settings must be above 0")
 	}
 	if c.HeartbeatTimeout < time.Second {
 		return fmt.Errorf("heartbeat-timeout must be at least 1s")

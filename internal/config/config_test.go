@@ -5,6 +5,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/cdnflow/cdnflow/edge"
 )
 
 func parse(t *testing.T, env map[string]string, args ...string) Config {
@@ -14,7 +17,7 @@ func parse(t *testing.T, env map[string]string, args ...string) Config {
 	}
 	c := Default()
 	fs := flag.NewFlagSet("x", flag.ContinueOnError)
-	c.Register(fs)
+	c.RegisterDev(fs)
 	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
 	}
@@ -69,5 +72,112 @@ func TestValidateRefusesBadPayloadURL(t *testing.T) {
 	err := parse(t, nil, "--payload-url", "gs://g", "--claim-check-dir", "/d").Validate()
 	if err == nil || !strings.Contains(err.Error(), "claim-check-dir") {
 		t.Errorf("both set: %v", err)
+	}
+}
+
+// flagNames are the flags register binds.
+func flagNames(register func(*flag.FlagSet)) map[string]bool {
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	register(fs)
+	names := map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) { names[f.Name] = true })
+	return names
+}
+
+// Each command binds its groups: the worker no API flag, the API no
+// worker tunable, dev both (a flag registered twice would panic).
+func TestRegisterPerCommand(t *testing.T) {
+	c := Default()
+	dev, worker, api, conn := flagNames(c.RegisterDev), flagNames(c.RegisterWorker), flagNames(c.RegisterAPI), flagNames(c.RegisterConnector)
+	for _, name := range []string{"api-keys", "app-keys", "api-addr", "show-success-urls", "ui-port", "temporal-port", "max-backlog", "purge-item-batch"} {
+		if worker[name] {
+			t.Errorf("worker has --%s", name)
+		}
+	}
+	for _, name := range []string{"heartbeat-timeout", "prewarm-attempts", "prewarm-attempt-timeout", "prewarm-concurrency", "prewarm-pipeline", "edge-purge-timeout", "edge-site-timeout", "purge-acl", "ui-port"} {
+		if api[name] {
+			t.Errorf("api has --%s", name)
+		}
+	}
+	for name := range worker {
+		if !dev[name] {
+			t.Errorf("dev lacks worker flag --%s", name)
+		}
+	}
+	for name := range api {
+		if !dev[name] {
+			t.Errorf("dev lacks api flag --%s", name)
+		}
+	}
+	for _, name := range []string{"listen", "log-level", "origin-ca-file"} {
+		if !conn[name] {
+			t.Errorf("connector lacks --%s", name)
+		}
+	}
+	if conn["temporal-address"] || conn["api-keys"] || conn["heartbeat-timeout"] {
+		t.Errorf("connector flags %v", conn)
+	}
+}
+
+// Every flag of every group falls back to its environment variable, and
+// the flag wins over it.
+func TestEnvFallbackPerGroup(t *testing.T) {
+	env := map[string]string{
+		"TEMPORAL_ADDRESS":           "t:7233",
+		"CDNFLOW_LOG_LEVEL":          "debug",
+		"CDNFLOW_EDGES":              "/e.yaml",
+		"CDNFLOW_ORIGIN_CA_FILE":     "/ca.pem",
+		"CDNFLOW_API_KEYS":           "k1,k2",
+		"CDNFLOW_MAX_BACKLOG":        "7",
+		"CDNFLOW_HEARTBEAT_TIMEOUT":  "5s",
+		"CDNFLOW_PREWARM_ATTEMPTS":   "4",
+		"CDNFLOW_EDGE_PURGE_TIMEOUT": "3s",
+		"CDNFLOW_EDGE_BAN_TIMEOUT":   "4s",
+		"CDNFLOW_EDGE_SITE_TIMEOUT":  "45s",
+		"CDNFLOW_EDGE_PROBE_TIMEOUT": "2s",
+		"CDNFLOW_UI_PORT":            "-1",
+		"CDNFLOW_CONNECTOR_LISTEN":   "127.0.0.1:7000",
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	parseWith := func(register func(*Config, *flag.FlagSet), args ...string) Config {
+		c := Default()
+		fs := flag.NewFlagSet("x", flag.ContinueOnError)
+		register(&c, fs)
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	dev := parseWith((*Config).RegisterDev)
+	if dev.TemporalAddress != "t:7233" || dev.LogLevel != "debug" || dev.InventoryFile != "/e.yaml" || dev.OriginCAFile != "/ca.pem" ||
+		len(dev.APIKeys) != 2 || dev.MaxBacklog != 7 || dev.HeartbeatTimeout != 5*time.Second || dev.PrewarmAttempts != 4 || dev.TemporalUIPort != -1 {
+		t.Fatalf("dev from env: %+v", dev)
+	}
+	want := edge.Options{Timeout: 10 * time.Second, PurgeTimeout: 3 * time.Second, BanTimeout: 4 * time.Second, SiteTimeout: 45 * time.Second, ProbeTimeout: 2 * time.Second}
+	if got := parseWith((*Config).RegisterWorker).EdgeOptions(); got != want {
+		t.Fatalf("worker edge options from env: %+v, want %+v", got, want)
+	}
+	worker := parseWith((*Config).RegisterWorker, "--heartbeat-timeout", "9s", "--edge-site-timeout", "1m")
+	if worker.HeartbeatTimeout != 9*time.Second || worker.EdgeSiteTimeout != time.Minute || worker.PrewarmAttempts != 4 {
+		t.Fatalf("worker flags over env: %+v", worker.Worker)
+	}
+	// The API has no worker flags but reads the worker settings it still
+	// copies into workflow inputs from the same variables.
+	api := parseWith((*Config).RegisterAPI, "--max-backlog", "3")
+	if api.HeartbeatTimeout != 5*time.Second || api.PrewarmAttempts != 4 || api.MaxBacklog != 3 || len(api.APIKeys) != 2 {
+		t.Fatalf("api: %+v", api)
+	}
+	if conn := parseWith((*Config).RegisterConnector); conn.ConnectorListen != "127.0.0.1:7000" || conn.LogLevel != "debug" || conn.OriginCAFile != "/ca.pem" {
+		t.Fatalf("connector from env: %+v", conn)
+	}
+	if err := dev.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	bad := Default()
+	bad.EdgeSiteTimeout = 0
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "edge-*-timeout") {
+		t.Fatalf("Validate with a zero edge timeout: %v", err)
 	}
 }

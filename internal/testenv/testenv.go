@@ -141,6 +141,7 @@ func settings(t testing.TB, originAddr string, configure func(*config.Config)) c
 	cfg.OriginAllowLoopback = []string{port}
 	cfg.AllowPrivateCallbacks = true
 	cfg.PrewarmAttemptTimeout = 5 * time.Second
+	cfg.EdgePurgeTimeout, cfg.EdgeBanTimeout, cfg.EdgeSiteTimeout, cfg.EdgeProbeTimeout = 5*time.Second, 5*time.Second, 5*time.Second, 5*time.Second
 	// Tests on a busy CI machine must not be refused as overload unless
 	// they test exactly that.
 	cfg.MaxBacklog = 0
