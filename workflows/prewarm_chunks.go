@@ -15,7 +15,9 @@ import (
 //     each, so the Temporal round trip between two chunks is small beside
 //     it, and a heartbeat of every pair stays well under Temporal's limits;
 //   - chunksInFlight: chunks running at once, so one chunk's tail and the
-//     round trip to start the next overlap the others' work.
+//     round trip to start the next overlap the others' work. Chunks start
+//     in order and never more than this at once: a status read stops
+//     looking for summaries past that (readChunkSummaries).
 const (
 	pairsPerChunk  = 4000
 	chunksInFlight = 3
