@@ -24,7 +24,7 @@ import (
 	"time"
 
 	"github.com/cdnflow/cdnflow/internal/config"
-	"github.com/cdnflow/cdnflow/internal/testenv"
+	"github.com/cdnflow/cdnflow/stack/testenv"
 	"github.com/cdnflow/cdnflow/service"
 )
 

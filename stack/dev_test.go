@@ -22,7 +22,7 @@ import (
 	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/eventually"
-	"github.com/cdnflow/cdnflow/internal/stack"
+	"github.com/cdnflow/cdnflow/stack"
 	"github.com/cdnflow/cdnflow/inventory"
 )
 
