@@ -22,8 +22,8 @@ import (
 	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/eventually"
-	"github.com/cdnflow/cdnflow/stack"
 	"github.com/cdnflow/cdnflow/inventory"
+	"github.com/cdnflow/cdnflow/stack"
 )
 
 // A newcomer's dev stack is quiet: no ERROR line, and the edges dev starts

@@ -11,9 +11,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cdnflow/cdnflow/stack/cluster"
 	"github.com/cdnflow/cdnflow/internal/origin"
 	"github.com/cdnflow/cdnflow/inventory"
+	"github.com/cdnflow/cdnflow/stack/cluster"
 )
 
 // ClusterOptions size a benchmark cluster (stack/cluster): every part

@@ -24,11 +24,11 @@ import (
 	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/edge/varnishd"
 	"github.com/cdnflow/cdnflow/edge/vcl"
-	"github.com/cdnflow/cdnflow/stack/cluster"
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/origin"
-	"github.com/cdnflow/cdnflow/stack"
 	"github.com/cdnflow/cdnflow/inventory"
+	"github.com/cdnflow/cdnflow/stack"
+	"github.com/cdnflow/cdnflow/stack/cluster"
 )
 
 // Stack is a running cdnflow.

@@ -18,9 +18,9 @@ import (
 	uiserveroptions "github.com/temporalio/ui-server/v2/server/server_options"
 
 	"github.com/cdnflow/cdnflow/internal/cli"
-	"github.com/cdnflow/cdnflow/stack/cluster"
 	"github.com/cdnflow/cdnflow/internal/origin"
 	"github.com/cdnflow/cdnflow/inventory"
+	"github.com/cdnflow/cdnflow/stack/cluster"
 )
 
 const clusterUsage = `cdnflow cluster — a local scale-out cluster, every part its own process
