@@ -38,7 +38,7 @@ import (
 
 	"go.temporal.io/api/workflowservice/v1"
 
-	"github.com/cdnflow/cdnflow/activities"
+	"github.com/cdnflow/cdnflow/distribution"
 	"github.com/cdnflow/cdnflow/inventory"
 	"github.com/cdnflow/cdnflow/workflows"
 )
@@ -72,7 +72,7 @@ func (idx hostIndex) lookup(host string) (prewarmSite, bool, error) {
 	if len(claims) > 1 {
 		var healthy []prewarmSite
 		for _, c := range claims {
-			if c.Status != activities.StatusError {
+			if c.Status != distribution.StatusError {
 				healthy = append(healthy, c)
 			}
 		}
@@ -181,7 +181,7 @@ func (s *Service) liveDistributionHosts(ctx context.Context) (hostIndex, error) 
 			if st.AppKey == "" {
 				st.AppKey = keywordOf(ex.GetSearchAttributes().GetIndexedFields()[workflows.AppKeyAttr.GetName()])
 			}
-			if st.Status == activities.StatusClose || st.Domain == "" {
+			if st.Status == distribution.StatusClose || st.Domain == "" {
 				continue
 			}
 			idx.add(prewarmSite{AppKey: st.AppKey, Domain: strings.ToLower(st.Domain), Status: st.Status, Hosts: st.Hosts()})
@@ -228,9 +228,9 @@ func resolvePrewarmTarget(cfDomain string, urlList []string, idx hostIndex, defa
 		return defaultServedTarget(cf, urlList, hosts, idx, defaultServed)
 	}
 	switch dist.Status {
-	case activities.StatusSuspend:
+	case distribution.StatusSuspend:
 		return prewarmTarget{}, invalid("distribution %s (%s) is suspended: its edges answer 403; resume it before a prewarm", dist.Domain, picked)
-	case activities.StatusClosing:
+	case distribution.StatusClosing:
 		return prewarmTarget{}, invalid("distribution %s (%s) is being deleted", dist.Domain, picked)
 	}
 	for i, h := range hosts {

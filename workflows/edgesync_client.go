@@ -9,7 +9,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
-	"github.com/cdnflow/cdnflow/activities"
+	"github.com/cdnflow/cdnflow/distribution"
 )
 
 // DesiredSites reads the desired edge state from the distribution
@@ -23,10 +23,10 @@ type DesiredSites struct {
 // DesiredSites pages through the running distributions (1,000 a page):
 // their MemoEdgeSite specs, and the domain of each (the last segment of
 // DistributionWorkflowID).
-func (d DesiredSites) DesiredSites(ctx context.Context) ([]activities.SiteSpec, []string, error) {
+func (d DesiredSites) DesiredSites(ctx context.Context) ([]distribution.SiteSpec, []string, error) {
 	q := "WorkflowType = 'DistributionWorkflow' AND ExecutionStatus = 'Running'"
 	dc := converter.GetDefaultDataConverter()
-	var out []activities.SiteSpec
+	var out []distribution.SiteSpec
 	var running []string
 	var token []byte
 	for {
@@ -41,7 +41,7 @@ func (d DesiredSites) DesiredSites(ctx context.Context) ([]activities.SiteSpec, 
 			if !ok {
 				continue // not applied yet
 			}
-			var spec activities.SiteSpec
+			var spec distribution.SiteSpec
 			if err := dc.FromPayload(p, &spec); err != nil {
 				return nil, nil, fmt.Errorf("memo of %s: %w", id, err)
 			}
