@@ -12,10 +12,7 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
-	workflowpb "go.temporal.io/api/workflow/v1"
-	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/cdnflow/cdnflow/distribution"
@@ -173,82 +170,55 @@ func randomLabel(n int) string {
 	return string(b)
 }
 
-// ListDistributions answers GET from visibility (which distributions) and
-// each entity's query (their state). Deleted ones are listed only when
-// status=CLOSE is asked for.
+// ListDistributions answers GET from visibility (which distributions,
+// workflows.ListDistributions) and each entity's query (their state).
+// Deleted ones are listed only when status=CLOSE is asked for.
 func (s *Service) ListDistributions(ctx context.Context, appKey, domain, status string) ([]DistributionView, error) {
-	q := fmt.Sprintf("%s = '%s' AND %s = '%s'", workflows.KindAttr.GetName(), workflows.KindDistribution, workflows.AppKeyAttr.GetName(), escapeQuery(appKey))
+	q := workflows.DistributionQuery{AppKey: appKey}
 	if domain != "" {
-		domain = strings.ToLower(domain)
-		if !validHostname(domain) {
-			return nil, invalid("domain %q is not a valid domain name", domain)
+		q.Domain = strings.ToLower(domain)
+		if !validHostname(q.Domain) {
+			return nil, invalid("domain %q is not a valid domain name", q.Domain)
 		}
-		q += fmt.Sprintf(" AND %s = '%s'", workflows.DomainAttr.GetName(), domain)
 	}
 	if status != "" {
 		if !validStatus(status) {
 			return nil, invalid("status %q is not a CDN status code", status)
 		}
-		q += fmt.Sprintf(" AND %s = '%s'", workflows.StatusAttr.GetName(), status)
+		q.Status = status
 	}
-	if status != distribution.StatusClose {
-		q += " AND ExecutionStatus = 'Running'"
-	}
+	q.Ended = status == distribution.StatusClose
 	out := []DistributionView{}
-	var token []byte
 	workersDown := false
-	for {
-		resp, err := s.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 500, NextPageToken: token})
+	for l, err := range workflows.ListDistributions(ctx, s.temporal, q) {
 		if err != nil {
-			return nil, fmt.Errorf("list distributions: %w", err)
+			return nil, err
 		}
-		for _, ex := range resp.GetExecutions() {
-			// Once no worker answers, every entry shows the last state its
-			// workflow recorded in visibility, without waiting on another
-			// query; a failed query falls back the same way.
-			st := stateFromVisibility(ex)
-			if !workersDown {
-				queried, err := s.distributionState(ctx, ex.GetExecution().GetWorkflowId())
-				switch {
-				case isNotFound(err):
-					continue // ended between list and query
-				case err == nil:
-					st = queried
-				default:
-					workersDown = errors.Is(err, ErrWorkersUnavailable)
-				}
+		// Once no worker answers, every entry shows the last state its
+		// workflow published in visibility, without waiting on another
+		// query; a failed query falls back the same way.
+		st := l.State
+		if !workersDown {
+			queried, err := s.distributionState(ctx, l.WorkflowID)
+			switch {
+			case isNotFound(err):
+				continue // ended between list and query
+			case err == nil:
+				st = queried
+			default:
+				workersDown = errors.Is(err, ErrWorkersUnavailable)
 			}
-			if status != "" && st.Status != status {
-				continue
-			}
-			out = append(out, ViewOf(st))
 		}
-		token = resp.GetNextPageToken()
-		if len(token) == 0 || len(out) >= 5000 {
+		if status != "" && st.Status != status {
+			continue
+		}
+		out = append(out, ViewOf(st))
+		if len(out) >= 5000 {
 			break
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CreateTime > out[j].CreateTime })
 	return out, nil
-}
-
-// stateFromVisibility is a distribution as visibility last saw it: the
-// state memo its workflow keeps at every status change, or, for workflows
-// older than that memo, the domain and status search attributes.
-func stateFromVisibility(ex *workflowpb.WorkflowExecutionInfo) distribution.State {
-	var st distribution.State
-	if p, ok := ex.GetMemo().GetFields()[workflows.MemoDistributionState]; ok {
-		if err := converter.GetDefaultDataConverter().FromPayload(p, &st); err == nil {
-			return st
-		}
-	}
-	fields := ex.GetSearchAttributes().GetIndexedFields()
-	st.Domain = keywordOf(fields[workflows.DomainAttr.GetName()])
-	st.Status = keywordOf(fields[workflows.StatusAttr.GetName()])
-	if t := ex.GetStartTime(); t != nil {
-		st.CreateTime = t.AsTime().UnixMilli()
-	}
-	return st
 }
 
 func validStatus(s string) bool {
