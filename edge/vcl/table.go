@@ -71,16 +71,14 @@ func (s Site) entry(gen connector.Generation, origins []connector.SiteOrigin) (c
 	return e, nil
 }
 
-// SiteOfEntry is the inverse of Entry: what Render needs of a table entry
-// (the edge's VCL is rendered from its table).
+// SiteOfEntry is what Render needs of a table entry (the edge's VCL is
+// rendered from its table): hosts and rules. The origins stay in the
+// table, which the connector reads; the VCL names none.
 func SiteOfEntry(e connector.Site) Site {
 	s := Site{Name: e.Name, Hosts: e.Hosts, Suspended: e.Suspended, ForwardHostHeader: ForwardOriginHostname,
 		TTL: time.Duration(e.TTL) * time.Second}
 	if e.ForwardRequestHost {
 		s.ForwardHostHeader = ForwardRequestHost
-	}
-	for _, o := range e.Origins {
-		s.Origins = append(s.Origins, Backend{Scheme: o.Scheme, Host: o.Host, Port: o.Port, Path: o.Path})
 	}
 	if r := e.Referrer; r != nil {
 		s.ReferrerType, s.Referrers, s.AllowEmptyReferrer = r.Type, r.Patterns, r.AllowEmpty
