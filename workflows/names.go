@@ -98,7 +98,7 @@ const (
 // Memo keys.
 const (
 	// MemoDistributionState is the memo key of the last status change's
-	// state (an distribution.State).
+	// state (a distribution.State).
 	MemoDistributionState = "state"
 	// MemoEdgeSite is the memo key of a distribution's last applied
 	// distribution.SiteSpec: what the edge sync loop holds every edge to.
