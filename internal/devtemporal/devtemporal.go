@@ -207,6 +207,12 @@ var dynamicConfig = dynamicconfig.StaticClient{
 	// scheduled them, skipping a matching round trip: purges fan out
 	// to every edge and that latency is most of a small purge.
 	dynamicconfig.EnableActivityEagerExecution.Key(): true,
+	// cdnflow keeps large payloads in its own claim-check store, never in
+	// the SDK's external payload storage; the server's accounting of
+	// external payloads walks each new event batch while another request
+	// may be encoding the same events (a data race in server v1.32.1 seen
+	// under -race), so it is off.
+	dynamicconfig.ExternalPayloadsEnabled.Key(): false,
 }
 
 func newServer(conf *config.Config, ip string, p ports, serverLog *zap.Logger) (temporal.Server, error) {
