@@ -143,8 +143,7 @@ func (s *Service) startDistribution(ctx context.Context, appKey string, cfg acti
 			),
 		}
 		_, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.DistributionWorkflow, workflows.DistributionInit{
-			State: st, EdgeIDs: s.inventory.IDs(), HeartbeatTimeout: s.config.HeartbeatTimeout,
-			ApplyAttempts: s.config.EdgeApplyAttempts, ErrorRetry: s.config.EdgeErrorRetry,
+			State: st, EdgeIDs: s.inventory.IDs(),
 		})
 		var taken *serviceerror.WorkflowExecutionAlreadyStarted
 		if errors.As(err, &taken) {
