@@ -19,7 +19,7 @@ test: deps tools fmt-check vet lint workflowcheck
 	$(MAKE) test-cluster
 
 # The fast loop: every test that needs neither varnishd nor a Temporal
-# server. Test files that start the stack (testenv, internal/stack,
+# server. Test files that start the stack (testenv, stack,
 # devtemporal, the cmd/cdnflow binary tests) carry `//go:build !unit`, so
 # -tags unit leaves them out and no test binary links the Temporal server;
 # edge tests that start varnishd skip under -short. `make test` runs
@@ -74,12 +74,12 @@ vet:
 # module (go.mod `tool`), built from the module cache. errcheck_excludes.txt
 # lists the few calls whose error a caller may drop, each with its reason;
 # every other dropped error is an explicit `_ =` with a comment. The cluster
-# build tag adds the kill tests of internal/cluster.
+# build tag adds the kill tests of stack/cluster.
 lint:
 	go tool staticcheck ./...
-	go tool staticcheck -tags cluster ./internal/cluster/
+	go tool staticcheck -tags cluster ./stack/cluster/
 	go tool errcheck -exclude errcheck_excludes.txt ./...
-	go tool errcheck -exclude errcheck_excludes.txt -tags cluster ./internal/cluster/
+	go tool errcheck -exclude errcheck_excludes.txt -tags cluster ./stack/cluster/
 
 # The SDK's determinism checker over the workflow code; it fails on a
 # non-deterministic call (time.Now, map iteration, goroutines, I/O ...).
@@ -90,7 +90,7 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-# The local scale-out cluster (internal/cluster, docs/operations.md "Local
+# The local scale-out cluster (stack/cluster, docs/operations.md "Local
 # cluster"): PostgreSQL from Debian's package, the Temporal server and its
 # SQL tool built from the pinned go.temporal.io/server (go.mod tool
 # directives), the S3 payload store (versitygw, `make tools`), the Web UI, the edges with their connectors, two workers and
@@ -125,4 +125,4 @@ cluster-status:
 # warm builds (measured at load 17–23 on 2 cores); the first run also builds
 # the three binaries without -race (the Temporal server module, once).
 test-cluster: cluster-deps cluster-bins
-	CDNFLOW_CLUSTER_BIN_DIR=$(CURDIR)/bin go test -tags cluster -count=1 -timeout 30m -v ./internal/cluster/
+	CDNFLOW_CLUSTER_BIN_DIR=$(CURDIR)/bin go test -tags cluster -count=1 -timeout 30m -v ./stack/cluster/

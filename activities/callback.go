@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/cdnflow/cdnflow/distribution"
 )
 
 // callbackBody is the NHN callback body.
@@ -37,7 +39,7 @@ type callbackDistribution struct {
 	Referrers    string           `json:"referrers"`
 	DeleteTime   *int64           `json:"deleteTime"`
 	Origins      []callbackOrigin `json:"origins"`
-	Callback     *Callback
+	Callback     *distribution.Callback
 }
 
 type callbackOrigin struct {
@@ -53,9 +55,9 @@ func (a *Distribution) DistributionCallback(ctx context.Context, req CallbackReq
 	st := req.State
 	target := strings.NewReplacer("{appKey}", url.QueryEscape(st.AppKey), "{status}", url.QueryEscape(st.Status), "{domain}", url.QueryEscape(st.Domain)).Replace(req.Callback.URL)
 	var body callbackBody
-	body.Header.IsSuccessful = st.Status != StatusError
+	body.Header.IsSuccessful = st.Status != distribution.StatusError
 	body.Header.ResultMessage = "SUCCESS"
-	if st.Status == StatusError {
+	if st.Status == distribution.StatusError {
 		body.Header.ResultCode = 50000
 		body.Header.ResultMessage = st.LastError
 	}
@@ -71,7 +73,7 @@ func (a *Distribution) DistributionCallback(ctx context.Context, req CallbackReq
 		body.Distribution.DeleteTime = &dt
 	}
 	for _, o := range c.Origins {
-		_, port := OriginEndpoint(o, c.UseOriginHTTPProtocolDowngrade)
+		_, port := o.Endpoint(c.UseOriginHTTPProtocolDowngrade)
 		body.Distribution.Origins = append(body.Distribution.Origins, callbackOrigin{Origin: o.Origin, OriginPath: o.OriginPath, Port: fmt.Sprint(port)})
 	}
 	data, err := json.Marshal(body)

@@ -10,6 +10,8 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+
+	"github.com/cdnflow/cdnflow/distribution"
 )
 
 // A callback is the NHN body with the URL's placeholders filled in; an
@@ -29,9 +31,9 @@ func TestDistributionCallback(t *testing.T) {
 	}))
 	defer srv.Close()
 	req := CallbackRequest{
-		Callback: Callback{HTTPMethod: "post", URL: srv.URL + "/cb?app={appKey}&s={status}&d={domain}"},
-		State: DistributionState{AppKey: "k1", Domain: "x.cdn.test", Status: StatusError, LastError: "edge E1: boom",
-			Config: DistributionConfig{Origins: []Origin{{Origin: "o.test", HTTPPort: 8080}}}},
+		Callback: distribution.Callback{HTTPMethod: "post", URL: srv.URL + "/cb?app={appKey}&s={status}&d={domain}"},
+		State: distribution.State{AppKey: "k1", Domain: "x.cdn.test", Status: distribution.StatusError, LastError: "edge E1: boom",
+			Config: distribution.Config{Origins: []distribution.Origin{{Origin: "o.test", HTTPPort: 8080}}}},
 	}
 	var ts testsuite.WorkflowTestSuite
 	a := &Distribution{AllowPrivateCallbacks: true}

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cdnflow/cdnflow/distribution"
 	"github.com/cdnflow/cdnflow/edge"
 	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/edge/vcl"
@@ -25,8 +26,11 @@ type Distribution struct {
 	Origins *connector.Connector
 }
 
-// SiteOf turns a distribution into what an edge enforces.
-func SiteOf(s SiteSpec) vcl.Site {
+// SiteOf is what an edge's VCL enforces of a distribution: its hosts,
+// Host forwarding, TTL, referrer rule and suspension. Its origins do not
+// pass through the VCL package: EntryOf takes them from the distribution
+// model (distribution.Config.SiteOrigins).
+func SiteOf(s distribution.SiteSpec) vcl.Site {
 	c := s.Config
 	site := vcl.Site{
 		Name:               s.Domain,
@@ -48,36 +52,5 @@ func SiteOf(s SiteSpec) vcl.Site {
 			site.Referrers = append(site.Referrers, r)
 		}
 	}
-	// Each origin keeps its own originPath (NHN v1.5 origins[]).
-	for i, o := range ConnectorOrigins(c) {
-		site.Origins = append(site.Origins, vcl.Backend{Scheme: o.Scheme, Host: o.Host, Port: o.Port, Path: c.Origins[i].OriginPath})
-	}
 	return site
-}
-
-// OriginEndpoint is how edges fetch from o (NHN v1.5 origins[] and
-// useOriginHttpProtocolDowngrade): port → http on port; httpsPort without
-// downgrade → https on httpsPort; with downgrade → http on httpPort, else
-// 80; httpPort only → http on httpPort.
-func OriginEndpoint(o Origin, downgrade bool) (scheme string, port int) {
-	switch {
-	case o.Port != 0:
-		return "http", o.Port
-	case o.HTTPSPort != 0 && !downgrade:
-		return "https", o.HTTPSPort
-	case o.HTTPPort != 0:
-		return "http", o.HTTPPort
-	}
-	return "http", 80
-}
-
-// ConnectorOrigins are a distribution's origins as the edges' connectors
-// fetch them (OriginEndpoint), host names lower-cased.
-func ConnectorOrigins(c DistributionConfig) []connector.Origin {
-	out := make([]connector.Origin, 0, len(c.Origins))
-	for _, o := range c.Origins {
-		scheme, port := OriginEndpoint(o, c.UseOriginHTTPProtocolDowngrade)
-		out = append(out, connector.Origin{Scheme: scheme, Host: strings.ToLower(o.Origin), Port: port})
-	}
-	return out
 }

@@ -9,6 +9,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/cdnflow/cdnflow/distribution"
 	"github.com/cdnflow/cdnflow/edge"
 	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/inventory"
@@ -63,7 +64,7 @@ func (a *Distribution) ApplySite(ctx context.Context, in ApplySiteInput) error {
 	return nil
 }
 
-func (a *Distribution) applyOnEdge(ctx context.Context, id string, spec SiteSpec, entry connector.Site) error {
+func (a *Distribution) applyOnEdge(ctx context.Context, id string, spec distribution.SiteSpec, entry connector.Site) error {
 	e, ok := a.Inventory.Get(id)
 	if !ok {
 		return &refusedError{fmt.Errorf("edge %s is not in the inventory", id)}
@@ -103,7 +104,7 @@ func (a *Distribution) applyOnEdge(ctx context.Context, id string, spec SiteSpec
 }
 
 // banHosts invalidates every object of spec's hosts on e.
-func banHosts(ctx context.Context, c *edge.Client, e inventory.Edge, spec SiteSpec) error {
+func banHosts(ctx context.Context, c *edge.Client, e inventory.Edge, spec distribution.SiteSpec) error {
 	hosts := append([]string{strings.ToLower(spec.Domain)}, spec.Config.Aliases()...)
 	for _, h := range hosts {
 		if err := c.BanPrefix(ctx, e, h, ""); err != nil {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/cdnflow/cdnflow/distribution"
 	"github.com/cdnflow/cdnflow/edge"
 	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/edge/varnishadm"
@@ -26,19 +27,14 @@ type EdgeConfig struct {
 	PurgeACL []string
 }
 
-// Gen is spec's site table generation.
-func (s SiteSpec) Gen() connector.Generation {
-	return connector.Generation{Created: s.Created, Version: s.Version}
-}
-
-// EntryOf is spec as an edge's site table holds it; a spec no edge can
-// serve is an error naming the value.
-func EntryOf(spec SiteSpec) (connector.Site, error) {
-	site := SiteOf(spec)
+// EntryOf is spec as an edge's site table holds it: the rules of SiteOf
+// and the origins of the distribution model, each with its own path. A
+// spec no edge can serve is an error naming the value.
+func EntryOf(spec distribution.SiteSpec) (connector.Site, error) {
 	// A BLACKLIST of nothing that admits an empty Referer (NHN requires a
 	// referrerType, so almost every distribution has one) is no rule and
-	// costs no VCL: vcl.Site.Entry drops it.
-	return site.Entry(spec.Gen())
+	// costs no VCL: vcl.Site.EntryWith drops it.
+	return SiteOf(spec).EntryWith(spec.Gen(), spec.Config.SiteOrigins())
 }
 
 // edgeVCLLocks holds one lock per edge ID (a 1-slot channel): the VCL

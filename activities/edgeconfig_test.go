@@ -1,20 +1,24 @@
 package activities
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/cdnflow/cdnflow/distribution"
+)
 
 // Only a referrer rule that refuses something reaches the edge's VCL: an
 // NHN distribution always names a referrerType, and a BLACKLIST of
 // nothing that admits an empty Referer must not cost a VCL compile.
 func TestEntryOfDropsNoOpReferrer(t *testing.T) {
-	spec := func(typ, referrers string, allowEmpty bool) SiteSpec {
-		return SiteSpec{Domain: "a.cdn.example", Version: 1, Created: 1, Config: DistributionConfig{
+	spec := func(typ, referrers string, allowEmpty bool) distribution.SiteSpec {
+		return distribution.SiteSpec{Domain: "a.cdn.example", Version: 1, Created: 1, Config: distribution.Config{
 			UseOrigin: "Y", ReferrerType: typ, Referrers: referrers, IsAllowWhenEmptyReferrer: allowEmpty,
-			Origins: []Origin{{Origin: "origin.example", Port: 80}},
+			Origins: []distribution.Origin{{Origin: "origin.example", Port: 80}},
 		}}
 	}
 	for _, c := range []struct {
 		name     string
-		spec     SiteSpec
+		spec     distribution.SiteSpec
 		wantRule bool
 	}{
 		{"blacklist of nothing, empty admitted", spec("BLACKLIST", "", true), false},

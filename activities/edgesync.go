@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cdnflow/cdnflow/distribution"
 	"github.com/cdnflow/cdnflow/edge"
 	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/internal/metrics"
@@ -15,14 +16,14 @@ import (
 )
 
 // DesiredSites lists the desired state of every distribution edges should
-// hold: the last applied SiteSpec of each running distribution workflow
+// hold: the last applied distribution.SiteSpec of each running distribution workflow
 // (the source of truth); workflows.DesiredSites implements it over
 // visibility.
 type DesiredSites interface {
 	// DesiredSites returns the specs, and the domains of every running
 	// distribution (also those whose first change is still in flight:
 	// their sites on an edge are not orphans).
-	DesiredSites(ctx context.Context) (specs []SiteSpec, running []string, err error)
+	DesiredSites(ctx context.Context) (specs []distribution.SiteSpec, running []string, err error)
 }
 
 // EdgeSync compares each edge's running configuration (active VCL and

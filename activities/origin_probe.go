@@ -7,6 +7,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/cdnflow/cdnflow/distribution"
 	"github.com/cdnflow/cdnflow/edge/connector"
 )
 
@@ -16,8 +17,8 @@ const ErrOriginUnusable = "OriginUnusable"
 
 // ProbeOriginsRequest names the origins of one distribution change.
 type ProbeOriginsRequest struct {
-	Domain string             `json:"domain"`
-	Config DistributionConfig `json:"config"`
+	Domain string              `json:"domain"`
+	Config distribution.Config `json:"config"`
 }
 
 // ProbeDistributionOrigins checks each origin of a distribution the way
@@ -38,7 +39,7 @@ func (a *Distribution) ProbeDistributionOrigins(ctx context.Context, req ProbeOr
 	if len(req.Config.Origins) > 0 && req.Config.Origins[0].OriginPath != "" {
 		path = req.Config.Origins[0].OriginPath + "/"
 	}
-	for _, o := range ConnectorOrigins(req.Config) {
+	for _, o := range req.Config.ConnectorOrigins() {
 		err := a.Origins.Probe(ctx, o, "", path)
 		if err == nil {
 			continue

@@ -221,6 +221,12 @@ func (a *Prewarm) warmBatch(ctx context.Context, e inventory.Edge, spec warmSpec
 	if cutShort(ctx) {
 		return rows, true
 	}
+	m.record(rows)
+	return rows, false
+}
+
+// record counts each sent pair's outcome and its mean time per attempt.
+func (m pairMetrics) record(rows []PairDetail) {
 	for _, r := range rows {
 		if r.Attempts == 0 {
 			continue // an invalid URL: never sent
@@ -232,7 +238,6 @@ func (a *Prewarm) warmBatch(ctx context.Context, e inventory.Edge, spec warmSpec
 		}
 		m.fetch.Observe(float64(r.DurationMS) / 1000 / float64(r.Attempts))
 	}
-	return rows, false
 }
 
 // cutShort reports whether ctx ended or its deadline has come. Both mean

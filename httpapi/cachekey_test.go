@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/cdnflow/cdnflow/internal/config"
-	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/service"
+	"github.com/cdnflow/cdnflow/stack/testenv"
 )
 
 // cacheKeyEnv is one real varnishd edge with one open distribution (and an

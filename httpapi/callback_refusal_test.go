@@ -15,8 +15,8 @@ import (
 
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/eventually"
-	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/service"
+	"github.com/cdnflow/cdnflow/stack/testenv"
 )
 
 // With private callbacks not allowed (the production default; the other

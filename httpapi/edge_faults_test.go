@@ -13,10 +13,10 @@ import (
 	"github.com/cdnflow/cdnflow/edge/edgetest"
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/eventually"
-	"github.com/cdnflow/cdnflow/internal/stack"
-	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/inventory"
 	"github.com/cdnflow/cdnflow/service"
+	"github.com/cdnflow/cdnflow/stack"
+	"github.com/cdnflow/cdnflow/stack/testenv"
 )
 
 // faultEdges is a testenv whose worker reaches every edge through a fault

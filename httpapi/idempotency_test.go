@@ -11,7 +11,7 @@ import (
 
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/payload"
-	"github.com/cdnflow/cdnflow/internal/testenv"
+	"github.com/cdnflow/cdnflow/stack/testenv"
 )
 
 // An Idempotency-Key reused after the first job's history is gone

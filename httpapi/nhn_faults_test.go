@@ -11,8 +11,8 @@ import (
 
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/eventually"
-	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/service"
+	"github.com/cdnflow/cdnflow/stack/testenv"
 )
 
 func createDistribution(t *testing.T, env *testenv.Env, originPath string) service.DistributionView {

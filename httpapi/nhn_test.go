@@ -17,8 +17,8 @@ import (
 
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/eventually"
-	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/service"
+	"github.com/cdnflow/cdnflow/stack/testenv"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 

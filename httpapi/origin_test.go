@@ -24,8 +24,8 @@ import (
 	"time"
 
 	"github.com/cdnflow/cdnflow/internal/config"
-	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/service"
+	"github.com/cdnflow/cdnflow/stack/testenv"
 )
 
 // testCA is a certificate authority made by the test: its PEM file is what

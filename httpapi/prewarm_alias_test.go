@@ -15,9 +15,9 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/cdnflow/cdnflow/internal/config"
-	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/inventory"
 	"github.com/cdnflow/cdnflow/service"
+	"github.com/cdnflow/cdnflow/stack/testenv"
 )
 
 // createOpenDistribution creates a distribution under key (an appKey with

@@ -18,8 +18,8 @@ import (
 	"github.com/cdnflow/cdnflow/httpapi"
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/eventually"
-	"github.com/cdnflow/cdnflow/internal/stack"
-	"github.com/cdnflow/cdnflow/internal/testenv"
+	"github.com/cdnflow/cdnflow/stack"
+	"github.com/cdnflow/cdnflow/stack/testenv"
 )
 
 // secondAPI serves a second API on env's Temporal, as a second `cdnflow

@@ -12,8 +12,8 @@ import (
 
 	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/internal/eventually"
-	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/service"
+	"github.com/cdnflow/cdnflow/stack/testenv"
 )
 
 func TestSchedulesFireAndAreManaged(t *testing.T) {

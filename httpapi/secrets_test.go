@@ -21,9 +21,9 @@ import (
 	"github.com/cdnflow/cdnflow/httpapi"
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/eventually"
-	"github.com/cdnflow/cdnflow/internal/stack"
-	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/service"
+	"github.com/cdnflow/cdnflow/stack"
+	"github.com/cdnflow/cdnflow/stack/testenv"
 )
 
 // Keys and SecretKeys never reach the logs: not from requests that carry

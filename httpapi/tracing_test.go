@@ -28,9 +28,9 @@ import (
 	"github.com/cdnflow/cdnflow/httpapi"
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/eventually"
-	"github.com/cdnflow/cdnflow/internal/stack"
-	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/internal/tracing"
+	"github.com/cdnflow/cdnflow/stack"
+	"github.com/cdnflow/cdnflow/stack/testenv"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 

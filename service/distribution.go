@@ -12,13 +12,10 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
-	workflowpb "go.temporal.io/api/workflow/v1"
-	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/cdnflow/cdnflow/activities"
+	"github.com/cdnflow/cdnflow/distribution"
 	"github.com/cdnflow/cdnflow/internal/metrics"
 	"github.com/cdnflow/cdnflow/workflows"
 )
@@ -34,28 +31,28 @@ const MaxDistributionsPerRequest = 100
 
 // DistributionView is a distribution as the API shows it (NHN fields).
 type DistributionView struct {
-	Domain                         string               `json:"domain"`
-	DomainAlias                    string               `json:"domainAlias"`
-	Region                         string               `json:"region"`
-	Description                    string               `json:"description"`
-	Status                         string               `json:"status"`
-	CreateTime                     int64                `json:"createTime"`
-	UseOrigin                      string               `json:"useOrigin"`
-	UseOriginHTTPProtocolDowngrade bool                 `json:"useOriginHttpProtocolDowngrade"`
-	ForwardHostHeader              string               `json:"forwardHostHeader"`
-	MaxAge                         int64                `json:"maxAge"`
-	ReferrerType                   string               `json:"referrerType"`
-	Referrers                      string               `json:"referrers"`
-	IsAllowWhenEmptyReferrer       bool                 `json:"isAllowWhenEmptyReferrer"`
-	Origins                        []activities.Origin  `json:"origins"`
-	Callback                       *activities.Callback `json:"callback,omitempty"`
+	Domain                         string                 `json:"domain"`
+	DomainAlias                    string                 `json:"domainAlias"`
+	Region                         string                 `json:"region"`
+	Description                    string                 `json:"description"`
+	Status                         string                 `json:"status"`
+	CreateTime                     int64                  `json:"createTime"`
+	UseOrigin                      string                 `json:"useOrigin"`
+	UseOriginHTTPProtocolDowngrade bool                   `json:"useOriginHttpProtocolDowngrade"`
+	ForwardHostHeader              string                 `json:"forwardHostHeader"`
+	MaxAge                         int64                  `json:"maxAge"`
+	ReferrerType                   string                 `json:"referrerType"`
+	Referrers                      string                 `json:"referrers"`
+	IsAllowWhenEmptyReferrer       bool                   `json:"isAllowWhenEmptyReferrer"`
+	Origins                        []distribution.Origin  `json:"origins"`
+	Callback                       *distribution.Callback `json:"callback,omitempty"`
 	// cdnflow's: why it is in ERROR, and the latest callback outcomes.
-	LastError string                      `json:"lastError,omitempty"`
-	Callbacks []activities.CallbackResult `json:"callbacks,omitempty"`
+	LastError string                        `json:"lastError,omitempty"`
+	Callbacks []distribution.CallbackResult `json:"callbacks,omitempty"`
 }
 
 // ViewOf renders a distribution state for the API.
-func ViewOf(st activities.DistributionState) DistributionView {
+func ViewOf(st distribution.State) DistributionView {
 	c := st.Config
 	return DistributionView{
 		Domain: st.Domain, DomainAlias: c.DomainAlias, Region: c.Region, Description: c.Description,
@@ -76,9 +73,9 @@ func (s *Service) CreateDistributions(ctx context.Context, appKey string, bodies
 	if len(bodies) > MaxDistributionsPerRequest {
 		return nil, invalid("distributions lists %d; at most %d per request", len(bodies), MaxDistributionsPerRequest)
 	}
-	configs := make([]activities.DistributionConfig, len(bodies))
+	configs := make([]distribution.Config, len(bodies))
 	for i, b := range bodies {
-		cfg, err := buildConfig(b, modeCreate, activities.DistributionConfig{})
+		cfg, err := buildConfig(b, modeCreate, distribution.Config{})
 		if err != nil {
 			return nil, invalid("distributions[%d].%s", i, err.Error())
 		}
@@ -123,11 +120,11 @@ func (s *Service) CreateDistributions(ctx context.Context, appKey string, bodies
 // the same time.
 const createParallelism = 16
 
-func (s *Service) startDistribution(ctx context.Context, appKey string, cfg activities.DistributionConfig, seq int64) (activities.DistributionState, error) {
+func (s *Service) startDistribution(ctx context.Context, appKey string, cfg distribution.Config, seq int64) (distribution.State, error) {
 	for attempt := 0; attempt < 5; attempt++ {
 		domain := randomLabel(8) + "." + strings.ToLower(s.config.CDNBaseDomain)
 		now := time.Now()
-		st := activities.DistributionState{AppKey: appKey, Domain: domain, Status: activities.StatusOpening, Config: cfg, CreateTime: now.UnixMilli(), Seq: seq}
+		st := distribution.State{AppKey: appKey, Domain: domain, Status: distribution.StatusOpening, Config: cfg, CreateTime: now.UnixMilli(), Seq: seq}
 		id := workflows.DistributionWorkflowID(appKey, domain)
 		opts := client.StartWorkflowOptions{
 			ID:                    id,
@@ -137,7 +134,7 @@ func (s *Service) startDistribution(ctx context.Context, appKey string, cfg acti
 				workflows.KindAttr.ValueSet(workflows.KindDistribution),
 				workflows.AppKeyAttr.ValueSet(appKey),
 				workflows.DomainAttr.ValueSet(domain),
-				workflows.StatusAttr.ValueSet(activities.StatusOpening),
+				workflows.StatusAttr.ValueSet(distribution.StatusOpening),
 				workflows.SeqAttr.ValueSet(seq),
 				workflows.CreatedAttr.ValueSet(now.UTC()),
 			),
@@ -155,7 +152,7 @@ func (s *Service) startDistribution(ctx context.Context, appKey string, cfg acti
 		metrics.JobsStarted.WithLabelValues(workflows.KindDistribution).Inc()
 		return st, nil
 	}
-	return activities.DistributionState{}, errors.New("could not draw an unused domain name")
+	return distribution.State{}, errors.New("could not draw an unused domain name")
 }
 
 const labelAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -172,58 +169,50 @@ func randomLabel(n int) string {
 	return string(b)
 }
 
-// ListDistributions answers GET from visibility (which distributions) and
-// each entity's query (their state). Deleted ones are listed only when
-// status=CLOSE is asked for.
+// ListDistributions answers GET from visibility (which distributions,
+// workflows.ListDistributions) and each entity's query (their state).
+// Deleted ones are listed only when status=CLOSE is asked for.
 func (s *Service) ListDistributions(ctx context.Context, appKey, domain, status string) ([]DistributionView, error) {
-	q := fmt.Sprintf("%s = '%s' AND %s = '%s'", workflows.KindAttr.GetName(), workflows.KindDistribution, workflows.AppKeyAttr.GetName(), escapeQuery(appKey))
+	q := workflows.DistributionQuery{AppKey: appKey}
 	if domain != "" {
-		domain = strings.ToLower(domain)
-		if !validHostname(domain) {
-			return nil, invalid("domain %q is not a valid domain name", domain)
+		q.Domain = strings.ToLower(domain)
+		if !validHostname(q.Domain) {
+			return nil, invalid("domain %q is not a valid domain name", q.Domain)
 		}
-		q += fmt.Sprintf(" AND %s = '%s'", workflows.DomainAttr.GetName(), domain)
 	}
 	if status != "" {
 		if !validStatus(status) {
 			return nil, invalid("status %q is not a CDN status code", status)
 		}
-		q += fmt.Sprintf(" AND %s = '%s'", workflows.StatusAttr.GetName(), status)
+		q.Status = status
 	}
-	if status != activities.StatusClose {
-		q += " AND ExecutionStatus = 'Running'"
-	}
+	q.Ended = status == distribution.StatusClose
 	out := []DistributionView{}
-	var token []byte
 	workersDown := false
-	for {
-		resp, err := s.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 500, NextPageToken: token})
+	for l, err := range workflows.ListDistributions(ctx, s.temporal, q) {
 		if err != nil {
-			return nil, fmt.Errorf("list distributions: %w", err)
+			return nil, err
 		}
-		for _, ex := range resp.GetExecutions() {
-			// Once no worker answers, every entry shows the last state its
-			// workflow recorded in visibility, without waiting on another
-			// query; a failed query falls back the same way.
-			st := stateFromVisibility(ex)
-			if !workersDown {
-				queried, err := s.distributionState(ctx, ex.GetExecution().GetWorkflowId())
-				switch {
-				case isNotFound(err):
-					continue // ended between list and query
-				case err == nil:
-					st = queried
-				default:
-					workersDown = errors.Is(err, ErrWorkersUnavailable)
-				}
+		// Once no worker answers, every entry shows the last state its
+		// workflow published in visibility, without waiting on another
+		// query; a failed query falls back the same way.
+		st := l.State
+		if !workersDown {
+			queried, err := s.distributionState(ctx, l.WorkflowID)
+			switch {
+			case isNotFound(err):
+				continue // ended between list and query
+			case err == nil:
+				st = queried
+			default:
+				workersDown = errors.Is(err, ErrWorkersUnavailable)
 			}
-			if status != "" && st.Status != status {
-				continue
-			}
-			out = append(out, ViewOf(st))
 		}
-		token = resp.GetNextPageToken()
-		if len(token) == 0 || len(out) >= 5000 {
+		if status != "" && st.Status != status {
+			continue
+		}
+		out = append(out, ViewOf(st))
+		if len(out) >= 5000 {
 			break
 		}
 	}
@@ -231,36 +220,17 @@ func (s *Service) ListDistributions(ctx context.Context, appKey, domain, status 
 	return out, nil
 }
 
-// stateFromVisibility is a distribution as visibility last saw it: the
-// state memo its workflow keeps at every status change, or, for workflows
-// older than that memo, the domain and status search attributes.
-func stateFromVisibility(ex *workflowpb.WorkflowExecutionInfo) activities.DistributionState {
-	var st activities.DistributionState
-	if p, ok := ex.GetMemo().GetFields()[workflows.MemoDistributionState]; ok {
-		if err := converter.GetDefaultDataConverter().FromPayload(p, &st); err == nil {
-			return st
-		}
-	}
-	fields := ex.GetSearchAttributes().GetIndexedFields()
-	st.Domain = keywordOf(fields[workflows.DomainAttr.GetName()])
-	st.Status = keywordOf(fields[workflows.StatusAttr.GetName()])
-	if t := ex.GetStartTime(); t != nil {
-		st.CreateTime = t.AsTime().UnixMilli()
-	}
-	return st
-}
-
 func validStatus(s string) bool {
 	switch s {
-	case activities.StatusOpening, activities.StatusOpen, activities.StatusModifying, activities.StatusResume,
-		activities.StatusSuspending, activities.StatusSuspend, activities.StatusClosing, activities.StatusClose, activities.StatusError:
+	case distribution.StatusOpening, distribution.StatusOpen, distribution.StatusModifying, distribution.StatusResume,
+		distribution.StatusSuspending, distribution.StatusSuspend, distribution.StatusClosing, distribution.StatusClose, distribution.StatusError:
 		return true
 	}
 	return false
 }
 
-func (s *Service) distributionState(ctx context.Context, wfID string) (activities.DistributionState, error) {
-	var st activities.DistributionState
+func (s *Service) distributionState(ctx context.Context, wfID string) (distribution.State, error) {
+	var st distribution.State
 	v, err := s.query(ctx, wfID, workflows.QueryDistribution)
 	if err != nil {
 		return st, err
@@ -290,7 +260,7 @@ func (s *Service) UpdateDistribution(ctx context.Context, appKey string, b Distr
 	base := st.Config
 	if !partial {
 		// PUT replaces; optional fields not given go back to their defaults.
-		base = activities.DistributionConfig{Region: st.Config.Region, IsAllowWhenEmptyReferrer: true}
+		base = distribution.Config{Region: st.Config.Region, IsAllowWhenEmptyReferrer: true}
 		if b.IsAllowWhenEmptyReferrer == nil {
 			t := true
 			b.IsAllowWhenEmptyReferrer = &t

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/cdnflow/cdnflow/activities"
+	"github.com/cdnflow/cdnflow/distribution"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
@@ -14,8 +14,8 @@ var ErrUnknownDomain = fmt.Errorf("unknown domain: %w", ErrNotFound)
 // DistributionByDomain reads a distribution's state from its entity
 // workflow. A closed (deleted) distribution counts as unknown. The appKey is
 // part of the workflow id, so one appKey can never see another's domains.
-func (s *Service) DistributionByDomain(ctx context.Context, appKey, domain string) (activities.DistributionState, error) {
-	var st activities.DistributionState
+func (s *Service) DistributionByDomain(ctx context.Context, appKey, domain string) (distribution.State, error) {
+	var st distribution.State
 	v, err := s.query(ctx, workflows.DistributionWorkflowID(appKey, domain), workflows.QueryDistribution)
 	if err != nil {
 		if isNotFound(err) {
@@ -26,7 +26,7 @@ func (s *Service) DistributionByDomain(ctx context.Context, appKey, domain strin
 	if err := v.Get(&st); err != nil {
 		return st, fmt.Errorf("decode distribution %s: %w", domain, err)
 	}
-	if st.Status == activities.StatusClose {
+	if st.Status == distribution.StatusClose {
 		return st, ErrUnknownDomain
 	}
 	return st, nil

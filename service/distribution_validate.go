@@ -5,7 +5,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/cdnflow/cdnflow/activities"
+	"github.com/cdnflow/cdnflow/distribution"
 	"github.com/cdnflow/cdnflow/edge/vcl"
 )
 
@@ -57,9 +57,9 @@ const MaxAgeLimit = 2_147_483_647
 // buildConfig validates b for mode and returns the resulting config; for
 // PATCH, absent fields keep their value in base. Fields are checked in a
 // fixed order and the first invalid one is reported.
-func buildConfig(b DistributionBody, mode bodyMode, base activities.DistributionConfig) (activities.DistributionConfig, error) {
+func buildConfig(b DistributionBody, mode bodyMode, base distribution.Config) (distribution.Config, error) {
 	c := base
-	for _, step := range []func(DistributionBody, bodyMode, *activities.DistributionConfig) error{
+	for _, step := range []func(DistributionBody, bodyMode, *distribution.Config) error{
 		buildSwitches, buildTexts, buildTargets,
 	} {
 		if err := step(b, mode, &c); err != nil {
@@ -79,7 +79,7 @@ func required(present bool, mode bodyMode, field string) error {
 
 // buildSwitches sets region, useOriginHttpProtocolDowngrade, useOrigin and
 // referrerType.
-func buildSwitches(b DistributionBody, mode bodyMode, c *activities.DistributionConfig) error {
+func buildSwitches(b DistributionBody, mode bodyMode, c *distribution.Config) error {
 	if mode == modeCreate {
 		if b.Region == nil {
 			return invalid("region is required")
@@ -122,7 +122,7 @@ func buildSwitches(b DistributionBody, mode bodyMode, c *activities.Distribution
 }
 
 // buildTexts sets description, domainAlias, maxAge and referrers.
-func buildTexts(b DistributionBody, _ bodyMode, c *activities.DistributionConfig) error {
+func buildTexts(b DistributionBody, _ bodyMode, c *distribution.Config) error {
 	if b.Description != nil {
 		if len([]rune(*b.Description)) > 255 {
 			return invalid("description is longer than 255 characters")
@@ -169,7 +169,7 @@ func buildTexts(b DistributionBody, _ bodyMode, c *activities.DistributionConfig
 
 // buildTargets sets isAllowWhenEmptyReferrer, forwardHostHeader (its
 // default depends on the aliases), origins and callback.
-func buildTargets(b DistributionBody, mode bodyMode, c *activities.DistributionConfig) error {
+func buildTargets(b DistributionBody, mode bodyMode, c *distribution.Config) error {
 	if b.IsAllowWhenEmptyReferrer != nil {
 		c.IsAllowWhenEmptyReferrer = *b.IsAllowWhenEmptyReferrer
 	} else if mode == modeCreate {
@@ -207,16 +207,16 @@ func buildTargets(b DistributionBody, mode bodyMode, c *activities.DistributionC
 	return nil
 }
 
-func buildOrigins(list []OriginBody, mode bodyMode) ([]activities.Origin, error) {
+func buildOrigins(list []OriginBody, mode bodyMode) ([]distribution.Origin, error) {
 	if len(list) == 0 {
 		return nil, invalid("origins must list at least one origin")
 	}
 	if len(list) > 10 {
 		return nil, invalid("origins lists %d origins; at most 10", len(list))
 	}
-	var out []activities.Origin
+	var out []distribution.Origin
 	for i, o := range list {
-		var w activities.Origin
+		var w distribution.Origin
 		if o.Origin == nil || *o.Origin == "" {
 			return nil, invalid("origins[%d].origin is required", i)
 		}
@@ -265,7 +265,7 @@ func buildOrigins(list []OriginBody, mode bodyMode) ([]activities.Origin, error)
 	return out, nil
 }
 
-func buildCallback(b CallbackBody) (*activities.Callback, error) {
+func buildCallback(b CallbackBody) (*distribution.Callback, error) {
 	if b.HTTPMethod == nil || b.URL == nil {
 		return nil, invalid("callback needs httpMethod and url")
 	}
@@ -281,5 +281,5 @@ func buildCallback(b CallbackBody) (*activities.Callback, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, invalid("callback.url %q is not an http(s) URL", *b.URL)
 	}
-	return &activities.Callback{HTTPMethod: m, URL: *b.URL}, nil
+	return &distribution.Callback{HTTPMethod: m, URL: *b.URL}, nil
 }

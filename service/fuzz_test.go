@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/cdnflow/cdnflow/activities"
+	"github.com/cdnflow/cdnflow/distribution"
 	"github.com/cdnflow/cdnflow/internal/cachekey"
 	"github.com/cdnflow/cdnflow/inventory"
 )
@@ -118,7 +119,7 @@ func FuzzDistributionBody(f *testing.F) {
 		if json.Unmarshal(body, &b) != nil {
 			return
 		}
-		if created, err := buildConfig(b, modeCreate, activities.DistributionConfig{}); err == nil {
+		if created, err := buildConfig(b, modeCreate, distribution.Config{}); err == nil {
 			patched, err := buildConfig(b, modePatch, created)
 			if patchOnlyRefusal(err) {
 				return
@@ -127,7 +128,7 @@ func FuzzDistributionBody(f *testing.F) {
 				t.Fatalf("PATCH with the creating body changed the config (%v):\n%+v\n%+v", err, created, patched)
 			}
 		}
-		other := activities.DistributionConfig{MaxAge: 7, Description: "other", Referrers: "x"}
+		other := distribution.Config{MaxAge: 7, Description: "other", Referrers: "x"}
 		if put, err := buildConfig(b, modePut, other); err == nil {
 			patched, err := buildConfig(b, modePatch, put)
 			if patchOnlyRefusal(err) {
@@ -138,7 +139,7 @@ func FuzzDistributionBody(f *testing.F) {
 			}
 		}
 		for _, mode := range []bodyMode{modeCreate, modePut, modePatch} {
-			cfg, err := buildConfig(b, mode, activities.DistributionConfig{})
+			cfg, err := buildConfig(b, mode, distribution.Config{})
 			if err != nil {
 				if _, ok := err.(*ValidationError); !ok {
 					t.Fatalf("non-validation error %T: %v", err, err)

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/cdnflow/cdnflow/activities"
+	"github.com/cdnflow/cdnflow/distribution"
 	"github.com/cdnflow/cdnflow/edge/connector"
 )
 
@@ -33,12 +33,12 @@ func (s *Service) originConnector() (*connector.Connector, error) {
 // that does not resolve passes here: the distribution's probe sends it to
 // ERROR with the reason, so a DNS record created after the distribution
 // still works.
-func (s *Service) checkOrigins(ctx context.Context, c activities.DistributionConfig) error {
+func (s *Service) checkOrigins(ctx context.Context, c distribution.Config) error {
 	conn, err := s.originConnector()
 	if err != nil {
 		return fmt.Errorf("origin checker: %w", err)
 	}
-	for i, o := range activities.ConnectorOrigins(c) {
+	for i, o := range c.ConnectorOrigins() {
 		err := conn.CheckAddresses(ctx, o)
 		var oe *connector.OriginError
 		if errors.As(err, &oe) && oe.Kind == connector.KindRefused {

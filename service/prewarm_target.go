@@ -36,9 +36,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.temporal.io/api/workflowservice/v1"
-
-	"github.com/cdnflow/cdnflow/activities"
+	"github.com/cdnflow/cdnflow/distribution"
 	"github.com/cdnflow/cdnflow/inventory"
 	"github.com/cdnflow/cdnflow/workflows"
 )
@@ -72,7 +70,7 @@ func (idx hostIndex) lookup(host string) (prewarmSite, bool, error) {
 	if len(claims) > 1 {
 		var healthy []prewarmSite
 		for _, c := range claims {
-			if c.Status != activities.StatusError {
+			if c.Status != distribution.StatusError {
 				healthy = append(healthy, c)
 			}
 		}
@@ -155,42 +153,35 @@ func (s *Service) prewarmHosts(ctx context.Context, fresh bool) (hostIndex, bool
 }
 
 // liveDistributionHosts indexes the hosts of every running distribution of
-// every appKey, from Temporal visibility (the state memo each distribution
-// records at every status change), never from a second database. A
-// distribution whose memo is missing is queried instead.
+// every appKey, from Temporal visibility (the state each distribution
+// publishes at every status change, workflows.ListDistributions), never
+// from a second database. A distribution that has not published its state
+// yet is queried instead.
 func (s *Service) liveDistributionHosts(ctx context.Context) (hostIndex, error) {
-	q := fmt.Sprintf("%s = '%s' AND ExecutionStatus = 'Running'", workflows.KindAttr.GetName(), workflows.KindDistribution)
 	idx := hostIndex{}
-	var token []byte
-	for {
-		resp, err := s.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 1000, NextPageToken: token})
+	for l, err := range workflows.ListDistributions(ctx, s.temporal, workflows.DistributionQuery{}) {
 		if err != nil {
-			return nil, fmt.Errorf("list distributions for prewarm: %w", err)
+			return nil, fmt.Errorf("prewarm targets: %w", err)
 		}
-		for _, ex := range resp.GetExecutions() {
-			st := stateFromVisibility(ex)
-			if _, memo := ex.GetMemo().GetFields()[workflows.MemoDistributionState]; !memo {
-				queried, err := s.distributionState(ctx, ex.GetExecution().GetWorkflowId())
-				if isNotFound(err) {
-					continue
-				}
-				if err == nil {
-					st = queried
-				}
-			}
-			if st.AppKey == "" {
-				st.AppKey = keywordOf(ex.GetSearchAttributes().GetIndexedFields()[workflows.AppKeyAttr.GetName()])
-			}
-			if st.Status == activities.StatusClose || st.Domain == "" {
+		st := l.State
+		if !l.Published {
+			queried, err := s.distributionState(ctx, l.WorkflowID)
+			if isNotFound(err) {
 				continue
 			}
-			idx.add(prewarmSite{AppKey: st.AppKey, Domain: strings.ToLower(st.Domain), Status: st.Status, Hosts: st.Hosts()})
+			if err == nil {
+				st = queried
+			}
 		}
-		token = resp.GetNextPageToken()
-		if len(token) == 0 {
-			return idx, nil
+		if st.AppKey == "" {
+			st.AppKey = l.State.AppKey
 		}
+		if st.Status == distribution.StatusClose || st.Domain == "" {
+			continue
+		}
+		idx.add(prewarmSite{AppKey: st.AppKey, Domain: strings.ToLower(st.Domain), Status: st.Status, Hosts: st.Hosts()})
 	}
+	return idx, nil
 }
 
 // resolvePrewarmTarget applies the rules at the top of this file to
@@ -228,9 +219,9 @@ func resolvePrewarmTarget(cfDomain string, urlList []string, idx hostIndex, defa
 		return defaultServedTarget(cf, urlList, hosts, idx, defaultServed)
 	}
 	switch dist.Status {
-	case activities.StatusSuspend:
+	case distribution.StatusSuspend:
 		return prewarmTarget{}, invalid("distribution %s (%s) is suspended: its edges answer 403; resume it before a prewarm", dist.Domain, picked)
-	case activities.StatusClosing:
+	case distribution.StatusClosing:
 		return prewarmTarget{}, invalid("distribution %s (%s) is being deleted", dist.Domain, picked)
 	}
 	for i, h := range hosts {

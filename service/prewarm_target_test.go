@@ -6,19 +6,19 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cdnflow/cdnflow/activities"
+	"github.com/cdnflow/cdnflow/distribution"
 	"github.com/cdnflow/cdnflow/inventory"
 )
 
 func testHostIndex() hostIndex {
 	idx := hostIndex{}
-	idx.add(prewarmSite{AppKey: "app-one", Domain: "d1.cdn.test", Status: activities.StatusOpen, Hosts: []string{"d1.cdn.test", "www.example.com", "static.example.com"}})
-	idx.add(prewarmSite{AppKey: "app-two", Domain: "d2.cdn.test", Status: activities.StatusOpen, Hosts: []string{"d2.cdn.test", "other.example.net"}})
-	idx.add(prewarmSite{AppKey: "app-one", Domain: "d3.cdn.test", Status: activities.StatusSuspend, Hosts: []string{"d3.cdn.test"}})
+	idx.add(prewarmSite{AppKey: "app-one", Domain: "d1.cdn.test", Status: distribution.StatusOpen, Hosts: []string{"d1.cdn.test", "www.example.com", "static.example.com"}})
+	idx.add(prewarmSite{AppKey: "app-two", Domain: "d2.cdn.test", Status: distribution.StatusOpen, Hosts: []string{"d2.cdn.test", "other.example.net"}})
+	idx.add(prewarmSite{AppKey: "app-one", Domain: "d3.cdn.test", Status: distribution.StatusSuspend, Hosts: []string{"d3.cdn.test"}})
 	// A refused change left d4 in ERROR with a host d1 serves.
-	idx.add(prewarmSite{AppKey: "app-one", Domain: "d4.cdn.test", Status: activities.StatusError, Hosts: []string{"d4.cdn.test", "www.example.com"}})
-	idx.add(prewarmSite{AppKey: "app-one", Domain: "d5.cdn.test", Status: activities.StatusOpen, Hosts: []string{"d5.cdn.test", "twice.example"}})
-	idx.add(prewarmSite{AppKey: "app-two", Domain: "d6.cdn.test", Status: activities.StatusOpen, Hosts: []string{"d6.cdn.test", "twice.example"}})
+	idx.add(prewarmSite{AppKey: "app-one", Domain: "d4.cdn.test", Status: distribution.StatusError, Hosts: []string{"d4.cdn.test", "www.example.com"}})
+	idx.add(prewarmSite{AppKey: "app-one", Domain: "d5.cdn.test", Status: distribution.StatusOpen, Hosts: []string{"d5.cdn.test", "twice.example"}})
+	idx.add(prewarmSite{AppKey: "app-two", Domain: "d6.cdn.test", Status: distribution.StatusOpen, Hosts: []string{"d6.cdn.test", "twice.example"}})
 	return idx
 }
 

@@ -21,6 +21,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/cdnflow/cdnflow/activities"
+	"github.com/cdnflow/cdnflow/distribution"
 	"github.com/cdnflow/cdnflow/internal/cachekey"
 	"github.com/cdnflow/cdnflow/internal/metrics"
 	"github.com/cdnflow/cdnflow/workflows"
@@ -272,7 +273,7 @@ const maxParallelStarts = 8
 // in seq order up to the first failure by seq order, and that failure
 // (the caller answers it, as before; seqs after it may have started too,
 // and GET /purges lists them).
-func (s *Service) startPurgeSeqs(ctx context.Context, appKey, domain string, dist activities.DistributionState, purgeType string, soft bool, first int64, batches [][]string) ([]int64, error) {
+func (s *Service) startPurgeSeqs(ctx context.Context, appKey, domain string, dist distribution.State, purgeType string, soft bool, first int64, batches [][]string) ([]int64, error) {
 	edgeIDs := s.inventory.IDs()
 	now := time.Now()
 	errs := make([]error, len(batches))

@@ -16,7 +16,7 @@ import (
 
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/eventually"
-	"github.com/cdnflow/cdnflow/internal/testenv"
+	"github.com/cdnflow/cdnflow/stack/testenv"
 	"github.com/cdnflow/cdnflow/starter"
 )
 

@@ -27,7 +27,7 @@ type Deps struct {
 	Logger    *zap.Logger
 	// Edge defaults to a client built from Config. Payloads is the
 	// claim-check store (payload.Open of Config.PayloadStoreURL(), opened
-	// once per process by internal/stack); nil: payload.Missing, every
+	// once per process by stack); nil: payload.Missing, every
 	// prewarm chunk fails.
 	Edge     *edge.Client
 	Payloads payload.Store

@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/cdnflow/cdnflow/activities"
+	"github.com/cdnflow/cdnflow/distribution"
 )
 
 // DistributionInit starts a distribution's entity workflow. How a change
@@ -15,8 +16,8 @@ import (
 // ERROR is tried again) is the worker's (activities.Knobs), asked once per
 // run.
 type DistributionInit struct {
-	State   activities.DistributionState `json:"state"`
-	EdgeIDs []string                     `json:"edgeIds"`
+	State   distribution.State `json:"state"`
+	EdgeIDs []string           `json:"edgeIds"`
 	// Version of the last change sent to edges (continue-as-new carries it).
 	Version int `json:"version"`
 	// Opened is set once the first apply finished (continue-as-new).
@@ -29,18 +30,20 @@ const maxErrorRetry = 10 * time.Minute
 // failedChange is a change that ended in ERROR, kept to try it again.
 type failedChange struct {
 	during, final string
-	cfg           activities.DistributionConfig
+	cfg           distribution.Config
 	suspended     bool
 }
 
-type distribution struct {
+// entity is a running distribution workflow: its input, state and the
+// change in flight.
+type entity struct {
 	in DistributionInit
 	// knobs are the worker's, asked once per run (nil until then).
 	knobs    *activities.Knobs
-	st       *activities.DistributionState
+	st       *distribution.State
 	busy     bool
 	closed   bool
-	lastGood *activities.DistributionConfig
+	lastGood *distribution.Config
 	lastSusp bool
 	// callbacks still being delivered; the workflow outlives them.
 	callbacks int
@@ -52,15 +55,15 @@ type distribution struct {
 // its state machine (OPENING → OPEN, MODIFYING, SUSPENDING/SUSPEND, RESUME,
 // CLOSING → CLOSE, ERROR) takes changes as Updates whose validators refuse
 // a change in the wrong state or while another one runs.
-func DistributionWorkflow(ctx workflow.Context, in DistributionInit) (activities.DistributionState, error) {
+func DistributionWorkflow(ctx workflow.Context, in DistributionInit) (distribution.State, error) {
 	st := in.State
-	d := &distribution{in: in, st: &st}
+	d := &entity{in: in, st: &st}
 	if in.Opened {
 		cfg := st.Config
 		d.lastGood = &cfg
-		d.lastSusp = st.Status == activities.StatusSuspend
+		d.lastSusp = st.Status == distribution.StatusSuspend
 	}
-	if err := workflow.SetQueryHandler(ctx, QueryDistribution, func() (activities.DistributionState, error) { return *d.st, nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, QueryDistribution, func() (distribution.State, error) { return *d.st, nil }); err != nil {
 		return st, err
 	}
 	d.registerUpdates(ctx)
@@ -70,7 +73,7 @@ func DistributionWorkflow(ctx workflow.Context, in DistributionInit) (activities
 
 	if !in.Opened {
 		d.busy = true
-		d.run(ctx, activities.StatusOpening, activities.StatusOpen, st.Config, false, false)
+		d.run(ctx, distribution.StatusOpening, distribution.StatusOpen, st.Config, false, false)
 		d.in.Opened = true
 		d.busy = false
 	}
@@ -90,7 +93,7 @@ func DistributionWorkflow(ctx workflow.Context, in DistributionInit) (activities
 	return *d.st, workflow.NewContinueAsNewError(ctx, DistributionWorkflow, d.in)
 }
 
-func (d *distribution) registerUpdates(ctx workflow.Context) {
+func (d *entity) registerUpdates(ctx workflow.Context) {
 	guard := func(allowed ...string) func() error {
 		return func() error {
 			if d.busy {
@@ -104,57 +107,57 @@ func (d *distribution) registerUpdates(ctx workflow.Context) {
 			return temporal.NewApplicationError("distribution "+d.st.Domain+" is "+d.st.Status+"; this change needs one of "+joinStatus(allowed), ErrInvalidState)
 		}
 	}
-	_ = workflow.SetUpdateHandlerWithOptions(ctx, UpdateModify, func(ctx workflow.Context, cfg activities.DistributionConfig) (activities.DistributionState, error) {
+	_ = workflow.SetUpdateHandlerWithOptions(ctx, UpdateModify, func(ctx workflow.Context, cfg distribution.Config) (distribution.State, error) {
 		d.busy = true
 		defer func() { d.busy = false }()
-		final := activities.StatusOpen
-		if d.st.Status == activities.StatusSuspend {
-			final = activities.StatusSuspend
+		final := distribution.StatusOpen
+		if d.st.Status == distribution.StatusSuspend {
+			final = distribution.StatusSuspend
 		}
-		d.run(ctx, activities.StatusModifying, final, cfg, final == activities.StatusSuspend, false)
+		d.run(ctx, distribution.StatusModifying, final, cfg, final == distribution.StatusSuspend, false)
 		return *d.st, nil
-	}, workflow.UpdateHandlerOptions{Validator: func(cfg activities.DistributionConfig) error {
-		return guard(activities.StatusOpen, activities.StatusSuspend, activities.StatusError)()
+	}, workflow.UpdateHandlerOptions{Validator: func(cfg distribution.Config) error {
+		return guard(distribution.StatusOpen, distribution.StatusSuspend, distribution.StatusError)()
 	}})
-	_ = workflow.SetUpdateHandlerWithOptions(ctx, UpdateSuspend, func(ctx workflow.Context) (activities.DistributionState, error) {
+	_ = workflow.SetUpdateHandlerWithOptions(ctx, UpdateSuspend, func(ctx workflow.Context) (distribution.State, error) {
 		d.busy = true
 		defer func() { d.busy = false }()
-		d.run(ctx, activities.StatusSuspending, activities.StatusSuspend, d.st.Config, true, false)
+		d.run(ctx, distribution.StatusSuspending, distribution.StatusSuspend, d.st.Config, true, false)
 		return *d.st, nil
-	}, workflow.UpdateHandlerOptions{Validator: guard(activities.StatusOpen)})
-	_ = workflow.SetUpdateHandlerWithOptions(ctx, UpdateResume, func(ctx workflow.Context) (activities.DistributionState, error) {
+	}, workflow.UpdateHandlerOptions{Validator: guard(distribution.StatusOpen)})
+	_ = workflow.SetUpdateHandlerWithOptions(ctx, UpdateResume, func(ctx workflow.Context) (distribution.State, error) {
 		d.busy = true
 		defer func() { d.busy = false }()
-		d.run(ctx, activities.StatusResume, activities.StatusOpen, d.st.Config, false, false)
+		d.run(ctx, distribution.StatusResume, distribution.StatusOpen, d.st.Config, false, false)
 		return *d.st, nil
-	}, workflow.UpdateHandlerOptions{Validator: guard(activities.StatusSuspend)})
-	_ = workflow.SetUpdateHandlerWithOptions(ctx, UpdateDelete, func(ctx workflow.Context) (activities.DistributionState, error) {
+	}, workflow.UpdateHandlerOptions{Validator: guard(distribution.StatusSuspend)})
+	_ = workflow.SetUpdateHandlerWithOptions(ctx, UpdateDelete, func(ctx workflow.Context) (distribution.State, error) {
 		d.busy = true
 		defer func() { d.busy = false }()
-		d.run(ctx, activities.StatusClosing, activities.StatusClose, d.st.Config, false, true)
-		d.st.Status = activities.StatusClose // a domain is gone even if an edge lagged
+		d.run(ctx, distribution.StatusClosing, distribution.StatusClose, d.st.Config, false, true)
+		d.st.Status = distribution.StatusClose // a domain is gone even if an edge lagged
 		d.st.DeleteTime = workflow.Now(ctx).UnixMilli()
-		d.setStatus(ctx, activities.StatusClose)
+		d.setStatus(ctx, distribution.StatusClose)
 		d.closed = true
 		return *d.st, nil
-	}, workflow.UpdateHandlerOptions{Validator: guard(activities.StatusOpen, activities.StatusSuspend, activities.StatusError, activities.StatusOpening)})
+	}, workflow.UpdateHandlerOptions{Validator: guard(distribution.StatusOpen, distribution.StatusSuspend, distribution.StatusError, distribution.StatusOpening)})
 }
 
 // run moves through a transitional status, applies the config on every
 // edge, and ends in final — or in ERROR with the reason, after putting the
 // last good config back on the edges.
-func (d *distribution) run(ctx workflow.Context, during, final string, cfg activities.DistributionConfig, suspended, deleted bool) {
+func (d *entity) run(ctx workflow.Context, during, final string, cfg distribution.Config, suspended, deleted bool) {
 	d.failed = &failedChange{during: during, final: final, cfg: cfg, suspended: suspended}
 	if deleted {
 		d.failed = nil // a delete ends the entity whatever the edges said
 	}
 	d.setStatus(ctx, during)
-	if during == activities.StatusOpening || during == activities.StatusModifying {
+	if during == distribution.StatusOpening || during == distribution.StatusModifying {
 		if reason := d.probeOrigins(ctx, cfg); reason != "" {
 			// Nothing of cfg reached an edge: they keep the last good
 			// config (or never served this one).
 			d.st.LastError = reason
-			d.setStatus(ctx, activities.StatusError)
+			d.setStatus(ctx, distribution.StatusError)
 			d.notify(ctx)
 			return
 		}
@@ -167,7 +170,7 @@ func (d *distribution) run(ctx workflow.Context, during, final string, cfg activ
 			} else {
 				_ = d.apply(ctx, cfg, false, true) // never served: take it off again
 			}
-			d.setStatus(ctx, activities.StatusError)
+			d.setStatus(ctx, distribution.StatusError)
 			d.notify(ctx)
 			return
 		}
@@ -185,16 +188,16 @@ func (d *distribution) run(ctx workflow.Context, during, final string, cfg activ
 }
 
 // retryErrors tries a change that ended in ERROR again, first after the
-// worker's EdgeErrorRetry, then at doubling intervals up to maxErrorRetry, until it
-// succeeds or another change (an update) replaces it: an edge that was
-// unreachable or an origin that was unusable is taken up once the cause
-// is gone, without anyone asking.
-func (d *distribution) retryErrors(ctx workflow.Context) {
+// worker's EdgeErrorRetry, then at doubling intervals up to
+// maxErrorRetry, until it succeeds or another change (an update)
+// replaces it: an edge that was unreachable or an origin that was
+// unusable is taken up once the cause is gone, without anyone asking.
+func (d *entity) retryErrors(ctx workflow.Context) {
 	base := d.knobs.EdgeErrorRetry
 	delay := base
 	for {
 		if err := workflow.Await(ctx, func() bool {
-			return d.closed || (d.failed != nil && !d.busy && d.st.Status == activities.StatusError)
+			return d.closed || (d.failed != nil && !d.busy && d.st.Status == distribution.StatusError)
 		}); err != nil || d.closed {
 			return
 		}
@@ -221,7 +224,7 @@ func (d *distribution) retryErrors(ctx workflow.Context) {
 // probeOrigins checks cfg's origins as the edges' connectors will fetch
 // them (ProbeDistributionOrigins) and returns why one is unusable for a
 // lasting reason, or "".
-func (d *distribution) probeOrigins(ctx workflow.Context, cfg activities.DistributionConfig) string {
+func (d *entity) probeOrigins(ctx workflow.Context, cfg distribution.Config) string {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		// Up to 10 origins, each up to 8 addresses with a 5 s connect.
 		StartToCloseTimeout: 2 * time.Minute,
@@ -242,9 +245,9 @@ func (d *distribution) probeOrigins(ctx workflow.Context, cfg activities.Distrib
 
 // apply puts one new version of the distribution on every edge (applySite)
 // and returns why the edges did not take it, or "".
-func (d *distribution) apply(ctx workflow.Context, cfg activities.DistributionConfig, suspended, deleted bool) string {
+func (d *entity) apply(ctx workflow.Context, cfg distribution.Config, suspended, deleted bool) string {
 	d.in.Version++
-	return d.applySite(ctx, activities.SiteSpec{
+	return d.applySite(ctx, distribution.SiteSpec{
 		WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID, AppKey: d.st.AppKey, Domain: d.st.Domain,
 		Version: d.in.Version, Config: cfg, Suspended: suspended, Deleted: deleted,
 	})
@@ -256,7 +259,7 @@ func (d *distribution) apply(ctx workflow.Context, cfg activities.DistributionCo
 // attempts (the worker's EdgeApplyAttempts), not wall-clock time: an
 // outage of cdnflow or its store only delays the change. It returns why
 // the edges did not take it, or "".
-func (d *distribution) applySite(ctx workflow.Context, spec activities.SiteSpec) string {
+func (d *entity) applySite(ctx workflow.Context, spec distribution.SiteSpec) string {
 	spec.Created = d.st.CreateTime
 	// An update taken in the run's first workflow task may get here
 	// before the worker answered its knobs.
@@ -281,7 +284,7 @@ func (d *distribution) applySite(ctx workflow.Context, spec activities.SiteSpec)
 	return ""
 }
 
-func (d *distribution) setStatus(ctx workflow.Context, status string) {
+func (d *entity) setStatus(ctx workflow.Context, status string) {
 	d.st.Status = status
 	countFinished(ctx, KindDistribution, status)
 	if err := workflow.UpsertTypedSearchAttributes(ctx, StatusAttr.ValueSet(status)); err != nil {
@@ -296,7 +299,7 @@ func (d *distribution) setStatus(ctx workflow.Context, status string) {
 
 // notify calls the callback without waiting: a slow or failing callback
 // never holds the lifecycle; its outcome is recorded in the state.
-func (d *distribution) notify(ctx workflow.Context) {
+func (d *entity) notify(ctx workflow.Context) {
 	cb := d.st.Config.Callback
 	if cb == nil || cb.URL == "" {
 		return
@@ -315,7 +318,7 @@ func (d *distribution) notify(ctx workflow.Context) {
 	d.callbacks++
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		defer func() { d.callbacks-- }()
-		result := activities.CallbackResult{Status: status, OK: true}
+		result := distribution.CallbackResult{Status: status, OK: true}
 		if err := f.Get(ctx, nil); err != nil {
 			result.OK, result.Error = false, rootMessage(err)
 		}

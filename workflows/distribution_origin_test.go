@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/cdnflow/cdnflow/activities"
+	"github.com/cdnflow/cdnflow/distribution"
 )
 
 // An origin that fails its probe for a lasting reason sends the new
@@ -36,7 +37,7 @@ func TestDistributionOriginProbeGatesApply(t *testing.T) {
 				return nil
 			})
 			var deleted updateOutcome
-			var before activities.DistributionState
+			var before distribution.State
 			applyBefore := -1
 			env.RegisterDelayedCallback(func() {
 				v, err := env.QueryWorkflow(QueryDistribution)
@@ -51,10 +52,10 @@ func TestDistributionOriginProbeGatesApply(t *testing.T) {
 				env.UpdateWorkflow(UpdateDelete, "del", recordUpdate{&deleted})
 			}, 10*time.Minute)
 			env.ExecuteWorkflow(DistributionWorkflow, DistributionInit{
-				State:   activities.DistributionState{AppKey: "k", Domain: "d.test", Status: activities.StatusOpening},
+				State:   distribution.State{AppKey: "k", Domain: "d.test", Status: distribution.StatusOpening},
 				EdgeIDs: []string{"E1"},
 			})
-			var st activities.DistributionState
+			var st distribution.State
 			if err := env.GetWorkflowResult(&st); err != nil {
 				t.Fatal(err)
 			}
@@ -64,7 +65,7 @@ func TestDistributionOriginProbeGatesApply(t *testing.T) {
 				}
 				return
 			}
-			if applyBefore != 0 || before.Status != activities.StatusError || !strings.Contains(before.LastError, "certificate has expired") {
+			if applyBefore != 0 || before.Status != distribution.StatusError || !strings.Contains(before.LastError, "certificate has expired") {
 				t.Fatalf("before delete: %d applies, status %s, last error %q", applyBefore, before.Status, before.LastError)
 			}
 		})

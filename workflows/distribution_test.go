@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/cdnflow/cdnflow/activities"
+	"github.com/cdnflow/cdnflow/distribution"
 )
 
 type updateOutcome struct {
@@ -56,10 +57,10 @@ func TestDistributionStateMachineGuards(t *testing.T) {
 		env.UpdateWorkflow(UpdateDelete, "u3", recordUpdate{&deleted})
 	}, 10*time.Minute)
 	env.ExecuteWorkflow(DistributionWorkflow, DistributionInit{
-		State:   activities.DistributionState{AppKey: "k", Domain: "d.test", Status: activities.StatusOpening},
+		State:   distribution.State{AppKey: "k", Domain: "d.test", Status: distribution.StatusOpening},
 		EdgeIDs: []string{"E1"},
 	})
-	var st activities.DistributionState
+	var st distribution.State
 	if err := env.GetWorkflowResult(&st); err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +70,7 @@ func TestDistributionStateMachineGuards(t *testing.T) {
 	if errType(inError.rejected) != ErrInvalidState {
 		t.Fatalf("suspend in ERROR: %v", inError.rejected)
 	}
-	if deleted.rejected != nil || !deleted.done || st.Status != activities.StatusClose || st.DeleteTime == 0 {
+	if deleted.rejected != nil || !deleted.done || st.Status != distribution.StatusClose || st.DeleteTime == 0 {
 		t.Fatalf("delete: %+v, state %+v", deleted, st)
 	}
 	if !strings.Contains(st.LastError, "connection refused") {
@@ -102,25 +103,25 @@ func TestDistributionErrorRetried(t *testing.T) {
 			t.Error(err)
 			return
 		}
-		var st activities.DistributionState
+		var st distribution.State
 		_ = v.Get(&st)
-		errorSeen = st.Status == activities.StatusError
+		errorSeen = st.Status == distribution.StatusError
 		down = false // the edge is back
 	}, 3*time.Minute)
-	var after activities.DistributionState
+	var after distribution.State
 	env.RegisterDelayedCallback(func() {
 		v, _ := env.QueryWorkflow(QueryDistribution)
 		_ = v.Get(&after)
 		env.UpdateWorkflow(UpdateDelete, "del", recordUpdate{&updateOutcome{}})
 	}, 20*time.Minute)
 	env.ExecuteWorkflow(DistributionWorkflow, DistributionInit{
-		State:   activities.DistributionState{AppKey: "k", Domain: "d.test", Status: activities.StatusOpening},
+		State:   distribution.State{AppKey: "k", Domain: "d.test", Status: distribution.StatusOpening},
 		EdgeIDs: []string{"E1"},
 	})
 	if !errorSeen {
 		t.Fatal("the distribution was not in ERROR while the edge was down")
 	}
-	if after.Status != activities.StatusOpen || after.LastError != "" {
+	if after.Status != distribution.StatusOpen || after.LastError != "" {
 		t.Fatalf("after the edge came back: %+v, want OPEN without an error", after)
 	}
 }

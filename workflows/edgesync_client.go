@@ -2,14 +2,10 @@ package workflows
 
 import (
 	"context"
-	"fmt"
-	"strings"
 
-	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 
-	"github.com/cdnflow/cdnflow/activities"
+	"github.com/cdnflow/cdnflow/distribution"
 )
 
 // DesiredSites reads the desired edge state from the distribution
@@ -20,36 +16,19 @@ type DesiredSites struct {
 	Temporal client.Client
 }
 
-// DesiredSites pages through the running distributions (1,000 a page):
-// their MemoEdgeSite specs, and the domain of each (the last segment of
-// DistributionWorkflowID).
-func (d DesiredSites) DesiredSites(ctx context.Context) ([]activities.SiteSpec, []string, error) {
-	q := "WorkflowType = 'DistributionWorkflow' AND ExecutionStatus = 'Running'"
-	dc := converter.GetDefaultDataConverter()
-	var out []activities.SiteSpec
+// DesiredSites are the MemoEdgeSite specs of the running distributions
+// (ListDistributions), and the domain of each running one.
+func (d DesiredSites) DesiredSites(ctx context.Context) ([]distribution.SiteSpec, []string, error) {
+	var out []distribution.SiteSpec
 	var running []string
-	var token []byte
-	for {
-		resp, err := d.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 1000, NextPageToken: token})
+	for l, err := range ListDistributions(ctx, d.Temporal, DistributionQuery{}) {
 		if err != nil {
-			return nil, nil, fmt.Errorf("list distributions: %w", err)
+			return nil, nil, err
 		}
-		for _, ex := range resp.GetExecutions() {
-			id := ex.GetExecution().GetWorkflowId()
-			running = append(running, id[strings.LastIndexByte(id, '/')+1:])
-			p, ok := ex.GetMemo().GetFields()[MemoEdgeSite]
-			if !ok {
-				continue // not applied yet
-			}
-			var spec activities.SiteSpec
-			if err := dc.FromPayload(p, &spec); err != nil {
-				return nil, nil, fmt.Errorf("memo of %s: %w", id, err)
-			}
-			out = append(out, spec)
-		}
-		token = resp.GetNextPageToken()
-		if len(token) == 0 {
-			return out, running, nil
+		running = append(running, l.Domain())
+		if l.Site != nil { // nil: not applied yet
+			out = append(out, *l.Site)
 		}
 	}
+	return out, running, nil
 }

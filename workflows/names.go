@@ -63,7 +63,7 @@ const (
 	QueryPrewarmStatus = "status"
 	// QueryPurgeStatus answers PurgeStatus.
 	QueryPurgeStatus = "status"
-	// QueryDistribution answers a distribution's activities.DistributionState.
+	// QueryDistribution answers a distribution's distribution.State.
 	QueryDistribution = "distribution"
 	// QueryEdgeCheck answers the EdgeCheckResult so far.
 	QueryEdgeCheck = "edgecheck"
@@ -77,7 +77,7 @@ const (
 // Updates.
 const (
 	// UpdateModify, UpdateSuspend, UpdateResume and UpdateDelete change a
-	// distribution; each answers the DistributionState once applied.
+	// distribution; each answers the distribution.State once applied.
 	UpdateModify  = "modify"
 	UpdateSuspend = "suspend"
 	UpdateResume  = "resume"
@@ -98,10 +98,10 @@ const (
 // Memo keys.
 const (
 	// MemoDistributionState is the memo key of the last status change's
-	// state (an activities.DistributionState).
+	// state (a distribution.State).
 	MemoDistributionState = "state"
 	// MemoEdgeSite is the memo key of a distribution's last applied
-	// activities.SiteSpec: what the edge sync loop holds every edge to.
+	// distribution.SiteSpec: what the edge sync loop holds every edge to.
 	MemoEdgeSite = "edgeSite"
 	// Memo keys of a purge workflow, set at start, read by the purge list:
 	// NHN's purgeId (int64), distributionSeq (int64), path (the paths,

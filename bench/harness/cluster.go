@@ -11,12 +11,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cdnflow/cdnflow/internal/cluster"
 	"github.com/cdnflow/cdnflow/internal/origin"
 	"github.com/cdnflow/cdnflow/inventory"
+	"github.com/cdnflow/cdnflow/stack/cluster"
 )
 
-// ClusterOptions size a benchmark cluster (internal/cluster): every part
+// ClusterOptions size a benchmark cluster (stack/cluster): every part
 // its own process, Temporal on PostgreSQL.
 type ClusterOptions struct {
 	Edges   int

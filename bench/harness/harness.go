@@ -1,6 +1,6 @@
 // Package harness starts a whole cdnflow for benchmarks: embedded Temporal
 // on a SQLite file, real varnishd edges, a fast Go origin, the worker and
-// the API on loopback — assembled by internal/stack, as `cdnflow dev` is,
+// the API on loopback — assembled by stack, as `cdnflow dev` is,
 // sized by flags.
 package harness
 
@@ -24,11 +24,11 @@ import (
 	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/edge/varnishd"
 	"github.com/cdnflow/cdnflow/edge/vcl"
-	"github.com/cdnflow/cdnflow/internal/cluster"
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/origin"
-	"github.com/cdnflow/cdnflow/internal/stack"
 	"github.com/cdnflow/cdnflow/inventory"
+	"github.com/cdnflow/cdnflow/stack"
+	"github.com/cdnflow/cdnflow/stack/cluster"
 )
 
 // Stack is a running cdnflow.

@@ -6,7 +6,7 @@
 //
 //	go run ./bench/prewarm -urls 20000 -edges 4
 //
-// With -cluster BINDIR it runs against a local cluster (internal/cluster:
+// With -cluster BINDIR it runs against a local cluster (stack/cluster:
 // Temporal on PostgreSQL, each worker and the API its own process; `make
 // cluster-bins` builds BINDIR=bin) once per worker count of -workers, with
 // fresh URLs each time, and prints the scale-out ratio.

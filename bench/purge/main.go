@@ -17,7 +17,7 @@
 //
 //	go run ./bench/purge -edges 200 -paths 1000
 //
-// With -cluster BINDIR both run against a local cluster (internal/cluster:
+// With -cluster BINDIR both run against a local cluster (stack/cluster:
 // Temporal on PostgreSQL, workers and API each their own process; `make
 // cluster-bins` builds BINDIR=bin), once per worker count of -workers.
 //

@@ -18,9 +18,9 @@ import (
 	uiserveroptions "github.com/temporalio/ui-server/v2/server/server_options"
 
 	"github.com/cdnflow/cdnflow/internal/cli"
-	"github.com/cdnflow/cdnflow/internal/cluster"
 	"github.com/cdnflow/cdnflow/internal/origin"
 	"github.com/cdnflow/cdnflow/inventory"
+	"github.com/cdnflow/cdnflow/stack/cluster"
 )
 
 const clusterUsage = `cdnflow cluster — a local scale-out cluster, every part its own process
@@ -34,7 +34,7 @@ const clusterUsage = `cdnflow cluster — a local scale-out cluster, every part 
   cdnflow cluster origin [flags]   the demo origin process (started by up)
 `
 
-// runCluster is `cdnflow cluster ...` (internal/cluster).
+// runCluster is `cdnflow cluster ...` (stack/cluster).
 func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		say(stderr, "cdnflow cluster needs a command\n\n"+clusterUsage)

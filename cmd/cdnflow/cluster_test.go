@@ -14,7 +14,7 @@ import (
 // `cdnflow cluster up` refuses a layout it cannot run with one clear line
 // and exit 1, before it starts or creates anything; an unknown cluster
 // command is a usage error (exit 2, the usage follows). (The cluster itself is
-// tested by make test-cluster: internal/cluster/kill_test.go.)
+// tested by make test-cluster: stack/cluster/kill_test.go.)
 func TestClusterUpRefusesBadSetup(t *testing.T) {
 	bin := buildBinary(t)
 	for name, tc := range map[string]struct {

@@ -10,7 +10,7 @@ import (
 	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/internal/cli"
 	"github.com/cdnflow/cdnflow/internal/config"
-	"github.com/cdnflow/cdnflow/internal/stack"
+	"github.com/cdnflow/cdnflow/stack"
 )
 
 // runConnector is `cdnflow connector`: the origin connector beside one

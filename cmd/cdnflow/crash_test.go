@@ -15,7 +15,7 @@ import (
 
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/eventually"
-	"github.com/cdnflow/cdnflow/internal/testenv"
+	"github.com/cdnflow/cdnflow/stack/testenv"
 )
 
 const (

@@ -18,7 +18,7 @@ import (
 	"github.com/cdnflow/cdnflow/edge/varnishd"
 	"github.com/cdnflow/cdnflow/internal/cli"
 	"github.com/cdnflow/cdnflow/internal/config"
-	"github.com/cdnflow/cdnflow/internal/stack"
+	"github.com/cdnflow/cdnflow/stack"
 	"github.com/cdnflow/cdnflow/starter"
 )
 

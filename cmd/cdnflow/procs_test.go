@@ -24,8 +24,8 @@ import (
 	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/httpapi"
 	"github.com/cdnflow/cdnflow/internal/eventually"
-	"github.com/cdnflow/cdnflow/internal/testenv"
 	"github.com/cdnflow/cdnflow/service"
+	"github.com/cdnflow/cdnflow/stack/testenv"
 )
 
 // buildBinary builds cdnflow once per test into its temp dir.

@@ -22,7 +22,7 @@ import (
 
 	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/internal/eventually"
-	"github.com/cdnflow/cdnflow/internal/testenv"
+	"github.com/cdnflow/cdnflow/stack/testenv"
 )
 
 // TestWorkerSIGTERMHandsOffAndResumes stops the worker with SIGTERM in the

@@ -127,21 +127,9 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	if err := EnsureSecret(o.SecretFile); err != nil {
 		return nil, err
 	}
-	vclPath := filepath.Join(o.WorkDir, "boot.vcl")
-	if err := os.WriteFile(vclPath, []byte(o.VCL), 0o644); err != nil {
-		return nil, fmt.Errorf("write boot vcl: %w", err)
-	}
-	a := args(o, vclPath)
-	if o.VCLName != "" {
-		// -f names its VCL "boot"; a CLI command file (-I) with an empty
-		// -f loads it under VCLName and starts the child with it active.
-		cli := filepath.Join(o.WorkDir, "boot.cli")
-		cmds := fmt.Sprintf("vcl.load %s %s\nvcl.use %s\n", o.VCLName, vclPath, o.VCLName)
-		if err := os.WriteFile(cli, []byte(cmds), 0o644); err != nil {
-			return nil, fmt.Errorf("write boot cli: %w", err)
-		}
-		a = args(o, "")
-		a = append(a, "-I", cli)
+	a, err := bootArgs(o)
+	if err != nil {
+		return nil, err
 	}
 	cmd := exec.Command(bin, a...)
 	p := &Process{opts: o, done: make(chan struct{}), out: &outputLog{logger: o.Logger}}
@@ -178,6 +166,26 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 		return nil, fmt.Errorf("varnishd %s not ready: %w\nvarnishd output:\n%s", o.Name, err, p.Output())
 	}
 	return p, nil
+}
+
+// bootArgs writes the boot VCL into the work directory and returns
+// varnishd's arguments that load it: under "boot" with -f, or, when
+// o.VCLName is set, under that name through a CLI command file (-I) with an
+// empty -f, so the child starts with it active.
+func bootArgs(o Options) ([]string, error) {
+	vclPath := filepath.Join(o.WorkDir, "boot.vcl")
+	if err := os.WriteFile(vclPath, []byte(o.VCL), 0o644); err != nil {
+		return nil, fmt.Errorf("write boot vcl: %w", err)
+	}
+	if o.VCLName == "" {
+		return args(o, vclPath), nil
+	}
+	cli := filepath.Join(o.WorkDir, "boot.cli")
+	cmds := fmt.Sprintf("vcl.load %s %s\nvcl.use %s\n", o.VCLName, vclPath, o.VCLName)
+	if err := os.WriteFile(cli, []byte(cmds), 0o644); err != nil {
+		return nil, fmt.Errorf("write boot cli: %w", err)
+	}
+	return append(args(o, ""), "-I", cli), nil
 }
 
 func args(o Options, vclPath string) []string {

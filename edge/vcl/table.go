@@ -11,21 +11,10 @@ import (
 // Entry is s as the edge's site table holds it (connector.Site), with
 // generation gen. It checks s as Render does; the error names the value.
 func (s Site) Entry(gen connector.Generation) (connector.Site, error) {
-	sp := &sitePlan{name: s.Name}
-	pl := sitePlanner{p: &renderPlan{}, hostOwner: map[string]string{}, names: map[string]bool{}}
-	if err := pl.hosts(sp, s); err != nil {
-		return connector.Site{}, fmt.Errorf("site %q: %w", s.Name, err)
-	}
-	if err := siteRules(sp, s); err != nil {
-		return connector.Site{}, fmt.Errorf("site %q: %w", s.Name, err)
-	}
 	if len(s.Origins) == 0 || len(s.Origins) > connector.MaxOrigins {
 		return connector.Site{}, fmt.Errorf("site %q: %d origins; want 1 to %d", s.Name, len(s.Origins), connector.MaxOrigins)
 	}
-	e := connector.Site{
-		Name: s.Name, Hosts: sp.hosts, Gen: gen,
-		ForwardRequestHost: !sp.forwardHost, TTL: sp.ttlSeconds, Suspended: s.Suspended,
-	}
+	var origins []connector.SiteOrigin
 	for _, b := range s.Origins {
 		if err := CheckBackend(b); err != nil {
 			return connector.Site{}, fmt.Errorf("site %q: %w", s.Name, err)
@@ -41,10 +30,37 @@ func (s Site) Entry(gen connector.Generation) (connector.Site, error) {
 		if scheme == "" {
 			scheme = "http"
 		}
-		e.Origins = append(e.Origins, connector.SiteOrigin{
+		origins = append(origins, connector.SiteOrigin{
 			Origin: connector.Origin{Scheme: scheme, Host: backendHost(b.Host), Port: b.Port},
 			Path:   strings.TrimSuffix(path, "/"),
 		})
+	}
+	return s.entry(gen, origins)
+}
+
+// EntryWith is s's hosts and rules as the edge's site table holds them,
+// with origins already in the table's shape: a distribution's origins come
+// from its own model (distribution.Config.SiteOrigins), so s has none of
+// its own. The entry is checked (connector.Site.Check).
+func (s Site) EntryWith(gen connector.Generation, origins []connector.SiteOrigin) (connector.Site, error) {
+	if len(s.Origins) != 0 || s.OriginPath != "" {
+		return connector.Site{}, fmt.Errorf("site %q: origins given twice", s.Name)
+	}
+	return s.entry(gen, origins)
+}
+
+func (s Site) entry(gen connector.Generation, origins []connector.SiteOrigin) (connector.Site, error) {
+	sp := &sitePlan{name: s.Name}
+	pl := sitePlanner{p: &renderPlan{}, hostOwner: map[string]string{}, names: map[string]bool{}}
+	if err := pl.hosts(sp, s); err != nil {
+		return connector.Site{}, fmt.Errorf("site %q: %w", s.Name, err)
+	}
+	if err := siteRules(sp, s); err != nil {
+		return connector.Site{}, fmt.Errorf("site %q: %w", s.Name, err)
+	}
+	e := connector.Site{
+		Name: s.Name, Hosts: sp.hosts, Gen: gen, Origins: origins,
+		ForwardRequestHost: !sp.forwardHost, TTL: sp.ttlSeconds, Suspended: s.Suspended,
 	}
 	if sp.refType != "" {
 		e.Referrer = &connector.Referrer{Type: sp.refType, Patterns: sp.referrers, AllowEmpty: sp.allowEmpty}
@@ -55,16 +71,14 @@ func (s Site) Entry(gen connector.Generation) (connector.Site, error) {
 	return e, nil
 }
 
-// SiteOfEntry is the inverse of Entry: what Render needs of a table entry
-// (the edge's VCL is rendered from its table).
+// SiteOfEntry is what Render needs of a table entry (the edge's VCL is
+// rendered from its table): hosts and rules. The origins stay in the
+// table, which the connector reads; the VCL names none.
 func SiteOfEntry(e connector.Site) Site {
 	s := Site{Name: e.Name, Hosts: e.Hosts, Suspended: e.Suspended, ForwardHostHeader: ForwardOriginHostname,
 		TTL: time.Duration(e.TTL) * time.Second}
 	if e.ForwardRequestHost {
 		s.ForwardHostHeader = ForwardRequestHost
-	}
-	for _, o := range e.Origins {
-		s.Origins = append(s.Origins, Backend{Scheme: o.Scheme, Host: o.Host, Port: o.Port, Path: o.Path})
 	}
 	if r := e.Referrer; r != nil {
 		s.ReferrerType, s.Referrers, s.AllowEmptyReferrer = r.Type, r.Patterns, r.AllowEmpty

@@ -26,11 +26,15 @@ import (
 	"github.com/cdnflow/cdnflow/edge/connector"
 )
 
-// Backend is an origin server: Scheme "http" (default when empty) or
-// "https", Host an IP address or a DNS name, Port 1-65535. Varnish never
-// connects to it: the edge's origin connector (edge/connector) does,
-// resolving the name to all its addresses, speaking TLS for https and
-// applying the origin address policy.
+// Backend is an origin server of a Config: its DefaultBackend, and the
+// origins of sites written as a whole Config (tests and tools, Entries).
+// A distribution's origins are not Backends: they go from the distribution
+// model to the site table entry (distribution.Config.SiteOrigins,
+// Site.EntryWith). Scheme is "http" (default when empty) or "https", Host
+// an IP address or a DNS name, Port 1-65535. Varnish never connects to it:
+// the edge's origin connector (edge/connector) does, resolving the name to
+// all its addresses, speaking TLS for https and applying the origin address
+// policy.
 type Backend struct {
 	Scheme string
 	Host   string
@@ -49,8 +53,9 @@ type Site struct {
 	// Hosts are the domain and its aliases, without port. They are
 	// lower-cased; a host may belong to one site only.
 	Hosts []string
-	// Origins (at most connector.MaxOrigins) are named to the connector in
-	// connector.HeaderOrigins; it balances over them and their addresses.
+	// Origins (1 to connector.MaxOrigins for Entry) become the site table
+	// entry's; the connector balances over them and their addresses.
+	// Render needs none (see SiteOfEntry).
 	Origins []Backend
 	// OriginPath ("" or "/...") is prepended to the URL on the origin
 	// request for origins without their own Backend.Path. The cache key
@@ -82,7 +87,9 @@ type Config struct {
 	// Required.
 	ConnectorPort int
 	// DefaultBackend serves hosts that match no site, with the client's
-	// Host; nil answers them 404.
+	// Host; nil answers them 404. It is the edge's own fallback origin (the
+	// worker's --default-origin), named to the connector in the VCL, not a
+	// distribution's origin.
 	DefaultBackend *Backend
 	Sites          []Site
 	// PurgeACL lists IPs and CIDRs allowed to PURGE and BAN; empty means
@@ -319,11 +326,13 @@ func (pl *sitePlanner) hosts(sp *sitePlan, s Site) error {
 }
 
 func (pl *sitePlanner) backends(sp *sitePlan, s Site) error {
+	// The connector reads the origins from the site table and the VCL
+	// names none of them: rendering only checks that origins given would
+	// survive the connector's parse. A site without origins is rendered
+	// (a table entry's rules, SiteOfEntry); Entry refuses it.
 	if len(s.Origins) == 0 {
-		return errors.New("no origin")
+		return nil
 	}
-	// The connector reads the origins from the site table; rendering only
-	// checks that they would survive its parse.
 	_, err := originsHeader(s.Origins)
 	return err
 }

@@ -106,8 +106,13 @@ func TestEntry(t *testing.T) {
 		t.Errorf("gone entry %+v", gone)
 	}
 	back := vcl.SiteOfEntry(api)
-	if back.ForwardHostHeader != vcl.ForwardRequestHost || back.Origins[0].Path != "/own" || back.ReferrerType != vcl.ReferrerBlacklist {
+	if back.ForwardHostHeader != vcl.ForwardRequestHost || len(back.Origins) != 0 || back.ReferrerType != vcl.ReferrerBlacklist {
 		t.Errorf("SiteOfEntry %+v", back)
+	}
+	none := fullConfig()
+	none.Sites[0].Origins = nil
+	if _, err := vcl.Entries(none, connector.Generation{}); err == nil {
+		t.Error("a site without origins has an entry")
 	}
 	bad := fullConfig()
 	bad.Sites[2].Origins[0].Path = "/" + strings.Repeat("a", vcl.MaxOriginPathLen)
@@ -157,7 +162,6 @@ func TestRenderRejectsUnsafeValues(t *testing.T) {
 		"host space":         site(func(s *vcl.Site) { s.Hosts = []string{"a .com"} }),
 		"host empty":         site(func(s *vcl.Site) { s.Hosts = []string{""} }),
 		"no hosts":           site(func(s *vcl.Site) { s.Hosts = nil }),
-		"no origins":         site(func(s *vcl.Site) { s.Origins = nil }),
 		"origin newline":     site(func(s *vcl.Site) { s.Origins = []vcl.Backend{{Host: "a\n.com", Port: 80}} }),
 		"origin path quote":  site(func(s *vcl.Site) { s.OriginPath = `/a"b` }),
 		"origin path rel":    site(func(s *vcl.Site) { s.OriginPath = "a/b" }),
@@ -193,6 +197,16 @@ func TestRenderCompiles(t *testing.T) {
 		"full":       loadableConfig(),
 		"sites only": {ConnectorPort: 6090, Sites: loadableConfig().Sites},
 	}
+	// An edge's VCL is rendered from its site table, without origins.
+	entries, err := vcl.Entries(loadableConfig(), connector.Generation{Created: 1, Version: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := vcl.Config{ConnectorPort: 6090}
+	for _, e := range entries {
+		table.Sites = append(table.Sites, vcl.SiteOfEntry(e))
+	}
+	configs["from the table"] = table
 	for name, cfg := range configs {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

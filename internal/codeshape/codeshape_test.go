@@ -65,8 +65,8 @@ func TestNoLongFunctions(t *testing.T) {
 // file must carry `//go:build !unit` so that `make unit` (-tags unit) never
 // links the Temporal server into a test binary.
 var stackPackages = []string{
-	`"github.com/cdnflow/cdnflow/internal/testenv"`,
-	`"github.com/cdnflow/cdnflow/internal/stack"`,
+	`"github.com/cdnflow/cdnflow/stack/testenv"`,
+	`"github.com/cdnflow/cdnflow/stack"`,
 	`"github.com/cdnflow/cdnflow/internal/devtemporal"`,
 }
 
@@ -117,4 +117,50 @@ func hasUnitExclusion(f *ast.File) bool {
 		}
 	}
 	return false
+}
+
+// leafRoots are the module's folders that packages under internal/ may
+// import: internal/ holds leaf libraries, and the process assembly that
+// wires workflows, activities, the API and the worker together lives in
+// stack/.
+var leafRoots = []string{"internal/", "edge", "inventory", "deployments"}
+
+// TestInternalImportsNothingAbove fails for a file under internal/ (tests
+// included) that imports a module package outside leafRoots, such as
+// workflows, activities, service, httpapi, worker or stack.
+func TestInternalImportsNothingAbove(t *testing.T) {
+	const module = "github.com/cdnflow/cdnflow/"
+	root := filepath.Join("..", "..")
+	checked := 0
+	err := filepath.WalkDir(filepath.Join(root, "internal"), func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") {
+			return err
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
+		if err != nil {
+			return err
+		}
+		checked++
+		for _, imp := range f.Imports {
+			p := strings.Trim(imp.Path.Value, `"`)
+			rel, ok := strings.CutPrefix(p, module)
+			if !ok {
+				continue
+			}
+			leaf := false
+			for _, r := range leafRoots {
+				leaf = leaf || rel == strings.TrimSuffix(r, "/") || strings.HasPrefix(rel, strings.TrimSuffix(r, "/")+"/")
+			}
+			if !leaf {
+				t.Errorf("%s imports %s: internal/ holds leaf libraries only", path, p)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checked < 20 {
+		t.Fatalf("checked only %d files under internal/", checked)
+	}
 }

@@ -15,9 +15,15 @@ import (
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/devtemporal"
 	"github.com/cdnflow/cdnflow/internal/temporalclient"
-	"github.com/cdnflow/cdnflow/internal/testenv"
-	"github.com/cdnflow/cdnflow/workflows"
+	"github.com/cdnflow/cdnflow/internal/testlog"
 )
+
+// probeAttributes stand for the search attributes a process registers at
+// start; the embedded server must keep them across a restart.
+var probeAttributes = map[string]enumspb.IndexedValueType{
+	"CdnflowProbeKind":   enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+	"CdnflowProbeStatus": enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+}
 
 // A job accepted before a restart is still there after it: the store is a
 // file, not memory. Search attributes registered once stay registered.
@@ -26,7 +32,7 @@ func TestJobsSurviveRestartOnSameDataDir(t *testing.T) {
 		t.Skip("runs a Temporal server: skipped under -short")
 	}
 	dir := t.TempDir()
-	logger := testenv.Logger(t, zap.WarnLevel)
+	logger := testlog.Logger(t, zap.WarnLevel)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -46,7 +52,7 @@ func TestJobsSurviveRestartOnSameDataDir(t *testing.T) {
 	}
 
 	srv, c := start()
-	if err := temporalclient.EnsureSearchAttributes(ctx, c, "default", workflows.SearchAttributes()); err != nil {
+	if err := temporalclient.EnsureSearchAttributes(ctx, c, "default", probeAttributes); err != nil {
 		t.Fatalf("search attributes: %v", err)
 	}
 	// The UI serves its app on its own port.
@@ -59,7 +65,7 @@ func TestJobsSurviveRestartOnSameDataDir(t *testing.T) {
 		t.Fatalf("web ui status %d", resp.StatusCode)
 	}
 	// No worker polls this queue, so the workflow stays open across the restart.
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "restart-probe", TaskQueue: "nobody-polls"}, workflows.EdgeCheckWorkflow, workflows.EdgeCheckInput{})
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "restart-probe", TaskQueue: "nobody-polls"}, "ProbeWorkflow")
 	if err != nil {
 		t.Fatalf("start workflow: %v", err)
 	}
@@ -77,7 +83,7 @@ func TestJobsSurviveRestartOnSameDataDir(t *testing.T) {
 		t.Fatalf("status after restart = %v", st)
 	}
 	// Idempotent: every process start calls this.
-	if err := temporalclient.EnsureSearchAttributes(ctx, c, "default", workflows.SearchAttributes()); err != nil {
+	if err := temporalclient.EnsureSearchAttributes(ctx, c, "default", probeAttributes); err != nil {
 		t.Fatalf("search attributes again: %v", err)
 	}
 }

@@ -1,4 +1,5 @@
-package testenv
+// Package testlog gives tests a zap logger that writes to the test log.
+package testlog
 
 import (
 	"strings"

@@ -1,6 +1,6 @@
 // Package testenv starts the real parts for integration tests: an embedded
 // Temporal server on a SQLite file, real varnishd edges on loopback, a Go
-// origin, the worker and the HTTP API — assembled by internal/stack, as
+// origin, the worker and the HTTP API — assembled by stack, as
 // `cdnflow dev` is.
 package testenv
 
@@ -23,8 +23,9 @@ import (
 	"github.com/cdnflow/cdnflow/internal/devtemporal"
 	"github.com/cdnflow/cdnflow/internal/origin"
 	"github.com/cdnflow/cdnflow/internal/payload"
-	"github.com/cdnflow/cdnflow/internal/stack"
+	"github.com/cdnflow/cdnflow/internal/testlog"
 	"github.com/cdnflow/cdnflow/inventory"
+	"github.com/cdnflow/cdnflow/stack"
 )
 
 // Options shape an Env.
@@ -75,7 +76,7 @@ func Start(t testing.TB, opts Options) *Env {
 	if opts.Edges == 0 {
 		opts.Edges = 2
 	}
-	logger := Logger(t, zap.WarnLevel)
+	logger := testlog.Logger(t, zap.WarnLevel)
 	env := &Env{Logger: logger, Origin: &origin.Handler{}}
 
 	originSrv := httptest.NewServer(env.Origin)

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cdnflow/cdnflow/internal/cluster"
+	"github.com/cdnflow/cdnflow/stack/cluster"
 )
 
 // faultRun runs one fault scenario: the purge's 1,000 paths are cached on

@@ -177,7 +177,7 @@ func renderDynamicConfig(m map[string]any) string {
 // service on 127.0.0.1 from port P (frontend gRPC P, HTTP P+1, history
 // P+2, matching P+3, worker P+4; membership P+5..P+8), both stores on
 // PostgreSQL with the postgres12 plugin.
-var configTemplate = template.Must(template.New("config").Funcs(template.FuncMap{"add": func(a, b int) int { return a + b }}).Parse(`# Rendered by cdnflow cluster up (internal/cluster); edits are overwritten.
+var configTemplate = template.Must(template.New("config").Funcs(template.FuncMap{"add": func(a, b int) int { return a + b }}).Parse(`# Rendered by cdnflow cluster up (stack/cluster); edits are overwritten.
 log:
   stdout: true
   level: warn

@@ -22,8 +22,8 @@ import (
 	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/eventually"
-	"github.com/cdnflow/cdnflow/internal/stack"
 	"github.com/cdnflow/cdnflow/inventory"
+	"github.com/cdnflow/cdnflow/stack"
 )
 
 // A newcomer's dev stack is quiet: no ERROR line, and the edges dev starts
@@ -119,11 +119,20 @@ func TestDevStackStartsWithoutErrorsOrDrift(t *testing.T) {
 	}
 
 	for _, e := range logs.All() {
+		if e.Message == abandonedQuery {
+			continue
+		}
 		if e.Level >= zapcore.ErrorLevel || strings.Contains(e.Message, "drift") {
 			t.Errorf("%s %s %v", e.Level, e.Message, e.ContextMap())
 		}
 	}
 }
+
+// abandonedQuery is the Temporal server's ERROR line for a query answered
+// after its caller gave up: this test's own 200 ms polls of GET /v1/edges
+// (a query of the edge sync) time out when the machine is busy. An idle
+// dev is not polled, so the line says nothing about the stack.
+const abandonedQuery = "failed to set query completion state to succeeded"
 
 func createDistribution(t *testing.T, api, origin string) string {
 	t.Helper()

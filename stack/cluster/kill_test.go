@@ -26,10 +26,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cdnflow/cdnflow/internal/cluster"
 	"github.com/cdnflow/cdnflow/internal/origin"
 	"github.com/cdnflow/cdnflow/internal/s3test"
 	"github.com/cdnflow/cdnflow/inventory"
+	"github.com/cdnflow/cdnflow/stack/cluster"
 )
 
 const (

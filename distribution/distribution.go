@@ -1,0 +1,175 @@
+// Package distribution is the model of a CDN distribution (NHN v1.5): its
+// statuses, desired configuration, state and the site spec edges enforce.
+// Workflows, activities and the API share these types; JSON tags follow
+// NHN and are the shapes recorded in workflow histories, so they do not
+// change.
+package distribution
+
+import (
+	"net"
+	"strings"
+
+	"github.com/cdnflow/cdnflow/edge/connector"
+)
+
+// Status is a distribution's NHN v1.5 status code.
+const (
+	StatusOpening    = "OPENING"
+	StatusOpen       = "OPEN"
+	StatusModifying  = "MODIFYING"
+	StatusResume     = "RESUME"
+	StatusSuspending = "SUSPENDING"
+	StatusSuspend    = "SUSPEND"
+	StatusClosing    = "CLOSING"
+	StatusClose      = "CLOSE"
+	StatusError      = "ERROR"
+)
+
+// Origin is one origin server of a distribution (NHN origins[]), validated
+// once by the API. It is the only origin type between the API body and the
+// edge's site table entry (Config.SiteOrigins).
+type Origin struct {
+	Origin     string `json:"origin"`
+	Port       int    `json:"port,omitempty"`
+	HTTPPort   int    `json:"httpPort,omitempty"`
+	HTTPSPort  int    `json:"httpsPort,omitempty"`
+	OriginPath string `json:"originPath,omitempty"`
+}
+
+// Endpoint is how edges fetch from o (NHN v1.5 origins[] and
+// useOriginHttpProtocolDowngrade): port → http on port; httpsPort without
+// downgrade → https on httpsPort; with downgrade → http on httpPort, else
+// 80; httpPort only → http on httpPort.
+func (o Origin) Endpoint(downgrade bool) (scheme string, port int) {
+	switch {
+	case o.Port != 0:
+		return "http", o.Port
+	case o.HTTPSPort != 0 && !downgrade:
+		return "https", o.HTTPSPort
+	case o.HTTPPort != 0:
+		return "http", o.HTTPPort
+	}
+	return "http", 80
+}
+
+// Connector is o as the edges' connectors fetch it (Endpoint), its host an
+// IP address in canonical form or a lower-case DNS name without the
+// trailing dot.
+func (o Origin) Connector(downgrade bool) connector.Origin {
+	scheme, port := o.Endpoint(downgrade)
+	host := strings.TrimSpace(o.Origin)
+	if ip := net.ParseIP(host); ip != nil {
+		host = ip.String()
+	} else {
+		host = strings.TrimSuffix(strings.ToLower(host), ".")
+	}
+	return connector.Origin{Scheme: scheme, Host: host, Port: port}
+}
+
+// Site is o as an entry of the edge's site table holds it: the connector
+// origin and o's own path prefix without the trailing "/".
+func (o Origin) Site(downgrade bool) connector.SiteOrigin {
+	return connector.SiteOrigin{Origin: o.Connector(downgrade), Path: strings.TrimSuffix(o.OriginPath, "/")}
+}
+
+// Callback is where lifecycle changes are reported (NHN callback).
+type Callback struct {
+	HTTPMethod string `json:"httpMethod"`
+	URL        string `json:"url"`
+}
+
+// Config is the desired configuration of a distribution, with defaults
+// applied. Field names and JSON tags follow NHN v1.5.
+type Config struct {
+	Region                         string    `json:"region"`
+	UseOriginHTTPProtocolDowngrade bool      `json:"useOriginHttpProtocolDowngrade"`
+	ForwardHostHeader              string    `json:"forwardHostHeader"`
+	UseOrigin                      string    `json:"useOrigin"`
+	ReferrerType                   string    `json:"referrerType"`
+	Description                    string    `json:"description,omitempty"`
+	DomainAlias                    string    `json:"domainAlias,omitempty"`
+	MaxAge                         int64     `json:"maxAge"`
+	Referrers                      string    `json:"referrers,omitempty"`
+	IsAllowWhenEmptyReferrer       bool      `json:"isAllowWhenEmptyReferrer"`
+	Origins                        []Origin  `json:"origins"`
+	Callback                       *Callback `json:"callback,omitempty"`
+}
+
+// Aliases splits DomainAlias on NHN's '\n' token.
+func (c Config) Aliases() []string {
+	var out []string
+	for _, a := range strings.Split(c.DomainAlias, "\n") {
+		if a = strings.ToLower(strings.TrimSpace(a)); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// ConnectorOrigins are c's origins as the edges' connectors fetch them
+// (Origin.Connector).
+func (c Config) ConnectorOrigins() []connector.Origin {
+	out := make([]connector.Origin, 0, len(c.Origins))
+	for _, o := range c.Origins {
+		out = append(out, o.Connector(c.UseOriginHTTPProtocolDowngrade))
+	}
+	return out
+}
+
+// SiteOrigins are c's origins as the edge's site table entry holds them,
+// each with its own originPath (Origin.Site).
+func (c Config) SiteOrigins() []connector.SiteOrigin {
+	out := make([]connector.SiteOrigin, 0, len(c.Origins))
+	for _, o := range c.Origins {
+		out = append(out, o.Site(c.UseOriginHTTPProtocolDowngrade))
+	}
+	return out
+}
+
+// State is a distribution entity's state: what the distribution workflow's
+// query answers and every callback carries.
+type State struct {
+	AppKey string `json:"appKey"`
+	Domain string `json:"domain"`
+	Status string `json:"status"`
+	// Seq is NHN's distributionSeq.
+	Seq        int64  `json:"seq,omitempty"`
+	Config     Config `json:"config"`
+	CreateTime int64  `json:"createTime"` // epoch ms
+	DeleteTime int64  `json:"deleteTime,omitempty"`
+	// LastError says why the distribution is in ERROR.
+	LastError string `json:"lastError,omitempty"`
+	// Callbacks are the latest lifecycle notifications and their outcome.
+	Callbacks []CallbackResult `json:"callbacks,omitempty"`
+}
+
+// CallbackResult records one callback delivery.
+type CallbackResult struct {
+	Status string `json:"status"`
+	OK     bool   `json:"ok"`
+	Error  string `json:"error,omitempty"`
+}
+
+// Hosts are the Host names edges serve the distribution under.
+func (s State) Hosts() []string {
+	return append([]string{strings.ToLower(s.Domain)}, s.Config.Aliases()...)
+}
+
+// SiteSpec is a distribution's desired state on an edge.
+type SiteSpec struct {
+	WorkflowID string `json:"workflowId"`
+	AppKey     string `json:"appKey"`
+	Domain     string `json:"domain"`
+	Version    int    `json:"version"`
+	// Created is the distribution's creation time (epoch ms): with
+	// Version, the generation of the edge site table entry.
+	Created   int64  `json:"created,omitempty"`
+	Config    Config `json:"config"`
+	Suspended bool   `json:"suspended,omitempty"`
+	Deleted   bool   `json:"deleted,omitempty"`
+}
+
+// Gen is s's site table generation.
+func (s SiteSpec) Gen() connector.Generation {
+	return connector.Generation{Created: s.Created, Version: s.Version}
+}
