@@ -83,7 +83,7 @@ func Register(r sdkworker.Registry, d Deps) error {
 		PerEdge: cfg.PrewarmConcurrency, InFlight: cfg.PrewarmWorkerConcurrency, Pipeline: cfg.PrewarmPipeline,
 	}
 	purge := &activities.Purge{Inventory: d.Inventory, Edge: edges, PerEdge: cfg.EdgePurgeConcurrency}
-	distribution := &activities.Distribution{
+	distributions := &activities.Distribution{
 		Inventory: d.Inventory, DefaultOrigin: d.Config.DefaultOrigin, AllowPrivateCallbacks: cfg.AllowPrivateCallbacks,
 		PurgeACL: cfg.PurgeACL, Origins: origins, Edges: edges,
 	}
@@ -104,7 +104,7 @@ func Register(r sdkworker.Registry, d Deps) error {
 	for _, a := range []any{
 		knobs.WorkerKnobs, edgeCheck.ListEdges, edgeCheck.CheckEdge, prewarm.PrewarmChunk,
 		purge.PurgeEdges, purge.CatchUpEdge,
-		distribution.DistributionCallback, distribution.ProbeDistributionOrigins, distribution.ApplySite,
+		distributions.DistributionCallback, distributions.ProbeDistributionOrigins, distributions.ApplySite,
 		sync.SyncEdges, scheduled.RunScheduledJob,
 	} {
 		r.RegisterActivity(a)
