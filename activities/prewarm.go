@@ -44,6 +44,11 @@ type Prewarm struct {
 	// one connection, which then holds one PerEdge slot (0:
 	// defaultPrewarmPipeline; 1: one GET per connection at a time).
 	Pipeline int
+	// Attempts are the tries of one URL on one edge (0: one);
+	// AttemptTimeout bounds each (pipelined: each answer after the
+	// previous one; 0: the edge client's timeout).
+	Attempts       int
+	AttemptTimeout time.Duration
 
 	mu    sync.Mutex
 	urls  map[string][]string // recently used URL lists, by payload key

@@ -20,8 +20,9 @@ import (
 
 // PrewarmChunkInput is one activity's slice of a job's URLs on every
 // targeted edge: the Temporal cost of a chunk — one activity, one result —
-// does not grow with the number of edges. Per-pair attempts and the
-// per-edge concurrency run inside the activity.
+// does not grow with the number of edges. It carries what the job asked
+// for; per-pair attempts, their timeout and the per-edge connections are
+// the worker's (Prewarm.Attempts, AttemptTimeout, PerEdge).
 type PrewarmChunkInput struct {
 	JobID   string   `json:"jobId"`
 	EdgeIDs []string `json:"edgeIds"`
@@ -35,12 +36,6 @@ type PrewarmChunkInput struct {
 	End            int               `json:"end"`
 	Header         map[string]string `json:"header,omitempty"`
 	NeedInvalidate bool              `json:"needInvalidate,omitempty"`
-	Attempts       int               `json:"attempts"`
-	AttemptTimeout time.Duration     `json:"attemptTimeout"`
-	// Concurrency caps the connections in use per edge within this
-	// activity, each carrying up to Prewarm.Pipeline GETs; each also takes
-	// one of the worker's per-edge slots (Prewarm.PerEdge).
-	Concurrency int `json:"concurrency"`
 	// Deadline is the job's: a pair without an outcome by then has none,
 	// and the chunk ends with ErrJobDeadline (zero: no deadline but the
 	// activity's own).
@@ -70,10 +65,10 @@ type fanRow struct {
 }
 
 // PrewarmChunk fetches URLs [Start, End) through every edge of EdgeIDs,
-// each edge with its own Concurrency workers over the client's keep-alive
+// each edge with its own PerEdge workers over the client's keep-alive
 // pool of that edge, so a slow edge never holds back the others. Each
-// pair gets up to Attempts tries with exponential backoff, each bounded by
-// AttemptTimeout; 4xx and uncacheable answers are not retried. Progress of
+// pair gets up to the worker's Attempts tries with exponential backoff,
+// each bounded by its AttemptTimeout; 4xx and uncacheable answers are not retried. Progress of
 // every pair is heartbeated, so a retry after a worker crash skips
 // finished pairs on every edge. At the end each edge's rows are stored
 // (payload.PrewarmDetailKey) and the result lists the failed indices per
@@ -152,7 +147,7 @@ func (a *Prewarm) chunkInputs(ctx context.Context, in PrewarmChunkInput) ([]inve
 
 // fanOut spreads the chunk across its edges: it runs every pair that p
 // has not finished, per edge
-// up to Concurrency workers take the next Pipeline URLs in order and send
+// up to PerEdge workers take the next Pipeline URLs in order and send
 // them pipelined on one connection as one batch (Prewarm.warmBatch), and each batch
 // holds one of the edge's slots on this worker (Prewarm.PerEdge, shared
 // by every chunk and job; waiting batches take them in turn) and one of
@@ -176,16 +171,17 @@ func (a *Prewarm) fanOut(ctx context.Context, in PrewarmChunkInput, edges []inve
 		}
 	}()
 	depth := max(cmp.Or(a.Pipeline, defaultPrewarmPipeline), 1)
+	width := max(cmp.Or(a.PerEdge, defaultPrewarmPerEdge), 1)
 	stopBeat := beatWhile(ctx, func() { beatChunk(ctx, p.rows()) })
 	defer stopBeat()
 	var wg sync.WaitGroup
 	for pos, e := range edges {
-		spec := warmSpec{Domain: in.Domain, Scheme: in.Scheme, NeedInvalidate: in.NeedInvalidate, Attempts: in.Attempts}
+		spec := warmSpec{Domain: in.Domain, Scheme: in.Scheme, NeedInvalidate: in.NeedInvalidate, Attempts: a.Attempts}
 		m := metricsFor(e.ID)
-		f := a.Edge.Fetcher(ctx, e, header, in.AttemptTimeout)
+		f := a.Edge.Fetcher(ctx, e, header, a.AttemptTimeout)
 		slots := a.slots.of(e.ID, a.PerEdge, defaultPrewarmPerEdge)
 		next := new(atomic.Int64)
-		for w := 0; w < min(max(in.Concurrency, 1), (span+depth-1)/depth); w++ {
+		for w := 0; w < min(width, (span+depth-1)/depth); w++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()

@@ -50,10 +50,10 @@ func newTwoEdgeChunk(t *testing.T, urls []string) (*Prewarm, [2]*fakeEdge, Prewa
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &Prewarm{Inventory: inv, Edge: edge.NewClient(edge.Options{}), Store: store}
+	a := &Prewarm{Inventory: inv, Edge: edge.NewClient(edge.Options{}), Store: store, Attempts: 3, AttemptTimeout: 2 * time.Second, PerEdge: 2}
 	in := PrewarmChunkInput{
 		JobID: "prewarm-req-1", EdgeIDs: []string{"E1", "E2"}, Domain: "a.test", Scheme: "http", URLsKey: key,
-		Chunk: 0, Start: 0, End: len(urls), Attempts: 3, AttemptTimeout: 2 * time.Second, Concurrency: 2,
+		Chunk: 0, Start: 0, End: len(urls),
 	}
 	return a, [2]*fakeEdge{f1, f2}, in
 }
@@ -236,7 +236,7 @@ func TestPrewarmChunksShareEdgeSlots(t *testing.T) {
 	a, _, in := newTwoEdgeChunk(t, urls)
 	f, inv := newFakeEdge(t, handler)
 	a.Inventory, a.PerEdge = inv, 4
-	in.EdgeIDs, in.Concurrency = []string{"E1"}, 8
+	in.EdgeIDs = []string{"E1"}
 	run := func(start, end int) error {
 		var ts testsuite.WorkflowTestSuite
 		env := ts.NewTestActivityEnvironment()

@@ -51,10 +51,10 @@ func newPrewarm(t *testing.T, handler http.HandlerFunc, urls []string) (*Prewarm
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &Prewarm{Inventory: inv, Edge: edge.NewClient(edge.Options{}), Store: store}
+	a := &Prewarm{Inventory: inv, Edge: edge.NewClient(edge.Options{}), Store: store, Attempts: 3, AttemptTimeout: 2 * time.Second, PerEdge: 2}
 	in := PrewarmChunkInput{
 		JobID: "prewarm-req-1", EdgeIDs: []string{"E1"}, Domain: "a.test", Scheme: "http", URLsKey: key,
-		Start: 0, End: len(urls), Attempts: 3, AttemptTimeout: 2 * time.Second, Concurrency: 2,
+		Start: 0, End: len(urls),
 	}
 	return a, fe, in
 }
@@ -112,6 +112,26 @@ func TestPrewarmChunkClassifiesOutcomes(t *testing.T) {
 	}
 }
 
+// How often a pair is tried is the worker's knob (Prewarm.Attempts), not
+// the job's: the same chunk input, on a worker set to 2 attempts, gives up
+// /flaky (503 twice) after 2 GETs and counts it failed.
+func TestPrewarmChunkAttemptsAreTheWorkers(t *testing.T) {
+	urls := []string{"http://a.test/ok", "http://a.test/flaky"}
+	a, fe, in := newPrewarm(t, prewarmEdgeHandler(), urls)
+	a.Attempts = 2
+	var ts testsuite.WorkflowTestSuite
+	var res PrewarmChunkResult
+	if err := runActivity(t, ts.NewTestActivityEnvironment(), a.PrewarmChunk, in, &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Edges) != 1 || res.Edges[0].OK != 1 || !slices.Equal(res.Edges[0].Failed, []int{1}) {
+		t.Fatalf("result %+v, want ok 1 and failed [1]", res)
+	}
+	if n := fe.count("GET a.test /flaky"); n != 2 {
+		t.Errorf("/flaky fetched %d times, want 2 (the worker's Attempts)", n)
+	}
+}
+
 // hangingEdge never answers /hang (until the client gives up, or 10 s).
 func hangingEdge(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/hang" {
@@ -131,7 +151,7 @@ func hangingEdge(w http.ResponseWriter, r *http.Request) {
 // that counts the pair failed. The job then ends TIMEOUT.
 func TestPrewarmChunkJobDeadlineLeavesNoOutcome(t *testing.T) {
 	a, _, in := newPrewarm(t, hangingEdge, []string{"http://a.test/ok", "http://a.test/hang"})
-	in.Attempts, in.AttemptTimeout = 1, 8*time.Second
+	a.Attempts, a.AttemptTimeout = 1, 8*time.Second
 	in.Deadline = time.Now().Add(300 * time.Millisecond)
 	var ts testsuite.WorkflowTestSuite
 	env := ts.NewTestActivityEnvironment()

@@ -199,7 +199,7 @@ func TestPrewarmManyChunksRunOnce(t *testing.T) {
 	edgeID := env.Edges[0].Edge.ID
 	job := workflows.PrewarmJob{
 		JobID: "prewarm-can-test", Domain: domain, Scheme: "http", URLsKey: key, URLCount: n, EdgeIDs: []string{edgeID},
-		Timeout: 4 * time.Minute, Attempts: 2, AttemptTimeout: 5 * time.Second, Concurrency: 2, ChunkSize: 1,
+		Timeout: 4 * time.Minute, ChunkSize: 1,
 	}
 	base := env.Origin.Requests()
 	run, err := env.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: job.JobID, TaskQueue: env.Config.TaskQueue}, workflows.PrewarmWorkflow, job)

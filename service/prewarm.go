@@ -77,8 +77,7 @@ func (s *Service) StartPrewarm(ctx context.Context, req PrewarmRequest, idempote
 	job := workflows.PrewarmJob{
 		JobID: workflows.PrewarmWorkflowID(requestID), Domain: v.domain, Scheme: v.scheme, URLsKey: key,
 		URLCount: len(v.urls), EdgeIDs: ids, Header: v.header, NeedInvalidate: req.NeedInvalidate,
-		Timeout: v.timeout, Attempts: s.config.PrewarmAttempts, AttemptTimeout: s.config.PrewarmAttemptTimeout,
-		Concurrency: s.config.PrewarmConcurrency, HeartbeatTimeout: s.config.HeartbeatTimeout,
+		Timeout: v.timeout,
 	}
 	sa := []temporal.SearchAttributeUpdate{
 		workflows.KindAttr.ValueSet(workflows.KindPrewarm),

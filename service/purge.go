@@ -283,7 +283,7 @@ func (s *Service) startPurgeSeqs(ctx context.Context, appKey, domain string, dis
 		pr := workflows.PurgeRequest{
 			AppKey: appKey, Domain: domain, Hosts: dist.Hosts(), Type: purgeType, Paths: paths,
 			Soft: soft, Seq: first + int64(i), PurgeID: randomID(), EdgeIDs: edgeIDs,
-			Deadline: s.config.PurgeDeadline, CatchUp: s.config.PurgeCatchUp, PurgeTime: now.UnixMilli(), HeartbeatTimeout: s.config.HeartbeatTimeout,
+			Deadline: s.config.PurgeDeadline, CatchUp: s.config.PurgeCatchUp, PurgeTime: now.UnixMilli(),
 		}
 		sem <- struct{}{}
 		wg.Add(1)

@@ -20,7 +20,7 @@ func TestActivityNamesAreStable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{
-		"ListEdges", "CheckEdge", "PrewarmChunk", "PurgeEdges", "CatchUpEdge",
+		"WorkerKnobs", "ListEdges", "CheckEdge", "PrewarmChunk", "PurgeEdges", "CatchUpEdge",
 		"DistributionCallback", "RunScheduledJob",
 		"ProbeDistributionOrigins", "ApplySite", "SyncEdges",
 	} {

@@ -12,9 +12,11 @@ import (
 
 	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/edge"
+	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/payload"
 	"github.com/cdnflow/cdnflow/inventory"
+	"github.com/cdnflow/cdnflow/service"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
@@ -61,16 +63,51 @@ func New(c client.Client, d Deps) (sdkworker.Worker, error) {
 
 // Register puts every workflow and activity on r. Replay tests use it too, so
 // a workflow that is not registered here fails them.
+//
+// Workflow inputs carry what a request asked for; how the work is done is
+// this worker's, from its config.Worker: the activity structs hold their
+// knobs, and activities.Knobs answers the few that workflows need for the
+// options of the activities they schedule (heartbeat timeout, tries of a
+// distribution change, the wait before one in ERROR is tried again).
 func Register(r sdkworker.Registry, d Deps) error {
-	r.RegisterWorkflow(workflows.EdgeCheckWorkflow)
-	r.RegisterWorkflow(workflows.SequenceWorkflow)
+	cfg, edges := d.Config.Worker, d.edgeClient()
+	origins, err := connector.New(d.Config.ConnectorOptions("", d.Logger))
+	if err != nil {
+		return fmt.Errorf("register: origin probe: %w", err)
+	}
+	knobs := &activities.Knobs{HeartbeatTimeout: cfg.HeartbeatTimeout, EdgeApplyAttempts: cfg.EdgeApplyAttempts, EdgeErrorRetry: cfg.EdgeErrorRetry}
 	edgeCheck := &activities.EdgeCheck{Inventory: d.Inventory}
-	r.RegisterActivity(edgeCheck.ListEdges)
-	r.RegisterActivity(edgeCheck.CheckEdge)
-	for _, reg := range []func(sdkworker.Registry, Deps) error{registerPrewarm, registerPurge, registerDistributions, registerSchedules} {
-		if err := reg(r, d); err != nil {
-			return fmt.Errorf("register: %w", err)
-		}
+	prewarm := &activities.Prewarm{
+		Inventory: d.Inventory, Edge: edges, Store: d.payloadStore(),
+		Attempts: cfg.PrewarmAttempts, AttemptTimeout: cfg.PrewarmAttemptTimeout,
+		PerEdge: cfg.PrewarmConcurrency, InFlight: cfg.PrewarmWorkerConcurrency, Pipeline: cfg.PrewarmPipeline,
+	}
+	purge := &activities.Purge{Inventory: d.Inventory, Edge: edges, PerEdge: cfg.EdgePurgeConcurrency}
+	distributions := &activities.Distribution{
+		Inventory: d.Inventory, DefaultOrigin: d.Config.DefaultOrigin, AllowPrivateCallbacks: cfg.AllowPrivateCallbacks,
+		PurgeACL: cfg.PurgeACL, Origins: origins, Edges: edges,
+	}
+	sync := &activities.EdgeSync{
+		EdgeConfig: activities.EdgeConfig{DefaultOrigin: d.Config.DefaultOrigin, PurgeACL: cfg.PurgeACL},
+		Inventory:  d.Inventory, Edges: edges, Desired: workflows.DesiredSites{Temporal: d.Temporal},
+	}
+	scheduled := &activities.Scheduled{Jobs: service.New(service.Deps{
+		Temporal: d.Temporal, Config: d.Config, Inventory: d.Inventory, Logger: d.Logger, Store: d.Payloads,
+	})}
+
+	for _, wf := range []any{
+		workflows.EdgeCheckWorkflow, workflows.SequenceWorkflow, workflows.PrewarmWorkflow, workflows.PurgeWorkflow,
+		workflows.DistributionWorkflow, workflows.EdgeSyncWorkflow, workflows.ScheduledJobWorkflow,
+	} {
+		r.RegisterWorkflow(wf)
+	}
+	for _, a := range []any{
+		knobs.WorkerKnobs, edgeCheck.ListEdges, edgeCheck.CheckEdge, prewarm.PrewarmChunk,
+		purge.PurgeEdges, purge.CatchUpEdge,
+		distributions.DistributionCallback, distributions.ProbeDistributionOrigins, distributions.ApplySite,
+		sync.SyncEdges, scheduled.RunScheduledJob,
+	} {
+		r.RegisterActivity(a)
 	}
 	return nil
 }

@@ -11,24 +11,17 @@ import (
 	"github.com/cdnflow/cdnflow/distribution"
 )
 
-// DistributionInit starts a distribution's entity workflow.
+// DistributionInit starts a distribution's entity workflow. How a change
+// is tried on the edges (attempts, heartbeat, the wait before a change in
+// ERROR is tried again) is the worker's (activities.Knobs), asked once per
+// run.
 type DistributionInit struct {
 	State   distribution.State `json:"state"`
 	EdgeIDs []string           `json:"edgeIds"`
-	// HeartbeatTimeout of ApplySite; 0 means the default.
-	HeartbeatTimeout time.Duration `json:"heartbeatTimeout,omitempty"`
 	// Version of the last change sent to edges (continue-as-new carries it).
 	Version int `json:"version"`
 	// Opened is set once the first apply finished (continue-as-new).
 	Opened bool `json:"opened"`
-	// ApplyAttempts bounds the tries of one change on the edges' site
-	// tables (ApplySite) while cdnflow runs; 0 means 10. Time while no
-	// worker runs does not count: an outage never turns a change into
-	// ERROR.
-	ApplyAttempts int `json:"applyAttempts,omitempty"`
-	// ErrorRetry is the first wait before a change that ended in ERROR is
-	// tried again (doubling up to maxErrorRetry); 0 means 1 min.
-	ErrorRetry time.Duration `json:"errorRetry,omitempty"`
 }
 
 // maxErrorRetry caps the wait between two tries of a change in ERROR.
@@ -44,7 +37,9 @@ type failedChange struct {
 // entity is a running distribution workflow: its input, state and the
 // change in flight.
 type entity struct {
-	in       DistributionInit
+	in DistributionInit
+	// knobs are the worker's, asked once per run (nil until then).
+	knobs    *activities.Knobs
 	st       *distribution.State
 	busy     bool
 	closed   bool
@@ -72,6 +67,8 @@ func DistributionWorkflow(ctx workflow.Context, in DistributionInit) (distributi
 		return st, err
 	}
 	d.registerUpdates(ctx)
+	knobs := workerKnobs(ctx)
+	d.knobs = &knobs
 	workflow.Go(ctx, d.retryErrors)
 
 	if !in.Opened {
@@ -190,16 +187,13 @@ func (d *entity) run(ctx workflow.Context, during, final string, cfg distributio
 	d.notify(ctx)
 }
 
-// retryErrors tries a change that ended in ERROR again, first after
-// ErrorRetry, then at doubling intervals up to maxErrorRetry, until it
-// succeeds or another change (an update) replaces it: an edge that was
-// unreachable or an origin that was unusable is taken up once the cause
-// is gone, without anyone asking.
+// retryErrors tries a change that ended in ERROR again, first after the
+// worker's EdgeErrorRetry, then at doubling intervals up to
+// maxErrorRetry, until it succeeds or another change (an update)
+// replaces it: an edge that was unreachable or an origin that was
+// unusable is taken up once the cause is gone, without anyone asking.
 func (d *entity) retryErrors(ctx workflow.Context) {
-	base := d.in.ErrorRetry
-	if base <= 0 {
-		base = time.Minute
-	}
+	base := d.knobs.EdgeErrorRetry
 	delay := base
 	for {
 		if err := workflow.Await(ctx, func() bool {
@@ -262,19 +256,21 @@ func (d *entity) apply(ctx workflow.Context, cfg distribution.Config, suspended,
 // applySite puts spec into every edge's site table (one ApplySite
 // activity, whatever the number of edges) and records it as the state the
 // edge sync loop holds the edges to (MemoEdgeSite). Retries count
-// attempts, not wall-clock time: an outage of cdnflow or its store only
-// delays the change. It returns why the edges did not take it, or "".
+// attempts (the worker's EdgeApplyAttempts), not wall-clock time: an
+// outage of cdnflow or its store only delays the change. It returns why
+// the edges did not take it, or "".
 func (d *entity) applySite(ctx workflow.Context, spec distribution.SiteSpec) string {
 	spec.Created = d.st.CreateTime
-	attempts := d.in.ApplyAttempts
-	if attempts <= 0 {
-		attempts = 10
+	// An update taken in the run's first workflow task may get here
+	// before the worker answered its knobs.
+	if err := workflow.Await(ctx, func() bool { return d.knobs != nil }); err != nil {
+		return rootMessage(err)
 	}
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute,
-		HeartbeatTimeout:    heartbeatOrDefault(d.in.HeartbeatTimeout),
+		HeartbeatTimeout:    d.knobs.HeartbeatTimeout,
 		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: time.Second, MaximumInterval: 10 * time.Second, MaximumAttempts: int32(attempts),
+			InitialInterval: time.Second, MaximumInterval: 10 * time.Second, MaximumAttempts: int32(d.knobs.EdgeApplyAttempts),
 			NonRetryableErrorTypes: []string{activities.ErrBadSite},
 		},
 	})

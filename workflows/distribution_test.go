@@ -41,6 +41,8 @@ func TestDistributionStateMachineGuards(t *testing.T) {
 	var ts testsuite.WorkflowTestSuite
 	env := ts.NewTestWorkflowEnvironment()
 	env.RegisterWorkflow(DistributionWorkflow)
+	// The worker's knobs, not the workflow's input, bound the tries.
+	env.RegisterActivity(&activities.Knobs{EdgeApplyAttempts: 3, EdgeErrorRetry: time.Hour})
 	tries := 0
 	env.OnActivity(distributionActivities.ApplySite, mock.Anything, mock.Anything).Return(func(context.Context, activities.ApplySiteInput) error {
 		tries++
@@ -56,7 +58,7 @@ func TestDistributionStateMachineGuards(t *testing.T) {
 	}, 10*time.Minute)
 	env.ExecuteWorkflow(DistributionWorkflow, DistributionInit{
 		State:   distribution.State{AppKey: "k", Domain: "d.test", Status: distribution.StatusOpening},
-		EdgeIDs: []string{"E1"}, ApplyAttempts: 3, ErrorRetry: time.Hour,
+		EdgeIDs: []string{"E1"},
 	})
 	var st distribution.State
 	if err := env.GetWorkflowResult(&st); err != nil {
@@ -86,6 +88,7 @@ func TestDistributionErrorRetried(t *testing.T) {
 	var ts testsuite.WorkflowTestSuite
 	env := ts.NewTestWorkflowEnvironment()
 	env.RegisterWorkflow(DistributionWorkflow)
+	env.RegisterActivity(&activities.Knobs{EdgeApplyAttempts: 2, EdgeErrorRetry: time.Minute})
 	var down bool = true
 	var errorSeen bool
 	env.OnActivity(distributionActivities.ApplySite, mock.Anything, mock.Anything).Return(func(context.Context, activities.ApplySiteInput) error {
@@ -113,7 +116,7 @@ func TestDistributionErrorRetried(t *testing.T) {
 	}, 20*time.Minute)
 	env.ExecuteWorkflow(DistributionWorkflow, DistributionInit{
 		State:   distribution.State{AppKey: "k", Domain: "d.test", Status: distribution.StatusOpening},
-		EdgeIDs: []string{"E1"}, ApplyAttempts: 2, ErrorRetry: time.Minute,
+		EdgeIDs: []string{"E1"},
 	})
 	if !errorSeen {
 		t.Fatal("the distribution was not in ERROR while the edge was down")

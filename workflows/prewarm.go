@@ -25,8 +25,10 @@ const MaxPrewarmEdges = 250
 // under Temporal's ~50K events, whatever the job's size.
 const targetChunksPerJob = 5000
 
-// PrewarmJob is the input of PrewarmWorkflow. The URL list itself lives in
-// the payload store under URLsKey.
+// PrewarmJob is the input of PrewarmWorkflow: what the request asked for.
+// The URL list itself lives in the payload store under URLsKey. How each
+// pair is tried (attempts, timeouts, connections) is the worker's
+// (activities.Prewarm).
 type PrewarmJob struct {
 	JobID          string            `json:"jobId"`
 	Domain         string            `json:"domain"`
@@ -37,13 +39,8 @@ type PrewarmJob struct {
 	Header         map[string]string `json:"header,omitempty"`
 	NeedInvalidate bool              `json:"needInvalidate,omitempty"`
 	Timeout        time.Duration     `json:"timeout"`
-	Attempts       int               `json:"attempts"`
-	AttemptTimeout time.Duration     `json:"attemptTimeout"`
-	Concurrency    int               `json:"concurrency"`
 	// ChunkSize is URLs per activity; 0 picks one from the job's size.
 	ChunkSize int `json:"chunkSize,omitempty"`
-	// HeartbeatTimeout of the chunk activities; 0 means the default.
-	HeartbeatTimeout time.Duration `json:"heartbeatTimeout,omitempty"`
 }
 
 // ChunkReport is one edge's outcome of one chunk, as the job applies it.

@@ -37,6 +37,7 @@ func ChunkSizeFor(urls, edges int) int {
 type chunkLoop struct {
 	st       *prewarmState
 	job      PrewarmJob
+	knobs    activities.Knobs
 	deadline time.Time
 	running  int
 	next     int
@@ -52,7 +53,10 @@ type chunkLoop struct {
 func runChunks(ctx workflow.Context, st *prewarmState, job PrewarmJob) (timerFired bool, errMsg string) {
 	jobCtx, cancelJob := workflow.WithCancel(ctx)
 	defer cancelJob()
-	cl := &chunkLoop{st: st, job: job, deadline: workflow.Now(ctx).Add(job.Timeout),
+	// The worker's heartbeat timeout for the chunks, asked before the
+	// job's clock starts.
+	knobs := workerKnobs(ctx)
+	cl := &chunkLoop{st: st, job: job, knobs: knobs, deadline: workflow.Now(ctx).Add(job.Timeout),
 		chunks: (job.URLCount + job.ChunkSize - 1) / job.ChunkSize}
 	sel := workflow.NewSelector(ctx)
 	sel.AddFuture(workflow.NewTimer(jobCtx, job.Timeout), func(f workflow.Future) {
@@ -102,7 +106,7 @@ func (cl *chunkLoop) start(ctx, jobCtx workflow.Context, sel workflow.Selector) 
 		// store (the heartbeat lets the next attempt resume).
 		ScheduleToCloseTimeout: remaining,
 		StartToCloseTimeout:    remaining,
-		HeartbeatTimeout:       heartbeatOrDefault(cl.job.HeartbeatTimeout),
+		HeartbeatTimeout:       cl.knobs.HeartbeatTimeout,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    time.Second,
 			BackoffCoefficient: 2,
@@ -116,7 +120,6 @@ func (cl *chunkLoop) start(ctx, jobCtx workflow.Context, sel workflow.Selector) 
 	f := workflow.ExecuteActivity(actx, a.PrewarmChunk, activities.PrewarmChunkInput{
 		JobID: job.JobID, EdgeIDs: job.EdgeIDs, Domain: job.Domain, Scheme: job.Scheme, URLsKey: job.URLsKey,
 		Chunk: chunk, Start: start, End: end, Header: job.Header, NeedInvalidate: job.NeedInvalidate,
-		Attempts: job.Attempts, AttemptTimeout: job.AttemptTimeout, Concurrency: job.Concurrency,
 		Deadline: cl.deadline,
 	})
 	cl.next++

@@ -28,8 +28,7 @@ func chunkEnv(t *testing.T, chunk func(context.Context, activities.PrewarmChunkI
 func testJob(urls int, edges ...string) PrewarmJob {
 	return PrewarmJob{
 		JobID: "prewarm-test", Domain: "a.test", Scheme: "http", URLsKey: "k", URLCount: urls,
-		EdgeIDs: edges, Timeout: 10 * time.Minute, Attempts: 3, AttemptTimeout: time.Second,
-		Concurrency: 4, ChunkSize: 10,
+		EdgeIDs: edges, Timeout: 10 * time.Minute, ChunkSize: 10,
 	}
 }
 

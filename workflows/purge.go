@@ -35,8 +35,6 @@ type PurgeRequest struct {
 	// toward progress (CaughtUp) once the edge registered it.
 	CatchUp   time.Duration `json:"catchUp,omitempty"`
 	PurgeTime int64         `json:"purgeTime"` // epoch ms the API accepted it
-	// HeartbeatTimeout of the PurgeEdges activity; 0 means the default.
-	HeartbeatTimeout time.Duration `json:"heartbeatTimeout,omitempty"`
 }
 
 // PurgeEdgeState is one edge's part of a purge.
@@ -98,12 +96,13 @@ func PurgeWorkflow(ctx workflow.Context, req PurgeRequest) (PurgeStatus, error) 
 	return st, nil
 }
 
-// purgeActivityOptions: edge activities retried until the deadline.
-func purgeActivityOptions(req PurgeRequest, deadline time.Duration) workflow.ActivityOptions {
+// purgeActivityOptions: edge activities retried until the deadline,
+// heartbeating within the worker's heartbeat timeout.
+func purgeActivityOptions(heartbeat, deadline time.Duration) workflow.ActivityOptions {
 	return workflow.ActivityOptions{
 		ScheduleToCloseTimeout: deadline,
 		StartToCloseTimeout:    2 * time.Minute,
-		HeartbeatTimeout:       heartbeatOrDefault(req.HeartbeatTimeout),
+		HeartbeatTimeout:       heartbeat,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    500 * time.Millisecond,
 			BackoffCoefficient: 2,

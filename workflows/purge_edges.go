@@ -52,7 +52,9 @@ func purgeAllEdges(ctx workflow.Context, req PurgeRequest, st *PurgeStatus, dead
 	}
 	if len(rest) > 0 {
 		remaining := max(deadline-workflow.Now(ctx).Sub(start), time.Second)
-		opts := purgeActivityOptions(req, remaining+purgeLastPassGrace)
+		// Only a purge that outlives its first pass asks the worker for its
+		// heartbeat timeout: most purges end in one workflow task.
+		opts := purgeActivityOptions(workerKnobs(ctx).HeartbeatTimeout, remaining+purgeLastPassGrace)
 		in.EdgeIDs, in.Budget, in.Resume, in.Until = rest, 0, resume, start.Add(deadline).UnixMilli()
 		var res activities.PurgeEdgesResult
 		if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), a.PurgeEdges, in).Get(ctx, &res); err != nil {

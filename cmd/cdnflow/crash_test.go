@@ -46,7 +46,9 @@ func workerEnv(t *testing.T, heartbeat time.Duration) (*testenv.Env, api, *worke
 		c.PrewarmConcurrency = 2
 		c.PrewarmPipeline = 1
 	}})
-	w := startWorkerProc(t, bin, env, "--edge-purge-concurrency", "2")
+	// The worker process owns its tunables: it gets them as flags.
+	w := startWorkerProc(t, bin, env, "--edge-purge-concurrency", "2",
+		"--prewarm-concurrency", strconv.Itoa(env.Config.PrewarmConcurrency), "--prewarm-pipeline", strconv.Itoa(env.Config.PrewarmPipeline))
 	host, portStr, _ := net.SplitHostPort(env.OriginAddr)
 	port, _ := strconv.Atoi(portStr)
 	a := api{t: t, base: env.API.URL, appKey: crashAppKey, secret: crashSecret, timeout: 3 * time.Minute}

@@ -266,20 +266,15 @@ func (c *Config) RegisterWorker(fs *flag.FlagSet) {
 }
 
 // RegisterAPI binds the settings of `cdnflow api`: the Temporal client,
-// the process's shared settings, the origin policy and the API's own.
-//
-// The API still copies some worker tunables into the workflow inputs it
-// starts (attempts, timeouts, concurrency, heartbeat timeout); until the
-// workers own them, an API process takes them from the same environment
-// variables as the workers ($CDNFLOW_HEARTBEAT_TIMEOUT, ...), without
-// flags, so one environment shared by both keeps them equal.
+// the process's shared settings, the origin policy and the API's own. No
+// worker tunable: workflow inputs carry only what a request asked for, and
+// the workers decide how it is done.
 func (c *Config) RegisterAPI(fs *flag.FlagSet) {
 	c.Temporal.Register(fs)
 	c.Log.Register(fs)
 	c.Process.Register(fs)
 	c.Origins.Register(fs)
 	c.API.Register(fs)
-	c.Worker.Register(flag.NewFlagSet("worker settings from the environment", flag.ContinueOnError))
 }
 
 // RegisterConnector binds the settings of `cdnflow connector`: --listen

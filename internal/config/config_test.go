@@ -3,6 +3,7 @@ package config
 import (
 	"flag"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -163,11 +164,14 @@ func TestEnvFallbackPerGroup(t *testing.T) {
 	if worker.HeartbeatTimeout != 9*time.Second || worker.EdgeSiteTimeout != time.Minute || worker.PrewarmAttempts != 4 {
 		t.Fatalf("worker flags over env: %+v", worker.Worker)
 	}
-	// The API has no worker flags but reads the worker settings it still
-	// copies into workflow inputs from the same variables.
+	// The API reads no worker tunable, from flags or the environment: a
+	// worker's settings reach the workflows through the worker alone.
 	api := parseWith((*Config).RegisterAPI, "--max-backlog", "3")
-	if api.HeartbeatTimeout != 5*time.Second || api.PrewarmAttempts != 4 || api.MaxBacklog != 3 || len(api.APIKeys) != 2 {
+	if api.MaxBacklog != 3 || len(api.APIKeys) != 2 {
 		t.Fatalf("api: %+v", api)
+	}
+	if !reflect.DeepEqual(api.Worker, Default().Worker) {
+		t.Fatalf("api took worker settings from the environment: %+v", api.Worker)
 	}
 	if conn := parseWith((*Config).RegisterConnector); conn.ConnectorListen != "127.0.0.1:7000" || conn.LogLevel != "debug" || conn.OriginCAFile != "/ca.pem" {
 		t.Fatalf("connector from env: %+v", conn)

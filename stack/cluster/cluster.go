@@ -89,8 +89,8 @@ type Options struct {
 	ServerArgs []string
 	// ServerEnv are extra NAME=value variables of every worker and API
 	// process, after the environment of the first up: settings only one
-	// of the commands takes as a flag (app keys, worker tunables the API
-	// also reads, such as CDNFLOW_HEARTBEAT_TIMEOUT).
+	// of the commands takes (the API's app keys, the workers' tunables
+	// such as CDNFLOW_HEARTBEAT_TIMEOUT; each ignores the other's).
 	ServerEnv []string
 	// PGSettings are extra `postgres -c name=value` settings.
 	PGSettings map[string]string
