@@ -11,13 +11,11 @@ import (
 	"sync"
 	"time"
 
-	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/cdnflow/cdnflow/activities"
@@ -536,11 +534,3 @@ func (s *Service) purgeStatus(ctx context.Context, wfID string) (workflows.Purge
 }
 
 func escapeQuery(s string) string { return strings.ReplaceAll(s, "'", "") }
-
-func keywordOf(p *commonpb.Payload) string {
-	var v string
-	if p != nil {
-		_ = converter.GetDefaultDataConverter().FromPayload(p, &v)
-	}
-	return v
-}
