@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/edge/edgetest"
-	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/service"
 	"github.com/cdnflow/cdnflow/workflows"
 )

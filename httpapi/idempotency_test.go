@@ -9,7 +9,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/internal/payload"
 	"github.com/cdnflow/cdnflow/stack/testenv"
 )

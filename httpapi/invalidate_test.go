@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/edge/edgetest"
-	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/service"
 )
 

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/httpapi"
-	"github.com/cdnflow/cdnflow/internal/config"
 	"go.uber.org/zap"
 )
 

@@ -14,7 +14,7 @@ import (
 
 	"go.temporal.io/api/workflowservice/v1"
 
-	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/inventory"
 	"github.com/cdnflow/cdnflow/service"
 	"github.com/cdnflow/cdnflow/stack/testenv"

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/internal/eventually"
 	"github.com/cdnflow/cdnflow/service"
 	"github.com/cdnflow/cdnflow/stack/testenv"

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/httpapi"
-	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/eventually"
 	"github.com/cdnflow/cdnflow/stack"
 	"github.com/cdnflow/cdnflow/stack/testenv"

@@ -17,7 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/activities"
-	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/internal/payload"
 	"github.com/cdnflow/cdnflow/inventory"
 	"github.com/cdnflow/cdnflow/workflows"

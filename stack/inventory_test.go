@@ -4,7 +4,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/config"
 )
 
 // Without --edges the built-in dev inventory is used, its secrets under

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/inventory"
 )
 

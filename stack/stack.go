@@ -21,9 +21,9 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/deployments"
 	"github.com/cdnflow/cdnflow/edge/varnishd"
-	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/devtemporal"
 	"github.com/cdnflow/cdnflow/internal/netguard"
 	"github.com/cdnflow/cdnflow/internal/payload"
@@ -378,7 +378,7 @@ func NewLogger(level, format string) (*zap.Logger, error) {
 
 // Connect dials Temporal and registers cdnflow's search attributes.
 func Connect(ctx context.Context, cfg config.Config, logger *zap.Logger) (client.Client, error) {
-	c, err := temporalclient.Dial(ctx, cfg, logger)
+	c, err := temporalclient.Dial(ctx, cfg.Temporal.Settings, logger)
 	if err != nil {
 		return nil, err
 	}

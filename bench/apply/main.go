@@ -32,8 +32,8 @@ import (
 	"time"
 
 	"github.com/cdnflow/cdnflow/bench/harness"
+	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/edge/connector"
-	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/inventory"
 )
 

@@ -42,7 +42,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/bench/harness"
-	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/internal/temporalclient"
 	"github.com/cdnflow/cdnflow/workflows"
 )
@@ -409,7 +409,7 @@ var jobsQuery = fmt.Sprintf("%s IN ('%s', '%s')", workflows.KindAttr.GetName(), 
 // Counts come from visibility, which lags the jobs a little.
 func drainJobs(stack *harness.Stack, ids []string, d time.Duration) {
 	ctx := context.Background()
-	c, err := temporalclient.Dial(ctx, stack.Config, zap.NewNop())
+	c, err := temporalclient.Dial(ctx, stack.Config.Temporal.Settings, zap.NewNop())
 	if err != nil {
 		fmt.Printf("  drain: cannot dial Temporal: %v\n", err)
 		return

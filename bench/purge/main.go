@@ -41,7 +41,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 
 	"github.com/cdnflow/cdnflow/bench/harness"
-	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/inventory"
 	"github.com/cdnflow/cdnflow/workflows"
 )

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cdnflow/cdnflow/internal/config"
+	"github.com/cdnflow/cdnflow/config"
 )
 
 // groupFlags are the flag names one setting group registers.

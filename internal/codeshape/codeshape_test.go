@@ -120,14 +120,14 @@ func hasUnitExclusion(f *ast.File) bool {
 }
 
 // leafRoots are the module's folders that packages under internal/ may
-// import: internal/ holds leaf libraries, and the process assembly that
-// wires workflows, activities, the API and the worker together lives in
-// stack/.
-var leafRoots = []string{"internal/", "edge", "inventory", "deployments"}
+// import: internal/ holds the leaf libraries every other folder builds on
+// (edge/ imports them too), so it imports only itself. Settings live in
+// config/ and the process assembly in stack/, both above.
+var leafRoots = []string{"internal/"}
 
 // TestInternalImportsNothingAbove fails for a file under internal/ (tests
 // included) that imports a module package outside leafRoots, such as
-// workflows, activities, service, httpapi, worker or stack.
+// edge, config, workflows, activities, service, httpapi, worker or stack.
 func TestInternalImportsNothingAbove(t *testing.T) {
 	const module = "github.com/cdnflow/cdnflow/"
 	root := filepath.Join("..", "..")

@@ -12,7 +12,6 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
-	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/devtemporal"
 	"github.com/cdnflow/cdnflow/internal/temporalclient"
 	"github.com/cdnflow/cdnflow/internal/testlog"
@@ -41,9 +40,7 @@ func TestJobsSurviveRestartOnSameDataDir(t *testing.T) {
 		if err != nil {
 			t.Fatalf("start: %v", err)
 		}
-		cfg := config.Default()
-		cfg.TemporalAddress = srv.FrontendAddr
-		c, err := temporalclient.Dial(ctx, cfg, logger)
+		c, err := temporalclient.Dial(ctx, temporalclient.Settings{TemporalAddress: srv.FrontendAddr, Namespace: "default"}, logger)
 		if err != nil {
 			srv.Stop()
 			t.Fatalf("dial: %v", err)

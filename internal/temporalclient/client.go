@@ -19,13 +19,27 @@ import (
 	"go.temporal.io/sdk/interceptor"
 	"go.uber.org/zap"
 
-	"github.com/cdnflow/cdnflow/internal/config"
 	"github.com/cdnflow/cdnflow/internal/metrics"
 	"github.com/cdnflow/cdnflow/internal/tracing"
 )
 
+// Settings say where and how to reach Temporal: the frontend's host:port
+// (empty in `cdnflow dev`: embed one), the namespace and task queue, and the
+// optional mTLS files, server name and API key. The config package binds
+// them to flags and environment variables.
+type Settings struct {
+	TemporalAddress string
+	Namespace       string
+	TaskQueue       string
+	TLSCertFile     string
+	TLSKeyFile      string
+	TLSCAFile       string
+	TLSServerName   string
+	TemporalAPIKey  string
+}
+
 // Dial connects to cfg.TemporalAddress, retrying while the server starts.
-func Dial(ctx context.Context, cfg config.Config, logger *zap.Logger) (client.Client, error) {
+func Dial(ctx context.Context, cfg Settings, logger *zap.Logger) (client.Client, error) {
 	opts := client.Options{
 		HostPort:  cfg.TemporalAddress,
 		Namespace: cfg.Namespace,
@@ -72,7 +86,7 @@ func Dial(ctx context.Context, cfg config.Config, logger *zap.Logger) (client.Cl
 	return nil, fmt.Errorf("dial temporal %s: %w", cfg.TemporalAddress, lastErr)
 }
 
-func tlsConfig(cfg config.Config) (*tls.Config, error) {
+func tlsConfig(cfg Settings) (*tls.Config, error) {
 	if cfg.TLSCertFile == "" && cfg.TLSCAFile == "" && cfg.TemporalAPIKey == "" && cfg.TLSServerName == "" {
 		return nil, nil
 	}

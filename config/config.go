@@ -18,6 +18,7 @@ import (
 	"github.com/cdnflow/cdnflow/edge"
 	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/internal/payload"
+	"github.com/cdnflow/cdnflow/internal/temporalclient"
 )
 
 // Config is the whole of cdnflow's configuration: one group per concept,
@@ -38,16 +39,7 @@ type Config struct {
 // Temporal is the Temporal client: where the frontend is and how to reach
 // it (dev, worker, api).
 type Temporal struct {
-	// TemporalAddress is the frontend's host:port; empty in `dev` means
-	// "embed one".
-	TemporalAddress string
-	Namespace       string
-	TaskQueue       string
-	TLSCertFile     string
-	TLSKeyFile      string
-	TLSCAFile       string
-	TLSServerName   string
-	TemporalAPIKey  string
+	temporalclient.Settings
 }
 
 // Log is how a process logs (dev, worker, api, connector).
@@ -206,7 +198,7 @@ type Connector struct {
 // Default returns the settings used when nothing is given.
 func Default() Config {
 	return Config{
-		Temporal: Temporal{Namespace: "default", TaskQueue: "cdnflow"},
+		Temporal: Temporal{temporalclient.Settings{Namespace: "default", TaskQueue: "cdnflow"}},
 		Log:      Log{LogLevel: "info", LogFormat: "console"},
 		Process:  Process{DataDir: ".cdnflow", DefaultOrigin: "127.0.0.1:8090"},
 		API: API{
