@@ -119,15 +119,11 @@ func lastChunkRows(ctx context.Context) []fanRow {
 		return nil
 	}
 	var beat chunkBeat
-	if err := activity.GetHeartbeatDetails(ctx, &beat); err == nil && beat.V == chunkBeatVersion {
-		rows, err := beat.unpack()
-		if err == nil {
-			return rows
-		}
+	if err := activity.GetHeartbeatDetails(ctx, &beat); err != nil || beat.V != chunkBeatVersion {
 		return nil
 	}
-	var rows []fanRow
-	if err := activity.GetHeartbeatDetails(ctx, &rows); err != nil {
+	rows, err := beat.unpack()
+	if err != nil {
 		return nil
 	}
 	return rows
@@ -139,19 +135,19 @@ type EdgePair struct {
 	PairDetail
 }
 
-// HeartbeatRows decodes a PrewarmChunk activity's heartbeat details
-// (packed, or plain []fanRow rows). For operators and tests reading a
-// Describe.
+// HeartbeatRows decodes a PrewarmChunk activity's packed heartbeat
+// details. For operators and tests reading a Describe.
 func HeartbeatRows(details *commonpb.Payloads) ([]EdgePair, error) {
-	dc := converter.GetDefaultDataConverter()
-	var rows []fanRow
 	var beat chunkBeat
-	if err := dc.FromPayloads(details, &beat); err == nil && beat.V == chunkBeatVersion {
-		if rows, err = beat.unpack(); err != nil {
-			return nil, err
-		}
-	} else if err := dc.FromPayloads(details, &rows); err != nil {
+	if err := converter.GetDefaultDataConverter().FromPayloads(details, &beat); err != nil {
 		return nil, fmt.Errorf("prewarm heartbeat: %w", err)
+	}
+	if beat.V != chunkBeatVersion {
+		return nil, fmt.Errorf("prewarm heartbeat: format %d, want %d", beat.V, chunkBeatVersion)
+	}
+	rows, err := beat.unpack()
+	if err != nil {
+		return nil, err
 	}
 	out := make([]EdgePair, len(rows))
 	for i, r := range rows {

@@ -117,7 +117,7 @@ func TestPrewarmChunkResumesFromHeartbeat(t *testing.T) {
 	a, fe, in := newTwoEdgeChunk(t, urls)
 	var ts testsuite.WorkflowTestSuite
 	env := ts.NewTestActivityEnvironment()
-	env.SetHeartbeatDetails([]fanRow{{Edge: "E2", PairDetail: PairDetail{Index: 0, Status: 200, Attempts: 1}}})
+	env.SetHeartbeatDetails(packChunkBeat([]fanRow{{Edge: "E2", PairDetail: PairDetail{Index: 0, Status: 200, Attempts: 1}}}))
 	var res PrewarmChunkResult
 	if err := runActivity(t, env, a.PrewarmChunk, in, &res); err != nil {
 		t.Fatal(err)
@@ -128,9 +128,9 @@ func TestPrewarmChunkResumesFromHeartbeat(t *testing.T) {
 	}
 }
 
-// The packed heartbeat (chunkBeat) resumes like the older rows: E2's
-// first pair is not fetched again, and its row (a HIT, 3 attempts, an
-// error on the other edge) is kept as heartbeated.
+// A resumed attempt keeps each heartbeated row as it was: E2's first pair
+// is not fetched again, and its row (a HIT, 3 attempts, an error on the
+// other edge) is the heartbeat's.
 func TestPrewarmChunkResumesFromPackedHeartbeat(t *testing.T) {
 	urls := []string{"http://a.test/ok", "http://a.test/missing"}
 	a, fe, in := newTwoEdgeChunk(t, urls)

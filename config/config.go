@@ -31,6 +31,7 @@ type Config struct {
 	Process
 	Origins
 	API
+	Jobs
 	Worker
 	Dev
 	Connector
@@ -90,8 +91,7 @@ type Origins struct {
 	OriginDNSServer string
 }
 
-// API is the HTTP API: where it listens, who may call it, and the limits
-// and defaults it applies to the requests it accepts (dev, api).
+// API is the HTTP API: where it listens and who may call it (dev, api).
 type API struct {
 	APIAddr string
 	// APIKeys are accepted in x-api-key on the Prewarm API.
@@ -103,6 +103,12 @@ type API struct {
 	ShowSuccessURLs bool
 	// CDNBaseDomain is the suffix of generated distribution domains.
 	CDNBaseDomain string
+}
+
+// Jobs is the policy every accepted job gets: the defaults and limits the
+// API applies to requests, and the worker to the runs of schedules it
+// submits itself (dev, api, worker).
+type Jobs struct {
 	// MaxBacklog refuses new prewarm and purge jobs while more workflow
 	// tasks than this wait in the task queue (0: never).
 	MaxBacklog int
@@ -201,9 +207,8 @@ func Default() Config {
 		Temporal: Temporal{temporalclient.Settings{Namespace: "default", TaskQueue: "cdnflow"}},
 		Log:      Log{LogLevel: "info", LogFormat: "console"},
 		Process:  Process{DataDir: ".cdnflow", DefaultOrigin: "127.0.0.1:8090"},
-		API: API{
-			APIAddr:               ":8080",
-			CDNBaseDomain:         "cdn.cdnflow.test",
+		API:      API{APIAddr: ":8080", CDNBaseDomain: "cdn.cdnflow.test"},
+		Jobs: Jobs{
 			MaxBacklog:            50,
 			PrewarmDefaultTimeout: 30 * time.Minute,
 			PurgeItemBatch:        200,
@@ -242,18 +247,20 @@ func (c *Config) RegisterDev(fs *flag.FlagSet) {
 	c.Process.Register(fs)
 	c.Origins.Register(fs)
 	c.API.Register(fs)
+	c.Jobs.Register(fs)
 	c.Worker.Register(fs)
 	c.Dev.Register(fs)
 }
 
 // RegisterWorker binds the settings of `cdnflow worker`: the Temporal
-// client, the process's shared settings, the origin policy and the
-// worker's tunables.
+// client, the process's shared settings, the origin policy, the job policy
+// (for the schedule runs the worker submits) and the worker's tunables.
 func (c *Config) RegisterWorker(fs *flag.FlagSet) {
 	c.Temporal.Register(fs)
 	c.Log.Register(fs)
 	c.Process.Register(fs)
 	c.Origins.Register(fs)
+	c.Jobs.Register(fs)
 	c.Worker.Register(fs)
 }
 
@@ -267,6 +274,7 @@ func (c *Config) RegisterAPI(fs *flag.FlagSet) {
 	c.Process.Register(fs)
 	c.Origins.Register(fs)
 	c.API.Register(fs)
+	c.Jobs.Register(fs)
 }
 
 // RegisterConnector binds the settings of `cdnflow connector`: --listen
@@ -321,14 +329,18 @@ func (a *API) Register(fs *flag.FlagSet) {
 	pairs(fs, &a.AppKeys, "app-keys", "CDNFLOW_APP_KEYS", "comma-separated appKey:secretKey pairs for the /v1.5 API")
 	boolean(fs, &a.ShowSuccessURLs, "show-success-urls", "CDNFLOW_SHOW_SUCCESS_URLS", "include successUrl in prewarm status")
 	str(fs, &a.CDNBaseDomain, "cdn-domain", "CDNFLOW_CDN_DOMAIN", "base domain of generated distribution domains")
-	num(fs, &a.MaxBacklog, "max-backlog", "CDNFLOW_MAX_BACKLOG", "refuse new prewarm/purge jobs (429, 30001) while more workflow tasks than this are queued; 0 disables")
-	dur(fs, &a.PrewarmDefaultTimeout, "prewarm-timeout", "CDNFLOW_PREWARM_TIMEOUT", "deadline of a prewarm job that names none (a Go duration: 30m, 1h)")
-	num(fs, &a.PurgeItemBatch, "purge-item-batch", "CDNFLOW_PURGE_ITEM_BATCH", "ITEM paths per purge seq (NHN: 200)")
-	num(fs, &a.PurgeWildcardBatch, "purge-wildcard-batch", "CDNFLOW_PURGE_WILDCARD_BATCH", "WILDCARD paths per purge seq (NHN: 10)")
-	dur(fs, &a.PurgeItemInterval, "purge-item-interval", "CDNFLOW_PURGE_ITEM_INTERVAL", "minimum time between ITEM/WILDCARD/TAG purge requests of one appKey (NHN: 1s)")
-	dur(fs, &a.PurgeAllInterval, "purge-all-interval", "CDNFLOW_PURGE_ALL_INTERVAL", "minimum time between ALL purges of one domain (NHN: 5m)")
-	dur(fs, &a.PurgeDeadline, "purge-deadline", "CDNFLOW_PURGE_DEADLINE", "how long a purge retries an unreachable edge")
-	dur(fs, &a.PurgeCatchUp, "purge-catch-up", "CDNFLOW_PURGE_CATCH_UP", "how long an edge that missed a purge's deadline is owed a catch-up ban of the domain and aliases (0: never)")
+}
+
+// Register binds the job policy.
+func (j *Jobs) Register(fs *flag.FlagSet) {
+	num(fs, &j.MaxBacklog, "max-backlog", "CDNFLOW_MAX_BACKLOG", "refuse new prewarm/purge jobs (429, 30001) while more workflow tasks than this are queued; 0 disables")
+	dur(fs, &j.PrewarmDefaultTimeout, "prewarm-timeout", "CDNFLOW_PREWARM_TIMEOUT", "deadline of a prewarm job that names none (a Go duration: 30m, 1h)")
+	num(fs, &j.PurgeItemBatch, "purge-item-batch", "CDNFLOW_PURGE_ITEM_BATCH", "ITEM paths per purge seq (NHN: 200)")
+	num(fs, &j.PurgeWildcardBatch, "purge-wildcard-batch", "CDNFLOW_PURGE_WILDCARD_BATCH", "WILDCARD paths per purge seq (NHN: 10)")
+	dur(fs, &j.PurgeItemInterval, "purge-item-interval", "CDNFLOW_PURGE_ITEM_INTERVAL", "minimum time between ITEM/WILDCARD/TAG purge requests of one appKey (NHN: 1s)")
+	dur(fs, &j.PurgeAllInterval, "purge-all-interval", "CDNFLOW_PURGE_ALL_INTERVAL", "minimum time between ALL purges of one domain (NHN: 5m)")
+	dur(fs, &j.PurgeDeadline, "purge-deadline", "CDNFLOW_PURGE_DEADLINE", "how long a purge retries an unreachable edge")
+	dur(fs, &j.PurgeCatchUp, "purge-catch-up", "CDNFLOW_PURGE_CATCH_UP", "how long an edge that missed a purge's deadline is owed a catch-up ban of the domain and aliases (0: never)")
 }
 
 // Register binds the worker's tunables. Durations are Go durations

@@ -86,13 +86,20 @@ func flagNames(register func(*flag.FlagSet)) map[string]bool {
 }
 
 // Each command binds its groups: the worker no API flag, the API no
-// worker tunable, dev both (a flag registered twice would panic).
+// worker tunable, both the job policy, dev all of them (a flag registered twice would panic).
 func TestRegisterPerCommand(t *testing.T) {
 	c := Default()
 	dev, worker, api, conn := flagNames(c.RegisterDev), flagNames(c.RegisterWorker), flagNames(c.RegisterAPI), flagNames(c.RegisterConnector)
-	for _, name := range []string{"api-keys", "app-keys", "api-addr", "show-success-urls", "ui-port", "temporal-port", "max-backlog", "purge-item-batch"} {
+	for _, name := range []string{"api-keys", "app-keys", "api-addr", "show-success-urls", "ui-port", "temporal-port"} {
 		if worker[name] {
 			t.Errorf("worker has --%s", name)
+		}
+	}
+	// The job policy: the API applies it to requests, the worker to the
+	// schedule runs it submits, so both read it.
+	for _, name := range []string{"max-backlog", "prewarm-timeout", "purge-item-batch", "purge-wildcard-batch", "purge-item-interval", "purge-all-interval", "purge-deadline", "purge-catch-up"} {
+		if !worker[name] || !api[name] {
+			t.Errorf("--%s: worker %v, api %v; want both", name, worker[name], api[name])
 		}
 	}
 	for _, name := range []string{"heartbeat-timeout", "prewarm-attempts", "prewarm-attempt-timeout", "prewarm-concurrency", "prewarm-pipeline", "edge-purge-timeout", "edge-site-timeout", "purge-acl", "ui-port"} {

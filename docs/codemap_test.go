@@ -13,7 +13,7 @@ import (
 )
 
 // codeRef matches a code-map reference such as `service/prewarm.go:Start`,
-// `workflows/prewarm.go:PrewarmWorkflow` or `activities/purge.go:Activities.PurgeEdge`
+// `workflows/prewarm.go:PrewarmWorkflow` or `activities/purge_edges.go:Purge.PurgeEdges`
 // (a method is Type.Method).
 var codeRef = regexp.MustCompile("`([A-Za-z0-9_./-]+\\.go):([A-Za-z_][A-Za-z0-9_]*(?:\\.[A-Za-z_][A-Za-z0-9_]*)?)`")
 

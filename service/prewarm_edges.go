@@ -43,7 +43,7 @@ type PairPage struct {
 func (s *Service) PrewarmPairs(ctx context.Context, requestID string, page, pageSize int) (PairPage, error) {
 	out := PairPage{RequestID: requestID, Page: page, PageSize: pageSize, Pairs: []PairRow{}}
 	jobID := workflows.PrewarmWorkflowID(requestID)
-	st, urls, err := s.prewarmJob(ctx, requestID, workflows.PrewarmStatusQuery{Limit: 1})
+	st, urls, err := s.prewarmJob(ctx, requestID, workflows.PrewarmPage{Limit: 1})
 	if err != nil {
 		return out, err
 	}

@@ -37,7 +37,7 @@ type PrewarmStatusResponse struct {
 // payload store.
 func (s *Service) PrewarmStatus(ctx context.Context, requestID string, page, pageSize int) (PrewarmStatusResponse, error) {
 	var out PrewarmStatusResponse
-	st, urls, err := s.prewarmJob(ctx, requestID, workflows.PrewarmStatusQuery{Offset: (page - 1) * pageSize, Limit: pageSize})
+	st, urls, err := s.prewarmJob(ctx, requestID, workflows.PrewarmPage{Offset: (page - 1) * pageSize, Limit: pageSize})
 	if err != nil {
 		return out, err
 	}
@@ -77,7 +77,7 @@ const (
 
 // prewarmJob reads a job's status page q (coalesced: readCache) and loads
 // its URL list.
-func (s *Service) prewarmJob(ctx context.Context, requestID string, q workflows.PrewarmStatusQuery) (workflows.PrewarmStatus, []string, error) {
+func (s *Service) prewarmJob(ctx context.Context, requestID string, q workflows.PrewarmPage) (workflows.PrewarmStatus, []string, error) {
 	if !validRequestID(requestID) {
 		return workflows.PrewarmStatus{}, nil, ErrNotFound
 	}
@@ -112,7 +112,7 @@ const (
 // readPrewarm reads page q of a job's status: the job's memo and state
 // from one describe, then workflows.ReadPrewarmStatus (its chunk
 // summaries while it runs, its result once it completed).
-func (s *Service) readPrewarm(ctx context.Context, requestID string, q workflows.PrewarmStatusQuery) (workflows.PrewarmStatus, error) {
+func (s *Service) readPrewarm(ctx context.Context, requestID string, q workflows.PrewarmPage) (workflows.PrewarmStatus, error) {
 	var st workflows.PrewarmStatus
 	id := workflows.PrewarmWorkflowID(requestID)
 	desc, err := s.temporal.DescribeWorkflowExecution(ctx, id, "")

@@ -119,7 +119,7 @@ func (s *Service) CreateSchedule(ctx context.Context, req ScheduleRequest) (Sche
 		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.KindAttr.ValueSet(req.Kind)),
 	})
 	var exists *serviceerror.AlreadyExists
-	if errors.As(err, &exists) || (err != nil && strings.Contains(err.Error(), "already")) {
+	if errors.As(err, &exists) || errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
 		return v, fmt.Errorf("schedule %s: %w", req.ID, ErrExists)
 	}
 	if err != nil {

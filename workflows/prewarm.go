@@ -62,15 +62,16 @@ type EdgeProgress struct {
 	Error  string `json:"error,omitempty"`
 }
 
-// PrewarmStatusQuery pages the index lists of PrewarmStatus.
-type PrewarmStatusQuery struct {
+// PrewarmPage is one page of the index lists of PrewarmStatus: Offset
+// entries skipped, at most Limit returned (0: 1000).
+type PrewarmPage struct {
 	Offset int `json:"offset"`
 	Limit  int `json:"limit"`
 }
 
 // PrewarmStatus is a job's status: its result, and what ReadPrewarmStatus
 // answers. Lists hold URL indices into the job's URL list (the API turns
-// them into URLs), paged by a PrewarmStatusQuery.
+// them into URLs), paged by a PrewarmPage.
 //
 // A URL is completed when every targeted edge has an outcome for it; it is
 // failed when at least one edge failed it after retries; it succeeded when
@@ -149,7 +150,7 @@ func (st *prewarmState) allDone() bool {
 	return true
 }
 
-func (st *prewarmState) snapshot(q PrewarmStatusQuery) PrewarmStatus {
+func (st *prewarmState) snapshot(q PrewarmPage) PrewarmStatus {
 	if q.Limit <= 0 {
 		q.Limit = 1000
 	}
@@ -212,7 +213,7 @@ func (st *prewarmState) finish(ctx workflow.Context, status, msg string) Prewarm
 	if err := workflow.UpsertTypedSearchAttributes(ctx, StatusAttr.ValueSet(status)); err != nil {
 		workflow.GetLogger(ctx).Warn("upsert status", "error", err)
 	}
-	return st.snapshot(PrewarmStatusQuery{Limit: 100})
+	return st.snapshot(PrewarmPage{Limit: 100})
 }
 
 func rootMessage(err error) string {

@@ -81,7 +81,7 @@ type PrewarmRead struct {
 	// cancelled, failed), says how: the job is FAILED with what its chunks
 	// did.
 	Ended string
-	Query PrewarmStatusQuery
+	Query PrewarmPage
 	// WithSuccess: the answer's success list is shown, so a result whose
 	// success list is cut short is read from the summaries.
 	WithSuccess bool
@@ -129,7 +129,7 @@ func ReadPrewarmStatus(ctx context.Context, store payload.Store, r PrewarmRead) 
 // pageResult answers page q of a finished job from its result, when the
 // result holds the lists the answer shows whole (the workflow cuts them at
 // 100 entries).
-func pageResult(st PrewarmStatus, q PrewarmStatusQuery, withSuccess bool) (PrewarmStatus, bool) {
+func pageResult(st PrewarmStatus, q PrewarmPage, withSuccess bool) (PrewarmStatus, bool) {
 	if len(st.FailedIdx) != st.FailedCount || len(st.InProgressIdx) != st.InProgress || (withSuccess && len(st.SuccessIdx) != st.SuccessCount) {
 		return st, false
 	}

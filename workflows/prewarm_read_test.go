@@ -70,7 +70,7 @@ func TestReadPrewarmStatusFromSummaries(t *testing.T) {
 	}
 
 	// Every chunk finished: the job's own tally.
-	got := read(published(0, 1, 2), PrewarmRead{Query: PrewarmStatusQuery{Limit: 100}})
+	got := read(published(0, 1, 2), PrewarmRead{Query: PrewarmPage{Limit: 100}})
 	if got.Status != PrewarmInProgress {
 		t.Fatalf("running read: status %s", got.Status)
 	}
@@ -80,20 +80,20 @@ func TestReadPrewarmStatusFromSummaries(t *testing.T) {
 	}
 
 	// Chunk 1 (URLs 10..19) not finished yet.
-	running := read(published(0, 2), PrewarmRead{Query: PrewarmStatusQuery{Limit: 5}})
+	running := read(published(0, 2), PrewarmRead{Query: PrewarmPage{Limit: 5}})
 	if running.Status != PrewarmInProgress || running.InProgress != 10 || running.Completed != 15 ||
 		!slices.Equal(running.InProgressIdx, []int{10, 11, 12, 13, 14}) || running.FailedCount != 1 ||
 		!slices.Equal(running.FailedIdx, []int{7}) || running.Edges[0].Done != 15 || running.Edges[1].Done != 15 || running.ChunkSize != 10 {
 		t.Fatalf("chunk 1 unfinished: %+v", running)
 	}
 	// Nothing finished (the job's first task has not run): all in progress.
-	if none := read(published(), PrewarmRead{Query: PrewarmStatusQuery{Limit: 3}}); none.InProgress != 25 || none.Total != 25 ||
+	if none := read(published(), PrewarmRead{Query: PrewarmPage{Limit: 3}}); none.InProgress != 25 || none.Total != 25 ||
 		!slices.Equal(none.InProgressIdx, []int{0, 1, 2}) || len(none.Edges) != 2 {
 		t.Fatalf("nothing finished: %+v", none)
 	}
 
 	// Finished, the result's lists whole: paged from the result alone.
-	page := read(published(), PrewarmRead{Result: &want, Query: PrewarmStatusQuery{Offset: 20, Limit: 10}, WithSuccess: true})
+	page := read(published(), PrewarmRead{Result: &want, Query: PrewarmPage{Offset: 20, Limit: 10}, WithSuccess: true})
 	if page.Status != PrewarmCompleted || !slices.Equal(page.SuccessIdx, []int{21, 22, 23, 24}) || page.SuccessCount != 24 {
 		t.Fatalf("finished, paged from the result: %+v", page)
 	}
@@ -101,12 +101,12 @@ func TestReadPrewarmStatusFromSummaries(t *testing.T) {
 	// the summaries, the status and error from the result.
 	cut := want
 	cut.SuccessIdx, cut.Error = cut.SuccessIdx[:3], "x"
-	page = read(published(0, 1, 2), PrewarmRead{Result: &cut, Query: PrewarmStatusQuery{Offset: 20, Limit: 10}, WithSuccess: true})
+	page = read(published(0, 1, 2), PrewarmRead{Result: &cut, Query: PrewarmPage{Offset: 20, Limit: 10}, WithSuccess: true})
 	if page.Status != PrewarmCompleted || page.Error != "x" || !slices.Equal(page.SuccessIdx, []int{21, 22, 23, 24}) {
 		t.Fatalf("finished, lists cut: %+v", page)
 	}
 	// Ended without a result: FAILED, with what the chunks did.
-	if ended := read(published(0), PrewarmRead{Ended: "terminated", Query: PrewarmStatusQuery{Limit: 1}}); ended.Status != PrewarmFailed ||
+	if ended := read(published(0), PrewarmRead{Ended: "terminated", Query: PrewarmPage{Limit: 1}}); ended.Status != PrewarmFailed ||
 		ended.Completed != 10 || ended.Error != "job workflow terminated" {
 		t.Fatalf("terminated: %+v", ended)
 	}

@@ -41,8 +41,10 @@ func TestServerHelpListsOwnGroups(t *testing.T) {
 	api := groupFlags(c.API.Register)
 	worker := groupFlags(c.Worker.Register)
 	dev := groupFlags(c.Dev.Register)
-	shared := append(groupFlags(c.Temporal.Register), append(groupFlags(c.Process.Register), groupFlags(c.Origins.Register)...)...)
-	if len(api) < 10 || len(worker) < 15 || len(dev) != 2 {
+	// The job policy is the API's for requests and the worker's for the
+	// schedule runs it submits.
+	shared := append(groupFlags(c.Temporal.Register), append(groupFlags(c.Process.Register), append(groupFlags(c.Origins.Register), groupFlags(c.Jobs.Register)...)...)...)
+	if len(api) < 5 || len(worker) < 15 || len(dev) != 2 || len(groupFlags(c.Jobs.Register)) != 8 {
 		t.Fatalf("groups: api %v, worker %v, dev %v", api, worker, dev)
 	}
 	for _, tc := range []struct {

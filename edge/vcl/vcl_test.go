@@ -82,7 +82,7 @@ func TestRenderContents(t *testing.T) {
 	}
 }
 
-// Entry puts what the VCL no longer holds into the site table: each
+// Entry puts into the site table what the VCL does not hold: each
 // origin with its path (its own, else the site's), the Host rule, the
 // TTL rounded up to whole seconds, suspension and the referrer rule.
 func TestEntry(t *testing.T) {

@@ -1,5 +1,6 @@
 // Package codeshape holds tests of the repository's shape: rules that keep
-// the code easy to read (issue "Code shape").
+// the code easy to read: short functions, the unit loop free of the
+// Temporal server, and internal/ holding leaf libraries only.
 package codeshape
 
 import (
