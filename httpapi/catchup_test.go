@@ -86,5 +86,5 @@ func TestEdgeDownPastDeadlineCatchesUp(t *testing.T) {
 			t.Fatalf("edge that came back: %+v, want caught up", e)
 		}
 	}
-	env.Replay(t, "purge-"+appKey+"-"+itoa64(pr.PurgeSeq), "")
+	env.Replay(t, "purge-"+appKey+"-"+itoa64(pr.PurgeSeq), "purge_catch_up")
 }

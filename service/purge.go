@@ -278,7 +278,7 @@ func (s *Service) startPurgeSeqs(ctx context.Context, appKey, domain string, dis
 	sem := make(chan struct{}, maxParallelStarts)
 	var wg sync.WaitGroup
 	for i, paths := range batches {
-		pr := workflows.PurgeRequest{
+		pr := workflows.PurgeSeq{
 			AppKey: appKey, Domain: domain, Hosts: dist.Hosts(), Type: purgeType, Paths: paths,
 			Soft: soft, Seq: first + int64(i), PurgeID: randomID(), EdgeIDs: edgeIDs,
 			Deadline: s.config.PurgeDeadline, CatchUp: s.config.PurgeCatchUp, PurgeTime: now.UnixMilli(),
@@ -304,7 +304,7 @@ func (s *Service) startPurgeSeqs(ctx context.Context, appKey, domain string, dis
 
 // startPurgeSeq starts one seq's workflow, lists it as started and awaits
 // its result.
-func (s *Service) startPurgeSeq(ctx context.Context, pr workflows.PurgeRequest, distributionSeq int64, now time.Time) error {
+func (s *Service) startPurgeSeq(ctx context.Context, pr workflows.PurgeSeq, distributionSeq int64, now time.Time) error {
 	opts := s.purgeStartOptions(pr, distributionSeq, now)
 	run, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.PurgeWorkflow, pr)
 	if err != nil {
@@ -318,7 +318,7 @@ func (s *Service) startPurgeSeq(ctx context.Context, pr workflows.PurgeRequest, 
 
 // purgeStartOptions starts one purge seq with the search attributes and
 // memo the purge list reads without querying each workflow.
-func (s *Service) purgeStartOptions(pr workflows.PurgeRequest, distributionSeq int64, accepted time.Time) client.StartWorkflowOptions {
+func (s *Service) purgeStartOptions(pr workflows.PurgeSeq, distributionSeq int64, accepted time.Time) client.StartWorkflowOptions {
 	return client.StartWorkflowOptions{
 		ID:        workflows.PurgeWorkflowID(pr.AppKey, pr.Seq),
 		TaskQueue: s.config.TaskQueue,

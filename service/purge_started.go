@@ -43,7 +43,7 @@ type startedEntry struct {
 
 // startedPurge is the list entry of a purge just started: what visibility
 // will list once it indexed the start (running, progress 0).
-func startedPurge(pr workflows.PurgeRequest, distributionSeq int64, wfID string) foundPurge {
+func startedPurge(pr workflows.PurgeSeq, distributionSeq int64, wfID string) foundPurge {
 	return foundPurge{wfID: wfID, running: true, item: PurgeItem{
 		Seq: pr.Seq, DistributionSeq: distributionSeq, PurgeID: pr.PurgeID, PurgeTime: pr.PurgeTime,
 		Type: pr.Type, Path: strings.Join(pr.Paths, "\n"),

@@ -16,7 +16,7 @@ func TestStartedPurgesMergeIntoScans(t *testing.T) {
 	now := time.Now()
 	key := listKey("app", "a.example")
 	for _, seq := range []int64{7, 8} {
-		p.add(key, startedPurge(workflows.PurgeRequest{Seq: seq, Type: "ITEM", Paths: []string{"/x", "/y"}, PurgeTime: now.UnixMilli()}, 3, "purge-app-"+strconv.FormatInt(seq, 10)))
+		p.add(key, startedPurge(workflows.PurgeSeq{Seq: seq, Type: "ITEM", Paths: []string{"/x", "/y"}, PurgeTime: now.UnixMilli()}, 3, "purge-app-"+strconv.FormatInt(seq, 10)))
 	}
 	scan := []foundPurge{{item: PurgeItem{Seq: 7, Progress: 100}}, {item: PurgeItem{Seq: 5, Progress: 100}}}
 	got := p.merge(key, scan, nil, nil)

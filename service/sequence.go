@@ -10,12 +10,6 @@ import (
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
-// NextSeq returns the next number of a durable counter ("purge", ...),
-// starting the counter's workflow on first use.
-func (s *Service) NextSeq(ctx context.Context, counter string) (int64, error) {
-	return s.reserveSeqs(ctx, counter, workflows.UpdateNextSeq)
-}
-
 // ReserveSeqs returns the first of n consecutive numbers of a counter.
 func (s *Service) ReserveSeqs(ctx context.Context, counter string, n int) (int64, error) {
 	return s.reserveSeqs(ctx, counter, workflows.UpdateReserveSeqs, n)

@@ -17,9 +17,9 @@ const (
 	PurgeExpired = "EXPIRED"
 )
 
-// PurgeRequest is one purge seq: at most one API page of paths (NHN splits
+// PurgeSeq is one purge seq: at most one API page of paths (NHN splits
 // longer lists into several seqs), applied on every edge.
-type PurgeRequest struct {
+type PurgeSeq struct {
 	AppKey   string        `json:"appKey"`
 	Domain   string        `json:"domain"`
 	Hosts    []string      `json:"hosts"` // domain and aliases
@@ -68,7 +68,7 @@ type PurgeStatus struct {
 // unreachable edge is retried until the deadline, then owed a catch-up
 // ban of the domain and aliases; progress never counts an edge before it
 // confirmed.
-func PurgeWorkflow(ctx workflow.Context, req PurgeRequest) (PurgeStatus, error) {
+func PurgeWorkflow(ctx workflow.Context, req PurgeSeq) (PurgeStatus, error) {
 	st := PurgeStatus{Seq: req.Seq, Type: req.Type, State: PurgeRunning, PurgeTime: req.PurgeTime}
 	st.LastCheckTime = workflow.Now(ctx).UnixMilli()
 	for _, id := range req.EdgeIDs {
@@ -124,7 +124,7 @@ func progressPercent(done, total int) int {
 // catchUp owes every unconfirmed edge a ban of the purge's hosts and waits
 // (up to req.CatchUp) until each edge registered it; it answers how many
 // edges caught up. Progress counts an edge only once it caught up.
-func catchUp(ctx workflow.Context, req PurgeRequest, st *PurgeStatus, confirmed int) int {
+func catchUp(ctx workflow.Context, req PurgeSeq, st *PurgeStatus, confirmed int) int {
 	cctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		ScheduleToCloseTimeout: req.CatchUp,
 		StartToCloseTimeout:    2 * time.Minute,

@@ -25,7 +25,7 @@ const (
 // unconfirmed — as one activity that Temporal retries with backoff until
 // the deadline, resuming from its heartbeat. It answers how many edges
 // confirmed; st has every edge's state.
-func purgeAllEdges(ctx workflow.Context, req PurgeRequest, st *PurgeStatus, deadline time.Duration) int {
+func purgeAllEdges(ctx workflow.Context, req PurgeSeq, st *PurgeStatus, deadline time.Duration) int {
 	start := workflow.Now(ctx)
 	var a *activities.Purge
 	in := activities.PurgeEdgesInput{EdgeIDs: req.EdgeIDs, Hosts: req.Hosts, Type: req.Type, Paths: req.Paths, Soft: req.Soft,

@@ -77,7 +77,7 @@ func PurgeStatusWithPending(st PurgeStatus, pending []*workflowpb.PendingActivit
 
 // PurgeMemo is the memo a purge seq is started with: what the purge list
 // shows of it that its search attributes do not (PurgeListingOf reads it).
-func PurgeMemo(req PurgeRequest, distributionSeq int64) map[string]any {
+func PurgeMemo(req PurgeSeq, distributionSeq int64) map[string]any {
 	return map[string]any{
 		MemoPurgeID:              req.PurgeID,
 		MemoPurgeDistributionSeq: distributionSeq,

@@ -57,7 +57,7 @@ func TestPurgeRetriesEdgeUntilConfirmed(t *testing.T) {
 			_ = v.Get(&mid)
 		}
 	}, 1200*time.Millisecond)
-	env.ExecuteWorkflow(PurgeWorkflow, PurgeRequest{Type: activities.PurgeItem, Hosts: []string{"d.test"}, Paths: []string{"/a"}, EdgeIDs: []string{"A", "B", "C"}, Deadline: time.Hour, Seq: 7})
+	env.ExecuteWorkflow(PurgeWorkflow, PurgeSeq{Type: activities.PurgeItem, Hosts: []string{"d.test"}, Paths: []string{"/a"}, EdgeIDs: []string{"A", "B", "C"}, Deadline: time.Hour, Seq: 7})
 	var st PurgeStatus
 	if err := env.GetWorkflowResult(&st); err != nil {
 		t.Fatal(err)
@@ -83,7 +83,7 @@ func TestPurgeDeadlineLeavesProgressBelow100(t *testing.T) {
 	env.RegisterWorkflow(PurgeWorkflow)
 	f := &fakePurgeEdges{down: map[string]int{"B": -1}}
 	env.OnActivity((*activities.Purge)(nil).PurgeEdges, mock.Anything, mock.Anything).Return(f.run)
-	env.ExecuteWorkflow(PurgeWorkflow, PurgeRequest{Type: activities.PurgeAll, Hosts: []string{"d.test"}, EdgeIDs: []string{"A", "B", "C"}, Deadline: time.Minute})
+	env.ExecuteWorkflow(PurgeWorkflow, PurgeSeq{Type: activities.PurgeAll, Hosts: []string{"d.test"}, EdgeIDs: []string{"A", "B", "C"}, Deadline: time.Minute})
 	var st PurgeStatus
 	if err := env.GetWorkflowResult(&st); err != nil {
 		t.Fatal(err)

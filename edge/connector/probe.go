@@ -169,5 +169,3 @@ func (c *Connector) CheckAddresses(ctx context.Context, o Origin) error {
 	return err
 }
 
-// ParseOrigin parses one "scheme://host:port" (see ParseOrigins).
-func ParseOrigin(s string) (Origin, error) { return parseOrigin(strings.TrimSpace(s)) }

@@ -211,13 +211,11 @@ type sitePlan struct {
 	index       int
 	name        string
 	hosts       []string
-	originPath  string
 	forwardHost bool
 	ttlSeconds  int64
 	refType     string
 	referrers   []string
 	allowEmpty  bool
-	suspended   bool
 }
 
 func (s *sitePlan) sub(kind string) string {
@@ -367,13 +365,12 @@ func originsHeader(bs []Backend) (string, error) {
 	return v, nil
 }
 
-// siteRules checks and plans origin path, Host forwarding, TTL,
-// referrer rule and suspension.
+// siteRules checks the origin path and plans Host forwarding, the TTL and
+// the referrer rule; origins and suspension live in the site table.
 func siteRules(sp *sitePlan, s Site) error {
 	if err := CheckOriginPath(s.OriginPath); err != nil {
 		return err
 	}
-	sp.originPath = strings.TrimSuffix(s.OriginPath, "/")
 	switch s.ForwardHostHeader {
 	case "", ForwardOriginHostname:
 		sp.forwardHost = true
@@ -406,7 +403,6 @@ func siteRules(sp *sitePlan, s Site) error {
 	default:
 		return fmt.Errorf("referrerType %q (valid: %s, %s or empty)", s.ReferrerType, ReferrerBlacklist, ReferrerWhitelist)
 	}
-	sp.suspended = s.Suspended
 	return nil
 }
 
