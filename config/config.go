@@ -65,9 +65,6 @@ type Process struct {
 	// history. Empty: file://<DataDir>/payloads. Every API and worker
 	// process of a deployment names the same bucket.
 	PayloadURL string
-	// ClaimCheckDir is the deprecated --claim-check-dir: the same as a
-	// PayloadURL of file://ClaimCheckDir.
-	ClaimCheckDir string
 	// DefaultOrigin serves hosts that match no distribution.
 	DefaultOrigin string
 }
@@ -306,10 +303,9 @@ func (l *Log) Register(fs *flag.FlagSet) {
 
 // Register binds the settings every API and worker process shares.
 func (p *Process) Register(fs *flag.FlagSet) {
-	str(fs, &p.DataDir, "data-dir", "CDNFLOW_DATA_DIR", "directory of dev's SQLite store and edge workdirs, the default payload store (<data-dir>/payloads) and the built-in inventory's edge secrets")
+	str(fs, &p.DataDir, "data-dir", "CDNFLOW_DATA_DIR", "directory of the default payload store (<data-dir>/payloads), the built-in inventory's edge secrets and, in dev, the SQLite store and edge workdirs")
 	str(fs, &p.InventoryFile, "edges", "CDNFLOW_EDGES", "edge inventory file (YAML or JSON); empty: the dev inventory built into the binary, secrets under --data-dir")
 	str(fs, &p.PayloadURL, "payload-url", "CDNFLOW_PAYLOAD_URL", "bucket URL of the payload store (URL lists, per-pair outcomes), shared by every API and worker: file:///DIR, s3://BUCKET?region=R[&endpoint=http://HOST:PORT&use_path_style=true] or gs://BUCKET (default file://<data-dir>/payloads)")
-	str(fs, &p.ClaimCheckDir, "claim-check-dir", "CDNFLOW_CLAIM_CHECK_DIR", "deprecated: the same as --payload-url file://DIR")
 	str(fs, &p.DefaultOrigin, "default-origin", "CDNFLOW_DEFAULT_ORIGIN", "host:port edges fetch from for hosts that match no distribution (dev starts a demo origin there; empty: such hosts get 404)")
 }
 
@@ -399,14 +395,10 @@ func (c Config) ConnectorOptions(listen string, logger *zap.Logger) connector.Op
 }
 
 // PayloadStoreURL is the payload store's bucket URL: PayloadURL, else the
-// file:// URL of ClaimCheckDir (deprecated) or of <DataDir>/payloads, made
-// absolute.
+// file:// URL of <DataDir>/payloads, made absolute.
 func (c Config) PayloadStoreURL() string {
-	switch {
-	case c.PayloadURL != "":
+	if c.PayloadURL != "" {
 		return c.PayloadURL
-	case c.ClaimCheckDir != "":
-		return payload.FileURL(c.ClaimCheckDir)
 	}
 	return payload.FileURL(filepath.Join(c.DataDir, "payloads"))
 }
@@ -568,9 +560,6 @@ func (c Config) Validate() error {
 	}
 	if c.HeartbeatTimeout < time.Second {
 		return fmt.Errorf("heartbeat-timeout must be at least 1s")
-	}
-	if c.PayloadURL != "" && c.ClaimCheckDir != "" {
-		return fmt.Errorf("payload-url and the deprecated claim-check-dir both name a payload store; keep payload-url")
 	}
 	if _, err := payload.ParseURL(c.PayloadStoreURL()); err != nil {
 		return err

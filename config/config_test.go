@@ -26,8 +26,7 @@ func parse(t *testing.T, env map[string]string, args ...string) Config {
 }
 
 // The payload store comes from --payload-url or $CDNFLOW_PAYLOAD_URL (the
-// flag wins), else the deprecated --claim-check-dir, else
-// <data-dir>/payloads, always as an absolute file:// URL.
+// flag wins), else <data-dir>/payloads, always as an absolute file:// URL.
 func TestPayloadStoreURL(t *testing.T) {
 	dir := t.TempDir()
 	const s3 = "s3://b?endpoint=http://127.0.0.1:7070&region=us-east-1&use_path_style=true"
@@ -41,7 +40,6 @@ func TestPayloadStoreURL(t *testing.T) {
 		{"flag", nil, []string{"--payload-url", s3}, s3},
 		{"env", map[string]string{"CDNFLOW_PAYLOAD_URL": "gs://g"}, nil, "gs://g"},
 		{"flag over env", map[string]string{"CDNFLOW_PAYLOAD_URL": "gs://g"}, []string{"--payload-url", s3}, s3},
-		{"deprecated dir", nil, []string{"--claim-check-dir", dir}, "file://" + dir},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -69,10 +67,6 @@ func TestValidateRefusesBadPayloadURL(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%v: Validate = %v, want %q", args, err, want)
 		}
-	}
-	err := parse(t, nil, "--payload-url", "gs://g", "--claim-check-dir", "/d").Validate()
-	if err == nil || !strings.Contains(err.Error(), "claim-check-dir") {
-		t.Errorf("both set: %v", err)
 	}
 }
 
