@@ -168,4 +168,3 @@ func (c *Connector) CheckAddresses(ctx context.Context, o Origin) error {
 	_, err := c.addresses(ctx, o, true)
 	return err
 }
-
