@@ -41,15 +41,7 @@ func newTwoEdgeChunk(t *testing.T, urls []string) (*Prewarm, [2]*fakeEdge, Prewa
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := payload.Open(context.Background(), payload.FileURL(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	key, err := payload.PutPrewarmURLs(context.Background(), store, "req-1", urls)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, key := urlStore(t, urls)
 	a := &Prewarm{Inventory: inv, Edge: edge.NewClient(edge.Options{}), Store: store, Attempts: 3, AttemptTimeout: 2 * time.Second, PerEdge: 2}
 	in := PrewarmChunkInput{
 		JobID: "prewarm-req-1", EdgeIDs: []string{"E1", "E2"}, Domain: "a.test", Scheme: "http", URLsKey: key,

@@ -42,15 +42,7 @@ func prewarmEdgeHandler() http.HandlerFunc {
 func newPrewarm(t *testing.T, handler http.HandlerFunc, urls []string) (*Prewarm, *fakeEdge, PrewarmChunkInput) {
 	t.Helper()
 	fe, inv := newFakeEdge(t, handler)
-	store, err := payload.Open(context.Background(), payload.FileURL(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	key, err := payload.PutPrewarmURLs(context.Background(), store, "req-1", urls)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, key := urlStore(t, urls)
 	a := &Prewarm{Inventory: inv, Edge: edge.NewClient(edge.Options{}), Store: store, Attempts: 3, AttemptTimeout: 2 * time.Second, PerEdge: 2}
 	in := PrewarmChunkInput{
 		JobID: "prewarm-req-1", EdgeIDs: []string{"E1"}, Domain: "a.test", Scheme: "http", URLsKey: key,
@@ -194,4 +186,20 @@ func TestWarmBatchAtTheDeadlineIsCut(t *testing.T) {
 	if !cut {
 		t.Fatalf("a GET cut by the deadline became an outcome: %+v", rows)
 	}
+}
+
+// urlStore is a file payload store holding urls as job req-1's URL list,
+// and the list's key.
+func urlStore(t *testing.T, urls []string) (payload.Store, string) {
+	t.Helper()
+	store, err := payload.Open(context.Background(), payload.FileURL(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	key, err := payload.PutPrewarmURLs(context.Background(), store, "req-1", urls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store, key
 }
