@@ -80,7 +80,7 @@ func (a *Distribution) applyOnEdge(ctx context.Context, id string, spec distribu
 				return err
 			}
 		}
-		res, err = a.Edges.PutSite(ctx, e, entry)
+		res, err = a.Edges.PutSite(ctx, e, entry, false)
 	}
 	var se *edge.StatusError
 	if errors.As(err, &se) && se.Code == 400 {

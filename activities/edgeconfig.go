@@ -25,6 +25,9 @@ type EdgeConfig struct {
 	DefaultOrigin string
 	// PurgeACL lists who may PURGE, BAN and use the site table.
 	PurgeACL []string
+	// ControlPlane is this cdnflow's id (config --control-plane-id),
+	// written as connector.Site.Owner on every entry it puts.
+	ControlPlane string
 }
 
 // EntryOf is spec as an edge's site table holds it: the rules of SiteOf

@@ -190,7 +190,7 @@ func (a *EdgeSync) heal(ctx context.Context, e inventory.Edge, have []connector.
 		if ok {
 			reason = "stale"
 		}
-		res, err := a.Edges.PutSite(ctx, e, want)
+		res, err := a.Edges.PutSite(ctx, e, want, false)
 		if err != nil {
 			return nil, fmt.Errorf("put %s: %w", name, err)
 		}

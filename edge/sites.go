@@ -27,10 +27,17 @@ func (c *Client) Table(ctx context.Context, e inventory.Edge) (connector.TableSt
 }
 
 // PutSite stores s in edge e's site table (older generations are
-// ignored: the result says so). A refused site is a *StatusError 400.
-func (c *Client) PutSite(ctx context.Context, e inventory.Edge, s connector.Site) (connector.PutResult, error) {
+// ignored: the result says so). force replaces whatever the table holds
+// under s.Name (any generation or owner, a closed entry): the control
+// plane's desired state winning over drift. A refused site is a
+// *StatusError 400.
+func (c *Client) PutSite(ctx context.Context, e inventory.Edge, s connector.Site, force bool) (connector.PutResult, error) {
 	var res connector.PutResult
-	err := c.admin(ctx, e, http.MethodPut, url.PathEscape(s.Name), s, &res)
+	path := url.PathEscape(s.Name)
+	if force {
+		path += "?force=1"
+	}
+	err := c.admin(ctx, e, http.MethodPut, path, s, &res)
 	return res, err
 }
 

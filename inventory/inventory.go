@@ -56,6 +56,11 @@ type Edge struct {
 	Kind       string `yaml:"kind" json:"kind"`
 	// Managed edges are started and stopped by `cdnflow dev` itself.
 	Managed bool `yaml:"managed,omitempty" json:"managed,omitempty"`
+	// Drain marks an edge on its way out of the fleet: no distribution,
+	// prewarm or purge targets it, and the edge sync deletes this control
+	// plane's entries from its site table while it answers. Remove the
+	// edge from the file once GET /v1/edges shows it empty.
+	Drain bool `yaml:"drain,omitempty" json:"drain,omitempty"`
 }
 
 // Inventory is the validated set of edges, in file order.

@@ -42,6 +42,11 @@ type Site struct {
 	Suspended bool `json:"suspended,omitempty"`
 	// Referrer is enforced by the edge's VCL (on hits too); nil: none.
 	Referrer *Referrer `json:"referrer,omitempty"`
+	// Owner is the id of the control plane that wrote the entry (one per
+	// cdnflow cluster and namespace: config --control-plane-id). A control
+	// plane's sync deletes and heals only its own entries; "" is an entry
+	// no control plane claims.
+	Owner string `json:"owner,omitempty"`
 }
 
 // SiteOrigin is one origin of a Site and its own path prefix (NHN
@@ -218,6 +223,16 @@ type PutResult struct {
 	// ReferrerChanged: the site's referrer rule changed (or came or went
 	// with a rule), so the edge's VCL must be rendered again.
 	ReferrerChanged bool `json:"referrerChanged,omitempty"`
+	// Changed: what visitors get from the site's hosts changed (hosts,
+	// origins and their paths, Host forwarding, TTL, suspension,
+	// referrer rule), compared by content: a put of an equal entry under a
+	// new generation is Applied but not Changed, and bans nothing.
+	Changed bool `json:"changed,omitempty"`
+	// Current is the generation the table holds for the name after the
+	// request (nil: none), and CurrentOwner its owner: when Applied is
+	// false they say what won.
+	Current      *Generation `json:"current,omitempty"`
+	CurrentOwner string      `json:"currentOwner,omitempty"`
 }
 
 // Put stores s unless the table holds a newer generation of it (or
