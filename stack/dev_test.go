@@ -22,6 +22,7 @@ import (
 	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/internal/eventually"
+	"github.com/cdnflow/cdnflow/internal/freeport"
 	"github.com/cdnflow/cdnflow/inventory"
 	"github.com/cdnflow/cdnflow/stack"
 )
@@ -198,10 +199,9 @@ func getJSON(url, auth string, v any) error {
 
 func freePort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Get("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = l.Close() }() // held open only to pick a free port
-	return fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
+	return fmt.Sprint(p)
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cdnflow/cdnflow/internal/eventually"
+	"github.com/cdnflow/cdnflow/internal/freeport"
 )
 
 // TestDevCommand runs the real binary the README's first command runs:
@@ -161,27 +162,11 @@ func requireDev(t *testing.T) {
 // after it.
 func freePortBlock(t *testing.T, n int) int {
 	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		first := l.Addr().(*net.TCPAddr).Port
-		held := []net.Listener{l}
-		for p := first + 1; p < first+n; p++ {
-			if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
-				held = append(held, l)
-			}
-		}
-		for _, l := range held {
-			_ = l.Close() // held only to prove the port free
-		}
-		if len(held) == n {
-			return first
-		}
+	p, err := freeport.Block("127.0.0.1", n)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no %d consecutive free ports", n)
-	return 0
+	return p
 }
 
 // lockedBuffer collects a child's stderr while the test reads it.

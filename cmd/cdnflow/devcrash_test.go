@@ -18,16 +18,16 @@ import (
 	"github.com/cdnflow/cdnflow/edge/edgetest"
 	"github.com/cdnflow/cdnflow/edge/vcl"
 	"github.com/cdnflow/cdnflow/internal/eventually"
+	"github.com/cdnflow/cdnflow/internal/freeport"
 )
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Get("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = l.Close() }() // held open only to learn a free port
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // startDev runs `cdnflow dev` with args and waits for /readyz.

@@ -29,6 +29,8 @@ import (
 	"go.temporal.io/server/temporal"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/cdnflow/cdnflow/internal/freeport"
 )
 
 const clusterName = "active"
@@ -375,10 +377,9 @@ func sqlConfig(opts Options) (*config.SQL, string, error) {
 }
 
 func freePort(ip string) (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	p, err := freeport.Get(ip)
 	if err != nil {
 		return 0, fmt.Errorf("find free port: %w", err)
 	}
-	defer func() { _ = l.Close() }() // held open only to learn a free port
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return p, nil
 }

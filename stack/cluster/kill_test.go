@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cdnflow/cdnflow/internal/freeport"
 	"github.com/cdnflow/cdnflow/internal/origin"
 	"github.com/cdnflow/cdnflow/internal/s3test"
 	"github.com/cdnflow/cdnflow/inventory"
@@ -207,22 +208,16 @@ func startCluster(dir, binDir string) (*env, error) {
 	return e, nil
 }
 
-// freePorts returns n ports that were free a moment ago.
+// freePorts returns n ports that were free a moment ago, outside the
+// ephemeral range.
 func freePorts(n int) ([]int, error) {
-	var out []int
-	var lns []net.Listener
-	defer func() {
-		for _, l := range lns {
-			_ = l.Close() // held open only to learn free ports
-		}
-	}()
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	out := make([]int, n)
+	for i := range out {
+		p, err := freeport.Get("127.0.0.1")
 		if err != nil {
 			return nil, err
 		}
-		lns = append(lns, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
+		out[i] = p
 	}
 	return out, nil
 }
@@ -230,25 +225,7 @@ func freePorts(n int) ([]int, error) {
 // freeRange finds n consecutive free ports below 32768 (Temporal keeps
 // membership ports in a smallint).
 func freeRange(n int) (int, error) {
-	for base := 20000 + int(time.Now().UnixNano()%5000); base < 32700; base += n {
-		ok := true
-		var lns []net.Listener
-		for p := base; p < base+n; p++ {
-			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-			if err != nil {
-				ok = false
-				break
-			}
-			lns = append(lns, l)
-		}
-		for _, l := range lns {
-			_ = l.Close() // held open only to prove the range free
-		}
-		if ok {
-			return base, nil
-		}
-	}
-	return 0, fmt.Errorf("no %d consecutive free ports", n)
+	return freeport.Block("127.0.0.1", n)
 }
 
 func (e *env) client(t *testing.T) *apiClient {
