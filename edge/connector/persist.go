@@ -63,6 +63,13 @@ func openStateFile(path string) (*stateFile, *tableData, error) {
 		return fail(fmt.Errorf("in use by another process (lock %s.lock): %w", path, err))
 	}
 	st := &stateFile{path: path, lock: lock}
+	// Temporary files of a write a crash interrupted: the lock says no
+	// other writer is using them.
+	if tmps, err := filepath.Glob(path + ".tmp-*"); err == nil {
+		for _, f := range tmps {
+			_ = os.Remove(f)
+		}
+	}
 	d, err := readStateFile(path)
 	if err != nil {
 		st.close()
