@@ -425,3 +425,32 @@ func TestConcurrentPutsAreSaved(t *testing.T) {
 		t.Fatalf("reopened: %d sites digest %s (want %s), %d closed", len(got.Sites), got.Digest, st.Digest, len(got.Closed))
 	}
 }
+
+// The admin protocol's force=1 on PUT and DELETE.
+func TestForceOverAdmin(t *testing.T) {
+	_, base := newConnector(t, Options{})
+	planted := testSite("f.test", 80, Generation{Created: 9e15, Version: 1})
+	planted.Owner = "planted"
+	var res PutResult
+	if code := admin(t, base, http.MethodPut, "f.test", planted, &res); code != 200 || !res.Applied {
+		t.Fatalf("planted: %d %+v", code, res)
+	}
+	want := testSite("f.test", 81, Generation{Created: 1_700_000_000_000, Version: 1})
+	want.Owner = "cp-a"
+	if code := admin(t, base, http.MethodPut, "f.test", want, &res); code != 200 || res.Applied || res.CurrentOwner != "planted" {
+		t.Fatalf("put: %d %+v", code, res)
+	}
+	if code := admin(t, base, http.MethodPut, "f.test?force=1", want, &res); code != 200 || !res.Applied || res.CurrentOwner != "cp-a" {
+		t.Fatalf("forced put: %d %+v", code, res)
+	}
+	admin(t, base, http.MethodPut, "f.test?force=1", planted, &res)
+	if code := admin(t, base, http.MethodDelete, "f.test?created=1700000000000&version=2", nil, &res); code != 200 || res.Applied {
+		t.Fatalf("delete: %d %+v", code, res)
+	}
+	if code := admin(t, base, http.MethodDelete, "f.test?created=1700000000000&version=2&force=1", nil, &res); code != 200 || !res.Applied || !res.CurrentClosed {
+		t.Fatalf("forced delete: %d %+v", code, res)
+	}
+	if code := admin(t, base, http.MethodDelete, "f.test?created=1&version=2&force=true", nil, nil); code != http.StatusBadRequest {
+		t.Fatalf("force=true: %d", code)
+	}
+}
