@@ -151,6 +151,17 @@ func (d *tableData) expire(now time.Time, retention time.Duration) int {
 	return n
 }
 
+// expiring reports whether a closed site is older than retention.
+func (d *tableData) expiring(now time.Time, retention time.Duration) bool {
+	cutoff := now.Add(-retention)
+	for _, c := range d.closed {
+		if !c.At.After(cutoff) {
+			return true
+		}
+	}
+	return false
+}
+
 // evict drops the oldest closed sites beyond max and returns them.
 func (d *tableData) evict(max int) []ClosedSite {
 	if len(d.closed) <= max {

@@ -454,3 +454,38 @@ func TestForceOverAdmin(t *testing.T) {
 		t.Fatalf("force=true: %d", code)
 	}
 }
+
+// The writer removes expired closed sites from the state file with no
+// other change coming.
+func TestExpirySweepIsSaved(t *testing.T) {
+	defer func(d time.Duration) { sweepEvery = d }(sweepEvery)
+	sweepEvery = 10 * time.Millisecond
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	path := filepath.Join(t.TempDir(), "sites.json")
+	tb := openTable(t, TableOptions{StateFile: path, ClosedRetention: time.Hour, now: clock})
+	if _, err := tb.Delete("x.test", Generation{Created: 1}, false); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := readStateFile(path); err != nil || len(d.closed) != 1 {
+		t.Fatalf("the file after the delete: %v %v", d, err)
+	}
+	mu.Lock()
+	now = now.Add(2 * time.Hour)
+	mu.Unlock()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		d, err := readStateFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(d.closed) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the expired closed site stayed in the file")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
