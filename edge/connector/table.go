@@ -305,8 +305,9 @@ func (t *Table) run(apply func(d *tableData, now time.Time) (PutResult, bool, er
 // maxBatch bounds the changes one state file write covers.
 const maxBatch = 1024
 
-// sweepEvery is how often the writer looks for expired closed sites.
-const sweepEvery = time.Minute
+// sweepEvery is how often the writer looks for expired closed sites
+// (a variable for tests).
+var sweepEvery = time.Minute
 
 // writer applies the changes waiting, in arrival order, to a copy of the
 // table, writes it and makes it current; a write that fails fails every
@@ -332,6 +333,12 @@ func (t *Table) writer() {
 				}
 			}
 		case <-tick.C:
+			t.mu.RLock()
+			due := t.d.expiring(t.opts.now(), t.opts.ClosedRetention)
+			t.mu.RUnlock()
+			if !due {
+				continue
+			}
 		}
 		t.mu.RLock()
 		next := t.d.clone() // the writer is the only one to change t.d
