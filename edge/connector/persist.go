@@ -124,7 +124,13 @@ func readStateFile(path string) (*tableData, error) {
 
 // write replaces the file with d: a temporary file in the same directory,
 // synced, renamed over the file, then the directory synced, so the file
-// holds either the old table or the new one after a crash.
+// holds either the old table or the new one after a crash. When only the
+// directory sync fails, the file may already hold d while the table
+// keeps the old content; the failed changes are refused and retried, and
+// the next write puts the file back in line with the table.
+//
+// A 10,000-site table is a few MB of JSON: one write per batch of
+// changes (Table.writer), not per change.
 func (st *stateFile) write(d *tableData) error {
 	f := stateFileData{Version: stateFileVersion, Saved: time.Now().UTC(),
 		Sites: make([]Site, 0, len(d.sites)), Closed: make([]ClosedSite, 0, len(d.closed))}

@@ -180,7 +180,7 @@ func OpenTable(o TableOptions) (*Table, error) {
 	if n := t.d.expire(o.now(), o.ClosedRetention); n > 0 {
 		t.log.Info("closed sites expired", zap.Int("count", n))
 	}
-	t.evict(t.d)
+	t.noteEvicted(t.d.evict(o.MaxClosed))
 	t.ops, t.quit, t.done = make(chan *tableOp), make(chan struct{}), make(chan struct{})
 	go t.writer()
 	t.log.Info("site table loaded", zap.String("file", o.StateFile), zap.Int("sites", len(t.d.sites)), zap.Int("closed", len(t.d.closed)))
@@ -253,13 +253,18 @@ func (t *Table) Put(s Site, force bool) (PutResult, error) {
 // sites the oldest are evicted. The error is ErrNotSaved or
 // ErrTableClosed.
 func (t *Table) Delete(name string, gen Generation, force bool) (PutResult, error) {
-	return t.run(func(d *tableData, now time.Time) (PutResult, bool, error) {
+	var evicted []ClosedSite
+	res, err := t.run(func(d *tableData, now time.Time) (PutResult, bool, error) {
 		res := d.del(name, gen, force, now.UTC())
 		if res.Applied {
-			t.evict(d)
+			evicted = d.evict(t.opts.MaxClosed)
 		}
 		return res, res.Applied, nil
 	})
+	if err == nil {
+		t.noteEvicted(evicted) // once the eviction is saved
+	}
+	return res, err
 }
 
 // Replace makes sites the whole table and forgets the closed sites (an
@@ -370,10 +375,9 @@ func (t *Table) writer() {
 	}
 }
 
-// evict drops the oldest closed sites of d beyond MaxClosed, counting and
-// logging them.
-func (t *Table) evict(d *tableData) {
-	for _, c := range d.evict(t.opts.MaxClosed) {
+// noteEvicted counts and logs closed sites evicted by the cap.
+func (t *Table) noteEvicted(evicted []ClosedSite) {
+	for _, c := range evicted {
 		t.evicted.Add(1)
 		tableEvents.WithLabelValues("closed_evicted").Inc()
 		t.log.Warn("closed site evicted: more closed sites than the cap", zap.String("site", c.Name),
