@@ -609,6 +609,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
+		c.Close()
 		return fmt.Errorf("connector: listen: %w", err)
 	}
 	return c.Serve(ctx, ln)
