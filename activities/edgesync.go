@@ -165,8 +165,9 @@ func (a *EdgeSync) syncEdge(ctx context.Context, id string, desired map[string]c
 		rep.VCL = name
 	}
 	rep.Sites, rep.TableDigest = len(table), connector.Digest(table)
-	if e.Managed && len(st.Sites) == 0 && !st.Started.Equal(last.ConnectorStarted) {
-		// An edge `cdnflow dev` (re)started itself, filled the first time.
+	if e.Managed && (len(st.Sites) == 0 || st.Loaded > 0) && !st.Started.Equal(last.ConnectorStarted) {
+		// An edge `cdnflow dev` (re)started itself: filled the first time,
+		// or its connector reloaded its table from its state file.
 		log.Info("edge filled", "changes", rep.Drift, "sites", rep.Sites)
 		rep.Drift = nil
 	}

@@ -196,6 +196,13 @@ type Dev struct {
 type Connector struct {
 	// ConnectorListen is where `cdnflow connector` listens (--listen).
 	ConnectorListen string
+	// ConnectorStateFile keeps the connector's site table across restarts
+	// (--state-file); "" keeps it in memory: a restarted connector then
+	// starts empty and the control plane must put every site back.
+	ConnectorStateFile string
+	// ConnectorClosedRetention is how long a deleted site's hosts keep
+	// answering 404 (--closed-retention; 0: 7 days).
+	ConnectorClosedRetention time.Duration
 }
 
 // Default returns the settings used when nothing is given.
@@ -373,6 +380,8 @@ func (c *Connector) Register(fs *flag.FlagSet) {
 		c.ConnectorListen = "127.0.0.1:6090"
 	}
 	str(fs, &c.ConnectorListen, "listen", "CDNFLOW_CONNECTOR_LISTEN", "loopback IP:port the edge's VCL names as its backend (the inventory's connectorAddress)")
+	str(fs, &c.ConnectorStateFile, "state-file", "CDNFLOW_CONNECTOR_STATE_FILE", "file keeping the edge's site table across connector restarts (empty: in memory only)")
+	dur(fs, &c.ConnectorClosedRetention, "closed-retention", "CDNFLOW_CONNECTOR_CLOSED_RETENTION", "how long a deleted distribution's hosts keep answering 404 (0: 7 days)")
 }
 
 // EdgeOptions are the edge client options of the worker's tunables: one

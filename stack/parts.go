@@ -150,7 +150,8 @@ func StartManagedEdges(ctx context.Context, cfg config.Config, inv *inventory.In
 }
 
 // startConnectors serves one origin connector per edge inv.Edges[i], i in
-// idx, on its connectorAddress, with the origin settings of cfg. A port 0
+// idx, on its connectorAddress, with the origin settings of cfg and its
+// site table in <DataDir>/connectors/<edge id>.json. A port 0
 // (a managed edge without connectorAddress) becomes the free port chosen,
 // written back into inv before any VCL or worker uses it.
 func startConnectors(cfg config.Config, inv *inventory.Inventory, idx []int, logger *zap.Logger) (func(), error) {
@@ -165,7 +166,9 @@ func startConnectors(cfg config.Config, inv *inventory.Inventory, idx []int, log
 			return nil, fmt.Errorf("edge %s: connector: listen %s: %w", e.ID, e.ConnectorAddress, err)
 		}
 		e.ConnectorAddress = ln.Addr().String()
-		c, err := connector.New(cfg.ConnectorOptions(e.ConnectorAddress, logger.Named("connector").With(zap.String("edgeId", e.ID))))
+		co := cfg.ConnectorOptions(e.ConnectorAddress, logger.Named("connector").With(zap.String("edgeId", e.ID)))
+		co.StateFile = filepath.Join(cfg.DataDir, "connectors", e.ID+".json") // the site table outlives a restart of dev
+		c, err := connector.New(co)
 		if err != nil {
 			_ = ln.Close()
 			stop()

@@ -16,7 +16,8 @@ import (
 // runConnector is `cdnflow connector`: the origin connector beside one
 // Varnish edge (edge/connector), its only backend. Flags
 // (config.RegisterConnector): --listen (the edge's inventory
-// connectorAddress, a loopback IP:port) and the origin settings shared
+// connectorAddress, a loopback IP:port), --state-file (the site table
+// kept across restarts), --closed-retention, and the origin settings shared
 // with the API and worker (--allow-private-origins, --origin-allow-loopback,
 // --origin-ca-file, --origin-dns-server); each also read from its $ENV.
 func runConnector(ctx context.Context, args []string, stderr io.Writer) error {
@@ -33,8 +34,13 @@ func runConnector(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer func() { _ = logger.Sync() }()
 	logger.Info("connector starting", zap.String("listen", cfg.ConnectorListen), zap.Bool("allowPrivateOrigins", cfg.AllowPrivateOrigins),
-		zap.Strings("originAllowLoopback", cfg.OriginAllowLoopback), zap.String("originCAFile", cfg.OriginCAFile))
-	if err := connector.Run(ctx, cfg.ConnectorOptions(cfg.ConnectorListen, logger.Named("connector"))); err != nil {
+		zap.Strings("originAllowLoopback", cfg.OriginAllowLoopback), zap.String("originCAFile", cfg.OriginCAFile), zap.String("stateFile", cfg.ConnectorStateFile))
+	if cfg.ConnectorStateFile == "" {
+		logger.Warn("no --state-file: the site table is lost when the connector restarts")
+	}
+	o := cfg.ConnectorOptions(cfg.ConnectorListen, logger.Named("connector"))
+	o.StateFile, o.ClosedRetention = cfg.ConnectorStateFile, cfg.ConnectorClosedRetention
+	if err := connector.Run(ctx, o); err != nil {
 		return err
 	}
 	logger.Info("connector stopped")

@@ -16,7 +16,8 @@ import (
 const maxAdminBody = 64 << 20
 
 // serveAdmin is the site table's admin protocol (AdminPath). Errors are
-// 400 (bad site, host taken) or 404/405 with a one-line text body.
+// 400 (bad site, host taken, bad force), 404/405, 500 when the change
+// could not be saved (nothing changed) or 503 while shutting down, with a one-line text body.
 func (c *Connector) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	name, ok := strings.CutPrefix(r.URL.Path, AdminPath)
 	if !ok && r.URL.Path+"/" != AdminPath {
@@ -32,7 +33,7 @@ func (c *Connector) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if err := c.table.Replace(sites); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
+			http.Error(w, err.Error(), errorStatus(err))
 			return
 		}
 		c.log.Info("site table replaced", zap.Int("sites", len(sites)))
@@ -46,12 +47,17 @@ func (c *Connector) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "site name "+strconv.Quote(s.Name)+" does not match the path", http.StatusBadRequest)
 			return
 		}
-		res, err := c.table.Put(s)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
+		force, ok := forceParam(w, r)
+		if !ok {
 			return
 		}
-		c.log.Info("site put", zap.String("site", name), zap.Stringer("gen", s.Gen), zap.Bool("applied", res.Applied))
+		res, err := c.table.Put(s, force)
+		if err != nil {
+			http.Error(w, err.Error(), errorStatus(err))
+			return
+		}
+		c.log.Info("site put", zap.String("site", name), zap.Stringer("gen", s.Gen), zap.String("owner", s.Owner), zap.Bool("force", force),
+			zap.Bool("applied", res.Applied), zap.Bool("changed", res.Changed))
 		writeJSON(w, res)
 	case name != "" && r.Method == http.MethodDelete:
 		q := r.URL.Query()
@@ -61,12 +67,47 @@ func (c *Connector) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "created and version are required integers", http.StatusBadRequest)
 			return
 		}
-		res := c.table.Delete(name, Generation{Created: created, Version: version})
-		c.log.Info("site deleted", zap.String("site", name), zap.Bool("applied", res.Applied))
+		force, ok := forceParam(w, r)
+		if !ok {
+			return
+		}
+		gen := Generation{Created: created, Version: version}
+		res, err := c.table.Delete(name, gen, force)
+		if err != nil {
+			http.Error(w, err.Error(), errorStatus(err))
+			return
+		}
+		c.log.Info("site deleted", zap.String("site", name), zap.Stringer("gen", gen), zap.Bool("force", force), zap.Bool("applied", res.Applied))
 		writeJSON(w, res)
 	default:
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 	}
+}
+
+// forceParam reads force= ("", "0", "1"); another value is answered 400.
+func forceParam(w http.ResponseWriter, r *http.Request) (force, ok bool) {
+	switch v := r.URL.Query().Get("force"); v {
+	case "", "0":
+		return false, true
+	case "1":
+		return true, true
+	default:
+		http.Error(w, "force must be 0 or 1, not "+strconv.Quote(v), http.StatusBadRequest)
+		return false, false
+	}
+}
+
+// errorStatus is 500 for a change the table could not save and 503 while
+// the connector shuts down (the caller retries both), else 400 (the
+// request is refused).
+func errorStatus(err error) int {
+	switch {
+	case errors.Is(err, ErrNotSaved):
+		return http.StatusInternalServerError
+	case errors.Is(err, ErrTableClosed):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusBadRequest
 }
 
 func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {

@@ -22,8 +22,10 @@
 //   - keeps connections alive per origin address (one http.Transport per
 //     scheme and TLS server name, pooling per IP:port).
 //
-// It is stateless: everything it needs comes with each request, and the
-// only caches are DNS answers and idle connections.
+// It also holds the edge's site table (Table, the admin protocol at
+// AdminPath), kept in a state file (Options.StateFile) so a restarted
+// connector serves the same sites; besides the table, the only state is
+// cached DNS answers and idle connections.
 package connector
 
 import (
@@ -81,7 +83,16 @@ type Options struct {
 	// headers (default 60 s; Varnish's first_byte_timeout should be
 	// shorter).
 	ResponseHeaderTimeout time.Duration
-	Logger                *zap.Logger
+	// StateFile keeps the site table across restarts (--state-file): read
+	// at New, rewritten after each change; "" keeps it in memory (probes,
+	// tests). One connector per file (it is locked).
+	StateFile string
+	// ClosedRetention is how long a deleted site's hosts keep answering
+	// 404 (--closed-retention); 0: DefaultClosedRetention (7 days).
+	ClosedRetention time.Duration
+	// MaxClosed caps the deleted sites remembered; 0: DefaultMaxClosed.
+	MaxClosed int
+	Logger    *zap.Logger
 }
 
 // Connector is an http.Handler proxying Varnish's backend requests to the
@@ -119,7 +130,9 @@ const (
 	maxCounters   = 4096
 )
 
-// New checks o and builds a connector. Errors name the bad option.
+// New checks o and builds a connector, loading its site table from
+// o.StateFile. Errors name the bad option or file. Close releases the
+// state file.
 func New(o Options) (*Connector, error) {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
@@ -147,13 +160,18 @@ func New(o Options) (*Connector, error) {
 			return nil, fmt.Errorf("connector: origin CA file %s holds no PEM certificate", o.CAFile)
 		}
 	}
+	table, err := OpenTable(TableOptions{StateFile: o.StateFile, ClosedRetention: o.ClosedRetention, MaxClosed: o.MaxClosed,
+		Logger: o.Logger.Named("sites")})
+	if err != nil {
+		return nil, err
+	}
 	c := &Connector{
 		opts:       o,
 		log:        o.Logger,
 		policy:     netguard.Policy{AllowPrivate: o.AllowPrivate, Loopback: allow},
 		res:        newResolver(o.DNSServer, o.MaxCacheTTL),
 		roots:      roots,
-		table:      NewTable(),
+		table:      table,
 		transports: map[string]*transportEntry{},
 		counters:   map[string]*atomic.Uint64{},
 		down:       map[netip.AddrPort]time.Time{},
@@ -204,8 +222,9 @@ type target struct {
 func (c *Connector) Table() *Table { return c.table }
 
 // ServeHTTP proxies r to the origins of the site serving its Host (the
-// site table), else to the origins its HeaderOrigins names (the edge's
-// default origin), else answers 404 "unknown host". Requests with
+// site table), answers 404 "closed" for a host of a closed site, else
+// proxies to the origins its HeaderOrigins names (the edge's default
+// origin), else answers 404 "unknown host". Requests with
 // HeaderAdmin go to the admin protocol (AdminPath). Requests without
 // valid internal headers are answered 502 with HeaderError; the internal
 // headers never go upstream.
@@ -221,8 +240,12 @@ func (c *Connector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			delete(r.Header, k)
 		}
 	}
-	if site, ok := c.table.Lookup(hostOf(r.Host)); ok {
+	switch site, rt := c.table.route(hostOf(r.Host)); rt {
+	case routeSite:
 		c.serveSite(w, r, site)
+		return
+	case routeClosed:
+		writeStatus(w, http.StatusNotFound, "Distribution closed")
 		return
 	}
 	if raw == "" {
@@ -255,11 +278,11 @@ func (c *Connector) refuse(w http.ResponseWriter, r *http.Request, reason string
 	writeError(w, reason)
 }
 
-// serveSite proxies r to site's origins, or answers 403 while it is
+// serveSite proxies r to site's origins, or answers 404 while it is
 // suspended.
 func (c *Connector) serveSite(w http.ResponseWriter, r *http.Request, site Site) {
 	if site.Suspended {
-		writeStatus(w, http.StatusForbidden, "Distribution suspended")
+		writeStatus(w, http.StatusNotFound, "Distribution suspended")
 		return
 	}
 	t := &target{key: "s|" + site.Name, ttl: site.TTL}
@@ -274,7 +297,7 @@ func (c *Connector) serveSite(w http.ResponseWriter, r *http.Request, site Site)
 }
 
 // writeStatus answers the connector's own non-502 answers (unknown host,
-// suspended): never stored by the cache.
+// closed, suspended): never stored by the cache.
 func writeStatus(w http.ResponseWriter, code int, reason string) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -530,8 +553,10 @@ func (c *Connector) transportFor(o Origin) *http.Transport {
 	return e.t
 }
 
-// Close drops idle origin connections.
+// Close drops idle origin connections and releases the state file (the
+// table then refuses changes). Safe to call more than once.
 func (c *Connector) Close() {
+	c.table.Close()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, e := range c.transports {
@@ -584,6 +609,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
+		c.Close()
 		return fmt.Errorf("connector: listen: %w", err)
 	}
 	return c.Serve(ctx, ln)

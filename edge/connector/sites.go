@@ -11,8 +11,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
-	"time"
 )
 
 // Site is one distribution as an edge serves it: the entry of the edge's
@@ -38,7 +36,8 @@ type Site struct {
 	// maxAge); the connector hands it to the VCL in HeaderTTL. 0 obeys
 	// the origin's caching headers.
 	TTL int64 `json:"ttl,omitempty"`
-	// Suspended sites are answered 403 without a fetch (NHN SUSPEND).
+	// Suspended sites are answered 404 without a fetch (NHN SUSPEND:
+	// the distribution is off, as if it did not exist).
 	Suspended bool `json:"suspended,omitempty"`
 	// Referrer is enforced by the edge's VCL (on hits too); nil: none.
 	Referrer *Referrer `json:"referrer,omitempty"`
@@ -98,9 +97,12 @@ const (
 )
 
 // AdminPath is the path prefix of the admin protocol: GET AdminPath (the
-// table), PUT AdminPath (replace it: Table), PUT AdminPath+name (one
-// Site, applied when its Gen is not older), DELETE
-// AdminPath+name?created=&version= (remove, remembering the generation).
+// table: TableState), PUT AdminPath (replace it: a JSON []Site), PUT
+// AdminPath+name[?force=1] (one Site, applied when its Gen is not older,
+// or always with force), DELETE AdminPath+name?created=&version=[&force=1]
+// (close the site, keeping a ClosedSite). Answers are PutResult JSON, or
+// a one-line text error: 400 a refused request, 500 a change the
+// connector could not save (nothing changed; retry).
 const AdminPath = "/.cdnflow/sites/"
 
 // MaxOriginPathLen is the longest origin path prefix (bytes): the one
@@ -164,171 +166,6 @@ func Digest(sites []Site) string {
 	b, _ := json.Marshal(sorted)
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
-}
-
-// TableState is the answer of GET AdminPath.
-type TableState struct {
-	// Started is when this connector process started: a change means the
-	// edge restarted (and its table began empty).
-	Started time.Time `json:"started"`
-	Digest  string    `json:"digest"`
-	Sites   []Site    `json:"sites"`
-}
-
-// Table is an edge's site table. Safe for concurrent use.
-type Table struct {
-	mu      sync.RWMutex
-	started time.Time
-	sites   map[string]Site   // by name
-	hosts   map[string]string // host -> site name
-	// gone remembers deleted generations for tombstoneFor, so a late
-	// retry of an older change cannot bring a deleted site back.
-	gone map[string]tombstone
-}
-
-type tombstone struct {
-	gen Generation
-	at  time.Time
-}
-
-const tombstoneFor = 10 * time.Minute
-
-// NewTable returns an empty table.
-func NewTable() *Table {
-	return &Table{started: time.Now().UTC(), sites: map[string]Site{}, hosts: map[string]string{}, gone: map[string]tombstone{}}
-}
-
-// Lookup returns the site serving host (lower-case, no port).
-func (t *Table) Lookup(host string) (Site, bool) {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	name, ok := t.hosts[host]
-	if !ok {
-		return Site{}, false
-	}
-	return t.sites[name], true
-}
-
-// ErrHostTaken is returned by Put when another site serves one of the
-// hosts.
-var ErrHostTaken = errors.New("host already served by another site")
-
-// PutResult answers Put (and PUT/DELETE AdminPath+name).
-type PutResult struct {
-	// Applied is false when the table holds a newer generation (or
-	// deleted one): nothing changed.
-	Applied bool `json:"applied"`
-	// New: the site was not in the table before.
-	New bool `json:"new,omitempty"`
-	// ReferrerChanged: the site's referrer rule changed (or came or went
-	// with a rule), so the edge's VCL must be rendered again.
-	ReferrerChanged bool `json:"referrerChanged,omitempty"`
-	// Changed: what visitors get from the site's hosts changed (hosts,
-	// origins and their paths, Host forwarding, TTL, suspension,
-	// referrer rule), compared by content: a put of an equal entry under a
-	// new generation is Applied but not Changed, and bans nothing.
-	Changed bool `json:"changed,omitempty"`
-	// Current is the generation the table holds for the name after the
-	// request (nil: none), and CurrentOwner its owner: when Applied is
-	// false they say what won.
-	Current      *Generation `json:"current,omitempty"`
-	CurrentOwner string      `json:"currentOwner,omitempty"`
-}
-
-// Put stores s unless the table holds a newer generation of it (or
-// deleted one). An invalid site or a host served by another site is an
-// error and changes nothing.
-func (t *Table) Put(s Site) (PutResult, error) {
-	if err := s.Check(); err != nil {
-		return PutResult{}, err
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	cur, had := t.sites[s.Name]
-	if had && s.Gen.Less(cur.Gen) {
-		return PutResult{}, nil
-	}
-	if g, ok := t.gone[s.Name]; ok && s.Gen.Less(g.gen) {
-		return PutResult{}, nil // older than the delete: a late retry
-	}
-	for _, h := range s.Hosts {
-		if owner, ok := t.hosts[h]; ok && owner != s.Name {
-			return PutResult{}, fmt.Errorf("site %s: host %s: %w (%s)", s.Name, h, ErrHostTaken, owner)
-		}
-	}
-	res := PutResult{Applied: true, New: !had, ReferrerChanged: !referrerEqual(cur.Referrer, s.Referrer)}
-	t.removeLocked(s.Name)
-	t.sites[s.Name] = s
-	for _, h := range s.Hosts {
-		t.hosts[h] = s.Name
-	}
-	delete(t.gone, s.Name)
-	return res, nil
-}
-
-func referrerEqual(a, b *Referrer) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return a.Type == b.Type && a.AllowEmpty == b.AllowEmpty && slices.Equal(a.Patterns, b.Patterns)
-}
-
-// Delete removes the site name unless the table holds a newer generation.
-func (t *Table) Delete(name string, gen Generation) PutResult {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	cur, had := t.sites[name]
-	if had && gen.Less(cur.Gen) {
-		return PutResult{}
-	}
-	res := PutResult{Applied: true, ReferrerChanged: had && cur.Referrer != nil}
-	t.removeLocked(name)
-	now := time.Now()
-	for n, g := range t.gone {
-		if now.Sub(g.at) > tombstoneFor {
-			delete(t.gone, n)
-		}
-	}
-	t.gone[name] = tombstone{gen: gen, at: now}
-	return res
-}
-
-func (t *Table) removeLocked(name string) {
-	if old, ok := t.sites[name]; ok {
-		for _, h := range old.Hosts {
-			if t.hosts[h] == name {
-				delete(t.hosts, h)
-			}
-		}
-		delete(t.sites, name)
-	}
-}
-
-// Replace makes sites the whole table (an operator's restore, tests).
-// Every site is checked first; on error nothing changes.
-func (t *Table) Replace(sites []Site) error {
-	next := NewTable()
-	for _, s := range sites {
-		if _, err := next.Put(s); err != nil {
-			return err
-		}
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.sites, t.hosts, t.gone = next.sites, next.hosts, map[string]tombstone{}
-	return nil
-}
-
-// State is the table as GET AdminPath answers it, sites in name order.
-func (t *Table) State() TableState {
-	t.mu.RLock()
-	sites := make([]Site, 0, len(t.sites))
-	for _, s := range t.sites {
-		sites = append(sites, s)
-	}
-	t.mu.RUnlock()
-	sort.Slice(sites, func(i, j int) bool { return sites[i].Name < sites[j].Name })
-	return TableState{Started: t.started, Digest: Digest(sites), Sites: sites}
 }
 
 // hostOf is the lower-case client Host without port or trailing dot.

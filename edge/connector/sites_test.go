@@ -92,7 +92,7 @@ func TestSiteTable(t *testing.T) {
 	if admin(t, base, http.MethodPut, "d.test", newer, &res); !res.Applied {
 		t.Fatal("a newer generation was not applied")
 	}
-	if resp, _ := hostGet(t, base, "d.test", "/"); resp.StatusCode != http.StatusForbidden || resp.Header.Get("Cache-Control") != "no-store" {
+	if resp, _ := hostGet(t, base, "d.test", "/"); resp.StatusCode != http.StatusNotFound || resp.Header.Get("Cache-Control") != "no-store" {
 		t.Errorf("suspended site: %d %q", resp.StatusCode, resp.Header.Get("Cache-Control"))
 	}
 
