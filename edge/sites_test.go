@@ -140,7 +140,7 @@ func TestSites(t *testing.T) {
 		{"black.test", "https://evil.test/", 403},
 		{"black.test", "https://fine.test/", 200},
 		{"black.test", "", 200},
-		{"off.test", "", 403},
+		{"off.test", "", 404},
 		{"static.test", "https://anything/", 200},
 	} {
 		if got := ref(tc.host, tc.referer); got != tc.want {

@@ -285,7 +285,7 @@ func TestDistributionLifecycleAndPurges(t *testing.T) {
 			t.Fatalf("after patch edge %d: %v", i, r.Header)
 		}
 	}
-	// Suspend → 403 everywhere; a second suspend is the wrong state.
+	// Suspend → 404 everywhere (NHN SUSPEND: the domain is not served); a second suspend is the wrong state.
 	if h := nhn(t, env, "PUT", "/distributions/suspend", secret, map[string]any{"domains": []string{d.Domain}}, nil); !h.IsSuccessful {
 		t.Fatalf("suspend: %+v", h)
 	}
@@ -294,7 +294,7 @@ func TestDistributionLifecycleAndPurges(t *testing.T) {
 		t.Fatalf("suspend twice = %+v", h)
 	}
 	for i := range env.Edges {
-		if r := edgeGet(t, env, i, d.Domain, "/new.js", "https://good.example/"); r.StatusCode != 403 {
+		if r := edgeGet(t, env, i, d.Domain, "/new.js", "https://good.example/"); r.StatusCode != 404 {
 			t.Fatalf("suspended edge %d = %d", i, r.StatusCode)
 		}
 	}

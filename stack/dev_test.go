@@ -30,7 +30,7 @@ import (
 // A newcomer's dev stack is quiet: no ERROR line, and the edges dev starts
 // itself are never healed as drift — not on an empty data directory, and
 // not when dev starts again on one with a distribution, whose site the
-// sync puts into the restarted (empty) edges.
+// restarted edges' connectors load from their state files.
 func TestDevStackStartsWithoutErrorsOrDrift(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs embedded Temporal and varnishd: skipped under -short")

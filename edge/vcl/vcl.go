@@ -74,7 +74,8 @@ type Site struct {
 	// AllowEmptyReferrer admits requests without Referer when a referrer
 	// rule is set.
 	AllowEmptyReferrer bool
-	// Suspended sites answer 403 to every request.
+	// Suspended sites answer 404 to every request (NHN SUSPEND: the
+	// domain is not served).
 	Suspended bool
 }
 
