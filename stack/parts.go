@@ -34,7 +34,15 @@ import (
 // RunWorker runs the Temporal worker until ctx ends, then stops it
 // (waiting for activities up to WorkerStopTimeout). payloads is the
 // claim-check store (Stack.Payloads).
+//
+// It first checks the worker's fleet-wide edge settings against the
+// namespace's record (worker.CheckFleetSettings): a worker whose purge
+// ACL, default origin or control plane id differ from the other workers'
+// does not start (a *worker.FleetSettingsError).
 func RunWorker(ctx context.Context, cfg config.Config, inv *inventory.Inventory, c client.Client, payloads payload.Store, logger *zap.Logger) error {
+	if err := cdnworker.CheckFleetSettings(ctx, c, cfg); err != nil {
+		return err
+	}
 	w, err := cdnworker.New(c, cdnworker.Deps{Config: cfg, Inventory: inv, Logger: logger.Named("worker"), Payloads: payloads})
 	if err != nil {
 		return err

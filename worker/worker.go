@@ -98,6 +98,7 @@ func Register(r sdkworker.Registry, d Deps) error {
 	for _, wf := range []any{
 		workflows.EdgeCheckWorkflow, workflows.SequenceWorkflow, workflows.PrewarmWorkflow, workflows.PurgeWorkflow,
 		workflows.DistributionWorkflow, workflows.EdgeSyncWorkflow, workflows.ScheduledJobWorkflow,
+		workflows.FleetSettingsWorkflow,
 	} {
 		r.RegisterWorkflow(wf)
 	}

@@ -1,0 +1,89 @@
+//go:build !unit
+
+package stack_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cdnflow/cdnflow/config"
+	"github.com/cdnflow/cdnflow/stack"
+	"github.com/cdnflow/cdnflow/stack/testenv"
+	"github.com/cdnflow/cdnflow/worker"
+	"github.com/cdnflow/cdnflow/workflows"
+)
+
+// Two workers of one namespace with different --purge-acl: the first sets
+// the fleet's record, the second refuses to start naming purge-acl and
+// both values; with --fleet-settings-replace it starts and its values are
+// the record, so the first one's settings are refused from then on.
+func TestWorkersWithOtherFleetSettingsRefuseToStart(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{Edges: 1, NoWorker: true})
+	withACL := func(acl ...string) config.Config {
+		cfg := env.Config
+		cfg.PurgeACL = acl
+		return cfg
+	}
+	a, b := withACL("127.0.0.1", "10.0.0.0/8"), withACL("127.0.0.1", "192.168.0.0/16")
+	stopA := runWorker(t, env, a)
+
+	// The record answers its query once worker A took it up.
+	var rec workflows.FleetSettings
+	waitFor(t, 20*time.Second, func() bool {
+		v, err := env.Client.QueryWorkflow(context.Background(), workflows.FleetSettingsWorkflowID, "", workflows.QueryFleetSettings)
+		return err == nil && v.Get(&rec) == nil
+	})
+	if got := strings.Join(rec.PurgeACL, ","); got != "127.0.0.1,10.0.0.0/8" || rec.ControlPlane != env.Config.Namespace {
+		t.Fatalf("record %+v, want worker A's settings and the namespace as control plane", rec)
+	}
+	env.Replay(t, workflows.FleetSettingsWorkflowID, "fleet_settings")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := stack.RunWorker(ctx, b, env.Inventory, env.Client, env.Payloads, env.Logger)
+	if !worker.IsFleetSettingsError(err) {
+		t.Fatalf("worker B started (or failed otherwise: %v); want a fleet settings refusal", err)
+	}
+	for _, want := range []string{"--purge-acl", `"127.0.0.1,192.168.0.0/16"`, `"127.0.0.1,10.0.0.0/8"`, "--fleet-settings-replace"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("refusal %q does not name %s", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "--default-origin") || strings.Contains(err.Error(), "--control-plane-id") {
+		t.Errorf("refusal names settings that agree: %v", err)
+	}
+	stopA()
+
+	replace := b
+	replace.FleetSettingsReplace = true
+	stopB := runWorker(t, env, replace)
+	defer stopB()
+	waitFor(t, 20*time.Second, func() bool { return worker.CheckFleetSettings(ctx, env.Client, b) == nil })
+	if err := worker.CheckFleetSettings(ctx, env.Client, a); !worker.IsFleetSettingsError(err) {
+		t.Fatalf("worker A's settings after B replaced the record: %v, want a refusal", err)
+	}
+}
+
+// runWorker runs stack.RunWorker with cfg until the returned stop, which
+// fails the test if the worker ended with an error.
+func runWorker(t *testing.T, env *testenv.Env, cfg config.Config) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- stack.RunWorker(ctx, cfg, env.Inventory, env.Client, env.Payloads, env.Logger) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("worker: %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}

@@ -1,0 +1,97 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/cdnflow/cdnflow/config"
+	"github.com/cdnflow/cdnflow/workflows"
+)
+
+// FleetSettingsOf are cfg's settings that every worker of the namespace
+// must share (workflows.FleetSettings).
+func FleetSettingsOf(cfg config.Config) workflows.FleetSettings {
+	return workflows.FleetSettings{
+		PurgeACL: append([]string(nil), cfg.PurgeACL...), DefaultOrigin: cfg.DefaultOrigin, ControlPlane: cfg.ControlPlane(),
+	}
+}
+
+// FleetSettingsError is a worker's refusal to start with settings other
+// than the fleet's record; Differences name each setting and both values.
+type FleetSettingsError struct {
+	Namespace   string
+	Differences []string
+}
+
+func (e *FleetSettingsError) Error() string {
+	return fmt.Sprintf("this worker's edge settings differ from the fleet's record (workflow %s in namespace %s): %s; "+
+		"every worker must render the same VCL and own the same entries on the edges, so this one does not start: "+
+		"start it with the fleet's values, or with --fleet-settings-replace to make its values the fleet's (then restart the other workers with them)",
+		workflows.FleetSettingsWorkflowID, e.Namespace, strings.Join(e.Differences, "; "))
+}
+
+// CheckFleetSettings compares cfg's FleetSettingsOf with the namespace's
+// record, the memo of the workflows.FleetSettingsWorkflow (started here
+// with cfg's settings when there is none: the first worker sets the
+// record). Settings that differ are a *FleetSettingsError unless
+// cfg.FleetSettingsReplace, which replaces the record (a new run of the
+// workflow) with cfg's. It needs no running worker: starting and
+// describing a workflow are the frontend's.
+func CheckFleetSettings(ctx context.Context, c client.Client, cfg config.Config) error {
+	mine := FleetSettingsOf(cfg)
+	record, err := startFleetRecord(ctx, c, cfg, mine, enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING)
+	if err != nil {
+		return err
+	}
+	diff := mine.Differences(record)
+	if len(diff) == 0 {
+		return nil
+	}
+	if !cfg.FleetSettingsReplace {
+		return &FleetSettingsError{Namespace: cfg.Namespace, Differences: diff}
+	}
+	record, err = startFleetRecord(ctx, c, cfg, mine, enumspb.WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING)
+	if err != nil {
+		return err
+	}
+	if diff := mine.Differences(record); len(diff) > 0 {
+		// Another worker replaced the record at the same moment.
+		return &FleetSettingsError{Namespace: cfg.Namespace, Differences: diff}
+	}
+	return nil
+}
+
+// startFleetRecord starts the record with mine unless one runs (conflict
+// policy) and answers the record that runs afterwards.
+func startFleetRecord(ctx context.Context, c client.Client, cfg config.Config, mine workflows.FleetSettings, conflict enumspb.WorkflowIdConflictPolicy) (workflows.FleetSettings, error) {
+	var record workflows.FleetSettings
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: workflows.FleetSettingsWorkflowID, TaskQueue: cfg.TaskQueue,
+		WorkflowIDConflictPolicy: conflict,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		Memo:                     map[string]any{workflows.MemoFleetSettings: mine},
+	}, workflows.FleetSettingsWorkflow, mine)
+	if err != nil {
+		return record, fmt.Errorf("fleet settings record %s: start: %w", workflows.FleetSettingsWorkflowID, err)
+	}
+	desc, err := c.DescribeWorkflow(ctx, workflows.FleetSettingsWorkflowID, run.GetRunID())
+	if err != nil {
+		return record, fmt.Errorf("fleet settings record %s: describe: %w", workflows.FleetSettingsWorkflowID, err)
+	}
+	if err := desc.GetMemoValue(workflows.MemoFleetSettings, &record); err != nil {
+		return record, fmt.Errorf("fleet settings record %s: memo %s: %w", workflows.FleetSettingsWorkflowID, workflows.MemoFleetSettings, err)
+	}
+	return record, nil
+}
+
+// IsFleetSettingsError reports whether err is a worker's refusal to start
+// with settings other than the fleet's.
+func IsFleetSettingsError(err error) bool {
+	var fe *FleetSettingsError
+	return errors.As(err, &fe)
+}
