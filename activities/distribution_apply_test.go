@@ -240,20 +240,26 @@ func TestApplySiteRefusesOtherOwnersAndNewerLives(t *testing.T) {
 	a := f.activity(t, []int{0})
 	other := f.spec(7, "/other", false)
 	other.Created = time.Now().Add(-time.Hour).UnixMilli()
-	f.plant(t, 0, f.entry(t, other, "cp-other"))
 
-	err := apply(t, a, f.spec(1, "/v1", false))
+	// Whatever its generation: even one ahead of the clock is the other
+	// control plane's to answer for, not this one's to overwrite.
+	future := other
+	future.Created = time.Now().Add(24 * time.Hour).UnixMilli()
 	var ae *temporal.ApplicationError
-	if !errors.As(err, &ae) || ae.Type() != ErrBadSite || !ae.NonRetryable() {
-		t.Fatalf("put over another control plane's entry: %v, want a non-retryable %s", err, ErrBadSite)
-	}
-	for _, want := range []string{f.edges[0].Edge.ID, `"cp-other"`} {
-		if !strings.Contains(err.Error(), want) {
-			t.Fatalf("refusal %q does not name %s", err, want)
+	for _, held := range []distribution.SiteSpec{other, future} {
+		f.plant(t, 0, f.entry(t, held, "cp-other"))
+		err := apply(t, a, f.spec(1, "/v1", false))
+		if !errors.As(err, &ae) || ae.Type() != ErrBadSite || !ae.NonRetryable() {
+			t.Fatalf("put over another control plane's entry %s: %v, want a non-retryable %s", held.Gen(), err, ErrBadSite)
 		}
-	}
-	if s, _ := f.held(t, 0, "a.apply.test"); s.Owner != "cp-other" {
-		t.Fatalf("edge holds %+v, want cp-other's entry kept", s)
+		for _, want := range []string{f.edges[0].Edge.ID, `second control plane ("cp-other")`} {
+			if !strings.Contains(err.Error(), want) {
+				t.Fatalf("refusal %q does not name %s", err, want)
+			}
+		}
+		if s, _ := f.held(t, 0, "a.apply.test"); s.Owner != "cp-other" || s.Gen != held.Gen() {
+			t.Fatalf("edge holds %+v, want cp-other's entry kept", s)
+		}
 	}
 
 	// A newer life of the domain, this control plane's.
