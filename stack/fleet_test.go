@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cdnflow/cdnflow/config"
+	"github.com/cdnflow/cdnflow/inventory"
 	"github.com/cdnflow/cdnflow/stack"
 	"github.com/cdnflow/cdnflow/stack/testenv"
 	"github.com/cdnflow/cdnflow/worker"
@@ -70,9 +71,15 @@ func TestWorkersWithOtherFleetSettingsRefuseToStart(t *testing.T) {
 // fails the test if the worker ended with an error.
 func runWorker(t *testing.T, env *testenv.Env, cfg config.Config) (stop func()) {
 	t.Helper()
+	return runWorkerOn(t, env, cfg, env.Inventory)
+}
+
+// runWorkerOn is runWorker with inventory inv.
+func runWorkerOn(t *testing.T, env *testenv.Env, cfg config.Config, inv *inventory.Inventory) (stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- stack.RunWorker(ctx, cfg, env.Inventory, env.Client, env.Payloads, env.Logger) }()
+	go func() { done <- stack.RunWorker(ctx, cfg, inv, env.Client, env.Payloads, env.Logger) }()
 	stopped := false
 	stop = func() {
 		if stopped {
