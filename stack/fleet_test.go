@@ -28,7 +28,10 @@ func TestWorkersWithOtherFleetSettingsRefuseToStart(t *testing.T) {
 		return cfg
 	}
 	a, b := withACL("127.0.0.1", "10.0.0.0/8"), withACL("127.0.0.1", "192.168.0.0/16")
-	stopA := runWorker(t, env, a)
+	ctxA, stopA := context.WithCancel(context.Background())
+	defer stopA()
+	doneA := make(chan error, 1)
+	go func() { doneA <- stack.RunWorker(ctxA, a, env.Inventory, env.Client, env.Payloads, env.Logger) }()
 
 	// The record answers its query once worker A took it up.
 	var rec workflows.FleetSettings
@@ -55,8 +58,9 @@ func TestWorkersWithOtherFleetSettingsRefuseToStart(t *testing.T) {
 	if strings.Contains(err.Error(), "--default-origin") || strings.Contains(err.Error(), "--control-plane-id") {
 		t.Errorf("refusal names settings that agree: %v", err)
 	}
-	stopA()
 
+	// B replaces the record: B runs, and A, still running, stops within
+	// its check period (4 sync periods) with the refusal.
 	replace := b
 	replace.FleetSettingsReplace = true
 	stopB := runWorker(t, env, replace)
@@ -64,6 +68,14 @@ func TestWorkersWithOtherFleetSettingsRefuseToStart(t *testing.T) {
 	waitFor(t, 20*time.Second, func() bool { return worker.CheckFleetSettings(ctx, env.Client, b) == nil })
 	if err := worker.CheckFleetSettings(ctx, env.Client, a); !worker.IsFleetSettingsError(err) {
 		t.Fatalf("worker A's settings after B replaced the record: %v, want a refusal", err)
+	}
+	select {
+	case err := <-doneA:
+		if !worker.IsFleetSettingsError(err) || !strings.Contains(err.Error(), "--purge-acl") {
+			t.Fatalf("worker A ended with %v, want a fleet settings refusal naming --purge-acl", err)
+		}
+	case <-time.After(4*env.Config.EdgeSyncEvery + 20*time.Second):
+		t.Fatal("worker A kept running with settings other than the fleet's record")
 	}
 }
 

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
+	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/workflows"
@@ -94,4 +96,31 @@ func startFleetRecord(ctx context.Context, c client.Client, cfg config.Config, m
 func IsFleetSettingsError(err error) bool {
 	var fe *FleetSettingsError
 	return errors.As(err, &fe)
+}
+
+// WatchFleetSettings checks cfg's settings against the fleet's record
+// every period until ctx ends (nil) or the record differs (a
+// *FleetSettingsError: another worker replaced it with
+// --fleet-settings-replace, so this one, rendering other VCL, must stop).
+// A record that is gone is started again with cfg's settings; other
+// errors (Temporal unreachable) are logged and the next period tries
+// again.
+func WatchFleetSettings(ctx context.Context, c client.Client, cfg config.Config, every time.Duration, logger *zap.Logger) error {
+	cfg.FleetSettingsReplace = false // replacing is a start's decision, never a loop's
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		err := CheckFleetSettings(ctx, c, cfg)
+		switch {
+		case IsFleetSettingsError(err):
+			return err
+		case err != nil && ctx.Err() == nil:
+			logger.Warn("check fleet settings", zap.Error(err))
+		}
+	}
 }
