@@ -4,6 +4,7 @@ package stack_test
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -105,4 +106,51 @@ func runWorkerOn(t *testing.T, env *testenv.Env, cfg config.Config, inv *invento
 	}
 	t.Cleanup(stop)
 	return stop
+}
+
+// `cdnflow dev` started again on its data directory with another
+// --purge-acl: the worker refuses (the stack fails, naming the flag) where
+// it would otherwise rewrite every edge's VCL.
+func TestDevRestartWithOtherPurgeACLFails(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs embedded Temporal: skipped under -short")
+	}
+	dir := t.TempDir()
+	inv, err := inventory.New([]inventory.Edge{{ID: "DEV01-C1", Region: "us", Country: "united_states",
+		Address: "127.0.0.1:" + freePort(t), AdminAddress: "127.0.0.1:" + freePort(t), SecretFile: filepath.Join(dir, "edge.secret")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := func(acl string) *stack.Stack {
+		cfg := config.Default()
+		cfg.DataDir = filepath.Join(dir, "data")
+		cfg.TemporalPort, cfg.TemporalUIPort = 0, -1
+		cfg.PurgeACL = []string{acl}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		s, err := stack.Start(ctx, stack.Options{Config: cfg, Inventory: inv, NoAPI: true})
+		if err != nil {
+			t.Fatalf("start: %v", err)
+		}
+		t.Cleanup(func() { _ = s.Stop() })
+		return s
+	}
+	first := start("10.0.0.1")
+	select {
+	case err := <-first.Failed():
+		t.Fatalf("first start failed: %v", err)
+	case <-time.After(2 * time.Second):
+	}
+	if err := first.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	second := start("10.0.0.2")
+	select {
+	case err := <-second.Failed():
+		if !worker.IsFleetSettingsError(err) || !strings.Contains(err.Error(), `--purge-acl: this worker "10.0.0.2", the fleet's record "10.0.0.1"`) {
+			t.Fatalf("second start: %v, want a refusal naming --purge-acl and both values", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("dev started again with another --purge-acl")
+	}
 }
