@@ -139,16 +139,23 @@ const (
 // resolveKept decides about an edge that kept its own entry for spec's
 // name (res.Applied false; res.Current and res.CurrentOwner say what it
 // holds):
+//   - a generation created ahead of this worker's clock (AheadOfClock):
+//     no control plane wrote it, whatever owner it names (the edge sync
+//     treats it alike), so spec is put again with force (and, for a
+//     delete, then deleted);
 //   - an entry of another control plane (an owner other than ours and
-//     not ""): a refusal naming the edge and the owner, whatever its
-//     generation — two control planes must not fight over a domain;
-//   - a generation created ahead of this worker's clock (AheadOfClock),
-//     or of the same life as spec (same Created) with a higher Version
-//     (the distribution's workflow is the only writer of its life and
-//     spec carries its newest version): planted, so spec is put again
-//     with force (and, for a delete, then deleted);
+//     not ""): a refusal naming the edge and the owner — two control
+//     planes must not fight over a domain; a delete leaves it and is done;
+//   - of the same life as spec (same Created) with a higher Version: the
+//     distribution's workflow is the only writer of its life and spec
+//     carries its newest version, so it is planted and forced as above;
 //   - anything else is a newer life of the domain (or its deletion): a
 //     delete is done, a put is a refusal.
+//
+// An attempt of an older change still running after its retry took over
+// (a lost worker's) would find the newer version and force its own back;
+// its heartbeat is refused by then, which cancels its context, and the
+// edge sync puts the newest change back within a round.
 //
 // It returns the result of the forced request, or done true when there
 // is nothing more to do on e.
@@ -158,7 +165,8 @@ func (a *Distribution) resolveKept(ctx context.Context, e inventory.Edge, spec d
 	if res.Current != nil {
 		held = fmt.Sprintf("generation %s owned by %q", res.Current, res.CurrentOwner)
 	}
-	if res.CurrentOwner != "" && res.CurrentOwner != a.ControlPlane {
+	ahead := res.Current != nil && AheadOfClock(*res.Current, time.Now())
+	if !ahead && res.CurrentOwner != "" && res.CurrentOwner != a.ControlPlane {
 		if spec.Deleted {
 			// Nothing of ours is left on the edge under the name.
 			log.Warn("edge holds another control plane's entry; our delete leaves it", "owner", res.CurrentOwner)
@@ -168,13 +176,11 @@ func (a *Distribution) resolveKept(ctx context.Context, e inventory.Edge, spec d
 			e.ID, held, spec.Domain, res.CurrentOwner, a.ControlPlane)}
 	}
 	reason := ""
-	if cur := res.Current; cur != nil {
-		switch {
-		case AheadOfClock(*cur, time.Now()):
-			reason = forcedAheadOfClock
-		case cur.Created == spec.Created && cur.Version > spec.Version:
-			reason = forcedSameLife
-		}
+	switch cur := res.Current; {
+	case ahead:
+		reason = forcedAheadOfClock
+	case cur != nil && cur.Created == spec.Created && cur.Version > spec.Version:
+		reason = forcedSameLife
 	}
 	if reason == "" {
 		if spec.Deleted {
@@ -186,6 +192,9 @@ func (a *Distribution) resolveKept(ctx context.Context, e inventory.Edge, spec d
 	}
 	if !hasEntry {
 		return res, true, &refusedError{fmt.Errorf("edge %s holds a planted %s for %s and the deleted config cannot replace it", e.ID, held, spec.Domain)}
+	}
+	if err := ctx.Err(); err != nil {
+		return res, true, err // a cancelled attempt forces nothing
 	}
 	log.Warn("edge holds a planted entry; putting ours with force", "held", held, "reason", reason)
 	metrics.EdgeForced.WithLabelValues(e.ID, reason).Inc()

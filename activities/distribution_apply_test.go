@@ -205,7 +205,10 @@ func TestApplySiteOverwritesPlantedEntries(t *testing.T) {
 	for name, planted := range map[string]connector.Site{
 		"ahead of the clock, unowned": f.entry(t, future, ""),
 		"ahead of the clock, ours":    f.entry(t, future, applyCP),
-		"same life, newer version":    f.entry(t, sameLife, applyCP),
+		// No control plane writes ahead of the clock: the owner it names
+		// is as planted as its generation (the edge sync agrees).
+		"ahead of the clock, another owner": f.entry(t, future, "cp-other"),
+		"same life, newer version":          f.entry(t, sameLife, applyCP),
 	} {
 		f.plant(t, 0, planted)
 		if err := apply(t, a, f.spec(2, "/v2", false)); err != nil {
@@ -241,25 +244,28 @@ func TestApplySiteRefusesOtherOwnersAndNewerLives(t *testing.T) {
 	other := f.spec(7, "/other", false)
 	other.Created = time.Now().Add(-time.Hour).UnixMilli()
 
-	// Whatever its generation: even one ahead of the clock is the other
-	// control plane's to answer for, not this one's to overwrite.
-	future := other
-	future.Created = time.Now().Add(24 * time.Hour).UnixMilli()
+	f.plant(t, 0, f.entry(t, other, "cp-other"))
+	err := apply(t, a, f.spec(1, "/v1", false))
 	var ae *temporal.ApplicationError
-	for _, held := range []distribution.SiteSpec{other, future} {
-		f.plant(t, 0, f.entry(t, held, "cp-other"))
-		err := apply(t, a, f.spec(1, "/v1", false))
-		if !errors.As(err, &ae) || ae.Type() != ErrBadSite || !ae.NonRetryable() {
-			t.Fatalf("put over another control plane's entry %s: %v, want a non-retryable %s", held.Gen(), err, ErrBadSite)
+	if !errors.As(err, &ae) || ae.Type() != ErrBadSite || !ae.NonRetryable() {
+		t.Fatalf("put over another control plane's entry: %v, want a non-retryable %s", err, ErrBadSite)
+	}
+	for _, want := range []string{f.edges[0].Edge.ID, `second control plane ("cp-other")`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Fatalf("refusal %q does not name %s", err, want)
 		}
-		for _, want := range []string{f.edges[0].Edge.ID, `second control plane ("cp-other")`} {
-			if !strings.Contains(err.Error(), want) {
-				t.Fatalf("refusal %q does not name %s", err, want)
-			}
-		}
-		if s, _ := f.held(t, 0, "a.apply.test"); s.Owner != "cp-other" || s.Gen != held.Gen() {
-			t.Fatalf("edge holds %+v, want cp-other's entry kept", s)
-		}
+	}
+	if s, _ := f.held(t, 0, "a.apply.test"); s.Owner != "cp-other" || s.Gen != other.Gen() {
+		t.Fatalf("edge holds %+v, want cp-other's entry kept", s)
+	}
+	// Its delete of the domain leaves the other's entry and is done.
+	gone := f.spec(2, "/v1", false)
+	gone.Deleted = true
+	if err := apply(t, a, gone); err != nil {
+		t.Fatalf("delete beside another control plane's entry: %v, want done", err)
+	}
+	if s, _ := f.held(t, 0, "a.apply.test"); s.Owner != "cp-other" {
+		t.Fatalf("edge holds %+v after our delete, want cp-other's entry kept", s)
 	}
 
 	// A newer life of the domain, this control plane's.
