@@ -9,6 +9,7 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/config"
@@ -81,11 +82,17 @@ func startFleetRecord(ctx context.Context, c client.Client, cfg config.Config, m
 	if err != nil {
 		return record, fmt.Errorf("fleet settings record %s: start: %w", workflows.FleetSettingsWorkflowID, err)
 	}
-	desc, err := c.DescribeWorkflow(ctx, workflows.FleetSettingsWorkflowID, run.GetRunID())
+	desc, err := c.DescribeWorkflowExecution(ctx, workflows.FleetSettingsWorkflowID, run.GetRunID())
 	if err != nil {
 		return record, fmt.Errorf("fleet settings record %s: describe: %w", workflows.FleetSettingsWorkflowID, err)
 	}
-	if err := desc.GetMemoValue(workflows.MemoFleetSettings, &record); err != nil {
+	// Memos are written with the default converter (the client sets no
+	// other), as the distribution listing reads them.
+	p, ok := desc.GetWorkflowExecutionInfo().GetMemo().GetFields()[workflows.MemoFleetSettings]
+	if !ok {
+		return record, fmt.Errorf("fleet settings record %s: no memo %s", workflows.FleetSettingsWorkflowID, workflows.MemoFleetSettings)
+	}
+	if err := converter.GetDefaultDataConverter().FromPayload(p, &record); err != nil {
 		return record, fmt.Errorf("fleet settings record %s: memo %s: %w", workflows.FleetSettingsWorkflowID, workflows.MemoFleetSettings, err)
 	}
 	return record, nil
