@@ -45,6 +45,7 @@ func (a *Distribution) ApplySite(ctx context.Context, in ApplySiteInput) error {
 	if err != nil && !in.Spec.Deleted {
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrBadSite, err)
 	}
+	hasEntry := err == nil
 	entry.Owner = a.ControlPlane
 	ids := a.Inventory.IDs()
 	defer keepAlive(ctx)()
@@ -55,7 +56,7 @@ func (a *Distribution) ApplySite(ctx context.Context, in ApplySiteInput) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = a.applyOnEdge(ctx, e, in.Spec, entry, err == nil)
+			errs[i] = a.applyOnEdge(ctx, e, in.Spec, entry, hasEntry)
 		}()
 	}
 	wg.Wait()
