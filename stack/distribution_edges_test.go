@@ -120,3 +120,50 @@ func requirePath(t *testing.T, env *testenv.Env, i int, domain, path string) {
 	}
 	t.Fatalf("edge %d holds %+v for %s, want origin path %s", i, held, domain, path)
 }
+
+// A draining edge is listed by GET /v1/edges, marked drain, and gets no
+// distribution.
+func TestDrainingEdgeListedNotTargeted(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{Edges: 2, Place: func(i int, e *inventory.Edge) { e.Drain = i == 1 }})
+	var listed struct {
+		Edges []struct {
+			ID    string `json:"id"`
+			Drain bool   `json:"drain"`
+		} `json:"edges"`
+	}
+	if err := getJSON(env.API.URL+"/v1/edges", "", &listed); err != nil {
+		t.Fatal(err)
+	}
+	if len(listed.Edges) != 2 || listed.Edges[0].Drain || !listed.Edges[1].Drain {
+		t.Fatalf("GET /v1/edges = %+v, want both edges, the second marked drain", listed.Edges)
+	}
+
+	host, portStr, _ := net.SplitHostPort(env.OriginAddr)
+	port, _ := strconv.Atoi(portStr)
+	const domain = "drain.test"
+	id := workflows.DistributionWorkflowID("k", domain)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := env.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: env.Config.TaskQueue}, workflows.DistributionWorkflow, workflows.DistributionInit{
+		State: distribution.State{AppKey: "k", Domain: domain, Status: distribution.StatusOpening, CreateTime: time.Now().UnixMilli(),
+			Config: distribution.Config{Region: "GLOBAL", UseOrigin: "Y", Origins: []distribution.Origin{{Origin: host, Port: port, OriginPath: "/d"}}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, func() bool {
+		v, err := env.Client.QueryWorkflow(ctx, id, "", workflows.QueryDistribution)
+		var st distribution.State
+		return err == nil && v.Get(&st) == nil && st.Status == distribution.StatusOpen
+	})
+	requirePath(t, env, 0, domain, "/d")
+	st, err := edge.NewClient(edge.Options{}).Table(ctx, env.Edges[1].Edge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range st.Sites {
+		if s.Name == domain {
+			t.Fatalf("draining edge holds %+v", s)
+		}
+	}
+}
