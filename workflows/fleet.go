@@ -7,18 +7,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
-// FleetSettingsWorkflowID is the id of the one FleetSettingsWorkflow of a
-// namespace: the record of the edge settings every worker must share.
-const FleetSettingsWorkflowID = "cdnflow-fleet-settings"
-
-// MemoFleetSettings is the memo key holding the FleetSettings of the
-// FleetSettingsWorkflow (set at its start, read without a worker by
-// describing it).
-const MemoFleetSettings = "fleetSettings"
-
-// QueryFleetSettings answers the FleetSettings of the record.
-const QueryFleetSettings = "settings"
-
 // FleetSettings are a worker's settings that every edge's VCL and site
 // table carry, so every worker of a namespace must have the same: two
 // workers with different ones would each render their own VCL and
