@@ -13,12 +13,16 @@ import (
 
 // Distribution applies distributions to edges and sends callbacks.
 type Distribution struct {
+	// Inventory's serving edges are every distribution's (ApplySite).
 	Inventory *inventory.Inventory
 	// DefaultOrigin (host:port) serves hosts without a distribution.
 	DefaultOrigin         string
 	AllowPrivateCallbacks bool
 	// PurgeACL goes into every edge's VCL: who may PURGE and BAN.
 	PurgeACL []string
+	// ControlPlane is this cdnflow's id (config ControlPlane): the Owner
+	// of every entry ApplySite puts.
+	ControlPlane string
 	// Edges sends site table changes and bans to edges (ApplySite).
 	Edges *edge.Client
 	// Origins probes origins with the edges' connector options

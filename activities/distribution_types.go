@@ -8,8 +8,9 @@ type CallbackRequest struct {
 	State    distribution.State    `json:"state"`
 }
 
-// ApplySiteInput asks for Spec on every edge of EdgeIDs (ApplySite).
+// ApplySiteInput asks for Spec on every serving edge of the worker's
+// inventory (ApplySite): the edges are the fleet's when the change is
+// applied, not when the distribution was created.
 type ApplySiteInput struct {
-	EdgeIDs []string              `json:"edgeIds"`
-	Spec    distribution.SiteSpec `json:"spec"`
+	Spec distribution.SiteSpec `json:"spec"`
 }

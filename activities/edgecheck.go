@@ -33,9 +33,10 @@ type EdgeCheck struct {
 	Inventory *inventory.Inventory
 }
 
-// ListEdges returns every inventory edge id.
+// ListEdges returns every inventory edge id, draining edges included (an
+// operator checks an edge until it leaves the file).
 func (a *EdgeCheck) ListEdges(ctx context.Context) ([]string, error) {
-	return a.Inventory.IDs(), nil
+	return a.Inventory.AllIDs(), nil
 }
 
 // CheckEdge sends one GET through the edge and greets its admin port.

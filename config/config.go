@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -182,6 +183,14 @@ type Worker struct {
 	// EdgeErrorRetry is the first wait before a distribution change in
 	// ERROR is tried again (doubling up to 10 min).
 	EdgeErrorRetry time.Duration
+	// ControlPlaneID names this cdnflow on the edges: the owner of every
+	// site table entry its workers put (ControlPlane: empty means the
+	// Temporal namespace). 1-64 of [A-Za-z0-9._-].
+	ControlPlaneID string
+	// FleetSettingsReplace makes this worker's fleet-wide edge settings
+	// (purge ACL, default origin, control plane id) the cluster's record
+	// instead of refusing to start when they differ from it.
+	FleetSettingsReplace bool
 }
 
 // Dev is what only `cdnflow dev` runs: the embedded Temporal server and
@@ -366,6 +375,8 @@ func (w *Worker) Register(fs *flag.FlagSet) {
 	dur(fs, &w.EdgeSyncEvery, "edge-sync-every", "CDNFLOW_EDGE_SYNC_EVERY", "time between two drift checks of every edge (active VCL and site table)")
 	dur(fs, &w.EdgeErrorRetry, "edge-error-retry", "CDNFLOW_EDGE_ERROR_RETRY", "first wait before a distribution change in ERROR is tried again (doubling up to 10m)")
 	num(fs, &w.EdgeApplyAttempts, "edge-apply-attempts", "CDNFLOW_EDGE_APPLY_ATTEMPTS", "tries of one distribution change on the edges while cdnflow runs, before ERROR")
+	str(fs, &w.ControlPlaneID, "control-plane-id", "CDNFLOW_CONTROL_PLANE_ID", "id of this cdnflow on the edges: the owner of the site table entries it writes (1-64 of A-Z a-z 0-9 . _ -; default: the Temporal namespace)")
+	boolean(fs, &w.FleetSettingsReplace, "fleet-settings-replace", "CDNFLOW_FLEET_SETTINGS_REPLACE", "make this worker's purge-acl, default-origin and control-plane-id the fleet's record (workers with other values then refuse to start)")
 }
 
 // Register binds the settings of dev's embedded Temporal server and UI.
@@ -402,6 +413,17 @@ func (c Config) ConnectorOptions(listen string, logger *zap.Logger) connector.Op
 		CAFile: c.OriginCAFile, DNSServer: c.OriginDNSServer, Logger: logger,
 	}
 }
+
+// ControlPlane is the id this cdnflow writes as the owner of its site
+// table entries: ControlPlaneID, else the Temporal namespace.
+func (c Config) ControlPlane() string {
+	if c.ControlPlaneID != "" {
+		return c.ControlPlaneID
+	}
+	return c.Namespace
+}
+
+var controlPlanePattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 // PayloadStoreURL is the payload store's bucket URL: PayloadURL, else the
 // file:// URL of <DataDir>/payloads, made absolute.
@@ -569,6 +591,13 @@ func (c Config) Validate() error {
 	}
 	if c.HeartbeatTimeout < time.Second {
 		return fmt.Errorf("heartbeat-timeout must be at least 1s")
+	}
+	if id := c.ControlPlane(); !controlPlanePattern.MatchString(id) {
+		what := "control-plane-id"
+		if c.ControlPlaneID == "" {
+			what = "control-plane-id (default: the namespace)"
+		}
+		return fmt.Errorf("%s %q must be 1-64 of A-Z a-z 0-9 . _ -", what, id)
 	}
 	if _, err := payload.ParseURL(c.PayloadStoreURL()); err != nil {
 		return err

@@ -186,3 +186,27 @@ func TestEnvFallbackPerGroup(t *testing.T) {
 		t.Fatalf("Validate with a zero edge timeout: %v", err)
 	}
 }
+
+// The control plane id is --control-plane-id, else the namespace; either
+// must be 1-64 of [A-Za-z0-9._-].
+func TestControlPlaneID(t *testing.T) {
+	if got := parse(t, nil, "--namespace", "prod-eu").ControlPlane(); got != "prod-eu" {
+		t.Fatalf("default control plane = %q, want the namespace", got)
+	}
+	c := parse(t, map[string]string{"CDNFLOW_CONTROL_PLANE_ID": "env.id"}, "--control-plane-id", "cp_1.eu-west")
+	if got := c.ControlPlane(); got != "cp_1.eu-west" {
+		t.Fatalf("control plane = %q, want the flag's", got)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"has space", "slash/no", strings.Repeat("a", 65)} {
+		err := parse(t, nil, "--control-plane-id", bad).Validate()
+		if err == nil || !strings.Contains(err.Error(), "control-plane-id") {
+			t.Errorf("--control-plane-id %q: Validate = %v, want a refusal naming the flag", bad, err)
+		}
+	}
+	if !parse(t, nil, "--fleet-settings-replace").FleetSettingsReplace {
+		t.Fatal("--fleet-settings-replace not bound")
+	}
+}

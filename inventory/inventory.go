@@ -175,6 +175,9 @@ func (inv *Inventory) validate() error {
 			errs = append(errs, fmt.Errorf("%s: secretFile is required", where))
 		}
 	}
+	if len(errs) == 0 && len(inv.Serving()) == 0 {
+		errs = append(errs, errors.New("every edge is marked drain: no edge would serve (keep at least one edge without drain)"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -214,10 +217,42 @@ func (inv *Inventory) Get(id string) (Edge, bool) {
 	return inv.Edges[i], true
 }
 
-// IDs lists every edge id in inventory order.
+// IDs lists the ids of the serving edges (every edge not marked Drain),
+// in inventory order: the edges distributions, prewarms and purges target.
 func (inv *Inventory) IDs() []string {
-	ids := make([]string, len(inv.Edges))
-	for i, e := range inv.Edges {
+	return idsOf(inv.Serving())
+}
+
+// AllIDs lists every edge id, draining ones included, in inventory order.
+func (inv *Inventory) AllIDs() []string {
+	return idsOf(inv.Edges)
+}
+
+// Draining lists the ids of the edges marked Drain, in inventory order.
+func (inv *Inventory) Draining() []string {
+	var ids []string
+	for _, e := range inv.Edges {
+		if e.Drain {
+			ids = append(ids, e.ID)
+		}
+	}
+	return ids
+}
+
+// Serving lists the edges not marked Drain, in inventory order.
+func (inv *Inventory) Serving() []Edge {
+	out := make([]Edge, 0, len(inv.Edges))
+	for _, e := range inv.Edges {
+		if !e.Drain {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func idsOf(edges []Edge) []string {
+	ids := make([]string, len(edges))
+	for i, e := range edges {
 		ids[i] = e.ID
 	}
 	return ids
@@ -236,8 +271,9 @@ type SelectionError struct{ Msg string }
 
 func (e *SelectionError) Error() string { return e.Msg }
 
-// Select resolves a Prewarm-style target to edges, in inventory order.
-// values may be ["all"] for region and country targets.
+// Select resolves a Prewarm-style target to serving edges, in inventory
+// order: a draining edge is never selected, and a PoP target naming one is
+// a *SelectionError. values may be ["all"] for region and country targets.
 func (inv *Inventory) Select(targetType string, values []string) ([]Edge, error) {
 	if len(values) == 0 {
 		return nil, &SelectionError{Msg: "region must name at least one " + targetType}
@@ -262,7 +298,7 @@ func (inv *Inventory) Select(targetType string, values []string) ([]Edge, error)
 		return nil, &SelectionError{Msg: fmt.Sprintf("unknown target_type %q (valid: pop, region, country)", targetType)}
 	}
 	if all {
-		return append([]Edge(nil), inv.Edges...), nil
+		return inv.Serving(), nil
 	}
 	want := make(map[string]bool, len(values))
 	var unknown []string
@@ -271,6 +307,9 @@ func (inv *Inventory) Select(targetType string, values []string) ([]Edge, error)
 			v = strings.ToLower(strings.TrimSpace(v))
 		}
 		if !contains(known, v) {
+			if e, ok := inv.Get(v); ok && targetType == TargetPoP && e.Drain {
+				return nil, &SelectionError{Msg: fmt.Sprintf("PoP %s is draining (leaving the fleet): no job targets it (serving PoPs: %s)", v, strings.Join(known, ", "))}
+			}
 			unknown = append(unknown, v)
 			continue
 		}
@@ -287,7 +326,7 @@ func (inv *Inventory) Select(targetType string, values []string) ([]Edge, error)
 		}
 	}
 	var out []Edge
-	for _, e := range inv.Edges {
+	for _, e := range inv.Serving() {
 		if want[field(e)] {
 			out = append(out, e)
 		}
@@ -304,12 +343,12 @@ func (inv *Inventory) Select(targetType string, values []string) ([]Edge, error)
 // au and cn; an Asia-Pacific prewarm is expected to reach Tokyo).
 var apacRegions = []string{"jp", "au", "cn"}
 
-// served lists the distinct values of field over the inventory's edges,
+// served lists the distinct values of field over the serving edges,
 // sorted: what a target of that type can name here.
 func (inv *Inventory) served(field func(Edge) string) []string {
 	seen := map[string]bool{}
 	var out []string
-	for _, e := range inv.Edges {
+	for _, e := range inv.Serving() {
 		if v := field(e); !seen[v] {
 			seen[v] = true
 			out = append(out, v)

@@ -134,3 +134,43 @@ func TestDevInventoryLoads(t *testing.T) {
 		}
 	}
 }
+
+// A draining edge stays in the inventory (Get, AllIDs) but no distribution,
+// prewarm or purge targets it (IDs, Select); a fleet of draining edges only
+// is refused.
+func TestDrain(t *testing.T) {
+	doc := `
+edges:
+  - {id: ATL56-C1, region: us, country: united_states, address: "127.0.0.1:6081", adminAddress: "127.0.0.1:6082", secretFile: s1}
+  - {id: ORD51-C1, region: us, country: united_states, address: "127.0.0.1:6091", adminAddress: "127.0.0.1:6092", secretFile: s2, drain: true}
+`
+	inv, err := Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(inv.IDs(), ","); got != "ATL56-C1" {
+		t.Fatalf("IDs = %s, want the serving edge only", got)
+	}
+	if got := strings.Join(inv.AllIDs(), ","); got != "ATL56-C1,ORD51-C1" {
+		t.Fatalf("AllIDs = %s", got)
+	}
+	if got := strings.Join(inv.Draining(), ","); got != "ORD51-C1" {
+		t.Fatalf("Draining = %s", got)
+	}
+	if e, ok := inv.Get("ORD51-C1"); !ok || !e.Drain {
+		t.Fatalf("Get(draining) = %+v %v", e, ok)
+	}
+	for _, target := range [][2]string{{TargetRegion, "all"}, {TargetRegion, "us"}, {TargetCountry, "united_states"}} {
+		got, err := inv.Select(target[0], []string{target[1]})
+		if err != nil || len(got) != 1 || got[0].ID != "ATL56-C1" {
+			t.Fatalf("Select(%s %s) = %+v, %v; want ATL56-C1 only", target[0], target[1], got, err)
+		}
+	}
+	if _, err := inv.Select(TargetPoP, []string{"ORD51-C1"}); err == nil || !strings.Contains(err.Error(), "draining") {
+		t.Fatalf("Select(pop of a draining edge) = %v, want a draining refusal", err)
+	}
+	all := strings.ReplaceAll(doc, "secretFile: s1}", "secretFile: s1, drain: true}")
+	if _, err := Parse([]byte(all)); err == nil || !strings.Contains(err.Error(), "drain") {
+		t.Fatalf("every edge draining: %v, want an error", err)
+	}
+}

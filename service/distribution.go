@@ -140,7 +140,7 @@ func (s *Service) startDistribution(ctx context.Context, appKey string, cfg dist
 			),
 		}
 		_, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.DistributionWorkflow, workflows.DistributionInit{
-			State: st, EdgeIDs: s.inventory.IDs(),
+			State: st,
 		})
 		var taken *serviceerror.WorkflowExecutionAlreadyStarted
 		if errors.As(err, &taken) {

@@ -290,7 +290,8 @@ func inferTargetType(given string, values []string, inv *inventory.Inventory) (s
 		if slices.Contains(inventory.Regions, norm) {
 			kinds = append(kinds, inventory.TargetRegion)
 		}
-		if slices.Contains(pops, v) {
+		if _, ok := inv.Get(v); ok {
+			// A draining PoP is a PoP too: Select then says it drains.
 			kinds = append(kinds, inventory.TargetPoP)
 		}
 		if slices.Contains(inventory.Countries, norm) {

@@ -183,3 +183,22 @@ func TestValidatePrewarmClientBodies(t *testing.T) {
 		t.Fatalf("protocol http: %+v %v", v, err)
 	}
 }
+
+// A draining PoP is inferred as a PoP, so the request is told it drains
+// (inventory.Select), not that it names nothing.
+func TestInferTargetTypeDrainingPoP(t *testing.T) {
+	inv, err := inventory.New([]inventory.Edge{
+		{ID: "ATL56-C1", Region: "us", Country: "united_states", Address: "127.0.0.1:1", AdminAddress: "127.0.0.1:2", SecretFile: "s"},
+		{ID: "ORD51-C1", Region: "us", Country: "united_states", Address: "127.0.0.1:3", AdminAddress: "127.0.0.1:4", SecretFile: "s", Drain: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kind, err := inferTargetType("", []string{"ORD51-C1"}, inv)
+	if err != nil || kind != inventory.TargetPoP {
+		t.Fatalf("infer ORD51-C1 = %q, %v; want pop", kind, err)
+	}
+	if _, err := inv.Select(kind, []string{"ORD51-C1"}); err == nil || !strings.Contains(err.Error(), "draining") {
+		t.Fatalf("select draining PoP: %v", err)
+	}
+}

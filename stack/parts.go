@@ -34,7 +34,17 @@ import (
 // RunWorker runs the Temporal worker until ctx ends, then stops it
 // (waiting for activities up to WorkerStopTimeout). payloads is the
 // claim-check store (Stack.Payloads).
+//
+// It first checks the worker's fleet-wide edge settings against the
+// namespace's record (worker.CheckFleetSettings): a worker whose purge
+// ACL, default origin or control plane id differ from the other workers'
+// does not start (a *worker.FleetSettingsError), and a running one stops
+// with that error once another worker replaced the record
+// (worker.WatchFleetSettings, every 4 sync periods).
 func RunWorker(ctx context.Context, cfg config.Config, inv *inventory.Inventory, c client.Client, payloads payload.Store, logger *zap.Logger) error {
+	if err := cdnworker.CheckFleetSettings(ctx, c, cfg); err != nil {
+		return err
+	}
 	w, err := cdnworker.New(c, cdnworker.Deps{Config: cfg, Inventory: inv, Logger: logger.Named("worker"), Payloads: payloads})
 	if err != nil {
 		return err
@@ -57,10 +67,18 @@ func RunWorker(ctx context.Context, cfg config.Config, inv *inventory.Inventory,
 	}
 	logger.Info("worker started", zap.String("taskQueue", cfg.TaskQueue))
 	go keepEdgeSync(ctx, c, cfg, logger)
-	<-ctx.Done()
+	watch, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	fleet := make(chan error, 1)
+	go func() { fleet <- cdnworker.WatchFleetSettings(watch, c, cfg, 4*cfg.EdgeSyncEvery, logger) }()
+	select {
+	case <-ctx.Done():
+	case err = <-fleet:
+		logger.Error("fleet settings changed: stopping the worker", zap.Error(err))
+	}
 	w.Stop() // waits for activities up to WorkerStopTimeout
 	logger.Info("worker stopped")
-	return nil
+	return err
 }
 
 // keepEdgeSync starts the namespace's EdgeSyncWorkflow unless it runs, at

@@ -85,10 +85,10 @@ func Register(r sdkworker.Registry, d Deps) error {
 	purge := &activities.Purge{Inventory: d.Inventory, Edge: edges, PerEdge: cfg.EdgePurgeConcurrency}
 	distributions := &activities.Distribution{
 		Inventory: d.Inventory, DefaultOrigin: d.Config.DefaultOrigin, AllowPrivateCallbacks: cfg.AllowPrivateCallbacks,
-		PurgeACL: cfg.PurgeACL, Origins: origins, Edges: edges,
+		PurgeACL: cfg.PurgeACL, ControlPlane: d.Config.ControlPlane(), Origins: origins, Edges: edges,
 	}
 	sync := &activities.EdgeSync{
-		EdgeConfig: activities.EdgeConfig{DefaultOrigin: d.Config.DefaultOrigin, PurgeACL: cfg.PurgeACL},
+		EdgeConfig: activities.EdgeConfig{DefaultOrigin: d.Config.DefaultOrigin, PurgeACL: cfg.PurgeACL, ControlPlane: d.Config.ControlPlane()},
 		Inventory:  d.Inventory, Edges: edges, Desired: workflows.DesiredSites{Temporal: d.Temporal},
 	}
 	scheduled := &activities.Scheduled{Jobs: service.New(service.Deps{
@@ -98,6 +98,7 @@ func Register(r sdkworker.Registry, d Deps) error {
 	for _, wf := range []any{
 		workflows.EdgeCheckWorkflow, workflows.SequenceWorkflow, workflows.PrewarmWorkflow, workflows.PurgeWorkflow,
 		workflows.DistributionWorkflow, workflows.EdgeSyncWorkflow, workflows.ScheduledJobWorkflow,
+		workflows.FleetSettingsWorkflow,
 	} {
 		r.RegisterWorkflow(wf)
 	}

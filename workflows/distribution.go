@@ -11,13 +11,14 @@ import (
 	"github.com/cdnflow/cdnflow/distribution"
 )
 
-// DistributionInit starts a distribution's entity workflow. How a change
-// is tried on the edges (attempts, heartbeat, the wait before a change in
-// ERROR is tried again) is the worker's (activities.Knobs), asked once per
-// run.
+// DistributionInit starts a distribution's entity workflow. Its edges are
+// the serving edges of the inventory of the worker that applies each
+// change (activities.ApplySite), not a list fixed at creation. How a
+// change is tried on the edges (attempts, heartbeat, the wait before a
+// change in ERROR is tried again) is the worker's (activities.Knobs),
+// asked once per run.
 type DistributionInit struct {
-	State   distribution.State `json:"state"`
-	EdgeIDs []string           `json:"edgeIds"`
+	State distribution.State `json:"state"`
 	// Version of the last change sent to edges (continue-as-new carries it).
 	Version int `json:"version"`
 	// Opened is set once the first apply finished (continue-as-new).
@@ -274,7 +275,7 @@ func (d *entity) applySite(ctx workflow.Context, spec distribution.SiteSpec) str
 			NonRetryableErrorTypes: []string{activities.ErrBadSite},
 		},
 	})
-	in := activities.ApplySiteInput{EdgeIDs: d.in.EdgeIDs, Spec: spec}
+	in := activities.ApplySiteInput{Spec: spec}
 	if err := workflow.ExecuteActivity(actx, distributionActivities.ApplySite, in).Get(ctx, nil); err != nil {
 		return rootMessage(err)
 	}

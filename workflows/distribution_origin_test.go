@@ -52,8 +52,7 @@ func TestDistributionOriginProbeGatesApply(t *testing.T) {
 				env.UpdateWorkflow(UpdateDelete, "del", recordUpdate{&deleted})
 			}, 10*time.Minute)
 			env.ExecuteWorkflow(DistributionWorkflow, DistributionInit{
-				State:   distribution.State{AppKey: "k", Domain: "d.test", Status: distribution.StatusOpening},
-				EdgeIDs: []string{"E1"},
+				State: distribution.State{AppKey: "k", Domain: "d.test", Status: distribution.StatusOpening},
 			})
 			var st distribution.State
 			if err := env.GetWorkflowResult(&st); err != nil {

@@ -57,8 +57,7 @@ func TestDistributionStateMachineGuards(t *testing.T) {
 		env.UpdateWorkflow(UpdateDelete, "u3", recordUpdate{&deleted})
 	}, 10*time.Minute)
 	env.ExecuteWorkflow(DistributionWorkflow, DistributionInit{
-		State:   distribution.State{AppKey: "k", Domain: "d.test", Status: distribution.StatusOpening},
-		EdgeIDs: []string{"E1"},
+		State: distribution.State{AppKey: "k", Domain: "d.test", Status: distribution.StatusOpening},
 	})
 	var st distribution.State
 	if err := env.GetWorkflowResult(&st); err != nil {
@@ -115,8 +114,7 @@ func TestDistributionErrorRetried(t *testing.T) {
 		env.UpdateWorkflow(UpdateDelete, "del", recordUpdate{&updateOutcome{}})
 	}, 20*time.Minute)
 	env.ExecuteWorkflow(DistributionWorkflow, DistributionInit{
-		State:   distribution.State{AppKey: "k", Domain: "d.test", Status: distribution.StatusOpening},
-		EdgeIDs: []string{"E1"},
+		State: distribution.State{AppKey: "k", Domain: "d.test", Status: distribution.StatusOpening},
 	})
 	if !errorSeen {
 		t.Fatal("the distribution was not in ERROR while the edge was down")

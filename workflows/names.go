@@ -41,6 +41,10 @@ func DistributionWorkflowID(appKey, domain string) string {
 // namespace: the loop that keeps every edge as desired.
 const EdgeSyncWorkflowID = "edge-sync"
 
+// FleetSettingsWorkflowID is the id of the one FleetSettingsWorkflow of a
+// namespace: the record of the edge settings every worker must share.
+const FleetSettingsWorkflowID = "cdnflow-fleet-settings"
+
 // SequenceWorkflowID is the id of a counter's entity workflow
 // (SequenceWorkflow), e.g. counter "purge".
 func SequenceWorkflowID(counter string) string { return "sequence/" + counter }
@@ -70,6 +74,8 @@ const (
 	QueryEdgeSync = "edges"
 	// QuerySequenceLast answers the last number a counter handed out.
 	QuerySequenceLast = "last"
+	// QueryFleetSettings answers the FleetSettings of the fleet's record.
+	QueryFleetSettings = "settings"
 )
 
 // Updates.
@@ -108,6 +114,9 @@ const (
 	MemoPurgeDistributionSeq = "distributionSeq"
 	MemoPurgePath            = "path"
 	MemoPurgeTime            = "purgeTime"
+	// MemoFleetSettings is the FleetSettingsWorkflow's FleetSettings, set
+	// at its start and read by describing it (no worker needed).
+	MemoFleetSettings = "fleetSettings"
 )
 
 // Error types of rejected distribution updates; the API maps them to NHN
