@@ -282,7 +282,7 @@ func (a *EdgeSync) deleteLimit(own int) int {
 	if share <= 0 {
 		share = DefaultMaxDeleteShare
 	}
-	return max(1, int(math.Floor(share*float64(own))))
+	return max(1, int(math.Floor(share*float64(own)+1e-9))) // 0.1*70 may be 6.999…
 }
 
 // healer is one round's work on one edge: table is the edge's site
