@@ -360,6 +360,12 @@ func (h *healer) put(ctx context.Context, want connector.Site, last EdgeSyncRepo
 		reason, force = "differs", true
 	}
 	res, err := h.a.Edges.PutSite(ctx, h.e, want, force)
+	if err == nil && !res.Applied && !force && res.Current != nil && AheadOfClock(*res.Current, h.now) {
+		// What won is ahead of the clock: an entry or a deletion (a
+		// closed site the table keeps) no control plane wrote.
+		reason, force = "ahead", true
+		res, err = h.a.Edges.PutSite(ctx, h.e, want, true)
+	}
 	var se *edge.StatusError
 	if errors.As(err, &se) && se.Code == 400 {
 		// A host another site holds (maybe another control plane's), or

@@ -113,6 +113,16 @@ func (f *syncEdges) fill(t *testing.T, i int, owner string, specs []distribution
 	}
 }
 
+// put stores s in edge i's table through the edge's admin protocol.
+func (f *syncEdges) put(t *testing.T, i int, s connector.Site, force bool) connector.PutResult {
+	t.Helper()
+	res, err := f.client.PutSite(context.Background(), f.edges[i].Edge, s, force)
+	if err != nil || !res.Applied {
+		t.Fatalf("put %s on edge %d: %+v, %v", s.Name, i, res, err)
+	}
+	return res
+}
+
 // inventory lists the edges; drain marks edge indexes Drain.
 func (f *syncEdges) inventory(t *testing.T, drain ...int) *inventory.Inventory {
 	t.Helper()
@@ -348,9 +358,7 @@ func TestEdgeSyncStaleAndOrphanRepairs(t *testing.T) {
 	cur, gone, inFlight, legacy := f.spec("cur.sync.test", 3, "/v3"), f.spec("gone.sync.test", 1, "/gone"), f.spec("new.sync.test", 1, "/new"), f.spec("legacy.sync.test", 1, "/legacy")
 	old := f.spec("cur.sync.test", 2, "/v2")
 	f.fill(t, 0, "prod", []distribution.SiteSpec{old, gone, inFlight})
-	if _, err := f.edges[0].Connector.Table().Put(entry(t, legacy, "")); err != nil {
-		t.Fatal(err)
-	}
+	f.put(t, 0, entry(t, legacy, ""), false)
 	d := &fakeDesired{}
 	d.set([]distribution.SiteSpec{cur, legacy}, inFlight.Domain)
 	a := f.sync("prod", f.inventory(t), d)
@@ -394,9 +402,7 @@ func TestEdgeSyncDrainsEdge(t *testing.T) {
 	specs := f.specs(10, "/prod")
 	f.fill(t, 1, "prod", specs)
 	other := entry(t, f.spec("other.sync.test", 1, "/other"), "staging")
-	if _, err := f.edges[1].Connector.Table().Put(other); err != nil {
-		t.Fatal(err)
-	}
+	f.put(t, 1, other, false)
 	d := &fakeDesired{}
 	d.set(specs)
 	a := f.sync("prod", f.inventory(t, 1), d)
@@ -480,5 +486,107 @@ func TestEdgeSyncRePutKeepsCache(t *testing.T) {
 		if _, c := f.fetch(t, 0, s.Domain, "/keep.js"); c != "HIT" {
 			t.Fatalf("%s: GET after the re-put %s, want HIT (nothing banned)", s.Domain, c)
 		}
+	}
+}
+
+// requireForce skips the test on a connector that ignores force (a
+// connector before the durable site table): nothing can replace an entry
+// of a newer generation there.
+func (f *syncEdges) requireForce(t *testing.T) {
+	t.Helper()
+	s := entry(t, f.spec("force-probe.sync.test", 1, "/probe"), "probe")
+	s.Gen.Created = 9_000_000_000_000_000
+	f.put(t, 0, s, false)
+	s.Gen.Created = syncCreated
+	res, err := f.client.PutSite(context.Background(), f.edges[0].Edge, s, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.edges[0].Connector.Table().Replace(nil); err != nil {
+		t.Fatal(err)
+	}
+	if !res.Applied {
+		t.Skip("the edge's connector ignores force (needs the durable-table connector)")
+	}
+}
+
+// An entry whose generation is ahead of the clock (planted, corrupt) is
+// no newer change: whoever it names as owner, the desired entry replaces
+// it in one round, and what it served is banned.
+func TestEdgeSyncHealsPlantedEntry(t *testing.T) {
+	f := startSyncEdges(t, 1)
+	f.requireForce(t)
+	p, q := f.spec("p.sync.test", 1, "/good"), f.spec("q.sync.test", 1, "/good")
+	d := &fakeDesired{}
+	d.set([]distribution.SiteSpec{p, q})
+	a := f.sync("prod", f.inventory(t), d)
+	last := round(t, a, nil, false)
+
+	for domain, owner := range map[string]string{p.Domain: "prod", q.Domain: "mallory"} {
+		planted := entry(t, f.spec(domain, 1, "/evil"), owner)
+		planted.Gen.Created = 9_000_000_000_000_000
+		f.put(t, 0, planted, false)
+		if got, _ := f.fetch(t, 0, domain, "/b.js"); got != "/evil/b.js" {
+			t.Fatalf("the planted %s entry serves %q: the test plants nothing", domain, got)
+		}
+	}
+	last = round(t, a, last, false)
+	tab := f.table(t, 0)
+	for _, s := range []distribution.SiteSpec{p, q} {
+		if e := tab[s.Domain]; e.Gen != s.Gen() || e.Owner != "prod" || e.Origins[0].Path != "/good" {
+			t.Fatalf("%s after one round: %+v, want prod's generation %s from /good", s.Domain, e, s.Gen())
+		}
+		if got, _ := f.fetch(t, 0, s.Domain, "/b.js"); got != "/good/b.js" {
+			t.Fatalf("%s: /b.js is %q after the heal, want /good/b.js (the planted entry's objects banned)", s.Domain, got)
+		}
+	}
+	if r := last[f.edges[0].Edge.ID]; !slices.Contains(r.Drift, "ahead") {
+		t.Fatalf("report drift %v, want ahead", r.Drift)
+	}
+}
+
+// An own entry whose content differs from the desired one under a newer,
+// plausible generation may be a change visibility does not show yet: it
+// is replaced only when seen with the same generation in two rounds in a
+// row. Under the same generation as desired it is replaced at once.
+func TestEdgeSyncDifferingEntry(t *testing.T) {
+	f := startSyncEdges(t, 1)
+	f.requireForce(t)
+	s := f.spec("d.sync.test", 1, "/good")
+	same := f.spec("e.sync.test", 1, "/good")
+	d := &fakeDesired{}
+	d.set([]distribution.SiteSpec{s, same})
+	a := f.sync("prod", f.inventory(t), d)
+	last := round(t, a, nil, false)
+
+	newer := func(version int) {
+		f.put(t, 0, entry(t, f.spec(s.Domain, version, "/next"), "prod"), false)
+	}
+	newer(2)
+	f.put(t, 0, entry(t, f.spec(same.Domain, 1, "/other"), "prod"), false)
+	last = round(t, a, last, false)
+	tab := f.table(t, 0)
+	if e := tab[s.Domain]; e.Gen.Version != 2 {
+		t.Fatalf("a newer differing entry was replaced in the first round that saw it: %+v", e)
+	}
+	if e := tab[same.Domain]; e.Origins[0].Path != "/good" {
+		t.Fatalf("an entry differing under the desired generation was kept: %+v", e)
+	}
+	if r := last[f.edges[0].Edge.ID]; !slices.Equal(r.Differing, []string{"d.sync.test@1700000000000.2"}) {
+		t.Fatalf("report differing %v", r.Differing)
+	}
+
+	// Another change arrives before the next round: still in flight.
+	newer(3)
+	last = round(t, a, last, false)
+	if e := f.table(t, 0)[s.Domain]; e.Gen.Version != 3 {
+		t.Fatalf("an entry differing under a generation seen once was replaced: %+v", e)
+	}
+	last = round(t, a, last, false)
+	if e := f.table(t, 0)[s.Domain]; e.Gen != s.Gen() || e.Origins[0].Path != "/good" {
+		t.Fatalf("an entry differing in two rounds in a row was kept: %+v", e)
+	}
+	if r := last[f.edges[0].Edge.ID]; !slices.Contains(r.Drift, "differs") || len(r.Differing) != 0 {
+		t.Fatalf("report %+v, want differs healed", r)
 	}
 }
