@@ -39,6 +39,10 @@ const DefaultMaxDeleteShare = 0.1
 // report lives in the sync workflow's state and GET /v1/edges.
 const maxReportNames = 100
 
+// maxConflictWhy bounds the reason of one conflict in the report (bytes);
+// the log has it whole.
+const maxConflictWhy = 200
+
 // EdgeSync compares each edge's running configuration (active VCL and
 // site table) with the desired one and heals the difference.
 //
@@ -494,7 +498,11 @@ func (h *healer) ban(ctx context.Context, hosts []string) error {
 
 func (h *healer) conflict(name, why string) {
 	if len(h.rep.Conflicts) < maxReportNames {
-		h.rep.Conflicts = append(h.rep.Conflicts, name+": "+why)
+		short := why
+		if len(short) > maxConflictWhy {
+			short = short[:maxConflictWhy] + "…"
+		}
+		h.rep.Conflicts = append(h.rep.Conflicts, name+": "+short)
 	}
 	h.hold("conflict", 1)
 	h.log.Warn("desired site not taken by the edge", "site", name, "why", why)
