@@ -344,8 +344,8 @@ func (h *healer) put(ctx context.Context, want connector.Site, last EdgeSyncRepo
 	case cur.Gen.Less(want.Gen):
 		reason = "stale"
 	case sameContent(cur, want):
-		if cur.Owner != "" || cur.Gen != want.Gen {
-			return nil
+		if cur.Owner == want.Owner || cur.Gen != want.Gen {
+			return nil // as desired (or newer and alike: visibility lags)
 		}
 		reason = "adopted"
 	case cur.Gen == want.Gen:

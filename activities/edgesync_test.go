@@ -590,3 +590,23 @@ func TestEdgeSyncDifferingEntry(t *testing.T) {
 		t.Fatalf("report %+v, want differs healed", r)
 	}
 }
+
+// A control plane without an id (the flag not set: entries without
+// owner, as before owners existed) finds its edges as desired after one
+// round: no entry is adopted again and again.
+func TestEdgeSyncWithoutIDIsSteady(t *testing.T) {
+	f := startSyncEdges(t, 1)
+	d := &fakeDesired{}
+	d.set(f.specs(3, "/prod"))
+	a := f.sync("", f.inventory(t), d)
+	last := round(t, a, nil, false)
+	for range 2 {
+		last = round(t, a, last, false)
+		if r := last[f.edges[0].Edge.ID]; len(r.Drift) != 0 {
+			t.Fatalf("a round after the fill found drift %v", r.Drift)
+		}
+	}
+	if n := owned(f.table(t, 0), ""); n != 3 {
+		t.Fatalf("%d entries without owner, want 3", n)
+	}
+}
