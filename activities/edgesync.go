@@ -121,7 +121,8 @@ type EdgeSyncReport struct {
 	// Held counts what the round left undone on purpose, by reason:
 	// "empty-desired" (orphans not deleted: the desired state was
 	// empty), "delete-cap" (deletions over the round's share, done in
-	// the next rounds), "conflict".
+	// the next rounds), "conflict", "in-flight" (differing entries seen
+	// the first time).
 	Held map[string]int `json:"held,omitempty"`
 	// Draining: the inventory marks the edge Drain, and the round deleted
 	// this control plane's entries; Drained: none is left.
@@ -359,6 +360,8 @@ func (h *healer) put(ctx context.Context, want connector.Site, last EdgeSyncRepo
 			if len(h.rep.Differing) < maxReportNames {
 				h.rep.Differing = append(h.rep.Differing, key)
 			}
+			h.hold("in-flight", 1)
+			h.log.Info("site differs under a newer generation; replaced if still so next round", "site", want.Name, "gen", cur.Gen.String(), "desired", want.Gen.String())
 			return nil
 		}
 		reason, force = "differs", true

@@ -572,8 +572,8 @@ func TestEdgeSyncDifferingEntry(t *testing.T) {
 	if e := tab[same.Domain]; e.Origins[0].Path != "/good" {
 		t.Fatalf("an entry differing under the desired generation was kept: %+v", e)
 	}
-	if r := last[f.edges[0].Edge.ID]; !slices.Equal(r.Differing, []string{"d.sync.test@1700000000000.2"}) {
-		t.Fatalf("report differing %v", r.Differing)
+	if r := last[f.edges[0].Edge.ID]; !slices.Equal(r.Differing, []string{"d.sync.test@1700000000000.2"}) || r.Held["in-flight"] != 1 {
+		t.Fatalf("report differing %v, held %v", r.Differing, r.Held)
 	}
 
 	// Another change arrives before the next round: still in flight.

@@ -48,9 +48,10 @@ var (
 	// edge and reason: "empty-desired" (deletions skipped: the desired
 	// state was empty), "delete-cap" (deletions over the round's share,
 	// done in later rounds), "conflict" (a desired site another control
-	// plane's entry holds); one per entry.
+	// plane's entry holds), "in-flight" (an entry differing under a newer
+	// generation, replaced if still so next round); one per entry.
 	EdgeSyncHeld = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "cdnflow_edge_sync_held_total", Help: "Site table changes the edge sync left undone on purpose, by edge and reason (empty-desired, delete-cap, conflict).",
+		Name: "cdnflow_edge_sync_held_total", Help: "Site table changes the edge sync left undone on purpose, by edge and reason (empty-desired, delete-cap, conflict, in-flight).",
 	}, []string{"edge", "reason"})
 	// EdgeForeignSites is the number of entries of other control planes
 	// in an edge's site table at the latest sync round (left alone).
