@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -608,5 +610,26 @@ func TestEdgeSyncWithoutIDIsSteady(t *testing.T) {
 	}
 	if n := owned(f.table(t, 0), ""); n != 3 {
 		t.Fatalf("%d entries without owner, want 3", n)
+	}
+}
+
+type failingDesired struct{}
+
+func (failingDesired) DesiredSites(context.Context) ([]distribution.SiteSpec, []string, error) {
+	return nil, nil, errors.New("visibility unavailable")
+}
+
+// A desired state that cannot be read fails the round before any edge is
+// asked anything: nothing is deleted on an unknown desired state.
+func TestEdgeSyncFailedDesiredReadTouchesNothing(t *testing.T) {
+	fe, inv := newFakeEdge(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
+	a := &EdgeSync{Inventory: inv, Edges: edge.NewClient(edge.Options{}), Desired: failingDesired{}}
+	var ts testsuite.WorkflowTestSuite
+	err := runActivity(t, ts.NewTestActivityEnvironment(), a.SyncEdges, SyncEdgesInput{}, nil)
+	if err == nil || !strings.Contains(err.Error(), "visibility unavailable") {
+		t.Fatalf("round error %v, want the desired state's", err)
+	}
+	if n := fe.count(""); n != 0 {
+		t.Fatalf("the edge got %d requests", n)
 	}
 }
