@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -631,5 +632,38 @@ func TestEdgeSyncFailedDesiredReadTouchesNothing(t *testing.T) {
 	}
 	if n := fe.count(""); n != 0 {
 		t.Fatalf("the edge got %d requests", n)
+	}
+}
+
+// sameContent compares every field of a site table entry but its
+// generation and owner: a field added to connector.Site (or its
+// referrer) fails this test until sameContent knows it.
+func TestSameContentCoversSite(t *testing.T) {
+	if n, m := reflect.TypeFor[connector.Site]().NumField(), reflect.TypeFor[connector.Referrer]().NumField(); n != 9 || m != 3 {
+		t.Fatalf("connector.Site has %d fields, Referrer %d: teach sameContent (and this test) the new ones", n, m)
+	}
+	base := connector.Site{Name: "a.test", Hosts: []string{"a.test", "b.test"}, Gen: connector.Generation{Created: 1, Version: 1},
+		Origins: []connector.SiteOrigin{{Path: "/p"}}, Referrer: &connector.Referrer{Type: "WHITELIST", Patterns: []string{"x"}}, Owner: "prod"}
+	same := base
+	same.Gen, same.Owner, same.Hosts = connector.Generation{Created: 2, Version: 5}, "", []string{"b.test", "a.test"}
+	if !sameContent(base, same) {
+		t.Fatal("generation, owner or host order made two entries differ")
+	}
+	for name, change := range map[string]func(*connector.Site){
+		"hosts":    func(s *connector.Site) { s.Hosts = []string{"a.test"} },
+		"origins":  func(s *connector.Site) { s.Origins = []connector.SiteOrigin{{Path: "/q"}} },
+		"forward":  func(s *connector.Site) { s.ForwardRequestHost = true },
+		"ttl":      func(s *connector.Site) { s.TTL = 60 },
+		"suspend":  func(s *connector.Site) { s.Suspended = true },
+		"referrer": func(s *connector.Site) { s.Referrer = &connector.Referrer{Type: "WHITELIST", Patterns: []string{"y"}} },
+		"no rule":  func(s *connector.Site) { s.Referrer = nil },
+		"empty":    func(s *connector.Site) { s.Referrer = &connector.Referrer{Type: "WHITELIST", Patterns: []string{"x"}, AllowEmpty: true} },
+	} {
+		other := base
+		other.Hosts = slices.Clone(base.Hosts)
+		change(&other)
+		if sameContent(base, other) {
+			t.Errorf("%s: a changed entry compares the same", name)
+		}
 	}
 }
