@@ -657,7 +657,9 @@ func TestSameContentCoversSite(t *testing.T) {
 		"suspend":  func(s *connector.Site) { s.Suspended = true },
 		"referrer": func(s *connector.Site) { s.Referrer = &connector.Referrer{Type: "WHITELIST", Patterns: []string{"y"}} },
 		"no rule":  func(s *connector.Site) { s.Referrer = nil },
-		"empty":    func(s *connector.Site) { s.Referrer = &connector.Referrer{Type: "WHITELIST", Patterns: []string{"x"}, AllowEmpty: true} },
+		"empty": func(s *connector.Site) {
+			s.Referrer = &connector.Referrer{Type: "WHITELIST", Patterns: []string{"x"}, AllowEmpty: true}
+		},
 	} {
 		other := base
 		other.Hosts = slices.Clone(base.Hosts)
