@@ -168,6 +168,7 @@ func (a *EdgeSync) SyncEdges(ctx context.Context, in SyncEdgesInput) ([]EdgeSync
 	if len(ids) == 0 {
 		ids = a.syncEdgeIDs()
 	}
+	w := wanted{sites: desired, names: slices.Sorted(maps.Keys(desired)), live: live, empty: empty}
 	defer keepAlive(ctx)()
 	out := make([]EdgeSyncReport, len(ids))
 	var wg sync.WaitGroup
@@ -178,7 +179,7 @@ func (a *EdgeSync) SyncEdges(ctx context.Context, in SyncEdgesInput) ([]EdgeSync
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			out[i] = a.syncEdge(ctx, id, wanted{sites: desired, live: live, empty: empty}, in.Last[id])
+			out[i] = a.syncEdge(ctx, id, w, in.Last[id])
 		}()
 	}
 	wg.Wait()
@@ -199,6 +200,7 @@ func (a *EdgeSync) syncEdgeIDs() []string {
 // the domains of running distributions, and whether the read was empty.
 type wanted struct {
 	sites map[string]connector.Site
+	names []string // of sites, in order
 	live  map[string]bool
 	empty bool
 }
@@ -319,7 +321,7 @@ func (h *healer) heal(ctx context.Context, w wanted, last EdgeSyncReport) error 
 	if h.rep.Foreign > 0 {
 		h.log.Info("entries of other control planes left alone", "entries", h.rep.Foreign, "owners", ownerSample(owners))
 	}
-	for _, name := range slices.Sorted(maps.Keys(w.sites)) {
+	for _, name := range w.names {
 		if err := h.put(ctx, w.sites[name], last); err != nil {
 			return err
 		}
