@@ -96,7 +96,8 @@ type EdgeSyncReport struct {
 	ConnectorStarted time.Time `json:"connectorStarted,omitempty"`
 	// Drift lists what this round found and healed: "vcl" (another VCL
 	// was active), "missing", "stale" (site absent or older), "ahead" (an
-	// entry generated after the clock: planted, replaced), "differs"
+	// entry or a deletion whose generation was created ahead of the
+	// clock: planted, replaced with force), "differs"
 	// (content other than desired under the same generation, or under a
 	// newer one two rounds in a row: replaced), "adopted" (an entry
 	// without owner given this control plane's), "orphan" (a site no
@@ -339,6 +340,8 @@ func (h *healer) put(ctx context.Context, want connector.Site, last EdgeSyncRepo
 	switch {
 	case !ok:
 		reason = "missing"
+	case cur.Gen == want.Gen && cur.Owner == want.Owner && sameContent(cur, want):
+		return nil // as desired (even when a skewed clock made it ahead)
 	case AheadOfClock(cur.Gen, h.now):
 		reason, force = "ahead", true
 	case !h.a.owns(cur):

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.temporal.io/sdk/testsuite"
 
@@ -596,11 +597,14 @@ func TestEdgeSyncDifferingEntry(t *testing.T) {
 
 // A control plane without an id (the flag not set: entries without
 // owner, as before owners existed) finds its edges as desired after one
-// round: no entry is adopted again and again.
+// round: no entry is adopted again and again; nor is a distribution
+// created by a worker whose clock ran ahead forced again and again.
 func TestEdgeSyncWithoutIDIsSteady(t *testing.T) {
 	f := startSyncEdges(t, 1)
 	d := &fakeDesired{}
-	d.set(f.specs(3, "/prod"))
+	skewed := f.spec("skewed.sync.test", 1, "/prod")
+	skewed.Created = time.Now().Add(time.Hour).UnixMilli()
+	d.set(append(f.specs(2, "/prod"), skewed))
 	a := f.sync("", f.inventory(t), d)
 	last := round(t, a, nil, false)
 	for range 2 {
