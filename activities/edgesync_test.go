@@ -23,6 +23,7 @@ import (
 	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/edge/edgetest"
 	"github.com/cdnflow/cdnflow/edge/vcl"
+	"github.com/cdnflow/cdnflow/internal/metrics"
 	"github.com/cdnflow/cdnflow/internal/origin"
 	"github.com/cdnflow/cdnflow/inventory"
 )
@@ -247,6 +248,9 @@ func TestEdgeSyncSecondControlPlaneLeavesFirstAlone(t *testing.T) {
 	if r := blast[f.edges[0].Edge.ID]; r.Foreign != 5 || len(r.Orphans) != 0 {
 		t.Fatalf("staging report %+v, want 5 foreign entries and no orphans", r)
 	}
+	if n := metricValue(t, fmt.Sprintf(`cdnflow_edge_foreign_sites{edge=%q}`, f.edges[0].Edge.ID)); n != 5 {
+		t.Fatalf("foreign sites gauge %v, want 5", n)
+	}
 
 	// Staging desires a site of its own and one prod holds.
 	staging.set([]distribution.SiteSpec{f.spec("stage.sync.test", 1, "/stage"), f.spec("s000.sync.test", 7, "/stage")})
@@ -292,6 +296,8 @@ func TestEdgeSyncEmptyDesiredStateDeletesNothing(t *testing.T) {
 	f.fill(t, 0, "prod", f.specs(150, "/prod"))
 	d := &fakeDesired{}
 	a := f.sync("prod", f.inventory(t), d)
+	held := fmt.Sprintf(`cdnflow_edge_sync_held_total{edge=%q,reason="empty-desired"}`, f.edges[0].Edge.ID)
+	before := metricValue(t, held)
 	var last map[string]EdgeSyncReport
 	for range 3 {
 		last = round(t, a, last, false)
@@ -302,6 +308,9 @@ func TestEdgeSyncEmptyDesiredStateDeletesNothing(t *testing.T) {
 	r := last[f.edges[0].Edge.ID]
 	if len(r.Orphans) != maxReportNames || r.Held["empty-desired"] != maxReportNames {
 		t.Fatalf("report: %d orphans named, held %v; want %d and %d", len(r.Orphans), r.Held, maxReportNames, maxReportNames)
+	}
+	if n := metricValue(t, held) - before; n != 2*maxReportNames {
+		t.Fatalf("counted %v deletions held for the empty desired state, want %d (two rounds)", n, 2*maxReportNames)
 	}
 
 	// The operator's flag lets the same state empty the edge.
@@ -672,4 +681,22 @@ func TestSameContentCoversSite(t *testing.T) {
 			t.Errorf("%s: a changed entry compares the same", name)
 		}
 	}
+}
+
+// metricValue is the value of series (name{labels} as the text format
+// writes it) on the process's /metrics; 0 when absent.
+func metricValue(t *testing.T, series string) float64 {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	metrics.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	for _, line := range strings.Split(rec.Body.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	return 0
 }
