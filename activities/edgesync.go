@@ -1,9 +1,14 @@
 package activities
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"maps"
+	"math"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,55 +31,111 @@ type DesiredSites interface {
 	DesiredSites(ctx context.Context) (specs []distribution.SiteSpec, running []string, err error)
 }
 
+// DefaultMaxDeleteShare is EdgeSync.MaxDeleteShare when none is set.
+const DefaultMaxDeleteShare = 0.1
+
+// maxReportNames caps each name list of an EdgeSyncReport (Orphans,
+// Differing, Conflicts), whatever the size of the edge's table: the
+// report lives in the sync workflow's state and GET /v1/edges.
+const maxReportNames = 100
+
+// maxConflictWhy bounds the reason of one conflict in the report (bytes);
+// the log has it whole.
+const maxConflictWhy = 200
+
 // EdgeSync compares each edge's running configuration (active VCL and
 // site table) with the desired one and heals the difference.
+//
+// It touches only the entries this control plane owns: Owner equal to
+// EdgeConfig.ControlPlane, or "" (entries written before entries had
+// owners; the sync adopts them by putting them again with its owner).
+// Entries of other control planes sharing the edges are counted and left
+// alone, whatever this control plane's desired state says.
 type EdgeSync struct {
 	EdgeConfig
 	Inventory *inventory.Inventory
 	Edges     *edge.Client
 	Desired   DesiredSites
+	// MaxDeleteShare bounds the deletions of one round on one edge to this
+	// share of the edge's own entries (at least one deletion a round);
+	// the rest wait for the next rounds. 0 means DefaultMaxDeleteShare.
+	MaxDeleteShare float64
+	// AllowMassDelete lifts the deletion valves: the share cap, and the
+	// refusal to delete anything when the desired state is empty (the
+	// operator's way to empty edges on purpose).
+	AllowMassDelete bool
 }
 
 // SyncEdgesInput is one round of the sync loop.
 type SyncEdgesInput struct {
-	// EdgeIDs to check; empty means every inventory edge.
+	// EdgeIDs to check; empty means every inventory edge (draining ones
+	// too).
 	EdgeIDs []string `json:"edgeIds,omitempty"`
 	// Last is the previous round's report per edge: orphans are deleted
-	// when seen in two rounds in a row (visibility may lag a new
-	// distribution), and a changed connector start counts as a restart.
+	// and differing entries replaced when seen in two rounds in a row
+	// (visibility may lag a change), and a changed connector start counts
+	// as a restart.
 	Last map[string]EdgeSyncReport `json:"last,omitempty"`
 }
 
 // EdgeSyncReport is one edge's state after a sync round, as GET /v1/edges
-// shows it.
+// shows it. Its name lists hold at most 100 names each.
 type EdgeSyncReport struct {
 	EdgeID    string    `json:"edgeId"`
 	CheckedAt time.Time `json:"checkedAt"`
 	// VCL is the active VCL after the round (the desired one when healthy).
 	VCL string `json:"vcl,omitempty"`
-	// TableDigest and Sites describe the site table after the round.
+	// TableDigest and Sites describe the site table after the round
+	// (entries of every owner).
 	TableDigest string `json:"tableDigest,omitempty"`
 	Sites       int    `json:"sites"`
+	// Foreign counts the entries of other control planes in the table
+	// (left alone).
+	Foreign int `json:"foreign,omitempty"`
 	// ConnectorStarted is when the edge's connector (and table) started.
 	ConnectorStarted time.Time `json:"connectorStarted,omitempty"`
 	// Drift lists what this round found and healed: "vcl" (another VCL
-	// was active), "missing", "stale" (site absent or older), "orphan"
-	// (a site no distribution wants, deleted), "restart" (the connector
-	// restarted). Empty: the edge was as desired.
+	// was active), "missing", "stale" (site absent or older), "ahead" (an
+	// entry or a deletion whose generation was created ahead of the
+	// clock: planted, replaced with force), "differs"
+	// (content other than desired under the same generation, or under a
+	// newer one two rounds in a row: replaced), "adopted" (an entry
+	// without owner given this control plane's), "orphan" (a site no
+	// distribution wants, deleted), "drain" (an entry deleted from a
+	// draining edge), "restart" (the connector restarted). Empty: the
+	// edge was as desired.
 	Drift []string `json:"drift,omitempty"`
 	// LastDrift is the latest round that found drift, and what.
 	LastDriftAt time.Time `json:"lastDriftAt,omitempty"`
 	LastDrift   []string  `json:"lastDrift,omitempty"`
-	// Orphans are sites seen without a distribution this round, deleted
-	// if still so next round.
+	// Orphans are own sites seen without a distribution this round (in
+	// name order), deleted if still so next round.
 	Orphans []string `json:"orphans,omitempty"`
-	Error   string   `json:"error,omitempty"`
+	// Differing are own sites whose content differs from the desired one
+	// under a newer generation, as "name@created.version": replaced if
+	// seen so, with that generation, next round too.
+	Differing []string `json:"differing,omitempty"`
+	// Conflicts are desired sites the edge did not take ("name: why"): an
+	// entry or a host of another control plane holds them, or the edge
+	// refuses the entry. They make the round's Error.
+	Conflicts []string `json:"conflicts,omitempty"`
+	// Held counts what the round left undone on purpose, by reason:
+	// "empty-desired" (orphans not deleted: the desired state was
+	// empty), "delete-cap" (deletions over the round's share, done in
+	// the next rounds), "conflict", "in-flight" (differing entries seen
+	// the first time).
+	Held map[string]int `json:"held,omitempty"`
+	// Draining: the inventory marks the edge Drain, and the round deleted
+	// this control plane's entries; Drained: none is left.
+	Draining bool   `json:"draining,omitempty"`
+	Drained  bool   `json:"drained,omitempty"`
+	Error    string `json:"error,omitempty"`
 }
 
 // SyncEdges runs one round over the edges in parallel and returns a
 // report per edge. Per-edge failures are in the report (the loop tries
 // again next round); only a failure to list the desired state fails the
-// activity.
+// activity, so a failed read deletes nothing.
 func (a *EdgeSync) SyncEdges(ctx context.Context, in SyncEdgesInput) ([]EdgeSyncReport, error) {
 	specs, running, err := a.Desired.DesiredSites(ctx)
 	if err != nil {
@@ -94,12 +155,21 @@ func (a *EdgeSync) SyncEdges(ctx context.Context, in SyncEdgesInput) ([]EdgeSync
 			logger(ctx, "domain", s.Domain).Warn("desired site cannot be served; skipped", "error", err)
 			continue
 		}
+		entry.Owner = a.ControlPlane
 		desired[entry.Name] = entry
+	}
+	// No running distribution at all: as likely a visibility answer gone
+	// wrong (or a control plane pointed at the wrong namespace) as a
+	// fleet emptied on purpose.
+	empty := len(specs) == 0 && len(running) == 0
+	if empty && !a.AllowMassDelete {
+		logger(ctx).Warn("desired state is empty: no site is deleted this round (--edge-sync-allow-mass-delete allows it)")
 	}
 	ids := in.EdgeIDs
 	if len(ids) == 0 {
-		ids = a.Inventory.IDs()
+		ids = a.syncEdgeIDs()
 	}
+	w := wanted{sites: desired, names: slices.Sorted(maps.Keys(desired)), live: live, empty: empty}
 	defer keepAlive(ctx)()
 	out := make([]EdgeSyncReport, len(ids))
 	var wg sync.WaitGroup
@@ -110,28 +180,48 @@ func (a *EdgeSync) SyncEdges(ctx context.Context, in SyncEdgesInput) ([]EdgeSync
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			out[i] = a.syncEdge(ctx, id, desired, live, in.Last[id])
+			out[i] = a.syncEdge(ctx, id, w, in.Last[id])
 		}()
 	}
 	wg.Wait()
 	return out, nil
 }
 
-func (a *EdgeSync) syncEdge(ctx context.Context, id string, desired map[string]connector.Site, live map[string]bool, last EdgeSyncReport) EdgeSyncReport {
+// syncEdgeIDs is every inventory edge, draining ones included (their
+// entries are deleted), in inventory order.
+func (a *EdgeSync) syncEdgeIDs() []string {
+	ids := make([]string, 0, len(a.Inventory.Edges))
+	for _, e := range a.Inventory.Edges {
+		ids = append(ids, e.ID)
+	}
+	return ids
+}
+
+// wanted is one round's desired state: the entries by name (Owner set),
+// the domains of running distributions, and whether the read was empty.
+type wanted struct {
+	sites map[string]connector.Site
+	names []string // of sites, in order
+	live  map[string]bool
+	empty bool
+}
+
+func (a *EdgeSync) syncEdge(ctx context.Context, id string, w wanted, last EdgeSyncReport) EdgeSyncReport {
 	rep := EdgeSyncReport{EdgeID: id, CheckedAt: time.Now().UTC(), LastDriftAt: last.LastDriftAt, LastDrift: last.LastDrift}
 	e, ok := a.Inventory.Get(id)
 	if !ok {
 		rep.Error = "not in the edge inventory"
 		return rep
 	}
+	rep.Draining = e.Drain
 	log := logger(ctx, "edgeId", id)
 	st, err := a.Edges.Table(ctx, e)
 	if err != nil {
 		// Another VCL may be active (it does not route the site table):
 		// put the desired one back first.
-		want := make([]connector.Site, 0, len(desired))
-		for _, s := range desired {
-			want = append(want, s)
+		var want []connector.Site
+		if !e.Drain {
+			want = slices.Collect(maps.Values(w.sites))
 		}
 		if changed, verr := a.ensureVCL(ctx, e, want); verr != nil {
 			rep.Error = fmt.Sprintf("site table: %v; vcl: %v", err, verr)
@@ -148,7 +238,16 @@ func (a *EdgeSync) syncEdge(ctx context.Context, id string, desired map[string]c
 		rep.Drift = append(rep.Drift, "restart")
 	}
 	rep.ConnectorStarted = st.Started
-	table, err := a.heal(ctx, e, st.Sites, desired, live, last.Orphans, &rep)
+	h := &healer{a: a, e: e, log: log, rep: &rep, now: time.Now(), table: map[string]connector.Site{}}
+	for _, s := range st.Sites {
+		h.table[s.Name] = s
+	}
+	if e.Drain {
+		err = h.drain(ctx)
+	} else {
+		err = h.heal(ctx, w, last)
+	}
+	table := h.sorted()
 	if err != nil {
 		rep.Error = err.Error()
 		return a.finish(log, rep)
@@ -171,76 +270,324 @@ func (a *EdgeSync) syncEdge(ctx context.Context, id string, desired map[string]c
 		log.Info("edge filled", "changes", rep.Drift, "sites", rep.Sites)
 		rep.Drift = nil
 	}
+	if len(rep.Conflicts) > 0 {
+		rep.Error = fmt.Sprintf("%d desired sites not taken (see conflicts), first: %s", rep.Held["conflict"], rep.Conflicts[0])
+	}
 	return a.finish(log, rep)
 }
 
-// heal puts desired sites the edge lacks or holds older, and deletes
-// sites of no running distribution that were orphans last round too. It
-// returns the table as it is afterwards.
-func (a *EdgeSync) heal(ctx context.Context, e inventory.Edge, have []connector.Site, desired map[string]connector.Site, live map[string]bool, lastOrphans []string, rep *EdgeSyncReport) ([]connector.Site, error) {
-	table := map[string]connector.Site{}
-	for _, s := range have {
-		table[s.Name] = s
+// owns reports whether s is this control plane's entry to heal or
+// delete: its Owner, or none (a table written before owners existed).
+func (a *EdgeSync) owns(s connector.Site) bool {
+	return s.Owner == "" || s.Owner == a.ControlPlane
+}
+
+// deleteLimit is how many of own entries one round may delete.
+func (a *EdgeSync) deleteLimit(own int) int {
+	if a.AllowMassDelete {
+		return own
 	}
-	for name, want := range desired {
-		cur, ok := table[name]
-		if ok && !cur.Gen.Less(want.Gen) {
-			continue
+	share := a.MaxDeleteShare
+	if share <= 0 {
+		share = DefaultMaxDeleteShare
+	}
+	return max(1, int(math.Floor(share*float64(own)+1e-9))) // 0.1*70 may be 6.999…
+}
+
+// healer is one round's work on one edge: table is the edge's site
+// table as the round leaves it.
+type healer struct {
+	a     *EdgeSync
+	e     inventory.Edge
+	log   log.Logger
+	rep   *EdgeSyncReport
+	now   time.Time
+	table map[string]connector.Site
+}
+
+// heal puts the desired sites the edge lacks or holds otherwise, and
+// deletes own sites of no running distribution that were orphans last
+// round too, within the round's deletion valves.
+func (h *healer) heal(ctx context.Context, w wanted, last EdgeSyncReport) error {
+	own := 0
+	owners := map[string]int{}
+	for _, s := range h.table {
+		if h.a.owns(s) {
+			own++
+		} else {
+			owners[s.Owner]++
 		}
-		reason := "missing"
-		if ok {
-			reason = "stale"
+	}
+	h.rep.Foreign = len(h.table) - own
+	metrics.EdgeForeignSites.WithLabelValues(h.e.ID).Set(float64(h.rep.Foreign))
+	if h.rep.Foreign > 0 {
+		h.log.Info("entries of other control planes left alone", "entries", h.rep.Foreign, "owners", ownerSample(owners))
+	}
+	for _, name := range w.names {
+		if err := h.put(ctx, w.sites[name], last); err != nil {
+			return err
 		}
-		res, err := a.Edges.PutSite(ctx, e, want, false)
-		if err != nil {
-			return nil, fmt.Errorf("put %s: %w", name, err)
+	}
+	return h.orphans(ctx, w, own, last)
+}
+
+// put makes want the edge's entry if the entry there is missing, older,
+// planted, or differs; an entry of another control plane is a conflict,
+// unless no control plane can have written it (ahead of the clock).
+func (h *healer) put(ctx context.Context, want connector.Site, last EdgeSyncReport) error {
+	cur, ok := h.table[want.Name]
+	var reason string
+	force := false
+	switch {
+	case !ok:
+		reason = "missing"
+	case cur.Gen == want.Gen && cur.Owner == want.Owner && sameContent(cur, want):
+		return nil // as desired (even when a skewed clock made it ahead)
+	case AheadOfClock(cur.Gen, h.now):
+		reason, force = "ahead", true
+	case !h.a.owns(cur):
+		h.conflict(want.Name, fmt.Sprintf("held by control plane %q", cur.Owner))
+		return nil
+	case cur.Gen.Less(want.Gen):
+		reason = "stale"
+	case sameContent(cur, want):
+		if cur.Owner == want.Owner || cur.Gen != want.Gen {
+			return nil // as desired (or newer and alike: visibility lags)
 		}
-		if res.Applied {
-			table[name] = want
-			addReason(rep, reason)
-			if res.New {
-				for _, h := range want.Hosts {
-					if err := a.Edges.BanPrefix(ctx, e, h, ""); err != nil {
-						return nil, fmt.Errorf("ban %s: %w", h, err)
-					}
-				}
+		reason = "adopted"
+	case cur.Gen == want.Gen:
+		// One generation, two contents: no change in flight explains it.
+		reason, force = "differs", true
+	default:
+		// Newer and different: a change visibility does not show yet, or
+		// drift; the second round that sees it decides.
+		key := want.Name + "@" + cur.Gen.String()
+		if !slices.Contains(last.Differing, key) {
+			if len(h.rep.Differing) < maxReportNames {
+				h.rep.Differing = append(h.rep.Differing, key)
 			}
+			h.hold("in-flight", 1)
+			h.log.Info("site differs under a newer generation; replaced if still so next round", "site", want.Name, "gen", cur.Gen.String(), "desired", want.Gen.String())
+			return nil
 		}
+		reason, force = "differs", true
 	}
-	for name, cur := range table {
-		if _, ok := desired[name]; ok || live[name] {
+	res, err := h.a.Edges.PutSite(ctx, h.e, want, force)
+	if err == nil && !res.Applied && !force && res.Current != nil && AheadOfClock(*res.Current, h.now) {
+		// What won is ahead of the clock: an entry or a deletion (a
+		// closed site the table keeps) no control plane wrote.
+		reason, force = "ahead", true
+		res, err = h.a.Edges.PutSite(ctx, h.e, want, true)
+	}
+	var se *edge.StatusError
+	if errors.As(err, &se) && se.Code == 400 {
+		// A host another site holds (maybe another control plane's), or
+		// an entry the edge refuses: not fought over.
+		h.conflict(want.Name, err.Error())
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("put %s: %w", want.Name, err)
+	}
+	if !res.Applied {
+		if res.Current != nil && !h.a.owns(connector.Site{Owner: res.CurrentOwner}) && !AheadOfClock(*res.Current, h.now) {
+			h.conflict(want.Name, fmt.Sprintf("held by control plane %q", res.CurrentOwner))
+		} else {
+			h.log.Info("site not applied: the edge holds a newer generation", "site", want.Name, "gen", want.Gen.String(), "current", fmt.Sprint(res.Current))
+		}
+		return nil
+	}
+	h.table[want.Name] = want
+	addReason(h.rep, reason)
+	if ok && reason != "adopted" {
+		h.log.Info("site healed", "site", want.Name, "reason", reason, "was", cur.Gen.String(), "owner", cur.Owner, "gen", want.Gen.String())
+	}
+	// What the hosts served may only go when it changed: a re-put of
+	// equal content (a connector that reloaded its table, an adoption)
+	// keeps the cache.
+	if res.Changed && (res.New || !ok || servesOtherwise(cur, want)) {
+		return h.ban(ctx, unionHosts(cur.Hosts, want.Hosts))
+	}
+	return nil
+}
+
+// orphans deletes own entries no running distribution names that were
+// orphans last round too, at most deleteLimit of them a round, and none
+// when the desired state is empty unless the operator allows it.
+func (h *healer) orphans(ctx context.Context, w wanted, own int, last EdgeSyncReport) error {
+	var names []string
+	for name, s := range h.table {
+		if _, ok := w.sites[name]; ok || w.live[name] || !h.a.owns(s) {
 			continue
 		}
-		if !slices.Contains(lastOrphans, name) {
-			rep.Orphans = append(rep.Orphans, name)
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	if len(names) > maxReportNames {
+		// The first names in order are the same from round to round, so
+		// they are deleted first; the rest are seen once they are gone.
+		names = names[:maxReportNames]
+	}
+	h.rep.Orphans = names
+	var due []string
+	for _, name := range names {
+		if slices.Contains(last.Orphans, name) {
+			due = append(due, name)
+		}
+	}
+	if len(due) == 0 {
+		return nil
+	}
+	if w.empty && !h.a.AllowMassDelete {
+		h.hold("empty-desired", len(due))
+		h.log.Warn("orphan sites kept: the desired state is empty", "orphans", len(due), "own", own)
+		return nil
+	}
+	if limit := h.a.deleteLimit(own); len(due) > limit {
+		h.hold("delete-cap", len(due)-limit)
+		h.log.Warn("orphan deletions capped this round; the rest follow in the next rounds", "due", len(due), "deleted", limit, "own", own)
+		due = due[:limit]
+	}
+	for _, name := range due {
+		if err := h.delete(ctx, name, "orphan"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// drain deletes every own entry of a draining edge, uncapped (the
+// operator asked for it by marking the edge), and bans their hosts; the
+// edge gets no puts.
+func (h *healer) drain(ctx context.Context) error {
+	left := 0
+	for _, name := range slices.Sorted(maps.Keys(h.table)) {
+		if !h.a.owns(h.table[name]) {
+			h.rep.Foreign++
 			continue
 		}
-		if _, err := a.Edges.DeleteSite(ctx, e, name, cur.Gen); err != nil {
-			return nil, fmt.Errorf("delete %s: %w", name, err)
+		if err := h.delete(ctx, name, "drain"); err != nil {
+			return err
 		}
-		for _, h := range cur.Hosts {
-			if err := a.Edges.BanPrefix(ctx, e, h, ""); err != nil {
-				return nil, fmt.Errorf("ban %s: %w", h, err)
-			}
+		if _, ok := h.table[name]; ok {
+			left++
 		}
-		delete(table, name)
-		addReason(rep, "orphan")
 	}
-	slices.Sort(rep.Orphans)
-	out := make([]connector.Site, 0, len(table))
-	for _, s := range table {
-		out = append(out, s)
+	metrics.EdgeForeignSites.WithLabelValues(h.e.ID).Set(float64(h.rep.Foreign))
+	h.rep.Drained = left == 0
+	return nil
+}
+
+// delete removes the entry name as the round read it (its own
+// generation: an entry changed since is not touched) and bans its hosts.
+func (h *healer) delete(ctx context.Context, name, reason string) error {
+	cur := h.table[name]
+	res, err := h.a.Edges.DeleteSite(ctx, h.e, name, cur.Gen)
+	if err != nil {
+		return fmt.Errorf("delete %s: %w", name, err)
 	}
-	slices.SortFunc(out, func(x, y connector.Site) int {
-		if x.Name < y.Name {
-			return -1
+	if !res.Applied {
+		h.log.Info("site not deleted: the edge holds a newer generation", "site", name, "gen", cur.Gen.String())
+		return nil
+	}
+	delete(h.table, name)
+	addReason(h.rep, reason)
+	h.log.Info("site deleted", "site", name, "reason", reason, "gen", cur.Gen.String())
+	return h.ban(ctx, cur.Hosts)
+}
+
+func (h *healer) ban(ctx context.Context, hosts []string) error {
+	for _, host := range hosts {
+		if err := h.a.Edges.BanPrefix(ctx, h.e, host, ""); err != nil {
+			return fmt.Errorf("ban %s: %w", host, err)
 		}
-		if x.Name > y.Name {
-			return 1
+	}
+	return nil
+}
+
+func (h *healer) conflict(name, why string) {
+	if len(h.rep.Conflicts) < maxReportNames {
+		short := why
+		if len(short) > maxConflictWhy {
+			short = short[:maxConflictWhy] + "…"
 		}
-		return 0
-	})
-	return out, nil
+		h.rep.Conflicts = append(h.rep.Conflicts, name+": "+short)
+	}
+	h.hold("conflict", 1)
+	h.log.Warn("desired site not taken by the edge", "site", name, "why", why)
+}
+
+// hold counts n actions left undone for reason (report and metric).
+func (h *healer) hold(reason string, n int) {
+	if h.rep.Held == nil {
+		h.rep.Held = map[string]int{}
+	}
+	h.rep.Held[reason] += n
+	metrics.EdgeSyncHeld.WithLabelValues(h.e.ID, reason).Add(float64(n))
+}
+
+// sorted is the table in name order.
+func (h *healer) sorted() []connector.Site {
+	out := slices.Collect(maps.Values(h.table))
+	slices.SortFunc(out, func(x, y connector.Site) int { return cmp.Compare(x.Name, y.Name) })
+	return out
+}
+
+// sameContent reports whether a and b serve the same, whatever their
+// generation and owner: every other field of connector.Site is compared
+// (hosts in any order; nil and empty lists alike, as JSON carries them).
+// A field compare, not connector.Digest: it runs for every entry of every
+// edge each round. TestSameContentCoversSite fails when Site gets a field
+// this does not know.
+func sameContent(a, b connector.Site) bool {
+	if a.Name != b.Name || a.ForwardRequestHost != b.ForwardRequestHost || a.TTL != b.TTL || a.Suspended != b.Suspended ||
+		!slices.Equal(a.Origins, b.Origins) || !sameHosts(a.Hosts, b.Hosts) {
+		return false
+	}
+	if a.Referrer == nil || b.Referrer == nil {
+		return a.Referrer == b.Referrer
+	}
+	ra, rb := a.Referrer, b.Referrer
+	return ra.Type == rb.Type && ra.AllowEmpty == rb.AllowEmpty && slices.Equal(ra.Patterns, rb.Patterns)
+}
+
+// sameHosts reports whether a and b hold the same hosts, in any order.
+func sameHosts(a, b []string) bool {
+	if slices.Equal(a, b) {
+		return true
+	}
+	return len(a) == len(b) && slices.Equal(slices.Sorted(slices.Values(a)), slices.Sorted(slices.Values(b)))
+}
+
+// servesOtherwise reports whether b fetches other objects than a: other
+// hosts, origins (or their paths), or Host forwarding. TTL, suspension and
+// referrer changes keep what is cached valid.
+func servesOtherwise(a, b connector.Site) bool {
+	return !sameHosts(a.Hosts, b.Hosts) || !slices.Equal(a.Origins, b.Origins) || a.ForwardRequestHost != b.ForwardRequestHost
+}
+
+func unionHosts(a, b []string) []string {
+	out := slices.Concat(a, b)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// ownerSample names up to 5 foreign owners with their entry counts, for
+// one log line.
+func ownerSample(owners map[string]int) string {
+	names := slices.Sorted(maps.Keys(owners))
+	var b strings.Builder
+	for i, o := range names {
+		if i == 5 {
+			fmt.Fprintf(&b, " and %d more", len(names)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%q: %d", o, owners[o])
+	}
+	return b.String()
 }
 
 func addReason(rep *EdgeSyncReport, reason string) {

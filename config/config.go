@@ -177,6 +177,13 @@ type Worker struct {
 	// EdgeSyncEvery is the time between two rounds of the edge sync loop
 	// (drift check and heal of every edge).
 	EdgeSyncEvery time.Duration
+	// EdgeSyncMaxDeleteShare bounds the deletions of one sync round on one
+	// edge to this share (0 to 1] of the edge's entries of this control
+	// plane, at least one (activities.EdgeSync.MaxDeleteShare).
+	EdgeSyncMaxDeleteShare float64
+	// EdgeSyncAllowMassDelete lifts the sync's deletion valves: the share
+	// cap, and keeping every entry while the desired state is empty.
+	EdgeSyncAllowMassDelete bool
 	// EdgeApplyAttempts bounds the tries of one distribution change on the
 	// edges while cdnflow runs, before the change ends in ERROR.
 	EdgeApplyAttempts int
@@ -244,6 +251,7 @@ func Default() Config {
 			EdgePurgeConcurrency:     16,
 			HeartbeatTimeout:         30 * time.Second,
 			EdgeSyncEvery:            15 * time.Second,
+			EdgeSyncMaxDeleteShare:   0.1,
 			EdgeApplyAttempts:        10,
 			EdgeErrorRetry:           time.Minute,
 		},
@@ -373,6 +381,8 @@ func (w *Worker) Register(fs *flag.FlagSet) {
 	boolean(fs, &w.AllowPrivateCallbacks, "allow-private-callbacks", "CDNFLOW_ALLOW_PRIVATE_CALLBACKS", "let callbacks reach loopback/private addresses")
 	dur(fs, &w.HeartbeatTimeout, "heartbeat-timeout", "CDNFLOW_HEARTBEAT_TIMEOUT", "how soon work of a lost worker is retried elsewhere")
 	dur(fs, &w.EdgeSyncEvery, "edge-sync-every", "CDNFLOW_EDGE_SYNC_EVERY", "time between two drift checks of every edge (active VCL and site table)")
+	float(fs, &w.EdgeSyncMaxDeleteShare, "edge-sync-max-delete-share", "CDNFLOW_EDGE_SYNC_MAX_DELETE_SHARE", "largest share (0-1] of an edge's entries of this control plane one sync round deletes (at least 1); the rest follow in the next rounds")
+	boolean(fs, &w.EdgeSyncAllowMassDelete, "edge-sync-allow-mass-delete", "CDNFLOW_EDGE_SYNC_ALLOW_MASS_DELETE", "let the edge sync delete without its share cap, and delete every entry when no distribution runs")
 	dur(fs, &w.EdgeErrorRetry, "edge-error-retry", "CDNFLOW_EDGE_ERROR_RETRY", "first wait before a distribution change in ERROR is tried again (doubling up to 10m)")
 	num(fs, &w.EdgeApplyAttempts, "edge-apply-attempts", "CDNFLOW_EDGE_APPLY_ATTEMPTS", "tries of one distribution change on the edges while cdnflow runs, before ERROR")
 	str(fs, &w.ControlPlaneID, "control-plane-id", "CDNFLOW_CONTROL_PLANE_ID", "id of this cdnflow on the edges: the owner of the site table entries it writes (1-64 of A-Z a-z 0-9 . _ -; default: the Temporal namespace)")
@@ -506,6 +516,15 @@ func boolean(fs *flag.FlagSet, p *bool, name, env, usage string) {
 	fs.BoolVar(p, name, *p, usage+" ($"+env+")")
 }
 
+func float(fs *flag.FlagSet, p *float64, name, env, usage string) {
+	if v, ok := os.LookupEnv(env); ok {
+		if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+			*p = f
+		}
+	}
+	fs.Float64Var(p, name, *p, usage+" ($"+env+")")
+}
+
 func dur(fs *flag.FlagSet, p *time.Duration, name, env, usage string) {
 	if v, ok := os.LookupEnv(env); ok {
 		if d, err := time.ParseDuration(v); err == nil {
@@ -579,6 +598,9 @@ func (c Config) Validate() error {
 	}
 	if c.EdgeSyncEvery < time.Second {
 		return fmt.Errorf("edge-sync-every must be at least 1s")
+	}
+	if !(c.EdgeSyncMaxDeleteShare > 0 && c.EdgeSyncMaxDeleteShare <= 1) {
+		return fmt.Errorf("edge-sync-max-delete-share must be above 0 and at most 1")
 	}
 	if c.EdgeErrorRetry < time.Second {
 		return fmt.Errorf("edge-error-retry must be at least 1s")

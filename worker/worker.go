@@ -90,6 +90,7 @@ func Register(r sdkworker.Registry, d Deps) error {
 	sync := &activities.EdgeSync{
 		EdgeConfig: activities.EdgeConfig{DefaultOrigin: d.Config.DefaultOrigin, PurgeACL: cfg.PurgeACL, ControlPlane: d.Config.ControlPlane()},
 		Inventory:  d.Inventory, Edges: edges, Desired: workflows.DesiredSites{Temporal: d.Temporal},
+		MaxDeleteShare: cfg.EdgeSyncMaxDeleteShare, AllowMassDelete: cfg.EdgeSyncAllowMassDelete,
 	}
 	scheduled := &activities.Scheduled{Jobs: service.New(service.Deps{
 		Temporal: d.Temporal, Config: d.Config, Inventory: d.Inventory, Logger: d.Logger, Store: d.Payloads,

@@ -27,7 +27,9 @@ const edgeSyncRoundsPerRun = 200
 // SyncEdges activity over all edges, whatever their number) compares each
 // edge's active VCL and site table with the running distributions' last
 // applied state and heals drift — another VCL active, an edge or
-// connector restarted empty, missing, older or orphan sites. It holds no
+// connector restarted empty, missing, older, planted or orphan sites, and
+// empties draining edges. It touches only this control plane's entries
+// and deletes within the valves of activities.EdgeSync. It holds no
 // sites of its own (only the last report per edge), so a terminated or
 // restarted loop loses nothing: every round rebuilds the desired state
 // from the distribution workflows.
@@ -53,7 +55,15 @@ func EdgeSyncWorkflow(ctx workflow.Context, in EdgeSyncInput) error {
 		var reports []activities.EdgeSyncReport
 		err := workflow.ExecuteActivity(actx, a.SyncEdges, activities.SyncEdgesInput{Last: in.Last}).Get(ctx, &reports)
 		if err != nil {
+			// The desired state could not be read: nothing was touched,
+			// and the last reports (orphans seen, differing entries) stay
+			// for the next round.
 			workflow.GetLogger(ctx).Warn("edge sync round failed", "error", err)
+		} else {
+			// The reports of this round only: an edge that left the
+			// inventory leaves the state, so it stays as small as the
+			// fleet (each report's name lists are capped).
+			in.Last = make(map[string]activities.EdgeSyncReport, len(reports))
 		}
 		for _, r := range reports {
 			in.Last[r.EdgeID] = r

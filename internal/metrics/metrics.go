@@ -39,10 +39,25 @@ var (
 	}, []string{"edge", "op"})
 	// EdgeDrift counts differences found between an edge's running
 	// configuration and the desired one, by edge and reason (vcl,
-	// missing, stale, orphan, restart); each was healed or is retried.
+	// missing, stale, ahead, differs, adopted, orphan, drain, restart;
+	// activities.EdgeSyncReport.Drift); each was healed or is retried.
 	EdgeDrift = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "cdnflow_edge_drift_total", Help: "Edge configuration drift found by the sync loop, by edge and reason (vcl, missing, stale, orphan, restart).",
+		Name: "cdnflow_edge_drift_total", Help: "Edge configuration drift found by the sync loop, by edge and reason (vcl, missing, stale, ahead, differs, adopted, orphan, drain, restart).",
 	}, []string{"edge", "reason"})
+	// EdgeSyncHeld counts what the edge sync left undone on purpose, by
+	// edge and reason: "empty-desired" (deletions skipped: the desired
+	// state was empty), "delete-cap" (deletions over the round's share,
+	// done in later rounds), "conflict" (a desired site another control
+	// plane's entry holds), "in-flight" (an entry differing under a newer
+	// generation, replaced if still so next round); one per entry.
+	EdgeSyncHeld = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cdnflow_edge_sync_held_total", Help: "Site table changes the edge sync left undone on purpose, by edge and reason (empty-desired, delete-cap, conflict, in-flight).",
+	}, []string{"edge", "reason"})
+	// EdgeForeignSites is the number of entries of other control planes
+	// in an edge's site table at the latest sync round (left alone).
+	EdgeForeignSites = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "cdnflow_edge_foreign_sites", Help: "Site table entries owned by other control planes at the latest sync round, by edge.",
+	}, []string{"edge"})
 	// APILatency is the time the API took per route and status class.
 	APILatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "cdnflow_api_request_seconds", Help: "API request latency by method, route and status code.",
@@ -55,7 +70,7 @@ var (
 )
 
 func init() {
-	Registry.MustRegister(JobsStarted, PrewarmPairs, PurgeUnits, EdgeLatency, EdgeDrift, APILatency, APIErrors,
+	Registry.MustRegister(JobsStarted, PrewarmPairs, PurgeUnits, EdgeLatency, EdgeDrift, EdgeSyncHeld, EdgeForeignSites, APILatency, APIErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 
