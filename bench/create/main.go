@@ -58,6 +58,7 @@ type bench struct {
 	originPort int
 	client     *http.Client
 	poll       time.Duration
+	verbose    bool
 }
 
 func main() {
@@ -69,6 +70,7 @@ func main() {
 	api := flag.String("api", "", "base URL of a running cdnflow (e.g. `cdnflow dev` started with --app-keys bench:bench-secret) instead of an in-process stack")
 	temporalAddr := flag.String("temporal", "127.0.0.1:7233", "with -api: the Temporal frontend whose histories give the phases")
 	originAddr := flag.String("origin", "127.0.0.1:8090", "with -api: the origin of the distributions (dev: the demo origin)")
+	verbose := flag.Bool("v", false, "log every poll: how many are OPENING and how long the GET took")
 	flag.Parse()
 	if *n < 1 || *n > perRequest {
 		stdlog.Fatalf("-n %d: 1 to %d distributions per POST", *n, perRequest)
@@ -94,7 +96,7 @@ func main() {
 	}
 	host, port, _ := strings.Cut(stack.OriginAddr, ":")
 	p, _ := strconv.Atoi(port)
-	b := &bench{stack: stack, originHost: host, originPort: p, client: &http.Client{Timeout: 2 * time.Minute}, poll: *poll}
+	b := &bench{stack: stack, originHost: host, originPort: p, client: &http.Client{Timeout: 2 * time.Minute}, poll: *poll, verbose: *verbose}
 	for left := *preload; left > 0; left -= perRequest {
 		start := time.Now()
 		ds, _ := b.post(min(left, perRequest))
@@ -147,8 +149,12 @@ func (b *bench) waitNoneOpening(deadline time.Time) int {
 	polls := 0
 	for {
 		var list struct{ Distributions []struct{ Domain string } }
+		t := time.Now()
 		b.call("GET", "/distributions?status=OPENING", nil, &list)
 		polls++
+		if b.verbose {
+			stdlog.Printf("poll %d: %d OPENING, answered in %s", polls, len(list.Distributions), time.Since(t).Round(time.Millisecond))
+		}
 		if len(list.Distributions) == 0 {
 			break
 		}
@@ -244,7 +250,13 @@ func (b *bench) phases(ctx context.Context, domains []string, start time.Time) {
 		fmt.Printf("%-34s %9s %9s %9s\n", p.name, pct(ds, 0.5), pct(ds, 0.99), ds[len(ds)-1].Round(time.Millisecond))
 	}
 	if os.Getenv("CDNFLOW_BENCH_HISTORY") != "" {
-		b.dumpHistory(ctx, workflows.DistributionWorkflowID(appKey, domains[len(domains)-1]), start)
+		last := 0
+		for i, m := range all {
+			if m.open.After(all[last].open) {
+				last = i
+			}
+		}
+		b.dumpHistory(ctx, workflows.DistributionWorkflowID(appKey, domains[last]), start)
 	}
 }
 
@@ -304,7 +316,7 @@ func (b *bench) marksOf(ctx context.Context, id string) (marks, error) {
 }
 
 // dumpHistory prints one history's events with their times from start
-// (CDNFLOW_BENCH_HISTORY=1).
+// (CDNFLOW_BENCH_HISTORY=1: the history of the last one to open).
 func (b *bench) dumpHistory(ctx context.Context, id string, start time.Time) {
 	fmt.Printf("history of %s:\n", id)
 	it := b.stack.Temporal.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
