@@ -117,7 +117,7 @@ func TestDistributionErrorRollsBack(t *testing.T) {
 		}
 	}
 	// The history holds the ERROR, its rollback and the recovery.
-	env.Replay(t, "distribution/"+appKey+"/"+d.Domain, "distribution_error_rollback")
+	env.Replay(t, "distribution/"+appKey+"/"+d.Domain, "distribution_error_rollback_probe_local")
 }
 
 // waitPurgeHeldBack polls the domain's only purge until held says it is

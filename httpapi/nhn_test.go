@@ -327,7 +327,7 @@ func TestDistributionLifecycleAndPurges(t *testing.T) {
 		}
 		return nil
 	})
-	env.Replay(t, "distribution/"+appKey+"/"+d.Domain, "distribution")
+	env.Replay(t, "distribution/"+appKey+"/"+d.Domain, "distribution_probe_local")
 	env.Replay(t, "purge-"+appKey+"-"+itoa64(pr.PurgeSeq), "purge")
 	// Long-running entities replay too, up to where they are now.
 	env.Replay(t, workflows.EdgeSyncWorkflowID, "edge_sync")

@@ -130,6 +130,9 @@ func (s *Service) startDistribution(ctx context.Context, appKey string, cfg dist
 			ID:                    id,
 			TaskQueue:             s.config.TaskQueue,
 			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+			// A worker in this process (dev) takes the first task in the
+			// start's answer, with no trip through matching (issue 28).
+			EnableEagerStart: true,
 			TypedSearchAttributes: temporal.NewSearchAttributes(
 				workflows.KindAttr.ValueSet(workflows.KindDistribution),
 				workflows.AppKeyAttr.ValueSet(appKey),
