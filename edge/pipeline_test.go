@@ -14,7 +14,6 @@ import (
 	"github.com/cdnflow/cdnflow/edge/edgetest"
 	"github.com/cdnflow/cdnflow/edge/vcl"
 	"github.com/cdnflow/cdnflow/internal/origin"
-	"github.com/cdnflow/cdnflow/inventory"
 )
 
 // PURGEs pipelined on one connection to a real varnishd answer
@@ -88,7 +87,7 @@ func TestPurgeVerifiedBatchBrokenConnection(t *testing.T) {
 
 	s := startPipeServer(t, 2)
 	c := edge.NewClient(edge.Options{})
-	answers := c.PurgeVerifiedBatch(ctx, inventory.Edge{ID: "E1", Address: s.ln.Addr().String()}, units, false)
+	answers := c.PurgeVerifiedBatch(ctx, fakeEdge(t, "E1", s.ln.Addr().String()), units, false)
 	for i, a := range answers {
 		if a.Err != nil || !a.Verified {
 			t.Fatalf("unit %d = %+v, want answered after the resend", i, a)
@@ -102,7 +101,7 @@ func TestPurgeVerifiedBatchBrokenConnection(t *testing.T) {
 	c = edge.NewClient(edge.Options{})
 	// The first connection closes without an answer; it was fresh, so the
 	// batch fails without trying another.
-	e := inventory.Edge{ID: "E2", Address: dead.ln.Addr().String()}
+	e := fakeEdge(t, "E2", dead.ln.Addr().String())
 	answers = c.PurgeVerifiedBatch(ctx, e, units, false)
 	for i, a := range answers {
 		if a.Err == nil || !edge.IsRetryable(a.Err) {
