@@ -196,6 +196,12 @@ type Dev struct {
 type Connector struct {
 	// ConnectorListen is where `cdnflow connector` listens (--listen).
 	ConnectorListen string
+	// ControlSecretFile is the edge's Varnish CLI secret, the file
+	// varnishd -S reads (--control-secret-file): the connector then
+	// refuses site table requests without the edge's control token
+	// (connector.Options.ControlSecretFile). Empty: the edge's VCL is
+	// the only check.
+	ControlSecretFile string
 }
 
 // Default returns the settings used when nothing is given.
@@ -276,7 +282,8 @@ func (c *Config) RegisterAPI(fs *flag.FlagSet) {
 
 // RegisterConnector binds the settings of `cdnflow connector`: --listen
 // (ConnectorListen, default the inventory's default connectorAddress
-// 127.0.0.1:6090), logging and the origin settings.
+// 127.0.0.1:6090), --control-secret-file (ControlSecretFile), logging and
+// the origin settings.
 func (c *Config) RegisterConnector(fs *flag.FlagSet) {
 	c.Connector.Register(fs)
 	c.Log.Register(fs)
@@ -367,12 +374,13 @@ func (d *Dev) Register(fs *flag.FlagSet) {
 	num(fs, &d.TemporalUIPort, "ui-port", "CDNFLOW_UI_PORT", "port of the embedded Temporal Web UI (-1 disables)")
 }
 
-// Register binds the connector's listen address.
+// Register binds the connector's listen address and control secret.
 func (c *Connector) Register(fs *flag.FlagSet) {
 	if c.ConnectorListen == "" {
 		c.ConnectorListen = "127.0.0.1:6090"
 	}
 	str(fs, &c.ConnectorListen, "listen", "CDNFLOW_CONNECTOR_LISTEN", "loopback IP:port the edge's VCL names as its backend (the inventory's connectorAddress)")
+	str(fs, &c.ControlSecretFile, "control-secret-file", "CDNFLOW_CONTROL_SECRET_FILE", "the edge's Varnish CLI secret (varnishd -S): site table requests must carry the control token derived from it")
 }
 
 // EdgeOptions are the edge client options of the worker's tunables: one
@@ -390,7 +398,7 @@ func (w Worker) EdgeOptions() edge.Options {
 func (c Config) ConnectorOptions(listen string, logger *zap.Logger) connector.Options {
 	return connector.Options{
 		Listen: listen, AllowPrivate: c.AllowPrivateOrigins, AllowLoopback: c.OriginAllowLoopback,
-		CAFile: c.OriginCAFile, DNSServer: c.OriginDNSServer, Logger: logger,
+		CAFile: c.OriginCAFile, DNSServer: c.OriginDNSServer, ControlSecretFile: c.ControlSecretFile, Logger: logger,
 	}
 }
 

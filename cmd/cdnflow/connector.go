@@ -16,9 +16,11 @@ import (
 // runConnector is `cdnflow connector`: the origin connector beside one
 // Varnish edge (edge/connector), its only backend. Flags
 // (config.RegisterConnector): --listen (the edge's inventory
-// connectorAddress, a loopback IP:port) and the origin settings shared
-// with the API and worker (--allow-private-origins, --origin-allow-loopback,
-// --origin-ca-file, --origin-dns-server); each also read from its $ENV.
+// connectorAddress, a loopback IP:port), --control-secret-file (the edge's
+// varnishd -S file: admin requests must carry the control token derived
+// from it) and the origin settings shared with the API and worker
+// (--allow-private-origins, --origin-allow-loopback, --origin-ca-file,
+// --origin-dns-server); each also read from its $ENV.
 func runConnector(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg := config.Default()
 	fs := flag.NewFlagSet("cdnflow connector", flag.ContinueOnError)
@@ -33,7 +35,11 @@ func runConnector(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer func() { _ = logger.Sync() }()
 	logger.Info("connector starting", zap.String("listen", cfg.ConnectorListen), zap.Bool("allowPrivateOrigins", cfg.AllowPrivateOrigins),
-		zap.Strings("originAllowLoopback", cfg.OriginAllowLoopback), zap.String("originCAFile", cfg.OriginCAFile))
+		zap.Strings("originAllowLoopback", cfg.OriginAllowLoopback), zap.String("originCAFile", cfg.OriginCAFile),
+		zap.String("controlSecretFile", cfg.ControlSecretFile))
+	if cfg.ControlSecretFile == "" {
+		logger.Warn("no --control-secret-file: site table requests are checked by the edge's VCL only")
+	}
 	if err := connector.Run(ctx, cfg.ConnectorOptions(cfg.ConnectorListen, logger.Named("connector"))); err != nil {
 		return err
 	}
