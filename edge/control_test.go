@@ -188,7 +188,8 @@ func TestControlRequiresTheTokenBehindALoopbackProxy(t *testing.T) {
 
 	// A visitor's token and health header go no further than the edge.
 	h := http.Header{connector.HeaderControl: {token}, connector.HeaderHealth: {"1"}}
-	if code, _ := send(t, relay, http.MethodGet, "a.test", connector.HealthPath, h, ""); code != http.StatusOK || o.Requests() == 0 {
+	seen := o.Requests()
+	if code, _ := send(t, relay, http.MethodGet, "a.test", connector.HealthPath, h, ""); code != http.StatusOK || o.Requests() != seen+1 {
 		t.Errorf("a visitor's GET %s: %d, want the origin's 200", connector.HealthPath, code)
 	}
 	resp := get(t, relay, "a.test", connector.HealthPath+"?x", h)
