@@ -255,6 +255,9 @@ func Raw(edges []inventory.Edge, method, host string, paths []string, perEdge in
 	var wg sync.WaitGroup
 	for _, e := range edges {
 		work := make(chan string)
+		// PURGE and BAN are control requests: they need the edge's token
+		// (the edge drops it from anything else).
+		token, _ := connector.ControlTokenFile(e.SecretFile)
 		for w := 0; w < perEdge; w++ {
 			wg.Add(1)
 			go func(addr string) {
@@ -263,6 +266,9 @@ func Raw(edges []inventory.Edge, method, host string, paths []string, perEdge in
 					req, _ := http.NewRequest(method, "http://"+addr+p, nil)
 					req.Host = host
 					req.Header.Set("Accept-Encoding", "gzip, deflate, br")
+					if token != "" {
+						req.Header.Set(connector.HeaderControl, token)
+					}
 					resp, err := client.Do(req)
 					if err != nil {
 						failed.Add(1)
