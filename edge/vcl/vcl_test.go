@@ -65,10 +65,21 @@ func TestRenderContents(t *testing.T) {
 		`{"say "hi""}`,
 		`set resp.http.X-Edge-Id = "ATL56-C1";`,
 		"if (req.http.X-Cdnflow-Admin)",
+		// Control requests: ACL and token; the token and the health
+		// header go no further; grace for a connector outage.
+		`if (client.ip !~ cdnflow_purgers || req.http.X-Cdnflow-Control != "` + tok + `")`,
+		"unset req.http.X-Cdnflow-Control;",
+		"unset req.http.X-Cdnflow-Health;",
+		"if (std.healthy(cdnflow_connector_health))",
+		"set beresp.grace = 24h;",
 	} {
 		if !strings.Contains(src, want) {
 			t.Errorf("rendered VCL lacks %q", want)
 		}
+	}
+	// PURGE/BAN, the probe and the site table: each checks ACL and token.
+	if n := strings.Count(src, "call cdnflow_control;"); n != 3 {
+		t.Errorf("%d control checks, want 3", n)
 	}
 	// The connector is the only backend; only the default origin is named
 	// in the VCL; origins, paths and the suspended site live in the table.
