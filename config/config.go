@@ -163,8 +163,10 @@ type Worker struct {
 	// with one edge from one worker: a BAN, or a pipelined batch of ITEM
 	// PURGEs (activities.Purge.PerEdge).
 	EdgePurgeConcurrency int
-	// PurgeACL lists the addresses (IPs, CIDRs) edges accept PURGE and BAN
-	// from: where the workers run. Empty: loopback only.
+	// PurgeACL lists the addresses (IPs, CIDRs) edges accept control
+	// requests (PURGE, BAN, probe, site table) from: where the workers run,
+	// nothing wider. Each request also carries the edge's control token
+	// (edge/connector.ControlToken). Empty: loopback only.
 	PurgeACL []string
 	// AllowPrivateCallbacks lets distribution callbacks reach loopback and
 	// private addresses (tests and dev only).
@@ -360,7 +362,7 @@ func (w *Worker) Register(fs *flag.FlagSet) {
 	dur(fs, &w.EdgeSiteTimeout, "edge-site-timeout", "CDNFLOW_EDGE_SITE_TIMEOUT", "timeout of one call to an edge's site table (list, put or delete a distribution's site)")
 	dur(fs, &w.EdgeProbeTimeout, "edge-probe-timeout", "CDNFLOW_EDGE_PROBE_TIMEOUT", "timeout of one cache-only probe of an object on an edge")
 	num(fs, &w.EdgePurgeConcurrency, "edge-purge-concurrency", "CDNFLOW_EDGE_PURGE_CONCURRENCY", "concurrent purge connections per edge from one worker (ITEM PURGEs are pipelined, up to 32 in flight on each; BANs one at a time)")
-	list(fs, &w.PurgeACL, "purge-acl", "CDNFLOW_PURGE_ACL", "comma-separated IPs/CIDRs edges accept PURGE/BAN from (the workers' addresses; default loopback)")
+	list(fs, &w.PurgeACL, "purge-acl", "CDNFLOW_PURGE_ACL", "comma-separated IPs/CIDRs edges accept PURGE/BAN and site table requests from, with the edge's control token (the workers' addresses only; default loopback)")
 	boolean(fs, &w.AllowPrivateCallbacks, "allow-private-callbacks", "CDNFLOW_ALLOW_PRIVATE_CALLBACKS", "let callbacks reach loopback/private addresses")
 	dur(fs, &w.HeartbeatTimeout, "heartbeat-timeout", "CDNFLOW_HEARTBEAT_TIMEOUT", "how soon work of a lost worker is retried elsewhere")
 	dur(fs, &w.EdgeSyncEvery, "edge-sync-every", "CDNFLOW_EDGE_SYNC_EVERY", "time between two drift checks of every edge (active VCL and site table)")
