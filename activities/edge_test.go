@@ -3,6 +3,8 @@ package activities
 import (
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -29,11 +31,22 @@ func newFakeEdge(t *testing.T, handler http.HandlerFunc) (*fakeEdge, *inventory.
 	}))
 	t.Cleanup(f.srv.Close)
 	addr := strings.TrimPrefix(f.srv.URL, "http://")
-	inv, err := inventory.New([]inventory.Edge{{ID: "E1", Region: "us", Country: "japan", Address: addr, AdminAddress: "127.0.0.1:1", SecretFile: "/nonexistent/secret"}})
+	inv, err := inventory.New([]inventory.Edge{{ID: "E1", Region: "us", Country: "japan", Address: addr, AdminAddress: "127.0.0.1:1", SecretFile: fakeSecret(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return f, inv
+}
+
+// fakeSecret is a CLI secret file for a fake edge: the key of the control
+// token its control requests carry.
+func fakeSecret(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "edge.secret")
+	if err := os.WriteFile(path, []byte("fake edge secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // count is how many recorded requests start with prefix.

@@ -62,9 +62,15 @@ func lockEdgeVCL(ctx context.Context, id string) (func(), error) {
 // vclFor renders edge e's VCL for the sites of its table: only those with
 // a referrer rule add VCL. The name is content-addressed
 // (varnishadm.ManagedName), so equal tables give equal names and Ensure
-// loads nothing twice.
+// loads nothing twice. The VCL holds e's control token
+// (connector.ControlTokenFile of e.SecretFile): a rotated secret gives
+// another name, which the edge sync loads as drift.
 func (c EdgeConfig) vclFor(e inventory.Edge, sites []connector.Site) (name, src string, err error) {
-	cfg := vcl.Config{EdgeID: e.ID, ConnectorPort: e.ConnectorPort(), PurgeACL: c.PurgeACL}
+	token, err := connector.ControlTokenFile(e.SecretFile)
+	if err != nil {
+		return "", "", fmt.Errorf("vcl for %s: %w", e.ID, err)
+	}
+	cfg := vcl.Config{EdgeID: e.ID, ConnectorPort: e.ConnectorPort(), PurgeACL: c.PurgeACL, ControlToken: token}
 	if c.DefaultOrigin != "" {
 		host, port, err := net.SplitHostPort(c.DefaultOrigin)
 		if err != nil {

@@ -45,7 +45,7 @@ func newFleet(t *testing.T, n int) *fleet {
 			f.mu.Unlock()
 		}))
 		t.Cleanup(srv.Close)
-		edges = append(edges, inventory.Edge{ID: id, Region: "us", Country: "japan", Address: strings.TrimPrefix(srv.URL, "http://"), AdminAddress: "127.0.0.1:1", SecretFile: "/nonexistent/secret"})
+		edges = append(edges, inventory.Edge{ID: id, Region: "us", Country: "japan", Address: strings.TrimPrefix(srv.URL, "http://"), AdminAddress: "127.0.0.1:1", SecretFile: fakeSecret(t)})
 	}
 	inv, err := inventory.New(edges)
 	if err != nil {

@@ -164,8 +164,10 @@ type Worker struct {
 	// with one edge from one worker: a BAN, or a pipelined batch of ITEM
 	// PURGEs (activities.Purge.PerEdge).
 	EdgePurgeConcurrency int
-	// PurgeACL lists the addresses (IPs, CIDRs) edges accept PURGE and BAN
-	// from: where the workers run. Empty: loopback only.
+	// PurgeACL lists the addresses (IPs, CIDRs) edges accept control
+	// requests (PURGE, BAN, probe, site table) from: where the workers run,
+	// nothing wider. Each request also carries the edge's control token
+	// (edge/connector.ControlToken). Empty: loopback only.
 	PurgeACL []string
 	// AllowPrivateCallbacks lets distribution callbacks reach loopback and
 	// private addresses (tests and dev only).
@@ -219,6 +221,12 @@ type Connector struct {
 	// ConnectorClosedRetention is how long a deleted site's hosts keep
 	// answering 404 (--closed-retention; 0: 7 days).
 	ConnectorClosedRetention time.Duration
+	// ControlSecretFile is the edge's Varnish CLI secret, the file
+	// varnishd -S reads (--control-secret-file): the connector then
+	// refuses site table requests without the edge's control token
+	// (connector.Options.ControlSecretFile). Empty: the edge's VCL is
+	// the only check.
+	ControlSecretFile string
 }
 
 // Default returns the settings used when nothing is given.
@@ -300,7 +308,8 @@ func (c *Config) RegisterAPI(fs *flag.FlagSet) {
 
 // RegisterConnector binds the settings of `cdnflow connector`: --listen
 // (ConnectorListen, default the inventory's default connectorAddress
-// 127.0.0.1:6090), logging and the origin settings.
+// 127.0.0.1:6090), --control-secret-file (ControlSecretFile), logging and
+// the origin settings.
 func (c *Config) RegisterConnector(fs *flag.FlagSet) {
 	c.Connector.Register(fs)
 	c.Log.Register(fs)
@@ -377,7 +386,7 @@ func (w *Worker) Register(fs *flag.FlagSet) {
 	dur(fs, &w.EdgeSiteTimeout, "edge-site-timeout", "CDNFLOW_EDGE_SITE_TIMEOUT", "timeout of one call to an edge's site table (list, put or delete a distribution's site)")
 	dur(fs, &w.EdgeProbeTimeout, "edge-probe-timeout", "CDNFLOW_EDGE_PROBE_TIMEOUT", "timeout of one cache-only probe of an object on an edge")
 	num(fs, &w.EdgePurgeConcurrency, "edge-purge-concurrency", "CDNFLOW_EDGE_PURGE_CONCURRENCY", "concurrent purge connections per edge from one worker (ITEM PURGEs are pipelined, up to 32 in flight on each; BANs one at a time)")
-	list(fs, &w.PurgeACL, "purge-acl", "CDNFLOW_PURGE_ACL", "comma-separated IPs/CIDRs edges accept PURGE/BAN from (the workers' addresses; default loopback)")
+	list(fs, &w.PurgeACL, "purge-acl", "CDNFLOW_PURGE_ACL", "comma-separated IPs/CIDRs edges accept PURGE/BAN and site table requests from, with the edge's control token (the workers' addresses only; default loopback)")
 	boolean(fs, &w.AllowPrivateCallbacks, "allow-private-callbacks", "CDNFLOW_ALLOW_PRIVATE_CALLBACKS", "let callbacks reach loopback/private addresses")
 	dur(fs, &w.HeartbeatTimeout, "heartbeat-timeout", "CDNFLOW_HEARTBEAT_TIMEOUT", "how soon work of a lost worker is retried elsewhere")
 	dur(fs, &w.EdgeSyncEvery, "edge-sync-every", "CDNFLOW_EDGE_SYNC_EVERY", "time between two drift checks of every edge (active VCL and site table)")
@@ -395,7 +404,7 @@ func (d *Dev) Register(fs *flag.FlagSet) {
 	num(fs, &d.TemporalUIPort, "ui-port", "CDNFLOW_UI_PORT", "port of the embedded Temporal Web UI (-1 disables)")
 }
 
-// Register binds the connector's listen address.
+// Register binds the connector's listen address and control secret.
 func (c *Connector) Register(fs *flag.FlagSet) {
 	if c.ConnectorListen == "" {
 		c.ConnectorListen = "127.0.0.1:6090"
@@ -403,6 +412,7 @@ func (c *Connector) Register(fs *flag.FlagSet) {
 	str(fs, &c.ConnectorListen, "listen", "CDNFLOW_CONNECTOR_LISTEN", "loopback IP:port the edge's VCL names as its backend (the inventory's connectorAddress)")
 	str(fs, &c.ConnectorStateFile, "state-file", "CDNFLOW_CONNECTOR_STATE_FILE", "file keeping the edge's site table across connector restarts (empty: in memory only)")
 	dur(fs, &c.ConnectorClosedRetention, "closed-retention", "CDNFLOW_CONNECTOR_CLOSED_RETENTION", "how long a deleted distribution's hosts keep answering 404 (0: 7 days)")
+	str(fs, &c.ControlSecretFile, "control-secret-file", "CDNFLOW_CONTROL_SECRET_FILE", "the edge's Varnish CLI secret (varnishd -S): site table requests must carry the control token derived from it")
 }
 
 // EdgeOptions are the edge client options of the worker's tunables: one
@@ -420,7 +430,7 @@ func (w Worker) EdgeOptions() edge.Options {
 func (c Config) ConnectorOptions(listen string, logger *zap.Logger) connector.Options {
 	return connector.Options{
 		Listen: listen, AllowPrivate: c.AllowPrivateOrigins, AllowLoopback: c.OriginAllowLoopback,
-		CAFile: c.OriginCAFile, DNSServer: c.OriginDNSServer, Logger: logger,
+		CAFile: c.OriginCAFile, DNSServer: c.OriginDNSServer, ControlSecretFile: c.ControlSecretFile, Logger: logger,
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -160,6 +161,7 @@ func TestComposeFile(t *testing.T) {
 		}
 	}
 	checkComposePayloads(t, c)
+	checkPurgeACL(t, "compose", c.Services["worker"].Environment["CDNFLOW_PURGE_ACL"])
 	for _, name := range []string{"worker", "api", "api-2"} {
 		env := c.Services[name].Environment
 		checkTracing(t, "compose "+name, env)
@@ -199,6 +201,11 @@ func TestComposeFile(t *testing.T) {
 			checkEnv(t, "compose "+name, s.Environment, cenvs)
 			if len(s.Command) == 0 || s.Command[0] != "connector" || !contains(s.Command, e.ConnectorAddress) {
 				t.Errorf("compose %s: %v does not run a connector on %s", name, s.Command, e.ConnectorAddress)
+			}
+			// It checks the control token of the secret its edge reads.
+			edgeSecret := mountSource(c.Services[host].Volumes, argAfter(c.Services[host].Command, "-S"))
+			if src := mountSource(s.Volumes, argAfter(s.Command, "--control-secret-file")); src == "" || src != edgeSecret {
+				t.Errorf("compose %s: --control-secret-file is %q, want the edge's -S file %q", name, src, edgeSecret)
 			}
 		}
 		if !found {
@@ -326,6 +333,7 @@ func TestKubernetesManifests(t *testing.T) {
 				t.Errorf("configmap inventory: %v", err)
 			}
 			checkTracing(t, "configmap", env)
+			checkPurgeACL(t, "configmap", env["CDNFLOW_PURGE_ACL"])
 		}
 		connectors, varnishes := 0, 0
 		for _, c := range d.Spec.Template.Spec.Containers {
@@ -338,6 +346,9 @@ func TestKubernetesManifests(t *testing.T) {
 			checkArgs(t, d.Metadata.Name, c.Args)
 			if c.Args[0] == "connector" {
 				connectors++
+				if argAfter(c.Args, "--control-secret-file") == "" {
+					t.Errorf("%s: connector %v has no --control-secret-file", d.Metadata.Name, c.Args)
+				}
 				if !contains(c.Args, inventory.DefaultConnectorAddress) {
 					t.Errorf("%s: connector %v does not listen on the default connectorAddress %s", d.Metadata.Name, c.Args, inventory.DefaultConnectorAddress)
 				}
@@ -401,6 +412,49 @@ func probeRoutes(t *testing.T) (ready, live string) {
 		t.Fatalf("the router has no readyz (%q) or healthz (%q) GET route", ready, live)
 	}
 	return ready, live
+}
+
+// argAfter is the argument following flag in args ("" when none).
+func argAfter(args []string, flag string) string {
+	for i, a := range args {
+		if a == flag && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
+// mountSource is the host side of the volume mounted at path ("" none).
+func mountSource(volumes []string, path string) string {
+	for _, v := range volumes {
+		parts := strings.Split(v, ":")
+		if len(parts) >= 2 && parts[1] == path {
+			return parts[0]
+		}
+	}
+	return ""
+}
+
+// checkPurgeACL: the example purge ACL names the control plane's
+// addresses, not a whole private range (a proxy or ingress inside it
+// would send its visitors' requests from an admitted address).
+func checkPurgeACL(t *testing.T, where, acl string) {
+	t.Helper()
+	if acl == "" {
+		t.Errorf("%s: no CDNFLOW_PURGE_ACL", where)
+	}
+	for _, a := range strings.Split(acl, ",") {
+		p, err := netip.ParsePrefix(strings.TrimSpace(a))
+		if err != nil {
+			if _, err := netip.ParseAddr(strings.TrimSpace(a)); err != nil {
+				t.Errorf("%s: purge ACL entry %q: %v", where, a, err)
+			}
+			continue
+		}
+		if p.Addr().Is4() && p.Bits() < 24 {
+			t.Errorf("%s: purge ACL entry %s is wider than /24: name the workers' addresses", where, a)
+		}
+	}
 }
 
 func contains(list []string, s string) bool {

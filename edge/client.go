@@ -2,6 +2,12 @@
 // PURGE and BAN to evict. Requests go to the inventory edge's own address
 // with the content's Host header; the URL's host is never dialled, so no
 // request can reach an address outside the inventory.
+//
+// Control requests (PURGE, BAN, the cache-only probe, the site table)
+// carry the edge's control token in connector.HeaderControl: the edge's
+// VCL refuses them without it (403), from inside its purge ACL too. The
+// token is connector.ControlTokenFile of the inventory edge's SecretFile:
+// read once per file for the process and again when the file changes.
 package edge
 
 import (
@@ -22,6 +28,7 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/inventory"
 )
 
@@ -368,8 +375,29 @@ func (c *Client) BanPrefix(ctx context.Context, e inventory.Edge, host, prefix s
 	return err
 }
 
+// controlToken is edge e's control token (see the package comment).
+// Errors: the secret file was never readable.
+func controlToken(e inventory.Edge) (string, error) {
+	tok, err := connector.ControlTokenFile(e.SecretFile)
+	if err != nil {
+		return "", fmt.Errorf("edge %s: %w", e.ID, err)
+	}
+	return tok, nil
+}
+
+// doControl is do for a control request over plain HTTP: h (changed)
+// gets e's control token.
+func (c *Client) doControl(ctx context.Context, e inventory.Edge, method, host, path string, h http.Header, timeout time.Duration) (*http.Response, error) {
+	tok, err := controlToken(e)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	h.Set(connector.HeaderControl, tok)
+	return c.do(ctx, e, method, "http", host, path, h, timeout)
+}
+
 func (c *Client) expectOK(ctx context.Context, e inventory.Edge, method, host, path string, h http.Header, timeout time.Duration) (*http.Response, error) {
-	resp, err := c.do(ctx, e, method, "http", host, path, h, timeout)
+	resp, err := c.doControl(ctx, e, method, host, path, h, timeout)
 	if err != nil {
 		return nil, err
 	}

@@ -5,13 +5,28 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/cdnflow/cdnflow/edge"
 	"github.com/cdnflow/cdnflow/edge/varnishadm"
+	"github.com/cdnflow/cdnflow/inventory"
 )
+
+// fakeEdge is an inventory edge at addr (a test server standing in for
+// varnishd) with a CLI secret file of its own, so control requests have a
+// token to send.
+func fakeEdge(t testing.TB, id, addr string) inventory.Edge {
+	t.Helper()
+	secret := filepath.Join(t.TempDir(), id+".secret")
+	if err := os.WriteFile(secret, []byte("secret of "+id+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return inventory.Edge{ID: id, Address: addr, SecretFile: secret}
+}
 
 func asStatus(err error, target **edge.StatusError) bool { return errors.As(err, target) }
 

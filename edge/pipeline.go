@@ -14,6 +14,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/inventory"
 )
 
@@ -66,6 +67,13 @@ func (c *Client) PurgeVerifiedBatch(ctx context.Context, e inventory.Edge, units
 		}
 		return out
 	}
+	tok, err := controlToken(e)
+	if err != nil {
+		for i := range out {
+			out[i].Err = fmt.Errorf("PURGE: %w", err)
+		}
+		return out
+	}
 	pending := make([]int, 0, len(units))
 	for i, u := range units {
 		if err := checkTarget(u.Host, u.Path); err != nil {
@@ -77,7 +85,7 @@ func (c *Client) PurgeVerifiedBatch(ctx context.Context, e inventory.Edge, units
 	c.pipelined(ctx, e, pending, pipeExchange{
 		method:  "PURGE",
 		timeout: c.opts.PurgeTimeout,
-		write:   func(w *bufio.Writer, i int) { writeVerifiedPurge(w, units[i], soft) },
+		write:   func(w *bufio.Writer, i int) { writeVerifiedPurge(w, units[i], tok, soft) },
 		answer: func(i int, resp *http.Response, _ int64, sent time.Time) {
 			out[i].Sent = sent
 			out[i].Probe, out[i].Verified, out[i].Err = verifiedAnswer(e, units[i].Path, resp)
@@ -259,13 +267,16 @@ func timedOut(ctx context.Context, err error) error {
 	return err
 }
 
-// writeVerifiedPurge writes the request PurgeVerified sends.
-func writeVerifiedPurge(w *bufio.Writer, u PurgeUnit, soft bool) {
+// writeVerifiedPurge writes the request PurgeVerified sends, with the
+// edge's control token tok.
+func writeVerifiedPurge(w *bufio.Writer, u PurgeUnit, tok string, soft bool) {
 	w.WriteString("PURGE ")
 	w.WriteString(u.Path)
 	w.WriteString(" HTTP/1.1\r\nHost: ")
 	w.WriteString(u.Host)
-	w.WriteString("\r\n" + PurgeVerifyHeader + ": 1\r\nAccept-Encoding: gzip\r\n")
+	w.WriteString("\r\n" + PurgeVerifyHeader + ": 1\r\nAccept-Encoding: gzip\r\n" + connector.HeaderControl + ": ")
+	w.WriteString(tok)
+	w.WriteString("\r\n")
 	if soft {
 		w.WriteString("X-Purge-Soft: 1\r\n")
 	}

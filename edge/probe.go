@@ -14,7 +14,8 @@ import (
 
 // ProbeHeader asks the edge VCL (edge/vcl) for a cache-only lookup: the
 // edge answers from its cache alone and never fetches from the origin. Only
-// clients in the edge's purge ACL may send it (others get 403).
+// clients in the edge's purge ACL with its control token may send it
+// (others get 403).
 const ProbeHeader = "X-Cdnflow-Probe"
 
 // PurgeVerifyHeader on a PURGE asks the edge VCL to purge and then answer
@@ -36,9 +37,9 @@ type ProbeResult struct {
 // answers 200 "cached age=<seconds>", or 404 "stale" or "absent"). path
 // is the canonical request target (cachekey). Errors: a transport error,
 // or *StatusError for any other answer (403: this client is outside the
-// purge ACL).
+// purge ACL, or the edge's VCL has another control token).
 func (c *Client) Probe(ctx context.Context, e inventory.Edge, host, path string) (ProbeResult, error) {
-	resp, err := c.do(ctx, e, http.MethodGet, "http", host, path, http.Header{ProbeHeader: {"1"}, "Accept-Encoding": {"gzip"}}, c.opts.ProbeTimeout)
+	resp, err := c.doControl(ctx, e, http.MethodGet, host, path, http.Header{ProbeHeader: {"1"}, "Accept-Encoding": {"gzip"}}, c.opts.ProbeTimeout)
 	if err != nil {
 		return ProbeResult{}, err
 	}
@@ -58,7 +59,7 @@ func (c *Client) PurgeVerified(ctx context.Context, e inventory.Edge, host, path
 	if soft {
 		h.Set("X-Purge-Soft", "1")
 	}
-	resp, err := c.do(ctx, e, "PURGE", "http", host, path, h, c.opts.PurgeTimeout)
+	resp, err := c.doControl(ctx, e, "PURGE", host, path, h, c.opts.PurgeTimeout)
 	if err != nil {
 		return ProbeResult{}, false, err
 	}

@@ -19,7 +19,7 @@ import (
 const adminHost = "edge-admin.cdnflow"
 
 // Table reads edge e's site table (connector.AdminPath through the edge,
-// which admits the purge ACL only).
+// which admits the purge ACL with the edge's control token only).
 func (c *Client) Table(ctx context.Context, e inventory.Edge) (connector.TableState, error) {
 	var st connector.TableState
 	err := c.admin(ctx, e, http.MethodGet, "", nil, &st)
@@ -66,8 +66,13 @@ func (c *Client) admin(ctx context.Context, e inventory.Edge, method, path strin
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidRequest, err)
 	}
+	tok, err := controlToken(e)
+	if err != nil {
+		return fmt.Errorf("site table %s: %w", method, err)
+	}
 	req.Host = adminHost
 	req.Header.Set(connector.HeaderAdmin, "1")
+	req.Header.Set(connector.HeaderControl, tok)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.plain.Do(req)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cdnflow/cdnflow/edge"
+	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/edge/edgetest"
 	"github.com/cdnflow/cdnflow/edge/varnishadm"
 	"github.com/cdnflow/cdnflow/edge/vcl"
@@ -227,7 +228,7 @@ func TestReloadDoesNotLeakAndAuth(t *testing.T) {
 		}
 	}()
 	for i := 0; i < 5; i++ {
-		src, err := vcl.Render(vcl.Config{EdgeID: "RELOAD" + strconv.Itoa(i), ConnectorPort: e.ConnectorPort(), DefaultBackend: &b})
+		src, err := vcl.Render(vcl.Config{EdgeID: "RELOAD" + strconv.Itoa(i), ConnectorPort: e.ConnectorPort(), DefaultBackend: &b, ControlToken: connector.ControlToken(secret)})
 		if err != nil {
 			t.Fatal(err)
 		}

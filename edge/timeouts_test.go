@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/cdnflow/cdnflow/edge"
-	"github.com/cdnflow/cdnflow/inventory"
 )
 
 // Each kind of edge call has its own timeout: with one kind's timeout
@@ -30,7 +29,7 @@ func TestTimeoutPerCallType(t *testing.T) {
 		_, _ = w.Write([]byte("{}"))
 	}))
 	t.Cleanup(srv.Close)
-	e := inventory.Edge{ID: "T1", Address: srv.Listener.Addr().String()}
+	e := fakeEdge(t, "T1", srv.Listener.Addr().String())
 	calls := map[string]func(c *edge.Client) error{
 		"prewarm GET": func(c *edge.Client) error {
 			_, err := c.Fetch(context.Background(), e, edge.FetchRequest{Host: "h.test", Path: "/get"})

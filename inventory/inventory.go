@@ -51,7 +51,8 @@ type Edge struct {
 	// DefaultConnectorAddress; for a managed edge 127.0.0.1:0, a free port
 	// `cdnflow dev` picks and writes back when it starts the connector.
 	ConnectorAddress string `yaml:"connectorAddress,omitempty" json:"connectorAddress,omitempty"`
-	// SecretFile holds the Varnish CLI secret (varnishd -S).
+	// SecretFile holds the Varnish CLI secret (varnishd -S), also the key
+	// of the edge's control token (edge/connector.ControlToken).
 	SecretFile string `yaml:"secretFile" json:"secretFile"`
 	Kind       string `yaml:"kind" json:"kind"`
 	// Managed edges are started and stopped by `cdnflow dev` itself.

@@ -184,7 +184,15 @@ func startConnectors(cfg config.Config, inv *inventory.Inventory, idx []int, log
 			return nil, fmt.Errorf("edge %s: connector: listen %s: %w", e.ID, e.ConnectorAddress, err)
 		}
 		e.ConnectorAddress = ln.Addr().String()
+		// The connector checks admin requests for the edge's control
+		// token, derived from the CLI secret varnishd is started with.
+		if err := varnishd.EnsureSecret(e.SecretFile); err != nil {
+			_ = ln.Close()
+			stop()
+			return nil, fmt.Errorf("edge %s: %w", e.ID, err)
+		}
 		co := cfg.ConnectorOptions(e.ConnectorAddress, logger.Named("connector").With(zap.String("edgeId", e.ID)))
+		co.ControlSecretFile = e.SecretFile
 		co.StateFile = filepath.Join(cfg.DataDir, "connectors", e.ID+".json") // the site table outlives a restart of dev
 		c, err := connector.New(co)
 		if err != nil {
@@ -221,7 +229,13 @@ func startVarnishes(ctx context.Context, cfg config.Config, managed []inventory.
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			src, err := vcl.Render(vcl.Config{EdgeID: e.ID, ConnectorPort: e.ConnectorPort(), DefaultBackend: def, PurgeACL: cfg.PurgeACL})
+			// The secret exists: startConnectors made it.
+			token, err := connector.ControlTokenFile(e.SecretFile)
+			if err != nil {
+				errs[i] = fmt.Errorf("edge %s: %w", e.ID, err)
+				return
+			}
+			src, err := vcl.Render(vcl.Config{EdgeID: e.ID, ConnectorPort: e.ConnectorPort(), DefaultBackend: def, PurgeACL: cfg.PurgeACL, ControlToken: token})
 			if err != nil {
 				errs[i] = fmt.Errorf("edge %s: render vcl: %w", e.ID, err)
 				return

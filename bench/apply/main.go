@@ -274,6 +274,11 @@ func (b *bench) sitesPerEdge() []int {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+e.Address+connector.AdminPath, nil)
 		req.Host = "edge-admin.cdnflow"
 		req.Header.Set(connector.HeaderAdmin, "1")
+		token, err := connector.ControlTokenFile(e.SecretFile)
+		if err != nil {
+			log.Fatalf("site table of %s: %v", e.ID, err)
+		}
+		req.Header.Set(connector.HeaderControl, token)
 		resp, err := b.client.Do(req)
 		if err != nil {
 			log.Fatalf("site table of %s: %v", e.ID, err)

@@ -203,12 +203,20 @@ func StartEdges(ctx context.Context, dir, prefix string, n int, originAddr strin
 		if err != nil {
 			return nil, procs, err
 		}
-		src, err := vcl.Render(vcl.Config{EdgeID: id, ConnectorPort: cAddr.Port, DefaultBackend: &vcl.Backend{Host: host, Port: p}})
+		secret := filepath.Join(dir, id+".secret")
+		if err := varnishd.EnsureSecret(secret); err != nil {
+			return nil, procs, err
+		}
+		token, err := connector.ControlTokenFile(secret)
+		if err != nil {
+			return nil, procs, err
+		}
+		src, err := vcl.Render(vcl.Config{EdgeID: id, ConnectorPort: cAddr.Port, DefaultBackend: &vcl.Backend{Host: host, Port: p}, ControlToken: token})
 		if err != nil {
 			return nil, procs, err
 		}
 		e := inventory.Edge{ID: id, Region: "us", Country: "united_states", Address: httpAddr, AdminAddress: adminAddr,
-			ConnectorAddress: cAddr.String(), SecretFile: filepath.Join(dir, id+".secret"), Kind: inventory.KindVarnish}
+			ConnectorAddress: cAddr.String(), SecretFile: secret, Kind: inventory.KindVarnish}
 		proc, err := varnishd.Start(ctx, varnishd.Options{Name: id, WorkDir: filepath.Join(dir, id), ListenAddr: httpAddr,
 			AdminAddr: adminAddr, SecretFile: e.SecretFile, VCL: src, StorageMB: 512,
 			Params: map[string]string{"thread_pool_max": "2000"}})
@@ -247,6 +255,9 @@ func Raw(edges []inventory.Edge, method, host string, paths []string, perEdge in
 	var wg sync.WaitGroup
 	for _, e := range edges {
 		work := make(chan string)
+		// PURGE and BAN are control requests: they need the edge's token
+		// (the edge drops it from anything else).
+		token, _ := connector.ControlTokenFile(e.SecretFile)
 		for w := 0; w < perEdge; w++ {
 			wg.Add(1)
 			go func(addr string) {
@@ -255,6 +266,9 @@ func Raw(edges []inventory.Edge, method, host string, paths []string, perEdge in
 					req, _ := http.NewRequest(method, "http://"+addr+p, nil)
 					req.Host = host
 					req.Header.Set("Accept-Encoding", "gzip, deflate, br")
+					if token != "" {
+						req.Header.Set(connector.HeaderControl, token)
+					}
 					resp, err := client.Do(req)
 					if err != nil {
 						failed.Add(1)

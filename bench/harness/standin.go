@@ -43,7 +43,8 @@ type StandIn struct {
 }
 
 // StartStandIns starts n stand-in edges named prefix01-C1… on loopback;
-// dir holds their (unused) CLI secret files.
+// dir holds their CLI secret file (the control token's key; stand-ins
+// check neither).
 func StartStandIns(ctx context.Context, dir, prefix string, n int) ([]*StandIn, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err

@@ -17,9 +17,11 @@ import (
 // Varnish edge (edge/connector), its only backend. Flags
 // (config.RegisterConnector): --listen (the edge's inventory
 // connectorAddress, a loopback IP:port), --state-file (the site table
-// kept across restarts), --closed-retention, and the origin settings shared
-// with the API and worker (--allow-private-origins, --origin-allow-loopback,
-// --origin-ca-file, --origin-dns-server); each also read from its $ENV.
+// kept across restarts), --closed-retention, --control-secret-file (the
+// edge's varnishd -S file: admin requests must carry the control token
+// derived from it) and the origin settings shared with the API and worker
+// (--allow-private-origins, --origin-allow-loopback, --origin-ca-file,
+// --origin-dns-server); each also read from its $ENV.
 func runConnector(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg := config.Default()
 	fs := flag.NewFlagSet("cdnflow connector", flag.ContinueOnError)
@@ -34,9 +36,13 @@ func runConnector(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer func() { _ = logger.Sync() }()
 	logger.Info("connector starting", zap.String("listen", cfg.ConnectorListen), zap.Bool("allowPrivateOrigins", cfg.AllowPrivateOrigins),
-		zap.Strings("originAllowLoopback", cfg.OriginAllowLoopback), zap.String("originCAFile", cfg.OriginCAFile), zap.String("stateFile", cfg.ConnectorStateFile))
+		zap.Strings("originAllowLoopback", cfg.OriginAllowLoopback), zap.String("originCAFile", cfg.OriginCAFile),
+		zap.String("stateFile", cfg.ConnectorStateFile), zap.String("controlSecretFile", cfg.ControlSecretFile))
 	if cfg.ConnectorStateFile == "" {
 		logger.Warn("no --state-file: the site table is lost when the connector restarts")
+	}
+	if cfg.ControlSecretFile == "" {
+		logger.Warn("no --control-secret-file: site table requests are checked by the edge's VCL only")
 	}
 	o := cfg.ConnectorOptions(cfg.ConnectorListen, logger.Named("connector"))
 	o.StateFile, o.ClosedRetention = cfg.ConnectorStateFile, cfg.ConnectorClosedRetention

@@ -92,7 +92,12 @@ type Options struct {
 	ClosedRetention time.Duration
 	// MaxClosed caps the deleted sites remembered; 0: DefaultMaxClosed.
 	MaxClosed int
-	Logger    *zap.Logger
+	// ControlSecretFile is the edge's Varnish CLI secret (varnishd -S,
+	// inventory secretFile; --control-secret-file): when set, admin
+	// requests must carry its ControlTokenFile in HeaderControl (403
+	// otherwise), and New fails when the file cannot be read.
+	ControlSecretFile string
+	Logger            *zap.Logger
 }
 
 // Connector is an http.Handler proxying Varnish's backend requests to the
@@ -146,6 +151,11 @@ func New(o Options) (*Connector, error) {
 	allow, err := netguard.ParseLoopbackAllow(o.AllowLoopback)
 	if err != nil {
 		return nil, fmt.Errorf("connector: %w", err)
+	}
+	if o.ControlSecretFile != "" {
+		if _, err := ControlTokenFile(o.ControlSecretFile); err != nil {
+			return nil, fmt.Errorf("connector: %w", err)
+		}
 	}
 	roots, err := x509.SystemCertPool()
 	if err != nil || roots == nil {
@@ -224,13 +234,19 @@ func (c *Connector) Table() *Table { return c.table }
 // ServeHTTP proxies r to the origins of the site serving its Host (the
 // site table), answers 404 "closed" for a host of a closed site, else
 // proxies to the origins its HeaderOrigins names (the edge's default
-// origin), else answers 404 "unknown host". Requests with
-// HeaderAdmin go to the admin protocol (AdminPath). Requests without
+// origin), else answers 404 "unknown host". HealthPath with HeaderHealth
+// is Varnish's health probe; requests with HeaderAdmin go to the admin
+// protocol (AdminPath) once allowAdmin admits them. Requests without
 // valid internal headers are answered 502 with HeaderError; the internal
 // headers never go upstream.
 func (c *Connector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if serveHealth(w, r) {
+		return
+	}
 	if r.Header.Get(HeaderAdmin) != "" {
-		c.serveAdmin(w, r)
+		if c.allowAdmin(w, r) {
+			c.serveAdmin(w, r)
+		}
 		return
 	}
 	raw := strings.Join(r.Header.Values(HeaderOrigins), ",")

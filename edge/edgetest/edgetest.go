@@ -30,8 +30,15 @@ type RunningEdge struct {
 	// Connector is the edge's origin connector (Varnish's only backend),
 	// serving on Edge.ConnectorAddress until the test ends.
 	Connector *connector.Connector
-	opts      varnishd.Options
+	// stopConnector stops the connector (once).
+	stopConnector func()
+	opts          varnishd.Options
 }
+
+// StopConnector stops the edge's origin connector, as a crash would: its
+// port refuses connections from then on and Varnish's health probe of it
+// fails.
+func (e *RunningEdge) StopConnector() { e.stopConnector() }
 
 // RequireVarnish fails the test under CI=true and skips it elsewhere when
 // varnishd is missing, so a CI run can never pass by skipping real edges.
@@ -59,7 +66,10 @@ const startAttempts = 3
 //
 // Each edge fetches through its own origin connector on a free loopback
 // port (StartEdgesWith's co, with loopback admitted for the ports of the
-// origins cfg(id) names: test origins listen on loopback).
+// origins cfg(id) names: test origins listen on loopback). The edge's CLI
+// secret is made first: a cfg(id) without ControlToken gets the edge's
+// (connector.ControlTokenFile), and the connector checks it on admin
+// requests unless co names another secret file.
 func StartEdges(t testing.TB, n int, cfg func(id string) vcl.Config) []*RunningEdge {
 	t.Helper()
 	return StartEdgesWith(t, n, cfg, connector.Options{})
@@ -76,18 +86,29 @@ func StartEdgesWith(t testing.TB, n int, cfg func(id string) vcl.Config, co conn
 	var wg sync.WaitGroup
 	for i := range n {
 		id := fmt.Sprintf("TST%02d-C1", i+1)
+		secret := filepath.Join(dir, id+".secret")
+		if err := varnishd.EnsureSecret(secret); err != nil {
+			t.Fatalf("secret of %s: %v", id, err)
+		}
 		c := cfg(id)
-		cn, addr := startConnector(t, id, c, co)
+		if c.ControlToken == "" {
+			c.ControlToken = controlToken(t, secret)
+		}
+		eco := co
+		if eco.ControlSecretFile == "" {
+			eco.ControlSecretFile = secret
+		}
+		cn, addr, stop := startConnector(t, id, c, eco)
 		c.ConnectorPort = addr.Port
 		src, err := vcl.Render(c)
 		if err != nil {
 			t.Fatalf("render vcl for %s: %v", id, err)
 		}
 		fillTable(t, cn, id, c)
-		e := &RunningEdge{Connector: cn, Edge: inventory.Edge{ConnectorAddress: addr.String()}, opts: varnishd.Options{
+		e := &RunningEdge{Connector: cn, stopConnector: stop, Edge: inventory.Edge{ConnectorAddress: addr.String()}, opts: varnishd.Options{
 			Name:       id,
 			WorkDir:    filepath.Join(dir, id),
-			SecretFile: filepath.Join(dir, id+".secret"),
+			SecretFile: secret,
 			VCL:        src,
 			StorageMB:  32,
 			// Tests start many edges at once; keep each small and allow
@@ -139,9 +160,19 @@ func (e *RunningEdge) start() error {
 	return err
 }
 
+// controlToken is the control token of the secret file at path.
+func controlToken(t testing.TB, path string) string {
+	t.Helper()
+	tok, err := connector.ControlTokenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
 // startConnector serves an origin connector for edge id on a free
-// loopback port until the test ends.
-func startConnector(t testing.TB, id string, c vcl.Config, co connector.Options) (*connector.Connector, *net.TCPAddr) {
+// loopback port until the test ends or stop is called.
+func startConnector(t testing.TB, id string, c vcl.Config, co connector.Options) (cn *connector.Connector, addr *net.TCPAddr, stop func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -163,7 +194,7 @@ func startConnector(t testing.TB, id string, c vcl.Config, co connector.Options)
 	if co.Logger == nil {
 		co.Logger = zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)).Named(id + ".connector")
 	}
-	cn, err := connector.New(co)
+	cn, err = connector.New(co)
 	if err != nil {
 		_ = ln.Close()
 		t.Fatalf("connector for %s: %v", id, err)
@@ -171,8 +202,10 @@ func startConnector(t testing.TB, id string, c vcl.Config, co connector.Options)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = cn.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done; cn.Close() })
-	return cn, ln.Addr().(*net.TCPAddr)
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done; cn.Close() }) }
+	t.Cleanup(stop)
+	return cn, ln.Addr().(*net.TCPAddr), stop
 }
 
 // Restart starts a stopped (or running) edge again on the same addresses
@@ -202,9 +235,13 @@ func (e *RunningEdge) Admin(t testing.TB) *varnishadm.Conn {
 }
 
 // LoadVCL renders cfg and makes it the edge's active VCL under name, after
-// making cfg's sites the connector's whole site table.
+// making cfg's sites the connector's whole site table. A cfg without
+// ControlToken gets the edge's.
 func (e *RunningEdge) LoadVCL(t testing.TB, name string, cfg vcl.Config) {
 	t.Helper()
+	if cfg.ControlToken == "" {
+		cfg.ControlToken = e.ControlToken(t)
+	}
 	if cfg.ConnectorPort == 0 {
 		// The edge fetches through the connector started beside it.
 		_, port, err := net.SplitHostPort(e.Edge.ConnectorAddress)
@@ -236,4 +273,11 @@ func fillTable(t testing.TB, cn *connector.Connector, id string, cfg vcl.Config)
 	if err := cn.Table().Replace(entries); err != nil {
 		t.Fatalf("site table for %s: %v", id, err)
 	}
+}
+
+// ControlToken is the edge's control token (its secret file's
+// connector.ControlTokenFile): what control requests must carry.
+func (e *RunningEdge) ControlToken(t testing.TB) string {
+	t.Helper()
+	return controlToken(t, e.Edge.SecretFile)
 }

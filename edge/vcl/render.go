@@ -74,8 +74,24 @@ const (
 	hdrTTL = "X-Cdnflow-Forced-Ttl"
 )
 
-// connectorBackend is the name of the origin connector backend.
-const connectorBackend = "cdnflow_connector"
+// connectorBackend is the name of the origin connector backend;
+// healthBackend is the same connector, probed (writeBackends).
+const (
+	connectorBackend = "cdnflow_connector"
+	healthBackend    = "cdnflow_connector_health"
+)
+
+// Stale content while the connector is down (Varnish users' guide, "Grace
+// mode and keep"): every object is kept objectGrace past its TTL, and
+// while the connector's health probe passes a request accepts only
+// healthyGrace of staleness (a stale hit within it is served while Varnish
+// refetches in the background; an older one is fetched first). When the
+// probe fails, req.grace is left unset and the object's grace applies:
+// the edge serves what it has, up to a day old, instead of 503.
+const (
+	objectGrace  = "24h"
+	healthyGrace = "10s"
+)
 
 // GeneratedMark is in every VCL cdnflow renders: it tells cdnflow's VCL
 // (whatever its name, e.g. an edge's boot VCL) from an operator's.
@@ -129,6 +145,25 @@ func (p *renderPlan) writeBackends(w *writer) {
 	w.line(".between_bytes_timeout = 10s;")
 	w.close()
 	w.line("")
+	w.line("# The same connector, probed: its health only decides how stale an")
+	w.line("# object vcl_recv accepts (std.healthy). Fetches use the unprobed")
+	w.line("# backend, so a probe that fails while the connector still works costs")
+	w.line("# staler hits, never refused fetches. Sick after 2 of 3 probes failed")
+	w.line("# (about 2 s), healthy from the start and after 2 good ones.")
+	w.open("backend %s", healthBackend)
+	w.line(`.host = "127.0.0.1";`)
+	w.line(".port = %s;", str(strconv.Itoa(p.connectorPort)))
+	w.open(".probe =")
+	w.line(".request = %s %s %s %s;", str("GET "+connector.HealthPath+" HTTP/1.1"), str("Host: connector.cdnflow"),
+		str(connector.HeaderHealth+": 1"), str("Connection: close"))
+	w.line(".interval = 1s;")
+	w.line(".timeout = 1s;")
+	w.line(".window = 3;")
+	w.line(".threshold = 2;")
+	w.line(".initial = 2;")
+	w.close()
+	w.close()
+	w.line("")
 }
 
 func (p *renderPlan) writeRecv(w *writer) {
@@ -139,6 +174,7 @@ func (p *renderPlan) writeRecv(w *writer) {
 	w.line("unset req.http.%s;", connector.HeaderOrigins)
 	w.line("unset req.http.%s;", connector.HeaderOriginHost)
 	w.line("unset req.http.%s;", connector.HeaderTTL)
+	w.line("unset req.http.%s;", connector.HeaderHealth)
 	w.line("# Absolute-form request targets carry the host in the URL.")
 	w.open(`if (req.url ~ "(?i)^https?://")`)
 	w.line(`set req.http.host = regsub(req.url, "(?i)^https?://([^/?#]*).*$", "\1");`)
@@ -157,9 +193,7 @@ func (p *renderPlan) writeRecv(w *writer) {
 	w.close()
 	w.close()
 	w.open(`if (req.method == "PURGE" || req.method == "BAN")`)
-	w.open("if (client.ip !~ cdnflow_purgers)")
-	w.line(`return (synth(403, "Forbidden"));`)
-	w.close()
+	w.line("call cdnflow_control;")
 	w.open("if (!req.http.host)")
 	w.line(`return (synth(400, "Host header required"));`)
 	w.close()
@@ -176,19 +210,25 @@ func (p *renderPlan) writeRecv(w *writer) {
 	w.line("# 200 \"cached age=<s>\" (fresh), 404 \"stale\" or 404 \"absent\" from")
 	w.line("# vcl_hit/vcl_miss/vcl_pass; never a fetch from the origin.")
 	w.open("if (req.http.%s)", hdrProbe)
-	w.open(`if (client.ip !~ cdnflow_purgers || (req.method != "GET" && req.method != "HEAD"))`)
+	w.line("call cdnflow_control;")
+	w.open(`if (req.method != "GET" && req.method != "HEAD")`)
 	w.line(`return (synth(403, "Forbidden"));`)
 	w.close()
 	w.line("return (hash);")
 	w.close()
-	w.line("# The site table's admin protocol (connector.AdminPath), for the purge")
-	w.line("# ACL only; the connector serves it.")
+	w.line("# The site table's admin protocol (connector.AdminPath), a control")
+	w.line("# request; the connector serves it and checks the token again.")
 	w.open("if (req.http.%s)", connector.HeaderAdmin)
-	w.open("if (client.ip !~ cdnflow_purgers)")
-	w.line(`return (synth(403, "Forbidden"));`)
-	w.close()
+	w.line("call cdnflow_control;")
 	w.line("set req.backend_hint = %s;", connectorBackend)
 	w.line("return (pass);")
+	w.close()
+	w.line("# Not a control request: the token goes no further.")
+	w.line("unset req.http.%s;", connector.HeaderControl)
+	w.line("# A healthy connector refetches what is more than %s stale; a down", healthyGrace)
+	w.line("# one leaves the object's grace (%s) in force.", objectGrace)
+	w.open("if (std.healthy(%s))", healthBackend)
+	w.line("set req.grace = %s;", healthyGrace)
 	w.close()
 	w.line("# Every host is fetched through the connector: it routes by Host over")
 	w.line("# the edge's site table (unknown hosts: the default origin or 404).")
@@ -211,6 +251,16 @@ func (p *renderPlan) writeRecv(w *writer) {
 }
 
 func (p *renderPlan) writeInvalidation(w *writer) {
+	w.open("sub cdnflow_control")
+	w.line("# Control requests (PURGE, BAN, the cache-only probe, the site table)")
+	w.line("# need an address in the purge ACL AND the edge's control token: a")
+	w.line("# proxy inside the ACL (a TLS terminator on loopback, a load balancer)")
+	w.line("# forwards visitors, who do not have the token.")
+	w.open("if (client.ip !~ cdnflow_purgers || req.http.%s != %s)", connector.HeaderControl, str(p.controlToken))
+	w.line(`return (synth(403, "Forbidden"));`)
+	w.close()
+	w.close()
+	w.line("")
 	w.open("sub cdnflow_ban")
 	w.line("# Ban arguments are split on white space and a leading quote starts a")
 	w.line("# quoted token, so either would let the value change the expression.")
@@ -306,6 +356,10 @@ func (p *renderPlan) writePurgeObject(w *writer) {
 func (p *renderPlan) writeBackendSide(w *writer) {
 	w.open("sub vcl_backend_fetch")
 	w.line("unset bereq.http.%s;", hdrPass)
+	w.line("# Only the site table's admin requests take the token to the connector.")
+	w.open("if (!bereq.http.%s)", connector.HeaderAdmin)
+	w.line("unset bereq.http.%s;", connector.HeaderControl)
+	w.close()
 	w.line("# The client's (normalised) Host, kept for bans and surrogate keys")
 	w.line("# when a site sends the origin's name instead.")
 	w.line("set bereq.http.X-Forwarded-Host = bereq.http.host;")
@@ -320,6 +374,9 @@ func (p *renderPlan) writeBackendSide(w *writer) {
 	w.line("")
 
 	w.open("sub vcl_backend_response")
+	w.line("# Kept %s past its TTL for a connector outage (vcl_recv decides how", objectGrace)
+	w.line("# much of it a request accepts).")
+	w.line("set beresp.grace = %s;", objectGrace)
 	w.line("# Lurker-friendly bans match on the object only: store what the")
 	w.line("# client asked for (the connector adds each origin's path).")
 	w.line("set beresp.http.x-cdn-host = bereq.http.X-Forwarded-Host;")

@@ -93,9 +93,18 @@ type Config struct {
 	// distribution's origin.
 	DefaultBackend *Backend
 	Sites          []Site
-	// PurgeACL lists IPs and CIDRs allowed to PURGE and BAN; empty means
-	// loopback only.
+	// PurgeACL lists IPs and CIDRs allowed to send control requests
+	// (PURGE, BAN, the cache-only probe, the site table's admin protocol);
+	// empty means loopback only. It is the first of two checks:
+	// ControlToken is the second.
 	PurgeACL []string
+	// ControlToken is the edge's control token
+	// (connector.ControlTokenFile of its inventory secretFile): every
+	// control request must carry it in connector.HeaderControl, or is
+	// answered 403, from inside PurgeACL too (a proxy on loopback in front
+	// of the edge is inside it). Required: 32-128 letters, digits, '-' or
+	// '_' (connector.ControlToken gives 64 hex digits).
+	ControlToken string
 }
 
 // ForwardHostHeader values.
@@ -129,6 +138,9 @@ var (
 	hostRe     = regexp.MustCompile(`^` + hostLabel + `(\.` + hostLabel + `)*$`)
 	edgeIDRe   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
 	siteNameRe = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+	// controlTokenRe keeps the token inside a VCL string and an HTTP
+	// header, and long enough to be a credential.
+	controlTokenRe = regexp.MustCompile(`^[A-Za-z0-9_-]{32,128}$`)
 )
 
 // NormalizeHost lower-cases h and drops a trailing dot, the same way the
@@ -225,6 +237,7 @@ func (s *sitePlan) sub(kind string) string {
 
 type renderPlan struct {
 	edgeID        string
+	controlToken  string
 	connectorPort int
 	def           string // the default origin's connector.HeaderOrigins value; "" none
 	sites         []*sitePlan
@@ -241,6 +254,13 @@ func plan(cfg Config) (*renderPlan, error) {
 		return nil, fmt.Errorf("connector port %d out of range 1-65535 (every edge fetches through its origin connector)", cfg.ConnectorPort)
 	}
 	p.connectorPort = cfg.ConnectorPort
+	if cfg.ControlToken == "" {
+		return nil, errors.New("no control token: an edge's VCL admits control requests only with its token (connector.ControlTokenFile of the edge's secretFile)")
+	}
+	if !controlTokenRe.MatchString(cfg.ControlToken) {
+		return nil, errors.New("control token must be 32-128 letters, digits, '-' or '_'")
+	}
+	p.controlToken = cfg.ControlToken
 	acl := cfg.PurgeACL
 	if len(acl) == 0 {
 		acl = DefaultPurgeACL

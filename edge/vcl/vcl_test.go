@@ -15,10 +15,14 @@ import (
 
 var origin = vcl.Backend{Host: "127.0.0.1", Port: 8080}
 
+// tok is the control token of a test edge.
+var tok = connector.ControlToken([]byte("test secret\n"))
+
 func fullConfig() vcl.Config {
 	return vcl.Config{
 		EdgeID:         "ATL56-C1",
 		ConnectorPort:  6090,
+		ControlToken:   tok,
 		DefaultBackend: &origin,
 		PurgeACL:       []string{"127.0.0.1", "::1", "10.1.2.3/8", "2001:db8::/32"},
 		Sites: []vcl.Site{
@@ -61,15 +65,26 @@ func TestRenderContents(t *testing.T) {
 		`{"say "hi""}`,
 		`set resp.http.X-Edge-Id = "ATL56-C1";`,
 		"if (req.http.X-Cdnflow-Admin)",
+		// Control requests: ACL and token; the token and the health
+		// header go no further; grace for a connector outage.
+		`if (client.ip !~ cdnflow_purgers || req.http.X-Cdnflow-Control != "` + tok + `")`,
+		"unset req.http.X-Cdnflow-Control;",
+		"unset req.http.X-Cdnflow-Health;",
+		"if (std.healthy(cdnflow_connector_health))",
+		"set beresp.grace = 24h;",
 	} {
 		if !strings.Contains(src, want) {
 			t.Errorf("rendered VCL lacks %q", want)
 		}
 	}
+	// PURGE/BAN, the probe and the site table: each checks ACL and token.
+	if n := strings.Count(src, "call cdnflow_control;"); n != 3 {
+		t.Errorf("%d control checks, want 3", n)
+	}
 	// The connector is the only backend; only the default origin is named
 	// in the VCL; origins, paths and the suspended site live in the table.
-	if n := strings.Count(src, "\nbackend "); n != 1 {
-		t.Errorf("%d backends, want the connector only", n)
+	if n := strings.Count(src, "\nbackend "); n != 2 {
+		t.Errorf("%d backends, want the connector and its probed twin only", n)
 	}
 	for _, absent := range []string{"origin.example.net", "secure.example.net", "gone.example.com", "/v1"} {
 		if strings.Contains(src, absent) {
@@ -122,7 +137,7 @@ func TestEntry(t *testing.T) {
 }
 
 func TestRenderMinimal(t *testing.T) {
-	src, err := vcl.Render(vcl.Config{ConnectorPort: 6090})
+	src, err := vcl.Render(vcl.Config{ConnectorPort: 6090, ControlToken: tok})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,16 +155,19 @@ func TestRenderRejectsUnsafeValues(t *testing.T) {
 	site := func(mod func(*vcl.Site)) vcl.Config {
 		s := vcl.Site{Name: "s", Hosts: []string{"a.example.com"}, Origins: []vcl.Backend{origin}}
 		mod(&s)
-		return vcl.Config{ConnectorPort: 6090, Sites: []vcl.Site{s}}
+		return vcl.Config{ConnectorPort: 6090, ControlToken: tok, Sites: []vcl.Site{s}}
 	}
 	cases := map[string]vcl.Config{
-		"no connector":   {},
-		"connector port": {ConnectorPort: 70000},
-		"edge id quote":  {ConnectorPort: 6090, EdgeID: `x"; }`},
-		"acl hostname":   {ConnectorPort: 6090, PurgeACL: []string{"localhost"}},
-		"acl injection":  {ConnectorPort: 6090, PurgeACL: []string{`1.2.3.4"; "0.0.0.0"/0`}},
-		"default host":   {ConnectorPort: 6090, DefaultBackend: &vcl.Backend{Host: `a"b`, Port: 80}},
-		"default port":   {ConnectorPort: 6090, DefaultBackend: &vcl.Backend{Host: "a.b", Port: 0}},
+		"no connector":   {ControlToken: tok},
+		"connector port": {ConnectorPort: 70000, ControlToken: tok},
+		"no token":       {ConnectorPort: 6090},
+		"token quote":    {ConnectorPort: 6090, ControlToken: tok[:40] + `"; }`},
+		"token short":    {ConnectorPort: 6090, ControlToken: "0123456789abcdef"},
+		"edge id quote":  {ConnectorPort: 6090, ControlToken: tok, EdgeID: `x"; }`},
+		"acl hostname":   {ConnectorPort: 6090, ControlToken: tok, PurgeACL: []string{"localhost"}},
+		"acl injection":  {ConnectorPort: 6090, ControlToken: tok, PurgeACL: []string{`1.2.3.4"; "0.0.0.0"/0`}},
+		"default host":   {ConnectorPort: 6090, ControlToken: tok, DefaultBackend: &vcl.Backend{Host: `a"b`, Port: 80}},
+		"default port":   {ConnectorPort: 6090, ControlToken: tok, DefaultBackend: &vcl.Backend{Host: "a.b", Port: 0}},
 		"origin scheme":  site(func(s *vcl.Site) { s.Origins = []vcl.Backend{{Scheme: "ftp", Host: "a.com", Port: 21}} }),
 		"too many origins": site(func(s *vcl.Site) {
 			s.Origins = make([]vcl.Backend, 11)
@@ -175,7 +193,7 @@ func TestRenderRejectsUnsafeValues(t *testing.T) {
 		"referrer pcre only": site(func(s *vcl.Site) { s.ReferrerType = vcl.ReferrerBlacklist; s.Referrers = []string{"a(?=b)"} }),
 		"referrer empty":     site(func(s *vcl.Site) { s.ReferrerType = vcl.ReferrerBlacklist; s.Referrers = []string{""} }),
 		"site name":          site(func(s *vcl.Site) { s.Name = "a\nb" }),
-		"duplicate host": {ConnectorPort: 6090, Sites: []vcl.Site{
+		"duplicate host": {ConnectorPort: 6090, ControlToken: tok, Sites: []vcl.Site{
 			{Name: "a", Hosts: []string{"x.com"}, Origins: []vcl.Backend{origin}},
 			{Name: "b", Hosts: []string{"X.com"}, Origins: []vcl.Backend{origin}},
 		}},
@@ -192,17 +210,17 @@ func TestRenderRejectsUnsafeValues(t *testing.T) {
 func TestRenderCompiles(t *testing.T) {
 	edgetest.RequireVarnish(t)
 	configs := map[string]vcl.Config{
-		"empty":      {ConnectorPort: 6090},
-		"default":    {EdgeID: "E1", ConnectorPort: 6090, DefaultBackend: &origin},
+		"empty":      {ConnectorPort: 6090, ControlToken: tok},
+		"default":    {EdgeID: "E1", ConnectorPort: 6090, ControlToken: tok, DefaultBackend: &origin},
 		"full":       loadableConfig(),
-		"sites only": {ConnectorPort: 6090, Sites: loadableConfig().Sites},
+		"sites only": {ConnectorPort: 6090, ControlToken: tok, Sites: loadableConfig().Sites},
 	}
 	// An edge's VCL is rendered from its site table, without origins.
 	entries, err := vcl.Entries(loadableConfig(), connector.Generation{Created: 1, Version: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	table := vcl.Config{ConnectorPort: 6090}
+	table := vcl.Config{ConnectorPort: 6090, ControlToken: tok}
 	for _, e := range entries {
 		table.Sites = append(table.Sites, vcl.SiteOfEntry(e))
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/edge/varnishadm"
 	"github.com/cdnflow/cdnflow/edge/varnishd"
 	"github.com/cdnflow/cdnflow/edge/vcl"
@@ -70,11 +71,15 @@ func (c *Cluster) originProc() proc {
 }
 
 func (c *Cluster) connectorProc(e inventory.Edge) proc {
-	argv := []string{c.cdnflow(), "connector", "--listen", e.ConnectorAddress, "--log-format", "json"}
+	argv := []string{c.cdnflow(), "connector", "--listen", e.ConnectorAddress, "--log-format", "json",
+		"--control-secret-file", e.SecretFile}
 	if len(c.opts.OriginAllowLoopback) > 0 {
 		argv = append(argv, "--origin-allow-loopback", strings.Join(c.opts.OriginAllowLoopback, ","))
 	}
-	return proc{name: "connector-" + e.ID, argv: argv, ready: tcpReady(e.ConnectorAddress)}
+	// The connector starts before its edge and reads the edge's secret
+	// (the control token's key) at start.
+	return proc{name: "connector-" + e.ID, argv: argv, prepare: func() error { return varnishd.EnsureSecret(e.SecretFile) },
+		ready: tcpReady(e.ConnectorAddress)}
 }
 
 // edgeProc is varnishd in the foreground (-F) with the boot VCL that `cdnflow
@@ -113,7 +118,11 @@ func (c *Cluster) writeEdgeFiles(e inventory.Edge) error {
 		p, _ := strconv.Atoi(port)
 		def = &vcl.Backend{Host: host, Port: p}
 	}
-	src, err := vcl.Render(vcl.Config{EdgeID: e.ID, ConnectorPort: e.ConnectorPort(), DefaultBackend: def})
+	token, err := connector.ControlTokenFile(e.SecretFile)
+	if err != nil {
+		return fmt.Errorf("edge %s: %w", e.ID, err)
+	}
+	src, err := vcl.Render(vcl.Config{EdgeID: e.ID, ConnectorPort: e.ConnectorPort(), DefaultBackend: def, ControlToken: token})
 	if err != nil {
 		return fmt.Errorf("edge %s: render vcl: %w", e.ID, err)
 	}

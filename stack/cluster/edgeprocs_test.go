@@ -1,0 +1,48 @@
+package cluster
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/cdnflow/cdnflow/edge/connector"
+	"github.com/cdnflow/cdnflow/inventory"
+)
+
+// An edge's connector starts first and already finds the edge's secret;
+// it checks the control token of the same file varnishd reads (-S), and
+// the boot VCL holds that token.
+func TestEdgeAndConnectorShareTheControlSecret(t *testing.T) {
+	c, err := New(Options{Dir: t.TempDir(), PGPort: 25432, TemporalPort: 21000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := inventory.Edge{ID: "E1", Address: "127.0.0.1:16081", AdminAddress: "127.0.0.1:16082", ConnectorAddress: "127.0.0.1:16083",
+		SecretFile: filepath.Join(c.opts.Dir, "edges", "E1.secret")}
+	conn := c.connectorProc(e)
+	if err := conn.prepare(); err != nil {
+		t.Fatalf("connector prepare: %v", err)
+	}
+	if i := slices.Index(conn.argv, "--control-secret-file"); i < 0 || i+1 >= len(conn.argv) || conn.argv[i+1] != e.SecretFile {
+		t.Fatalf("connector argv %v: want --control-secret-file %s", conn.argv, e.SecretFile)
+	}
+	if i := slices.Index(c.edgeProc(e).argv, "-S"); i < 0 || c.edgeProc(e).argv[i+1] != e.SecretFile {
+		t.Fatalf("edge argv %v: want -S %s", c.edgeProc(e).argv, e.SecretFile)
+	}
+	if err := c.writeEdgeFiles(e); err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile(filepath.Join(c.opts.Dir, "edges", e.ID, "boot.vcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := connector.ControlTokenFile(e.SecretFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(src), `"`+tok+`"`) {
+		t.Fatalf("boot VCL does not hold the control token of %s", e.SecretFile)
+	}
+}
