@@ -268,6 +268,51 @@ func (a *apiClient) createDistribution(originHost string, originPort int) string
 	}
 }
 
+// createDistributions creates n distributions on the origin in one POST
+// and waits until every one is OPEN; it returns their domains.
+func (a *apiClient) createDistributions(originHost string, originPort, n int) []string {
+	a.t.Helper()
+	bodies := make([]map[string]any, n)
+	for i := range bodies {
+		bodies[i] = map[string]any{
+			"region": "GLOBAL", "useOriginHttpProtocolDowngrade": false, "useOrigin": "Y", "referrerType": "BLACKLIST",
+			"origins": []map[string]any{{"origin": originHost, "port": originPort, "originPath": "/"}},
+		}
+	}
+	var created struct {
+		Distributions []struct {
+			Domain string `json:"domain"`
+		} `json:"distributions"`
+	}
+	a.nhn("POST", "/distributions", map[string]any{"distributions": bodies}, false, &created)
+	if len(created.Distributions) != n {
+		a.t.Fatalf("created %d distributions, want %d", len(created.Distributions), n)
+	}
+	domains := make([]string, n)
+	for i, d := range created.Distributions {
+		domains[i] = d.Domain
+	}
+	end := time.Now().Add(2 * time.Minute)
+	for _, d := range domains {
+		for {
+			var out struct {
+				Distributions []struct {
+					Status string `json:"status"`
+				} `json:"distributions"`
+			}
+			a.nhn("GET", "/distributions?domain="+d, nil, true, &out)
+			if len(out.Distributions) == 1 && out.Distributions[0].Status == "OPEN" {
+				break
+			}
+			if time.Now().After(end) {
+				a.t.Fatalf("distribution %s not OPEN: %+v", d, out)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	return domains
+}
+
 // edgeGet fetches host+path through an edge and returns X-Cache.
 func edgeGet(addr, host, path string) (int, string, error) {
 	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)

@@ -71,14 +71,22 @@ func (c *Cluster) originProc() proc {
 }
 
 func (c *Cluster) connectorProc(e inventory.Edge) proc {
+	// The state file keeps the edge's site table when the connector
+	// restarts: a restart then changes nothing visitors get.
+	state := filepath.Join(c.dataDir("connector-"+e.ID), "sites.json")
 	argv := []string{c.cdnflow(), "connector", "--listen", e.ConnectorAddress, "--log-format", "json",
-		"--control-secret-file", e.SecretFile}
+		"--control-secret-file", e.SecretFile, "--state-file", state}
 	if len(c.opts.OriginAllowLoopback) > 0 {
 		argv = append(argv, "--origin-allow-loopback", strings.Join(c.opts.OriginAllowLoopback, ","))
 	}
 	// The connector starts before its edge and reads the edge's secret
 	// (the control token's key) at start.
-	return proc{name: "connector-" + e.ID, argv: argv, prepare: func() error { return varnishd.EnsureSecret(e.SecretFile) },
+	return proc{name: "connector-" + e.ID, argv: argv, prepare: func() error {
+		if err := os.MkdirAll(filepath.Dir(state), 0o700); err != nil {
+			return fmt.Errorf("connector state directory: %w", err)
+		}
+		return varnishd.EnsureSecret(e.SecretFile)
+	},
 		ready: tcpReady(e.ConnectorAddress)}
 }
 
