@@ -502,33 +502,11 @@ func TestEdgeSyncRePutKeepsCache(t *testing.T) {
 	}
 }
 
-// requireForce skips the test on a connector that ignores force (a
-// connector before the durable site table): nothing can replace an entry
-// of a newer generation there.
-func (f *syncEdges) requireForce(t *testing.T) {
-	t.Helper()
-	s := entry(t, f.spec("force-probe.sync.test", 1, "/probe"), "probe")
-	s.Gen.Created = 9_000_000_000_000_000
-	f.put(t, 0, s, false)
-	s.Gen.Created = syncCreated
-	res, err := f.client.PutSite(context.Background(), f.edges[0].Edge, s, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.edges[0].Connector.Table().Replace(nil); err != nil {
-		t.Fatal(err)
-	}
-	if !res.Applied {
-		t.Skip("the edge's connector ignores force (needs the durable-table connector)")
-	}
-}
-
 // An entry whose generation is ahead of the clock (planted, corrupt) is
 // no newer change: whoever it names as owner, the desired entry replaces
 // it in one round, and what it served is banned.
 func TestEdgeSyncHealsPlantedEntry(t *testing.T) {
 	f := startSyncEdges(t, 1)
-	f.requireForce(t)
 	p, q := f.spec("p.sync.test", 1, "/good"), f.spec("q.sync.test", 1, "/good")
 	d := &fakeDesired{}
 	d.set([]distribution.SiteSpec{p, q})
@@ -564,7 +542,6 @@ func TestEdgeSyncHealsPlantedEntry(t *testing.T) {
 // row. Under the same generation as desired it is replaced at once.
 func TestEdgeSyncDifferingEntry(t *testing.T) {
 	f := startSyncEdges(t, 1)
-	f.requireForce(t)
 	s := f.spec("d.sync.test", 1, "/good")
 	same := f.spec("e.sync.test", 1, "/good")
 	d := &fakeDesired{}
@@ -699,4 +676,34 @@ func metricValue(t *testing.T, series string) float64 {
 		}
 	}
 	return 0
+}
+
+// A restart of varnishd (its cache is in memory: gone) changes nothing of
+// the edge's configuration: the connector keeps the site table, the sync
+// puts back only the VCL the restarted varnishd booted without, and every
+// site is served from its own origin again.
+func TestEdgeSyncVarnishdRestartKeepsTable(t *testing.T) {
+	f := startSyncEdges(t, 1)
+	specs := f.specs(5, "/prod")
+	d := &fakeDesired{}
+	d.set(specs)
+	a := f.sync("prod", f.inventory(t), d)
+	last := round(t, a, nil, false)
+	before := last[f.edges[0].Edge.ID].TableDigest
+	f.edges[0].Restart(t)
+	last = round(t, a, last, false)
+	r := last[f.edges[0].Edge.ID]
+	if r.TableDigest != before {
+		t.Fatalf("table digest %s after the varnishd restart, %s before", r.TableDigest, before)
+	}
+	for _, reason := range []string{"missing", "stale", "orphan", "ahead", "differs"} {
+		if slices.Contains(r.Drift, reason) {
+			t.Fatalf("drift %v after a varnishd restart: the site table was not touched", r.Drift)
+		}
+	}
+	for _, s := range specs {
+		if p, _ := f.fetch(t, 0, s.Domain, "/after.js"); p != "/prod/after.js" {
+			t.Fatalf("%s after the varnishd restart fetched %q, want /prod/after.js", s.Domain, p)
+		}
+	}
 }
