@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,11 +15,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/cdnflow/cdnflow/distribution"
-	"github.com/cdnflow/cdnflow/edge"
 	"github.com/cdnflow/cdnflow/edge/connector"
-	"github.com/cdnflow/cdnflow/edge/edgetest"
-	"github.com/cdnflow/cdnflow/edge/vcl"
-	"github.com/cdnflow/cdnflow/internal/origin"
 	"github.com/cdnflow/cdnflow/inventory"
 )
 
@@ -31,26 +26,11 @@ const applyCreated = 1_700_000_000_000
 // applyCP is the control plane the tests' ApplySite runs as.
 const applyCP = "cp-apply"
 
-// applyEdges is real edges (varnishd and connector, empty tables) whose
-// sites fetch from one test origin.
-type applyEdges struct {
-	edges  []*edgetest.RunningEdge
-	client *edge.Client
-	origin vcl.Backend
-}
+// applyEdges are the sync tests' real edges (syncEdges: varnishd and
+// connector, empty tables, one test origin), driven by ApplySite.
+type applyEdges struct{ *syncEdges }
 
-func startApplyEdges(t *testing.T, n int) *applyEdges {
-	t.Helper()
-	srv := httptest.NewServer(&origin.Handler{})
-	t.Cleanup(srv.Close)
-	host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
-	p, _ := strconv.Atoi(port)
-	o := vcl.Backend{Host: host, Port: p}
-	edges := edgetest.StartEdges(t, n, func(id string) vcl.Config {
-		return vcl.Config{EdgeID: id, DefaultBackend: &o}
-	})
-	return &applyEdges{edges: edges, client: edge.NewClient(edge.Options{}), origin: o}
-}
+func startApplyEdges(t *testing.T, n int) *applyEdges { return &applyEdges{startSyncEdges(t, n)} }
 
 // spec is distribution a.apply.test at version, fetching from the test
 // origin under path (suspended when suspended).
