@@ -33,6 +33,7 @@ import (
 
 	"github.com/cdnflow/cdnflow/bench/harness"
 	"github.com/cdnflow/cdnflow/config"
+	"github.com/cdnflow/cdnflow/service"
 	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/inventory"
 )
@@ -40,7 +41,7 @@ import (
 const appKey, secret = "bench", "bench-secret"
 
 // perRequest is NHN's limit of distributions in one POST.
-const perRequest = 100
+const perRequest = service.MaxDistributionsPerRequest
 
 type bench struct {
 	stack      *harness.Stack

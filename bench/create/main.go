@@ -44,13 +44,14 @@ import (
 
 	"github.com/cdnflow/cdnflow/bench/harness"
 	"github.com/cdnflow/cdnflow/config"
+	"github.com/cdnflow/cdnflow/service"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
 const appKey, secret = "bench", "bench-secret"
 
 // perRequest is NHN's limit of distributions in one POST.
-const perRequest = 100
+const perRequest = service.MaxDistributionsPerRequest
 
 type bench struct {
 	stack      *harness.Stack
