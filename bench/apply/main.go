@@ -33,9 +33,9 @@ import (
 
 	"github.com/cdnflow/cdnflow/bench/harness"
 	"github.com/cdnflow/cdnflow/config"
-	"github.com/cdnflow/cdnflow/service"
 	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/inventory"
+	"github.com/cdnflow/cdnflow/service"
 )
 
 const appKey, secret = "bench", "bench-secret"
