@@ -28,11 +28,15 @@ type DistributionInit struct {
 // maxErrorRetry caps the wait between two tries of a change in ERROR.
 const maxErrorRetry = 10 * time.Minute
 
-// failedChange is a change that ended in ERROR, kept to try it again.
-type failedChange struct {
+// change is one accepted change as the lifecycle runs it: the
+// transitional status, the status it ends in, the configuration and
+// whether it suspends or deletes. A change that ended in ERROR is kept
+// (entity.failed) to be tried again.
+type change struct {
 	during, final string
 	cfg           distribution.Config
 	suspended     bool
+	deleted       bool
 }
 
 // entity is a running distribution workflow: its input, state and the
@@ -49,7 +53,7 @@ type entity struct {
 	// callbacks still being delivered; the workflow outlives them.
 	callbacks int
 	// failed is the change that put the distribution in ERROR, if any.
-	failed *failedChange
+	failed *change
 }
 
 // DistributionWorkflow is the one long-running entity of a distribution:
@@ -74,7 +78,7 @@ func DistributionWorkflow(ctx workflow.Context, in DistributionInit) (distributi
 
 	if !in.Opened {
 		d.busy = true
-		d.run(ctx, distribution.StatusOpening, distribution.StatusOpen, st.Config, false, false)
+		d.run(ctx, change{during: distribution.StatusOpening, final: distribution.StatusOpen, cfg: st.Config})
 		d.in.Opened = true
 		d.busy = false
 	}
@@ -115,7 +119,7 @@ func (d *entity) registerUpdates(ctx workflow.Context) {
 		if d.st.Status == distribution.StatusSuspend {
 			final = distribution.StatusSuspend
 		}
-		d.run(ctx, distribution.StatusModifying, final, cfg, final == distribution.StatusSuspend, false)
+		d.run(ctx, change{during: distribution.StatusModifying, final: final, cfg: cfg, suspended: final == distribution.StatusSuspend})
 		return *d.st, nil
 	}, workflow.UpdateHandlerOptions{Validator: func(cfg distribution.Config) error {
 		return guard(distribution.StatusOpen, distribution.StatusSuspend, distribution.StatusError)()
@@ -123,19 +127,19 @@ func (d *entity) registerUpdates(ctx workflow.Context) {
 	_ = workflow.SetUpdateHandlerWithOptions(ctx, UpdateSuspend, func(ctx workflow.Context) (distribution.State, error) {
 		d.busy = true
 		defer func() { d.busy = false }()
-		d.run(ctx, distribution.StatusSuspending, distribution.StatusSuspend, d.st.Config, true, false)
+		d.run(ctx, change{during: distribution.StatusSuspending, final: distribution.StatusSuspend, cfg: d.st.Config, suspended: true})
 		return *d.st, nil
 	}, workflow.UpdateHandlerOptions{Validator: guard(distribution.StatusOpen)})
 	_ = workflow.SetUpdateHandlerWithOptions(ctx, UpdateResume, func(ctx workflow.Context) (distribution.State, error) {
 		d.busy = true
 		defer func() { d.busy = false }()
-		d.run(ctx, distribution.StatusResume, distribution.StatusOpen, d.st.Config, false, false)
+		d.run(ctx, change{during: distribution.StatusResume, final: distribution.StatusOpen, cfg: d.st.Config})
 		return *d.st, nil
 	}, workflow.UpdateHandlerOptions{Validator: guard(distribution.StatusSuspend)})
 	_ = workflow.SetUpdateHandlerWithOptions(ctx, UpdateDelete, func(ctx workflow.Context) (distribution.State, error) {
 		d.busy = true
 		defer func() { d.busy = false }()
-		d.run(ctx, distribution.StatusClosing, distribution.StatusClose, d.st.Config, false, true)
+		d.run(ctx, change{during: distribution.StatusClosing, final: distribution.StatusClose, cfg: d.st.Config, deleted: true})
 		d.st.Status = distribution.StatusClose // a domain is gone even if an edge lagged
 		d.st.DeleteTime = workflow.Now(ctx).UnixMilli()
 		d.setStatus(ctx, distribution.StatusClose)
@@ -147,8 +151,9 @@ func (d *entity) registerUpdates(ctx workflow.Context) {
 // run moves through a transitional status, applies the config on every
 // edge, and ends in final — or in ERROR with the reason, after putting the
 // last good config back on the edges.
-func (d *entity) run(ctx workflow.Context, during, final string, cfg distribution.Config, suspended, deleted bool) {
-	d.failed = &failedChange{during: during, final: final, cfg: cfg, suspended: suspended}
+func (d *entity) run(ctx workflow.Context, c change) {
+	during, final, cfg, suspended, deleted := c.during, c.final, c.cfg, c.suspended, c.deleted
+	d.failed = &c
 	if deleted {
 		d.failed = nil // a delete ends the entity whatever the edges said
 	}
@@ -212,7 +217,7 @@ func (d *entity) retryErrors(ctx workflow.Context) {
 			continue
 		}
 		d.busy = true
-		d.run(ctx, f.during, f.final, f.cfg, f.suspended, false)
+		d.run(ctx, *f)
 		d.busy = false
 		if d.failed == nil {
 			delay = base
