@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -82,14 +81,7 @@ func (c EdgeConfig) vclFor(e inventory.Edge, sites []connector.Site) (name, src 
 		}
 		cfg.DefaultBackend = &vcl.Backend{Host: host, Port: p}
 	}
-	for _, s := range sites {
-		if s.Referrer != nil {
-			cfg.Sites = append(cfg.Sites, vcl.SiteOfEntry(s))
-		}
-	}
-	// One table, one VCL: the order of the sites does not matter.
-	sort.Slice(cfg.Sites, func(i, j int) bool { return cfg.Sites[i].Name < cfg.Sites[j].Name })
-	src, err = vcl.Render(cfg)
+	src, err = vcl.Render(vcl.WithTable(cfg, sites))
 	if err != nil {
 		return "", "", fmt.Errorf("render vcl for %s: %w", e.ID, err)
 	}

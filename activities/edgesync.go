@@ -162,9 +162,6 @@ func (a *EdgeSync) SyncEdges(ctx context.Context, in SyncEdgesInput) ([]EdgeSync
 	// wrong (or a control plane pointed at the wrong namespace) as a
 	// fleet emptied on purpose.
 	empty := len(specs) == 0 && len(running) == 0
-	if empty && !a.AllowMassDelete {
-		logger(ctx).Warn("desired state is empty: no site is deleted this round (--edge-sync-allow-mass-delete allows it)")
-	}
 	ids := in.EdgeIDs
 	if len(ids) == 0 {
 		ids = a.syncEdgeIDs()
@@ -264,11 +261,19 @@ func (a *EdgeSync) syncEdge(ctx context.Context, id string, w wanted, last EdgeS
 		rep.VCL = name
 	}
 	rep.Sites, rep.TableDigest = len(table), connector.Digest(table)
-	if e.Managed && (len(st.Sites) == 0 || st.Loaded > 0) && !st.Started.Equal(last.ConnectorStarted) {
-		// An edge `cdnflow dev` (re)started itself: filled the first time,
-		// or its connector reloaded its table from its state file.
-		log.Info("edge filled", "changes", rep.Drift, "sites", rep.Sites)
-		rep.Drift = nil
+	if e.Managed && !st.Started.Equal(last.ConnectorStarted) {
+		switch {
+		case len(st.Sites) == 0 && st.Loaded == 0:
+			// An edge `cdnflow dev` started itself with an empty table,
+			// filled the first time: nothing drifted.
+			log.Info("edge filled", "changes", rep.Drift, "sites", rep.Sites)
+			rep.Drift = nil
+		case st.Loaded > 0:
+			// Its connector restarted with dev and reloaded its table
+			// from its state file: the restart itself is expected, any
+			// other repair is drift.
+			rep.Drift = slices.DeleteFunc(rep.Drift, func(r string) bool { return r == "restart" })
+		}
 	}
 	if len(rep.Conflicts) > 0 {
 		rep.Error = fmt.Sprintf("%d desired sites not taken (see conflicts), first: %s", rep.Held["conflict"], rep.Conflicts[0])

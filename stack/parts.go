@@ -151,7 +151,7 @@ func StartManagedEdges(ctx context.Context, cfg config.Config, inv *inventory.In
 	if _, err := exec.LookPath("varnishd"); err != nil {
 		return nil, stop, varnishd.ErrNotInstalled
 	}
-	stop, err = startConnectors(cfg, inv, idx, logger)
+	tables, stop, err := startConnectors(cfg, inv, idx, logger)
 	if err != nil {
 		return nil, func() {}, err
 	}
@@ -159,7 +159,7 @@ func StartManagedEdges(ctx context.Context, cfg config.Config, inv *inventory.In
 	for j, i := range idx {
 		managed[j] = inv.Edges[i]
 	}
-	procs, err = startVarnishes(ctx, cfg, managed, logger)
+	procs, err = startVarnishes(ctx, cfg, managed, tables, logger)
 	if err != nil {
 		stop()
 		return nil, func() {}, err
@@ -169,10 +169,12 @@ func StartManagedEdges(ctx context.Context, cfg config.Config, inv *inventory.In
 
 // startConnectors serves one origin connector per edge inv.Edges[i], i in
 // idx, on its connectorAddress, with the origin settings of cfg and its
-// site table in <DataDir>/connectors/<edge id>.json. A port 0
-// (a managed edge without connectorAddress) becomes the free port chosen,
-// written back into inv before any VCL or worker uses it.
-func startConnectors(cfg config.Config, inv *inventory.Inventory, idx []int, logger *zap.Logger) (func(), error) {
+// site table in <DataDir>/connectors/<edge id>.json; it returns each
+// edge's table as loaded, by edge id. A port 0 (a managed edge without
+// connectorAddress) becomes the free port chosen, written back into inv
+// before any VCL or worker uses it.
+func startConnectors(cfg config.Config, inv *inventory.Inventory, idx []int, logger *zap.Logger) (map[string][]connector.Site, func(), error) {
+	tables := map[string][]connector.Site{}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	stop := func() { cancel(); wg.Wait() }
@@ -181,7 +183,7 @@ func startConnectors(cfg config.Config, inv *inventory.Inventory, idx []int, log
 		ln, err := net.Listen("tcp", e.ConnectorAddress)
 		if err != nil {
 			stop()
-			return nil, fmt.Errorf("edge %s: connector: listen %s: %w", e.ID, e.ConnectorAddress, err)
+			return nil, nil, fmt.Errorf("edge %s: connector: listen %s: %w", e.ID, e.ConnectorAddress, err)
 		}
 		e.ConnectorAddress = ln.Addr().String()
 		// The connector checks admin requests for the edge's control
@@ -189,7 +191,7 @@ func startConnectors(cfg config.Config, inv *inventory.Inventory, idx []int, log
 		if err := varnishd.EnsureSecret(e.SecretFile); err != nil {
 			_ = ln.Close()
 			stop()
-			return nil, fmt.Errorf("edge %s: %w", e.ID, err)
+			return nil, nil, fmt.Errorf("edge %s: %w", e.ID, err)
 		}
 		co := cfg.ConnectorOptions(e.ConnectorAddress, logger.Named("connector").With(zap.String("edgeId", e.ID)))
 		co.ControlSecretFile = e.SecretFile
@@ -198,8 +200,9 @@ func startConnectors(cfg config.Config, inv *inventory.Inventory, idx []int, log
 		if err != nil {
 			_ = ln.Close()
 			stop()
-			return nil, fmt.Errorf("edge %s: %w", e.ID, err)
+			return nil, nil, fmt.Errorf("edge %s: %w", e.ID, err)
 		}
+		tables[e.ID] = c.Table().State().Sites
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -209,11 +212,12 @@ func startConnectors(cfg config.Config, inv *inventory.Inventory, idx []int, log
 			}
 		}()
 	}
-	return stop, nil
+	return tables, stop, nil
 }
 
-// startVarnishes starts one varnishd per edge, in parallel.
-func startVarnishes(ctx context.Context, cfg config.Config, managed []inventory.Edge, logger *zap.Logger) ([]*varnishd.Process, error) {
+// startVarnishes starts one varnishd per edge, in parallel, each booted
+// with the VCL of its connector's table (tables, by edge id).
+func startVarnishes(ctx context.Context, cfg config.Config, managed []inventory.Edge, tables map[string][]connector.Site, logger *zap.Logger) ([]*varnishd.Process, error) {
 	var def *vcl.Backend
 	if cfg.DefaultOrigin != "" {
 		b, err := backendOf(cfg.DefaultOrigin)
@@ -235,7 +239,9 @@ func startVarnishes(ctx context.Context, cfg config.Config, managed []inventory.
 				errs[i] = fmt.Errorf("edge %s: %w", e.ID, err)
 				return
 			}
-			src, err := vcl.Render(vcl.Config{EdgeID: e.ID, ConnectorPort: e.ConnectorPort(), DefaultBackend: def, PurgeACL: cfg.PurgeACL, ControlToken: token})
+			// The VCL of the table the connector loaded: what the edge
+			// sync renders for it, so a restarted edge is as desired.
+			src, err := vcl.Render(vcl.WithTable(vcl.Config{EdgeID: e.ID, ConnectorPort: e.ConnectorPort(), DefaultBackend: def, PurgeACL: cfg.PurgeACL, ControlToken: token}, tables[e.ID]))
 			if err != nil {
 				errs[i] = fmt.Errorf("edge %s: render vcl: %w", e.ID, err)
 				return

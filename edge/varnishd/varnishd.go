@@ -174,7 +174,7 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 // empty -f, so the child starts with it active.
 func bootArgs(o Options) ([]string, error) {
 	vclPath := filepath.Join(o.WorkDir, "boot.vcl")
-	if err := os.WriteFile(vclPath, []byte(o.VCL), 0o644); err != nil {
+	if err := os.WriteFile(vclPath, []byte(o.VCL), 0o600); err != nil {
 		return nil, fmt.Errorf("write boot vcl: %w", err)
 	}
 	if o.VCLName == "" {

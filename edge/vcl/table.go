@@ -2,6 +2,7 @@ package vcl
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -98,4 +99,20 @@ func Entries(cfg Config, gen connector.Generation) ([]connector.Site, error) {
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+// WithTable is cfg with the VCL of a site table's entries added: only
+// entries with a referrer rule need VCL (everything else is the
+// connector's), in name order, so equal tables render equal VCL and get
+// equal content-addressed names (varnishadm.ManagedName). The edge sync
+// and an edge booted by `cdnflow dev` render through it alike.
+func WithTable(cfg Config, sites []connector.Site) Config {
+	cfg.Sites = nil
+	for _, s := range sites {
+		if s.Referrer != nil {
+			cfg.Sites = append(cfg.Sites, SiteOfEntry(s))
+		}
+	}
+	sort.Slice(cfg.Sites, func(i, j int) bool { return cfg.Sites[i].Name < cfg.Sites[j].Name })
+	return cfg
 }

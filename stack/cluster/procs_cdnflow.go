@@ -138,7 +138,7 @@ func (c *Cluster) writeEdgeFiles(e inventory.Edge) error {
 	if old, err := os.ReadFile(path); err == nil && string(old) == src {
 		return nil
 	}
-	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		return fmt.Errorf("edge %s: boot vcl: %w", e.ID, err)
 	}
 	return nil
