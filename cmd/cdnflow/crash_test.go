@@ -286,7 +286,12 @@ func TestWorkerKilledTenTimesLosesNothing(t *testing.T) {
 func TestDistributionModifyingSurvivesWorkerKill(t *testing.T) {
 	env, a, w, originHost, originPort := crashEnv(t)
 	domain := a.createDistribution(originHost, originPort)
+	// A referrer rule makes the change compile VCL on every edge (seconds,
+	// not the ~0.1 s of a site table entry): a window wide enough to see
+	// MODIFYING and kill the worker in it. Requests without a Referer are
+	// still admitted.
 	a.nhn("PATCH", "/distributions", map[string]any{"domain": domain,
+		"referrerType": "BLACKLIST", "referrers": `evil\.example`, "isAllowWhenEmptyReferrer": true,
 		"origins": []map[string]any{{"origin": originHost, "port": originPort, "originPath": "/v2"}}}, nil)
 	eventually.WithinEvery(t, 30*time.Second, 20*time.Millisecond, func() error {
 		if got := a.distributionStatus(domain); got != "MODIFYING" {

@@ -192,6 +192,38 @@ func (p *renderPlan) writeRecv(w *writer) {
 	w.line(`return (synth(400, "Invalid Host header"));`)
 	w.close()
 	w.close()
+	p.writeControlRecv(w)
+	w.line("# Not a control request: the token goes no further.")
+	w.line("unset req.http.%s;", connector.HeaderControl)
+	w.line("# A healthy connector refetches what is more than %s stale; a down", healthyGrace)
+	w.line("# one leaves the object's grace (%s) in force.", objectGrace)
+	w.open("if (std.healthy(%s))", healthBackend)
+	w.line("set req.grace = %s;", healthyGrace)
+	w.close()
+	w.line("# Every host is fetched through the connector: it routes by Host over")
+	w.line("# the edge's site table (unknown hosts: the default origin or 404).")
+	w.line("set req.backend_hint = %s;", connectorBackend)
+	for i, s := range p.sites {
+		if i == 0 {
+			w.open("if (%s)", hostCond("req.http.host", s.hosts))
+		} else {
+			w.orElse("elsif (%s)", hostCond("req.http.host", s.hosts))
+		}
+		w.line("call %s;", s.sub("recv"))
+	}
+	if len(p.sites) > 0 {
+		w.close()
+	}
+	w.line("# Fall through to the built-in vcl_recv: it passes requests with")
+	w.line("# Cookie or Authorization so private answers are never shared.")
+	w.close()
+	w.line("")
+}
+
+// writeControlRecv writes vcl_recv's control requests: PURGE and BAN, the
+// cache-only probe and the site table's admin protocol, each admitted by
+// cdnflow_control (the purge ACL and the edge's control token) only.
+func (p *renderPlan) writeControlRecv(w *writer) {
 	w.open(`if (req.method == "PURGE" || req.method == "BAN")`)
 	w.line("call cdnflow_control;")
 	w.open("if (!req.http.host)")
@@ -223,31 +255,6 @@ func (p *renderPlan) writeRecv(w *writer) {
 	w.line("set req.backend_hint = %s;", connectorBackend)
 	w.line("return (pass);")
 	w.close()
-	w.line("# Not a control request: the token goes no further.")
-	w.line("unset req.http.%s;", connector.HeaderControl)
-	w.line("# A healthy connector refetches what is more than %s stale; a down", healthyGrace)
-	w.line("# one leaves the object's grace (%s) in force.", objectGrace)
-	w.open("if (std.healthy(%s))", healthBackend)
-	w.line("set req.grace = %s;", healthyGrace)
-	w.close()
-	w.line("# Every host is fetched through the connector: it routes by Host over")
-	w.line("# the edge's site table (unknown hosts: the default origin or 404).")
-	w.line("set req.backend_hint = %s;", connectorBackend)
-	for i, s := range p.sites {
-		if i == 0 {
-			w.open("if (%s)", hostCond("req.http.host", s.hosts))
-		} else {
-			w.orElse("elsif (%s)", hostCond("req.http.host", s.hosts))
-		}
-		w.line("call %s;", s.sub("recv"))
-	}
-	if len(p.sites) > 0 {
-		w.close()
-	}
-	w.line("# Fall through to the built-in vcl_recv: it passes requests with")
-	w.line("# Cookie or Authorization so private answers are never shared.")
-	w.close()
-	w.line("")
 }
 
 func (p *renderPlan) writeInvalidation(w *writer) {
