@@ -147,7 +147,7 @@ func TestDistributionVersionsAndRollback(t *testing.T) {
 		t.Fatalf("dry run = %d %s", r.status, r.body)
 	}
 	// NHN suspend and resume are versions too, with the caller.
-	for _, step := range []struct{ route, rid, status string }{{"suspend", "rid-suspend", "SUSPEND"}, {"resume", "rid-resume", "OPEN"}} {
+	for i, step := range []struct{ route, rid, status string }{{"suspend", "rid-suspend", "SUSPEND"}, {"resume", "rid-resume", "OPEN"}} {
 		req, _ := http.NewRequest("PUT", env.API.URL+"/v1.5/appKeys/"+appKey+"/distributions/"+step.route, strings.NewReader(mustJSON(map[string]any{"domains": []string{domain}})))
 		req.Header.Set("Authorization", secret)
 		req.Header.Set("X-Request-Id", step.rid)
@@ -155,9 +155,14 @@ func TestDistributionVersionsAndRollback(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		var out struct{ Header nhnHeader }
+		err = json.NewDecoder(resp.Body).Decode(&out)
 		resp.Body.Close()
+		if err != nil || !out.Header.IsSuccessful {
+			t.Fatalf("%s: %v %+v", step.route, err, out.Header)
+		}
+		waitVersion(t, env, domain, 23+i, step.status)
 	}
-	waitVersion(t, env, domain, 24, "OPEN")
 
 	var list struct{ Versions []service.VersionSummary }
 	r = v1(t, env, "GET", domain, "/versions", "", "", nil)
