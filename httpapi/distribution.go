@@ -64,10 +64,19 @@ func (s *Server) updateDistribution(c echo.Context, partial bool) error {
 
 // callerOf is who makes a distribution change, as its version records
 // it: the appKey the request authenticated with (requireAppKey) and the
-// request id the RequestID middleware gave it.
+// request id the RequestID middleware gave it (the caller's X-Request-Id
+// when it sent one), cut to maxRecordedRequestID bytes: versions keep
+// it in the workflow state.
 func callerOf(c echo.Context) service.Caller {
-	return service.Caller{KeyID: c.Param("appKey"), RequestID: c.Response().Header().Get(echo.HeaderXRequestID)}
+	rid := c.Response().Header().Get(echo.HeaderXRequestID)
+	if len(rid) > maxRecordedRequestID {
+		rid = rid[:maxRecordedRequestID]
+	}
+	return service.Caller{KeyID: c.Param("appKey"), RequestID: rid}
 }
+
+// maxRecordedRequestID bounds the request id a version records.
+const maxRecordedRequestID = 128
 
 func (s *Server) changeDistributions(update string) echo.HandlerFunc {
 	return func(c echo.Context) error {
