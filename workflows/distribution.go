@@ -132,6 +132,9 @@ func (d *entity) registerUpdates(ctx workflow.Context) {
 	_ = workflow.SetUpdateHandlerWithOptions(ctx, UpdateModify, func(ctx workflow.Context, req ChangeRequest) (distribution.State, error) {
 		d.busy = true
 		defer func() { d.busy = false }()
+		// The validator refuses a request without a config; replay does
+		// not run validators, and histories recorded when the argument
+		// was the config itself decode to a request without one.
 		cfg := d.st.Config
 		if req.Config != nil {
 			cfg = *req.Config
