@@ -121,7 +121,8 @@ func TestDistributionVersions(t *testing.T) {
 	}
 }
 
-// Past MaxVersions the oldest go; the numbers go on.
+// Past MaxVersions the oldest go; the numbers go on, across
+// continue-as-new too.
 func TestDistributionVersionsKeepNewest(t *testing.T) {
 	env, _ := versionsEnv(t)
 	const edits = MaxVersions + 8
@@ -139,8 +140,8 @@ func TestDistributionVersionsKeepNewest(t *testing.T) {
 			t.Error(err)
 		}
 		env.UpdateWorkflow(UpdateRollback, "old", recordUpdate{old}, RollbackRequest{Version: 2})
-		env.UpdateWorkflow(UpdateDelete, "del", recordUpdate{&updateOutcome{}})
 	}, time.Duration(edits+2)*time.Minute)
+	env.RegisterDelayedCallback(func() { env.SetContinueAsNewSuggested(true) }, time.Duration(edits+3)*time.Minute)
 	env.ExecuteWorkflow(DistributionWorkflow, DistributionInit{
 		State: distribution.State{AppKey: "k", Domain: "d.test", Status: distribution.StatusOpening, Config: cfgPath("/v1")},
 	})
@@ -149,6 +150,36 @@ func TestDistributionVersionsKeepNewest(t *testing.T) {
 	}
 	if errType(old.rejected) != ErrUnknownVersion {
 		t.Fatalf("rollback to a dropped version: %v", old.rejected)
+	}
+	var can *workflow.ContinueAsNewError
+	if err := env.GetWorkflowError(); !errors.As(err, &can) {
+		t.Fatalf("want continue-as-new, got %v", err)
+	}
+	var next DistributionInit
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+		t.Fatal(err)
+	}
+	// The next run keeps the newest MaxVersions and numbers on from them;
+	// a rollback to the oldest kept one works.
+	env2, applied := versionsEnv(t)
+	rb := &updateOutcome{}
+	oldest := next.Versions[0]
+	env2.RegisterDelayedCallback(func() {
+		env2.UpdateWorkflow(UpdateRollback, "rb", recordUpdate{rb}, RollbackRequest{Version: oldest.N, IfMatch: edits + 1})
+	}, time.Minute)
+	env2.RegisterDelayedCallback(func() {
+		v, err := env2.QueryWorkflow(QueryVersions)
+		if err != nil || v.Get(&versions) != nil {
+			t.Error(err)
+		}
+		env2.UpdateWorkflow(UpdateDelete, "del", recordUpdate{&updateOutcome{}})
+	}, 2*time.Minute)
+	env2.ExecuteWorkflow(DistributionWorkflow, next)
+	if rb.rejected != nil || len(versions) != MaxVersions || versions[0].N != oldest.N+1 || versions[MaxVersions-1].N != edits+2 || versions[MaxVersions-1].RollbackOf != oldest.N {
+		t.Fatalf("after continue-as-new: rollback %v, %d versions %d..%d", rb.rejected, len(versions), versions[0].N, versions[len(versions)-1].N)
+	}
+	if got := (*applied)[0].Spec.Config.Origins[0].OriginPath; got != oldest.Config.Origins[0].OriginPath {
+		t.Fatalf("rollback after continue-as-new applied %s, want %s", got, oldest.Config.Origins[0].OriginPath)
 	}
 }
 
