@@ -126,32 +126,25 @@ func (s *Server) getVersion(c echo.Context) error {
 	return c.JSON(http.StatusOK, v)
 }
 
-// GET …/versions/diff?from=a&to=b: {"from": a, "to": b, "diff":
-// [{"path", "from", "to"}...]} (service.DiffConfigs); to defaults to the
-// current version.
+// GET …/versions/diff?from=a&to=b: service.VersionDiff {"from": a, "to":
+// b, "diff": [{"path", "from", "to"}...]} (service.DiffConfigs); to
+// defaults to the current version.
 func (s *Server) diffVersions(c echo.Context) error {
 	from, err := versionParam("from", c.QueryParam("from"))
 	if err != nil {
 		return err
 	}
-	ctx, appKey, domain := c.Request().Context(), c.Param("appKey"), c.Param("domain")
 	to := 0
 	if q := c.QueryParam("to"); q != "" {
 		if to, err = versionParam("to", q); err != nil {
 			return err
 		}
-	} else {
-		d, err := s.svc().DistributionV1(ctx, appKey, domain)
-		if err != nil {
-			return distributionErr(c, err)
-		}
-		to = d.Version
 	}
-	diff, err := s.svc().DiffVersions(ctx, appKey, domain, from, to)
+	diff, err := s.svc().DiffVersions(c.Request().Context(), c.Param("appKey"), c.Param("domain"), from, to)
 	if err != nil {
 		return distributionErr(c, err)
 	}
-	return c.JSON(http.StatusOK, map[string]any{"from": from, "to": to, "diff": diff})
+	return c.JSON(http.StatusOK, diff)
 }
 
 // distributionErr answers an unknown domain or version of a /v1 path as

@@ -130,21 +130,32 @@ func findVersion(list []distribution.Version, n int) (distribution.Version, erro
 	return distribution.Version{}, fmt.Errorf("version %d is not kept (kept: %s): %w", n, kept, ErrNotFound)
 }
 
-// DiffVersions answers the config changes from version from to version to.
-func (s *Service) DiffVersions(ctx context.Context, appKey, domain string, from, to int) ([]Change, error) {
+// VersionDiff is the config diff between two versions.
+type VersionDiff struct {
+	From int      `json:"from"`
+	To   int      `json:"to"`
+	Diff []Change `json:"diff"`
+}
+
+// DiffVersions answers the config changes from version from to version to
+// (0: the current one); ErrNotFound when one is not kept.
+func (s *Service) DiffVersions(ctx context.Context, appKey, domain string, from, to int) (VersionDiff, error) {
 	list, err := s.DistributionVersions(ctx, appKey, domain)
 	if err != nil {
-		return nil, err
+		return VersionDiff{}, err
+	}
+	if to == 0 && len(list) > 0 {
+		to = list[len(list)-1].N
 	}
 	a, err := findVersion(list, from)
 	if err != nil {
-		return nil, err
+		return VersionDiff{}, err
 	}
 	b, err := findVersion(list, to)
 	if err != nil {
-		return nil, err
+		return VersionDiff{}, err
 	}
-	return DiffConfigs(a.Config, b.Config), nil
+	return VersionDiff{From: from, To: to, Diff: DiffConfigs(a.Config, b.Config)}, nil
 }
 
 // DistributionV1 answers a live distribution with its current version.
