@@ -141,6 +141,35 @@ type State struct {
 	LastError string `json:"lastError,omitempty"`
 	// Callbacks are the latest lifecycle notifications and their outcome.
 	Callbacks []CallbackResult `json:"callbacks,omitempty"`
+	// Version is the number of the latest accepted change (Version.N);
+	// cdnflow's, not NHN's: the /v1.5 views leave it out.
+	Version int `json:"version,omitempty"`
+}
+
+// Actions of a Version.
+const (
+	ActionCreate   = "create"
+	ActionModify   = "modify"
+	ActionSuspend  = "suspend"
+	ActionResume   = "resume"
+	ActionRollback = "rollback"
+)
+
+// Version is one accepted change of a distribution: its number (from 1,
+// the creation), when it was accepted (epoch ms), the action (Action*),
+// who asked (KeyID: the appKey the request authenticated with, never a
+// secret; RequestID: the API's X-Request-Id) and the configuration and
+// suspended flag the change asked for.
+type Version struct {
+	N         int    `json:"n"`
+	At        int64  `json:"at"`
+	Action    string `json:"action"`
+	KeyID     string `json:"keyId,omitempty"`
+	RequestID string `json:"requestId,omitempty"`
+	Config    Config `json:"config"`
+	Suspended bool   `json:"suspended,omitempty"`
+	// RollbackOf is the version a rollback copied (0 otherwise).
+	RollbackOf int `json:"rollbackOf,omitempty"`
 }
 
 // CallbackResult records one callback delivery.

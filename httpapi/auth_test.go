@@ -39,10 +39,13 @@ func TestEveryRouteRequiresItsKey(t *testing.T) {
 			}
 			return "00000000-0000-0000-0000-000000000000"
 		})
+		// /v1.5 and cdnflow's /v1/appKeys/{appKey} routes take the
+		// appKey's SecretKey; only /v1.5 answers in NHN's envelope.
 		nhnRoute := strings.HasPrefix(path, "/v1.5/")
+		appKeyRoute := strings.Contains(r.Path, ":appKey")
 		for _, key := range []string{"", "wrong", "right-key" + "x"} {
 			req, _ := http.NewRequest(r.Method, ts.URL+path, strings.NewReader(`{}`))
-			if nhnRoute {
+			if appKeyRoute {
 				if key != "" {
 					req.Header.Set("Authorization", key)
 				}
@@ -71,8 +74,12 @@ func TestEveryRouteRequiresItsKey(t *testing.T) {
 					t.Errorf("%s %s with key %q = %d %s", r.Method, path, key, resp.StatusCode, body)
 				}
 			} else {
+				want := http.StatusForbidden
+				if appKeyRoute {
+					want = http.StatusUnauthorized
+				}
 				var e struct{ Code string }
-				if resp.StatusCode != 403 || json.Unmarshal(body, &e) != nil || e.Code != "Unauthorized" {
+				if resp.StatusCode != want || json.Unmarshal(body, &e) != nil || e.Code != "Unauthorized" {
 					t.Errorf("%s %s with key %q = %d %s", r.Method, path, key, resp.StatusCode, body)
 				}
 			}

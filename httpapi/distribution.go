@@ -33,7 +33,7 @@ func (s *Server) createDistributions(c echo.Context) error {
 	if err := bind(c, &req, `JSON with distributions`); err != nil {
 		return err
 	}
-	views, err := s.svc().CreateDistributions(c.Request().Context(), c.Param("appKey"), req.Distributions)
+	views, err := s.svc().CreateDistributions(c.Request().Context(), c.Param("appKey"), req.Distributions, callerOf(c))
 	if err != nil {
 		return err
 	}
@@ -56,11 +56,27 @@ func (s *Server) updateDistribution(c echo.Context, partial bool) error {
 	if err := bind(c, &b, `JSON with domain`); err != nil {
 		return err
 	}
-	if err := s.svc().UpdateDistribution(c.Request().Context(), c.Param("appKey"), b, partial); err != nil {
+	if err := s.svc().UpdateDistribution(c.Request().Context(), c.Param("appKey"), b, partial, callerOf(c)); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, NHNResponse{Header: NHNOK()})
 }
+
+// callerOf is who makes a distribution change, as its version records
+// it: the appKey the request authenticated with (requireAppKey) and the
+// request id the RequestID middleware gave it (the caller's X-Request-Id
+// when it sent one), cut to maxRecordedRequestID bytes: versions keep
+// it in the workflow state.
+func callerOf(c echo.Context) service.Caller {
+	rid := c.Response().Header().Get(echo.HeaderXRequestID)
+	if len(rid) > maxRecordedRequestID {
+		rid = rid[:maxRecordedRequestID]
+	}
+	return service.Caller{KeyID: c.Param("appKey"), RequestID: rid}
+}
+
+// maxRecordedRequestID bounds the request id a version records.
+const maxRecordedRequestID = 128
 
 func (s *Server) changeDistributions(update string) echo.HandlerFunc {
 	return func(c echo.Context) error {
@@ -70,7 +86,7 @@ func (s *Server) changeDistributions(update string) echo.HandlerFunc {
 		if err := bind(c, &req, `JSON with domains`); err != nil {
 			return err
 		}
-		if err := s.svc().ChangeDistributions(c.Request().Context(), c.Param("appKey"), req.Domains, update); err != nil {
+		if err := s.svc().ChangeDistributions(c.Request().Context(), c.Param("appKey"), req.Domains, update, callerOf(c)); err != nil {
 			return err
 		}
 		return c.JSON(http.StatusOK, NHNResponse{Header: NHNOK()})

@@ -41,6 +41,7 @@ const (
 	CodeUnauthorized     = "Unauthorized"
 	CodeNotFound         = "NotFound"
 	CodeConflict         = "Conflict"
+	CodePrecondition     = "PreconditionFailed"
 	CodeTooLarge         = "PayloadTooLarge"
 	CodeUnavailable      = "ServiceUnavailable"
 	CodeRateLimited      = "TooManyRequests"
@@ -76,6 +77,7 @@ var statusAnswers = map[int]struct {
 	http.StatusNotFound:              {CodeNotFound, NHNNotFound},
 	http.StatusMethodNotAllowed:      {CodeMethodNotAllowed, NHNInvalidParameter},
 	http.StatusConflict:              {CodeConflict, NHNInvalidParameter},
+	http.StatusPreconditionFailed:    {CodePrecondition, NHNInvalidParameter},
 	http.StatusRequestEntityTooLarge: {CodeTooLarge, NHNPayloadTooLarge},
 	http.StatusTooManyRequests:       {CodeRateLimited, NHNRateLimited},
 	http.StatusServiceUnavailable:    {CodeUnavailable, NHNTemporalUnavailble},
@@ -122,6 +124,8 @@ var serviceErrors = []struct {
 	{is: is(service.ErrInvalidState), status: http.StatusConflict, nhn: NHNInvalidState},
 	{is: is(service.ErrInProgress), status: http.StatusConflict, nhn: NHNOperationInFlight},
 	{is: is(service.ErrExists), status: http.StatusConflict},
+	// A /v1 write with a stale If-Match.
+	{is: is(service.ErrVersionMismatch), status: http.StatusPreconditionFailed},
 	// An unknown domain is bad input in a JSON body (a schedule's
 	// purge.domain) and NHN's "not found" on /v1.5.
 	{is: is(service.ErrUnknownDomain), status: http.StatusBadRequest, nhn: NHNNotFound, msg: func(err error) string {

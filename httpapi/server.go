@@ -76,6 +76,7 @@ func New(d Deps) *Server {
 	s.routesPrewarm(e)
 	s.routesPurge(e)
 	s.routesDistributions(e)
+	s.routesDistributionVersions(e)
 	s.routesSchedules(e)
 	s.routesDocs(e)
 	return s

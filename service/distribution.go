@@ -65,8 +65,9 @@ func ViewOf(st distribution.State) DistributionView {
 }
 
 // CreateDistributions validates every body first (all or nothing), then
-// starts one entity workflow per distribution with a generated domain.
-func (s *Service) CreateDistributions(ctx context.Context, appKey string, bodies []DistributionBody) ([]DistributionView, error) {
+// starts one entity workflow per distribution with a generated domain;
+// each starts at version 1, made by caller.
+func (s *Service) CreateDistributions(ctx context.Context, appKey string, bodies []DistributionBody, caller Caller) ([]DistributionView, error) {
 	if len(bodies) == 0 {
 		return nil, invalid("distributions must list at least one distribution")
 	}
@@ -105,7 +106,7 @@ func (s *Service) CreateDistributions(ctx context.Context, appKey string, bodies
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			st, err := s.startDistribution(ctx, appKey, cfg, first+int64(i))
+			st, err := s.startDistribution(ctx, appKey, cfg, first+int64(i), caller)
 			views[i], errs[i] = ViewOf(st), err
 		}()
 	}
@@ -120,11 +121,11 @@ func (s *Service) CreateDistributions(ctx context.Context, appKey string, bodies
 // the same time.
 const createParallelism = 16
 
-func (s *Service) startDistribution(ctx context.Context, appKey string, cfg distribution.Config, seq int64) (distribution.State, error) {
+func (s *Service) startDistribution(ctx context.Context, appKey string, cfg distribution.Config, seq int64, caller Caller) (distribution.State, error) {
 	for attempt := 0; attempt < 5; attempt++ {
 		domain := randomLabel(8) + "." + strings.ToLower(s.config.CDNBaseDomain)
 		now := time.Now()
-		st := distribution.State{AppKey: appKey, Domain: domain, Status: distribution.StatusOpening, Config: cfg, CreateTime: now.UnixMilli(), Seq: seq}
+		st := distribution.State{AppKey: appKey, Domain: domain, Status: distribution.StatusOpening, Config: cfg, CreateTime: now.UnixMilli(), Seq: seq, Version: 1}
 		id := workflows.DistributionWorkflowID(appKey, domain)
 		opts := client.StartWorkflowOptions{
 			ID:                    id,
@@ -144,6 +145,8 @@ func (s *Service) startDistribution(ctx context.Context, appKey string, cfg dist
 		}
 		_, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.DistributionWorkflow, workflows.DistributionInit{
 			State: st,
+			Versions: []distribution.Version{{N: 1, At: st.CreateTime, Action: distribution.ActionCreate,
+				KeyID: caller.KeyID, RequestID: caller.RequestID, Config: cfg}},
 		})
 		var taken *serviceerror.WorkflowExecutionAlreadyStarted
 		if errors.As(err, &taken) {
@@ -244,9 +247,19 @@ func (s *Service) distributionState(ctx context.Context, wfID string) (distribut
 // UpdateDistribution applies PUT (partial=false) or PATCH (partial=true).
 // It returns once the entity accepted the change (status MODIFYING); edges
 // follow asynchronously and the callback reports the end.
-func (s *Service) UpdateDistribution(ctx context.Context, appKey string, b DistributionBody, partial bool) error {
+func (s *Service) UpdateDistribution(ctx context.Context, appKey string, b DistributionBody, partial bool, caller Caller) error {
+	st, cfg, err := s.changedConfig(ctx, appKey, b, partial)
+	if err != nil {
+		return err
+	}
+	return s.update(ctx, appKey, st.Domain, workflows.UpdateModify, workflows.ChangeRequest{Config: &cfg, KeyID: caller.KeyID, RequestID: caller.RequestID})
+}
+
+// changedConfig validates a PUT or PATCH body against the distribution's
+// current state and answers that state and the config the change asks for.
+func (s *Service) changedConfig(ctx context.Context, appKey string, b DistributionBody, partial bool) (distribution.State, distribution.Config, error) {
 	if b.Domain == nil || *b.Domain == "" {
-		return invalid("domain is required")
+		return distribution.State{}, distribution.Config{}, invalid("domain is required")
 	}
 	if b.Region != nil && !partial {
 		// PUT has no region; ignore it like NHN rather than fail.
@@ -254,7 +267,7 @@ func (s *Service) UpdateDistribution(ctx context.Context, appKey string, b Distr
 	}
 	st, err := s.DistributionByDomain(ctx, appKey, *b.Domain)
 	if err != nil {
-		return err
+		return st, distribution.Config{}, err
 	}
 	mode := modePut
 	if partial {
@@ -271,17 +284,17 @@ func (s *Service) UpdateDistribution(ctx context.Context, appKey string, b Distr
 	}
 	cfg, err := buildConfig(b, mode, base)
 	if err != nil {
-		return err
+		return st, cfg, err
 	}
 	if err := s.checkOrigins(ctx, cfg); err != nil {
-		return err
+		return st, cfg, err
 	}
-	return s.update(ctx, appKey, st.Domain, workflows.UpdateModify, cfg)
+	return st, cfg, nil
 }
 
-// ChangeDistributions suspends, resumes or deletes each domain. Every
-// domain is checked before any is changed.
-func (s *Service) ChangeDistributions(ctx context.Context, appKey string, domains []string, update string) error {
+// ChangeDistributions suspends, resumes or deletes each domain, for
+// caller. Every domain is checked before any is changed.
+func (s *Service) ChangeDistributions(ctx context.Context, appKey string, domains []string, update string, caller Caller) error {
 	if len(domains) == 0 {
 		return invalid("domains must list at least one domain")
 	}
@@ -293,8 +306,12 @@ func (s *Service) ChangeDistributions(ctx context.Context, appKey string, domain
 			return fmt.Errorf("%s: %w", d, err)
 		}
 	}
+	var args []any
+	if update != workflows.UpdateDelete {
+		args = []any{workflows.ChangeRequest{KeyID: caller.KeyID, RequestID: caller.RequestID}}
+	}
 	for _, d := range domains {
-		if err := s.update(ctx, appKey, d, update); err != nil {
+		if err := s.update(ctx, appKey, d, update, args...); err != nil {
 			return fmt.Errorf("%s: %w", d, err)
 		}
 	}
@@ -327,6 +344,10 @@ func (s *Service) update(ctx context.Context, appKey, domain, name string, args 
 			return fmt.Errorf("%w: %s", ErrInvalidState, appErr.Message())
 		case workflows.ErrOperationInFlight:
 			return fmt.Errorf("%w: %s", ErrInProgress, appErr.Message())
+		case workflows.ErrVersionMismatch:
+			return fmt.Errorf("%w: %s", ErrVersionMismatch, appErr.Message())
+		case workflows.ErrUnknownVersion:
+			return invalid("%s", appErr.Message())
 		}
 	}
 	if isNotFound(err) {

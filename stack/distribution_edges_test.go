@@ -35,6 +35,10 @@ func TestDistributionFollowsTheInventory(t *testing.T) {
 	cfgAt := func(path string) distribution.Config {
 		return distribution.Config{Region: "GLOBAL", UseOrigin: "Y", Origins: []distribution.Origin{{Origin: host, Port: port, OriginPath: path}}}
 	}
+	modify := func(path string) workflows.ChangeRequest {
+		c := cfgAt(path)
+		return workflows.ChangeRequest{Config: &c}
+	}
 	const domain = "inv.follow.test"
 	id := workflows.DistributionWorkflowID("k", domain)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -63,9 +67,9 @@ func TestDistributionFollowsTheInventory(t *testing.T) {
 		args   []any
 		want   string
 	}{
-		{workflows.UpdateModify, []any{cfgAt("/v2")}, distribution.StatusOpen},
-		{workflows.UpdateSuspend, nil, distribution.StatusSuspend},
-		{workflows.UpdateResume, nil, distribution.StatusOpen},
+		{workflows.UpdateModify, []any{modify("/v2")}, distribution.StatusOpen},
+		{workflows.UpdateSuspend, []any{workflows.ChangeRequest{}}, distribution.StatusSuspend},
+		{workflows.UpdateResume, []any{workflows.ChangeRequest{}}, distribution.StatusOpen},
 	} {
 		if st := update(ctx, t, env, id, step.update, step.args...); st.Status != step.want {
 			t.Fatalf("%s with edge 1 out of the inventory: %s (%s), want %s", step.update, st.Status, st.LastError, step.want)
@@ -78,7 +82,7 @@ func TestDistributionFollowsTheInventory(t *testing.T) {
 	// Edge 1 is back: the next change reaches it.
 	stop = runWorkerOn(t, env, env.Config, env.Inventory)
 	defer stop()
-	if st := update(ctx, t, env, id, workflows.UpdateModify, cfgAt("/v3")); st.Status != distribution.StatusOpen {
+	if st := update(ctx, t, env, id, workflows.UpdateModify, modify("/v3")); st.Status != distribution.StatusOpen {
 		t.Fatalf("modify with edge 1 back: %s (%s)", st.Status, st.LastError)
 	}
 	requirePath(t, env, 0, domain, "/v3")

@@ -23,6 +23,10 @@ type DistributionInit struct {
 	Version int `json:"version"`
 	// Opened is set once the first apply finished (continue-as-new).
 	Opened bool `json:"opened"`
+	// Versions are the newest accepted changes (at most MaxVersions),
+	// oldest first; the API starts the workflow with version 1 (the
+	// creation) and continue-as-new carries them.
+	Versions []distribution.Version `json:"versions,omitempty"`
 }
 
 // maxErrorRetry caps the wait between two tries of a change in ERROR.
@@ -37,6 +41,8 @@ type change struct {
 	cfg           distribution.Config
 	suspended     bool
 	deleted       bool
+	// immediate skips the rollout's waves (a rollback asked for it).
+	immediate bool
 }
 
 // entity is a running distribution workflow: its input, state and the
@@ -63,6 +69,7 @@ type entity struct {
 func DistributionWorkflow(ctx workflow.Context, in DistributionInit) (distribution.State, error) {
 	st := in.State
 	d := &entity{in: in, st: &st}
+	d.initVersions()
 	if in.Opened {
 		cfg := st.Config
 		d.lastGood = &cfg
@@ -112,30 +119,55 @@ func (d *entity) registerUpdates(ctx workflow.Context) {
 			return temporal.NewApplicationError("distribution "+d.st.Domain+" is "+d.st.Status+"; this change needs one of "+joinStatus(allowed), ErrInvalidState)
 		}
 	}
-	_ = workflow.SetUpdateHandlerWithOptions(ctx, UpdateModify, func(ctx workflow.Context, cfg distribution.Config) (distribution.State, error) {
+	// guarded is guard plus the caller's If-Match (checkIfMatch).
+	guarded := func(allowed ...string) func(ChangeRequest) error {
+		return func(req ChangeRequest) error {
+			if err := guard(allowed...)(); err != nil {
+				return err
+			}
+			return d.checkIfMatch(req.IfMatch)
+		}
+	}
+	// Each handler records its version before anything yields.
+	_ = workflow.SetUpdateHandlerWithOptions(ctx, UpdateModify, func(ctx workflow.Context, req ChangeRequest) (distribution.State, error) {
 		d.busy = true
 		defer func() { d.busy = false }()
+		// The validator refuses a request without a config; replay does
+		// not run validators, and histories recorded when the argument
+		// was the config itself decode to a request without one.
+		cfg := d.st.Config
+		if req.Config != nil {
+			cfg = *req.Config
+		}
 		final := distribution.StatusOpen
 		if d.st.Status == distribution.StatusSuspend {
 			final = distribution.StatusSuspend
 		}
-		d.run(ctx, change{during: distribution.StatusModifying, final: final, cfg: cfg, suspended: final == distribution.StatusSuspend})
+		suspended := final == distribution.StatusSuspend
+		d.record(ctx, distribution.Version{Action: distribution.ActionModify, KeyID: req.KeyID, RequestID: req.RequestID, Config: cfg, Suspended: suspended})
+		d.run(ctx, change{during: distribution.StatusModifying, final: final, cfg: cfg, suspended: suspended})
 		return *d.st, nil
-	}, workflow.UpdateHandlerOptions{Validator: func(cfg distribution.Config) error {
-		return guard(distribution.StatusOpen, distribution.StatusSuspend, distribution.StatusError)()
+	}, workflow.UpdateHandlerOptions{Validator: func(req ChangeRequest) error {
+		if req.Config == nil {
+			return temporal.NewApplicationError("modify needs a config", ErrInvalidState)
+		}
+		return guarded(distribution.StatusOpen, distribution.StatusSuspend, distribution.StatusError)(req)
 	}})
-	_ = workflow.SetUpdateHandlerWithOptions(ctx, UpdateSuspend, func(ctx workflow.Context) (distribution.State, error) {
+	_ = workflow.SetUpdateHandlerWithOptions(ctx, UpdateSuspend, func(ctx workflow.Context, req ChangeRequest) (distribution.State, error) {
 		d.busy = true
 		defer func() { d.busy = false }()
+		d.record(ctx, distribution.Version{Action: distribution.ActionSuspend, KeyID: req.KeyID, RequestID: req.RequestID, Config: d.st.Config, Suspended: true})
 		d.run(ctx, change{during: distribution.StatusSuspending, final: distribution.StatusSuspend, cfg: d.st.Config, suspended: true})
 		return *d.st, nil
-	}, workflow.UpdateHandlerOptions{Validator: guard(distribution.StatusOpen)})
-	_ = workflow.SetUpdateHandlerWithOptions(ctx, UpdateResume, func(ctx workflow.Context) (distribution.State, error) {
+	}, workflow.UpdateHandlerOptions{Validator: guarded(distribution.StatusOpen)})
+	_ = workflow.SetUpdateHandlerWithOptions(ctx, UpdateResume, func(ctx workflow.Context, req ChangeRequest) (distribution.State, error) {
 		d.busy = true
 		defer func() { d.busy = false }()
+		d.record(ctx, distribution.Version{Action: distribution.ActionResume, KeyID: req.KeyID, RequestID: req.RequestID, Config: d.st.Config})
 		d.run(ctx, change{during: distribution.StatusResume, final: distribution.StatusOpen, cfg: d.st.Config})
 		return *d.st, nil
-	}, workflow.UpdateHandlerOptions{Validator: guard(distribution.StatusSuspend)})
+	}, workflow.UpdateHandlerOptions{Validator: guarded(distribution.StatusSuspend)})
+	_ = d.registerVersions(ctx, guard)
 	_ = workflow.SetUpdateHandlerWithOptions(ctx, UpdateDelete, func(ctx workflow.Context) (distribution.State, error) {
 		d.busy = true
 		defer func() { d.busy = false }()

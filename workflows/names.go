@@ -76,16 +76,23 @@ const (
 	QuerySequenceLast = "last"
 	// QueryFleetSettings answers the FleetSettings of the fleet's record.
 	QueryFleetSettings = "settings"
+	// QueryVersions answers a distribution's kept versions
+	// ([]distribution.Version, oldest first).
+	QueryVersions = "versions"
 )
 
 // Updates.
 const (
 	// UpdateModify, UpdateSuspend, UpdateResume and UpdateDelete change a
-	// distribution; each answers the distribution.State once applied.
+	// distribution; each answers the distribution.State once applied. The
+	// first three take a ChangeRequest, UpdateDelete nothing.
 	UpdateModify  = "modify"
 	UpdateSuspend = "suspend"
 	UpdateResume  = "resume"
 	UpdateDelete  = "delete"
+	// UpdateRollback takes a RollbackRequest: a new version equal to an
+	// earlier one, applied like any change.
+	UpdateRollback = "rollback"
 	// UpdateNextSeq hands out the next number of a SequenceWorkflow.
 	UpdateNextSeq = "next"
 	// UpdateReserveSeqs hands out n consecutive numbers and returns the
@@ -124,6 +131,10 @@ const (
 const (
 	ErrInvalidState      = "InvalidState"
 	ErrOperationInFlight = "OperationInProgress"
+	// ErrVersionMismatch: the change's IfMatch is not the current version.
+	ErrVersionMismatch = "VersionMismatch"
+	// ErrUnknownVersion: a rollback to a version that is not kept.
+	ErrUnknownVersion = "UnknownVersion"
 )
 
 // distributionActivities is the receiver of the activities the

@@ -87,6 +87,7 @@ func TestUnknownFlagExits2(t *testing.T) {
 		{"dev"}, {"worker"}, {"api"}, {"connector"},
 		{"prewarm"}, {"purge"}, {"status"}, {"status", "ID"},
 		{"schedule", "create"}, {"schedule", "list"}, {"schedule", "get", "ID"}, {"schedule", "delete", "ID"},
+		{"distribution", "history"}, {"distribution", "diff"}, {"distribution", "rollback"}, {"distribution", "plan"},
 		{"cluster", "up"}, {"cluster", "down"}, {"cluster", "status"}, {"cluster", "ui"}, {"cluster", "origin"},
 	}
 	for _, cmd := range commands {
@@ -107,7 +108,7 @@ func TestUnknownFlagExits2(t *testing.T) {
 		{"worker", "extra"}, {"dev", "extra", "--no-such-flag"}, {"api", "--log-level", "info", "extra"},
 		{"connector", "extra"}, {"prewarm", "extra"}, {"status", "ID", "extra"}, {"schedule", "get", "ID", "extra"},
 		{"cluster", "down", "extra"}, {"version", "--no-such-flag"}, {"no-such-command"}, {"cluster", "no-such-command"},
-		{"schedule", "no-such-action"}, {"worker", "--prewarm-attempts", "many"},
+		{"schedule", "no-such-action"}, {"distribution", "no-such-action"}, {"distribution", "history", "1", "2"}, {"worker", "--prewarm-attempts", "many"},
 	} {
 		var out, errOut bytes.Buffer
 		if code := run(context.Background(), args, &out, &errOut); code != 2 {

@@ -35,6 +35,7 @@ Usage:
   cdnflow purge    [flags]   start an NHN purge through the API (--wait follows every seq)
   cdnflow status   ID        prewarm status (--wait, --json)
   cdnflow schedule create|list|get|pause|unpause|trigger|delete   recurring prewarm/purge
+  cdnflow distribution history|diff|rollback|plan   a distribution's versions (rollback --wait; exit 0/3/4)
   cdnflow version           module version of this binary
   cdnflow <cmd> -h           flags of a command (each also read from its $ENV)
 
@@ -78,6 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return starter.Status(ctx, sio, args)
 	case "schedule":
 		return starter.Schedule(ctx, sio, args)
+	case "distribution":
+		return starter.Distribution(ctx, sio, args)
 	case "version", "--version":
 		if len(args) > 0 {
 			sayf(stderr, "cdnflow version takes no arguments, got %q\n", args[0])
