@@ -107,6 +107,10 @@ const (
 	// MemoEdgeSite is the memo key of a distribution's last applied
 	// distribution.SiteSpec: what the edge sync loop holds every edge to.
 	MemoEdgeSite = "edgeSite"
+	// MemoRollout is the memo key of a distribution's staged change in
+	// flight (an activities.SiteRollout): its spec is desired on the edges
+	// it names, MemoEdgeSite's on the others. Absent when none runs.
+	MemoRollout = "rollout"
 	// Memo keys of a purge workflow, set at start, read by the purge list:
 	// NHN's purgeId (int64), distributionSeq (int64), path (the paths,
 	// '\n'-joined) and purgeTime (epoch ms).
