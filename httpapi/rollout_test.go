@@ -1,0 +1,85 @@
+package httpapi_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cdnflow/cdnflow/config"
+	"github.com/cdnflow/cdnflow/internal/eventually"
+	"github.com/cdnflow/cdnflow/stack/testenv"
+	"github.com/cdnflow/cdnflow/workflows"
+)
+
+// A change rolls out over 3 varnishd edges, canary first: one whose
+// origin answers 500 stops at the canary, which gets the previous
+// configuration back while the 2 other edges never served the change,
+// and the distribution ends in ERROR with the gate's reason; a good
+// change then reaches every edge.
+func TestDistributionRolloutGateReverts(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{Edges: 3, Configure: func(c *config.Config) {
+		c.AppKeys = map[string]string{appKey: secret}
+		c.DefaultOrigin = ""
+		c.PurgeItemInterval = 0
+	}})
+	d := createDistribution(t, env, "/good")
+	wfID := workflows.DistributionWorkflowID(appKey, d.Domain)
+	originHost, originPort, _ := strings.Cut(env.OriginAddr, ":")
+	patch := func(path string) {
+		t.Helper()
+		body := map[string]any{"domain": d.Domain, "origins": []map[string]any{{"origin": originHost, "port": atoi(originPort), "originPath": path}}}
+		if h := nhn(t, env, "PATCH", "/distributions", secret, body, nil); !h.IsSuccessful {
+			t.Fatalf("patch %s: %+v", path, h)
+		}
+	}
+	edgeVersions := func() workflows.EdgeVersions {
+		t.Helper()
+		v, err := env.Client.QueryWorkflow(context.Background(), wfID, "", workflows.QueryEdgeVersions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ev workflows.EdgeVersions
+		if err := v.Get(&ev); err != nil {
+			t.Fatal(err)
+		}
+		return ev
+	}
+	before := edgeVersions()
+
+	patch("/status/500")
+	v := waitStatus(t, env, d.Domain, "ERROR")
+	if !strings.Contains(v.LastError, "rollout gate failed") || !strings.Contains(v.LastError, "answers 500") {
+		t.Fatalf("lastError = %q", v.LastError)
+	}
+	if len(v.Origins) != 1 || v.Origins[0].OriginPath != "/good" {
+		t.Fatalf("config after the failed rollout = %+v", v.Origins)
+	}
+	for i := range env.Edges {
+		if r := edgeGet(t, env, i, d.Domain, "/after-revert.js", ""); r.StatusCode != 200 || r.Header.Get("X-Origin-Path") != "/good/after-revert.js" {
+			t.Fatalf("edge %d after the revert: %d %v", i, r.StatusCode, r.Header)
+		}
+	}
+	ev := edgeVersions()
+	if ev.Version != before.Version || len(ev.Edges) != 1 {
+		t.Fatalf("edge versions after the revert: %+v (before %+v), want only the canary on another version", ev, before)
+	}
+
+	start := time.Now()
+	patch("/better")
+	eventually.WithinEvery(t, 30*time.Second, 50*time.Millisecond, func() error {
+		for i := range env.Edges {
+			if p := edgeGet(t, env, i, d.Domain, fmt.Sprintf("/live-%d.js", time.Now().UnixNano()), "").Header.Get("X-Origin-Path"); !strings.HasPrefix(p, "/better/") {
+				return fmt.Errorf("edge %d fetched %q", i, p)
+			}
+		}
+		return nil
+	})
+	t.Logf("good change live on %d edges %v after the PATCH", len(env.Edges), time.Since(start).Round(time.Millisecond))
+	waitStatus(t, env, d.Domain, "OPEN")
+	if ev := edgeVersions(); len(ev.Edges) != 0 || ev.Version <= before.Version {
+		t.Fatalf("edge versions after the good change: %+v", ev)
+	}
+	env.Replay(t, wfID, "distribution_rollout")
+}
