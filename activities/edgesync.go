@@ -147,6 +147,11 @@ type EdgeSyncReport struct {
 	// the next rounds), "conflict", "in-flight" (differing entries seen
 	// the first time).
 	Held map[string]int `json:"held,omitempty"`
+	// Rollouts are the sites a staged change in flight has reached on
+	// this edge, as "name@created.version" (the generation the edge is
+	// held to instead of the distribution's last applied one), in name
+	// order, at most 100.
+	Rollouts []string `json:"rollouts,omitempty"`
 	// Draining: the inventory marks the edge Drain, and the round deleted
 	// this control plane's entries; Drained: none is left.
 	Draining bool   `json:"draining,omitempty"`
@@ -213,6 +218,7 @@ func (a *EdgeSync) SyncEdges(ctx context.Context, in SyncEdgesInput) ([]EdgeSync
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			out[i] = a.syncEdge(ctx, id, w.on(over[id]), in.Last[id])
+			out[i].Rollouts = rolloutNames(over[id])
 		}()
 	}
 	wg.Wait()
@@ -232,6 +238,19 @@ func (a *EdgeSync) desiredEntry(ctx context.Context, s distribution.SiteSpec) (c
 	}
 	entry.Owner = a.ControlPlane
 	return entry, true
+}
+
+// rolloutNames lists over's entries as "name@generation", in name order,
+// at most maxReportNames.
+func rolloutNames(over map[string]connector.Site) []string {
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(over)) {
+		if len(out) == maxReportNames {
+			break
+		}
+		out = append(out, name+"@"+over[name].Gen.String())
+	}
+	return out
 }
 
 // syncEdgeIDs is every inventory edge, draining ones included (their

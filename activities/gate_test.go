@@ -160,6 +160,12 @@ func TestEdgeSyncHonoursRollout(t *testing.T) {
 	for range 3 {
 		last = round(t, s, last, false)
 	}
+	if r := last[f.edges[0].Edge.ID].Rollouts; len(r) != 1 || r[0] != "r.sync.test@"+entry(t, v2, "cp").Gen.String() {
+		t.Fatalf("edge 0's report names rollouts %v", r)
+	}
+	if r := last[f.edges[2].Edge.ID].Rollouts; len(r) != 0 {
+		t.Fatalf("edge 2's report names rollouts %v", r)
+	}
 	for i, want := range []int{2, 2, 1} {
 		if got := f.table(t, i)["r.sync.test"].Gen.Version; got != want {
 			t.Fatalf("edge %d holds version %d during the rollout, want %d", i, got, want)
