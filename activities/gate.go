@@ -87,6 +87,7 @@ var gateSeq atomic.Uint64
 // edge misses its cache and the origin path is exercised: origin, its
 // certificate (the connector answers 502), the referrer rule (the GET
 // sends "Referer: https://<domain>/", the distribution's own pages).
+// Edges not serving in the worker's inventory are skipped.
 //
 // A checked edge fails when it now answers 5xx and did not before, or 403
 // and did not before. Failures are a non-retryable ErrGateFailed naming
@@ -95,13 +96,29 @@ var gateSeq atomic.Uint64
 // answers of the Baseline edges.
 func (a *Distribution) GateEdges(ctx context.Context, in GateInput) ([]EdgeStatus, error) {
 	defer keepAlive(ctx)()
-	check := make([]EdgeStatus, len(in.Check))
-	copy(check, in.Check)
-	base := make([]EdgeStatus, 0, len(in.Baseline)*len(in.Hosts))
+	log := logger(ctx, "domain", in.Domain)
+	// An edge that left the inventory (or drains) since the plan is not
+	// the distribution's any more (ApplySite skips it too): not probed.
+	serving := map[string]bool{}
+	for _, id := range a.Inventory.IDs() {
+		serving[id] = true
+	}
+	var check, base []EdgeStatus
+	for _, p := range in.Check {
+		if serving[p.Edge] {
+			check = append(check, p)
+		}
+	}
 	for _, id := range in.Baseline {
+		if !serving[id] {
+			continue
+		}
 		for _, h := range in.Hosts {
 			base = append(base, EdgeStatus{Edge: id, Host: h})
 		}
+	}
+	if skipped := len(in.Check) - len(check); skipped > 0 {
+		log.Info("rollout gate skips edges no longer serving", "skipped", skipped)
 	}
 	all := append(check[:len(check):len(check)], base...)
 	now := make([]int, len(all))
@@ -127,7 +144,6 @@ func (a *Distribution) GateEdges(ctx context.Context, in GateInput) ([]EdgeStatu
 			failed = append(failed, fmt.Sprintf("edge %s host %s answers %d (before: %d)", p.Edge, p.Host, now[i], p.Status))
 		}
 	}
-	log := logger(ctx, "domain", in.Domain)
 	if len(failed) > 0 {
 		log.Warn("rollout gate failed", "failed", len(failed), "checked", len(check), "first", failed[0])
 		n := len(failed)
