@@ -17,12 +17,15 @@ import (
 // origin answers 500 stops at the canary, which gets the previous
 // configuration back while the 2 other edges never served the change,
 // and the distribution ends in ERROR with the gate's reason; a good
-// change then reaches every edge.
+// change then reaches every edge. The desired state the edge sync reads
+// (visibility) holds the rollout while it runs, and the new spec alone
+// once it is done.
 func TestDistributionRolloutGateReverts(t *testing.T) {
 	env := testenv.Start(t, testenv.Options{Edges: 3, Configure: func(c *config.Config) {
 		c.AppKeys = map[string]string{appKey: secret}
 		c.DefaultOrigin = ""
 		c.PurgeItemInterval = 0
+		c.RolloutBake = 3 * time.Second // time to see the rollout in flight
 	}})
 	d := createDistribution(t, env, "/good")
 	wfID := workflows.DistributionWorkflowID(appKey, d.Domain)
@@ -47,6 +50,23 @@ func TestDistributionRolloutGateReverts(t *testing.T) {
 		return ev
 	}
 	before := edgeVersions()
+	// published waits until visibility lists the desired state the edge
+	// sync reads: edgeSite fetching under path, and no rollout.
+	published := func(path string) {
+		t.Helper()
+		eventually.WithinEvery(t, 30*time.Second, 100*time.Millisecond, func() error {
+			for l, err := range workflows.ListDistributions(context.Background(), env.Client, workflows.DistributionQuery{Domain: d.Domain}) {
+				if err != nil {
+					return err
+				}
+				if l.Site == nil || l.Site.Config.Origins[0].OriginPath != path || l.Rollout != nil {
+					return fmt.Errorf("published edge site %+v, rollout %+v; want %s and no rollout", l.Site, l.Rollout, path)
+				}
+				return nil
+			}
+			return fmt.Errorf("%s not listed", d.Domain)
+		})
+	}
 
 	patch("/status/500")
 	v := waitStatus(t, env, d.Domain, "ERROR")
@@ -61,6 +81,7 @@ func TestDistributionRolloutGateReverts(t *testing.T) {
 			t.Fatalf("edge %d after the revert: %d %v", i, r.StatusCode, r.Header)
 		}
 	}
+	published("/good")
 	ev := edgeVersions()
 	if ev.Version != before.Version || len(ev.Edges) != 1 {
 		t.Fatalf("edge versions after the revert: %+v (before %+v), want only the canary on another version", ev, before)
@@ -68,6 +89,23 @@ func TestDistributionRolloutGateReverts(t *testing.T) {
 
 	start := time.Now()
 	patch("/better")
+	// While the canary bakes, the desired state the edge sync reads holds
+	// the new spec for the canary only, the previous one for the others.
+	eventually.WithinEvery(t, 10*time.Second, 20*time.Millisecond, func() error {
+		for l, err := range workflows.ListDistributions(context.Background(), env.Client, workflows.DistributionQuery{Domain: d.Domain}) {
+			if err != nil {
+				return err
+			}
+			if r := l.Rollout; r == nil || len(r.Edges) != 1 || r.Spec.Config.Origins[0].OriginPath != "/better" || l.Site.Config.Origins[0].OriginPath != "/good" {
+				return fmt.Errorf("published edge site %+v, rollout %+v", l.Site, l.Rollout)
+			}
+			return nil
+		}
+		return fmt.Errorf("%s not listed", d.Domain)
+	})
+	if ev := edgeVersions(); ev.Wave != 1 || ev.Waves != 2 || len(ev.Edges) != 1 {
+		t.Fatalf("edge versions during the canary's bake: %+v", ev)
+	}
 	eventually.WithinEvery(t, 30*time.Second, 50*time.Millisecond, func() error {
 		for i := range env.Edges {
 			if p := edgeGet(t, env, i, d.Domain, fmt.Sprintf("/live-%d.js", time.Now().UnixNano()), "").Header.Get("X-Origin-Path"); !strings.HasPrefix(p, "/better/") {
@@ -78,6 +116,7 @@ func TestDistributionRolloutGateReverts(t *testing.T) {
 	})
 	t.Logf("good change live on %d edges %v after the PATCH", len(env.Edges), time.Since(start).Round(time.Millisecond))
 	waitStatus(t, env, d.Domain, "OPEN")
+	published("/better")
 	if ev := edgeVersions(); len(ev.Edges) != 0 || ev.Version <= before.Version {
 		t.Fatalf("edge versions after the good change: %+v", ev)
 	}
