@@ -76,6 +76,8 @@ type rolloutEnv struct {
 	apply []activities.ApplySiteInput
 	gates int
 	edges []string
+	// refuse, when set, may refuse an ApplySite (before it changes anything).
+	refuse func(activities.ApplySiteInput) error
 }
 
 func newRolloutEnv(t *testing.T, n int, noPlan ...bool) *rolloutEnv {
@@ -101,6 +103,11 @@ func newRolloutEnv(t *testing.T, n int, noPlan ...bool) *rolloutEnv {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.apply = append(r.apply, in)
+		if r.refuse != nil {
+			if err := r.refuse(in); err != nil {
+				return err
+			}
+		}
 		ids := in.EdgeIDs
 		if len(ids) == 0 {
 			ids = r.edges
@@ -262,5 +269,37 @@ func TestRolloutImmediate(t *testing.T) {
 	st, _ := r.run(t, originCfg("new.origin"))
 	if st.Status != distribution.StatusOpen || len(r.apply) != 2 || len(r.apply[0].EdgeIDs) != 0 || r.gates != 0 {
 		t.Fatalf("state %+v, applies %+v, gates %d", st, r.apply, r.gates)
+	}
+}
+
+// An edge of a later wave that refuses the change stops the rollout: every
+// edge touched so far (the canary and that wave) gets the last good config
+// back, the distribution is in ERROR with the refusal, and the change
+// stays to be tried again (the refusal may be the edge's, not the
+// change's).
+func TestRolloutRefusalInLaterWaveRevertsTouched(t *testing.T) {
+	r := newRolloutEnv(t, 10)
+	waves := planWaves(r.edges, defaultRolloutWaves, "d.test")
+	refusing := waves[1][0]
+	r.refuse = func(in activities.ApplySiteInput) error {
+		if in.Spec.Config.Origins[0].Origin == "new.origin" && slices.Contains(in.EdgeIDs, refusing) {
+			return temporal.NewNonRetryableApplicationError("edge "+refusing+" refuses the entry", activities.ErrBadSite, nil)
+		}
+		return nil
+	}
+	st, ev := r.run(t, originCfg("new.origin"))
+	applies := r.apply
+	if st.Status != distribution.StatusError || !strings.Contains(st.LastError, refusing) {
+		t.Fatalf("after the refusal: %+v", st)
+	}
+	touched := append(slices.Clone(waves[0]), waves[1]...)
+	if len(applies) < 3 {
+		t.Fatalf("applies %+v", applies)
+	}
+	if rev := applies[2]; !slices.Equal(rev.EdgeIDs, touched) || rev.Spec.Config.Origins[0].Origin != "good.origin" {
+		t.Fatalf("revert %+v, want the canary and wave 2 %v back on good.origin", rev, touched)
+	}
+	if len(ev.Edges) != len(touched) {
+		t.Fatalf("edge versions after the revert: %+v", ev)
 	}
 }
