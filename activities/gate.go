@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -89,11 +90,13 @@ var gateSeq atomic.Uint64
 // sends "Referer: https://<domain>/", the distribution's own pages).
 // Edges not serving in the worker's inventory are skipped.
 //
-// A checked edge fails when it now answers 5xx and did not before, or 403
-// and did not before. Failures are a non-retryable ErrGateFailed naming
-// up to 5 edge/host/status; an edge that cannot be reached is a
-// retryable error (the workflow's policy decides). It returns the
-// answers of the Baseline edges.
+// A GET without an HTTP answer within 5 s (a timeout, a refused
+// connection) counts as status 0, "no answer". A checked edge fails when
+// it now answers 5xx and did not before, 403 and did not before, or no
+// answer where it answered before (a slow origin that never answered the
+// health path does not block changes). Failures are a non-retryable
+// ErrGateFailed naming up to 5 edge/host/status. It returns the answers
+// of the Baseline edges; an error only when ctx ends.
 func (a *Distribution) GateEdges(ctx context.Context, in GateInput) ([]EdgeStatus, error) {
 	defer keepAlive(ctx)()
 	log := logger(ctx, "domain", in.Domain)
@@ -122,8 +125,8 @@ func (a *Distribution) GateEdges(ctx context.Context, in GateInput) ([]EdgeStatu
 	}
 	all := append(check[:len(check):len(check)], base...)
 	now := make([]int, len(all))
-	errs := make([]error, len(all))
 	var wg sync.WaitGroup
+	var firstErr atomic.Pointer[error]
 	sem := make(chan struct{}, gateConcurrency)
 	for i, p := range all {
 		wg.Add(1)
@@ -131,17 +134,23 @@ func (a *Distribution) GateEdges(ctx context.Context, in GateInput) ([]EdgeStatu
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			now[i], errs[i] = a.gateGet(ctx, p.Edge, p.Host, in.Domain, in.Path)
+			var err error
+			if now[i], err = a.gateGet(ctx, p.Edge, p.Host, in.Domain, in.Path); err != nil {
+				firstErr.CompareAndSwap(nil, &err)
+			}
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("gate of %s: %w", in.Domain, err)
+	}
+	if err := firstErr.Load(); err != nil {
+		log.Warn("rollout gate got no answer from some edges", "first", *err)
 	}
 	var failed []string
 	for i, p := range check {
 		if worse(p.Status, now[i]) {
-			failed = append(failed, fmt.Sprintf("edge %s host %s answers %d (before: %d)", p.Edge, p.Host, now[i], p.Status))
+			failed = append(failed, fmt.Sprintf("edge %s host %s answers %s (before: %s)", p.Edge, p.Host, answer(now[i]), answer(p.Status)))
 		}
 	}
 	if len(failed) > 0 {
@@ -159,10 +168,23 @@ func (a *Distribution) GateEdges(ctx context.Context, in GateInput) ([]EdgeStatu
 	return base, nil
 }
 
+// noAnswer is the status of a gate GET that got no HTTP answer.
+const noAnswer = 0
+
+// answer is status as a gate reason shows it.
+func answer(status int) string {
+	if status == noAnswer {
+		return "no answer"
+	}
+	return strconv.Itoa(status)
+}
+
 // worse reports whether answering now where the edge answered before is a
-// regression: a new 5xx, or a new 403.
+// regression: a new 5xx, a new 403, or no answer where there was one.
 func worse(before, now int) bool {
 	switch {
+	case now == noAnswer:
+		return before != noAnswer
 	case now >= 500:
 		return before < 500
 	case now == 403:
@@ -171,11 +193,12 @@ func worse(before, now int) bool {
 	return false
 }
 
-// gateGet is the status edge id answers a GET of path for host.
+// gateGet is the status edge id answers a GET of path for host; noAnswer
+// with the reason when there was no HTTP answer.
 func (a *Distribution) gateGet(ctx context.Context, id, host, domain, path string) (int, error) {
 	e, ok := a.Inventory.Get(id)
 	if !ok {
-		return 0, fmt.Errorf("edge %s: not in the edge inventory", id)
+		return noAnswer, fmt.Errorf("edge %s: not in the edge inventory", id)
 	}
 	sep := "?"
 	if strings.Contains(path, "?") {
@@ -191,7 +214,7 @@ func (a *Distribution) gateGet(ctx context.Context, id, host, domain, path strin
 		return se.Code, nil
 	}
 	if err != nil {
-		return 0, err
+		return noAnswer, err
 	}
 	return res.Status, nil
 }

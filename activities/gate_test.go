@@ -14,6 +14,7 @@ import (
 
 	"github.com/cdnflow/cdnflow/distribution"
 	"github.com/cdnflow/cdnflow/internal/origin"
+	"github.com/cdnflow/cdnflow/inventory"
 )
 
 func TestGateWorse(t *testing.T) {
@@ -23,6 +24,7 @@ func TestGateWorse(t *testing.T) {
 	}{
 		{200, 200, false}, {200, 404, false}, {404, 200, false}, {200, 500, true}, {200, 502, true},
 		{404, 503, true}, {500, 502, false}, {200, 403, true}, {403, 403, false}, {403, 200, false}, {503, 403, true},
+		{200, noAnswer, true}, {noAnswer, noAnswer, false}, {noAnswer, 200, false}, {noAnswer, 500, true},
 	} {
 		if got := worse(c.before, c.now); got != c.worse {
 			t.Errorf("worse(%d, %d) = %v", c.before, c.now, got)
@@ -139,6 +141,28 @@ func TestRolloutGateOnRealEdges(t *testing.T) {
 				}
 			}
 		})
+	}
+	// An edge that does not answer (here: nothing listens at its address)
+	// is "no answer": a baseline, and a failure where it answered before.
+	dead := f.edges[0].Edge
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead.Address = ln.Addr().String()
+	_ = ln.Close() // the port is free now: connections are refused
+	inv, err := inventory.New([]inventory.Edge{dead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	da := &Distribution{Inventory: inv, Edges: f.client, ControlPlane: applyCP}
+	if out, err := gate(t, da, gateIn(nil, []string{dead.ID})); err != nil || len(out) != 1 || out[0].Status != noAnswer {
+		t.Fatalf("baseline of an edge without answer: %+v, %v", out, err)
+	}
+	_, err = gate(t, da, gateIn([]EdgeStatus{{Edge: dead.ID, Host: hosts[0], Status: 200}}, nil))
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) || ae.Type() != ErrGateFailed || !strings.Contains(err.Error(), "no answer") {
+		t.Fatalf("gate of an edge that stopped answering: %v", err)
 	}
 	// An edge that left the inventory since the plan is skipped, not a
 	// failure.
