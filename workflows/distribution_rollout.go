@@ -25,7 +25,6 @@ const QueryEdgeVersions = "edge-versions"
 var defaultRolloutWaves = []float64{0.1, 0.5, 1}
 
 const (
-	defaultRolloutBake       = time.Second
 	defaultRolloutHealthPath = "/"
 	// smallFleet: fleets of up to this many edges go canary, then all.
 	smallFleet = 3
@@ -99,7 +98,7 @@ func planWaves(edges []string, shares []float64, domain string) [][]string {
 
 // rolloutFleet asks the worker for its serving edges and rollout knobs
 // (activities.RolloutFleet, a local activity history records), with
-// defaults for knobs it leaves unset.
+// defaults for the waves and health path when it leaves them unset.
 func (d *entity) rolloutFleet(ctx workflow.Context) (activities.RolloutFleet, error) {
 	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		ScheduleToCloseTimeout: 10 * time.Second,
@@ -112,9 +111,8 @@ func (d *entity) rolloutFleet(ctx workflow.Context) (activities.RolloutFleet, er
 	if len(f.Waves) == 0 {
 		f.Waves = defaultRolloutWaves
 	}
-	if f.Bake <= 0 {
-		f.Bake = defaultRolloutBake
-	}
+	// Bake is taken as answered: 0 is no bake (--rollout-bake 0).
+	f.Bake = max(f.Bake, 0)
 	if f.HealthPath == "" {
 		f.HealthPath = defaultRolloutHealthPath
 	}
@@ -130,9 +128,9 @@ func (d *entity) rolloutFleet(ctx workflow.Context) (activities.RolloutFleet, er
 // holds each edge to its own version. A refused apply or a failed gate
 // stops it: every touched edge gets the last good config back (a newer
 // version with the old content) and the reason is returned with
-// gated true when the gate failed. Cost: one local activity, one
-// ApplySite and one GateEdges per wave, plus one of each at the start
-// and one revert: O(waves), whatever the number of edges.
+// gated true when the gate failed. Cost: one local activity and one
+// GateEdges at the start, one ApplySite and one GateEdges per wave, one
+// ApplySite for a revert: O(waves), whatever the number of edges.
 func (d *entity) rollout(ctx workflow.Context, spec distribution.SiteSpec) (reason string, gated bool) {
 	// An update taken in the run's first workflow task may get here
 	// before the worker answered its knobs.
