@@ -18,9 +18,6 @@ import (
 // one ApplySite.
 const changeRollout = "distribution-rollout"
 
-// QueryEdgeVersions answers a distribution's EdgeVersions.
-const QueryEdgeVersions = "edge-versions"
-
 // Rollout defaults, for knobs a worker leaves unset.
 var defaultRolloutWaves = []float64{0.1, 0.5, 1}
 

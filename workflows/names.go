@@ -76,6 +76,8 @@ const (
 	QuerySequenceLast = "last"
 	// QueryFleetSettings answers the FleetSettings of the fleet's record.
 	QueryFleetSettings = "settings"
+	// QueryEdgeVersions answers a distribution's EdgeVersions.
+	QueryEdgeVersions = "edge-versions"
 )
 
 // Updates.
