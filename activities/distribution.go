@@ -28,6 +28,8 @@ type Distribution struct {
 	// Origins probes origins with the edges' connector options
 	// (ProbeDistributionOrigins).
 	Origins *connector.Connector
+	// Rollout are the worker's staged rollout knobs (RolloutFleet).
+	Rollout RolloutKnobs
 }
 
 // SiteOf is what an edge's VCL enforces of a distribution: its hosts,

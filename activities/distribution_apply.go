@@ -23,7 +23,7 @@ func (a *Distribution) edgeConfig() EdgeConfig {
 
 // ApplySite puts one distribution's desired state into the site table of
 // every serving edge of this worker's inventory (inventory.IDs: not
-// Drain), in parallel: one table entry per edge, owned by a.ControlPlane,
+// Drain), or of those in.EdgeIDs names, in parallel: one table entry per edge, owned by a.ControlPlane,
 // and a VCL compile only when the distribution's referrer rule changed.
 // An edge that left the inventory is not the distribution's any more.
 //
@@ -48,6 +48,9 @@ func (a *Distribution) ApplySite(ctx context.Context, in ApplySiteInput) error {
 	hasEntry := err == nil
 	entry.Owner = a.ControlPlane
 	ids := a.Inventory.IDs()
+	if len(in.EdgeIDs) > 0 {
+		ids = servingAmong(ids, in.EdgeIDs)
+	}
 	defer keepAlive(ctx)()
 	errs := make([]error, len(ids))
 	var wg sync.WaitGroup
@@ -78,6 +81,21 @@ func (a *Distribution) ApplySite(ctx context.Context, in ApplySiteInput) error {
 		return temporal.NewNonRetryableApplicationError(strings.Join(refused, "; "), ErrBadSite, nil)
 	}
 	return nil
+}
+
+// servingAmong is the ids of serving that want names, in serving's order.
+func servingAmong(serving, want []string) []string {
+	set := make(map[string]bool, len(want))
+	for _, id := range want {
+		set[id] = true
+	}
+	var out []string
+	for _, id := range serving {
+		if set[id] {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // applyOnEdge puts entry (or deletes spec's site) on e. hasEntry says

@@ -13,4 +13,8 @@ type CallbackRequest struct {
 // applied, not when the distribution was created.
 type ApplySiteInput struct {
 	Spec distribution.SiteSpec `json:"spec"`
+	// EdgeIDs limits the change to these edges (a rollout wave, or the
+	// edges a failed rollout reverts); ids not serving in the worker's
+	// inventory are skipped. Empty: every serving edge.
+	EdgeIDs []string `json:"edgeIds,omitempty"`
 }

@@ -25,10 +25,32 @@ import (
 // (the source of truth); workflows.DesiredSites implements it over
 // visibility.
 type DesiredSites interface {
-	// DesiredSites returns the specs, and the domains of every running
-	// distribution (also those whose first change is still in flight:
-	// their sites on an edge are not orphans).
-	DesiredSites(ctx context.Context) (specs []distribution.SiteSpec, running []string, err error)
+	// DesiredSites returns the specs, the rollouts in flight, and the
+	// domains of every running distribution (also those whose first
+	// change is still in flight: their sites on an edge are not orphans).
+	DesiredSites(ctx context.Context) (Desired, error)
+}
+
+// Desired is the desired state of every edge.
+type Desired struct {
+	// Specs are each running distribution's last applied spec: what every
+	// edge holds unless a rollout says otherwise.
+	Specs []distribution.SiteSpec
+	// Rollouts are the staged changes in flight: their edges hold the
+	// rollout's spec instead of the distribution's Specs entry.
+	Rollouts []SiteRollout
+	// Running are the domains of every running distribution.
+	Running []string
+}
+
+// SiteRollout is a distribution change rolled out edge by edge: Spec is
+// desired on Edges (the edges its waves reached so far), the
+// distribution's last applied spec on the others. A distribution workflow
+// publishes it while the rollout runs (memo); its edge list is bounded by
+// the fleet (1,000 edge ids are ~20 kB).
+type SiteRollout struct {
+	Spec  distribution.SiteSpec `json:"spec"`
+	Edges []string              `json:"edges"`
 }
 
 // DefaultMaxDeleteShare is EdgeSync.MaxDeleteShare when none is set.
@@ -125,6 +147,11 @@ type EdgeSyncReport struct {
 	// the next rounds), "conflict", "in-flight" (differing entries seen
 	// the first time).
 	Held map[string]int `json:"held,omitempty"`
+	// Rollouts are the sites a staged change in flight has reached on
+	// this edge, as "name@created.version" (the generation the edge is
+	// held to instead of the distribution's last applied one), in name
+	// order, at most 100.
+	Rollouts []string `json:"rollouts,omitempty"`
 	// Draining: the inventory marks the edge Drain, and the round deleted
 	// this control plane's entries; Drained: none is left.
 	Draining bool   `json:"draining,omitempty"`
@@ -137,26 +164,36 @@ type EdgeSyncReport struct {
 // again next round); only a failure to list the desired state fails the
 // activity, so a failed read deletes nothing.
 func (a *EdgeSync) SyncEdges(ctx context.Context, in SyncEdgesInput) ([]EdgeSyncReport, error) {
-	specs, running, err := a.Desired.DesiredSites(ctx)
+	d, err := a.Desired.DesiredSites(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list desired sites: %w", err)
 	}
+	specs, running := d.Specs, d.Running
 	live := map[string]bool{}
 	for _, d := range running {
 		live[d] = true
 	}
 	desired := map[string]connector.Site{}
 	for _, s := range specs {
-		if s.Deleted {
+		if entry, ok := a.desiredEntry(ctx, s); ok {
+			desired[entry.Name] = entry
+		}
+	}
+	// Per edge, the entries of the rollouts that reached it replace the
+	// distributions' last applied ones (a deleted rollout spec is not
+	// staged, so every override is an entry).
+	over := map[string]map[string]connector.Site{}
+	for _, r := range d.Rollouts {
+		entry, ok := a.desiredEntry(ctx, r.Spec)
+		if !ok {
 			continue
 		}
-		entry, err := EntryOf(s)
-		if err != nil {
-			logger(ctx, "domain", s.Domain).Warn("desired site cannot be served; skipped", "error", err)
-			continue
+		for _, id := range r.Edges {
+			if over[id] == nil {
+				over[id] = map[string]connector.Site{}
+			}
+			over[id][entry.Name] = entry
 		}
-		entry.Owner = a.ControlPlane
-		desired[entry.Name] = entry
 	}
 	// No running distribution at all: as likely a visibility answer gone
 	// wrong (or a control plane pointed at the wrong namespace) as a
@@ -177,11 +214,40 @@ func (a *EdgeSync) SyncEdges(ctx context.Context, in SyncEdgesInput) ([]EdgeSync
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			out[i] = a.syncEdge(ctx, id, w, in.Last[id])
+			out[i] = a.syncEdge(ctx, id, w.on(over[id]), in.Last[id])
+			out[i].Rollouts = rolloutNames(over[id])
 		}()
 	}
 	wg.Wait()
 	return out, nil
+}
+
+// desiredEntry is s as this control plane's table entry; ok false for a
+// deleted spec, or one no edge can serve (logged).
+func (a *EdgeSync) desiredEntry(ctx context.Context, s distribution.SiteSpec) (connector.Site, bool) {
+	if s.Deleted {
+		return connector.Site{}, false
+	}
+	entry, err := EntryOf(s)
+	if err != nil {
+		logger(ctx, "domain", s.Domain).Warn("desired site cannot be served; skipped", "error", err)
+		return connector.Site{}, false
+	}
+	entry.Owner = a.ControlPlane
+	return entry, true
+}
+
+// rolloutNames lists over's entries as "name@generation", in name order,
+// at most maxReportNames.
+func rolloutNames(over map[string]connector.Site) []string {
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(over)) {
+		if len(out) == maxReportNames {
+			break
+		}
+		out = append(out, name+"@"+over[name].Gen.String())
+	}
+	return out
 }
 
 // syncEdgeIDs is every inventory edge, draining ones included (their
@@ -297,6 +363,18 @@ func (a *EdgeSync) deleteLimit(own int) int {
 		share = DefaultMaxDeleteShare
 	}
 	return max(1, int(math.Floor(share*float64(own)+1e-9))) // 0.1*70 may be 6.999…
+}
+
+// on is w for an edge where the entries of over (a rollout's) replace
+// or join w's; w itself when over is empty.
+func (w wanted) on(over map[string]connector.Site) wanted {
+	if len(over) == 0 {
+		return w
+	}
+	sites := maps.Clone(w.sites)
+	maps.Copy(sites, over)
+	w.sites, w.names = sites, slices.Sorted(maps.Keys(sites))
+	return w
 }
 
 // healer is one round's work on one edge: table is the edge's site

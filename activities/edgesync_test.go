@@ -34,9 +34,10 @@ const syncCreated = 1_700_000_000_000
 
 // fakeDesired is the desired state a test sets between rounds.
 type fakeDesired struct {
-	mu      sync.Mutex
-	specs   []distribution.SiteSpec
-	running []string
+	mu       sync.Mutex
+	specs    []distribution.SiteSpec
+	rollouts []SiteRollout
+	running  []string
 }
 
 // set makes specs the desired state; every spec's domain runs, and so do
@@ -51,10 +52,17 @@ func (f *fakeDesired) set(specs []distribution.SiteSpec, extra ...string) {
 	}
 }
 
-func (f *fakeDesired) DesiredSites(context.Context) ([]distribution.SiteSpec, []string, error) {
+func (f *fakeDesired) DesiredSites(context.Context) (Desired, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return slices.Clone(f.specs), slices.Clone(f.running), nil
+	return Desired{Specs: slices.Clone(f.specs), Rollouts: slices.Clone(f.rollouts), Running: slices.Clone(f.running)}, nil
+}
+
+// roll makes rs the rollouts in flight.
+func (f *fakeDesired) roll(rs ...SiteRollout) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rollouts = rs
 }
 
 // syncEdges is real edges (varnishd and connector, tables empty) whose
@@ -606,8 +614,8 @@ func TestEdgeSyncWithoutIDIsSteady(t *testing.T) {
 
 type failingDesired struct{}
 
-func (failingDesired) DesiredSites(context.Context) ([]distribution.SiteSpec, []string, error) {
-	return nil, nil, errors.New("visibility unavailable")
+func (failingDesired) DesiredSites(context.Context) (Desired, error) {
+	return Desired{}, errors.New("visibility unavailable")
 }
 
 // A desired state that cannot be read fails the round before any edge is

@@ -192,6 +192,16 @@ type Worker struct {
 	// EdgeErrorRetry is the first wait before a distribution change in
 	// ERROR is tried again (doubling up to 10 min).
 	EdgeErrorRetry time.Duration
+	// RolloutWaves are the cumulative shares (0, 1], increasing, the last
+	// 1, of the serving edges a distribution change reaches wave after
+	// wave, after a one-edge canary (activities.RolloutFleet).
+	RolloutWaves []float64
+	// RolloutBake is the wait after each wave but the last before its
+	// health gate.
+	RolloutBake time.Duration
+	// RolloutHealthPath is the path (with its query, if any) the health
+	// gate requests through each touched edge for a distribution's hosts.
+	RolloutHealthPath string
 	// ControlPlaneID names this cdnflow on the edges: the owner of every
 	// site table entry its workers put (ControlPlane: empty means the
 	// Temporal namespace). 1-64 of [A-Za-z0-9._-].
@@ -262,6 +272,9 @@ func Default() Config {
 			EdgeSyncMaxDeleteShare:   0.1,
 			EdgeApplyAttempts:        10,
 			EdgeErrorRetry:           time.Minute,
+			RolloutWaves:             []float64{0.1, 0.5, 1},
+			RolloutBake:              time.Second,
+			RolloutHealthPath:        "/",
 		},
 		Dev:       Dev{TemporalUIPort: 8233, TemporalPort: 7233, TemporalFrontendIP: "127.0.0.1"},
 		Connector: Connector{ConnectorListen: "127.0.0.1:6090"},
@@ -394,6 +407,9 @@ func (w *Worker) Register(fs *flag.FlagSet) {
 	boolean(fs, &w.EdgeSyncAllowMassDelete, "edge-sync-allow-mass-delete", "CDNFLOW_EDGE_SYNC_ALLOW_MASS_DELETE", "let the edge sync delete without its share cap, and delete every entry when no distribution runs")
 	dur(fs, &w.EdgeErrorRetry, "edge-error-retry", "CDNFLOW_EDGE_ERROR_RETRY", "first wait before a distribution change in ERROR is tried again (doubling up to 10m)")
 	num(fs, &w.EdgeApplyAttempts, "edge-apply-attempts", "CDNFLOW_EDGE_APPLY_ATTEMPTS", "tries of one distribution change on the edges while cdnflow runs, before ERROR")
+	floats(fs, &w.RolloutWaves, "rollout-waves", "CDNFLOW_ROLLOUT_WAVES", "cumulative shares of the serving edges a distribution change reaches wave after wave, after a one-edge canary (comma-separated, increasing, the last 1)")
+	dur(fs, &w.RolloutBake, "rollout-bake", "CDNFLOW_ROLLOUT_BAKE", "wait after each rollout wave but the last before its health gate")
+	str(fs, &w.RolloutHealthPath, "rollout-health-path", "CDNFLOW_ROLLOUT_HEALTH_PATH", "path the rollout health gate requests through each touched edge for a distribution's hosts (a unique cdnflow-gate query is added)")
 	str(fs, &w.ControlPlaneID, "control-plane-id", "CDNFLOW_CONTROL_PLANE_ID", "id of this cdnflow on the edges: the owner of the site table entries it writes (1-64 of A-Z a-z 0-9 . _ -; default: the Temporal namespace)")
 	boolean(fs, &w.FleetSettingsReplace, "fleet-settings-replace", "CDNFLOW_FLEET_SETTINGS_REPLACE", "make this worker's purge-acl, default-origin and control-plane-id the fleet's record (workers with other values then refuse to start)")
 }
@@ -535,6 +551,30 @@ func float(fs *flag.FlagSet, p *float64, name, env, usage string) {
 	fs.Float64Var(p, name, *p, usage+" ($"+env+")")
 }
 
+func floats(fs *flag.FlagSet, p *[]float64, name, env, usage string) {
+	set := func(s string) error {
+		var out []float64
+		for _, part := range strings.Split(s, ",") {
+			f, err := strconv.ParseFloat(strings.TrimSpace(part), 64)
+			if err != nil {
+				return fmt.Errorf("not a number: %q", part)
+			}
+			out = append(out, f)
+		}
+		*p = out
+		return nil
+	}
+	if v, ok := os.LookupEnv(env); ok {
+		_ = set(v) // a bad env value keeps the default; Validate reports ranges
+	}
+	fs.Func(name, usage+" ($"+env+")", set)
+	def := make([]string, len(*p))
+	for i, f := range *p {
+		def[i] = strconv.FormatFloat(f, 'g', -1, 64)
+	}
+	fs.Lookup(name).DefValue = strings.Join(def, ",")
+}
+
 func dur(fs *flag.FlagSet, p *time.Duration, name, env, usage string) {
 	if v, ok := os.LookupEnv(env); ok {
 		if d, err := time.ParseDuration(v); err == nil {
@@ -618,6 +658,15 @@ func (c Config) Validate() error {
 	if c.EdgeApplyAttempts < 1 {
 		return fmt.Errorf("edge-apply-attempts must be at least 1")
 	}
+	if err := validWaves(c.RolloutWaves); err != nil {
+		return err
+	}
+	if c.RolloutBake < 0 || c.RolloutBake > 10*time.Minute {
+		return fmt.Errorf("rollout-bake must be 0 to 10m")
+	}
+	if !strings.HasPrefix(c.RolloutHealthPath, "/") {
+		return fmt.Errorf("rollout-health-path must start with /")
+	}
 	if c.PrewarmAttemptTimeout <= 0 || c.EdgePurgeTimeout <= 0 || c.EdgeBanTimeout <= 0 || c.EdgeSiteTimeout <= 0 || c.EdgeProbeTimeout <= 0 {
 		return fmt.Errorf("prewarm-attempt-timeout and the edge-*-timeout settings must be above 0")
 	}
@@ -633,6 +682,20 @@ func (c Config) Validate() error {
 	}
 	if _, err := payload.ParseURL(c.PayloadStoreURL()); err != nil {
 		return err
+	}
+	return nil
+}
+
+// validWaves checks rollout shares: 1 to 10 of them, each above the one
+// before, in (0, 1], the last 1.
+func validWaves(w []float64) error {
+	if len(w) == 0 || len(w) > 10 || w[len(w)-1] != 1 {
+		return fmt.Errorf("rollout-waves must be 1 to 10 shares ending with 1, got %v", w)
+	}
+	for i, f := range w {
+		if !(f > 0 && f <= 1) || (i > 0 && f <= w[i-1]) {
+			return fmt.Errorf("rollout-waves must increase within (0, 1], got %v", w)
+		}
 	}
 	return nil
 }

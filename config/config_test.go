@@ -4,6 +4,7 @@ import (
 	"flag"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -208,5 +209,32 @@ func TestControlPlaneID(t *testing.T) {
 	}
 	if !parse(t, nil, "--fleet-settings-replace").FleetSettingsReplace {
 		t.Fatal("--fleet-settings-replace not bound")
+	}
+}
+
+// Rollout knobs: defaults, the flag over the env, and the shapes Validate
+// refuses.
+func TestRolloutKnobs(t *testing.T) {
+	c := parse(t, nil)
+	if !slices.Equal(c.RolloutWaves, []float64{0.1, 0.5, 1}) || c.RolloutBake != time.Second || c.RolloutHealthPath != "/" {
+		t.Fatalf("defaults: %v %v %q", c.RolloutWaves, c.RolloutBake, c.RolloutHealthPath)
+	}
+	c = parse(t, map[string]string{"CDNFLOW_ROLLOUT_WAVES": "0.5,1"}, "--rollout-waves", "0.05, 0.25,1", "--rollout-bake", "0", "--rollout-health-path", "/healthz?x=1")
+	if !slices.Equal(c.RolloutWaves, []float64{0.05, 0.25, 1}) || c.RolloutBake != 0 || c.RolloutHealthPath != "/healthz?x=1" {
+		t.Fatalf("flags: %v %v %q", c.RolloutWaves, c.RolloutBake, c.RolloutHealthPath)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := parse(t, map[string]string{"CDNFLOW_ROLLOUT_WAVES": "0.5,1"}).RolloutWaves; !slices.Equal(got, []float64{0.5, 1}) {
+		t.Fatalf("env waves: %v", got)
+	}
+	for _, args := range [][]string{
+		{"--rollout-waves", "0.5"}, {"--rollout-waves", "0.5,0.2,1"}, {"--rollout-waves", "0,1"}, {"--rollout-waves", "1,1"},
+		{"--rollout-bake", "-1s"}, {"--rollout-health-path", "healthz"},
+	} {
+		if err := parse(t, nil, args...).Validate(); err == nil || !strings.Contains(err.Error(), "rollout-") {
+			t.Errorf("%v: Validate = %v, want a refusal naming the flag", args, err)
+		}
 	}
 }

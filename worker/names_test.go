@@ -22,7 +22,7 @@ func TestActivityNamesAreStable(t *testing.T) {
 	for _, name := range []string{
 		"WorkerKnobs", "ListEdges", "CheckEdge", "PrewarmChunk", "PurgeEdges", "CatchUpEdge",
 		"DistributionCallback", "RunScheduledJob",
-		"ProbeDistributionOrigins", "ApplySite", "SyncEdges",
+		"ProbeDistributionOrigins", "ApplySite", "SyncEdges", "RolloutFleet", "GateEdges",
 	} {
 		func() {
 			defer func() {

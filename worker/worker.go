@@ -86,6 +86,7 @@ func Register(r sdkworker.Registry, d Deps) error {
 	distributions := &activities.Distribution{
 		Inventory: d.Inventory, DefaultOrigin: d.Config.DefaultOrigin, AllowPrivateCallbacks: cfg.AllowPrivateCallbacks,
 		PurgeACL: cfg.PurgeACL, ControlPlane: d.Config.ControlPlane(), Origins: origins, Edges: edges,
+		Rollout: activities.RolloutKnobs{Waves: cfg.RolloutWaves, Bake: cfg.RolloutBake, HealthPath: cfg.RolloutHealthPath},
 	}
 	sync := &activities.EdgeSync{
 		EdgeConfig: activities.EdgeConfig{DefaultOrigin: d.Config.DefaultOrigin, PurgeACL: cfg.PurgeACL, ControlPlane: d.Config.ControlPlane()},
@@ -107,6 +108,7 @@ func Register(r sdkworker.Registry, d Deps) error {
 		knobs.WorkerKnobs, edgeCheck.ListEdges, edgeCheck.CheckEdge, prewarm.PrewarmChunk,
 		purge.PurgeEdges, purge.CatchUpEdge,
 		distributions.DistributionCallback, distributions.ProbeDistributionOrigins, distributions.ApplySite,
+		distributions.RolloutFleet, distributions.GateEdges,
 		sync.SyncEdges, scheduled.RunScheduledJob,
 	} {
 		r.RegisterActivity(a)

@@ -41,7 +41,8 @@ type change struct {
 	cfg           distribution.Config
 	suspended     bool
 	deleted       bool
-	// immediate skips the rollout's waves (a rollback asked for it).
+	// immediate skips the staged rollout: every edge at once (a rollback
+	// that asked for it).
 	immediate bool
 }
 
@@ -60,6 +61,9 @@ type entity struct {
 	callbacks int
 	// failed is the change that put the distribution in ERROR, if any.
 	failed *change
+	// edges is the site version each serving edge holds
+	// (QueryEdgeVersions).
+	edges EdgeVersions
 }
 
 // DistributionWorkflow is the one long-running entity of a distribution:
@@ -74,8 +78,14 @@ func DistributionWorkflow(ctx workflow.Context, in DistributionInit) (distributi
 		cfg := st.Config
 		d.lastGood = &cfg
 		d.lastSusp = st.Status == distribution.StatusSuspend
+		// The last version sent (or a revert's, of equal content) is
+		// what every edge holds as far as this run knows.
+		d.edges.Version = in.Version
 	}
 	if err := workflow.SetQueryHandler(ctx, QueryDistribution, func() (distribution.State, error) { return *d.st, nil }); err != nil {
+		return st, err
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryEdgeVersions, func() (EdgeVersions, error) { return d.edges, nil }); err != nil {
 		return st, err
 	}
 	d.registerUpdates(ctx)
@@ -200,13 +210,20 @@ func (d *entity) run(ctx workflow.Context, c change) {
 			return
 		}
 	}
-	if err := d.apply(ctx, cfg, suspended, deleted); err != "" {
+	if err, reverted, gated := d.apply(ctx, c); err != "" {
 		d.st.LastError = err
+		if gated {
+			// The change itself failed the gate: trying it again would
+			// put it on a canary again. The next change replaces it.
+			d.failed = nil
+		}
 		if !deleted {
-			if d.lastGood != nil {
-				_ = d.apply(ctx, *d.lastGood, d.lastSusp, false)
-			} else {
-				_ = d.apply(ctx, cfg, false, true) // never served: take it off again
+			switch {
+			case reverted: // the rollout put its touched edges back
+			case d.lastGood != nil:
+				_, _, _ = d.apply(ctx, change{cfg: *d.lastGood, suspended: d.lastSusp})
+			default:
+				_, _, _ = d.apply(ctx, change{cfg: cfg, deleted: true}) // never served: take it off again
 			}
 			d.setStatus(ctx, distribution.StatusError)
 			d.notify(ctx)
@@ -293,24 +310,51 @@ func (d *entity) probeOrigins(ctx workflow.Context, cfg distribution.Config) str
 	return ""
 }
 
-// apply puts one new version of the distribution on every edge (applySite)
-// and returns why the edges did not take it, or "".
-func (d *entity) apply(ctx workflow.Context, cfg distribution.Config, suspended, deleted bool) string {
+// apply puts one new version of the distribution with c's config on the
+// edges: staged (rollout) when c is a staged change, else on every edge
+// at once (applySite). It returns why the edges did not take it, or "";
+// reverted true when a stopped rollout already put the last good config
+// back on the edges it touched, gated true when that was its health gate.
+func (d *entity) apply(ctx workflow.Context, c change) (reason string, reverted, gated bool) {
+	spec := d.nextSpec(ctx, c.cfg, c.suspended, c.deleted)
+	if d.staged(c) && workflow.GetVersion(ctx, changeRollout, workflow.DefaultVersion, 1) == 1 {
+		reason, gated = d.rollout(ctx, spec)
+		return reason, reason != "", gated
+	}
+	return d.applySite(ctx, spec), false, false
+}
+
+// nextSpec is the distribution's next site version with cfg.
+func (d *entity) nextSpec(ctx workflow.Context, cfg distribution.Config, suspended, deleted bool) distribution.SiteSpec {
 	d.in.Version++
-	return d.applySite(ctx, distribution.SiteSpec{
+	return distribution.SiteSpec{
 		WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID, AppKey: d.st.AppKey, Domain: d.st.Domain,
-		Version: d.in.Version, Config: cfg, Suspended: suspended, Deleted: deleted,
-	})
+		Version: d.in.Version, Created: d.st.CreateTime, Config: cfg, Suspended: suspended, Deleted: deleted,
+	}
 }
 
 // applySite puts spec into every edge's site table (one ApplySite
 // activity, whatever the number of edges) and records it as the state the
-// edge sync loop holds the edges to (MemoEdgeSite). Retries count
-// attempts (the worker's EdgeApplyAttempts), not wall-clock time: an
-// outage of cdnflow or its store only delays the change. It returns why
-// the edges did not take it, or "".
+// edge sync loop holds the edges to (MemoEdgeSite). It returns why the
+// edges did not take it, or "".
 func (d *entity) applySite(ctx workflow.Context, spec distribution.SiteSpec) string {
-	spec.Created = d.st.CreateTime
+	if r := d.applyEdges(ctx, spec, nil); r != "" {
+		return r
+	}
+	if err := workflow.UpsertMemo(ctx, map[string]any{MemoEdgeSite: spec}); err != nil {
+		workflow.GetLogger(ctx).Warn("upsert edge site memo", "error", err)
+	}
+	d.edges = EdgeVersions{Version: spec.Version}
+	return ""
+}
+
+// applyEdges puts spec into the site table of the serving edges ids
+// names (nil: every one) with one ApplySite activity. Retries count
+// attempts (the worker's EdgeApplyAttempts), not wall-clock time: an
+// outage of cdnflow or its store only delays the change. A refusal
+// (activities.ErrBadSite) is not retried. It returns why the edges did
+// not take it, or "".
+func (d *entity) applyEdges(ctx workflow.Context, spec distribution.SiteSpec, ids []string) string {
 	// An update taken in the run's first workflow task may get here
 	// before the worker answered its knobs.
 	if err := workflow.Await(ctx, func() bool { return d.knobs != nil }); err != nil {
@@ -324,12 +368,9 @@ func (d *entity) applySite(ctx workflow.Context, spec distribution.SiteSpec) str
 			NonRetryableErrorTypes: []string{activities.ErrBadSite},
 		},
 	})
-	in := activities.ApplySiteInput{Spec: spec}
+	in := activities.ApplySiteInput{Spec: spec, EdgeIDs: ids}
 	if err := workflow.ExecuteActivity(actx, distributionActivities.ApplySite, in).Get(ctx, nil); err != nil {
 		return rootMessage(err)
-	}
-	if err := workflow.UpsertMemo(ctx, map[string]any{MemoEdgeSite: spec}); err != nil {
-		workflow.GetLogger(ctx).Warn("upsert edge site memo", "error", err)
 	}
 	return ""
 }

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
+	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/distribution"
 )
 
@@ -57,6 +58,8 @@ type ListedDistribution struct {
 	// Site is the last spec the workflow applied to the edges
 	// (MemoEdgeSite); nil before its first apply.
 	Site *distribution.SiteSpec
+	// Rollout is the staged change in flight (MemoRollout); nil when none.
+	Rollout *activities.SiteRollout
 }
 
 // Domain is the lower-case domain the workflow ID names
@@ -109,6 +112,16 @@ func ListDistributions(ctx context.Context, c client.Client, q DistributionQuery
 						return
 					}
 					l.Site = &spec
+				}
+				if p, ok := memo[MemoRollout]; ok {
+					// A rollout memo that does not decode is an error too: its
+					// edges would be put back to the previous spec mid-rollout.
+					var r *activities.SiteRollout
+					if err := dc.FromPayload(p, &r); err != nil {
+						yield(ListedDistribution{}, fmt.Errorf("memo %s of %s: %w", MemoRollout, l.WorkflowID, err))
+						return
+					}
+					l.Rollout = r
 				}
 				if !yield(l, nil) {
 					return

@@ -5,30 +5,33 @@ import (
 
 	"go.temporal.io/sdk/client"
 
-	"github.com/cdnflow/cdnflow/distribution"
+	"github.com/cdnflow/cdnflow/activities"
 )
 
 // DesiredSites reads the desired edge state from the distribution
-// workflows: the MemoEdgeSite of every running DistributionWorkflow, from
-// visibility. It implements activities.DesiredSites next to the workflow
+// workflows: the MemoEdgeSite and MemoRollout of every running
+// DistributionWorkflow, from visibility. It implements activities.DesiredSites next to the workflow
 // that writes the memo.
 type DesiredSites struct {
 	Temporal client.Client
 }
 
-// DesiredSites are the MemoEdgeSite specs of the running distributions
-// (ListDistributions), and the domain of each running one.
-func (d DesiredSites) DesiredSites(ctx context.Context) ([]distribution.SiteSpec, []string, error) {
-	var out []distribution.SiteSpec
-	var running []string
+// DesiredSites are the MemoEdgeSite specs and MemoRollout rollouts of the
+// running distributions (ListDistributions), and the domain of each
+// running one.
+func (d DesiredSites) DesiredSites(ctx context.Context) (activities.Desired, error) {
+	var out activities.Desired
 	for l, err := range ListDistributions(ctx, d.Temporal, DistributionQuery{}) {
 		if err != nil {
-			return nil, nil, err
+			return activities.Desired{}, err
 		}
-		running = append(running, l.Domain())
+		out.Running = append(out.Running, l.Domain())
 		if l.Site != nil { // nil: not applied yet
-			out = append(out, *l.Site)
+			out.Specs = append(out.Specs, *l.Site)
+		}
+		if l.Rollout != nil {
+			out.Rollouts = append(out.Rollouts, *l.Rollout)
 		}
 	}
-	return out, running, nil
+	return out, nil
 }

@@ -79,6 +79,8 @@ const (
 	// QueryVersions answers a distribution's kept versions
 	// ([]distribution.Version, oldest first).
 	QueryVersions = "versions"
+	// QueryEdgeVersions answers a distribution's EdgeVersions.
+	QueryEdgeVersions = "edge-versions"
 )
 
 // Updates.
@@ -114,6 +116,10 @@ const (
 	// MemoEdgeSite is the memo key of a distribution's last applied
 	// distribution.SiteSpec: what the edge sync loop holds every edge to.
 	MemoEdgeSite = "edgeSite"
+	// MemoRollout is the memo key of a distribution's staged change in
+	// flight (an activities.SiteRollout): its spec is desired on the edges
+	// it names, MemoEdgeSite's on the others. Absent when none runs.
+	MemoRollout = "rollout"
 	// Memo keys of a purge workflow, set at start, read by the purge list:
 	// NHN's purgeId (int64), distributionSeq (int64), path (the paths,
 	// '\n'-joined) and purgeTime (epoch ms).

@@ -28,7 +28,11 @@ import (
 // BAN 200 "Ban added" (400 for a regex with white space or quotes), the
 // cache-only probe (X-Cdnflow-Probe) 200 "cached age=<s>" or 404 "absent",
 // the site table's admin protocol (a real connector.Table), and GET a
-// small body, MISS then HIT from an in-memory cache. Its admin
+// small body, MISS then HIT from an in-memory cache. For a host its table
+// holds, a GET answers X-Origin-Path (the site's first origin path and
+// the request's, as the test origin would), and the status <code> when
+// that path starts with /status/<code>/ (the test origin's failing
+// paths), so a rollout's gate sees a bad change on a stand-in too. Its admin
 // side is a permissive Varnish CLI: no authentication, 200 to every
 // command, vcl.list -j listing what vcl.inline loaded, so distributions
 // deploy to it.
@@ -129,6 +133,16 @@ func (s *StandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		synth(w, http.StatusOK, fmt.Sprintf("cached age=%.3f", time.Since(at).Seconds()))
 	default:
+		if site, ok := s.sites.Table().Lookup(host); ok && len(site.Origins) > 0 {
+			p := strings.TrimSuffix(site.Origins[0].Path, "/") + r.URL.RequestURI()
+			w.Header().Set("X-Origin-Path", p)
+			if rest, ok := strings.CutPrefix(p, "/status/"); ok {
+				if code, err := strconv.Atoi(strings.Split(rest, "/")[0]); err == nil && code >= 200 && code <= 599 && code != 200 {
+					synth(w, code, "")
+					return
+				}
+			}
+		}
 		s.mu.Lock()
 		_, hit := s.objs[key]
 		if !hit {
