@@ -72,6 +72,10 @@ func waitVersion(t *testing.T, env *testenv.Env, domain string, n int, status st
 		if r.status != 200 || d.Version != n || d.Status != status || r.etag != strconv.Quote(strconv.Itoa(n)) {
 			return fmt.Errorf("%d %s: version %d %s, want %d %s", r.status, r.etag, d.Version, d.Status, n, status)
 		}
+		// Settled: every edge holds the one site version, no wave runs.
+		if d.Edges == nil || d.Edges.Version < 1 || d.Edges.Wave != 0 || len(d.Edges.Edges) != 0 {
+			return fmt.Errorf("version %d %s: per-edge versions %+v, want every edge on one", n, status, d.Edges)
+		}
 		return nil
 	})
 }

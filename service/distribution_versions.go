@@ -40,6 +40,11 @@ type VersionSummary struct {
 type DistributionV1 struct {
 	DistributionView
 	Version int `json:"version"`
+	// Edges is the site version (the generation of the site table entry,
+	// one newer with every apply and revert) each serving edge holds, and
+	// the rollout wave in flight (workflows.QueryEdgeVersions); nil when
+	// the workflow could not answer.
+	Edges *workflows.EdgeVersions `json:"edges,omitempty"`
 }
 
 // Plan is what a change does or would do (DryRun): the version it starts
@@ -164,7 +169,14 @@ func (s *Service) DistributionV1(ctx context.Context, appKey, domain string) (Di
 	if err != nil {
 		return DistributionV1{}, err
 	}
-	return DistributionV1{DistributionView: ViewOf(st), Version: st.Version}, nil
+	out := DistributionV1{DistributionView: ViewOf(st), Version: st.Version}
+	if v, err := s.query(ctx, workflows.DistributionWorkflowID(appKey, domain), workflows.QueryEdgeVersions); err == nil {
+		var ev workflows.EdgeVersions
+		if v.Get(&ev) == nil {
+			out.Edges = &ev
+		}
+	}
+	return out, nil
 }
 
 // PatchDistribution is /v1's PATCH: the NHN PATCH body (its domain, when
