@@ -49,11 +49,7 @@ func (s *Server) getDistributionV1(c echo.Context) error {
 // nothing; else 202 with the plan of the accepted change (service.Plan)
 // and its version as the ETag. The edges follow: GET shows the status.
 func (s *Server) patchDistributionV1(c echo.Context) error {
-	ifMatch, err := ifMatchOf(c)
-	if err != nil {
-		return err
-	}
-	dry, err := dryRunOf(c)
+	ifMatch, dry, err := writeOptionsOf(c)
 	if err != nil {
 		return err
 	}
@@ -72,11 +68,7 @@ func (s *Server) patchDistributionV1(c echo.Context) error {
 // to n, applied like any change; If-Match and ?dryRun=true as for PATCH.
 // 400 when n is not kept.
 func (s *Server) rollbackDistribution(c echo.Context) error {
-	ifMatch, err := ifMatchOf(c)
-	if err != nil {
-		return err
-	}
-	dry, err := dryRunOf(c)
+	ifMatch, dry, err := writeOptionsOf(c)
 	if err != nil {
 		return err
 	}
@@ -197,4 +189,16 @@ func dryRunOf(c echo.Context) (bool, error) {
 		return false, badRequest("dryRun must be true or false, got " + strconv.Quote(v))
 	}
 	return b, nil
+}
+
+// writeOptionsOf reads what every /v1 write takes besides its body: the
+// If-Match version (0: any) and ?dryRun.
+func writeOptionsOf(c echo.Context) (ifMatch int, dryRun bool, err error) {
+	if ifMatch, err = ifMatchOf(c); err != nil {
+		return 0, false, err
+	}
+	if dryRun, err = dryRunOf(c); err != nil {
+		return 0, false, err
+	}
+	return ifMatch, dryRun, nil
 }
