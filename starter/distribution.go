@@ -77,73 +77,109 @@ func Distribution(ctx context.Context, sio IO, args []string) int {
 	if f.ifMatch > 0 {
 		h.Set("If-Match", strconv.Quote(strconv.Itoa(f.ifMatch)))
 	}
-	call := func(method, target string, body, out any) bool {
-		status, raw, err := doJSON(ctx, sio, method, target, h, body, out)
-		if err != nil || status >= 300 {
-			sio.errf("cdnflow distribution %s: HTTP %d %s %s\n", verb, status, strings.TrimSpace(string(raw)), errOrEmpty(err))
-			return false
-		}
-		return true
-	}
+	dc := distributionCall{ctx: ctx, sio: sio, c: c, f: f, verb: verb, base: base, h: h}
 	switch verb {
 	case "history":
-		target := base + "/versions"
-		if len(pos) == 1 {
-			target += "/" + url.PathEscape(pos[0])
-		}
-		var out any
-		if !call(http.MethodGet, target, nil, &out) {
-			return ExitError
-		}
-		if c.asJSON || len(pos) == 1 {
-			return printJSON(sio, true, out, ExitOK)
-		}
-		return printHistory(sio, out)
+		return dc.history(pos)
 	case "diff":
-		target := base + "/versions/diff?from=" + strconv.Itoa(f.from)
-		if f.to > 0 {
-			target += "&to=" + strconv.Itoa(f.to)
-		}
-		var out struct {
-			From, To int
-			Diff     []configDelta
-		}
-		if !call(http.MethodGet, target, nil, &out) {
-			return ExitError
-		}
-		if c.asJSON {
-			return printJSON(sio, true, out, ExitOK)
-		}
-		return printDiff(sio, fmt.Sprintf("version %d → %d", out.From, out.To), out.Diff)
+		return dc.diff()
 	case "plan":
-		var p versionPlan
-		if f.patchFile != "" {
-			body, err := readJSONFile(f.patchFile, sio)
-			if err != nil {
-				sio.errf("cdnflow distribution plan: %v\n", err)
-				return ExitError
-			}
-			if !call(http.MethodPatch, base+"?dryRun=true", body, &p) {
-				return ExitError
-			}
-		} else if !call(http.MethodPost, base+"/rollback?dryRun=true", map[string]any{"version": f.version}, &p) {
-			return ExitError
-		}
-		if c.asJSON {
-			return printJSON(sio, true, p, ExitOK)
-		}
-		return printDiff(sio, fmt.Sprintf("version %d → %d (not applied)", p.From, p.Version), p.Diff)
+		return dc.plan()
 	}
-	// rollback
-	var p versionPlan
-	if !call(http.MethodPost, base+"/rollback", map[string]any{"version": f.version, "immediate": f.immediate}, &p) {
+	return dc.rollback()
+}
+
+// distributionCall is one `cdnflow distribution` action against the /v1
+// routes of one distribution (base), with its headers.
+type distributionCall struct {
+	ctx  context.Context
+	sio  IO
+	c    common
+	f    distributionFlags
+	verb string
+	base string
+	h    http.Header
+}
+
+// call sends one request; false (after printing why) unless it got 2xx.
+func (d distributionCall) call(method, target string, body, out any) bool {
+	status, raw, err := doJSON(d.ctx, d.sio, method, target, d.h, body, out)
+	if err != nil || status >= 300 {
+		d.sio.errf("cdnflow distribution %s: HTTP %d %s %s\n", d.verb, status, strings.TrimSpace(string(raw)), errOrEmpty(err))
+		return false
+	}
+	return true
+}
+
+// history prints the kept versions (a table), or one (pos[0]) as JSON.
+func (d distributionCall) history(pos []string) int {
+	target := d.base + "/versions"
+	if len(pos) == 1 {
+		target += "/" + url.PathEscape(pos[0])
+	}
+	var out any
+	if !d.call(http.MethodGet, target, nil, &out) {
 		return ExitError
 	}
-	sio.errf("rollback of %s to version %d accepted as version %d\n", f.domain, f.version, p.Version)
-	if !c.wait {
-		return printJSON(sio, c.asJSON, p, ExitOK)
+	if d.c.asJSON || len(pos) == 1 {
+		return printJSON(d.sio, true, out, ExitOK)
 	}
-	return waitVersion(ctx, sio, c, base, h, f.domain, p)
+	return printHistory(d.sio, out)
+}
+
+// diff prints the config diff between --from and --to (default: current).
+func (d distributionCall) diff() int {
+	target := d.base + "/versions/diff?from=" + strconv.Itoa(d.f.from)
+	if d.f.to > 0 {
+		target += "&to=" + strconv.Itoa(d.f.to)
+	}
+	var out struct {
+		From, To int
+		Diff     []configDelta
+	}
+	if !d.call(http.MethodGet, target, nil, &out) {
+		return ExitError
+	}
+	if d.c.asJSON {
+		return printJSON(d.sio, true, out, ExitOK)
+	}
+	return printDiff(d.sio, fmt.Sprintf("version %d → %d", out.From, out.To), out.Diff)
+}
+
+// plan prints what a PATCH (--patch-file) or a rollback (--version) would
+// change, without applying it (?dryRun=true).
+func (d distributionCall) plan() int {
+	var p versionPlan
+	if d.f.patchFile != "" {
+		body, err := readJSONFile(d.f.patchFile, d.sio)
+		if err != nil {
+			d.sio.errf("cdnflow distribution plan: %v\n", err)
+			return ExitError
+		}
+		if !d.call(http.MethodPatch, d.base+"?dryRun=true", body, &p) {
+			return ExitError
+		}
+	} else if !d.call(http.MethodPost, d.base+"/rollback?dryRun=true", map[string]any{"version": d.f.version}, &p) {
+		return ExitError
+	}
+	if d.c.asJSON {
+		return printJSON(d.sio, true, p, ExitOK)
+	}
+	return printDiff(d.sio, fmt.Sprintf("version %d → %d (not applied)", p.From, p.Version), p.Diff)
+}
+
+// rollback asks for a new version equal to --version and, with --wait,
+// follows it until it is live or failed.
+func (d distributionCall) rollback() int {
+	var p versionPlan
+	if !d.call(http.MethodPost, d.base+"/rollback", map[string]any{"version": d.f.version, "immediate": d.f.immediate}, &p) {
+		return ExitError
+	}
+	d.sio.errf("rollback of %s to version %d accepted as version %d\n", d.f.domain, d.f.version, p.Version)
+	if !d.c.wait {
+		return printJSON(d.sio, d.c.asJSON, p, ExitOK)
+	}
+	return waitVersion(d.ctx, d.sio, d.c, d.base, d.h, d.f.domain, p)
 }
 
 // waitVersion follows the distribution until version p.Version ended:
