@@ -230,7 +230,7 @@ func parseDistributionFlags(sio IO, verb string, args []string, c *common) (f di
 	fs.SetOutput(sio.Err)
 	c.register(fs)
 	fs.StringVar(&f.appKey, "app-key", envOr("CDNFLOW_APP_KEY", ""), "appKey ($CDNFLOW_APP_KEY)")
-	fs.StringVar(&f.secret, "secret-key", envOr("CDNFLOW_SECRET_KEY", ""), "SecretKey ($CDNFLOW_SECRET_KEY)")
+	secretVar(fs, &f.secret, "secret-key", "CDNFLOW_SECRET_KEY", "SecretKey ($CDNFLOW_SECRET_KEY)")
 	fs.StringVar(&f.domain, "domain", "", "distribution domain")
 	maxArgs := 0
 	switch verb {

@@ -39,7 +39,8 @@ func Prewarm(ctx context.Context, sio IO, args []string) int {
 	fs.SetOutput(sio.Err)
 	var c common
 	c.register(fs)
-	apiKey := fs.String("api-key", envOr("CDNFLOW_API_KEY", ""), "x-api-key ($CDNFLOW_API_KEY)")
+	apiKey := new(string)
+	secretVar(fs, apiKey, "api-key", "CDNFLOW_API_KEY", "x-api-key ($CDNFLOW_API_KEY)")
 	domain := fs.String("domain", "", "cf_domain: the distribution (its domain or an alias) the URLs are on; /paths are expanded on it")
 	urlsFile := fs.String("urls-file", "", "file with one URL (or /path) per line; - reads stdin")
 	target := fs.String("target", "region:all", "pop:ID,ID | region:us,eu | country:japan | region:all")
@@ -104,7 +105,8 @@ func Status(ctx context.Context, sio IO, args []string) int {
 	fs.SetOutput(sio.Err)
 	var c common
 	c.register(fs)
-	apiKey := fs.String("api-key", envOr("CDNFLOW_API_KEY", ""), "x-api-key ($CDNFLOW_API_KEY)")
+	apiKey := new(string)
+	secretVar(fs, apiKey, "api-key", "CDNFLOW_API_KEY", "x-api-key ($CDNFLOW_API_KEY)")
 	// The id may come before, between or after the flags.
 	pos, err := cli.Parse(fs, args, 1)
 	if err != nil {

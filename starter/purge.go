@@ -78,7 +78,7 @@ func parsePurgeFlags(sio IO, args []string, c *common) (f purgeFlags, code int, 
 	fs.SetOutput(sio.Err)
 	c.register(fs)
 	fs.StringVar(&f.appKey, "app-key", envOr("CDNFLOW_APP_KEY", ""), "appKey ($CDNFLOW_APP_KEY)")
-	fs.StringVar(&f.secret, "secret-key", envOr("CDNFLOW_SECRET_KEY", ""), "SecretKey ($CDNFLOW_SECRET_KEY)")
+	secretVar(fs, &f.secret, "secret-key", "CDNFLOW_SECRET_KEY", "SecretKey ($CDNFLOW_SECRET_KEY)")
 	fs.StringVar(&f.domain, "domain", "", "distribution domain")
 	fs.StringVar(&f.typ, "type", "ITEM", "ITEM, WILDCARD, ALL or TAG")
 	fs.StringVar(&f.pathsFile, "paths-file", "", "file with one path (or tag) per line; - reads stdin; not needed for ALL")

@@ -108,7 +108,7 @@ func parseScheduleFlags(sio IO, verb string, args []string) (f scheduleFlags, co
 	fs := flag.NewFlagSet("cdnflow schedule "+verb, flag.ContinueOnError)
 	fs.SetOutput(sio.Err)
 	fs.StringVar(&f.api, "api", envOr("CDNFLOW_API_URL", defaultAPIAddress), "cdnflow API base URL ($CDNFLOW_API_URL)")
-	fs.StringVar(&f.apiKey, "api-key", envOr("CDNFLOW_API_KEY", ""), "x-api-key ($CDNFLOW_API_KEY)")
+	secretVar(fs, &f.apiKey, "api-key", "CDNFLOW_API_KEY", "x-api-key ($CDNFLOW_API_KEY)")
 	fs.Var(&f.cron, "cron", "cron expression (repeatable), e.g. '0 3 * * *'")
 	fs.StringVar(&f.interval, "interval", "", "every this long, e.g. 6h")
 	fs.StringVar(&f.tz, "tz", "", "IANA time zone of the cron expressions")

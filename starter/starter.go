@@ -97,6 +97,20 @@ func exitParse(err error) int {
 	return ExitError
 }
 
+// secretVar registers flag name for a secret (an API key, a SecretKey)
+// that defaults to $env. Its value is never printed: not as the default in
+// -h or after a parse error, where CI logs would keep it.
+func secretVar(fs *flag.FlagSet, p *string, name, env, usage string) {
+	*p = os.Getenv(env)
+	fs.Var((*secretValue)(p), name, usage)
+}
+
+// secretValue is a flag.Value that shows nothing of itself.
+type secretValue string
+
+func (s *secretValue) String() string     { return "" }
+func (s *secretValue) Set(v string) error { *s = secretValue(v); return nil }
+
 func envOr(k, def string) string {
 	if v := os.Getenv(k); v != "" {
 		return v
