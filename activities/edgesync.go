@@ -431,6 +431,11 @@ func (h *healer) put(ctx context.Context, want connector.Site, last EdgeSyncRepo
 	case !h.a.owns(cur):
 		h.conflict(want.Name, fmt.Sprintf("held by control plane %q", cur.Owner))
 		return nil
+	case cur.Gen.Less(want.Gen) && cur.Owner == want.Owner && sameContent(cur, want):
+		// An older generation of the same content serves the same: the
+		// edges a reverted rollout never reached, a table reloaded a
+		// version behind. A later change's newer generation replaces it.
+		return nil
 	case cur.Gen.Less(want.Gen):
 		reason = "stale"
 	case sameContent(cur, want):

@@ -496,13 +496,17 @@ func TestEdgeSyncRePutKeepsCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	last = round(t, a, last, false)
-	if r := last[f.edges[0].Edge.ID]; !slices.Contains(r.Drift, "stale") || !slices.Contains(r.Drift, "adopted") {
-		t.Fatalf("report drift %v, want stale and adopted", r.Drift)
+	if r := last[f.edges[0].Edge.ID]; slices.Contains(r.Drift, "stale") || !slices.Contains(r.Drift, "adopted") {
+		t.Fatalf("report drift %v, want adopted only (an older generation of equal content is no drift)", r.Drift)
 	}
 	tab := f.table(t, 0)
-	for _, s := range specs {
-		if e := tab[s.Domain]; e.Owner != "prod" || e.Gen != s.Gen() {
-			t.Fatalf("%s after the round: %+v", s.Domain, e)
+	for i, s := range specs {
+		want := s.Gen()
+		if i == 0 {
+			want = older[0].Gen() // equal content: left as it is
+		}
+		if e := tab[s.Domain]; e.Owner != "prod" || e.Gen != want {
+			t.Fatalf("%s after the round: %+v, want generation %s", s.Domain, e, want)
 		}
 		if _, c := f.fetch(t, 0, s.Domain, "/keep.js"); c != "HIT" {
 			t.Fatalf("%s: GET after the re-put %s, want HIT (nothing banned)", s.Domain, c)
