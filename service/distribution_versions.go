@@ -246,7 +246,8 @@ func checkIfMatch(st distribution.State, ifMatch int) error {
 
 // planOf answers the plan of the change caller just made: its version is
 // the newest with caller's request id (the current one when the request
-// has none), diffed against the version before it.
+// has none), diffed against before's configuration, the one the edges
+// serve.
 func (s *Service) planOf(ctx context.Context, appKey string, before distribution.State, caller Caller) (Plan, error) {
 	list, err := s.versions(ctx, appKey, before.Domain)
 	if err != nil {
@@ -262,11 +263,10 @@ func (s *Service) planOf(ctx context.Context, appKey string, before distribution
 			break
 		}
 	}
+	// The diff is against the configuration the edges serve (before's),
+	// as a dry run's is: after a change that ended in ERROR that is the
+	// last good one, not the failed version before this one.
 	p := Plan{From: made.N - 1, Version: made.N, Suspended: made.Suspended}
-	prev := before.Config
-	if v, err := findVersion(list, made.N-1); err == nil {
-		prev = v.Config
-	}
-	p.Diff = DiffConfigs(prev, made.Config)
+	p.Diff = DiffConfigs(before.Config, made.Config)
 	return p, nil
 }
