@@ -414,6 +414,17 @@ func (h *healer) heal(ctx context.Context, w wanted, last EdgeSyncReport) error 
 	return h.orphans(ctx, w, own, last)
 }
 
+// notApplied records a put of want the edge did not take: another
+// control plane's entry is a conflict; a newer generation is left to the
+// next round.
+func (h *healer) notApplied(want connector.Site, res connector.PutResult) {
+	if res.Current != nil && !h.a.owns(connector.Site{Owner: res.CurrentOwner}) && !AheadOfClock(*res.Current, h.now) {
+		h.conflict(want.Name, fmt.Sprintf("held by control plane %q", res.CurrentOwner))
+		return
+	}
+	h.log.Info("site not applied: the edge holds a newer generation", "site", want.Name, "gen", want.Gen.String(), "current", fmt.Sprint(res.Current))
+}
+
 // put makes want the edge's entry if the entry there is missing, older,
 // planted, or differs; an entry of another control plane is a conflict,
 // unless no control plane can have written it (ahead of the clock).
@@ -478,11 +489,7 @@ func (h *healer) put(ctx context.Context, want connector.Site, last EdgeSyncRepo
 		return fmt.Errorf("put %s: %w", want.Name, err)
 	}
 	if !res.Applied {
-		if res.Current != nil && !h.a.owns(connector.Site{Owner: res.CurrentOwner}) && !AheadOfClock(*res.Current, h.now) {
-			h.conflict(want.Name, fmt.Sprintf("held by control plane %q", res.CurrentOwner))
-		} else {
-			h.log.Info("site not applied: the edge holds a newer generation", "site", want.Name, "gen", want.Gen.String(), "current", fmt.Sprint(res.Current))
-		}
+		h.notApplied(want, res)
 		return nil
 	}
 	h.table[want.Name] = want
