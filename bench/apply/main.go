@@ -82,9 +82,6 @@ func main() {
 	}
 	stack, err := harness.Start(context.Background(), harness.Options{Edges: *edges, Configure: func(c *config.Config) {
 		c.AppKeys = map[string]string{appKey: secret}
-		// The harness's origin (the default origin) is on loopback.
-		_, port, _ := strings.Cut(c.DefaultOrigin, ":")
-		c.OriginAllowLoopback = []string{port}
 	}})
 	if err != nil {
 		log.Fatal(err)

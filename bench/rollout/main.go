@@ -88,8 +88,6 @@ func main() {
 func run(fleet string, o harness.Options, trials int) result {
 	o.Configure = func(c *config.Config) {
 		c.AppKeys = map[string]string{appKey: secret}
-		_, port, _ := strings.Cut(c.DefaultOrigin, ":")
-		c.OriginAllowLoopback = []string{port}
 	}
 	stack, err := harness.Start(context.Background(), o)
 	if err != nil {

@@ -71,8 +71,6 @@ func main() {
 	}
 	stack, err := harness.Start(context.Background(), harness.Options{Edges: *edges, Configure: func(c *config.Config) {
 		c.AppKeys = map[string]string{appKey: secret}
-		_, port, _ := strings.Cut(c.DefaultOrigin, ":")
-		c.OriginAllowLoopback = []string{port}
 	}})
 	if err != nil {
 		log.Fatal(err)
