@@ -9,14 +9,6 @@ import (
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
-// Caller is who asks for a change, as its version records it: KeyID is
-// the key the request authenticated with (the appKey; never a secret),
-// RequestID the API's request id (X-Request-Id).
-type Caller struct {
-	KeyID     string
-	RequestID string
-}
-
 // ErrVersionMismatch means a change was made against a version that is no
 // longer the current one (If-Match); the API answers 412.
 var ErrVersionMismatch = errors.New("version mismatch")
