@@ -28,9 +28,14 @@ type ProbeOriginsRequest struct {
 // certificate, unresolvable name, refused address) is a non-retryable
 // ErrOriginUnusable error whose message is the reason, e.g. "origin
 // https://o.example:443: x509: certificate has expired …": the
-// distribution workflow sends only this distribution to ERROR. A passing
-// failure (connect refused, timeout) is logged and returns nil: an origin
-// that is down now may be up when clients come, and the edges retry.
+// distribution workflow sends only this distribution to ERROR. A resolver
+// that did not answer (connector.KindResolver: timeout, SERVFAIL, REFUSED,
+// with no stale answer to use) is a retryable error: the probe runs again
+// while DNS may come back, and the workflow applies the change unprobed
+// once its retries run out, never ERROR (workflows.entity.probeOrigins).
+// A passing origin failure (connect refused, timeout) is logged and
+// returns nil: an origin that is down now may be up when clients come,
+// and the edges retry.
 func (a *Distribution) ProbeDistributionOrigins(ctx context.Context, req ProbeOriginsRequest) error {
 	if a.Origins == nil {
 		return errors.New("probe origins: no origin connector configured")
@@ -47,6 +52,9 @@ func (a *Distribution) ProbeDistributionOrigins(ctx context.Context, req ProbeOr
 		var oe *connector.OriginError
 		if errors.As(err, &oe) && oe.Kind.Permanent() {
 			return temporal.NewNonRetryableApplicationError(oe.Error(), ErrOriginUnusable, nil)
+		}
+		if errors.As(err, &oe) && oe.Kind == connector.KindResolver {
+			return fmt.Errorf("probe %s: DNS resolver failed, retrying: %w", o, err)
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("probe %s: %w", o, ctx.Err())

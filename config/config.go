@@ -87,6 +87,12 @@ type Origins struct {
 	// OriginDNSServer (host:port) answers the connectors' and probes' DNS
 	// queries; empty: /etc/resolv.conf.
 	OriginDNSServer string
+
+	// OriginDNSServeStale is how long past its TTL an origin name's last
+	// good addresses are used while the resolver fails (timeout, SERVFAIL,
+	// REFUSED), RFC 8767 serve-stale (--origin-dns-serve-stale; default 1 h;
+	// negative: never). connector.Options.DNSServeStale.
+	OriginDNSServeStale time.Duration
 }
 
 // API is the HTTP API: where it listens and who may call it (dev, api).
@@ -246,6 +252,7 @@ func Default() Config {
 		Log:      Log{LogLevel: "info", LogFormat: "console"},
 		Process:  Process{DataDir: ".cdnflow", DefaultOrigin: "127.0.0.1:8090"},
 		API:      API{APIAddr: ":8080", CDNBaseDomain: "cdn.cdnflow.test"},
+		Origins:  Origins{OriginDNSServeStale: connector.DefaultServeStale},
 		Jobs: Jobs{
 			MaxBacklog:            50,
 			PrewarmDefaultTimeout: 30 * time.Minute,
@@ -362,6 +369,9 @@ func (o *Origins) Register(fs *flag.FlagSet) {
 	list(fs, &o.OriginAllowLoopback, "origin-allow-loopback", "CDNFLOW_ORIGIN_ALLOW_LOOPBACK", "comma-separated loopback origins admitted: PORT or 127.0.0.1:PORT (dev: the demo origin)")
 	str(fs, &o.OriginCAFile, "origin-ca-file", "CDNFLOW_ORIGIN_CA_FILE", "PEM bundle trusted for https origins besides the system CAs")
 	str(fs, &o.OriginDNSServer, "origin-dns-server", "CDNFLOW_ORIGIN_DNS_SERVER", "host:port of the DNS server origin names are resolved with (empty: /etc/resolv.conf)")
+
+	// Serve-stale (docs/operations.md, "Origin DNS serve-stale").
+	dur(fs, &o.OriginDNSServeStale, "origin-dns-serve-stale", "CDNFLOW_ORIGIN_DNS_SERVE_STALE", "how long past its TTL an origin name's last good addresses are used while the DNS resolver fails (timeout, SERVFAIL, REFUSED; never after NXDOMAIN); negative: never")
 }
 
 // Register binds the HTTP API's settings.
@@ -447,6 +457,7 @@ func (c Config) ConnectorOptions(listen string, logger *zap.Logger) connector.Op
 	return connector.Options{
 		Listen: listen, AllowPrivate: c.AllowPrivateOrigins, AllowLoopback: c.OriginAllowLoopback,
 		CAFile: c.OriginCAFile, DNSServer: c.OriginDNSServer, ControlSecretFile: c.ControlSecretFile, Logger: logger,
+		DNSServeStale: c.OriginDNSServeStale,
 	}
 }
 

@@ -10,7 +10,8 @@
 //     round-robin over ALL its addresses, skipping addresses that fail to
 //     connect (for 10 s); answers are cached for the record TTL and never
 //     longer than MaxCacheTTL (30 s), so an address change is followed
-//     within 60 s with no VCL reload;
+//     within 60 s with no VCL reload; while the resolver fails, the last
+//     good answer is used for a bounded time (Options.DNSServeStale);
 //   - checks every address against the shared address policy
 //     (internal/netguard) when the name is resolved AND in a net.Dialer
 //     Control hook on every connection, so no DNS change reaches loopback,
@@ -77,6 +78,12 @@ type Options struct {
 	// MaxCacheTTL caps how long a DNS answer is used; 0 or more than
 	// MaxCacheTTL means MaxCacheTTL (30 s).
 	MaxCacheTTL time.Duration
+	// DNSServeStale is how long past its TTL the last good answer of an
+	// origin name is used while the resolver fails (timeout, SERVFAIL,
+	// REFUSED; never after NXDOMAIN), RFC 8767 serve-stale
+	// (--origin-dns-serve-stale); 0: DefaultServeStale (1 h); negative:
+	// never. The address policy applies to stale addresses as to fresh.
+	DNSServeStale time.Duration
 	// DialTimeout bounds one TCP connect (default 5 s).
 	DialTimeout time.Duration
 	// ResponseHeaderTimeout bounds the wait for an origin's response
@@ -179,7 +186,7 @@ func New(o Options) (*Connector, error) {
 		opts:       o,
 		log:        o.Logger,
 		policy:     netguard.Policy{AllowPrivate: o.AllowPrivate, Loopback: allow},
-		res:        newResolver(o.DNSServer, o.MaxCacheTTL),
+		res:        newResolver(o.DNSServer, o.MaxCacheTTL, o.DNSServeStale, o.Logger.Named("dns")),
 		roots:      roots,
 		table:      table,
 		transports: map[string]*transportEntry{},
@@ -461,7 +468,11 @@ func (c *Connector) fetch(req *http.Request, o Origin, path, host string, replay
 func (c *Connector) addresses(ctx context.Context, o Origin, strict bool) ([]netip.AddrPort, error) {
 	ips, err := c.res.lookup(ctx, o.Host)
 	if err != nil {
-		return nil, &OriginError{Origin: o, Kind: KindResolve, Err: err}
+		kind := KindResolve
+		if resolverFailed(err) {
+			kind = KindResolver
+		}
+		return nil, &OriginError{Origin: o, Kind: kind, Err: err}
 	}
 	out := make([]netip.AddrPort, 0, len(ips))
 	var refused error

@@ -18,10 +18,12 @@ import (
 // Kind is what went wrong with an origin.
 type Kind string
 
-// Kinds of OriginError. KindResolve, KindRefused and KindConnect happen
-// before any request byte is sent, so another address or origin is tried.
+// Kinds of OriginError. KindResolve, KindResolver, KindRefused and
+// KindConnect happen before any request byte is sent, so another address
+// or origin is tried.
 const (
-	KindResolve     Kind = "resolve"     // the name did not resolve
+	KindResolve     Kind = "resolve"     // the name does not exist or has no A/AAAA records (an answer)
+	KindResolver    Kind = "resolver"    // the resolver did not answer: timeout, SERVFAIL, REFUSED (no stale answer left)
 	KindRefused     Kind = "refused"     // the address policy refused every address
 	KindConnect     Kind = "connect"     // TCP connect failed or timed out
 	KindCertificate Kind = "certificate" // the origin's certificate did not verify
@@ -29,11 +31,14 @@ const (
 	KindHTTP        Kind = "http"        // the exchange failed after connecting
 )
 
-func (k Kind) beforeRequest() bool { return k == KindResolve || k == KindRefused || k == KindConnect }
+func (k Kind) beforeRequest() bool {
+	return k == KindResolve || k == KindResolver || k == KindRefused || k == KindConnect
+}
 
 // Permanent reports whether retrying soon is pointless without a change of
 // DNS, certificate or configuration: resolve, refused and certificate.
-// An activity sends the distribution to ERROR for these.
+// An activity sends the distribution to ERROR for these. KindResolver is
+// not: a resolver that timed out may answer on the next try.
 func (k Kind) Permanent() bool {
 	return k == KindResolve || k == KindRefused || k == KindCertificate
 }

@@ -24,7 +24,27 @@ type DNS struct {
 	zone map[string]record // fqdn, lower case
 	// queries counts the questions answered (Queries).
 	queries atomic.Int64
+	// outage is the Outage in force (OutageNone: answering).
+	outage atomic.Int32
 }
+
+// Outage is how the server fails while it is set (SetOutage).
+type Outage int32
+
+// Outages a resolver meets: OutageDrop answers nothing (the client times
+// out, as with a blackholed or stopped server), OutageServFail answers
+// SERVFAIL (RCODE 2) and OutageRefused REFUSED (RCODE 5) to every question.
+const (
+	OutageNone Outage = iota
+	OutageDrop
+	OutageServFail
+	OutageRefused
+)
+
+// SetOutage makes the server fail every question as o says from now on
+// (OutageNone: answer from the zone again). Dropped questions are not
+// counted in Queries.
+func (d *DNS) SetOutage(o Outage) { d.outage.Store(int32(o)) }
 
 // Queries is how many DNS questions the server has answered so far.
 func (d *DNS) Queries() int64 { return d.queries.Load() }
@@ -117,6 +137,10 @@ func (d *DNS) serveTCP(ln net.Listener) {
 }
 
 func (d *DNS) answer(msg []byte) []byte {
+	outage := Outage(d.outage.Load())
+	if outage == OutageDrop {
+		return nil
+	}
 	d.queries.Add(1)
 	var p dnsmessage.Parser
 	h, err := p.Start(msg)
@@ -131,7 +155,12 @@ func (d *DNS) answer(msg []byte) []byte {
 	r, known := d.zone[strings.ToLower(q.Name.String())]
 	d.mu.Unlock()
 	rh := dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionDesired: h.RecursionDesired}
-	if !known {
+	switch {
+	case outage == OutageServFail:
+		rh.RCode, r = dnsmessage.RCodeServerFailure, record{}
+	case outage == OutageRefused:
+		rh.RCode, r = dnsmessage.RCodeRefused, record{}
+	case !known:
 		rh.RCode = dnsmessage.RCodeNameError
 	}
 	b := dnsmessage.NewBuilder(nil, rh)
