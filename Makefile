@@ -7,13 +7,13 @@ export GOTOOLCHAIN := local
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 GO_TEST_FLAGS ?= -race -count=1 -timeout 75m
 
-.PHONY: run test unit deps tools build vet lint fmt-check bench fuzz-short workflowcheck \
+.PHONY: run test unit deps browser-deps tools build vet lint fmt-check bench fuzz-short workflowcheck \
 	cluster-deps cluster-bins cluster-up cluster-down cluster-status test-cluster
 
 run: deps
 	go run ./cmd/cdnflow dev
 
-test: deps tools fmt-check vet lint workflowcheck
+test: deps browser-deps tools fmt-check vet lint workflowcheck
 	go test $(GO_TEST_FLAGS) ./...
 	$(MAKE) fuzz-short
 	$(MAKE) test-cluster
@@ -51,6 +51,13 @@ deps:
 	fi
 	@# The Debian package starts a system varnishd on :6081; cdnflow runs its own.
 	@if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet varnish 2>/dev/null; then $(SUDO) systemctl stop varnish; fi
+
+# Headless Chromium for the browser test (httpapi/browser_test.go).
+browser-deps:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		echo "installing chromium with apt-get"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; \
+	fi
 
 build:
 	go build -o bin/cdnflow ./cmd/cdnflow
