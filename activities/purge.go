@@ -81,9 +81,11 @@ func (a *Purge) verifyGone(ctx context.Context, e inventory.Edge, host, path str
 }
 
 // staleCopy is the error of a probe (made after a PURGE sent at sent)
-// that found a fresh copy older than the purge, else nil.
+// that found a fresh copy the edge stored before the purge, else nil. The
+// probe's age is the time the edge has held the copy, never the origin's
+// Age header (edge.ProbeResult.StoredBefore).
 func staleCopy(e inventory.Edge, host, path string, r edge.ProbeResult, sent time.Time) error {
-	if r.Fresh && r.Age > time.Since(sent)+time.Second {
+	if r.StoredBefore(sent) {
 		return fmt.Errorf("edge %s still serves %s%s cached %s ago, before the purge", e.ID, host, path, r.Age.Round(time.Millisecond))
 	}
 	return nil

@@ -29,12 +29,26 @@ type ProbeResult struct {
 	// Fresh is true when the edge holds a fresh copy it would serve as a HIT.
 	// A soft-purged (stale) copy and no copy at all are both not Fresh.
 	Fresh bool
-	// Age is the fresh copy's age (Varnish obj.age), when Fresh.
+	// Age is how long the edge has held the fresh copy, when Fresh: the
+	// edge VCL answers obj.age less the object's age when stored
+	// (edge/vcl heldFor), so an origin's Age header does not count.
 	Age time.Duration
 }
 
+// ageSlack absorbs the edge's rounding of ages and the time between a
+// probe's answer and the caller's clock read.
+const ageSlack = time.Second
+
+// StoredBefore reports whether the probe found a fresh copy the edge
+// stored before t (the time a PURGE was sent, on the caller's clock; with
+// ageSlack): a copy the purge should have removed. A fresh copy stored
+// after t was fetched anew (a visitor asked meanwhile) and is not.
+func (r ProbeResult) StoredBefore(t time.Time) bool {
+	return r.Fresh && r.Age > time.Since(t)+ageSlack
+}
+
 // Probe looks host+path up in edge e's cache without fetching it (the VCL
-// answers 200 "cached age=<seconds>", or 404 "stale" or "absent"). path
+// answers 200 "cached age=<seconds held>", or 404 "stale" or "absent"). path
 // is the canonical request target (cachekey). Errors: a transport error,
 // or *StatusError for any other answer (403: this client is outside the
 // purge ACL, or the edge's VCL has another control token).

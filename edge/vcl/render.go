@@ -123,6 +123,7 @@ func (p *renderPlan) write(w *writer) {
 	w.line("")
 	p.writeRecv(w)
 	p.writeInvalidation(w)
+	p.writeStoredAge(w)
 	p.writeBackendSide(w)
 	p.writeDelivery(w)
 	for _, s := range p.sites {
@@ -331,7 +332,7 @@ func (p *renderPlan) writePurgeObject(w *writer) {
 	w.close()
 	w.open("if (req.http.%s)", hdrProbe)
 	w.open("if (obj.ttl > 0s)")
-	w.line(`return (synth(200, "cached age=" + obj.age));`)
+	w.line(`return (synth(200, "cached age=" + %s));`, heldFor())
 	w.close()
 	w.line(`return (synth(404, "stale"));`)
 	w.close()
