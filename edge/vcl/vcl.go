@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -77,6 +78,14 @@ type Site struct {
 	// Suspended sites answer 404 to every request (NHN SUSPEND: the
 	// domain is not served).
 	Suspended bool
+	// ForwardCookies (at most connector.MaxForwardCookies RFC 6265 names)
+	// are the only cookies kept on GET and HEAD requests; they become part
+	// of the cache key. Empty (the default): the Cookie header is dropped
+	// before the lookup and never reaches the origin.
+	ForwardCookies []string
+	// CachePrivate lets the edge store answers marked Cache-Control
+	// private, no-store or no-cache (distribution.CachePolicy: dangerous).
+	CachePrivate bool
 }
 
 // Config is everything one edge's VCL depends on.
@@ -229,7 +238,12 @@ type sitePlan struct {
 	refType     string
 	referrers   []string
 	allowEmpty  bool
+	cookies     []string // forwarded cookies, sorted; nil: none
 }
+
+// needsVCL reports whether the site has rules the VCL enforces before the
+// lookup: a referrer rule or forwarded cookies.
+func (s *sitePlan) needsVCL() bool { return s.refType != "" || len(s.cookies) > 0 }
 
 func (s *sitePlan) sub(kind string) string {
 	return fmt.Sprintf("cdnflow_site_%d_%s", s.index, kind)
@@ -285,7 +299,7 @@ func plan(cfg Config) (*renderPlan, error) {
 		if err != nil {
 			return nil, err
 		}
-		if site.refType != "" {
+		if site.needsVCL() {
 			// The only per-site VCL; the rest lives in the site table.
 			p.sites = append(p.sites, site)
 		}
@@ -401,6 +415,15 @@ func siteRules(sp *sitePlan, s Site) error {
 	}
 	if s.TTL < 0 {
 		return fmt.Errorf("negative TTL %s", s.TTL)
+	}
+	if len(s.ForwardCookies) > 0 {
+		cookies := slices.Clone(s.ForwardCookies)
+		slices.Sort(cookies)
+		cookies = slices.Compact(cookies)
+		if err := (connector.CachePolicy{Cookies: cookies}).Check(); err != nil {
+			return err
+		}
+		sp.cookies = cookies
 	}
 	sp.ttlSeconds = int64((s.TTL + time.Second - 1) / time.Second) // a sub-second TTL still caches
 	switch s.ReferrerType {
