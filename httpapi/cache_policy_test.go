@@ -64,6 +64,17 @@ func TestCachePolicyFromAPIToEdges(t *testing.T) {
 		}
 	}
 
+	// A referrer rule built to backtrack is refused before it reaches an
+	// edge (vcl.CheckReferrerPattern).
+	for _, ref := range []string{`^(a+)+$`, `(a|aa)*c`, `^https?://([a-z0-9-]+\.)*example\.com/`, `.*a.*b.*c`} {
+		b := body(nil)
+		b["distributions"].([]map[string]any)[0]["referrers"] = ref
+		if h := nhn(t, env, "POST", "/distributions", secret, b, nil); h.IsSuccessful || h.ResultCode != 10001 ||
+			!strings.Contains(h.ResultMessage, "referrer") {
+			t.Errorf("referrers %s: %+v, want refused 10001", ref, h)
+		}
+	}
+
 	var created struct {
 		Distributions []service.DistributionView `json:"distributions"`
 	}

@@ -59,7 +59,13 @@ const (
 //     line (long Cookie or Referer) and all its headers (defaults 8k,
 //     32k);
 //   - workspace_client 256k: the visitor's request and the delivered
-//     object's headers (default 96k).
+//     object's headers (default 96k);
+//   - pcre2_match_limit 1000000: the steps one regex match may take
+//     (default 10000). Varnish 7.1 fails a request whose match runs out
+//     (503 "VCL failed"); referrer patterns the API admits
+//     (vcl.CheckReferrerPattern) against a Referer of up to
+//     vcl.MaxReferrerLen bytes stay below it
+//     (edge/vcl TestReferrerRulesNeverAnswer503 fails at the default).
 var EdgeParams = map[string]string{
 	"http_resp_hdr_len": "32k",
 	"http_resp_size":    "64k",
@@ -67,6 +73,7 @@ var EdgeParams = map[string]string{
 	"http_req_hdr_len":  "16k",
 	"http_req_size":     "64k",
 	"workspace_client":  "256k",
+	"pcre2_match_limit": "1000000",
 }
 
 // Options describe one edge process.

@@ -241,10 +241,8 @@ func (p *renderPlan) writeRequestForm(w *writer) {
 	w.line("# forms (authority-form, asterisk-form) are refused.")
 	w.open(`if (req.url ~ "(?i)^https?://")`)
 	w.line(`set req.http.host = regsub(req.url, "(?i)^https?://([^/?#]*).*$", "\1");`)
-	w.line(`set req.url = regsub(req.url, "(?i)^https?://[^/?#]*", "");`)
-	w.open(`if (req.url !~ "^/")`)
-	w.line(`set req.url = "/" + req.url;`)
-	w.close()
+	w.line("# In one step: an empty req.url would fail the request.")
+	w.line(`set req.url = regsub(req.url, "(?i)^https?://[^/?#]*/?", "/");`)
 	w.orElse(`elsif (req.url !~ "^/")`)
 	w.line(`return (synth(400, "Request target must be a path or an http(s) URL"));`)
 	w.close()
@@ -602,6 +600,14 @@ func (p *renderPlan) writeReferrer(w *writer, s *sitePlan) {
 	w.open(`if (!req.http.Referer || req.http.Referer == "")`)
 	if !s.allowEmpty {
 		w.line(`return (synth(403, "Referer required"));`)
+	}
+	w.line("# A Referer longer than %d bytes matches no pattern (PCRE2's match", MaxReferrerLen)
+	w.line("# limit stays out of reach: a failed match is a 503 in Varnish 7.1).")
+	w.orElse(`elsif (req.http.Referer ~ "^.{%d}")`, MaxReferrerLen+1)
+	if s.refType == ReferrerWhitelist {
+		w.line(`return (synth(403, "Referer denied"));`)
+	} else {
+		w.line("# A blacklist admits it.")
 	}
 	conds := make([]string, len(s.referrers))
 	for i, r := range s.referrers {
