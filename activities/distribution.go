@@ -33,7 +33,7 @@ type Distribution struct {
 }
 
 // SiteOf is what an edge's VCL enforces of a distribution: its hosts,
-// Host forwarding, TTL, referrer rule and suspension. Its origins do not
+// Host forwarding, TTL, referrer rule, cache policy and suspension. Its origins do not
 // pass through the VCL package: EntryOf takes them from the distribution
 // model (distribution.Config.SiteOrigins).
 func SiteOf(s distribution.SiteSpec) vcl.Site {
@@ -52,6 +52,9 @@ func SiteOf(s distribution.SiteSpec) vcl.Site {
 			age = 604800
 		}
 		site.TTL = time.Duration(age) * time.Second
+	}
+	if cp := c.CachePolicy.Site(); cp != nil {
+		site.ForwardCookies, site.CachePrivate = cp.Cookies, cp.CachePrivate
 	}
 	for _, r := range strings.Split(c.Referrers, "\n") {
 		if r = strings.TrimSpace(r); r != "" {

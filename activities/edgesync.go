@@ -636,7 +636,7 @@ func (h *healer) sorted() []connector.Site {
 // this does not know.
 func sameContent(a, b connector.Site) bool {
 	if a.Name != b.Name || a.ForwardRequestHost != b.ForwardRequestHost || a.TTL != b.TTL || a.Suspended != b.Suspended ||
-		!slices.Equal(a.Origins, b.Origins) || !sameHosts(a.Hosts, b.Hosts) {
+		!slices.Equal(a.Origins, b.Origins) || !sameHosts(a.Hosts, b.Hosts) || !sameCache(a.Cache, b.Cache) {
 		return false
 	}
 	if a.Referrer == nil || b.Referrer == nil {
@@ -644,6 +644,19 @@ func sameContent(a, b connector.Site) bool {
 	}
 	ra, rb := a.Referrer, b.Referrer
 	return ra.Type == rb.Type && ra.AllowEmpty == rb.AllowEmpty && slices.Equal(ra.Patterns, rb.Patterns)
+}
+
+// sameCache reports whether a and b are the same cache policy (nil is the
+// default).
+func sameCache(a, b *connector.CachePolicy) bool {
+	var za, zb connector.CachePolicy
+	if a != nil {
+		za = *a
+	}
+	if b != nil {
+		zb = *b
+	}
+	return za.CachePrivate == zb.CachePrivate && slices.Equal(za.Cookies, zb.Cookies)
 }
 
 // sameHosts reports whether a and b hold the same hosts, in any order.
@@ -655,10 +668,13 @@ func sameHosts(a, b []string) bool {
 }
 
 // servesOtherwise reports whether b fetches other objects than a: other
-// hosts, origins (or their paths), or Host forwarding. TTL, suspension and
-// referrer changes keep what is cached valid.
+// hosts, origins (or their paths), Host forwarding, or a cache policy
+// (forwarded cookies change the objects' keys; private answers stored
+// under an opt-in must not outlive it). TTL, suspension and referrer
+// changes keep what is cached valid.
 func servesOtherwise(a, b connector.Site) bool {
-	return !sameHosts(a.Hosts, b.Hosts) || !slices.Equal(a.Origins, b.Origins) || a.ForwardRequestHost != b.ForwardRequestHost
+	return !sameHosts(a.Hosts, b.Hosts) || !slices.Equal(a.Origins, b.Origins) || a.ForwardRequestHost != b.ForwardRequestHost ||
+		!sameCache(a.Cache, b.Cache)
 }
 
 func unionHosts(a, b []string) []string {

@@ -641,7 +641,7 @@ func TestEdgeSyncFailedDesiredReadTouchesNothing(t *testing.T) {
 // generation and owner: a field added to connector.Site (or its
 // referrer) fails this test until sameContent knows it.
 func TestSameContentCoversSite(t *testing.T) {
-	if n, m := reflect.TypeFor[connector.Site]().NumField(), reflect.TypeFor[connector.Referrer]().NumField(); n != 9 || m != 3 {
+	if n, m := reflect.TypeFor[connector.Site]().NumField(), reflect.TypeFor[connector.Referrer]().NumField(); n != 10 || m != 3 {
 		t.Fatalf("connector.Site has %d fields, Referrer %d: teach sameContent (and this test) the new ones", n, m)
 	}
 	base := connector.Site{Name: "a.test", Hosts: []string{"a.test", "b.test"}, Gen: connector.Generation{Created: 1, Version: 1},
@@ -659,6 +659,8 @@ func TestSameContentCoversSite(t *testing.T) {
 		"suspend":  func(s *connector.Site) { s.Suspended = true },
 		"referrer": func(s *connector.Site) { s.Referrer = &connector.Referrer{Type: "WHITELIST", Patterns: []string{"y"}} },
 		"no rule":  func(s *connector.Site) { s.Referrer = nil },
+		"cookies":  func(s *connector.Site) { s.Cache = &connector.CachePolicy{Cookies: []string{"sid"}} },
+		"private":  func(s *connector.Site) { s.Cache = &connector.CachePolicy{CachePrivate: true} },
 		"empty": func(s *connector.Site) {
 			s.Referrer = &connector.Referrer{Type: "WHITELIST", Patterns: []string{"x"}, AllowEmpty: true}
 		},

@@ -93,6 +93,9 @@ type Config struct {
 	IsAllowWhenEmptyReferrer       bool      `json:"isAllowWhenEmptyReferrer"`
 	Origins                        []Origin  `json:"origins"`
 	Callback                       *Callback `json:"callback,omitempty"`
+	// CachePolicy is cdnflow's cache policy extension (CachePolicy); nil
+	// is the default policy.
+	CachePolicy *CachePolicy `json:"cachePolicy,omitempty"`
 }
 
 // Aliases splits DomainAlias on NHN's '\n' token.

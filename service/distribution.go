@@ -49,6 +49,8 @@ type DistributionView struct {
 	// cdnflow's: why it is in ERROR, and the latest callback outcomes.
 	LastError string                        `json:"lastError,omitempty"`
 	Callbacks []distribution.CallbackResult `json:"callbacks,omitempty"`
+	// CachePolicy is cdnflow's cache policy extension; absent: the default.
+	CachePolicy *distribution.CachePolicy `json:"cachePolicy,omitempty"`
 }
 
 // ViewOf renders a distribution state for the API.
@@ -60,7 +62,7 @@ func ViewOf(st distribution.State) DistributionView {
 		UseOriginHTTPProtocolDowngrade: c.UseOriginHTTPProtocolDowngrade, ForwardHostHeader: c.ForwardHostHeader,
 		MaxAge: c.MaxAge, ReferrerType: c.ReferrerType, Referrers: c.Referrers,
 		IsAllowWhenEmptyReferrer: c.IsAllowWhenEmptyReferrer, Origins: c.Origins, Callback: c.Callback,
-		LastError: st.LastError, Callbacks: st.Callbacks,
+		LastError: st.LastError, Callbacks: st.Callbacks, CachePolicy: c.CachePolicy,
 	}
 }
 

@@ -3,6 +3,7 @@ package service
 import (
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/cdnflow/cdnflow/distribution"
@@ -25,6 +26,18 @@ type DistributionBody struct {
 	IsAllowWhenEmptyReferrer       *bool         `json:"isAllowWhenEmptyReferrer"`
 	Origins                        *[]OriginBody `json:"origins"`
 	Callback                       *CallbackBody `json:"callback"`
+	// CachePolicy is cdnflow's cache policy extension
+	// (distribution.CachePolicy, docs/nhn.md): accepted in the NHN create
+	// and PUT bodies and in /v1 PATCH.
+	CachePolicy *CachePolicyBody `json:"cachePolicy"`
+}
+
+// CachePolicyBody is cachePolicy of a request. In PATCH an absent field
+// keeps its value; in create and PUT it takes the default (no cookies
+// forwarded, private answers never stored).
+type CachePolicyBody struct {
+	ForwardCookies *[]string `json:"forwardCookies"`
+	CachePrivate   *bool     `json:"cachePrivate"`
 }
 
 // OriginBody is origins[] of a request.
@@ -60,7 +73,7 @@ const MaxAgeLimit = 2_147_483_647
 func buildConfig(b DistributionBody, mode bodyMode, base distribution.Config) (distribution.Config, error) {
 	c := base
 	for _, step := range []func(DistributionBody, bodyMode, *distribution.Config) error{
-		buildSwitches, buildTexts, buildTargets,
+		buildSwitches, buildTexts, buildTargets, buildCachePolicy,
 	} {
 		if err := step(b, mode, &c); err != nil {
 			return c, err
@@ -282,4 +295,34 @@ func buildCallback(b CallbackBody) (*distribution.Callback, error) {
 		return nil, invalid("callback.url %q is not an http(s) URL", *b.URL)
 	}
 	return &distribution.Callback{HTTPMethod: m, URL: *b.URL}, nil
+}
+
+// buildCachePolicy sets cachePolicy (distribution.CachePolicy.Check gives
+// the bounds). Create and PUT replace the policy (absent: the default);
+// PATCH changes the fields it names.
+func buildCachePolicy(b DistributionBody, mode bodyMode, c *distribution.Config) error {
+	var p distribution.CachePolicy
+	if mode == modePatch && c.CachePolicy != nil {
+		p = *c.CachePolicy
+		p.ForwardCookies = slices.Clone(p.ForwardCookies)
+	}
+	if b.CachePolicy == nil && mode == modePatch {
+		return nil
+	}
+	if cp := b.CachePolicy; cp != nil {
+		if cp.ForwardCookies != nil {
+			p.ForwardCookies = slices.Clone(*cp.ForwardCookies)
+		}
+		if cp.CachePrivate != nil {
+			p.CachePrivate = *cp.CachePrivate
+		}
+	}
+	if err := p.Check(); err != nil {
+		return invalid("%v", err)
+	}
+	c.CachePolicy = nil
+	if !p.IsZero() {
+		c.CachePolicy = &p
+	}
+	return nil
 }

@@ -63,7 +63,7 @@ func (d *tableData) put(s Site, force bool) (PutResult, error) {
 			return PutResult{}, fmt.Errorf("site %s: host %s: %w (%s)", s.Name, h, ErrHostTaken, other)
 		}
 	}
-	res := PutResult{Applied: true, New: !had, ReferrerChanged: !referrerEqual(cur.Referrer, s.Referrer),
+	res := PutResult{Applied: true, New: !had, ReferrerChanged: !referrerEqual(cur.Referrer, s.Referrer) || !slices.Equal(cur.cookies(), s.cookies()),
 		Changed: !had || !sameContent(cur, s)}
 	d.removeSite(s.Name)
 	d.removeClosed(s.Name)
@@ -99,7 +99,7 @@ func (d *tableData) del(name string, gen Generation, force bool, now time.Time) 
 	d.removeSite(name)
 	d.removeClosed(name)
 	d.addClosed(c)
-	return PutResult{Applied: true, Changed: had, ReferrerChanged: had && cur.Referrer != nil,
+	return PutResult{Applied: true, Changed: had, ReferrerChanged: had && (cur.Referrer != nil || len(cur.cookies()) > 0),
 		Current: &c.Gen, CurrentOwner: c.Owner, CurrentClosed: true}
 }
 
@@ -190,8 +190,20 @@ func sameContent(a, b Site) bool {
 	slices.Sort(ha)
 	slices.Sort(hb)
 	return slices.Equal(ha, hb) && slices.Equal(a.Origins, b.Origins) && a.ForwardRequestHost == b.ForwardRequestHost &&
-		a.TTL == b.TTL && a.Suspended == b.Suspended && referrerEqual(a.Referrer, b.Referrer)
+		a.TTL == b.TTL && a.Suspended == b.Suspended && referrerEqual(a.Referrer, b.Referrer) &&
+		slices.Equal(a.cookies(), b.cookies()) && a.cachePrivate() == b.cachePrivate()
 }
+
+// cookies are the site's forwarded cookies (nil: none).
+func (s Site) cookies() []string {
+	if s.Cache == nil {
+		return nil
+	}
+	return s.Cache.Cookies
+}
+
+// cachePrivate reports whether the site stores private answers.
+func (s Site) cachePrivate() bool { return s.Cache != nil && s.Cache.CachePrivate }
 
 func referrerEqual(a, b *Referrer) bool {
 	if a == nil || b == nil {

@@ -233,6 +233,8 @@ type target struct {
 	paths   []string // per origin: path prefix ("" none); nil = none
 	host    string   // Host to send; "" = each origin's HostHeader
 	ttl     int64    // HeaderTTL to answer; 0 none
+	// cachePrivate answers HeaderCachePrivate (CachePolicy.CachePrivate).
+	cachePrivate bool
 }
 
 // Table is the edge's site table (the admin protocol's state).
@@ -308,7 +310,7 @@ func (c *Connector) serveSite(w http.ResponseWriter, r *http.Request, site Site)
 		writeStatus(w, http.StatusNotFound, "Distribution suspended")
 		return
 	}
-	t := &target{key: "s|" + site.Name, ttl: site.TTL}
+	t := &target{key: "s|" + site.Name, ttl: site.TTL, cachePrivate: site.cachePrivate()}
 	for _, o := range site.Origins {
 		t.origins = append(t.origins, o.Origin)
 		t.paths = append(t.paths, o.Path)
@@ -414,6 +416,9 @@ func (t *originTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			if tg.ttl > 0 {
 				resp.Header.Set(HeaderTTL, strconv.FormatInt(tg.ttl, 10))
+			}
+			if tg.cachePrivate {
+				resp.Header.Set(HeaderCachePrivate, "1")
 			}
 			return resp, nil
 		}

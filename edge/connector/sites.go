@@ -41,6 +41,9 @@ type Site struct {
 	Suspended bool `json:"suspended,omitempty"`
 	// Referrer is enforced by the edge's VCL (on hits too); nil: none.
 	Referrer *Referrer `json:"referrer,omitempty"`
+	// Cache is the distribution's cache policy (CachePolicy); nil: the
+	// default (no cookies forwarded, private answers never stored).
+	Cache *CachePolicy `json:"cache,omitempty"`
 	// Owner is the id of the control plane that wrote the entry (one per
 	// cdnflow cluster and namespace: config --control-plane-id). A control
 	// plane's sync deletes and heals only its own entries; "" is an entry
@@ -63,6 +66,43 @@ type Referrer struct {
 	Type       string   `json:"type"`
 	Patterns   []string `json:"patterns,omitempty"`
 	AllowEmpty bool     `json:"allowEmpty,omitempty"`
+}
+
+// CachePolicy is a site's cache policy (distribution.CachePolicy).
+// Cookies (at most MaxForwardCookies sorted RFC 6265 cookie names of at
+// most MaxCookieNameLen bytes) are kept on GET and HEAD requests and
+// become part of the cache key: the edge's VCL enforces them before the
+// lookup. CachePrivate lets the edge store answers marked Cache-Control
+// private, no-store or no-cache: the connector tells the VCL so in
+// HeaderCachePrivate.
+type CachePolicy struct {
+	Cookies      []string `json:"cookies,omitempty"`
+	CachePrivate bool     `json:"cachePrivate,omitempty"`
+}
+
+// Bounds of a CachePolicy: the cookie names end up in the edge's VCL and
+// in every cache lookup of the site.
+const (
+	MaxForwardCookies = 10
+	MaxCookieNameLen  = 64
+)
+
+// cookieNameRe is RFC 6265 §4.1.1 cookie-name (an RFC 9110 token): no
+// quote, comma, brace or space, so a name is safe in a VCL string and in
+// vmod_cookie's comma-separated filter.
+var cookieNameRe = regexp.MustCompile("^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+
+// Check validates p; the error names the bad value.
+func (p CachePolicy) Check() error {
+	if len(p.Cookies) > MaxForwardCookies {
+		return fmt.Errorf("%d forwarded cookies; at most %d", len(p.Cookies), MaxForwardCookies)
+	}
+	for _, c := range p.Cookies {
+		if len(c) == 0 || len(c) > MaxCookieNameLen || !cookieNameRe.MatchString(c) {
+			return fmt.Errorf("forwarded cookie %q is not a cookie name of at most %d bytes", c, MaxCookieNameLen)
+		}
+	}
+	return nil
 }
 
 // Generation orders the changes of one distribution: Created is its
@@ -94,6 +134,10 @@ const (
 	// seconds (Site.TTL); origins cannot set it (internal headers are
 	// removed from their answers).
 	HeaderTTL = "X-Cdnflow-Ttl"
+	// HeaderCachePrivate ("1") on a response tells the VCL the site
+	// stores answers marked private, no-store or no-cache
+	// (CachePolicy.CachePrivate); origins cannot set it.
+	HeaderCachePrivate = "X-Cdnflow-Cache-Private"
 )
 
 // AdminPath is the path prefix of the admin protocol: GET AdminPath (the
@@ -154,6 +198,11 @@ func (s Site) Check() error {
 	}
 	if s.TTL < 0 {
 		return fmt.Errorf("site %s: negative TTL", s.Name)
+	}
+	if s.Cache != nil {
+		if err := s.Cache.Check(); err != nil {
+			return fmt.Errorf("site %s: %w", s.Name, err)
+		}
 	}
 	return nil
 }

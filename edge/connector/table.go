@@ -23,12 +23,13 @@ type PutResult struct {
 	Applied bool `json:"applied"`
 	// New: the site was not live in the table before (absent or closed).
 	New bool `json:"new,omitempty"`
-	// ReferrerChanged: the site's referrer rule changed (or came or went
-	// with a rule), so the edge's VCL must be rendered again.
+	// ReferrerChanged: the site's VCL rules changed (its referrer rule or
+	// forwarded cookies changed, or the site came or went with either), so
+	// the edge's VCL must be rendered again.
 	ReferrerChanged bool `json:"referrerChanged,omitempty"`
 	// Changed: what visitors get from the site's hosts changed (hosts,
 	// origins and their paths, Host forwarding, TTL, suspension,
-	// referrer rule), compared by content: a put of an equal entry under a
+	// referrer rule, cache policy), compared by content: a put of an equal entry under a
 	// new generation is Applied but not Changed, and bans nothing. A put
 	// of a site that was not live and the delete of a live one are
 	// Changed.

@@ -39,6 +39,43 @@ const (
 	outputCap = 64 << 10
 )
 
+// EdgeParams are the varnishd parameters every cdnflow edge runs with
+// (Start applies them; Options.Params override one by name), set so the
+// origin answers cdnflow promises to serve fit: 16 KiB of origin response
+// headers (long Surrogate-Key lists) with room to spare. Varnish 7.1's
+// defaults (varnishd(1) "Run-time parameters") would answer 503 beyond 8
+// KiB in one header line or 32 KiB in all. The connector refuses, with its
+// cause, an answer beyond connector.MaxOriginHeaderLine or
+// connector.MaxOriginHeaderBytes, both below these (docs/operations.md,
+// "Edge limits").
+//
+//   - http_resp_hdr_len 32k: one origin header line (default 8k);
+//   - http_resp_size 64k: the origin's status line and headers (default
+//     32k), read into workspace_backend;
+//   - workspace_backend 256k: the response headers, plus the xkey header
+//     vcl_backend_response derives from Surrogate-Key (each key prefixed
+//     with the client host), plus VCL's own strings (default 96k);
+//   - http_req_hdr_len 16k and http_req_size 64k: a visitor's header
+//     line (long Cookie or Referer) and all its headers (defaults 8k,
+//     32k);
+//   - workspace_client 256k: the visitor's request and the delivered
+//     object's headers (default 96k);
+//   - pcre2_match_limit 1000000: the steps one regex match may take
+//     (default 10000). Varnish 7.1 fails a request whose match runs out
+//     (503 "VCL failed"); referrer patterns the API admits
+//     (vcl.CheckReferrerPattern) against a Referer of up to
+//     vcl.MaxReferrerLen bytes stay below it
+//     (edge/vcl TestReferrerRulesNeverAnswer503 fails at the default).
+var EdgeParams = map[string]string{
+	"http_resp_hdr_len": "32k",
+	"http_resp_size":    "64k",
+	"workspace_backend": "256k",
+	"http_req_hdr_len":  "16k",
+	"http_req_size":     "64k",
+	"workspace_client":  "256k",
+	"pcre2_match_limit": "1000000",
+}
+
 // Options describe one edge process.
 type Options struct {
 	// Name is the edge id; varnishd reports it as server.identity (-i).
@@ -59,7 +96,8 @@ type Options struct {
 	VCLName string
 	// StorageMB sizes the malloc storage (default DefaultStorageMB).
 	StorageMB int
-	// Params are extra -p name=value runtime parameters.
+	// Params are extra -p name=value runtime parameters, on top of (and
+	// overriding by name) EdgeParams.
 	Params map[string]string
 	// ReadyTimeout bounds the wait for the admin and HTTP ports
 	// (default DefaultReadyTimeout).
@@ -206,13 +244,20 @@ func args(o Options, vclPath string) []string {
 		// in a caller's private temp dir.
 		a = append(a, "-j", "none")
 	}
-	names := make([]string, 0, len(o.Params))
-	for k := range o.Params {
+	params := make(map[string]string, len(EdgeParams)+len(o.Params))
+	for k, v := range EdgeParams {
+		params[k] = v
+	}
+	for k, v := range o.Params {
+		params[k] = v
+	}
+	names := make([]string, 0, len(params))
+	for k := range params {
 		names = append(names, k)
 	}
 	sort.Strings(names) // stable command lines in logs
 	for _, k := range names {
-		a = append(a, "-p", k+"="+o.Params[k])
+		a = append(a, "-p", k+"="+params[k])
 	}
 	return a
 }

@@ -72,6 +72,13 @@ const (
 	hdrPurgeVerify = "X-Cdnflow-Purge-Verify"
 	// hdrTTL carries connector.HeaderTTL inside vcl_backend_response.
 	hdrTTL = "X-Cdnflow-Forced-Ttl"
+	// hdrKeepCookies names a site's forwarded cookies (comma-separated,
+	// vmod_cookie's filter), set by its recv sub; it goes with the fetch
+	// so vcl_backend_response adds the cookie Vary.
+	hdrKeepCookies = "X-Cdnflow-Keep-Cookies"
+	// hdrCookieKey holds the forwarded cookies a request carries: the
+	// Vary that makes them part of the cache key.
+	hdrCookieKey = "X-Cdnflow-Cookie-Key"
 )
 
 // connectorBackend is the name of the origin connector backend;
@@ -113,6 +120,7 @@ func (p *renderPlan) write(w *writer) {
 	w.line("import std;")
 	w.line("import purge;")
 	w.line("import xkey;")
+	w.line("import cookie;")
 	w.line("")
 	p.writeBackends(w)
 	w.open("acl cdnflow_purgers")
@@ -169,30 +177,15 @@ func (p *renderPlan) writeBackends(w *writer) {
 
 func (p *renderPlan) writeRecv(w *writer) {
 	w.open("sub vcl_recv")
-	w.line("unset req.http.%s;", hdrPass)
-	w.line("unset req.http.%s;", hdrPurgedCount)
+	for _, h := range []string{hdrPass, hdrPurgedCount, hdrKeepCookies, hdrCookieKey} {
+		w.line("unset req.http.%s;", h)
+	}
 	w.line("# Only the VCL names origins (vcl_backend_fetch); piped requests skip it.")
-	w.line("unset req.http.%s;", connector.HeaderOrigins)
-	w.line("unset req.http.%s;", connector.HeaderOriginHost)
-	w.line("unset req.http.%s;", connector.HeaderTTL)
-	w.line("unset req.http.%s;", connector.HeaderHealth)
-	w.line("# Absolute-form request targets carry the host in the URL.")
-	w.open(`if (req.url ~ "(?i)^https?://")`)
-	w.line(`set req.http.host = regsub(req.url, "(?i)^https?://([^/?#]*).*$", "\1");`)
-	w.line(`set req.url = regsub(req.url, "(?i)^https?://[^/?#]*", "");`)
-	w.open(`if (req.url !~ "^/")`)
-	w.line(`set req.url = "/" + req.url;`)
-	w.close()
-	w.close()
-	w.line("# Host is part of the cache key and of every purge, ban and surrogate")
-	w.line("# key: one spelling per name (lower case, no port, no trailing dot),")
-	w.line("# and nothing that could split a ban or xkey argument.")
-	w.open("if (req.http.host)")
-	w.line(`set req.http.host = std.tolower(regsub(req.http.host, "\.?(:[0-9]*)?$", ""));`)
-	w.open(`if (req.http.host !~ "^([a-z0-9_.-]+|\[[0-9a-f:.]+\])$")`)
-	w.line(`return (synth(400, "Invalid Host header"));`)
-	w.close()
-	w.close()
+	for _, h := range []string{connector.HeaderOrigins, connector.HeaderOriginHost, connector.HeaderTTL,
+		connector.HeaderCachePrivate, connector.HeaderHealth} {
+		w.line("unset req.http.%s;", h)
+	}
+	p.writeRequestForm(w)
 	p.writeControlRecv(w)
 	w.line("# Not a control request: the token goes no further.")
 	w.line("unset req.http.%s;", connector.HeaderControl)
@@ -215,8 +208,81 @@ func (p *renderPlan) writeRecv(w *writer) {
 	if len(p.sites) > 0 {
 		w.close()
 	}
-	w.line("# Fall through to the built-in vcl_recv: it passes requests with")
-	w.line("# Cookie or Authorization so private answers are never shared.")
+	w.line("call cdnflow_cookies;")
+	w.line("# cdnflow decides, not the built-in vcl_recv (which passes every request")
+	w.line("# with a Cookie): only GET and HEAD get here, cookies are the site's")
+	w.line("# policy, and a request with credentials is never answered from or")
+	w.line("# stored in the shared cache.")
+	w.open("if (req.http.Authorization)")
+	w.line("return (pass);")
+	w.close()
+	w.line("return (hash);")
+	w.close()
+	w.line("")
+	p.writeCookies(w)
+}
+
+// writeRequestForm writes the one way in: the methods an edge answers
+// (GET, HEAD; PURGE, BAN and the site table's admin requests as control
+// requests) else 405; the request target in origin-form, or in http/https
+// absolute-form whose authority replaces Host (RFC 9112 §3.2.2), else 400;
+// and one spelling of the host that the referrer rules, the site choice
+// (here and in the connector), the cache key and every purge see.
+func (p *renderPlan) writeRequestForm(w *writer) {
+	w.line("# Methods: GET and HEAD, and the control requests (admitted below by the")
+	w.line("# purge ACL and the control token only). Anything else (POST, PUT,")
+	w.line("# OPTIONS, CONNECT, PRI, made-up ones) is refused here, never piped or")
+	w.line("# passed to an origin.")
+	w.open(`if (req.method != "GET" && req.method != "HEAD" && req.method != "PURGE" && req.method != "BAN" && !req.http.%s)`,
+		connector.HeaderAdmin)
+	w.line(`return (synth(405, "Method Not Allowed"));`)
+	w.close()
+	w.line("# Absolute-form request targets: the URL's authority replaces Host")
+	w.line("# (RFC 9112 section 3.2.2), whatever Host said. Other schemes and other")
+	w.line("# forms (authority-form, asterisk-form) are refused.")
+	w.open(`if (req.url ~ "(?i)^https?://")`)
+	w.line(`set req.http.host = regsub(req.url, "(?i)^https?://([^/?#]*).*$", "\1");`)
+	w.line("# In one step: an empty req.url would fail the request.")
+	w.line(`set req.url = regsub(req.url, "(?i)^https?://[^/?#]*/?", "/");`)
+	w.orElse(`elsif (req.url !~ "^/")`)
+	w.line(`return (synth(400, "Request target must be a path or an http(s) URL"));`)
+	w.close()
+	w.line("# Host is part of the cache key and of every purge, ban and surrogate")
+	w.line("# key: one spelling per name (lower case, no port, no trailing dot),")
+	w.line("# and nothing that could split a ban or xkey argument.")
+	w.open("if (!req.http.host)")
+	w.line(`return (synth(400, "Host header required"));`)
+	w.close()
+	w.line(`set req.http.host = std.tolower(regsub(req.http.host, "\.?(:[0-9]*)?$", ""));`)
+	w.open(`if (req.http.host !~ "^([a-z0-9_.-]+|\[[0-9a-f:.]+\])$")`)
+	w.line(`return (synth(400, "Invalid Host header"));`)
+	w.close()
+}
+
+// writeCookies writes cdnflow_cookies: the cookie policy of
+// distribution.CachePolicy. A site with forwarded cookies named them in
+// hdrKeepCookies (its recv sub); only those are kept, and their values
+// (hdrCookieKey) are a Vary of every object of the site
+// (vcl_backend_response), so the cookies are part of the cache key while
+// an exact PURGE or the cache-only probe still finds every variant under
+// the URL's hash. Every other request loses its Cookie header: cookies
+// are neither part of the key nor sent to the origin.
+func (p *renderPlan) writeCookies(w *writer) {
+	w.open("sub cdnflow_cookies")
+	w.open("if (req.http.%s && req.http.Cookie)", hdrKeepCookies)
+	w.line("cookie.parse(req.http.Cookie);")
+	w.line("cookie.keep(req.http.%s);", hdrKeepCookies)
+	w.line("# get_string ends each cookie with \";\": the origin gets \"a=1; b=2\".")
+	w.line(`set req.http.Cookie = regsub(cookie.get_string(), ";\s*$", "");`)
+	w.close()
+	w.open(`if (!req.http.%s || req.http.Cookie == "")`, hdrKeepCookies)
+	w.line("unset req.http.Cookie;")
+	w.close()
+	w.line("# Absent when no forwarded cookie is sent: a prewarm, the cache-only")
+	w.line("# probe and a browser without those cookies share one object.")
+	w.open("if (req.http.Cookie)")
+	w.line("set req.http.%s = req.http.Cookie;", hdrCookieKey)
+	w.close()
 	w.close()
 	w.line("")
 }
@@ -395,23 +461,73 @@ func (p *renderPlan) writeBackendSide(w *writer) {
 	w.line(`std.collect(beresp.http.Surrogate-Key, " ");`)
 	w.line(`set beresp.http.xkey = regsuball(beresp.http.Surrogate-Key, "([^\s,]+)", bereq.http.X-Forwarded-Host + "#\1");`)
 	w.close()
+	w.line("# A site with forwarded cookies: their values are part of every")
+	w.line("# object's key (cdnflow_cookies).")
+	w.open("if (bereq.http.%s)", hdrKeepCookies)
+	w.open("if (beresp.http.Vary)")
+	w.line(`set beresp.http.Vary = beresp.http.Vary + ", %s";`, hdrCookieKey)
+	w.orElse("else")
+	w.line(`set beresp.http.Vary = "%s";`, hdrCookieKey)
+	w.close()
+	w.close()
+	w.open("if (bereq.uncacheable)")
+	w.line("unset beresp.http.%s;", connector.HeaderTTL)
+	w.line("unset beresp.http.%s;", connector.HeaderCachePrivate)
+	w.line("return (deliver);")
+	w.close()
 	conds := make([]string, len(cacheableForcedTTL))
 	for i, c := range cacheableForcedTTL {
 		conds[i] = "beresp.status == " + strconv.Itoa(c)
 	}
-	w.line("# A site's forced lifetime (connector.HeaderTTL, from the site table)")
-	w.line("# ignores origin caching headers, but never shares a response that")
-	w.line("# sets a cookie.")
+	w.line("# A site's forced lifetime (connector.HeaderTTL, from the site table:")
+	w.line("# NHN useOrigin N, maxAge) replaces the origin's; cdnflow_private")
+	w.line("# below still decides whether the answer may be stored at all.")
 	w.open("if (beresp.http.%s)", connector.HeaderTTL)
 	w.line("set beresp.http.%s = beresp.http.%s;", hdrTTL, connector.HeaderTTL)
 	w.line("unset beresp.http.%s;", connector.HeaderTTL)
-	w.open("if ((%s) && !beresp.http.Set-Cookie)", strings.Join(conds, " || "))
+	w.open("if (%s)", strings.Join(conds, " || "))
 	w.line(`set beresp.ttl = std.duration(beresp.http.%s + "s", 0s);`, hdrTTL)
+	w.close()
 	w.line("unset beresp.http.%s;", hdrTTL)
+	w.close()
+	w.line("call cdnflow_private;")
 	w.line("return (deliver);")
 	w.close()
-	w.line("unset beresp.http.%s;", hdrTTL)
+	w.line("")
+	p.writePrivate(w)
+}
+
+// writePrivate writes cdnflow_private, the last word on storing an answer
+// (it replaces the built-in vcl_backend_response): an answer that sets a
+// cookie, or is marked Cache-Control private, no-store or no-cache
+// (RFC 9111 §5.2.2.4, §5.2.2.5, §5.2.2.7; Surrogate-Control no-store) is
+// never stored or shared, whatever lifetime the site forces, unless the
+// site opted in to storing private answers (connector.HeaderCachePrivate;
+// Set-Cookie answers stay unshared even then). It becomes hit-for-miss:
+// the next request fetches again, and a later cacheable answer is stored.
+func (p *renderPlan) writePrivate(w *writer) {
+	w.open("sub cdnflow_private")
+	w.open("if (beresp.http.Set-Cookie)")
+	w.line("call cdnflow_hit_for_miss;")
 	w.close()
+	w.open("if (!beresp.http.%s && (beresp.http.Cache-Control ~ %s || beresp.http.Surrogate-Control ~ %s))",
+		connector.HeaderCachePrivate, longStr(`(?i)(^|[,\s])(private|no-store|no-cache)\s*($|[,=])`),
+		longStr(`(?i)(^|[,\s])no-store\s*($|[,=])`))
+	w.line("call cdnflow_hit_for_miss;")
+	w.close()
+	w.line("unset beresp.http.%s;", connector.HeaderCachePrivate)
+	w.line("# As the built-in VCL: nothing to keep, or a Vary nothing can match.")
+	w.open(`if (beresp.ttl <= 0s || beresp.http.Vary == "*")`)
+	w.line("call cdnflow_hit_for_miss;")
+	w.close()
+	w.close()
+	w.line("")
+	w.open("sub cdnflow_hit_for_miss")
+	w.line("unset beresp.http.%s;", connector.HeaderCachePrivate)
+	w.line("set beresp.ttl = 120s;")
+	w.line("set beresp.grace = 0s;")
+	w.line("set beresp.uncacheable = true;")
+	w.line("return (deliver);")
 	w.close()
 	w.line("")
 }
@@ -440,6 +556,13 @@ func (p *renderPlan) writeDelivery(w *writer) {
 	w.line("unset resp.http.x-cdn-url;")
 	w.line("unset resp.http.xkey;")
 	w.line("unset resp.http.Surrogate-Key;")
+	w.line("# The cookie Vary is the edge's own (cdnflow_cookies).")
+	w.open("if (resp.http.Vary)")
+	w.line(`set resp.http.Vary = regsub(resp.http.Vary, "(^|,\s*)%s$", "");`, hdrCookieKey)
+	w.open(`if (resp.http.Vary == "")`)
+	w.line("unset resp.http.Vary;")
+	w.close()
+	w.close()
 	w.line("# The connector's reason for a 502 names the origin and its failure")
 	w.line("# (certificate, address policy): for operators (varnishlog), not clients.")
 	w.line("unset resp.http.%s;", connector.HeaderError)
@@ -457,14 +580,35 @@ func (p *renderPlan) writeDelivery(w *writer) {
 	w.line("")
 }
 
-// writeSite writes the recv sub of a site with a referrer rule: the only
-// per-site VCL (everything else is in the connector's site table).
+// writeSite writes the recv sub of a site with VCL rules: its forwarded
+// cookies (cdnflow_cookies) and its referrer rule, the only per-site VCL
+// (everything else is in the connector's site table).
 func (p *renderPlan) writeSite(w *writer, s *sitePlan) {
 	w.line("# site %s: %s", s.name, strings.Join(s.hosts, " "))
 	w.open("sub %s", s.sub("recv"))
+	if len(s.cookies) > 0 {
+		w.line("set req.http.%s = %s;", hdrKeepCookies, str(strings.Join(s.cookies, ",")))
+	}
+	if s.refType != "" {
+		p.writeReferrer(w, s)
+	}
+	w.close()
+	w.line("")
+}
+
+// writeReferrer writes s's referrer rule.
+func (p *renderPlan) writeReferrer(w *writer, s *sitePlan) {
 	w.open(`if (!req.http.Referer || req.http.Referer == "")`)
 	if !s.allowEmpty {
 		w.line(`return (synth(403, "Referer required"));`)
+	}
+	w.line("# A Referer longer than %d bytes matches no pattern (PCRE2's match", MaxReferrerLen)
+	w.line("# limit stays out of reach: a failed match is a 503 in Varnish 7.1).")
+	w.orElse(`elsif (req.http.Referer ~ "^.{%d}")`, MaxReferrerLen+1)
+	if s.refType == ReferrerWhitelist {
+		w.line(`return (synth(403, "Referer denied"));`)
+	} else {
+		w.line("# A blacklist admits it.")
 	}
 	conds := make([]string, len(s.referrers))
 	for i, r := range s.referrers {
@@ -483,6 +627,4 @@ func (p *renderPlan) writeSite(w *writer, s *sitePlan) {
 		w.line(`return (synth(403, "Referer denied"));`)
 	}
 	w.close()
-	w.close()
-	w.line("")
 }

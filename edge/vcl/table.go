@@ -66,6 +66,9 @@ func (s Site) entry(gen connector.Generation, origins []connector.SiteOrigin) (c
 	if sp.refType != "" {
 		e.Referrer = &connector.Referrer{Type: sp.refType, Patterns: sp.referrers, AllowEmpty: sp.allowEmpty}
 	}
+	if len(sp.cookies) > 0 || s.CachePrivate {
+		e.Cache = &connector.CachePolicy{Cookies: sp.cookies, CachePrivate: s.CachePrivate}
+	}
 	if err := e.Check(); err != nil {
 		return connector.Site{}, err
 	}
@@ -83,6 +86,9 @@ func SiteOfEntry(e connector.Site) Site {
 	}
 	if r := e.Referrer; r != nil {
 		s.ReferrerType, s.Referrers, s.AllowEmptyReferrer = r.Type, r.Patterns, r.AllowEmpty
+	}
+	if c := e.Cache; c != nil {
+		s.ForwardCookies, s.CachePrivate = c.Cookies, c.CachePrivate
 	}
 	return s
 }
@@ -102,14 +108,14 @@ func Entries(cfg Config, gen connector.Generation) ([]connector.Site, error) {
 }
 
 // WithTable is cfg with the VCL of a site table's entries added: only
-// entries with a referrer rule need VCL (everything else is the
-// connector's), in name order, so equal tables render equal VCL and get
+// entries with a referrer rule or forwarded cookies need VCL (everything
+// else is the connector's), in name order, so equal tables render equal VCL and get
 // equal content-addressed names (varnishadm.ManagedName). The edge sync
 // and an edge booted by `cdnflow dev` render through it alike.
 func WithTable(cfg Config, sites []connector.Site) Config {
 	cfg.Sites = nil
 	for _, s := range sites {
-		if s.Referrer != nil {
+		if s.Referrer != nil || (s.Cache != nil && len(s.Cache.Cookies) > 0) {
 			cfg.Sites = append(cfg.Sites, SiteOfEntry(s))
 		}
 	}

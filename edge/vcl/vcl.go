@@ -19,6 +19,8 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"regexp/syntax"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -77,6 +79,14 @@ type Site struct {
 	// Suspended sites answer 404 to every request (NHN SUSPEND: the
 	// domain is not served).
 	Suspended bool
+	// ForwardCookies (at most connector.MaxForwardCookies RFC 6265 names)
+	// are the only cookies kept on GET and HEAD requests; they become part
+	// of the cache key. Empty (the default): the Cookie header is dropped
+	// before the lookup and never reaches the origin.
+	ForwardCookies []string
+	// CachePrivate lets the edge store answers marked Cache-Control
+	// private, no-store or no-cache (distribution.CachePolicy: dangerous).
+	CachePrivate bool
 }
 
 // Config is everything one edge's VCL depends on.
@@ -182,11 +192,56 @@ func CheckOriginPath(p string) error {
 	return connector.CheckOriginPath(strings.TrimSuffix(p, "/"))
 }
 
+// Bounds of a referrer pattern that keep its match on the edge linear
+// enough for PCRE2's match limit (Varnish 7.1 answers "503 VCL failed" to
+// a visitor when a match errors: varnishd pcre2_match_limit): see
+// CheckReferrerPattern.
+const (
+	// MaxReferrerUnbounded is how many unbounded quantifiers (*, +,
+	// {n,}) one pattern may have.
+	MaxReferrerUnbounded = 2
+	// MaxReferrerRepeat is the largest count of a counted quantifier.
+	MaxReferrerRepeat = 32
+	// MaxReferrerLen is the longest Referer (bytes) the patterns are
+	// matched against; a longer Referer matches none (WHITELIST: refused
+	// 403, BLACKLIST: admitted).
+	MaxReferrerLen = 1024
+)
+
 // CheckReferrerPattern validates one referrer regular expression. Varnish
-// uses PCRE while the check compiles with Go's RE2, so PCRE-only features
+// uses PCRE2 while the check compiles with Go's RE2, so PCRE-only features
 // (look-around, back-references) are refused rather than risk a VCL that
-// does not load.
+// does not load. The edge matches with PCRE2, which backtracks, and
+// Varnish 7.1 fails the request (503) when a match hits its match limit,
+// so a pattern that can backtrack catastrophically is refused: a
+// quantifier may repeat only one character, a character class or "."
+// (never a group: no "(a+)+", "(a|aa)*", "(ab)*"), except "?" (an
+// optional group such as "(www\.)?" is tried at most twice); counted
+// quantifiers go up to MaxReferrerRepeat, and at most
+// MaxReferrerUnbounded quantifiers are unbounded.
 func CheckReferrerPattern(p string) error {
+	if err := checkReferrerSyntax(p); err != nil {
+		return err
+	}
+	re, err := syntax.Parse(p, syntax.Perl)
+	if err != nil {
+		return fmt.Errorf("referrer pattern %q: %w", p, err)
+	}
+	unbounded := 0
+	if err := checkBacktracking(re, &unbounded); err != nil {
+		return fmt.Errorf("referrer pattern %q: %w", p, err)
+	}
+	if unbounded > MaxReferrerUnbounded {
+		return fmt.Errorf("referrer pattern %q has %d unbounded quantifiers (*, +, {n,}); at most %d, so the edge's match cannot run out of steps", p, unbounded, MaxReferrerUnbounded)
+	}
+	return nil
+}
+
+// checkReferrerSyntax is what rendering needs of a referrer pattern: it
+// stays inside its VCL string and compiles. The renderer checks no more,
+// so a rule the API admitted under older bounds still renders (and the
+// edge's other sites with it).
+func checkReferrerSyntax(p string) error {
 	if p == "" {
 		return errors.New("empty referrer pattern")
 	}
@@ -206,6 +261,64 @@ func CheckReferrerPattern(p string) error {
 		return fmt.Errorf("referrer pattern %q: %w", p, err)
 	}
 	return nil
+}
+
+// checkBacktracking walks re (Go's parse, before simplification) and
+// refuses the shapes PCRE2 can backtrack over for long: a quantifier over
+// more than one character, a counted quantifier beyond MaxReferrerRepeat.
+// It counts unbounded quantifiers in n.
+func checkBacktracking(re *syntax.Regexp, n *int) error {
+	switch re.Op {
+	case syntax.OpStar, syntax.OpPlus, syntax.OpRepeat, syntax.OpQuest:
+		if re.Op == syntax.OpRepeat && (re.Max > MaxReferrerRepeat || re.Min > MaxReferrerRepeat) {
+			return fmt.Errorf("counted quantifier {%d,%d} beyond %d", re.Min, re.Max, MaxReferrerRepeat)
+		}
+		unbounded := re.Op == syntax.OpStar || re.Op == syntax.OpPlus || (re.Op == syntax.OpRepeat && re.Max == -1)
+		if unbounded {
+			*n++
+		}
+		sub := re.Sub[0]
+		if !oneChar(sub) && re.Op != syntax.OpQuest {
+			return fmt.Errorf("quantifier %s repeats a group (%s): nested or grouped quantifiers can backtrack without end; repeat one character or class, e.g. [a-z0-9.-]*", quantifier(re), sub)
+		}
+	}
+	for _, sub := range re.Sub {
+		if err := checkBacktracking(sub, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// oneChar reports whether re matches exactly one character (a literal
+// character, a class or "."), possibly inside a capture.
+func oneChar(re *syntax.Regexp) bool {
+	for re.Op == syntax.OpCapture {
+		re = re.Sub[0]
+	}
+	switch re.Op {
+	case syntax.OpLiteral:
+		return len(re.Rune) == 1
+	case syntax.OpCharClass, syntax.OpAnyChar, syntax.OpAnyCharNotNL:
+		return true
+	}
+	return false
+}
+
+// quantifier names re's quantifier for an error.
+func quantifier(re *syntax.Regexp) string {
+	switch re.Op {
+	case syntax.OpStar:
+		return "*"
+	case syntax.OpPlus:
+		return "+"
+	case syntax.OpQuest:
+		return "?"
+	}
+	if re.Max == -1 {
+		return fmt.Sprintf("{%d,}", re.Min)
+	}
+	return fmt.Sprintf("{%d,%d}", re.Min, re.Max)
 }
 
 // Render returns the VCL for cfg, or an error naming the first value that
@@ -229,7 +342,12 @@ type sitePlan struct {
 	refType     string
 	referrers   []string
 	allowEmpty  bool
+	cookies     []string // forwarded cookies, sorted; nil: none
 }
+
+// needsVCL reports whether the site has rules the VCL enforces before the
+// lookup: a referrer rule or forwarded cookies.
+func (s *sitePlan) needsVCL() bool { return s.refType != "" || len(s.cookies) > 0 }
 
 func (s *sitePlan) sub(kind string) string {
 	return fmt.Sprintf("cdnflow_site_%d_%s", s.index, kind)
@@ -285,7 +403,7 @@ func plan(cfg Config) (*renderPlan, error) {
 		if err != nil {
 			return nil, err
 		}
-		if site.refType != "" {
+		if site.needsVCL() {
 			// The only per-site VCL; the rest lives in the site table.
 			p.sites = append(p.sites, site)
 		}
@@ -402,6 +520,15 @@ func siteRules(sp *sitePlan, s Site) error {
 	if s.TTL < 0 {
 		return fmt.Errorf("negative TTL %s", s.TTL)
 	}
+	if len(s.ForwardCookies) > 0 {
+		cookies := slices.Clone(s.ForwardCookies)
+		slices.Sort(cookies)
+		cookies = slices.Compact(cookies)
+		if err := (connector.CachePolicy{Cookies: cookies}).Check(); err != nil {
+			return err
+		}
+		sp.cookies = cookies
+	}
 	sp.ttlSeconds = int64((s.TTL + time.Second - 1) / time.Second) // a sub-second TTL still caches
 	switch s.ReferrerType {
 	case "":
@@ -416,7 +543,7 @@ func siteRules(sp *sitePlan, s Site) error {
 		sp.refType = s.ReferrerType
 		sp.allowEmpty = s.AllowEmptyReferrer
 		for _, r := range s.Referrers {
-			if err := CheckReferrerPattern(r); err != nil {
+			if err := checkReferrerSyntax(r); err != nil {
 				return err
 			}
 			sp.referrers = append(sp.referrers, r)
