@@ -4,13 +4,17 @@ package activities
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/cdnflow/cdnflow/edge"
+	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/edge/varnishadm"
 	"github.com/cdnflow/cdnflow/inventory"
 )
@@ -26,11 +30,23 @@ type EdgeHealth struct {
 	ActiveVCL string `json:"activeVcl,omitempty"`
 	Drift     string `json:"drift,omitempty"`
 	Error     string `json:"error,omitempty"`
+	// Unstorable are the origin answers the edge could not store or pass
+	// (refused by its connector with the cause, connector.Unstorable),
+	// per distribution (site) and cause since the connector started: the
+	// MaxUnstorableRows largest counts.
+	Unstorable []connector.Unstorable `json:"unstorable,omitempty"`
 }
+
+// MaxUnstorableRows bounds EdgeHealth.Unstorable (the check's result is
+// a workflow payload).
+const MaxUnstorableRows = 20
 
 // EdgeCheck probes edges from the inventory.
 type EdgeCheck struct {
 	Inventory *inventory.Inventory
+	// Edges reads each edge's site table for its unstorable answers; nil
+	// leaves EdgeHealth.Unstorable empty.
+	Edges *edge.Client
 }
 
 // ListEdges returns every inventory edge id, draining edges included (an
@@ -72,9 +88,27 @@ func (a *EdgeCheck) CheckEdge(ctx context.Context, edgeID string) (EdgeHealth, e
 			errs = append(errs, fmt.Sprintf("admin %s: %v", e.AdminAddress, err))
 		}
 	}
+	if a.Edges != nil {
+		if err := a.unstorable(ctx, e, &h); err != nil {
+			errs = append(errs, fmt.Sprintf("site table %s: %v", e.Address, err))
+		}
+	}
 	h.Error = strings.Join(errs, "; ")
-	log.Info("edge checked", "httpOk", h.HTTPOK, "adminOk", h.AdminOK, "error", h.Error)
+	log.Info("edge checked", "httpOk", h.HTTPOK, "adminOk", h.AdminOK, "unstorable", len(h.Unstorable), "error", h.Error)
 	return h, nil
+}
+
+// unstorable fills h's Unstorable from e's site table: the largest
+// counts first, at most MaxUnstorableRows.
+func (a *EdgeCheck) unstorable(ctx context.Context, e inventory.Edge, h *EdgeHealth) error {
+	st, err := a.Edges.Table(ctx, e)
+	if err != nil {
+		return err
+	}
+	rows := st.Unstorable
+	slices.SortStableFunc(rows, func(x, y connector.Unstorable) int { return cmp.Compare(y.Count, x.Count) })
+	h.Unstorable = rows[:min(len(rows), MaxUnstorableRows)]
+	return nil
 }
 
 // activeVCL fills h's ActiveVCL and Drift from vcl.list.

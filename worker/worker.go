@@ -76,7 +76,7 @@ func Register(r sdkworker.Registry, d Deps) error {
 		return fmt.Errorf("register: origin probe: %w", err)
 	}
 	knobs := &activities.Knobs{HeartbeatTimeout: cfg.HeartbeatTimeout, EdgeApplyAttempts: cfg.EdgeApplyAttempts, EdgeErrorRetry: cfg.EdgeErrorRetry}
-	edgeCheck := &activities.EdgeCheck{Inventory: d.Inventory}
+	edgeCheck := &activities.EdgeCheck{Inventory: d.Inventory, Edges: edges}
 	prewarm := &activities.Prewarm{
 		Inventory: d.Inventory, Edge: edges, Store: d.payloadStore(),
 		Attempts: cfg.PrewarmAttempts, AttemptTimeout: cfg.PrewarmAttemptTimeout,

@@ -26,7 +26,9 @@ func (c *Connector) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case name == "" && r.Method == http.MethodGet:
-		writeJSON(w, c.table.State())
+		st := c.table.State()
+		st.Unstorable = c.unstorable.rows()
+		writeJSON(w, st)
 	case name == "" && r.Method == http.MethodPut:
 		var sites []Site
 		if !readJSON(w, r, &sites) {

@@ -126,6 +126,9 @@ type Connector struct {
 	lastSweep  time.Time
 	counters   map[string]*atomic.Uint64
 	down       map[netip.AddrPort]time.Time
+
+	// unstorable counts answers refused for the edge's limits (limits.go).
+	unstorable unstorableCounts
 }
 
 type transportEntry struct {
@@ -235,6 +238,8 @@ type target struct {
 	ttl     int64    // HeaderTTL to answer; 0 none
 	// cachePrivate answers HeaderCachePrivate (CachePolicy.CachePrivate).
 	cachePrivate bool
+	// site names the answers' site in the unstorable counters.
+	site string
 }
 
 // Table is the edge's site table (the admin protocol's state).
@@ -282,7 +287,7 @@ func (c *Connector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.refuse(w, r, err.Error())
 		return
 	}
-	t := &target{key: FormatOrigins(origins), origins: origins}
+	t := &target{key: FormatOrigins(origins), origins: origins, site: DefaultSite}
 	if len(hostVals) > 1 {
 		c.refuse(w, r, HeaderOriginHost+" is given more than once")
 		return
@@ -310,7 +315,7 @@ func (c *Connector) serveSite(w http.ResponseWriter, r *http.Request, site Site)
 		writeStatus(w, http.StatusNotFound, "Distribution suspended")
 		return
 	}
-	t := &target{key: "s|" + site.Name, ttl: site.TTL, cachePrivate: site.cachePrivate()}
+	t := &target{key: "s|" + site.Name, ttl: site.TTL, cachePrivate: site.cachePrivate(), site: site.Name}
 	for _, o := range site.Origins {
 		t.origins = append(t.origins, o.Origin)
 		t.paths = append(t.paths, o.Path)
@@ -409,6 +414,9 @@ func (t *originTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		resp, err := c.fetch(req, o, path, tg.host, replayable)
 		if err == nil {
+			if err = c.admit(req, resp, o, tg.site); err != nil {
+				return nil, err
+			}
 			for k := range resp.Header {
 				if strings.HasPrefix(k, internalPrefix) {
 					delete(resp.Header, k)
@@ -430,6 +438,27 @@ func (t *originTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	return nil, last
 }
+
+// admit refuses an origin answer the edge could not store or pass
+// (checkAnswer), counting it for site with its cause: the error becomes a
+// 502 whose HeaderError says why.
+func (c *Connector) admit(req *http.Request, resp *http.Response, o Origin, site string) error {
+	host := req.Header.Get("X-Forwarded-Host")
+	if host == "" {
+		host = hostOf(req.Host)
+	}
+	cause, reason := checkAnswer(resp.Header, host)
+	if cause == "" {
+		return nil
+	}
+	_ = resp.Body.Close() // the answer is refused: its body is not read
+	c.unstorable.add(site, cause)
+	return &OriginError{Origin: o, Kind: KindHTTP, Err: fmt.Errorf("%s (%s)", reason, cause)}
+}
+
+// Unstorable are the answers refused since start for the edge's limits,
+// per site and cause.
+func (c *Connector) Unstorable() []Unstorable { return c.unstorable.rows() }
 
 // fetch sends req to o (its path prefixed with path), trying its
 // addresses in round-robin order and moving on from an address only when

@@ -56,6 +56,10 @@ type TableState struct {
 	// Closed are the closed (deleted) sites still remembered, in name
 	// order: their hosts answer 404 and older changes of them are refused.
 	Closed []ClosedSite `json:"closed,omitempty"`
+	// Unstorable counts the origin answers refused since start because
+	// the edge could not store or pass them (limits.go), per site and
+	// cause; the edge check reports them per distribution.
+	Unstorable []Unstorable `json:"unstorable,omitempty"`
 	// Evicted counts closed entries dropped since start because more than
 	// the cap were kept (their hosts then go to the default origin).
 	Evicted uint64 `json:"evicted,omitempty"`

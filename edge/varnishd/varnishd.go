@@ -52,9 +52,10 @@ const (
 //   - http_resp_hdr_len 32k: one origin header line (default 8k);
 //   - http_resp_size 64k: the origin's status line and headers (default
 //     32k), read into workspace_backend;
-//   - workspace_backend 256k: the response headers, plus the xkey header
+//   - workspace_backend 512k: the response headers, plus the xkey header
 //     vcl_backend_response derives from Surrogate-Key (each key prefixed
-//     with the client host), plus VCL's own strings (default 96k);
+//     with the client host: 16 KiB of keys under a 48-byte host make
+//     150 KiB), plus VCL's own strings (default 96k);
 //   - http_req_hdr_len 16k and http_req_size 64k: a visitor's header
 //     line (long Cookie or Referer) and all its headers (defaults 8k,
 //     32k);
@@ -69,7 +70,7 @@ const (
 var EdgeParams = map[string]string{
 	"http_resp_hdr_len": "32k",
 	"http_resp_size":    "64k",
-	"workspace_backend": "256k",
+	"workspace_backend": "512k",
 	"http_req_hdr_len":  "16k",
 	"http_req_size":     "64k",
 	"workspace_client":  "256k",
