@@ -119,16 +119,16 @@ func ParseRing(text []byte) (*Ring, error) {
 	return NewRing(ids, keys)
 }
 
-// LoadRing reads a key ring file (ParseRing's format). The file should be
-// readable by its owner only; a file others can read is refused, as ssh
-// refuses such a private key.
+// LoadRing reads a key ring file (ParseRing's format). A file that others
+// (not the owner, not its group: a Kubernetes Secret volume with fsGroup)
+// may read or write is refused, as ssh refuses such a private key.
 func LoadRing(path string) (*Ring, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("payload key file: %w", err)
 	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("payload key file %s: mode %04o, want 0600 or stricter (chmod 600)", path, st.Mode().Perm())
+	if st.Mode().Perm()&0o007 != 0 {
+		return nil, fmt.Errorf("payload key file %s: mode %04o: others may read it; want 0600 or 0640 (chmod 600)", path, st.Mode().Perm())
 	}
 	text, err := os.ReadFile(path)
 	if err != nil {
