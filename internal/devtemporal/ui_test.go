@@ -1,3 +1,5 @@
+//go:build !unit
+
 package devtemporal_test
 
 import (
