@@ -42,6 +42,7 @@ func TestSecretsSealedInTemporalAndPayloadStore(t *testing.T) {
 	const headerToken, callbackToken, pathMarker = "origin-token-b41d9e", "cb-token-6e02fa", "asset-7c1f3d"
 	env := testenv.Start(t, testenv.Options{Edges: 1, Configure: func(c *config.Config) {
 		c.AppKeys = map[string]string{appKey: secret}
+		c.TemporalUIPort = 0 // the Web UI, to read a job as it shows it
 	}})
 	secrets := []string{headerToken, callbackToken, pathMarker}
 
@@ -78,6 +79,7 @@ func TestSecretsSealedInTemporalAndPayloadStore(t *testing.T) {
 	})
 
 	sealed := assertRawHistoriesSealed(t, env, workflows.PrewarmWorkflowID(id), secrets)
+	assertWebUIShowsSealed(t, env, workflows.PrewarmWorkflowID(id), secrets)
 	assertFilesHoldNoSecret(t, env.Server.DBFile, secrets, true)
 	assertFilesHoldNoSecret(t, filepath.Join(env.Config.DataDir, "payloads"), secrets, false)
 	assertCodecEndpoint(t, env, sealed, headerToken)
@@ -147,9 +149,11 @@ func assertRawHistoriesSealed(t *testing.T, env *testenv.Env, prewarmID string, 
 	return input
 }
 
+// assertNoSecret looks for the secrets in m's wire form, where bytes (a
+// payload's data) are as they are, not base64 as in JSON.
 func assertNoSecret(t *testing.T, what string, m proto.Message, secrets []string) {
 	t.Helper()
-	text, err := protojson.Marshal(m)
+	text, err := proto.Marshal(m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,5 +242,27 @@ func assertCodecEndpoint(t *testing.T, env *testenv.Env, sealed *commonpb.Payloa
 	}
 	if code, out := decode(ring, "http://evil.example"); code != http.StatusForbidden || strings.Contains(out, want) {
 		t.Errorf("decode from another origin: %d %.300s", code, out)
+	}
+}
+
+// assertWebUIShowsSealed reads the prewarm job's history as the Web UI's
+// browser app does (the UI server's /api/v1 route) and fails on a secret
+// in it, or on a payload that is not sealed.
+func assertWebUIShowsSealed(t *testing.T, env *testenv.Env, workflowID string, secrets []string) {
+	t.Helper()
+	resp, err := http.Get("http://" + env.Server.UIAddr + "/api/v1/namespaces/" + env.Config.Namespace + "/workflows/" + workflowID + "/history")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	var h workflowservice.GetWorkflowExecutionHistoryResponse
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(data, &h); err != nil || resp.StatusCode != http.StatusOK || len(h.GetHistory().GetEvents()) == 0 {
+		t.Fatalf("web ui history: %d %v %.300s", resp.StatusCode, err, data)
+	}
+	assertNoSecret(t, "web ui history of "+workflowID, &h, secrets)
+	input := h.GetHistory().GetEvents()[0].GetWorkflowExecutionStartedEventAttributes().GetInput().GetPayloads()
+	if len(input) == 0 || !codec.IsSealed(input[0]) {
+		t.Errorf("web ui shows the job's input unsealed: %v", input)
 	}
 }
