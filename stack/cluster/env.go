@@ -92,13 +92,6 @@ func (c *Cluster) serverEnv() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Every worker and API seals payloads with the cluster's key ring,
-	// made on the first up (0600); a saved or caller's setting wins.
-	key := c.PayloadKeyFile()
-	if _, err := codec.CreateKeyFile(key); err != nil {
-		return nil, err
-	}
-	env = append(env, "CDNFLOW_PAYLOAD_KEY_FILE="+key)
 	saved, err := c.savedEnv()
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
@@ -113,5 +106,12 @@ func (c *Cluster) serverEnv() ([]string, error) {
 			env = append(env, name+"=") // unset for the child (empty = default)
 		}
 	}
+	// Every worker and API seals payloads with the cluster's key ring,
+	// made on the first up (0600); the saved environment's setting wins.
+	key := c.PayloadKeyFile()
+	if _, err := codec.CreateKeyFile(key); err != nil {
+		return nil, err
+	}
+	env = append(env, "CDNFLOW_PAYLOAD_KEY_FILE="+key)
 	return append(append(env, saved...), c.opts.ServerEnv...), nil
 }
