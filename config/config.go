@@ -18,6 +18,7 @@ import (
 
 	"github.com/cdnflow/cdnflow/edge"
 	"github.com/cdnflow/cdnflow/edge/connector"
+	"github.com/cdnflow/cdnflow/internal/codec"
 	"github.com/cdnflow/cdnflow/internal/payload"
 	"github.com/cdnflow/cdnflow/internal/temporalclient"
 )
@@ -36,6 +37,8 @@ type Config struct {
 	Worker
 	Dev
 	Connector
+	Secrets
+	Codec
 }
 
 // Temporal is the Temporal client: where the frontend is and how to reach
@@ -245,6 +248,79 @@ type Connector struct {
 	ControlSecretFile string
 }
 
+// Secrets is the payload key that encrypts what cdnflow stores in Temporal
+// and in the payload store (internal/codec; dev, worker, api,
+// codec-server). Every API and worker process of a deployment loads the
+// same key ring.
+type Secrets struct {
+	// PayloadKeyFile is a key ring file (internal/codec.ParseRing: lines
+	// "ID:BASE64" of 32-byte AES-256 keys, the first one encrypts, all
+	// decrypt), mode 0600. Empty: the ring is read from $CDNFLOW_PAYLOAD_KEY
+	// (same text) if set; `cdnflow dev` creates <data-dir>/payload.key on
+	// its first start; else payloads are stored in plain text (a warning
+	// at start).
+	PayloadKeyFile string
+}
+
+// Codec is the endpoint that shows sealed payloads in the Temporal Web UI:
+// `cdnflow codec-server` (CodecListen, CodecUIOrigins) and the embedded
+// UI's data encoder in dev (UICodecEndpoint, UIWriteActions).
+type Codec struct {
+	// CodecListen is where `cdnflow codec-server` listens: a loopback
+	// IP:port.
+	CodecListen string
+	// CodecUIOrigins are the Web UI origins browsers may call the codec
+	// endpoint from.
+	CodecUIOrigins []string
+	// UICodecEndpoint is the codec endpoint dev's embedded Web UI decodes
+	// payloads through (its data encoder); empty: none.
+	UICodecEndpoint string
+	// UIWriteActions lets dev's Web UI start, signal, update, reset,
+	// cancel and terminate workflows; off by default, as jobs are started
+	// through cdnflow's API, which checks them.
+	UIWriteActions bool
+}
+
+// RegisterUI binds dev's Web UI settings.
+func (c *Codec) RegisterUI(fs *flag.FlagSet) {
+	str(fs, &c.UICodecEndpoint, "ui-codec-endpoint", "CDNFLOW_UI_CODEC_ENDPOINT", "codec endpoint the embedded Web UI decodes payloads through (`cdnflow codec-server`; empty: none, payloads show sealed)")
+	boolean(fs, &c.UIWriteActions, "ui-write-actions", "CDNFLOW_UI_WRITE_ACTIONS", "let the embedded Web UI start, signal, cancel, reset and terminate workflows")
+}
+
+// RegisterCodecServer binds the settings of `cdnflow codec-server`: its
+// listen address and UI origins, the payload key and logging.
+func (c *Config) RegisterCodecServer(fs *flag.FlagSet) {
+	str(fs, &c.CodecListen, "listen", "CDNFLOW_CODEC_LISTEN", "loopback IP:port of the codec endpoint")
+	list(fs, &c.CodecUIOrigins, "ui-origin", "CDNFLOW_CODEC_UI_ORIGINS", "comma-separated Web UI origins browsers may call the codec endpoint from")
+	c.Secrets.Register(fs)
+	c.Log.Register(fs)
+}
+
+// PayloadKeyEnv holds a key ring's text when no key file is named (a
+// Kubernetes Secret as an environment variable).
+const PayloadKeyEnv = "CDNFLOW_PAYLOAD_KEY"
+
+// Register binds the payload key file.
+func (s *Secrets) Register(fs *flag.FlagSet) {
+	str(fs, &s.PayloadKeyFile, "payload-key-file", "CDNFLOW_PAYLOAD_KEY_FILE", "key ring file that encrypts Temporal payloads and the payload store (lines ID:BASE64 of 32-byte keys, the first encrypts, all decrypt; mode 0600; or the ring's text in $"+PayloadKeyEnv+")")
+}
+
+// PayloadRing loads the key ring: PayloadKeyFile, else $CDNFLOW_PAYLOAD_KEY;
+// nil without an error when neither is set.
+func (s Secrets) PayloadRing() (*codec.Ring, error) {
+	if s.PayloadKeyFile != "" {
+		return codec.LoadRing(s.PayloadKeyFile)
+	}
+	if text, ok := os.LookupEnv(PayloadKeyEnv); ok && strings.TrimSpace(text) != "" {
+		r, err := codec.ParseRing([]byte(text))
+		if err != nil {
+			return nil, fmt.Errorf("$%s: %w", PayloadKeyEnv, err)
+		}
+		return r, nil
+	}
+	return nil, nil
+}
+
 // Default returns the settings used when nothing is given.
 func Default() Config {
 	return Config{
@@ -285,6 +361,11 @@ func Default() Config {
 		},
 		Dev:       Dev{TemporalUIPort: 8233, TemporalPort: 7233, TemporalFrontendIP: "127.0.0.1"},
 		Connector: Connector{ConnectorListen: "127.0.0.1:6090"},
+		Codec: Codec{
+			CodecListen:     "127.0.0.1:8234",
+			CodecUIOrigins:  []string{"http://127.0.0.1:8233", "http://localhost:8233"},
+			UICodecEndpoint: "http://127.0.0.1:8234",
+		},
 	}
 }
 
@@ -299,6 +380,8 @@ func (c *Config) RegisterDev(fs *flag.FlagSet) {
 	c.Jobs.Register(fs)
 	c.Worker.Register(fs)
 	c.Dev.Register(fs)
+	c.Secrets.Register(fs)
+	c.Codec.RegisterUI(fs)
 }
 
 // RegisterWorker binds the settings of `cdnflow worker`: the Temporal
@@ -311,6 +394,7 @@ func (c *Config) RegisterWorker(fs *flag.FlagSet) {
 	c.Origins.Register(fs)
 	c.Jobs.Register(fs)
 	c.Worker.Register(fs)
+	c.Secrets.Register(fs)
 }
 
 // RegisterAPI binds the settings of `cdnflow api`: the Temporal client,
@@ -324,6 +408,7 @@ func (c *Config) RegisterAPI(fs *flag.FlagSet) {
 	c.Origins.Register(fs)
 	c.API.Register(fs)
 	c.Jobs.Register(fs)
+	c.Secrets.Register(fs)
 }
 
 // RegisterConnector binds the settings of `cdnflow connector`: --listen

@@ -6,6 +6,7 @@ package deployments
 import (
 	"bytes"
 	"flag"
+	"fmt"
 	"io"
 	"net/http"
 	"net/netip"
@@ -48,6 +49,8 @@ func commandFlags(cmd string) (flags map[string]bool, envs map[string]bool) {
 			envs[m[1]] = true
 		}
 	})
+	// The key ring's text has no flag (a flag's value shows in ps).
+	envs[config.PayloadKeyEnv] = true
 	return flags, envs
 }
 
@@ -161,6 +164,7 @@ func TestComposeFile(t *testing.T) {
 		}
 	}
 	checkComposePayloads(t, c)
+	checkComposePrivate(t, c)
 	checkPurgeACL(t, "compose", c.Services["worker"].Environment["CDNFLOW_PURGE_ACL"])
 	for _, name := range []string{"worker", "api", "api-2"} {
 		env := c.Services[name].Environment
@@ -276,16 +280,32 @@ func makefileVar(t *testing.T, name string) string {
 }
 
 type k8sDoc struct {
-	Kind     string                `yaml:"kind"`
-	Metadata struct{ Name string } `yaml:"metadata"`
-	Data     map[string]string     `yaml:"data"`
-	Spec     struct {
+	Kind       string                `yaml:"kind"`
+	Metadata   struct{ Name string } `yaml:"metadata"`
+	Data       map[string]string     `yaml:"data"`
+	StringData map[string]string     `yaml:"stringData"`
+	Spec       struct {
+		Type  string `yaml:"type"`
+		Ports []struct {
+			Port       int    `yaml:"port"`
+			TargetPort any    `yaml:"targetPort"`
+			NodePort   int    `yaml:"nodePort"`
+			Name       string `yaml:"name"`
+		} `yaml:"ports"`
 		Template struct {
 			Spec struct {
 				Containers []struct {
 					Name  string   `yaml:"name"`
 					Image string   `yaml:"image"`
 					Args  []string `yaml:"args"`
+					Env   []struct {
+						Name  string `yaml:"name"`
+						Value string `yaml:"value"`
+					} `yaml:"env"`
+					VolumeMounts []struct {
+						Name      string `yaml:"name"`
+						MountPath string `yaml:"mountPath"`
+					} `yaml:"volumeMounts"`
 					Ports []struct {
 						ContainerPort int `yaml:"containerPort"`
 					} `yaml:"ports"`
@@ -296,6 +316,13 @@ type k8sDoc struct {
 						HTTPGet struct{ Path string } `yaml:"httpGet"`
 					} `yaml:"livenessProbe"`
 				} `yaml:"containers"`
+				Volumes []struct {
+					Name   string `yaml:"name"`
+					Secret *struct {
+						SecretName  string `yaml:"secretName"`
+						DefaultMode int    `yaml:"defaultMode"`
+					} `yaml:"secret"`
+				} `yaml:"volumes"`
 			} `yaml:"spec"`
 		} `yaml:"template"`
 	} `yaml:"spec"`
@@ -309,6 +336,7 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	kinds := map[string]int{}
+	keyFile := ""
 	for {
 		var d k8sDoc
 		if err := dec.Decode(&d); err == io.EOF {
@@ -317,6 +345,7 @@ func TestKubernetesManifests(t *testing.T) {
 			t.Fatalf("manifest: %v", err)
 		}
 		kinds[d.Kind]++
+		checkK8sPrivate(t, d, &keyFile)
 		if d.Kind == "ConfigMap" {
 			env := map[string]string{}
 			for k, v := range d.Data {
@@ -373,8 +402,11 @@ func TestKubernetesManifests(t *testing.T) {
 			t.Errorf("no %s in the manifests", k)
 		}
 	}
-	if kinds["Deployment"] != 2 {
-		t.Errorf("want worker and api deployments, got %d", kinds["Deployment"])
+	if kinds["Deployment"] != 3 {
+		t.Errorf("want worker, api and temporal-ui deployments, got %d", kinds["Deployment"])
+	}
+	if keyFile == "" {
+		t.Error("configmap names no CDNFLOW_PAYLOAD_KEY_FILE: payloads would be stored in plain text")
 	}
 }
 
@@ -483,6 +515,98 @@ func TestBuiltInDevInventory(t *testing.T) {
 	for _, e := range inv.Edges {
 		if !e.Managed || filepath.IsAbs(e.SecretFile) || strings.HasPrefix(e.SecretFile, ".cdnflow") {
 			t.Errorf("edge %s: managed %v, secret %s (want managed, relative to the data dir)", e.ID, e.Managed, e.SecretFile)
+		}
+	}
+}
+
+// privatePorts are Temporal's frontend (7233) and Web UI (8233, and 8080
+// in the UI image) ports: never published beyond the host's loopback, as
+// neither authenticates its callers here.
+var privatePorts = map[string]bool{"7233": true, "8233": true}
+
+// checkComposePrivate: Temporal's frontend and the Web UI are published on
+// 127.0.0.1 only, the UI is read-only, and workers and APIs load the
+// payload key.
+func checkComposePrivate(t *testing.T, c composeFile) {
+	t.Helper()
+	for name, s := range c.Services {
+		for _, p := range s.Ports {
+			parts := strings.Split(p, ":")
+			container := parts[len(parts)-1]
+			host := parts[0]
+			private := privatePorts[container] || (len(parts) > 1 && privatePorts[parts[len(parts)-2]]) ||
+				name == "temporal" || name == "temporal-ui"
+			if private && (len(parts) != 3 || host != "127.0.0.1") {
+				t.Errorf("compose %s publishes %q: Temporal's frontend and UI bind 127.0.0.1 only", name, p)
+			}
+		}
+	}
+	if ui := c.Services["temporal-ui"].Environment; ui["TEMPORAL_DISABLE_WRITE_ACTIONS"] != "true" || ui["TEMPORAL_CODEC_ENDPOINT"] == "" {
+		t.Errorf("compose temporal-ui: write actions must be off and payloads shown through a codec endpoint: %v", ui)
+	}
+	for _, name := range []string{"worker", "api", "api-2"} {
+		env := c.Services[name].Environment
+		if env["CDNFLOW_PAYLOAD_KEY"] == "" && env["CDNFLOW_PAYLOAD_KEY_FILE"] == "" {
+			t.Errorf("compose %s loads no payload key: payloads would be stored in plain text", name)
+		}
+	}
+}
+
+// checkK8sPrivate: no Service exposes Temporal's frontend or the Web UI
+// outside the cluster (LoadBalancer, NodePort, a nodePort); the UI is
+// read-only; the payload key is a Secret mounted owner-only.
+func checkK8sPrivate(t *testing.T, d k8sDoc, keyFile *string) {
+	t.Helper()
+	switch d.Kind {
+	case "Service":
+		sensitive := strings.Contains(d.Metadata.Name, "temporal")
+		for _, p := range d.Spec.Ports {
+			sensitive = sensitive || privatePorts[fmt.Sprint(p.Port)] || privatePorts[fmt.Sprint(p.TargetPort)]
+		}
+		for _, p := range d.Spec.Ports {
+			if sensitive && p.NodePort != 0 {
+				t.Errorf("service %s: nodePort %d exposes Temporal", d.Metadata.Name, p.NodePort)
+			}
+		}
+		if sensitive && d.Spec.Type != "" && d.Spec.Type != "ClusterIP" {
+			t.Errorf("service %s is %s: Temporal's frontend and UI stay ClusterIP", d.Metadata.Name, d.Spec.Type)
+		}
+	case "ConfigMap":
+		*keyFile = d.Data["CDNFLOW_PAYLOAD_KEY_FILE"]
+	case "Deployment":
+		checkK8sContainers(t, d, *keyFile)
+	}
+}
+
+func checkK8sContainers(t *testing.T, d k8sDoc, keyFile string) {
+	t.Helper()
+	pod := d.Spec.Template.Spec
+	for _, c := range pod.Containers {
+		if strings.HasPrefix(c.Image, "temporalio/ui:") {
+			env := map[string]string{}
+			for _, e := range c.Env {
+				env[e.Name] = e.Value
+			}
+			if env["TEMPORAL_DISABLE_WRITE_ACTIONS"] != "true" || env["TEMPORAL_CODEC_ENDPOINT"] == "" {
+				t.Errorf("%s: the Web UI must be read-only and decode through a codec endpoint: %v", d.Metadata.Name, env)
+			}
+		}
+		if !strings.Contains(c.Image, "cdnflow") || len(c.Args) == 0 || (c.Args[0] != "worker" && c.Args[0] != "api") {
+			continue
+		}
+		mounted := false
+		for _, m := range c.VolumeMounts {
+			if keyFile == "" || !strings.HasPrefix(keyFile, m.MountPath+"/") {
+				continue
+			}
+			for _, v := range pod.Volumes {
+				if v.Name == m.Name && v.Secret != nil && v.Secret.DefaultMode&0o007 == 0 && v.Secret.DefaultMode != 0 {
+					mounted = true
+				}
+			}
+		}
+		if !mounted {
+			t.Errorf("%s: the payload key %q is not mounted from a Secret with an owner-only defaultMode", d.Metadata.Name, keyFile)
 		}
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/deployments"
 	"github.com/cdnflow/cdnflow/edge/varnishd"
+	"github.com/cdnflow/cdnflow/internal/codec"
 	"github.com/cdnflow/cdnflow/internal/devtemporal"
 	"github.com/cdnflow/cdnflow/internal/netguard"
 	"github.com/cdnflow/cdnflow/internal/payload"
@@ -67,8 +68,12 @@ type Stack struct {
 	// APIAddr is the host:port the API serves on; empty with NoAPI.
 	APIAddr string
 	// Payloads is the claim-check store (Config.PayloadStoreURL()), opened
-	// and probed at start, shared by the worker and the API.
-	Payloads *payload.Bucket
+	// and probed at start, shared by the worker and the API; its objects
+	// are sealed with the payload key ring when there is one.
+	Payloads *payload.Sealed
+	// PayloadRing is the payload key ring (Config.PayloadRing); nil: none
+	// configured, payloads are stored in plain text.
+	PayloadRing *codec.Ring
 
 	logger *zap.Logger
 	failed chan error // the first part that ended on its own, with its error
@@ -126,6 +131,9 @@ func (s *Stack) start(ctx context.Context, o Options) error {
 	if err := checkLoopbackOrigins(s.Config, s.Inventory); err != nil {
 		return err
 	}
+	if err := s.loadPayloadKey(o.Dev); err != nil {
+		return err
+	}
 	if err := s.openPayloads(ctx); err != nil {
 		return err
 	}
@@ -175,9 +183,45 @@ func (s *Stack) openPayloads(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.Payloads = store
+	s.Payloads = payload.NewSealed(store, nil)
+	if s.PayloadRing != nil {
+		s.Payloads.Sealer = s.PayloadRing
+	}
 	s.onStop(store.Close)
 	s.logger.Info("payload store", zap.String("url", store.URL()))
+	return nil
+}
+
+// payloadKeyFile is where `cdnflow dev` keeps the key ring it creates.
+const payloadKeyFile = "payload.key"
+
+// loadPayloadKey loads the payload key ring (config.Secrets) and puts its
+// codec into the Temporal settings, so every client Connect dials (and
+// Config.Temporal.Settings hands on) encrypts. dev without a key creates
+// <data-dir>/payload.key (0600) on its first start.
+func (s *Stack) loadPayloadKey(dev bool) error {
+	if dev && s.Config.PayloadKeyFile == "" && os.Getenv(config.PayloadKeyEnv) == "" {
+		path := filepath.Join(s.Config.DataDir, payloadKeyFile)
+		created, err := codec.CreateKeyFile(path)
+		if err != nil {
+			return err
+		}
+		if created {
+			s.logger.Info("payload key created", zap.String("file", path))
+		}
+		s.Config.PayloadKeyFile = path
+	}
+	ring, err := s.Config.PayloadRing()
+	if err != nil {
+		return err
+	}
+	if ring == nil {
+		s.logger.Warn("no payload key (--payload-key-file, $" + config.PayloadKeyEnv + "): prewarm headers, callback URLs and URL lists are stored in plain text")
+		return nil
+	}
+	s.PayloadRing = ring
+	s.Config.PayloadCodec = codec.Codec{Ring: ring}
+	s.logger.Info("payload encryption", zap.String("activeKey", ring.Active()), zap.Strings("keys", ring.IDs()))
 	return nil
 }
 
@@ -247,8 +291,12 @@ func (s *Stack) startTemporal() error {
 		IP:           s.Config.TemporalFrontendIP,
 		FrontendPort: s.Config.TemporalPort,
 		UIPort:       s.Config.TemporalUIPort,
-		Namespace:    s.Config.Namespace,
-		Logger:       s.logger,
+		// The UI shows payloads sealed unless an operator runs `cdnflow
+		// codec-server` with the key there; it only reads.
+		UICodecEndpoint: s.Config.UICodecEndpoint,
+		UIWriteActions:  s.Config.UIWriteActions,
+		Namespace:       s.Config.Namespace,
+		Logger:          s.logger,
 		// New namespaces get them at creation; Connect adds any missing
 		// from an older data directory.
 		SearchAttributes: workflows.SearchAttributes(),
@@ -260,7 +308,10 @@ func (s *Stack) startTemporal() error {
 	s.Config.TemporalAddress = srv.FrontendAddr
 	s.logger.Info("embedded temporal started", zap.String("frontend", srv.FrontendAddr), zap.String("db", srv.DBFile))
 	if srv.UIAddr != "" {
-		s.logger.Info("temporal web ui", zap.String("url", "http://"+srv.UIAddr))
+		s.logger.Info("temporal web ui", zap.String("url", "http://"+srv.UIAddr), zap.Bool("writeActions", s.Config.UIWriteActions))
+		if s.Config.UICodecEndpoint != "" && s.Config.PayloadKeyFile != "" {
+			s.logger.Info("the web ui decodes payloads through "+s.Config.UICodecEndpoint+": cdnflow codec-server --payload-key-file "+s.Config.PayloadKeyFile, zap.String("codecEndpoint", s.Config.UICodecEndpoint))
+		}
 	}
 	return nil
 }

@@ -47,6 +47,7 @@ func main() {
 	rawProfile := flag.String("rawprofile", "", "write a CPU profile of the raw client's first round to this file, to set beside -cpuprofile")
 	pipeline := flag.Int("pipeline", 8, "cdnflow's --prewarm-pipeline: GETs pipelined on one connection to an edge (1: none)")
 	rounds := flag.Int("rounds", 3, "rounds, each one cdnflow job and one raw run on fresh URLs (the order alternates); the ratio is over their total time")
+	keyFile := flag.String("payload-key-file", "", "seal payloads with this key ring (cdnflow --payload-key-file), to measure encryption's cost")
 	flag.Parse()
 	ctx := context.Background()
 	domain := "bench.example.com"
@@ -58,6 +59,7 @@ func main() {
 	stack, err := harness.Start(ctx, harness.Options{Edges: *edges, Configure: func(c *config.Config) {
 		c.PrewarmConcurrency = cmp.Or(*conns, *conc)
 		c.PrewarmPipeline = *pipeline
+		c.PayloadKeyFile = *keyFile
 	}})
 	if err != nil {
 		log.Fatal(err)

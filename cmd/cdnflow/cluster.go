@@ -157,6 +157,8 @@ func runClusterUI(ctx context.Context, args []string, stderr io.Writer) error {
 	listen := fs.String("listen", "127.0.0.1:8233", "listen address")
 	addr := fs.String("temporal-address", "127.0.0.1:7233", "Temporal frontend host:port")
 	ns := fs.String("namespace", "default", "namespace shown first")
+	codecEndpoint := fs.String("codec-endpoint", "http://127.0.0.1:8234", "codec endpoint the UI decodes sealed payloads through (cdnflow codec-server; empty: none)")
+	writeActions := fs.Bool("write-actions", false, "let the UI start, signal, cancel, reset and terminate workflows")
 	if _, err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -171,6 +173,9 @@ func runClusterUI(ctx context.Context, args []string, stderr io.Writer) error {
 	ui := uiserver.NewServer(uiserveroptions.WithConfigProvider(&uiconfig.Config{
 		Host: host, Port: port, TemporalGRPCAddress: *addr, EnableUI: true, DefaultNamespace: *ns,
 		CORS: uiconfig.CORS{CookieInsecure: true}, HideLogs: true, DisableNewsFetch: true,
+		// Read-only by default: jobs go through cdnflow's API, which checks
+		// its callers; payloads show through the codec endpoint only.
+		DisableWriteActions: !*writeActions, Codec: uiconfig.Codec{Endpoint: *codecEndpoint},
 	}))
 	errc := make(chan error, 1)
 	go func() { errc <- ui.Start() }()

@@ -29,6 +29,8 @@ Usage:
   cdnflow worker   [flags]   Temporal worker against --temporal-address
   cdnflow api      [flags]   HTTP API against --temporal-address
   cdnflow connector [flags]  origin connector beside one Varnish edge (its only backend)
+  cdnflow codec-server [flags]  codec endpoint on loopback that decrypts payloads for the Temporal
+                             Web UI (its data encoder); needs --payload-key-file
   cdnflow cluster up|down|status   local scale-out cluster: PostgreSQL, Temporal server, Web UI,
                              edges, 2 workers, 2 APIs, each its own process (make cluster-up)
   cdnflow prewarm  [flags]   start a prewarm through the API (--wait follows it; exit 0/2/3/4)
@@ -69,6 +71,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runServer(ctx, cmd, args, stderr)
 	case "connector":
 		err = runConnector(ctx, args, stderr)
+	case "codec-server":
+		err = runCodecServer(ctx, args, stderr)
 	case "cluster":
 		err = runCluster(ctx, args, stdout, stderr)
 	case "prewarm":

@@ -50,8 +50,16 @@ type Options struct {
 	// between, which a test survives by failing, a dev box should not).
 	FrontendPort int
 	// UIPort serves the Web UI; 0 picks a free one, -1 disables the UI.
-	UIPort    int
-	Namespace string
+	UIPort int
+	// UICodecEndpoint is the UI's data encoder: the browser sends payloads
+	// to {endpoint}/decode to show them (cdnflow codec-server, which holds
+	// the payload key). Empty: payloads show as stored (sealed).
+	UICodecEndpoint string
+	// UIWriteActions lets the UI start, signal, update, reset, cancel and
+	// terminate workflows; off, the UI only reads (the ui-server's
+	// disableWriteActions).
+	UIWriteActions bool
+	Namespace      string
 	// SearchAttributes are registered with the namespace when it is
 	// created, so the first workflow start can already use them.
 	SearchAttributes map[string]enumspb.IndexedValueType
@@ -292,6 +300,8 @@ func (s *Server) newUI(opts Options) error {
 		CORS:                uiconfig.CORS{CookieInsecure: true},
 		HideLogs:            true,
 		DisableNewsFetch:    true,
+		DisableWriteActions: !opts.UIWriteActions,
+		Codec:               uiconfig.Codec{Endpoint: opts.UICodecEndpoint},
 	}))
 	return nil
 }

@@ -9,11 +9,15 @@
 // local fc00::/7 (RFC 4193); shared address space 100.64.0.0/10 (RFC
 // 6598, carrier-grade NAT, used inside some clouds); link-local
 // 169.254.0.0/16 and fe80::/10, which hold cloud metadata and credential
-// endpoints (169.254.169.254, 169.254.170.2, fd00:ec2::254); multicast;
-// "this network" 0.0.0.0/8 (Linux connects 0.0.0.0 to the local host), ::,
-// and the limited broadcast address. IPv4-mapped IPv6 (::ffff:a.b.c.d) and
-// NAT64 (64:ff9b::/96, RFC 6052) addresses are judged by the IPv4 address
-// they carry.
+// endpoints; multicast; "this network" 0.0.0.0/8 (Linux connects 0.0.0.0
+// to the local host), ::, the limited broadcast address and the IETF
+// protocol assignments 192.0.0.0/24 (RFC 6890: DS-Lite, NAT64 discovery).
+// The cloud metadata endpoints (Metadata) are refused even where they sit
+// in a range an option admits. IPv4-mapped IPv6 (::ffff:a.b.c.d) addresses
+// are judged as the IPv4 address they carry; the other IPv6 forms that
+// carry one (NAT64 64:ff9b::/96, 6to4 2002::/16, IPv4-compatible ::/96)
+// are refused unless it is public; local-use NAT64 64:ff9b:1::/48 and
+// Teredo 2001::/32 always.
 package netguard
 
 import (
@@ -58,37 +62,82 @@ func (c Class) String() string {
 }
 
 var (
-	metadataV4 = netip.MustParseAddr("169.254.169.254")
-	metadataV6 = netip.MustParseAddr("fd00:ec2::254")
-	thisNet    = netip.MustParsePrefix("0.0.0.0/8")
-	cgnat      = netip.MustParsePrefix("100.64.0.0/10")
+	thisNet   = netip.MustParsePrefix("0.0.0.0/8")
+	cgnat     = netip.MustParsePrefix("100.64.0.0/10")
+	ietfProto = netip.MustParsePrefix("192.0.0.0/24")
+	broadcast = netip.MustParseAddr("255.255.255.255")
+	// IPv6 forms that carry an IPv4 address (RFC 6052, 3056, 4291 §2.5.5.1,
+	// 8215, 4380).
 	nat64      = netip.MustParsePrefix("64:ff9b::/96")
-	broadcast  = netip.MustParseAddr("255.255.255.255")
+	localNAT64 = netip.MustParsePrefix("64:ff9b:1::/48")
+	sixToFour  = netip.MustParsePrefix("2002::/16")
+	v4Compat   = netip.MustParsePrefix("::/96")
+	teredo     = netip.MustParsePrefix("2001::/32")
 )
 
+// Metadata lists the cloud metadata and credential endpoints refused as
+// origins and callbacks whatever the options (Reserved), including those
+// inside ranges --allow-private-origins admits: 169.254.169.254 (AWS, GCP,
+// Azure, OCI, DigitalOcean, OpenStack instance metadata), fd00:ec2::254
+// (AWS IMDS over IPv6), 169.254.170.2 (AWS ECS task metadata and
+// credentials), 169.254.170.23 and fd00:ec2::23 (AWS EKS Pod Identity),
+// 100.100.100.200 (Alibaba Cloud, inside 100.64.0.0/10), 169.254.0.23
+// (Tencent Cloud), 192.0.0.192 (Oracle Cloud, legacy).
+var Metadata = []netip.Addr{
+	netip.MustParseAddr("169.254.169.254"), netip.MustParseAddr("fd00:ec2::254"),
+	netip.MustParseAddr("169.254.170.2"), netip.MustParseAddr("169.254.170.23"),
+	netip.MustParseAddr("fd00:ec2::23"), netip.MustParseAddr("100.100.100.200"),
+	netip.MustParseAddr("169.254.0.23"), netip.MustParseAddr("192.0.0.192"),
+}
+
 // Classify returns the class of a (zone-less or zoned) address. An invalid
-// address is Reserved.
+// address is Reserved. An IPv6 address that carries an IPv4 one (6to4
+// 2002::/16, IPv4-compatible ::/96, NAT64 64:ff9b::/96) is Public only when
+// the IPv4 address is, else Reserved; local-use NAT64 (64:ff9b:1::/48) and
+// Teredo (2001::/32) are Reserved: their IPv4 address is not checkable.
+// IPv4-mapped addresses (::ffff:a.b.c.d) are the IPv4 address itself.
 func Classify(a netip.Addr) Class {
 	if !a.IsValid() {
 		return Reserved
 	}
 	a = a.Unmap().WithZone("")
-	if nat64.Contains(a) {
-		b := a.As16()
-		a = netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]})
+	if a.Is6() {
+		if localNAT64.Contains(a) || teredo.Contains(a) {
+			return Reserved
+		}
+		if v4, ok := embeddedV4(a); ok {
+			if Classify(v4) != Public {
+				return Reserved
+			}
+			return Public
+		}
 	}
 	switch {
-	case a == metadataV4 || a == metadataV6:
+	case slices.Contains(Metadata, a):
 		return Reserved
 	case a.IsLoopback():
 		return Loopback
 	case a.IsUnspecified() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() ||
-		a.IsInterfaceLocalMulticast() || a.IsMulticast() || thisNet.Contains(a) || a == broadcast:
+		a.IsInterfaceLocalMulticast() || a.IsMulticast() || thisNet.Contains(a) || a == broadcast || ietfProto.Contains(a):
 		return Reserved
 	case a.IsPrivate() || cgnat.Contains(a):
 		return Private
 	}
 	return Public
+}
+
+// embeddedV4 is the IPv4 address an IPv6 address carries: bits 96-127 of
+// NAT64 (RFC 6052 §2.2, /96) and IPv4-compatible addresses (other than ::
+// and ::1), bits 16-47 of 6to4 (RFC 3056 §2).
+func embeddedV4(a netip.Addr) (netip.Addr, bool) {
+	b := a.As16()
+	switch {
+	case nat64.Contains(a), v4Compat.Contains(a) && !a.IsUnspecified() && !a.IsLoopback():
+		return netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}), true
+	case sixToFour.Contains(a):
+		return netip.AddrFrom4([4]byte{b[2], b[3], b[4], b[5]}), true
+	}
+	return netip.Addr{}, false
 }
 
 // Forbidden reports whether ip is anything but Public. It is the callback

@@ -143,3 +143,65 @@ func TestControlRefusesBeforeConnect(t *testing.T) {
 		t.Fatalf("listener accepted %d connections, want exactly the allowed one", accepted.Load())
 	}
 }
+
+// TestEmbeddedAndMetadataForms: IPv6 forms that carry an internal IPv4
+// address, 192.0.0.0/24 and the cloud metadata endpoints are refused by
+// the strict policy and by one that admits private origins.
+func TestEmbeddedAndMetadataForms(t *testing.T) {
+	strict := &Policy{}
+	private := &Policy{AllowPrivate: true}
+	for _, c := range []struct {
+		addr  string
+		class Class
+	}{
+		{"2002:7f00:1::", Reserved},          // 6to4 of 127.0.0.1 (bits 16-47)
+		{"2002:a00:1:1234::1", Reserved},     // 6to4 of 10.0.0.1
+		{"2002:a9fe:a9fe::", Reserved},       // 6to4 of 169.254.169.254
+		{"2002:c0a8:101::", Reserved},        // 6to4 of 192.168.1.1
+		{"2002:808:808::1", Public},          // 6to4 of 8.8.8.8
+		{"::127.0.0.1", Reserved},            // IPv4-compatible
+		{"::10.1.2.3", Reserved},             // IPv4-compatible
+		{"::a9fe:a9fe", Reserved},            // IPv4-compatible metadata
+		{"::8.8.8.8", Public},                // IPv4-compatible public
+		{"::1", Loopback},                    // not IPv4-compatible
+		{"::", Reserved},                     // unspecified
+		{"::ffff:10.0.0.1", Private},         // IPv4-mapped: the IPv4 address itself
+		{"::ffff:100.100.100.200", Reserved}, // mapped Alibaba metadata
+		{"64:ff9b::10.0.0.1", Reserved},      // well-known NAT64 of a private address
+		{"64:ff9b::127.0.0.1", Reserved},
+		{"64:ff9b::8.8.8.8", Public},
+		{"64:ff9b:1::a00:1", Reserved},                     // local-use NAT64
+		{"64:ff9b:1:ffff::808:808", Reserved},              // local-use NAT64, whatever it carries
+		{"2001:0:4136:e378:8000:63bf:3fff:fdd2", Reserved}, // Teredo
+		{"192.0.0.8", Reserved},
+		{"192.0.0.170", Reserved},
+		{"192.0.1.1", Public},
+		{"169.254.169.254", Reserved},
+		{"fd00:ec2::254", Reserved},
+		{"fd00:ec2::23", Reserved},
+		{"169.254.170.2", Reserved},
+		{"169.254.170.23", Reserved},
+		{"100.100.100.200", Reserved}, // inside 100.64.0.0/10, still refused
+		{"100.100.100.201", Private},
+		{"169.254.0.23", Reserved},
+		{"192.0.0.192", Reserved},
+		{"fd00:ec2::253", Private},
+	} {
+		a := netip.MustParseAddr(c.addr)
+		if got := Classify(a); got != c.class {
+			t.Errorf("Classify(%s) = %v, want %v", c.addr, got, c.class)
+		}
+		ap := netip.AddrPortFrom(a, 80)
+		wantStrict := c.class == Public
+		wantPrivate := c.class == Public || c.class == Private
+		if err := strict.Check(ap); (err == nil) != wantStrict {
+			t.Errorf("strict Check(%s) = %v", ap, err)
+		}
+		if err := private.Check(ap); (err == nil) != wantPrivate {
+			t.Errorf("allow-private Check(%s) = %v", ap, err)
+		}
+		if Forbidden(a.AsSlice()) == (c.class == Public) {
+			t.Errorf("Forbidden(%s) = %v", c.addr, !wantStrict)
+		}
+	}
+}

@@ -16,8 +16,10 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	temporalotel "go.temporal.io/sdk/contrib/opentelemetry"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/interceptor"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	"github.com/cdnflow/cdnflow/internal/metrics"
 	"github.com/cdnflow/cdnflow/internal/tracing"
@@ -36,6 +38,12 @@ type Settings struct {
 	TLSCAFile       string
 	TLSServerName   string
 	TemporalAPIKey  string
+	// PayloadCodec, when set, encodes every payload this client sends
+	// (inputs, results, memos, heartbeat details, failure messages) and
+	// decodes every payload it receives (internal/codec: AES-256-GCM);
+	// search attributes are never encoded. Not a flag: the process sets
+	// it from its payload key (config.Secrets).
+	PayloadCodec converter.PayloadCodec
 }
 
 // Dial connects to cfg.TemporalAddress, retrying while the server starts.
@@ -64,6 +72,13 @@ func Dial(ctx context.Context, cfg Settings, logger *zap.Logger) (client.Client,
 	if tlsConf != nil {
 		opts.ConnectionOptions.TLS = tlsConf
 	}
+	if cfg.PayloadCodec != nil {
+		codecOpts, err := codecDialOptions(cfg.PayloadCodec)
+		if err != nil {
+			return nil, err
+		}
+		opts.ConnectionOptions.DialOptions = append(opts.ConnectionOptions.DialOptions, codecOpts...)
+	}
 	if cfg.TemporalAPIKey != "" {
 		opts.Credentials = client.NewAPIKeyStaticCredentials(cfg.TemporalAPIKey)
 	}
@@ -84,6 +99,28 @@ func Dial(ctx context.Context, cfg Settings, logger *zap.Logger) (client.Client,
 		}
 	}
 	return nil, fmt.Errorf("dial temporal %s: %w", cfg.TemporalAddress, lastErr)
+}
+
+// codecDialOptions apply the payload codec on the connection, the SDK's
+// codec interceptors (converter.NewPayloadCodecGRPCClientInterceptor):
+// every request's payloads are encoded and every response's decoded, so
+// the raw reads cdnflow decodes itself with the default data converter
+// (memos of Describe and List, pending activities' heartbeat details, the
+// fleet record) see plain payloads, and what the server stores is sealed.
+// Failure messages and stack traces are first moved into an encoded
+// attributes payload (converter.NewFailureGRPCClientInterceptor, which
+// must come first in the chain): an error text may carry a URL with its
+// token.
+func codecDialOptions(codec converter.PayloadCodec) ([]grpc.DialOption, error) {
+	failures, err := converter.NewFailureGRPCClientInterceptor(converter.NewFailureGRPCClientInterceptorOptions{EncodeCommonAttributes: true})
+	if err != nil {
+		return nil, fmt.Errorf("temporal failure interceptor: %w", err)
+	}
+	payloads, err := converter.NewPayloadCodecGRPCClientInterceptor(converter.PayloadCodecGRPCClientInterceptorOptions{Codecs: []converter.PayloadCodec{codec}})
+	if err != nil {
+		return nil, fmt.Errorf("temporal payload codec interceptor: %w", err)
+	}
+	return []grpc.DialOption{grpc.WithChainUnaryInterceptor(failures, payloads)}, nil
 }
 
 func tlsConfig(cfg Settings) (*tls.Config, error) {

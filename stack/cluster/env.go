@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/cdnflow/cdnflow/internal/codec"
 )
 
 // serverEnvPrefixes are the variables of the first `cluster up` that the
@@ -75,6 +77,11 @@ func (c *Cluster) savedEnv() ([]string, error) {
 	return out, sc.Err()
 }
 
+// PayloadKeyFile is the cluster's payload key ring (internal/codec):
+// <dir>/payload.key, the file `cdnflow codec-server --payload-key-file`
+// takes to show the cluster's payloads in the Web UI.
+func (c *Cluster) PayloadKeyFile() string { return filepath.Join(c.opts.Dir, "payload.key") }
+
 // serverEnv is what a worker or API gets beyond the inherited
 // environment: the payload store's credentials, then the saved
 // environment, which wins over the caller's (exec uses the last value of
@@ -99,5 +106,12 @@ func (c *Cluster) serverEnv() ([]string, error) {
 			env = append(env, name+"=") // unset for the child (empty = default)
 		}
 	}
+	// Every worker and API seals payloads with the cluster's key ring,
+	// made on the first up (0600); the saved environment's setting wins.
+	key := c.PayloadKeyFile()
+	if _, err := codec.CreateKeyFile(key); err != nil {
+		return nil, err
+	}
+	env = append(env, "CDNFLOW_PAYLOAD_KEY_FILE="+key)
 	return append(append(env, saved...), c.opts.ServerEnv...), nil
 }

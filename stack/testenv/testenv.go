@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/edge/edgetest"
 	"github.com/cdnflow/cdnflow/edge/vcl"
+	"github.com/cdnflow/cdnflow/internal/codec"
 	"github.com/cdnflow/cdnflow/internal/devtemporal"
 	"github.com/cdnflow/cdnflow/internal/origin"
 	"github.com/cdnflow/cdnflow/internal/payload"
@@ -55,7 +57,7 @@ type Env struct {
 	API        API
 	Logger     *zap.Logger
 	// Payloads is the stack's claim-check store (Config.PayloadStoreURL()).
-	Payloads *payload.Bucket
+	Payloads *payload.Sealed
 }
 
 // API is where the Env's HTTP API serves.
@@ -133,6 +135,12 @@ func Start(t testing.TB, opts Options) *Env {
 func settings(t testing.TB, originAddr string, configure func(*config.Config)) config.Config {
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
+	// Payloads sealed as in production (internal/codec): every test runs
+	// its jobs with encryption on.
+	cfg.PayloadKeyFile = filepath.Join(cfg.DataDir, "payload.key")
+	if _, err := codec.CreateKeyFile(cfg.PayloadKeyFile); err != nil {
+		t.Fatal(err)
+	}
 	cfg.APIAddr = "127.0.0.1:0"
 	cfg.TemporalPort = 0    // free ports: tests run side by side
 	cfg.TemporalUIPort = -1 // no Web UI
