@@ -145,7 +145,7 @@ func (s *Service) CreateSchedule(ctx context.Context, req ScheduleRequest) (Sche
 	if err != nil {
 		return v, fmt.Errorf("create schedule: %w", err)
 	}
-	return s.Schedule(ctx, req.ID)
+	return s.describeSchedule(ctx, req.ID)
 }
 
 // scheduledJob validates a schedule's job as the API would take it now,
@@ -202,6 +202,13 @@ func (s *Service) Schedule(ctx context.Context, id string) (ScheduleView, error)
 		return v, err
 	}
 	return v, authorize(ctx, VerbRead, v.AppKey)
+}
+
+// ScheduleAfterAction describes a schedule right after an action the
+// caller was authorized for (ScheduleAction), without a read check: a
+// schedule-only credential sees what it just changed.
+func (s *Service) ScheduleAfterAction(ctx context.Context, id string) (ScheduleView, error) {
+	return s.describeSchedule(ctx, id)
 }
 
 func (s *Service) describeSchedule(ctx context.Context, id string) (ScheduleView, error) {
