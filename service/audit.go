@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -126,6 +127,21 @@ type AuditLog struct {
 	closed    bool
 	wg        sync.WaitGroup
 	stop      chan struct{}
+	// lastLog (unix ns) limits the error lines of dropped and failed
+	// records to one a second: a flood or an outage must not flood the log
+	// too (the metric counts every record).
+	lastLog atomic.Int64
+}
+
+// logLimited logs msg at error unless another line went out in the last
+// second.
+func (a *AuditLog) logLimited(msg string, r AuditRecord, err error) {
+	now := time.Now().UnixNano()
+	last := a.lastLog.Load()
+	if now-last < int64(time.Second) || !a.lastLog.CompareAndSwap(last, now) {
+		return
+	}
+	a.logger.Error(msg, zap.String("requestId", r.RequestID), zap.String("target", r.Target), zap.Error(err))
 }
 
 // auditWriters write in parallel: an S3 PUT takes a few ms.
@@ -159,7 +175,7 @@ func (a *AuditLog) Record(r AuditRecord) {
 	case a.queue <- r:
 	default:
 		metrics.AuditRecords.WithLabelValues("dropped_full").Inc()
-		a.logger.Error("audit queue full: record dropped", zap.String("requestId", r.RequestID), zap.String("target", r.Target))
+		a.logLimited("audit queue full: record dropped (cdnflow_audit_records_total counts them all)", r, nil)
 	}
 }
 
@@ -176,7 +192,7 @@ func (a *AuditLog) write() {
 		}
 		if err != nil {
 			metrics.AuditRecords.WithLabelValues("failed").Inc()
-			a.logger.Error("audit record not written", zap.String("requestId", r.RequestID), zap.String("target", r.Target), zap.Error(err))
+			a.logLimited("audit record not written (cdnflow_audit_records_total counts them all)", r, err)
 			continue
 		}
 		metrics.AuditRecords.WithLabelValues("written").Inc()
