@@ -158,14 +158,14 @@ func TestTokenScopesOnEveryRoute(t *testing.T) {
 	if checked < 30*len(holders) {
 		t.Fatalf("only %d route × token pairs checked", checked)
 	}
-	checkBodyScopes(t, env, holders[0].tok, holders[7].tok)
+	checkBodyScopes(t, env, holders[0].tok, holders[2].tok, holders[7].tok)
 }
 
 // checkBodyScopes checks the scopes the service finds in bodies: a
 // prewarm with need_invalidate needs purge on the domain's appKey; a purge
 // schedule needs schedule and purge on its appKey, and records its
 // creator; another appKey's token sees nothing of it.
-func checkBodyScopes(t *testing.T, env *testenv.Env, prewarmOnly, other createdToken) {
+func checkBodyScopes(t *testing.T, env *testenv.Env, prewarmOnly, readOwn, other createdToken) {
 	t.Helper()
 	d := createDistribution(t, env, "/")
 	body := map[string]any{"url_list": []string{"http://" + d.Domain + "/inv.css"}, "cf_domain": d.Domain, "region": "all", "need_invalidate": true}
@@ -173,8 +173,19 @@ func checkBodyScopes(t *testing.T, env *testenv.Env, prewarmOnly, other createdT
 		t.Errorf("need_invalidate prewarm with a prewarm-only token = %d %s, want 403 naming purge", code, data)
 	}
 	both := mkToken(t, env.API.URL, []string{"prewarm", "purge"}, []string{appKey}, "")
-	if code, data, _ := call(t, env.API.URL, "POST", "/prewarm", map[string]string{"x-api-key": both.Token}, body); code != http.StatusOK {
-		t.Errorf("need_invalidate prewarm with prewarm+purge = %d %s", code, data)
+	code, data, _ := call(t, env.API.URL, "POST", "/prewarm", map[string]string{"x-api-key": both.Token}, body)
+	var started struct{ RequestID string }
+	if code != http.StatusOK || json.Unmarshal(data, &started) != nil {
+		t.Fatalf("need_invalidate prewarm with prewarm+purge = %d %s", code, data)
+	}
+	// The job is read with read scope on its domain's appKey only.
+	for _, path := range []string{"/status?requestID=" + started.RequestID, "/prewarm/" + started.RequestID + "/edges"} {
+		if code, data, _ := call(t, env.API.URL, "GET", path, map[string]string{"x-api-key": other.Token}, nil); code != http.StatusForbidden {
+			t.Errorf("GET %s with %s's token = %d %s, want 403", path, appTwo, code, data)
+		}
+		if code, data, _ := call(t, env.API.URL, "GET", path, map[string]string{"x-api-key": readOwn.Token}, nil); code != http.StatusOK {
+			t.Errorf("GET %s with a read token on %s = %d %s", path, appKey, code, data)
+		}
 	}
 	delete(body, "need_invalidate")
 	if code, data, _ := call(t, env.API.URL, "POST", "/prewarm", map[string]string{"x-api-key": other.Token}, body); code != http.StatusForbidden {
@@ -189,7 +200,7 @@ func checkBodyScopes(t *testing.T, env *testenv.Env, prewarmOnly, other createdT
 		}
 	}
 	creator := mkToken(t, env.API.URL, []string{"schedule", "purge"}, []string{appKey}, "")
-	code, data, _ := call(t, env.API.URL, "POST", "/v1/schedules", map[string]string{"Authorization": "Bearer " + creator.Token}, sched)
+	code, data, _ = call(t, env.API.URL, "POST", "/v1/schedules", map[string]string{"Authorization": "Bearer " + creator.Token}, sched)
 	var v struct{ AppKey, CreatedBy string }
 	if code != http.StatusCreated || json.Unmarshal(data, &v) != nil || v.AppKey != appKey || v.CreatedBy != creator.ID {
 		t.Fatalf("purge schedule with schedule+purge = %d %s, want 201 created by %s", code, data, creator.ID)

@@ -132,6 +132,33 @@ func authorizePrewarm(ctx context.Context, appKey string, invalidate bool) error
 	return nil
 }
 
+// NeedsPrewarmReadCheck tells whether ctx's caller can read only some
+// appKeys, so a prewarm job's read must be checked against the appKey
+// its domain belongs to (AuthorizePrewarmRead).
+func NeedsPrewarmReadCheck(ctx context.Context) bool {
+	g, ok := GrantFrom(ctx)
+	return ok && !g.Allows(VerbRead, "")
+}
+
+// AuthorizePrewarmRead checks read scope on the appKey whose live
+// distribution serves domain (a prewarm job's domain); a domain no
+// distribution serves now (the default origin's, or one deleted since)
+// needs read on every appKey. Errors: ErrForbidden, or the lookup's.
+func (s *Service) AuthorizePrewarmRead(ctx context.Context, domain string) error {
+	if !NeedsPrewarmReadCheck(ctx) {
+		return nil
+	}
+	idx, _, err := s.prewarmHosts(ctx, false)
+	if err != nil {
+		return err
+	}
+	site, found, _ := idx.lookup(strings.ToLower(domain))
+	if !found {
+		site.AppKey = ""
+	}
+	return authorize(ctx, VerbRead, site.AppKey)
+}
+
 // TokenPrefix starts every token: "cdf_<id>_<secret>", the id
 // workflows.ValidTokenID's shape, the secret 64 hex digits (32 random
 // bytes).
