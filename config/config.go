@@ -33,6 +33,7 @@ type Config struct {
 	Process
 	Origins
 	API
+	Auth
 	Jobs
 	Worker
 	Dev
@@ -110,6 +111,45 @@ type API struct {
 	ShowSuccessURLs bool
 	// CDNBaseDomain is the suffix of generated distribution domains.
 	CDNBaseDomain string
+}
+
+// Auth is how the API authenticates and accounts for callers beyond the
+// keys of API: API tokens and the audit trail (dev, api;
+// docs/operations.md "Tokens, scopes and audit").
+type Auth struct {
+	// InsecureNoAuth lets `cdnflow api` start without --api-keys: the
+	// Prewarm API and /v1 then take any caller (logged at start).
+	InsecureNoAuth bool
+	// TokenCacheTTL is how long an API serves its copy of the token table:
+	// a revoked token stops working on every API within it.
+	TokenCacheTTL time.Duration
+	// AuditQueue bounds the audit records waiting to be written; a full
+	// queue drops records (counted in cdnflow_audit_records_total).
+	AuditQueue int
+	// AuditRetention is how long audit records are kept (whole UTC days;
+	// 0 keeps them forever).
+	AuditRetention time.Duration
+}
+
+// Register binds the API's token and audit settings.
+func (a *Auth) Register(fs *flag.FlagSet) {
+	boolean(fs, &a.InsecureNoAuth, "insecure-no-auth", "CDNFLOW_INSECURE_NO_AUTH", "let `cdnflow api` start without --api-keys: the Prewarm API and /v1 then accept any caller")
+	dur(fs, &a.TokenCacheTTL, "token-cache-ttl", "CDNFLOW_TOKEN_CACHE_TTL", "how long an API serves its copy of the token table (a revoked token works at most this long on other APIs)")
+	num(fs, &a.AuditQueue, "audit-queue", "CDNFLOW_AUDIT_QUEUE", "audit records waiting to be written at most; more are dropped and counted")
+	dur(fs, &a.AuditRetention, "audit-retention", "CDNFLOW_AUDIT_RETENTION", "how long audit records are kept, in whole days (0: forever)")
+}
+
+func (a Auth) validate() error {
+	if a.TokenCacheTTL < 0 || a.TokenCacheTTL > time.Minute {
+		return fmt.Errorf("token-cache-ttl must be 0 to 1m")
+	}
+	if a.AuditQueue < 1 || a.AuditQueue > 1_000_000 {
+		return fmt.Errorf("audit-queue must be 1 to 1000000")
+	}
+	if a.AuditRetention != 0 && a.AuditRetention < 24*time.Hour {
+		return fmt.Errorf("audit-retention must be 0 (forever) or at least 24h")
+	}
+	return nil
 }
 
 // Jobs is the policy every accepted job gets: the defaults and limits the
@@ -329,6 +369,7 @@ func Default() Config {
 		Process:  Process{DataDir: ".cdnflow", DefaultOrigin: "127.0.0.1:8090"},
 		API:      API{APIAddr: ":8080", CDNBaseDomain: "cdn.cdnflow.test"},
 		Origins:  Origins{OriginDNSServeStale: connector.DefaultServeStale},
+		Auth:     Auth{TokenCacheTTL: 3 * time.Second, AuditQueue: 10000, AuditRetention: 90 * 24 * time.Hour},
 		Jobs: Jobs{
 			MaxBacklog:            50,
 			PrewarmDefaultTimeout: 30 * time.Minute,
@@ -376,7 +417,11 @@ func (c *Config) RegisterDev(fs *flag.FlagSet) {
 	c.Log.Register(fs)
 	c.Process.Register(fs)
 	c.Origins.Register(fs)
+	if c.APIAddr == ":8080" {
+		c.APIAddr = "127.0.0.1:8080" // dev serves the API on loopback unless --api-addr says otherwise
+	}
 	c.API.Register(fs)
+	c.Auth.Register(fs)
 	c.Jobs.Register(fs)
 	c.Worker.Register(fs)
 	c.Dev.Register(fs)
@@ -407,6 +452,7 @@ func (c *Config) RegisterAPI(fs *flag.FlagSet) {
 	c.Process.Register(fs)
 	c.Origins.Register(fs)
 	c.API.Register(fs)
+	c.Auth.Register(fs)
 	c.Jobs.Register(fs)
 	c.Secrets.Register(fs)
 }
@@ -721,6 +767,9 @@ func pairs(fs *flag.FlagSet, p *map[string]string, name, env, usage string) {
 
 // Validate reports settings that cannot work.
 func (c Config) Validate() error {
+	if err := c.Auth.validate(); err != nil {
+		return err
+	}
 	if c.Namespace == "" {
 		return fmt.Errorf("namespace must not be empty")
 	}

@@ -63,16 +63,11 @@ func (s *Server) updateDistribution(c echo.Context, partial bool) error {
 }
 
 // callerOf is who makes a distribution change, as its version records
-// it: the appKey the request authenticated with (requireAppKey) and the
-// request id the RequestID middleware gave it (the caller's X-Request-Id
-// when it sent one), cut to maxRecordedRequestID bytes: versions keep
-// it in the workflow state.
+// it: the service.Caller the authentication middleware put in the request
+// context (its request id cut to maxRecordedRequestID bytes: versions
+// keep it in the workflow state).
 func callerOf(c echo.Context) service.Caller {
-	rid := c.Response().Header().Get(echo.HeaderXRequestID)
-	if len(rid) > maxRecordedRequestID {
-		rid = rid[:maxRecordedRequestID]
-	}
-	return service.Caller{KeyID: c.Param("appKey"), RequestID: rid}
+	return service.CallerFrom(c.Request().Context())
 }
 
 // maxRecordedRequestID bounds the request id a version records.

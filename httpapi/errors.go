@@ -104,6 +104,8 @@ var serviceErrors = []struct {
 	msg        func(err error) string
 }{
 	{is: isValidation, status: http.StatusBadRequest, msg: validationMsg},
+	// A credential whose scope does not cover the body's appKey.
+	{is: is(service.ErrForbidden), status: http.StatusForbidden},
 	// Admission: the workers are behind (service/admission.go).
 	{is: is(service.ErrOverloaded), status: http.StatusTooManyRequests, retryAfter: "2"},
 	{is: is(service.ErrWorkersUnavailable), status: http.StatusServiceUnavailable, retryAfter: "5"},

@@ -1,12 +1,5 @@
 package httpapi
 
-import (
-	"crypto/subtle"
-	"net/http"
-
-	"github.com/labstack/echo/v4"
-)
-
 // NHNHeader is the envelope every /v1.5 response carries. NHN answers every
 // request with HTTP 200 and puts the outcome here.
 type NHNHeader struct {
@@ -42,21 +35,3 @@ func NHNOK() NHNHeader {
 // nhnResultHeader carries a failed resultCode to the metrics middleware
 // (NHN answers errors with HTTP 200, so the status alone cannot tell).
 const nhnResultHeader = "X-Cdnflow-Result-Code"
-
-// requireAppKey checks the SecretKey in Authorization against the appKey of
-// the path. Unknown appKeys and wrong secrets get the same answer, and the
-// comparison runs in constant time, so neither leaks which appKeys exist.
-func (s *Server) requireAppKey(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		appKey := c.Param("appKey")
-		secret, known := s.d.Config.AppKeys[appKey]
-		if !known {
-			secret = "\x00unknown-app-key" // still compare, to keep timing flat
-		}
-		got := c.Request().Header.Get("Authorization")
-		if subtle.ConstantTimeCompare([]byte(got), []byte(secret)) != 1 || !known {
-			return &APIError{Status: http.StatusUnauthorized, Code: CodeUnauthorized, Message: "invalid appKey or SecretKey in Authorization"}
-		}
-		return next(c)
-	}
-}

@@ -49,6 +49,9 @@ func (s *Server) prewarmStatus(c echo.Context) error {
 	if err != nil {
 		return about("prewarm request "+id, err)
 	}
+	if err := s.svc().AuthorizePrewarmRead(c.Request().Context(), st.Domain); err != nil {
+		return err
+	}
 	return c.JSON(http.StatusOK, st)
 }
 
@@ -56,6 +59,16 @@ func (s *Server) prewarmPairs(c echo.Context) error {
 	page, size, err := paging(c, 1000, 10000)
 	if err != nil {
 		return err
+	}
+	if service.NeedsPrewarmReadCheck(c.Request().Context()) {
+		// A caller limited to some appKeys reads the job's domain first.
+		st, err := s.svc().PrewarmStatus(c.Request().Context(), c.Param("id"), 1, 1)
+		if err != nil {
+			return about("prewarm request "+c.Param("id"), err)
+		}
+		if err := s.svc().AuthorizePrewarmRead(c.Request().Context(), st.Domain); err != nil {
+			return err
+		}
 	}
 	res, err := s.svc().PrewarmPairs(c.Request().Context(), c.Param("id"), page, size)
 	if err != nil {

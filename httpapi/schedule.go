@@ -58,7 +58,7 @@ func (s *Server) scheduleAction(action string) echo.HandlerFunc {
 		if action == "delete" {
 			return c.NoContent(http.StatusNoContent)
 		}
-		v, err := s.svc().Schedule(c.Request().Context(), c.Param("id"))
+		v, err := s.svc().ScheduleAfterAction(c.Request().Context(), c.Param("id"))
 		if err != nil {
 			return about("schedule "+c.Param("id"), err)
 		}

@@ -5,6 +5,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -39,6 +40,11 @@ type Server struct {
 	Echo    *echo.Echo
 	d       Deps
 	service *service.Service
+	// tokens is this API's cache of the token table; audit writes the
+	// audit trail to auditStore (nil without a listable payload store).
+	tokens     *tokenCache
+	audit      *service.AuditLog
+	auditStore service.AuditStore
 }
 
 func (s *Server) svc() *service.Service { return s.service }
@@ -50,6 +56,8 @@ func New(d Deps) *Server {
 	e.HidePort = true
 	s := &Server{Echo: e, d: d, service: service.New(service.Deps{Temporal: d.Temporal, Config: d.Config, Inventory: d.Inventory, Logger: d.Logger, Store: d.Payloads})}
 	e.HTTPErrorHandler = s.handleError
+	s.tokens = newTokenCache(d.Config.TokenCacheTTL, s.service.TokenTable)
+	s.openAudit()
 	// The server span of each request, the root of a job's trace (or the
 	// child of the caller's traceparent); probes and scrapes are not traced.
 	e.Use(otelecho.Middleware("cdnflow-api", otelecho.WithSkipper(func(c echo.Context) bool {
@@ -79,6 +87,8 @@ func New(d Deps) *Server {
 	s.routesDistributionVersions(e)
 	s.routesSchedules(e)
 	s.routesDocs(e)
+	s.routesTokens(e)
+	s.routesAudit(e)
 	return s
 }
 
@@ -92,8 +102,11 @@ func (s *Server) Start(addr string) error {
 	return s.Echo.StartServer(srv)
 }
 
-// Shutdown drains in-flight requests.
-func (s *Server) Shutdown(ctx context.Context) error { return s.Echo.Shutdown(ctx) }
+// Shutdown drains in-flight requests, then writes the queued audit
+// records.
+func (s *Server) Shutdown(ctx context.Context) error {
+	return errors.Join(s.Echo.Shutdown(ctx), s.FlushAudit(ctx))
+}
 
 func (s *Server) healthz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
@@ -114,6 +127,7 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
 		ctx, started := temporalclient.WithWorkflowIDs(c.Request().Context())
+		ctx, note := service.WithAuditNote(ctx)
 		c.SetRequest(c.Request().WithContext(ctx))
 		err := next(c)
 		if err != nil {
@@ -140,6 +154,7 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 			fields = append(fields, zap.Strings("workflowIds", ids))
 		}
 		s.d.Logger.Info("http request", fields...)
+		s.auditRequest(c, note, started.IDs())
 		return nil
 	}
 }

@@ -47,6 +47,9 @@ func (s *Service) StartPrewarm(ctx context.Context, req PrewarmRequest, idempote
 	if err != nil {
 		return "", err
 	}
+	if err := authorizePrewarm(ctx, target.AppKey, req.NeedInvalidate); err != nil {
+		return "", err
+	}
 	var requestID string
 	if idempotencyKey != "" {
 		if len(idempotencyKey) > 255 {

@@ -12,6 +12,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/cdnflow/cdnflow/activities"
@@ -39,18 +40,32 @@ type ScheduleRequest struct {
 
 // ScheduleView is a schedule as the API shows it.
 type ScheduleView struct {
-	ID         string    `json:"id"`
-	Kind       string    `json:"kind,omitempty"`
-	Cron       []string  `json:"cron,omitempty"`
-	Interval   string    `json:"interval,omitempty"`
-	TimeZone   string    `json:"timeZone,omitempty"`
-	Paused     bool      `json:"paused"`
-	Note       string    `json:"note,omitempty"`
-	Runs       int64     `json:"runs"`
-	NextRuns   []string  `json:"nextRuns,omitempty"`
-	RecentRuns []string  `json:"recentRuns,omitempty"` // workflow ids of recent runs
-	Created    time.Time `json:"created,omitempty"`
+	ID         string   `json:"id"`
+	Kind       string   `json:"kind,omitempty"`
+	Cron       []string `json:"cron,omitempty"`
+	Interval   string   `json:"interval,omitempty"`
+	TimeZone   string   `json:"timeZone,omitempty"`
+	Paused     bool     `json:"paused"`
+	Note       string   `json:"note,omitempty"`
+	Runs       int64    `json:"runs"`
+	NextRuns   []string `json:"nextRuns,omitempty"`
+	RecentRuns []string `json:"recentRuns,omitempty"` // workflow ids of recent runs
+	// SkippedOverlap counts firings skipped because the previous run's job
+	// was still running (overlap SKIP).
+	SkippedOverlap int64     `json:"skippedOverlap"`
+	Created        time.Time `json:"created,omitempty"`
+	// AppKey is whose domain the job touches ("" for a host served by the
+	// default origin); CreatedBy is the Caller.KeyID that created it.
+	AppKey    string `json:"appKey,omitempty"`
+	CreatedBy string `json:"createdBy,omitempty"`
 }
+
+// Memo keys of a cdnflow schedule: who created it and whose domain its
+// job touches, checked again by every action on it.
+const (
+	memoScheduleAppKey    = "appKey"
+	memoScheduleCreatedBy = "createdBy"
+)
 
 var scheduleIDRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
@@ -68,7 +83,11 @@ var overlaps = map[string]enumspb.ScheduleOverlapPolicy{
 var ErrExists = errors.New("already exists")
 
 // CreateSchedule validates the job as the API would now and creates a
-// Temporal Schedule that starts a ScheduledJobWorkflow at each fire.
+// Temporal Schedule that starts a ScheduledJobWorkflow at each fire. The
+// caller needs schedule scope and the job's own (purge, or prewarm and
+// purge with need_invalidate) on the appKey the job touches: runs have
+// no caller, so this is where authority is checked; the creator is kept
+// in the schedule's memo.
 func (s *Service) CreateSchedule(ctx context.Context, req ScheduleRequest) (ScheduleView, error) {
 	var v ScheduleView
 	if !scheduleIDRe.MatchString(req.ID) {
@@ -94,7 +113,7 @@ func (s *Service) CreateSchedule(ctx context.Context, req ScheduleRequest) (Sche
 	if !ok {
 		return v, invalid("overlap must be SKIP, BUFFER_ONE, BUFFER_ALL, CANCEL_OTHER, TERMINATE_OTHER or ALLOW_ALL")
 	}
-	job, err := s.scheduledJob(ctx, req)
+	job, appKey, err := s.scheduledJob(ctx, req)
 	if err != nil {
 		return v, err
 	}
@@ -107,6 +126,7 @@ func (s *Service) CreateSchedule(ctx context.Context, req ScheduleRequest) (Sche
 		Overlap: overlap,
 		Paused:  req.Paused,
 		Note:    req.Note,
+		Memo:    map[string]any{memoScheduleAppKey: appKey, memoScheduleCreatedBy: CallerFrom(ctx).KeyID},
 		Action: &client.ScheduleWorkflowAction{
 			ID:        workflows.ScheduledPrefix + req.ID,
 			Workflow:  workflows.ScheduledJobWorkflow,
@@ -125,46 +145,73 @@ func (s *Service) CreateSchedule(ctx context.Context, req ScheduleRequest) (Sche
 	if err != nil {
 		return v, fmt.Errorf("create schedule: %w", err)
 	}
-	return s.Schedule(ctx, req.ID)
+	return s.describeSchedule(ctx, req.ID)
 }
 
-// scheduledJob validates a schedule's job as the API would take it now
-// and returns the job its runs submit.
-func (s *Service) scheduledJob(ctx context.Context, req ScheduleRequest) (activities.ScheduledJob, error) {
+// scheduledJob validates a schedule's job as the API would take it now,
+// checks the caller's authority over the appKey it touches, and returns
+// the job its runs submit and that appKey.
+func (s *Service) scheduledJob(ctx context.Context, req ScheduleRequest) (activities.ScheduledJob, string, error) {
 	job := activities.ScheduledJob{ScheduleID: req.ID, Kind: req.Kind, AppKey: req.AppKey}
 	switch req.Kind {
 	case workflows.KindPrewarm:
 		var p PrewarmRequest
 		if err := json.Unmarshal(req.Prewarm, &p); err != nil {
-			return job, invalid("prewarm must be a Prewarm API body: %v", err)
+			return job, "", invalid("prewarm must be a Prewarm API body: %v", err)
 		}
-		if _, _, err := s.checkPrewarm(ctx, p); err != nil {
-			return job, err
+		_, target, err := s.checkPrewarm(ctx, p)
+		if err != nil {
+			return job, "", err
+		}
+		if err := authorize(ctx, VerbSchedule, target.AppKey); err != nil {
+			return job, "", err
 		}
 		job.Body = req.Prewarm
+		return job, target.AppKey, authorizePrewarm(ctx, target.AppKey, p.NeedInvalidate)
 	case workflows.KindPurge:
 		var p PurgeRequest
 		if err := json.Unmarshal(req.Purge, &p); err != nil {
-			return job, invalid("purge must be an NHN purge body: %v", err)
+			return job, "", invalid("purge must be an NHN purge body: %v", err)
 		}
 		if _, ok := s.config.AppKeys[req.AppKey]; !ok {
-			return job, invalid("appKey %q is not configured", req.AppKey)
+			return job, "", invalid("appKey %q is not configured", req.AppKey)
+		}
+		if err := authorize(ctx, VerbSchedule, req.AppKey); err != nil {
+			return job, "", err
+		}
+		if err := authorize(ctx, VerbPurge, req.AppKey); err != nil {
+			return job, "", err
 		}
 		if _, err := SplitPurgeList(strings.ToUpper(p.PurgeType), p.PurgeList, s.config.PurgeItemBatch, s.config.PurgeWildcardBatch); err != nil {
-			return job, err
+			return job, "", err
 		}
 		if _, err := s.DistributionByDomain(ctx, req.AppKey, strings.ToLower(p.Domain)); err != nil {
-			return job, err
+			return job, "", err
 		}
 		job.Body = req.Purge
-	default:
-		return job, invalid("kind must be prewarm or purge")
+		return job, req.AppKey, nil
 	}
-	return job, nil
+	return job, "", invalid("kind must be prewarm or purge")
 }
 
-// Schedule describes one schedule.
+// Schedule describes one schedule; the caller needs read scope on its
+// appKey.
 func (s *Service) Schedule(ctx context.Context, id string) (ScheduleView, error) {
+	v, err := s.describeSchedule(ctx, id)
+	if err != nil {
+		return v, err
+	}
+	return v, authorize(ctx, VerbRead, v.AppKey)
+}
+
+// ScheduleAfterAction describes a schedule right after an action the
+// caller was authorized for (ScheduleAction), without a read check: a
+// schedule-only credential sees what it just changed.
+func (s *Service) ScheduleAfterAction(ctx context.Context, id string) (ScheduleView, error) {
+	return s.describeSchedule(ctx, id)
+}
+
+func (s *Service) describeSchedule(ctx context.Context, id string) (ScheduleView, error) {
 	v := ScheduleView{ID: id}
 	if !scheduleIDRe.MatchString(id) {
 		return v, ErrNotFound
@@ -201,6 +248,12 @@ func (s *Service) Schedule(ctx context.Context, id string) (ScheduleView, error)
 		}
 	}
 	v.Created = desc.Info.CreatedAt
+	v.SkippedOverlap = int64(desc.Info.NumActionsSkippedOverlap)
+	for key, dst := range map[string]*string{memoScheduleAppKey: &v.AppKey, memoScheduleCreatedBy: &v.CreatedBy} {
+		if p, ok := desc.Memo.GetFields()[key]; ok {
+			_ = converter.GetDefaultDataConverter().FromPayload(p, dst) // a memo that does not decode shows empty
+		}
+	}
 	return v, nil
 }
 
@@ -229,6 +282,7 @@ func (s *Service) ListSchedules(ctx context.Context) ([]ScheduleView, error) {
 		if !strings.HasPrefix(e.ID, workflows.ScheduleIDPrefix) {
 			continue
 		}
+		// Schedules the caller may not read are left out.
 		v, err := s.Schedule(ctx, strings.TrimPrefix(e.ID, workflows.ScheduleIDPrefix))
 		if err == nil {
 			out = append(out, v)
@@ -237,20 +291,26 @@ func (s *Service) ListSchedules(ctx context.Context) ([]ScheduleView, error) {
 	return out, nil
 }
 
-// ScheduleAction pauses, unpauses, triggers or deletes a schedule.
+// ScheduleAction pauses, unpauses, triggers or deletes a schedule; the
+// caller needs schedule scope on its appKey. A trigger follows the
+// schedule's overlap policy like a timed firing (SKIP: nothing starts
+// while the last run's job is running).
 func (s *Service) ScheduleAction(ctx context.Context, id, action string) error {
-	if !scheduleIDRe.MatchString(id) {
-		return ErrNotFound
+	v, err := s.describeSchedule(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := authorize(ctx, VerbSchedule, v.AppKey); err != nil {
+		return err
 	}
 	h := s.temporal.ScheduleClient().GetHandle(ctx, workflows.ScheduleID(id))
-	var err error
 	switch action {
 	case "pause":
 		err = h.Pause(ctx, client.SchedulePauseOptions{Note: "paused through the cdnflow API"})
 	case "unpause":
 		err = h.Unpause(ctx, client.ScheduleUnpauseOptions{Note: "unpaused through the cdnflow API"})
 	case "trigger":
-		err = h.Trigger(ctx, client.ScheduleTriggerOptions{Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_ALLOW_ALL})
+		err = h.Trigger(ctx, client.ScheduleTriggerOptions{})
 	case "delete":
 		err = h.Delete(ctx)
 	default:

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
 
 	"go.temporal.io/sdk/temporal"
 
@@ -52,4 +55,38 @@ func classifyScheduled(err error) error {
 		return fmt.Errorf("scheduled job: %w", err)
 	}
 	return nil
+}
+
+// ScheduledRunDone tells whether the job a scheduled run started has
+// ended (activities.RunWatcher): its prewarm workflow, or every purge seq
+// workflow, is closed. A run waits for a prewarm at most its longest
+// timeout (MaxPrewarmTimeout) and for a purge at most the purge deadline
+// (a catch-up owed to an edge that stayed down goes on without it).
+func (s *Service) ScheduledRunDone(ctx context.Context, job activities.ScheduledJob, run activities.ScheduledRun) (bool, time.Duration, error) {
+	var ids []string
+	limit := MaxPrewarmTimeout
+	switch job.Kind {
+	case workflows.KindPrewarm:
+		if run.RequestID != "" {
+			ids = append(ids, workflows.PrewarmWorkflowID(run.RequestID))
+		}
+	case workflows.KindPurge:
+		limit = s.config.PurgeDeadline
+		for _, seq := range run.PurgeSeqs {
+			ids = append(ids, workflows.PurgeWorkflowID(job.AppKey, seq))
+		}
+	}
+	for _, id := range ids {
+		desc, err := s.temporal.DescribeWorkflowExecution(ctx, id, "")
+		if isNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return false, limit, fmt.Errorf("scheduled run: describe %s: %w", id, err)
+		}
+		if desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			return false, limit, nil
+		}
+	}
+	return true, limit, nil
 }

@@ -117,7 +117,7 @@ func serveAPI(ctx context.Context, ln net.Listener, cfg config.Config, inv *inve
 	go func() { errc <- hs.Serve(ln) }()
 	logger.Info("api listening", zap.String("addr", ln.Addr().String()))
 	if len(cfg.APIKeys) == 0 {
-		logger.Warn("no API keys configured: /prewarm and /v1 routes accept any caller (set CDNFLOW_API_KEYS)")
+		logger.Warn("NO AUTHENTICATION: no API keys configured, /prewarm and /v1 routes accept any caller as admin (set CDNFLOW_API_KEYS)")
 	}
 	select {
 	case err := <-errc:
@@ -127,6 +127,9 @@ func serveAPI(ctx context.Context, ln net.Listener, cfg config.Config, inv *inve
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if err := hs.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("drain api: %w", err)
+	}
+	if err := srv.FlushAudit(shutdownCtx); err != nil {
 		return fmt.Errorf("drain api: %w", err)
 	}
 	logger.Info("api stopped")

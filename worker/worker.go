@@ -100,7 +100,7 @@ func Register(r sdkworker.Registry, d Deps) error {
 	for _, wf := range []any{
 		workflows.EdgeCheckWorkflow, workflows.SequenceWorkflow, workflows.PrewarmWorkflow, workflows.PurgeWorkflow,
 		workflows.DistributionWorkflow, workflows.EdgeSyncWorkflow, workflows.ScheduledJobWorkflow,
-		workflows.FleetSettingsWorkflow,
+		workflows.FleetSettingsWorkflow, workflows.TokensWorkflow,
 	} {
 		r.RegisterWorkflow(wf)
 	}
@@ -109,7 +109,7 @@ func Register(r sdkworker.Registry, d Deps) error {
 		purge.PurgeEdges, purge.CatchUpEdge,
 		distributions.DistributionCallback, distributions.ProbeDistributionOrigins, distributions.ApplySite,
 		distributions.RolloutFleet, distributions.GateEdges,
-		sync.SyncEdges, scheduled.RunScheduledJob,
+		sync.SyncEdges, scheduled.RunScheduledJob, scheduled.AwaitScheduledRun,
 	} {
 		r.RegisterActivity(a)
 	}

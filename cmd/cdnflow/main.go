@@ -38,6 +38,7 @@ Usage:
   cdnflow status   ID        prewarm status (--wait, --json)
   cdnflow schedule create|list|get|pause|unpause|trigger|delete   recurring prewarm/purge
   cdnflow distribution history|diff|rollback|plan   a distribution's versions (rollback --wait; exit 0/3/4)
+  cdnflow token create|list|revoke   scoped API tokens (admin --api-key; the secret is shown once)
   cdnflow version           module version of this binary
   cdnflow <cmd> -h           flags of a command (each also read from its $ENV)
 
@@ -85,6 +86,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return starter.Schedule(ctx, sio, args)
 	case "distribution":
 		return starter.Distribution(ctx, sio, args)
+	case "token":
+		return starter.Token(ctx, sio, args)
 	case "version", "--version":
 		if len(args) > 0 {
 			sayf(stderr, "cdnflow version takes no arguments, got %q\n", args[0])
@@ -144,6 +147,9 @@ func runServer(ctx context.Context, cmd string, args []string, stderr io.Writer)
 	if cmd != "dev" && cfg.TemporalAddress == "" {
 		return fmt.Errorf("%s needs --temporal-address or $TEMPORAL_ADDRESS (or use `cdnflow dev`)", cmd)
 	}
+	if err := checkAPIAuth(cmd, cfg); err != nil {
+		return err
+	}
 	logger, err := stack.NewLogger(cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return err
@@ -155,6 +161,18 @@ func runServer(ctx context.Context, cmd string, args []string, stderr io.Writer)
 		return err
 	}
 	return st.Run(ctx)
+}
+
+// checkAPIAuth refuses `cdnflow api` without --api-keys: its Prewarm API
+// and /v1 routes would take any caller as admin over every appKey. Only
+// --insecure-no-auth starts it so (stack logs a warning in capitals).
+// `cdnflow dev` stays open but serves on loopback by default.
+func checkAPIAuth(cmd string, cfg config.Config) error {
+	if cmd != "api" || len(cfg.APIKeys) > 0 || cfg.InsecureNoAuth {
+		return nil
+	}
+	return errors.New("api: no --api-keys ($CDNFLOW_API_KEYS): the Prewarm API and /v1 would accept any caller; " +
+		"configure keys (then create scoped tokens with `cdnflow token create`), or pass --insecure-no-auth to run without authentication on purpose")
 }
 
 // version is the module version the binary was built from: a tag such as

@@ -36,7 +36,7 @@ func TestServerRefusesBadPayloadStore(t *testing.T) {
 				args := []string{cmd, "--temporal-address", "127.0.0.1:1", "--data-dir", t.TempDir(),
 					"--payload-url", c.url, "--log-level", "error"}
 				if cmd == "api" {
-					args = append(args, "--api-addr", "127.0.0.1:0")
+					args = append(args, "--api-addr", "127.0.0.1:0", "--insecure-no-auth")
 				}
 				run := exec.Command(bin, args...)
 				var stderr bytes.Buffer

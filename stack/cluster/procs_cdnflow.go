@@ -51,7 +51,8 @@ func (c *Cluster) workerProc(i int) proc {
 func (c *Cluster) apiProc(i int) proc {
 	addr := c.opts.APIAddrs[i]
 	argv := append([]string{c.cdnflow(), "api"}, c.serverArgs()...)
-	argv = append(argv, "--api-addr", addr, "--data-dir", c.dataDir(APIName(i)))
+	// The local cluster serves on loopback for tests and demos: no keys.
+	argv = append(argv, "--api-addr", addr, "--data-dir", c.dataDir(APIName(i)), "--insecure-no-auth")
 	return proc{name: APIName(i), argv: argv, envf: c.serverEnv, ready: httpReady("http://"+addr+"/readyz", http.StatusOK)}
 }
 
