@@ -103,6 +103,9 @@ func TestTwoTenantFuzz(t *testing.T) {
 	}
 	for i := range fuzzRequests {
 		ops <- i
+		if i%500 == 499 {
+			t.Logf("%d requests sent in %v", i+1, time.Since(start).Round(time.Millisecond))
+		}
 	}
 	close(ops)
 	wg.Wait()
