@@ -170,22 +170,24 @@ func (r *fuzzRun) step(rng *rand.Rand) (string, string) {
 	if rng.IntN(2) == 1 {
 		me, them = r.b, r.a
 	}
-	// The mix: every kind, with the purges and prewarms (which start
-	// workflows) at about a third, so that 2,000 requests fit in the test.
+	// The mix: every kind, with the requests that start workflows
+	// (purges, prewarms, accepted changes) at about a third, so that 2,000
+	// requests fit in the test.
 	switch n := rng.IntN(100); {
-	case n < 6:
+	case n < 15:
 		return r.create(rng, me, them)
-	case n < 32:
+	case n < 55:
 		return r.change(rng, me, them)
-	case n < 56:
+	case n < 75:
 		return r.purge(rng, me, them)
-	case n < 64:
+	case n < 83:
 		return r.prewarm(rng, me)
-	case n < 67:
+	case n < 86:
 		return r.schedule(rng, me)
 	default:
-		_, _, err := tenantNHN(r.env, "GET", me.key, me.secret, "/distributions", nil)
-		return "list", outcome(err == nil, err)
+		mine := r.domains(me)
+		_, _, err := tenantNHN(r.env, "GET", me.key, me.secret, "/distributions?domain="+mine[rng.IntN(len(mine))], nil)
+		return "read", outcome(err == nil, err)
 	}
 }
 
