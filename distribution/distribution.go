@@ -147,6 +147,18 @@ type State struct {
 	// Version is the number of the latest accepted change (Version.N);
 	// cdnflow's, not NHN's: the /v1.5 views leave it out.
 	Version int `json:"version,omitempty"`
+	// Served is what the edges serve for the distribution (Hosts): set by
+	// the distribution workflow from the last configuration it applied.
+	// nil only in a state published by a workflow older than host
+	// ownership (docs/nhn.md#host-ownership).
+	Served *Served `json:"served,omitempty"`
+}
+
+// Served are the aliases (lower-case, Config.Aliases) of the last
+// configuration a distribution applied to the edges; none before its
+// first apply.
+type Served struct {
+	Aliases []string `json:"aliases,omitempty"`
 }
 
 // Actions of a Version.
@@ -182,9 +194,23 @@ type CallbackResult struct {
 	Error  string `json:"error,omitempty"`
 }
 
-// Hosts are the Host names edges serve the distribution under.
+// Hosts are the Host names edges serve the distribution under: its
+// domain and the aliases of the last configuration it applied (Served),
+// lower-case — never the aliases of a change that did not apply (a
+// creation or a change that ended in ERROR). Purges and prewarms reach
+// these hosts only (docs/nhn.md#host-ownership). A state without Served
+// (published by an older workflow) counts its config's aliases as served
+// unless it is OPENING or in ERROR, where that config may never have
+// applied.
 func (s State) Hosts() []string {
-	return append([]string{strings.ToLower(s.Domain)}, s.Config.Aliases()...)
+	hosts := []string{strings.ToLower(s.Domain)}
+	switch {
+	case s.Served != nil:
+		return append(hosts, s.Served.Aliases...)
+	case s.Status == StatusError || s.Status == StatusOpening:
+		return hosts
+	}
+	return append(hosts, s.Config.Aliases()...)
 }
 
 // SiteSpec is a distribution's desired state on an edge.

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
+	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/distribution"
 	"github.com/cdnflow/cdnflow/internal/metrics"
@@ -89,13 +90,23 @@ func (s *Service) CreateDistributions(ctx context.Context, appKey string, bodies
 			}
 			return nil, err
 		}
+		if err := s.checkAliases(cfg); err != nil {
+			return nil, prefixed(i, err)
+		}
 		configs[i] = cfg
+	}
+	// Every alias is claimed before any distribution starts: a request
+	// naming a host another distribution holds (or one twice) starts none.
+	domains, err := s.claimCreations(ctx, appKey, configs)
+	if err != nil {
+		return nil, err
 	}
 	// One counter update for the whole request and the workflows started
 	// side by side: 100 distributions in one POST cost one round trip,
 	// not 200, so 100 created at once are all OPEN within 10 s.
 	first, err := s.ReserveSeqs(ctx, "distribution", len(configs))
 	if err != nil {
+		s.releaseCreations(appKey, domains, configs)
 		return nil, err
 	}
 	views := make([]DistributionView, len(configs))
@@ -108,7 +119,7 @@ func (s *Service) CreateDistributions(ctx context.Context, appKey string, bodies
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			st, err := s.startDistribution(ctx, appKey, cfg, first+int64(i), caller)
+			st, err := s.startDistribution(ctx, appKey, domains[i], cfg, first+int64(i), caller)
 			views[i], errs[i] = ViewOf(st), err
 		}()
 	}
@@ -123,9 +134,18 @@ func (s *Service) CreateDistributions(ctx context.Context, appKey string, bodies
 // the same time.
 const createParallelism = 16
 
-func (s *Service) startDistribution(ctx context.Context, appKey string, cfg distribution.Config, seq int64, caller Caller) (distribution.State, error) {
+// startDistribution starts the entity workflow of domain, whose aliases
+// are claimed for it (claimCreations). Should the domain exist already
+// (another random draw), the claims move to a new draw.
+func (s *Service) startDistribution(ctx context.Context, appKey, domain string, cfg distribution.Config, seq int64, caller Caller) (distribution.State, error) {
 	for attempt := 0; attempt < 5; attempt++ {
-		domain := randomLabel(8) + "." + strings.ToLower(s.config.CDNBaseDomain)
+		if attempt > 0 {
+			drawn := s.drawDomain()
+			if err := s.moveClaims(ctx, appKey, domain, drawn, cfg); err != nil {
+				return distribution.State{}, err
+			}
+			domain = drawn
+		}
 		now := time.Now()
 		st := distribution.State{AppKey: appKey, Domain: domain, Status: distribution.StatusOpening, Config: cfg, CreateTime: now.UnixMilli(), Seq: seq, Version: 1}
 		id := workflows.DistributionWorkflowID(appKey, domain)
@@ -155,12 +175,19 @@ func (s *Service) startDistribution(ctx context.Context, appKey string, cfg dist
 			continue // the random name exists: draw another
 		}
 		if err != nil {
+			s.releaseCreations(appKey, []string{domain}, []distribution.Config{cfg})
 			return st, fmt.Errorf("start distribution: %w", err)
 		}
 		metrics.JobsStarted.WithLabelValues(workflows.KindDistribution).Inc()
 		return st, nil
 	}
+	s.releaseCreations(appKey, []string{domain}, []distribution.Config{cfg})
 	return distribution.State{}, errors.New("could not draw an unused domain name")
+}
+
+// drawDomain is a random distribution domain under the CDN base domain.
+func (s *Service) drawDomain() string {
+	return randomLabel(8) + "." + strings.ToLower(s.config.CDNBaseDomain)
 }
 
 const labelAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -254,6 +281,9 @@ func (s *Service) UpdateDistribution(ctx context.Context, appKey string, b Distr
 	if err != nil {
 		return err
 	}
+	if err := s.claimHosts(ctx, appKey, st.Domain, cfg); err != nil {
+		return err
+	}
 	return s.update(ctx, appKey, st.Domain, workflows.UpdateModify, workflows.ChangeRequest{Config: &cfg, KeyID: caller.KeyID, RequestID: caller.RequestID})
 }
 
@@ -286,6 +316,9 @@ func (s *Service) changedConfig(ctx context.Context, appKey string, b Distributi
 	}
 	cfg, err := buildConfig(b, mode, base)
 	if err != nil {
+		return st, cfg, err
+	}
+	if err := s.checkAliases(cfg); err != nil {
 		return st, cfg, err
 	}
 	if err := s.checkOrigins(ctx, cfg); err != nil {
@@ -356,4 +389,130 @@ func (s *Service) update(ctx context.Context, appKey, domain, name string, args 
 		return ErrUnknownDomain
 	}
 	return fmt.Errorf("%s %s: %w", name, domain, err)
+}
+
+// Host ownership (docs/nhn.md#host-ownership): every alias a change names
+// is claimed for its distribution (workflows.ClaimHosts) before the change
+// is accepted; a host another distribution of any appKey holds refuses
+// the request as invalid (10001), naming the host only.
+
+// checkAliases refuses aliases under the CDN's own base domain: those are
+// the distributions' generated domains, each its own distribution's.
+func (s *Service) checkAliases(cfg distribution.Config) error {
+	base := strings.ToLower(s.config.CDNBaseDomain)
+	for _, a := range cfg.Aliases() {
+		if base != "" && (a == base || strings.HasSuffix(a, "."+base)) {
+			return invalid("domainAlias %s is under %s, the domain of generated distribution domains; an alias is a host of your own", a, base)
+		}
+	}
+	return nil
+}
+
+// hostRefusal is err as the caller sees it: a host in use is invalid
+// input (10001) naming the host only; anything else is Temporal's.
+func hostRefusal(err error) error {
+	var inUse *workflows.HostInUseError
+	if errors.As(err, &inUse) {
+		return invalid("domainAlias: %s", inUse.Error())
+	}
+	return err
+}
+
+// claimHosts claims cfg's aliases for appKey's distribution domain before
+// a PUT, PATCH or rollback is sent to it. A refusal leaves the hosts this
+// call claimed to the claims' own check (workflows.HostClaimGrace): the
+// distribution may name them through a concurrent change.
+func (s *Service) claimHosts(ctx context.Context, appKey, domain string, cfg distribution.Config) error {
+	hosts := cfg.Aliases()
+	if len(hosts) == 0 {
+		return nil
+	}
+	owner := workflows.HostOwner{AppKey: appKey, Domain: strings.ToLower(domain)}
+	_, err := workflows.ClaimHosts(ctx, s.temporal, s.config.TaskQueue, owner, hosts)
+	return hostRefusal(err)
+}
+
+// claimCreations draws a domain for each config and claims its aliases
+// for it, all side by side. On any refusal every claim made is released
+// (their owners will never exist) and the refusal is answered.
+func (s *Service) claimCreations(ctx context.Context, appKey string, configs []distribution.Config) ([]string, error) {
+	domains := make([]string, len(configs))
+	errs := make([]error, len(configs))
+	claimed := make([][]string, len(configs))
+	var wg sync.WaitGroup
+	for i, cfg := range configs {
+		domains[i] = s.drawDomain()
+		hosts := cfg.Aliases()
+		if len(hosts) == 0 {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			owner := workflows.HostOwner{AppKey: appKey, Domain: domains[i]}
+			claimed[i], errs[i] = workflows.ClaimHosts(ctx, s.temporal, s.config.TaskQueue, owner, hosts)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		for j := range configs {
+			s.releaseClaims(appKey, domains[j], claimed[j])
+		}
+		if len(configs) > 1 {
+			return nil, prefixed(i, hostRefusal(err))
+		}
+		return nil, hostRefusal(err)
+	}
+	return domains, nil
+}
+
+// prefixed names body i of a POST in a validation error.
+func prefixed(i int, err error) error {
+	var ve *ValidationError
+	if errors.As(err, &ve) {
+		return invalid("distributions[%d].%s", i, ve.Msg)
+	}
+	return err
+}
+
+// releaseCreations frees the aliases claimed for distributions that will
+// not start (domains[i] with configs[i]).
+func (s *Service) releaseCreations(appKey string, domains []string, configs []distribution.Config) {
+	for i, d := range domains {
+		s.releaseClaims(appKey, d, configs[i].Aliases())
+	}
+}
+
+// releaseClaims frees hosts claimed for appKey's domain, which will not
+// exist; a failed release is left to the claims' own check (logged).
+func (s *Service) releaseClaims(appKey, domain string, hosts []string) {
+	if len(hosts) == 0 {
+		return
+	}
+	// Not the request's context: a cancelled request still releases.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	owner := workflows.HostOwner{AppKey: appKey, Domain: domain}
+	if err := workflows.ReleaseHosts(ctx, s.temporal, owner, hosts); err != nil && s.logger != nil {
+		s.logger.Warn("release host claims", zap.String("domain", domain), zap.Error(err))
+	}
+}
+
+// moveClaims frees cfg's aliases claimed for domain from and claims them
+// for domain to (a creation whose drawn domain existed already).
+func (s *Service) moveClaims(ctx context.Context, appKey, from, to string, cfg distribution.Config) error {
+	hosts := cfg.Aliases()
+	if len(hosts) == 0 {
+		return nil
+	}
+	s.releaseClaims(appKey, from, hosts)
+	claimed, err := workflows.ClaimHosts(ctx, s.temporal, s.config.TaskQueue, workflows.HostOwner{AppKey: appKey, Domain: to}, hosts)
+	if err != nil {
+		s.releaseClaims(appKey, to, claimed)
+		return hostRefusal(err)
+	}
+	return nil
 }

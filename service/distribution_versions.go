@@ -191,6 +191,9 @@ func (s *Service) PatchDistribution(ctx context.Context, appKey, domain string, 
 	if dryRun {
 		return Plan{DryRun: true, From: st.Version, Version: st.Version + 1, Suspended: suspended, Diff: DiffConfigs(st.Config, cfg)}, nil
 	}
+	if err := s.claimHosts(ctx, appKey, st.Domain, cfg); err != nil {
+		return Plan{}, err
+	}
 	req := workflows.ChangeRequest{Config: &cfg, KeyID: caller.KeyID, RequestID: caller.RequestID, IfMatch: ifMatch}
 	if err := s.update(ctx, appKey, st.Domain, workflows.UpdateModify, req); err != nil {
 		return Plan{}, err
@@ -221,6 +224,9 @@ func (s *Service) RollbackDistribution(ctx context.Context, appKey, domain strin
 	}
 	if a.DryRun {
 		return Plan{DryRun: true, From: st.Version, Version: st.Version + 1, Suspended: to.Suspended, Diff: DiffConfigs(st.Config, to.Config)}, nil
+	}
+	if err := s.claimHosts(ctx, appKey, st.Domain, to.Config); err != nil {
+		return Plan{}, err
 	}
 	req := workflows.RollbackRequest{Version: a.Version, Immediate: a.Immediate, KeyID: caller.KeyID, RequestID: caller.RequestID, IfMatch: a.IfMatch}
 	if err := s.update(ctx, appKey, st.Domain, workflows.UpdateRollback, req); err != nil {

@@ -20,9 +20,10 @@ package service
 //     distribution's domain, or the default-served host.
 //
 // appKey scoping: the Prewarm API's x-api-key is an operator key, not an
-// NHN appKey, and every edge serves the hosts of every appKey (a host can
-// belong to one distribution only on an edge: the VCL refuses a second), so
-// a host names one distribution whatever its appKey. Resolution therefore
+// NHN appKey, and every edge serves the hosts of every appKey (a host
+// belongs to one live distribution of any appKey, docs/nhn.md#host-ownership,
+// and a distribution lists only the hosts it applied), so a host names one
+// distribution whatever its appKey. Resolution therefore
 // looks at the live distributions of all appKeys, and the job carries the
 // owning appKey in CdnflowAppKey so it can be listed with that appKey's
 // other jobs. A prewarm only sends the GETs a visitor could send.
@@ -61,10 +62,12 @@ func (idx hostIndex) add(d prewarmSite) {
 	}
 }
 
-// lookup answers the distribution serving host. Several claims can exist
-// only when a change that edges refused left a distribution in ERROR with
-// the host in its config; the one not in ERROR is what edges serve. Two
-// healthy claims are reported as an error naming both.
+// lookup answers the distribution serving host. A host belongs to one
+// live distribution (docs/nhn.md#host-ownership) and each lists only the
+// hosts it applied (distribution.State.Hosts), so several entries can
+// come only from states published before host ownership; the one not in
+// ERROR is what edges serve. Two healthy entries are reported as an error
+// naming both.
 func (idx hostIndex) lookup(host string) (prewarmSite, bool, error) {
 	claims := idx[host]
 	if len(claims) > 1 {

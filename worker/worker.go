@@ -93,6 +93,7 @@ func Register(r sdkworker.Registry, d Deps) error {
 		Inventory:  d.Inventory, Edges: edges, Desired: workflows.DesiredSites{Temporal: d.Temporal},
 		MaxDeleteShare: cfg.EdgeSyncMaxDeleteShare, AllowMassDelete: cfg.EdgeSyncAllowMassDelete,
 	}
+	hosts := &workflows.HostActivities{Temporal: d.Temporal}
 	scheduled := &activities.Scheduled{Jobs: service.New(service.Deps{
 		Temporal: d.Temporal, Config: d.Config, Inventory: d.Inventory, Logger: d.Logger, Store: d.Payloads,
 	})}
@@ -100,7 +101,7 @@ func Register(r sdkworker.Registry, d Deps) error {
 	for _, wf := range []any{
 		workflows.EdgeCheckWorkflow, workflows.SequenceWorkflow, workflows.PrewarmWorkflow, workflows.PurgeWorkflow,
 		workflows.DistributionWorkflow, workflows.EdgeSyncWorkflow, workflows.ScheduledJobWorkflow,
-		workflows.FleetSettingsWorkflow, workflows.TokensWorkflow,
+		workflows.FleetSettingsWorkflow, workflows.TokensWorkflow, workflows.HostWorkflow,
 	} {
 		r.RegisterWorkflow(wf)
 	}
@@ -110,6 +111,7 @@ func Register(r sdkworker.Registry, d Deps) error {
 		distributions.DistributionCallback, distributions.ProbeDistributionOrigins, distributions.ApplySite,
 		distributions.RolloutFleet, distributions.GateEdges,
 		sync.SyncEdges, scheduled.RunScheduledJob, scheduled.AwaitScheduledRun,
+		hosts.CheckHostOwner, hosts.ClaimHosts,
 	} {
 		r.RegisterActivity(a)
 	}

@@ -82,10 +82,14 @@ func DistributionWorkflow(ctx workflow.Context, in DistributionInit) (distributi
 		// what every edge holds as far as this run knows.
 		d.edges.Version = in.Version
 	}
+	d.setServed()
 	if err := workflow.SetQueryHandler(ctx, QueryDistribution, func() (distribution.State, error) { return *d.st, nil }); err != nil {
 		return st, err
 	}
 	if err := workflow.SetQueryHandler(ctx, QueryEdgeVersions, func() (EdgeVersions, error) { return d.edges, nil }); err != nil {
+		return st, err
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryClaimedHosts, func() ([]string, error) { return d.claimedHosts(nil), nil }); err != nil {
 		return st, err
 	}
 	d.registerUpdates(ctx)
@@ -195,6 +199,9 @@ func (d *entity) registerUpdates(ctx workflow.Context) {
 // last good config back on the edges.
 func (d *entity) run(ctx workflow.Context, c change) {
 	during, final, cfg, suspended, deleted := c.during, c.final, c.cfg, c.suspended, c.deleted
+	// The hosts held before: those the change drops are released once it
+	// ended (releaseHosts).
+	before := d.claimedHosts(&cfg)
 	d.failed = &c
 	if deleted {
 		d.failed = nil // a delete ends the entity whatever the edges said
@@ -205,6 +212,7 @@ func (d *entity) run(ctx workflow.Context, c change) {
 			// Nothing of cfg reached an edge: they keep the last good
 			// config (or never served this one).
 			d.st.LastError = reason
+			d.releaseHosts(ctx, before, false)
 			d.setStatus(ctx, distribution.StatusError)
 			d.notify(ctx)
 			return
@@ -225,6 +233,7 @@ func (d *entity) run(ctx workflow.Context, c change) {
 			default:
 				_, _, _ = d.apply(ctx, change{cfg: cfg, deleted: true}) // never served: take it off again
 			}
+			d.releaseHosts(ctx, before, false)
 			d.setStatus(ctx, distribution.StatusError)
 			d.notify(ctx)
 			return
@@ -237,7 +246,9 @@ func (d *entity) run(ctx workflow.Context, c change) {
 	if !deleted {
 		good := cfg
 		d.lastGood, d.lastSusp = &good, suspended
+		d.setServed()
 	}
+	d.releaseHosts(ctx, before, deleted)
 	d.setStatus(ctx, final)
 	d.notify(ctx)
 }
@@ -266,7 +277,12 @@ func (d *entity) retryErrors(ctx workflow.Context) {
 			continue
 		}
 		d.busy = true
-		d.run(ctx, *f)
+		if reason := d.claimForRetry(ctx, f); reason != "" {
+			d.st.LastError = reason
+			d.setStatus(ctx, distribution.StatusError)
+		} else {
+			d.run(ctx, *f)
+		}
 		d.busy = false
 		if d.failed == nil {
 			delay = base
