@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"go.temporal.io/api/serviceerror"
@@ -23,7 +24,7 @@ import (
 // allowed, anything else after it refused, the size bounded.
 func TestBindRefusesWhatIsNotOneJSONValue(t *testing.T) {
 	e := echo.New()
-	big := `{"a": "` + strings.Repeat("x", MaxBodyBytes) + `"}`
+	big := `{"a": "` + strings.Repeat("x", MaxSmallBody) + `"}`
 	for name, tc := range map[string]struct {
 		body     string
 		optional bool
@@ -35,7 +36,7 @@ func TestBindRefusesWhatIsNotOneJSONValue(t *testing.T) {
 		"trailing object":   {body: `{"a": "b"} {"a": "c"}`, status: 400, want: "data after the JSON"},
 		"trailing brace":    {body: `{"a": "b"}}`, status: 400, want: "data after the JSON"},
 		"trailing word":     {body: `{"a": "b"} x`, status: 400, want: "data after the JSON"},
-		"malformed":         {body: `{"a": `, status: 400, want: "not valid JSON: unexpected EOF; the body must be JSON with a"},
+		"malformed":         {body: `{"a": `, status: 400, want: "not valid JSON: unexpected end of JSON input; the body must be JSON with a"},
 		"wrong shape":       {body: `{"a": 1}`, status: 400, want: "not valid JSON"},
 		"empty":             {body: ``, status: 400, want: "empty; the body must be JSON with a"},
 		"empty optional":    {body: ``, optional: true},
@@ -86,7 +87,9 @@ func TestAnswerForServiceErrors(t *testing.T) {
 		"temporal other": {serviceerror.NewInternal("boom"), 500, CodeInternal, NHNInternalError, "internal error"},
 		"bad query":      {badRequest("page must be"), 400, CodeInvalidRequest, NHNInvalidParameter, "page must be"},
 		"echo 405":       {echo.ErrMethodNotAllowed, 405, CodeMethodNotAllowed, NHNInvalidParameter, "Method Not Allowed"},
-		"too large":      {errTooLarge, 413, CodeTooLarge, NHNPayloadTooLarge, "larger than"},
+		"too large":      {errTooLarge(MaxSmallBody), 413, CodeTooLarge, NHNPayloadTooLarge, "larger than"},
+		"idempotency":    {fmt.Errorf("%w (first: x)", service.ErrIdempotencyConflict), 422, CodeIdempotencyConflict, NHNInvalidParameter, "another request body"},
+		"limit":          {&service.LimitError{Kind: service.ErrRateLimited, Policy: "purge-items", Quota: 1, Window: time.Second, RetryAfter: time.Second, Msg: "rate limited: one per 1s"}, 429, CodeRateLimited, NHNRateLimited, "one per 1s"},
 		"unknown":        {errors.New("disk on fire"), 500, CodeInternal, NHNInternalError, "internal error"},
 	} {
 		a := answerFor(tc.err)

@@ -62,6 +62,7 @@ func New(d Deps) *Server {
 	e.Use(middleware.RequestID())
 	e.Use(s.accessLog)
 	e.Use(middleware.Recover())
+	e.Use(limitBody)
 
 	e.GET("/healthz", s.healthz)
 	// Scraped from inside the network, like healthz; it carries no job data.
