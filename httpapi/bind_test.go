@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -96,5 +97,58 @@ func TestAnswerForServiceErrors(t *testing.T) {
 		if a.status != tc.status || a.code != tc.code || a.nhn != tc.nhn || !strings.Contains(a.msg, tc.msg) {
 			t.Errorf("%s: = %+v, want %d %s %d containing %q", name, a, tc.status, tc.code, tc.nhn, tc.msg)
 		}
+	}
+}
+
+// The largest valid body of each route fits its limit: the figures the
+// limits are sized by (docs/nhn.md "Body limits", docs/prewarm.md
+// "Limits").
+func TestLargestValidBodiesFit(t *testing.T) {
+	size := func(v any) int64 {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int64(len(b))
+	}
+	// 20,000 purgeList entries of 200 bytes.
+	entries := make([]string, service.MaxPurgePaths)
+	for i := range entries {
+		entries[i] = "/" + strings.Repeat("p", 199)
+	}
+	purge := size(map[string]any{"domain": strings.Repeat("d", 63) + ".example.com", "purgeType": "ITEM", "purgeList": strings.Join(entries, "\n")})
+	// 100,000 URLs of 160 bytes.
+	urls := make([]string, service.MaxPrewarmURLs)
+	for i := range urls {
+		urls[i] = "https://www.example.com/" + strings.Repeat("u", 160-24)
+	}
+	prewarm := size(map[string]any{"url_list": urls, "cf_domain": "www.example.com", "target_type": "region", "region": "all", "timeout": 3600})
+	// One distribution with every NHN field at its maximum (spec tables).
+	origins := make([]map[string]any, 10)
+	for i := range origins {
+		origins[i] = map[string]any{"origin": strings.Repeat("o", 255), "port": 65535, "httpPort": 65535, "httpsPort": 65535,
+			"originPath": "/" + strings.Repeat("p", 8191)}
+	}
+	dist := map[string]any{"region": "GLOBAL", "description": strings.Repeat("x", 255), "domainAlias": strings.Repeat("a", 255),
+		"maxAge": 2147483647, "referrerType": "BLACKLIST", "referrers": strings.Repeat("r", 1024), "useOrigin": "Y",
+		"useOriginHttpProtocolDowngrade": false, "forwardHostHeader": "ORIGIN_HOSTNAME", "useOriginCacheControl": false,
+		"origins": origins, "callback": map[string]any{"httpMethod": "POST", "url": "https://" + strings.Repeat("c", 1016)}}
+	list := make([]map[string]any, service.MaxDistributionsPerRequest)
+	for i := range list {
+		list[i] = dist
+	}
+	for name, tc := range map[string]struct{ got, limit int64 }{
+		"purge (20,000 × 200 B)":       {purge, MaxPurgeBody},
+		"prewarm (100,000 × 160 B)":    {prewarm, MaxPrewarmBody},
+		"one distribution at its max":  {size(dist), MaxDistributionBody},
+		"100 distributions at the max": {size(map[string]any{"distributions": list}), MaxDistributionsBody},
+	} {
+		t.Logf("%s: %d bytes, limit %d", name, tc.got, tc.limit)
+		if tc.got > tc.limit {
+			t.Errorf("%s is %d bytes; its route's limit is %d", name, tc.got, tc.limit)
+		}
+	}
+	if MaxPrewarmBody >= 32<<20 || MaxDistributionsBody >= 32<<20 || MaxPurgeBody >= 32<<20 {
+		t.Fatal("a route accepts a 32 MiB body")
 	}
 }

@@ -304,7 +304,7 @@ func (s *Service) admitPurge(ctx context.Context, appKey, domain, scope string, 
 	if adm.err != nil {
 		if !errors.Is(adm.err, ErrRateLimited) && ctx.Err() == nil && (seqCtx.Err() != nil || overloaded(adm.err)) {
 			return dist, 0, &LimitError{Kind: ErrRateLimited, Policy: "backlog", Quota: s.config.MaxBacklog, Window: time.Second,
-				RetryAfter: 2 * time.Second, Msg: fmt.Sprintf("%v: purge capacity is exhausted right now; retry in a few seconds", ErrRateLimited)}
+				RetryAfter: counterBackoff, Msg: fmt.Sprintf("%v: purge capacity is exhausted right now; retry in a few seconds", ErrRateLimited)}
 		}
 		return dist, 0, adm.err
 	}

@@ -110,6 +110,10 @@ func purgeRefusal(scope string, every, retryAfter time.Duration) *LimitError {
 		Msg: fmt.Sprintf("%v: %s", ErrRateLimited, workflows.PurgeLimitMessage(scope, every))}
 }
 
+// counterBackoff is how long a limit key whose counter did not answer in
+// time is refused locally (the Retry-After of that refusal).
+const counterBackoff = 2 * time.Second
+
 // takePurgeToken admits one purge request of appKey under scope, at most
 // one per every across every API process, and reserves its n seqs — one
 // Update (workflows.UpdateAdmitPurge) of the purge counter, started with
@@ -141,7 +145,15 @@ func (s *Service) takePurgeToken(ctx context.Context, appKey, scope string, ever
 		return 0, purgeRefusal(scope, every, remaining)
 	}
 	if err != nil {
-		s.settlePurgeLimit(key, 0)
+		// A counter too busy to answer in time: the next requests of this
+		// key are refused at once for counterBackoff (StartPurge answers
+		// this one as rate-limited with the same Retry-After), instead of
+		// each waiting out seqTimeout.
+		var backoff time.Duration
+		if overloaded(err) && ctx.Err() != context.Canceled {
+			backoff = counterBackoff
+		}
+		s.settlePurgeLimit(key, backoff)
 		return 0, fmt.Errorf("admit purge (%s) and reserve %d seqs: %w", scope, n, err)
 	}
 	s.settlePurgeLimit(key, every)
