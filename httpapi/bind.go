@@ -166,3 +166,24 @@ func readBody(c echo.Context, limit int64) ([]byte, error) {
 	}
 	return data, nil
 }
+
+// metricMethod is a request method as a metric label: the methods of
+// RFC 9110 §9 and PATCH, anything else "OTHER", so a caller's made-up
+// methods never add label values. Paths are labelled by their route
+// template (c.Path()), never the request's path.
+func metricMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "OTHER"
+}
+
+// cut bounds a caller-supplied log field to n bytes.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -152,3 +152,17 @@ func TestLargestValidBodiesFit(t *testing.T) {
 		t.Fatal("a route accepts a 32 MiB body")
 	}
 }
+
+// Caller-supplied values never become label values or unbounded log
+// fields: a made-up method is "OTHER", a long forwarded address is cut.
+func TestCallerValuesBounded(t *testing.T) {
+	if got := metricMethod("X" + strings.Repeat("Y", 1000)); got != "OTHER" {
+		t.Fatalf("made-up method labelled %q", got)
+	}
+	if got := metricMethod(http.MethodPatch); got != http.MethodPatch {
+		t.Fatalf("PATCH labelled %q", got)
+	}
+	if got := cut(strings.Repeat("1", 10_000), 64); len(got) > 64+len("…") {
+		t.Fatalf("cut to %d bytes", len(got))
+	}
+}

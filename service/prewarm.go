@@ -23,6 +23,11 @@ import (
 // MaxPrewarmURLs is the largest url_list one request may carry.
 const MaxPrewarmURLs = 100_000
 
+// MaxPrewarmURLLen bounds one url_list entry, in bytes (browsers and
+// Varnish's default http_req_size, 32 KiB for the whole request head,
+// leave well under it for the URL).
+const MaxPrewarmURLLen = 8192
+
 // MaxPrewarmPairs bounds one request's fan-out: URLs × edges, each one GET
 // through an edge (100,000 URLs on 20 edges).
 const MaxPrewarmPairs = 2_000_000

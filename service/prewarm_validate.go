@@ -56,6 +56,9 @@ func ValidatePrewarm(req PrewarmRequest, inv *inventory.Inventory, defaultTimeou
 	// rows derive the key from it.
 	seen := make(map[string]bool, len(req.URLList))
 	for i, raw := range req.URLList {
+		if len(raw) > MaxPrewarmURLLen {
+			return v, invalid("url_list[%d] is %d bytes long; at most %d", i, len(raw), MaxPrewarmURLLen)
+		}
 		given := strings.TrimSpace(raw)
 		k, err := prewarmKey(given)
 		if err != nil {
