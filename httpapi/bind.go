@@ -38,7 +38,7 @@ const (
 	// MaxChunkedBody bounds a body sent without Content-Length (chunked):
 	// one of known length is read into one buffer of that size, one of
 	// unknown length grows as it arrives, so it is held to less.
-	MaxChunkedBody = 4 << 20
+	MaxChunkedBody = 2 << 20
 	// MaxSmallBody: every other route (edge checks, rollback, suspend,
 	// resume: ids and a few fields).
 	MaxSmallBody = 256 << 10

@@ -53,6 +53,14 @@ func (e *LimitError) RetryAfterSeconds() int {
 	return max(1, int(math.Ceil(e.RetryAfter.Seconds())))
 }
 
+// Task queue priorities (Temporal's priority keys, 1 highest, 3 the
+// default): the purge counter's updates first, then purge seqs, then
+// prewarms.
+const (
+	counterPriority = 1
+	purgePriority   = 2
+)
+
 // backlogTTL is how long one backlog or tenant reading serves: admission
 // costs one DescribeTaskQueue and one visibility count per tenant per
 // second per API process, not one per request.

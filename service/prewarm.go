@@ -141,6 +141,9 @@ func (s *Service) prewarmStart(v validPrewarm, target prewarmTarget, tenant, req
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		TypedSearchAttributes:                    temporal.NewSearchAttributes(sa...),
 		Memo:                                     memo,
+		// Default priority (behind purges and the counters); the tenant
+		// shares the task queue fairly where the server enables fairness.
+		Priority: temporal.Priority{FairnessKey: tenant},
 	}, job
 }
 

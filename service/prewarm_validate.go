@@ -54,24 +54,9 @@ func ValidatePrewarm(req PrewarmRequest, inv *inventory.Inventory, defaultTimeou
 	// of one browser request are one object on the edge. The list keeps
 	// each URL as given (first spelling wins); the activity and the status
 	// rows derive the key from it.
-	seen := make(map[string]bool, len(req.URLList))
-	for i, raw := range req.URLList {
-		if len(raw) > MaxPrewarmURLLen {
-			return v, invalid("url_list[%d] is %d bytes long; at most %d", i, len(raw), MaxPrewarmURLLen)
-		}
-		given := strings.TrimSpace(raw)
-		k, err := prewarmKey(given)
-		if err != nil {
-			return v, invalid("url_list[%d] %q is not an http(s) URL: %v", i, raw, err)
-		}
-		// Hosts are matched to cf_domain and the distributions by checkPrewarm.
-		if !validHostname(strings.TrimSuffix(k.Host, ".")) {
-			return v, invalid("url_list[%d] %q has no valid host name (a DNS name; IP addresses are not served)", i, raw)
-		}
-		if !seen[k.String()] {
-			seen[k.String()] = true
-			v.urls = append(v.urls, given)
-		}
+	var err error
+	if v.urls, err = dedupURLs(req.URLList); err != nil {
+		return v, err
 	}
 	regions, err := parseRegion(req.Region)
 	if err != nil {
@@ -109,6 +94,32 @@ func ValidatePrewarm(req PrewarmRequest, inv *inventory.Inventory, defaultTimeou
 		return v, err
 	}
 	return v, nil
+}
+
+// dedupURLs checks every url_list entry and keeps the first spelling of
+// each canonical cache key, in order.
+func dedupURLs(list []string) ([]string, error) {
+	var urls []string
+	seen := make(map[string]bool, len(list))
+	for i, raw := range list {
+		if len(raw) > MaxPrewarmURLLen {
+			return nil, invalid("url_list[%d] is %d bytes long; at most %d", i, len(raw), MaxPrewarmURLLen)
+		}
+		given := strings.TrimSpace(raw)
+		k, err := prewarmKey(given)
+		if err != nil {
+			return nil, invalid("url_list[%d] %q is not an http(s) URL: %v", i, raw, err)
+		}
+		// Hosts are matched to cf_domain and the distributions by checkPrewarm.
+		if !validHostname(strings.TrimSuffix(k.Host, ".")) {
+			return nil, invalid("url_list[%d] %q has no valid host name (a DNS name; IP addresses are not served)", i, raw)
+		}
+		if !seen[k.String()] {
+			seen[k.String()] = true
+			urls = append(urls, given)
+		}
+	}
+	return urls, nil
 }
 
 func parseRegion(raw json.RawMessage) ([]string, error) {

@@ -253,7 +253,7 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 		return res, err
 	}
 	if err := s.admitJob(ctx, appKey, len(batches)); err != nil {
-		s.settlePurgeLimit(appKey+"/"+scope, 0)
+		s.settlePurgeLimit(appKey+"/"+scope, 0, counterOther)
 		return res, err
 	}
 	dist, first, err := s.admitPurge(ctx, appKey, domain, scope, every, len(batches))
@@ -376,6 +376,10 @@ func (s *Service) purgeStartOptions(pr workflows.PurgeSeq, distributionSeq int64
 		// when it has one (cdnflow dev, one-process deployments), skipping
 		// a matching round trip; otherwise the start is an ordinary one.
 		EnableEagerStart: true,
+		// Purges (small, latency-bound) go ahead of prewarms in the task
+		// queue; FairnessKey shares the queue per appKey where the server
+		// enables fairness (matching.enableFairness).
+		Priority: temporal.Priority{PriorityKey: purgePriority, FairnessKey: pr.AppKey},
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.KindAttr.ValueSet(workflows.KindPurge),
 			workflows.AppKeyAttr.ValueSet(pr.AppKey),

@@ -38,7 +38,27 @@ func (s *Service) purgeLimit(purgeType, domain string) (scope string, every time
 type purgeHolds struct {
 	until    map[string]time.Time
 	inFlight map[string]bool
+	// busyUntil: the counter did not answer in time lately; until then
+	// one request at a time (probe, its limit key) asks it, the others
+	// are refused at once, so an overloaded counter costs one slow answer
+	// per round, not one per limit key.
+	busyUntil time.Time
+	probe     string
 }
+
+// counterAnswer is what the counter did with an admission: answered,
+// did not answer in time (overloaded), or another failure.
+type counterAnswer int
+
+const (
+	counterOther counterAnswer = iota
+	counterAnswered
+	counterTimedOut
+)
+
+// counterBusyFor is how long the counter counts as busy after it did not
+// answer in time.
+const counterBusyFor = 10 * time.Second
 
 // maxPurgeHolds bounds the holds remembered: past it, expired ones are
 // dropped, and when none is expired new ones are not remembered (those
@@ -69,23 +89,40 @@ func (s *Service) claimPurgeLimit(key, scope string, every time.Duration) error 
 		// token, or the token is held already.
 		return purgeRefusal(scope, every, every)
 	}
+	if now.Before(h.busyUntil) {
+		if h.probe != "" {
+			return &LimitError{Kind: ErrRateLimited, Policy: "backlog", Quota: 1, Window: counterBackoff, RetryAfter: counterBackoff,
+				Msg: fmt.Sprintf("%v: purge capacity is exhausted right now; retry in a few seconds", ErrRateLimited)}
+		}
+		h.probe = key
+	}
 	h.inFlight[key] = true
 	return nil
 }
 
 // settlePurgeLimit ends key's admission: held for heldFor from now when
 // the counter admitted the request (every) or refused it (its remaining
-// time); heldFor 0 (the counter did not answer) remembers nothing.
-func (s *Service) settlePurgeLimit(key string, heldFor time.Duration) {
+// time); heldFor 0 remembers nothing. answer marks the counter busy (it
+// did not answer in time) or not busy (it answered).
+func (s *Service) settlePurgeLimit(key string, heldFor time.Duration, answer counterAnswer) {
 	g := s.gate
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	h := &g.holds
 	delete(h.inFlight, key)
+	if h.probe == key {
+		h.probe = ""
+	}
+	now := time.Now()
+	switch answer {
+	case counterAnswered:
+		h.busyUntil = time.Time{}
+	case counterTimedOut:
+		h.busyUntil = now.Add(counterBusyFor)
+	}
 	if heldFor <= 0 {
 		return
 	}
-	now := time.Now()
 	if len(h.until) >= maxPurgeHolds {
 		for k, u := range h.until {
 			if !now.Before(u) {
@@ -110,8 +147,8 @@ func purgeRefusal(scope string, every, retryAfter time.Duration) *LimitError {
 		Msg: fmt.Sprintf("%v: %s", ErrRateLimited, workflows.PurgeLimitMessage(scope, every))}
 }
 
-// counterBackoff is how long a limit key whose counter did not answer in
-// time is refused locally (the Retry-After of that refusal).
+// counterBackoff is the Retry-After of a refusal because the counter is
+// busy.
 const counterBackoff = 2 * time.Second
 
 // takePurgeToken admits one purge request of appKey under scope, at most
@@ -141,21 +178,21 @@ func (s *Service) takePurgeToken(ctx context.Context, appKey, scope string, ever
 		if remaining <= 0 || remaining > every {
 			remaining = every
 		}
-		s.settlePurgeLimit(key, remaining)
+		s.settlePurgeLimit(key, remaining, counterAnswered)
 		return 0, purgeRefusal(scope, every, remaining)
 	}
 	if err != nil {
-		// A counter too busy to answer in time: the next requests of this
-		// key are refused at once for counterBackoff (StartPurge answers
-		// this one as rate-limited with the same Retry-After), instead of
-		// each waiting out seqTimeout.
-		var backoff time.Duration
+		// A counter too busy to answer in time: for counterBusyFor one
+		// request at a time asks it and the others are refused at once
+		// (StartPurge answers this one as rate-limited, Retry-After
+		// counterBackoff), instead of each waiting out seqTimeout.
+		answer := counterOther
 		if overloaded(err) && ctx.Err() != context.Canceled {
-			backoff = counterBackoff
+			answer = counterTimedOut
 		}
-		s.settlePurgeLimit(key, backoff)
+		s.settlePurgeLimit(key, 0, answer)
 		return 0, fmt.Errorf("admit purge (%s) and reserve %d seqs: %w", scope, n, err)
 	}
-	s.settlePurgeLimit(key, every)
+	s.settlePurgeLimit(key, every, counterAnswered)
 	return first, nil
 }
