@@ -175,6 +175,17 @@ type Jobs struct {
 	// unreachable past PurgeDeadline a catch-up ban (its distribution's
 	// domain and aliases), sent once the edge answers again; 0 disables.
 	PurgeCatchUp time.Duration
+
+	// Per-tenant limits (a tenant is an appKey, or for a prewarm of no
+	// distribution the caller's key id); docs/prewarm.md "Limits".
+	// TenantMaxRunning refuses a tenant's new jobs while it has this many
+	// prewarm and purge workflows running (visibility, so across API
+	// processes); 0: no limit.
+	TenantMaxRunning int
+	// TenantBehindRunning: while the workers are behind (MaxBacklog), a
+	// tenant with at least this many running jobs is refused; tenants with
+	// fewer are still admitted, so one tenant's flood refuses only itself.
+	TenantBehindRunning int
 }
 
 // Worker holds the worker's tunables: how it talks to the edges and how
@@ -379,6 +390,8 @@ func Default() Config {
 			PurgeAllInterval:      5 * time.Minute,
 			PurgeDeadline:         30 * time.Minute,
 			PurgeCatchUp:          7 * 24 * time.Hour,
+			TenantMaxRunning:      500,
+			TenantBehindRunning:   20,
 		},
 		Worker: Worker{
 			PrewarmAttempts:          3,
@@ -524,6 +537,8 @@ func (j *Jobs) Register(fs *flag.FlagSet) {
 	dur(fs, &j.PurgeAllInterval, "purge-all-interval", "CDNFLOW_PURGE_ALL_INTERVAL", "minimum time between ALL purges of one domain (NHN: 5m)")
 	dur(fs, &j.PurgeDeadline, "purge-deadline", "CDNFLOW_PURGE_DEADLINE", "how long a purge retries an unreachable edge")
 	dur(fs, &j.PurgeCatchUp, "purge-catch-up", "CDNFLOW_PURGE_CATCH_UP", "how long an edge that missed a purge's deadline is owed a catch-up ban of the domain and aliases (0: never)")
+	num(fs, &j.TenantMaxRunning, "tenant-max-running", "CDNFLOW_TENANT_MAX_RUNNING", "refuse a tenant's (appKey's) new jobs (429, 30001) while it has this many prewarm/purge workflows running; 0 disables")
+	num(fs, &j.TenantBehindRunning, "tenant-behind-running", "CDNFLOW_TENANT_BEHIND_RUNNING", "while the workers are behind (--max-backlog), refuse only tenants with at least this many running jobs")
 }
 
 // Register binds the worker's tunables. Durations are Go durations

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -47,6 +48,9 @@ const (
 	CodeRateLimited      = "TooManyRequests"
 	CodeMethodNotAllowed = "MethodNotAllowed"
 	CodeInternal         = "InternalError"
+	// CodeIdempotencyConflict: an Idempotency-Key reused with another body
+	// (422).
+	CodeIdempotencyConflict = "IdempotencyKeyReused"
 )
 
 func badRequest(msg string) *APIError {
@@ -62,6 +66,8 @@ type answer struct {
 	nhn        int
 	msg        string
 	retryAfter string
+	// limit, for a refusal by a limit: the RateLimit header fields.
+	limit *service.LimitError
 }
 
 // statusAnswers gives an HTTP status its ErrorBody code and NHN resultCode.
@@ -80,6 +86,7 @@ var statusAnswers = map[int]struct {
 	http.StatusPreconditionFailed:    {CodePrecondition, NHNInvalidParameter},
 	http.StatusRequestEntityTooLarge: {CodeTooLarge, NHNPayloadTooLarge},
 	http.StatusTooManyRequests:       {CodeRateLimited, NHNRateLimited},
+	http.StatusUnprocessableEntity:   {CodeIdempotencyConflict, NHNInvalidParameter},
 	http.StatusServiceUnavailable:    {CodeUnavailable, NHNTemporalUnavailble},
 }
 
@@ -106,6 +113,8 @@ var serviceErrors = []struct {
 	{is: isValidation, status: http.StatusBadRequest, msg: validationMsg},
 	// A credential whose scope does not cover the body's appKey.
 	{is: is(service.ErrForbidden), status: http.StatusForbidden},
+	// An Idempotency-Key reused with another body (service/prewarm.go).
+	{is: is(service.ErrIdempotencyConflict), status: http.StatusUnprocessableEntity},
 	// Admission: the workers are behind (service/admission.go).
 	{is: is(service.ErrOverloaded), status: http.StatusTooManyRequests, retryAfter: "2"},
 	{is: is(service.ErrWorkersUnavailable), status: http.StatusServiceUnavailable, retryAfter: "5"},
@@ -181,7 +190,12 @@ func notFoundMsg(err error) string {
 func answerFor(err error) answer {
 	var apiErr *APIError
 	var he *echo.HTTPError
+	var le *service.LimitError
 	switch {
+	case errors.As(err, &le):
+		a := answerStatus(http.StatusTooManyRequests, le.Error())
+		a.retryAfter, a.limit = strconv.Itoa(le.RetryAfterSeconds()), le
+		return a
 	case errors.As(err, &apiErr):
 		a := answerStatus(apiErr.Status, apiErr.Message)
 		a.code = apiErr.Code
@@ -226,6 +240,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if a.retryAfter != "" {
 		c.Response().Header().Set("Retry-After", a.retryAfter)
 	}
+	if a.limit != nil {
+		setRateLimitFields(c.Response().Header(), a.limit)
+	}
 	if isNHNRoute(c) {
 		c.Response().Header().Set(nhnResultHeader, strconv.Itoa(a.nhn))
 		_ = c.JSON(http.StatusOK, NHNResponse{Header: NHNHeader{ResultCode: a.nhn, ResultMessage: a.msg}})
@@ -236,4 +253,15 @@ func (s *Server) handleError(err error, c echo.Context) {
 
 func isNHNRoute(c echo.Context) bool {
 	return strings.HasPrefix(c.Request().URL.Path, "/v1.5/")
+}
+
+// setRateLimitFields writes the refusal's RateLimit-Policy and RateLimit
+// header fields as draft-ietf-httpapi-ratelimit-headers-09 defines them
+// (Structured Field lists, RFC 9651): the policy's quota q per window w
+// seconds, and r=0 remaining with t seconds until the quota resets (the
+// Retry-After of the refusal).
+func setRateLimitFields(h http.Header, le *service.LimitError) {
+	w := max(1, int(le.Window.Seconds()+0.999))
+	h.Set("RateLimit-Policy", fmt.Sprintf("%q;q=%d;w=%d", le.Policy, le.Quota, w))
+	h.Set("RateLimit", fmt.Sprintf("%q;r=0;t=%d", le.Policy, le.RetryAfterSeconds()))
 }

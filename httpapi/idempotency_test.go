@@ -4,13 +4,12 @@ package httpapi_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"slices"
 	"testing"
 
 	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/internal/payload"
+	"github.com/cdnflow/cdnflow/service"
 	"github.com/cdnflow/cdnflow/stack/testenv"
 )
 
@@ -22,9 +21,9 @@ import (
 func TestIdempotencyKeyAfterRetentionRunsTheNewList(t *testing.T) {
 	env := testenv.Start(t, testenv.Options{Edges: 1, Configure: func(c *config.Config) { c.ShowSuccessURLs = true }})
 	const key = "release-after-retention"
-	sum := sha256.Sum256([]byte("prewarm\x00" + key))
-	h := hex.EncodeToString(sum[:16])
-	requestID := h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+	// No keys configured: the caller is "anonymous", and the host is on
+	// no distribution, so the tenant is the caller's key id.
+	requestID := service.PrewarmRequestID("anonymous", "key:anonymous", key)
 	old := []string{"http://" + domain + "/retention/old.css"}
 	if k, err := payload.PutPrewarmURLs(context.Background(), env.Payloads, requestID, old); err != nil || k != payload.PrewarmURLsKey(requestID) {
 		t.Fatalf("seed the retained list: %s %v", k, err)

@@ -70,6 +70,7 @@ func New(d Deps) *Server {
 	e.Use(middleware.RequestID())
 	e.Use(s.accessLog)
 	e.Use(middleware.Recover())
+	e.Use(limitBody)
 
 	e.GET("/healthz", s.healthz)
 	// Scraped from inside the network, like healthz; it carries no job data.
@@ -135,7 +136,7 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		req := c.Request()
 		code := strconv.Itoa(c.Response().Status)
-		metrics.APILatency.WithLabelValues(req.Method, c.Path(), code).Observe(time.Since(start).Seconds())
+		metrics.APILatency.WithLabelValues(metricMethod(req.Method), c.Path(), code).Observe(time.Since(start).Seconds())
 		if c.Response().Status >= 400 {
 			metrics.APIErrors.WithLabelValues(c.Path(), code).Inc()
 		} else if rc := c.Response().Header().Get(nhnResultHeader); rc != "" {
@@ -143,11 +144,11 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		fields := append([]zap.Field{
 			zap.String("requestId", c.Response().Header().Get(echo.HeaderXRequestID)),
-			zap.String("method", req.Method),
+			zap.String("method", cut(req.Method, 16)),
 			zap.String("route", c.Path()),
 			zap.Int("status", c.Response().Status),
 			zap.Duration("latency", time.Since(start)),
-			zap.String("remote", c.RealIP()),
+			zap.String("remote", cut(c.RealIP(), 64)),
 		}, tracing.LogFields(ctx)...)
 		// The jobs the request started or changed (workflow ids).
 		if ids := started.IDs(); len(ids) > 0 {

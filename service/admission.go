@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -11,16 +12,58 @@ import (
 	taskqueuepb "go.temporal.io/api/taskqueue/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.uber.org/zap"
+
+	"github.com/cdnflow/cdnflow/workflows"
 )
 
 // ErrOverloaded means the workers are behind: more workflow tasks wait in
-// the task queue than --max-backlog. New jobs are refused (429 / 30001 with
-// Retry-After) until they catch up, rather than queued where their status
-// could not be answered and their deadlines would run out unstarted.
+// the task queue than --max-backlog. New jobs of the tenants with the most
+// running jobs are refused (429 / 30001 with Retry-After) until they catch
+// up, rather than queued where their status could not be answered and
+// their deadlines would run out unstarted.
 var ErrOverloaded = errors.New("the workers are behind; retry in a few seconds")
 
-// backlogTTL is how long one backlog reading serves: admission costs one
-// DescribeTaskQueue per second per API process, not one per request.
+// ErrTenantBusy means the tenant has --tenant-max-running jobs running.
+var ErrTenantBusy = errors.New("this tenant has too many jobs running")
+
+// LimitError is a refusal by one limit, with what the API tells the
+// caller about it: Retry-After and the RateLimit header fields
+// (draft-ietf-httpapi-ratelimit-headers-09: RateLimit-Policy
+// `"<Policy>";q=<Quota>;w=<Window s>`, RateLimit `"<Policy>";r=0;t=<RetryAfter s>`).
+// It unwraps to its kind: ErrRateLimited, ErrOverloaded or ErrTenantBusy.
+type LimitError struct {
+	Kind error
+	// Policy names the limit: "purge-items", "purge-all", "tenant-jobs",
+	// "backlog".
+	Policy string
+	// Quota requests or jobs per Window.
+	Quota  int
+	Window time.Duration
+	// RetryAfter is when a retry can be admitted (at least 1 s).
+	RetryAfter time.Duration
+	Msg        string
+}
+
+func (e *LimitError) Error() string { return e.Msg }
+func (e *LimitError) Unwrap() error { return e.Kind }
+
+// RetryAfterSeconds is RetryAfter rounded up to whole seconds, at least 1
+// (RFC 9110 §10.2.3 delay-seconds).
+func (e *LimitError) RetryAfterSeconds() int {
+	return max(1, int(math.Ceil(e.RetryAfter.Seconds())))
+}
+
+// Task queue priorities (Temporal's priority keys, 1 highest, 3 the
+// default): the purge counter's updates first, then purge seqs, then
+// prewarms.
+const (
+	counterPriority = 1
+	purgePriority   = 2
+)
+
+// backlogTTL is how long one backlog or tenant reading serves: admission
+// costs one DescribeTaskQueue and one visibility count per tenant per
+// second per API process, not one per request.
 const backlogTTL = time.Second
 
 // maxBacklogAge refuses new jobs once the oldest queued workflow task has
@@ -32,58 +75,71 @@ type backlogGate struct {
 	at      time.Time
 	backlog int64
 	age     time.Duration // of the oldest queued task
-	// recent holds when this process admitted its jobs of the last
-	// admitWindow: Temporal's statistics refresh every few seconds, so a
-	// burst admitted in between must count before they show it; a job
-	// admitted earlier has had its first task taken (an eager start never
-	// queues one) or shows in the statistics' age.
-	recent []time.Time
 	// refreshing: one caller is reading the statistics.
 	refreshing bool
+	// tenants holds each tenant's running jobs (tenant.go); holds the
+	// purge limits this process knows are held (purge_limit.go).
+	tenants map[string]*tenantReading
+	holds   purgeHolds
 }
 
-// admitWindow is how long an admitted job counts against the limit by
-// itself: the limit is then also a rate (MaxBacklog jobs per window) while
-// the queue looks empty, and only a queue that is really behind (its
-// oldest task older than maxBacklogAge, or more than the limit queued)
-// refuses more: never because readers are busy.
-const admitWindow = time.Second
+// admitWindow is how long a job this process admitted counts against its
+// tenant by itself: visibility shows a started workflow within about a
+// second, so a burst admitted in between must count before it does.
+const admitWindow = 2 * time.Second
 
-// admitJob refuses a new job while the workflow task backlog is over the
-// limit. If the backlog cannot be read, the job is admitted: admission
-// protects against overload, it must not become an outage of its own.
-func (s *Service) admitJob(ctx context.Context) error {
-	if s.config.MaxBacklog <= 0 {
+// admitJob admits n new jobs (workflows) of tenant, or refuses them with a
+// *LimitError: when the tenant has TenantMaxRunning jobs running, or when
+// the workers are behind (MaxBacklog) and the tenant has at least
+// TenantBehindRunning running; a tenant with fewer is admitted even then,
+// so one tenant's flood refuses only that tenant. Running jobs are
+// counted in visibility (CdnflowAppKey = tenant), shared by every API
+// process. A reading that fails admits: admission protects against
+// overload, it must not become an outage of its own.
+func (s *Service) admitJob(ctx context.Context, tenant string, n int) error {
+	running, err := s.gate.tenantRunning(ctx, s, tenant)
+	if err != nil {
+		s.warn("count a tenant's running jobs", err)
 		return nil
 	}
-	err := s.gate.admit(ctx, s, int64(s.config.MaxBacklog))
-	if err != nil && !errors.Is(err, ErrOverloaded) {
-		if s.logger != nil {
-			s.logger.Warn("read task queue backlog", zap.Error(err))
+	if max := s.config.TenantMaxRunning; max > 0 && running+int64(n) > int64(max) {
+		return &LimitError{Kind: ErrTenantBusy, Policy: "tenant-jobs", Quota: max, Window: time.Second, RetryAfter: 2 * time.Second,
+			Msg: fmt.Sprintf("%v: %d running or just admitted, at most %d (--tenant-max-running); retry once some have finished", ErrTenantBusy, running, max)}
+	}
+	if s.config.MaxBacklog > 0 && running >= int64(s.config.TenantBehindRunning) {
+		if err := s.gate.behind(ctx, s, int64(s.config.MaxBacklog)); err != nil {
+			if !errors.Is(err, ErrOverloaded) {
+				s.warn("read task queue backlog", err)
+				err = nil
+			}
+			if err != nil {
+				return &LimitError{Kind: ErrOverloaded, Policy: "backlog", Quota: s.config.MaxBacklog, Window: time.Second,
+					RetryAfter: 2 * time.Second, Msg: err.Error()}
+			}
 		}
-		return nil
 	}
-	return err
+	s.gate.admitted(tenant, n)
+	return nil
 }
 
-// admit counts one job in, or refuses it with ErrOverloaded when the
-// oldest queued task is too old, or the queue plus the jobs admitted in
-// the last admitWindow would pass the limit.
-func (g *backlogGate) admit(ctx context.Context, s *Service, limit int64) error {
+func (s *Service) warn(what string, err error) {
+	if s.logger != nil {
+		s.logger.Warn(what, zap.Error(err))
+	}
+}
+
+// behind answers ErrOverloaded (wrapped, with the reading) while the
+// oldest queued workflow task is older than maxBacklogAge or more than
+// limit tasks are queued.
+func (g *backlogGate) behind(ctx context.Context, s *Service, limit int64) error {
 	if err := g.refresh(ctx, s); err != nil {
 		return err
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	now := time.Now()
-	for len(g.recent) > 0 && now.Sub(g.recent[0]) > admitWindow {
-		g.recent = g.recent[1:]
+	if g.age > maxBacklogAge || g.backlog >= limit {
+		return fmt.Errorf("%w (%d workflow tasks queued, the oldest for %s)", ErrOverloaded, g.backlog, g.age.Round(time.Second))
 	}
-	if g.age > maxBacklogAge || g.backlog+int64(len(g.recent)) >= limit {
-		return fmt.Errorf("%w (%d workflow tasks queued, the oldest for %s; %d jobs admitted in the last %s)",
-			ErrOverloaded, g.backlog, g.age.Round(time.Second), len(g.recent), admitWindow)
-	}
-	g.recent = append(g.recent, now)
 	return nil
 }
 
@@ -114,4 +170,103 @@ func (g *backlogGate) refresh(ctx context.Context, s *Service) error {
 	st := resp.GetStats()
 	g.at, g.backlog, g.age = time.Now(), st.GetApproximateBacklogCount(), st.GetApproximateBacklogAge().AsDuration()
 	return nil
+}
+
+// tenantReading is one tenant's running jobs as visibility last counted
+// them, plus the jobs this process admitted since (recent).
+type tenantReading struct {
+	at         time.Time
+	used       time.Time
+	running    int64
+	refreshing bool
+	recent     []admittedJobs
+}
+
+type admittedJobs struct {
+	at time.Time
+	n  int
+}
+
+// maxTenantReadings bounds the tenants remembered; past it, readings not
+// used for a minute are dropped. Tenants are configured appKeys and key
+// ids, so the bound is only reached by a misconfiguration.
+const maxTenantReadings = 4096
+
+// tenantRunning answers tenant's running jobs: the last visibility count
+// (refreshed at most once per backlogTTL by one caller; only a tenant's
+// very first reading is waited for) plus the jobs this process admitted
+// in the last admitWindow.
+func (g *backlogGate) tenantRunning(ctx context.Context, s *Service, tenant string) (int64, error) {
+	g.mu.Lock()
+	if g.tenants == nil {
+		g.tenants = map[string]*tenantReading{}
+	}
+	r := g.tenants[tenant]
+	if r == nil {
+		g.pruneTenants()
+		r = &tenantReading{}
+		g.tenants[tenant] = r
+	}
+	now := time.Now()
+	r.used = now
+	stale := now.Sub(r.at) >= backlogTTL && !r.refreshing
+	first := r.at.IsZero()
+	if stale {
+		r.refreshing = true
+	}
+	g.mu.Unlock()
+	if stale {
+		n, err := s.countRunning(ctx, tenant)
+		g.mu.Lock()
+		r.refreshing = false
+		if err == nil {
+			r.at, r.running = time.Now(), n
+		}
+		g.mu.Unlock()
+		if err != nil && first {
+			return 0, err
+		}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for len(r.recent) > 0 && now.Sub(r.recent[0].at) > admitWindow {
+		r.recent = r.recent[1:]
+	}
+	total := r.running
+	for _, a := range r.recent {
+		total += int64(a.n)
+	}
+	return total, nil
+}
+
+// admitted counts n jobs of tenant admitted now.
+func (g *backlogGate) admitted(tenant string, n int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if r := g.tenants[tenant]; r != nil {
+		r.recent = append(r.recent, admittedJobs{time.Now(), n})
+	}
+}
+
+func (g *backlogGate) pruneTenants() {
+	if len(g.tenants) < maxTenantReadings {
+		return
+	}
+	for k, r := range g.tenants {
+		if time.Since(r.used) > time.Minute && !r.refreshing {
+			delete(g.tenants, k)
+		}
+	}
+}
+
+// countRunning counts tenant's running prewarm and purge workflows in
+// visibility.
+func (s *Service) countRunning(ctx context.Context, tenant string) (int64, error) {
+	q := fmt.Sprintf("%s = '%s' AND %s IN ('%s', '%s') AND ExecutionStatus = 'Running'",
+		workflows.AppKeyAttr.GetName(), escapeQuery(tenant), workflows.KindAttr.GetName(), workflows.KindPrewarm, workflows.KindPurge)
+	resp, err := s.temporal.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Namespace: s.config.Namespace, Query: q})
+	if err != nil {
+		return 0, fmt.Errorf("count running jobs of %s: %w", tenant, err)
+	}
+	return resp.GetCount(), nil
 }

@@ -12,6 +12,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/cdnflow/cdnflow/internal/metrics"
@@ -21,6 +22,15 @@ import (
 
 // MaxPrewarmURLs is the largest url_list one request may carry.
 const MaxPrewarmURLs = 100_000
+
+// MaxPrewarmURLLen bounds one url_list entry, in bytes (browsers and
+// Varnish's default http_req_size, 32 KiB for the whole request head,
+// leave well under it for the URL).
+const MaxPrewarmURLLen = 8192
+
+// MaxPrewarmPairs bounds one request's fan-out: URLs × edges, each one GET
+// through an edge (100,000 URLs on 20 edges).
+const MaxPrewarmPairs = 2_000_000
 
 // MaxPrewarmTimeout bounds the `timeout` field.
 const MaxPrewarmTimeout = 24 * time.Hour
@@ -39,9 +49,22 @@ type PrewarmRequest struct {
 	NeedInvalidate bool            `json:"need_invalidate,omitempty"`
 }
 
-// StartPrewarm validates req, stores its URL list and starts the job. With
-// an idempotency key, a repeat returns the first request's id and starts
-// nothing.
+// ErrIdempotencyConflict refuses an Idempotency-Key its caller already
+// used with another request body (422 on the Prewarm API).
+var ErrIdempotencyConflict = errors.New("Idempotency-Key was used with another request body")
+
+// StartPrewarm validates req, stores its URL list and starts the job.
+//
+// Tenant (limits, CdnflowAppKey): the appKey owning cf_domain's
+// distribution, else "key:" + the caller's key id (CallerFrom).
+//
+// With an idempotency key: the key is scoped to the caller (key id) and
+// tenant, and bound to the request (the hash of its canonical form,
+// prewarmRequestHash): the same key and request answer the first job's
+// requestID and start nothing; the same key with another request is
+// ErrIdempotencyConflict. The requestID is derived from the scoped key and
+// the workflow id refuses a second start, so two API processes racing on
+// one key start exactly one run.
 func (s *Service) StartPrewarm(ctx context.Context, req PrewarmRequest, idempotencyKey string) (string, error) {
 	v, target, err := s.checkPrewarm(ctx, req)
 	if err != nil {
@@ -50,36 +73,51 @@ func (s *Service) StartPrewarm(ctx context.Context, req PrewarmRequest, idempote
 	if err := authorizePrewarm(ctx, target.AppKey, req.NeedInvalidate); err != nil {
 		return "", err
 	}
-	var requestID string
+	tenant := target.AppKey
+	if tenant == "" {
+		tenant = "key:" + CallerFrom(ctx).KeyID
+	}
+	hash := prewarmRequestHash(v, req.NeedInvalidate)
+	requestID := newUUID()
 	if idempotencyKey != "" {
 		if len(idempotencyKey) > 255 {
 			return "", invalid("Idempotency-Key is longer than 255 characters")
 		}
-		sum := sha256.Sum256([]byte("prewarm\x00" + idempotencyKey))
-		h := hex.EncodeToString(sum[:16])
-		requestID = h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
-		if _, err := s.temporal.DescribeWorkflowExecution(ctx, workflows.PrewarmWorkflowID(requestID), ""); err == nil {
-			return requestID, nil
-		} else if !isNotFound(err) {
-			return "", fmt.Errorf("look up idempotent prewarm: %w", err)
+		requestID = PrewarmRequestID(CallerFrom(ctx).KeyID, tenant, idempotencyKey)
+		if err := s.sameRequest(ctx, requestID, hash); err == nil || !isNotFound(err) {
+			return requestID, err
 		}
-	} else {
-		requestID = newUUID()
 	}
-	if err := s.admitJob(ctx); err != nil {
+	if err := s.admitJob(ctx, tenant, 1); err != nil {
 		return "", err
 	}
 	key, err := payload.PutPrewarmURLs(ctx, s.Payloads(), requestID, v.urls)
 	if err != nil {
 		return "", err
 	}
+	opts, job := s.prewarmStart(v, target, tenant, requestID, key, hash, idempotencyKey, req.NeedInvalidate)
+	metrics.JobsStarted.WithLabelValues(workflows.KindPrewarm).Inc()
+	if _, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.PrewarmWorkflow, job); err != nil {
+		var already *serviceerror.WorkflowExecutionAlreadyStarted
+		if errors.As(err, &already) && idempotencyKey != "" {
+			// Another request with this key (on this or another API
+			// process) started it first.
+			return requestID, s.sameRequest(ctx, requestID, hash)
+		}
+		return "", fmt.Errorf("start prewarm: %w", err)
+	}
+	return requestID, nil
+}
+
+// prewarmStart is the start options and input of a checked prewarm.
+func (s *Service) prewarmStart(v validPrewarm, target prewarmTarget, tenant, requestID, urlsKey, hash, idempotencyKey string, needInvalidate bool) (client.StartWorkflowOptions, workflows.PrewarmJob) {
 	ids := make([]string, len(v.edges))
 	for i, e := range v.edges {
 		ids[i] = e.ID
 	}
 	job := workflows.PrewarmJob{
-		JobID: workflows.PrewarmWorkflowID(requestID), Domain: v.domain, Scheme: v.scheme, URLsKey: key,
-		URLCount: len(v.urls), EdgeIDs: ids, Header: v.header, NeedInvalidate: req.NeedInvalidate,
+		JobID: workflows.PrewarmWorkflowID(requestID), Domain: v.domain, Scheme: v.scheme, URLsKey: urlsKey,
+		URLCount: len(v.urls), EdgeIDs: ids, Header: v.header, NeedInvalidate: needInvalidate,
 		Timeout: v.timeout,
 	}
 	sa := []temporal.SearchAttributeUpdate{
@@ -87,28 +125,85 @@ func (s *Service) StartPrewarm(ctx context.Context, req PrewarmRequest, idempote
 		workflows.DomainAttr.ValueSet(v.domain),
 		workflows.StatusAttr.ValueSet(workflows.PrewarmInProgress),
 		workflows.CreatedAttr.ValueSet(time.Now().UTC()),
+		// The tenant: an appKey, or "key:<key id>" (never an appKey: an
+		// appKey has no ':').
+		workflows.AppKeyAttr.ValueSet(tenant),
 	}
 	if idempotencyKey != "" {
 		sa = append(sa, workflows.RequestKeyAttr.ValueSet(idempotencyKey))
 	}
-	if target.AppKey != "" {
-		sa = append(sa, workflows.AppKeyAttr.ValueSet(target.AppKey))
+	memo := workflows.PrewarmJobMemo(job)
+	memo[workflows.MemoRequestHash] = hash
+	return client.StartWorkflowOptions{
+		ID:        job.JobID,
+		TaskQueue: s.config.TaskQueue,
+		// A second start of one requestID (an idempotent repeat, or a
+		// race of two APIs) fails and is answered by sameRequest.
+		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		TypedSearchAttributes:                    temporal.NewSearchAttributes(sa...),
+		Memo:                                     memo,
+		// Default priority (behind purges and the counters); the tenant
+		// shares the task queue fairly where the server enables fairness.
+		Priority: temporal.Priority{FairnessKey: tenant},
+	}, job
+}
+
+// PrewarmRequestID is the requestID of an Idempotency-Key: a UUID-shaped
+// hash of the caller's key id, the tenant and the key, so two callers'
+// (or tenants') keys never meet.
+func PrewarmRequestID(keyID, tenant, idempotencyKey string) string {
+	sum := sha256.Sum256([]byte("prewarm\x00" + keyID + "\x00" + tenant + "\x00" + idempotencyKey))
+	h := hex.EncodeToString(sum[:16])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// prewarmRequestHash is the hex SHA-256 of a checked request's canonical
+// form: URLs (deduplicated, as given), domain, scheme, edge ids, timeout,
+// header (names canonical, sorted by encoding/json) and need_invalidate.
+// Two bodies that differ only in spelling the job does not see (field
+// order, white space, target given as region or edge list) hash alike.
+func prewarmRequestHash(v validPrewarm, needInvalidate bool) string {
+	ids := make([]string, len(v.edges))
+	for i, e := range v.edges {
+		ids[i] = e.ID
 	}
-	opts := client.StartWorkflowOptions{
-		ID:                       job.JobID,
-		TaskQueue:                s.config.TaskQueue,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		TypedSearchAttributes:    temporal.NewSearchAttributes(sa...),
-		Memo:                     workflows.PrewarmJobMemo(job),
-	}
-	metrics.JobsStarted.WithLabelValues(workflows.KindPrewarm).Inc()
-	if _, err := s.temporal.ExecuteWorkflow(ctx, opts, workflows.PrewarmWorkflow, job); err != nil {
-		var already *serviceerror.WorkflowExecutionAlreadyStarted
-		if errors.As(err, &already) {
-			return requestID, nil // an idempotent repeat of a finished job
+	canon, _ := json.Marshal(struct {
+		URLs           []string          `json:"urls"`
+		Domain         string            `json:"domain"`
+		Scheme         string            `json:"scheme"`
+		Edges          []string          `json:"edges"`
+		Timeout        time.Duration     `json:"timeout"`
+		Header         map[string]string `json:"header"`
+		NeedInvalidate bool              `json:"needInvalidate"`
+	}{v.urls, v.domain, v.scheme, ids, v.timeout, v.header, needInvalidate})
+	sum := sha256.Sum256(canon)
+	return hex.EncodeToString(sum[:])
+}
+
+// sameRequest answers nil when the prewarm requestID exists and was
+// started by a request hashing to hash (or before requests were hashed),
+// ErrIdempotencyConflict when by another, and the lookup's error (a
+// *serviceerror.NotFound when there is no such job).
+func (s *Service) sameRequest(ctx context.Context, requestID, hash string) error {
+	desc, err := s.temporal.DescribeWorkflowExecution(ctx, workflows.PrewarmWorkflowID(requestID), "")
+	if err != nil {
+		if isNotFound(err) {
+			return err
 		}
-		return "", fmt.Errorf("start prewarm: %w", err)
+		return fmt.Errorf("look up idempotent prewarm %s: %w", requestID, err)
 	}
-	return requestID, nil
+	p := desc.GetWorkflowExecutionInfo().GetMemo().GetFields()[workflows.MemoRequestHash]
+	if p == nil {
+		return nil
+	}
+	var was string
+	if err := converter.GetDefaultDataConverter().FromPayload(p, &was); err != nil {
+		return fmt.Errorf("read the request hash of prewarm %s: %w", requestID, err)
+	}
+	if was != hash {
+		return fmt.Errorf("%w (the first request with this key is %s)", ErrIdempotencyConflict, requestID)
+	}
+	return nil
 }

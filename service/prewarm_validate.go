@@ -54,21 +54,9 @@ func ValidatePrewarm(req PrewarmRequest, inv *inventory.Inventory, defaultTimeou
 	// of one browser request are one object on the edge. The list keeps
 	// each URL as given (first spelling wins); the activity and the status
 	// rows derive the key from it.
-	seen := make(map[string]bool, len(req.URLList))
-	for i, raw := range req.URLList {
-		given := strings.TrimSpace(raw)
-		k, err := prewarmKey(given)
-		if err != nil {
-			return v, invalid("url_list[%d] %q is not an http(s) URL: %v", i, raw, err)
-		}
-		// Hosts are matched to cf_domain and the distributions by checkPrewarm.
-		if !validHostname(strings.TrimSuffix(k.Host, ".")) {
-			return v, invalid("url_list[%d] %q has no valid host name (a DNS name; IP addresses are not served)", i, raw)
-		}
-		if !seen[k.String()] {
-			seen[k.String()] = true
-			v.urls = append(v.urls, given)
-		}
+	var err error
+	if v.urls, err = dedupURLs(req.URLList); err != nil {
+		return v, err
 	}
 	regions, err := parseRegion(req.Region)
 	if err != nil {
@@ -84,6 +72,10 @@ func ValidatePrewarm(req PrewarmRequest, inv *inventory.Inventory, defaultTimeou
 	}
 	if len(v.edges) > workflows.MaxPrewarmEdges {
 		return v, invalid("the target selects %d edges; at most %d per request", len(v.edges), workflows.MaxPrewarmEdges)
+	}
+	if pairs := len(v.urls) * len(v.edges); pairs > MaxPrewarmPairs {
+		return v, invalid("url_list has %d URLs on %d edges: %d fetches, at most %d per request (URLs × edges); split the list or target fewer edges",
+			len(v.urls), len(v.edges), pairs, MaxPrewarmPairs)
 	}
 	if v.scheme == "https" {
 		for _, e := range v.edges {
@@ -102,6 +94,32 @@ func ValidatePrewarm(req PrewarmRequest, inv *inventory.Inventory, defaultTimeou
 		return v, err
 	}
 	return v, nil
+}
+
+// dedupURLs checks every url_list entry and keeps the first spelling of
+// each canonical cache key, in order.
+func dedupURLs(list []string) ([]string, error) {
+	var urls []string
+	seen := make(map[string]bool, len(list))
+	for i, raw := range list {
+		if len(raw) > MaxPrewarmURLLen {
+			return nil, invalid("url_list[%d] is %d bytes long; at most %d", i, len(raw), MaxPrewarmURLLen)
+		}
+		given := strings.TrimSpace(raw)
+		k, err := prewarmKey(given)
+		if err != nil {
+			return nil, invalid("url_list[%d] %q is not an http(s) URL: %v", i, raw, err)
+		}
+		// Hosts are matched to cf_domain and the distributions by checkPrewarm.
+		if !validHostname(strings.TrimSuffix(k.Host, ".")) {
+			return nil, invalid("url_list[%d] %q has no valid host name (a DNS name; IP addresses are not served)", i, raw)
+		}
+		if !seen[k.String()] {
+			seen[k.String()] = true
+			urls = append(urls, given)
+		}
+	}
+	return urls, nil
 }
 
 func parseRegion(raw json.RawMessage) ([]string, error) {
@@ -171,13 +189,32 @@ func parseHeader(raw json.RawMessage) (map[string]string, error) {
 		if !validHeaderName(k) || strings.ContainsAny(val, "\r\n\x00") || len(val) > 4096 {
 			return nil, invalid("header %q is not a valid HTTP header", k)
 		}
-		switch strings.ToLower(k) {
-		case "host", "content-length", "transfer-encoding", "connection", "x-purge-tag", "x-purge-soft", "x-ban-url-regex":
-			return nil, invalid("header %s cannot be set by a prewarm", k)
+		if reservedHeader(k) {
+			return nil, invalid("header %s cannot be set by a prewarm: it is HTTP's own (Host, hop-by-hop, framing) or cdnflow's edge protocol (X-Cdnflow-*, X-Purge-*, X-Ban-*, X-Forwarded-Host)", k)
 		}
 		out[http.CanonicalHeaderKey(k)] = val
 	}
 	return out, nil
+}
+
+// reservedHeaders are the header names a prewarm's `header` may not set:
+// Host and the message framing (RFC 9112 §6), the hop-by-hop fields
+// (RFC 9110 §7.6.1, plus the legacy Keep-Alive and Proxy-Connection), and
+// the names of cdnflow's edge protocol that are not X-Cdnflow-* (edge/vcl:
+// PURGE/BAN control headers, and X-Forwarded-Host that bans and surrogate
+// keys are scoped by). Every X-Cdnflow-* name is refused by prefix
+// (edge/connector, edge/probe.go, edge/vcl/render.go).
+var reservedHeaders = map[string]bool{
+	"host": true, "content-length": true, "transfer-encoding": true, "connection": true, "keep-alive": true,
+	"proxy-connection": true, "te": true, "trailer": true, "upgrade": true, "proxy-authorization": true,
+	"proxy-authenticate": true, "expect": true,
+	"x-purge-tag": true, "x-purge-soft": true, "x-ban-url-regex": true, "x-forwarded-host": true, "xkey": true,
+	"surrogate-key": true,
+}
+
+func reservedHeader(k string) bool {
+	l := strings.ToLower(k)
+	return reservedHeaders[l] || strings.HasPrefix(l, "x-cdnflow-") || strings.HasPrefix(l, "x-purge-") || strings.HasPrefix(l, "x-ban-")
 }
 
 func validHeaderName(k string) bool {

@@ -27,8 +27,17 @@ import (
 
 // Purge API limits.
 const (
-	MaxPurgePaths    = 20_000
-	MaxPurgePathLen  = 2048
+	// MaxPurgePaths is the most entries (non-empty lines) of one purgeList.
+	MaxPurgePaths = 20_000
+	// MaxPurgePathLen bounds one entry, in bytes.
+	MaxPurgePathLen = 2048
+	// MaxPurgeListLines bounds the lines of one purgeList, blank ones
+	// included: they are counted while the list is read, which stops at
+	// the first line past it.
+	MaxPurgeListLines = 2 * MaxPurgePaths
+	// MaxPurgeFanOut bounds one request's fan-out: entries × hosts of the
+	// distribution (domain and aliases), each one purge on every edge.
+	MaxPurgeFanOut   = 200_000
 	maxPurgeListScan = 10_000
 )
 
@@ -62,14 +71,9 @@ type PurgeResult struct {
 // are *ValidationError (NHN resultCode 10001) naming purgeList, the entry
 // and why; a refused list starts nothing.
 func SplitPurgeList(purgeType, list string, itemBatch, wildcardBatch int) ([][]string, error) {
-	var paths []string
-	for _, p := range strings.Split(strings.ReplaceAll(list, "\r\n", "\n"), "\n") {
-		if p = strings.TrimSpace(p); p != "" {
-			paths = append(paths, p)
-		}
-	}
-	if len(paths) > MaxPurgePaths {
-		return nil, invalid("purgeList has %d entries; at most %d per request", len(paths), MaxPurgePaths)
+	paths, err := purgeListEntries(list)
+	if err != nil {
+		return nil, err
 	}
 	batch := itemBatch
 	switch purgeType {
@@ -110,6 +114,30 @@ func SplitPurgeList(purgeType, list string, itemBatch, wildcardBatch int) ([][]s
 		paths = paths[n:]
 	}
 	return out, nil
+}
+
+// purgeListEntries reads a purgeList line by line ("\n" or "\r\n"),
+// keeping the non-empty entries trimmed, and stops with a
+// *ValidationError at the first line past MaxPurgeListLines or entry past
+// MaxPurgePaths: a list is never split whole before it is counted, so
+// eight million blank lines cost one pass and no allocation.
+func purgeListEntries(list string) ([]string, error) {
+	var paths []string
+	for lines := 1; list != ""; lines++ {
+		if lines > MaxPurgeListLines {
+			return nil, invalid("purgeList has more than %d lines; at most %d entries per request", MaxPurgeListLines, MaxPurgePaths)
+		}
+		var line string
+		line, list, _ = strings.Cut(list, "\n")
+		if line = strings.TrimSpace(line); line == "" {
+			continue
+		}
+		if len(paths) == MaxPurgePaths {
+			return nil, invalid("purgeList has more than %d entries; at most %d per request", MaxPurgePaths, MaxPurgePaths)
+		}
+		paths = append(paths, line)
+	}
+	return paths, nil
 }
 
 // checkPurgePaths checks every ITEM path or WILDCARD pattern and answers
@@ -196,7 +224,10 @@ func overloaded(err error) bool {
 }
 
 // StartPurge validates, rate-limits, splits and starts one purge workflow
-// per batch.
+// per batch. Refusals by a limit are *LimitError: the NHN rate limits
+// (answered from this process's holds without a round trip when it knows
+// the limit is held, else by the purge counter), the tenant's running
+// jobs and the workers' backlog (admission.go).
 func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeRequest) (PurgeResult, error) {
 	var res PurgeResult
 	domain := strings.ToLower(strings.TrimSpace(req.Domain))
@@ -214,17 +245,44 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 	if req.Soft && purgeType != activities.PurgeItem && purgeType != activities.PurgeTag {
 		return res, invalid("soft purge applies to ITEM and TAG purges only")
 	}
-	// Under overload (workers behind) the request is refused before it
-	// takes anything.
-	if err := s.admitJob(ctx); err != nil {
-		return res, fmt.Errorf("%w: %v", ErrRateLimited, err)
-	}
-	// The rate limit (held in Temporal, so it holds across API processes)
-	// and the seqs are one update, sent while the distribution is read:
-	// one round trip in parallel, none added. A request to an unknown
-	// domain still counts. Within a bound: under overload the request is
-	// refused as rate-limited before anything started, never half-started.
+	// Refused at once, before anything is asked of Temporal, when this
+	// process knows the NHN limit is held; then the tenant's admission
+	// (its running jobs; the workers' backlog).
 	scope, every := s.purgeLimit(purgeType, domain)
+	if err := s.claimPurgeLimit(appKey+"/"+scope, scope, every); err != nil {
+		return res, err
+	}
+	if err := s.admitJob(ctx, appKey, len(batches)); err != nil {
+		s.settlePurgeLimit(appKey+"/"+scope, 0, counterOther)
+		return res, err
+	}
+	dist, first, err := s.admitPurge(ctx, appKey, domain, scope, every, len(batches))
+	if err != nil {
+		return res, err
+	}
+	entries := 0
+	for _, b := range batches {
+		entries += len(b)
+	}
+	if hosts := len(dist.Hosts()); entries*hosts > MaxPurgeFanOut {
+		return res, invalid("purgeList has %d entries and the distribution %d hosts: %d purges per edge, at most %d per request (MaxPurgeFanOut); split the list",
+			entries, hosts, entries*hosts, MaxPurgeFanOut)
+	}
+	seqs, err := s.startPurgeSeqs(ctx, appKey, domain, dist, purgeType, req.Soft, first, batches)
+	res.PurgeSeqs = seqs
+	if err != nil {
+		return res, err
+	}
+	res.PurgeSeq = res.PurgeSeqs[0]
+	return res, nil
+}
+
+// admitPurge takes the purge's rate token and n seqs (takePurgeToken)
+// while the distribution is read: one round trip in parallel, none added.
+// A request to an unknown domain still counts. Within seqTimeout: under
+// overload the request is refused as rate-limited before anything
+// started, never half-started.
+func (s *Service) admitPurge(ctx context.Context, appKey, domain, scope string, every time.Duration, n int) (distribution.State, int64, error) {
 	seqCtx, cancel := context.WithTimeout(ctx, seqTimeout)
 	defer cancel()
 	type admitted struct {
@@ -233,7 +291,7 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 	}
 	limited := make(chan admitted, 1)
 	go func() {
-		first, err := s.takePurgeToken(seqCtx, appKey, scope, every, len(batches))
+		first, err := s.takePurgeToken(seqCtx, appKey, scope, every, n)
 		limited <- admitted{first, err}
 	}()
 	dist, err := s.DistributionByDomain(ctx, appKey, domain)
@@ -241,24 +299,16 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 	if adm.err != nil && !errors.Is(adm.err, ErrRateLimited) && err != nil {
 		// The purge cannot start anyway (unknown domain, ...): that is the
 		// answer, not the counter's trouble.
-		return res, err
+		return dist, 0, err
 	}
 	if adm.err != nil {
 		if !errors.Is(adm.err, ErrRateLimited) && ctx.Err() == nil && (seqCtx.Err() != nil || overloaded(adm.err)) {
-			return res, fmt.Errorf("%w: purge capacity is exhausted right now; retry in a few seconds", ErrRateLimited)
+			return dist, 0, &LimitError{Kind: ErrRateLimited, Policy: "backlog", Quota: s.config.MaxBacklog, Window: time.Second,
+				RetryAfter: counterBackoff, Msg: fmt.Sprintf("%v: purge capacity is exhausted right now; retry in a few seconds", ErrRateLimited)}
 		}
-		return res, adm.err
+		return dist, 0, adm.err
 	}
-	if err != nil {
-		return res, err
-	}
-	seqs, err := s.startPurgeSeqs(ctx, appKey, domain, dist, purgeType, req.Soft, adm.first, batches)
-	res.PurgeSeqs = seqs
-	if err != nil {
-		return res, err
-	}
-	res.PurgeSeq = res.PurgeSeqs[0]
-	return res, nil
+	return dist, adm.first, err
 }
 
 // maxParallelStarts bounds the seq workflows one request starts at once
@@ -326,6 +376,10 @@ func (s *Service) purgeStartOptions(pr workflows.PurgeSeq, distributionSeq int64
 		// when it has one (cdnflow dev, one-process deployments), skipping
 		// a matching round trip; otherwise the start is an ordinary one.
 		EnableEagerStart: true,
+		// Purges (small, latency-bound) go ahead of prewarms in the task
+		// queue; FairnessKey shares the queue per appKey where the server
+		// enables fairness (matching.enableFairness).
+		Priority: temporal.Priority{PriorityKey: purgePriority, FairnessKey: pr.AppKey},
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.KindAttr.ValueSet(workflows.KindPurge),
 			workflows.AppKeyAttr.ValueSet(pr.AppKey),

@@ -6,6 +6,7 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/cdnflow/cdnflow/workflows"
 )
@@ -32,6 +33,11 @@ func (s *Service) updateCounter(ctx context.Context, counter, update string, arg
 		ID:                       workflows.SequenceWorkflowID(counter),
 		TaskQueue:                s.config.TaskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		// The counters' workflow tasks (the admit-purge updates) go ahead
+		// of the jobs' in the shared task queue: a backlog of prewarm
+		// tasks never holds a purge's admission or refusal
+		// (service/admission.go).
+		Priority: temporal.Priority{PriorityKey: counterPriority},
 	}, workflows.SequenceWorkflow, workflows.SequenceState{})
 	h, err := s.temporal.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
 		StartWorkflowOperation: start,

@@ -127,6 +127,9 @@ const (
 	MemoPurgeDistributionSeq = "distributionSeq"
 	MemoPurgePath            = "path"
 	MemoPurgeTime            = "purgeTime"
+	// MemoRequestHash is the hex SHA-256 of a prewarm's canonical request,
+	// set at start (service/prewarm.go: Idempotency-Key bound to the body).
+	MemoRequestHash = "requestHash"
 	// MemoFleetSettings is the FleetSettingsWorkflow's FleetSettings, set
 	// at its start and read by describing it (no worker needed).
 	MemoFleetSettings = "fleetSettings"

@@ -22,9 +22,17 @@ type AdmitPurge struct {
 	N     int           `json:"n"`
 }
 
+// PurgeLimitMessage is the message of a refusal by the limit of scope
+// ("items" or "all/<domain>"), one request per every.
+func PurgeLimitMessage(scope string, every time.Duration) string {
+	return fmt.Sprintf("purges of this appKey (%s) are limited to one per %s", scope, every)
+}
+
 // admitHeld refuses a when its limit key was admitted less than a.Every
 // ago by the counter's clock (workflow.Now: the Temporal server's time of
-// the workflow task), with an ErrPurgeRateLimited ApplicationError.
+// the workflow task), with an ErrPurgeRateLimited ApplicationError whose
+// details are the milliseconds (int64) until the key is free again. It
+// runs as the update's validator: a refusal leaves no history event.
 func admitHeld(ctx workflow.Context, st *SequenceState, a AdmitPurge) error {
 	if a.N < 1 || a.N > MaxReserveSeqs {
 		return fmt.Errorf("reserve %d seqs: must be 1 to %d", a.N, MaxReserveSeqs)
@@ -34,7 +42,7 @@ func admitHeld(ctx workflow.Context, st *SequenceState, a AdmitPurge) error {
 	}
 	now := workflow.Now(ctx).UnixMilli()
 	if until, ok := st.Held[a.Key]; ok && now < until {
-		return temporal.NewApplicationError(fmt.Sprintf("purges of this appKey (%s) are limited to one per %s", a.Scope, a.Every), ErrPurgeRateLimited)
+		return temporal.NewApplicationError(PurgeLimitMessage(a.Scope, a.Every), ErrPurgeRateLimited, until-now)
 	}
 	return nil
 }

@@ -5,7 +5,8 @@
 // distribution made at start) and GET …/purges. NHN's purge rate limit
 // (resultCode 30001) is counted apart; any other failure — transport error,
 // timeout, HTTP 5xx, an error body or envelope — is an error, and the exit
-// status is 1 if there is one.
+// status is 1 if there is one. The refusal p99 column is the p99 of the
+// rate-limited answers alone (429 or resultCode 30001).
 //
 //	go run ./bench/load -clients 200 -duration 30s -edges 3
 //	go run ./bench/load -url http://localhost:8080 -api-key KEY -app-key myapp -secret mysecret
@@ -71,7 +72,9 @@ const (
 // stats is one client's record; clients merge theirs at the end.
 type stats struct {
 	lat [nRoutes][]time.Duration
-	n   [nRoutes][nOutcomes]int
+	// refused holds the latencies of the rate-limited answers alone.
+	refused [nRoutes][]time.Duration
+	n       [nRoutes][nOutcomes]int
 }
 
 // errLog keeps the first few errors of each route and counts the rest.
@@ -238,6 +241,9 @@ func runClient(tenants []*target, id int, deadline time.Time, st *stats, errs *e
 		start := time.Now()
 		o, msg, rid := t.call(r, id, i, statusID)
 		st.lat[r] = append(st.lat[r], time.Since(start))
+		if o == limited {
+			st.refused[r] = append(st.refused[r], time.Since(start))
+		}
 		st.n[r][o]++
 		if o == failed {
 			errs.add(r, msg)
@@ -309,23 +315,24 @@ func main() {
 func report(all []stats, window, elapsed time.Duration, errs *errLog) {
 	fmt.Printf("  requests started for %s, last answer at %.1f s (req/s over that); latency = request sent to body read, over every answer\n",
 		window, elapsed.Seconds())
-	fmt.Printf("  %-22s %9s %9s %12s %7s %8s %9s %9s %9s\n", "route", "requests", "ok", "rate-limited", "errors", "req/s", "p50", "p99", "max")
+	fmt.Printf("  %-22s %9s %9s %12s %7s %8s %9s %9s %9s %12s\n", "route", "requests", "ok", "rate-limited", "errors", "req/s", "p50", "p99", "max", "refusal p99")
 	var total stats
-	var allLat []time.Duration
+	var allLat, allRefused []time.Duration
 	for r := route(0); r < nRoutes; r++ {
-		var lat []time.Duration
+		var lat, refused []time.Duration
 		var n [nOutcomes]int
 		for i := range all {
 			lat = append(lat, all[i].lat[r]...)
+			refused = append(refused, all[i].refused[r]...)
 			for o := outcome(0); o < nOutcomes; o++ {
 				n[o] += all[i].n[r][o]
 				total.n[0][o] += all[i].n[r][o]
 			}
 		}
-		allLat = append(allLat, lat...)
-		printRow(routeNames[r], lat, n, elapsed)
+		allLat, allRefused = append(allLat, lat...), append(allRefused, refused...)
+		printRow(routeNames[r], lat, refused, n, elapsed)
 	}
-	printRow("total", allLat, total.n[0], elapsed)
+	printRow("total", allLat, allRefused, total.n[0], elapsed)
 	fmt.Printf("  errors: %d (rate-limited answers, resultCode 30001, are not errors)\n", errs.total)
 	for r := route(0); r < nRoutes; r++ {
 		for _, e := range errs.first[r] {
@@ -334,11 +341,14 @@ func report(all []stats, window, elapsed time.Duration, errs *errLog) {
 	}
 }
 
-func printRow(name string, lat []time.Duration, n [nOutcomes]int, elapsed time.Duration) {
+// printRow prints one route's counts and latencies; refusal p99 is over
+// its rate-limited answers alone (429, resultCode 30001).
+func printRow(name string, lat, refused []time.Duration, n [nOutcomes]int, elapsed time.Duration) {
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	sort.Slice(refused, func(i, j int) bool { return refused[i] < refused[j] })
 	count := len(lat)
-	fmt.Printf("  %-22s %9d %9d %12d %7d %8.1f %9s %9s %9s\n", name, count, n[okay], n[limited], n[failed],
-		float64(count)/elapsed.Seconds(), pct(lat, 0.50), pct(lat, 0.99), pct(lat, 1))
+	fmt.Printf("  %-22s %9d %9d %12d %7d %8.1f %9s %9s %9s %12s\n", name, count, n[okay], n[limited], n[failed],
+		float64(count)/elapsed.Seconds(), pct(lat, 0.50), pct(lat, 0.99), pct(lat, 1), pct(refused, 0.99))
 }
 
 func pct(d []time.Duration, p float64) string {
