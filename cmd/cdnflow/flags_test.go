@@ -44,7 +44,7 @@ func TestServerHelpListsOwnGroups(t *testing.T) {
 	// The job policy is the API's for requests and the worker's for the
 	// schedule runs it submits.
 	shared := append(groupFlags(c.Temporal.Register), append(groupFlags(c.Process.Register), append(groupFlags(c.Origins.Register), groupFlags(c.Jobs.Register)...)...)...)
-	if len(api) < 5 || len(worker) < 15 || len(dev) != 2 || len(groupFlags(c.Jobs.Register)) != 8 {
+	if len(api) < 5 || len(worker) < 15 || len(dev) != 2 || len(groupFlags(c.Jobs.Register)) != 10 {
 		t.Fatalf("groups: api %v, worker %v, dev %v", api, worker, dev)
 	}
 	for _, tc := range []struct {
