@@ -92,6 +92,7 @@ func (a *Distribution) DistributionCallback(ctx context.Context, req CallbackReq
 		httpReq, err = http.NewRequestWithContext(ctx, method, target, nil)
 	}
 	if err != nil {
+		err = redactCallbackError(err)
 		return temporal.NewNonRetryableApplicationError("callback url: "+err.Error(), ErrCallbackRefused, err)
 	}
 	if rdr != nil {
@@ -99,6 +100,7 @@ func (a *Distribution) DistributionCallback(ctx context.Context, req CallbackReq
 	}
 	resp, err := CallbackClient(a.AllowPrivateCallbacks).Do(httpReq)
 	if err != nil {
+		err = redactCallbackError(err)
 		var refused *RefusedAddressError
 		if errors.As(err, &refused) {
 			return temporal.NewNonRetryableApplicationError(err.Error(), ErrCallbackRefused, err)
@@ -110,4 +112,30 @@ func (a *Distribution) DistributionCallback(ctx context.Context, req CallbackReq
 		return fmt.Errorf("callback answered HTTP %d", resp.StatusCode)
 	}
 	return nil
+}
+
+// redactCallbackError keeps a callback URL's query, fragment and userinfo
+// (where tenants put their tokens) out of an error: the SDK logs activity
+// errors in plain text, whatever the payload codec seals. A *url.Error
+// (net/http's error for a request) gets its URL cut to scheme, host and
+// path; other errors are returned as they are.
+func redactCallbackError(err error) error {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return err
+	}
+	cut := *ue
+	cut.URL = redactURL(ue.URL)
+	return &cut
+}
+
+// redactURL is raw without its userinfo, query and fragment ("<callback
+// url>" when it does not parse).
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<callback url>"
+	}
+	u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
+	return u.String()
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"go.temporal.io/sdk/temporal"
@@ -60,5 +61,27 @@ func TestDistributionCallback(t *testing.T) {
 	err = runActivity(t, ts.NewTestActivityEnvironment(), private.DistributionCallback, req, nil)
 	if !errors.As(err, &appErr) || appErr.Type() != ErrCallbackRefused || !appErr.NonRetryable() {
 		t.Fatalf("a loopback target: %v, want a final %s", err, ErrCallbackRefused)
+	}
+}
+
+// A callback that cannot connect fails with an error naming the target
+// without its query or userinfo: the SDK logs activity errors in plain
+// text, and tenants put tokens there.
+func TestCallbackErrorKeepsTheTokenOut(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	target := srv.URL
+	srv.Close() // nothing listens there now: the request fails to connect
+	req := CallbackRequest{
+		Callback: distribution.Callback{HTTPMethod: "GET", URL: strings.Replace(target, "http://", "http://user:pw-secret@", 1) + "/cb?token=tok-secret-42&d={domain}"},
+		State:    distribution.State{AppKey: "k1", Domain: "x.cdn.test", Status: distribution.StatusOpen},
+	}
+	var ts testsuite.WorkflowTestSuite
+	a := &Distribution{AllowPrivateCallbacks: true}
+	err := runActivity(t, ts.NewTestActivityEnvironment(), a.DistributionCallback, req, nil)
+	if err == nil {
+		t.Fatal("a callback to a closed port succeeded")
+	}
+	if msg := err.Error(); strings.Contains(msg, "tok-secret-42") || strings.Contains(msg, "pw-secret") || !strings.Contains(msg, "/cb") {
+		t.Fatalf("callback error %q: want the path without query or userinfo", msg)
 	}
 }

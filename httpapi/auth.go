@@ -191,7 +191,7 @@ func (s *Server) credential(c echo.Context, appKey string) (string, service.Gran
 
 // authorizationCredential reads Authorization: a token (Bearer or bare)
 // or the path appKey's SecretKey. ok is false when it does not
-// authenticate; the id is then the token id it named, or keyInvalid.
+// authenticate; the id is then keyInvalid.
 func (s *Server) authorizationCredential(c echo.Context, authz, appKey string) (string, service.Grant, bool, error) {
 	tok, bearer := cutPrefixFold(authz, "Bearer ")
 	if _, _, isToken := service.ParseToken(tok); isToken || bearer {
@@ -229,13 +229,18 @@ func (s *Server) tokenCredential(c echo.Context, tok string) (string, service.Gr
 	}
 	rec, found, err := s.tokens.lookup(c.Request().Context(), id)
 	if err != nil {
-		return id, service.Grant{}, false, err
+		return keyInvalid, service.Grant{}, false, err
 	}
 	if !found {
-		return id, service.Grant{}, false, nil
+		return keyInvalid, service.Grant{}, false, nil
 	}
 	g, ok := service.TokenGrant(rec, secret, s.tokens.now())
-	return id, g, ok, nil
+	if !ok {
+		// A token id is not secret: a forged secret must not put records
+		// under the real token's id in the audit trail.
+		return keyInvalid, service.Grant{}, false, nil
+	}
+	return id, g, true, nil
 }
 
 // apiKeyID names a --api-keys key without revealing it:

@@ -167,6 +167,10 @@ func (s *Service) scheduledJob(ctx context.Context, req ScheduleRequest) (activi
 			return job, "", err
 		}
 		job.Body = req.Prewarm
+		// Pinned: every run is checked against this appKey (schedule_run.go),
+		// so a host that changes owner is never warmed or purged for the
+		// schedule's creator.
+		job.AppKey = target.AppKey
 		return job, target.AppKey, authorizePrewarm(ctx, target.AppKey, p.NeedInvalidate)
 	case workflows.KindPurge:
 		var p PurgeRequest

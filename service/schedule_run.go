@@ -29,6 +29,12 @@ func (s *Service) SubmitScheduledJob(ctx context.Context, job activities.Schedul
 		if err := json.Unmarshal(job.Body, &req); err != nil {
 			return run, temporal.NewNonRetryableApplicationError("prewarm body: "+err.Error(), activities.ErrInvalidRequest, err)
 		}
+		if job.AppKey != "" {
+			// The run acts for the appKey the schedule was created on, and
+			// only on it: a domain that moved to another appKey since is
+			// refused (ErrForbidden), not warmed or purged.
+			ctx = WithGrant(ctx, Grant{Verbs: []string{VerbPrewarm, VerbPurge}, AppKeys: []string{job.AppKey}})
+		}
 		id, err := s.StartPrewarm(ctx, req, idempotencyKey)
 		run.RequestID = id
 		return run, classifyScheduled(err)
@@ -44,11 +50,11 @@ func (s *Service) SubmitScheduledJob(ctx context.Context, job activities.Schedul
 	return run, temporal.NewNonRetryableApplicationError("unknown scheduled job kind "+job.Kind, activities.ErrInvalidRequest, nil)
 }
 
-// classifyScheduled makes input errors final; others (Temporal briefly
+// classifyScheduled makes input errors and refusals final; others (Temporal briefly
 // away, rate limit) are retried.
 func classifyScheduled(err error) error {
 	var ve *ValidationError
-	if errors.As(err, &ve) || errors.Is(err, ErrUnknownDomain) {
+	if errors.As(err, &ve) || errors.Is(err, ErrUnknownDomain) || errors.Is(err, ErrForbidden) {
 		return temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrInvalidRequest, err)
 	}
 	if err != nil {
