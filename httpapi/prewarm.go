@@ -45,12 +45,12 @@ func (s *Server) prewarmStatus(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.svc().AuthorizePrewarmRead(c.Request().Context(), id); err != nil {
+		return about("prewarm request "+id, err)
+	}
 	st, err := s.svc().PrewarmStatus(c.Request().Context(), id, page, size)
 	if err != nil {
 		return about("prewarm request "+id, err)
-	}
-	if err := s.svc().AuthorizePrewarmRead(c.Request().Context(), st.Domain); err != nil {
-		return err
 	}
 	return c.JSON(http.StatusOK, st)
 }
@@ -60,15 +60,8 @@ func (s *Server) prewarmPairs(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if service.NeedsPrewarmReadCheck(c.Request().Context()) {
-		// A caller limited to some appKeys reads the job's domain first.
-		st, err := s.svc().PrewarmStatus(c.Request().Context(), c.Param("id"), 1, 1)
-		if err != nil {
-			return about("prewarm request "+c.Param("id"), err)
-		}
-		if err := s.svc().AuthorizePrewarmRead(c.Request().Context(), st.Domain); err != nil {
-			return err
-		}
+	if err := s.svc().AuthorizePrewarmRead(c.Request().Context(), c.Param("id")); err != nil {
+		return about("prewarm request "+c.Param("id"), err)
 	}
 	res, err := s.svc().PrewarmPairs(c.Request().Context(), c.Param("id"), page, size)
 	if err != nil {

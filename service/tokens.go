@@ -14,6 +14,7 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
@@ -140,23 +141,37 @@ func NeedsPrewarmReadCheck(ctx context.Context) bool {
 	return ok && !g.Allows(VerbRead, "")
 }
 
-// AuthorizePrewarmRead checks read scope on the appKey whose live
-// distribution serves domain (a prewarm job's domain); a domain no
-// distribution serves now (the default origin's, or one deleted since)
-// needs read on every appKey. Errors: ErrForbidden, or the lookup's.
-func (s *Service) AuthorizePrewarmRead(ctx context.Context, domain string) error {
+// AuthorizePrewarmRead checks read scope on the appKey a prewarm job was
+// started for (its CdnflowAppKey search attribute, fixed at the start):
+// a host that changed owner since does not hand the job to its new owner.
+// A job of no appKey (the default origin's, a caller-keyed tenant "key:…")
+// needs read on every appKey. Errors: ErrNotFound, ErrForbidden, or
+// Temporal's.
+func (s *Service) AuthorizePrewarmRead(ctx context.Context, requestID string) error {
 	if !NeedsPrewarmReadCheck(ctx) {
 		return nil
 	}
-	idx, _, err := s.prewarmHosts(ctx, false)
+	if !validRequestID(requestID) {
+		return ErrNotFound
+	}
+	desc, err := s.temporal.DescribeWorkflowExecution(ctx, workflows.PrewarmWorkflowID(requestID), "")
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return ErrNotFound
+	}
 	if err != nil {
-		return err
+		return fmt.Errorf("describe prewarm %s: %w", requestID, err)
 	}
-	site, found, _ := idx.lookup(strings.ToLower(domain))
-	if !found {
-		site.AppKey = ""
+	var appKey string
+	if p := desc.GetWorkflowExecutionInfo().GetSearchAttributes().GetIndexedFields()[workflows.AppKeyAttr.GetName()]; p != nil {
+		if err := converter.GetDefaultDataConverter().FromPayload(p, &appKey); err != nil {
+			return fmt.Errorf("prewarm %s appKey: %w", requestID, err)
+		}
 	}
-	return authorize(ctx, VerbRead, site.AppKey)
+	if strings.Contains(appKey, ":") {
+		appKey = ""
+	}
+	return authorize(ctx, VerbRead, appKey)
 }
 
 // TokenPrefix starts every token: "cdf_<id>_<secret>", the id
