@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/cdnflow/cdnflow/service"
 	"github.com/cdnflow/cdnflow/workflows"
@@ -62,55 +63,88 @@ func (s *Server) revokeToken(c echo.Context) error {
 // TokensWorkflow's memo at most every ttl: a revocation on any API takes
 // effect here within ttl. An id it does not know makes it read again, at
 // most every tokenMissRefresh, so a token created on another API works
-// at once.
+// at once. One read runs at a time (singleflight), outside the lock, so a
+// slow Temporal holds up no request that the copy can answer; a failed
+// read keeps the copy serving for tokenStaleMax before requests get 503.
 type tokenCache struct {
 	ttl  time.Duration
 	load func(context.Context) ([]workflows.TokenRecord, error)
 	now  func() time.Time
 
-	mu   sync.Mutex
-	at   time.Time
-	byID map[string]workflows.TokenRecord
+	reads singleflight.Group
+	mu    sync.Mutex
+	at    time.Time // of the copy
+	tried time.Time // of the last read, failed or not
+	byID  map[string]workflows.TokenRecord
 }
 
-const tokenMissRefresh = 500 * time.Millisecond
+const (
+	tokenMissRefresh = 500 * time.Millisecond
+	// tokenStaleMax bounds how long a copy serves while the table cannot
+	// be read: a revocation made meanwhile waits at most this long.
+	tokenStaleMax = time.Minute
+	// tokenReadTimeout bounds one read of the table.
+	tokenReadTimeout = 5 * time.Second
+)
 
 func newTokenCache(ttl time.Duration, load func(context.Context) ([]workflows.TokenRecord, error)) *tokenCache {
 	return &tokenCache{ttl: ttl, load: load, now: time.Now}
 }
 
 // lookup answers token id's record; found is false for an id the table
-// does not hold. Errors are the table's (Temporal unreachable).
+// does not hold. Errors: 503 when the table cannot be read and this API
+// has no copy younger than tokenStaleMax.
 func (tc *tokenCache) lookup(ctx context.Context, id string) (workflows.TokenRecord, bool, error) {
 	tc.mu.Lock()
-	defer tc.mu.Unlock()
-	age := tc.now().Sub(tc.at)
-	if tc.byID == nil || age >= tc.ttl {
-		if err := tc.refresh(ctx); err != nil {
+	byID, age, sinceTry := tc.byID, tc.now().Sub(tc.at), tc.now().Sub(tc.tried)
+	tc.mu.Unlock()
+	if byID == nil || (age >= tc.ttl && sinceTry >= tokenMissRefresh) {
+		fresh, err := tc.refresh(ctx)
+		switch {
+		case err == nil:
+			byID = fresh
+		case byID == nil || age >= tokenStaleMax:
 			return workflows.TokenRecord{}, false, err
 		}
 	}
-	r, ok := tc.byID[id]
-	if !ok && tc.now().Sub(tc.at) >= tokenMissRefresh {
-		if err := tc.refresh(ctx); err != nil {
-			return workflows.TokenRecord{}, false, err
+	r, ok := byID[id]
+	tc.mu.Lock()
+	sinceTry = tc.now().Sub(tc.tried)
+	tc.mu.Unlock()
+	if !ok && sinceTry >= tokenMissRefresh {
+		if fresh, err := tc.refresh(ctx); err == nil {
+			r, ok = fresh[id]
 		}
-		r, ok = tc.byID[id]
 	}
 	return r, ok, nil
 }
 
-func (tc *tokenCache) refresh(ctx context.Context) error {
-	recs, err := tc.load(ctx)
+// refresh reads the table once for every caller waiting on it and keeps
+// it as the copy.
+func (tc *tokenCache) refresh(ctx context.Context) (map[string]workflows.TokenRecord, error) {
+	v, err, _ := tc.reads.Do("table", func() (any, error) {
+		// Shared by every waiting request: not cancelled with the first
+		// one, bounded on its own.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), tokenReadTimeout)
+		defer cancel()
+		recs, err := tc.load(rctx)
+		tc.mu.Lock()
+		defer tc.mu.Unlock()
+		tc.tried = tc.now()
+		if err != nil {
+			return nil, err
+		}
+		byID := make(map[string]workflows.TokenRecord, len(recs))
+		for _, r := range recs {
+			byID[r.ID] = r
+		}
+		tc.byID, tc.at = byID, tc.tried
+		return byID, nil
+	})
 	if err != nil {
-		return &APIError{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "the token table does not answer; retry later"}
+		return nil, &APIError{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "the token table does not answer; retry later"}
 	}
-	tc.byID = make(map[string]workflows.TokenRecord, len(recs))
-	for _, r := range recs {
-		tc.byID[r.ID] = r
-	}
-	tc.at = tc.now()
-	return nil
+	return v.(map[string]workflows.TokenRecord), nil
 }
 
 // invalidate makes the next lookup read the table (this API's own
