@@ -8,6 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/cdnflow/cdnflow/internal/metrics"
 	"github.com/cdnflow/cdnflow/service"
 )
 
@@ -54,6 +55,14 @@ func (s *Server) listAudit(c echo.Context) error {
 
 // auditRequest writes the audit record of a mutating request to a route
 // with a scope rule, once its answer is final (admitted or refused).
+// Requests without a valid credential are audited at most this many a
+// second per API process (after a burst): enough to see an attack and who
+// it named, bounded against a flood filling the store.
+const (
+	auditUnauthenticatedRate  = 10
+	auditUnauthenticatedBurst = 100
+)
+
 func (s *Server) auditRequest(c echo.Context, note *service.AuditNote, workflowIDs []string) {
 	req := c.Request()
 	switch req.Method {
@@ -66,6 +75,13 @@ func (s *Server) auditRequest(c echo.Context, note *service.AuditNote, workflowI
 		return
 	}
 	caller := service.CallerFrom(req.Context())
+	if caller.KeyID == keyInvalid && !s.auditUnauthenticated.Allow() {
+		// Anyone can send requests without a valid credential: past the
+		// allowance they are counted, not stored, so they cannot fill the
+		// store faster than retention empties it.
+		metrics.AuditRecords.WithLabelValues("sampled_out").Inc()
+		return
+	}
 	r := service.AuditRecord{
 		Time: time.Now().UTC(), TokenID: caller.KeyID, AppKey: caller.AppKey, Verb: verb,
 		Target: auditTarget(c), RequestID: requestIDOf(c), Status: c.Response().Status,

@@ -116,6 +116,12 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		if !known {
 			return forbidden("this route has no scope rule; no credential may call it")
 		}
+		if _, configured := s.d.Config.AppKeys[appKey]; appKey != "" && !configured {
+			// Tenants are the configured appKeys: a token on every appKey
+			// or an --api-keys key does not make up new ones (which would
+			// each get limits, holds and audit entries of their own).
+			return &APIError{Status: http.StatusUnauthorized, Code: CodeUnauthorized, Message: "invalid appKey or SecretKey in Authorization"}
+		}
 		ok := false
 		switch rule.scope {
 		case onPathAppKey:

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/github.com/labstack/echo/otelecho"
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 
 	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/internal/metrics"
@@ -42,9 +43,13 @@ type Server struct {
 	service *service.Service
 	// tokens is this API's cache of the token table; audit writes the
 	// audit trail to auditStore (nil without a listable payload store).
-	tokens     *tokenCache
-	audit      *service.AuditLog
-	auditStore service.AuditStore
+	tokens *tokenCache
+	audit  *service.AuditLog
+	// auditUnauthenticated allows auditUnauthenticatedRate records a
+	// second of requests without a valid credential (burst
+	// auditUnauthenticatedBurst); the rest are counted only.
+	auditUnauthenticated *rate.Limiter
+	auditStore           service.AuditStore
 }
 
 func (s *Server) svc() *service.Service { return s.service }
@@ -57,6 +62,7 @@ func New(d Deps) *Server {
 	s := &Server{Echo: e, d: d, service: service.New(service.Deps{Temporal: d.Temporal, Config: d.Config, Inventory: d.Inventory, Logger: d.Logger, Store: d.Payloads})}
 	e.HTTPErrorHandler = s.handleError
 	s.tokens = newTokenCache(d.Config.TokenCacheTTL, s.service.TokenTable)
+	s.auditUnauthenticated = rate.NewLimiter(auditUnauthenticatedRate, auditUnauthenticatedBurst)
 	s.openAudit()
 	// The server span of each request, the root of a job's trace (or the
 	// child of the caller's traceparent); probes and scrapes are not traced.

@@ -267,6 +267,11 @@ func (s *Service) CreateToken(ctx context.Context, req TokenRequest) (TokenView,
 	if err != nil {
 		return TokenView{}, "", err
 	}
+	for _, k := range r.AppKeys {
+		if _, ok := s.config.AppKeys[k]; !ok && k != "*" {
+			return TokenView{}, "", invalid("appKeys: %q is not a configured appKey", k)
+		}
+	}
 	var id, secret [32]byte
 	if _, err := rand.Read(id[:8]); err != nil {
 		return TokenView{}, "", fmt.Errorf("token id: %w", err)
