@@ -72,6 +72,7 @@ func startWorkerProc(t *testing.T, bin string, env *testenv.Env, extra ...string
 		"--edges", invFile,
 		"--data-dir", env.Config.DataDir,
 		"--payload-url", env.Config.PayloadStoreURL(),
+		"--payload-key-file", env.Config.PayloadKeyFile, // the key ring of the env's API and workers
 		"--heartbeat-timeout", env.Config.HeartbeatTimeout.String(),
 		"--default-origin", env.Config.DefaultOrigin,
 		"--allow-private-callbacks",

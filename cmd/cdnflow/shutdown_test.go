@@ -131,7 +131,7 @@ func TestAPISIGTERMDrainsRequests(t *testing.T) {
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cmd := exec.Command(bin, "api", "--temporal-address", env.Config.TemporalAddress, "--namespace", env.Config.Namespace,
-		"--edges", invFile, "--api-addr", addr, "--payload-url", env.Config.PayloadStoreURL(), "--log-format", "json", "--insecure-no-auth")
+		"--edges", invFile, "--api-addr", addr, "--payload-url", env.Config.PayloadStoreURL(), "--payload-key-file", env.Config.PayloadKeyFile, "--log-format", "json", "--insecure-no-auth")
 	logFile, err := os.Create(filepath.Join(dir, "api.log"))
 	if err != nil {
 		t.Fatal(err)
