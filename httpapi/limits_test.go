@@ -241,8 +241,30 @@ func TestBodiesOverTheLimitRefusedOnEveryRoute(t *testing.T) {
 	if len(routes) < 10 {
 		t.Fatalf("only %d POST/PUT/PATCH routes found: %v", len(routes), routes)
 	}
+	// The heap is the whole test process's (the embedded Temporal server
+	// and worker too): their own noise is added to a run, never taken
+	// away, so the least growth of up to three runs is the API's. A body
+	// held by the API shows in every run.
+	var grew uint64
+	for attempt := 1; attempt <= 3; attempt++ {
+		base, peak := heapSampler(t)
+		sendHugeBodies(t, env, routes)
+		if t.Failed() {
+			return
+		}
+		grew = peak() - base
+		t.Logf("run %d: %d routes, 32 MiB each (with Content-Length and chunked): heap peak %d MiB over %d MiB before", attempt, len(routes), grew>>20, base>>20)
+		if grew < 20<<20 {
+			return
+		}
+	}
+	t.Fatalf("heap grew by %d MiB in the best of three runs while 32 MiB bodies were refused; want < 20 MiB", grew>>20)
+}
+
+// sendHugeBodies sends a 32 MiB body to every route, with Content-Length
+// and chunked, and checks each is refused as too large in its envelope.
+func sendHugeBodies(t *testing.T, env *testenv.Env, routes []*echoRoute) {
 	const size = 32 << 20
-	base, peak := heapSampler(t)
 	for _, r := range routes {
 		path := strings.NewReplacer(":appKey", appKey, ":domain", "x.example.com", ":id", "x").Replace(r.path)
 		for _, chunked := range []bool{false, true} {
@@ -251,7 +273,11 @@ func TestBodiesOverTheLimitRefusedOnEveryRoute(t *testing.T) {
 			if chunked {
 				req.ContentLength = -1
 			}
-			req.Header.Set("Authorization", secret)
+			if strings.Contains(r.path, ":appKey") {
+				// The appKey's SecretKey; the other routes are open (no
+				// --api-keys in this env).
+				req.Header.Set("Authorization", secret)
+			}
 			req.Header.Set("Content-Type", "application/json")
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
@@ -272,11 +298,6 @@ func TestBodiesOverTheLimitRefusedOnEveryRoute(t *testing.T) {
 				t.Errorf("%s %s (chunked %v) with 32 MiB = HTTP %d %.200s, want refused as too large", r.method, path, chunked, resp.StatusCode, data)
 			}
 		}
-	}
-	if grew := peak() - base; grew >= 20<<20 {
-		t.Fatalf("heap grew by %d MiB while 32 MiB bodies were refused; want < 20 MiB", grew>>20)
-	} else {
-		t.Logf("%d routes, 32 MiB each (with Content-Length and chunked): heap peak %d MiB over %d MiB before", len(routes), grew>>20, base>>20)
 	}
 }
 
