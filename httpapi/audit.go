@@ -75,7 +75,9 @@ func (s *Server) auditRequest(c echo.Context, note *service.AuditNote, workflowI
 		return
 	}
 	caller := service.CallerFrom(req.Context())
-	if caller.KeyID == keyInvalid && !s.auditUnauthenticated.Allow() {
+	unauthenticated := caller.KeyID == keyInvalid ||
+		(caller.KeyID == keyAnonymous && (c.Response().Status == http.StatusUnauthorized || c.Response().Status == http.StatusForbidden))
+	if unauthenticated && !s.auditUnauthenticated.Allow() {
 		// Anyone can send requests without a valid credential: past the
 		// allowance they are counted, not stored, so they cannot fill the
 		// store faster than retention empties it.
