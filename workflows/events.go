@@ -6,10 +6,10 @@ import "go.temporal.io/sdk/workflow"
 // Webhook subscriptions (docs/webhooks.md) deliver them, signed, to the
 // appKey's endpoints; the names are part of the /v1 contract.
 const (
-	EventPurgeDone         = "purge.done"          // one purge seq reached DONE or EXPIRED
-	EventPrewarmDone       = "prewarm.done"        // a prewarm job finished (any outcome)
-	EventReleaseStepDone   = "release.step.done"   // one step of a release finished
-	EventReleaseDone       = "release.done"        // a release finished (any outcome)
+	EventPurgeDone         = "purge.done"         // one purge seq reached DONE or EXPIRED
+	EventPrewarmDone       = "prewarm.done"       // a prewarm job finished (any outcome)
+	EventReleaseStepDone   = "release.step.done"  // one step of a release finished
+	EventReleaseDone       = "release.done"       // a release finished (any outcome)
 	EventDistributionState = "distribution.state" // a distribution changed status
 )
 
