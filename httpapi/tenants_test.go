@@ -157,6 +157,15 @@ func TestHostsHaveOneOwner(t *testing.T) {
 	if err != nil || status != http.StatusBadRequest || !strings.Contains(string(data), "host "+host+" is already in use") || strings.Contains(string(data), demo) {
 		t.Fatalf("/v1 PATCH with demo's alias = %d %s %v", status, data, err)
 	}
+	// A dry run answers what the change would: refused, and claims nothing.
+	status, data, err = tenantCall(env, "PATCH", "/v1/appKeys/"+otherKey+"/distributions/"+mine+"?dryRun=true", otherSecret, map[string]any{"domainAlias": host})
+	if err != nil || status != http.StatusBadRequest || !strings.Contains(string(data), "host "+host+" is already in use") || strings.Contains(string(data), demo) {
+		t.Fatalf("/v1 dry-run PATCH with demo's alias = %d %s %v", status, data, err)
+	}
+	status, data, err = tenantCall(env, "PATCH", "/v1/appKeys/"+otherKey+"/distributions/"+mine+"?dryRun=true", otherSecret, map[string]any{"domainAlias": "free.other.test"})
+	if err != nil || status != http.StatusOK || !strings.Contains(string(data), `"dryRun":true`) {
+		t.Fatalf("/v1 dry-run PATCH with a free alias = %d %s %v", status, data, err)
+	}
 	// Nothing of other's attempts reached the edges or other's view.
 	var view struct{ Distributions []service.DistributionView }
 	_, data, _ = tenantNHN(env, "GET", demoKey, demoSecret, "/distributions?domain="+demo, nil)

@@ -432,6 +432,14 @@ func (s *Service) claimHosts(ctx context.Context, appKey, domain string, cfg dis
 	return hostRefusal(err)
 }
 
+// checkHosts is claimHosts for a dry run: it refuses, like the change
+// would, when another distribution holds one of cfg's aliases, and claims
+// nothing.
+func (s *Service) checkHosts(ctx context.Context, appKey, domain string, cfg distribution.Config) error {
+	owner := workflows.HostOwner{AppKey: appKey, Domain: strings.ToLower(domain)}
+	return hostRefusal(workflows.CheckHostsFree(ctx, s.temporal, owner, cfg.Aliases()))
+}
+
 // claimCreations draws a domain for each config and claims its aliases
 // for it, all side by side. On any refusal every claim made is released
 // (their owners will never exist) and the refusal is answered.

@@ -189,6 +189,9 @@ func (s *Service) PatchDistribution(ctx context.Context, appKey, domain string, 
 	}
 	suspended := st.Status == distribution.StatusSuspend
 	if dryRun {
+		if err := s.checkHosts(ctx, appKey, st.Domain, cfg); err != nil {
+			return Plan{}, err
+		}
 		return Plan{DryRun: true, From: st.Version, Version: st.Version + 1, Suspended: suspended, Diff: DiffConfigs(st.Config, cfg)}, nil
 	}
 	if err := s.claimHosts(ctx, appKey, st.Domain, cfg); err != nil {
@@ -223,6 +226,9 @@ func (s *Service) RollbackDistribution(ctx context.Context, appKey, domain strin
 		return Plan{}, invalid("cannot roll back: %s", err.Error())
 	}
 	if a.DryRun {
+		if err := s.checkHosts(ctx, appKey, st.Domain, to.Config); err != nil {
+			return Plan{}, err
+		}
 		return Plan{DryRun: true, From: st.Version, Version: st.Version + 1, Suspended: to.Suspended, Diff: DiffConfigs(st.Config, to.Config)}, nil
 	}
 	if err := s.claimHosts(ctx, appKey, st.Domain, to.Config); err != nil {

@@ -286,10 +286,16 @@ func (s *Service) ListSchedules(ctx context.Context) ([]ScheduleView, error) {
 		if !strings.HasPrefix(e.ID, workflows.ScheduleIDPrefix) {
 			continue
 		}
-		// Schedules the caller may not read are left out.
+		// Schedules the caller may not read, and those deleted since the
+		// listing, are left out; any other failure fails the listing
+		// rather than answer a silently shortened one.
 		v, err := s.Schedule(ctx, strings.TrimPrefix(e.ID, workflows.ScheduleIDPrefix))
-		if err == nil {
+		switch {
+		case err == nil:
 			out = append(out, v)
+		case errors.Is(err, ErrForbidden), errors.Is(err, ErrNotFound):
+		default:
+			return nil, fmt.Errorf("list schedules: %w", err)
 		}
 	}
 	return out, nil

@@ -97,6 +97,32 @@ func claimHost(ctx context.Context, c client.Client, taskQueue string, owner Hos
 	return nil
 }
 
+// CheckHostsFree answers, without claiming anything, the first of hosts
+// another owner holds, as a *HostInUseError (QueryHostOwner of its
+// HostWorkflow; a host with no claim running is free), or Temporal's
+// error. A dry run uses it: the real change claims (ClaimHosts), so a host
+// free here may still be taken by a concurrent change.
+func CheckHostsFree(ctx context.Context, c client.Client, owner HostOwner, hosts []string) error {
+	for _, h := range hosts {
+		v, err := c.QueryWorkflow(ctx, HostWorkflowID(h), "", QueryHostOwner)
+		var notFound *serviceerror.NotFound
+		if errors.As(err, &notFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read the claim on host %s: %w", h, err)
+		}
+		var held HostOwner
+		if err := v.Get(&held); err != nil {
+			return fmt.Errorf("read the claim on host %s: %w", h, err)
+		}
+		if !held.none() && held != owner {
+			return &HostInUseError{Host: h}
+		}
+	}
+	return nil
+}
+
 // ReleaseHosts frees every host owner holds (SignalReleaseHost); a host
 // with no claim running is free already. For the API: a creation that
 // claimed hosts and will not start releases them at once.
