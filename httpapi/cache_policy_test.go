@@ -95,6 +95,20 @@ func TestCachePolicyFromAPIToEdges(t *testing.T) {
 		}
 	}
 
+	// While sid is forwarded, a prewarm warms the cookieless object: a
+	// browser without sid (or with other cookies only) gets it, one with
+	// sid gets its own.
+	id := startPrewarm(t, env, map[string]any{"url_list": []string{"http://" + d.Domain + "/warm-sid.js"}, "cf_domain": d.Domain,
+		"target_type": "region", "region": []string{"us"}}, nil)
+	if st := waitPrewarm(t, env, id); st.Status != "COMPLETED" {
+		t.Fatalf("prewarm while forwarding sid: %+v", st)
+	}
+	for _, s := range []struct{ cookie, want string }{{"", "HIT"}, {"_ga=GA1.2.1234.5678", "HIT"}, {"sid=9", "MISS"}} {
+		if got := edgeCookie(t, env, 0, d.Domain, "/warm-sid.js", s.cookie); got != s.want {
+			t.Errorf("after a prewarm forwarding sid, Cookie %q: %s, want %s", s.cookie, got, s.want)
+		}
+	}
+
 	// Back to the default by /v1 PATCH: cookies leave the key.
 	if r := v1(t, env, "PATCH", d.Domain, "", "", "", map[string]any{"cachePolicy": map[string]any{"forwardCookies": []string{}}}); r.status != http.StatusAccepted {
 		t.Fatalf("PATCH: %d %s", r.status, r.body)
@@ -110,7 +124,7 @@ func TestCachePolicyFromAPIToEdges(t *testing.T) {
 	}
 
 	// The prewarm warms the object every browser gets.
-	id := startPrewarm(t, env, map[string]any{"url_list": []string{"http://" + d.Domain + "/warm.js"}, "cf_domain": d.Domain,
+	id = startPrewarm(t, env, map[string]any{"url_list": []string{"http://" + d.Domain + "/warm.js"}, "cf_domain": d.Domain,
 		"target_type": "region", "region": []string{"us"}}, nil)
 	if st := waitPrewarm(t, env, id); st.Status != "COMPLETED" {
 		t.Fatalf("prewarm: %+v", st)
