@@ -27,39 +27,43 @@ func AheadOfClock(g connector.Generation, now time.Time) bool {
 
 // digests computes, once per round, the table digest (connector.Digest)
 // each distinct desired state of the round has: the fleet's common one,
-// and one per set of rollout entries that reached some edges. A round
-// compares every edge by that digest and reads the whole table only of
-// the edges whose digest differs, so a settled fleet costs one small
-// answer per edge whatever the number of distributions. Safe for
-// concurrent use.
+// and one per set of rollout entries that reached some edges; and the
+// key of the entries that add VCL (referrer rules, forwarded cookies:
+// vcl.WithTable). A round compares every edge by that digest and reads
+// the whole table only of the edges whose digest differs, so a settled
+// fleet costs one small answer per edge whatever the number of
+// distributions; an edge's VCL is rendered again only when its key
+// changed. Safe for concurrent use.
 type digests struct {
-	mu   sync.Mutex
-	base string
-	over map[string]string // rolloutNames joined → digest
+	mu  sync.Mutex
+	per map[string]desiredDigest // rolloutNames joined ("" common) → digests
 }
 
-// of is w's digest; over are the rollout entries w was made with (nil:
-// the round's common state).
-func (d *digests) of(w wanted, over map[string]connector.Site) string {
-	if len(over) == 0 {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		if d.base == "" {
-			d.base = connector.Digest(slices.Collect(maps.Values(w.sites)))
-		}
-		return d.base
-	}
-	key := strings.Join(rolloutNames(over), ",")
+// desiredDigest is one desired table's digest and VCL key.
+type desiredDigest struct {
+	table, vcl string
+}
+
+// of is w's digests; w.over are the rollout entries w was made with.
+func (d *digests) of(w wanted) desiredDigest {
+	key := strings.Join(rolloutNames(w.over), ",")
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.over == nil {
-		d.over = map[string]string{}
-	}
-	if dg, ok := d.over[key]; ok {
+	if dg, ok := d.per[key]; ok {
 		return dg
 	}
-	dg := connector.Digest(slices.Collect(maps.Values(w.sites)))
-	d.over[key] = dg
+	sites := slices.Collect(maps.Values(w.sites))
+	var vclSites []connector.Site
+	for _, s := range sites {
+		if s.Referrer != nil || (s.Cache != nil && len(s.Cache.Cookies) > 0) {
+			vclSites = append(vclSites, s)
+		}
+	}
+	dg := desiredDigest{table: connector.Digest(sites), vcl: connector.Digest(vclSites)}
+	if d.per == nil {
+		d.per = map[string]desiredDigest{}
+	}
+	d.per[key] = dg
 	return dg
 }
 
@@ -75,7 +79,7 @@ type renderedVCL struct {
 // what the table holds. It answers false when the VCL could not be
 // checked: the caller then takes the full path.
 func (a *EdgeSync) settled(ctx context.Context, e inventory.Edge, w wanted, st connector.TableState, rep *EdgeSyncReport, last EdgeSyncReport) bool {
-	r, err := a.renderFor(e, w, st.Digest)
+	r, err := a.renderFor(e, w)
 	if err != nil {
 		return false
 	}
@@ -100,16 +104,16 @@ func (a *EdgeSync) settled(ctx context.Context, e inventory.Edge, w wanted, st c
 	return true
 }
 
-// renderFor is e's VCL for the desired table w whose digest is digest,
-// rendered again only when the digest or e's control token changed since
-// the last round.
-func (a *EdgeSync) renderFor(e inventory.Edge, w wanted, digest string) (renderedVCL, error) {
+// renderFor is e's VCL for the desired table w, rendered again only when
+// the entries that add VCL (desiredDigest.vcl) or e's control token
+// changed since the last round: a change of any other entry keeps it.
+func (a *EdgeSync) renderFor(e inventory.Edge, w wanted) (renderedVCL, error) {
 	// A rotated secret is another control token, so another VCL.
 	token, err := connector.ControlTokenFile(e.SecretFile)
 	if err != nil {
 		return renderedVCL{}, err
 	}
-	key := digest + " " + token
+	key := w.digests.of(w).vcl + " " + token
 	if v, ok := a.rendered.Load(e.ID); ok && v.(renderedVCL).key == key {
 		return v.(renderedVCL), nil
 	}
@@ -131,21 +135,86 @@ func (w wanted) digest() string {
 	if w.digests == nil {
 		return connector.Digest(slices.Collect(maps.Values(w.sites)))
 	}
-	return w.digests.of(w, w.over)
+	return w.digests.of(w).table
 }
 
 // readTable reads e's site table, its entries only when its digest is
-// not w's (connector.HeaderIfDigest): an answer without Sites whose
-// Digest is w's is a table as desired. A draining edge is read whole.
+// neither w's nor one of a known desired table (connector.HeaderIfDigest):
+// an answer without Sites whose Digest is w's is a table as desired; one
+// whose Digest is a known table gets that table's entries from memory (an
+// edge a change has not reached yet holds the previous desired table). A
+// draining edge is read whole.
 func (a *EdgeSync) readTable(ctx context.Context, e inventory.Edge, w wanted) (connector.TableState, error) {
 	if e.Drain {
 		return a.Edges.Table(ctx, e)
 	}
-	st, same, err := a.Edges.TableIfDigest(ctx, e, w.digest())
-	if same {
+	want := w.digest()
+	st, same, err := a.Edges.TableIfDigest(ctx, e, want, a.known.digests(want)...)
+	switch {
+	case err != nil:
+		return st, err
+	case same:
 		st.Sites = nil // an edge that answered them anyway holds w's
+	case st.Sites == nil:
+		sites, ok := a.known.table(st.Digest)
+		if !ok {
+			// Forgotten since the request (or an empty table): read it.
+			return a.Edges.Table(ctx, e)
+		}
+		st.Sites = sites
 	}
-	return st, err
+	return st, nil
+}
+
+// knownTables keeps the desired tables of the last few rounds, by
+// digest, so that an edge holding one of them is compared without
+// sending its entries. Safe for concurrent use.
+type knownTables struct {
+	mu     sync.Mutex
+	order  []string // oldest first
+	tables map[string][]connector.Site
+}
+
+// maxKnownTables bounds knownTables: each is the fleet's desired table
+// (10,000 entries are a few MB).
+const maxKnownTables = 3
+
+// remember keeps w's table under digest, forgetting the oldest beyond
+// maxKnownTables.
+func (k *knownTables) remember(digest string, w wanted) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, ok := k.tables[digest]; ok {
+		return
+	}
+	if k.tables == nil {
+		k.tables = map[string][]connector.Site{}
+	}
+	sites := make([]connector.Site, 0, len(w.names))
+	for _, name := range w.names {
+		sites = append(sites, w.sites[name])
+	}
+	k.tables[digest] = sites
+	k.order = append(k.order, digest)
+	if len(k.order) > maxKnownTables {
+		delete(k.tables, k.order[0])
+		k.order = k.order[1:]
+	}
+}
+
+// digests are the known tables' digests other than except.
+func (k *knownTables) digests(except string) []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return slices.DeleteFunc(slices.Clone(k.order), func(d string) bool { return d == except })
+}
+
+// table is the known table of digest (shared: read only).
+func (k *knownTables) table(digest string) ([]connector.Site, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	t, ok := k.tables[digest]
+	return t, ok
 }
 
 // keepRestart drops "restart" from the drift of a managed edge whose

@@ -89,6 +89,8 @@ type EdgeSync struct {
 	// rendered holds each edge's last VCL rendered by a settled round
 	// (edge id → renderedVCL).
 	rendered sync.Map
+	// known are the last rounds' desired tables (knownTables).
+	known knownTables
 }
 
 // SyncEdgesInput is one round of the sync loop.
@@ -213,6 +215,7 @@ func (a *EdgeSync) SyncEdges(ctx context.Context, in SyncEdgesInput) ([]EdgeSync
 	}
 	w := wanted{sites: desired, names: slices.Sorted(maps.Keys(desired)), live: live, empty: empty}
 	w.digests = &digests{}
+	a.known.remember(w.digest(), w)
 	defer keepAlive(ctx)()
 	out := make([]EdgeSyncReport, len(ids))
 	var wg sync.WaitGroup

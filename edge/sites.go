@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/inventory"
@@ -26,13 +27,14 @@ func (c *Client) Table(ctx context.Context, e inventory.Edge) (connector.TableSt
 	return st, err
 }
 
-// TableIfDigest reads edge e's site table unless it has digest want
-// (connector.HeaderIfDigest): same is true when it does, and st then
-// holds the table's Started, Loaded and Digest without its entries. An
-// edge whose connector predates the header answers the whole table; its
-// Digest decides alike.
-func (c *Client) TableIfDigest(ctx context.Context, e inventory.Edge, want string) (st connector.TableState, same bool, err error) {
-	err = c.adminHeaders(ctx, e, http.MethodGet, "", nil, &st, map[string]string{connector.HeaderIfDigest: want})
+// TableIfDigest reads edge e's site table unless its digest is one of
+// known (connector.HeaderIfDigest): then st holds the table's Started,
+// Loaded and Digest without its entries, and same is true when that
+// digest is want (the table is as desired). An edge whose connector
+// predates the header answers the whole table; its Digest decides alike.
+func (c *Client) TableIfDigest(ctx context.Context, e inventory.Edge, want string, known ...string) (st connector.TableState, same bool, err error) {
+	list := strings.Join(append([]string{want}, known...), ",")
+	err = c.adminHeaders(ctx, e, http.MethodGet, "", nil, &st, map[string]string{connector.HeaderIfDigest: list})
 	return st, err == nil && want != "" && st.Digest == want, err
 }
 
