@@ -117,16 +117,18 @@ func main() {
 		b.round(fmt.Sprintf("settled %d", i+1))
 	}
 	stop()
-	for i := 0; i < min(*drift, len(fleet)); i++ {
-		e := entries[i%len(entries)]
-		e.Origins = slices.Clone(e.Origins)
-		e.Origins[0].Path = "/planted"
-		if _, err := fleet[i*len(fleet)/max(*drift, 1)].PutSite(e, true); err != nil {
-			log.Fatal(err)
+	if n := min(*drift, len(fleet)); n > 0 {
+		for i := 0; i < n; i++ {
+			e := entries[i%len(entries)]
+			e.Origins = slices.Clone(e.Origins)
+			e.Origins[0].Path = "/planted"
+			if _, err := fleet[i*len(fleet)/n].PutSite(e, true); err != nil {
+				log.Fatal(err)
+			}
 		}
+		b.round(fmt.Sprintf("drift (%d edges drifted)", n))
+		b.round("after drift")
 	}
-	b.round(fmt.Sprintf("drift (%d edges drifted)", *drift))
-	b.round("after drift")
 	if *change {
 		d.d.Specs[0] = spec(0, 2, "/v2")
 		b.round("change (1 distribution new on no edge)")
