@@ -144,26 +144,30 @@ func (w wanted) digest() string {
 // whose Digest is a known table gets that table's entries from memory (an
 // edge a change has not reached yet holds the previous desired table). A
 // draining edge is read whole.
-func (a *EdgeSync) readTable(ctx context.Context, e inventory.Edge, w wanted) (connector.TableState, error) {
+func (a *EdgeSync) readTable(ctx context.Context, e inventory.Edge, w wanted) (st connector.TableState, read string, err error) {
 	if e.Drain {
-		return a.Edges.Table(ctx, e)
+		st, err = a.Edges.Table(ctx, e)
+		return st, "entries", err
 	}
 	want := w.digest()
 	st, same, err := a.Edges.TableIfDigest(ctx, e, want, a.known.digests(want)...)
 	switch {
 	case err != nil:
-		return st, err
+		return st, "", err
 	case same:
 		st.Sites = nil // an edge that answered them anyway holds w's
+		return st, "digest", nil
 	case st.Sites == nil:
 		sites, ok := a.known.table(st.Digest)
 		if !ok {
 			// Forgotten since the request (or an empty table): read it.
-			return a.Edges.Table(ctx, e)
+			st, err = a.Edges.Table(ctx, e)
+			return st, "entries", err
 		}
 		st.Sites = sites
+		return st, "known", nil
 	}
-	return st, nil
+	return st, "entries", nil
 }
 
 // knownTables keeps the desired tables of the last few rounds, by
@@ -215,6 +219,12 @@ func (k *knownTables) table(digest string) ([]connector.Site, bool) {
 	defer k.mu.Unlock()
 	t, ok := k.tables[digest]
 	return t, ok
+}
+
+// readWhole reads e's whole site table.
+func (a *EdgeSync) readWhole(ctx context.Context, e inventory.Edge) (connector.TableState, string, error) {
+	st, err := a.Edges.Table(ctx, e)
+	return st, "entries", err
 }
 
 // keepRestart drops "restart" from the drift of a managed edge whose

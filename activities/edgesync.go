@@ -118,8 +118,10 @@ type EdgeSyncReport struct {
 	Sites       int    `json:"sites"`
 	// TableRead says how the round read the table: "digest" (the edge
 	// answered the desired digest, so its entries were neither sent nor
-	// compared) or "entries" (the whole table, compared entry by entry);
-	// "" when the table could not be read.
+	// compared), "known" (the edge answered the digest of a recent
+	// round's desired table: its entries were taken from the worker's
+	// memory and compared), or "entries" (the whole table sent and
+	// compared); "" when the table could not be read.
 	TableRead string `json:"tableRead,omitempty"`
 	// Foreign counts the entries of other control planes in the table
 	// (left alone).
@@ -295,14 +297,14 @@ func (a *EdgeSync) syncEdge(ctx context.Context, id string, w wanted, last EdgeS
 	}
 	rep.Draining = e.Drain
 	log := logger(ctx, "edgeId", id)
-	st, err := a.readTable(ctx, e, w)
-	if err == nil && !e.Drain && st.Sites == nil && st.Digest == w.digest() {
+	st, read, err := a.readTable(ctx, e, w)
+	if read == "digest" {
 		// The edge holds exactly the desired table: nothing to compare.
 		if a.settled(ctx, e, w, st, &rep, last) {
 			keepRestart(e, st, last, &rep)
 			return a.finish(log, rep)
 		}
-		st, err = a.Edges.Table(ctx, e)
+		st, read, err = a.readWhole(ctx, e)
 	}
 	if err != nil {
 		// Another VCL may be active (it does not route the site table):
@@ -317,7 +319,7 @@ func (a *EdgeSync) syncEdge(ctx context.Context, id string, w wanted, last EdgeS
 		} else if changed {
 			rep.Drift = append(rep.Drift, "vcl")
 		}
-		if st, err = a.Edges.Table(ctx, e); err != nil {
+		if st, read, err = a.readWhole(ctx, e); err != nil {
 			rep.Error = err.Error()
 			return a.finish(log, rep)
 		}
@@ -351,7 +353,7 @@ func (a *EdgeSync) syncEdge(ctx context.Context, id string, w wanted, last EdgeS
 	if name, _, err := a.vclFor(e, table); err == nil {
 		rep.VCL = name
 	}
-	rep.Sites, rep.TableDigest, rep.TableRead = len(table), connector.Digest(table), "entries"
+	rep.Sites, rep.TableDigest, rep.TableRead = len(table), connector.Digest(table), read
 	if e.Managed && !st.Started.Equal(last.ConnectorStarted) && len(st.Sites) == 0 && st.Loaded == 0 {
 		// An edge `cdnflow dev` started itself with an empty table,
 		// filled the first time: nothing drifted.
