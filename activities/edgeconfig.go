@@ -121,6 +121,12 @@ func (c EdgeConfig) ensureVCLLocked(ctx context.Context, e inventory.Edge, sites
 	if err != nil {
 		return false, err
 	}
+	return c.ensureRenderedLocked(ctx, e, name, src)
+}
+
+// ensureRenderedLocked makes the rendered VCL name (source src, from
+// vclFor) active on e, under e's VCL lock.
+func (c EdgeConfig) ensureRenderedLocked(ctx context.Context, e inventory.Edge, name, src string) (changed bool, err error) {
 	conn, err := varnishadm.DialSecretFile(ctx, e.AdminAddress, e.SecretFile)
 	if err != nil {
 		return false, fmt.Errorf("admin of %s: %w", e.ID, err)

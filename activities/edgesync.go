@@ -86,6 +86,11 @@ type EdgeSync struct {
 	// refusal to delete anything when the desired state is empty (the
 	// operator's way to empty edges on purpose).
 	AllowMassDelete bool
+	// rendered holds each edge's last VCL rendered by a settled round
+	// (edge id → renderedVCL).
+	rendered sync.Map
+	// known are the last rounds' desired tables (knownTables).
+	known knownTables
 }
 
 // SyncEdgesInput is one round of the sync loop.
@@ -111,6 +116,13 @@ type EdgeSyncReport struct {
 	// (entries of every owner).
 	TableDigest string `json:"tableDigest,omitempty"`
 	Sites       int    `json:"sites"`
+	// TableRead says how the round read the table: "digest" (the edge
+	// answered the desired digest, so its entries were neither sent nor
+	// compared), "known" (the edge answered the digest of a recent
+	// round's desired table: its entries were taken from the worker's
+	// memory and compared), or "entries" (the whole table sent and
+	// compared); "" when the table could not be read.
+	TableRead string `json:"tableRead,omitempty"`
 	// Foreign counts the entries of other control planes in the table
 	// (left alone).
 	Foreign int `json:"foreign,omitempty"`
@@ -204,6 +216,8 @@ func (a *EdgeSync) SyncEdges(ctx context.Context, in SyncEdgesInput) ([]EdgeSync
 		ids = a.syncEdgeIDs()
 	}
 	w := wanted{sites: desired, names: slices.Sorted(maps.Keys(desired)), live: live, empty: empty}
+	w.digests = &digests{}
+	a.known.remember(w.digest(), w)
 	defer keepAlive(ctx)()
 	out := make([]EdgeSyncReport, len(ids))
 	var wg sync.WaitGroup
@@ -267,6 +281,11 @@ type wanted struct {
 	names []string // of sites, in order
 	live  map[string]bool
 	empty bool
+	// digests is the round's digest of each desired table (shared by
+	// every edge of the round).
+	digests *digests
+	// over are the rollout entries w was made with (wanted.on).
+	over map[string]connector.Site
 }
 
 func (a *EdgeSync) syncEdge(ctx context.Context, id string, w wanted, last EdgeSyncReport) EdgeSyncReport {
@@ -278,7 +297,15 @@ func (a *EdgeSync) syncEdge(ctx context.Context, id string, w wanted, last EdgeS
 	}
 	rep.Draining = e.Drain
 	log := logger(ctx, "edgeId", id)
-	st, err := a.Edges.Table(ctx, e)
+	st, read, err := a.readTable(ctx, e, w)
+	if read == "digest" {
+		// The edge holds exactly the desired table: nothing to compare.
+		if a.settled(ctx, e, w, st, &rep, last) {
+			keepRestart(e, st, last, &rep)
+			return a.finish(log, rep)
+		}
+		st, read, err = a.readWhole(ctx, e)
+	}
 	if err != nil {
 		// Another VCL may be active (it does not route the site table):
 		// put the desired one back first.
@@ -292,7 +319,7 @@ func (a *EdgeSync) syncEdge(ctx context.Context, id string, w wanted, last EdgeS
 		} else if changed {
 			rep.Drift = append(rep.Drift, "vcl")
 		}
-		if st, err = a.Edges.Table(ctx, e); err != nil {
+		if st, read, err = a.readWhole(ctx, e); err != nil {
 			rep.Error = err.Error()
 			return a.finish(log, rep)
 		}
@@ -326,21 +353,14 @@ func (a *EdgeSync) syncEdge(ctx context.Context, id string, w wanted, last EdgeS
 	if name, _, err := a.vclFor(e, table); err == nil {
 		rep.VCL = name
 	}
-	rep.Sites, rep.TableDigest = len(table), connector.Digest(table)
-	if e.Managed && !st.Started.Equal(last.ConnectorStarted) {
-		switch {
-		case len(st.Sites) == 0 && st.Loaded == 0:
-			// An edge `cdnflow dev` started itself with an empty table,
-			// filled the first time: nothing drifted.
-			log.Info("edge filled", "changes", rep.Drift, "sites", rep.Sites)
-			rep.Drift = nil
-		case st.Loaded > 0:
-			// Its connector restarted with dev and reloaded its table
-			// from its state file: the restart itself is expected, any
-			// other repair is drift.
-			rep.Drift = slices.DeleteFunc(rep.Drift, func(r string) bool { return r == "restart" })
-		}
+	rep.Sites, rep.TableDigest, rep.TableRead = len(table), connector.Digest(table), read
+	if e.Managed && !st.Started.Equal(last.ConnectorStarted) && len(st.Sites) == 0 && st.Loaded == 0 {
+		// An edge `cdnflow dev` started itself with an empty table,
+		// filled the first time: nothing drifted.
+		log.Info("edge filled", "changes", rep.Drift, "sites", rep.Sites)
+		rep.Drift = nil
 	}
+	keepRestart(e, st, last, &rep)
 	if len(rep.Conflicts) > 0 {
 		rep.Error = fmt.Sprintf("%d desired sites not taken (see conflicts), first: %s", rep.Held["conflict"], rep.Conflicts[0])
 	}
@@ -373,7 +393,7 @@ func (w wanted) on(over map[string]connector.Site) wanted {
 	}
 	sites := maps.Clone(w.sites)
 	maps.Copy(sites, over)
-	w.sites, w.names = sites, slices.Sorted(maps.Keys(sites))
+	w.sites, w.names, w.over = sites, slices.Sorted(maps.Keys(sites)), over
 	return w
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/inventory"
@@ -24,6 +25,17 @@ func (c *Client) Table(ctx context.Context, e inventory.Edge) (connector.TableSt
 	var st connector.TableState
 	err := c.admin(ctx, e, http.MethodGet, "", nil, &st)
 	return st, err
+}
+
+// TableIfDigest reads edge e's site table unless its digest is one of
+// known (connector.HeaderIfDigest): then st holds the table's Started,
+// Loaded and Digest without its entries, and same is true when that
+// digest is want (the table is as desired). An edge whose connector
+// predates the header answers the whole table; its Digest decides alike.
+func (c *Client) TableIfDigest(ctx context.Context, e inventory.Edge, want string, known ...string) (st connector.TableState, same bool, err error) {
+	list := strings.Join(append([]string{want}, known...), ",")
+	err = c.adminHeaders(ctx, e, http.MethodGet, "", nil, &st, map[string]string{connector.HeaderIfDigest: list})
+	return st, err == nil && want != "" && st.Digest == want, err
 }
 
 // PutSite stores s in edge e's site table (older generations are
@@ -52,6 +64,11 @@ func (c *Client) DeleteSite(ctx context.Context, e inventory.Edge, name string, 
 
 // admin sends one site table request; body and out are JSON.
 func (c *Client) admin(ctx context.Context, e inventory.Edge, method, path string, body, out any) error {
+	return c.adminHeaders(ctx, e, method, path, body, out, nil)
+}
+
+// adminHeaders is admin with extra request headers.
+func (c *Client) adminHeaders(ctx context.Context, e inventory.Edge, method, path string, body, out any, headers map[string]string) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -74,6 +91,9 @@ func (c *Client) admin(ctx context.Context, e inventory.Edge, method, path strin
 	req.Header.Set(connector.HeaderAdmin, "1")
 	req.Header.Set(connector.HeaderControl, tok)
 	req.Header.Set("Content-Type", "application/json")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
 	resp, err := c.plain.Do(req)
 	if err != nil {
 		return fmt.Errorf("site table %s on edge %s: %w", method, e.ID, err)

@@ -16,6 +16,13 @@
 //     until every one of them is OPEN.
 //
 //     go run ./bench/apply -edges 3 -sizes 10,100,1000 -changes 20 -burst 100
+//
+// It also prints the history events each change added to its
+// distribution's workflow (Temporal's work per change). With -standins
+// (the default above 20 edges) the edges are the simulated fleet of
+// bench/harness.StartFleet (-latency, -loss):
+//
+//	go run ./bench/apply -edges 1000 -sizes 10 -changes 10 -burst 0
 package main
 
 import (
@@ -26,16 +33,20 @@ import (
 	"io"
 	"log"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
 
 	"github.com/cdnflow/cdnflow/bench/harness"
 	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/inventory"
 	"github.com/cdnflow/cdnflow/service"
+	"github.com/cdnflow/cdnflow/workflows"
 )
 
 const appKey, secret = "bench", "bench-secret"
@@ -61,6 +72,9 @@ type row struct {
 	burst          int
 	burstDur       time.Duration
 	burstSitesEdge []int
+	// events are the history events each change added to its
+	// distribution's workflow (Temporal's work per change).
+	events []int
 }
 
 func main() {
@@ -68,7 +82,11 @@ func main() {
 	sizes := flag.String("sizes", "10,100,1000", "distributions per edge to measure at, ascending")
 	changes := flag.Int("changes", 20, "single-distribution changes timed at each size")
 	burst := flag.Int("burst", 100, "distributions created in one POST at the last size (0: skip)")
+	standIns := flag.Bool("standins", false, "simulated edges (bench/harness.StartFleet) instead of varnishd (always above 20 edges)")
+	latency := flag.Duration("latency", 0, "with stand-ins: added to every edge answer")
+	loss := flag.Float64("loss", 0, "with stand-ins: share of edge requests dropped")
 	flag.Parse()
+	*standIns = *standIns || *edges > 20
 	var ns []int
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -80,9 +98,10 @@ func main() {
 	if *burst > perRequest {
 		log.Fatalf("-burst %d: at most %d distributions per POST", *burst, perRequest)
 	}
-	stack, err := harness.Start(context.Background(), harness.Options{Edges: *edges, Configure: func(c *config.Config) {
-		c.AppKeys = map[string]string{appKey: secret}
-	}})
+	stack, err := harness.Start(context.Background(), harness.Options{Edges: *edges, StandIns: *standIns,
+		Fleet: harness.FleetOptions{Latency: *latency, Loss: *loss}, Configure: func(c *config.Config) {
+			c.AppKeys = map[string]string{appKey: secret}
+		}})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -98,11 +117,15 @@ func main() {
 		b.domains = append(b.domains, b.create(r.created)...)
 		r.createDur = time.Since(start)
 		r.sitesPerEdge = b.sitesPerEdge()
-		log.Printf("N=%d: %d created in %s; sites per edge %v", n, r.created, r.createDur.Round(time.Millisecond), r.sitesPerEdge)
+		log.Printf("N=%d: %d created in %s; sites per edge %s", n, r.created, r.createDur.Round(time.Millisecond), spread(r.sitesPerEdge))
 		for c := 0; c < *changes; c++ {
 			// Spread the changes over the distributions, a new originPath each.
 			d := b.domains[(c*7919)%len(b.domains)]
+			events := b.historyEvents(d)
 			r.lat = append(r.lat, b.change(d, fmt.Sprintf("/n%d-c%d", n, c)))
+			if grew := b.historyEvents(d) - events; grew > 0 { // a continue-as-new in between starts a new count
+				r.events = append(r.events, grew)
+			}
 		}
 		sort.Slice(r.lat, func(i, j int) bool { return r.lat[i] < r.lat[j] })
 		log.Printf("N=%d: change p50 %s p99 %s", n, pct(r.lat, 0.5), pct(r.lat, 0.99))
@@ -115,23 +138,36 @@ func main() {
 		}
 		rows = append(rows, r)
 	}
-	report(*edges, *changes, rows)
+	kind := "varnishd"
+	if *standIns {
+		kind = "simulated"
+	}
+	report(*edges, kind, *changes, rows)
 }
 
-func report(edges, changes int, rows []row) {
-	fmt.Printf("apply benchmark: %d varnishd edges, %d single-distribution changes per size\n", edges, changes)
+func report(edges int, kind string, changes int, rows []row) {
+	fmt.Printf("apply benchmark: %d edges (%s), %d single-distribution changes per size\n", edges, kind, changes)
 	fmt.Printf("%-14s %-28s %-10s %-10s %-10s\n", "per edge", "created (until none OPENING)", "p50", "p99", "max")
 	for _, r := range rows {
-		fmt.Printf("%-14s %-28s %-10s %-10s %-10s\n", fmt.Sprintf("%d %v", r.n, r.sitesPerEdge),
+		fmt.Printf("%-14s %-28s %-10s %-10s %-10s\n", fmt.Sprintf("%d %s", r.n, spread(r.sitesPerEdge)),
 			fmt.Sprintf("%d in %s", r.created, r.createDur.Round(time.Millisecond)),
 			pct(r.lat, 0.5), pct(r.lat, 0.99), r.lat[len(r.lat)-1].Round(time.Millisecond))
+	}
+	for _, r := range rows {
+		if len(r.events) > 0 {
+			sum := 0
+			for _, e := range r.events {
+				sum += e
+			}
+			fmt.Printf("N=%d: %.1f history events per change (max %d) on %d edges\n", r.n, float64(sum)/float64(len(r.events)), slices.Max(r.events), edges)
+		}
 	}
 	first, last := rows[0], rows[len(rows)-1]
 	fmt.Printf("p50 ratio N=%d/N=%d: %.2f; p99 ratio: %.2f\n", last.n, first.n,
 		pct(last.lat, 0.5).Seconds()/pct(first.lat, 0.5).Seconds(), pct(last.lat, 0.99).Seconds()/pct(first.lat, 0.99).Seconds())
 	if last.burst > 0 {
-		fmt.Printf("%d created in one POST at N=%d: all OPEN in %s (sites per edge after: %v)\n",
-			last.burst, last.n, last.burstDur.Round(time.Millisecond), last.burstSitesEdge)
+		fmt.Printf("%d created in one POST at N=%d: all OPEN in %s (sites per edge after: %s)\n",
+			last.burst, last.n, last.burstDur.Round(time.Millisecond), spread(last.burstSitesEdge))
 	}
 }
 
@@ -296,4 +332,31 @@ func (b *bench) call(method, path string, body any, out any) {
 	if err := b.stack.NHN(b.client, appKey, secret, method, path, body, out); err != nil {
 		log.Fatal(err)
 	}
+}
+
+// spread is counts as "[n]" when all equal, else "[min..max]".
+func spread(counts []int) string {
+	if len(counts) == 0 {
+		return "[]"
+	}
+	lo, hi := slices.Min(counts), slices.Max(counts)
+	if lo == hi {
+		return fmt.Sprintf("[%d]", lo)
+	}
+	return fmt.Sprintf("[%d..%d]", lo, hi)
+}
+
+// historyEvents is the length of domain's distribution workflow history
+// (its current run).
+func (b *bench) historyEvents(domain string) int {
+	it := b.stack.Temporal.GetWorkflowHistory(context.Background(), workflows.DistributionWorkflowID(appKey, domain), "", false,
+		enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	n := 0
+	for it.HasNext() {
+		if _, err := it.Next(); err != nil {
+			log.Fatalf("history of %s: %v", domain, err)
+		}
+		n++
+	}
+	return n
 }

@@ -46,7 +46,10 @@ type Stack struct {
 	// Origin counts the requests the benchmark's origin serves (nil on a
 	// cluster): a benchmark reads when edges first and last fetched.
 	Origin *OriginClock
-	stops  []func()
+	// StandIns are the simulated edges (Options.StandIns), in inventory
+	// order.
+	StandIns []*StandIn
+	stops    []func()
 }
 
 // OriginClock wraps the origin handler and keeps the times of the first
@@ -89,7 +92,9 @@ type Options struct {
 	Edges int
 	// StandIns: the edges are lightweight Go stand-ins (StartStandIns)
 	// instead of varnishd, for fleet-sized runs.
-	StandIns  bool
+	StandIns bool
+	// Fleet shapes the stand-ins (latency, loss, restarts).
+	Fleet     FleetOptions
 	Configure func(*config.Config)
 }
 
@@ -158,7 +163,8 @@ func (s *Stack) start(ctx context.Context, o Options) error {
 // startEdges starts the varnishd edges or the stand-ins.
 func (s *Stack) startEdges(ctx context.Context, o Options) ([]inventory.Edge, error) {
 	if o.StandIns {
-		ins, err := StartStandIns(ctx, filepath.Join(s.Dir, "edges"), "SIN", o.Edges)
+		ins, err := StartFleet(ctx, filepath.Join(s.Dir, "edges"), "SIN", o.Edges, o.Fleet)
+		s.StandIns = ins
 		var edges []inventory.Edge
 		for _, in := range ins {
 			s.stops = append(s.stops, in.Close)

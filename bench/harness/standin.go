@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/cdnflow/cdnflow/edge/connector"
 	"net"
 	"net/http"
 	"os"
@@ -15,41 +14,60 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cdnflow/cdnflow/edge"
+	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/inventory"
 )
 
 // StandIn is a lightweight Go edge for fleet-sized benchmarks (200 real
-// varnishd do not fit two cores). Its HTTP side answers as the
-// edge VCL does (edge/vcl/render.go): PURGE 200 "Purged" (X-Purged-Count;
-// with edge.PurgeVerifyHeader the probe's 404 "absent" instead),
-// BAN 200 "Ban added" (400 for a regex with white space or quotes), the
-// cache-only probe (X-Cdnflow-Probe) 200 "cached age=<s>" or 404 "absent",
-// the site table's admin protocol (a real connector.Table), and GET a
-// small body, MISS then HIT from an in-memory cache. For a host its table
-// holds, a GET answers X-Origin-Path (the site's first origin path and
-// the request's, as the test origin would), and the status <code> when
-// that path starts with /status/<code>/ (the test origin's failing
-// paths), so a rollout's gate sees a bad change on a stand-in too. Its admin
-// side is a permissive Varnish CLI: no authentication, 200 to every
-// command, vcl.list -j listing what vcl.inline loaded, so distributions
-// deploy to it.
+// varnishd do not fit two cores; 1,000 stand-ins do, in one process). Its
+// HTTP side answers as the edge VCL does (edge/vcl/render.go): PURGE 200
+// "Purged" (X-Purged-Count; with edge.PurgeVerifyHeader the probe's 404
+// "absent" instead), BAN 200 "Ban added" (400 for a regex with white
+// space or quotes), the cache-only probe (X-Cdnflow-Probe) 200 "cached
+// age=<s>" or 404 "absent", the site table's admin protocol
+// (connector.AdminPath, with connector.HeaderIfDigest) over its own
+// table (fleetTable: a shared Base plus a real connector.Table of what
+// it was told), and GET a small body, MISS then HIT from an in-memory
+// cache. Control requests (PURGE, BAN, the probe, the admin protocol)
+// need the edge's control token (connector.ControlTokenFile of its
+// secret), as the VCL's cdnflow_control demands: 403 otherwise. For a
+// host its table holds, a GET answers X-Origin-Path (the site's first
+// origin path and the request's, as the test origin would), and the
+// status <code> when that path starts with /status/<code>/ (the test
+// origin's failing paths), so a rollout's gate sees a bad change on a
+// stand-in too. Its admin side is a permissive Varnish CLI: no
+// authentication, 200 to every command, vcl.list -j listing what
+// vcl.inline loaded, so distributions deploy to it. FleetOptions add
+// latency, loss and restarts.
 type StandIn struct {
-	Edge inventory.Edge
-	// sites is a real origin connector, for its site table only: the
-	// stand-in answers the admin protocol (connector.AdminPath) with it.
-	sites *connector.Connector
+	Edge  inventory.Edge
+	table *fleetTable
+	token string
+	fleet *FleetOptions
 	mu    sync.Mutex
 	objs  map[string]time.Time // host+path → stored at
 	stop  []func()
+	// Requests counts the HTTP requests answered, by kind: "admin-digest"
+	// (a table read answered by digest), "admin-entries" (a whole table
+	// read), "admin-change", "purge", "ban", "probe", "get".
+	Requests sync.Map // kind → *atomic.Int64
 }
 
-// StartStandIns starts n stand-in edges named prefix01-C1… on loopback;
-// dir holds their CLI secret file (the control token's key; stand-ins
-// check neither).
+// StartStandIns starts n stand-in edges named prefix001-C1… on loopback
+// with empty tables; dir holds their CLI secret file (the control
+// token's key).
 func StartStandIns(ctx context.Context, dir, prefix string, n int) ([]*StandIn, error) {
+	return StartFleet(ctx, dir, prefix, n, FleetOptions{})
+}
+
+// StartFleet starts n stand-in edges named prefix001-C1… on loopback,
+// shaped by o; each has its own HTTP and CLI listener (1,000 stand-ins
+// are 2,000 sockets and a few goroutines each while idle).
+func StartFleet(ctx context.Context, dir, prefix string, n int, o FleetOptions) ([]*StandIn, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -57,13 +75,14 @@ func StartStandIns(ctx context.Context, dir, prefix string, n int) ([]*StandIn, 
 	if err := os.WriteFile(secret, []byte("standin\n"), 0o600); err != nil {
 		return nil, err
 	}
+	token, err := connector.ControlTokenFile(secret)
+	if err != nil {
+		return nil, err
+	}
+	fleet := &o
 	var out []*StandIn
 	for i := 0; i < n; i++ {
-		sites, err := connector.New(connector.Options{})
-		if err != nil {
-			return out, err
-		}
-		s := &StandIn{objs: map[string]time.Time{}, sites: sites}
+		s := &StandIn{objs: map[string]time.Time{}, table: newFleetTable(o.Base), token: token, fleet: fleet}
 		httpLn, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return out, err
@@ -82,6 +101,9 @@ func StartStandIns(ctx context.Context, dir, prefix string, n int) ([]*StandIn, 
 			SecretFile: secret, Kind: inventory.KindVarnish}
 		out = append(out, s)
 	}
+	if o.RestartEvery > 0 && o.RestartShare > 0 {
+		go restartLoop(ctx, out, o)
+	}
 	return out, nil
 }
 
@@ -92,16 +114,58 @@ func (s *StandIn) Close() {
 	}
 }
 
+// Restart empties the stand-in's table and cache and gives it a new
+// start time, as an edge whose connector restarted without its state
+// file.
+func (s *StandIn) Restart() {
+	s.table.restart()
+	s.mu.Lock()
+	s.objs = map[string]time.Time{}
+	s.mu.Unlock()
+}
+
+// Table is the stand-in's site table as GET AdminPath answers it.
+func (s *StandIn) Table() connector.TableState { return s.table.view(true) }
+
+// PutSite changes one entry of the stand-in's table directly (drift
+// planted behind the control plane's back), as PUT AdminPath+name.
+func (s *StandIn) PutSite(site connector.Site, force bool) (connector.PutResult, error) {
+	return s.table.put(site, force)
+}
+
+// Count is how many requests of kind the stand-in answered.
+func (s *StandIn) Count(kind string) int64 {
+	if v, ok := s.Requests.Load(kind); ok {
+		return v.(*atomic.Int64).Load()
+	}
+	return 0
+}
+
+func (s *StandIn) count(kind string) {
+	v, _ := s.Requests.LoadOrStore(kind, new(atomic.Int64))
+	v.(*atomic.Int64).Add(1)
+}
+
 var banRegexOK = regexp.MustCompile(`^[^\s"]+$`)
 
-// ServeHTTP answers as the edge VCL does, for the requests cdnflow sends.
+// ServeHTTP answers as the edge VCL does, for the requests cdnflow sends,
+// after the fleet's latency and loss.
 func (s *StandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.fleet.deliver(w) {
+		return
+	}
 	host := strings.ToLower(strings.TrimSuffix(strings.Split(r.Host, ":")[0], "."))
 	key := host + r.URL.RequestURI()
+	control := r.Header.Get(connector.HeaderAdmin) != "" || r.Method == "BAN" || r.Method == "PURGE" || r.Header.Get(edge.ProbeHeader) != ""
+	if control && r.Header.Get(connector.HeaderControl) != s.token {
+		synth(w, http.StatusForbidden, "Forbidden")
+		return
+	}
 	switch {
 	case r.Header.Get(connector.HeaderAdmin) != "":
-		s.sites.ServeHTTP(w, r) // the site table's admin protocol
+		s.serveAdmin(w, r)
 	case r.Method == "BAN":
+		s.count("ban")
 		re := r.Header.Get("X-Ban-Url-Regex")
 		if re != "" && !banRegexOK.MatchString(re) {
 			synth(w, http.StatusBadRequest, "X-Ban-Url-Regex must be one PCRE without white space or quotes")
@@ -110,6 +174,7 @@ func (s *StandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.ban(host, re)
 		synth(w, http.StatusOK, "Ban added")
 	case r.Method == "PURGE":
+		s.count("purge")
 		n := 0
 		s.mu.Lock()
 		if _, ok := s.objs[key]; ok && r.Header.Get("X-Purge-Tag") == "" {
@@ -124,6 +189,7 @@ func (s *StandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Purged-Count", strconv.Itoa(n))
 		synth(w, http.StatusOK, "Purged")
 	case r.Header.Get(edge.ProbeHeader) != "":
+		s.count("probe")
 		s.mu.Lock()
 		at, ok := s.objs[key]
 		s.mu.Unlock()
@@ -133,7 +199,8 @@ func (s *StandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		synth(w, http.StatusOK, fmt.Sprintf("cached age=%.3f", time.Since(at).Seconds()))
 	default:
-		if site, ok := s.sites.Table().Lookup(host); ok && len(site.Origins) > 0 {
+		s.count("get")
+		if site, ok := s.table.lookup(host); ok && len(site.Origins) > 0 {
 			p := strings.TrimSuffix(site.Origins[0].Path, "/") + r.URL.RequestURI()
 			w.Header().Set("X-Origin-Path", p)
 			if rest, ok := strings.CutPrefix(p, "/status/"); ok {

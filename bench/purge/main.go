@@ -56,9 +56,12 @@ func main() {
 	standIns := flag.Bool("standins", false, "Go stand-in edges instead of varnishd (always above 20 edges)")
 	binDir := flag.String("cluster", "", "run against a local cluster whose binaries are in this directory (make cluster-bins: bin)")
 	workers := flag.String("workers", "1,2", "with -cluster: worker counts to measure")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the large purge (the whole in-process stack) to this file")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the timed purges, single-URL and large (the whole in-process stack), to this file")
+	latency := flag.Duration("latency", 0, "with stand-ins: added to every edge answer")
+	loss := flag.Float64("loss", 0, "with stand-ins: share of edge requests dropped")
 	flag.Parse()
-	largeProfile = *cpuProfile
+	fleet = harness.FleetOptions{Latency: *latency, Loss: *loss}
+	profilePath = *cpuProfile
 	*standIns = *standIns || *edges > 20
 	ctx := context.Background()
 	stack, counts := start(ctx, *binDir, *workers, *edges, *standIns)
@@ -98,7 +101,7 @@ func main() {
 // workers of workerList (then the counts to measure).
 func start(ctx context.Context, binDir, workerList string, edges int, standIns bool) (*harness.Stack, []int) {
 	if binDir == "" {
-		stack, err := harness.Start(ctx, harness.Options{Edges: edges, StandIns: standIns, Configure: func(c *config.Config) {
+		stack, err := harness.Start(ctx, harness.Options{Edges: edges, StandIns: standIns, Fleet: fleet, Configure: func(c *config.Config) {
 			c.AppKeys = map[string]string{appKey: secret}
 			c.PurgeItemInterval = 0 // the benchmark measures latency, not NHN's rate limit
 		}})
@@ -213,6 +216,8 @@ func measure(stack *harness.Stack, domain, prefix string, warmup, iterations, pa
 		call(stack, "POST", "/purges", map[string]any{"domain": domain, "purgeType": "ITEM", "purgeList": fmt.Sprintf("/warmup/%s/%d.js", prefix, i)}, &pr)
 		waitDone(stack, domain, []int64{pr.PurgeSeq}, 5*time.Millisecond)
 	}
+	stopProfile := harness.StartCPUProfile(profilePath)
+	defer stopProfile()
 	var lat, posted []time.Duration
 	var single []int64
 	for i := 0; i < iterations; i++ {
@@ -231,8 +236,6 @@ func measure(stack *harness.Stack, domain, prefix string, warmup, iterations, pa
 
 	// 2. a large purge against the raw rate of the same PURGEs.
 	list := bigList(prefix, paths)
-	stopProfile := harness.StartCPUProfile(largeProfile)
-	defer stopProfile()
 	start := time.Now()
 	var pr struct{ PurgeSeqs []int64 }
 	call(stack, "POST", "/purges", map[string]any{"domain": domain, "purgeType": "ITEM", "purgeList": strings.Join(list, "\n")}, &pr)
@@ -241,8 +244,11 @@ func measure(stack *harness.Stack, domain, prefix string, warmup, iterations, pa
 	return lat, single, pr.PurgeSeqs, time.Since(start)
 }
 
-// largeProfile is -cpuprofile: where to write the large purge's profile.
-var largeProfile string
+// profilePath is -cpuprofile: where to write the timed purges' profile.
+var profilePath string
+
+// fleet shapes the stand-ins (-latency, -loss).
+var fleet harness.FleetOptions
 
 func bigList(prefix string, n int) []string {
 	list := make([]string, n)
@@ -259,7 +265,13 @@ func rawPurge(ctx context.Context, stack *harness.Stack, domain string, edges, p
 	if err != nil {
 		log.Fatal(err)
 	}
-	rawDur, rawFailed := harness.Raw(fresh, "PURGE", domain, bigList("raw", paths), 16)
+	// 16 connections to each of 1,000 stand-ins in this process would be
+	// 32,000 sockets: a fleet that large gets 2 per edge.
+	perEdge := 16
+	if standIns && edges > 100 {
+		perEdge = 2
+	}
+	rawDur, rawFailed := harness.Raw(fresh, "PURGE", domain, bigList("raw", paths), perEdge)
 	if rawFailed > 0 {
 		log.Printf("raw purge: %d failed", rawFailed)
 	}
@@ -269,7 +281,7 @@ func rawPurge(ctx context.Context, stack *harness.Stack, domain string, edges, p
 // rawEdges starts fresh edges of the same kind for the raw comparison.
 func rawEdges(ctx context.Context, stack *harness.Stack, n int, standIns bool) ([]inventory.Edge, func(), error) {
 	if standIns {
-		ins, err := harness.StartStandIns(ctx, filepath.Join(stack.Dir, "raw"), "RAW", n)
+		ins, err := harness.StartFleet(ctx, filepath.Join(stack.Dir, "raw"), "RAW", n, fleet)
 		var edges []inventory.Edge
 		for _, in := range ins {
 			edges = append(edges, in.Edge)

@@ -5,11 +5,19 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
 	"go.uber.org/zap"
 )
+
+// HeaderIfDigest on GET AdminPath names the table digests
+// (TableState.Digest, comma-separated) whose entries the caller holds:
+// when the table has one of them the answer is the TableState without
+// Sites and Closed, so a control plane comparing a fleet against its
+// desired state reads only the tables that differ from what it knows.
+const HeaderIfDigest = "X-Cdnflow-If-Digest"
 
 // maxAdminBody bounds one admin request body (a whole table of ~10,000
 // sites fits).
@@ -28,6 +36,11 @@ func (c *Connector) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	case name == "" && r.Method == http.MethodGet:
 		st := c.table.State()
 		st.Unstorable = c.unstorable.rows()
+		if d := r.Header.Get(HeaderIfDigest); d != "" && slices.Contains(strings.Split(d, ","), st.Digest) {
+			// The caller holds this table already: the answer leaves the
+			// entries out (TableState.Digest says which table it is).
+			st.Sites, st.Closed = nil, nil
+		}
 		writeJSON(w, st)
 	case name == "" && r.Method == http.MethodPut:
 		var sites []Site

@@ -1,0 +1,224 @@
+// Command sync measures one edge sync round (activities.EdgeSync.SyncEdges,
+// the activity the EdgeSyncWorkflow runs every 15 s) for D distributions
+// on E simulated edges (bench/harness.StartFleet: Go stand-ins sharing one
+// starting table of the D entries), in one process:
+//
+//  1. settled rounds: every edge holds the desired table; printed are the
+//     round's wall time, the process CPU it took (the activity AND the
+//     stand-ins answering it: an upper bound of the worker's), the heap
+//     after it, and how each edge's table was read (by digest / whole);
+//
+//  2. a drift round: -drift edges get one entry changed behind the control
+//     plane's back; the round reads those tables whole and heals them;
+//
+//  3. a change round: one distribution's desired entry gets a new
+//     generation that no edge holds yet (what the sync sees when it reads
+//     a change before the change's own apply reached the edges): every
+//     edge differs and is read whole, the worst round; -change=false skips it.
+//
+// The desired state is given to the activity directly (the visibility
+// read of D distributions is not part of these figures), and the
+// activity runs in the SDK's activity test environment (its input and
+// output are encoded as on a worker; their sizes are printed: they are
+// the history bytes a round adds).
+//
+//	go run ./bench/sync -edges 1000 -distributions 10000 -rounds 5
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"log/slog"
+	"os"
+	"runtime"
+	"slices"
+	"syscall"
+	"time"
+
+	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/cdnflow/cdnflow/activities"
+	"github.com/cdnflow/cdnflow/bench/harness"
+	"github.com/cdnflow/cdnflow/distribution"
+	"github.com/cdnflow/cdnflow/edge"
+	"github.com/cdnflow/cdnflow/edge/connector"
+	"github.com/cdnflow/cdnflow/inventory"
+)
+
+const controlPlane = "bench"
+
+// created is every bench distribution's creation time (epoch ms).
+var created = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+
+// desired is a fixed desired state (activities.DesiredSites).
+type desired struct{ d activities.Desired }
+
+func (d *desired) DesiredSites(context.Context) (activities.Desired, error) { return d.d, nil }
+
+func spec(i, version int, path string) distribution.SiteSpec {
+	domain := fmt.Sprintf("d%05d.fleet.test", i)
+	return distribution.SiteSpec{WorkflowID: "distribution/bench/" + domain, AppKey: "bench", Domain: domain, Version: version,
+		Created: created, Config: distribution.Config{UseOrigin: "Y", Origins: []distribution.Origin{{Origin: "origin.fleet.test", Port: 80, OriginPath: path}}}}
+}
+
+func main() {
+	edges := flag.Int("edges", 1000, "simulated edges")
+	dists := flag.Int("distributions", 10000, "distributions (one site table entry each on every edge)")
+	rounds := flag.Int("rounds", 5, "settled rounds to time")
+	drift := flag.Int("drift", 10, "edges given one drifted entry before the drift round")
+	change := flag.Bool("change", true, "time a round that finds one changed distribution on no edge")
+	latency := flag.Duration("latency", 0, "added to every stand-in answer")
+	loss := flag.Float64("loss", 0, "share of stand-in requests dropped")
+	cpuProfile := flag.String("cpuprofile", "", "CPU profile of the settled rounds")
+	flag.Parse()
+
+	d := &desired{}
+	var entries []connector.Site
+	for i := 0; i < *dists; i++ {
+		s := spec(i, 1, "/v1")
+		d.d.Specs = append(d.d.Specs, s)
+		d.d.Running = append(d.d.Running, s.Domain)
+		e, err := activities.EntryOf(s)
+		if err != nil {
+			log.Fatal(err)
+		}
+		e.Owner = controlPlane
+		entries = append(entries, e)
+	}
+	base, err := harness.NewBase(entries)
+	if err != nil {
+		log.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "cdnflow-bench-sync-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer func() { _ = os.RemoveAll(dir) }() // a temp dir left behind only costs disk
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	start := time.Now()
+	fleet, err := harness.StartFleet(ctx, dir, "SIM", *edges, harness.FleetOptions{Base: base, Latency: *latency, Loss: *loss})
+	for _, s := range fleet {
+		defer s.Close()
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+	b := newBench(fleet, d)
+	fmt.Printf("sync benchmark: %d distributions × %d simulated edges (fleet up in %s; latency %s, loss %.3f)\n",
+		*dists, *edges, time.Since(start).Round(time.Millisecond), *latency, *loss)
+	b.round("first (VCL loaded on every edge)")
+	stop := harness.StartCPUProfile(*cpuProfile)
+	for i := 0; i < *rounds; i++ {
+		b.round(fmt.Sprintf("settled %d", i+1))
+	}
+	stop()
+	if n := min(*drift, len(fleet)); n > 0 {
+		for i := 0; i < n; i++ {
+			e := entries[i%len(entries)]
+			e.Origins = slices.Clone(e.Origins)
+			e.Origins[0].Path = "/planted"
+			if _, err := fleet[i*len(fleet)/n].PutSite(e, true); err != nil {
+				log.Fatal(err)
+			}
+		}
+		b.round(fmt.Sprintf("drift (%d edges drifted)", n))
+		b.round("after drift")
+	}
+	if *change {
+		d.d.Specs[0] = spec(0, 2, "/v2")
+		b.round("change (1 distribution new on no edge)")
+		b.round("after change")
+	}
+	fmt.Printf("  peak resident set of the process (fleet, activity, test environment): %d MiB\n", maxRSS()>>20)
+}
+
+type bench struct {
+	fleet []*harness.StandIn
+	env   *testsuite.TestActivityEnvironment
+	a     *activities.EdgeSync
+	last  map[string]activities.EdgeSyncReport
+	heap0 uint64
+}
+
+func newBench(fleet []*harness.StandIn, d *desired) *bench {
+	var list []inventory.Edge
+	for _, s := range fleet {
+		list = append(list, s.Edge)
+	}
+	inv, err := inventory.New(list)
+	if err != nil {
+		log.Fatal(err)
+	}
+	a := &activities.EdgeSync{EdgeConfig: activities.EdgeConfig{ControlPlane: controlPlane}, Inventory: inv,
+		Edges: edge.NewClient(edge.Options{}), Desired: d}
+	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)))
+	env := suite.NewTestActivityEnvironment()
+	env.RegisterActivity(a)
+	env.SetTestTimeout(10 * time.Minute)
+	return &bench{fleet: fleet, env: env, a: a, heap0: heapInUse()}
+}
+
+// round runs one SyncEdges and prints its figures.
+func (b *bench) round(name string) {
+	before := map[string]int64{}
+	for _, k := range []string{"admin-digest", "admin-entries", "admin-change"} {
+		before[k] = b.total(k)
+	}
+	in := activities.SyncEdgesInput{Last: b.last}
+	inBytes, _ := json.Marshal(in)
+	cpu0, t0 := harness.ProcessCPU(), time.Now()
+	val, err := b.env.ExecuteActivity(b.a.SyncEdges, in)
+	if err != nil {
+		log.Fatalf("round %s: %v", name, err)
+	}
+	wall, cpu := time.Since(t0), harness.ProcessCPU()-cpu0
+	var reports []activities.EdgeSyncReport
+	if err := val.Get(&reports); err != nil {
+		log.Fatal(err)
+	}
+	outBytes, _ := json.Marshal(reports)
+	b.last = map[string]activities.EdgeSyncReport{}
+	errs, drifted := 0, 0
+	for _, r := range reports {
+		b.last[r.EdgeID] = r
+		if r.Error != "" {
+			errs++
+		}
+		if len(r.Drift) > 0 {
+			drifted++
+		}
+	}
+	fmt.Printf("  %-40s wall %8s  CPU %7.3f s  heap %5d MiB (+%d)  tables by digest %4d, whole %4d, changes %5d  drift %d  errors %d  payload in %d kB, out %d kB\n",
+		name, wall.Round(time.Millisecond), cpu.Seconds(), heapInUse()>>20, int64(heapInUse()>>20)-int64(b.heap0>>20),
+		b.total("admin-digest")-before["admin-digest"], b.total("admin-entries")-before["admin-entries"],
+		b.total("admin-change")-before["admin-change"], drifted, errs, len(inBytes)>>10, len(outBytes)>>10)
+}
+
+func (b *bench) total(kind string) int64 {
+	var n int64
+	for _, s := range b.fleet {
+		n += s.Count(kind)
+	}
+	return n
+}
+
+// heapInUse is the live heap after a collection (bytes).
+func heapInUse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse
+}
+
+// maxRSS is the process's peak resident set (bytes).
+func maxRSS() int64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Maxrss << 10
+}
