@@ -35,6 +35,11 @@ type PurgeSeq struct {
 	// toward progress (CaughtUp) once the edge registered it.
 	CatchUp   time.Duration `json:"catchUp,omitempty"`
 	PurgeTime int64         `json:"purgeTime"` // epoch ms the API accepted it
+	// Parents maps an edge of EdgeIDs to its parent (shield), also in
+	// EdgeIDs: the edge is purged only once its parent confirmed, and
+	// caught up only once its parent did (purge_tiers.go). Empty: no
+	// tiers, every edge at once.
+	Parents map[string]string `json:"parents,omitempty"`
 }
 
 // PurgeEdgeState is one edge's part of a purge.
