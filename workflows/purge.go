@@ -86,9 +86,20 @@ func PurgeWorkflow(ctx workflow.Context, req PurgeSeq) (PurgeStatus, error) {
 	if deadline <= 0 {
 		deadline = 30 * time.Minute
 	}
-	confirmed := purgeAllEdges(ctx, req, &st, deadline)
+	// Tiers: parents before children (purge_tiers.go).
+	tiered := len(req.Parents) > 0 && workflow.GetVersion(ctx, changePurgeTiers, workflow.DefaultVersion, 1) == 1
+	var confirmed int
+	if tiered {
+		confirmed = purgeTiered(ctx, req, &st, deadline)
+	} else {
+		confirmed = purgeAllEdges(ctx, req, &st, deadline)
+	}
 	if req.CatchUp > 0 && confirmed < len(req.EdgeIDs) {
-		confirmed += catchUp(ctx, req, &st, confirmed)
+		if tiered {
+			confirmed += catchUpTiered(ctx, req, &st, confirmed)
+		} else {
+			confirmed += catchUp(ctx, req, &st, confirmed)
+		}
 	}
 	st.State = PurgeDone
 	if confirmed < len(req.EdgeIDs) {
