@@ -19,3 +19,14 @@ func startTiered(ctx context.Context, dir string, n int, originAddr string) ([]i
 	children, more, err := startEdges(ctx, dir, "BEN", n, originAddr, &shield[0])
 	return append(shield, children...), append(procs, more...), err
 }
+
+// Requests counts the origin's requests since start (0 on a cluster).
+func (o *OriginClock) Requests() int64 {
+	if o == nil {
+		return 0
+	}
+	if h, ok := o.next.(interface{ Requests() int64 }); ok {
+		return h.Requests()
+	}
+	return 0
+}
