@@ -193,6 +193,7 @@ func tierPurgeRaces(t *testing.T, env *testenv.Env, rounds, perRound int) {
 		}
 	}
 	t.Logf("%d visitor requests raced %d purges; %d stale answers after progress 100", races.Load(), rounds, stale.Load())
+	env.Replay(t, "tiers-purge-race-0", "purge_tiers") // the purge-tiers shape (docs/versioning.md)
 }
 
 // tierShieldDown stops the shield: a prewarm of the children still warms
