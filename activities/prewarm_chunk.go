@@ -113,7 +113,12 @@ func (a *Prewarm) PrewarmChunk(ctx context.Context, in PrewarmChunkInput) (Prewa
 	for k, v := range in.Header {
 		header.Set(k, v)
 	}
-	stopped := a.fanOut(ctx, in, edges, targets, header, p)
+	stopped := false
+	for _, tier := range a.prewarmTiers(edges) { // shields first (prewarm_tiers.go)
+		if stopped = a.fanOut(ctx, in, edges, tier, targets, header, p); stopped || ctx.Err() != nil {
+			break
+		}
+	}
 	res, err := a.finishChunk(ctx, in, edges, p, stopped)
 	if err == nil {
 		log.Debug("prewarm chunk done", "pairs", span*len(edges))
@@ -145,8 +150,8 @@ func (a *Prewarm) chunkInputs(ctx context.Context, in PrewarmChunkInput) ([]inve
 	return edges, urls, nil
 }
 
-// fanOut spreads the chunk across its edges: it runs every pair that p
-// has not finished, per edge
+// fanOut spreads the chunk across the edges at positions tier: it runs
+// every pair of those edges that p has not finished, per edge
 // up to PerEdge workers take the next Pipeline URLs in order and send
 // them pipelined on one connection as one batch (Prewarm.warmBatch), and each batch
 // holds one of the edge's slots on this worker (Prewarm.PerEdge, shared
@@ -158,7 +163,7 @@ func (a *Prewarm) chunkInputs(ctx context.Context, in PrewarmChunkInput) ([]inve
 // meanwhile and, when the worker is told to stop (SIGTERM), lets the pairs
 // in flight finish and starts no more. It reports whether such a stop
 // left pairs without an outcome.
-func (a *Prewarm) fanOut(ctx context.Context, in PrewarmChunkInput, edges []inventory.Edge, targets []pairTarget, header http.Header, p *progress[fanRow]) (stopped bool) {
+func (a *Prewarm) fanOut(ctx context.Context, in PrewarmChunkInput, edges []inventory.Edge, tier []int, targets []pairTarget, header http.Header, p *progress[fanRow]) (stopped bool) {
 	span := len(targets)
 	var stop atomic.Bool
 	done := make(chan struct{})
@@ -175,7 +180,8 @@ func (a *Prewarm) fanOut(ctx context.Context, in PrewarmChunkInput, edges []inve
 	stopBeat := beatWhile(ctx, func() { beatChunk(ctx, p.rows()) })
 	defer stopBeat()
 	var wg sync.WaitGroup
-	for pos, e := range edges {
+	for _, pos := range tier {
+		e := edges[pos]
 		spec := warmSpec{Domain: in.Domain, Scheme: in.Scheme, NeedInvalidate: in.NeedInvalidate, Attempts: a.Attempts}
 		m := metricsFor(e.ID)
 		f := a.Edge.Fetcher(ctx, e, header, a.AttemptTimeout)

@@ -40,6 +40,8 @@ type Config struct {
 	Connector
 	Secrets
 	Codec
+	// Tiers: tiered fill (config/tiers.go).
+	Tiers
 }
 
 // Temporal is the Temporal client: where the frontend is and how to reach
@@ -420,6 +422,8 @@ func Default() Config {
 			CodecUIOrigins:  []string{"http://127.0.0.1:8233", "http://localhost:8233"},
 			UICodecEndpoint: "http://127.0.0.1:8234",
 		},
+		// Tiers: a child falls back to the origin while its shield is down.
+		Tiers: Tiers{ParentFallback: true},
 	}
 }
 
@@ -440,6 +444,8 @@ func (c *Config) RegisterDev(fs *flag.FlagSet) {
 	c.Dev.Register(fs)
 	c.Secrets.Register(fs)
 	c.Codec.RegisterUI(fs)
+	// Tiers: managed edges' fallback (their parents are the inventory's).
+	c.Tiers.RegisterFallback(fs)
 }
 
 // RegisterWorker binds the settings of `cdnflow worker`: the Temporal
@@ -478,6 +484,8 @@ func (c *Config) RegisterConnector(fs *flag.FlagSet) {
 	c.Connector.Register(fs)
 	c.Log.Register(fs)
 	c.Origins.Register(fs)
+	// Tiers: --parent-edge, --parent-fallback.
+	c.Tiers.RegisterConnectorTiers(fs)
 }
 
 // Register binds the Temporal client settings.

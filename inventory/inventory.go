@@ -62,6 +62,12 @@ type Edge struct {
 	// plane's entries from its site table while it answers. Remove the
 	// edge from the file once GET /v1/edges shows it empty.
 	Drain bool `yaml:"drain,omitempty" json:"drain,omitempty"`
+	// Parent is the id of this edge's shield (docs/tiers.md): the edge's
+	// connector fetches misses from the shield's Address instead of the
+	// origin. Empty: the edge is a root (a shield, or an edge without
+	// tiers) and fetches from the origin. One level only: a shield has no
+	// parent.
+	Parent string `yaml:"parent,omitempty" json:"parent,omitempty"`
 }
 
 // Inventory is the validated set of edges, in file order.
@@ -176,6 +182,7 @@ func (inv *Inventory) validate() error {
 			errs = append(errs, fmt.Errorf("%s: secretFile is required", where))
 		}
 	}
+	errs = append(errs, inv.checkParents()...)
 	if len(errs) == 0 && len(inv.Serving()) == 0 {
 		errs = append(errs, errors.New("every edge is marked drain: no edge would serve (keep at least one edge without drain)"))
 	}

@@ -111,10 +111,7 @@ func (s *Service) StartPrewarm(ctx context.Context, req PrewarmRequest, idempote
 
 // prewarmStart is the start options and input of a checked prewarm.
 func (s *Service) prewarmStart(v validPrewarm, target prewarmTarget, tenant, requestID, urlsKey, hash, idempotencyKey string, needInvalidate bool) (client.StartWorkflowOptions, workflows.PrewarmJob) {
-	ids := make([]string, len(v.edges))
-	for i, e := range v.edges {
-		ids[i] = e.ID
-	}
+	ids := prewarmEdgeIDs(s.inventory, v.edges) // tiers: shields first (prewarm_tiers.go)
 	job := workflows.PrewarmJob{
 		JobID: workflows.PrewarmWorkflowID(requestID), Domain: v.domain, Scheme: v.scheme, URLsKey: urlsKey,
 		URLCount: len(v.urls), EdgeIDs: ids, Header: v.header, NeedInvalidate: needInvalidate,

@@ -332,6 +332,7 @@ func (s *Service) startPurgeSeqs(ctx context.Context, appKey, domain string, dis
 			AppKey: appKey, Domain: domain, Hosts: dist.Hosts(), Type: purgeType, Paths: paths,
 			Soft: soft, Seq: first + int64(i), PurgeID: randomID(), EdgeIDs: edgeIDs,
 			Deadline: s.config.PurgeDeadline, CatchUp: s.config.PurgeCatchUp, PurgeTime: now.UnixMilli(),
+			Parents: s.inventory.Parents(edgeIDs), // tiers: parents confirmed first (docs/tiers.md)
 		}
 		sem <- struct{}{}
 		wg.Add(1)

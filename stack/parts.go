@@ -199,6 +199,10 @@ func startConnectors(cfg config.Config, inv *inventory.Inventory, idx []int, log
 		co := cfg.ConnectorOptions(e.ConnectorAddress, logger.Named("connector").With(zap.String("edgeId", e.ID)))
 		co.ControlSecretFile = e.SecretFile
 		co.StateFile = filepath.Join(cfg.DataDir, "connectors", e.ID+".json") // the site table outlives a restart of dev
+		// Tiers: a child's misses go to its shield (docs/tiers.md).
+		if p, ok := inv.ParentOf(e.ID); ok {
+			co.Parent = &connector.Parent{ID: p.ID, Address: p.Address, Fallback: cfg.ParentFallback}
+		}
 		c, err := connector.New(co)
 		if err != nil {
 			_ = ln.Close()

@@ -35,6 +35,11 @@ type PurgeSeq struct {
 	// toward progress (CaughtUp) once the edge registered it.
 	CatchUp   time.Duration `json:"catchUp,omitempty"`
 	PurgeTime int64         `json:"purgeTime"` // epoch ms the API accepted it
+	// Parents maps an edge of EdgeIDs to its parent (shield), also in
+	// EdgeIDs: the edge is purged only once its parent confirmed, and
+	// caught up only once its parent did (purge_tiers.go). Empty: no
+	// tiers, every edge at once.
+	Parents map[string]string `json:"parents,omitempty"`
 }
 
 // PurgeEdgeState is one edge's part of a purge.
@@ -81,9 +86,20 @@ func PurgeWorkflow(ctx workflow.Context, req PurgeSeq) (PurgeStatus, error) {
 	if deadline <= 0 {
 		deadline = 30 * time.Minute
 	}
-	confirmed := purgeAllEdges(ctx, req, &st, deadline)
+	// Tiers: parents before children (purge_tiers.go).
+	tiered := len(req.Parents) > 0 && workflow.GetVersion(ctx, changePurgeTiers, workflow.DefaultVersion, 1) == 1
+	var confirmed int
+	if tiered {
+		confirmed = purgeTiered(ctx, req, &st, deadline)
+	} else {
+		confirmed = purgeAllEdges(ctx, req, &st, deadline)
+	}
 	if req.CatchUp > 0 && confirmed < len(req.EdgeIDs) {
-		confirmed += catchUp(ctx, req, &st, confirmed)
+		if tiered {
+			confirmed += catchUpTiered(ctx, req, &st, confirmed)
+		} else {
+			confirmed += catchUp(ctx, req, &st, confirmed)
+		}
 	}
 	st.State = PurgeDone
 	if confirmed < len(req.EdgeIDs) {

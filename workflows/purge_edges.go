@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"errors"
+	"slices"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -61,7 +62,8 @@ func purgeAllEdges(ctx workflow.Context, req PurgeSeq, st *PurgeStatus, deadline
 			rows, _ := outcomesFromError(err)
 			applyOutcomes(ctx, st, rows)
 			for i := range st.Edges {
-				if !st.Edges[i].Confirmed && st.Edges[i].Error == "" {
+				// Only this pass's edges: a tiered purge runs passes side by side.
+				if !st.Edges[i].Confirmed && st.Edges[i].Error == "" && slices.Contains(req.EdgeIDs, st.Edges[i].EdgeID) {
 					st.Edges[i].Error = rootMessage(err)
 				}
 			}

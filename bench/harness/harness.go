@@ -96,6 +96,10 @@ type Options struct {
 	// Fleet shapes the stand-ins (latency, loss, restarts).
 	Fleet     FleetOptions
 	Configure func(*config.Config)
+	// Shield (varnishd only): one more edge, started first, is the parent
+	// (docs/tiers.md) of the Edges others, which fetch their misses from
+	// it.
+	Shield bool
 }
 
 // Start brings everything up through stack.Start (the assembler of
@@ -172,6 +176,13 @@ func (s *Stack) startEdges(ctx context.Context, o Options) ([]inventory.Edge, er
 		}
 		return edges, err
 	}
+	if o.Shield {
+		edges, procs, err := startTiered(ctx, filepath.Join(s.Dir, "edges"), o.Edges, s.OriginAddr)
+		for _, p := range procs {
+			s.stops = append(s.stops, func() { _ = p.Stop(context.Background()) })
+		}
+		return edges, err
+	}
 	edges, procs, err := StartEdges(ctx, filepath.Join(s.Dir, "edges"), "BEN", o.Edges, s.OriginAddr)
 	for _, p := range procs {
 		s.stops = append(s.stops, func() { _ = p.Stop(context.Background()) })
@@ -191,6 +202,11 @@ func (s *Stack) Stop() {
 // through its own origin connector (loopback admitted for the origin's
 // port only), served until ctx ends.
 func StartEdges(ctx context.Context, dir, prefix string, n int, originAddr string) ([]inventory.Edge, []*varnishd.Process, error) {
+	return startEdges(ctx, dir, prefix, n, originAddr, nil)
+}
+
+// startEdges is StartEdges; a non-nil parent is every edge's shield.
+func startEdges(ctx context.Context, dir, prefix string, n int, originAddr string, parent *inventory.Edge) ([]inventory.Edge, []*varnishd.Process, error) {
 	host, port, _ := net.SplitHostPort(originAddr)
 	p, _ := strconv.Atoi(port)
 	var edges []inventory.Edge
@@ -205,7 +221,7 @@ func StartEdges(ctx context.Context, dir, prefix string, n int, originAddr strin
 		if err != nil {
 			return nil, procs, err
 		}
-		cAddr, err := startConnector(ctx, port)
+		cAddr, err := startConnector(ctx, port, parent)
 		if err != nil {
 			return nil, procs, err
 		}
@@ -223,6 +239,9 @@ func StartEdges(ctx context.Context, dir, prefix string, n int, originAddr strin
 		}
 		e := inventory.Edge{ID: id, Region: "us", Country: "united_states", Address: httpAddr, AdminAddress: adminAddr,
 			ConnectorAddress: cAddr.String(), SecretFile: secret, Kind: inventory.KindVarnish}
+		if parent != nil {
+			e.Parent = parent.ID
+		}
 		proc, err := varnishd.Start(ctx, varnishd.Options{Name: id, WorkDir: filepath.Join(dir, id), ListenAddr: httpAddr,
 			AdminAddr: adminAddr, SecretFile: e.SecretFile, VCL: src, StorageMB: 512,
 			Params: map[string]string{"thread_pool_max": "2000"}})
@@ -237,12 +256,16 @@ func StartEdges(ctx context.Context, dir, prefix string, n int, originAddr strin
 
 // startConnector serves an origin connector on a free loopback port until
 // ctx ends, admitting the loopback origin port originPort.
-func startConnector(ctx context.Context, originPort string) (*net.TCPAddr, error) {
+func startConnector(ctx context.Context, originPort string, parent *inventory.Edge) (*net.TCPAddr, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("connector: %w", err)
 	}
-	c, err := connector.New(connector.Options{Listen: ln.Addr().String(), AllowLoopback: []string{originPort}})
+	co := connector.Options{Listen: ln.Addr().String(), AllowLoopback: []string{originPort}}
+	if parent != nil {
+		co.Parent = &connector.Parent{ID: parent.ID, Address: parent.Address, Fallback: true}
+	}
+	c, err := connector.New(co)
 	if err != nil {
 		_ = ln.Close()
 		return nil, err

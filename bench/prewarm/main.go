@@ -48,9 +48,14 @@ func main() {
 	pipeline := flag.Int("pipeline", 8, "cdnflow's --prewarm-pipeline: GETs pipelined on one connection to an edge (1: none)")
 	rounds := flag.Int("rounds", 3, "rounds, each one cdnflow job and one raw run on fresh URLs (the order alternates); the ratio is over their total time")
 	keyFile := flag.String("payload-key-file", "", "seal payloads with this key ring (cdnflow --payload-key-file), to measure encryption's cost")
+	tiered := flag.Bool("tiered", false, "measure tiered fill (docs/tiers.md): -edges edges without tiers, then the same edges under one shield; origin fetches per URL and pairs/s of each")
 	flag.Parse()
 	ctx := context.Background()
 	domain := "bench.example.com"
+	if *tiered {
+		tieredBench(ctx, *urls, *edges, cmp.Or(*conns, *conc), *pipeline, *rounds, domain)
+		return
+	}
 	if *binDir != "" {
 		clusterBench(ctx, *binDir, *workers, *urls, *edges, *conc, cmp.Or(*conns, *conc), *pipeline, domain)
 		return
@@ -232,7 +237,12 @@ func urlList(domain, prefix string, n int) []string {
 // runJob runs one prewarm through the API to its end: elapsed time, final
 // status, status polls. A job that does not complete cleanly is fatal.
 func runJob(apiURL, domain string, list []string) (time.Duration, string, int) {
-	body, _ := json.Marshal(map[string]any{"url_list": list, "cf_domain": domain, "target_type": "region", "region": "all", "timeout": 3600})
+	return runJobTo(apiURL, domain, list, "region", "all")
+}
+
+// runJobTo is runJob with the job's target (target_type, region).
+func runJobTo(apiURL, domain string, list []string, targetType string, region any) (time.Duration, string, int) {
+	body, _ := json.Marshal(map[string]any{"url_list": list, "cf_domain": domain, "target_type": targetType, "region": region, "timeout": 3600})
 	start := time.Now()
 	resp, err := http.Post(apiURL+"/prewarm", "application/json", bytes.NewReader(body))
 	if err != nil {

@@ -46,6 +46,10 @@ func runConnector(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	o := cfg.ConnectorOptions(cfg.ConnectorListen, logger.Named("connector"))
 	o.StateFile, o.ClosedRetention = cfg.ConnectorStateFile, cfg.ConnectorClosedRetention
+	// Tiers: the parent edge (shield) misses go to.
+	if o.Parent, err = cfg.Tiers.Parent(); err != nil {
+		return err
+	}
 	if err := connector.Run(ctx, o); err != nil {
 		return err
 	}

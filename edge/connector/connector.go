@@ -104,7 +104,10 @@ type Options struct {
 	// requests must carry its ControlTokenFile in HeaderControl (403
 	// otherwise), and New fails when the file cannot be read.
 	ControlSecretFile string
-	Logger            *zap.Logger
+	// Parent, when set, is the edge's shield: misses go to it instead of
+	// the origin (tier.go, docs/tiers.md). SetParent changes it.
+	Parent *Parent
+	Logger *zap.Logger
 }
 
 // Connector is an http.Handler proxying Varnish's backend requests to the
@@ -120,6 +123,7 @@ type Connector struct {
 	proxy  *httputil.ReverseProxy
 
 	table *Table
+	tier  *tierState
 
 	mu         sync.Mutex
 	transports map[string]*transportEntry
@@ -195,6 +199,7 @@ func New(o Options) (*Connector, error) {
 		transports: map[string]*transportEntry{},
 		counters:   map[string]*atomic.Uint64{},
 		down:       map[netip.AddrPort]time.Time{},
+		tier:       newTierState(o),
 	}
 	if ap, err := netip.ParseAddrPort(o.Listen); err == nil {
 		c.self.Store(uint32(ap.Port()))
@@ -240,6 +245,12 @@ type target struct {
 	cachePrivate bool
 	// site names the answers' site in the unstorable counters.
 	site string
+	// visitorHost is the Host Varnish sent (the visitor's): what a
+	// parent edge is asked with.
+	visitorHost string
+	// fallback is the parent's id when it could not be reached and the
+	// origin answers instead (HeaderTierFallback).
+	fallback string
 }
 
 // Table is the edge's site table (the admin protocol's state).
@@ -287,7 +298,7 @@ func (c *Connector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.refuse(w, r, err.Error())
 		return
 	}
-	t := &target{key: FormatOrigins(origins), origins: origins, site: DefaultSite}
+	t := &target{key: FormatOrigins(origins), origins: origins, site: DefaultSite, visitorHost: r.Host}
 	if len(hostVals) > 1 {
 		c.refuse(w, r, HeaderOriginHost+" is given more than once")
 		return
@@ -315,7 +326,7 @@ func (c *Connector) serveSite(w http.ResponseWriter, r *http.Request, site Site)
 		writeStatus(w, http.StatusNotFound, "Distribution suspended")
 		return
 	}
-	t := &target{key: "s|" + site.Name, ttl: site.TTL, cachePrivate: site.cachePrivate(), site: site.Name}
+	t := &target{key: "s|" + site.Name, ttl: site.TTL, cachePrivate: site.cachePrivate(), site: site.Name, visitorHost: r.Host}
 	for _, o := range site.Origins {
 		t.origins = append(t.origins, o.Origin)
 		t.paths = append(t.paths, o.Path)
@@ -402,6 +413,13 @@ func (t *originTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if tg == nil || len(tg.origins) == 0 {
 		return nil, errors.New("connector: request without a target")
 	}
+	resp, fromParent, err := c.viaParent(req, tg)
+	if err != nil {
+		return nil, err
+	}
+	if fromParent {
+		return c.deliver(req, resp, parentOrigin(c.tier.parent.Load()), tg)
+	}
 	replayable := req.Body == nil || req.Body == http.NoBody
 	start := int(c.counter("o|"+tg.key).Add(1)-1) % len(tg.origins)
 	var last error
@@ -414,21 +432,7 @@ func (t *originTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		resp, err := c.fetch(req, o, path, tg.host, replayable)
 		if err == nil {
-			if err = c.admit(req, resp, o, tg.site); err != nil {
-				return nil, err
-			}
-			for k := range resp.Header {
-				if strings.HasPrefix(k, internalPrefix) {
-					delete(resp.Header, k)
-				}
-			}
-			if tg.ttl > 0 {
-				resp.Header.Set(HeaderTTL, strconv.FormatInt(tg.ttl, 10))
-			}
-			if tg.cachePrivate {
-				resp.Header.Set(HeaderCachePrivate, "1")
-			}
-			return resp, nil
+			return c.deliver(req, resp, o, tg)
 		}
 		last = err
 		var oe *OriginError
@@ -437,6 +441,32 @@ func (t *originTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	return nil, last
+}
+
+// deliver checks an answer of o (admit), removes internal headers and
+// adds the site's: its TTL, cache-private policy and, for an origin's
+// answer while the parent was unreachable, HeaderTierFallback.
+func (c *Connector) deliver(req *http.Request, resp *http.Response, o Origin, tg *target) (*http.Response, error) {
+	if err := c.admit(req, resp, o, tg.site); err != nil {
+		return nil, err
+	}
+	for k := range resp.Header {
+		if strings.HasPrefix(k, internalPrefix) {
+			delete(resp.Header, k)
+		}
+	}
+	if tg.ttl > 0 {
+		resp.Header.Set(HeaderTTL, strconv.FormatInt(tg.ttl, 10))
+	}
+	if tg.cachePrivate {
+		resp.Header.Set(HeaderCachePrivate, "1")
+	}
+	if tg.fallback != "" {
+		resp.Header.Set(HeaderTierFallback, "origin; parent="+tg.fallback)
+	} else {
+		resp.Header.Del(HeaderTierFallback)
+	}
+	return resp, nil
 }
 
 // admit refuses an origin answer the edge could not store or pass
@@ -618,6 +648,7 @@ func (c *Connector) transportFor(o Origin) *http.Transport {
 // table then refuses changes). Safe to call more than once.
 func (c *Connector) Close() {
 	c.table.Close()
+	c.closeTier()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, e := range c.transports {

@@ -25,7 +25,10 @@ import (
 type Handler struct {
 	// BodySize pads bodies to this many bytes (default: small).
 	BodySize int
-	requests atomic.Int64
+	// Generation is the content version served (X-Origin-Generation and
+	// the body): a test bumps it to tell an old copy from a new one.
+	Generation atomic.Int64
+	requests   atomic.Int64
 }
 
 // Requests counts the requests served so far.
@@ -57,7 +60,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Origin-Host", r.Host)
 	w.Header().Set("X-Origin-Path", r.URL.RequestURI())
+	gen := h.Generation.Load()
+	w.Header().Set("X-Origin-Generation", strconv.FormatInt(gen, 10))
 	body := fmt.Sprintf("cdnflow demo origin\nhost=%s\npath=%s\n", r.Host, r.URL.RequestURI())
+	if gen != 0 {
+		body += fmt.Sprintf("generation=%d\n", gen)
+	}
 	if pad := h.BodySize - len(body); pad > 0 {
 		body += strings.Repeat(".", pad-1) + "\n"
 	}

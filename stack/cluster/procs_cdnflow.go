@@ -80,6 +80,10 @@ func (c *Cluster) connectorProc(e inventory.Edge) proc {
 	if len(c.opts.OriginAllowLoopback) > 0 {
 		argv = append(argv, "--origin-allow-loopback", strings.Join(c.opts.OriginAllowLoopback, ","))
 	}
+	// Tiers: a child edge's misses go to its shield (docs/tiers.md).
+	if p, ok := c.inv.ParentOf(e.ID); ok {
+		argv = append(argv, "--parent-edge", p.ID+"="+p.Address)
+	}
 	// The connector starts before its edge and reads the edge's secret
 	// (the control token's key) at start.
 	return proc{name: "connector-" + e.ID, argv: argv, prepare: func() error {

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/config"
+	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/edge/edgetest"
 	"github.com/cdnflow/cdnflow/edge/vcl"
 	"github.com/cdnflow/cdnflow/internal/codec"
@@ -104,6 +105,12 @@ func Start(t testing.TB, opts Options) *Env {
 	inv, err := inventory.New(edges)
 	if err != nil {
 		t.Fatalf("inventory: %v", err)
+	}
+	// Tiers: an edge Place gave a parent fetches its misses from it.
+	for i, e := range env.Edges {
+		if p, ok := inv.ParentOf(edges[i].ID); ok {
+			e.Connector.SetParent(&connector.Parent{ID: p.ID, Address: p.Address, Fallback: cfg.ParentFallback})
+		}
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/cdnflow/cdnflow/bench/harness"
+	"github.com/cdnflow/cdnflow/config"
+)
+
+// tieredBench measures tiered fill: a stack of n edges without tiers, then
+// a stack of n edges under one shield (harness.Options.Shield), each with
+// rounds prewarm jobs of urls fresh URLs to the n edges through the API.
+// Pairs are URL × chosen edge (the shield's own pairs are not counted);
+// origin fetches per URL are counted at the origin.
+//
+//	go run ./bench/prewarm -tiered -urls 2000 -edges 10 -rounds 3
+func tieredBench(ctx context.Context, urls, edges, conns, pipeline, rounds int, domain string) {
+	fmt.Printf("tiered prewarm benchmark: %d URLs x %d edges = %d pairs per job, %d round(s) each\n", urls, edges, urls*edges, rounds)
+	var rate [2]float64
+	for mode, shield := range []bool{false, true} {
+		stack, err := harness.Start(ctx, harness.Options{Edges: edges, Shield: shield, Configure: func(c *config.Config) {
+			c.PrewarmConcurrency = conns
+			c.PrewarmPipeline = pipeline
+		}})
+		if err != nil {
+			log.Fatal(err)
+		}
+		var ids []string
+		for _, id := range stack.Inventory.IDs() {
+			if !shield || !stack.Inventory.IsShield(id) {
+				ids = append(ids, id)
+			}
+		}
+		var total time.Duration
+		var fetches int64
+		for r := 1; r <= rounds; r++ {
+			list := urlList(domain, fmt.Sprintf("t%v-r%d", shield, r), urls)
+			before := stack.Origin.Requests()
+			dur, st, _ := runJobTo(stack.APIURL, domain, list, "pop", ids)
+			n := stack.Origin.Requests() - before
+			fetches += n
+			total += dur
+			fmt.Printf("  %-8s round %d: %6.0f pairs/s, %.2f origin fetches/URL (%s; %s)\n", tierName(shield), r,
+				float64(urls*edges)/dur.Seconds(), float64(n)/float64(urls), dur.Round(time.Millisecond), st)
+		}
+		rate[mode] = float64(urls*edges*rounds) / total.Seconds()
+		fmt.Printf("  %-8s total: %6.0f pairs/s, %.2f origin fetches/URL over %d round(s)\n", tierName(shield), rate[mode],
+			float64(fetches)/float64(urls*rounds), rounds)
+		stack.Stop()
+	}
+	fmt.Printf("  throughput tiered / untiered: %.2f\n", rate[1]/rate[0])
+}
+
+func tierName(shield bool) string {
+	if shield {
+		return "tiered"
+	}
+	return "untiered"
+}

@@ -1,0 +1,70 @@
+package connector
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// A child's connector sends misses to its parent edge with the visitor's
+// Host, path and query, and no internal header; while the parent refuses
+// connections it fetches from the origin, says so (HeaderTierFallback,
+// ParentFallbacks) or, with fallback off, answers 502.
+func TestChildFetchesFromParentAndFallsBack(t *testing.T) {
+	shield := startOrigin(t, "shield", "127.0.0.1", 0, nil)
+	o := startOrigin(t, "origin", "127.0.0.1", 0, nil)
+	c, base := newConnector(t, Options{AllowLoopback: []string{"127.0.0.1:" + port(o)},
+		Parent: &Parent{ID: "SHD01", Address: shield.Addr.String(), Fallback: true}})
+	visit := func(path string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+		req.Host = "www.site.test"
+		req.Header.Set(HeaderOrigins, "http://127.0.0.1:"+port(o))
+		req.Header.Set("X-Cdnflow-Secret", "must not leave the edge")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp, string(body)
+	}
+	resp, body := visit("/static/a.js?v=1")
+	if resp.StatusCode != 200 || body != "served by shield path /static/a.js?v=1" || resp.Header.Get(HeaderTierFallback) != "" {
+		t.Fatalf("through the shield: %d %q fallback %q", resp.StatusCode, body, resp.Header.Get(HeaderTierFallback))
+	}
+	host, _, hdr := shield.seen()
+	if host != "www.site.test" {
+		t.Errorf("shield saw Host %q, want the visitor's", host)
+	}
+	for k := range hdr {
+		if strings.HasPrefix(k, internalPrefix) {
+			t.Errorf("shield saw internal header %s", k)
+		}
+	}
+	if n := o.requests.Load(); n != 0 {
+		t.Fatalf("origin fetched %d times while the shield answers", n)
+	}
+
+	_ = shield.srv.Close() // the shield is down: connections refused
+	resp, body = visit("/static/b.js")
+	if resp.StatusCode != 200 || body != "served by origin path /static/b.js" {
+		t.Fatalf("fallback: %d %q", resp.StatusCode, body)
+	}
+	if got := resp.Header.Get(HeaderTierFallback); got != "origin; parent=SHD01" {
+		t.Errorf("%s = %q", HeaderTierFallback, got)
+	}
+	if c.ParentFallbacks() != 1 {
+		t.Errorf("ParentFallbacks = %d, want 1", c.ParentFallbacks())
+	}
+
+	c.SetParent(&Parent{ID: "SHD01", Address: shield.Addr.String(), Fallback: false})
+	resp, _ = visit("/static/c.js")
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(resp.Header.Get(HeaderError), "parent edge SHD01") {
+		t.Fatalf("no fallback: %d %q", resp.StatusCode, resp.Header.Get(HeaderError))
+	}
+	if n := o.requests.Load(); n != 1 {
+		t.Fatalf("origin fetched %d times, want 1 (the fallback only)", n)
+	}
+}

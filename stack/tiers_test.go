@@ -1,0 +1,258 @@
+//go:build !unit
+
+package stack_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/cdnflow/cdnflow/activities"
+	"github.com/cdnflow/cdnflow/config"
+	"github.com/cdnflow/cdnflow/edge/connector"
+	"github.com/cdnflow/cdnflow/internal/eventually"
+	"github.com/cdnflow/cdnflow/inventory"
+	"github.com/cdnflow/cdnflow/service"
+	"github.com/cdnflow/cdnflow/stack/testenv"
+	"github.com/cdnflow/cdnflow/workflows"
+)
+
+const tierHost = "tiers.example.com"
+
+// Two tiers of real varnishd, as docs/tiers.md describes: edge 0 is the
+// shield, edges 1-3 its children. One stack serves every subtest, in
+// order (the last stops the shield).
+func TestTiers(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{Edges: 4, Configure: func(c *config.Config) {
+		c.PrewarmAttempts = 2
+		c.PrewarmAttemptTimeout = 2 * time.Second
+	}, Place: func(i int, e *inventory.Edge) {
+		if i > 0 {
+			e.Parent = "TST01-C1"
+		}
+	}})
+	shield := env.Edges[0].Edge.ID
+	children := []string{env.Edges[1].Edge.ID, env.Edges[2].Edge.ID, env.Edges[3].Edge.ID}
+
+	t.Run("prewarm of the children fetches each URL from the origin once", func(t *testing.T) {
+		var urls []string
+		for i := range 40 {
+			urls = append(urls, fmt.Sprintf("http://%s/fill/app-%d.js", tierHost, i))
+		}
+		before := env.Origin.Requests()
+		st := tierPrewarm(t, env, urls, children)
+		if got := env.Origin.Requests() - before; got != int64(len(urls)) {
+			t.Fatalf("origin fetches = %d for %d URLs on 3 children, want 1 per URL", got, len(urls))
+		}
+		if st.Status != "COMPLETED" || st.Completed != len(urls) {
+			t.Fatalf("status = %+v", st)
+		}
+		rows := map[string]workflows.EdgeProgress{}
+		for _, e := range st.Edges {
+			rows[e.EdgeID] = e
+		}
+		for _, id := range append([]string{shield}, children...) {
+			if r := rows[id]; r.Done != len(urls) || r.Failed != 0 {
+				t.Fatalf("row of %s = %+v (rows %+v)", id, r, st.Edges)
+			}
+		}
+		for i := 1; i < 4; i++ {
+			if got := tierGet(t, env, i, "/fill/app-7.js").Header.Get("X-Cache"); got != "HIT" {
+				t.Fatalf("child %d: X-Cache %s after the prewarm", i, got)
+			}
+		}
+	})
+
+	t.Run("prewarm naming only the shield", func(t *testing.T) {
+		before := env.Origin.Requests()
+		st := tierPrewarm(t, env, []string{"http://" + tierHost + "/fill/shield-only.js"}, []string{shield})
+		if st.Status != "COMPLETED" || len(st.Edges) != 1 || env.Origin.Requests()-before != 1 {
+			t.Fatalf("status = %+v, origin fetches %d", st, env.Origin.Requests()-before)
+		}
+	})
+
+	t.Run("purge races visitors: no child serves the old object after progress 100", func(t *testing.T) {
+		tierPurgeRaces(t, env, 10, 100)
+	})
+
+	t.Run("shield stopped mid-prewarm and mid-purge", func(t *testing.T) {
+		tierShieldDown(t, env, children)
+	})
+}
+
+// tierPrewarm prewarms urls on the PoPs ids through the API and waits for
+// its end.
+func tierPrewarm(t *testing.T, env *testenv.Env, urls, ids []string) service.PrewarmStatusResponse {
+	t.Helper()
+	raw, _ := json.Marshal(map[string]any{"url_list": urls, "cf_domain": tierHost, "target_type": "pop", "region": ids})
+	resp, err := http.Post(env.API.URL+"/prewarm", "application/json", bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var started struct{ RequestID string }
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(data, &started) != nil {
+		t.Fatalf("prewarm = %d %s", resp.StatusCode, data)
+	}
+	var st service.PrewarmStatusResponse
+	eventually.WithinEvery(t, 2*time.Minute, 100*time.Millisecond, func() error {
+		st = service.PrewarmStatusResponse{}
+		resp, err := http.Get(env.API.URL + "/status?requestID=" + started.RequestID)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+			return err
+		}
+		if st.Status == "IN_PROGRESS" {
+			return fmt.Errorf("prewarm still %+v", st)
+		}
+		return nil
+	})
+	return st
+}
+
+// tierGet is one visitor GET through edge i; the body is read.
+func tierGet(t *testing.T, env *testenv.Env, i int, path string) *http.Response {
+	t.Helper()
+	resp := env.EdgeGet(t, i, tierHost, path, nil)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+// tierPurge runs one ITEM purge of path on every edge of the inventory,
+// tiered as the API starts it (inventory.Parents), and returns its end
+// state.
+func tierPurge(t *testing.T, env *testenv.Env, name string, paths []string, deadline, catchUp time.Duration) (client.WorkflowRun, workflows.PurgeStatus) {
+	t.Helper()
+	ids := env.Inventory.IDs()
+	req := workflows.PurgeSeq{Domain: tierHost, Hosts: []string{tierHost}, Type: activities.PurgeItem, Paths: paths,
+		EdgeIDs: ids, Parents: env.Inventory.Parents(ids), Deadline: deadline, CatchUp: catchUp, PurgeTime: time.Now().UnixMilli()}
+	run, err := env.Client.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
+		ID: "tiers-purge-" + name, TaskQueue: env.Config.TaskQueue}, workflows.PurgeWorkflow, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st workflows.PurgeStatus
+	if err := run.Get(context.Background(), &st); err != nil {
+		t.Fatalf("purge %s: %v", name, err)
+	}
+	return run, st
+}
+
+// tierPurgeRaces runs rounds purges of one object while visitors keep
+// requesting it through the children (perRound requests racing each
+// purge); after each purge reaches progress 100 every child must answer
+// the origin's new generation.
+func tierPurgeRaces(t *testing.T, env *testenv.Env, rounds, perRound int) {
+	const path = "/race/object.js"
+	for i := 1; i < 4; i++ {
+		tierGet(t, env, i, path)
+	}
+	var races, stale atomic.Int64
+	for round := range rounds {
+		gen := env.Origin.Generation.Add(1)
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		for v := range 4 {
+			wg.Add(1)
+			go func() { // a visitor on child 1 + v%3, until the purge ended
+				defer wg.Done()
+				for n := 0; ctx.Err() == nil && n < perRound/4; n++ {
+					tierGet(t, env, 1+v%3, path)
+					races.Add(1)
+				}
+			}()
+		}
+		_, st := tierPurge(t, env, fmt.Sprintf("race-%d", round), []string{path}, 20*time.Second, 0)
+		cancel()
+		wg.Wait()
+		if st.Progress != 100 || st.State != workflows.PurgeDone {
+			t.Fatalf("round %d: purge %+v", round, st)
+		}
+		for i := 1; i < 4; i++ {
+			for range 3 {
+				if got := tierGet(t, env, i, path).Header.Get("X-Origin-Generation"); got != strconv.FormatInt(gen, 10) {
+					stale.Add(1)
+					t.Errorf("round %d: child %d serves generation %s after progress 100, want %d", round, i, got, gen)
+				}
+			}
+		}
+	}
+	t.Logf("%d visitor requests raced %d purges; %d stale answers after progress 100", races.Load(), rounds, stale.Load())
+	env.Replay(t, "tiers-purge-race-0", "purge_tiers") // the purge-tiers shape (docs/versioning.md)
+}
+
+// tierShieldDown stops the shield: a prewarm of the children still warms
+// them (from the origin, reported), a purge leaves the children waiting
+// for the shield, and once the shield answers again the catch-up reaches
+// it first, then its children.
+func tierShieldDown(t *testing.T, env *testenv.Env, children []string) {
+	var urls []string
+	for i := range 20 {
+		urls = append(urls, fmt.Sprintf("http://%s/slow/500/down-%d.js", tierHost, i))
+	}
+	fallbacks := func() (n uint64) {
+		for i := 1; i < 4; i++ {
+			n += env.Edges[i].Connector.ParentFallbacks()
+		}
+		return n
+	}
+	before := fallbacks()
+	done := make(chan service.PrewarmStatusResponse, 1)
+	go func() { done <- tierPrewarm(t, env, urls, children) }()
+	time.Sleep(time.Second) // the shield's pairs are under way
+	if err := env.Edges[0].Process.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st := <-done
+	for _, e := range st.Edges {
+		if e.EdgeID != env.Edges[0].Edge.ID && (e.Done != len(urls) || e.Failed != 0) {
+			t.Fatalf("child row %+v with the shield down", e)
+		}
+	}
+	if fallbacks() == before {
+		t.Fatalf("no fallback to the origin reported while the shield was down (rows %+v)", st.Edges)
+	}
+	resp := tierGet(t, env, 1, "/fallback/check.js")
+	if got := resp.Header.Get(connector.HeaderTierFallback); got != "origin; parent="+env.Edges[0].Edge.ID {
+		t.Fatalf("%s = %q on a miss with the shield down", connector.HeaderTierFallback, got)
+	}
+
+	gen := env.Origin.Generation.Add(1)
+	var pst workflows.PurgeStatus
+	restarted := make(chan struct{})
+	go func() { // the shield comes back while its purge is owed
+		defer close(restarted)
+		time.Sleep(3 * time.Second)
+		env.Edges[0].Restart(t)
+	}()
+	_, pst = tierPurge(t, env, "shield-down", []string{"/race/object.js"}, 2*time.Second, time.Minute)
+	<-restarted
+	if pst.State != workflows.PurgeDone || pst.Progress != 100 {
+		t.Fatalf("purge with the shield down = %+v", pst)
+	}
+	for _, e := range pst.Edges {
+		if !e.CaughtUp {
+			t.Fatalf("edge %+v: every edge waited for the shield and caught up", e)
+		}
+	}
+	for i := 1; i < 4; i++ {
+		if got := tierGet(t, env, i, "/race/object.js").Header.Get("X-Origin-Generation"); got != strconv.FormatInt(gen, 10) {
+			t.Fatalf("child %d serves generation %s after the catch-up, want %d", i, got, gen)
+		}
+	}
+}
