@@ -32,7 +32,28 @@ type JobEvent struct {
 
 // PublishJobEvent hands ev to the appKey's webhook subscriptions. It never
 // fails the calling workflow: delivery is durable and retried on its own.
+//
+// It signals the appKey's WebhooksWorkflow and waits for the signal to be
+// recorded (a workflow that completes first would drop it: the server
+// sends a signal only while its sender runs). Its cost to the caller is
+// constant: one SignalExternalWorkflowExecution command per call, and one
+// version marker per run (changePublishJobEvent: histories recorded
+// before it replay without the signal). No subscription (no hub) ends
+// the signal in failure, ignored; an event without an appKey goes to
+// nobody. Detail is bounded by boundDetail.
 func PublishJobEvent(ctx workflow.Context, ev JobEvent) {
-	_ = ctx
-	_ = ev
+	if ev.AppKey == "" || ev.Type == "" {
+		return
+	}
+	if workflow.GetVersion(ctx, changePublishJobEvent, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return
+	}
+	ev.Detail = boundDetail(ev.Detail)
+	// A cancelled job still tells its end.
+	dctx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
+	err := workflow.SignalExternalWorkflow(dctx, WebhooksWorkflowID(ev.AppKey), "", SignalJobEvent, ev).Get(dctx, nil)
+	if err != nil {
+		workflow.GetLogger(ctx).Debug("job event not handed to webhooks (no subscription)", "type", ev.Type, "error", err)
+	}
 }
