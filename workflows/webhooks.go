@@ -55,16 +55,17 @@ const (
 	MaxWebhooksPerAppKey = 10
 	// MaxWebhookQueue bounds the messages one subscription holds
 	// undelivered; past it the oldest not in flight is dropped (logged).
-	MaxWebhookQueue = 800
+	MaxWebhookQueue = 1000
 	// WebhookLogSize is how many recent deliveries a log keeps.
 	WebhookLogSize = 100
 	// webhookSeenSize bounds the ids remembered as delivered, so a message
 	// handed over twice is sent once.
 	webhookSeenSize = 2000
-	// maxDetailKeys and maxDetailString bound a JobEvent's Detail
-	// (boundDetail).
-	maxDetailKeys   = 16
-	maxDetailString = 256
+	// maxDetailKeys, maxDetailKey and maxDetailString bound a JobEvent's
+	// Detail (boundDetail) to about 1 KB.
+	maxDetailKeys   = 8
+	maxDetailKey    = 32
+	maxDetailString = 64
 	// webhookChangesPerRun and webhookDeliveriesPerRun bound a run's
 	// history before it continues as new (also when the server suggests).
 	webhookChangesPerRun    = 500
@@ -180,9 +181,9 @@ func WebhookMessageID(ev JobEvent) string {
 }
 
 // boundDetail answers d cut to what an event may carry: its first
-// maxDetailKeys keys in sorted order, strings cut to maxDetailString
-// bytes, booleans and numbers as they are, other values left out (an
-// event summarises; it never carries lists).
+// maxDetailKeys keys of at most maxDetailKey bytes in sorted order,
+// strings cut to maxDetailString bytes, booleans and numbers as they are,
+// other values left out (an event summarises; it never carries lists).
 func boundDetail(d map[string]any) map[string]any {
 	if len(d) == 0 {
 		return nil
@@ -191,7 +192,9 @@ func boundDetail(d map[string]any) map[string]any {
 	// The keys are sorted below: the order of this range does not matter.
 	//workflowcheck:ignore
 	for k := range d {
-		keys = append(keys, k)
+		if len(k) <= maxDetailKey {
+			keys = append(keys, k)
+		}
 	}
 	slices.Sort(keys)
 	out := map[string]any{}

@@ -157,6 +157,10 @@ func (r *deliveryRun) deliver(ctx workflow.Context, m WebhookMessage) {
 		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 			ScheduleToCloseTimeout: left,
 			StartToCloseTimeout:    activities.WebhookAttemptTimeout,
+			// Cancelled (continue-as-new) while an attempt runs: its
+			// outcome is still taken, so a message the receiver accepted
+			// is not sent again by the next run.
+			WaitForCancellation: true,
 			RetryPolicy: &temporal.RetryPolicy{
 				InitialInterval: r.knobs.RetryInitial, BackoffCoefficient: 2, MaximumInterval: r.knobs.RetryMax,
 				NonRetryableErrorTypes: []string{activities.ErrWebhookRefused, activities.ErrWebhookBadSecret},
@@ -166,7 +170,7 @@ func (r *deliveryRun) deliver(ctx workflow.Context, m WebhookMessage) {
 		err = workflow.ExecuteActivity(actx, webhookActivities.DeliverWebhook, req).Get(ctx, &res)
 	}
 	if err != nil && ctx.Err() != nil {
-		return // cancelled: stays queued
+		return // cancelled before a 2xx: stays queued
 	}
 	r.st.Queue = slices.DeleteFunc(r.st.Queue, func(q WebhookMessage) bool { return q.ID == m.ID })
 	d := WebhookDelivery{Outcome: DeliveryDelivered, Attempts: res.Attempts, Status: res.Status}
