@@ -130,4 +130,5 @@ func registerWebhooks(r sdkworker.Registry, d Deps) {
 	r.RegisterWorkflow(workflows.WebhookDeliveryWorkflow)
 	r.RegisterActivity(wh.DeliverWebhook)
 	r.RegisterActivity(wh.WebhookKnobs)
+	r.RegisterActivity((&workflows.WebhookPublisher{Temporal: d.Temporal}).SendJobEvent)
 }

@@ -1,6 +1,11 @@
 package workflows
 
-import "go.temporal.io/sdk/workflow"
+import (
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
 
 // Job event types a workflow publishes when a step of a job finishes.
 // Webhook subscriptions (docs/webhooks.md) deliver them, signed, to the
@@ -33,14 +38,16 @@ type JobEvent struct {
 // PublishJobEvent hands ev to the appKey's webhook subscriptions. It never
 // fails the calling workflow: delivery is durable and retried on its own.
 //
-// It signals the appKey's WebhooksWorkflow and waits for the signal to be
-// recorded (a workflow that completes first would drop it: the server
-// sends a signal only while its sender runs). Its cost to the caller is
-// constant: one SignalExternalWorkflowExecution command per call, and one
-// version marker per run (changePublishJobEvent: histories recorded
-// before it replay without the signal). No subscription (no hub) ends
-// the signal in failure, ignored; an event without an appKey goes to
-// nobody. Detail is bounded by boundDetail.
+// It runs WebhookPublisher.SendJobEvent as a local activity, which
+// signals the appKey's WebhooksWorkflow before the caller's workflow task
+// completes (a signal command of a workflow that completes in the same
+// task would be dropped by the server). Its cost to the caller is
+// constant: one marker per call, and one version marker per run
+// (changePublishJobEvent: histories recorded before it replay without
+// it). An appKey without subscriptions has no hub: nothing is sent. A
+// send that still fails after its tries is logged; the job goes on. An
+// event without an appKey goes to nobody; Detail is bounded by
+// boundDetail.
 func PublishJobEvent(ctx workflow.Context, ev JobEvent) {
 	if ev.AppKey == "" || ev.Type == "" {
 		return
@@ -52,8 +59,12 @@ func PublishJobEvent(ctx workflow.Context, ev JobEvent) {
 	// A cancelled job still tells its end.
 	dctx, cancel := workflow.NewDisconnectedContext(ctx)
 	defer cancel()
-	err := workflow.SignalExternalWorkflow(dctx, WebhooksWorkflowID(ev.AppKey), "", SignalJobEvent, ev).Get(dctx, nil)
-	if err != nil {
-		workflow.GetLogger(ctx).Debug("job event not handed to webhooks (no subscription)", "type", ev.Type, "error", err)
+	lctx := workflow.WithLocalActivityOptions(dctx, workflow.LocalActivityOptions{
+		ScheduleToCloseTimeout: 30 * time.Second,
+		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3},
+	})
+	var p *WebhookPublisher
+	if err := workflow.ExecuteLocalActivity(lctx, p.SendJobEvent, ev).Get(dctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("job event not handed to webhooks", "type", ev.Type, "jobId", ev.JobID, "error", err)
 	}
 }

@@ -1,8 +1,10 @@
 package workflows
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -11,6 +13,8 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -169,6 +173,31 @@ type WebhookDeliveryState struct {
 	Queue  []WebhookMessage    `json:"queue,omitempty"`
 	Seen   []string            `json:"seen,omitempty"`
 	Log    WebhookLog          `json:"log"`
+}
+
+// WebhookPublisher hands job events to the appKeys' hubs: the local
+// activity of PublishJobEvent, registered with the worker's client.
+type WebhookPublisher struct {
+	Temporal client.Client
+}
+
+// SendJobEvent signals ev to its appKey's WebhooksWorkflow. No hub (no
+// subscription) is no error; a nil receiver or client sends nothing (a
+// workflow test environment). Errors: Temporal's, retried by the local
+// activity's policy.
+func (p *WebhookPublisher) SendJobEvent(ctx context.Context, ev JobEvent) error {
+	if p == nil || p.Temporal == nil {
+		return nil
+	}
+	err := p.Temporal.SignalWorkflow(ctx, WebhooksWorkflowID(ev.AppKey), "", SignalJobEvent, ev)
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("signal %s event of %s to the webhooks of %s: %w", ev.Type, ev.JobID, ev.AppKey, err)
+	}
+	return nil
 }
 
 // WebhookMessageID is the webhook-id of ev: "msg_" and 32 hex digits of
