@@ -42,6 +42,8 @@ type Config struct {
 	Codec
 	// Tiers: tiered fill (config/tiers.go).
 	Tiers
+	// Webhooks: signed job events (docs/webhooks.md).
+	Webhooks
 }
 
 // Temporal is the Temporal client: where the frontend is and how to reach
@@ -424,6 +426,7 @@ func Default() Config {
 		},
 		// Tiers: a child falls back to the origin while its shield is down.
 		Tiers: Tiers{ParentFallback: true},
+		Webhooks: defaultWebhooks(),
 	}
 }
 
@@ -446,6 +449,7 @@ func (c *Config) RegisterDev(fs *flag.FlagSet) {
 	c.Codec.RegisterUI(fs)
 	// Tiers: managed edges' fallback (their parents are the inventory's).
 	c.Tiers.RegisterFallback(fs)
+	c.Webhooks.Register(fs)
 }
 
 // RegisterWorker binds the settings of `cdnflow worker`: the Temporal
@@ -459,6 +463,7 @@ func (c *Config) RegisterWorker(fs *flag.FlagSet) {
 	c.Jobs.Register(fs)
 	c.Worker.Register(fs)
 	c.Secrets.Register(fs)
+	c.Webhooks.Register(fs)
 }
 
 // RegisterAPI binds the settings of `cdnflow api`: the Temporal client,
@@ -851,6 +856,9 @@ func (c Config) Validate() error {
 	if _, err := payload.ParseURL(c.PayloadStoreURL()); err != nil {
 		return err
 	}
+	if err := c.Webhooks.validate(); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -864,6 +872,42 @@ func validWaves(w []float64) error {
 		if !(f > 0 && f <= 1) || (i > 0 && f <= w[i-1]) {
 			return fmt.Errorf("rollout-waves must increase within (0, 1], got %v", w)
 		}
+	}
+	return nil
+}
+
+// Webhooks is how the worker delivers signed job events to webhook
+// subscriptions (dev, worker; docs/webhooks.md). Deliveries follow the
+// callbacks' address policy (AllowPrivateCallbacks).
+type Webhooks struct {
+	// WebhookRetryInitial is the wait before a delivery's second attempt;
+	// each next wait doubles, up to WebhookRetryMax.
+	WebhookRetryInitial time.Duration
+	WebhookRetryMax     time.Duration
+	// WebhookRetryWindow is how long after an event a delivery is
+	// retried: at least 24 h in production (issue 34); tests shorten it.
+	WebhookRetryWindow time.Duration
+	// WebhookConcurrency is how many events of one subscription are in
+	// flight at once.
+	WebhookConcurrency int
+}
+
+func defaultWebhooks() Webhooks {
+	return Webhooks{WebhookRetryInitial: 5 * time.Second, WebhookRetryMax: time.Hour, WebhookRetryWindow: 25 * time.Hour, WebhookConcurrency: 8}
+}
+
+// Register binds the webhook delivery settings.
+func (w *Webhooks) Register(fs *flag.FlagSet) {
+	dur(fs, &w.WebhookRetryInitial, "webhook-retry-initial", "CDNFLOW_WEBHOOK_RETRY_INITIAL", "wait before a webhook delivery's second attempt (doubling after each failure)")
+	dur(fs, &w.WebhookRetryMax, "webhook-retry-max", "CDNFLOW_WEBHOOK_RETRY_MAX", "longest wait between two attempts of a webhook delivery")
+	dur(fs, &w.WebhookRetryWindow, "webhook-retry-window", "CDNFLOW_WEBHOOK_RETRY_WINDOW", "how long after an event its webhook delivery is retried (at least 24h in production)")
+	num(fs, &w.WebhookConcurrency, "webhook-concurrency", "CDNFLOW_WEBHOOK_CONCURRENCY", "events of one webhook subscription in flight at once")
+}
+
+func (w Webhooks) validate() error {
+	if w.WebhookRetryInitial <= 0 || w.WebhookRetryMax < w.WebhookRetryInitial || w.WebhookRetryWindow <= 0 || w.WebhookConcurrency < 1 {
+		return fmt.Errorf("webhook-retry-initial > 0, webhook-retry-max >= it, webhook-retry-window > 0 and webhook-concurrency >= 1, got %s, %s, %s, %d",
+			w.WebhookRetryInitial, w.WebhookRetryMax, w.WebhookRetryWindow, w.WebhookConcurrency)
 	}
 	return nil
 }

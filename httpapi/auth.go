@@ -71,6 +71,13 @@ var routeRules = map[string]routeRule{
 	"GET /v1/appKeys/:appKey/distributions/:domain/versions/diff": {service.VerbRead, onPathAppKey},
 	"GET /v1/appKeys/:appKey/distributions/:domain/versions/:n":   {service.VerbRead, onPathAppKey},
 	"POST /v1/appKeys/:appKey/distributions/:domain/rollback":     {service.VerbAdmin, onPathAppKey},
+
+	// Webhook subscriptions: the appKey is the body's or the query's,
+	// checked by the service (admin to change, read to look).
+	"POST /v1/webhooks":               {service.VerbAdmin, inService},
+	"GET /v1/webhooks":                {service.VerbRead, inService},
+	"DELETE /v1/webhooks/:id":         {service.VerbAdmin, inService},
+	"GET /v1/webhooks/:id/deliveries": {service.VerbRead, inService},
 }
 
 // RouteVerb answers the verb of a route ("METHOD path" as Echo registers

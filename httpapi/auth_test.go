@@ -138,6 +138,11 @@ var routeScopes = map[string]struct {
 	"GET /v1/appKeys/:appKey/distributions/:domain/versions/diff": {"read", false},
 	"GET /v1/appKeys/:appKey/distributions/:domain/versions/:n":   {"read", false},
 	"POST /v1/appKeys/:appKey/distributions/:domain/rollback":     {"admin", false},
+
+	"POST /v1/webhooks":               {"admin", false},
+	"GET /v1/webhooks":                {"read", false},
+	"DELETE /v1/webhooks/:id":         {"admin", false},
+	"GET /v1/webhooks/:id/deliveries": {"read", false},
 }
 
 // openRoutes need no credential.

@@ -96,6 +96,8 @@ func New(d Deps) *Server {
 	s.routesDocs(e)
 	s.routesTokens(e)
 	s.routesAudit(e)
+	// Webhook subscriptions (docs/webhooks.md).
+	s.routesWebhooks(e)
 	return s
 }
 

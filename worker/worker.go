@@ -115,5 +115,20 @@ func Register(r sdkworker.Registry, d Deps) error {
 	} {
 		r.RegisterActivity(a)
 	}
+	registerWebhooks(r, d)
 	return nil
+}
+
+// registerWebhooks registers the signed job events' workflows and
+// activities (docs/webhooks.md).
+func registerWebhooks(r sdkworker.Registry, d Deps) {
+	w := d.Config.Webhooks
+	wh := &activities.Webhooks{AllowPrivate: d.Config.AllowPrivateCallbacks, Knobs: activities.WebhookKnobs{
+		RetryInitial: w.WebhookRetryInitial, RetryMax: w.WebhookRetryMax, RetryWindow: w.WebhookRetryWindow, Concurrency: w.WebhookConcurrency,
+	}}
+	r.RegisterWorkflow(workflows.WebhooksWorkflow)
+	r.RegisterWorkflow(workflows.WebhookDeliveryWorkflow)
+	r.RegisterActivity(wh.DeliverWebhook)
+	r.RegisterActivity(wh.WebhookKnobs)
+	r.RegisterActivity((&workflows.WebhookPublisher{Temporal: d.Temporal}).SendJobEvent)
 }

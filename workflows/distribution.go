@@ -402,6 +402,7 @@ func (d *entity) setStatus(ctx workflow.Context, status string) {
 	if err := workflow.UpsertMemo(ctx, map[string]any{MemoDistributionState: *d.st}); err != nil {
 		workflow.GetLogger(ctx).Warn("upsert state memo", "error", err)
 	}
+	PublishJobEvent(ctx, distributionStateEvent(ctx, d.st))
 }
 
 // notify calls the callback without waiting: a slow or failing callback

@@ -213,6 +213,7 @@ func (st *prewarmState) finish(ctx workflow.Context, status, msg string) Prewarm
 	if err := workflow.UpsertTypedSearchAttributes(ctx, StatusAttr.ValueSet(status)); err != nil {
 		workflow.GetLogger(ctx).Warn("upsert status", "error", err)
 	}
+	PublishJobEvent(ctx, prewarmDoneEvent(ctx, st))
 	return st.snapshot(PrewarmPage{Limit: 100})
 }
 

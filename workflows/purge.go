@@ -109,6 +109,7 @@ func PurgeWorkflow(ctx workflow.Context, req PurgeSeq) (PurgeStatus, error) {
 		workflow.GetLogger(ctx).Warn("upsert purge status", "error", err)
 	}
 	countFinished(ctx, KindPurge, st.State)
+	PublishJobEvent(ctx, purgeDoneEvent(ctx, req, st))
 	return st, nil
 }
 
