@@ -96,6 +96,8 @@ func New(d Deps) *Server {
 	s.routesDocs(e)
 	s.routesTokens(e)
 	s.routesAudit(e)
+	// Releases: purge → prewarm → verify as one job (httpapi/release.go).
+	s.routesRelease(e)
 	return s
 }
 

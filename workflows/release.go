@@ -47,6 +47,10 @@ const QueryRelease = "release"
 // SHA-256 of its canonical body): an Idempotency-Key is bound to it.
 const MemoReleaseHash = "releaseHash"
 
+// MemoReleaseAppKey is the memo key of a release's appKey, read by the API
+// to authorize its readers without a worker.
+const MemoReleaseAppKey = "appKey"
+
 // ReleaseWorkflowID is the id of a release job; id is what the API answers.
 func ReleaseWorkflowID(id string) string { return "release-" + id }
 
