@@ -329,14 +329,43 @@ func (s *Service) livePrewarm(ctx context.Context, st *workflows.ReleaseStatus) 
 	if err != nil {
 		return // not started yet, or unreadable for now: the counts stay 0
 	}
+	inFlight := s.prewarmInFlight(ctx, st.PrewarmRequestID)
 	step.Done, step.Edges = 0, nil
 	for _, e := range pw.Edges {
-		step.Done += e.Done - e.Failed
-		step.Edges = append(step.Edges, workflows.ReleaseEdgeReceipt{EdgeID: e.EdgeID, Done: e.Done - e.Failed, Total: e.Total, Error: e.Error})
+		done := min(e.Done-e.Failed+inFlight[e.EdgeID], e.Total)
+		step.Done += done
+		step.Edges = append(step.Edges, workflows.ReleaseEdgeReceipt{EdgeID: e.EdgeID, Done: done, Total: e.Total, Error: e.Error})
 	}
 	if v := st.Step(workflows.StepVerify); v != nil && v.State == workflows.StepPending && pw.Total > 0 && pw.Completed == pw.Total {
 		v.State = workflows.StepRunning
 	}
+}
+
+// prewarmInFlight counts, per edge, the pairs the prewarm job's running
+// chunks heartbeated (activities.HeartbeatRows): the chunk summaries count
+// a chunk only once it ended, so a job of one chunk would jump from 0 to
+// done. Nil when the job cannot be described.
+func (s *Service) prewarmInFlight(ctx context.Context, requestID string) map[string]int {
+	desc, err := s.temporal.DescribeWorkflowExecution(ctx, workflows.PrewarmWorkflowID(requestID), "")
+	if err != nil {
+		return nil
+	}
+	out := map[string]int{}
+	for _, pa := range desc.GetPendingActivities() {
+		if pa.GetActivityType().GetName() != "PrewarmChunk" || pa.GetHeartbeatDetails() == nil {
+			continue
+		}
+		rows, err := activities.HeartbeatRows(pa.GetHeartbeatDetails())
+		if err != nil {
+			continue
+		}
+		for _, r := range rows {
+			if r.Error == "" {
+				out[r.Edge]++
+			}
+		}
+	}
+	return out
 }
 
 // CancelRelease asks release id to stop: the step running is cancelled and

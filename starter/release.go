@@ -180,11 +180,12 @@ func Release(ctx context.Context, sio IO, args []string) int {
 // --wait-timeout.
 func followRelease(ctx context.Context, sio IO, c common, h http.Header, releaseURL string) int {
 	bar := &progress{io: sio, label: "release", unit: "units"}
+	seen := map[string]int{} // each step's most units done so far
 	deadline := time.Now().Add(c.waitFor)
 	sctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	for {
-		st, done, err := readReleaseEvents(sctx, sio, h, releaseURL, bar)
+		st, done, err := readReleaseEvents(sctx, sio, h, releaseURL, bar, seen)
 		if done {
 			bar.finish()
 			return printRelease(sio, c, st)
@@ -226,7 +227,7 @@ func retryable(err error) bool {
 
 // readReleaseEvents reads one connection's events into bar; done is true
 // with the final status once the done event came.
-func readReleaseEvents(ctx context.Context, sio IO, h http.Header, releaseURL string, bar *progress) (releaseStatus, bool, error) {
+func readReleaseEvents(ctx context.Context, sio IO, h http.Header, releaseURL string, bar *progress, seen map[string]int) (releaseStatus, bool, error) {
 	var st releaseStatus
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, releaseURL+"/events", nil)
 	if err != nil {
@@ -262,7 +263,7 @@ func readReleaseEvents(ctx context.Context, sio IO, h http.Header, releaseURL st
 			if err := json.Unmarshal(data, &st); err != nil {
 				return st, false, fmt.Errorf("event data: %w", err)
 			}
-			done, total, detail := releaseProgress(st)
+			done, total, detail := releaseProgress(st, seen)
 			bar.update(done, total, detail)
 			if event == "done" {
 				return st, true, nil
@@ -276,13 +277,18 @@ func readReleaseEvents(ctx context.Context, sio IO, h http.Header, releaseURL st
 }
 
 // releaseProgress sums the units of every step that runs, and names the
-// step running.
-func releaseProgress(st releaseStatus) (done, total int, detail string) {
+// step running. A step's count never goes back (seen keeps its most): a
+// running prewarm's live count can drop while a killed worker's chunk is
+// retried from its last heartbeat.
+func releaseProgress(st releaseStatus, seen map[string]int) (done, total int, detail string) {
 	var parts []string
-	for _, s := range st.Steps {
+	for i := range st.Steps {
+		s := &st.Steps[i]
 		if s.State == stepSkipped {
 			continue
 		}
+		s.Done = max(s.Done, seen[s.Name])
+		seen[s.Name] = s.Done
 		done, total = done+s.Done, total+s.Total
 		if s.State == stepRunning {
 			parts = append(parts, fmt.Sprintf("%s %d/%d", s.Name, s.Done, s.Total))
