@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cdnflow/cdnflow/config"
+	"github.com/cdnflow/cdnflow/internal/eventually"
 	"github.com/cdnflow/cdnflow/stack/testenv"
 	"github.com/cdnflow/cdnflow/workflows"
 )
@@ -172,6 +173,89 @@ func TestReleasePurgePrewarmVerify(t *testing.T) {
 		t.Fatalf("origin served %d requests during the release, want ≥ %d (every URL anew on every edge)", fetched, len(paths)*len(env.Edges))
 	}
 	checkPurgeReceipts(t, env, d.Domain, st.PurgeSeqs[0], len(env.Edges))
+	env.Replay(t, workflows.ReleaseWorkflowID(id), "release")
+	env.Replay(t, workflows.PrewarmWorkflowID(st.PrewarmRequestID), "prewarm_warmth")
+
+	t.Run("refused in the v1 envelope", func(t *testing.T) { releaseRefusals(t, env, d.Domain) })
+	t.Run("cancelled and past its deadline", func(t *testing.T) { releaseCancelAndDeadline(t, env, d.Domain) })
+}
+
+// releaseRefusals: bodies a release refuses, each 400 (or 404) in the /v1
+// envelope, starting nothing.
+func releaseRefusals(t *testing.T, env *testenv.Env, domain string) {
+	ok := releaseBody(domain, []string{"/a.js"}, "1m")
+	cases := map[string]map[string]any{
+		"no appKey":         {"purge": ok["purge"]},
+		"unknown appKey":    {"appKey": "nobody", "purge": ok["purge"]},
+		"nothing to do":     {"appKey": appKey},
+		"deadline too long": {"appKey": appKey, "purge": ok["purge"], "deadline": "48h"},
+		"two distributions": {"appKey": appKey, "prewarm": ok["prewarm"],
+			"purge": map[string]any{"domain": "other.example", "purgeType": "ITEM", "purgeList": "/a.js"}},
+		"bad purge type": {"appKey": appKey, "purge": map[string]any{"domain": domain, "purgeType": "NONE", "purgeList": "/a.js"}},
+	}
+	for name, body := range cases {
+		code, data, id := startRelease(t, env, body, "")
+		var e struct{ Code, Message string }
+		if code != http.StatusBadRequest || id != "" || json.Unmarshal(data, &e) != nil || e.Code != "InvalidRequest" || e.Message == "" {
+			t.Errorf("%s: %d %s", name, code, data)
+		}
+	}
+	var e struct{ Code string }
+	if code := getJSON(t, env.API.URL+"/v1/releases/00000000-0000-0000-0000-000000000000", &e); code != http.StatusNotFound || e.Code != "NotFound" {
+		t.Errorf("unknown release = %d %+v", code, e)
+	}
+}
+
+// releaseCancelAndDeadline: a release whose prewarm waits on a slow
+// origin is cancelled (CANCELLED, the prewarm step cancelled, the verify
+// step never run); another one ends TIMEOUT at its deadline.
+func releaseCancelAndDeadline(t *testing.T, env *testenv.Env, domain string) {
+	slow := []string{"/slow/20000/a.js", "/slow/20000/b.js"}
+	_, data, id := startRelease(t, env, releaseBody(domain, slow, "5m"), "")
+	if id == "" {
+		t.Fatalf("release: %s", data)
+	}
+	waitStep(t, env, id, workflows.StepPrewarm, workflows.StepRunning)
+	resp, _ := postJSON(t, env.API.URL+"/v1/releases/"+id+"/cancel", nil, nil)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("cancel = %d", resp.StatusCode)
+	}
+	st := waitReleaseEnd(t, env, id)
+	if st.State != workflows.ReleaseCancelled || st.Step(workflows.StepPrewarm).State != workflows.StepCancelled ||
+		st.Step(workflows.StepVerify).State != workflows.StepCancelled || st.Step(workflows.StepPurge).State != workflows.StepDone {
+		t.Fatalf("cancelled release: %+v", st)
+	}
+	_, data, id = startRelease(t, env, releaseBody(domain, slow, "3s"), "")
+	if id == "" {
+		t.Fatalf("release: %s", data)
+	}
+	if st := waitReleaseEnd(t, env, id); st.State != workflows.ReleaseTimeout || st.Step(workflows.StepPrewarm).State != workflows.StepCancelled {
+		t.Fatalf("release past its deadline: %+v", st)
+	}
+}
+
+func waitStep(t *testing.T, env *testenv.Env, id, step, state string) {
+	t.Helper()
+	eventually.WithinEvery(t, time.Minute, 100*time.Millisecond, func() error {
+		st := getRelease(t, env, id)
+		if s := st.Step(step); s.State != state {
+			return fmt.Errorf("step %s is %s, want %s", step, s.State, state)
+		}
+		return nil
+	})
+}
+
+func waitReleaseEnd(t *testing.T, env *testenv.Env, id string) workflows.ReleaseStatus {
+	t.Helper()
+	var st workflows.ReleaseStatus
+	eventually.WithinEvery(t, time.Minute, 100*time.Millisecond, func() error {
+		if st = getRelease(t, env, id); st.State == workflows.ReleaseRunning {
+			b, _ := json.Marshal(st)
+			return fmt.Errorf("release %s still running: %s", id, b)
+		}
+		return nil
+	})
+	return st
 }
 
 // checkReleaseSteps: every step DONE with its counts, the purge's receipt

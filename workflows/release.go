@@ -257,7 +257,7 @@ func (r *releaseRun) purge(ctx workflow.Context) bool {
 	ok, errMsg := true, ""
 	for i, f := range futures {
 		var res PurgeStatus
-		if err := f.Get(ctx, &res); err != nil {
+		if err := awaitChild(ctx, f, &res); err != nil {
 			ok, errMsg = false, fmt.Sprintf("purge seq %d: %s", r.job.Purges[i].Seq, rootMessage(err))
 			continue
 		}
@@ -268,6 +268,20 @@ func (r *releaseRun) purge(ctx workflow.Context) bool {
 		s.Done, s.Edges = rec.done(), rec.rows()
 	}
 	return r.end(ctx, s, ok, errMsg)
+}
+
+// awaitChild waits for child f's result into out, or for ctx to be
+// cancelled (the release cancelled or past its deadline): the SDK asks the
+// child to cancel, yet a child waits for its edges and would hold the
+// release; it is terminated when the release ends (ParentClosePolicy
+// TERMINATE, the default).
+func awaitChild(ctx workflow.Context, f workflow.ChildWorkflowFuture, out any) error {
+	var err error
+	sel := workflow.NewSelector(ctx)
+	sel.AddFuture(f, func(f workflow.Future) { err = f.Get(ctx, out) })
+	sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) { err = temporal.NewCanceledError("release cancelled") })
+	sel.Select(ctx)
+	return err
 }
 
 func (r *releaseRun) purgeChildOptions(pr PurgeSeq) workflow.ChildWorkflowOptions {
@@ -301,7 +315,7 @@ func (r *releaseRun) prewarm(ctx workflow.Context) bool {
 		Memo: memo,
 	}
 	var res PrewarmStatus
-	if err := workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), PrewarmWorkflow, job).Get(ctx, &res); err != nil {
+	if err := awaitChild(ctx, workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), PrewarmWorkflow, job), &res); err != nil {
 		return r.end(ctx, s, false, "prewarm: "+rootMessage(err))
 	}
 	for _, e := range res.Edges {
@@ -384,8 +398,8 @@ func (r *receipts) addPurge(res PurgeStatus) {
 
 func (r *receipts) done() int {
 	n := 0
-	for _, rc := range r.edges {
-		n += rc.Done
+	for _, id := range r.ids {
+		n += r.edges[id].Done
 	}
 	return n
 }
