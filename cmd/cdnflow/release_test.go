@@ -66,7 +66,7 @@ func TestReleaseSurvivesWorkerKillFollowedInATerminal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tty.Close()
+	defer func() { _ = tty.Close() }()
 	out := &ptyOutput{}
 	go func() { _, _ = io.Copy(out, tty) }() // ends with EIO when the command exits
 	exited := make(chan error, 1)
