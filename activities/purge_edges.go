@@ -66,6 +66,13 @@ type PurgeEdgeOutcome struct {
 	Final bool   `json:"final,omitempty"`
 	// Done lists the confirmed unit indices of an edge not Confirmed yet.
 	Done []int `json:"done,omitempty"`
+	// The edge's receipt: its last HTTP answer (receiptAnswer), what the
+	// check after it saw (receiptProbe: MISS, BAN, TAG), when it confirmed
+	// (epoch ms) and its tries over every attempt of the seq.
+	Answer    string `json:"answer,omitempty"`
+	Probe     string `json:"probe,omitempty"`
+	AppliedAt int64  `json:"appliedAt,omitempty"`
+	Attempts  int    `json:"attempts,omitempty"`
 }
 
 // PurgeEdgesResult has one row per input edge, in input order.
@@ -193,11 +200,13 @@ func (a *Purge) purgeOneEdge(ctx context.Context, spec purgeSpec, units []purgeU
 	}
 	wait := edgeRetryFirst
 	for try := 1; ; try++ {
+		run.tried(i)
 		err := a.edgeUnits(ctx, e, spec, units, run, i)
 		if err == nil {
-			run.confirm(i, verifiedText(spec, len(units)))
+			run.confirm(i, verifiedText(spec, len(units)), receiptAnswer(spec.Type, nil), receiptProbe(spec.Type))
 			return
 		}
+		run.answered(i, receiptAnswer(spec.Type, err))
 		var appErr *temporal.ApplicationError
 		final := errors.As(err, &appErr) && appErr.NonRetryable()
 		if ctx.Err() == nil || run.errorOf(i) == "" {
@@ -425,11 +434,57 @@ func (f *edgeStates) unitDone(i, u int) {
 	f.done[i][u] = true
 }
 
-func (f *edgeStates) confirm(i int, verified string) {
+func (f *edgeStates) confirm(i int, verified, answer, probe string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.edges[i].Confirmed, f.edges[i].Verified, f.edges[i].Error = true, verified, ""
+	f.edges[i].Answer, f.edges[i].Probe, f.edges[i].AppliedAt = answer, probe, time.Now().UnixMilli()
 	f.done[i] = map[int]bool{}
+}
+
+// tried counts one more try of edge i.
+func (f *edgeStates) tried(i int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.edges[i].Attempts++
+}
+
+// answered records edge i's last answer of a failed try.
+func (f *edgeStates) answered(i int, answer string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.edges[i].Answer = answer
+}
+
+// receiptAnswer is a receipt's HTTP answer: what the edge VCL answers a
+// unit that took effect (edge/vcl: "Purged", "Ban added", xkey's count),
+// the status of a *edge.StatusError, or "no answer" for a transport error.
+func receiptAnswer(purgeType string, err error) string {
+	var se *edge.StatusError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("%d", se.Code)
+	case err != nil:
+		return "no answer"
+	case purgeType == PurgeItem:
+		return "200 Purged"
+	case purgeType == PurgeTag:
+		return "200 Purged (xkey)"
+	}
+	return "200 Ban added"
+}
+
+// receiptProbe is what showed a confirmed edge's purge took effect: MISS
+// for ITEM (the cache-only probe finds no copy cached before the purge),
+// TAG for xkey purges, BAN for WILDCARD and ALL bans.
+func receiptProbe(purgeType string) string {
+	switch purgeType {
+	case PurgeItem:
+		return "MISS"
+	case PurgeTag:
+		return "TAG"
+	}
+	return "BAN"
 }
 
 func (f *edgeStates) fail(i int, msg string, final bool) {

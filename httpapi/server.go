@@ -98,6 +98,8 @@ func New(d Deps) *Server {
 	s.routesAudit(e)
 	// Webhook subscriptions (docs/webhooks.md).
 	s.routesWebhooks(e)
+	// Releases: purge → prewarm → verify as one job (httpapi/release.go).
+	s.routesRelease(e)
 	return s
 }
 

@@ -8,6 +8,7 @@ package starter
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/schollz/progressbar/v3"
 
 	"github.com/cdnflow/cdnflow/internal/cli"
 )
@@ -196,11 +199,15 @@ func readAll(r io.Reader) ([]byte, error) {
 }
 
 // progress prints a live bar on a terminal and plain lines elsewhere (CI
-// logs), at most one line per interval.
+// logs), at most one line per interval. The bar is
+// github.com/schollz/progressbar/v3: count, rate (unit per second) and
+// the time left predicted from that rate.
 type progress struct {
 	io    IO
 	label string
+	unit  string // what the count counts ("pairs"); "units" when empty
 	last  string
+	bar   *progressbar.ProgressBar
 }
 
 func (p *progress) update(done, total int, detail string) {
@@ -209,9 +216,17 @@ func (p *progress) update(done, total int, detail string) {
 		pct = done * 100 / total
 	}
 	if p.io.IsTTY {
-		width := 30
-		fill := pct * width / 100
-		p.io.errf("\r%s [%s%s] %3d%% %d/%d %s", p.label, strings.Repeat("#", fill), strings.Repeat(".", width-fill), pct, done, total, detail)
+		if p.bar == nil {
+			p.bar = progressbar.NewOptions(max(total, 1), progressbar.OptionSetWriter(p.io.Err),
+				progressbar.OptionSetWidth(30), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
+				progressbar.OptionSetItsString(cmp.Or(p.unit, "units")), progressbar.OptionSetPredictTime(true),
+				progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionShowDescriptionAtLineEnd())
+		}
+		if total > 0 && total != p.bar.GetMax() {
+			p.bar.ChangeMax(total)
+		}
+		p.bar.Describe(strings.TrimSpace(p.label + " " + detail))
+		_ = p.bar.Set(done) // writes to Err; its failure has nowhere to go
 		return
 	}
 	line := fmt.Sprintf("%s: %d/%d (%d%%) %s", p.label, done, total, pct, detail)
@@ -222,6 +237,14 @@ func (p *progress) update(done, total int, detail string) {
 }
 
 func (p *progress) finish() {
+	if p.bar != nil {
+		// Full only when every unit is done; else the bar stays where it was.
+		if st := p.bar.State(); st.CurrentNum >= st.Max {
+			_ = p.bar.Finish()
+		} else {
+			_ = p.bar.Exit()
+		}
+	}
 	if p.io.IsTTY {
 		p.io.errf("\n")
 	}

@@ -116,6 +116,10 @@ func Register(r sdkworker.Registry, d Deps) error {
 		r.RegisterActivity(a)
 	}
 	registerWebhooks(r, d)
+	// Releases (workflows/release.go): the job, and the warmth a prewarm
+	// job with Verify measures.
+	r.RegisterWorkflow(workflows.ReleaseWorkflow)
+	r.RegisterActivity(prewarm.MeasureWarmth)
 	return nil
 }
 

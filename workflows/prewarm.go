@@ -7,6 +7,8 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/cdnflow/cdnflow/activities"
 )
 
 // Prewarm statuses, as the PrewarmStatus API names them.
@@ -41,6 +43,9 @@ type PrewarmJob struct {
 	Timeout        time.Duration     `json:"timeout"`
 	// ChunkSize is URLs per activity; 0 picks one from the job's size.
 	ChunkSize int `json:"chunkSize,omitempty"`
+	// Verify asks the job to measure its warmth once every pair has an
+	// outcome (measureWarmth; a release's verify step).
+	Verify bool `json:"verify,omitempty"`
 }
 
 // ChunkReport is one edge's outcome of one chunk, as the job applies it.
@@ -91,6 +96,9 @@ type PrewarmStatus struct {
 	URLsKey       string         `json:"urlsKey"`
 	ChunkSize     int            `json:"chunkSize"`
 	Error         string         `json:"error,omitempty"`
+	// Warmth is the share of URLs HIT on each edge after the job ran, when
+	// the job asked for it (PrewarmJob.Verify).
+	Warmth *activities.Warmth `json:"warmth,omitempty"`
 }
 
 // prewarmState is the job's memory: a byte and a bit per URL, so 100,000
@@ -104,6 +112,7 @@ type prewarmState struct {
 	edges  []EdgeProgress
 	byEdge map[string]int
 	seen   map[string]bool // edge/chunk already applied
+	warmth *activities.Warmth
 }
 
 func newPrewarmState(job PrewarmJob) *prewarmState {
@@ -156,7 +165,7 @@ func (st *prewarmState) snapshot(q PrewarmPage) PrewarmStatus {
 	}
 	out := PrewarmStatus{
 		Status: st.status, Total: len(st.done), Domain: st.job.Domain, URLsKey: st.job.URLsKey, ChunkSize: st.job.ChunkSize,
-		Edges: append([]EdgeProgress(nil), st.edges...), Error: st.errMsg,
+		Edges: append([]EdgeProgress(nil), st.edges...), Error: st.errMsg, Warmth: st.warmth,
 		FailedIdx: []int{}, InProgressIdx: []int{}, SuccessIdx: []int{},
 	}
 	n := uint8(len(st.edges))
@@ -195,6 +204,9 @@ func PrewarmWorkflow(ctx workflow.Context, job PrewarmJob) (PrewarmStatus, error
 		return finish(PrewarmFailed, "job has no URLs or no valid edge set")
 	}
 	timerFired, errMsg := runChunks(ctx, st, job)
+	if job.Verify && st.allDone() && workflow.GetVersion(ctx, versionPrewarmWarmth, workflow.DefaultVersion, 1) == 1 {
+		st.warmth = measureWarmth(ctx, job)
+	}
 	switch {
 	case st.allDone():
 		return finish(PrewarmCompleted, "")

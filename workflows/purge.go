@@ -54,6 +54,15 @@ type PurgeEdgeState struct {
 	// domain and aliases; CaughtUp: it got it (and is Confirmed).
 	Owed     bool `json:"owed,omitempty"`
 	CaughtUp bool `json:"caughtUp,omitempty"`
+	// The edge's receipt (activities.PurgeEdgeOutcome): its last HTTP
+	// answer ("200 Purged", "200 Ban added", "503"), what the check after
+	// it saw (Probe: MISS, the cache-only probe finds no copy cached before
+	// the purge; BAN, the edge registered the ban; TAG, xkey answered its
+	// count), when it confirmed (epoch ms) and how often it was tried.
+	Answer    string `json:"answer,omitempty"`
+	Probe     string `json:"probe,omitempty"`
+	AppliedAt int64  `json:"appliedAt,omitempty"`
+	Attempts  int    `json:"attempts,omitempty"`
 }
 
 // PurgeStatus answers QueryPurgeStatus. Progress counts confirmed
@@ -171,6 +180,8 @@ func catchUp(ctx workflow.Context, req PurgeSeq, st *PurgeStatus, confirmed int)
 			}
 			st.Edges[i].Owed, st.Edges[i].CaughtUp, st.Edges[i].Confirmed = false, true, true
 			st.Edges[i].Verified, st.Edges[i].Error = res.Verified, ""
+			st.Edges[i].Answer, st.Edges[i].Probe, st.Edges[i].Attempts = "200 Ban added", "BAN", st.Edges[i].Attempts+1
+			st.Edges[i].AppliedAt = workflow.Now(ctx).UnixMilli()
 			caught++
 			st.Progress = progressPercent(confirmed+caught, len(req.EdgeIDs))
 			st.LastCheckTime = workflow.Now(ctx).UnixMilli()

@@ -86,6 +86,8 @@ func applyOutcomes(ctx workflow.Context, st *PurgeStatus, rows []activities.Purg
 			continue
 		}
 		st.Edges[i].Confirmed, st.Edges[i].Verified = r.Confirmed, r.Verified
+		st.Edges[i].Answer, st.Edges[i].Probe, st.Edges[i].AppliedAt = r.Answer, r.Probe, r.AppliedAt
+		st.Edges[i].Attempts = max(st.Edges[i].Attempts, r.Attempts)
 		if r.Error != "" || r.Confirmed {
 			st.Edges[i].Error = r.Error
 		}

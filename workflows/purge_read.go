@@ -60,6 +60,8 @@ func PurgeStatusWithPending(st PurgeStatus, pending []*workflowpb.PendingActivit
 				continue
 			}
 			st.Edges[i].Confirmed, st.Edges[i].Verified = r.Confirmed, r.Verified
+			st.Edges[i].Answer, st.Edges[i].Probe, st.Edges[i].AppliedAt = r.Answer, r.Probe, r.AppliedAt
+			st.Edges[i].Attempts = max(st.Edges[i].Attempts, r.Attempts)
 			if r.Error != "" {
 				st.Edges[i].Error = r.Error
 			}

@@ -36,6 +36,7 @@ Usage:
   cdnflow prewarm  [flags]   start a prewarm through the API (--wait follows it; exit 0/2/3/4)
   cdnflow purge    [flags]   start an NHN purge through the API (--wait follows every seq)
   cdnflow status   ID        prewarm status (--wait, --json)
+  cdnflow release  [flags]   purge → prewarm → verify as one job, followed with a progress bar (exit 0/2/3/4)
   cdnflow schedule create|list|get|pause|unpause|trigger|delete   recurring prewarm/purge
   cdnflow distribution history|diff|rollback|plan   a distribution's versions (rollback --wait; exit 0/3/4)
   cdnflow token create|list|revoke   scoped API tokens (admin --api-key; the secret is shown once)
@@ -88,6 +89,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return starter.Distribution(ctx, sio, args)
 	case "token":
 		return starter.Token(ctx, sio, args)
+	// Releases (starter/release.go).
+	case "release":
+		return starter.Release(ctx, sio, args)
 	case "version", "--version":
 		if len(args) > 0 {
 			sayf(stderr, "cdnflow version takes no arguments, got %q\n", args[0])
