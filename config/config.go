@@ -40,6 +40,9 @@ type Config struct {
 	Connector
 	Secrets
 	Codec
+	// The operator console and live traffic (Console, Traffic).
+	Console
+	Traffic
 }
 
 // Temporal is the Temporal client: where the frontend is and how to reach
@@ -440,6 +443,7 @@ func (c *Config) RegisterDev(fs *flag.FlagSet) {
 	c.Dev.Register(fs)
 	c.Secrets.Register(fs)
 	c.Codec.RegisterUI(fs)
+	c.Console.Register(fs)
 }
 
 // RegisterWorker binds the settings of `cdnflow worker`: the Temporal
@@ -468,6 +472,7 @@ func (c *Config) RegisterAPI(fs *flag.FlagSet) {
 	c.Auth.Register(fs)
 	c.Jobs.Register(fs)
 	c.Secrets.Register(fs)
+	c.Console.Register(fs)
 }
 
 // RegisterConnector binds the settings of `cdnflow connector`: --listen
@@ -478,6 +483,7 @@ func (c *Config) RegisterConnector(fs *flag.FlagSet) {
 	c.Connector.Register(fs)
 	c.Log.Register(fs)
 	c.Origins.Register(fs)
+	c.Traffic.Register(fs)
 }
 
 // Register binds the Temporal client settings.
@@ -858,4 +864,40 @@ func validWaves(w []float64) error {
 		}
 	}
 	return nil
+}
+
+// Console is the operator console the API serves at /console (api, dev;
+// docs/console.md).
+type Console struct {
+	// ConsoleTemporalUI is the Temporal Web UI's base URL the console links
+	// each job to ({base}/namespaces/{ns}/workflows/{id}); empty: no links
+	// (dev fills in its embedded UI).
+	ConsoleTemporalUI string
+}
+
+// Register binds the console's settings.
+func (c *Console) Register(fs *flag.FlagSet) {
+	str(fs, &c.ConsoleTemporalUI, "console-temporal-ui", "CDNFLOW_CONSOLE_TEMPORAL_UI", "Temporal Web UI base URL the console links jobs to (e.g. http://temporal-ui:8233; empty: no links)")
+}
+
+// Traffic is the edge's live traffic, read by its connector from the
+// edge's request log (connector; docs/console.md).
+type Traffic struct {
+	// TrafficVarnishDir is the edge's varnishd -n directory; empty: no
+	// live traffic.
+	TrafficVarnishDir string
+	// TrafficEdgeID is the edge's inventory id, the metrics' edge label.
+	TrafficEdgeID string
+}
+
+// Register binds the live traffic settings.
+func (t *Traffic) Register(fs *flag.FlagSet) {
+	str(fs, &t.TrafficVarnishDir, "traffic-varnish-dir", "CDNFLOW_TRAFFIC_VARNISH_DIR", "the edge's varnishd -n directory: its request log feeds live traffic (varnishncsa; empty: off)")
+	str(fs, &t.TrafficEdgeID, "traffic-edge-id", "CDNFLOW_TRAFFIC_EDGE_ID", "the edge's inventory id, the edge label of live traffic")
+}
+
+// TrafficOptions are the connector's live traffic options of these
+// settings.
+func (t Traffic) TrafficOptions() connector.TrafficOptions {
+	return connector.TrafficOptions{WorkDir: t.TrafficVarnishDir, Edge: t.TrafficEdgeID}
 }

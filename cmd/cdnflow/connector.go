@@ -46,6 +46,7 @@ func runConnector(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	o := cfg.ConnectorOptions(cfg.ConnectorListen, logger.Named("connector"))
 	o.StateFile, o.ClosedRetention = cfg.ConnectorStateFile, cfg.ConnectorClosedRetention
+	o.Traffic = cfg.TrafficOptions() // live traffic from the edge's request log (--traffic-varnish-dir)
 	if err := connector.Run(ctx, o); err != nil {
 		return err
 	}

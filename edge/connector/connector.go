@@ -51,6 +51,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/cdnflow/cdnflow/edge/traffic"
 	"github.com/cdnflow/cdnflow/internal/netguard"
 )
 
@@ -104,7 +105,9 @@ type Options struct {
 	// requests must carry its ControlTokenFile in HeaderControl (403
 	// otherwise), and New fails when the file cannot be read.
 	ControlSecretFile string
-	Logger            *zap.Logger
+	// Traffic turns on the edge's live traffic (traffic.go).
+	Traffic TrafficOptions
+	Logger  *zap.Logger
 }
 
 // Connector is an http.Handler proxying Varnish's backend requests to the
@@ -129,6 +132,8 @@ type Connector struct {
 
 	// unstorable counts answers refused for the edge's limits (limits.go).
 	unstorable unstorableCounts
+	// traffic is the edge's live traffic, once enabled (traffic.go).
+	traffic atomic.Pointer[traffic.Aggregator]
 }
 
 type transportEntry struct {
@@ -258,7 +263,7 @@ func (c *Connector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Header.Get(HeaderAdmin) != "" {
-		if c.allowAdmin(w, r) {
+		if c.allowAdmin(w, r) && !c.serveTraffic(w, r) {
 			c.serveAdmin(w, r)
 		}
 		return
@@ -634,6 +639,7 @@ func (c *Connector) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("connector: listen address %s is not loopback", ln.Addr())
 	}
 	c.self.Store(uint32(ap.Port()))
+	c.startTraffic(ctx)
 	srv := &http.Server{Handler: c, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
 		ErrorLog: zap.NewStdLog(c.log.Named("http"))}
 	done := make(chan struct{})
