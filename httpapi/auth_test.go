@@ -138,10 +138,17 @@ var routeScopes = map[string]struct {
 	"GET /v1/appKeys/:appKey/distributions/:domain/versions/diff": {"read", false},
 	"GET /v1/appKeys/:appKey/distributions/:domain/versions/:n":   {"read", false},
 	"POST /v1/appKeys/:appKey/distributions/:domain/rollback":     {"admin", false},
+	"GET /v1/traffic":                                    {"read", true},
+	"GET /console":                                       {"read", true},
+	"GET /console/jobs":                                  {"read", true},
+	"GET /console/jobs/:id":                              {"read", true},
+	"GET /console/distributions/:appKey/:domain":         {"read", false},
+	"GET /console/distributions/:appKey/:domain/traffic": {"read", false},
 }
 
 // openRoutes need no credential.
-var openRoutes = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true, "/openapi.json": true, "/docs": true}
+var openRoutes = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true, "/openapi.json": true, "/docs": true,
+	"/console/login": true, "/console/logout": true}
 
 // authenticatedRoutes are the router's routes that take a credential,
 // as "METHOD path".

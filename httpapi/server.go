@@ -96,6 +96,9 @@ func New(d Deps) *Server {
 	s.routesDocs(e)
 	s.routesTokens(e)
 	s.routesAudit(e)
+	// Live traffic and the operator console (traffic.go, console.go).
+	s.routesTraffic(e)
+	s.routesConsole(e)
 	return s
 }
 
