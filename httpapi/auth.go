@@ -52,15 +52,14 @@ var routeRules = map[string]routeRule{
 	"GET /v1/schedules/:id":    {service.VerbRead, inService},
 	"DELETE /v1/schedules/:id": {service.VerbSchedule, inService},
 
-	// Live traffic and the operator console (traffic.go, console.go): the
-	// fleet and the jobs belong to every tenant, a distribution's page to
-	// its appKey.
-	"GET /v1/traffic":                                    {service.VerbRead, onEveryAppKey},
-	"GET /console":                                       {service.VerbRead, onEveryAppKey},
-	"GET /console/jobs":                                  {service.VerbRead, onEveryAppKey},
-	"GET /console/jobs/:id":                              {service.VerbRead, onEveryAppKey},
-	"GET /console/distributions/:appKey/:domain":         {service.VerbRead, onPathAppKey},
-	"GET /console/distributions/:appKey/:domain/traffic": {service.VerbRead, onPathAppKey},
+	// Live traffic and the operator console (traffic.go, console.go) show
+	// every tenant's distributions and jobs.
+	"GET /v1/traffic":                            {service.VerbRead, onEveryAppKey},
+	"GET /console":                               {service.VerbRead, onEveryAppKey},
+	"GET /console/jobs":                          {service.VerbRead, onEveryAppKey},
+	"GET /console/jobs/:id":                      {service.VerbRead, onEveryAppKey},
+	"GET /console/distributions/:domain":         {service.VerbRead, onEveryAppKey},
+	"GET /console/distributions/:domain/traffic": {service.VerbRead, onEveryAppKey},
 
 	"POST /v1/schedules/:id/pause":   {service.VerbSchedule, inService},
 	"POST /v1/schedules/:id/unpause": {service.VerbSchedule, inService},

@@ -138,12 +138,12 @@ var routeScopes = map[string]struct {
 	"GET /v1/appKeys/:appKey/distributions/:domain/versions/diff": {"read", false},
 	"GET /v1/appKeys/:appKey/distributions/:domain/versions/:n":   {"read", false},
 	"POST /v1/appKeys/:appKey/distributions/:domain/rollback":     {"admin", false},
-	"GET /v1/traffic":                                    {"read", true},
-	"GET /console":                                       {"read", true},
-	"GET /console/jobs":                                  {"read", true},
-	"GET /console/jobs/:id":                              {"read", true},
-	"GET /console/distributions/:appKey/:domain":         {"read", false},
-	"GET /console/distributions/:appKey/:domain/traffic": {"read", false},
+	"GET /v1/traffic":                            {"read", true},
+	"GET /console":                               {"read", true},
+	"GET /console/jobs":                          {"read", true},
+	"GET /console/jobs/:id":                      {"read", true},
+	"GET /console/distributions/:domain":         {"read", true},
+	"GET /console/distributions/:domain/traffic": {"read", true},
 }
 
 // openRoutes need no credential.

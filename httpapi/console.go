@@ -38,7 +38,7 @@ var consoleTemplates = template.Must(template.New("console").Funcs(template.Func
 }).ParseFS(consoleFiles, "console/templates/*.html"))
 
 // routesConsole serves the operator console (docs/console.md): /console
-// (the fleet), /console/distributions/{appKey}/{domain} (versions,
+// (the fleet), /console/distributions/{domain}?appKey=K (versions,
 // rollout, per-edge state, live traffic), /console/jobs and
 // /console/jobs/{workflow id}; /console/login keeps a key or token in a
 // cookie; /console/static/ the stylesheet and script.
@@ -52,8 +52,8 @@ func (s *Server) routesConsole(e *echo.Echo) {
 	g.GET("", s.consoleFleet)
 	g.GET("/jobs", s.consoleJobs)
 	g.GET("/jobs/:id", s.consoleJob)
-	g.GET("/distributions/:appKey/:domain", s.consoleDistribution)
-	g.GET("/distributions/:appKey/:domain/traffic", s.consoleTraffic)
+	g.GET("/distributions/:domain", s.consoleDistribution)
+	g.GET("/distributions/:domain/traffic", s.consoleTraffic)
 }
 
 // consoleAuth authenticates console requests like /v1 ones, the cookie
@@ -117,7 +117,7 @@ func (s *Server) consoleFleet(c echo.Context) error {
 
 func (s *Server) consoleDistribution(c echo.Context) error {
 	ctx := c.Request().Context()
-	appKey, domain := c.Param("appKey"), strings.ToLower(c.Param("domain"))
+	appKey, domain := c.QueryParam("appKey"), strings.ToLower(c.Param("domain"))
 	st, err := s.svc().DistributionByDomain(ctx, appKey, domain)
 	if err != nil {
 		return about("distribution "+domain, err)
@@ -138,7 +138,7 @@ func (s *Server) consoleDistribution(c echo.Context) error {
 	}
 	return s.render(c, http.StatusOK, "distribution", map[string]any{
 		"Title": domain, "Nav": "fleet", "State": st, "Versions": versions, "Fleet": f, "D": fd,
-		"TrafficURL": "/console/distributions/" + url.PathEscape(appKey) + "/" + url.PathEscape(domain) + "/traffic",
+		"TrafficURL": "/console/distributions/" + url.PathEscape(domain) + "/traffic?appKey=" + url.QueryEscape(appKey),
 		"Temporal":   s.temporalLink(workflows.DistributionWorkflowID(appKey, domain), ""),
 	})
 }
@@ -148,7 +148,7 @@ func (s *Server) consoleDistribution(c echo.Context) error {
 func (s *Server) consoleTraffic(c echo.Context) error {
 	ctx := c.Request().Context()
 	domain := strings.ToLower(c.Param("domain"))
-	if _, err := s.svc().DistributionByDomain(ctx, c.Param("appKey"), domain); err != nil {
+	if _, err := s.svc().DistributionByDomain(ctx, c.QueryParam("appKey"), domain); err != nil {
 		return about("distribution "+domain, err)
 	}
 	v, err := s.svc().Traffic(ctx, service.TrafficQuery{Distribution: domain, Step: "1s", Since: time.Now().Add(-2 * time.Minute).Unix()})
