@@ -22,7 +22,7 @@ type Aggregator struct {
 	now    func() time.Time
 
 	mu     sync.Mutex
-	series map[string]*lockedRings
+	series map[string]*tracked
 
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
@@ -38,7 +38,7 @@ func NewAggregator(edge string, lookup Lookup, max int) *Aggregator {
 	if max <= 0 {
 		max = DefaultMaxDistributions
 	}
-	a := &Aggregator{edge: edge, lookup: lookup, max: max, now: time.Now, series: map[string]*lockedRings{}, reg: prometheus.NewRegistry()}
+	a := &Aggregator{edge: edge, lookup: lookup, max: max, now: time.Now, series: map[string]*tracked{}, reg: prometheus.NewRegistry()}
 	labels := []string{"distribution", "edge", "class"}
 	a.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "cdnflow_edge_requests_total", Help: "Client requests on the edge, by distribution, edge and hit class (hit, miss, pass, stale, synth), from the edge's request log.",
@@ -65,48 +65,85 @@ func (a *Aggregator) Registry() *prometheus.Registry { return a.reg }
 
 // Add counts one request, now.
 func (a *Aggregator) Add(s Sample) {
-	dist := a.ringsFor(s.Host)
+	d := a.trackedFor(s.Host)
 	now := a.now().Unix()
-	dist.rings.mu.Lock()
-	dist.rings.r.add(now, s)
-	dist.rings.mu.Unlock()
-	a.requests.WithLabelValues(dist.name, a.edge, s.Class).Inc()
-	a.statuses.WithLabelValues(dist.name, a.edge, statusClass(s.Status)).Inc()
+	d.mu.Lock()
+	d.r.add(now, s)
+	d.mu.Unlock()
+	d.counters.add(s)
+}
+
+// tracked is one distribution's rings and its metric series (looked up
+// once, not per request).
+type tracked struct {
+	name string
+	mu   sync.Mutex
+	r    rings
+	counters
+}
+
+// counters are one distribution's metric series.
+type counters struct {
+	classes  map[string]prometheus.Counter // by hit class
+	statuses [7]prometheus.Counter         // by status class: other, 1xx … 5xx
+	bytes    prometheus.Counter
+	origin   prometheus.Observer
+}
+
+func (a *Aggregator) newTracked(name string) *tracked {
+	d := &tracked{name: name}
+	d.classes = map[string]prometheus.Counter{}
+	for _, c := range []string{ClassHit, ClassMiss, ClassPass, ClassStale, ClassSynth} {
+		d.classes[c] = a.requests.WithLabelValues(name, a.edge, c)
+	}
+	for i := range d.statuses {
+		d.statuses[i] = a.statuses.WithLabelValues(name, a.edge, statusClass(i*100))
+	}
+	d.bytes = a.bytes.WithLabelValues(name, a.edge)
+	d.origin = a.origin.WithLabelValues(name, a.edge)
+	return d
+}
+
+func (c *counters) add(s Sample) {
+	if k, ok := c.classes[s.Class]; ok {
+		k.Inc()
+	} else {
+		c.classes[ClassSynth].Inc()
+	}
+	i := s.Status / 100
+	if i < 1 || i > 5 {
+		i = 0
+	}
+	c.statuses[i].Inc()
 	if s.Bytes > 0 {
-		a.bytes.WithLabelValues(dist.name, a.edge).Add(float64(s.Bytes))
+		c.bytes.Add(float64(s.Bytes))
 	}
 	if s.Class == ClassMiss || s.Class == ClassPass {
-		a.origin.WithLabelValues(dist.name, a.edge).Observe(s.Origin.Seconds())
+		c.origin.Observe(s.Origin.Seconds())
 	}
 }
 
-type tracked struct {
-	name  string
-	rings *lockedRings
-}
-
-// ringsFor is the distribution of host and its rings, created on first
-// use; unknown hosts and distributions past the bound are
-// OtherDistribution.
-func (a *Aggregator) ringsFor(host string) tracked {
+// trackedFor is the distribution of host, created on first use; unknown
+// hosts and distributions past the bound are OtherDistribution.
+func (a *Aggregator) trackedFor(host string) *tracked {
 	name, ok := a.lookup(host)
 	if !ok || name == "" {
 		name = OtherDistribution
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if r, ok := a.series[name]; ok {
-		return tracked{name, r}
+	if d, ok := a.series[name]; ok {
+		return d
 	}
 	if name != OtherDistribution && a.tracking() >= a.max {
 		name = OtherDistribution
-		if r, ok := a.series[name]; ok {
-			return tracked{name, r}
+		if d, ok := a.series[name]; ok {
+			return d
 		}
 	}
-	r := &lockedRings{}
-	a.series[name] = r
-	return tracked{name, r}
+	d := a.newTracked(name)
+	a.series[name] = d
+	return d
 }
 
 // tracking counts the distributions tracked besides OtherDistribution.
@@ -125,10 +162,10 @@ func (a *Aggregator) Forget() {
 	cutoff := a.now().Unix() - Minutes*60
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for name, r := range a.series {
-		r.mu.Lock()
-		idle := r.r.last < cutoff
-		r.mu.Unlock()
+	for name, d := range a.series {
+		d.mu.Lock()
+		idle := d.r.last < cutoff
+		d.mu.Unlock()
 		if !idle {
 			continue
 		}
@@ -180,14 +217,14 @@ func (a *Aggregator) Read(q Query) []Series {
 	out := make([]Series, 0, len(names))
 	for _, name := range names {
 		a.mu.Lock()
-		r := a.series[name]
+		d := a.series[name]
 		a.mu.Unlock()
-		if r == nil {
+		if d == nil {
 			continue
 		}
-		r.mu.Lock()
-		pts := r.r.points(step, since, now)
-		r.mu.Unlock()
+		d.mu.Lock()
+		pts := d.r.points(step, since, now)
+		d.mu.Unlock()
 		out = append(out, Series{Distribution: name, Edge: a.edge, Points: pts})
 	}
 	return out

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -66,6 +67,9 @@ func Parse(line string) (Sample, bool) {
 	return s, true
 }
 
+// readerNice is the scheduling priority (nice) of varnishncsa.
+const readerNice = 10
+
 // Reader feeds an Aggregator from one edge's request log: it runs
 // `varnishncsa -n WorkDir -F Format` and restarts it (after a second)
 // whenever it exits, so a varnishd started later or restarted is
@@ -122,6 +126,10 @@ func (r *Reader) readOnce(ctx context.Context, bin string) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start varnishncsa: %w", err)
 	}
+	// Serving comes first: under CPU contention the log reader yields to
+	// varnishd (the shared memory log is a ring; a reader that falls too
+	// far behind skips ahead, it never slows the edge).
+	_ = syscall.Setpriority(syscall.PRIO_PROCESS, cmd.Process.Pid, readerNice)
 	sc := bufio.NewScanner(out)
 	sc.Buffer(make([]byte, 64<<10), 64<<10)
 	for sc.Scan() {

@@ -14,7 +14,6 @@
 package traffic
 
 import (
-	"sync"
 	"time"
 )
 
@@ -180,10 +179,4 @@ func (r *rings) points(step, since, until int64) []Point {
 		out = append(out, p)
 	}
 	return out
-}
-
-// lockedRings guards one distribution's rings.
-type lockedRings struct {
-	mu sync.Mutex
-	r  rings
 }
