@@ -5,6 +5,7 @@ import (
 	"embed"
 	"errors"
 	"html/template"
+	"io"
 	"io/fs"
 	"net/http"
 	"net/url"
@@ -85,6 +86,14 @@ func (s *Server) consoleLoginPage(c echo.Context) error {
 // consoleLogin keeps the key or token posted (form field "key") in the
 // console cookie; whether it is valid shows on the next page.
 func (s *Server) consoleLogin(c echo.Context) error {
+	r := c.Request()
+	err := r.ParseForm()
+	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		_, err = io.Copy(io.Discard, r.Body) // read (within the route's limit) to tell a body too large
+	}
+	if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+		return errTooLarge(mbe.Limit)
+	}
 	key := strings.TrimSpace(c.FormValue("key"))
 	if key == "" || len(key) > 512 {
 		return s.render(c, http.StatusBadRequest, "login", map[string]any{"Title": "Sign in", "Next": safeNext(c.FormValue("next")), "Refused": true})
