@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -97,6 +98,7 @@ func TestConsoleShowsRolloutJobsAndHitRatio(t *testing.T) {
 	waitJS(t, ctx, ratio+" >= 0.9", "hit ratio ≥ 90 % after the second prewarm")
 	logRatio(t, ctx, ratio, "after the second prewarm")
 	screenshot(t, ctx, shots, "distribution.png")
+	checkV1Traffic(t, env, domain, e.Edge.ID)
 
 	run(t, ctx, "jobs page", chromedp.Navigate(env.API.URL+"/console/jobs"))
 	for _, id := range []string{"prewarm-" + first, "prewarm-" + second, "purge-" + appKey + "-"} {
@@ -109,6 +111,28 @@ func TestConsoleShowsRolloutJobsAndHitRatio(t *testing.T) {
 	waitJS(t, ctx, `[...document.links].some(a => a.href.startsWith("http://temporal-ui.test:8233/namespaces/default/workflows/prewarm-`+second+`/"))`,
 		"a link into the Temporal Web UI")
 	screenshot(t, ctx, shots, "job.png")
+}
+
+// checkV1Traffic reads GET /v1/traffic for domain: the edge answers
+// with its clock, the load loop's requests of the last seconds are there,
+// per edge and summed.
+func checkV1Traffic(t *testing.T, env *testenv.Env, domain, edgeID string) {
+	t.Helper()
+	var v service.TrafficView
+	if code := getJSON(t, env.API.URL+"/v1/traffic?distribution="+domain+"&since="+strconv.FormatInt(time.Now().Unix()-10, 10), &v); code != http.StatusOK {
+		t.Fatalf("GET /v1/traffic = %d", code)
+	}
+	if len(v.Edges) != 1 || v.Edges[0].Edge != edgeID || v.Edges[0].Error != "" || len(v.Edges[0].Series) != 1 || len(v.Total) != 1 {
+		t.Fatalf("/v1/traffic: %+v", v)
+	}
+	var sum traffic.Point
+	for _, p := range v.Total[0].Points {
+		sum.Merge(p)
+	}
+	if v.Total[0].Distribution != domain || sum.Requests < 100 || sum.Hit == 0 {
+		t.Fatalf("/v1/traffic of the last 10 s: %s %+v, want the load loop's ~500 requests", v.Total[0].Distribution, sum)
+	}
+	t.Logf("/v1/traffic, last 10 s: %d requests, %d hits, edge clock %d", sum.Requests, sum.Hit, v.Edges[0].Now)
 }
 
 // needChromium finds Debian's chromium: under CI=true its absence fails.
