@@ -33,6 +33,7 @@ const consoleCookie = "cdnflow_console"
 
 var consoleTemplates = template.Must(template.New("console").Funcs(template.FuncMap{
 	"ago":     ago,
+	"took":    func(from, to time.Time) string { return to.Sub(from).Round(10 * time.Millisecond).String() },
 	"applied": appliedCell,
 	"join":    strings.Join,
 	"pathesc": url.PathEscape,

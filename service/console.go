@@ -159,7 +159,7 @@ func (s *Service) Jobs(ctx context.Context) ([]JobRow, error) {
 
 func jobRow(ex *workflowpb.WorkflowExecutionInfo) JobRow {
 	r := JobRow{WorkflowID: ex.GetExecution().GetWorkflowId(), RunID: ex.GetExecution().GetRunId(), Kind: JobPurge,
-		Status: strings.TrimPrefix(ex.GetStatus().String(), "WORKFLOW_EXECUTION_STATUS_")}
+		Status: strings.ToUpper(strings.TrimPrefix(ex.GetStatus().String(), "WORKFLOW_EXECUTION_STATUS_"))}
 	if ex.GetType().GetName() == "PrewarmWorkflow" {
 		r.Kind = JobPrewarm
 	}
