@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -130,14 +131,23 @@ func (r *Reader) readOnce(ctx context.Context, bin string) error {
 	// varnishd (the shared memory log is a ring; a reader that falls too
 	// far behind skips ahead, it never slows the edge).
 	_ = syscall.Setpriority(syscall.PRIO_PROCESS, cmd.Process.Pid, readerNice)
-	sc := bufio.NewScanner(out)
-	sc.Buffer(make([]byte, 64<<10), 64<<10)
-	for sc.Scan() {
-		if s, ok := Parse(sc.Text()); ok {
-			r.Agg.Add(s)
+	// The parse and count run on a thread of their own at the reader's
+	// priority too (Linux schedules threads; the rest of the connector
+	// keeps its own). The goroutine ends locked, so the thread ends with it.
+	scanned := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		_ = syscall.Setpriority(syscall.PRIO_PROCESS, syscall.Gettid(), readerNice)
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 64<<10), 64<<10)
+		for sc.Scan() {
+			if s, ok := Parse(sc.Text()); ok {
+				r.Agg.Add(s)
+			}
 		}
-	}
-	if sc.Err() != nil {
+		scanned <- sc.Err()
+	}()
+	if <-scanned != nil {
 		_ = cmd.Process.Kill() // a line past 64 KiB: start over
 	}
 	err = cmd.Wait()
