@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os/exec"
 	"runtime"
 	"strconv"
@@ -118,43 +119,54 @@ func (r *Reader) Run(ctx context.Context) error {
 func (r *Reader) readOnce(ctx context.Context, bin string) error {
 	// -t off: wait for varnishd's shared memory instead of giving up.
 	cmd := exec.CommandContext(ctx, bin, "-n", r.WorkDir, "-t", "off", "-F", Format)
+	// A connector that dies leaves no reader behind.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return fmt.Errorf("varnishncsa: %w", err)
 	}
 	var stderr strings.Builder
 	cmd.Stderr = &limitedWriter{b: &stderr, n: 4096}
-	if err := cmd.Start(); err != nil {
+	started, scanned := make(chan error, 1), make(chan error, 1)
+	go func() {
+		// One thread forks varnishncsa (Pdeathsig follows the forking
+		// thread, not the process), then parses and counts its lines;
+		// the goroutine ends locked, so the thread ends with the scan.
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		// Serving comes first: under CPU contention the reader yields to
+		// varnishd (the shared memory log is a ring; a reader that falls
+		// too far behind skips ahead, it never slows the edge).
+		_ = syscall.Setpriority(syscall.PRIO_PROCESS, cmd.Process.Pid, readerNice)
+		_ = syscall.Setpriority(syscall.PRIO_PROCESS, syscall.Gettid(), readerNice)
+		scanned <- r.scan(out)
+	}()
+	if err := <-started; err != nil {
 		return fmt.Errorf("start varnishncsa: %w", err)
 	}
-	// Serving comes first: under CPU contention the log reader yields to
-	// varnishd (the shared memory log is a ring; a reader that falls too
-	// far behind skips ahead, it never slows the edge).
-	_ = syscall.Setpriority(syscall.PRIO_PROCESS, cmd.Process.Pid, readerNice)
-	// The parse and count run on a thread of their own at the reader's
-	// priority too (Linux schedules threads; the rest of the connector
-	// keeps its own). The goroutine ends locked, so the thread ends with it.
-	scanned := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		_ = syscall.Setpriority(syscall.PRIO_PROCESS, syscall.Gettid(), readerNice)
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 64<<10), 64<<10)
-		for sc.Scan() {
-			if s, ok := Parse(sc.Text()); ok {
-				r.Agg.Add(s)
-			}
-		}
-		scanned <- sc.Err()
-	}()
 	if <-scanned != nil {
 		_ = cmd.Process.Kill() // a line past 64 KiB: start over
 	}
-	err = cmd.Wait()
-	if err != nil {
+	if err := cmd.Wait(); err != nil {
 		return fmt.Errorf("varnishncsa: %w: %s", err, strings.TrimSpace(stderr.String()))
 	}
 	return nil
+}
+
+// scan counts every Format line of out into the Aggregator.
+func (r *Reader) scan(out io.Reader) error {
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 64<<10), 64<<10)
+	for sc.Scan() {
+		if s, ok := Parse(sc.Text()); ok {
+			r.Agg.Add(s)
+		}
+	}
+	return sc.Err()
 }
 
 // limitedWriter keeps the first n bytes written.
