@@ -23,6 +23,7 @@ import (
 
 	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/edge/traffic"
+	"github.com/cdnflow/cdnflow/internal/eventually"
 	"github.com/cdnflow/cdnflow/service"
 	"github.com/cdnflow/cdnflow/stack/testenv"
 )
@@ -233,21 +234,18 @@ func run(t *testing.T, ctx context.Context, what string, actions ...chromedp.Act
 	}
 }
 
-// waitJS polls the page until expr (JavaScript) is true, for up to 60 s.
+// waitJS polls the page until expr (JavaScript) is true, for up to 60 s;
+// the failure shows what the page says.
 func waitJS(t *testing.T, ctx context.Context, expr, what string) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	eventually.WithinEvery(t, 60*time.Second, 250*time.Millisecond, func() error {
 		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`Boolean(`+expr+`)`))
 		if err == nil && ok {
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			text, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("main")?.innerText ?? document.body.innerText`))
-			t.Fatalf("browser: %s: not seen within 60 s (%v); the page shows:\n%s", what, err, text)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+		text, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("main")?.innerText ?? document.body.innerText`))
+		return fmt.Errorf("browser: %s: not seen (%v); the page shows:\n%s", what, err, text)
+	})
 }
 
 func logRatio(t *testing.T, ctx context.Context, expr, when string) {
