@@ -44,6 +44,9 @@ type Config struct {
 	Tiers
 	// Webhooks: signed job events (docs/webhooks.md).
 	Webhooks
+	// The operator console and live traffic (Console, Traffic).
+	Console
+	Traffic
 }
 
 // Temporal is the Temporal client: where the frontend is and how to reach
@@ -450,6 +453,7 @@ func (c *Config) RegisterDev(fs *flag.FlagSet) {
 	// Tiers: managed edges' fallback (their parents are the inventory's).
 	c.Tiers.RegisterFallback(fs)
 	c.Webhooks.Register(fs)
+	c.Console.Register(fs)
 }
 
 // RegisterWorker binds the settings of `cdnflow worker`: the Temporal
@@ -479,6 +483,7 @@ func (c *Config) RegisterAPI(fs *flag.FlagSet) {
 	c.Auth.Register(fs)
 	c.Jobs.Register(fs)
 	c.Secrets.Register(fs)
+	c.Console.Register(fs)
 }
 
 // RegisterConnector binds the settings of `cdnflow connector`: --listen
@@ -491,6 +496,7 @@ func (c *Config) RegisterConnector(fs *flag.FlagSet) {
 	c.Origins.Register(fs)
 	// Tiers: --parent-edge, --parent-fallback.
 	c.Tiers.RegisterConnectorTiers(fs)
+	c.Traffic.Register(fs)
 }
 
 // Register binds the Temporal client settings.
@@ -910,4 +916,40 @@ func (w Webhooks) validate() error {
 			w.WebhookRetryInitial, w.WebhookRetryMax, w.WebhookRetryWindow, w.WebhookConcurrency)
 	}
 	return nil
+}
+
+// Console is the operator console the API serves at /console (api, dev;
+// docs/console.md).
+type Console struct {
+	// ConsoleTemporalUI is the Temporal Web UI's base URL the console links
+	// each job to ({base}/namespaces/{ns}/workflows/{id}); empty: no links
+	// (dev fills in its embedded UI).
+	ConsoleTemporalUI string
+}
+
+// Register binds the console's settings.
+func (c *Console) Register(fs *flag.FlagSet) {
+	str(fs, &c.ConsoleTemporalUI, "console-temporal-ui", "CDNFLOW_CONSOLE_TEMPORAL_UI", "Temporal Web UI base URL the console links jobs to (e.g. http://temporal-ui:8233; empty: no links)")
+}
+
+// Traffic is the edge's live traffic, read by its connector from the
+// edge's request log (connector; docs/console.md).
+type Traffic struct {
+	// TrafficVarnishDir is the edge's varnishd -n directory; empty: no
+	// live traffic.
+	TrafficVarnishDir string
+	// TrafficEdgeID is the edge's inventory id, the metrics' edge label.
+	TrafficEdgeID string
+}
+
+// Register binds the live traffic settings.
+func (t *Traffic) Register(fs *flag.FlagSet) {
+	str(fs, &t.TrafficVarnishDir, "traffic-varnish-dir", "CDNFLOW_TRAFFIC_VARNISH_DIR", "the edge's varnishd -n directory: its request log feeds live traffic (varnishncsa; empty: off)")
+	str(fs, &t.TrafficEdgeID, "traffic-edge-id", "CDNFLOW_TRAFFIC_EDGE_ID", "the edge's inventory id, the edge label of live traffic")
+}
+
+// TrafficOptions are the connector's live traffic options of these
+// settings.
+func (t Traffic) TrafficOptions() connector.TrafficOptions {
+	return connector.TrafficOptions{WorkDir: t.TrafficVarnishDir, Edge: t.TrafficEdgeID}
 }

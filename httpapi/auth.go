@@ -52,6 +52,15 @@ var routeRules = map[string]routeRule{
 	"GET /v1/schedules/:id":    {service.VerbRead, inService},
 	"DELETE /v1/schedules/:id": {service.VerbSchedule, inService},
 
+	// Live traffic and the operator console (traffic.go, console.go) show
+	// every tenant's distributions and jobs.
+	"GET /v1/traffic":                            {service.VerbRead, onEveryAppKey},
+	"GET /console":                               {service.VerbRead, onEveryAppKey},
+	"GET /console/jobs":                          {service.VerbRead, onEveryAppKey},
+	"GET /console/jobs/:id":                      {service.VerbRead, onEveryAppKey},
+	"GET /console/distributions/:domain":         {service.VerbRead, onEveryAppKey},
+	"GET /console/distributions/:domain/traffic": {service.VerbRead, onEveryAppKey},
+
 	"POST /v1/schedules/:id/pause":   {service.VerbSchedule, inService},
 	"POST /v1/schedules/:id/unpause": {service.VerbSchedule, inService},
 	"POST /v1/schedules/:id/trigger": {service.VerbSchedule, inService},

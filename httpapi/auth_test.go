@@ -26,7 +26,7 @@ func TestEveryRouteRequiresItsKey(t *testing.T) {
 	srv := httpapi.New(httpapi.Deps{Config: cfg, Logger: zap.NewNop()})
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
-	open := map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true, "/openapi.json": true, "/docs": true}
+	open := openRoutes
 	param := regexp.MustCompile(`:([A-Za-z]+)`)
 	checked := 0
 	for _, r := range srv.Echo.Routes() {
@@ -139,14 +139,21 @@ var routeScopes = map[string]struct {
 	"GET /v1/appKeys/:appKey/distributions/:domain/versions/:n":   {"read", false},
 	"POST /v1/appKeys/:appKey/distributions/:domain/rollback":     {"admin", false},
 
-	"POST /v1/webhooks":               {"admin", false},
-	"GET /v1/webhooks":                {"read", false},
-	"DELETE /v1/webhooks/:id":         {"admin", false},
-	"GET /v1/webhooks/:id/deliveries": {"read", false},
+	"POST /v1/webhooks":                          {"admin", false},
+	"GET /v1/webhooks":                           {"read", false},
+	"DELETE /v1/webhooks/:id":                    {"admin", false},
+	"GET /v1/webhooks/:id/deliveries":            {"read", false},
+	"GET /v1/traffic":                            {"read", true},
+	"GET /console":                               {"read", true},
+	"GET /console/jobs":                          {"read", true},
+	"GET /console/jobs/:id":                      {"read", true},
+	"GET /console/distributions/:domain":         {"read", true},
+	"GET /console/distributions/:domain/traffic": {"read", true},
 }
 
 // openRoutes need no credential.
-var openRoutes = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true, "/openapi.json": true, "/docs": true}
+var openRoutes = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true, "/openapi.json": true, "/docs": true,
+	"/console/login": true, "/console/logout": true}
 
 // authenticatedRoutes are the router's routes that take a credential,
 // as "METHOD path".

@@ -100,6 +100,9 @@ func New(d Deps) *Server {
 	s.routesWebhooks(e)
 	// Releases: purge → prewarm → verify as one job (httpapi/release.go).
 	s.routesRelease(e)
+	// Live traffic and the operator console (traffic.go, console.go).
+	s.routesTraffic(e)
+	s.routesConsole(e)
 	return s
 }
 

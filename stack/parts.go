@@ -203,6 +203,7 @@ func startConnectors(cfg config.Config, inv *inventory.Inventory, idx []int, log
 		if p, ok := inv.ParentOf(e.ID); ok {
 			co.Parent = &connector.Parent{ID: p.ID, Address: p.Address, Fallback: cfg.ParentFallback}
 		}
+		co.Traffic = connector.TrafficOptions{WorkDir: edgeWorkDir(cfg, e.ID), Edge: e.ID} // live traffic from the edge's request log
 		c, err := connector.New(co)
 		if err != nil {
 			_ = ln.Close()
@@ -253,11 +254,7 @@ func startVarnishes(ctx context.Context, cfg config.Config, managed []inventory.
 				errs[i] = fmt.Errorf("edge %s: render vcl: %w", e.ID, err)
 				return
 			}
-			workDir, err := filepath.Abs(filepath.Join(cfg.DataDir, "edges", e.ID))
-			if err != nil {
-				errs[i] = err
-				return
-			}
+			workDir := edgeWorkDir(cfg, e.ID)
 			procs[i], errs[i] = varnishd.Start(ctx, varnishd.Options{
 				Name:       e.ID,
 				WorkDir:    workDir,
@@ -338,4 +335,14 @@ func isLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// edgeWorkDir is the varnishd -n directory of managed edge id: the
+// connector's request log reader reads it, varnishd runs in it.
+func edgeWorkDir(cfg config.Config, id string) string {
+	dir := filepath.Join(cfg.DataDir, "edges", id)
+	if abs, err := filepath.Abs(dir); err == nil {
+		return abs
+	}
+	return dir
 }

@@ -309,6 +309,9 @@ func (s *Stack) startTemporal() error {
 	s.logger.Info("embedded temporal started", zap.String("frontend", srv.FrontendAddr), zap.String("db", srv.DBFile))
 	if srv.UIAddr != "" {
 		s.logger.Info("temporal web ui", zap.String("url", "http://"+srv.UIAddr), zap.Bool("writeActions", s.Config.UIWriteActions))
+		if s.Config.ConsoleTemporalUI == "" {
+			s.Config.ConsoleTemporalUI = "http://" + srv.UIAddr // the console links jobs into the embedded Web UI
+		}
 		if s.Config.UICodecEndpoint != "" && s.Config.PayloadKeyFile != "" {
 			s.logger.Info("the web ui decodes payloads through "+s.Config.UICodecEndpoint+": cdnflow codec-server --payload-key-file "+s.Config.PayloadKeyFile, zap.String("codecEndpoint", s.Config.UICodecEndpoint))
 		}

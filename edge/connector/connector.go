@@ -51,6 +51,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/cdnflow/cdnflow/edge/traffic"
 	"github.com/cdnflow/cdnflow/internal/netguard"
 )
 
@@ -108,6 +109,8 @@ type Options struct {
 	// the origin (tier.go, docs/tiers.md). SetParent changes it.
 	Parent *Parent
 	Logger *zap.Logger
+	// Traffic turns on the edge's live traffic (traffic.go).
+	Traffic TrafficOptions
 }
 
 // Connector is an http.Handler proxying Varnish's backend requests to the
@@ -133,6 +136,8 @@ type Connector struct {
 
 	// unstorable counts answers refused for the edge's limits (limits.go).
 	unstorable unstorableCounts
+	// traffic is the edge's live traffic, once enabled (traffic.go).
+	traffic atomic.Pointer[traffic.Aggregator]
 }
 
 type transportEntry struct {
@@ -269,7 +274,7 @@ func (c *Connector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Header.Get(HeaderAdmin) != "" {
-		if c.allowAdmin(w, r) {
+		if c.allowAdmin(w, r) && !c.serveTraffic(w, r) {
 			c.serveAdmin(w, r)
 		}
 		return
@@ -665,6 +670,7 @@ func (c *Connector) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("connector: listen address %s is not loopback", ln.Addr())
 	}
 	c.self.Store(uint32(ap.Port()))
+	c.startTraffic(ctx)
 	srv := &http.Server{Handler: c, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
 		ErrorLog: zap.NewStdLog(c.log.Named("http"))}
 	done := make(chan struct{})

@@ -1,0 +1,140 @@
+package service
+
+import (
+	"context"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cdnflow/cdnflow/edge"
+	"github.com/cdnflow/cdnflow/edge/traffic"
+	"github.com/cdnflow/cdnflow/inventory"
+)
+
+// trafficTimeout bounds one edge's answer to a live traffic read: an
+// edge that is slower is reported with its error, so the answer stays at
+// most ~2 s behind the edges.
+const trafficTimeout = 1500 * time.Millisecond
+
+// trafficEdges is the client of live traffic reads (control requests
+// with the edge's token, connector.TrafficPath).
+var trafficEdges = sync.OnceValue(func() *edge.Client {
+	return edge.NewClient(edge.Options{SiteTimeout: trafficTimeout})
+})
+
+// TrafficQuery selects live traffic: Distribution (a domain, or
+// traffic.OtherDistribution; "" every one), Edge (an inventory id; ""
+// every edge), Step ("1s": the last traffic.Seconds seconds, "1m": the
+// last day) and Since (Unix seconds; 0: the whole ring).
+type TrafficQuery struct {
+	Distribution string
+	Edge         string
+	Step         string
+	Since        int64
+}
+
+// EdgeTraffic is one edge's answer, or why it has none.
+type EdgeTraffic struct {
+	Edge   string           `json:"edge"`
+	Now    int64            `json:"now,omitempty"`
+	Error  string           `json:"error,omitempty"`
+	Series []traffic.Series `json:"series"`
+}
+
+// TrafficView is GET /v1/traffic: each edge's series, and per
+// distribution the sum over the edges that answered (Edge "").
+type TrafficView struct {
+	Step  string           `json:"step"`
+	Edges []EdgeTraffic    `json:"edges"`
+	Total []traffic.Series `json:"total"`
+}
+
+// Traffic gathers live traffic from the edges (in parallel, each within
+// trafficTimeout). Errors: an invalid query (ErrInvalid); an edge that
+// does not answer is reported in its row, not as an error.
+func (s *Service) Traffic(ctx context.Context, q TrafficQuery) (TrafficView, error) {
+	edges, err := s.trafficEdges(q)
+	if err != nil {
+		return TrafficView{}, err
+	}
+	v := url.Values{}
+	if q.Distribution != "" {
+		v.Set("distribution", q.Distribution)
+	}
+	v.Set("step", q.Step)
+	if q.Since > 0 {
+		v.Set("since", strconv.FormatInt(q.Since, 10))
+	}
+	out := TrafficView{Step: q.Step, Edges: make([]EdgeTraffic, len(edges))}
+	var wg sync.WaitGroup
+	for i, e := range edges {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			row := EdgeTraffic{Edge: e.ID, Series: []traffic.Series{}}
+			rep, err := trafficEdges().Traffic(ctx, e, v)
+			if err != nil {
+				row.Error = err.Error()
+			} else {
+				row.Now, row.Series = rep.Now, rep.Series
+			}
+			out.Edges[i] = row
+		}()
+	}
+	wg.Wait()
+	out.Total = sumTraffic(out.Edges)
+	return out, nil
+}
+
+// trafficEdges checks q and answers the edges it reads.
+func (s *Service) trafficEdges(q TrafficQuery) ([]inventory.Edge, error) {
+	if q.Step != "1s" && q.Step != "1m" {
+		return nil, invalid("step %q is 1s or 1m", q.Step)
+	}
+	if d := q.Distribution; d != "" && d != traffic.OtherDistribution && !validHostname(strings.ToLower(d)) {
+		return nil, invalid("distribution %q is not a domain", d)
+	}
+	if q.Edge != "" {
+		e, ok := s.inventory.Get(q.Edge)
+		if !ok {
+			return nil, invalid("unknown edge %q", q.Edge)
+		}
+		return []inventory.Edge{e}, nil
+	}
+	return s.inventory.Edges, nil
+}
+
+// sumTraffic adds the series of every edge per distribution, bucket by
+// bucket (edges' clocks agree to the second on one host or with NTP).
+func sumTraffic(rows []EdgeTraffic) []traffic.Series {
+	byDist := map[string]map[int64]traffic.Point{}
+	for _, r := range rows {
+		for _, s := range r.Series {
+			m := byDist[s.Distribution]
+			if m == nil {
+				m = map[int64]traffic.Point{}
+				byDist[s.Distribution] = m
+			}
+			for _, p := range s.Points {
+				q := m[p.At]
+				q.At = p.At
+				q.Merge(p)
+				m[p.At] = q
+			}
+		}
+	}
+	out := make([]traffic.Series, 0, len(byDist))
+	for d, m := range byDist {
+		pts := make([]traffic.Point, 0, len(m))
+		for _, p := range m {
+			pts = append(pts, p)
+		}
+		sort.Slice(pts, func(i, j int) bool { return pts[i].At < pts[j].At })
+		out = append(out, traffic.Series{Distribution: d, Points: pts})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Distribution < out[j].Distribution })
+	return out
+}
