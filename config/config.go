@@ -428,7 +428,7 @@ func Default() Config {
 			UICodecEndpoint: "http://127.0.0.1:8234",
 		},
 		// Tiers: a child falls back to the origin while its shield is down.
-		Tiers: Tiers{ParentFallback: true},
+		Tiers:    Tiers{ParentFallback: true},
 		Webhooks: defaultWebhooks(),
 	}
 }
