@@ -307,7 +307,7 @@ type echoRoute struct{ method, path string }
 // chunked body they never read is never held).
 func readsBody(r *echoRoute) bool {
 	switch {
-	case strings.HasSuffix(r.path, "/pause"), strings.HasSuffix(r.path, "/unpause"), strings.HasSuffix(r.path, "/trigger"), r.path == "/console/logout":
+	case strings.HasSuffix(r.path, "/pause"), strings.HasSuffix(r.path, "/unpause"), strings.HasSuffix(r.path, "/trigger"), strings.HasSuffix(r.path, "/cancel"), r.path == "/console/logout":
 		return false
 	}
 	return true

@@ -119,7 +119,7 @@ func TestTokenScopesOnEveryRoute(t *testing.T) {
 		holder{name: "everything@" + appTwo, tok: mkToken(t, env.API.URL, []string{"prewarm", "purge", "read", "schedule"}, []string{appTwo}, ""), verbs: []string{"prewarm", "purge", "read", "schedule"}, keys: []string{appTwo}},
 	)
 	param := regexp.MustCompile(`:([A-Za-z]+)`)
-	values := map[string]string{":appKey": appKey, ":domain": "no-such.example.com", ":id": "00000000-0000-0000-0000-000000000000", ":n": "1"}
+	values := map[string]string{":appKey": appKey, ":domain": "no-such.example.com", ":id": "00000000-0000-0000-0000-000000000000", ":n": "1", ":seq": "1"}
 	routes := authenticatedRoutes(httpapi.New(httpapi.Deps{Config: env.Config, Logger: env.Logger}))
 	checked := 0
 	for _, r := range routes {
