@@ -12,7 +12,6 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/cdnflow/cdnflow/internal/metrics"
@@ -151,9 +150,7 @@ func (s *Service) prewarmStart(v validPrewarm, target prewarmTarget, tenant, req
 // hash of the caller's key id, the tenant and the key, so two callers'
 // (or tenants') keys never meet.
 func PrewarmRequestID(keyID, tenant, idempotencyKey string) string {
-	sum := sha256.Sum256([]byte("prewarm\x00" + keyID + "\x00" + tenant + "\x00" + idempotencyKey))
-	h := hex.EncodeToString(sum[:16])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+	return idempotentID("prewarm", keyID, tenant, idempotencyKey)
 }
 
 // prewarmRequestHash is the hex SHA-256 of a checked request's canonical
@@ -179,28 +176,7 @@ func prewarmRequestHash(v validPrewarm, needInvalidate bool) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// sameRequest answers nil when the prewarm requestID exists and was
-// started by a request hashing to hash (or before requests were hashed),
-// ErrIdempotencyConflict when by another, and the lookup's error (a
-// *serviceerror.NotFound when there is no such job).
+// sameRequest is sameJob for the prewarm requestID.
 func (s *Service) sameRequest(ctx context.Context, requestID, hash string) error {
-	desc, err := s.temporal.DescribeWorkflowExecution(ctx, workflows.PrewarmWorkflowID(requestID), "")
-	if err != nil {
-		if isNotFound(err) {
-			return err
-		}
-		return fmt.Errorf("look up idempotent prewarm %s: %w", requestID, err)
-	}
-	p := desc.GetWorkflowExecutionInfo().GetMemo().GetFields()[workflows.MemoRequestHash]
-	if p == nil {
-		return nil
-	}
-	var was string
-	if err := converter.GetDefaultDataConverter().FromPayload(p, &was); err != nil {
-		return fmt.Errorf("read the request hash of prewarm %s: %w", requestID, err)
-	}
-	if was != hash {
-		return fmt.Errorf("%w (the first request with this key is %s)", ErrIdempotencyConflict, requestID)
-	}
-	return nil
+	return s.sameJob(ctx, "prewarm", workflows.PrewarmWorkflowID(requestID), workflows.MemoRequestHash, hash)
 }

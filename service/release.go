@@ -253,9 +253,7 @@ func releaseDeadline(v string) (time.Duration, error) {
 // of the caller's key id, the appKey and the key, so two callers' keys
 // never meet.
 func ReleaseID(keyID, appKey, idempotencyKey string) string {
-	sum := sha256.Sum256([]byte("release\x00" + keyID + "\x00" + appKey + "\x00" + idempotencyKey))
-	h := hex.EncodeToString(sum[:16])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+	return idempotentID("release", keyID, appKey, idempotencyKey)
 }
 
 // releaseHash is the hex SHA-256 of the request's JSON encoding (field
@@ -266,27 +264,9 @@ func releaseHash(req ReleaseRequest) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// sameRelease answers nil when release id exists with hash, the NotFound
-// error when it does not exist, ErrIdempotencyConflict when its body
-// differed.
+// sameRelease is sameJob for release id.
 func (s *Service) sameRelease(ctx context.Context, id, hash string) error {
-	desc, err := s.temporal.DescribeWorkflowExecution(ctx, workflows.ReleaseWorkflowID(id), "")
-	if err != nil {
-		if isNotFound(err) {
-			return err
-		}
-		return fmt.Errorf("look up idempotent release %s: %w", id, err)
-	}
-	var was string
-	if p := desc.GetWorkflowExecutionInfo().GetMemo().GetFields()[workflows.MemoReleaseHash]; p != nil {
-		if err := converter.GetDefaultDataConverter().FromPayload(p, &was); err != nil {
-			return fmt.Errorf("read the request hash of release %s: %w", id, err)
-		}
-	}
-	if was != hash {
-		return ErrIdempotencyConflict
-	}
-	return nil
+	return s.sameJob(ctx, "release", workflows.ReleaseWorkflowID(id), workflows.MemoReleaseHash, hash)
 }
 
 // Release answers release id's status: the workflow's query while it runs
