@@ -68,7 +68,8 @@ func TestReleaseSurvivesWorkerKillFollowedInATerminal(t *testing.T) {
 	}
 	defer func() { _ = tty.Close() }()
 	out := &ptyOutput{}
-	go func() { _, _ = io.Copy(out, tty) }() // ends with EIO when the command exits
+	copied := make(chan struct{})
+	go func() { _, _ = io.Copy(out, tty); close(copied) }() // ends with EIO when the command exits
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 
@@ -91,6 +92,12 @@ func TestReleaseSurvivesWorkerKillFollowedInATerminal(t *testing.T) {
 		}
 	case <-time.After(3 * time.Minute):
 		t.Fatalf("cdnflow release still running; terminal:\n%s", out)
+	}
+	// What the command wrote last may still be in the terminal's buffer
+	// when it has exited: read to the end first.
+	select {
+	case <-copied:
+	case <-time.After(10 * time.Second):
 	}
 	screen := out.String()
 	t.Logf("terminal (last 600 bytes):\n%s", screen[max(0, len(screen)-600):])
