@@ -106,6 +106,10 @@ func TestTiers(t *testing.T) {
 		tierPurgeRaces(t, env, 100, 10)
 	})
 
+	t.Run("soft purge: no child keeps the old object once it refreshed", func(t *testing.T) {
+		tierSoftPurge(t, env, 30)
+	})
+
 	t.Run("shield stopped mid-prewarm and mid-purge", func(t *testing.T) {
 		tierShieldDown(t, env, children)
 	})
@@ -154,13 +158,13 @@ func tierGet(t *testing.T, env *testenv.Env, i int, path string) *http.Response 
 	return resp
 }
 
-// tierPurge runs one ITEM purge of path on every edge of the inventory,
-// tiered as the API starts it (inventory.Parents), and returns its end
-// state.
-func tierPurge(t *testing.T, env *testenv.Env, name string, paths []string, deadline, catchUp time.Duration) (client.WorkflowRun, workflows.PurgeStatus) {
+// tierPurge runs one ITEM purge of paths on every edge of the inventory
+// (soft: a soft purge), tiered as the API starts it (inventory.Parents),
+// and returns its end state.
+func tierPurge(t *testing.T, env *testenv.Env, name string, paths []string, deadline, catchUp time.Duration, soft ...bool) (client.WorkflowRun, workflows.PurgeStatus) {
 	t.Helper()
 	ids := env.Inventory.IDs()
-	req := workflows.PurgeSeq{Domain: tierHost, Hosts: []string{tierHost}, Type: activities.PurgeItem, Paths: paths,
+	req := workflows.PurgeSeq{Domain: tierHost, Hosts: []string{tierHost}, Type: activities.PurgeItem, Paths: paths, Soft: len(soft) > 0 && soft[0],
 		EdgeIDs: ids, Parents: env.Inventory.Parents(ids), Deadline: deadline, CatchUp: catchUp, PurgeTime: time.Now().UnixMilli()}
 	run, err := env.Client.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
 		ID: "tiers-purge-" + name, TaskQueue: env.Config.TaskQueue}, workflows.PurgeWorkflow, req)
@@ -224,6 +228,49 @@ func tierPurgeRaces(t *testing.T, env *testenv.Env, objects, rounds int) {
 		t.Errorf("%d stale answers after progress 100", stale.Load())
 	}
 	env.Replay(t, "tiers-purge-race-0", "purge_tiers") // the purge-tiers shape (docs/versioning.md)
+}
+
+// tierSoftPurge soft-purges objects objects cached on every tier. A
+// soft-purged child may answer its own old copy once (grace: it refreshes
+// in the background), but its refresh must bring the new generation: the
+// shield's old copy must not be in grace for it.
+func tierSoftPurge(t *testing.T, env *testenv.Env, objects int) {
+	paths := make([]string, objects)
+	for i := range paths {
+		paths[i] = fmt.Sprintf("/soft/object-%d.js", i)
+	}
+	for c := 1; c < 4; c++ {
+		for _, p := range paths {
+			tierGet(t, env, c, p) // the children and the shield hold the old generation
+		}
+	}
+	gen := strconv.FormatInt(env.Origin.Generation.Add(1), 10)
+	run, st := tierPurge(t, env, "soft", paths, 30*time.Second, 0, true)
+	if st.Progress != 100 || st.State != workflows.PurgeDone {
+		t.Fatalf("soft purge %+v", st)
+	}
+	for c := 1; c < 4; c++ {
+		for _, p := range paths {
+			tierGet(t, env, c, p) // may be the child's own copy in grace; starts its refresh
+		}
+	}
+	var stale []string
+	eventually.WithinEvery(t, 10*time.Second, 100*time.Millisecond, func() error {
+		stale = stale[:0]
+		for c := 1; c < 4; c++ {
+			for _, p := range paths {
+				if got := tierGet(t, env, c, p).Header.Get("X-Origin-Generation"); got != gen {
+					stale = append(stale, fmt.Sprintf("child %d %s: generation %s", c, p, got))
+				}
+			}
+		}
+		if len(stale) > 0 {
+			return fmt.Errorf("%d of %d answers stale after the soft purge's refresh, want generation %s: %v", len(stale), 3*objects, gen, stale[:min(len(stale), 5)])
+		}
+		return nil
+	})
+	t.Logf("soft purge of %d objects on 3 children: 0 stale answers after their refresh", objects)
+	env.Replay(t, run.GetID(), "purge_tiers_soft")
 }
 
 // tierShieldDown stops the shield: a prewarm of the children still warms
