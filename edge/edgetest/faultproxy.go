@@ -52,8 +52,8 @@ func Reset() Mode { return Mode{kind: kindReset} }
 
 // DelayControl forwards bytes both ways but holds the first bytes of
 // each burst of control requests (PURGE, BAN: a client read that begins
-// with one of those request lines after the connection was quiet for d)
-// for d, so an edge's purge takes d longer while its visitor traffic (GET,
+// with one of those request lines, d or longer after the connection's
+// previous control read) for d, so an edge's purge takes d longer while its visitor traffic (GET,
 // HEAD) passes at once. The requests of one pipelined burst are held once.
 func DelayControl(d time.Duration) Mode { return Mode{kind: kindDelayControl, delay: d} }
 
@@ -241,16 +241,15 @@ func (p *FaultProxy) handle(c net.Conn, m Mode) {
 
 // copyDelayingControl is io.Copy from a client to the edge that holds a
 // read beginning with a control request line for d, unless the previous
-// read came less than d before it (the same burst).
+// control read was forwarded less than d before it (the same burst).
 func (p *FaultProxy) copyDelayingControl(dst, src net.Conn, d time.Duration) (int64, error) {
 	buf := make([]byte, 32<<10)
 	var n int64
-	var last time.Time
+	var last time.Time // the last control read forwarded
 	for {
 		k, err := src.Read(buf)
-		if k > 0 {
-			now := time.Now()
-			if isControl(buf[:k]) && now.Sub(last) >= d {
+		if k > 0 && isControl(buf[:k]) {
+			if time.Since(last) >= d {
 				p.faulted.Add(1)
 				select {
 				case <-time.After(d):
@@ -258,7 +257,9 @@ func (p *FaultProxy) copyDelayingControl(dst, src net.Conn, d time.Duration) (in
 					return n, net.ErrClosed
 				}
 			}
-			last = now
+			last = time.Now()
+		}
+		if k > 0 {
 			w, werr := dst.Write(buf[:k])
 			n += int64(w)
 			if werr != nil {
