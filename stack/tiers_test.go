@@ -20,6 +20,7 @@ import (
 	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/edge/connector"
+	"github.com/cdnflow/cdnflow/edge/edgetest"
 	"github.com/cdnflow/cdnflow/internal/eventually"
 	"github.com/cdnflow/cdnflow/inventory"
 	"github.com/cdnflow/cdnflow/service"
@@ -29,18 +30,38 @@ import (
 
 const tierHost = "tiers.example.com"
 
+// tierPurgeDelay is how long the shield's proxy holds each burst of
+// purge requests: the window in which a child purged out of order would
+// refill from the shield's old copy.
+const tierPurgeDelay = 250 * time.Millisecond
+
 // Two tiers of real varnishd, as docs/tiers.md describes: edge 0 is the
 // shield, edges 1-3 its children. One stack serves every subtest, in
 // order (the last stops the shield).
 func TestTiers(t *testing.T) {
+	// The purge client reaches the shield through a proxy that holds each
+	// burst of PURGE/BAN requests for tierPurgeDelay, so a purge that
+	// reached a child before its shield confirmed would let the child
+	// refill from the not yet purged shield within that window. The
+	// children fetch from the shield directly (a stopped shield refuses
+	// their connections, which is what fallback needs).
+	var shieldAddr string
 	env := testenv.Start(t, testenv.Options{Edges: 4, Configure: func(c *config.Config) {
 		c.PrewarmAttempts = 2
 		c.PrewarmAttemptTimeout = 2 * time.Second
 	}, Place: func(i int, e *inventory.Edge) {
 		if i > 0 {
 			e.Parent = "TST01-C1"
+			return
 		}
+		shieldAddr = e.Address
+		proxy := edgetest.StartFaultProxy(t, e.Address)
+		proxy.SetMode(edgetest.DelayControl(tierPurgeDelay))
+		e.Address = proxy.Addr()
 	}})
+	for i := 1; i < 4; i++ {
+		env.Edges[i].Connector.SetParent(&connector.Parent{ID: env.Edges[0].Edge.ID, Address: shieldAddr, Fallback: env.Config.ParentFallback})
+	}
 	shield := env.Edges[0].Edge.ID
 	children := []string{env.Edges[1].Edge.ID, env.Edges[2].Edge.ID, env.Edges[3].Edge.ID}
 
@@ -82,7 +103,11 @@ func TestTiers(t *testing.T) {
 	})
 
 	t.Run("purge races visitors: no child serves the old object after progress 100", func(t *testing.T) {
-		tierPurgeRaces(t, env, 10, 100)
+		tierPurgeRaces(t, env, 100, 10)
+	})
+
+	t.Run("soft purge: no child keeps the old object once it refreshed", func(t *testing.T) {
+		tierSoftPurge(t, env, 30)
 	})
 
 	t.Run("shield stopped mid-prewarm and mid-purge", func(t *testing.T) {
@@ -133,13 +158,13 @@ func tierGet(t *testing.T, env *testenv.Env, i int, path string) *http.Response 
 	return resp
 }
 
-// tierPurge runs one ITEM purge of path on every edge of the inventory,
-// tiered as the API starts it (inventory.Parents), and returns its end
-// state.
-func tierPurge(t *testing.T, env *testenv.Env, name string, paths []string, deadline, catchUp time.Duration) (client.WorkflowRun, workflows.PurgeStatus) {
+// tierPurge runs one ITEM purge of paths on every edge of the inventory
+// (soft: a soft purge), tiered as the API starts it (inventory.Parents),
+// and returns its end state.
+func tierPurge(t *testing.T, env *testenv.Env, name string, paths []string, deadline, catchUp time.Duration, soft ...bool) (client.WorkflowRun, workflows.PurgeStatus) {
 	t.Helper()
 	ids := env.Inventory.IDs()
-	req := workflows.PurgeSeq{Domain: tierHost, Hosts: []string{tierHost}, Type: activities.PurgeItem, Paths: paths,
+	req := workflows.PurgeSeq{Domain: tierHost, Hosts: []string{tierHost}, Type: activities.PurgeItem, Paths: paths, Soft: len(soft) > 0 && soft[0],
 		EdgeIDs: ids, Parents: env.Inventory.Parents(ids), Deadline: deadline, CatchUp: catchUp, PurgeTime: time.Now().UnixMilli()}
 	run, err := env.Client.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
 		ID: "tiers-purge-" + name, TaskQueue: env.Config.TaskQueue}, workflows.PurgeWorkflow, req)
@@ -153,47 +178,99 @@ func tierPurge(t *testing.T, env *testenv.Env, name string, paths []string, dead
 	return run, st
 }
 
-// tierPurgeRaces runs rounds purges of one object while visitors keep
-// requesting it through the children (perRound requests racing each
-// purge); after each purge reaches progress 100 every child must answer
-// the origin's new generation.
-func tierPurgeRaces(t *testing.T, env *testenv.Env, rounds, perRound int) {
-	const path = "/race/object.js"
-	for i := 1; i < 4; i++ {
-		tierGet(t, env, i, path)
+// tierPurgeRaces purges objects objects rounds times (one ITEM purge of
+// all of them per round, objects × rounds races) while visitors keep
+// requesting them through the children; once a purge reached progress
+// 100 every child must answer the origin's new generation of every
+// object.
+func tierPurgeRaces(t *testing.T, env *testenv.Env, objects, rounds int) {
+	paths := make([]string, objects)
+	for i := range paths {
+		paths[i] = fmt.Sprintf("/race/object-%d.js", i)
 	}
-	var races, stale atomic.Int64
+	for c := 1; c < 4; c++ {
+		for _, p := range paths {
+			tierGet(t, env, c, p)
+		}
+	}
+	var visits, stale atomic.Int64
 	for round := range rounds {
-		gen := env.Origin.Generation.Add(1)
+		gen := strconv.FormatInt(env.Origin.Generation.Add(1), 10)
 		ctx, cancel := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
-		for v := range 4 {
+		for c := 1; c < 4; c++ {
 			wg.Add(1)
-			go func() { // a visitor on child 1 + v%3, until the purge ended
+			go func() { // a visitor on child c, through every object, until the purge ended
 				defer wg.Done()
-				for n := 0; ctx.Err() == nil && n < perRound/4; n++ {
-					tierGet(t, env, 1+v%3, path)
-					races.Add(1)
+				for n := c * objects / 3; ctx.Err() == nil; n++ {
+					tierGet(t, env, c, paths[n%objects])
+					visits.Add(1)
 				}
 			}()
 		}
-		_, st := tierPurge(t, env, fmt.Sprintf("race-%d", round), []string{path}, 20*time.Second, 0)
+		_, st := tierPurge(t, env, fmt.Sprintf("race-%d", round), paths, 30*time.Second, 0)
 		cancel()
 		wg.Wait()
 		if st.Progress != 100 || st.State != workflows.PurgeDone {
 			t.Fatalf("round %d: purge %+v", round, st)
 		}
-		for i := 1; i < 4; i++ {
-			for range 3 {
-				if got := tierGet(t, env, i, path).Header.Get("X-Origin-Generation"); got != strconv.FormatInt(gen, 10) {
-					stale.Add(1)
-					t.Errorf("round %d: child %d serves generation %s after progress 100, want %d", round, i, got, gen)
+		for c := 1; c < 4; c++ {
+			for _, p := range paths {
+				if got := tierGet(t, env, c, p).Header.Get("X-Origin-Generation"); got != gen && stale.Add(1) <= 5 {
+					t.Errorf("round %d: child %d serves %s generation %s after progress 100, want %s", round, c, p, got, gen)
 				}
 			}
 		}
 	}
-	t.Logf("%d visitor requests raced %d purges; %d stale answers after progress 100", races.Load(), rounds, stale.Load())
+	t.Logf("%d races (%d objects × %d purges, shield purge held %s), %d visitor requests during the purges; %d stale answers after progress 100",
+		objects*rounds, objects, rounds, tierPurgeDelay, visits.Load(), stale.Load())
+	if stale.Load() > 0 {
+		t.Errorf("%d stale answers after progress 100", stale.Load())
+	}
 	env.Replay(t, "tiers-purge-race-0", "purge_tiers") // the purge-tiers shape (docs/versioning.md)
+}
+
+// tierSoftPurge soft-purges objects objects cached on every tier. A
+// soft-purged child may answer its own old copy once (grace: it refreshes
+// in the background), but its refresh must bring the new generation: the
+// shield's old copy must not be in grace for it.
+func tierSoftPurge(t *testing.T, env *testenv.Env, objects int) {
+	paths := make([]string, objects)
+	for i := range paths {
+		paths[i] = fmt.Sprintf("/soft/object-%d.js", i)
+	}
+	for c := 1; c < 4; c++ {
+		for _, p := range paths {
+			tierGet(t, env, c, p) // the children and the shield hold the old generation
+		}
+	}
+	gen := strconv.FormatInt(env.Origin.Generation.Add(1), 10)
+	run, st := tierPurge(t, env, "soft", paths, 30*time.Second, 0, true)
+	if st.Progress != 100 || st.State != workflows.PurgeDone {
+		t.Fatalf("soft purge %+v", st)
+	}
+	for c := 1; c < 4; c++ {
+		for _, p := range paths {
+			tierGet(t, env, c, p) // may be the child's own copy in grace; starts its refresh
+		}
+	}
+	var stale []string
+	eventually.WithinEvery(t, 10*time.Second, 100*time.Millisecond, func() error {
+		stale = stale[:0]
+		for c := 1; c < 4; c++ {
+			for _, p := range paths {
+				if got := tierGet(t, env, c, p).Header.Get("X-Origin-Generation"); got != gen {
+					stale = append(stale, fmt.Sprintf("child %d %s: generation %s", c, p, got))
+				}
+			}
+		}
+		if len(stale) > 0 {
+			return fmt.Errorf("%d of %d answers stale after the soft purge's refresh, want generation %s: %v", len(stale), 3*objects, gen, stale[:min(len(stale), 5)])
+		}
+		return nil
+	})
+	t.Logf("soft purge of %d objects on 3 children: 0 stale answers after their refresh", objects)
+	env.Replay(t, run.GetID(), "purge_tiers_soft")
 }
 
 // tierShieldDown stops the shield: a prewarm of the children still warms

@@ -16,6 +16,13 @@ import (
 // purge race Fastly documents; Wikimedia's purger orders its tiers too).
 const changePurgeTiers = "purge-tiers"
 
+// changeSoftPurgeShields: a soft purge of tiered edges purges the shields
+// hard and soft-purges only their children. A soft purge keeps the old
+// copy in grace (Varnish purge.soft), and a shield in grace would answer
+// a child's refresh with that copy, which the child then stores as fresh
+// (docs/tiers.md). Untiered edges and children keep the soft purge.
+const changeSoftPurgeShields = "purge-tiers-soft-shields"
+
 // purgeGroups splits req.EdgeIDs into the edges without tiers (solo) and,
 // per shield, the shield and its children, in EdgeIDs order.
 func purgeGroups(req PurgeSeq) (solo, shields []string, children map[string][]string) {
@@ -40,24 +47,32 @@ func purgeGroups(req PurgeSeq) (solo, shields []string, children map[string][]st
 
 // purgeTiered applies the purge with purgeAllEdges per group, the groups
 // at once (a coroutine each): the edges without tiers together, and per
-// shield the shield, then — once it confirmed — its children with what is
-// left of the deadline. Children of a shield that did not confirm are
-// not purged (their catch-up waits for the shield's). It answers how many
-// edges confirmed.
+// shield the shield (a hard purge where req is soft), then — once it
+// confirmed — its children with what is left of the deadline. Children of
+// a shield that did not confirm are not purged (their catch-up waits for
+// the shield's). It answers how many edges confirmed.
 func purgeTiered(ctx workflow.Context, req PurgeSeq, st *PurgeStatus, deadline time.Duration) int {
 	start := workflow.Now(ctx)
 	solo, shields, children := purgeGroups(req)
+	shieldReq := req
+	if req.Soft && len(shields) > 0 && workflow.GetVersion(ctx, changeSoftPurgeShields, workflow.DefaultVersion, 1) == 1 {
+		shieldReq.Soft = false
+	}
 	wg := workflow.NewWaitGroup(ctx)
 	run := func(ids, then []string) {
 		wg.Add(1)
 		workflow.Go(ctx, func(gctx workflow.Context) {
 			defer wg.Done()
 			sub := req
+			if len(then) > 0 {
+				sub = shieldReq
+			}
 			sub.EdgeIDs = ids
 			purgeAllEdges(gctx, sub, st, deadline)
 			if len(then) == 0 {
 				return
 			}
+			sub.Soft = req.Soft
 			if i := edgeIndex(st, ids[0]); i < 0 || !st.Edges[i].Confirmed {
 				for _, id := range then {
 					if j := edgeIndex(st, id); j >= 0 {

@@ -2,6 +2,7 @@ package edgetest
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +30,7 @@ const (
 	kindSlow
 	kindStatus
 	kindReset
+	kindDelayControl
 )
 
 // Pass forwards bytes both ways unchanged.
@@ -48,8 +50,17 @@ func Status(code int) Mode { return Mode{kind: kindStatus, code: code} }
 // reset by peer".
 func Reset() Mode { return Mode{kind: kindReset} }
 
+// DelayControl forwards bytes both ways but holds the first bytes of
+// each burst of control requests (PURGE, BAN: a client read that begins
+// with one of those request lines, d or longer after the connection's
+// previous control read) for d, so an edge's purge takes d longer while its visitor traffic (GET,
+// HEAD) passes at once. The requests of one pipelined burst are held once.
+func DelayControl(d time.Duration) Mode { return Mode{kind: kindDelayControl, delay: d} }
+
 func (m Mode) String() string {
 	switch m.kind {
+	case kindDelayControl:
+		return fmt.Sprintf("delay-control(%s)", m.delay)
 	case kindSlow:
 		return fmt.Sprintf("slow(%s)", m.delay)
 	case kindStatus:
@@ -221,9 +232,52 @@ func (p *FaultProxy) handle(c net.Conn, m Mode) {
 		if tc, ok := c.(*net.TCPConn); ok {
 			_ = tc.SetLinger(0) // Close sends RST instead of FIN
 		}
+	case kindDelayControl:
+		p.pipeWith(c, func(dst, src net.Conn) (int64, error) { return p.copyDelayingControl(dst, src, m.delay) })
 	default:
 		p.pipe(c)
 	}
+}
+
+// copyDelayingControl is io.Copy from a client to the edge that holds a
+// read beginning with a control request line for d, unless the previous
+// control read was forwarded less than d before it (the same burst).
+func (p *FaultProxy) copyDelayingControl(dst, src net.Conn, d time.Duration) (int64, error) {
+	buf := make([]byte, 32<<10)
+	var n int64
+	var last time.Time // the last control read forwarded
+	for {
+		k, err := src.Read(buf)
+		if k > 0 && isControl(buf[:k]) {
+			if time.Since(last) >= d {
+				p.faulted.Add(1)
+				select {
+				case <-time.After(d):
+				case <-p.closed:
+					return n, net.ErrClosed
+				}
+			}
+			last = time.Now()
+		}
+		if k > 0 {
+			w, werr := dst.Write(buf[:k])
+			n += int64(w)
+			if werr != nil {
+				return n, werr
+			}
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return n, nil
+			}
+			return n, err
+		}
+	}
+}
+
+// isControl: b begins with a PURGE or BAN request line.
+func isControl(b []byte) bool {
+	return bytes.HasPrefix(b, []byte("PURGE ")) || bytes.HasPrefix(b, []byte("BAN "))
 }
 
 // answerStatus reads one request and answers it with code, asking the
@@ -242,14 +296,20 @@ func answerStatus(c net.Conn, code int) {
 
 // pipe forwards c to the target until either side closes.
 func (p *FaultProxy) pipe(c net.Conn) {
+	p.pipeWith(c, func(dst, src net.Conn) (int64, error) { return io.Copy(dst, src) })
+}
+
+// pipeWith is pipe with the client's bytes to the target copied by
+// upCopy.
+func (p *FaultProxy) pipeWith(c net.Conn, upCopy func(dst, src net.Conn) (int64, error)) {
 	up, err := net.DialTimeout("tcp", p.target, 5*time.Second)
 	if err != nil {
 		return // the client sees the connection closed, as if the edge were down
 	}
 	defer func() { _ = up.Close() }() // both copies are done; a close error has no one to tell
 	done := make(chan struct{}, 2)
-	cp := func(dst, src net.Conn) {
-		_, err := io.Copy(dst, src)
+	cp := func(dst, src net.Conn, copyFn func(dst, src net.Conn) (int64, error)) {
+		_, err := copyFn(dst, src)
 		if tc, ok := dst.(*net.TCPConn); ok && (err == nil || errors.Is(err, io.EOF)) {
 			_ = tc.CloseWrite() // pass the half-close on
 		} else {
@@ -257,8 +317,8 @@ func (p *FaultProxy) pipe(c net.Conn) {
 		}
 		done <- struct{}{}
 	}
-	go cp(up, c)
-	go cp(c, up)
+	go cp(up, c, upCopy)
+	go cp(c, up, func(dst, src net.Conn) (int64, error) { return io.Copy(dst, src) })
 	<-done
 	// One direction ended: the other follows when its peer closes, or now
 	// if the connection was dropped.

@@ -175,3 +175,44 @@ func TestFaultProxyViaAndClose(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 }
+
+// DelayControl holds PURGE and BAN requests but lets visitor requests
+// through on the same keep-alive connection.
+func TestFaultProxyDelayControl(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "from edge "+r.Method)
+	}))
+	defer backend.Close()
+	p := StartFaultProxy(t, backend.Listener.Addr().String())
+	p.SetMode(DelayControl(time.Minute))
+	client := &http.Client{Transport: &http.Transport{Proxy: nil}}
+	defer client.CloseIdleConnections()
+	do := func(method string, timeout time.Duration) error {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, method, "http://"+p.Addr()+"/a.js", nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		_, err = io.ReadAll(resp.Body)
+		return err
+	}
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodGet} {
+		if err := do(m, 5*time.Second); err != nil {
+			t.Fatalf("%s through delay-control: %v", m, err)
+		}
+	}
+	if p.Faulted() != 0 {
+		t.Fatalf("visitor requests held: faulted %d", p.Faulted())
+	}
+	for _, m := range []string{"PURGE", "BAN"} {
+		if err := do(m, 300*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("%s: err = %v, want it held past the client's deadline", m, err)
+		}
+	}
+	if p.Faulted() != 2 || p.Mode().String() != "delay-control(1m0s)" {
+		t.Fatalf("mode %s, faulted %d, want 2 held bursts", p.Mode(), p.Faulted())
+	}
+}
