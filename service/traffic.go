@@ -19,6 +19,11 @@ import (
 // most ~2 s behind the edges.
 const trafficTimeout = 1500 * time.Millisecond
 
+// trafficSinceSkew is how far a since may be ahead of the control
+// plane's clock (clocks of browser, control plane and edges differ by
+// seconds); later is refused as invalid.
+const trafficSinceSkew = 10 * time.Second
+
 // trafficEdges is the client of live traffic reads (control requests
 // with the edge's token, connector.TrafficPath).
 var trafficEdges = sync.OnceValue(func() *edge.Client {
@@ -28,7 +33,8 @@ var trafficEdges = sync.OnceValue(func() *edge.Client {
 // TrafficQuery selects live traffic: Distribution (a domain, or
 // traffic.OtherDistribution; "" every one), Edge (an inventory id; ""
 // every edge), Step ("1s": the last traffic.Seconds seconds, "1m": the
-// last day) and Since (Unix seconds; 0: the whole ring).
+// last day) and Since (Unix seconds; 0: the whole ring; at most
+// trafficSinceSkew ahead of now).
 type TrafficQuery struct {
 	Distribution string
 	Edge         string
@@ -93,6 +99,9 @@ func (s *Service) Traffic(ctx context.Context, q TrafficQuery) (TrafficView, err
 func (s *Service) trafficEdges(q TrafficQuery) ([]inventory.Edge, error) {
 	if q.Step != "1s" && q.Step != "1m" {
 		return nil, invalid("step %q is 1s or 1m", q.Step)
+	}
+	if q.Since > time.Now().Add(trafficSinceSkew).Unix() {
+		return nil, invalid("since %d is in the future (more than %s ahead of the control plane's clock)", q.Since, trafficSinceSkew)
 	}
 	if d := q.Distribution; d != "" && d != traffic.OtherDistribution && !validHostname(strings.ToLower(d)) {
 		return nil, invalid("distribution %q is not a domain", d)

@@ -107,7 +107,9 @@ func trafficQuery(r *http.Request) (traffic.Query, error) {
 		if err != nil {
 			return q, errBadSince
 		}
-		q.Since = time.Unix(n, 0)
+		// A future since reads the current bucket only (the
+		// Aggregator clamps it too).
+		q.Since = time.Unix(min(n, time.Now().Unix()), 0)
 	}
 	return q, nil
 }

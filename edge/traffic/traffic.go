@@ -161,10 +161,20 @@ func (r *rings) add(now int64, s Sample) {
 }
 
 // points answers the buckets of step seconds (1 or 60) from since to
-// until (Unix seconds, inclusive), empty buckets as zero points.
+// until (Unix seconds, inclusive), empty buckets as zero points; any
+// since is safe: one before the ring is read from the ring's start, one
+// after until answers no points.
 func (r *rings) points(step, since, until int64) []Point {
+	keep := int64(Seconds)
+	if step != 1 {
+		keep = Minutes * 60
+	}
+	since = max(since, until-keep+step)
 	since -= since % step
 	until -= until % step
+	if since > until {
+		return []Point{}
+	}
 	out := make([]Point, 0, (until-since)/step+1)
 	for t := since; t <= until; t += step {
 		var p Point
