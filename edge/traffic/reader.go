@@ -83,6 +83,10 @@ type Reader struct {
 	Binary string
 	Agg    *Aggregator
 	Logger *zap.Logger
+	// ForgetEvery is how often idle distributions are forgotten
+	// (Aggregator.Forget), on its own ticker while varnishncsa runs;
+	// 0: an hour.
+	ForgetEvery time.Duration
 }
 
 // Run reads until ctx ends. It fails at once only when varnishncsa is
@@ -99,20 +103,41 @@ func (r *Reader) Run(ctx context.Context) error {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	forget := time.NewTicker(time.Hour)
-	defer forget.Stop()
+	forgot := make(chan struct{})
+	go func() {
+		defer close(forgot)
+		r.forget(ctx)
+	}()
+	defer func() { <-forgot }()
 	for ctx.Err() == nil {
 		if err := r.readOnce(ctx, bin); err != nil && ctx.Err() == nil {
 			log.Warn("edge request log reader stopped; restarting", zap.String("workDir", r.WorkDir), zap.Error(err))
 		}
 		select {
 		case <-ctx.Done():
-		case <-forget.C:
-			r.Agg.Forget()
 		case <-time.After(time.Second):
 		}
 	}
 	return nil
+}
+
+// forget drops idle distributions every ForgetEvery until ctx ends,
+// whether or not varnishncsa is running.
+func (r *Reader) forget(ctx context.Context) {
+	every := r.ForgetEvery
+	if every <= 0 {
+		every = time.Hour
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			r.Agg.Forget()
+		}
+	}
 }
 
 // readOnce runs one varnishncsa until it exits or ctx ends.
