@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -118,6 +120,26 @@ func TestTrafficAPI(t *testing.T) {
 	edgetest.RequireVarnish(t)
 	s := startTrafficStack(t)
 
+	// A day of minutes is read for one distribution only, by the API and
+	// by the edge itself: at most traffic.Minutes points per edge.
+	t.Run("MinuteStepNeedsDistribution", func(t *testing.T) {
+		if code, body := s.getTraffic(t, "step=1m"); code != http.StatusBadRequest || !strings.Contains(string(body), "InvalidRequest") {
+			t.Fatalf("step=1m without distribution: %d %s, want 400 InvalidRequest", code, body)
+		}
+		code, body := s.getTraffic(t, "step=1m&distribution=site.example.com")
+		var v struct {
+			Total []traffic.Series `json:"total"`
+		}
+		if err := json.Unmarshal(body, &v); code != http.StatusOK || err != nil || len(v.Total) != 1 || len(v.Total[0].Points) > traffic.Minutes {
+			t.Fatalf("step=1m of one distribution: %d %.200s", code, body)
+		}
+		_, err := edge.NewClient(edge.Options{}).Traffic(context.Background(), s.edge.Edge, url.Values{"step": {"1m"}})
+		var se *edge.StatusError
+		if !errors.As(err, &se) || se.Code != http.StatusBadRequest {
+			t.Fatalf("edge asked for step 1m of every distribution: %v, want 400", err)
+		}
+	})
+
 	// A since in the future is refused by the API in the /v1 envelope,
 	// and sent to the edge directly it reads the current bucket only: the
 	// edge's reader is never blocked and goes on counting.
@@ -132,7 +154,7 @@ func TestTrafficAPI(t *testing.T) {
 			t.Fatalf("since 5 s ago: %d %s", code, body)
 		}
 		for _, step := range []string{"1s", "1m"} {
-			q := url.Values{"step": {step}, "since": {strconv.FormatInt(future, 10)}}
+			q := url.Values{"step": {step}, "since": {strconv.FormatInt(future, 10)}, "distribution": {"site.example.com"}}
 			rep, err := edge.NewClient(edge.Options{}).Traffic(context.Background(), s.edge.Edge, q)
 			if err != nil {
 				t.Fatalf("edge with a future since, step %s: %v", step, err)

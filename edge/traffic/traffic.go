@@ -24,6 +24,16 @@ const (
 	Minutes = 1440
 )
 
+// MaxReportPoints is the most points one Report holds: every
+// distribution (DefaultMaxDistributions and OtherDistribution) over the
+// second ring; a minute Report is of one distribution (Minutes points).
+const MaxReportPoints = (DefaultMaxDistributions + 1) * Seconds
+
+// MaxReportBytes bounds the JSON of one Report as read by the control
+// plane: MaxReportPoints of at most 512 bytes each (14 counters of up to
+// 20 digits and their names), and room for the series' names.
+const MaxReportBytes = MaxReportPoints*512 + 1<<20
+
 // OtherDistribution is the label of requests whose Host belongs to no
 // site of the edge's table (or past MaxDistributions).
 const OtherDistribution = "other"
