@@ -102,6 +102,21 @@ func sumPoints(series []traffic.Series) traffic.Point {
 	return p
 }
 
+// counts waits until the edge has counted at least n requests (its log
+// is read asynchronously), lets a moment pass for stragglers and answers
+// the summed counts.
+func (s *trafficStack) counts(t *testing.T, n uint64) traffic.Point {
+	t.Helper()
+	eventually.WithinEvery(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if got := s.requests(); got < n {
+			return fmt.Errorf("%d of %d requests counted", got, n)
+		}
+		return nil
+	})
+	time.Sleep(500 * time.Millisecond)
+	return sumPoints(s.agg.Read(traffic.Query{}))
+}
+
 // getTraffic is GET /v1/traffic?query: status and body.
 func (s *trafficStack) getTraffic(t *testing.T, query string) (int, []byte) {
 	t.Helper()
@@ -124,7 +139,7 @@ func TestTrafficAPI(t *testing.T) {
 	// by the edge itself: at most traffic.Minutes points per edge.
 	t.Run("MinuteStepNeedsDistribution", func(t *testing.T) {
 		if code, body := s.getTraffic(t, "step=1m"); code != http.StatusBadRequest || !strings.Contains(string(body), "InvalidRequest") {
-			t.Fatalf("step=1m without distribution: %d %s, want 400 InvalidRequest", code, body)
+			t.Fatalf("step=1m without distribution: %d %.200s, want 400 InvalidRequest", code, body)
 		}
 		code, body := s.getTraffic(t, "step=1m&distribution=site.example.com")
 		var v struct {
@@ -137,6 +152,37 @@ func TestTrafficAPI(t *testing.T) {
 		var se *edge.StatusError
 		if !errors.As(err, &se) || se.Code != http.StatusBadRequest {
 			t.Fatalf("edge asked for step 1m of every distribution: %v, want 400", err)
+		}
+	})
+
+	// The control plane's own GETs (prewarm and the rollout health gate,
+	// both through edge.Fetcher) are not visitors: a prewarm of new
+	// objects, all misses, leaves the visitors' counts and hit ratio as
+	// they were, while a visitor's request after it is counted.
+	t.Run("PrewarmNotCountedAsVisitors", func(t *testing.T) {
+		s.visit(t, "/visited")
+		if x := s.visit(t, "/visited"); x != "HIT" {
+			t.Fatalf("second visit: X-Cache %s, want HIT", x)
+		}
+		before := s.counts(t, 2)
+		f := edge.NewClient(edge.Options{}).Fetcher(context.Background(), s.edge.Edge, nil, 0)
+		units := make([]edge.FetchUnit, 20)
+		for i := range units {
+			units[i] = edge.FetchUnit{Host: "site.example.com", Path: "/prewarmed/" + strconv.Itoa(i)}
+		}
+		for i, a := range f.FetchBatch(context.Background(), units) {
+			if a.Err != nil || a.Result.Cache != "MISS" {
+				t.Fatalf("prewarm GET %d: %+v %v, want a MISS", i, a.Result, a.Err)
+			}
+		}
+		if _, err := f.Fetch(context.Background(), "", "site.example.com", "/prewarmed/one"); err != nil {
+			t.Fatal(err)
+		}
+		s.visit(t, "/visited") // a visitor's hit after the prewarm
+		after := s.counts(t, before.Requests+1)
+		if after.Requests != before.Requests+1 || after.Miss != before.Miss || after.HitRatio() <= before.HitRatio() {
+			t.Fatalf("visitors before the prewarm %+v (ratio %.2f), after %+v (ratio %.2f): want one more request, a hit, no miss",
+				before, before.HitRatio(), after, after.HitRatio())
 		}
 	})
 

@@ -20,19 +20,21 @@ import (
 // %{Varnish:handling}x), status, body bytes ("-" for none), time to
 // first byte in seconds, and the TTL left on the object of a hit (field
 // 2 of the VSL Hit record; negative: a grace hit, "-" when no hit),
-// (varnishncsa(1), vsl(7) "Hit").
-const Format = `%m	%{Host}i	%{Varnish:handling}x	%s	%b	%{Varnish:time_firstbyte}x	%{VSL:Hit[2]}x`
+// and the control plane's fetch marker (X-Cdnflow-Fetch, edge.FetchMarkerHeader,
+// "-" when absent) (varnishncsa(1), vsl(7) "Hit").
+const Format = `%m	%{Host}i	%{Varnish:handling}x	%s	%b	%{Varnish:time_firstbyte}x	%{VSL:Hit[2]}x	%{X-Cdnflow-Fetch}i`
 
 // adminHost is the Host of the control plane's site table and traffic
 // requests (edge/sites.go): not client traffic.
 const adminHost = "edge-admin.cdnflow"
 
 // Parse reads one Format line; ok is false for lines that are not client
-// GET or HEAD requests (control requests: PURGE, BAN, the admin protocol)
-// or are malformed.
+// GET or HEAD requests (control requests: PURGE, BAN, the admin protocol,
+// and the control plane's own GETs, prewarm and the rollout health gate,
+// marked with X-Cdnflow-Fetch) or are malformed.
 func Parse(line string) (Sample, bool) {
 	f := strings.Split(line, "\t")
-	if len(f) != 7 || (f[0] != "GET" && f[0] != "HEAD") {
+	if len(f) != 8 || (f[0] != "GET" && f[0] != "HEAD") || f[7] != "-" {
 		return Sample{}, false
 	}
 	host := strings.ToLower(f[1])

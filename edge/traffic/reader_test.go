@@ -18,7 +18,7 @@ import (
 // the Aggregator's clock is a day past it, the distribution goes.
 func TestReaderForgetsWhileVarnishncsaRuns(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "varnishncsa")
-	script := "#!/bin/sh\nprintf 'GET\\ta.example.com\\thit\\t200\\t10\\t0.001\\t100\\n'\nexec sleep 600\n"
+	script := "#!/bin/sh\nprintf 'GET\\ta.example.com\\thit\\t200\\t10\\t0.001\\t100\\t-\\n'\nexec sleep 600\n"
 	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
