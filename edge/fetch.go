@@ -43,9 +43,18 @@ type Fetcher struct {
 	wire    string // header as FetchBatch writes it (wireHeader); "" when it cannot
 }
 
+// FetchMarkerHeader: FetchMarker marks every GET of a Fetcher (prewarm,
+// the rollout health gate) so the edge's live traffic does not count it
+// as a visitor's (edge/traffic.Parse; docs/console.md).
+const (
+	FetchMarkerHeader = "X-Cdnflow-Fetch"
+	FetchMarker       = "control"
+)
+
 // Fetcher returns a Fetcher for edge e: every GET sends header (keys
 // canonicalised, plus Accept-Encoding "gzip, deflate, br" unless header
-// sets it, so the edge warms the variant browsers ask for) and gives up
+// sets it, so the edge warms the variant browsers ask for, and
+// FetchMarkerHeader) and gives up
 // after timeout (0: Options.Timeout). ctx decides, as for every request of
 // this client, whether GETs are traced spans (edgeClient); the GETs
 // themselves run in the ctx given to Fetch.
@@ -54,6 +63,7 @@ func (c *Client) Fetcher(ctx context.Context, e inventory.Edge, header http.Head
 	for k, v := range header {
 		h[http.CanonicalHeaderKey(k)] = v
 	}
+	h[FetchMarkerHeader] = []string{FetchMarker}
 	if timeout == 0 {
 		timeout = c.opts.Timeout
 	}

@@ -16,7 +16,8 @@ import (
 // Traffic reads edge e's live traffic (connector.TrafficPath through the
 // edge, a control request like the site table's) for q: distribution,
 // step (1s, 1m), since (Unix seconds). An edge whose connector reads no
-// request log is a *StatusError 404.
+// request log is a *StatusError 404; an answer past
+// traffic.MaxReportBytes fails to decode.
 func (c *Client) Traffic(ctx context.Context, e inventory.Edge, q url.Values) (traffic.Report, error) {
 	var rep traffic.Report
 	ctx, cancel := context.WithTimeout(ctx, c.opts.SiteTimeout)
@@ -41,7 +42,7 @@ func (c *Client) Traffic(ctx context.Context, e inventory.Edge, q url.Values) (t
 		return rep, fmt.Errorf("traffic of edge %s: %w", e.ID, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, traffic.MaxReportBytes))
 	if err != nil {
 		return rep, fmt.Errorf("traffic of edge %s: %w", e.ID, err)
 	}

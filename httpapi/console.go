@@ -48,8 +48,8 @@ func (s *Server) routesConsole(e *echo.Echo) {
 	static, _ := fs.Sub(consoleFiles, "console/static")
 	e.GET("/console/static/*", echo.WrapHandler(http.StripPrefix("/console/static/", http.FileServer(http.FS(static)))))
 	e.GET("/console/login", s.consoleLoginPage)
-	e.POST("/console/login", s.consoleLogin)
-	e.POST("/console/logout", s.consoleLogout)
+	e.POST("/console/login", s.consoleLogin, sameOriginOnly)
+	e.POST("/console/logout", s.consoleLogout, sameOriginOnly)
 	g := e.Group("/console", s.consoleAuth)
 	g.GET("", s.consoleFleet)
 	g.GET("/jobs", s.consoleJobs)
@@ -68,11 +68,16 @@ func (s *Server) consoleAuth(next echo.HandlerFunc) echo.HandlerFunc {
 		if ck, err := r.Cookie(consoleCookie); err == nil && r.Header.Get("x-api-key") == "" && ck.Value != "" {
 			r.Header.Set("x-api-key", ck.Value)
 		}
+		sent := r.Header.Get("x-api-key") != "" || r.Header.Get("Authorization") != ""
 		err := auth(c)
 		var ae *APIError
 		if errors.As(err, &ae) && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden) &&
 			strings.Contains(r.Header.Get("Accept"), "text/html") {
-			return c.Redirect(http.StatusSeeOther, "/console/login?next="+url.QueryEscape(r.URL.RequestURI())+"&refused=1")
+			to := "/console/login?next=" + url.QueryEscape(r.URL.RequestURI())
+			if sent { // a credential was refused; none sent is a first visit
+				to += "&refused=1"
+			}
+			return c.Redirect(http.StatusSeeOther, to)
 		}
 		return err
 	}
@@ -107,6 +112,34 @@ func (s *Server) consoleLogin(c echo.Context) error {
 func (s *Server) consoleLogout(c echo.Context) error {
 	c.SetCookie(&http.Cookie{Name: consoleCookie, Value: "", Path: "/console", HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: -1})
 	return c.Redirect(http.StatusSeeOther, "/console/login")
+}
+
+// sameOriginOnly refuses (403) a console form posted from another site
+// (login CSRF, a forced logout): the Origin must be the console's own
+// (scheme://host as requested); without an Origin, Sec-Fetch-Site must be
+// same-origin or absent and a Referer, if any, of the same origin
+// (OWASP CSRF Prevention Cheat Sheet, "Verifying Origin With Standard
+// Headers"; Fetch Metadata, W3C).
+func sameOriginOnly(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		own := c.Scheme() + "://" + r.Host
+		if o := r.Header.Get("Origin"); o != "" {
+			if o != own {
+				return forbidden("cross-site console form (Origin " + o + ")")
+			}
+			return next(c)
+		}
+		if f := r.Header.Get("Sec-Fetch-Site"); f != "" && f != "same-origin" {
+			return forbidden("cross-site console form (Sec-Fetch-Site " + f + ")")
+		}
+		if ref := r.Header.Get("Referer"); ref != "" {
+			if u, err := url.Parse(ref); err != nil || u.Scheme+"://"+u.Host != own {
+				return forbidden("cross-site console form (Referer)")
+			}
+		}
+		return next(c)
+	}
 }
 
 // safeNext keeps redirects inside the console.

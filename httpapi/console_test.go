@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -68,5 +69,77 @@ func TestConsoleCookieStandsForTheKey(t *testing.T) {
 	}
 	if r := get(ck.Value, "text/html"); r.StatusCode == http.StatusSeeOther || r.StatusCode == http.StatusForbidden {
 		t.Errorf("the cookie of the right key = %d, want let through", r.StatusCode)
+	}
+}
+
+// Console forms refuse a cross-site post (login CSRF, forced logout):
+// same origin, or no Origin with Sec-Fetch-Site same-origin or absent,
+// is let through; another site's Origin, Referer or Sec-Fetch-Site is
+// 403. A first visit to the login page says nothing of a refusal; a
+// refused credential does.
+func TestConsoleFormsRefuseCrossSite(t *testing.T) {
+	cfg := config.Default()
+	cfg.APIKeys = []string{"right-key"}
+	ts := httptest.NewServer(httpapi.New(httpapi.Deps{Config: cfg, Logger: zap.NewNop()}))
+	defer ts.Close()
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	post := func(path string, h map[string]string) int {
+		req, _ := http.NewRequest(http.MethodPost, ts.URL+path, strings.NewReader(url.Values{"key": {"right-key"}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for k, v := range h {
+			req.Header.Set(k, v)
+		}
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, path := range []string{"/console/login", "/console/logout"} {
+		for _, c := range []struct {
+			h    map[string]string
+			want int
+		}{
+			{map[string]string{"Origin": ts.URL, "Sec-Fetch-Site": "same-origin"}, http.StatusSeeOther},
+			{map[string]string{"Sec-Fetch-Site": "same-origin", "Referer": ts.URL + "/console/login"}, http.StatusSeeOther},
+			{map[string]string{}, http.StatusSeeOther},
+			{map[string]string{"Origin": "https://evil.example"}, http.StatusForbidden},
+			{map[string]string{"Origin": "null"}, http.StatusForbidden},
+			{map[string]string{"Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+			{map[string]string{"Sec-Fetch-Site": "same-site"}, http.StatusForbidden},
+			{map[string]string{"Referer": "https://evil.example/form"}, http.StatusForbidden},
+		} {
+			if got := post(path, c.h); got != c.want {
+				t.Errorf("POST %s with %v = %d, want %d", path, c.h, got, c.want)
+			}
+		}
+	}
+
+	visit := func(cookie string) string {
+		req, _ := http.NewRequest(http.MethodGet, ts.URL+"/console/jobs", nil)
+		req.Header.Set("Accept", "text/html")
+		if cookie != "" {
+			req.AddCookie(&http.Cookie{Name: "cdnflow_console", Value: cookie})
+		}
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		loc := resp.Header.Get("Location")
+		page, err := http.Get(ts.URL + loc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer page.Body.Close()
+		b, _ := io.ReadAll(page.Body)
+		return string(b)
+	}
+	if strings.Contains(visit(""), "refused") {
+		t.Errorf("a first visit's login page says a credential was refused")
+	}
+	if !strings.Contains(visit("wrong"), "refused") {
+		t.Errorf("the login page after a wrong key does not say it was refused")
 	}
 }

@@ -19,6 +19,11 @@ import (
 // most ~2 s behind the edges.
 const trafficTimeout = 1500 * time.Millisecond
 
+// trafficSinceSkew is how far a since may be ahead of the control
+// plane's clock (clocks of browser, control plane and edges differ by
+// seconds); later is refused as invalid.
+const trafficSinceSkew = 10 * time.Second
+
 // trafficEdges is the client of live traffic reads (control requests
 // with the edge's token, connector.TrafficPath).
 var trafficEdges = sync.OnceValue(func() *edge.Client {
@@ -28,7 +33,8 @@ var trafficEdges = sync.OnceValue(func() *edge.Client {
 // TrafficQuery selects live traffic: Distribution (a domain, or
 // traffic.OtherDistribution; "" every one), Edge (an inventory id; ""
 // every edge), Step ("1s": the last traffic.Seconds seconds, "1m": the
-// last day) and Since (Unix seconds; 0: the whole ring).
+// last day, of one named Distribution only) and Since (Unix seconds; 0: the whole ring; at most
+// trafficSinceSkew ahead of now).
 type TrafficQuery struct {
 	Distribution string
 	Edge         string
@@ -53,7 +59,9 @@ type TrafficView struct {
 }
 
 // Traffic gathers live traffic from the edges (in parallel, each within
-// trafficTimeout). Errors: an invalid query (ErrInvalid); an edge that
+// trafficTimeout). Errors: an invalid query (*ValidationError: a bad
+// step, distribution, edge or future since, step 1m without a
+// distribution, or an answer over MaxTrafficPoints); an edge that
 // does not answer is reported in its row, not as an error.
 func (s *Service) Traffic(ctx context.Context, q TrafficQuery) (TrafficView, error) {
 	edges, err := s.trafficEdges(q)
@@ -94,17 +102,50 @@ func (s *Service) trafficEdges(q TrafficQuery) ([]inventory.Edge, error) {
 	if q.Step != "1s" && q.Step != "1m" {
 		return nil, invalid("step %q is 1s or 1m", q.Step)
 	}
+	if q.Since > time.Now().Add(trafficSinceSkew).Unix() {
+		return nil, invalid("since %d is in the future (more than %s ahead of the control plane's clock)", q.Since, trafficSinceSkew)
+	}
 	if d := q.Distribution; d != "" && d != traffic.OtherDistribution && !validHostname(strings.ToLower(d)) {
 		return nil, invalid("distribution %q is not a domain", d)
 	}
+	if q.Step == "1m" && q.Distribution == "" {
+		return nil, invalid("step 1m reads one distribution: name it")
+	}
+	edges := s.inventory.Edges
 	if q.Edge != "" {
 		e, ok := s.inventory.Get(q.Edge)
 		if !ok {
 			return nil, invalid("unknown edge %q", q.Edge)
 		}
-		return []inventory.Edge{e}, nil
+		edges = []inventory.Edge{e}
 	}
-	return s.inventory.Edges, nil
+	if n := trafficPoints(q, len(edges), time.Now().Unix()); n > MaxTrafficPoints {
+		return nil, invalid("the answer would hold up to %d points, over the limit of %d: name a distribution or an edge, or give a later since", n, MaxTrafficPoints)
+	}
+	return edges, nil
+}
+
+// MaxTrafficPoints bounds the points of one GET /v1/traffic answer (each
+// edge's series; the totals add at most as many again): about 20-40 MB
+// of JSON, two edges' whole second rings of every distribution.
+const MaxTrafficPoints = 2 * (traffic.DefaultMaxDistributions + 1) * traffic.Seconds
+
+// trafficPoints is the most points q can answer from n edges at now
+// (Unix seconds): buckets from since (or the whole ring) times the
+// distributions an edge tracks (one when q names it).
+func trafficPoints(q TrafficQuery, n int, now int64) int {
+	step, buckets := int64(1), int64(traffic.Seconds)
+	if q.Step == "1m" {
+		step, buckets = 60, traffic.Minutes
+	}
+	if q.Since > 0 {
+		buckets = max(1, min(buckets, (now-q.Since)/step+2))
+	}
+	per := int(buckets)
+	if q.Distribution == "" {
+		per *= traffic.DefaultMaxDistributions + 1
+	}
+	return per * n
 }
 
 // sumTraffic adds the series of every edge per distribution, bucket by

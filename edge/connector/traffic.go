@@ -16,7 +16,9 @@ import (
 // TrafficPath serves the edge's live traffic (edge/traffic) on the admin
 // protocol (HeaderAdmin and the control token, like AdminPath):
 //
-//	GET TrafficPath?distribution=D&step=1s|1m&since=UNIX → traffic.Report (JSON)
+//	GET TrafficPath?distribution=D&step=1s|1m&since=UNIX → traffic.Report (JSON);
+//	    step 1m needs D (at most traffic.Minutes points), 1s without D is at
+//	    most traffic.MaxReportPoints (edge.Client.Traffic's read cap)
 //	GET TrafficPath + "/metrics" → Prometheus text: cdnflow_edge_requests_total,
 //	    cdnflow_edge_responses_total, cdnflow_edge_response_bytes_total,
 //	    cdnflow_edge_origin_seconds, labels distribution, edge, class
@@ -98,6 +100,10 @@ func trafficQuery(r *http.Request) (traffic.Query, error) {
 	switch v.Get("step") {
 	case "", "1s":
 	case "1m":
+		// A day of one distribution (Minutes points), never of all.
+		if q.Distribution == "" {
+			return q, errMinuteNeedsDistribution
+		}
 		q.Step = time.Minute
 	default:
 		return q, errBadStep
@@ -107,7 +113,9 @@ func trafficQuery(r *http.Request) (traffic.Query, error) {
 		if err != nil {
 			return q, errBadSince
 		}
-		q.Since = time.Unix(n, 0)
+		// A future since reads the current bucket only (the
+		// Aggregator clamps it too).
+		q.Since = time.Unix(min(n, time.Now().Unix()), 0)
 	}
 	return q, nil
 }
@@ -119,4 +127,6 @@ func (e trafficError) Error() string { return string(e) }
 const (
 	errBadStep  = trafficError("step is 1s or 1m")
 	errBadSince = trafficError("since is a Unix time in seconds")
+
+	errMinuteNeedsDistribution = trafficError("step 1m reads one distribution: name it")
 )

@@ -186,7 +186,8 @@ type Series struct {
 }
 
 // Query picks series: Distribution "" is every tracked one; Step is 1 s
-// or 1 min; Since is the first bucket (clamped to the ring).
+// or 1 min; Since is the first bucket (clamped to the ring, and to now:
+// a future Since reads the current bucket only).
 type Query struct {
 	Distribution string
 	Step         time.Duration
@@ -205,6 +206,7 @@ func (a *Aggregator) Read(q Query) []Series {
 	if q.Since.IsZero() || since < now-keep+step {
 		since = now - keep + step
 	}
+	since = min(since, now) // a future since: the current bucket only
 	a.mu.Lock()
 	names := make([]string, 0, len(a.series))
 	for name := range a.series {
@@ -222,12 +224,17 @@ func (a *Aggregator) Read(q Query) []Series {
 		if d == nil {
 			continue
 		}
-		d.mu.Lock()
-		pts := d.r.points(step, since, now)
-		d.mu.Unlock()
-		out = append(out, Series{Distribution: name, Edge: a.edge, Points: pts})
+		out = append(out, Series{Distribution: name, Edge: a.edge, Points: d.points(step, since, now)})
 	}
 	return out
+}
+
+// points reads d's rings under its lock (released even if the read
+// panics, so the reader's Add never blocks on it).
+func (d *tracked) points(step, since, until int64) []Point {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.r.points(step, since, until)
 }
 
 func statusClass(code int) string {

@@ -20,19 +20,21 @@ import (
 // %{Varnish:handling}x), status, body bytes ("-" for none), time to
 // first byte in seconds, and the TTL left on the object of a hit (field
 // 2 of the VSL Hit record; negative: a grace hit, "-" when no hit),
-// (varnishncsa(1), vsl(7) "Hit").
-const Format = `%m	%{Host}i	%{Varnish:handling}x	%s	%b	%{Varnish:time_firstbyte}x	%{VSL:Hit[2]}x`
+// and the control plane's fetch marker (X-Cdnflow-Fetch, edge.FetchMarkerHeader,
+// "-" when absent) (varnishncsa(1), vsl(7) "Hit").
+const Format = `%m	%{Host}i	%{Varnish:handling}x	%s	%b	%{Varnish:time_firstbyte}x	%{VSL:Hit[2]}x	%{X-Cdnflow-Fetch}i`
 
 // adminHost is the Host of the control plane's site table and traffic
 // requests (edge/sites.go): not client traffic.
 const adminHost = "edge-admin.cdnflow"
 
 // Parse reads one Format line; ok is false for lines that are not client
-// GET or HEAD requests (control requests: PURGE, BAN, the admin protocol)
-// or are malformed.
+// GET or HEAD requests (control requests: PURGE, BAN, the admin protocol,
+// and the control plane's own GETs, prewarm and the rollout health gate,
+// marked with X-Cdnflow-Fetch) or are malformed.
 func Parse(line string) (Sample, bool) {
 	f := strings.Split(line, "\t")
-	if len(f) != 7 || (f[0] != "GET" && f[0] != "HEAD") {
+	if len(f) != 8 || (f[0] != "GET" && f[0] != "HEAD") || f[7] != "-" {
 		return Sample{}, false
 	}
 	host := strings.ToLower(f[1])
@@ -83,6 +85,10 @@ type Reader struct {
 	Binary string
 	Agg    *Aggregator
 	Logger *zap.Logger
+	// ForgetEvery is how often idle distributions are forgotten
+	// (Aggregator.Forget), on its own ticker while varnishncsa runs;
+	// 0: an hour.
+	ForgetEvery time.Duration
 }
 
 // Run reads until ctx ends. It fails at once only when varnishncsa is
@@ -99,20 +105,41 @@ func (r *Reader) Run(ctx context.Context) error {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	forget := time.NewTicker(time.Hour)
-	defer forget.Stop()
+	forgot := make(chan struct{})
+	go func() {
+		defer close(forgot)
+		r.forget(ctx)
+	}()
+	defer func() { <-forgot }()
 	for ctx.Err() == nil {
 		if err := r.readOnce(ctx, bin); err != nil && ctx.Err() == nil {
 			log.Warn("edge request log reader stopped; restarting", zap.String("workDir", r.WorkDir), zap.Error(err))
 		}
 		select {
 		case <-ctx.Done():
-		case <-forget.C:
-			r.Agg.Forget()
 		case <-time.After(time.Second):
 		}
 	}
 	return nil
+}
+
+// forget drops idle distributions every ForgetEvery until ctx ends,
+// whether or not varnishncsa is running.
+func (r *Reader) forget(ctx context.Context) {
+	every := r.ForgetEvery
+	if every <= 0 {
+		every = time.Hour
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			r.Agg.Forget()
+		}
+	}
 }
 
 // readOnce runs one varnishncsa until it exits or ctx ends.

@@ -24,6 +24,16 @@ const (
 	Minutes = 1440
 )
 
+// MaxReportPoints is the most points one Report holds: every
+// distribution (DefaultMaxDistributions and OtherDistribution) over the
+// second ring; a minute Report is of one distribution (Minutes points).
+const MaxReportPoints = (DefaultMaxDistributions + 1) * Seconds
+
+// MaxReportBytes bounds the JSON of one Report as read by the control
+// plane: MaxReportPoints of at most 512 bytes each (14 counters of up to
+// 20 digits and their names), and room for the series' names.
+const MaxReportBytes = MaxReportPoints*512 + 1<<20
+
 // OtherDistribution is the label of requests whose Host belongs to no
 // site of the edge's table (or past MaxDistributions).
 const OtherDistribution = "other"
@@ -161,10 +171,20 @@ func (r *rings) add(now int64, s Sample) {
 }
 
 // points answers the buckets of step seconds (1 or 60) from since to
-// until (Unix seconds, inclusive), empty buckets as zero points.
+// until (Unix seconds, inclusive), empty buckets as zero points; any
+// since is safe: one before the ring is read from the ring's start, one
+// after until answers no points.
 func (r *rings) points(step, since, until int64) []Point {
+	keep := int64(Seconds)
+	if step != 1 {
+		keep = Minutes * 60
+	}
+	since = max(since, until-keep+step)
 	since -= since % step
 	until -= until % step
+	if since > until {
+		return []Point{}
+	}
 	out := make([]Point, 0, (until-since)/step+1)
 	for t := since; t <= until; t += step {
 		var p Point

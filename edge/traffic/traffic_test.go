@@ -46,17 +46,7 @@ func startTrafficEdge(t *testing.T) (*edgetest.RunningEdge, *traffic.Aggregator)
 		}}
 	})
 	e := edges[0]
-	agg := e.Connector.EnableTraffic(e.Edge.ID, 0)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		r := &traffic.Reader{WorkDir: e.Process.Options().WorkDir, Agg: agg}
-		if err := r.Run(ctx); err != nil {
-			t.Errorf("reader: %v", err)
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
+	agg := edgetest.StartTraffic(t, e)
 	// The reader attaches to the edge's shared memory log: a request
 	// counted says it reads.
 	eventually.WithinEvery(t, 20*time.Second, 200*time.Millisecond, func() error {
