@@ -29,7 +29,12 @@ func TestReaderForgetsWhileVarnishncsaRuns(t *testing.T) {
 	done := make(chan error, 1)
 	r := &traffic.Reader{WorkDir: t.TempDir(), Binary: bin, Agg: agg, ForgetEvery: 50 * time.Millisecond}
 	go func() { done <- r.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("reader: %v", err)
+		}
+	}()
 	eventually.WithinEvery(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if len(agg.Read(traffic.Query{})) != 1 {
 			return fmt.Errorf("the logged request is not counted yet")

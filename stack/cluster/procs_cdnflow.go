@@ -76,7 +76,10 @@ func (c *Cluster) connectorProc(e inventory.Edge) proc {
 	// restarts: a restart then changes nothing visitors get.
 	state := filepath.Join(c.dataDir("connector-"+e.ID), "sites.json")
 	argv := []string{c.cdnflow(), "connector", "--listen", e.ConnectorAddress, "--log-format", "json",
-		"--control-secret-file", e.SecretFile, "--state-file", state}
+		"--control-secret-file", e.SecretFile, "--state-file", state,
+		// Live traffic: the reader restarts varnishncsa until the edge
+		// (started after its connector) has its shared memory log.
+		"--traffic-varnish-dir", c.edgeWorkDir(e), "--traffic-edge-id", e.ID}
 	if len(c.opts.OriginAllowLoopback) > 0 {
 		argv = append(argv, "--origin-allow-loopback", strings.Join(c.opts.OriginAllowLoopback, ","))
 	}
@@ -95,13 +98,23 @@ func (c *Cluster) connectorProc(e inventory.Edge) proc {
 		ready: tcpReady(e.ConnectorAddress)}
 }
 
+// edgeWorkDir is e's varnishd -n directory, absolute (the connector's
+// varnishncsa and varnishd name the same shared memory log).
+func (c *Cluster) edgeWorkDir(e inventory.Edge) string {
+	work := filepath.Join(c.opts.Dir, "edges", e.ID)
+	if abs, err := filepath.Abs(work); err == nil {
+		return abs
+	}
+	return work
+}
+
 // edgeProc is varnishd in the foreground (-F) with the boot VCL that `cdnflow
 // dev` gives its edges: the connector as only backend, the default origin
 // for hosts without a distribution. Its work directory and boot VCL are
 // written by writeEdgeFiles before it starts.
 func (c *Cluster) edgeProc(e inventory.Edge) proc {
 	bin, _ := varnishd.Binary()
-	work := filepath.Join(c.opts.Dir, "edges", e.ID)
+	work := c.edgeWorkDir(e)
 	argv := []string{bin, "-F", "-n", work, "-a", e.Address, "-T", e.AdminAddress, "-S", e.SecretFile,
 		"-f", filepath.Join(work, "boot.vcl"), "-s", "malloc,256m", "-i", e.ID, "-p", "thread_pool_max=2000"}
 	if os.Geteuid() == 0 {
