@@ -176,15 +176,20 @@ func TestReleasePurgePrewarmVerify(t *testing.T) {
 	env.Replay(t, workflows.ReleaseWorkflowID(id), "release")
 	env.Replay(t, workflows.PrewarmWorkflowID(st.PrewarmRequestID), "prewarm_warmth")
 
-	t.Run("refused in the v1 envelope", func(t *testing.T) { releaseRefusals(t, env, d.Domain) })
+	t.Run("refused in the v1 envelope", func(t *testing.T) { releaseRefusals(t, env, d.Domain, st.PurgeSeqs[len(st.PurgeSeqs)-1]) })
 	t.Run("cancelled and past its deadline", func(t *testing.T) { releaseCancelAndDeadline(t, env, d.Domain) })
 }
 
 // releaseRefusals: bodies a release refuses, each 400 (or 404) in the /v1
-// envelope, starting nothing.
-func releaseRefusals(t *testing.T, env *testenv.Env, domain string) {
+// envelope, starting nothing: the next release's purge takes seq lastSeq+1.
+func releaseRefusals(t *testing.T, env *testenv.Env, domain string, lastSeq int64) {
 	ok := releaseBody(domain, []string{"/a.js"}, "1m")
+	large := make([]string, 20_000) // 2.4 MB of ITEM paths: over MaxReleasePurgeBytes
+	for i := range large {
+		large[i] = fmt.Sprintf("/assets/%0112d.js", i)
+	}
 	cases := map[string]map[string]any{
+		"purge list too large": {"appKey": appKey, "purge": map[string]any{"domain": domain, "purgeType": "ITEM", "purgeList": strings.Join(large, "\n")}},
 		"no appKey":         {"purge": ok["purge"]},
 		"unknown appKey":    {"appKey": "nobody", "purge": ok["purge"]},
 		"nothing to do":     {"appKey": appKey},
@@ -203,6 +208,13 @@ func releaseRefusals(t *testing.T, env *testenv.Env, domain string) {
 	var e struct{ Code string }
 	if code := getJSON(t, env.API.URL+"/v1/releases/00000000-0000-0000-0000-000000000000", &e); code != http.StatusNotFound || e.Code != "NotFound" {
 		t.Errorf("unknown release = %d %+v", code, e)
+	}
+	_, data, id := startRelease(t, env, map[string]any{"appKey": appKey, "purge": ok["purge"]}, "")
+	if id == "" {
+		t.Fatalf("purge-only release: %s", data)
+	}
+	if st := waitReleaseEnd(t, env, id); len(st.PurgeSeqs) != 1 || st.PurgeSeqs[0] != lastSeq+1 {
+		t.Errorf("the release after the refusals purged seqs %v, want [%d]: a refused release took a seq", st.PurgeSeqs, lastSeq+1)
 	}
 }
 
