@@ -190,10 +190,10 @@ func releaseRefusals(t *testing.T, env *testenv.Env, domain string, lastSeq int6
 	}
 	cases := map[string]map[string]any{
 		"purge list too large": {"appKey": appKey, "purge": map[string]any{"domain": domain, "purgeType": "ITEM", "purgeList": strings.Join(large, "\n")}},
-		"no appKey":         {"purge": ok["purge"]},
-		"unknown appKey":    {"appKey": "nobody", "purge": ok["purge"]},
-		"nothing to do":     {"appKey": appKey},
-		"deadline too long": {"appKey": appKey, "purge": ok["purge"], "deadline": "48h"},
+		"no appKey":            {"purge": ok["purge"]},
+		"unknown appKey":       {"appKey": "nobody", "purge": ok["purge"]},
+		"nothing to do":        {"appKey": appKey},
+		"deadline too long":    {"appKey": appKey, "purge": ok["purge"], "deadline": "48h"},
 		"two distributions": {"appKey": appKey, "prewarm": ok["prewarm"],
 			"purge": map[string]any{"domain": "other.example", "purgeType": "ITEM", "purgeList": "/a.js"}},
 		"bad purge type": {"appKey": appKey, "purge": map[string]any{"domain": domain, "purgeType": "NONE", "purgeList": "/a.js"}},
