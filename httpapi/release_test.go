@@ -4,10 +4,13 @@ package httpapi_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -178,6 +181,50 @@ func TestReleasePurgePrewarmVerify(t *testing.T) {
 
 	t.Run("refused in the v1 envelope", func(t *testing.T) { releaseRefusals(t, env, d.Domain, st.PurgeSeqs[len(st.PurgeSeqs)-1]) })
 	t.Run("cancelled and past its deadline", func(t *testing.T) { releaseCancelAndDeadline(t, env, d.Domain) })
+	t.Run("shutdown ends a stream and keeps the audit", func(t *testing.T) { releaseStreamShutdown(t, env, d.Domain) })
+}
+
+// releaseStreamShutdown: an API serving an open event stream of a running
+// release drains without waiting for the stream (which ends with an error
+// event) and writes the audit record of a request it served before.
+func releaseStreamShutdown(t *testing.T, env *testenv.Env, domain string) {
+	_, data, id := startRelease(t, env, releaseBody(domain, []string{"/slow/30000/s.js"}, "5m"), "")
+	if id == "" {
+		t.Fatalf("release: %s", data)
+	}
+	defer postJSON(t, env.API.URL+"/v1/releases/"+id+"/cancel", nil, nil)
+	srv, _ := apiServer(t, env)
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	resp, err := http.Get(ts.URL + "/v1/releases/" + id + "/events")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("events: %v %v", err, resp)
+	}
+	defer resp.Body.Close()
+	rd := bufio.NewReader(resp.Body)
+	if line, err := rd.ReadString('\n'); err != nil || !strings.HasPrefix(line, "id: ") {
+		t.Fatalf("first line %q: %v", line, err)
+	}
+	since := time.Now().UTC()
+	if code, data, _ := call(t, ts.URL, "POST", "/v1/releases", map[string]string{"X-Request-Id": "shutdown-audit-" + id}, map[string]any{}); code != http.StatusBadRequest {
+		t.Fatalf("POST /v1/releases {} = %d %s", code, data)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Drain(ctx, ts.Config); err != nil {
+		t.Errorf("drain with a stream open: %v", err) // the audit must be written all the same
+	}
+	if rest, _ := io.ReadAll(rd); !strings.Contains(string(rest), "event: error") {
+		t.Errorf("the stream ended without an error event: %q", rest)
+	}
+	eventually.WithinEvery(t, 20*time.Second, 200*time.Millisecond, func() error {
+		for _, r := range readAudit(t, env.API.URL, "", url.Values{"since": {since.Format(time.RFC3339Nano)}}) {
+			if r.RequestID == "shutdown-audit-"+id {
+				return nil
+			}
+		}
+		return fmt.Errorf("no audit record of the request served before the drain")
+	})
 }
 
 // releaseRefusals: bodies a release refuses, each 400 (or 404) in the /v1
