@@ -205,6 +205,16 @@ func releaseStreamShutdown(t *testing.T, env *testenv.Env, domain string) {
 	if line, err := rd.ReadString('\n'); err != nil || !strings.HasPrefix(line, "id: ") {
 		t.Fatalf("first line %q: %v", line, err)
 	}
+	for i := 2; i <= 17; i++ { // one appKey has at most 16 streams open on one API
+		r, err := http.Get(ts.URL + "/v1/releases/" + id + "/events")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Body.Close()
+		if want := map[bool]int{true: http.StatusOK, false: http.StatusTooManyRequests}[i <= 16]; r.StatusCode != want {
+			t.Fatalf("stream %d of one appKey = %d, want %d", i, r.StatusCode, want)
+		}
+	}
 	since := time.Now().UTC()
 	if code, data, _ := call(t, ts.URL, "POST", "/v1/releases", map[string]string{"X-Request-Id": "shutdown-audit-" + id}, map[string]any{}); code != http.StatusBadRequest {
 		t.Fatalf("POST /v1/releases {} = %d %s", code, data)
@@ -275,11 +285,16 @@ func releaseCancelAndDeadline(t *testing.T, env *testenv.Env, domain string) {
 		t.Fatalf("release: %s", data)
 	}
 	waitStep(t, env, id, workflows.StepPrewarm, workflows.StepRunning)
-	resp, _ := postJSON(t, env.API.URL+"/v1/releases/"+id+"/cancel", nil, nil)
+	resp, data := postJSON(t, env.API.URL+"/v1/releases/"+id+"/cancel", nil, nil)
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("cancel = %d", resp.StatusCode)
 	}
 	st := waitReleaseEnd(t, env, id)
+	resp, data = postJSON(t, env.API.URL+"/v1/releases/"+id+"/cancel", nil, nil)
+	var e struct{ Code, Message string }
+	if resp.StatusCode != http.StatusConflict || json.Unmarshal(data, &e) != nil || e.Code == "" || !strings.Contains(e.Message, "already ended") {
+		t.Errorf("cancel of an ended release = %d %s, want 409 in the /v1 envelope", resp.StatusCode, data)
+	}
 	if st.State != workflows.ReleaseCancelled || st.Step(workflows.StepPrewarm).State != workflows.StepCancelled ||
 		st.Step(workflows.StepVerify).State != workflows.StepCancelled || st.Step(workflows.StepPurge).State != workflows.StepDone {
 		t.Fatalf("cancelled release: %+v", st)

@@ -383,11 +383,15 @@ func (s *Service) prewarmInFlight(ctx context.Context, requestID string) map[str
 }
 
 // CancelRelease asks release id to stop: the step running is cancelled and
-// the release ends CANCELLED. Cancelling an ended release is a no-op.
+// the release ends CANCELLED. Errors: ErrInvalidState (409) when the
+// release already ended, ErrNotFound, ErrForbidden.
 func (s *Service) CancelRelease(ctx context.Context, id string) error {
 	running, err := s.releaseAccess(ctx, id, VerbPurge)
-	if err != nil || !running {
+	if err != nil {
 		return err
+	}
+	if !running {
+		return fmt.Errorf("release %s already ended; there is nothing to cancel: %w", id, ErrInvalidState)
 	}
 	if err := s.temporal.CancelWorkflow(ctx, workflows.ReleaseWorkflowID(id), ""); err != nil && !isNotFound(err) {
 		return fmt.Errorf("cancel release %s: %w", id, err)
