@@ -285,7 +285,7 @@ func releaseCancelAndDeadline(t *testing.T, env *testenv.Env, domain string) {
 		t.Fatalf("release: %s", data)
 	}
 	waitStep(t, env, id, workflows.StepPrewarm, workflows.StepRunning)
-	resp, data := postJSON(t, env.API.URL+"/v1/releases/"+id+"/cancel", nil, nil)
+	resp, _ := postJSON(t, env.API.URL+"/v1/releases/"+id+"/cancel", nil, nil)
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("cancel = %d", resp.StatusCode)
 	}
