@@ -177,7 +177,7 @@ func TestReleasePurgePrewarmVerify(t *testing.T) {
 	}
 	checkPurgeReceipts(t, env, d.Domain, st.PurgeSeqs[0], len(env.Edges))
 	env.Replay(t, workflows.ReleaseWorkflowID(id), "release")
-	env.Replay(t, workflows.PrewarmWorkflowID(st.PrewarmRequestID), "prewarm_warmth")
+	env.Replay(t, workflows.PrewarmWorkflowID(st.PrewarmRequestID), "prewarm_warmth_deadline")
 
 	t.Run("refused in the v1 envelope", func(t *testing.T) { releaseRefusals(t, env, d.Domain, st.PurgeSeqs[len(st.PurgeSeqs)-1]) })
 	t.Run("cancelled and past its deadline", func(t *testing.T) { releaseCancelAndDeadline(t, env, d.Domain) })
