@@ -72,8 +72,12 @@ type Warmth struct {
 // would (the URL's Host, the job's header; pipelined, warmthSenders
 // connections per edge) and counts the answers with X-Cache HIT: after a
 // prewarm every pair should be one. A GET that misses stores the object, so
-// the measurement counts what the prewarm left, once. Progress (pairs
-// checked) is heartbeated; a retried attempt measures again from the start.
+// a GET counts what the prewarm left only once: a retried attempt (a
+// later attempt, or one that finds an earlier attempt's heartbeat) uses
+// the edge's cache-only probe instead (edge.Client.Probe, as the purge
+// verification does), which never fills the cache, and counts a fresh
+// copy as a HIT. Progress (pairs checked) is heartbeated; a retried
+// attempt measures again from the start.
 // Errors: an unknown edge or a missing URL list are final; the context's
 // error when the attempt was cancelled.
 func (a *Prewarm) MeasureWarmth(ctx context.Context, in WarmthInput) (Warmth, error) {
@@ -130,6 +134,7 @@ func (a *Prewarm) MeasureWarmth(ctx context.Context, in WarmthInput) (Warmth, er
 func (a *Prewarm) edgeWarmth(ctx context.Context, e inventory.Edge, spec warmSpec, targets []pairTarget, header http.Header, checked *atomic.Int64) (EdgeWarmth, []WarmthMiss) {
 	res := EdgeWarmth{EdgeID: e.ID, Total: len(targets), Answer: "200 HIT", Attempts: int(activity.GetInfo(ctx).Attempt)}
 	f := a.Edge.Fetcher(ctx, e, header, a.AttemptTimeout)
+	retried := activity.GetInfo(ctx).Attempt > 1 || activity.HasHeartbeatDetails(ctx)
 	var mu sync.Mutex
 	var misses []WarmthMiss
 	next := make(chan int)
@@ -140,7 +145,13 @@ func (a *Prewarm) edgeWarmth(ctx context.Context, e inventory.Edge, spec warmSpe
 			defer wg.Done()
 			for start := range next {
 				end := min(start+warmthBatch, len(targets))
-				hits, miss := warmthBatchOf(ctx, f, spec, e, targets, start, end)
+				var hits int
+				var miss []WarmthMiss
+				if retried {
+					hits, miss = a.probeBatchOf(ctx, spec, e, targets, start, end)
+				} else {
+					hits, miss = warmthBatchOf(ctx, f, spec, e, targets, start, end)
+				}
 				checked.Add(int64(end - start))
 				mu.Lock()
 				res.Hit += hits
@@ -194,6 +205,31 @@ func warmthBatchOf(ctx context.Context, f *edge.Fetcher, spec warmSpec, e invent
 			miss = append(miss, WarmthMiss{Index: idx[k], EdgeID: e.ID, Answer: ans.Err.Error()})
 		default:
 			miss = append(miss, WarmthMiss{Index: idx[k], EdgeID: e.ID, Answer: fmt.Sprintf("%d %s", ans.Result.Status, ans.Result.Cache)})
+		}
+	}
+	return hits, miss
+}
+
+// probeBatchOf looks targets [start, end) up in e's cache without
+// fetching them (edge.Client.Probe) and answers the fresh copies, as
+// HITs, and the pairs that were not one.
+func (a *Prewarm) probeBatchOf(ctx context.Context, spec warmSpec, e inventory.Edge, targets []pairTarget, start, end int) (int, []WarmthMiss) {
+	hits := 0
+	var miss []WarmthMiss
+	for j := start; j < end; j++ {
+		if targets[j].err != "" {
+			miss = append(miss, WarmthMiss{Index: j, EdgeID: e.ID, Answer: targets[j].err})
+			continue
+		}
+		_, host, path := pairRequest(spec, e, targets[j])
+		r, err := a.Edge.Probe(ctx, e, host, path)
+		switch {
+		case err != nil:
+			miss = append(miss, WarmthMiss{Index: j, EdgeID: e.ID, Answer: err.Error()})
+		case r.Fresh:
+			hits++
+		default:
+			miss = append(miss, WarmthMiss{Index: j, EdgeID: e.ID, Answer: "404 absent (cache-only probe)"})
 		}
 	}
 	return hits, miss

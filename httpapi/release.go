@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,17 +29,65 @@ func init() {
 }
 
 // Server-Sent Events of a release (GET /v1/releases/:id/events): how often
-// the stream reads the release, the comment line that keeps proxies from
-// closing a quiet stream, and the streams one API process serves at once
-// (each reads the release every releaseEventEvery).
+// the stream reads the release (at most once a second per stream), the
+// comment line that keeps proxies from closing a quiet stream, the streams
+// one API process serves at once and those of one appKey (each reads the
+// release every releaseEventEvery), the consecutive failed reads that end
+// a stream, and how often the caller's credential is checked again.
 const (
-	releaseEventEvery    = 500 * time.Millisecond
-	releaseKeepAlive     = 15 * time.Second
-	maxReleaseStreams    = 256
-	releaseStreamMaxLife = service.MaxReleaseDeadline + time.Hour
+	releaseEventEvery      = time.Second
+	releaseKeepAlive       = 15 * time.Second
+	maxReleaseStreams      = 256
+	maxReleaseStreamsPerAK = 16
+	releaseStreamMaxLife   = service.MaxReleaseDeadline + time.Hour
+	releaseStreamMaxErrors = 5
+	releaseStreamReauth    = 30 * time.Second
 )
 
 var releaseStreams atomic.Int64
+
+// releaseStreamSet is a Server's release event streams: closing ends them
+// all (StopStreams, at shutdown); perAppKey counts each appKey's open ones.
+type releaseStreamSet struct {
+	once      sync.Once
+	closing   chan struct{}
+	stopOnce  sync.Once
+	mu        sync.Mutex
+	perAppKey map[string]int
+}
+
+func (r *releaseStreamSet) init() {
+	r.once.Do(func() { r.closing, r.perAppKey = make(chan struct{}), map[string]int{} })
+}
+
+// StopStreams ends every release event stream of s (each sends no more
+// events and returns); http.Server.Shutdown would otherwise wait for them,
+// since it cancels no request context. Safe to call more than once.
+func (s *Server) StopStreams() {
+	s.streams.init()
+	s.streams.stopOnce.Do(func() { close(s.streams.closing) })
+}
+
+// acquire takes one of appKey's stream slots; false when it has
+// maxReleaseStreamsPerAK open.
+func (r *releaseStreamSet) acquire(appKey string) bool {
+	r.init()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.perAppKey[appKey] >= maxReleaseStreamsPerAK {
+		return false
+	}
+	r.perAppKey[appKey]++
+	return true
+}
+
+func (r *releaseStreamSet) release(appKey string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.perAppKey[appKey]--; r.perAppKey[appKey] <= 0 {
+		delete(r.perAppKey, appKey)
+	}
+}
 
 func (s *Server) routesRelease(e *echo.Echo) {
 	g := e.Group("/v1", s.requireAPIKey)
@@ -80,8 +129,12 @@ func (s *Server) cancelRelease(c echo.Context) error {
 // §9.2): an "progress" event (data: the release's status JSON, id: its
 // number) whenever the status changed, read every releaseEventEvery, and
 // a final "done" event once the release ended; then the stream closes.
-// Errors before the stream starts are in the /v1 envelope; a read that
-// fails mid-stream is an "error" event and the stream goes on.
+// Errors before the stream starts are in the /v1 envelope (429 when this
+// process serves maxReleaseStreams streams, or the release's appKey
+// maxReleaseStreamsPerAK). A read that fails mid-stream is an "error"
+// event; releaseStreamMaxErrors in a row end the stream. The stream also
+// ends when the API shuts down and when the caller's credential, checked
+// every releaseStreamReauth, no longer reads the appKey (an "error" event).
 func (s *Server) releaseEvents(c echo.Context) error {
 	ctx, id := c.Request().Context(), c.Param("id")
 	if releaseStreams.Add(1) > maxReleaseStreams {
@@ -93,14 +146,29 @@ func (s *Server) releaseEvents(c echo.Context) error {
 	if err != nil {
 		return about("release "+id, err)
 	}
+	if !s.streams.acquire(st.AppKey) {
+		return &APIError{Status: http.StatusTooManyRequests, Code: CodeRateLimited,
+			Message: fmt.Sprintf("appKey %s has %d release event streams open; poll GET /v1/releases/{id}", st.AppKey, maxReleaseStreamsPerAK)}
+	}
+	defer s.streams.release(st.AppKey)
 	w := c.Response()
 	w.Header().Set(echo.HeaderContentType, "text/event-stream")
 	w.Header().Set(echo.HeaderCacheControl, "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	tick, quiet := time.NewTicker(releaseEventEvery), time.Now()
+	s.streamRelease(c, st)
+	return nil
+}
+
+// streamRelease writes st's events until the release ended, the client
+// left, the API shuts down, the reads keep failing or the credential no
+// longer reads the release.
+func (s *Server) streamRelease(c echo.Context, st workflows.ReleaseStatus) {
+	ctx, id, w := c.Request().Context(), st.ReleaseID, c.Response()
+	tick, quiet, reauth := time.NewTicker(releaseEventEvery), time.Now(), time.Now()
 	defer tick.Stop()
 	var last []byte
+	failed := 0
 	for n, end := 1, time.Now().Add(releaseStreamMaxLife); time.Now().Before(end); {
 		b, _ := json.Marshal(st)
 		if !bytes.Equal(b, last) {
@@ -109,7 +177,7 @@ func (s *Server) releaseEvents(c echo.Context) error {
 		}
 		if st.State != workflows.ReleaseRunning {
 			writeEvent(w, strconv.Itoa(n), "done", b)
-			return nil
+			return
 		}
 		if time.Since(quiet) > releaseKeepAlive {
 			_, _ = fmt.Fprint(w, ": keep-alive\n\n")
@@ -118,18 +186,35 @@ func (s *Server) releaseEvents(c echo.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return
+		case <-s.streams.closing:
+			writeError(w, "the API is shutting down; reconnect or poll GET /v1/releases/"+id)
+			return
 		case <-tick.C:
+		}
+		if time.Since(reauth) >= releaseStreamReauth {
+			if _, grant, err := s.credential(c, ""); err != nil || !grant.Allows(service.VerbRead, st.AppKey) {
+				writeError(w, "the credential no longer reads this release")
+				return
+			}
+			reauth = time.Now()
 		}
 		next, err := s.svc().Release(ctx, id)
 		if err != nil {
-			msg, _ := json.Marshal(map[string]string{"message": err.Error()})
-			writeEvent(w, "", "error", msg)
+			writeError(w, err.Error())
+			if failed++; failed >= releaseStreamMaxErrors {
+				return
+			}
 			continue
 		}
-		st = next
+		st, failed = next, 0
 	}
-	return nil
+}
+
+// writeError writes an "error" event with message.
+func writeError(w *echo.Response, message string) {
+	msg, _ := json.Marshal(map[string]string{"message": message})
+	writeEvent(w, "", "error", msg)
 }
 
 func writeEvent(w *echo.Response, id, event string, data []byte) {

@@ -4,10 +4,13 @@ package httpapi_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -174,21 +177,80 @@ func TestReleasePurgePrewarmVerify(t *testing.T) {
 	}
 	checkPurgeReceipts(t, env, d.Domain, st.PurgeSeqs[0], len(env.Edges))
 	env.Replay(t, workflows.ReleaseWorkflowID(id), "release")
-	env.Replay(t, workflows.PrewarmWorkflowID(st.PrewarmRequestID), "prewarm_warmth")
+	env.Replay(t, workflows.PrewarmWorkflowID(st.PrewarmRequestID), "prewarm_warmth_deadline")
 
-	t.Run("refused in the v1 envelope", func(t *testing.T) { releaseRefusals(t, env, d.Domain) })
+	t.Run("refused in the v1 envelope", func(t *testing.T) { releaseRefusals(t, env, d.Domain, st.PurgeSeqs[len(st.PurgeSeqs)-1]) })
 	t.Run("cancelled and past its deadline", func(t *testing.T) { releaseCancelAndDeadline(t, env, d.Domain) })
+	t.Run("shutdown ends a stream and keeps the audit", func(t *testing.T) { releaseStreamShutdown(t, env, d.Domain) })
+}
+
+// releaseStreamShutdown: an API serving an open event stream of a running
+// release drains without waiting for the stream (which ends with an error
+// event) and writes the audit record of a request it served before.
+func releaseStreamShutdown(t *testing.T, env *testenv.Env, domain string) {
+	_, data, id := startRelease(t, env, releaseBody(domain, []string{"/slow/30000/s.js"}, "5m"), "")
+	if id == "" {
+		t.Fatalf("release: %s", data)
+	}
+	defer postJSON(t, env.API.URL+"/v1/releases/"+id+"/cancel", nil, nil)
+	srv, _ := apiServer(t, env)
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	resp, err := http.Get(ts.URL + "/v1/releases/" + id + "/events")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("events: %v %v", err, resp)
+	}
+	defer resp.Body.Close()
+	rd := bufio.NewReader(resp.Body)
+	if line, err := rd.ReadString('\n'); err != nil || !strings.HasPrefix(line, "id: ") {
+		t.Fatalf("first line %q: %v", line, err)
+	}
+	for i := 2; i <= 17; i++ { // one appKey has at most 16 streams open on one API
+		r, err := http.Get(ts.URL + "/v1/releases/" + id + "/events")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Body.Close()
+		if want := map[bool]int{true: http.StatusOK, false: http.StatusTooManyRequests}[i <= 16]; r.StatusCode != want {
+			t.Fatalf("stream %d of one appKey = %d, want %d", i, r.StatusCode, want)
+		}
+	}
+	since := time.Now().UTC()
+	if code, data, _ := call(t, ts.URL, "POST", "/v1/releases", map[string]string{"X-Request-Id": "shutdown-audit-" + id}, map[string]any{}); code != http.StatusBadRequest {
+		t.Fatalf("POST /v1/releases {} = %d %s", code, data)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Drain(ctx, ts.Config); err != nil {
+		t.Errorf("drain with a stream open: %v", err) // the audit must be written all the same
+	}
+	if rest, _ := io.ReadAll(rd); !strings.Contains(string(rest), "event: error") {
+		t.Errorf("the stream ended without an error event: %q", rest)
+	}
+	eventually.WithinEvery(t, 20*time.Second, 200*time.Millisecond, func() error {
+		for _, r := range readAudit(t, env.API.URL, "", url.Values{"since": {since.Format(time.RFC3339Nano)}}) {
+			if r.RequestID == "shutdown-audit-"+id {
+				return nil
+			}
+		}
+		return fmt.Errorf("no audit record of the request served before the drain")
+	})
 }
 
 // releaseRefusals: bodies a release refuses, each 400 (or 404) in the /v1
-// envelope, starting nothing.
-func releaseRefusals(t *testing.T, env *testenv.Env, domain string) {
+// envelope, starting nothing: the next release's purge takes seq lastSeq+1.
+func releaseRefusals(t *testing.T, env *testenv.Env, domain string, lastSeq int64) {
 	ok := releaseBody(domain, []string{"/a.js"}, "1m")
+	large := make([]string, 20_000) // 2.4 MB of ITEM paths: over MaxReleasePurgeBytes
+	for i := range large {
+		large[i] = fmt.Sprintf("/assets/%0112d.js", i)
+	}
 	cases := map[string]map[string]any{
-		"no appKey":         {"purge": ok["purge"]},
-		"unknown appKey":    {"appKey": "nobody", "purge": ok["purge"]},
-		"nothing to do":     {"appKey": appKey},
-		"deadline too long": {"appKey": appKey, "purge": ok["purge"], "deadline": "48h"},
+		"purge list too large": {"appKey": appKey, "purge": map[string]any{"domain": domain, "purgeType": "ITEM", "purgeList": strings.Join(large, "\n")}},
+		"no appKey":            {"purge": ok["purge"]},
+		"unknown appKey":       {"appKey": "nobody", "purge": ok["purge"]},
+		"nothing to do":        {"appKey": appKey},
+		"deadline too long":    {"appKey": appKey, "purge": ok["purge"], "deadline": "48h"},
 		"two distributions": {"appKey": appKey, "prewarm": ok["prewarm"],
 			"purge": map[string]any{"domain": "other.example", "purgeType": "ITEM", "purgeList": "/a.js"}},
 		"bad purge type": {"appKey": appKey, "purge": map[string]any{"domain": domain, "purgeType": "NONE", "purgeList": "/a.js"}},
@@ -203,6 +265,13 @@ func releaseRefusals(t *testing.T, env *testenv.Env, domain string) {
 	var e struct{ Code string }
 	if code := getJSON(t, env.API.URL+"/v1/releases/00000000-0000-0000-0000-000000000000", &e); code != http.StatusNotFound || e.Code != "NotFound" {
 		t.Errorf("unknown release = %d %+v", code, e)
+	}
+	_, data, id := startRelease(t, env, map[string]any{"appKey": appKey, "purge": ok["purge"]}, "")
+	if id == "" {
+		t.Fatalf("purge-only release: %s", data)
+	}
+	if st := waitReleaseEnd(t, env, id); len(st.PurgeSeqs) != 1 || st.PurgeSeqs[0] != lastSeq+1 {
+		t.Errorf("the release after the refusals purged seqs %v, want [%d]: a refused release took a seq", st.PurgeSeqs, lastSeq+1)
 	}
 }
 
@@ -221,6 +290,11 @@ func releaseCancelAndDeadline(t *testing.T, env *testenv.Env, domain string) {
 		t.Fatalf("cancel = %d", resp.StatusCode)
 	}
 	st := waitReleaseEnd(t, env, id)
+	resp, data = postJSON(t, env.API.URL+"/v1/releases/"+id+"/cancel", nil, nil)
+	var e struct{ Code, Message string }
+	if resp.StatusCode != http.StatusConflict || json.Unmarshal(data, &e) != nil || e.Code == "" || !strings.Contains(e.Message, "already ended") {
+		t.Errorf("cancel of an ended release = %d %s, want 409 in the /v1 envelope", resp.StatusCode, data)
+	}
 	if st.State != workflows.ReleaseCancelled || st.Step(workflows.StepPrewarm).State != workflows.StepCancelled ||
 		st.Step(workflows.StepVerify).State != workflows.StepCancelled || st.Step(workflows.StepPurge).State != workflows.StepDone {
 		t.Fatalf("cancelled release: %+v", st)

@@ -50,6 +50,9 @@ type Server struct {
 	// auditUnauthenticatedBurst); the rest are counted only.
 	auditUnauthenticated *rate.Limiter
 	auditStore           service.AuditStore
+	// Release event streams (httpapi/release.go): ended at shutdown,
+	// counted per appKey.
+	streams releaseStreamSet
 }
 
 func (s *Server) svc() *service.Service { return s.service }
@@ -119,7 +122,28 @@ func (s *Server) Start(addr string) error {
 // Shutdown drains in-flight requests, then writes the queued audit
 // records.
 func (s *Server) Shutdown(ctx context.Context) error {
-	return errors.Join(s.Echo.Shutdown(ctx), s.FlushAudit(ctx))
+	s.StopStreams()
+	return errors.Join(s.Echo.Shutdown(ctx), s.flushAfterDrain(ctx))
+}
+
+// Drain stops hs, the http.Server serving s: the release event streams
+// end at once (StopStreams; http.Server.Shutdown cancels no request
+// context), in-flight requests drain until ctx ends, and the queued audit
+// records are written even when the drain failed (auditFlushGrace). The
+// error joins the drain's and the flush's.
+func (s *Server) Drain(ctx context.Context, hs *http.Server) error {
+	s.StopStreams()
+	return errors.Join(hs.Shutdown(ctx), s.flushAfterDrain(ctx))
+}
+
+// auditFlushGrace is how long the audit flush may take after a drain that
+// used up its context.
+const auditFlushGrace = 5 * time.Second
+
+func (s *Server) flushAfterDrain(ctx context.Context) error {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditFlushGrace)
+	defer cancel()
+	return s.FlushAudit(fctx)
 }
 
 func (s *Server) healthz(c echo.Context) error {

@@ -32,6 +32,14 @@ const (
 	// releaseGrace lets a release past its deadline record TIMEOUT before
 	// Temporal's execution timeout would end it without a result.
 	releaseGrace = 5 * time.Minute
+	// MaxReleasePurgeBytes bounds a release's purge list as it travels in
+	// the release workflow's input: the JSON encoding of every seq's paths.
+	// Temporal refuses a payload over 2 MB ("Blob data size exceeds
+	// limit"); the rest of the input (seq headers, hosts, edge ids, the
+	// prewarm job, whose URL list is in the payload store) fits in what is
+	// left. A larger purge is refused with 400 before anything is reserved;
+	// POST /v1.5/appKeys/{appKey}/purges takes it (each seq its own job).
+	MaxReleasePurgeBytes = 1 << 20
 )
 
 // ReleaseRequest is the POST /v1/releases body: an NHN purge (any type,
@@ -111,6 +119,7 @@ func (s *Service) releaseJob(ctx context.Context, req ReleaseRequest, id string,
 		}
 		pw, job.Domain = &v, v.target.Domain
 	}
+	var purge releasePurge
 	if req.Purge != nil {
 		if err := authorize(ctx, VerbPurge, req.AppKey); err != nil {
 			return job, err
@@ -118,12 +127,16 @@ func (s *Service) releaseJob(ctx context.Context, req ReleaseRequest, id string,
 		if pw != nil && !strings.EqualFold(strings.TrimSpace(req.Purge.Domain), job.Domain) {
 			return job, invalid("purge.domain %q and the prewarm's distribution %q differ: a release acts on one distribution", req.Purge.Domain, job.Domain)
 		}
+		var err error
+		if purge, err = s.checkReleasePurge(*req.Purge); err != nil {
+			return job, err
+		}
 	}
 	if err := s.admitJob(ctx, req.AppKey, 1); err != nil {
 		return job, err
 	}
 	if req.Purge != nil {
-		seqs, dist, err := s.releasePurges(ctx, req.AppKey, *req.Purge)
+		seqs, dist, err := s.releasePurges(ctx, req.AppKey, purge)
 		if err != nil {
 			return job, err
 		}
@@ -168,22 +181,43 @@ func (s *Service) checkReleasePrewarm(ctx context.Context, req ReleaseRequest, i
 		hash: prewarmRequestHash(v, p.NeedInvalidate), needInvalidate: p.NeedInvalidate}, nil
 }
 
-// releasePurges checks a release's purge as StartPurge does (the list, the
-// NHN rate limit, the fan-out bound) and reserves its seqs; the release
-// starts them.
-func (s *Service) releasePurges(ctx context.Context, appKey string, req PurgeRequest) ([]workflows.PurgeSeq, distribution.State, error) {
+// releasePurge is a release's checked purge: its seqs' path batches.
+type releasePurge struct {
+	domain, purgeType string
+	soft              bool
+	batches           [][]string
+}
+
+// checkReleasePurge checks a release's purge as StartPurge does (the
+// domain, the list, soft) and bounds its encoded paths by
+// MaxReleasePurgeBytes; it reserves nothing.
+func (s *Service) checkReleasePurge(req PurgeRequest) (releasePurge, error) {
 	domain := strings.ToLower(strings.TrimSpace(req.Domain))
 	if domain == "" || len(domain) > 255 || !validHostname(domain) {
-		return nil, distribution.State{}, invalid("purge.domain %q is not a valid domain name", req.Domain)
+		return releasePurge{}, invalid("purge.domain %q is not a valid domain name", req.Domain)
 	}
 	purgeType := strings.ToUpper(strings.TrimSpace(req.PurgeType))
 	batches, err := SplitPurgeList(purgeType, req.PurgeList, s.config.PurgeItemBatch, s.config.PurgeWildcardBatch)
 	if err != nil {
-		return nil, distribution.State{}, err
+		return releasePurge{}, err
 	}
 	if req.Soft && purgeType != activities.PurgeItem && purgeType != activities.PurgeTag {
-		return nil, distribution.State{}, invalid("soft purge applies to ITEM and TAG purges only")
+		return releasePurge{}, invalid("soft purge applies to ITEM and TAG purges only")
 	}
+	b, err := json.Marshal(batches)
+	if err != nil {
+		return releasePurge{}, fmt.Errorf("encode purge list: %w", err)
+	}
+	if len(b) > MaxReleasePurgeBytes {
+		return releasePurge{}, invalid("purgeList is %d bytes encoded, a release carries at most %d (MaxReleasePurgeBytes): split it over several releases, or purge it with POST /v1.5/appKeys/{appKey}/purges first", len(b), MaxReleasePurgeBytes)
+	}
+	return releasePurge{domain: domain, purgeType: purgeType, soft: req.Soft, batches: batches}, nil
+}
+
+// releasePurges takes the NHN rate limit and the fan-out bound for a
+// checked purge and reserves its seqs; the release starts them.
+func (s *Service) releasePurges(ctx context.Context, appKey string, p releasePurge) ([]workflows.PurgeSeq, distribution.State, error) {
+	domain, purgeType, batches := p.domain, p.purgeType, p.batches
 	scope, every := s.purgeLimit(purgeType, domain)
 	if err := s.claimPurgeLimit(appKey+"/"+scope, scope, every); err != nil {
 		return nil, distribution.State{}, err
@@ -204,7 +238,7 @@ func (s *Service) releasePurges(ctx context.Context, appKey string, req PurgeReq
 	for i, paths := range batches {
 		seqs[i] = workflows.PurgeSeq{
 			AppKey: appKey, Domain: domain, Hosts: dist.Hosts(), Type: purgeType, Paths: paths,
-			Soft: req.Soft, Seq: first + int64(i), PurgeID: randomID(), EdgeIDs: s.inventory.IDs(),
+			Soft: p.soft, Seq: first + int64(i), PurgeID: randomID(), EdgeIDs: s.inventory.IDs(),
 			Deadline: s.config.PurgeDeadline, CatchUp: s.config.PurgeCatchUp, PurgeTime: now,
 		}
 	}
@@ -349,11 +383,15 @@ func (s *Service) prewarmInFlight(ctx context.Context, requestID string) map[str
 }
 
 // CancelRelease asks release id to stop: the step running is cancelled and
-// the release ends CANCELLED. Cancelling an ended release is a no-op.
+// the release ends CANCELLED. Errors: ErrInvalidState (409) when the
+// release already ended, ErrNotFound, ErrForbidden.
 func (s *Service) CancelRelease(ctx context.Context, id string) error {
 	running, err := s.releaseAccess(ctx, id, VerbPurge)
-	if err != nil || !running {
+	if err != nil {
 		return err
+	}
+	if !running {
+		return fmt.Errorf("release %s already ended; there is nothing to cancel: %w", id, ErrInvalidState)
 	}
 	if err := s.temporal.CancelWorkflow(ctx, workflows.ReleaseWorkflowID(id), ""); err != nil && !isNotFound(err) {
 		return fmt.Errorf("cancel release %s: %w", id, err)

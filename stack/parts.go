@@ -126,10 +126,9 @@ func serveAPI(ctx context.Context, ln net.Listener, cfg config.Config, inv *inve
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if err := hs.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("drain api: %w", err)
-	}
-	if err := srv.FlushAudit(shutdownCtx); err != nil {
+	// Drain ends the release event streams, then drains the rest, and
+	// writes the queued audit records even when the drain timed out.
+	if err := srv.Drain(shutdownCtx, hs); err != nil {
 		return fmt.Errorf("drain api: %w", err)
 	}
 	logger.Info("api stopped")

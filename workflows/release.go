@@ -418,6 +418,12 @@ func (r *receipts) rows() []ReleaseEdgeReceipt {
 // its chunks).
 const versionPrewarmWarmth = "prewarm-warmth"
 
+// versionWarmthDeadline is the GetVersion change id of the warmth
+// measurement's timeout (version 1: every attempt together within what is
+// left of the job's deadline, counted from the workflow's start; before
+// it each attempt had the whole deadline).
+const versionWarmthDeadline = "prewarm-warmth-deadline"
+
 // measureWarmth runs MeasureWarmth on the job's edges within what is left
 // of the job's deadline (retried twice); a failure leaves a Warmth with
 // each edge's error, so the release's verify step fails with the reason.
@@ -426,12 +432,17 @@ func measureWarmth(ctx workflow.Context, job PrewarmJob) *activities.Warmth {
 	if timeout <= 0 {
 		timeout = 30 * time.Minute
 	}
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	opts := workflow.ActivityOptions{
 		StartToCloseTimeout: timeout,
 		HeartbeatTimeout:    workerKnobs(ctx).HeartbeatTimeout,
 		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 3, InitialInterval: time.Second,
 			NonRetryableErrorTypes: []string{activities.ErrUnknownEdge, activities.ErrPayloadMissing}},
-	})
+	}
+	if workflow.GetVersion(ctx, versionWarmthDeadline, workflow.DefaultVersion, 1) == 1 {
+		left := max(timeout-workflow.Now(ctx).Sub(workflow.GetInfo(ctx).WorkflowStartTime), time.Second)
+		opts.StartToCloseTimeout, opts.ScheduleToCloseTimeout = left, left
+	}
+	actx := workflow.WithActivityOptions(ctx, opts)
 	var a *activities.Prewarm
 	in := activities.WarmthInput{JobID: job.JobID, EdgeIDs: job.EdgeIDs, Domain: job.Domain, Scheme: job.Scheme,
 		URLsKey: job.URLsKey, Header: job.Header}
