@@ -87,6 +87,13 @@ var routeRules = map[string]routeRule{
 	"GET /v1/webhooks":                {service.VerbRead, inService},
 	"DELETE /v1/webhooks/:id":         {service.VerbAdmin, inService},
 	"GET /v1/webhooks/:id/deliveries": {service.VerbRead, inService},
+	// Releases (release.go): a release purges, so starting or cancelling
+	// one needs purge; the service checks prewarm too when it prewarms.
+	"POST /v1/releases":                   {service.VerbPurge, inService},
+	"GET /v1/releases/:id":                {service.VerbRead, inService},
+	"POST /v1/releases/:id/cancel":        {service.VerbPurge, inService},
+	"GET /v1/releases/:id/events":         {service.VerbRead, inService},
+	"GET /v1/appKeys/:appKey/purges/:seq": {service.VerbRead, onPathAppKey},
 }
 
 // RouteVerb answers the verb of a route ("METHOD path" as Echo registers

@@ -49,6 +49,7 @@ const (
 var bodyLimits = map[string]int64{
 	"POST /prewarm":                                   MaxPrewarmBody,
 	"POST /v1.5/appKeys/:appKey/purges":               MaxPurgeBody,
+	"POST /v1/releases":                               MaxPrewarmBody + MaxPurgeBody,
 	"POST /v1.5/appKeys/:appKey/distributions":        MaxDistributionsBody,
 	"PUT /v1.5/appKeys/:appKey/distributions":         MaxDistributionBody,
 	"PATCH /v1.5/appKeys/:appKey/distributions":       MaxDistributionBody,

@@ -19,14 +19,6 @@ import (
 // Release routes (docs/releases.md). POST and cancel need purge scope on
 // some appKey, the reads read scope; the service checks the scopes on the
 // release's appKey (purge, prewarm).
-func init() {
-	routeRules["POST /v1/releases"] = routeRule{service.VerbPurge, inService}
-	routeRules["GET /v1/releases/:id"] = routeRule{service.VerbRead, inService}
-	routeRules["POST /v1/releases/:id/cancel"] = routeRule{service.VerbPurge, inService}
-	routeRules["GET /v1/releases/:id/events"] = routeRule{service.VerbRead, inService}
-	routeRules["GET /v1/appKeys/:appKey/purges/:seq"] = routeRule{service.VerbRead, onPathAppKey}
-	bodyLimits["POST /v1/releases"] = MaxPrewarmBody + MaxPurgeBody
-}
 
 // Server-Sent Events of a release (GET /v1/releases/:id/events): how often
 // the stream reads the release (at most once a second per stream), the

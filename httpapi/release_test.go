@@ -22,29 +22,6 @@ import (
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
-func init() {
-	// The release routes' verbs (docs/releases.md).
-	routeScopes["POST /v1/releases"] = struct {
-		verb string
-		all  bool
-	}{"purge", false}
-	routeScopes["GET /v1/releases/:id"] = struct {
-		verb string
-		all  bool
-	}{"read", false}
-	routeScopes["POST /v1/releases/:id/cancel"] = struct {
-		verb string
-		all  bool
-	}{"purge", false}
-	routeScopes["GET /v1/releases/:id/events"] = struct {
-		verb string
-		all  bool
-	}{"read", false}
-	routeScopes["GET /v1/appKeys/:appKey/purges/:seq"] = struct {
-		verb string
-		all  bool
-	}{"read", false}
-}
 
 // sseEvent is one Server-Sent Event as the stream sent it.
 type sseEvent struct {

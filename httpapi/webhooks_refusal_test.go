@@ -1,3 +1,5 @@
+//go:build !unit
+
 package httpapi_test
 
 import (
