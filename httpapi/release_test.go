@@ -22,7 +22,6 @@ import (
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
-
 // sseEvent is one Server-Sent Event as the stream sent it.
 type sseEvent struct {
 	id, event string
