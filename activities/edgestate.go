@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"go.temporal.io/sdk/log"
+
 	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/internal/metrics"
 	"github.com/cdnflow/cdnflow/inventory"
@@ -234,4 +236,130 @@ func keepRestart(e inventory.Edge, st connector.TableState, last EdgeSyncReport,
 	if e.Managed && !st.Started.Equal(last.ConnectorStarted) && st.Loaded > 0 {
 		rep.Drift = slices.DeleteFunc(rep.Drift, func(r string) bool { return r == "restart" })
 	}
+}
+
+// tableDelta is what turns a known desired table into the round's
+// desired table w: the entries to put, each with the known table's
+// entry of that name (absent: new), and whether the known table holds
+// names w lacks (orphans, deleted only through the full comparison and
+// its valves).
+type tableDelta struct {
+	puts    []string // names, in order
+	prev    map[string]connector.Site
+	orphans bool
+}
+
+// tableDeltas computes each delta once per round and pair of tables,
+// so the edges a change has not reached yet cost the changed entries,
+// not a comparison of every entry on every edge. At most
+// maxTableDeltas are kept. Safe for concurrent use.
+type tableDeltas struct {
+	mu  sync.Mutex
+	per map[string]tableDelta // "known digest>desired digest"
+}
+
+// maxTableDeltas bounds tableDeltas: one pair per known table and set of
+// rollout entries in flight.
+const maxTableDeltas = 32
+
+// between is the delta from the known table (digest from, entries
+// known) to w.
+func (t *tableDeltas) between(from string, known []connector.Site, w wanted) tableDelta {
+	key := from + ">" + w.digest()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if d, ok := t.per[key]; ok {
+		return d
+	}
+	d := tableDelta{prev: map[string]connector.Site{}}
+	byName := make(map[string]connector.Site, len(known))
+	for _, s := range known {
+		byName[s.Name] = s
+		if _, ok := w.sites[s.Name]; !ok {
+			d.orphans = true
+		}
+	}
+	for _, name := range w.names {
+		want := w.sites[name]
+		cur, ok := byName[name]
+		if ok && cur.Gen == want.Gen && cur.Owner == want.Owner && sameContent(cur, want) {
+			continue
+		}
+		d.puts = append(d.puts, name)
+		if ok {
+			d.prev[name] = cur
+		}
+	}
+	if len(t.per) >= maxTableDeltas {
+		t.per = nil
+	}
+	if t.per == nil {
+		t.per = map[string]tableDelta{}
+	}
+	t.per[key] = d
+	return d
+}
+
+// syncKnown finishes the round of an edge that holds a known desired
+// table (read "known", its entries st.Sites from memory) by putting only
+// the entries that differ from w (tableDeltas), through the same healer
+// rules as a full comparison. done: the edge now holds exactly w, and the
+// report says so. Otherwise the caller compares the whole table: when the
+// known table has orphans or is empty (nothing was touched), or when a
+// put was not taken as desired (touched: the table must be read again);
+// the drift of the puts made is kept in rep.
+func (a *EdgeSync) syncKnown(ctx context.Context, e inventory.Edge, w wanted, st connector.TableState, rep *EdgeSyncReport, last EdgeSyncReport, l log.Logger) (done, touched bool) {
+	if len(st.Sites) == 0 {
+		return false, false
+	}
+	d := a.deltas.between(st.Digest, st.Sites, w)
+	if d.orphans {
+		return false, false
+	}
+	h := &healer{a: a, e: e, log: l, rep: rep, now: time.Now(), table: maps.Clone(d.prev)}
+	for _, name := range d.puts {
+		err := h.put(ctx, w.sites[name], last)
+		got, ok := h.table[name]
+		want := w.sites[name]
+		if err != nil || !ok || got.Gen != want.Gen || got.Owner != want.Owner || len(rep.Conflicts) > 0 || len(rep.Held) > 0 {
+			// Compared again whole: what the put reported is found again.
+			rep.Conflicts, rep.Held, rep.Differing = nil, nil, nil
+			return false, true
+		}
+	}
+	st.Digest = w.digest()
+	if !a.settled(ctx, e, w, st, rep, last) {
+		return false, len(d.puts) > 0
+	}
+	rep.TableRead, rep.Compared = "known", len(d.puts)
+	return true, true
+}
+
+// fastRound finishes e's round without comparing its whole table when
+// the read allows it: a table with the desired digest is settled, a known
+// desired table gets the changed entries (syncKnown). Otherwise it
+// answers the table to compare whole: st as read, or read again whole
+// when the fast round could not finish or changed the table.
+func (a *EdgeSync) fastRound(ctx context.Context, e inventory.Edge, w wanted, st connector.TableState, read string, rep *EdgeSyncReport, last EdgeSyncReport, l log.Logger) (bool, connector.TableState, string, error) {
+	switch read {
+	case "digest":
+		// The edge holds exactly the desired table: nothing to compare.
+		if a.settled(ctx, e, w, st, rep, last) {
+			keepRestart(e, st, last, rep)
+			return true, st, read, nil
+		}
+	case "known":
+		done, touched := a.syncKnown(ctx, e, w, st, rep, last, l)
+		if done {
+			keepRestart(e, st, last, rep)
+			return true, st, read, nil
+		}
+		if !touched {
+			return false, st, read, nil
+		}
+	default:
+		return false, st, read, nil
+	}
+	st, read, err := a.readWhole(ctx, e)
+	return false, st, read, err
 }

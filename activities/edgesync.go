@@ -91,6 +91,9 @@ type EdgeSync struct {
 	rendered sync.Map
 	// known are the last rounds' desired tables (knownTables).
 	known knownTables
+	// deltas turn a known table into the round's desired one
+	// (tableDeltas).
+	deltas tableDeltas
 }
 
 // SyncEdgesInput is one round of the sync loop.
@@ -123,6 +126,10 @@ type EdgeSyncReport struct {
 	// memory and compared), or "entries" (the whole table sent and
 	// compared); "" when the table could not be read.
 	TableRead string `json:"tableRead,omitempty"`
+	// Compared counts the desired entries compared one by one with the
+	// edge's this round: 0 for a table read by digest, the changed ones
+	// for a known table, every one for a table read whole.
+	Compared int `json:"compared,omitempty"`
 	// Foreign counts the entries of other control planes in the table
 	// (left alone).
 	Foreign int `json:"foreign,omitempty"`
@@ -298,13 +305,11 @@ func (a *EdgeSync) syncEdge(ctx context.Context, id string, w wanted, last EdgeS
 	rep.Draining = e.Drain
 	log := logger(ctx, "edgeId", id)
 	st, read, err := a.readTable(ctx, e, w)
-	if read == "digest" {
-		// The edge holds exactly the desired table: nothing to compare.
-		if a.settled(ctx, e, w, st, &rep, last) {
-			keepRestart(e, st, last, &rep)
+	if err == nil {
+		var done bool
+		if done, st, read, err = a.fastRound(ctx, e, w, st, read, &rep, last, log); done {
 			return a.finish(log, rep)
 		}
-		st, read, err = a.readWhole(ctx, e)
 	}
 	if err != nil {
 		// Another VCL may be active (it does not route the site table):
@@ -426,6 +431,7 @@ func (h *healer) heal(ctx context.Context, w wanted, last EdgeSyncReport) error 
 	if h.rep.Foreign > 0 {
 		h.log.Info("entries of other control planes left alone", "entries", h.rep.Foreign, "owners", ownerSample(owners))
 	}
+	h.rep.Compared = len(w.names)
 	for _, name := range w.names {
 		if err := h.put(ctx, w.sites[name], last); err != nil {
 			return err

@@ -184,9 +184,10 @@ func (b *bench) round(name string) {
 	}
 	outBytes, _ := json.Marshal(reports)
 	b.last = map[string]activities.EdgeSyncReport{}
-	errs, drifted := 0, 0
+	errs, drifted, compared := 0, 0, 0
 	for _, r := range reports {
 		b.last[r.EdgeID] = r
+		compared += r.Compared
 		if r.Error != "" {
 			errs++
 		}
@@ -194,10 +195,10 @@ func (b *bench) round(name string) {
 			drifted++
 		}
 	}
-	fmt.Printf("  %-40s wall %8s  CPU %7.3f s  heap %5d MiB (+%d)  tables by digest %4d, whole %4d, changes %5d  drift %d  errors %d  payload in %d kB, out %d kB\n",
+	fmt.Printf("  %-40s wall %8s  CPU %7.3f s  heap %5d MiB (+%d)  tables by digest %4d, whole %4d, changes %5d  entries compared %8d  drift %d  errors %d  payload in %d kB, out %d kB\n",
 		name, wall.Round(time.Millisecond), cpu.Seconds(), heapInUse()>>20, int64(heapInUse()>>20)-int64(b.heap0>>20),
 		b.total("admin-digest")-before["admin-digest"], b.total("admin-entries")-before["admin-entries"],
-		b.total("admin-change")-before["admin-change"], drifted, errs, len(inBytes)>>10, len(outBytes)>>10)
+		b.total("admin-change")-before["admin-change"], compared, drifted, errs, len(inBytes)>>10, len(outBytes)>>10)
 }
 
 func (b *bench) total(kind string) int64 {
