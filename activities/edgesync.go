@@ -43,6 +43,26 @@ type Desired struct {
 	Running []string
 }
 
+// JoinDesired is the desired state of a and b together, read in that
+// order: specs, rollouts and running distributions of both. A failed read
+// of either fails the whole (a partial desired state would delete).
+func JoinDesired(a, b DesiredSites) DesiredSites { return joinedDesired{a, b} }
+
+type joinedDesired struct{ a, b DesiredSites }
+
+func (j joinedDesired) DesiredSites(ctx context.Context) (Desired, error) {
+	da, err := j.a.DesiredSites(ctx)
+	if err != nil {
+		return Desired{}, err
+	}
+	db, err := j.b.DesiredSites(ctx)
+	if err != nil {
+		return Desired{}, err
+	}
+	return Desired{Specs: append(da.Specs, db.Specs...), Rollouts: append(da.Rollouts, db.Rollouts...),
+		Running: append(da.Running, db.Running...)}, nil
+}
+
 // SiteRollout is a distribution change rolled out edge by edge: Spec is
 // desired on Edges (the edges its waves reached so far), the
 // distribution's last applied spec on the others. A distribution workflow

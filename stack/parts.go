@@ -42,10 +42,18 @@ import (
 // with that error once another worker replaced the record
 // (worker.WatchFleetSettings, every 4 sync periods).
 func RunWorker(ctx context.Context, cfg config.Config, inv *inventory.Inventory, c client.Client, payloads payload.Store, logger *zap.Logger) error {
+	return runWorker(ctx, cdnworker.Deps{Config: cfg, Inventory: inv, Logger: logger, Payloads: payloads}, c)
+}
+
+// runWorker is RunWorker with the worker's dependencies whole
+// (Options.MoreDesired included).
+func runWorker(ctx context.Context, d cdnworker.Deps, c client.Client) error {
+	cfg, logger := d.Config, d.Logger
 	if err := cdnworker.CheckFleetSettings(ctx, c, cfg); err != nil {
 		return err
 	}
-	w, err := cdnworker.New(c, cdnworker.Deps{Config: cfg, Inventory: inv, Logger: logger.Named("worker"), Payloads: payloads})
+	d.Logger = logger.Named("worker")
+	w, err := cdnworker.New(c, d)
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/deployments"
 	"github.com/cdnflow/cdnflow/edge/varnishd"
@@ -31,6 +32,7 @@ import (
 	"github.com/cdnflow/cdnflow/internal/temporalclient"
 	"github.com/cdnflow/cdnflow/internal/tracing"
 	"github.com/cdnflow/cdnflow/inventory"
+	cdnworker "github.com/cdnflow/cdnflow/worker"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
@@ -54,6 +56,9 @@ type Options struct {
 	// APIListener is the API's listener, handed over open so that no other
 	// process can take the port in between; nil listens on Config.APIAddr.
 	APIListener net.Listener
+	// MoreDesired is desired state the worker's edge sync adds to the
+	// running distributions' (worker.Deps.MoreDesired).
+	MoreDesired activities.DesiredSites
 }
 
 // Stack is a running cdnflow.
@@ -148,7 +153,7 @@ func (s *Stack) start(ctx context.Context, o Options) error {
 	s.onStop(func() error { c.Close(); return nil })
 	if !o.NoWorker {
 		s.run("worker", func(ctx context.Context) error {
-			return RunWorker(ctx, s.Config, s.Inventory, c, s.Payloads, s.logger)
+			return runWorker(ctx, cdnworker.Deps{Config: s.Config, Inventory: s.Inventory, Logger: s.logger, Payloads: s.Payloads, MoreDesired: o.MoreDesired}, c)
 		})
 	}
 	if !o.NoAPI {

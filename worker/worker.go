@@ -33,6 +33,10 @@ type Deps struct {
 	Payloads payload.Store
 	// Temporal lets activities start and list workflows (set by New).
 	Temporal client.Client
+	// MoreDesired, when set, is desired state the edge sync adds to the
+	// running distributions' (workflows.DesiredSites): bench/apply's
+	// simulated distributions (bench/harness.Simulated).
+	MoreDesired activities.DesiredSites
 }
 
 // New creates a worker with everything registered; the caller runs it.
@@ -88,9 +92,13 @@ func Register(r sdkworker.Registry, d Deps) error {
 		PurgeACL: cfg.PurgeACL, ControlPlane: d.Config.ControlPlane(), Origins: origins, Edges: edges,
 		Rollout: activities.RolloutKnobs{Waves: cfg.RolloutWaves, Bake: cfg.RolloutBake, HealthPath: cfg.RolloutHealthPath},
 	}
+	var desired activities.DesiredSites = workflows.DesiredSites{Temporal: d.Temporal}
+	if d.MoreDesired != nil {
+		desired = activities.JoinDesired(desired, d.MoreDesired)
+	}
 	sync := &activities.EdgeSync{
 		EdgeConfig: activities.EdgeConfig{DefaultOrigin: d.Config.DefaultOrigin, PurgeACL: cfg.PurgeACL, ControlPlane: d.Config.ControlPlane()},
-		Inventory:  d.Inventory, Edges: edges, Desired: workflows.DesiredSites{Temporal: d.Temporal},
+		Inventory:  d.Inventory, Edges: edges, Desired: desired,
 		MaxDeleteShare: cfg.EdgeSyncMaxDeleteShare, AllowMassDelete: cfg.EdgeSyncAllowMassDelete,
 	}
 	hosts := &workflows.HostActivities{Temporal: d.Temporal}

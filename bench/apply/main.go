@@ -23,6 +23,13 @@
 // bench/harness.StartFleet (-latency, -loss):
 //
 //	go run ./bench/apply -edges 1000 -sizes 10 -changes 10 -burst 0
+//
+// -simulated D adds D simulated distributions (bench/harness.Simulated) to
+// every stand-in's table and to the edge sync's desired state, so the
+// changes run against tables and sync rounds of a D-distribution fleet
+// without D distribution workflows ("sites per edge" counts them):
+//
+//	go run ./bench/apply -edges 1000 -simulated 10000 -sizes 10 -changes 10 -burst 0
 package main
 
 import (
@@ -85,6 +92,7 @@ func main() {
 	standIns := flag.Bool("standins", false, "simulated edges (bench/harness.StartFleet) instead of varnishd (always above 20 edges)")
 	latency := flag.Duration("latency", 0, "with stand-ins: added to every edge answer")
 	loss := flag.Float64("loss", 0, "with stand-ins: share of edge requests dropped")
+	simulated := flag.Int("simulated", 0, "with stand-ins: simulated distributions in every edge's table and the edge sync's desired state, beside the ones created (bench/harness.Simulated)")
 	flag.Parse()
 	*standIns = *standIns || *edges > 20
 	var ns []int
@@ -98,7 +106,10 @@ func main() {
 	if *burst > perRequest {
 		log.Fatalf("-burst %d: at most %d distributions per POST", *burst, perRequest)
 	}
-	stack, err := harness.Start(context.Background(), harness.Options{Edges: *edges, StandIns: *standIns,
+	if *simulated > 0 && !*standIns {
+		log.Fatal("-simulated needs -standins")
+	}
+	stack, err := harness.Start(context.Background(), harness.Options{Edges: *edges, StandIns: *standIns, Simulated: *simulated,
 		Fleet: harness.FleetOptions{Latency: *latency, Loss: *loss}, Configure: func(c *config.Config) {
 			c.AppKeys = map[string]string{appKey: secret}
 		}})

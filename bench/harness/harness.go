@@ -21,6 +21,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
+	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/edge/varnishd"
@@ -96,6 +97,11 @@ type Options struct {
 	// Fleet shapes the stand-ins (latency, loss, restarts).
 	Fleet     FleetOptions
 	Configure func(*config.Config)
+	// Simulated (stand-ins only) puts this many simulated distributions
+	// (NewSimulated) in every stand-in's table and in the edge sync's
+	// desired state, as a fleet's other distributions, without their
+	// workflows.
+	Simulated int
 	// Shield (varnishd only): one more edge, started first, is the parent
 	// (docs/tiers.md) of the Edges others, which fetch their misses from
 	// it.
@@ -131,14 +137,6 @@ func (s *Stack) start(ctx context.Context, o Options) error {
 	s.stops = append(s.stops, originSrv.Close)
 	s.OriginAddr = originSrv.Listener.Addr().String()
 
-	edges, err := s.startEdges(ctx, o)
-	if err != nil {
-		return err
-	}
-	inv, err := inventory.New(edges)
-	if err != nil {
-		return err
-	}
 	cfg := config.Default()
 	cfg.DataDir = filepath.Join(s.Dir, "data")
 	cfg.DefaultOrigin = s.OriginAddr
@@ -150,7 +148,23 @@ func (s *Stack) start(ctx context.Context, o Options) error {
 	if o.Configure != nil {
 		o.Configure(&cfg)
 	}
-	st, err := stack.Start(ctx, stack.Options{Config: cfg, Inventory: inv, Logger: logger})
+	var more activities.DesiredSites
+	if o.Simulated > 0 && o.StandIns {
+		sim, err := NewSimulated(o.Simulated, cfg.ControlPlane())
+		if err != nil {
+			return err
+		}
+		o.Fleet.Base, more = sim.Base, sim
+	}
+	edges, err := s.startEdges(ctx, o)
+	if err != nil {
+		return err
+	}
+	inv, err := inventory.New(edges)
+	if err != nil {
+		return err
+	}
+	st, err := stack.Start(ctx, stack.Options{Config: cfg, Inventory: inv, Logger: logger, MoreDesired: more})
 	if err != nil {
 		return err
 	}

@@ -43,27 +43,11 @@ import (
 
 	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/bench/harness"
-	"github.com/cdnflow/cdnflow/distribution"
 	"github.com/cdnflow/cdnflow/edge"
-	"github.com/cdnflow/cdnflow/edge/connector"
 	"github.com/cdnflow/cdnflow/inventory"
 )
 
 const controlPlane = "bench"
-
-// created is every bench distribution's creation time (epoch ms).
-var created = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
-
-// desired is a fixed desired state (activities.DesiredSites).
-type desired struct{ d activities.Desired }
-
-func (d *desired) DesiredSites(context.Context) (activities.Desired, error) { return d.d, nil }
-
-func spec(i, version int, path string) distribution.SiteSpec {
-	domain := fmt.Sprintf("d%05d.fleet.test", i)
-	return distribution.SiteSpec{WorkflowID: "distribution/bench/" + domain, AppKey: "bench", Domain: domain, Version: version,
-		Created: created, Config: distribution.Config{UseOrigin: "Y", Origins: []distribution.Origin{{Origin: "origin.fleet.test", Port: 80, OriginPath: path}}}}
-}
 
 func main() {
 	edges := flag.Int("edges", 1000, "simulated edges")
@@ -76,23 +60,11 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "CPU profile of the settled rounds")
 	flag.Parse()
 
-	d := &desired{}
-	var entries []connector.Site
-	for i := 0; i < *dists; i++ {
-		s := spec(i, 1, "/v1")
-		d.d.Specs = append(d.d.Specs, s)
-		d.d.Running = append(d.d.Running, s.Domain)
-		e, err := activities.EntryOf(s)
-		if err != nil {
-			log.Fatal(err)
-		}
-		e.Owner = controlPlane
-		entries = append(entries, e)
-	}
-	base, err := harness.NewBase(entries)
+	sim, err := harness.NewSimulated(*dists, controlPlane)
 	if err != nil {
 		log.Fatal(err)
 	}
+	base := sim.Base
 	dir, err := os.MkdirTemp("", "cdnflow-bench-sync-")
 	if err != nil {
 		log.Fatal(err)
@@ -108,7 +80,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	b := newBench(fleet, d)
+	b := newBench(fleet, sim)
 	fmt.Printf("sync benchmark: %d distributions × %d simulated edges (fleet up in %s; latency %s, loss %.3f)\n",
 		*dists, *edges, time.Since(start).Round(time.Millisecond), *latency, *loss)
 	b.round("first (VCL loaded on every edge)")
@@ -119,7 +91,11 @@ func main() {
 	stop()
 	if n := min(*drift, len(fleet)); n > 0 {
 		for i := 0; i < n; i++ {
-			e := entries[i%len(entries)]
+			e, err := activities.EntryOf(sim.Specs[i%len(sim.Specs)])
+			if err != nil {
+				log.Fatal(err)
+			}
+			e.Owner = controlPlane
 			e.Origins = slices.Clone(e.Origins)
 			e.Origins[0].Path = "/planted"
 			if _, err := fleet[i*len(fleet)/n].PutSite(e, true); err != nil {
@@ -130,7 +106,7 @@ func main() {
 		b.round("after drift")
 	}
 	if *change {
-		d.d.Specs[0] = spec(0, 2, "/v2")
+		sim.Specs[0] = harness.SimulatedSpec(0, 2, "/v2")
 		b.round("change (1 distribution new on no edge)")
 		b.round("after change")
 	}
@@ -145,7 +121,7 @@ type bench struct {
 	heap0 uint64
 }
 
-func newBench(fleet []*harness.StandIn, d *desired) *bench {
+func newBench(fleet []*harness.StandIn, d activities.DesiredSites) *bench {
 	var list []inventory.Edge
 	for _, s := range fleet {
 		list = append(list, s.Edge)
