@@ -322,9 +322,18 @@ func tierShieldDown(t *testing.T, env *testenv.Env, children []string) {
 	if pst.State != workflows.PurgeDone || pst.Progress != 100 {
 		t.Fatalf("purge with the shield down = %+v", pst)
 	}
+	var shieldAt int64
 	for _, e := range pst.Edges {
-		if !e.CaughtUp {
-			t.Fatalf("edge %+v: every edge waited for the shield and caught up", e)
+		if !e.CaughtUp || e.Probe != "BAN" || e.Answer != "200 Ban added" || e.AppliedAt == 0 {
+			t.Fatalf("edge %+v: every edge waited for the shield and caught up, with the ban's receipt", e)
+		}
+		if e.EdgeID == env.Edges[0].Edge.ID {
+			shieldAt = e.AppliedAt
+		}
+	}
+	for _, e := range pst.Edges {
+		if e.AppliedAt < shieldAt {
+			t.Fatalf("edge %s caught up at %d, before its shield (%d): catch-up out of tier order", e.EdgeID, e.AppliedAt, shieldAt)
 		}
 	}
 	for i := 1; i < 4; i++ {
