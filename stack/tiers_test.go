@@ -296,6 +296,12 @@ func tierShieldDown(t *testing.T, env *testenv.Env, children []string) {
 		t.Fatal(err)
 	}
 	st := <-done
+	// Status is per URL × chosen edge: the shield's failed pairs show in
+	// its row only, every URL reached every child.
+	if st.Status != "COMPLETED" || st.Failed != 0 || len(st.FailedURL) != 0 || st.Succeeded != len(urls) {
+		t.Fatalf("status with the shield down = %s, %d failed %v, %d succeeded; want every URL succeeded on the chosen children (rows %+v)",
+			st.Status, st.Failed, st.FailedURL, st.Succeeded, st.Edges)
+	}
 	for _, e := range st.Edges {
 		if e.EdgeID != env.Edges[0].Edge.ID && (e.Done != len(urls) || e.Failed != 0) {
 			t.Fatalf("child row %+v with the shield down", e)
