@@ -110,11 +110,11 @@ func (s *Service) StartPrewarm(ctx context.Context, req PrewarmRequest, idempote
 
 // prewarmStart is the start options and input of a checked prewarm.
 func (s *Service) prewarmStart(v validPrewarm, target prewarmTarget, tenant, requestID, urlsKey, hash, idempotencyKey string, needInvalidate bool) (client.StartWorkflowOptions, workflows.PrewarmJob) {
-	ids := prewarmEdgeIDs(s.inventory, v.edges) // tiers: shields first (prewarm_tiers.go)
+	ids, shields := prewarmEdgeIDs(s.inventory, v.edges) // tiers: shields first (prewarm_tiers.go)
 	job := workflows.PrewarmJob{
 		JobID: workflows.PrewarmWorkflowID(requestID), Domain: v.domain, Scheme: v.scheme, URLsKey: urlsKey,
 		URLCount: len(v.urls), EdgeIDs: ids, Header: v.header, NeedInvalidate: needInvalidate,
-		Timeout: v.timeout,
+		Timeout: v.timeout, Shields: shields,
 	}
 	sa := []temporal.SearchAttributeUpdate{
 		workflows.KindAttr.ValueSet(workflows.KindPrewarm),

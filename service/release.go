@@ -234,12 +234,14 @@ func (s *Service) releasePurges(ctx context.Context, appKey string, p releasePur
 		return nil, dist, invalid("purgeList has %d entries and the distribution %d hosts: at most %d purges per request (MaxPurgeFanOut)", entries, hosts, MaxPurgeFanOut)
 	}
 	now := time.Now().UnixMilli()
+	edgeIDs := s.inventory.IDs()
+	parents := s.inventory.Parents(edgeIDs) // tiers: parents confirmed first, as StartPurge (docs/tiers.md)
 	seqs := make([]workflows.PurgeSeq, len(batches))
 	for i, paths := range batches {
 		seqs[i] = workflows.PurgeSeq{
 			AppKey: appKey, Domain: domain, Hosts: dist.Hosts(), Type: purgeType, Paths: paths,
-			Soft: p.soft, Seq: first + int64(i), PurgeID: randomID(), EdgeIDs: s.inventory.IDs(),
-			Deadline: s.config.PurgeDeadline, CatchUp: s.config.PurgeCatchUp, PurgeTime: now,
+			Soft: p.soft, Seq: first + int64(i), PurgeID: randomID(), EdgeIDs: edgeIDs,
+			Deadline: s.config.PurgeDeadline, CatchUp: s.config.PurgeCatchUp, PurgeTime: now, Parents: parents,
 		}
 	}
 	return seqs, dist, nil

@@ -296,6 +296,12 @@ func tierShieldDown(t *testing.T, env *testenv.Env, children []string) {
 		t.Fatal(err)
 	}
 	st := <-done
+	// Status is per URL × chosen edge: the shield's failed pairs show in
+	// its row only, every URL reached every child.
+	if st.Status != "COMPLETED" || st.Failed != 0 || len(st.FailedURL) != 0 || st.Succeeded != len(urls) {
+		t.Fatalf("status with the shield down = %s, %d failed %v, %d succeeded; want every URL succeeded on the chosen children (rows %+v)",
+			st.Status, st.Failed, st.FailedURL, st.Succeeded, st.Edges)
+	}
 	for _, e := range st.Edges {
 		if e.EdgeID != env.Edges[0].Edge.ID && (e.Done != len(urls) || e.Failed != 0) {
 			t.Fatalf("child row %+v with the shield down", e)
@@ -322,9 +328,18 @@ func tierShieldDown(t *testing.T, env *testenv.Env, children []string) {
 	if pst.State != workflows.PurgeDone || pst.Progress != 100 {
 		t.Fatalf("purge with the shield down = %+v", pst)
 	}
+	var shieldAt int64
 	for _, e := range pst.Edges {
-		if !e.CaughtUp {
-			t.Fatalf("edge %+v: every edge waited for the shield and caught up", e)
+		if !e.CaughtUp || e.Probe != "BAN" || e.Answer != "200 Ban added" || e.AppliedAt == 0 {
+			t.Fatalf("edge %+v: every edge waited for the shield and caught up, with the ban's receipt", e)
+		}
+		if e.EdgeID == env.Edges[0].Edge.ID {
+			shieldAt = e.AppliedAt
+		}
+	}
+	for _, e := range pst.Edges {
+		if e.AppliedAt < shieldAt {
+			t.Fatalf("edge %s caught up at %d, before its shield (%d): catch-up out of tier order", e.EdgeID, e.AppliedAt, shieldAt)
 		}
 	}
 	for i := 1; i < 4; i++ {

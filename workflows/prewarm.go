@@ -46,6 +46,10 @@ type PrewarmJob struct {
 	// Verify asks the job to measure its warmth once every pair has an
 	// outcome (measureWarmth; a release's verify step).
 	Verify bool `json:"verify,omitempty"`
+	// Shields are the edges of EdgeIDs the job warms only because they
+	// serve a chosen edge (docs/tiers.md): they have rows, but a URL one
+	// of them failed is not failed (status is per URL × chosen edge).
+	Shields []string `json:"shields,omitempty"`
 }
 
 // ChunkReport is one edge's outcome of one chunk, as the job applies it.
@@ -110,6 +114,7 @@ type prewarmState struct {
 	done   []uint8 // edges with an outcome, per URL
 	failed []bool
 	edges  []EdgeProgress
+	shield map[string]bool // job.Shields
 	byEdge map[string]int
 	seen   map[string]bool // edge/chunk already applied
 	warmth *activities.Warmth
@@ -123,6 +128,10 @@ func newPrewarmState(job PrewarmJob) *prewarmState {
 		failed: make([]bool, job.URLCount),
 		byEdge: map[string]int{},
 		seen:   map[string]bool{},
+		shield: map[string]bool{},
+	}
+	for _, id := range job.Shields {
+		st.shield[id] = true
 	}
 	for i, id := range job.EdgeIDs {
 		st.edges = append(st.edges, EdgeProgress{EdgeID: id, Total: job.URLCount})
@@ -142,7 +151,7 @@ func (st *prewarmState) apply(r ChunkReport) {
 		st.done[i]++
 	}
 	for _, i := range r.Failed {
-		if i >= r.Start && i < r.End {
+		if i >= r.Start && i < r.End && !st.shield[r.EdgeID] {
 			st.failed[i] = true
 		}
 	}

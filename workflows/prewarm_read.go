@@ -38,6 +38,7 @@ type PrewarmJobInfo struct {
 	URLsKey   string   `json:"urlsKey"`
 	URLCount  int      `json:"urlCount"`
 	EdgeIDs   []string `json:"edgeIds"`
+	Shields   []string `json:"shields,omitempty"` // PrewarmJob.Shields
 	ChunkSize int      `json:"chunkSize"`
 }
 
@@ -45,7 +46,7 @@ type PrewarmJobInfo struct {
 func PrewarmJobMemo(job PrewarmJob) map[string]any {
 	return map[string]any{MemoPrewarmJob: PrewarmJobInfo{
 		JobID: job.JobID, Domain: job.Domain, URLsKey: job.URLsKey, URLCount: job.URLCount,
-		EdgeIDs: job.EdgeIDs, ChunkSize: prewarmChunkSize(job),
+		EdgeIDs: job.EdgeIDs, Shields: job.Shields, ChunkSize: prewarmChunkSize(job),
 	}}
 }
 
@@ -98,7 +99,7 @@ func ReadPrewarmStatus(ctx context.Context, store payload.Store, r PrewarmRead) 
 		}
 	}
 	job := PrewarmJob{JobID: r.Job.JobID, Domain: r.Job.Domain, URLsKey: r.Job.URLsKey, URLCount: r.Job.URLCount,
-		EdgeIDs: r.Job.EdgeIDs, ChunkSize: r.Job.ChunkSize}
+		EdgeIDs: r.Job.EdgeIDs, Shields: r.Job.Shields, ChunkSize: r.Job.ChunkSize}
 	if job.ChunkSize <= 0 {
 		return PrewarmStatus{}, fmt.Errorf("prewarm job has no %q memo to read its chunks by", MemoPrewarmJob)
 	}

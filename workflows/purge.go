@@ -178,17 +178,25 @@ func catchUp(ctx workflow.Context, req PurgeSeq, st *PurgeStatus, confirmed int)
 				st.Edges[i].Error = rootMessage(err)
 				return
 			}
-			st.Edges[i].Owed, st.Edges[i].CaughtUp, st.Edges[i].Confirmed = false, true, true
-			st.Edges[i].Verified, st.Edges[i].Error = res.Verified, ""
-			st.Edges[i].Answer, st.Edges[i].Probe, st.Edges[i].Attempts = "200 Ban added", "BAN", st.Edges[i].Attempts+1
-			st.Edges[i].AppliedAt = workflow.Now(ctx).UnixMilli()
 			caught++
-			st.Progress = progressPercent(confirmed+caught, len(req.EdgeIDs))
-			st.LastCheckTime = workflow.Now(ctx).UnixMilli()
+			markCaughtUp(ctx, st, i, res, confirmed+caught, len(req.EdgeIDs))
 		})
 	}
 	for range owed {
 		sel.Select(ctx)
 	}
 	return caught
+}
+
+// markCaughtUp records that edge i registered its catch-up ban: it is
+// confirmed, its receipt is the ban's (answer, probe BAN, one more
+// attempt, applied now) and progress counts done of total edges.
+func markCaughtUp(ctx workflow.Context, st *PurgeStatus, i int, res activities.CatchUpEdgeResult, done, total int) {
+	e := &st.Edges[i]
+	e.Owed, e.CaughtUp, e.Confirmed = false, true, true
+	e.Verified, e.Error = res.Verified, ""
+	e.Answer, e.Probe, e.Attempts = "200 Ban added", "BAN", e.Attempts+1
+	e.AppliedAt = workflow.Now(ctx).UnixMilli()
+	st.Progress = progressPercent(done, total)
+	st.LastCheckTime = e.AppliedAt
 }

@@ -126,11 +126,8 @@ func catchUpTiered(ctx workflow.Context, req PurgeSeq, st *PurgeStatus, confirme
 				st.Edges[i].Error = rootMessage(err)
 				return
 			}
-			st.Edges[i].Owed, st.Edges[i].CaughtUp, st.Edges[i].Confirmed = false, true, true
-			st.Edges[i].Verified, st.Edges[i].Error = res.Verified, ""
 			caught++
-			st.Progress = progressPercent(confirmed+caught, len(req.EdgeIDs))
-			st.LastCheckTime = workflow.Now(ctx).UnixMilli()
+			markCaughtUp(ctx, st, i, res, confirmed+caught, len(req.EdgeIDs))
 			for _, j := range waiting[st.Edges[i].EdgeID] {
 				send(j)
 			}

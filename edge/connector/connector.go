@@ -418,12 +418,12 @@ func (t *originTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if tg == nil || len(tg.origins) == 0 {
 		return nil, errors.New("connector: request without a target")
 	}
-	resp, fromParent, err := c.viaParent(req, tg)
+	resp, parent, err := c.viaParent(req, tg)
 	if err != nil {
 		return nil, err
 	}
-	if fromParent {
-		return c.deliver(req, resp, parentOrigin(c.tier.parent.Load()), tg)
+	if parent != nil {
+		return c.deliver(req, resp, parentOrigin(parent), tg)
 	}
 	replayable := req.Body == nil || req.Body == http.NoBody
 	start := int(c.counter("o|"+tg.key).Add(1)-1) % len(tg.origins)

@@ -91,20 +91,23 @@ func (c *Connector) SetParent(p *Parent) {
 // because the parent could not be reached.
 func (c *Connector) ParentFallbacks() uint64 { return c.tier.fallbacks.Load() }
 
-// viaParent fetches req from the parent edge with the visitor's Host. ok
-// false: no parent, or the parent could not be reached and fallback is on
-// (counted and logged): the caller fetches from the origin.
-func (c *Connector) viaParent(req *http.Request, tg *target) (resp *http.Response, ok bool, err error) {
+// viaParent fetches req from the parent edge with the visitor's Host and
+// answers that parent (the one asked, whatever SetParent did since). from
+// nil: no parent, or the parent could not be reached and fallback is on
+// (counted and logged): the caller fetches from the origin. Errors: an
+// *OriginError naming the parent (KindConnect when it refused the
+// connection) when its fetch failed and the origin is not asked instead.
+func (c *Connector) viaParent(req *http.Request, tg *target) (resp *http.Response, from *Parent, err error) {
 	p := c.tier.parent.Load()
 	if p == nil {
-		return nil, false, nil
+		return nil, nil, nil
 	}
 	po := parentOrigin(p)
 	out := req.Clone(req.Context())
 	out.URL.Scheme, out.URL.Host, out.Host = "http", p.Address, tg.visitorHost
 	resp, err = c.tier.transport.RoundTrip(out)
 	if err == nil {
-		return resp, true, nil
+		return resp, p, nil
 	}
 	var op *net.OpError
 	down := errors.As(err, &op) && op.Op == "dial" && req.Context().Err() == nil
@@ -114,14 +117,14 @@ func (c *Connector) viaParent(req *http.Request, tg *target) (resp *http.Respons
 	}
 	replayable := req.Body == nil || req.Body == http.NoBody
 	if !down || !p.Fallback || !replayable {
-		return nil, false, oe
+		return nil, nil, oe
 	}
 	c.tier.fallbacks.Add(1)
 	parentFallbackTotal.WithLabelValues(p.ID).Inc()
 	c.log.Warn("parent edge unreachable: fetching from the origin", zap.String("parent", p.ID),
 		zap.String("address", p.Address), zap.String("host", tg.visitorHost), zap.String("url", req.URL.RequestURI()), zap.Error(err))
 	tg.fallback = p.ID
-	return nil, false, nil
+	return nil, nil, nil
 }
 
 // parentOrigin names the parent in errors, as an http origin.

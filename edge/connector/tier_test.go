@@ -3,6 +3,7 @@ package connector
 import (
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -66,5 +67,51 @@ func TestChildFetchesFromParentAndFallsBack(t *testing.T) {
 	}
 	if n := o.requests.Load(); n != 1 {
 		t.Fatalf("origin fetched %d times, want 1 (the fallback only)", n)
+	}
+}
+
+// The parent's answer is delivered as the parent's even when SetParent
+// changed the edge's parent (here: to none) while that fetch was under
+// way: the answer names the parent that was asked.
+func TestParentChangedWhileItsFetchIsUnderWay(t *testing.T) {
+	asked, release := make(chan struct{}), make(chan struct{})
+	shield := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(asked)
+		<-release
+		w.Header().Set("Cache-Control", "public, max-age=60")
+		_, _ = io.WriteString(w, "served by shield")
+	}))
+	t.Cleanup(shield.Close)
+	o := startOrigin(t, "origin", "127.0.0.1", 0, nil)
+	c, base := newConnector(t, Options{AllowLoopback: []string{"127.0.0.1:" + port(o)},
+		Parent: &Parent{ID: "SHD01", Address: strings.TrimPrefix(shield.URL, "http://"), Fallback: true}})
+	type answer struct {
+		code int
+		body string
+		err  error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, base+"/static/a.js", nil)
+		req.Host = "www.site.test"
+		req.Header.Set(HeaderOrigins, "http://127.0.0.1:"+port(o))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			got <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		got <- answer{resp.StatusCode, string(body), err}
+	}()
+	<-asked
+	c.SetParent(nil) // the edge has no parent any more; the fetch above is the shield's
+	close(release)
+	a := <-got
+	if a.err != nil || a.code != http.StatusOK || a.body != "served by shield" {
+		t.Fatalf("answer of the shield asked before its removal: %d %q %v", a.code, a.body, a.err)
+	}
+	if n := o.requests.Load(); n != 0 {
+		t.Fatalf("origin fetched %d times", n)
 	}
 }
