@@ -235,13 +235,21 @@ func seriesName(name string) string {
 }
 
 func sanitize(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return !validNameRune(r) }) < 0 {
+		return s // most names are valid already: no copy
+	}
 	var b strings.Builder
 	for _, r := range s {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' {
+		if validNameRune(r) {
 			b.WriteRune(r)
 		} else {
 			b.WriteByte('_')
 		}
 	}
 	return b.String()
+}
+
+// validNameRune reports a rune Prometheus allows in names as they are.
+func validNameRune(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_'
 }

@@ -64,3 +64,11 @@ func TestSDKHandlerSeriesByTagValues(t *testing.T) {
 		t.Errorf("DescribeWorkflowExecution latency samples = %v, want 1", got)
 	}
 }
+
+func TestSanitize(t *testing.T) {
+	for in, want := range map[string]string{"task_queue": "task_queue", "workflow.type": "workflow_type", "naïve-x": "na_ve_x"} {
+		if got := sanitize(in); got != want {
+			t.Errorf("sanitize(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
