@@ -144,9 +144,10 @@ func (g *backlogGate) behind(ctx context.Context, s *Service, limit int64) error
 }
 
 // refresh reads the task queue statistics at most once per backlogTTL.
-// One caller reads them while the others decide on the last reading, so
-// no new job waits on a DescribeTaskQueue that takes seconds under load;
-// only the very first readings are waited for.
+// Only the very first reading is waited for: after it, one background
+// read refreshes it while every caller, the one that found it stale
+// included, decides on the last reading, so no new job (and no refusal)
+// waits on a DescribeTaskQueue that takes seconds under load.
 func (g *backlogGate) refresh(ctx context.Context, s *Service) error {
 	g.mu.Lock()
 	if time.Since(g.at) < backlogTTL || (g.refreshing && !g.at.IsZero()) {
@@ -154,7 +155,26 @@ func (g *backlogGate) refresh(ctx context.Context, s *Service) error {
 		return nil
 	}
 	g.refreshing = true
+	first := g.at.IsZero()
 	g.mu.Unlock()
+	if !first {
+		go func() {
+			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
+			defer cancel()
+			if err := g.readBacklog(bctx, s); err != nil {
+				s.warn("read task queue backlog", err)
+			}
+		}()
+		return nil
+	}
+	return g.readBacklog(ctx, s)
+}
+
+// refreshTimeout bounds a background reading.
+const refreshTimeout = 10 * time.Second
+
+// readBacklog reads the task queue statistics into the gate.
+func (g *backlogGate) readBacklog(ctx context.Context, s *Service) error {
 	resp, err := s.temporal.WorkflowService().DescribeTaskQueue(ctx, &workflowservice.DescribeTaskQueueRequest{
 		Namespace:     s.config.Namespace,
 		TaskQueue:     &taskqueuepb.TaskQueue{Name: s.config.TaskQueue, Kind: enumspb.TASK_QUEUE_KIND_NORMAL},
@@ -193,9 +213,11 @@ type admittedJobs struct {
 const maxTenantReadings = 4096
 
 // tenantRunning answers tenant's running jobs: the last visibility count
-// (refreshed at most once per backlogTTL by one caller; only a tenant's
-// very first reading is waited for) plus the jobs this process admitted
-// in the last admitWindow.
+// plus the jobs this process admitted in the last admitWindow. A count
+// older than backlogTTL is refreshed by one background read while callers
+// go on with it; only a tenant's very first count is waited for, so a
+// request (a refusal above all) waits on visibility once per tenant per
+// process, not once per tenant per second.
 func (g *backlogGate) tenantRunning(ctx context.Context, s *Service, tenant string) (int64, error) {
 	g.mu.Lock()
 	if g.tenants == nil {
@@ -215,17 +237,19 @@ func (g *backlogGate) tenantRunning(ctx context.Context, s *Service, tenant stri
 		r.refreshing = true
 	}
 	g.mu.Unlock()
-	if stale {
-		n, err := s.countRunning(ctx, tenant)
-		g.mu.Lock()
-		r.refreshing = false
-		if err == nil {
-			r.at, r.running = time.Now(), n
-		}
-		g.mu.Unlock()
-		if err != nil && first {
+	switch {
+	case stale && first:
+		if err := g.countTenant(ctx, s, tenant, r); err != nil {
 			return 0, err
 		}
+	case stale:
+		go func() {
+			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
+			defer cancel()
+			if err := g.countTenant(bctx, s, tenant, r); err != nil {
+				s.warn("count a tenant's running jobs", err)
+			}
+		}()
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -237,6 +261,18 @@ func (g *backlogGate) tenantRunning(ctx context.Context, s *Service, tenant stri
 		total += int64(a.n)
 	}
 	return total, nil
+}
+
+// countTenant reads tenant's running jobs into r.
+func (g *backlogGate) countTenant(ctx context.Context, s *Service, tenant string, r *tenantReading) error {
+	n, err := s.countRunning(ctx, tenant)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r.refreshing = false
+	if err == nil {
+		r.at, r.running = time.Now(), n
+	}
+	return err
 }
 
 // admitted counts n jobs of tenant admitted now.

@@ -1,9 +1,9 @@
 package service
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -18,7 +18,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/internal/metrics"
-	"github.com/cdnflow/cdnflow/internal/payload"
 )
 
 // AuditRecord is one mutating API request (POST, PUT, PATCH, DELETE),
@@ -51,7 +50,7 @@ const (
 	maxAuditRequestID = 128
 	// MaxAuditPage is the largest page GET /v1/audit answers.
 	MaxAuditPage = 1000
-	// auditScanBudget bounds the keys one page request looks at; a page
+	// auditScanBudget bounds the records one page request looks at; a page
 	// that reaches it ends early with a cursor.
 	auditScanBudget = 5000
 	auditPrefix     = "audit/"
@@ -66,8 +65,10 @@ type AuditStore interface {
 	Delete(ctx context.Context, key string) error
 }
 
-// AuditKey is a record's key: audit/YYYYMMDD/HH/<unix ns, 20 digits>-<8
-// random hex>.json, so keys sort by time and a day or hour is a prefix.
+// AuditKey is a batch's key: audit/YYYYMMDD/HH/<unix ns of its oldest
+// record, 20 digits>-<8 random hex>.json, so keys sort by time and a day
+// or hour is a prefix. The object holds the batch's records as JSON lines,
+// oldest first (a single record's object is one line).
 func AuditKey(t time.Time, suffix string) string {
 	t = t.UTC()
 	return fmt.Sprintf("%s%s/%02d/%020d-%s.json", auditPrefix, t.Format("20060102"), t.Hour(), t.UnixNano(), suffix)
@@ -115,8 +116,9 @@ func noteAuditAppKey(ctx context.Context, appKey string) {
 }
 
 // AuditLog writes records to the store from a bounded queue, off the
-// request path. A full queue drops the record; a write the store refuses
-// is not retried; both are logged and counted
+// request path, in batches (one object per batch, see gather). A full
+// queue drops the record; a batch the store refuses is not retried; both
+// are logged and counted
 // (cdnflow_audit_records_total{outcome}). Close flushes the queue.
 type AuditLog struct {
 	store     AuditStore
@@ -146,6 +148,17 @@ func (a *AuditLog) logLimited(msg string, r AuditRecord, err error) {
 
 // auditWriters write in parallel: an S3 PUT takes a few ms.
 const auditWriters = 4
+
+// A writer gathers the records queued within auditLinger of the first
+// one, up to auditBatchMax, into one object (a batch): at a thousand
+// records a second the store sees tens of writes, not a thousand. A
+// batch's records lie within auditBatchSpan of its first (oldest) one,
+// which is what lets ListAudit merge overlapping batches in time order.
+const (
+	auditBatchMax  = 256
+	auditLinger    = 100 * time.Millisecond
+	auditBatchSpan = 250 * time.Millisecond
+)
 
 // NewAuditLog starts the writers and the retention sweep (records older
 // than retention, whole days, deleted hourly by every API; 0 keeps
@@ -179,24 +192,93 @@ func (a *AuditLog) Record(r AuditRecord) {
 	}
 }
 
+// write gathers batches from the queue until it is closed and empty.
 func (a *AuditLog) write() {
 	defer a.wg.Done()
-	for r := range a.queue {
-		data, err := json.Marshal(r)
-		var suffix [4]byte
-		_, _ = rand.Read(suffix[:])
-		if err == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err = a.store.Put(ctx, AuditKey(r.Time, hex.EncodeToString(suffix[:])), data)
-			cancel()
+	var carry *AuditRecord
+	for {
+		first, ok := carry, true
+		if first == nil {
+			var r AuditRecord
+			if r, ok = <-a.queue; !ok {
+				return
+			}
+			first = &r
 		}
-		if err != nil {
-			metrics.AuditRecords.WithLabelValues("failed").Inc()
-			a.logLimited("audit record not written (cdnflow_audit_records_total counts them all)", r, err)
-			continue
+		batch, next, open := a.gather(*first)
+		a.writeBatch(batch)
+		carry = next
+		if !open && carry == nil {
+			return
 		}
-		metrics.AuditRecords.WithLabelValues("written").Inc()
 	}
+}
+
+// gather collects a batch starting with first: the records queued within
+// auditLinger, at most auditBatchMax, all within auditBatchSpan of the
+// oldest. A record outside the span is answered as next, the first of the
+// next batch; open is false once the queue is closed and empty.
+func (a *AuditLog) gather(first AuditRecord) (batch []AuditRecord, next *AuditRecord, open bool) {
+	batch = append(make([]AuditRecord, 0, 16), first)
+	lo, hi := first.Time, first.Time
+	timer := time.NewTimer(auditLinger)
+	defer timer.Stop()
+	for len(batch) < auditBatchMax {
+		select {
+		case r, ok := <-a.queue:
+			if !ok {
+				return batch, nil, false
+			}
+			nlo, nhi := minTime(lo, r.Time), maxTime(hi, r.Time)
+			if nhi.Sub(nlo) > auditBatchSpan {
+				return batch, &r, true
+			}
+			lo, hi = nlo, nhi
+			batch = append(batch, r)
+		case <-timer.C:
+			return batch, nil, true
+		}
+	}
+	return batch, nil, true
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// writeBatch stores batch as one object of JSON lines, oldest first,
+// under the key of its oldest record.
+func (a *AuditLog) writeBatch(batch []AuditRecord) {
+	slices.SortStableFunc(batch, func(x, y AuditRecord) int { return x.Time.Compare(y.Time) })
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf) // one record a line
+	var err error
+	for i := 0; i < len(batch) && err == nil; i++ {
+		err = enc.Encode(batch[i])
+	}
+	var suffix [4]byte
+	_, _ = rand.Read(suffix[:])
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = a.store.Put(ctx, AuditKey(batch[0].Time, hex.EncodeToString(suffix[:])), buf.Bytes())
+		cancel()
+	}
+	if err != nil {
+		metrics.AuditRecords.WithLabelValues("failed").Add(float64(len(batch)))
+		a.logLimited(fmt.Sprintf("audit batch of %d records not written (cdnflow_audit_records_total counts them all)", len(batch)), batch[0], err)
+		return
+	}
+	metrics.AuditRecords.WithLabelValues("written").Add(float64(len(batch)))
 }
 
 // Close stops taking records and waits until the queue is written or
@@ -236,8 +318,8 @@ func (a *AuditLog) sweepEvery(every time.Duration) {
 	}
 }
 
-// SweepAudit deletes up to max records of the days before cutoff's day
-// and answers how many it deleted.
+// SweepAudit deletes up to max objects (batches of records) of the days before
+// cutoff's day and answers how many it deleted.
 func SweepAudit(ctx context.Context, store AuditStore, cutoff time.Time, max int) (int, error) {
 	days, err := store.Dirs(ctx, auditPrefix)
 	if err != nil {
@@ -264,134 +346,6 @@ func SweepAudit(ctx context.Context, store AuditStore, cutoff time.Time, max int
 		}
 	}
 	return n, nil
-}
-
-// AuditQuery filters a page of the trail. Empty fields match all;
-// Readable limits the appKeys seen unless All.
-type AuditQuery struct {
-	AppKey, TokenID, Verb string
-	Since, Until          time.Time
-	Limit                 int
-	Cursor                string
-	Readable              []string
-	All                   bool
-}
-
-// AuditPage is one page, oldest first; Next is the opaque cursor of the
-// next page, empty at the end.
-type AuditPage struct {
-	Records []AuditRecord `json:"records"`
-	Next    string        `json:"next,omitempty"`
-}
-
-// ListAudit pages the trail in time order (record keys sort by time).
-// Errors: *ValidationError for a bad cursor; the store's otherwise.
-func ListAudit(ctx context.Context, store AuditStore, q AuditQuery) (AuditPage, error) {
-	page := AuditPage{Records: []AuditRecord{}}
-	after, err := decodeAuditCursor(q.Cursor)
-	if err != nil {
-		return page, err
-	}
-	if !q.Since.IsZero() {
-		if from := AuditKey(q.Since, ""); from > after {
-			after = from[:len(from)-len("-.json")] // every key of that instant sorts after it
-		}
-	}
-	days, err := store.Dirs(ctx, auditPrefix)
-	if err != nil {
-		return page, err
-	}
-	l := auditLister{store: store, q: q, page: &page}
-	for _, day := range days {
-		if !dirMayHold(day, after) {
-			continue
-		}
-		hours, err := store.Dirs(ctx, day)
-		if err != nil {
-			return page, err
-		}
-		for _, hour := range hours {
-			if !dirMayHold(hour, after) {
-				continue
-			}
-			done, err := l.scan(ctx, hour, after)
-			if err != nil || done {
-				return page, err
-			}
-		}
-	}
-	return page, nil
-}
-
-// dirMayHold reports whether dir can hold keys after after.
-func dirMayHold(dir, after string) bool {
-	return after == "" || dir > after || strings.HasPrefix(after, dir)
-}
-
-type auditLister struct {
-	store   AuditStore
-	q       AuditQuery
-	page    *AuditPage
-	scanned int
-}
-
-// scan reads dir's keys after after; done when the page is full, the
-// budget is spent or Until is passed.
-func (l *auditLister) scan(ctx context.Context, dir, after string) (bool, error) {
-	// One listing per directory: the scan budget bounds how many keys a
-	// page looks at in all.
-	keys, err := l.store.ListAfter(ctx, dir, after, auditScanBudget-l.scanned)
-	if err != nil {
-		return false, err
-	}
-	for _, k := range keys {
-		if t, ok := auditKeyTime(k); ok && !l.q.Until.IsZero() && t.After(l.q.Until) {
-			return true, nil
-		}
-		l.scanned++
-		r, ok := l.read(ctx, k)
-		if ok && l.q.matches(r) {
-			l.page.Records = append(l.page.Records, r)
-		}
-		if len(l.page.Records) >= l.q.Limit || l.scanned >= auditScanBudget {
-			l.page.Next = base64.RawURLEncoding.EncodeToString([]byte(k))
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
-// read gets one record; one deleted by the retention sweep meanwhile is
-// skipped.
-func (l *auditLister) read(ctx context.Context, key string) (AuditRecord, bool) {
-	var r AuditRecord
-	data, err := l.store.Get(ctx, key)
-	if err != nil || json.Unmarshal(data, &r) != nil {
-		return r, false
-	}
-	return r, true
-}
-
-func (q AuditQuery) matches(r AuditRecord) bool {
-	if !q.All && (r.AppKey == "" || !slices.Contains(q.Readable, r.AppKey)) {
-		return false
-	}
-	return (q.AppKey == "" || q.AppKey == r.AppKey) && (q.TokenID == "" || q.TokenID == r.TokenID) && (q.Verb == "" || q.Verb == r.Verb)
-}
-
-func decodeAuditCursor(c string) (string, error) {
-	if c == "" {
-		return "", nil
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(c)
-	key := string(raw)
-	if err != nil || !strings.HasPrefix(key, auditPrefix) || payload.CheckKey(key) != nil {
-		return "", invalid("cursor is not one this API answered")
-	}
-	if _, ok := auditKeyTime(key); !ok {
-		return "", invalid("cursor is not one this API answered")
-	}
-	return key, nil
 }
 
 // ErrAuditUnavailable means this API has no audit store (a test's API

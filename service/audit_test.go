@@ -4,6 +4,9 @@ package service_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -100,4 +103,105 @@ func auditCount(t *testing.T, outcome string) float64 {
 		}
 	}
 	return 0
+}
+
+// Two audit logs (two APIs) write interleaved records into one store at
+// once, in batches (far fewer objects than records, batches overlapping in
+// time); a third log started after both closed (an API restart) adds
+// more. Paging by 7 (cursors inside batches) answers every record once in
+// time order; a verb filter and since/until page the same way.
+func TestAuditPagesAcrossOverlappingBatches(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	store, err := payload.Open(ctx, payload.FileURL(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = store.Close() }()
+	t0 := time.Now().UTC().Truncate(time.Millisecond)
+	a := service.NewAuditLog(store, 1000, 0, zap.NewNop())
+	b := service.NewAuditLog(store, 1000, 0, zap.NewNop())
+	const n = 600 // 1.2 s of records, one each 2 ms per log
+	rec := func(i int) service.AuditRecord {
+		verb := "purge"
+		if i%3 == 0 {
+			verb = "prewarm"
+		}
+		return service.AuditRecord{Time: t0.Add(time.Duration(i) * time.Millisecond), RequestID: fmt.Sprint(i), Verb: verb}
+	}
+	for i := 0; i < n; i += 2 {
+		a.Record(rec(i))
+		b.Record(rec(i + 1))
+		if i%100 == 0 {
+			time.Sleep(20 * time.Millisecond) // writers take partial batches too
+		}
+	}
+	for _, l := range []*service.AuditLog{a, b} {
+		if err := l.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := service.NewAuditLog(store, 100, 0, zap.NewNop()) // after a restart
+	for i := n; i < n+20; i++ {
+		c.Record(rec(i))
+	}
+	if err := c.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if objects := countObjects(ctx, t, store); objects > (n+20)/4 {
+		t.Fatalf("%d objects for %d records: records were not batched", objects, n+20)
+	}
+	want := make([]string, n+20)
+	for i := range want {
+		want[i] = fmt.Sprint(i)
+	}
+	checkAuditPages(ctx, t, store, service.AuditQuery{All: true, Limit: 7}, want)
+	var prewarms []string
+	for i := 0; i < n+20; i += 3 {
+		prewarms = append(prewarms, fmt.Sprint(i))
+	}
+	checkAuditPages(ctx, t, store, service.AuditQuery{All: true, Limit: 7, Verb: "prewarm"}, prewarms)
+	checkAuditPages(ctx, t, store, service.AuditQuery{All: true, Limit: 9, Since: t0.Add(301 * time.Millisecond), Until: t0.Add(450 * time.Millisecond)}, want[301:451])
+}
+
+// checkAuditPages pages q through every cursor and compares the request
+// ids with want, in order.
+func checkAuditPages(ctx context.Context, t *testing.T, store service.AuditStore, q service.AuditQuery, want []string) {
+	t.Helper()
+	var got []string
+	for pages := 0; ; pages++ {
+		page, err := service.ListAudit(ctx, store, q)
+		if err != nil || pages > len(want) {
+			t.Fatalf("page %d: %v (or paging never ends)", pages, err)
+		}
+		for _, r := range page.Records {
+			got = append(got, r.RequestID)
+		}
+		if page.Next == "" {
+			break
+		}
+		q.Cursor = page.Next
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("query %+v: %d records %v, want %d %v", q, len(got), got, len(want), want)
+	}
+}
+
+func countObjects(ctx context.Context, t *testing.T, store service.AuditStore) int {
+	t.Helper()
+	n := 0
+	days, err := store.Dirs(ctx, "audit/")
+	for _, day := range days {
+		hours, err2 := store.Dirs(ctx, day)
+		for _, h := range hours {
+			keys, err3 := store.ListAfter(ctx, h, "", 100000)
+			n += len(keys)
+			err2 = errors.Join(err2, err3)
+		}
+		err = errors.Join(err, err2)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

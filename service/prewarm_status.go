@@ -102,12 +102,29 @@ func (s *Service) prewarmJob(ctx context.Context, requestID string, q workflows.
 
 // A job's URL list never changes under its key (payload.PutPrewarmURLs),
 // so pollers of one job share one decoded copy instead of reading and
-// decoding up to 100,000 URLs per status call. At most maxCachedURLLists
-// lists are kept, each for urlListTTL after its read.
+// decoding up to 100,000 URLs per status call. Lists are kept for
+// urlListTTL after their read, at most maxCachedURLLists of them and
+// maxCachedURLBytes of URLs (plus urlOverhead each) in all: hundreds of
+// small jobs polled at once stay cached, a few large ones bound the memory.
 const (
-	maxCachedURLLists = 32
+	maxCachedURLLists = 4096
+	maxCachedURLBytes = 64 << 20
+	urlOverhead       = 16 // a string header
 	urlListTTL        = time.Minute
 )
+
+func newURLListCache() *readCache[[]string] {
+	c := newReadCache[[]string](maxCachedURLLists)
+	c.maxWeight = maxCachedURLBytes
+	c.weigh = func(list []string) int {
+		n := 0
+		for _, u := range list {
+			n += len(u) + urlOverhead
+		}
+		return n
+	}
+	return c
+}
 
 // readPrewarm reads page q of a job's status: the job's memo and state
 // from one describe, then workflows.ReadPrewarmStatus (its chunk

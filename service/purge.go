@@ -468,7 +468,8 @@ func (s *Service) ListPurges(ctx context.Context, appKey, domain string, start, 
 }
 
 // purgeScan lists an appKey's purges of a domain from visibility, newest
-// first; one scan per key serves every caller for listTTL and at most
+// first; one scan per key serves every caller for listTTL (then, stale,
+// for listStaleFor while it is refreshed) and at most
 // maxVisibilityReads scans run at once. The purges this process started
 // that the scan does not show yet (visibility lags, or the scan is older)
 // are added from startedPurges.

@@ -14,9 +14,14 @@ import (
 // jobs: concurrent callers share one load (singleflight), and its answer
 // serves every caller for the TTL the load chose. Errors are never
 // cached. At most maxEntries answers are kept; past that the cache starts
-// over. Safe for concurrent use.
+// over; likewise, when weigh is set, past maxWeight of weigh's sum over
+// the answers kept (an answer over maxWeight alone is not kept). Safe for
+// concurrent use.
 type readCache[V any] struct {
 	maxEntries int
+	maxWeight  int
+	weigh      func(V) int
+	weight     int // of the entries kept
 	// staleFor (0: never) serves an answer past its TTL for this long
 	// while one background load refreshes it (stale-while-revalidate):
 	// a poller never waits on Temporal for a job it polled a moment ago.
@@ -29,6 +34,7 @@ type readCache[V any] struct {
 
 type cachedRead[V any] struct {
 	v       V
+	w       int // weigh(v)
 	expires time.Time
 	// stale is when the answer may no longer be served while it is
 	// refreshed (expires + staleFor).
@@ -86,33 +92,58 @@ func (c *readCache[V]) get(ctx context.Context, key string, load func(context.Co
 }
 
 func (c *readCache[V]) put(key string, v V, ttl time.Duration) {
+	w := 0
+	if c.weigh != nil {
+		if w = c.weigh(v); w > c.maxWeight {
+			return // never kept: it alone is over the bound
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.entries) >= c.maxEntries {
+	if c.full(w) {
 		now := time.Now()
 		for k, e := range c.entries {
 			if now.After(e.expires) {
-				delete(c.entries, k)
+				c.drop(k, e)
 			}
 		}
-		if len(c.entries) >= c.maxEntries {
-			c.entries = map[string]cachedRead[V]{}
+		if c.full(w) {
+			c.entries, c.weight = map[string]cachedRead[V]{}, 0
 		}
 	}
 	expires := time.Now().Add(ttl)
-	if e, ok := c.entries[key]; ok && e.expires.After(expires) {
+	e, ok := c.entries[key]
+	if ok && e.expires.After(expires) {
 		// A load that started earlier and ended later (after a forget):
 		// the answer kept longer is the newer state (a finished job's).
 		return
 	}
-	c.entries[key] = cachedRead[V]{v: v, expires: expires, stale: expires.Add(c.staleFor)}
+	if ok {
+		c.drop(key, e)
+	}
+	c.entries[key] = cachedRead[V]{v: v, w: w, expires: expires, stale: expires.Add(c.staleFor)}
+	c.weight += w
+}
+
+// full reports whether one more answer of weight w passes a bound; c.mu
+// is held.
+func (c *readCache[V]) full(w int) bool {
+	return len(c.entries) >= c.maxEntries || (c.weigh != nil && c.weight+w > c.maxWeight)
+}
+
+// drop removes entry e of key; c.mu is held.
+func (c *readCache[V]) drop(key string, e cachedRead[V]) {
+	delete(c.entries, key)
+	c.weight -= e.w
 }
 
 // forget drops key, so the next read loads it again.
 func (c *readCache[V]) forget(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.entries, key)
+	if e, ok := c.entries[key]; ok {
+		c.drop(key, e)
+	}
 }
 
 // reads are the Service's coalesced reads.
@@ -141,9 +172,9 @@ const maxVisibilityReads = 4
 func newReads() *reads {
 	return &reads{
 		purges:     newReadCache[workflows.PurgeStatus](10_000),
-		lists:      newReadCache[[]foundPurge](1_000),
+		lists:      newStaleReadCache[[]foundPurge](1_000, listStaleFor),
 		prewarms:   newStaleReadCache[workflows.PrewarmStatus](10_000, prewarmStaleFor),
-		urlLists:   newReadCache[[]string](maxCachedURLLists),
+		urlLists:   newURLListCache(),
 		hosts:      newReadCache[hostIndex](1),
 		visibility: make(chan struct{}, maxVisibilityReads),
 		awaits:     make(chan struct{}, maxAwaits),
@@ -160,8 +191,12 @@ const (
 	maxRunningTTL = time.Second
 	finishedTTL   = 10 * time.Minute
 	// listTTL serves one visibility scan of an appKey's purges of a
-	// domain; a purge started by this process drops it at once.
-	listTTL = 250 * time.Millisecond
+	// domain (the purges this process started are added to it at once,
+	// startedPurges); past it the scan is served for listStaleFor more
+	// while one background scan refreshes it, so a GET /purges waits on
+	// visibility only for a key nobody listed in the last seconds.
+	listTTL      = 250 * time.Millisecond
+	listStaleFor = time.Second
 )
 
 // runningTTL is how long the answer about a job that started at started

@@ -3,6 +3,8 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -119,4 +121,46 @@ func waitFor(t *testing.T, ok func() bool) {
 		}
 	}
 	t.Fatal("condition not met within 5 s")
+}
+
+// The URL list cache keeps hundreds of small lists (every job of a load
+// polled at once) while the bytes it holds stay under maxCachedURLBytes:
+// a list over the bound alone is not kept, and lists that would pass it
+// start the cache over.
+func TestURLListCacheBoundedByBytes(t *testing.T) {
+	c := newURLListCache()
+	loads := 0
+	get := func(key string, list []string) {
+		t.Helper()
+		if _, err := c.get(context.Background(), key, func(context.Context) ([]string, time.Duration, error) {
+			loads++
+			return list, urlListTTL, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	small := []string{"http://a.example/1.js", "http://a.example/2.js", "http://a.example/3.js"}
+	for round := range 2 {
+		for i := range 600 {
+			get(fmt.Sprint("job", i), small)
+		}
+		if round == 0 && loads != 600 {
+			t.Fatalf("%d loads for 600 new lists", loads)
+		}
+	}
+	if loads != 600 {
+		t.Fatalf("600 small lists polled twice: %d loads, want 600 (each read once)", loads)
+	}
+	huge := []string{strings.Repeat("x", maxCachedURLBytes)}
+	get("huge", huge)
+	get("huge", huge)
+	if loads != 602 || c.weight > maxCachedURLBytes {
+		t.Fatalf("a list over the bound: %d loads (want 2, never kept), weight %d", loads-600, c.weight)
+	}
+	half := []string{strings.Repeat("y", maxCachedURLBytes/2)}
+	get("half1", half)
+	get("half2", half) // with the small ones, over the bound: starts over
+	if c.weight > maxCachedURLBytes || len(c.entries) != 1 {
+		t.Fatalf("weight %d (bound %d), %d entries; want the last list alone", c.weight, maxCachedURLBytes, len(c.entries))
+	}
 }

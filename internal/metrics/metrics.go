@@ -88,11 +88,22 @@ var sdkRegistry = &sdkMetrics{vecs: map[string]prometheus.Collector{}}
 type sdkMetrics struct {
 	mu   sync.Mutex
 	vecs map[string]prometheus.Collector // by series name and label names
+	// resolved holds each metric the SDK asked for, by kind, name and tag
+	// values: the SDK asks again on every call (every RPC and task), and a
+	// series' labels are resolved once, not sorted and hashed each time.
+	// Bounded like the series themselves (the SDK's tag values: workflow
+	// and activity types, task queues, operations).
+	resolved sync.Map
 }
 
 type sdkHandler struct {
 	reg  *sdkMetrics
 	tags map[string]string
+	// prep computes names, values and sig from tags once.
+	prep   sync.Once
+	names  []string
+	values prometheus.Labels
+	sig    string // the sorted name=value pairs
 }
 
 func (h *sdkHandler) WithTags(tags map[string]string) sdkclient.MetricsHandler {
@@ -106,17 +117,22 @@ func (h *sdkHandler) WithTags(tags map[string]string) sdkclient.MetricsHandler {
 	return &sdkHandler{reg: h.reg, tags: merged}
 }
 
-func (h *sdkHandler) labels() ([]string, prometheus.Labels) {
-	names := make([]string, 0, len(h.tags))
-	for k := range h.tags {
-		names = append(names, sanitize(k))
-	}
-	sort.Strings(names)
-	values := prometheus.Labels{}
-	for k, v := range h.tags {
-		values[sanitize(k)] = v
-	}
-	return names, values
+func (h *sdkHandler) labels() ([]string, prometheus.Labels, string) {
+	h.prep.Do(func() {
+		h.names = make([]string, 0, len(h.tags))
+		h.values = prometheus.Labels{}
+		for k, v := range h.tags {
+			h.names = append(h.names, sanitize(k))
+			h.values[sanitize(k)] = v
+		}
+		sort.Strings(h.names)
+		var sig strings.Builder
+		for _, n := range h.names {
+			sig.WriteString(n + "=" + h.values[n] + "\x00")
+		}
+		h.sig = sig.String()
+	})
+	return h.names, h.values, h.sig
 }
 
 // sdkSeries returns the vector of a series with these label names,
@@ -139,40 +155,56 @@ func sdkSeries[V prometheus.Collector](reg *sdkMetrics, name string, labels []st
 	return vec, true
 }
 
-func (h *sdkHandler) Counter(name string) sdkclient.MetricsCounter {
-	names, values := h.labels()
-	name = seriesName(name)
-	vec, ok := sdkSeries(h.reg, name, names, func() *prometheus.CounterVec {
-		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: "Temporal SDK counter " + name}, names)
-	})
-	if !ok {
-		return noop{}
+// resolve answers the metric of kind and name for h's tags, made by mk the
+// first time.
+func resolve[M any](h *sdkHandler, kind, name string, mk func(names []string, values prometheus.Labels) M) M {
+	names, values, sig := h.labels()
+	key := kind + "\x00" + name + "\x00" + sig
+	if m, ok := h.reg.resolved.Load(key); ok {
+		return m.(M)
 	}
-	return counter{vec.With(values)}
+	m := mk(names, values)
+	h.reg.resolved.Store(key, m)
+	return m
+}
+
+func (h *sdkHandler) Counter(name string) sdkclient.MetricsCounter {
+	return resolve(h, "counter", name, func(names []string, values prometheus.Labels) sdkclient.MetricsCounter {
+		name := seriesName(name)
+		vec, ok := sdkSeries(h.reg, name, names, func() *prometheus.CounterVec {
+			return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: "Temporal SDK counter " + name}, names)
+		})
+		if !ok {
+			return noop{}
+		}
+		return counter{vec.With(values)}
+	})
 }
 
 func (h *sdkHandler) Gauge(name string) sdkclient.MetricsGauge {
-	names, values := h.labels()
-	name = seriesName(name)
-	vec, ok := sdkSeries(h.reg, name, names, func() *prometheus.GaugeVec {
-		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: "Temporal SDK gauge " + name}, names)
+	return resolve(h, "gauge", name, func(names []string, values prometheus.Labels) sdkclient.MetricsGauge {
+		name := seriesName(name)
+		vec, ok := sdkSeries(h.reg, name, names, func() *prometheus.GaugeVec {
+			return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: "Temporal SDK gauge " + name}, names)
+		})
+		if !ok {
+			return noop{}
+		}
+		return gauge{vec.With(values)}
 	})
-	if !ok {
-		return noop{}
-	}
-	return gauge{vec.With(values)}
 }
 
 func (h *sdkHandler) Timer(name string) sdkclient.MetricsTimer {
-	names, values := h.labels()
-	name = "temporal_" + sanitize(name) + "_seconds"
-	vec, ok := sdkSeries(h.reg, name, names, func() *prometheus.HistogramVec {
-		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: "Temporal SDK timer " + name, Buckets: prometheus.ExponentialBuckets(0.001, 2, 15)}, names)
+	return resolve(h, "timer", name, func(names []string, values prometheus.Labels) sdkclient.MetricsTimer {
+		name := "temporal_" + sanitize(name) + "_seconds"
+		vec, ok := sdkSeries(h.reg, name, names, func() *prometheus.HistogramVec {
+			return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: "Temporal SDK timer " + name, Buckets: prometheus.ExponentialBuckets(0.001, 2, 15)}, names)
+		})
+		if !ok {
+			return noop{}
+		}
+		return timer{vec.With(values)}
 	})
-	if !ok {
-		return noop{}
-	}
-	return timer{vec.With(values)}
 }
 
 type counter struct{ c prometheus.Counter }
@@ -203,13 +235,21 @@ func seriesName(name string) string {
 }
 
 func sanitize(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return !validNameRune(r) }) < 0 {
+		return s // most names are valid already: no copy
+	}
 	var b strings.Builder
 	for _, r := range s {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' {
+		if validNameRune(r) {
 			b.WriteRune(r)
 		} else {
 			b.WriteByte('_')
 		}
 	}
 	return b.String()
+}
+
+// validNameRune reports a rune Prometheus allows in names as they are.
+func validNameRune(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_'
 }
