@@ -122,8 +122,9 @@ type reads struct {
 	prewarms *readCache[workflows.PrewarmStatus]
 	// urlLists holds recently read prewarm URL lists (immutable by key).
 	urlLists *readCache[[]string]
-	// hosts is the live distributions' host index prewarms check against.
-	hosts *readCache[hostIndex]
+	// hosts holds, per lower-case host, the live distributions serving it
+	// as prewarm resolution looked them up (prewarm_lookup.go).
+	hosts *readCache[[]prewarmSite]
 	// visibility bounds the visibility scans running at once.
 	visibility chan struct{}
 	// started are the purges this process started (purge_started.go);
@@ -144,7 +145,7 @@ func newReads() *reads {
 		lists:      newReadCache[[]foundPurge](1_000),
 		prewarms:   newStaleReadCache[workflows.PrewarmStatus](10_000, prewarmStaleFor),
 		urlLists:   newReadCache[[]string](maxCachedURLLists),
-		hosts:      newReadCache[hostIndex](1),
+		hosts:      newReadCache[[]prewarmSite](maxCachedHosts),
 		visibility: make(chan struct{}, maxVisibilityReads),
 		awaits:     make(chan struct{}, maxAwaits),
 	}
