@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -99,16 +100,37 @@ func (c *countingClient) ExecuteWorkflow(ctx context.Context, o client.StartWork
 	return c.Client.ExecuteWorkflow(ctx, o, wf, args...)
 }
 
-// lookupRun is one side's figures at one count of distributions.
+// lookupRun is one side's figures at one count of distributions: medians
+// over every start (every scan) of the rounds.
 type lookupRun struct {
-	perStart time.Duration // mean wall time of a start (of a scan)
-	// lookupTime is the mean wall time per start spent in lookup RPCs.
-	lookupTime time.Duration
-	lookups    float64 // lookup RPCs (Query, Describe, List) per start
-	calls      map[string]int
+	whole      []time.Duration // wall time of each start (each scan)
+	lookupTime []time.Duration // wall time in lookup RPCs of each
+	calls      map[string]int  // calls of all of them, by method
 }
 
-func lookupBench(ctx context.Context, counts []int, starts int) {
+func (r *lookupRun) add(whole time.Duration, calls map[string]int, lookup time.Duration) {
+	r.whole, r.lookupTime = append(r.whole, whole), append(r.lookupTime, lookup)
+	if r.calls == nil {
+		r.calls = map[string]int{}
+	}
+	for m, n := range calls {
+		r.calls[m] += n
+	}
+}
+
+// lookups is the lookup RPCs (Query, Describe, List) per start (per scan);
+// Count and Start are admission and the job's start.
+func (r lookupRun) lookups() float64 {
+	return float64(r.calls["Query"]+r.calls["Describe"]+r.calls["List"]) / float64(len(r.whole))
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func lookupBench(ctx context.Context, counts []int, starts, rounds int) {
 	stack, err := harness.Start(ctx, harness.Options{Edges: 1, StandIns: true, Configure: func(c *config.Config) {
 		c.AppKeys = map[string]string{lookupKey: lookupSecret}
 	}})
@@ -118,7 +140,8 @@ func lookupBench(ctx context.Context, counts []int, starts int) {
 	defer stack.Stop()
 	cc := &countingClient{Client: stack.Temporal, calls: map[string]int{}}
 	svc := service.New(service.Deps{Temporal: cc, Config: stack.Config, Inventory: stack.Inventory, Logger: zap.NewNop(), Store: stack.Payloads})
-	fmt.Printf("prewarm target lookup: %d prewarm starts per count, each on another distribution's alias (one Go stand-in edge, embedded Temporal on SQLite)\n", starts)
+	fmt.Printf("prewarm target lookup: %d round(s) per count of %d prewarm starts, each on another distribution's alias, then %d scans; medians (one Go stand-in edge, embedded Temporal on SQLite, GOMAXPROCS %d)\n",
+		rounds, starts, starts, runtime.GOMAXPROCS(0))
 	var aliases []string
 	results := map[int][2]lookupRun{}
 	for _, n := range counts {
@@ -126,64 +149,57 @@ func lookupBench(ctx context.Context, counts []int, starts int) {
 			log.Fatalf("-lookup %d: at least -lookup-starts (%d) distributions, one per start", n, starts)
 		}
 		aliases = append(aliases, createAliased(stack, len(aliases), n-len(aliases))...)
-		time.Sleep(time.Second) // visibility caught up; no cached lookup left
-		per := measureStarts(ctx, svc, cc, aliases[len(aliases)-starts:])
-		scan := measureScan(ctx, cc, starts)
+		time.Sleep(5 * time.Second) // the creations settle; visibility caught up
+		var per, scan lookupRun
+		for range rounds {
+			measureStarts(ctx, svc, cc, aliases[len(aliases)-starts:], &per)
+			measureScan(ctx, cc, starts, &scan)
+		}
 		results[n] = [2]lookupRun{per, scan}
-		fmt.Printf("  %5d distributions: per-host lookup %6.2f ms in lookup RPCs per start (%.1f RPCs), whole start %6.2f ms; calls %v\n",
-			n, ms(per.lookupTime), per.lookups, ms(per.perStart), per.calls)
-		fmt.Printf("  %5d distributions: scan baseline   %6.2f ms in lookup RPCs per scan  (%.1f RPCs); calls %v\n",
-			n, ms(scan.lookupTime), scan.lookups, scan.calls)
+		fmt.Printf("  %5d distributions: per-host lookup %7.2f ms in lookup RPCs per start (%.1f RPCs), whole start %7.2f ms; calls %v\n",
+			n, ms(median(per.lookupTime)), per.lookups(), ms(median(per.whole)), per.calls)
+		fmt.Printf("  %5d distributions: scan baseline   %7.2f ms in lookup RPCs per scan  (%.1f RPCs); calls %v\n",
+			n, ms(median(scan.lookupTime)), scan.lookups(), scan.calls)
 	}
+	measureBurst(ctx, svc, cc, aliases[0], 50)
 	lo := results[counts[0]]
 	for _, n := range counts[1:] {
 		hi := results[n]
 		fmt.Printf("  ratio %d/%d distributions: per-host lookup time %.2f, RPCs %.2f, whole start %.2f; scan time %.2f, RPCs %.2f\n",
 			n, counts[0],
-			float64(hi[0].lookupTime)/float64(lo[0].lookupTime), hi[0].lookups/lo[0].lookups, float64(hi[0].perStart)/float64(lo[0].perStart),
-			float64(hi[1].lookupTime)/float64(lo[1].lookupTime), hi[1].lookups/lo[1].lookups)
+			float64(median(hi[0].lookupTime))/float64(median(lo[0].lookupTime)), hi[0].lookups()/lo[0].lookups(),
+			float64(median(hi[0].whole))/float64(median(lo[0].whole)),
+			float64(median(hi[1].lookupTime))/float64(median(lo[1].lookupTime)), hi[1].lookups()/lo[1].lookups())
 	}
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// measureStarts starts one prewarm per alias, one after another.
-func measureStarts(ctx context.Context, svc *service.Service, cc *countingClient, aliases []string) lookupRun {
-	warm := service.PrewarmRequest{URLList: []string{"http://" + aliases[0] + "/warm-up.js"}, Region: json.RawMessage(`"all"`)}
-	if _, err := svc.StartPrewarm(ctx, warm, ""); err != nil {
-		log.Fatalf("warm-up prewarm: %v", err)
-	}
-	time.Sleep(time.Second) // the warm-up's cached lookup expires
+// measureStarts starts one prewarm per alias, one after another, after a
+// pause that lets every cached lookup expire, and adds each to r.
+func measureStarts(ctx context.Context, svc *service.Service, cc *countingClient, aliases []string, r *lookupRun) {
+	time.Sleep(time.Second)
 	cc.take()
-	var total time.Duration
 	for i, a := range aliases {
-		req := service.PrewarmRequest{URLList: []string{fmt.Sprintf("http://%s/lookup-%d.js", a, i)}, Region: json.RawMessage(`"all"`)}
+		req := service.PrewarmRequest{URLList: []string{fmt.Sprintf("http://%s/lookup-%d-%d.js", a, len(r.whole), i)}, Region: json.RawMessage(`"all"`)}
 		t := time.Now()
 		if _, err := svc.StartPrewarm(ctx, req, ""); err != nil {
 			log.Fatalf("prewarm on %s: %v", a, err)
 		}
-		total += time.Since(t)
+		whole := time.Since(t)
+		calls, lookup := cc.take()
+		r.add(whole, calls, lookup)
 	}
-	r := lookupRun{perStart: total / time.Duration(len(aliases))}
-	r.calls, r.lookupTime = cc.take()
-	return r.perLookup(len(aliases))
 }
 
-// perLookup fills lookups from calls: the Query, Describe and List calls
-// per start (Count and Start are admission and the job's start).
-func (r lookupRun) perLookup(n int) lookupRun {
-	r.lookups = float64(r.calls["Query"]+r.calls["Describe"]+r.calls["List"]) / float64(n)
-	r.lookupTime /= time.Duration(n)
-	return r
-}
-
-// measureScan runs the baseline n times: a visibility scan of every running
-// distribution, querying those that have not published their state, as
-// each uncached prewarm start did before the per-host lookup.
-func measureScan(ctx context.Context, cc *countingClient, n int) lookupRun {
+// measureScan runs the baseline n times and adds each to r: a visibility
+// scan of every running distribution, querying those that have not
+// published their state, as each uncached prewarm start did before the
+// per-host lookup.
+func measureScan(ctx context.Context, cc *countingClient, n int, r *lookupRun) {
 	cc.take()
-	t := time.Now()
 	for range n {
+		t := time.Now()
 		hosts := 0
 		for l, err := range workflows.ListDistributions(ctx, cc, workflows.DistributionQuery{}) {
 			if err != nil {
@@ -199,10 +215,10 @@ func measureScan(ctx context.Context, cc *countingClient, n int) lookupRun {
 		if hosts == 0 {
 			log.Fatal("the scan found no host")
 		}
+		whole := time.Since(t)
+		calls, lookup := cc.take()
+		r.add(whole, calls, lookup)
 	}
-	r := lookupRun{perStart: time.Since(t) / time.Duration(n)}
-	r.calls, r.lookupTime = cc.take()
-	return r.perLookup(n)
 }
 
 // createAliased creates k distributions, the i-th with the alias
@@ -257,4 +273,26 @@ func counts(list string) []int {
 		out = append(out, n)
 	}
 	return out
+}
+
+// measureBurst starts k prewarms of one host at once and prints the lookup
+// RPCs they made together: the cache (hostsTTL) and its singleflight make
+// them one lookup.
+func measureBurst(ctx context.Context, svc *service.Service, cc *countingClient, alias string, k int) {
+	time.Sleep(time.Second) // no cached answer of alias left
+	cc.take()
+	var wg sync.WaitGroup
+	for i := range k {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := service.PrewarmRequest{URLList: []string{fmt.Sprintf("http://%s/burst-%d.js", alias, i)}, Region: json.RawMessage(`"all"`)}
+			if _, err := svc.StartPrewarm(ctx, req, ""); err != nil {
+				log.Printf("burst prewarm: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	calls, _ := cc.take()
+	fmt.Printf("  burst: %d prewarms of %s at once made %d lookup RPCs together (calls %v)\n", k, alias, calls["Query"]+calls["Describe"]+calls["List"], calls)
 }

@@ -53,13 +53,14 @@ func main() {
 	rounds := flag.Int("rounds", 3, "rounds, each one cdnflow job and one raw run on fresh URLs (the order alternates); the ratio is over their total time")
 	keyFile := flag.String("payload-key-file", "", "seal payloads with this key ring (cdnflow --payload-key-file), to measure encryption's cost")
 	lookup := flag.String("lookup", "", "measure the prewarm target lookup instead (docs/performance.md): per prewarm start, Temporal RPCs and wall time at each count of running distributions, e.g. 10,200, beside a scan of every distribution")
-	lookupStarts := flag.Int("lookup-starts", 10, "with -lookup: prewarm starts measured per count, each on another distribution")
+	lookupStarts := flag.Int("lookup-starts", 10, "with -lookup: prewarm starts per round, each on another distribution (and as many scans)")
+	lookupRounds := flag.Int("lookup-rounds", 3, "with -lookup: rounds per count of distributions")
 	tiered := flag.Bool("tiered", false, "measure tiered fill (docs/tiers.md): -edges edges without tiers, then the same edges under one shield; origin fetches per URL and pairs/s of each")
 	flag.Parse()
 	ctx := context.Background()
 	domain := "bench.example.com"
 	if *lookup != "" {
-		lookupBench(ctx, counts(*lookup), *lookupStarts)
+		lookupBench(ctx, counts(*lookup), *lookupStarts, *lookupRounds)
 		return
 	}
 	if *tiered {
