@@ -42,6 +42,10 @@ type countingClient struct {
 	calls map[string]int
 	// lookupTime is the wall time spent in Query, Describe and List calls.
 	lookupTime time.Duration
+	// startTime is the wall time spent in Start calls: the same process's
+	// latency for a call that does not depend on the distributions, the
+	// yardstick of how loaded the box and Temporal were.
+	startTime time.Duration
 }
 
 // count counts one call of m; the caller defers the func it answers, which
@@ -52,10 +56,13 @@ func (c *countingClient) count(m string) func() {
 	c.calls[m]++
 	t := time.Now()
 	return func() {
-		if m == "Query" || m == "Describe" || m == "List" {
-			c.mu.Lock()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		switch m {
+		case "Query", "Describe", "List":
 			c.lookupTime += time.Since(t)
-			c.mu.Unlock()
+		case "Start":
+			c.startTime += time.Since(t)
 		}
 	}
 }
@@ -68,6 +75,15 @@ func (c *countingClient) take() (map[string]int, time.Duration) {
 	got, d := c.calls, c.lookupTime
 	c.calls, c.lookupTime = map[string]int{}, 0
 	return got, d
+}
+
+// takeStart answers the wall time in Start calls since the last takeStart.
+func (c *countingClient) takeStart() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := c.startTime
+	c.startTime = 0
+	return d
 }
 
 func (c *countingClient) QueryWorkflow(ctx context.Context, id, run, q string, args ...any) (converter.EncodedValue, error) {
@@ -105,6 +121,7 @@ func (c *countingClient) ExecuteWorkflow(ctx context.Context, o client.StartWork
 type lookupRun struct {
 	whole      []time.Duration // wall time of each start (each scan)
 	lookupTime []time.Duration // wall time in lookup RPCs of each
+	startRPC   []time.Duration // wall time of each start's Start RPC
 	calls      map[string]int  // calls of all of them, by method
 }
 
@@ -158,6 +175,7 @@ func lookupBench(ctx context.Context, counts []int, starts, rounds int) {
 		results[n] = [2]lookupRun{per, scan}
 		fmt.Printf("  %5d distributions: per-host lookup %7.2f ms in lookup RPCs per start (%.1f RPCs), whole start %7.2f ms; calls %v\n",
 			n, ms(median(per.lookupTime)), per.lookups(), ms(median(per.whole)), per.calls)
+		fmt.Printf("  %5d distributions: the same starts' Start RPC (load yardstick) %7.2f ms\n", n, ms(median(per.startRPC)))
 		fmt.Printf("  %5d distributions: scan baseline   %7.2f ms in lookup RPCs per scan  (%.1f RPCs); calls %v\n",
 			n, ms(median(scan.lookupTime)), scan.lookups(), scan.calls)
 	}
@@ -170,6 +188,7 @@ func lookupBench(ctx context.Context, counts []int, starts, rounds int) {
 			float64(median(hi[0].lookupTime))/float64(median(lo[0].lookupTime)), hi[0].lookups()/lo[0].lookups(),
 			float64(median(hi[0].whole))/float64(median(lo[0].whole)),
 			float64(median(hi[1].lookupTime))/float64(median(lo[1].lookupTime)), hi[1].lookups()/lo[1].lookups())
+		fmt.Printf("  ratio %d/%d distributions: Start RPC (load yardstick) %.2f\n", n, counts[0], float64(median(hi[0].startRPC))/float64(median(lo[0].startRPC)))
 	}
 }
 
@@ -189,6 +208,7 @@ func measureStarts(ctx context.Context, svc *service.Service, cc *countingClient
 		whole := time.Since(t)
 		calls, lookup := cc.take()
 		r.add(whole, calls, lookup)
+		r.startRPC = append(r.startRPC, cc.takeStart())
 	}
 }
 
