@@ -82,12 +82,12 @@ type claimedTwiceError struct{ msg string }
 func (e *claimedTwiceError) Error() string { return e.msg }
 
 // lookupSite answers the distribution serving host. A host belongs to one
-// live distribution (docs/nhn.md#host-ownership) and each lists only the
-// hosts it applied (distribution.State.Hosts), so several entries can
-// come only from states published before host ownership, or from two
-// appKeys drawing one generated domain; the one not in ERROR is what
-// edges serve. Two healthy entries are a *claimedTwiceError naming both;
-// any other error is src's (Temporal's).
+// live distribution (docs/nhn.md#host-ownership: one claim, one holder)
+// and each lists only the hosts it applied (distribution.State.Hosts), so
+// several entries come only from two appKeys that drew one generated
+// domain (domainSites); the one not in ERROR is what edges serve. Two
+// healthy entries are a *claimedTwiceError naming both; any other error
+// is src's (Temporal's).
 func lookupSite(src siteSource, host string) (prewarmSite, bool, error) {
 	claims, err := src.sites(host)
 	if err != nil {
