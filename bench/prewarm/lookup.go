@@ -46,6 +46,10 @@ type countingClient struct {
 	// latency for a call that does not depend on the distributions, the
 	// yardstick of how loaded the box and Temporal were.
 	startTime time.Duration
+	// byMethod is the wall time spent in each method's calls, total their
+	// count, since the benchmark began.
+	byMethod map[string]time.Duration
+	total    map[string]int
 }
 
 // count counts one call of m; the caller defers the func it answers, which
@@ -54,10 +58,12 @@ func (c *countingClient) count(m string) func() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.calls[m]++
+	c.total[m]++
 	t := time.Now()
 	return func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
+		c.byMethod[m] += time.Since(t)
 		switch m {
 		case "Query", "Describe", "List":
 			c.lookupTime += time.Since(t)
@@ -155,7 +161,7 @@ func lookupBench(ctx context.Context, counts []int, starts, rounds int) {
 		log.Fatal(err)
 	}
 	defer stack.Stop()
-	cc := &countingClient{Client: stack.Temporal, calls: map[string]int{}}
+	cc := &countingClient{Client: stack.Temporal, calls: map[string]int{}, byMethod: map[string]time.Duration{}, total: map[string]int{}}
 	svc := service.New(service.Deps{Temporal: cc, Config: stack.Config, Inventory: stack.Inventory, Logger: zap.NewNop(), Store: stack.Payloads})
 	fmt.Printf("prewarm target lookup: %d round(s) per count of %d prewarm starts, each on another distribution's alias, then %d scans; medians (one Go stand-in edge, embedded Temporal on SQLite, GOMAXPROCS %d)\n",
 		rounds, starts, starts, runtime.GOMAXPROCS(0))
@@ -176,6 +182,7 @@ func lookupBench(ctx context.Context, counts []int, starts, rounds int) {
 		fmt.Printf("  %5d distributions: per-host lookup %7.2f ms in lookup RPCs per start (%.1f RPCs), whole start %7.2f ms; calls %v\n",
 			n, ms(median(per.lookupTime)), per.lookups(), ms(median(per.whole)), per.calls)
 		fmt.Printf("  %5d distributions: the same starts' Start RPC (load yardstick) %7.2f ms\n", n, ms(median(per.startRPC)))
+		fmt.Printf("  %5d distributions: mean per call since the start: %s\n", n, cc.meanPerCall())
 		fmt.Printf("  %5d distributions: scan baseline   %7.2f ms in lookup RPCs per scan  (%.1f RPCs); calls %v\n",
 			n, ms(median(scan.lookupTime)), scan.lookups(), scan.calls)
 	}
@@ -315,4 +322,19 @@ func measureBurst(ctx context.Context, svc *service.Service, cc *countingClient,
 	wg.Wait()
 	calls, _ := cc.take()
 	fmt.Printf("  burst: %d prewarms of %s at once made %d lookup RPCs together (calls %v)\n", k, alias, calls["Query"]+calls["Describe"]+calls["List"], calls)
+}
+
+// meanPerCall prints each method's mean wall time per call, over every
+// call since the benchmark began.
+func (c *countingClient) meanPerCall() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for m, d := range c.byMethod {
+		if n := c.total[m]; n > 0 {
+			out = append(out, fmt.Sprintf("%s %.2f ms", m, ms(d/time.Duration(n))))
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, ", ")
 }
