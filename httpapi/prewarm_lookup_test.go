@@ -102,6 +102,8 @@ func TestPrewarmTargetLookupPerHost(t *testing.T) {
 				return nil
 			})
 		}
+		// The claim's whole life: claimed, released, ended.
+		env.Replay(t, workflows.HostWorkflowID("two.lookup.test"), "host_claim")
 		refused(t, `{"url_list":["http://two.lookup.test/after.js"],"region":"all"}`,
 			`host two.lookup.test is served by no distribution`)
 		refused(t, `{"url_list":["http://two.lookup.test/after.js"],"cf_domain":"`+two+`","region":"all"}`,
