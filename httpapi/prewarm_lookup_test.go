@@ -12,6 +12,7 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/internal/eventually"
@@ -103,7 +104,7 @@ func TestPrewarmTargetLookupPerHost(t *testing.T) {
 			})
 		}
 		// The claim's whole life: claimed, released, ended.
-		env.Replay(t, workflows.HostWorkflowID("two.lookup.test"), "host_claim")
+		env.Replay(t, workflows.HostWorkflowID("two.lookup.test"), "host_owner_memo")
 		refused(t, `{"url_list":["http://two.lookup.test/after.js"],"region":"all"}`,
 			`host two.lookup.test is served by no distribution`)
 		refused(t, `{"url_list":["http://two.lookup.test/after.js"],"cf_domain":"`+two+`","region":"all"}`,
@@ -111,16 +112,27 @@ func TestPrewarmTargetLookupPerHost(t *testing.T) {
 	})
 }
 
-// hostOwner is the holder of host's claim (zero: free or no claim).
+// hostOwner is the holder of host's claim as its memo publishes it
+// (MemoHostOwner, what the lookup reads with a describe), checked against
+// the claim's own answer (QueryHostOwner).
 func hostOwner(t *testing.T, env *testenv.Env, host string) workflows.HostOwner {
 	t.Helper()
-	var o workflows.HostOwner
-	v, err := env.Client.QueryWorkflow(context.Background(), workflows.HostWorkflowID(host), "", workflows.QueryHostOwner)
+	id := workflows.HostWorkflowID(host)
+	desc, err := env.Client.DescribeWorkflowExecution(context.Background(), id, "")
 	if err != nil {
 		t.Fatalf("claim of %s: %v", host, err)
 	}
-	if err := v.Get(&o); err != nil {
+	var published, answered workflows.HostOwner
+	p, ok := desc.GetWorkflowExecutionInfo().GetMemo().GetFields()[workflows.MemoHostOwner]
+	if !ok {
+		t.Fatalf("claim of %s publishes no %s memo", host, workflows.MemoHostOwner)
+	}
+	if err := converter.GetDefaultDataConverter().FromPayload(p, &published); err != nil {
 		t.Fatal(err)
 	}
-	return o
+	v, err := env.Client.QueryWorkflow(context.Background(), id, "", workflows.QueryHostOwner)
+	if err != nil || v.Get(&answered) != nil || answered != published {
+		t.Fatalf("claim of %s: memo %+v, query %+v (%v)", host, published, answered, err)
+	}
+	return published
 }

@@ -17,10 +17,10 @@ import (
 // The per-host lookup behind prewarm resolution (prewarm_target.go): what
 // one host costs does not depend on how many distributions run.
 //
-//   - An alias: the query of its host claim (workflows.HostWorkflowID,
-//     QueryHostOwner, rejected without a replay once the claim ended),
-//     then one describe of the holder (its published state memo; a query
-//     while it has published none).
+//   - An alias: one describe of its host claim (workflows.HostWorkflowID,
+//     its MemoHostOwner; a query of a claim from before that memo), then
+//     one describe of the holder (its published state memo; a query while
+//     it has published none). No worker is needed once both published.
 //   - A generated domain (under --cdn-domain, never claimed, see
 //     docs/nhn.md#host-ownership), or a host whose claim does not answer a
 //     distribution serving it: one visibility list filtered on that domain.
@@ -110,12 +110,28 @@ func (s *Service) generatedDomain(host string) bool {
 	return base != "" && strings.HasSuffix(host, "."+base)
 }
 
-// hostClaim answers the holder of host's claim (zero: no claim running, or
-// free). One query, rejected by the server without a replay when the
-// claim's workflow has ended.
+// hostClaim answers the holder of host's claim (zero: no claim running,
+// or free): one describe of the claim (its MemoHostOwner, no worker
+// needed); a claim from before that memo is queried instead, rejected by
+// the server without a replay when it has ended.
 func (s *Service) hostClaim(ctx context.Context, host string) (workflows.HostOwner, error) {
 	var owner workflows.HostOwner
-	v, err := s.queryOpen(ctx, workflows.HostWorkflowID(host), workflows.QueryHostOwner)
+	id := workflows.HostWorkflowID(host)
+	desc, err := s.temporal.DescribeWorkflowExecution(ctx, id, "")
+	if isNotFound(err) {
+		return owner, nil
+	}
+	if err != nil {
+		return owner, fmt.Errorf("read the claim on host %s: %w", host, err)
+	}
+	info := desc.GetWorkflowExecutionInfo()
+	if info.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return owner, nil
+	}
+	if p, ok := info.GetMemo().GetFields()[workflows.MemoHostOwner]; ok && converter.GetDefaultDataConverter().FromPayload(p, &owner) == nil {
+		return owner, nil
+	}
+	v, err := s.queryOpen(ctx, id, workflows.QueryHostOwner)
 	if isNotFound(err) || (err == nil && v == nil) {
 		return owner, nil
 	}
