@@ -27,6 +27,13 @@ package service
 // looks at the live distributions of all appKeys, and the job carries the
 // owning appKey in CdnflowAppKey so it can be listed with that appKey's
 // other jobs. A prewarm only sends the GETs a visitor could send.
+//
+// Lookup per host (prewarm_lookup.go), never a scan of the distributions:
+// an alias is found through its host claim (workflows.HostWorkflow), a
+// generated domain through visibility filtered on that domain, and the
+// distribution found counts only if its published state lists the host as
+// applied. A host with no claim running (never claimed, or released) and
+// no distribution of that domain is served by no distribution.
 
 import (
 	"context"
@@ -34,12 +41,9 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync/atomic"
-	"time"
 
 	"github.com/cdnflow/cdnflow/distribution"
 	"github.com/cdnflow/cdnflow/inventory"
-	"github.com/cdnflow/cdnflow/workflows"
 )
 
 // prewarmSite is a live distribution as prewarm resolution sees it.
@@ -53,7 +57,15 @@ type prewarmSite struct {
 
 func (d prewarmSite) serves(host string) bool { return slices.Contains(d.Hosts, host) }
 
-// hostIndex maps a lower-case host to the live distributions claiming it.
+// siteSource answers, for a lower-case host, the live distributions that
+// list it as applied (distribution.State.Hosts). resolvePrewarmTarget asks
+// it about at most two hosts per resolution, whatever the URL count.
+type siteSource interface {
+	sites(host string) ([]prewarmSite, error)
+}
+
+// hostIndex is a siteSource held in memory: a lower-case host to the live
+// distributions claiming it.
 type hostIndex map[string][]prewarmSite
 
 func (idx hostIndex) add(d prewarmSite) {
@@ -62,14 +74,25 @@ func (idx hostIndex) add(d prewarmSite) {
 	}
 }
 
-// lookup answers the distribution serving host. A host belongs to one
-// live distribution (docs/nhn.md#host-ownership) and each lists only the
-// hosts it applied (distribution.State.Hosts), so several entries can
-// come only from states published before host ownership; the one not in
-// ERROR is what edges serve. Two healthy entries are reported as an error
-// naming both.
-func (idx hostIndex) lookup(host string) (prewarmSite, bool, error) {
-	claims := idx[host]
+func (idx hostIndex) sites(host string) ([]prewarmSite, error) { return idx[host], nil }
+
+// claimedTwiceError is a host two healthy distributions list as applied.
+type claimedTwiceError struct{ msg string }
+
+func (e *claimedTwiceError) Error() string { return e.msg }
+
+// lookupSite answers the distribution serving host. A host belongs to one
+// live distribution (docs/nhn.md#host-ownership: one claim, one holder)
+// and each lists only the hosts it applied (distribution.State.Hosts), so
+// several entries come only from two appKeys that drew one generated
+// domain (domainSites); the one not in ERROR is what edges serve. Two
+// healthy entries are a *claimedTwiceError naming both; any other error
+// is src's (Temporal's).
+func lookupSite(src siteSource, host string) (prewarmSite, bool, error) {
+	claims, err := src.sites(host)
+	if err != nil {
+		return prewarmSite{}, false, err
+	}
 	if len(claims) > 1 {
 		var healthy []prewarmSite
 		for _, c := range claims {
@@ -91,7 +114,18 @@ func (idx hostIndex) lookup(host string) (prewarmSite, bool, error) {
 	for i, c := range claims {
 		names[i] = c.Domain
 	}
-	return prewarmSite{}, false, fmt.Errorf("host %s is claimed by distributions %s", host, strings.Join(names, " and "))
+	return prewarmSite{}, false, &claimedTwiceError{fmt.Sprintf("host %s is claimed by distributions %s", host, strings.Join(names, " and "))}
+}
+
+// lookupRefusal turns a *claimedTwiceError from lookupSite into the
+// request's *ValidationError prefixed by where (the field that named the
+// host); Temporal's errors pass unchanged.
+func lookupRefusal(err error, where string) error {
+	var twice *claimedTwiceError
+	if errors.As(err, &twice) {
+		return invalid("%s: %v", where, err)
+	}
+	return err
 }
 
 // prewarmTarget is what cf_domain and the URL hosts resolved to.
@@ -105,26 +139,23 @@ type prewarmTarget struct {
 
 // checkPrewarm is the whole check of a Prewarm body: ValidatePrewarm (the
 // shape, the targets) and then the URL hosts against cf_domain and the
-// live distributions. The returned job's domain is the resolved one.
+// live distributions, looked up per host (prewarm_lookup.go: at most two
+// hosts, each one claim query and one distribution read, cached for
+// hostsTTL). The returned job's domain is the resolved one.
 // Errors: *ValidationError for the caller, anything else is Temporal's.
 func (s *Service) checkPrewarm(ctx context.Context, req PrewarmRequest) (validPrewarm, prewarmTarget, error) {
 	v, err := ValidatePrewarm(req, s.inventory, s.config.PrewarmDefaultTimeout)
 	if err != nil {
 		return v, prewarmTarget{}, err
 	}
-	idx, cached, err := s.prewarmHosts(ctx, false)
-	if err != nil {
-		return v, prewarmTarget{}, err
-	}
-	t, err := resolvePrewarmTarget(req.CFDomain, req.URLList, idx, s.config.DefaultOrigin != "")
+	src := &prewarmLookup{ctx: ctx, s: s}
+	t, err := resolvePrewarmTarget(req.CFDomain, req.URLList, src, s.config.DefaultOrigin != "")
 	var ve *ValidationError
-	if errors.As(err, &ve) && cached {
+	if errors.As(err, &ve) && src.cached {
 		// A refusal from a shared read may miss a distribution created
-		// since: only a fresh read refuses.
-		if idx, _, err = s.prewarmHosts(ctx, true); err != nil {
-			return v, prewarmTarget{}, err
-		}
-		t, err = resolvePrewarmTarget(req.CFDomain, req.URLList, idx, s.config.DefaultOrigin != "")
+		// or changed since: only fresh reads refuse.
+		src = &prewarmLookup{ctx: ctx, s: s, fresh: true}
+		t, err = resolvePrewarmTarget(req.CFDomain, req.URLList, src, s.config.DefaultOrigin != "")
 	}
 	if err != nil {
 		return v, t, err
@@ -133,66 +164,16 @@ func (s *Service) checkPrewarm(ctx context.Context, req PrewarmRequest) (validPr
 	return v, t, nil
 }
 
-// hostsTTL serves one visibility scan of the live distributions to every
-// prewarm request of that window: a scan of every running distribution
-// per request costs ~15 % of the process's CPU under load.
-const hostsTTL = 500 * time.Millisecond
-
-// prewarmHosts is liveDistributionHosts shared by concurrent requests and
-// served for hostsTTL; fresh drops the served answer first. cached says
-// the index may be older than this call.
-func (s *Service) prewarmHosts(ctx context.Context, fresh bool) (hostIndex, bool, error) {
-	const key = "live"
-	if fresh {
-		s.reads.hosts.forget(key)
-	}
-	var loaded atomic.Bool
-	idx, err := s.reads.hosts.get(ctx, key, func(ctx context.Context) (hostIndex, time.Duration, error) {
-		loaded.Store(true)
-		idx, err := s.liveDistributionHosts(ctx)
-		return idx, hostsTTL, err
-	})
-	return idx, !loaded.Load() && !fresh, err
-}
-
-// liveDistributionHosts indexes the hosts of every running distribution of
-// every appKey, from Temporal visibility (the state each distribution
-// publishes at every status change, workflows.ListDistributions), never
-// from a second database. A distribution that has not published its state
-// yet is queried instead.
-func (s *Service) liveDistributionHosts(ctx context.Context) (hostIndex, error) {
-	idx := hostIndex{}
-	for l, err := range workflows.ListDistributions(ctx, s.temporal, workflows.DistributionQuery{}) {
-		if err != nil {
-			return nil, fmt.Errorf("prewarm targets: %w", err)
-		}
-		st := l.State
-		if !l.Published {
-			queried, err := s.distributionState(ctx, l.WorkflowID)
-			if isNotFound(err) {
-				continue
-			}
-			if err == nil {
-				st = queried
-			}
-		}
-		if st.AppKey == "" {
-			st.AppKey = l.State.AppKey
-		}
-		if st.Status == distribution.StatusClose || st.Domain == "" {
-			continue
-		}
-		idx.add(prewarmSite{AppKey: st.AppKey, Domain: strings.ToLower(st.Domain), Status: st.Status, Hosts: st.Hosts()})
-	}
-	return idx, nil
-}
-
 // resolvePrewarmTarget applies the rules at the top of this file to
 // cf_domain and url_list (already checked to be http(s) URLs with valid
-// host names) given the live distributions' hosts. defaultServed says the
-// edges serve hosts without a distribution (a default origin is set).
-// Errors are *ValidationError naming the URL (by url_list index) and why.
-func resolvePrewarmTarget(cfDomain string, urlList []string, idx hostIndex, defaultServed bool) (prewarmTarget, error) {
+// host names) given the live distributions' hosts from src. defaultServed
+// says the edges serve hosts without a distribution (a default origin is
+// set). src is asked about the name that picks the distribution and, only
+// when a URL is not on that distribution, about that URL's host: two
+// hosts at most, however many URLs and hosts the request names.
+// Errors are *ValidationError naming the URL (by url_list index) and why,
+// or src's own (Temporal's).
+func resolvePrewarmTarget(cfDomain string, urlList []string, src siteSource, defaultServed bool) (prewarmTarget, error) {
 	hosts := make([]string, len(urlList))
 	for i, raw := range urlList {
 		k, err := prewarmKey(strings.TrimSpace(raw))
@@ -211,15 +192,15 @@ func resolvePrewarmTarget(cfDomain string, urlList []string, idx hostIndex, defa
 		name = hosts[0]
 		picked = fmt.Sprintf("url_list[0] %q", urlList[0])
 	}
-	dist, found, err := idx.lookup(name)
+	dist, found, err := lookupSite(src, name)
 	if err != nil {
 		if cf != "" {
-			return prewarmTarget{}, invalid("cf_domain: %v", err)
+			return prewarmTarget{}, lookupRefusal(err, "cf_domain")
 		}
-		return prewarmTarget{}, invalid("url_list[0] %q: %v", urlList[0], err)
+		return prewarmTarget{}, lookupRefusal(err, fmt.Sprintf("url_list[0] %q", urlList[0]))
 	}
 	if !found {
-		return defaultServedTarget(cf, urlList, hosts, idx, defaultServed)
+		return defaultServedTarget(cf, urlList, hosts, src, defaultServed)
 	}
 	switch dist.Status {
 	case distribution.StatusSuspend:
@@ -231,10 +212,10 @@ func resolvePrewarmTarget(cfDomain string, urlList []string, idx hostIndex, defa
 		if dist.serves(h) {
 			continue
 		}
-		other, ok, err := idx.lookup(h)
+		other, ok, err := lookupSite(src, h)
 		switch {
 		case err != nil:
-			return prewarmTarget{}, invalid("url_list[%d] %q: %v", i, urlList[i], err)
+			return prewarmTarget{}, lookupRefusal(err, fmt.Sprintf("url_list[%d] %q", i, urlList[i]))
 		case ok:
 			return prewarmTarget{}, invalid("url_list[%d] %q is on distribution %s, not on distribution %s (%s): one request warms one distribution", i, urlList[i], other.Domain, dist.Domain, picked)
 		default:
@@ -247,7 +228,7 @@ func resolvePrewarmTarget(cfDomain string, urlList []string, idx hostIndex, defa
 // defaultServedTarget is the rule for a name no distribution has: with a
 // default origin every URL must be on that one host (cf_domain, or the
 // first URL's host when cf_domain is omitted); without one it is an error.
-func defaultServedTarget(cf string, urlList, hosts []string, idx hostIndex, defaultServed bool) (prewarmTarget, error) {
+func defaultServedTarget(cf string, urlList, hosts []string, src siteSource, defaultServed bool) (prewarmTarget, error) {
 	if !defaultServed {
 		if cf != "" {
 			return prewarmTarget{}, invalid("cf_domain %s is neither the domain nor a domainAlias of a live distribution (and edges serve no host without one: no default origin is configured)", cf)
@@ -263,7 +244,12 @@ func defaultServedTarget(cf string, urlList, hosts []string, idx hostIndex, defa
 			continue
 		}
 		why := ""
-		if d, ok, _ := idx.lookup(h); ok {
+		d, ok, err := lookupSite(src, h)
+		var twice *claimedTwiceError
+		if err != nil && !errors.As(err, &twice) {
+			return prewarmTarget{}, err
+		}
+		if ok {
 			why = fmt.Sprintf(" (its host is on distribution %s)", d.Domain)
 		}
 		return prewarmTarget{}, invalid("url_list[%d] %q is not on %s%s: URLs on hosts without a distribution must all be on that one host", i, urlList[i], where, why)

@@ -3,6 +3,8 @@ package service
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -200,5 +202,48 @@ func TestInferTargetTypeDrainingPoP(t *testing.T) {
 	}
 	if _, err := inv.Select(kind, []string{"ORD51-C1"}); err == nil || !strings.Contains(err.Error(), "draining") {
 		t.Fatalf("select draining PoP: %v", err)
+	}
+}
+
+// countingSource is a hostIndex that records the hosts asked about.
+type countingSource struct {
+	hostIndex
+	asked []string
+}
+
+func (c *countingSource) sites(host string) ([]prewarmSite, error) {
+	c.asked = append(c.asked, host)
+	return c.hostIndex.sites(host)
+}
+
+// Resolution asks about two hosts at most, however many URLs and hosts a
+// request names: the lookup's cost does not grow with the request.
+func TestResolvePrewarmTargetAsksTwoHostsAtMost(t *testing.T) {
+	var onDist, spread []string
+	for i := range 3000 {
+		onDist = append(onDist, fmt.Sprintf("http://%s/p%d", []string{"www.example.com", "static.example.com", "d1.cdn.test"}[i%3], i))
+		spread = append(spread, fmt.Sprintf("http://h%d.example/p", i))
+	}
+	cases := []struct {
+		name          string
+		cf            string
+		urls          []string
+		defaultServed bool
+		asked         int
+	}{
+		{name: "every URL on the distribution", cf: "d1.cdn.test", urls: onDist, asked: 1},
+		{name: "cf_domain omitted", urls: onDist, asked: 1},
+		{name: "one URL elsewhere", cf: "d1.cdn.test", urls: append(slices.Clone(onDist), "http://other.example.net/x"), asked: 2},
+		{name: "thousands of hosts no distribution serves", urls: spread, defaultServed: true, asked: 2},
+		{name: "thousands of hosts beside a distribution", cf: "d1.cdn.test", urls: append([]string{onDist[0]}, spread...), asked: 2},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			src := &countingSource{hostIndex: testHostIndex()}
+			_, _ = resolvePrewarmTarget(tc.cf, tc.urls, src, tc.defaultServed)
+			if len(src.asked) != tc.asked {
+				t.Fatalf("asked about %d hosts (%v), want %d", len(src.asked), src.asked, tc.asked)
+			}
+		})
 	}
 }

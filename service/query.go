@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 )
 
@@ -27,10 +29,33 @@ const queryBudget = 15 * time.Second
 // query runs a workflow query within queryBudget, retrying timed-out
 // attempts, and turns running out of budget into ErrWorkersUnavailable.
 func (s *Service) query(ctx context.Context, workflowID, name string, args ...any) (converter.EncodedValue, error) {
+	return withinQueryBudget(ctx, workflowID, name, func(qctx context.Context) (converter.EncodedValue, error) {
+		return s.temporal.QueryWorkflow(qctx, workflowID, "", name, args...)
+	})
+}
+
+// queryOpen is query for a workflow that answers only while it runs: an
+// ended one answers nil, nil, refused by the server without a worker
+// replaying its history (QUERY_REJECT_CONDITION_NOT_OPEN).
+func (s *Service) queryOpen(ctx context.Context, workflowID, name string) (converter.EncodedValue, error) {
+	return withinQueryBudget(ctx, workflowID, name, func(qctx context.Context) (converter.EncodedValue, error) {
+		resp, err := s.temporal.QueryWorkflowWithOptions(qctx, &client.QueryWorkflowWithOptionsRequest{
+			WorkflowID: workflowID, QueryType: name, QueryRejectCondition: enumspb.QUERY_REJECT_CONDITION_NOT_OPEN,
+		})
+		if err != nil || resp.QueryRejected != nil {
+			return nil, err
+		}
+		return resp.QueryResult, nil
+	})
+}
+
+// withinQueryBudget runs one query attempt after another while they time
+// out, within queryBudget.
+func withinQueryBudget(ctx context.Context, workflowID, name string, attempt func(context.Context) (converter.EncodedValue, error)) (converter.EncodedValue, error) {
 	qctx, cancel := context.WithTimeout(ctx, queryBudget)
 	defer cancel()
 	for {
-		v, err := s.temporal.QueryWorkflow(qctx, workflowID, "", name, args...)
+		v, err := attempt(qctx)
 		if err == nil || !timedOut(err) {
 			return v, err
 		}

@@ -153,8 +153,9 @@ type reads struct {
 	prewarms *readCache[workflows.PrewarmStatus]
 	// urlLists holds recently read prewarm URL lists (immutable by key).
 	urlLists *readCache[[]string]
-	// hosts is the live distributions' host index prewarms check against.
-	hosts *readCache[hostIndex]
+	// hosts holds, per lower-case host, the live distributions serving it
+	// as prewarm resolution looked them up (prewarm_lookup.go).
+	hosts *readCache[[]prewarmSite]
 	// visibility bounds the visibility scans running at once.
 	visibility chan struct{}
 	// started are the purges this process started (purge_started.go);
@@ -175,7 +176,7 @@ func newReads() *reads {
 		lists:      newStaleReadCache[[]foundPurge](1_000, listStaleFor),
 		prewarms:   newStaleReadCache[workflows.PrewarmStatus](10_000, prewarmStaleFor),
 		urlLists:   newURLListCache(),
-		hosts:      newReadCache[hostIndex](1),
+		hosts:      newReadCache[[]prewarmSite](maxCachedHosts),
 		visibility: make(chan struct{}, maxVisibilityReads),
 		awaits:     make(chan struct{}, maxAwaits),
 	}

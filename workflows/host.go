@@ -60,6 +60,10 @@ const (
 	SignalReleaseHost = "release-host"
 	// QueryHostOwner answers the HostOwner (zero: free).
 	QueryHostOwner = "host-owner"
+	// MemoHostOwner is the memo key of the HostOwner holding the host,
+	// upserted when the holder changes (hostOwnerMemo): a describe reads
+	// it without a worker. A claim made before hostOwnerMemo has none.
+	MemoHostOwner = "hostOwner"
 	// QueryClaimedHosts answers the hosts a distribution wants held
 	// ([]string, lower-case; none once it closed): the aliases of its
 	// current configuration, of the last one it applied and of the change
@@ -98,9 +102,13 @@ func HostWorkflow(ctx workflow.Context, st HostState) error {
 		return err
 	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateClaimHost, func(ctx workflow.Context, o HostOwner) error {
+		changed := st.Owner != o
 		st.Owner = o
 		st.CheckAt = workflow.Now(ctx).Add(HostClaimGrace).UnixMilli()
 		claims++
+		if changed {
+			publishHostOwner(ctx, o)
+		}
 		return nil
 	}, workflow.UpdateHandlerOptions{Validator: func(o HostOwner) error {
 		if o.none() {
@@ -112,6 +120,9 @@ func HostWorkflow(ctx workflow.Context, st HostState) error {
 		return nil
 	}}); err != nil {
 		return err
+	}
+	if !st.Owner.none() {
+		publishHostOwner(ctx, st.Owner) // a run continued as new
 	}
 	releases := workflow.GetSignalChannel(ctx, SignalReleaseHost)
 	release := func(o HostOwner) {
@@ -162,6 +173,22 @@ func HostWorkflow(ctx workflow.Context, st HostState) error {
 			continue
 		}
 		checkHostOwner(ctx, &st, &claims)
+	}
+}
+
+// hostOwnerMemo: the claim publishes its holder in its memo
+// (MemoHostOwner) when the holder changes, so the API reads the holder
+// with a describe, which needs no worker (service/prewarm_lookup.go).
+// A release needs no upsert: the run ends once the host is free.
+const hostOwnerMemo = "host-owner-memo"
+
+// publishHostOwner upserts o as the claim's MemoHostOwner.
+func publishHostOwner(ctx workflow.Context, o HostOwner) {
+	if workflow.GetVersion(ctx, hostOwnerMemo, workflow.DefaultVersion, 1) != 1 {
+		return
+	}
+	if err := workflow.UpsertMemo(ctx, map[string]any{MemoHostOwner: o}); err != nil {
+		workflow.GetLogger(ctx).Warn("upsert host owner memo", "owner", o.WorkflowID(), "error", err)
 	}
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/cdnflow/cdnflow/edge/varnishd"
 	"github.com/cdnflow/cdnflow/edge/vcl"
 	"github.com/cdnflow/cdnflow/internal/origin"
+	"github.com/cdnflow/cdnflow/internal/payload"
 	"github.com/cdnflow/cdnflow/inventory"
 	"github.com/cdnflow/cdnflow/stack"
 	"github.com/cdnflow/cdnflow/stack/cluster"
@@ -42,6 +43,9 @@ type Stack struct {
 	// Temporal is the stack's own client (the API and worker share it);
 	// nil on a cluster.
 	Temporal client.Client
+	// Payloads is the stack's claim-check store (nil on a cluster): a
+	// benchmark that builds its own service.Service shares it.
+	Payloads payload.Store
 	// Cluster is set by StartCluster: every part its own process.
 	Cluster *cluster.Cluster
 	// Origin counts the requests the benchmark's origin serves (nil on a
@@ -170,6 +174,7 @@ func (s *Stack) start(ctx context.Context, o Options) error {
 	}
 	s.stops = append(s.stops, func() { _ = st.Stop() })
 	s.Config, s.Inventory, s.Temporal = st.Config, st.Inventory, st.Client
+	s.Payloads = st.Payloads
 	// The API serves once stack.Start returns.
 	s.APIURL = "http://" + st.APIAddr
 	if o.StandIns {

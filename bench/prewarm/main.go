@@ -12,6 +12,10 @@
 // fresh URLs each time, and prints the scale-out ratio.
 //
 //	go run ./bench/prewarm -cluster bin -workers 1,2 -urls 20000 -edges 4
+//
+// With -lookup it measures the prewarm target lookup instead (lookup.go):
+//
+//	go run ./bench/prewarm -lookup 10,200
 package main
 
 import (
@@ -48,10 +52,17 @@ func main() {
 	pipeline := flag.Int("pipeline", 8, "cdnflow's --prewarm-pipeline: GETs pipelined on one connection to an edge (1: none)")
 	rounds := flag.Int("rounds", 3, "rounds, each one cdnflow job and one raw run on fresh URLs (the order alternates); the ratio is over their total time")
 	keyFile := flag.String("payload-key-file", "", "seal payloads with this key ring (cdnflow --payload-key-file), to measure encryption's cost")
+	lookup := flag.String("lookup", "", "measure the prewarm target lookup instead (docs/performance.md): per prewarm start, Temporal RPCs and wall time at each count of running distributions, e.g. 10,200, beside a scan of every distribution")
+	lookupStarts := flag.Int("lookup-starts", 10, "with -lookup: prewarm starts per round, each on another distribution (and as many scans)")
+	lookupRounds := flag.Int("lookup-rounds", 3, "with -lookup: rounds per count of distributions")
 	tiered := flag.Bool("tiered", false, "measure tiered fill (docs/tiers.md): -edges edges without tiers, then the same edges under one shield; origin fetches per URL and pairs/s of each")
 	flag.Parse()
 	ctx := context.Background()
 	domain := "bench.example.com"
+	if *lookup != "" {
+		lookupBench(ctx, counts(*lookup), *lookupStarts, *lookupRounds)
+		return
+	}
 	if *tiered {
 		tieredBench(ctx, *urls, *edges, cmp.Or(*conns, *conc), *pipeline, *rounds, domain)
 		return
