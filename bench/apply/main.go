@@ -134,6 +134,7 @@ func main() {
 			d := b.domains[(c*7919)%len(b.domains)]
 			events := b.historyEvents(d)
 			r.lat = append(r.lat, b.change(d, fmt.Sprintf("/n%d-c%d", n, c)))
+			log.Printf("N=%d: change %d of %s live in %s", n, c, d, r.lat[len(r.lat)-1].Round(time.Millisecond))
 			if grew := b.historyEvents(d) - events; grew > 0 { // a continue-as-new in between starts a new count
 				r.events = append(r.events, grew)
 			}
