@@ -107,8 +107,25 @@ func TestPrewarmTargetLookupPerHost(t *testing.T) {
 		env.Replay(t, workflows.HostWorkflowID("two.lookup.test"), "host_owner_memo")
 		refused(t, `{"url_list":["http://two.lookup.test/after.js"],"region":"all"}`,
 			`host two.lookup.test is served by no distribution`)
-		refused(t, `{"url_list":["http://two.lookup.test/after.js"],"cf_domain":"`+two+`","region":"all"}`,
-			`cf_domain `+two+` is neither the domain nor a domainAlias of a live distribution`)
+		// The generated domain is found through visibility, which may still
+		// list the closed distribution as being deleted for a moment; it
+		// must never be served.
+		body := `{"url_list":["http://two.lookup.test/after.js"],"cf_domain":"` + two + `","region":"all"}`
+		eventually.Within(t, 30*time.Second, func() error {
+			resp, data := postJSON(t, env.API.URL+"/prewarm", body, nil)
+			var e struct{ Code, Message string }
+			_ = json.Unmarshal(data, &e)
+			if resp.StatusCode != http.StatusBadRequest || e.Code != "InvalidRequest" {
+				t.Fatalf("%s = %d %s, want 400", body, resp.StatusCode, data)
+			}
+			if want := `cf_domain ` + two + ` is neither the domain nor a domainAlias of a live distribution`; !strings.Contains(e.Message, want) {
+				if !strings.Contains(e.Message, "is being deleted") {
+					t.Fatalf("%s = %s, want %q (or, while visibility lags, being deleted)", body, data, want)
+				}
+				return fmt.Errorf("visibility still lists %s: %s", two, e.Message)
+			}
+			return nil
+		})
 	})
 }
 
