@@ -316,11 +316,11 @@ func readsBody(r *echoRoute) bool {
 // heapSampler answers the heap in use now (after a GC) and a function
 // that stops sampling and answers the largest heap seen since. The test
 // process also runs Temporal, the worker and the test's clients, so the
-// garbage collector runs at 5 % growth meanwhile: the peak is then what
+// garbage collector runs at 1 % growth meanwhile: the peak is then what
 // is live (a body held whole would show), not garbage awaiting a cycle.
 func heapSampler(t *testing.T) (uint64, func() uint64) {
 	t.Helper()
-	old := debug.SetGCPercent(5)
+	old := debug.SetGCPercent(1)
 	t.Cleanup(func() { debug.SetGCPercent(old) })
 	runtime.GC()
 	var ms runtime.MemStats
