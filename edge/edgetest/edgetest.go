@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -215,9 +216,20 @@ func (e *RunningEdge) Restart(t testing.TB) {
 	if e.Process != nil && !e.Process.Exited() {
 		_ = e.Process.Stop(context.Background())
 	}
-	p, err := varnishd.Start(context.Background(), e.opts)
-	if err != nil {
-		t.Fatalf("restart edge %s: %v", e.Edge.ID, err)
+	// Its listen addresses may be held a moment longer (the stopped
+	// child's sockets, another test process probing for free ports): a
+	// refused listen is tried again for up to 5 s.
+	var p *varnishd.Process
+	var err error
+	for try := 0; ; try++ {
+		p, err = varnishd.Start(context.Background(), e.opts)
+		if err == nil {
+			break
+		}
+		if try >= 25 || !strings.Contains(err.Error(), "could not be listened on") {
+			t.Fatalf("restart edge %s: %v", e.Edge.ID, err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	e.Process = p
 	t.Cleanup(func() { _ = p.Stop(context.Background()) })
