@@ -122,5 +122,5 @@ func TestDistributionRolloutGateReverts(t *testing.T) {
 	if ev := edgeVersions(); len(ev.Edges) != 0 || ev.Version <= before.Version {
 		t.Fatalf("edge versions after the good change: %+v", ev)
 	}
-	env.Replay(t, wfID, "distribution_rollout")
+	env.Replay(t, wfID, "distribution_rollout_every_wave")
 }

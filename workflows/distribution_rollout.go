@@ -18,6 +18,12 @@ import (
 // one ApplySite.
 const changeRollout = "distribution-rollout"
 
+// changeEveryWave: every configured rollout share gets a wave of at
+// least one edge while edges are left (planWaves), so the waves, and the
+// Temporal events a change costs, are the same from a fleet of one edge
+// per wave up.
+const changeEveryWave = "rollout-every-wave"
+
 // Rollout defaults, for knobs a worker leaves unset.
 var defaultRolloutWaves = []float64{0.1, 0.5, 1}
 
@@ -59,10 +65,13 @@ func (d *entity) staged(c change) bool {
 // planWaves splits the serving edges into rollout waves: a canary (one
 // edge, the one a hash of domain picks, so canaries spread over the
 // fleet), then the edges up to each cumulative share of the fleet
-// (rounded up; shares that add no edge are skipped). Fleets of up to
-// smallFleet edges go canary, then all. The edges keep inventory order
-// from the canary on, wrapping around. No edges: no waves.
-func planWaves(edges []string, shares []float64, domain string) [][]string {
+// (rounded up). With everyWave, each share's wave holds at least one
+// edge while edges are left, so a fleet with an edge per wave runs every
+// configured wave and a change costs the same whatever its size (without
+// it, shares that add no edge are skipped). Fleets of up to smallFleet
+// edges go canary, then all. The edges keep inventory order from the
+// canary on, wrapping around. No edges: no waves.
+func planWaves(edges []string, shares []float64, domain string, everyWave bool) [][]string {
 	n := len(edges)
 	if n == 0 {
 		return nil
@@ -81,6 +90,9 @@ func planWaves(edges []string, shares []float64, domain string) [][]string {
 	done := 1
 	for _, s := range shares {
 		upto := min(n, int(math.Ceil(s*float64(n)-1e-9)))
+		if everyWave {
+			upto = min(n, max(upto, done+1))
+		}
 		if upto <= done {
 			continue
 		}
@@ -140,7 +152,8 @@ func (d *entity) rollout(ctx workflow.Context, spec distribution.SiteSpec) (reas
 		workflow.GetLogger(ctx).Warn("rollout plan unavailable; applying to every edge at once", "error", err)
 		return d.applySite(ctx, spec), false
 	}
-	waves := planWaves(fleet.Edges, fleet.Waves, d.st.Domain)
+	everyWave := workflow.GetVersion(ctx, changeEveryWave, workflow.DefaultVersion, 1) == 1
+	waves := planWaves(fleet.Edges, fleet.Waves, d.st.Domain, everyWave)
 	if len(waves) == 0 {
 		return d.applySite(ctx, spec), false
 	}

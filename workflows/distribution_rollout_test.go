@@ -27,19 +27,25 @@ func edgeIDs(n int) []string {
 }
 
 // Every edge is in exactly one wave, the first wave is one edge, the
-// waves follow the shares (small fleets: canary, then all), and canaries
-// of different domains spread over the fleet.
+// waves follow the shares (small fleets: canary, then all), every share
+// gets a wave once the fleet has an edge per wave (so 10 and 1,000 edges
+// cost the same waves), and canaries of different domains spread over
+// the fleet.
 func TestPlanWaves(t *testing.T) {
 	shares := []float64{0.1, 0.5, 1}
 	for _, tc := range []struct {
-		n     int
-		sizes []int
+		n         int
+		everyWave bool
+		sizes     []int
 	}{
-		{0, nil}, {1, []int{1}}, {2, []int{1, 1}}, {3, []int{1, 2}},
-		{4, []int{1, 1, 2}}, // 10 % of 4 is 1 edge: the canary already
-		{10, []int{1, 4, 5}}, {50, []int{1, 4, 20, 25}}, {1000, []int{1, 99, 400, 500}},
+		{0, true, nil}, {1, true, []int{1}}, {2, true, []int{1, 1}}, {3, true, []int{1, 2}},
+		{4, true, []int{1, 1, 1, 1}}, // 10 % of 4 is the canary: the next edge is its wave
+		{5, true, []int{1, 1, 1, 2}}, {10, true, []int{1, 1, 3, 5}},
+		{50, true, []int{1, 4, 20, 25}}, {1000, true, []int{1, 99, 400, 500}},
+		// Histories from before every wave ran skip a share that adds no edge.
+		{4, false, []int{1, 1, 2}}, {10, false, []int{1, 4, 5}}, {1000, false, []int{1, 99, 400, 500}},
 	} {
-		waves := planWaves(edgeIDs(tc.n), shares, "d.test")
+		waves := planWaves(edgeIDs(tc.n), shares, "d.test", tc.everyWave)
 		var sizes []int
 		var all []string
 		for _, w := range waves {
@@ -47,7 +53,7 @@ func TestPlanWaves(t *testing.T) {
 			all = append(all, w...)
 		}
 		if !slices.Equal(sizes, tc.sizes) {
-			t.Errorf("%d edges: wave sizes %v, want %v", tc.n, sizes, tc.sizes)
+			t.Errorf("%d edges (every wave %v): wave sizes %v, want %v", tc.n, tc.everyWave, sizes, tc.sizes)
 		}
 		slices.Sort(all)
 		if !slices.Equal(all, edgeIDs(tc.n)) {
@@ -56,12 +62,12 @@ func TestPlanWaves(t *testing.T) {
 	}
 	canaries := map[string]bool{}
 	for i := range 50 {
-		canaries[planWaves(edgeIDs(50), shares, fmt.Sprintf("d%d.test", i))[0][0]] = true
+		canaries[planWaves(edgeIDs(50), shares, fmt.Sprintf("d%d.test", i), true)[0][0]] = true
 	}
 	if len(canaries) < 20 {
 		t.Fatalf("50 domains have %d canaries among 50 edges, want them spread", len(canaries))
 	}
-	if a, b := planWaves(edgeIDs(50), shares, "x.test"), planWaves(edgeIDs(50), shares, "x.test"); !slices.EqualFunc(a, b, slices.Equal) {
+	if a, b := planWaves(edgeIDs(50), shares, "x.test", true), planWaves(edgeIDs(50), shares, "x.test", true); !slices.EqualFunc(a, b, slices.Equal) {
 		t.Fatal("one domain's plan is not stable")
 	}
 }
@@ -192,7 +198,7 @@ func TestRolloutGoodChangeInWaves(t *testing.T) {
 			if st.Status != distribution.StatusOpen {
 				t.Fatalf("after the rollout: %+v", st)
 			}
-			waves := planWaves(r.edges, defaultRolloutWaves, "d.test")
+			waves := planWaves(r.edges, defaultRolloutWaves, "d.test", true)
 			// The rollout's applies, then the delete's (every edge).
 			applies := r.apply[:len(r.apply)-1]
 			if len(applies) != len(waves) {
@@ -223,7 +229,7 @@ func TestRolloutBadChangeStopsAtCanary(t *testing.T) {
 	if st.Status != distribution.StatusError || !strings.Contains(st.LastError, "rollout gate failed") {
 		t.Fatalf("after the bad change: %+v", st)
 	}
-	canary := planWaves(r.edges, defaultRolloutWaves, "d.test")[0]
+	canary := planWaves(r.edges, defaultRolloutWaves, "d.test", true)[0]
 	applies := r.apply[:len(r.apply)-1] // the delete's is last
 	if len(applies) != 2 {
 		t.Fatalf("%d ApplySite before the delete, want the canary's and its revert: %+v", len(applies), applies)
@@ -279,7 +285,7 @@ func TestRolloutImmediate(t *testing.T) {
 // change's).
 func TestRolloutRefusalInLaterWaveRevertsTouched(t *testing.T) {
 	r := newRolloutEnv(t, 10)
-	waves := planWaves(r.edges, defaultRolloutWaves, "d.test")
+	waves := planWaves(r.edges, defaultRolloutWaves, "d.test", true)
 	refusing := waves[1][0]
 	r.refuse = func(in activities.ApplySiteInput) error {
 		if in.Spec.Config.Origins[0].Origin == "new.origin" && slices.Contains(in.EdgeIDs, refusing) {
