@@ -40,6 +40,8 @@ import (
 	"io"
 	"log"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -47,6 +49,7 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/bench/harness"
 	"github.com/cdnflow/cdnflow/config"
@@ -67,6 +70,12 @@ type bench struct {
 	originPort int
 	domains    []string
 	client     *http.Client
+	// logPath is the stack's log file (-slow), "" without.
+	logPath string
+	// live is when each edge first fetched under the last change's
+	// originPath, and open when it was OPEN (offsets from the PATCH).
+	live map[string]time.Duration
+	open time.Duration
 }
 
 // row is one size's figures.
@@ -93,6 +102,7 @@ func main() {
 	latency := flag.Duration("latency", 0, "with stand-ins: added to every edge answer")
 	loss := flag.Float64("loss", 0, "with stand-ins: share of edge requests dropped")
 	simulated := flag.Int("simulated", 0, "with stand-ins: simulated distributions in every edge's table and the edge sync's desired state, beside the ones created (bench/harness.Simulated)")
+	slow := flag.Duration("slow", 6*time.Second, "a change slower than this prints its workflow's history and the worker's log lines for it (0: never)")
 	flag.Parse()
 	*standIns = *standIns || *edges > 20
 	var ns []int
@@ -109,7 +119,20 @@ func main() {
 	if *simulated > 0 && !*standIns {
 		log.Fatal("-simulated needs -standins")
 	}
-	stack, err := harness.Start(context.Background(), harness.Options{Edges: *edges, StandIns: *standIns, Simulated: *simulated,
+	var logger *zap.Logger
+	logPath := ""
+	if *slow > 0 {
+		dir, err := os.MkdirTemp("", "cdnflow-apply-log-")
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer os.RemoveAll(dir)
+		logPath = filepath.Join(dir, "stack.log")
+		if logger, err = fileLogger(logPath); err != nil {
+			log.Fatal(err)
+		}
+	}
+	stack, err := harness.Start(context.Background(), harness.Options{Edges: *edges, StandIns: *standIns, Simulated: *simulated, Logger: logger,
 		Fleet: harness.FleetOptions{Latency: *latency, Loss: *loss}, Configure: func(c *config.Config) {
 			c.AppKeys = map[string]string{appKey: secret}
 		}})
@@ -119,7 +142,7 @@ func main() {
 	defer stack.Stop()
 	host, port, _ := strings.Cut(stack.OriginAddr, ":")
 	p, _ := strconv.Atoi(port)
-	b := &bench{stack: stack, originHost: host, originPort: p, client: &http.Client{Timeout: 2 * time.Minute}}
+	b := &bench{stack: stack, originHost: host, originPort: p, client: &http.Client{Timeout: 2 * time.Minute}, logPath: logPath}
 	var rows []row
 	for i, n := range ns {
 		r := row{n: n}
@@ -133,8 +156,12 @@ func main() {
 			// Spread the changes over the distributions, a new originPath each.
 			d := b.domains[(c*7919)%len(b.domains)]
 			events := b.historyEvents(d)
+			began := time.Now()
 			r.lat = append(r.lat, b.change(d, fmt.Sprintf("/n%d-c%d", n, c)))
 			log.Printf("N=%d: change %d of %s live in %s", n, c, d, r.lat[len(r.lat)-1].Round(time.Millisecond))
+			if *slow > 0 && r.lat[len(r.lat)-1] > *slow {
+				b.dumpSlow(d, began, time.Now())
+			}
 			if grew := b.historyEvents(d) - events; grew > 0 { // a continue-as-new in between starts a new count
 				r.events = append(r.events, grew)
 			}
@@ -257,6 +284,7 @@ func (b *bench) change(domain, originPath string) time.Duration {
 		pending[e.ID] = e
 	}
 	open := false
+	b.live, b.open = map[string]time.Duration{}, 0
 	for poll := 0; ; poll++ {
 		if time.Since(start) > 5*time.Minute {
 			log.Fatalf("change of %s to %s: not live after 5 min (open %v, edges left %d)", domain, originPath, open, len(pending))
@@ -269,7 +297,7 @@ func (b *bench) change(domain, originPath string) time.Duration {
 			if len(one.Distributions) == 1 {
 				switch one.Distributions[0].Status {
 				case "OPEN":
-					open = true
+					open, b.open = true, time.Since(start)
 				case "ERROR":
 					log.Fatalf("change of %s went to ERROR: %s", domain, one.Distributions[0].LastError)
 				}
@@ -279,6 +307,7 @@ func (b *bench) change(domain, originPath string) time.Duration {
 			// A path never asked before: the edge cannot answer from cache.
 			if strings.HasPrefix(b.originPathOn(e, domain, fmt.Sprintf("/probe%s/%d.js", originPath, poll)), originPath+"/") {
 				delete(pending, id)
+				b.live[id] = time.Since(start)
 			}
 		}
 		if open && len(pending) == 0 {
