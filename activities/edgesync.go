@@ -341,19 +341,7 @@ func (a *EdgeSync) syncEdge(ctx context.Context, id string, rd *roundDesired, la
 	}
 	rep.Draining = e.Drain
 	log := logger(ctx, "edgeId", id)
-	v := rd.view()
-	w := v.on(id)
-	st, read, err := a.readTable(ctx, e, w)
-	if !e.Drain && unknownTable(st, read, err) {
-		// A change may have reached the edge since the desired state was
-		// read: compare by the digest of a fresh read.
-		if fresh := rd.refresh(ctx, v); fresh != v {
-			if v, w = fresh, fresh.on(id); st.Digest == w.digest() {
-				st.Sites, read = nil, "digest" // as readTable answers a table as desired
-			}
-		}
-	}
-	rep.Rollouts = rolloutNames(v.over[id])
+	w, st, read, err := a.readFresh(ctx, e, rd, &rep)
 	if err == nil {
 		var done bool
 		if done, st, read, err = a.fastRound(ctx, e, w, st, read, &rep, last, log); done {

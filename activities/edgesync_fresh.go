@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cdnflow/cdnflow/edge/connector"
+	"github.com/cdnflow/cdnflow/inventory"
 )
 
 // desiredRefresh is the least time between two reads of the desired state
@@ -111,4 +112,25 @@ func (r *roundDesired) refresh(ctx context.Context, seen *desiredView) *desiredV
 // known (its entries came with it): the case roundDesired.refresh is for.
 func unknownTable(e connector.TableState, read string, err error) bool {
 	return err == nil && read == "entries" && e.Sites != nil
+}
+
+// readFresh reads e's table (readTable) against the round's latest
+// desired state, and when it answers an unknown table, compares it by
+// digest with a fresh read of the desired state (roundDesired.refresh).
+// It answers e's desired table as compared and sets rep.Rollouts from it.
+func (a *EdgeSync) readFresh(ctx context.Context, e inventory.Edge, rd *roundDesired, rep *EdgeSyncReport) (wanted, connector.TableState, string, error) {
+	v := rd.view()
+	w := v.on(e.ID)
+	st, read, err := a.readTable(ctx, e, w)
+	if !e.Drain && unknownTable(st, read, err) {
+		// A change may have reached the edge since the desired state was
+		// read: compare by the digest of a fresh read.
+		if fresh := rd.refresh(ctx, v); fresh != v {
+			if v, w = fresh, fresh.on(e.ID); st.Digest == w.digest() {
+				st.Sites, read = nil, "digest" // as readTable answers a table as desired
+			}
+		}
+	}
+	rep.Rollouts = rolloutNames(v.over[e.ID])
+	return w, st, read, err
 }

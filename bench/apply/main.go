@@ -119,19 +119,8 @@ func main() {
 	if *simulated > 0 && !*standIns {
 		log.Fatal("-simulated needs -standins")
 	}
-	var logger *zap.Logger
-	logPath := ""
-	if *slow > 0 {
-		dir, err := os.MkdirTemp("", "cdnflow-apply-log-")
-		if err != nil {
-			log.Fatal(err)
-		}
-		defer os.RemoveAll(dir)
-		logPath = filepath.Join(dir, "stack.log")
-		if logger, err = fileLogger(logPath); err != nil {
-			log.Fatal(err)
-		}
-	}
+	logger, logPath, cleanup := stackLogger(*slow > 0)
+	defer cleanup()
 	stack, err := harness.Start(context.Background(), harness.Options{Edges: *edges, StandIns: *standIns, Simulated: *simulated, Logger: logger,
 		Fleet: harness.FleetOptions{Latency: *latency, Loss: *loss}, Configure: func(c *config.Config) {
 			c.AppKeys = map[string]string{appKey: secret}
@@ -182,6 +171,23 @@ func main() {
 		kind = "simulated"
 	}
 	report(*edges, kind, *changes, rows)
+}
+
+// stackLogger is the stack's logger: to a temporary file (logPath) when
+// on, else none. cleanup removes the file.
+func stackLogger(on bool) (logger *zap.Logger, logPath string, cleanup func()) {
+	if !on {
+		return nil, "", func() {}
+	}
+	dir, err := os.MkdirTemp("", "cdnflow-apply-log-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	logPath = filepath.Join(dir, "stack.log")
+	if logger, err = fileLogger(logPath); err != nil {
+		log.Fatal(err)
+	}
+	return logger, logPath, func() { _ = os.RemoveAll(dir) } // a temp dir left behind only costs disk
 }
 
 func report(edges int, kind string, changes int, rows []row) {

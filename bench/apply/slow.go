@@ -116,7 +116,7 @@ func (b *bench) dumpLogs(keys []string, start, from, to time.Time) {
 		log.Printf("  worker log: %v", err)
 		return
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	log.Printf("  worker log lines naming %s:", strings.Join(keys, ", "))
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
