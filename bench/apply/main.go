@@ -46,6 +46,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -91,6 +92,9 @@ type row struct {
 	// events are the history events each change added to its
 	// distribution's workflow (Temporal's work per change).
 	events []int
+	// cpu is the benchmark process's CPU time during each change (the
+	// worker, Temporal, the API and the stand-ins all run in it).
+	cpu []time.Duration
 }
 
 func main() {
@@ -141,20 +145,7 @@ func main() {
 		r.createDur = time.Since(start)
 		r.sitesPerEdge = b.sitesPerEdge()
 		log.Printf("N=%d: %d created in %s; sites per edge %s", n, r.created, r.createDur.Round(time.Millisecond), spread(r.sitesPerEdge))
-		for c := 0; c < *changes; c++ {
-			// Spread the changes over the distributions, a new originPath each.
-			d := b.domains[(c*7919)%len(b.domains)]
-			events := b.historyEvents(d)
-			began := time.Now()
-			r.lat = append(r.lat, b.change(d, fmt.Sprintf("/n%d-c%d", n, c)))
-			log.Printf("N=%d: change %d of %s live in %s", n, c, d, r.lat[len(r.lat)-1].Round(time.Millisecond))
-			if *slow > 0 && r.lat[len(r.lat)-1] > *slow {
-				b.dumpSlow(d, began, time.Now())
-			}
-			if grew := b.historyEvents(d) - events; grew > 0 { // a continue-as-new in between starts a new count
-				r.events = append(r.events, grew)
-			}
-		}
+		b.changes(&r, *changes, *slow)
 		sort.Slice(r.lat, func(i, j int) bool { return r.lat[i] < r.lat[j] })
 		log.Printf("N=%d: change p50 %s p99 %s", n, pct(r.lat, 0.5), pct(r.lat, 0.99))
 		if i == len(ns)-1 && *burst > 0 {
@@ -171,6 +162,47 @@ func main() {
 		kind = "simulated"
 	}
 	report(*edges, kind, *changes, rows)
+}
+
+// changes makes count single-distribution changes at r's size, each
+// timed with the process CPU it took; one slower than slow (0: none)
+// dumps its history and log lines (dumpSlow).
+func (b *bench) changes(r *row, count int, slow time.Duration) {
+	n := r.n
+	for c := 0; c < count; c++ {
+		// Spread the changes over the distributions, a new originPath each.
+		d := b.domains[(c*7919)%len(b.domains)]
+		events := b.historyEvents(d)
+		began, cpu := time.Now(), processCPU()
+		r.lat = append(r.lat, b.change(d, fmt.Sprintf("/n%d-c%d", n, c)))
+		r.cpu = append(r.cpu, processCPU()-cpu)
+		log.Printf("N=%d: change %d of %s live in %s (process CPU %.2f s)", n, c, d, r.lat[len(r.lat)-1].Round(time.Millisecond), r.cpu[len(r.cpu)-1].Seconds())
+		if slow > 0 && r.lat[len(r.lat)-1] > slow {
+			b.dumpSlow(d, began, time.Now())
+		}
+		if grew := b.historyEvents(d) - events; grew > 0 { // a continue-as-new in between starts a new count
+			r.events = append(r.events, grew)
+		}
+	}
+	log.Printf("N=%d: changes in order (process CPU·s): %s", n, changeList(r.lat, r.cpu))
+}
+
+// processCPU is this process's user and system CPU time so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// changeList is each change's time and process CPU, in the order made.
+func changeList(lat, cpu []time.Duration) string {
+	parts := make([]string, len(lat))
+	for i := range lat {
+		parts[i] = fmt.Sprintf("%s (%.1f)", lat[i].Round(10*time.Millisecond), cpu[i].Seconds())
+	}
+	return strings.Join(parts, ", ")
 }
 
 // stackLogger is the stack's logger: to a temporary file (logPath) when
