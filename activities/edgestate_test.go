@@ -1,8 +1,11 @@
 package activities
 
 import (
+	"context"
 	"slices"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // A round compares an edge by digest: a settled edge is answered without
@@ -84,5 +87,64 @@ func TestEdgeSyncKnownTableComparesOnlyTheChange(t *testing.T) {
 	}
 	if _, ok := f.table(t, 0)[gone]; ok {
 		t.Fatalf("edge still holds %s", gone)
+	}
+}
+
+// changeAfterRead is a desired state whose next read answers the state
+// before a change while the change reaches edge i (as a rollout wave that
+// lands after a round read the desired state); the reads after it answer
+// the changed state.
+type changeAfterRead struct {
+	*fakeDesired
+	change func()
+	reads  atomic.Int32
+}
+
+func (c *changeAfterRead) DesiredSites(ctx context.Context) (Desired, error) {
+	d, err := c.fakeDesired.DesiredSites(ctx)
+	c.reads.Add(1)
+	if c.change != nil {
+		c.change()
+		c.change = nil
+	}
+	return d, err
+}
+
+// A change that reaches an edge after the round read the desired state
+// leaves the edge with a table neither desired nor known: the round reads
+// the desired state again and finds the edge as desired by digest,
+// instead of reading and comparing its whole table and holding the new
+// entry as differing. Real varnishd and connector.
+func TestEdgeSyncChangeDuringRoundComparedByDigest(t *testing.T) {
+	f := startSyncEdges(t, 1)
+	d := &changeAfterRead{fakeDesired: &fakeDesired{}}
+	specs := f.specs(3, "/v1")
+	d.set(specs)
+	a := f.sync("cp-fresh", f.inventory(t), d)
+	a.refreshEvery = time.Nanosecond
+	id := f.edges[0].Edge.ID
+	r := round(t, a, nil, false)
+	r = round(t, a, r, false)
+	if got := r[id]; got.TableRead != "digest" {
+		t.Fatalf("settled round: %+v, want the table compared by digest only", got)
+	}
+	changed := f.spec(specs[0].Domain, 2, "/v2")
+	d.change = func() {
+		// ApplySite's put, then the distribution publishes the spec.
+		f.put(t, 0, entry(t, changed, "cp-fresh"), false)
+		next := slices.Clone(specs)
+		next[0] = changed
+		d.set(next)
+	}
+	before := d.reads.Load()
+	r = round(t, a, r, false)
+	if got := r[id]; got.TableRead != "digest" || len(got.Drift) > 0 || len(got.Differing) > 0 || got.Sites != 3 {
+		t.Fatalf("round the change reached the edge during: %+v, want the edge found as desired by digest", got)
+	}
+	if n := d.reads.Load() - before; n != 2 {
+		t.Fatalf("desired state read %d times in the round, want 2 (the start, once again)", n)
+	}
+	if s := f.table(t, 0)[changed.Domain]; s.Gen != changed.Gen() || s.Origins[0].Path != "/v2" {
+		t.Fatalf("edge entry after the round: %+v, want version 2 under /v2", s)
 	}
 }

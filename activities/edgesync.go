@@ -114,6 +114,9 @@ type EdgeSync struct {
 	// deltas turn a known table into the round's desired one
 	// (tableDeltas).
 	deltas tableDeltas
+	// refreshEvery is the least time between two reads of the desired
+	// state within a round (0: desiredRefresh).
+	refreshEvery time.Duration
 }
 
 // SyncEdgesInput is one round of the sync loop.
@@ -203,6 +206,39 @@ type EdgeSyncReport struct {
 // again next round); only a failure to list the desired state fails the
 // activity, so a failed read deletes nothing.
 func (a *EdgeSync) SyncEdges(ctx context.Context, in SyncEdgesInput) ([]EdgeSyncReport, error) {
+	v, err := a.readDesired(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rd := &roundDesired{a: a, cur: v, readAt: time.Now()}
+	ids := in.EdgeIDs
+	if len(ids) == 0 {
+		ids = a.syncEdgeIDs()
+	}
+	defer keepAlive(ctx)()
+	out := make([]EdgeSyncReport, len(ids))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for i, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			out[i] = a.syncEdge(ctx, id, rd, in.Last[id])
+		}()
+	}
+	wg.Wait()
+	if rd.refreshes > 0 {
+		logger(ctx).Info("desired state read again during the round", "reads", rd.refreshes)
+	}
+	return out, nil
+}
+
+// readDesired reads the desired state (a.Desired) as a round compares
+// edges with it, and remembers its common table (knownTables). Errors
+// are the read's.
+func (a *EdgeSync) readDesired(ctx context.Context) (*desiredView, error) {
 	d, err := a.Desired.DesiredSites(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list desired sites: %w", err)
@@ -238,29 +274,10 @@ func (a *EdgeSync) SyncEdges(ctx context.Context, in SyncEdgesInput) ([]EdgeSync
 	// wrong (or a control plane pointed at the wrong namespace) as a
 	// fleet emptied on purpose.
 	empty := len(specs) == 0 && len(running) == 0
-	ids := in.EdgeIDs
-	if len(ids) == 0 {
-		ids = a.syncEdgeIDs()
-	}
 	w := wanted{sites: desired, names: slices.Sorted(maps.Keys(desired)), live: live, empty: empty}
 	w.digests = &digests{}
 	a.known.remember(w.digest(), w)
-	defer keepAlive(ctx)()
-	out := make([]EdgeSyncReport, len(ids))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 16)
-	for i, id := range ids {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			out[i] = a.syncEdge(ctx, id, w.on(over[id]), in.Last[id])
-			out[i].Rollouts = rolloutNames(over[id])
-		}()
-	}
-	wg.Wait()
-	return out, nil
+	return &desiredView{w: w, over: over}, nil
 }
 
 // desiredEntry is s as this control plane's table entry; ok false for a
@@ -315,7 +332,7 @@ type wanted struct {
 	over map[string]connector.Site
 }
 
-func (a *EdgeSync) syncEdge(ctx context.Context, id string, w wanted, last EdgeSyncReport) EdgeSyncReport {
+func (a *EdgeSync) syncEdge(ctx context.Context, id string, rd *roundDesired, last EdgeSyncReport) EdgeSyncReport {
 	rep := EdgeSyncReport{EdgeID: id, CheckedAt: time.Now().UTC(), LastDriftAt: last.LastDriftAt, LastDrift: last.LastDrift}
 	e, ok := a.Inventory.Get(id)
 	if !ok {
@@ -324,7 +341,7 @@ func (a *EdgeSync) syncEdge(ctx context.Context, id string, w wanted, last EdgeS
 	}
 	rep.Draining = e.Drain
 	log := logger(ctx, "edgeId", id)
-	st, read, err := a.readTable(ctx, e, w)
+	w, st, read, err := a.readFresh(ctx, e, rd, &rep)
 	if err == nil {
 		var done bool
 		if done, st, read, err = a.fastRound(ctx, e, w, st, read, &rep, last, log); done {

@@ -75,6 +75,9 @@ func runWorker(ctx context.Context, d cdnworker.Deps, c client.Client) error {
 	}
 	logger.Info("worker started", zap.String("taskQueue", cfg.TaskQueue))
 	go keepEdgeSync(ctx, c, cfg, logger)
+	// Host claims: once per start, the aliases running distributions
+	// applied get the claim they miss (worker.ClaimAppliedHosts).
+	go claimAppliedHosts(ctx, c, cfg, logger)
 	watch, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	fleet := make(chan error, 1)
@@ -87,6 +90,18 @@ func runWorker(ctx context.Context, d cdnworker.Deps, c client.Client) error {
 	w.Stop() // waits for activities up to WorkerStopTimeout
 	logger.Info("worker stopped")
 	return err
+}
+
+// claimAppliedHosts runs worker.ClaimAppliedHosts once and logs what it
+// did; a failed scan is logged (the next start tries again).
+func claimAppliedHosts(ctx context.Context, c client.Client, cfg config.Config, logger *zap.Logger) {
+	pass, err := cdnworker.ClaimAppliedHosts(ctx, c, cfg.TaskQueue, logger)
+	if err != nil && ctx.Err() == nil {
+		logger.Warn("host claim pass", zap.Error(err))
+		return
+	}
+	logger.Info("host claim pass done", zap.Int("distributions", pass.Distributions), zap.Int("held", pass.Held),
+		zap.Int("claimed", pass.Claimed), zap.Int("taken", pass.Taken), zap.Int("failed", pass.Failed))
 }
 
 // keepEdgeSync starts the namespace's EdgeSyncWorkflow unless it runs, at

@@ -40,13 +40,17 @@ import (
 	"io"
 	"log"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.uber.org/zap"
 
 	"github.com/cdnflow/cdnflow/bench/harness"
 	"github.com/cdnflow/cdnflow/config"
@@ -67,6 +71,12 @@ type bench struct {
 	originPort int
 	domains    []string
 	client     *http.Client
+	// logPath is the stack's log file (-slow), "" without.
+	logPath string
+	// live is when each edge first fetched under the last change's
+	// originPath, and open when it was OPEN (offsets from the PATCH).
+	live map[string]time.Duration
+	open time.Duration
 }
 
 // row is one size's figures.
@@ -82,6 +92,9 @@ type row struct {
 	// events are the history events each change added to its
 	// distribution's workflow (Temporal's work per change).
 	events []int
+	// cpu is the benchmark process's CPU time during each change (the
+	// worker, Temporal, the API and the stand-ins all run in it).
+	cpu []time.Duration
 }
 
 func main() {
@@ -93,6 +106,7 @@ func main() {
 	latency := flag.Duration("latency", 0, "with stand-ins: added to every edge answer")
 	loss := flag.Float64("loss", 0, "with stand-ins: share of edge requests dropped")
 	simulated := flag.Int("simulated", 0, "with stand-ins: simulated distributions in every edge's table and the edge sync's desired state, beside the ones created (bench/harness.Simulated)")
+	slow := flag.Duration("slow", 6*time.Second, "a change slower than this prints its workflow's history and the worker's log lines for it (0: never)")
 	flag.Parse()
 	*standIns = *standIns || *edges > 20
 	var ns []int
@@ -109,7 +123,9 @@ func main() {
 	if *simulated > 0 && !*standIns {
 		log.Fatal("-simulated needs -standins")
 	}
-	stack, err := harness.Start(context.Background(), harness.Options{Edges: *edges, StandIns: *standIns, Simulated: *simulated,
+	logger, logPath, cleanup := stackLogger(*slow > 0)
+	defer cleanup()
+	stack, err := harness.Start(context.Background(), harness.Options{Edges: *edges, StandIns: *standIns, Simulated: *simulated, Logger: logger,
 		Fleet: harness.FleetOptions{Latency: *latency, Loss: *loss}, Configure: func(c *config.Config) {
 			c.AppKeys = map[string]string{appKey: secret}
 		}})
@@ -119,7 +135,7 @@ func main() {
 	defer stack.Stop()
 	host, port, _ := strings.Cut(stack.OriginAddr, ":")
 	p, _ := strconv.Atoi(port)
-	b := &bench{stack: stack, originHost: host, originPort: p, client: &http.Client{Timeout: 2 * time.Minute}}
+	b := &bench{stack: stack, originHost: host, originPort: p, client: &http.Client{Timeout: 2 * time.Minute}, logPath: logPath}
 	var rows []row
 	for i, n := range ns {
 		r := row{n: n}
@@ -129,16 +145,7 @@ func main() {
 		r.createDur = time.Since(start)
 		r.sitesPerEdge = b.sitesPerEdge()
 		log.Printf("N=%d: %d created in %s; sites per edge %s", n, r.created, r.createDur.Round(time.Millisecond), spread(r.sitesPerEdge))
-		for c := 0; c < *changes; c++ {
-			// Spread the changes over the distributions, a new originPath each.
-			d := b.domains[(c*7919)%len(b.domains)]
-			events := b.historyEvents(d)
-			r.lat = append(r.lat, b.change(d, fmt.Sprintf("/n%d-c%d", n, c)))
-			log.Printf("N=%d: change %d of %s live in %s", n, c, d, r.lat[len(r.lat)-1].Round(time.Millisecond))
-			if grew := b.historyEvents(d) - events; grew > 0 { // a continue-as-new in between starts a new count
-				r.events = append(r.events, grew)
-			}
-		}
+		b.changes(&r, *changes, *slow)
 		sort.Slice(r.lat, func(i, j int) bool { return r.lat[i] < r.lat[j] })
 		log.Printf("N=%d: change p50 %s p99 %s", n, pct(r.lat, 0.5), pct(r.lat, 0.99))
 		if i == len(ns)-1 && *burst > 0 {
@@ -155,6 +162,64 @@ func main() {
 		kind = "simulated"
 	}
 	report(*edges, kind, *changes, rows)
+}
+
+// changes makes count single-distribution changes at r's size, each
+// timed with the process CPU it took; one slower than slow (0: none)
+// dumps its history and log lines (dumpSlow).
+func (b *bench) changes(r *row, count int, slow time.Duration) {
+	n := r.n
+	for c := 0; c < count; c++ {
+		// Spread the changes over the distributions, a new originPath each.
+		d := b.domains[(c*7919)%len(b.domains)]
+		events := b.historyEvents(d)
+		began, cpu := time.Now(), processCPU()
+		r.lat = append(r.lat, b.change(d, fmt.Sprintf("/n%d-c%d", n, c)))
+		r.cpu = append(r.cpu, processCPU()-cpu)
+		log.Printf("N=%d: change %d of %s live in %s (process CPU %.2f s)", n, c, d, r.lat[len(r.lat)-1].Round(time.Millisecond), r.cpu[len(r.cpu)-1].Seconds())
+		if slow > 0 && r.lat[len(r.lat)-1] > slow {
+			b.dumpSlow(d, began, time.Now())
+		}
+		if grew := b.historyEvents(d) - events; grew > 0 { // a continue-as-new in between starts a new count
+			r.events = append(r.events, grew)
+		}
+	}
+	log.Printf("N=%d: changes in order (process CPU·s): %s", n, changeList(r.lat, r.cpu))
+}
+
+// processCPU is this process's user and system CPU time so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// changeList is each change's time and process CPU, in the order made.
+func changeList(lat, cpu []time.Duration) string {
+	parts := make([]string, len(lat))
+	for i := range lat {
+		parts[i] = fmt.Sprintf("%s (%.1f)", lat[i].Round(10*time.Millisecond), cpu[i].Seconds())
+	}
+	return strings.Join(parts, ", ")
+}
+
+// stackLogger is the stack's logger: to a temporary file (logPath) when
+// on, else none. cleanup removes the file.
+func stackLogger(on bool) (logger *zap.Logger, logPath string, cleanup func()) {
+	if !on {
+		return nil, "", func() {}
+	}
+	dir, err := os.MkdirTemp("", "cdnflow-apply-log-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	logPath = filepath.Join(dir, "stack.log")
+	if logger, err = fileLogger(logPath); err != nil {
+		log.Fatal(err)
+	}
+	return logger, logPath, func() { _ = os.RemoveAll(dir) } // a temp dir left behind only costs disk
 }
 
 func report(edges int, kind string, changes int, rows []row) {
@@ -257,6 +322,7 @@ func (b *bench) change(domain, originPath string) time.Duration {
 		pending[e.ID] = e
 	}
 	open := false
+	b.live, b.open = map[string]time.Duration{}, 0
 	for poll := 0; ; poll++ {
 		if time.Since(start) > 5*time.Minute {
 			log.Fatalf("change of %s to %s: not live after 5 min (open %v, edges left %d)", domain, originPath, open, len(pending))
@@ -269,7 +335,7 @@ func (b *bench) change(domain, originPath string) time.Duration {
 			if len(one.Distributions) == 1 {
 				switch one.Distributions[0].Status {
 				case "OPEN":
-					open = true
+					open, b.open = true, time.Since(start)
 				case "ERROR":
 					log.Fatalf("change of %s went to ERROR: %s", domain, one.Distributions[0].LastError)
 				}
@@ -279,6 +345,7 @@ func (b *bench) change(domain, originPath string) time.Duration {
 			// A path never asked before: the edge cannot answer from cache.
 			if strings.HasPrefix(b.originPathOn(e, domain, fmt.Sprintf("/probe%s/%d.js", originPath, poll)), originPath+"/") {
 				delete(pending, id)
+				b.live[id] = time.Since(start)
 			}
 		}
 		if open && len(pending) == 0 {

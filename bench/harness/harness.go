@@ -110,6 +110,9 @@ type Options struct {
 	// (docs/tiers.md) of the Edges others, which fetch their misses from
 	// it.
 	Shield bool
+	// Logger takes the stack's logs (worker, API, embedded Temporal); nil:
+	// none, or development logs to stderr with CDNFLOW_BENCH_LOG set.
+	Logger *zap.Logger
 }
 
 // Start brings everything up through stack.Start (the assembler of
@@ -131,7 +134,10 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 
 func (s *Stack) start(ctx context.Context, o Options) error {
 	logger := zap.NewNop()
-	if os.Getenv("CDNFLOW_BENCH_LOG") != "" {
+	switch {
+	case o.Logger != nil:
+		logger = o.Logger
+	case os.Getenv("CDNFLOW_BENCH_LOG") != "":
 		logger, _ = zap.NewDevelopment()
 	}
 	s.Origin = &OriginClock{next: &origin.Handler{BodySize: 2048}}
