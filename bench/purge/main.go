@@ -57,11 +57,12 @@ func main() {
 	binDir := flag.String("cluster", "", "run against a local cluster whose binaries are in this directory (make cluster-bins: bin)")
 	workers := flag.String("workers", "1,2", "with -cluster: worker counts to measure")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the timed purges, single-URL and large (the whole in-process stack), to this file")
+	memProfile := flag.String("memprofile", "", "write the allocations of the timed single-URL purges to this file (go tool pprof -sample_index=alloc_space -base FILE.base FILE)")
 	latency := flag.Duration("latency", 0, "with stand-ins: added to every edge answer")
 	loss := flag.Float64("loss", 0, "with stand-ins: share of edge requests dropped")
 	flag.Parse()
 	fleet = harness.FleetOptions{Latency: *latency, Loss: *loss}
-	profilePath = *cpuProfile
+	profilePath, memProfilePath = *cpuProfile, *memProfile
 	*standIns = *standIns || *edges > 20
 	ctx := context.Background()
 	stack, counts := start(ctx, *binDir, *workers, *edges, *standIns)
@@ -218,6 +219,7 @@ func measure(stack *harness.Stack, domain, prefix string, warmup, iterations, pa
 	}
 	stopProfile := harness.StartCPUProfile(profilePath)
 	defer stopProfile()
+	cost := startCost()
 	var lat, posted []time.Duration
 	var single []int64
 	for i := 0; i < iterations; i++ {
@@ -229,6 +231,7 @@ func measure(stack *harness.Stack, domain, prefix string, warmup, iterations, pa
 		lat = append(lat, time.Since(start))
 		single = append(single, pr.PurgeSeq)
 	}
+	fmt.Printf("  single-URL ITEM purge, whole process (worker, API, Temporal, stand-ins, polls): %s\n", cost.per(iterations))
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	sort.Slice(posted, func(i, j int) bool { return posted[i] < posted[j] })
 	fmt.Printf("  single-URL ITEM purge, POST /purges answered: p50 %s  p99 %s  max %s\n",
