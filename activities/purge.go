@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -40,6 +41,9 @@ type Purge struct {
 	PerEdge int
 
 	slots edgeSlots
+	// metrics caches each edge's purge metric children (unitMetrics).
+	metricsMu sync.Mutex
+	metrics   map[metricKey]edgeMetrics
 }
 
 // defaultPurgePerEdge is PerEdge when unset.

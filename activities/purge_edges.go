@@ -116,6 +116,7 @@ func (a *Purge) PurgeEdges(ctx context.Context, in PurgeEdgesInput) (PurgeEdgesR
 	}
 	spec := purgeSpec{Hosts: in.Hosts, Type: in.Type, Paths: in.Paths, Soft: in.Soft}
 	units := purgeUnits(spec)
+	run.receipt = edgeReceipt{verified: verifiedText(spec, len(units)), answer: receiptAnswer(spec.Type, nil), probe: receiptProbe(spec.Type)}
 	var wg sync.WaitGroup
 	for i := range run.edges {
 		if run.settled(i) {
@@ -203,7 +204,7 @@ func (a *Purge) purgeOneEdge(ctx context.Context, spec purgeSpec, units []purgeU
 		run.tried(i)
 		err := a.edgeUnits(ctx, e, spec, units, run, i)
 		if err == nil {
-			run.confirm(i, verifiedText(spec, len(units)), receiptAnswer(spec.Type, nil), receiptProbe(spec.Type))
+			run.confirm(i)
 			return
 		}
 		run.answered(i, receiptAnswer(spec.Type, err))
@@ -234,7 +235,15 @@ func (a *Purge) purgeOneEdge(ctx context.Context, spec purgeSpec, units []purgeU
 func (a *Purge) edgeUnits(ctx context.Context, e inventory.Edge, in purgeSpec, units []purgeUnit, run *edgeStates, i int) error {
 	todo := run.todo(i, len(units))
 	slots := a.slot(e.ID)
-	m := unitMetrics(e.ID, in.Type)
+	m := a.unitMetrics(e.ID, in.Type)
+	done := func(u int) { run.unitDone(i, u) }
+	size := batchSize(in.Type, len(todo))
+	senders := min(cap(slots), (len(todo)+size-1)/size)
+	if senders <= 1 {
+		// One batch (a single-URL purge: most of them): sent from this
+		// goroutine, without senders and their channel.
+		return a.sendBatch(ctx, e, in, units, todo, slots, m, done)
+	}
 	var mu sync.Mutex
 	var first error
 	failed := func() bool {
@@ -249,15 +258,14 @@ func (a *Purge) edgeUnits(ctx context.Context, e inventory.Edge, in purgeSpec, u
 		}
 		mu.Unlock()
 	}
-	size := batchSize(in.Type, len(todo))
 	next := make(chan []int)
 	var wg sync.WaitGroup
-	for w := 0; w < min(cap(slots), (len(todo)+size-1)/size); w++ {
+	for w := 0; w < senders; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for batch := range next {
-				if err := a.sendBatch(ctx, e, in, units, batch, slots, m, func(u int) { run.unitDone(i, u) }); err != nil {
+				if err := a.sendBatch(ctx, e, in, units, batch, slots, m, done); err != nil {
 					fail(err)
 				}
 			}
@@ -316,13 +324,31 @@ func (m edgeMetrics) record(err error, seconds float64) bool {
 	return true
 }
 
-func unitMetrics(edgeID, purgeType string) edgeMetrics {
-	return edgeMetrics{
+// unitMetrics are edge edgeID's metric children for purgeType, looked up
+// in the registry once per edge and type for the process (a fleet-wide
+// purge would otherwise hash three label sets per edge per pass). The
+// cache holds what the registry holds: inventory edges × purge types.
+func (a *Purge) unitMetrics(edgeID, purgeType string) edgeMetrics {
+	key := metricKey{edgeID, purgeType}
+	a.metricsMu.Lock()
+	defer a.metricsMu.Unlock()
+	if m, ok := a.metrics[key]; ok {
+		return m
+	}
+	m := edgeMetrics{
 		latency: metrics.EdgeLatency.WithLabelValues(edgeID, "purge"),
 		done:    metrics.PurgeUnits.WithLabelValues(edgeID, purgeType, "done"),
 		failed:  metrics.PurgeUnits.WithLabelValues(edgeID, purgeType, "failed"),
 	}
+	if a.metrics == nil {
+		a.metrics = map[metricKey]edgeMetrics{}
+	}
+	a.metrics[key] = m
+	return m
 }
+
+// metricKey names one edge's purge metric children: edge ID, purge type.
+type metricKey struct{ edgeID, purgeType string }
 
 // sendBatch applies the units of batch on e within one of the edge's
 // slots: ITEM units pipelined on one connection (sendItems), others one
@@ -388,8 +414,15 @@ func (a *Purge) sendItems(ctx context.Context, e inventory.Edge, in purgeSpec, u
 type edgeStates struct {
 	mu    sync.Mutex
 	edges []PurgeEdgeOutcome
-	done  []map[int]bool
+	// done holds each unconfirmed edge's confirmed units (nil: none yet).
+	done []map[int]bool
+	// receipt is what a confirmed edge's row says (the same for every
+	// edge of the pass).
+	receipt edgeReceipt
 }
+
+// edgeReceipt is a confirmed edge's Verified, Answer and Probe.
+type edgeReceipt struct{ verified, answer, probe string }
 
 func newEdgeStates(in PurgeEdgesInput, resume []PurgeEdgeOutcome) *edgeStates {
 	prev := map[string]PurgeEdgeOutcome{}
@@ -400,9 +433,8 @@ func newEdgeStates(in PurgeEdgesInput, resume []PurgeEdgeOutcome) *edgeStates {
 	for i, id := range in.EdgeIDs {
 		r := prev[id]
 		r.EdgeID = id
-		f.done[i] = map[int]bool{}
 		for _, u := range r.Done {
-			f.done[i][u] = true
+			f.markDone(i, u)
 		}
 		r.Done = nil
 		f.edges[i] = r
@@ -419,7 +451,7 @@ func (f *edgeStates) settled(i int) bool {
 func (f *edgeStates) todo(i, n int) []int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []int
+	out := make([]int, 0, n-len(f.done[i]))
 	for u := 0; u < n; u++ {
 		if !f.done[i][u] {
 			out = append(out, u)
@@ -431,15 +463,25 @@ func (f *edgeStates) todo(i, n int) []int {
 func (f *edgeStates) unitDone(i, u int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.markDone(i, u)
+}
+
+// markDone records unit u of edge i as confirmed; f.mu is held or f not
+// shared yet.
+func (f *edgeStates) markDone(i, u int) {
+	if f.done[i] == nil {
+		f.done[i] = map[int]bool{}
+	}
 	f.done[i][u] = true
 }
 
-func (f *edgeStates) confirm(i int, verified, answer, probe string) {
+// confirm records edge i as confirmed, with the pass's receipt.
+func (f *edgeStates) confirm(i int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.edges[i].Confirmed, f.edges[i].Verified, f.edges[i].Error = true, verified, ""
-	f.edges[i].Answer, f.edges[i].Probe, f.edges[i].AppliedAt = answer, probe, time.Now().UnixMilli()
-	f.done[i] = map[int]bool{}
+	f.edges[i].Confirmed, f.edges[i].Verified, f.edges[i].Error = true, f.receipt.verified, ""
+	f.edges[i].Answer, f.edges[i].Probe, f.edges[i].AppliedAt = f.receipt.answer, f.receipt.probe, time.Now().UnixMilli()
+	f.done[i] = nil
 }
 
 // tried counts one more try of edge i.

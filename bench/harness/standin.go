@@ -92,10 +92,10 @@ func StartFleet(ctx context.Context, dir, prefix string, n int, o FleetOptions) 
 			_ = httpLn.Close() // the Listen error is the one to report
 			return out, err
 		}
-		srv := &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second}
-		go func() { _ = srv.Serve(httpLn) }()
+		srv := &edgeServer{h: s, conns: map[net.Conn]struct{}{}, ln: httpLn}
+		go srv.serve()
 		go serveCLI(cliLn)
-		s.stop = []func(){func() { _ = srv.Close() }, func() { _ = cliLn.Close() }}
+		s.stop = []func(){srv.close, func() { _ = cliLn.Close() }}
 		s.Edge = inventory.Edge{ID: fmt.Sprintf("%s%03d-C1", prefix, i+1), Region: "us", Country: "united_states",
 			Address: httpLn.Addr().String(), AdminAddress: cliLn.Addr().String(), ConnectorAddress: cliLn.Addr().String(),
 			SecretFile: secret, Kind: inventory.KindVarnish}
@@ -236,10 +236,16 @@ func (s *StandIn) ban(host, urlRegex string) {
 	}
 }
 
-// synth answers status. net/http writes its own reason phrase, which
-// cdnflow reads only for a probe that found a fresh copy ("cached
-// age=<s>"): that one answer hijacks the connection to write the VCL's.
+// synth answers status with reason as the status line's reason phrase
+// (the stand-in's edgeServer writes it). Under another server, which
+// writes its own phrase, an answer whose phrase cdnflow reads (a probe
+// that found a fresh copy: "cached age=<s>") hijacks the connection to
+// write the VCL's.
 func synth(w http.ResponseWriter, status int, reason string) {
+	if sw, ok := w.(*standInWriter); ok {
+		sw.writeStatus(status, reason)
+		return
+	}
 	hj, ok := w.(http.Hijacker)
 	if !ok || !strings.HasPrefix(reason, "cached age=") {
 		w.WriteHeader(status)

@@ -57,11 +57,13 @@ func main() {
 	binDir := flag.String("cluster", "", "run against a local cluster whose binaries are in this directory (make cluster-bins: bin)")
 	workers := flag.String("workers", "1,2", "with -cluster: worker counts to measure")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the timed purges, single-URL and large (the whole in-process stack), to this file")
+	memProfile := flag.String("memprofile", "", "write the allocations of the timed single-URL purges to this file (go tool pprof -sample_index=alloc_space -base FILE.base FILE)")
+	raw := flag.Bool("raw", true, "compare the large purge with raw PURGEs sent to fresh edges (false: skip them)")
 	latency := flag.Duration("latency", 0, "with stand-ins: added to every edge answer")
 	loss := flag.Float64("loss", 0, "with stand-ins: share of edge requests dropped")
 	flag.Parse()
 	fleet = harness.FleetOptions{Latency: *latency, Loss: *loss}
-	profilePath = *cpuProfile
+	profilePath, memProfilePath = *cpuProfile, *memProfile
 	*standIns = *standIns || *edges > 20
 	ctx := context.Background()
 	stack, counts := start(ctx, *binDir, *workers, *edges, *standIns)
@@ -81,15 +83,17 @@ func main() {
 			fmt.Printf("purge benchmark: %d varnishd edges\n", *edges)
 		}
 		lat, single, seqs, cdnflowDur := measure(stack, domain, fmt.Sprintf("w%d", n), *warmup, *iterations, *paths)
-		if rawDur == 0 {
+		if rawDur == 0 && *raw {
 			rawDur = rawPurge(ctx, stack, domain, *edges, *paths, *standIns)
 		}
 		units := float64(*paths * *edges)
 		fmt.Printf("  single-URL ITEM purge, API call to progress 100 (%d runs): p50 %s  p99 %s  max %s\n",
 			len(lat), pct(lat, 0.50), pct(lat, 0.99), lat[len(lat)-1].Round(time.Millisecond))
-		fmt.Printf("  %d-path purge (%d seqs): cdnflow %s = %.0f edge-paths/s; raw PURGEs %s = %.0f edge-paths/s; ratio %.2f\n",
-			*paths, len(seqs), cdnflowDur.Round(time.Millisecond), units/cdnflowDur.Seconds(),
-			rawDur.Round(time.Millisecond), units/rawDur.Seconds(), rawDur.Seconds()/cdnflowDur.Seconds())
+		fmt.Printf("  %d-path purge (%d seqs): cdnflow %s = %.0f edge-paths/s", *paths, len(seqs), cdnflowDur.Round(time.Millisecond), units/cdnflowDur.Seconds())
+		if rawDur > 0 {
+			fmt.Printf("; raw PURGEs %s = %.0f edge-paths/s; ratio %.2f", rawDur.Round(time.Millisecond), units/rawDur.Seconds(), rawDur.Seconds()/cdnflowDur.Seconds())
+		}
+		fmt.Println()
 		if stack.Temporal != nil {
 			fmt.Printf("  Temporal cost per single-URL purge (%d histories): %s\n", len(single), historyCost(ctx, stack, single))
 			fmt.Printf("  Temporal cost per seq of the %d-path purge (%d histories): %s\n", *paths, len(seqs), historyCost(ctx, stack, seqs))
@@ -218,6 +222,7 @@ func measure(stack *harness.Stack, domain, prefix string, warmup, iterations, pa
 	}
 	stopProfile := harness.StartCPUProfile(profilePath)
 	defer stopProfile()
+	cost := startCost()
 	var lat, posted []time.Duration
 	var single []int64
 	for i := 0; i < iterations; i++ {
@@ -229,6 +234,7 @@ func measure(stack *harness.Stack, domain, prefix string, warmup, iterations, pa
 		lat = append(lat, time.Since(start))
 		single = append(single, pr.PurgeSeq)
 	}
+	fmt.Printf("  single-URL ITEM purge, whole process (worker, API, Temporal, stand-ins, polls): %s\n", cost.per(iterations))
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	sort.Slice(posted, func(i, j int) bool { return posted[i] < posted[j] })
 	fmt.Printf("  single-URL ITEM purge, POST /purges answered: p50 %s  p99 %s  max %s\n",

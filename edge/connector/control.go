@@ -78,7 +78,10 @@ func ControlTokenFile(path string) (string, error) {
 	if path == "" {
 		return "", fmt.Errorf("control token: no secret file")
 	}
-	v, _ := tokenFiles.LoadOrStore(path, &tokenFile{})
+	v, ok := tokenFiles.Load(path)
+	if !ok { // LoadOrStore allocates its new value on every call
+		v, _ = tokenFiles.LoadOrStore(path, &tokenFile{})
+	}
 	tf := v.(*tokenFile)
 	tf.mu.Lock()
 	defer tf.mu.Unlock()
