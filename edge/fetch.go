@@ -96,27 +96,26 @@ func (f *Fetcher) Fetch(ctx context.Context, scheme, host, path string) (FetchRe
 	if copyErr != nil {
 		copyErr = fmt.Errorf("read body via edge %s: %w", f.e.ID, copyErr)
 	}
-	h := headOf(resp)
-	return fetched(&h, n, time.Since(start), copyErr)
+	return fetched(resp, n, time.Since(start), copyErr)
 }
 
 // fetched reads an edge's answer to a prewarm GET whose body (n bytes)
 // has been read, as Fetch documents it; bodyErr is the failure reading it.
-func fetched(h *answerHead, n int64, d time.Duration, bodyErr error) (FetchResult, error) {
+func fetched(resp *http.Response, n int64, d time.Duration, bodyErr error) (FetchResult, error) {
 	res := FetchResult{
-		Status:   h.Code,
-		Cache:    h.Cache,
+		Status:   resp.StatusCode,
+		Cache:    resp.Header.Get("X-Cache"),
 		Bytes:    n,
 		Duration: d,
 	}
-	res.Age, _ = strconv.Atoi(h.Age)
+	res.Age, _ = strconv.Atoi(resp.Header.Get("Age"))
 	if bodyErr != nil {
 		return res, bodyErr
 	}
-	ok2xx := h.Code >= 200 && h.Code < 300
+	ok2xx := resp.StatusCode >= 200 && resp.StatusCode < 300
 	res.Cached = ok2xx && (res.Cache == "HIT" || res.Cache == "MISS")
 	if !res.Cached {
-		return res, &StatusError{Code: h.Code, Cache: res.Cache}
+		return res, &StatusError{Code: resp.StatusCode, Cache: res.Cache}
 	}
 	return res, nil
 }
@@ -172,8 +171,8 @@ func (f *Fetcher) FetchBatch(ctx context.Context, units []FetchUnit) []FetchAnsw
 			w.WriteString("\r\n")
 			w.WriteString(f.wire)
 		},
-		answer: func(i int, h *answerHead, n int64, sent time.Time) {
-			out[i].Result, out[i].Err = fetched(h, n, time.Since(sent), nil)
+		answer: func(i int, resp *http.Response, n int64, sent time.Time) {
+			out[i].Result, out[i].Err = fetched(resp, n, time.Since(sent), nil)
 		},
 		fail: func(i int, err error) { out[i].Err = err },
 	})

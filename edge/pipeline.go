@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -84,9 +86,9 @@ func (c *Client) PurgeVerifiedBatch(ctx context.Context, e inventory.Edge, units
 		method:  "PURGE",
 		timeout: c.opts.PurgeTimeout,
 		write:   func(w *bufio.Writer, i int) { writeVerifiedPurge(w, units[i], tok, soft) },
-		answer: func(i int, h *answerHead, _ int64, sent time.Time) {
+		answer: func(i int, resp *http.Response, _ int64, sent time.Time) {
 			out[i].Sent = sent
-			out[i].Probe, out[i].Verified, out[i].Err = verifiedAnswer(e, units[i].Path, h)
+			out[i].Probe, out[i].Verified, out[i].Err = verifiedAnswer(e, units[i].Path, resp)
 		},
 		fail: func(i int, err error) { out[i].Err = err },
 	})
@@ -100,7 +102,7 @@ type pipeExchange struct {
 	method  string
 	timeout time.Duration // per answer: from the write, or the previous answer
 	write   func(w *bufio.Writer, i int)
-	answer  func(i int, h *answerHead, n int64, sent time.Time)
+	answer  func(i int, resp *http.Response, n int64, sent time.Time)
 	fail    func(i int, err error)
 	edgeID  string // set by pipelined, for errors
 }
@@ -217,6 +219,7 @@ func (pc *pipeConn) roundTrip(ctx context.Context, x pipeExchange, batch []int) 
 	if err := pc.bw.Flush(); err != nil {
 		return 0, false, fmt.Errorf("write: %w", timedOut(ctx, err))
 	}
+	stub := &http.Request{Method: x.method} // what http.ReadResponse needs of the request
 	for n, i := range batch {
 		if n > 0 {
 			if err := pc.conn.SetReadDeadline(deadline()); err != nil {
@@ -226,7 +229,12 @@ func (pc *pipeConn) roundTrip(ctx context.Context, x pipeExchange, batch []int) 
 				_ = pc.conn.SetDeadline(time.Unix(1, 0))
 			}
 		}
-		h, size, err := readAnswer(pc.br)
+		resp, err := http.ReadResponse(pc.br, stub)
+		var size int64
+		if err == nil {
+			size, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
 		if err != nil && ctx.Err() == nil && errors.Is(err, os.ErrDeadlineExceeded) {
 			// No (whole) answer in time is this unit's answer, as it is
 			// for a request on its own: it is not sent again; the units
@@ -237,8 +245,8 @@ func (pc *pipeConn) roundTrip(ctx context.Context, x pipeExchange, batch []int) 
 		if err != nil {
 			return n, false, fmt.Errorf("read answer %d of %d: %w", n+1, len(batch), timedOut(ctx, err))
 		}
-		x.answer(i, &h, size, sent)
-		if h.Close {
+		x.answer(i, resp, size, sent)
+		if resp.Close {
 			return n + 1, false, nil
 		}
 	}

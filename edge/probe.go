@@ -59,8 +59,7 @@ func (c *Client) Probe(ctx context.Context, e inventory.Edge, host, path string)
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	h := headOf(resp)
-	return probeAnswer(e, path, &h)
+	return probeAnswer(e, path, resp)
 }
 
 // PurgeVerified evicts host+path (soft: mark stale) and answers the
@@ -80,44 +79,37 @@ func (c *Client) PurgeVerified(ctx context.Context, e inventory.Edge, host, path
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	head := headOf(resp)
-	return verifiedAnswer(e, path, &head)
+	return verifiedAnswer(e, path, resp)
 }
 
 // verifiedAnswer reads the answer to a PURGE with PurgeVerifyHeader.
-func verifiedAnswer(e inventory.Edge, path string, h *answerHead) (r ProbeResult, verified bool, err error) {
+func verifiedAnswer(e inventory.Edge, path string, resp *http.Response) (r ProbeResult, verified bool, err error) {
+	reason := strings.TrimSpace(strings.TrimPrefix(resp.Status, strconv.Itoa(resp.StatusCode)))
 	switch {
-	case h.Code == http.StatusOK && !strings.HasPrefix(reasonOf(h), "cached age="):
+	case resp.StatusCode == http.StatusOK && !strings.HasPrefix(reason, "cached age="):
 		return ProbeResult{}, false, nil
-	case h.Code != http.StatusOK && h.Code != http.StatusNotFound:
-		return ProbeResult{}, false, fmt.Errorf("PURGE %s on edge %s: %w", path, e.ID, &StatusError{Code: h.Code})
+	case resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNotFound:
+		return ProbeResult{}, false, fmt.Errorf("PURGE %s on edge %s: %w", path, e.ID, &StatusError{Code: resp.StatusCode})
 	}
-	r, err = probeAnswer(e, path, h)
+	r, err = probeAnswer(e, path, resp)
 	return r, err == nil, err
 }
 
-// reasonOf is the reason phrase of h's status line, without white space
-// around it.
-func reasonOf(h *answerHead) string {
-	_, reason, _ := strings.Cut(h.Status, " ")
-	return strings.TrimSpace(reason)
-}
-
 // probeAnswer reads a cache-only probe's answer.
-func probeAnswer(e inventory.Edge, path string, h *answerHead) (ProbeResult, error) {
-	reason := reasonOf(h)
+func probeAnswer(e inventory.Edge, path string, resp *http.Response) (ProbeResult, error) {
+	reason := strings.TrimSpace(strings.TrimPrefix(resp.Status, strconv.Itoa(resp.StatusCode)))
 	switch {
-	case h.Code == http.StatusOK && strings.HasPrefix(reason, "cached age="):
+	case resp.StatusCode == http.StatusOK && strings.HasPrefix(reason, "cached age="):
 		secs, err := strconv.ParseFloat(strings.TrimPrefix(reason, "cached age="), 64)
 		if err != nil {
-			return ProbeResult{}, fmt.Errorf("probe %s on edge %s: bad answer %q", path, e.ID, h.Status)
+			return ProbeResult{}, fmt.Errorf("probe %s on edge %s: bad answer %q", path, e.ID, resp.Status)
 		}
 		return ProbeResult{Fresh: true, Age: time.Duration(secs * float64(time.Second))}, nil
-	case h.Code == http.StatusNotFound: // "stale" or "absent"
+	case resp.StatusCode == http.StatusNotFound: // "stale" or "absent"
 		return ProbeResult{}, nil
-	case h.Code == http.StatusOK:
+	case resp.StatusCode == http.StatusOK:
 		// An edge VCL without the probe serves the object instead.
-		return ProbeResult{}, fmt.Errorf("probe %s on edge %s: answered %q, not a cache-only lookup (edge VCL without the probe?)", path, e.ID, h.Status)
+		return ProbeResult{}, fmt.Errorf("probe %s on edge %s: answered %q, not a cache-only lookup (edge VCL without the probe?)", path, e.ID, resp.Status)
 	}
-	return ProbeResult{}, fmt.Errorf("probe %s on edge %s (%s): %w", path, e.ID, h.Status, &StatusError{Code: h.Code})
+	return ProbeResult{}, fmt.Errorf("probe %s on edge %s (%s): %w", path, e.ID, resp.Status, &StatusError{Code: resp.StatusCode})
 }
