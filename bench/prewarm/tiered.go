@@ -4,6 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cdnflow/cdnflow/bench/harness"
@@ -61,6 +65,7 @@ func tieredBench(ctx context.Context, urls, edges, conns, pipeline, rounds int, 
 			float64(fetches)/float64(urls*rounds), rounds)
 		fmt.Printf("  %-8s CPU per URL: %.2f ms this process (worker, Temporal, API, connectors, origin) + %.2f ms varnishd = %.2f ms\n",
 			tierName(shield), perURL(cpu, urls*rounds), perURL(vcpu, urls*rounds), perURL(cpu+vcpu, urls*rounds))
+		varnishCounters(stack, tierName(shield))
 		stack.Stop()
 	}
 	fmt.Printf("  throughput tiered / untiered: %.2f\n", rate[1]/rate[0])
@@ -75,4 +80,38 @@ func tierName(shield bool) string {
 		return "tiered"
 	}
 	return "untiered"
+}
+
+// varnishCounters prints, for the other edges and for the shield of
+// stack, their client requests beside the client connections (sessions)
+// that carried them (varnishstat MAIN.client_req, MAIN.sess_conn), hits
+// and misses: the shield's sessions are what its children's connectors
+// opened (connector.DefaultParentConnections each).
+func varnishCounters(stack *harness.Stack, side string) {
+	children, _ := filepath.Glob(filepath.Join(stack.Dir, "edges", "*-C1"))
+	shields, _ := filepath.Glob(filepath.Join(stack.Dir, "edges", "shield", "*-C1"))
+	for _, group := range []struct {
+		name string
+		dirs []string
+	}{{"edges", children}, {"shield", shields}} {
+		sum := map[string]int64{}
+		for _, d := range group.dirs {
+			out, err := exec.Command("varnishstat", "-n", d, "-1", "-f", "MAIN.sess_conn", "-f", "MAIN.client_req",
+				"-f", "MAIN.cache_hit", "-f", "MAIN.cache_miss").Output()
+			if err != nil {
+				log.Printf("varnishstat %s: %v", d, err)
+				continue
+			}
+			for _, line := range strings.Split(string(out), "\n") {
+				if f := strings.Fields(line); len(f) >= 2 {
+					n, _ := strconv.ParseInt(f[1], 10, 64)
+					sum[strings.TrimPrefix(f[0], "MAIN.")] += n
+				}
+			}
+		}
+		if len(group.dirs) > 0 {
+			fmt.Printf("  %-8s varnishd %s (%d): %d client requests on %d sessions, %d hits, %d misses\n",
+				side, group.name, len(group.dirs), sum["client_req"], sum["sess_conn"], sum["cache_hit"], sum["cache_miss"])
+		}
+	}
 }
