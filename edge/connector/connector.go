@@ -112,6 +112,7 @@ type Options struct {
 	// DefaultParentConnections); a fetch beyond them waits for one
 	// (--parent-connections, docs/tiers.md).
 	ParentConnections int
+
 	Logger *zap.Logger
 	// Traffic turns on the edge's live traffic (traffic.go).
 	Traffic TrafficOptions
