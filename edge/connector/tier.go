@@ -45,11 +45,11 @@ type Parent struct {
 // DefaultParentConnections is a child connector's connections to its
 // parent edge when Options.ParentConnections is 0: fetches beyond it wait
 // for one of them (in order) instead of opening more. Measured with
-// `bench/prewarm -tiered` (docs/tiers.md, "Measured"): 64 per child, ten
-// children (640 sessions at the shield) cost 12.6 ms CPU per URL, 8 per
-// child 8.6 ms. Each Varnish request on a session the shield's waiter
-// must hand to a worker thread costs context switches; fewer, busier
-// sessions stay with their thread (timeout_linger).
+// `bench/prewarm -tiered` (docs/tiers.md, "Measured"), ten children of
+// one shield: up to 64 per child cost 12.6 ms CPU per URL (varnishd and
+// cdnflow), 8 per child 8.6 ms. A Varnish session that idled past
+// timeout_linger is handed back to the waiter, and its next request
+// costs thread wake-ups: fewer, busier sessions stay with their thread.
 const DefaultParentConnections = 8
 
 var parentFallbackTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
