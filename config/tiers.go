@@ -21,6 +21,9 @@ type Tiers struct {
 	// ParentFallback fetches from the origin while the parent refuses
 	// connections (--parent-fallback, default true); false answers 502.
 	ParentFallback bool
+	// ParentConnections caps a child connector's connections to its
+	// parent edge (--parent-connections; 0: connector.DefaultParentConnections).
+	ParentConnections int
 }
 
 // RegisterConnectorTiers binds --parent-edge (connector only).
@@ -29,8 +32,10 @@ func (t *Tiers) RegisterConnectorTiers(fs *flag.FlagSet) {
 	t.RegisterFallback(fs)
 }
 
-// RegisterFallback binds --parent-fallback (connector and dev).
+// RegisterFallback binds --parent-fallback and --parent-connections
+// (connector and dev).
 func (t *Tiers) RegisterFallback(fs *flag.FlagSet) {
+	num(fs, &t.ParentConnections, "parent-connections", "CDNFLOW_PARENT_CONNECTIONS", fmt.Sprintf("connections a child edge's connector keeps to its parent (shield) edge; fetches beyond them wait for one (0: %d)", connector.DefaultParentConnections))
 	boolean(fs, &t.ParentFallback, "parent-fallback", "CDNFLOW_PARENT_FALLBACK", "while a child edge's parent refuses connections, fetch from the origin (reported: X-Tier-Fallback header, cdnflow_edge_parent_fallback_total); false: answer 502")
 }
 

@@ -10,9 +10,6 @@ import (
 	"time"
 
 	"github.com/cdnflow/cdnflow/config"
-	"github.com/cdnflow/cdnflow/edge/connector"
-	"github.com/cdnflow/cdnflow/edge/edgetest"
-	"github.com/cdnflow/cdnflow/inventory"
 	"github.com/cdnflow/cdnflow/stack/testenv"
 	"github.com/cdnflow/cdnflow/workflows"
 )
@@ -24,25 +21,12 @@ import (
 // the shield's old copy in that window). Each child's receipt is applied
 // after the shield's.
 func TestReleasePurgesShieldsFirst(t *testing.T) {
-	var shieldAddr string
 	env := testenv.Start(t, testenv.Options{Edges: 4, Configure: func(c *config.Config) {
 		c.AppKeys = map[string]string{appKey: secret}
 		c.DefaultOrigin = ""
 		c.PurgeItemInterval = 0
-	}, Place: func(i int, e *inventory.Edge) {
-		if i > 0 {
-			e.Parent = "TST01-C1"
-			return
-		}
-		shieldAddr = e.Address
-		proxy := edgetest.StartFaultProxy(t, e.Address)
-		proxy.SetMode(edgetest.DelayControl(250 * time.Millisecond))
-		e.Address = proxy.Addr()
-	}})
+	}, Shield: &testenv.Shield{PurgeDelay: 250 * time.Millisecond}})
 	shield := env.Edges[0].Edge.ID
-	for i := 1; i < 4; i++ {
-		env.Edges[i].Connector.SetParent(&connector.Parent{ID: shield, Address: shieldAddr, Fallback: true})
-	}
 	d := createDistribution(t, env, "/")
 	paths := make([]string, 20)
 	for i := range paths {

@@ -225,6 +225,7 @@ func startConnectors(cfg config.Config, inv *inventory.Inventory, idx []int, log
 		if p, ok := inv.ParentOf(e.ID); ok {
 			co.Parent = &connector.Parent{ID: p.ID, Address: p.Address, Fallback: cfg.ParentFallback}
 		}
+		co.ParentConnections = cfg.ParentConnections
 		co.Traffic = connector.TrafficOptions{WorkDir: edgeWorkDir(cfg, e.ID), Edge: e.ID} // live traffic from the edge's request log
 		c, err := connector.New(co)
 		if err != nil {

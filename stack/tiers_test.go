@@ -20,9 +20,7 @@ import (
 	"github.com/cdnflow/cdnflow/activities"
 	"github.com/cdnflow/cdnflow/config"
 	"github.com/cdnflow/cdnflow/edge/connector"
-	"github.com/cdnflow/cdnflow/edge/edgetest"
 	"github.com/cdnflow/cdnflow/internal/eventually"
-	"github.com/cdnflow/cdnflow/inventory"
 	"github.com/cdnflow/cdnflow/service"
 	"github.com/cdnflow/cdnflow/stack/testenv"
 	"github.com/cdnflow/cdnflow/workflows"
@@ -40,28 +38,11 @@ const tierPurgeDelay = 250 * time.Millisecond
 // order (the last stops the shield).
 func TestTiers(t *testing.T) {
 	// The purge client reaches the shield through a proxy that holds each
-	// burst of PURGE/BAN requests for tierPurgeDelay, so a purge that
-	// reached a child before its shield confirmed would let the child
-	// refill from the not yet purged shield within that window. The
-	// children fetch from the shield directly (a stopped shield refuses
-	// their connections, which is what fallback needs).
-	var shieldAddr string
+	// burst of PURGE/BAN requests for tierPurgeDelay (testenv.Shield).
 	env := testenv.Start(t, testenv.Options{Edges: 4, Configure: func(c *config.Config) {
 		c.PrewarmAttempts = 2
 		c.PrewarmAttemptTimeout = 2 * time.Second
-	}, Place: func(i int, e *inventory.Edge) {
-		if i > 0 {
-			e.Parent = "TST01-C1"
-			return
-		}
-		shieldAddr = e.Address
-		proxy := edgetest.StartFaultProxy(t, e.Address)
-		proxy.SetMode(edgetest.DelayControl(tierPurgeDelay))
-		e.Address = proxy.Addr()
-	}})
-	for i := 1; i < 4; i++ {
-		env.Edges[i].Connector.SetParent(&connector.Parent{ID: env.Edges[0].Edge.ID, Address: shieldAddr, Fallback: env.Config.ParentFallback})
-	}
+	}, Shield: &testenv.Shield{PurgeDelay: tierPurgeDelay}})
 	shield := env.Edges[0].Edge.ID
 	children := []string{env.Edges[1].Edge.ID, env.Edges[2].Edge.ID, env.Edges[3].Edge.ID}
 

@@ -47,7 +47,7 @@ func main() {
 	binDir := flag.String("cluster", "", "run against a local cluster whose binaries are in this directory (make cluster-bins: bin)")
 	workers := flag.String("workers", "1,2", "with -cluster: worker counts to measure, one job each")
 	withRaw := flag.Bool("raw", true, "also measure the raw client on the same edges (false: cdnflow only, e.g. for the memory and status figures of a long run)")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the first cdnflow job (worker, API and embedded Temporal in this process) to this file; read it with go tool pprof")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the first cdnflow job (worker, API and embedded Temporal in this process) to this file (with -tiered: FILE.untiered and FILE.tiered, every round of each side); read it with go tool pprof")
 	rawProfile := flag.String("rawprofile", "", "write a CPU profile of the raw client's first round to this file, to set beside -cpuprofile")
 	pipeline := flag.Int("pipeline", 8, "cdnflow's --prewarm-pipeline: GETs pipelined on one connection to an edge (1: none)")
 	rounds := flag.Int("rounds", 3, "rounds, each one cdnflow job and one raw run on fresh URLs (the order alternates); the ratio is over their total time")
@@ -64,7 +64,7 @@ func main() {
 		return
 	}
 	if *tiered {
-		tieredBench(ctx, *urls, *edges, cmp.Or(*conns, *conc), *pipeline, *rounds, domain)
+		tieredBench(ctx, *urls, *edges, cmp.Or(*conns, *conc), *pipeline, *rounds, domain, *cpuProfile)
 		return
 	}
 	if *binDir != "" {

@@ -50,6 +50,7 @@ func runConnector(ctx context.Context, args []string, stderr io.Writer) error {
 	if o.Parent, err = cfg.Tiers.Parent(); err != nil {
 		return err
 	}
+	o.ParentConnections = cfg.ParentConnections
 	o.Traffic = cfg.TrafficOptions() // live traffic from the edge's request log (--traffic-varnish-dir)
 	if err := connector.Run(ctx, o); err != nil {
 		return err

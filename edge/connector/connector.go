@@ -108,6 +108,11 @@ type Options struct {
 	// Parent, when set, is the edge's shield: misses go to it instead of
 	// the origin (tier.go, docs/tiers.md). SetParent changes it.
 	Parent *Parent
+	// ParentConnections caps the connections to the parent edge (0:
+	// DefaultParentConnections); a fetch beyond them waits for one
+	// (--parent-connections, docs/tiers.md).
+	ParentConnections int
+
 	Logger *zap.Logger
 	// Traffic turns on the edge's live traffic (traffic.go).
 	Traffic TrafficOptions

@@ -1,11 +1,16 @@
 package connector
 
 import (
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // A child's connector sends misses to its parent edge with the visitor's
@@ -110,6 +115,58 @@ func TestParentChangedWhileItsFetchIsUnderWay(t *testing.T) {
 	a := <-got
 	if a.err != nil || a.code != http.StatusOK || a.body != "served by shield" {
 		t.Fatalf("answer of the shield asked before its removal: %d %q %v", a.code, a.body, a.err)
+	}
+	if n := o.requests.Load(); n != 0 {
+		t.Fatalf("origin fetched %d times", n)
+	}
+}
+
+// A child keeps at most ParentConnections connections to its parent:
+// fetches beyond them wait for one instead of opening more, and every
+// one is answered.
+func TestChildCapsItsConnectionsToTheParent(t *testing.T) {
+	const limit, fetches = 2, 8
+	var inFlight, most, conns atomic.Int32
+	shield := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		time.Sleep(50 * time.Millisecond) // a shield miss under way holds its connection
+		w.Header().Set("Cache-Control", "public, max-age=60")
+		_, _ = io.WriteString(w, "served by shield")
+	}))
+	shield.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	shield.Start()
+	t.Cleanup(shield.Close)
+	o := startOrigin(t, "origin", "127.0.0.1", 0, nil)
+	_, base := newConnector(t, Options{AllowLoopback: []string{"127.0.0.1:" + port(o)}, ParentConnections: limit,
+		Parent: &Parent{ID: "SHD01", Address: strings.TrimPrefix(shield.URL, "http://"), Fallback: true}})
+	var wg sync.WaitGroup
+	for i := range fetches {
+		wg.Go(func() {
+			req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/static/%d.js", base, i), nil)
+			req.Host = "www.site.test"
+			req.Header.Set(HeaderOrigins, "http://127.0.0.1:"+port(o))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Errorf("fetch %d: %v", i, err)
+				return
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusOK || string(body) != "served by shield" {
+				t.Errorf("fetch %d: %d %q", i, resp.StatusCode, body)
+			}
+		})
+	}
+	wg.Wait()
+	if most.Load() > limit || conns.Load() > limit {
+		t.Fatalf("the shield saw %d fetches at once on %d connections, want at most %d", most.Load(), conns.Load(), limit)
 	}
 	if n := o.requests.Load(); n != 0 {
 		t.Fatalf("origin fetched %d times", n)

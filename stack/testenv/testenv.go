@@ -43,6 +43,21 @@ type Options struct {
 	// the inventory is built; edges are region us, country united_states
 	// otherwise.
 	Place func(i int, e *inventory.Edge)
+	// Shield, when set, makes edge 0 the shield of every other edge
+	// (docs/tiers.md); Place runs after it.
+	Shield *Shield
+}
+
+// Shield shapes a two-tier Env: edge 0 is the parent of the others, whose
+// connectors fetch their misses from its HTTP listener directly (so a
+// stopped shield refuses them, which is what fallback needs), while
+// cdnflow reaches it at its inventory address through a fault proxy
+// (edgetest.StartFaultProxy) that holds each burst of its PURGE and BAN
+// requests PurgeDelay (edgetest.DelayControl): the window in which a
+// child purged before its shield confirmed would refill from the
+// shield's old copy.
+type Shield struct {
+	PurgeDelay time.Duration
 }
 
 // Env is a running cdnflow with everything it talks to.
@@ -96,6 +111,7 @@ func Start(t testing.TB, opts Options) *Env {
 		return vcl.Config{EdgeID: id, DefaultBackend: &backend}
 	}, cfg.ConnectorOptions("", nil))
 	edges := make([]inventory.Edge, len(env.Edges))
+	shieldAddr := placeShield(t, env.Edges, opts.Shield)
 	for i, e := range env.Edges {
 		if opts.Place != nil {
 			opts.Place(i, &e.Edge)
@@ -109,7 +125,11 @@ func Start(t testing.TB, opts Options) *Env {
 	// Tiers: an edge Place gave a parent fetches its misses from it.
 	for i, e := range env.Edges {
 		if p, ok := inv.ParentOf(edges[i].ID); ok {
-			e.Connector.SetParent(&connector.Parent{ID: p.ID, Address: p.Address, Fallback: cfg.ParentFallback})
+			addr := p.Address
+			if p.ID == env.Edges[0].Edge.ID && shieldAddr != "" {
+				addr = shieldAddr // around the shield's fault proxy
+			}
+			e.Connector.SetParent(&connector.Parent{ID: p.ID, Address: addr, Fallback: cfg.ParentFallback})
 		}
 	}
 
@@ -188,4 +208,22 @@ func (env *Env) EdgeGet(t testing.TB, i int, host, path string, header http.Head
 		t.Fatalf("GET %s through %s: %v", path, env.Edges[i].Edge.ID, err)
 	}
 	return resp
+}
+
+// placeShield applies sh to edges' inventory entries (Options.Shield): edge
+// 0 behind its fault proxy, the others its children. It answers edge 0's
+// own HTTP address, "" when sh is nil.
+func placeShield(t testing.TB, edges []*edgetest.RunningEdge, sh *Shield) string {
+	if sh == nil || len(edges) == 0 {
+		return ""
+	}
+	shield := &edges[0].Edge
+	addr := shield.Address
+	proxy := edgetest.StartFaultProxy(t, addr)
+	proxy.SetMode(edgetest.DelayControl(sh.PurgeDelay))
+	shield.Address = proxy.Addr()
+	for _, e := range edges[1:] {
+		e.Edge.Parent = shield.ID
+	}
+	return addr
 }
