@@ -256,6 +256,12 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 		s.settlePurgeLimit(appKey+"/"+scope, 0, counterOther)
 		return res, err
 	}
+	release, err := s.heavy.acquire(ctx)
+	if err != nil {
+		s.settlePurgeLimit(appKey+"/"+scope, 0, counterOther)
+		return res, err
+	}
+	defer release()
 	dist, first, err := s.admitPurge(ctx, appKey, domain, scope, every, len(batches))
 	if err != nil {
 		return res, err
@@ -476,12 +482,13 @@ func (s *Service) ListPurges(ctx context.Context, appKey, domain string, start, 
 func (s *Service) purgeScan(ctx context.Context, appKey, domain string, start, end *time.Time) ([]foundPurge, error) {
 	q := purgeListQuery(appKey, domain, start, end)
 	all, err := s.reads.lists.get(ctx, listKey(appKey, domain)+q, func(ctx context.Context) ([]foundPurge, time.Duration, error) {
-		select {
-		case s.reads.visibility <- struct{}{}:
-			defer func() { <-s.reads.visibility }()
-		case <-ctx.Done():
-			return nil, 0, fmt.Errorf("list purges: %w", ctx.Err())
+		// The scan waits for a visibility slot as long as a heavy request
+		// waits for its own (shed.go), then is refused, not queued on.
+		release, err := s.reads.visibility.acquire(ctx)
+		if err != nil {
+			return nil, 0, err
 		}
+		defer release()
 		var all []foundPurge
 		var token []byte
 		for {
