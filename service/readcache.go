@@ -194,12 +194,12 @@ const maxVisibilityReads = 4
 
 func newReads() *reads {
 	return &reads{
-		purges:     newReadCache[workflows.PurgeStatus](10_000),
-		lists:      newStaleReadCache[[]foundPurge](1_000, listStaleFor),
-		prewarms:   newStaleReadCache[workflows.PrewarmStatus](10_000, prewarmStaleFor),
-		urlLists:   newURLListCache(),
-		hosts:      newHostsCache(),
-		awaits:     make(chan struct{}, maxAwaits),
+		purges:   newReadCache[workflows.PurgeStatus](10_000),
+		lists:    newStaleReadCache[[]foundPurge](1_000, listStaleFor),
+		prewarms: newStaleReadCache[workflows.PrewarmStatus](10_000, prewarmStaleFor),
+		urlLists: newURLListCache(),
+		hosts:    newHostsCache(),
+		awaits:   make(chan struct{}, maxAwaits),
 	}
 }
 
