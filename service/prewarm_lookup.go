@@ -38,7 +38,7 @@ const hostsTTL = 500 * time.Millisecond
 // answer's hostsTTL ends, while prewarms of that host (refusals above
 // all) are still answered from it: under load they seldom wait on a
 // lookup, and no answer is served past hostsTTL.
-const hostsRefreshAhead = 200 * time.Millisecond
+const hostsRefreshAhead = 300 * time.Millisecond
 
 func newHostsCache() *readCache[[]prewarmSite] {
 	c := newReadCache[[]prewarmSite](maxCachedHosts)

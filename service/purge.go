@@ -456,7 +456,10 @@ func (s *Service) ListPurges(ctx context.Context, appKey, domain string, start, 
 		// (0 until the purge finished): never more than edges confirmed.
 		if f.item.Progress < 100 && !workersDown {
 			st, err := s.livePurge(ctx, f.wfID, time.UnixMilli(f.item.PurgeTime), awaitUntil)
-			workersDown = errors.Is(err, ErrWorkersUnavailable)
+			// Workers down, or this process's heavy reads all busy
+			// (shed.go): the rest keep visibility's progress too.
+			var shed *LimitError
+			workersDown = errors.Is(err, ErrWorkersUnavailable) || errors.As(err, &shed)
 			if err == nil {
 				f.item.Progress = st.Progress
 				f.item.LastCheckTime = st.LastCheckTime
@@ -525,11 +528,18 @@ func listKey(appKey, domain string) string { return appKey + "\x00" + domain + "
 // finished purge from its result (no worker involved, cached for good), a
 // running one from its status object (its query completed by its fan-out
 // activity's heartbeated rows: workflows.PurgeStatusWithPending), shared
-// by every concurrent reader and served for runningTTL.
+// by every concurrent reader and served for runningTTL. A read that is
+// not cached takes a heavy slot (shed.go); refused one, it answers the
+// *LimitError and ListPurges keeps visibility's progress.
 func (s *Service) livePurge(ctx context.Context, wfID string, started, until time.Time) (workflows.PurgeStatus, error) {
 	s.awaitedResult(ctx, wfID, until)
 	return s.reads.purges.get(ctx, wfID, func(ctx context.Context) (workflows.PurgeStatus, time.Duration, error) {
 		var st workflows.PurgeStatus
+		release, err := s.heavy.acquire(ctx)
+		if err != nil {
+			return st, 0, err
+		}
+		defer release()
 		desc, err := s.temporal.DescribeWorkflowExecution(ctx, wfID, "")
 		if err != nil {
 			return st, 0, fmt.Errorf("describe purge %s: %w", wfID, err)
