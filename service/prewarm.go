@@ -97,7 +97,7 @@ func (s *Service) StartPrewarm(ctx context.Context, req PrewarmRequest, idempote
 	if hash == "" {
 		hash = prewarmRequestHash(v, req.NeedInvalidate)
 	}
-	release, err := s.heavy.acquire(ctx)
+	release, err := s.admittedSlot(ctx, tenant, 1)
 	if err != nil {
 		return "", err
 	}

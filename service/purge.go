@@ -256,7 +256,7 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 		s.settlePurgeLimit(appKey+"/"+scope, 0, counterOther)
 		return res, err
 	}
-	release, err := s.heavy.acquire(ctx)
+	release, err := s.admittedSlot(ctx, appKey, len(batches))
 	if err != nil {
 		s.settlePurgeLimit(appKey+"/"+scope, 0, counterOther)
 		return res, err

@@ -104,3 +104,16 @@ func visibilityWait(c config.Config) time.Duration {
 // defaultVisibilityWait bounds a visibility scan's wait without
 // config.Shedding.
 const defaultVisibilityWait = 5 * time.Second
+
+// admittedSlot takes a heavy slot for n jobs of tenant that admitJob has
+// just admitted; refused one, the admission is withdrawn, so requests shed
+// here never count as the tenant's running jobs (and never make it refuse
+// the tenant's next requests as --tenant-max-running).
+func (s *Service) admittedSlot(ctx context.Context, tenant string, n int) (func(), error) {
+	release, err := s.heavy.acquire(ctx)
+	if err != nil {
+		s.gate.withdraw(tenant, n)
+		return nil, err
+	}
+	return release, nil
+}

@@ -106,3 +106,27 @@ func TestReadCacheRefreshesAhead(t *testing.T) {
 		t.Fatalf("read past the TTL: %d (waited %v), want a load waited for", v, waited)
 	}
 }
+
+// A job start refused for want of a heavy slot after its admission does
+// not count as the tenant's: the tenant's running jobs read as before it,
+// so shed requests never add up to a --tenant-max-running refusal.
+func TestShedStartIsNotCountedAsRunning(t *testing.T) {
+	s := &Service{gate: &backlogGate{}, heavy: newSlots(1, 10*time.Millisecond, "test work")}
+	s.gate.tenants = map[string]*tenantReading{"t": {at: time.Now().Add(time.Hour), running: 3}}
+	ctx := context.Background()
+	s.gate.admitted("t", 1)
+	held, err := s.admittedSlot(ctx, "t", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		s.gate.admitted("t", 2)
+		if _, err := s.admittedSlot(ctx, "t", 2); !errors.Is(err, ErrOverloaded) {
+			t.Fatalf("slot held: %v, want a heavy refusal", err)
+		}
+	}
+	held()
+	if n, err := s.gate.tenantRunning(ctx, s, "t"); err != nil || n != 4 {
+		t.Fatalf("tenant running = %d, %v; want 3 read + 1 started, none of the 5 shed", n, err)
+	}
+}
