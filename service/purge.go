@@ -450,16 +450,22 @@ func (s *Service) ListPurges(ctx context.Context, appKey, domain string, start, 
 	from := (page - 1) * perPage
 	workersDown := false
 	awaitUntil := time.Now().Add(awaitAnswer)
+	// The page's live reads share liveReadBudget: past it, the reads go on
+	// in the background (their answers kept for the next poll) and the
+	// page answers what visibility has.
+	liveCtx, cancel := context.WithTimeout(ctx, liveReadBudget)
+	defer cancel()
 	for i := from; i < len(all) && i < from+perPage; i++ {
 		f := all[i]
 		// Without a worker to answer, progress stays as visibility has it
 		// (0 until the purge finished): never more than edges confirmed.
 		if f.item.Progress < 100 && !workersDown {
-			st, err := s.livePurge(ctx, f.wfID, time.UnixMilli(f.item.PurgeTime), awaitUntil)
-			// Workers down, or this process's heavy reads all busy
-			// (shed.go): the rest keep visibility's progress too.
+			st, err := s.livePurge(liveCtx, f.wfID, time.UnixMilli(f.item.PurgeTime), awaitUntil)
+			// Workers down, this process's heavy reads all busy
+			// (shed.go) or the budget spent: the rest keep visibility's
+			// progress too.
 			var shed *LimitError
-			workersDown = errors.Is(err, ErrWorkersUnavailable) || errors.As(err, &shed)
+			workersDown = errors.Is(err, ErrWorkersUnavailable) || errors.As(err, &shed) || liveCtx.Err() != nil
 			if err == nil {
 				f.item.Progress = st.Progress
 				f.item.LastCheckTime = st.LastCheckTime
@@ -522,6 +528,11 @@ func (s *Service) purgeScan(ctx context.Context, appKey, domain string, start, e
 
 // listKey prefixes the scans of one appKey's purges of one domain.
 func listKey(appKey, domain string) string { return appKey + "\x00" + domain + "\x00" }
+
+// liveReadBudget bounds how long one GET /purges page waits for the live
+// state of its running purges (a describe and a query each, the query
+// answered by a worker's workflow task).
+const liveReadBudget = 200 * time.Millisecond
 
 // livePurge answers one purge's state: a purge this process started and
 // awaits from its result if it comes before until (awaitedResult), a

@@ -194,7 +194,7 @@ const maxVisibilityReads = 4
 
 func newReads() *reads {
 	return &reads{
-		purges:   newReadCache[workflows.PurgeStatus](10_000),
+		purges:   newStaleReadCache[workflows.PurgeStatus](10_000, purgeStaleFor),
 		lists:    newStaleReadCache[[]foundPurge](1_000, listStaleFor),
 		prewarms: newStaleReadCache[workflows.PrewarmStatus](10_000, prewarmStaleFor),
 		urlLists: newURLListCache(),
@@ -219,6 +219,10 @@ const (
 	// visibility only for a key nobody listed in the last seconds.
 	listTTL      = 250 * time.Millisecond
 	listStaleFor = time.Second
+	// purgeStaleFor serves a running purge's live state that long past its
+	// runningTTL while one background read refreshes it, so a poller whose
+	// page ran out of liveReadBudget gets the last live answer next time.
+	purgeStaleFor = 2 * time.Second
 )
 
 // runningTTL is how long the answer about a job that started at started
