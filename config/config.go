@@ -47,6 +47,8 @@ type Config struct {
 	// The operator console and live traffic (Console, Traffic).
 	Console
 	Traffic
+	// Shedding: the API's bound on heavy work (config/shedding.go).
+	Shedding
 }
 
 // Temporal is the Temporal client: where the frontend is and how to reach
@@ -430,6 +432,8 @@ func Default() Config {
 		// Tiers: a child falls back to the origin while its shield is down.
 		Tiers:    Tiers{ParentFallback: true},
 		Webhooks: defaultWebhooks(),
+		// The API's bound on heavy work (config/shedding.go).
+		Shedding: defaultShedding(),
 	}
 }
 
@@ -454,6 +458,8 @@ func (c *Config) RegisterDev(fs *flag.FlagSet) {
 	c.Tiers.RegisterFallback(fs)
 	c.Webhooks.Register(fs)
 	c.Console.Register(fs)
+	// The API's bound on heavy work (config/shedding.go).
+	c.Shedding.Register(fs)
 }
 
 // RegisterWorker binds the settings of `cdnflow worker`: the Temporal
@@ -484,6 +490,8 @@ func (c *Config) RegisterAPI(fs *flag.FlagSet) {
 	c.Jobs.Register(fs)
 	c.Secrets.Register(fs)
 	c.Console.Register(fs)
+	// The API's bound on heavy work (config/shedding.go).
+	c.Shedding.Register(fs)
 }
 
 // RegisterConnector binds the settings of `cdnflow connector`: --listen
@@ -863,6 +871,10 @@ func (c Config) Validate() error {
 		return err
 	}
 	if err := c.Webhooks.validate(); err != nil {
+		return err
+	}
+	// The API's bound on heavy work (config/shedding.go).
+	if err := c.Shedding.validate(); err != nil {
 		return err
 	}
 	return nil

@@ -18,7 +18,7 @@ import (
 // key, the cookie is HttpOnly and SameSite=Strict, a refused browser is
 // sent to the login page and other clients get the /v1 JSON error;
 // redirects stay inside the console. (No Temporal behind this server: a
-// request let through fails with 500, never with a refusal.)
+// request let through is answered 503, never with a refusal.)
 func TestConsoleCookieStandsForTheKey(t *testing.T) {
 	cfg := config.Default()
 	cfg.APIKeys = []string{"right-key"}
@@ -141,5 +141,29 @@ func TestConsoleFormsRefuseCrossSite(t *testing.T) {
 	}
 	if !strings.Contains(visit("wrong"), "refused") {
 		t.Errorf("the login page after a wrong key does not say it was refused")
+	}
+}
+
+// An API built without a Temporal client (as route tests build it) answers
+// the console's reads of jobs and the fleet with a 503 that says so, in
+// the /v1 JSON envelope, instead of panicking into a 500.
+func TestConsoleWithoutTemporalSaysSo(t *testing.T) {
+	cfg := config.Default()
+	cfg.APIKeys = []string{"right-key"}
+	ts := httptest.NewServer(httpapi.New(httpapi.Deps{Config: cfg, Logger: zap.NewNop()}))
+	defer ts.Close()
+	for _, path := range []string{"/console", "/console/jobs", "/console/jobs/prewarm-00000000-0000-0000-0000-000000000000"} {
+		req, _ := http.NewRequest(http.MethodGet, ts.URL+path, nil)
+		req.Header.Set("x-api-key", "right-key")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(b), "no Temporal client") ||
+			!strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+			t.Errorf("GET %s = %d %s, want 503 JSON naming the missing Temporal client", path, resp.StatusCode, b)
+		}
 	}
 }

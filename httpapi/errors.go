@@ -118,6 +118,8 @@ var serviceErrors = []struct {
 	// Admission: the workers are behind (service/admission.go).
 	{is: is(service.ErrOverloaded), status: http.StatusTooManyRequests, retryAfter: "2"},
 	{is: is(service.ErrWorkersUnavailable), status: http.StatusServiceUnavailable, retryAfter: "5"},
+	// An API built without a Temporal client (service.ErrNoTemporal).
+	{is: is(service.ErrNoTemporal), status: http.StatusServiceUnavailable},
 	// The payload store (URL lists, pair rows) does not answer: a new job
 	// was not started, a read of a job's lists cannot be served; the same
 	// request succeeds once it is back, and running jobs resume then.

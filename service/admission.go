@@ -284,6 +284,24 @@ func (g *backlogGate) admitted(tenant string, n int) {
 	}
 }
 
+// withdraw takes back an admission of n jobs of tenant that started
+// nothing (its heavy slot was refused, shed.go), so it does not count
+// against the tenant for admitWindow.
+func (g *backlogGate) withdraw(tenant string, n int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r := g.tenants[tenant]
+	if r == nil {
+		return
+	}
+	for i := len(r.recent) - 1; i >= 0; i-- {
+		if r.recent[i].n == n {
+			r.recent = append(r.recent[:i], r.recent[i+1:]...)
+			return
+		}
+	}
+}
+
 func (g *backlogGate) pruneTenants() {
 	if len(g.tenants) < maxTenantReadings {
 		return

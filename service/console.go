@@ -62,6 +62,9 @@ const maxFleetDistributions = 500
 // its row.
 func (s *Service) Fleet(ctx context.Context) (Fleet, error) {
 	var f Fleet
+	if s.temporal == nil {
+		return f, ErrNoTemporal
+	}
 	for l, err := range workflows.ListDistributions(ctx, s.temporal, workflows.DistributionQuery{}) {
 		if err != nil {
 			return f, err
@@ -143,6 +146,9 @@ const maxJobRows = 100
 // Jobs lists the latest prewarm and purge jobs (at most maxJobRows,
 // newest first).
 func (s *Service) Jobs(ctx context.Context) ([]JobRow, error) {
+	if s.temporal == nil {
+		return nil, ErrNoTemporal
+	}
 	q := "WorkflowType = 'PrewarmWorkflow' OR WorkflowType = 'PurgeWorkflow'"
 	resp, err := s.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: maxJobRows})
 	if err != nil {
@@ -185,6 +191,9 @@ type JobView struct {
 // Job reads the job of workflow id (a prewarm's or a purge's). Errors:
 // ErrNotFound for another workflow or none.
 func (s *Service) Job(ctx context.Context, id string) (JobView, error) {
+	if s.temporal == nil {
+		return JobView{}, ErrNoTemporal
+	}
 	d, err := s.temporal.DescribeWorkflowExecution(ctx, id, "")
 	if err != nil {
 		if isNotFound(err) {

@@ -18,6 +18,11 @@ func invalid(format string, args ...any) error {
 	return &ValidationError{Msg: fmt.Sprintf(format, args...)}
 }
 
+// ErrNoTemporal answers a read of jobs or the fleet (the console's) on a
+// Service built without a Temporal client (an API assembled for a test of
+// its routes, not for serving): 503, never a panic.
+var ErrNoTemporal = errors.New("this API process has no Temporal client: jobs and the fleet cannot be read")
+
 // IsTemporalUnavailable tells whether err means Temporal (or the database
 // behind it) cannot take the call now: the frontend is unreachable or
 // restarting (gRPC Unavailable), its store refused the write (the server

@@ -76,12 +76,16 @@ func (s *Service) StartPrewarm(ctx context.Context, req PrewarmRequest, idempote
 	if tenant == "" {
 		tenant = "key:" + CallerFrom(ctx).KeyID
 	}
-	hash := prewarmRequestHash(v, req.NeedInvalidate)
+	// The hash (of up to MaxPrewarmURLs URLs) is computed before admission
+	// only when an Idempotency-Key needs it to answer a repeat; a refusal
+	// costs no more than the checks.
+	var hash string
 	requestID := newUUID()
 	if idempotencyKey != "" {
 		if len(idempotencyKey) > 255 {
 			return "", invalid("Idempotency-Key is longer than 255 characters")
 		}
+		hash = prewarmRequestHash(v, req.NeedInvalidate)
 		requestID = PrewarmRequestID(CallerFrom(ctx).KeyID, tenant, idempotencyKey)
 		if err := s.sameRequest(ctx, requestID, hash); err == nil || !isNotFound(err) {
 			return requestID, err
@@ -90,6 +94,14 @@ func (s *Service) StartPrewarm(ctx context.Context, req PrewarmRequest, idempote
 	if err := s.admitJob(ctx, tenant, 1); err != nil {
 		return "", err
 	}
+	if hash == "" {
+		hash = prewarmRequestHash(v, req.NeedInvalidate)
+	}
+	release, err := s.admittedSlot(ctx, tenant, 1)
+	if err != nil {
+		return "", err
+	}
+	defer release()
 	key, err := payload.PutPrewarmURLs(ctx, s.Payloads(), requestID, v.urls)
 	if err != nil {
 		return "", err

@@ -34,6 +34,18 @@ import (
 // burst of prewarms of one host costs one lookup.
 const hostsTTL = 500 * time.Millisecond
 
+// hostsRefreshAhead starts the next lookup of a host this long before its
+// answer's hostsTTL ends, while prewarms of that host (refusals above
+// all) are still answered from it: under load they seldom wait on a
+// lookup, and no answer is served past hostsTTL.
+const hostsRefreshAhead = 300 * time.Millisecond
+
+func newHostsCache() *readCache[[]prewarmSite] {
+	c := newReadCache[[]prewarmSite](maxCachedHosts)
+	c.refreshAhead = hostsRefreshAhead
+	return c
+}
+
 // maxCachedHosts bounds the hosts whose lookup is kept (readCache starts
 // over past it).
 const maxCachedHosts = 4096
@@ -63,7 +75,7 @@ func (l *prewarmLookup) sites(host string) ([]prewarmSite, error) {
 		l.s.reads.hosts.forget(host)
 	}
 	var loaded atomic.Bool
-	sites, err := l.s.reads.hosts.get(l.ctx, host, func(ctx context.Context) ([]prewarmSite, time.Duration, error) {
+	sites, waited, err := l.s.reads.hosts.getWaited(l.ctx, host, func(ctx context.Context) ([]prewarmSite, time.Duration, error) {
 		loaded.Store(true)
 		sites, err := l.s.hostSites(ctx, host)
 		return sites, hostsTTL, err
@@ -71,7 +83,10 @@ func (l *prewarmLookup) sites(host string) ([]prewarmSite, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !loaded.Load() && !l.fresh {
+	// Fresh only when this lookup's own load answered: a kept answer (one
+	// a refresh-ahead load is replacing included) or another's load may
+	// be older than this resolution.
+	if !(waited && loaded.Load()) && !l.fresh {
 		l.cached = true
 	}
 	if l.seen == nil {

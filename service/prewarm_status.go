@@ -83,6 +83,11 @@ func (s *Service) prewarmJob(ctx context.Context, requestID string, q workflows.
 	}
 	key := fmt.Sprintf("%s/%d/%d", requestID, q.Offset, q.Limit)
 	st, err := s.reads.prewarms.get(ctx, key, func(ctx context.Context) (workflows.PrewarmStatus, time.Duration, error) {
+		release, err := s.heavy.acquire(ctx)
+		if err != nil {
+			return workflows.PrewarmStatus{}, 0, err
+		}
+		defer release()
 		st, err := s.readPrewarm(ctx, requestID, q)
 		ttl := prewarmRunningTTL
 		if st.Status != "" && st.Status != workflows.PrewarmInProgress {

@@ -256,6 +256,12 @@ func (s *Service) StartPurge(ctx context.Context, appKey string, req PurgeReques
 		s.settlePurgeLimit(appKey+"/"+scope, 0, counterOther)
 		return res, err
 	}
+	release, err := s.admittedSlot(ctx, appKey, len(batches))
+	if err != nil {
+		s.settlePurgeLimit(appKey+"/"+scope, 0, counterOther)
+		return res, err
+	}
+	defer release()
 	dist, first, err := s.admitPurge(ctx, appKey, domain, scope, every, len(batches))
 	if err != nil {
 		return res, err
@@ -444,13 +450,22 @@ func (s *Service) ListPurges(ctx context.Context, appKey, domain string, start, 
 	from := (page - 1) * perPage
 	workersDown := false
 	awaitUntil := time.Now().Add(awaitAnswer)
+	// The page's live reads share liveReadBudget: past it, the reads go on
+	// in the background (their answers kept for the next poll) and the
+	// page answers what visibility has.
+	liveCtx, cancel := context.WithTimeout(ctx, liveReadBudget)
+	defer cancel()
 	for i := from; i < len(all) && i < from+perPage; i++ {
 		f := all[i]
 		// Without a worker to answer, progress stays as visibility has it
 		// (0 until the purge finished): never more than edges confirmed.
 		if f.item.Progress < 100 && !workersDown {
-			st, err := s.livePurge(ctx, f.wfID, time.UnixMilli(f.item.PurgeTime), awaitUntil)
-			workersDown = errors.Is(err, ErrWorkersUnavailable)
+			st, err := s.livePurge(liveCtx, f.wfID, time.UnixMilli(f.item.PurgeTime), awaitUntil)
+			// Workers down, this process's heavy reads all busy
+			// (shed.go) or the budget spent: the rest keep visibility's
+			// progress too.
+			var shed *LimitError
+			workersDown = errors.Is(err, ErrWorkersUnavailable) || errors.As(err, &shed) || liveCtx.Err() != nil
 			if err == nil {
 				f.item.Progress = st.Progress
 				f.item.LastCheckTime = st.LastCheckTime
@@ -476,12 +491,13 @@ func (s *Service) ListPurges(ctx context.Context, appKey, domain string, start, 
 func (s *Service) purgeScan(ctx context.Context, appKey, domain string, start, end *time.Time) ([]foundPurge, error) {
 	q := purgeListQuery(appKey, domain, start, end)
 	all, err := s.reads.lists.get(ctx, listKey(appKey, domain)+q, func(ctx context.Context) ([]foundPurge, time.Duration, error) {
-		select {
-		case s.reads.visibility <- struct{}{}:
-			defer func() { <-s.reads.visibility }()
-		case <-ctx.Done():
-			return nil, 0, fmt.Errorf("list purges: %w", ctx.Err())
+		// The scan waits for a visibility slot as long as a heavy request
+		// waits for its own (shed.go), then is refused, not queued on.
+		release, err := s.reads.visibility.acquire(ctx)
+		if err != nil {
+			return nil, 0, err
 		}
+		defer release()
 		var all []foundPurge
 		var token []byte
 		for {
@@ -513,16 +529,28 @@ func (s *Service) purgeScan(ctx context.Context, appKey, domain string, start, e
 // listKey prefixes the scans of one appKey's purges of one domain.
 func listKey(appKey, domain string) string { return appKey + "\x00" + domain + "\x00" }
 
+// liveReadBudget bounds how long one GET /purges page waits for the live
+// state of its running purges (a describe and a query each, the query
+// answered by a worker's workflow task).
+const liveReadBudget = 200 * time.Millisecond
+
 // livePurge answers one purge's state: a purge this process started and
 // awaits from its result if it comes before until (awaitedResult), a
 // finished purge from its result (no worker involved, cached for good), a
 // running one from its status object (its query completed by its fan-out
 // activity's heartbeated rows: workflows.PurgeStatusWithPending), shared
-// by every concurrent reader and served for runningTTL.
+// by every concurrent reader and served for runningTTL. A read that is
+// not cached takes a heavy slot (shed.go); refused one, it answers the
+// *LimitError and ListPurges keeps visibility's progress.
 func (s *Service) livePurge(ctx context.Context, wfID string, started, until time.Time) (workflows.PurgeStatus, error) {
 	s.awaitedResult(ctx, wfID, until)
 	return s.reads.purges.get(ctx, wfID, func(ctx context.Context) (workflows.PurgeStatus, time.Duration, error) {
 		var st workflows.PurgeStatus
+		release, err := s.heavy.acquire(ctx)
+		if err != nil {
+			return st, 0, err
+		}
+		defer release()
 		desc, err := s.temporal.DescribeWorkflowExecution(ctx, wfID, "")
 		if err != nil {
 			return st, 0, fmt.Errorf("describe purge %s: %w", wfID, err)

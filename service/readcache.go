@@ -26,7 +26,12 @@ type readCache[V any] struct {
 	// while one background load refreshes it (stale-while-revalidate):
 	// a poller never waits on Temporal for a job it polled a moment ago.
 	staleFor time.Duration
-	group    singleflight.Group
+	// refreshAhead (0: never) starts one background load of an answer
+	// this close to its TTL's end while the answer is still served, so
+	// callers rarely find it expired and wait; unlike staleFor, nothing
+	// past its TTL is ever served.
+	refreshAhead time.Duration
+	group        singleflight.Group
 
 	mu      sync.Mutex
 	entries map[string]cachedRead[V]
@@ -62,14 +67,42 @@ func newStaleReadCache[V any](maxEntries int, staleFor time.Duration) *readCache
 // An answer past its TTL but within staleFor is served at once while one
 // load refreshes it in the background.
 func (c *readCache[V]) get(ctx context.Context, key string, load func(context.Context) (V, time.Duration, error)) (V, error) {
+	v, _, err := c.getWaited(ctx, key, load)
+	return v, err
+}
+
+// getWaited is get that also says whether the answer is a load's this
+// call waited for (false: a kept answer, fresh or stale, was served).
+func (c *readCache[V]) getWaited(ctx context.Context, key string, load func(context.Context) (V, time.Duration, error)) (V, bool, error) {
 	c.mu.Lock()
 	e, ok := c.entries[key]
 	c.mu.Unlock()
 	now := time.Now()
 	if ok && now.Before(e.expires) {
-		return e.v, nil
+		if c.refreshAhead > 0 && !now.Before(e.expires.Add(-c.refreshAhead)) {
+			c.start(ctx, key, load) // the load refreshes it for the next caller
+		}
+		return e.v, false, nil
 	}
-	ch := c.group.DoChan(key, func() (any, error) {
+	ch := c.start(ctx, key, load)
+	if ok && now.Before(e.stale) {
+		return e.v, false, nil // the load refreshes it for the next caller
+	}
+	select {
+	case r := <-ch:
+		v, _ := r.Val.(V)
+		return v, true, r.Err
+	case <-ctx.Done():
+		var zero V
+		return zero, false, ctx.Err()
+	}
+}
+
+// start runs load for key, or joins the load of key already running;
+// the load is detached from ctx's cancellation (loadTimeout bounds it)
+// and keeps its answer for the TTL it chose.
+func (c *readCache[V]) start(ctx context.Context, key string, load func(context.Context) (V, time.Duration, error)) <-chan singleflight.Result {
+	return c.group.DoChan(key, func() (any, error) {
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loadTimeout)
 		defer cancel()
 		v, ttl, err := load(lctx)
@@ -78,17 +111,6 @@ func (c *readCache[V]) get(ctx context.Context, key string, load func(context.Co
 		}
 		return v, err
 	})
-	if ok && now.Before(e.stale) {
-		return e.v, nil // the load refreshes it for the next caller
-	}
-	select {
-	case r := <-ch:
-		v, _ := r.Val.(V)
-		return v, r.Err
-	case <-ctx.Done():
-		var zero V
-		return zero, ctx.Err()
-	}
 }
 
 func (c *readCache[V]) put(key string, v V, ttl time.Duration) {
@@ -156,8 +178,8 @@ type reads struct {
 	// hosts holds, per lower-case host, the live distributions serving it
 	// as prewarm resolution looked them up (prewarm_lookup.go).
 	hosts *readCache[[]prewarmSite]
-	// visibility bounds the visibility scans running at once.
-	visibility chan struct{}
+	// visibility bounds the visibility scans running at once (shed.go).
+	visibility *slots
 	// started are the purges this process started (purge_started.go);
 	// awaits bounds the purge results awaited at once.
 	started startedPurges
@@ -172,13 +194,12 @@ const maxVisibilityReads = 4
 
 func newReads() *reads {
 	return &reads{
-		purges:     newReadCache[workflows.PurgeStatus](10_000),
-		lists:      newStaleReadCache[[]foundPurge](1_000, listStaleFor),
-		prewarms:   newStaleReadCache[workflows.PrewarmStatus](10_000, prewarmStaleFor),
-		urlLists:   newURLListCache(),
-		hosts:      newReadCache[[]prewarmSite](maxCachedHosts),
-		visibility: make(chan struct{}, maxVisibilityReads),
-		awaits:     make(chan struct{}, maxAwaits),
+		purges:   newStaleReadCache[workflows.PurgeStatus](10_000, purgeStaleFor),
+		lists:    newStaleReadCache[[]foundPurge](1_000, listStaleFor),
+		prewarms: newStaleReadCache[workflows.PrewarmStatus](10_000, prewarmStaleFor),
+		urlLists: newURLListCache(),
+		hosts:    newHostsCache(),
+		awaits:   make(chan struct{}, maxAwaits),
 	}
 }
 
@@ -198,6 +219,10 @@ const (
 	// visibility only for a key nobody listed in the last seconds.
 	listTTL      = 250 * time.Millisecond
 	listStaleFor = time.Second
+	// purgeStaleFor serves a running purge's live state that long past its
+	// runningTTL while one background read refreshes it, so a poller whose
+	// page ran out of liveReadBudget gets the last live answer next time.
+	purgeStaleFor = 2 * time.Second
 )
 
 // runningTTL is how long the answer about a job that started at started

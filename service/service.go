@@ -49,6 +49,8 @@ type Service struct {
 	origins *originChecker
 	// reads coalesces status and list reads (readcache.go).
 	reads *reads
+	// heavy bounds job starts and uncached status reads (shed.go).
+	heavy *slots
 }
 
 // New returns a Service with its own admission gate: two Services admit
@@ -57,7 +59,9 @@ func New(d Deps) *Service {
 	s := &Service{
 		temporal: d.Temporal, config: d.Config, inventory: d.Inventory, logger: d.Logger, store: d.Store,
 		gate: &backlogGate{}, origins: &originChecker{}, reads: newReads(),
+		heavy: newSlots(d.Config.HeavyConcurrency, d.Config.HeavyWait, "job starts and status reads"),
 	}
+	s.reads.visibility = newSlots(maxVisibilityReads, visibilityWait(d.Config), "visibility scans")
 	return s
 }
 

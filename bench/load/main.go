@@ -75,6 +75,9 @@ type stats struct {
 	// refused holds the latencies of the rate-limited answers alone.
 	refused [nRoutes][]time.Duration
 	n       [nRoutes][nOutcomes]int
+	// byPolicy holds the refusals' latencies by the limit that refused
+	// them (RateLimit-Policy), every route together.
+	byPolicy map[string][]time.Duration
 }
 
 // errLog keeps the first few errors of each route and counts the rest.
@@ -102,11 +105,17 @@ type target struct {
 }
 
 func (t *target) do(method, path string, body any, nhn bool) (int, []byte, error) {
+	code, data, _, err := t.doHeader(method, path, body, nhn)
+	return code, data, err
+}
+
+// doHeader is do that also answers the response's header fields.
+func (t *target) doHeader(method, path string, body any, nhn bool) (int, []byte, http.Header, error) {
 	var rdr io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return 0, nil, err
+			return 0, nil, nil, err
 		}
 		rdr = bytes.NewReader(b)
 	}
@@ -116,7 +125,7 @@ func (t *target) do(method, path string, body any, nhn bool) (int, []byte, error
 	}
 	req, err := http.NewRequest(method, u, rdr)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if nhn {
@@ -126,11 +135,11 @@ func (t *target) do(method, path string, body any, nhn bool) (int, []byte, error
 	}
 	resp, err := t.hc.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, data, err
+	return resp.StatusCode, data, resp.Header, err
 }
 
 type envelope struct {
@@ -168,10 +177,24 @@ func snippet(b []byte) string {
 }
 
 // call sends one request of route r and classifies the answer. For a
-// prewarm it also returns the new requestID.
-func (t *target) call(r route, clientID, i int, statusID string) (outcome, string, string) {
+// prewarm it also returns the new requestID; for a refusal, the policy
+// its RateLimit-Policy field names ("?" when it names none).
+func (t *target) call(r route, clientID, i int, statusID string) (outcome, string, string, string) {
+	o, msg, rid, h := t.send(r, clientID, i, statusID)
+	policy := ""
+	if o == limited {
+		policy = "?"
+		if p, _, ok := strings.Cut(h.Get("RateLimit-Policy"), ";"); ok {
+			policy = strings.Trim(p, `"`)
+		}
+	}
+	return o, msg, rid, policy
+}
+
+func (t *target) send(r route, clientID, i int, statusID string) (outcome, string, string, http.Header) {
 	var code int
 	var data []byte
+	var h http.Header
 	var err error
 	switch r {
 	case rPrewarm:
@@ -179,21 +202,21 @@ func (t *target) call(r route, clientID, i int, statusID string) (outcome, strin
 		for k := range list {
 			list[k] = fmt.Sprintf("http://%s/load/c%d/%d/file-%d.js", t.domain, clientID, i, k)
 		}
-		code, data, err = t.do("POST", "/prewarm", map[string]any{
+		code, data, h, err = t.doHeader("POST", "/prewarm", map[string]any{
 			"url_list": list, "cf_domain": t.domain, "protocol": "http",
 			"target_type": "region", "region": "all", "timeout": 600,
 		}, false)
 	case rStatus:
-		code, data, err = t.do("GET", "/status?requestID="+url.QueryEscape(statusID), nil, false)
+		code, data, h, err = t.doHeader("GET", "/status?requestID="+url.QueryEscape(statusID), nil, false)
 	case rPurge:
-		code, data, err = t.do("POST", "/purges", map[string]any{
+		code, data, h, err = t.doHeader("POST", "/purges", map[string]any{
 			"domain": t.distribution, "purgeType": "ITEM", "purgeList": fmt.Sprintf("/load/c%d/%d.js", clientID, i),
 		}, true)
 	case rPurgeList:
-		code, data, err = t.do("GET", "/purges?domain="+url.QueryEscape(t.distribution)+"&page=1&itemsPerPage=20", nil, true)
+		code, data, h, err = t.doHeader("GET", "/purges?domain="+url.QueryEscape(t.distribution)+"&page=1&itemsPerPage=20", nil, true)
 	}
 	if err != nil {
-		return failed, err.Error(), ""
+		return failed, err.Error(), "", h
 	}
 	switch r {
 	case rPrewarm:
@@ -201,26 +224,26 @@ func (t *target) call(r route, clientID, i int, statusID string) (outcome, strin
 			RequestID string `json:"requestID"`
 		}
 		if code == http.StatusTooManyRequests {
-			return limited, "", ""
+			return limited, "", "", h
 		}
 		if code != http.StatusOK || json.Unmarshal(data, &v) != nil || v.RequestID == "" {
-			return failed, fmt.Sprintf("HTTP %d: %s", code, snippet(data)), ""
+			return failed, fmt.Sprintf("HTTP %d: %s", code, snippet(data)), "", h
 		}
-		return okay, "", v.RequestID
+		return okay, "", v.RequestID, h
 	case rStatus:
 		var v struct {
 			Status string `json:"status"`
 		}
 		if code == http.StatusTooManyRequests {
-			return limited, "", ""
+			return limited, "", "", h
 		}
 		if code != http.StatusOK || json.Unmarshal(data, &v) != nil || v.Status == "" {
-			return failed, fmt.Sprintf("requestID %s: HTTP %d: %s", statusID, code, snippet(data)), ""
+			return failed, fmt.Sprintf("requestID %s: HTTP %d: %s", statusID, code, snippet(data)), "", h
 		}
-		return okay, "", ""
+		return okay, "", "", h
 	}
 	o, msg := nhnOutcome(code, data)
-	return o, msg, ""
+	return o, msg, "", h
 }
 
 // runClient loops over the route mix until the deadline. Clients start at
@@ -239,10 +262,14 @@ func runClient(tenants []*target, id int, deadline time.Time, st *stats, errs *e
 			}
 		}
 		start := time.Now()
-		o, msg, rid := t.call(r, id, i, statusID)
+		o, msg, rid, policy := t.call(r, id, i, statusID)
 		st.lat[r] = append(st.lat[r], time.Since(start))
 		if o == limited {
 			st.refused[r] = append(st.refused[r], time.Since(start))
+			if st.byPolicy == nil {
+				st.byPolicy = map[string][]time.Duration{}
+			}
+			st.byPolicy[policy] = append(st.byPolicy[policy], time.Since(start))
 		}
 		st.n[r][o]++
 		if o == failed {
@@ -333,12 +360,37 @@ func report(all []stats, window, elapsed time.Duration, errs *errLog) {
 		printRow(routeNames[r], lat, refused, n, elapsed)
 	}
 	printRow("total", allLat, allRefused, total.n[0], elapsed)
+	reportPolicies(all)
 	fmt.Printf("  errors: %d (rate-limited answers, resultCode 30001, are not errors)\n", errs.total)
 	for r := route(0); r < nRoutes; r++ {
 		for _, e := range errs.first[r] {
 			fmt.Printf("    %s: %s\n", routeNames[r], e)
 		}
 	}
+}
+
+// reportPolicies prints the refusals by the limit that refused them
+// (RateLimit-Policy: tenant-jobs, backlog, purge-items, heavy, ...) with
+// each one's p99.
+func reportPolicies(all []stats) {
+	by := map[string][]time.Duration{}
+	for i := range all {
+		for p, l := range all[i].byPolicy {
+			by[p] = append(by[p], l...)
+		}
+	}
+	names := make([]string, 0, len(by))
+	for p := range by {
+		names = append(names, p)
+	}
+	sort.Strings(names)
+	parts := make([]string, 0, len(names))
+	for _, p := range names {
+		l := by[p]
+		sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
+		parts = append(parts, fmt.Sprintf("%s %d (p99 %s)", p, len(l), pct(l, 0.99)))
+	}
+	fmt.Printf("  refusals by policy (RateLimit-Policy): %s\n", strings.Join(parts, ", "))
 }
 
 // printRow prints one route's counts and latencies; refusal p99 is over
