@@ -6,7 +6,8 @@ import (
 )
 
 // --parent-connections is bound for the connector and dev, falls back to
-// CDNFLOW_PARENT_CONNECTIONS, and the flag wins over it.
+// CDNFLOW_PARENT_CONNECTIONS, the flag wins over it, and a negative
+// count is refused.
 func TestParentConnectionsFlag(t *testing.T) {
 	for name, register := range map[string]func(*Config, *flag.FlagSet){
 		"connector": (*Config).RegisterConnector, "dev": (*Config).RegisterDev,
@@ -21,5 +22,10 @@ func TestParentConnectionsFlag(t *testing.T) {
 		if err := fs.Parse([]string{"--parent-connections", "16"}); err != nil || c.ParentConnections != 16 {
 			t.Errorf("%s: --parent-connections 16 gave %d (%v)", name, c.ParentConnections, err)
 		}
+	}
+	c := Default()
+	c.ParentConnections = -1
+	if err := c.Validate(); err == nil {
+		t.Error("--parent-connections -1 validated, want it refused")
 	}
 }
