@@ -857,8 +857,8 @@ func (c Config) Validate() error {
 	if c.PrewarmAttemptTimeout <= 0 || c.EdgePurgeTimeout <= 0 || c.EdgeBanTimeout <= 0 || c.EdgeSiteTimeout <= 0 || c.EdgeProbeTimeout <= 0 {
 		return fmt.Errorf("prewarm-attempt-timeout and the edge-*-timeout settings must be above 0")
 	}
-	if c.ParentConnections < 0 {
-		return fmt.Errorf("parent-connections must be 0 (the default, %d) or more, got %d", connector.DefaultParentConnections, c.ParentConnections)
+	if err := c.Tiers.Validate(); err != nil {
+		return err
 	}
 	if c.HeartbeatTimeout < time.Second {
 		return fmt.Errorf("heartbeat-timeout must be at least 1s")

@@ -39,6 +39,16 @@ func (t *Tiers) RegisterFallback(fs *flag.FlagSet) {
 	boolean(fs, &t.ParentFallback, "parent-fallback", "CDNFLOW_PARENT_FALLBACK", "while a child edge's parent refuses connections, fetch from the origin (reported: X-Tier-Fallback header, cdnflow_edge_parent_fallback_total); false: answer 502")
 }
 
+// Validate reports tier settings that cannot work: a negative
+// --parent-connections, or a --parent-edge that is not ID=HOST:PORT.
+func (t Tiers) Validate() error {
+	if t.ParentConnections < 0 {
+		return fmt.Errorf("parent-connections must be 0 (the default, %d) or more, got %d", connector.DefaultParentConnections, t.ParentConnections)
+	}
+	_, err := t.Parent()
+	return err
+}
+
 // Parent is the connector.Parent of ParentEdge; nil when none. Errors
 // name the malformed value.
 func (t Tiers) Parent() (*connector.Parent, error) {

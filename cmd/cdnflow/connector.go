@@ -30,6 +30,9 @@ func runConnector(ctx context.Context, args []string, stderr io.Writer) error {
 	if _, err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
+	if err := cfg.Tiers.Validate(); err != nil {
+		return err
+	}
 	logger, err := stack.NewLogger(cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return err
@@ -37,7 +40,8 @@ func runConnector(ctx context.Context, args []string, stderr io.Writer) error {
 	defer func() { _ = logger.Sync() }()
 	logger.Info("connector starting", zap.String("listen", cfg.ConnectorListen), zap.Bool("allowPrivateOrigins", cfg.AllowPrivateOrigins),
 		zap.Strings("originAllowLoopback", cfg.OriginAllowLoopback), zap.String("originCAFile", cfg.OriginCAFile),
-		zap.String("stateFile", cfg.ConnectorStateFile), zap.String("controlSecretFile", cfg.ControlSecretFile))
+		zap.String("stateFile", cfg.ConnectorStateFile), zap.String("controlSecretFile", cfg.ControlSecretFile),
+		zap.String("parentEdge", cfg.ParentEdge), zap.Bool("parentFallback", cfg.ParentFallback), zap.Int("parentConnections", cfg.ParentConnections))
 	if cfg.ConnectorStateFile == "" {
 		logger.Warn("no --state-file: the site table is lost when the connector restarts")
 	}

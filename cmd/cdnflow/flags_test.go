@@ -119,3 +119,23 @@ func TestUnknownFlagExits2(t *testing.T) {
 		}
 	}
 }
+
+// A negative --parent-connections, or a --parent-edge that is not
+// ID=HOST:PORT, stops the connector and dev before they start anything.
+func TestTierSettingsRefusedAtStart(t *testing.T) {
+	for _, args := range [][]string{
+		{"connector", "--parent-connections", "-1"},
+		{"connector", "--parent-edge", "no-address"},
+		{"dev", "--parent-connections", "-2"},
+	} {
+		// Cancelled: a command that took the settings stops at once
+		// instead of serving.
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		var out, errOut bytes.Buffer
+		code := run(ctx, args, &out, &errOut)
+		if code == 0 || !strings.Contains(errOut.String(), "parent-") {
+			t.Errorf("%v: exit %d, stderr %q; want a refusal naming the setting", args, code, errOut.String())
+		}
+	}
+}
