@@ -3,6 +3,7 @@ package config
 import (
 	"flag"
 	"fmt"
+	"runtime"
 	"time"
 )
 
@@ -22,13 +23,20 @@ type Shedding struct {
 	HeavyWait time.Duration
 }
 
+// defaultShedding sizes the slots by the process's CPUs: two per CPU
+// (GOMAXPROCS), at least 4. On a saturated CPU more slots only add
+// runnable work that the light routes and the refusals then queue behind;
+// with a Temporal cluster elsewhere a slot is held for a few milliseconds
+// of round trips, so 4 slots still start hundreds of jobs a second. A
+// request waits at most 50 ms: past that it is cheaper for everyone that
+// it retries after Retry-After than that it queues.
 func defaultShedding() Shedding {
-	return Shedding{HeavyConcurrency: 16, HeavyWait: 200 * time.Millisecond}
+	return Shedding{HeavyConcurrency: max(4, 2*runtime.GOMAXPROCS(0)), HeavyWait: 50 * time.Millisecond}
 }
 
 // Register binds the API's heavy-work bounds.
 func (s *Shedding) Register(fs *flag.FlagSet) {
-	num(fs, &s.HeavyConcurrency, "heavy-concurrency", "CDNFLOW_HEAVY_CONCURRENCY", "job starts and uncached status reads one API process runs at once; the rest wait for a slot (0: no bound)")
+	num(fs, &s.HeavyConcurrency, "heavy-concurrency", "CDNFLOW_HEAVY_CONCURRENCY", "job starts and uncached status reads one API process runs at once (default: 2 per CPU, at least 4); the rest wait for a slot (0: no bound)")
 	dur(fs, &s.HeavyWait, "heavy-wait", "CDNFLOW_HEAVY_WAIT", "longest a request waits for a heavy-work slot before it is answered 429 (NHN 30001) with Retry-After")
 }
 

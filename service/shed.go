@@ -91,15 +91,20 @@ func (h *slots) refusal() *LimitError {
 			ErrOverloaded, cap(h.ch), h.what, h.wait)}
 }
 
-// visibilityWait is how long a visibility scan waits for its slot: as
-// long as heavy work does (--heavy-wait), or defaultVisibilityWait when
-// heavy work is not bounded.
+// visibilityWait is how long a visibility scan (a GET purges page) waits
+// for its slot: --heavy-wait, but at least minVisibilityWait, since a
+// page refused for want of a scan is a page its reader polls again; or
+// defaultVisibilityWait when heavy work is not bounded.
 func visibilityWait(c config.Config) time.Duration {
 	if c.HeavyConcurrency <= 0 || c.HeavyWait <= 0 {
 		return defaultVisibilityWait
 	}
-	return c.HeavyWait
+	return max(c.HeavyWait, minVisibilityWait)
 }
+
+// minVisibilityWait is the shortest wait of a visibility scan when heavy
+// work is bounded.
+const minVisibilityWait = 200 * time.Millisecond
 
 // defaultVisibilityWait bounds a visibility scan's wait without
 // config.Shedding.

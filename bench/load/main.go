@@ -296,18 +296,24 @@ func main() {
 	drain := flag.Duration("drain", 30*time.Second, "after the run, how long to wait for the jobs it created to finish before tearing down (not with -url)")
 	appKeys := flag.Int("appkeys", 20, "appKeys the clients are spread over, each with its own distribution (not with -url: one)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process during the load (without -url: worker, API and embedded Temporal) to this file; read it with go tool pprof")
+	client := flag.String("client", "lean", "the clients' HTTP side: lean (each exchange on the client's goroutine, one keep-alive connection per client; the load generator's own CPU queue kept small) or stdlib (net/http's Transport)")
+	heavyConcurrency := flag.Int("heavy-concurrency", -1, "the started API's --heavy-concurrency (-1: its default; not with -url)")
+	heavyWait := flag.Duration("heavy-wait", -1, "the started API's --heavy-wait (-1: its default; not with -url)")
 	flag.Parse()
 	ctx := context.Background()
 
 	t := &target{base: strings.TrimRight(*baseURL, "/"), apiKey: *apiKey, appKey: *appKey, secret: *secret, domain: *domain}
-	stack, where := startTarget(ctx, t, *edges, *appKeys, origin)
-	t.hc = newHTTPClient(*clients, *timeout)
-
+	stack, where := startTarget(ctx, t, *edges, *appKeys, origin, config.Shedding{HeavyConcurrency: *heavyConcurrency, HeavyWait: *heavyWait})
 	exit := func(code int) {
 		if stack != nil {
 			stopStack(stack)
 		}
 		os.Exit(code)
+	}
+	var err error
+	if t.hc, err = newHTTPClient(*client, t.base, *clients, *timeout); err != nil {
+		log.Print(err)
+		exit(2)
 	}
 	tenants, err := makeTenants(t, stack, *appKeys, *origin)
 	if err != nil {
@@ -315,16 +321,24 @@ func main() {
 		exit(1)
 	}
 
-	fmt.Printf("load benchmark: %d clients x %s against %s\n", *clients, *duration, where)
+	fmt.Printf("load benchmark: %d clients (%s HTTP client) x %s against %s\n", *clients, *client, *duration, where)
 	fmt.Printf("  machine: %d cores (GOMAXPROCS %d), %s/%s, %s; %d appKeys, one distribution each\n",
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), len(tenants))
+	if stack != nil {
+		fmt.Printf("  API: --heavy-concurrency %d, --heavy-wait %s\n", stack.Config.HeavyConcurrency, stack.Config.HeavyWait)
+	}
 
 	sampler := startTaskSampler(stack)
 	stopProfile := harness.StartCPUProfile(*cpuProfile)
+	queue, refusals := startCPUQueue(), startAPIRefusals()
 	all, errs, ids, elapsed := runClients(tenants, *clients, *duration)
 	stopProfile()
 
 	report(all, *duration, elapsed, errs)
+	queue.report()
+	if stack != nil {
+		refusals.report()
+	}
 	if stack != nil {
 		reportJobs(stack, all, elapsed)
 		sampler.report(10 * time.Second)
@@ -538,13 +552,19 @@ const teardownLimit = time.Minute
 // startTarget points t at -url, or starts the whole service in this process
 // (harness) when t.base is empty; it returns the stack (nil with -url) and a
 // line that says what runs where.
-func startTarget(ctx context.Context, t *target, edges, appKeys int, origin *string) (*harness.Stack, string) {
+func startTarget(ctx context.Context, t *target, edges, appKeys int, origin *string, shed config.Shedding) (*harness.Stack, string) {
 	if t.base != "" {
 		return nil, "running service at " + t.base
 	}
 	t.apiKey, t.appKey, t.secret = "bench-key", "bench", "bench-secret"
 	stack, err := harness.Start(ctx, harness.Options{Edges: edges, Configure: func(c *config.Config) {
 		c.APIKeys = []string{t.apiKey}
+		if shed.HeavyConcurrency >= 0 {
+			c.HeavyConcurrency = shed.HeavyConcurrency
+		}
+		if shed.HeavyWait >= 0 {
+			c.HeavyWait = shed.HeavyWait
+		}
 		c.AppKeys = map[string]string{t.appKey: t.secret}
 		for i := 0; i < appKeys; i++ {
 			c.AppKeys[tenantKey(i)] = t.secret
@@ -558,17 +578,32 @@ func startTarget(ctx context.Context, t *target, edges, appKeys int, origin *str
 	return stack, fmt.Sprintf("harness: embedded Temporal (SQLite) + %d varnishd edges + origin + worker + API, all in this process", edges)
 }
 
-// newHTTPClient is the benchmark's client: keep-alive connections enough for
-// two requests in flight per client, no proxy.
-func newHTTPClient(clients int, timeout time.Duration) *http.Client {
-	tr := &http.Transport{
-		Proxy:               nil,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        2 * clients,
-		MaxIdleConnsPerHost: 2 * clients,
-		IdleConnTimeout:     90 * time.Second,
+// newHTTPClient is the benchmark's client. "lean" (connTransport): the
+// exchange on the calling goroutine, a keep-alive connection per client;
+// "stdlib": net/http's Transport, keep-alive connections enough for two
+// requests in flight per client, no proxy.
+func newHTTPClient(kind, base string, clients int, timeout time.Duration) (*http.Client, error) {
+	switch kind {
+	case "lean":
+		u, err := url.Parse(base)
+		if err != nil || u.Scheme != "http" {
+			return nil, fmt.Errorf("-client lean needs an http:// API URL, got %q", base)
+		}
+		// No Client.Timeout: connTransport bounds each exchange with
+		// its connection's deadline, where net/http would add a timer
+		// goroutine per request for a RoundTripper of its own.
+		return &http.Client{Transport: newConnTransport(u.Host, clients, timeout)}, nil
+	case "stdlib":
+		tr := &http.Transport{
+			Proxy:               nil,
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:        2 * clients,
+			MaxIdleConnsPerHost: 2 * clients,
+			IdleConnTimeout:     90 * time.Second,
+		}
+		return &http.Client{Transport: tr, Timeout: timeout}, nil
 	}
-	return &http.Client{Transport: tr, Timeout: timeout}
+	return nil, fmt.Errorf("-client must be lean or stdlib, got %q", kind)
 }
 
 // runClients runs the clients until duration has passed and returns their
