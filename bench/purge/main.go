@@ -64,6 +64,9 @@ func main() {
 	flag.Parse()
 	fleet = harness.FleetOptions{Latency: *latency, Loss: *loss}
 	profilePath, memProfilePath = *cpuProfile, *memProfile
+	if *standIns && *binDir != "" {
+		log.Fatal("-standins with -cluster: the stand-in fleet runs in this process only; the local cluster starts varnishd edges")
+	}
 	*standIns = *standIns || *edges > 20
 	ctx := context.Background()
 	stack, counts := start(ctx, *binDir, *workers, *edges, *standIns)
