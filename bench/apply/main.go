@@ -98,7 +98,7 @@ type row struct {
 }
 
 func main() {
-	edges := flag.Int("edges", 3, "varnishd edges")
+	edges := flag.Int("edges", 3, "edges: varnishd, or simulated with -standins (always above 20)")
 	sizes := flag.String("sizes", "10,100,1000", "distributions per edge to measure at, ascending")
 	changes := flag.Int("changes", 20, "single-distribution changes timed at each size")
 	burst := flag.Int("burst", 100, "distributions created in one POST at the last size (0: skip)")
@@ -224,7 +224,10 @@ func stackLogger(on bool) (logger *zap.Logger, logPath string, cleanup func()) {
 
 func report(edges int, kind string, changes int, rows []row) {
 	fmt.Printf("apply benchmark: %d edges (%s), %d single-distribution changes per size\n", edges, kind, changes)
-	fmt.Printf("%-14s %-28s %-10s %-10s %-10s\n", "per edge", "created (until none OPENING)", "p50", "p99", "max")
+	fmt.Printf("(N: distributions created; [sites in each edge's table], simulated ones included; a change is live when its\n" +
+		" distribution is OPEN and a GET through every edge fetched the new originPath, timed from the PATCH)\n")
+	fmt.Printf("%-14s %-28s %-32s\n", "", "", "change live on every edge")
+	fmt.Printf("%-14s %-28s %-10s %-10s %-10s\n", "N [sites]", "created (until none OPENING)", "p50", "p99", "max")
 	for _, r := range rows {
 		fmt.Printf("%-14s %-28s %-10s %-10s %-10s\n", fmt.Sprintf("%d %s", r.n, spread(r.sitesPerEdge)),
 			fmt.Sprintf("%d in %s", r.created, r.createDur.Round(time.Millisecond)),
@@ -240,8 +243,10 @@ func report(edges int, kind string, changes int, rows []row) {
 		}
 	}
 	first, last := rows[0], rows[len(rows)-1]
-	fmt.Printf("p50 ratio N=%d/N=%d: %.2f; p99 ratio: %.2f\n", last.n, first.n,
-		pct(last.lat, 0.5).Seconds()/pct(first.lat, 0.5).Seconds(), pct(last.lat, 0.99).Seconds()/pct(first.lat, 0.99).Seconds())
+	if len(rows) > 1 {
+		fmt.Printf("p50 ratio N=%d/N=%d: %.2f; p99 ratio: %.2f\n", last.n, first.n,
+			pct(last.lat, 0.5).Seconds()/pct(first.lat, 0.5).Seconds(), pct(last.lat, 0.99).Seconds()/pct(first.lat, 0.99).Seconds())
+	}
 	if last.burst > 0 {
 		fmt.Printf("%d created in one POST at N=%d: all OPEN in %s (sites per edge after: %s)\n",
 			last.burst, last.n, last.burstDur.Round(time.Millisecond), spread(last.burstSitesEdge))

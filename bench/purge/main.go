@@ -64,6 +64,9 @@ func main() {
 	flag.Parse()
 	fleet = harness.FleetOptions{Latency: *latency, Loss: *loss}
 	profilePath, memProfilePath = *cpuProfile, *memProfile
+	if *standIns && *binDir != "" {
+		log.Fatal("-standins with -cluster: the stand-in fleet runs in this process only; the local cluster starts varnishd edges")
+	}
 	*standIns = *standIns || *edges > 20
 	ctx := context.Background()
 	stack, counts := start(ctx, *binDir, *workers, *edges, *standIns)
@@ -87,8 +90,8 @@ func main() {
 			rawDur = rawPurge(ctx, stack, domain, *edges, *paths, *standIns)
 		}
 		units := float64(*paths * *edges)
-		fmt.Printf("  single-URL ITEM purge, API call to progress 100 (%d runs): p50 %s  p99 %s  max %s\n",
-			len(lat), pct(lat, 0.50), pct(lat, 0.99), lat[len(lat)-1].Round(time.Millisecond))
+		fmt.Printf("  single-URL ITEM purge, API call to progress 100 on every edge (%d runs): p50 %s  p99 %s (the %s)  max %s\n",
+			len(lat), pct(lat, 0.50), pct(lat, 0.99), rank(len(lat), 0.99), lat[len(lat)-1].Round(time.Millisecond))
 		fmt.Printf("  %d-path purge (%d seqs): cdnflow %s = %.0f edge-paths/s", *paths, len(seqs), cdnflowDur.Round(time.Millisecond), units/cdnflowDur.Seconds())
 		if rawDur > 0 {
 			fmt.Printf("; raw PURGEs %s = %.0f edge-paths/s; ratio %.2f", rawDur.Round(time.Millisecond), units/rawDur.Seconds(), rawDur.Seconds()/cdnflowDur.Seconds())
@@ -335,13 +338,39 @@ func historyCost(ctx context.Context, stack *harness.Stack, seqs []int64) string
 		maxEvents = max(maxEvents, n)
 	}
 	k := float64(len(seqs))
-	return fmt.Sprintf("%.1f history events (max %d), %.1f workflow tasks, %.1f activity tasks, %.1f local activities = %.1f tasks",
+	return fmt.Sprintf("%.1f history events (max %d), %.1f workflow tasks, %.1f activity tasks, %.1f local activities (%.1f tasks dispatched: workflow + activity)",
 		float64(events)/k, maxEvents, float64(wfTasks)/k, float64(actTasks)/k, float64(local)/k, float64(wfTasks+actTasks)/k)
 }
 
 func pct(d []time.Duration, p float64) time.Duration {
 	i := int(float64(len(d)-1) * p)
 	return d[i].Round(time.Millisecond)
+}
+
+// rank names the sample pct(d, p) picks among n sorted ones, e.g. "29th of
+// 30 (slowest but 1)", so a p99 of few runs is read for what it is.
+func rank(n int, p float64) string {
+	i := int(float64(n-1) * p)
+	if i == n-1 {
+		return fmt.Sprintf("slowest of %d", n)
+	}
+	return fmt.Sprintf("%s of %d, slowest but %d", ordinal(i+1), n, n-1-i)
+}
+
+// ordinal is n as 1st, 2nd, 3rd, 4th, … 11th, 12th, 13th, 21st.
+func ordinal(n int) string {
+	suffix := "th"
+	if n%100 < 11 || n%100 > 13 {
+		switch n % 10 {
+		case 1:
+			suffix = "st"
+		case 2:
+			suffix = "nd"
+		case 3:
+			suffix = "rd"
+		}
+	}
+	return fmt.Sprintf("%d%s", n, suffix)
 }
 
 func waitDone(stack *harness.Stack, domain string, seqs []int64, every time.Duration) {
