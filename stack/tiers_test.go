@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,6 +24,7 @@ import (
 	"github.com/cdnflow/cdnflow/internal/eventually"
 	"github.com/cdnflow/cdnflow/service"
 	"github.com/cdnflow/cdnflow/stack/testenv"
+	"github.com/cdnflow/cdnflow/starter"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
@@ -73,6 +75,7 @@ func TestTiers(t *testing.T) {
 				t.Fatalf("child %d: X-Cache %s after the prewarm", i, got)
 			}
 		}
+		tierStatusCommand(t, env, st.RequestID, append([]string{shield}, children...))
 	})
 
 	t.Run("prewarm naming only the shield", func(t *testing.T) {
@@ -128,6 +131,31 @@ func tierPrewarm(t *testing.T, env *testenv.Env, urls, ids []string) service.Pre
 		return nil
 	})
 	return st
+}
+
+// tierStatusCommand runs `cdnflow status ID --json` and checks that its
+// output carries the API's edges[]: a row for each of ids (the shield the
+// job added among them) with the API's counts.
+func tierStatusCommand(t *testing.T, env *testenv.Env, id string, ids []string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	sio := starter.IO{In: strings.NewReader(""), Out: &out, Err: &errOut, Client: http.DefaultClient}
+	if code := starter.Status(context.Background(), sio, []string{id, "--api", env.API.URL, "--json"}); code != starter.ExitOK {
+		t.Fatalf("cdnflow status --json: exit %d\n%s\n%s", code, out.String(), errOut.String())
+	}
+	var got service.PrewarmStatusResponse
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatalf("cdnflow status --json output %q: %v", out.String(), err)
+	}
+	rows := map[string]workflows.EdgeProgress{}
+	for _, e := range got.Edges {
+		rows[e.EdgeID] = e
+	}
+	for _, e := range ids {
+		if r, ok := rows[e]; !ok || r.Total == 0 || r.Done != r.Total {
+			t.Fatalf("cdnflow status --json: row of %s = %+v, %v (edges %+v)\n%s", e, r, ok, got.Edges, out.String())
+		}
+	}
 }
 
 // tierGet is one visitor GET through edge i; the body is read.
