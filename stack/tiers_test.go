@@ -332,8 +332,12 @@ func tierShieldDown(t *testing.T, env *testenv.Env, children []string) {
 		time.Sleep(3 * time.Second)
 		env.Edges[0].Restart(t)
 	}()
+	waiting := tierWatchWaiting(env, "tiers-purge-shield-down", env.Edges[0].Edge.ID, children[0])
 	_, pst = tierPurge(t, env, "shield-down", []string{"/race/object.js"}, 2*time.Second, time.Minute)
 	<-restarted
+	if row := waiting(); row == "" {
+		t.Fatalf("no receipt of the purge showed child %s waiting for parent %s while the shield retried before its deadline", children[0], env.Edges[0].Edge.ID)
+	}
 	if pst.State != workflows.PurgeDone || pst.Progress != 100 {
 		t.Fatalf("purge with the shield down = %+v", pst)
 	}
@@ -356,4 +360,48 @@ func tierShieldDown(t *testing.T, env *testenv.Env, children []string) {
 			t.Fatalf("child %d serves generation %s after the catch-up, want %d", i, got, gen)
 		}
 	}
+}
+
+// tierWatchWaiting polls the receipt (QueryPurgeStatus) of purge wfID
+// while it runs. The answered func stops the polling and returns the error
+// of child's row from a receipt in which shield had neither confirmed nor
+// reached its deadline (not owed) and child's row named shield as what it
+// waits for; "" when no receipt did.
+func tierWatchWaiting(env *testenv.Env, wfID, shield, child string) func() string {
+	ctx, cancel := context.WithCancel(context.Background())
+	found := make(chan string, 1)
+	go func() {
+		defer close(found)
+		for ctx.Err() == nil {
+			if row := tierWaitingRow(ctx, env, wfID, shield, child); row != "" {
+				found <- row
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	return func() string {
+		cancel()
+		return <-found
+	}
+}
+
+func tierWaitingRow(ctx context.Context, env *testenv.Env, wfID, shield, child string) string {
+	v, err := env.Client.QueryWorkflow(ctx, wfID, "", workflows.QueryPurgeStatus)
+	if err != nil {
+		return ""
+	}
+	var st workflows.PurgeStatus
+	if err := v.Get(&st); err != nil {
+		return ""
+	}
+	rows := map[string]workflows.PurgeEdgeState{}
+	for _, e := range st.Edges {
+		rows[e.EdgeID] = e
+	}
+	p, c := rows[shield], rows[child]
+	if p.Confirmed || p.Owed || c.Confirmed || !strings.Contains(c.Error, "waiting for parent "+shield) {
+		return ""
+	}
+	return c.Error
 }
