@@ -158,6 +158,29 @@ func tierStatusCommand(t *testing.T, env *testenv.Env, id string, ids []string) 
 	}
 }
 
+// tierStatusLines runs `cdnflow status ID` (human output) for the
+// prewarm st, in which the shield failed pairs but no URL failed: exit 0,
+// and a line names the shield with its row's failed count.
+func tierStatusLines(t *testing.T, env *testenv.Env, st service.PrewarmStatusResponse, shield string) {
+	t.Helper()
+	var row workflows.EdgeProgress
+	for _, e := range st.Edges {
+		if e.EdgeID == shield {
+			row = e
+		}
+	}
+	if row.Failed == 0 {
+		t.Fatalf("shield row %+v: no failed pairs with the shield down (rows %+v)", row, st.Edges)
+	}
+	var out, errOut bytes.Buffer
+	sio := starter.IO{In: strings.NewReader(""), Out: &out, Err: &errOut, Client: http.DefaultClient}
+	code := starter.Status(context.Background(), sio, []string{st.RequestID, "--api", env.API.URL})
+	want := fmt.Sprintf("  edge %s: %d of %d failed", shield, row.Failed, row.Total)
+	if code != starter.ExitOK || !strings.Contains(out.String(), want) {
+		t.Fatalf("cdnflow status: exit %d, want 0 and a line %q\n%s\n%s", code, want, out.String(), errOut.String())
+	}
+}
+
 // tierGet is one visitor GET through edge i; the body is read.
 func tierGet(t *testing.T, env *testenv.Env, i int, path string) *http.Response {
 	t.Helper()
@@ -319,6 +342,7 @@ func tierShieldDown(t *testing.T, env *testenv.Env, children []string) {
 	if fallbacks() == before {
 		t.Fatalf("no fallback to the origin reported while the shield was down (rows %+v)", st.Edges)
 	}
+	tierStatusLines(t, env, st, env.Edges[0].Edge.ID)
 	resp := tierGet(t, env, 1, "/fallback/check.js")
 	if got := resp.Header.Get(connector.HeaderTierFallback); got != "origin; parent="+env.Edges[0].Edge.ID {
 		t.Fatalf("%s = %q on a miss with the shield down", connector.HeaderTierFallback, got)

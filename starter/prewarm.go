@@ -30,7 +30,13 @@ type prewarmStatus struct {
 	Succeeded     int      `json:"succeeded"`
 	Error         string   `json:"error,omitempty"`
 	Message       string   `json:"message,omitempty"`
-	raw           json.RawMessage
+	Edges         []struct {
+		EdgeID string `json:"edgeId"`
+		Failed int    `json:"failed"`
+		Total  int    `json:"total"`
+		Error  string `json:"error,omitempty"`
+	} `json:"edges"`
+	raw json.RawMessage
 }
 
 type headerList []string
@@ -197,6 +203,9 @@ func printPrewarm(sio IO, c common, st prewarmStatus, _ int) int {
 				return outputFailed(sio, err)
 			}
 		}
+		if err := printEdgeFailures(sio, st); err != nil {
+			return outputFailed(sio, err)
+		}
 		return code
 	}
 	var body bytes.Buffer
@@ -207,6 +216,25 @@ func printPrewarm(sio IO, c common, st prewarmStatus, _ int) int {
 		return outputFailed(sio, err)
 	}
 	return code
+}
+
+// printEdgeFailures writes a line per edge row (edges[]) with failed
+// pairs or an error: a shield's failures show there, as a URL only a
+// shield failed is not failed (docs/tiers.md).
+func printEdgeFailures(sio IO, st prewarmStatus) error {
+	for _, e := range st.Edges {
+		if e.Failed == 0 && e.Error == "" {
+			continue
+		}
+		line := fmt.Sprintf("  edge %s: %d of %d failed", e.EdgeID, e.Failed, e.Total)
+		if e.Error != "" {
+			line += " (" + e.Error + ")"
+		}
+		if err := sio.outf("%s\n", line); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func printJSON(sio IO, asJSON bool, v any, code int) int {
