@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,6 +24,7 @@ import (
 	"github.com/cdnflow/cdnflow/internal/eventually"
 	"github.com/cdnflow/cdnflow/service"
 	"github.com/cdnflow/cdnflow/stack/testenv"
+	"github.com/cdnflow/cdnflow/starter"
 	"github.com/cdnflow/cdnflow/workflows"
 )
 
@@ -73,6 +75,7 @@ func TestTiers(t *testing.T) {
 				t.Fatalf("child %d: X-Cache %s after the prewarm", i, got)
 			}
 		}
+		tierStatusCommand(t, env, st.RequestID, append([]string{shield}, children...))
 	})
 
 	t.Run("prewarm naming only the shield", func(t *testing.T) {
@@ -128,6 +131,54 @@ func tierPrewarm(t *testing.T, env *testenv.Env, urls, ids []string) service.Pre
 		return nil
 	})
 	return st
+}
+
+// tierStatusCommand runs `cdnflow status ID --json` and checks that its
+// output carries the API's edges[]: a row for each of ids (the shield the
+// job added among them) with the API's counts.
+func tierStatusCommand(t *testing.T, env *testenv.Env, id string, ids []string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	sio := starter.IO{In: strings.NewReader(""), Out: &out, Err: &errOut, Client: http.DefaultClient}
+	if code := starter.Status(context.Background(), sio, []string{id, "--api", env.API.URL, "--json"}); code != starter.ExitOK {
+		t.Fatalf("cdnflow status --json: exit %d\n%s\n%s", code, out.String(), errOut.String())
+	}
+	var got service.PrewarmStatusResponse
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatalf("cdnflow status --json output %q: %v", out.String(), err)
+	}
+	rows := map[string]workflows.EdgeProgress{}
+	for _, e := range got.Edges {
+		rows[e.EdgeID] = e
+	}
+	for _, e := range ids {
+		if r, ok := rows[e]; !ok || r.Total == 0 || r.Done != r.Total {
+			t.Fatalf("cdnflow status --json: row of %s = %+v, %v (edges %+v)\n%s", e, r, ok, got.Edges, out.String())
+		}
+	}
+}
+
+// tierStatusLines runs `cdnflow status ID` (human output) for the
+// prewarm st, in which the shield failed pairs but no URL failed: exit 0,
+// and a line names the shield with its row's failed count.
+func tierStatusLines(t *testing.T, env *testenv.Env, st service.PrewarmStatusResponse, shield string) {
+	t.Helper()
+	var row workflows.EdgeProgress
+	for _, e := range st.Edges {
+		if e.EdgeID == shield {
+			row = e
+		}
+	}
+	if row.Failed == 0 {
+		t.Fatalf("shield row %+v: no failed pairs with the shield down (rows %+v)", row, st.Edges)
+	}
+	var out, errOut bytes.Buffer
+	sio := starter.IO{In: strings.NewReader(""), Out: &out, Err: &errOut, Client: http.DefaultClient}
+	code := starter.Status(context.Background(), sio, []string{st.RequestID, "--api", env.API.URL})
+	want := fmt.Sprintf("  edge %s: %d of %d failed", shield, row.Failed, row.Total)
+	if code != starter.ExitOK || !strings.Contains(out.String(), want) {
+		t.Fatalf("cdnflow status: exit %d, want 0 and a line %q\n%s\n%s", code, want, out.String(), errOut.String())
+	}
 }
 
 // tierGet is one visitor GET through edge i; the body is read.
@@ -291,6 +342,7 @@ func tierShieldDown(t *testing.T, env *testenv.Env, children []string) {
 	if fallbacks() == before {
 		t.Fatalf("no fallback to the origin reported while the shield was down (rows %+v)", st.Edges)
 	}
+	tierStatusLines(t, env, st, env.Edges[0].Edge.ID)
 	resp := tierGet(t, env, 1, "/fallback/check.js")
 	if got := resp.Header.Get(connector.HeaderTierFallback); got != "origin; parent="+env.Edges[0].Edge.ID {
 		t.Fatalf("%s = %q on a miss with the shield down", connector.HeaderTierFallback, got)
@@ -304,8 +356,12 @@ func tierShieldDown(t *testing.T, env *testenv.Env, children []string) {
 		time.Sleep(3 * time.Second)
 		env.Edges[0].Restart(t)
 	}()
+	waiting := tierWatchWaiting(env, "tiers-purge-shield-down", env.Edges[0].Edge.ID, children[0])
 	_, pst = tierPurge(t, env, "shield-down", []string{"/race/object.js"}, 2*time.Second, time.Minute)
 	<-restarted
+	if row := waiting(); row == "" {
+		t.Fatalf("no receipt of the purge showed child %s waiting for parent %s while the shield retried before its deadline", children[0], env.Edges[0].Edge.ID)
+	}
 	if pst.State != workflows.PurgeDone || pst.Progress != 100 {
 		t.Fatalf("purge with the shield down = %+v", pst)
 	}
@@ -328,4 +384,48 @@ func tierShieldDown(t *testing.T, env *testenv.Env, children []string) {
 			t.Fatalf("child %d serves generation %s after the catch-up, want %d", i, got, gen)
 		}
 	}
+}
+
+// tierWatchWaiting polls the receipt (QueryPurgeStatus) of purge wfID
+// while it runs. The answered func stops the polling and returns the error
+// of child's row from a receipt in which shield had neither confirmed nor
+// reached its deadline (not owed) and child's row named shield as what it
+// waits for; "" when no receipt did.
+func tierWatchWaiting(env *testenv.Env, wfID, shield, child string) func() string {
+	ctx, cancel := context.WithCancel(context.Background())
+	found := make(chan string, 1)
+	go func() {
+		defer close(found)
+		for ctx.Err() == nil {
+			if row := tierWaitingRow(ctx, env, wfID, shield, child); row != "" {
+				found <- row
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	return func() string {
+		cancel()
+		return <-found
+	}
+}
+
+func tierWaitingRow(ctx context.Context, env *testenv.Env, wfID, shield, child string) string {
+	v, err := env.Client.QueryWorkflow(ctx, wfID, "", workflows.QueryPurgeStatus)
+	if err != nil {
+		return ""
+	}
+	var st workflows.PurgeStatus
+	if err := v.Get(&st); err != nil {
+		return ""
+	}
+	rows := map[string]workflows.PurgeEdgeState{}
+	for _, e := range st.Edges {
+		rows[e.EdgeID] = e
+	}
+	p, c := rows[shield], rows[child]
+	if p.Confirmed || p.Owed || c.Confirmed || !strings.Contains(c.Error, "waiting for parent "+shield) {
+		return ""
+	}
+	return c.Error
 }

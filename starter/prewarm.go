@@ -1,6 +1,7 @@
 package starter
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -13,7 +14,10 @@ import (
 	"github.com/cdnflow/cdnflow/internal/cli"
 )
 
-// prewarmStatus is the PrewarmStatus answer.
+// prewarmStatus is the PrewarmStatus answer: the fields the command reads
+// for its exit code and human lines, and raw, the answer's body as the API
+// sent it, which --json prints whole (edges[] with the shields' rows, and
+// any field the command does not read).
 type prewarmStatus struct {
 	Status        string   `json:"status"`
 	Total         int      `json:"total"`
@@ -26,6 +30,13 @@ type prewarmStatus struct {
 	Succeeded     int      `json:"succeeded"`
 	Error         string   `json:"error,omitempty"`
 	Message       string   `json:"message,omitempty"`
+	Edges         []struct {
+		EdgeID string `json:"edgeId"`
+		Failed int    `json:"failed"`
+		Total  int    `json:"total"`
+		Error  string `json:"error,omitempty"`
+	} `json:"edges"`
+	raw json.RawMessage
 }
 
 type headerList []string
@@ -140,6 +151,7 @@ func fetchPrewarm(ctx context.Context, sio IO, c common, h http.Header, id strin
 	if code != http.StatusOK {
 		return st, code, fmt.Errorf("HTTP %d: %s", code, strings.TrimSpace(string(raw)))
 	}
+	st.raw = raw
 	return st, code, nil
 }
 
@@ -191,9 +203,38 @@ func printPrewarm(sio IO, c common, st prewarmStatus, _ int) int {
 				return outputFailed(sio, err)
 			}
 		}
+		if err := printEdgeFailures(sio, st); err != nil {
+			return outputFailed(sio, err)
+		}
 		return code
 	}
-	return printJSON(sio, true, st, code)
+	var body bytes.Buffer
+	if err := json.Indent(&body, st.raw, "", "  "); err != nil {
+		return outputFailed(sio, fmt.Errorf("status answer: %w", err))
+	}
+	if err := sio.outf("%s\n", body.Bytes()); err != nil {
+		return outputFailed(sio, err)
+	}
+	return code
+}
+
+// printEdgeFailures writes a line per edge row (edges[]) with failed
+// pairs or an error: a shield's failures show there, as a URL only a
+// shield failed is not failed (docs/tiers.md).
+func printEdgeFailures(sio IO, st prewarmStatus) error {
+	for _, e := range st.Edges {
+		if e.Failed == 0 && e.Error == "" {
+			continue
+		}
+		line := fmt.Sprintf("  edge %s: %d of %d failed", e.EdgeID, e.Failed, e.Total)
+		if e.Error != "" {
+			line += " (" + e.Error + ")"
+		}
+		if err := sio.outf("%s\n", line); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func printJSON(sio IO, asJSON bool, v any, code int) int {

@@ -48,9 +48,10 @@ func purgeGroups(req PurgeSeq) (solo, shields []string, children map[string][]st
 // purgeTiered applies the purge with purgeAllEdges per group, the groups
 // at once (a coroutine each): the edges without tiers together, and per
 // shield the shield (a hard purge where req is soft), then — once it
-// confirmed — its children with what is left of the deadline. Children of
-// a shield that did not confirm are not purged (their catch-up waits for
-// the shield's). It answers how many edges confirmed.
+// confirmed — its children with what is left of the deadline. Until then
+// the children's rows say they wait for the shield; children of a shield
+// that did not confirm are not purged (their catch-up waits for the
+// shield's). It answers how many edges confirmed.
 func purgeTiered(ctx workflow.Context, req PurgeSeq, st *PurgeStatus, deadline time.Duration) int {
 	start := workflow.Now(ctx)
 	solo, shields, children := purgeGroups(req)
@@ -68,19 +69,16 @@ func purgeTiered(ctx workflow.Context, req PurgeSeq, st *PurgeStatus, deadline t
 				sub = shieldReq
 			}
 			sub.EdgeIDs = ids
+			markWaiting(st, then, waitingForParent(ids[0]))
 			purgeAllEdges(gctx, sub, st, deadline)
 			if len(then) == 0 {
 				return
 			}
 			sub.Soft = req.Soft
 			if i := edgeIndex(st, ids[0]); i < 0 || !st.Edges[i].Confirmed {
-				for _, id := range then {
-					if j := edgeIndex(st, id); j >= 0 {
-						st.Edges[j].Error = "waiting for parent " + ids[0] + " to confirm the purge"
-					}
-				}
 				return
 			}
+			markWaiting(st, then, "")
 			sub.EdgeIDs = then
 			purgeAllEdges(gctx, sub, st, max(deadline-workflow.Now(gctx).Sub(start), time.Second))
 		})
@@ -93,6 +91,25 @@ func purgeTiered(ctx workflow.Context, req PurgeSeq, st *PurgeStatus, deadline t
 	}
 	wg.Wait(ctx)
 	return confirmedEdges(st)
+}
+
+// waitingForParent is the error a child of shield shows while shield has
+// not confirmed the purge.
+func waitingForParent(shield string) string {
+	return "waiting for parent " + shield + " to confirm the purge"
+}
+
+// markWaiting sets the error of the edges ids to reason: a shield's
+// children say they wait for it from the start of its purge until it
+// confirmed (then "", before their own purge), so the receipt
+// (QueryPurgeStatus) names why a child is not purged yet while the shield
+// is still retrying. State only: no command is added.
+func markWaiting(st *PurgeStatus, ids []string, reason string) {
+	for _, id := range ids {
+		if j := edgeIndex(st, id); j >= 0 {
+			st.Edges[j].Error = reason
+		}
+	}
 }
 
 func edgeIndex(st *PurgeStatus, id string) int {

@@ -168,44 +168,50 @@ func resolve[M any](h *sdkHandler, kind, name string, mk func(names []string, va
 	return m
 }
 
-func (h *sdkHandler) Counter(name string) sdkclient.MetricsCounter {
-	return resolve(h, "counter", name, func(names []string, values prometheus.Labels) sdkclient.MetricsCounter {
-		name := seriesName(name)
-		vec, ok := sdkSeries(h.reg, name, names, func() *prometheus.CounterVec {
-			return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: "Temporal SDK counter " + name}, names)
-		})
+// sdkMetric answers h's metric of kind for the SDK's name: the vector
+// newVec makes for the series named series(name) (registered once, by
+// sdkSeries) bound by bind to h's tag values, or noop when that series
+// name is taken with other labels or another kind. Counter, Gauge and
+// Timer differ only in these three functions.
+func sdkMetric[V prometheus.Collector, M any](h *sdkHandler, kind, name string, series func(string) string,
+	newVec func(series string, labels []string) V, bind func(V, prometheus.Labels) M) M {
+	return resolve(h, kind, name, func(names []string, values prometheus.Labels) M {
+		s := series(name)
+		vec, ok := sdkSeries(h.reg, s, names, func() V { return newVec(s, names) })
 		if !ok {
-			return noop{}
+			return any(noop{}).(M) // noop implements every kind (asserted beside it)
 		}
+		return bind(vec, values)
+	})
+}
+
+func (h *sdkHandler) Counter(name string) sdkclient.MetricsCounter {
+	return sdkMetric(h, "counter", name, seriesName, func(s string, labels []string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: s, Help: "Temporal SDK counter " + s}, labels)
+	}, func(vec *prometheus.CounterVec, values prometheus.Labels) sdkclient.MetricsCounter {
 		return counter{vec.With(values)}
 	})
 }
 
 func (h *sdkHandler) Gauge(name string) sdkclient.MetricsGauge {
-	return resolve(h, "gauge", name, func(names []string, values prometheus.Labels) sdkclient.MetricsGauge {
-		name := seriesName(name)
-		vec, ok := sdkSeries(h.reg, name, names, func() *prometheus.GaugeVec {
-			return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: "Temporal SDK gauge " + name}, names)
-		})
-		if !ok {
-			return noop{}
-		}
+	return sdkMetric(h, "gauge", name, seriesName, func(s string, labels []string) *prometheus.GaugeVec {
+		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: s, Help: "Temporal SDK gauge " + s}, labels)
+	}, func(vec *prometheus.GaugeVec, values prometheus.Labels) sdkclient.MetricsGauge {
 		return gauge{vec.With(values)}
 	})
 }
 
 func (h *sdkHandler) Timer(name string) sdkclient.MetricsTimer {
-	return resolve(h, "timer", name, func(names []string, values prometheus.Labels) sdkclient.MetricsTimer {
-		name := "temporal_" + sanitize(name) + "_seconds"
-		vec, ok := sdkSeries(h.reg, name, names, func() *prometheus.HistogramVec {
-			return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: "Temporal SDK timer " + name, Buckets: prometheus.ExponentialBuckets(0.001, 2, 15)}, names)
-		})
-		if !ok {
-			return noop{}
-		}
+	return sdkMetric(h, "timer", name, timerSeriesName, func(s string, labels []string) *prometheus.HistogramVec {
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: s, Help: "Temporal SDK timer " + s,
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15)}, labels)
+	}, func(vec *prometheus.HistogramVec, values prometheus.Labels) sdkclient.MetricsTimer {
 		return timer{vec.With(values)}
 	})
 }
+
+// timerSeriesName is the histogram series of an SDK timer, in seconds.
+func timerSeriesName(name string) string { return "temporal_" + sanitize(name) + "_seconds" }
 
 type counter struct{ c prometheus.Counter }
 
@@ -220,6 +226,13 @@ type timer struct{ o prometheus.Observer }
 func (t timer) Record(d time.Duration) { t.o.Observe(d.Seconds()) }
 
 type noop struct{}
+
+// noop stands in for every kind sdkMetric answers.
+var _ interface {
+	sdkclient.MetricsCounter
+	sdkclient.MetricsGauge
+	sdkclient.MetricsTimer
+} = noop{}
 
 func (noop) Inc(int64)            {}
 func (noop) Update(float64)       {}

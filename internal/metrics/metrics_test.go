@@ -5,8 +5,8 @@ import (
 	"time"
 )
 
-// sdkValue reads series name{labels} from Registry: a counter's value or
-// a histogram's sample count.
+// sdkValue reads series name{labels} from Registry: a counter's or a
+// gauge's value or a histogram's sample count.
 func sdkValue(t *testing.T, name string, labels map[string]string) float64 {
 	t.Helper()
 	fams, err := Registry.Gather()
@@ -26,6 +26,9 @@ func sdkValue(t *testing.T, name string, labels map[string]string) float64 {
 			}
 			if h := m.GetHistogram(); h != nil {
 				return float64(h.GetSampleCount())
+			}
+			if g := m.GetGauge(); g != nil {
+				return g.GetValue()
 			}
 			return m.GetCounter().GetValue()
 		}
@@ -49,6 +52,9 @@ func TestSDKHandlerSeriesByTagValues(t *testing.T) {
 	b.Timer("test_sdk_latency").Record(time.Millisecond)
 	a1.Timer("test_sdk_latency").Record(time.Millisecond)
 	a2.Timer("test_sdk_latency").Record(time.Millisecond)
+	a1.Gauge("test_sdk_slots").Update(4)
+	a2.Gauge("test_sdk_slots").Update(7)
+	b.Gauge("test_sdk_slots").Update(1)
 	start := map[string]string{"namespace": "default", "operation": "StartWorkflowExecution"}
 	describe := map[string]string{"namespace": "default", "operation": "DescribeWorkflowExecution"}
 	if got := sdkValue(t, "temporal_test_sdk_requests", start); got != 5 {
@@ -62,6 +68,12 @@ func TestSDKHandlerSeriesByTagValues(t *testing.T) {
 	}
 	if got := sdkValue(t, "temporal_test_sdk_latency_seconds", describe); got != 1 {
 		t.Errorf("DescribeWorkflowExecution latency samples = %v, want 1", got)
+	}
+	if got := sdkValue(t, "temporal_test_sdk_slots", start); got != 7 {
+		t.Errorf("StartWorkflowExecution slots = %v, want 7 (the last update of either handler)", got)
+	}
+	if got := sdkValue(t, "temporal_test_sdk_slots", describe); got != 1 {
+		t.Errorf("DescribeWorkflowExecution slots = %v, want 1", got)
 	}
 }
 
