@@ -2,6 +2,7 @@ package activities
 
 import (
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cdnflow/cdnflow/distribution"
@@ -30,6 +31,27 @@ type Distribution struct {
 	Origins *connector.Connector
 	// Rollout are the worker's staged rollout knobs (RolloutFleet).
 	Rollout RolloutKnobs
+	// SiteConcurrency bounds the edges this worker's ApplySite calls work
+	// on at once (a put or delete and its bans on one edge each), every
+	// distribution's together; 0: no bound. Without it a burst of changes
+	// on a large fleet holds a connection per edge per change (100 new
+	// distributions on 1,000 edges: up to 64 per edge, past any process's
+	// descriptor limit).
+	SiteConcurrency int
+
+	siteSlotsOnce sync.Once
+	siteSlots     chan struct{}
+}
+
+// slots answers the worker-wide semaphore of SiteConcurrency, nil
+// without a bound.
+func (a *Distribution) slots() chan struct{} {
+	a.siteSlotsOnce.Do(func() {
+		if a.SiteConcurrency > 0 {
+			a.siteSlots = make(chan struct{}, a.SiteConcurrency)
+		}
+	})
+	return a.siteSlots
 }
 
 // SiteOf is what an edge's VCL enforces of a distribution: its hosts,

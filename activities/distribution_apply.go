@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -52,17 +53,9 @@ func (a *Distribution) ApplySite(ctx context.Context, in ApplySiteInput) error {
 		ids = servingAmong(ids, in.EdgeIDs)
 	}
 	defer keepAlive(ctx)()
-	errs := make([]error, len(ids))
-	var wg sync.WaitGroup
-	for i, id := range ids {
-		e, _ := a.Inventory.Get(id)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = a.applyOnEdge(ctx, e, in.Spec, entry, hasEntry)
-		}()
-	}
-	wg.Wait()
+	errs := a.onEdges(ctx, ids, func(e inventory.Edge) error {
+		return a.applyOnEdge(ctx, e, in.Spec, entry, hasEntry)
+	})
 	var refused, failed []string
 	for i, err := range errs {
 		var r *refusedError
@@ -81,6 +74,45 @@ func (a *Distribution) ApplySite(ctx context.Context, in ApplySiteInput) error {
 		return temporal.NewNonRetryableApplicationError(strings.Join(refused, "; "), ErrBadSite, nil)
 	}
 	return nil
+}
+
+// applyWorkers is how many edges one ApplySite call works on at once:
+// a wave of 1,000 edges runs 64 at a time, and the worker-wide
+// SiteConcurrency bounds every call's together.
+const applyWorkers = 64
+
+// onEdges runs do on the edges of ids, applyWorkers at a time and each
+// within a SiteConcurrency slot, and answers its errors in ids' order
+// (ctx's error for an edge whose slot did not come before ctx ended).
+func (a *Distribution) onEdges(ctx context.Context, ids []string, do func(inventory.Edge) error) []error {
+	errs := make([]error, len(ids))
+	slots := a.slots()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(len(ids), applyWorkers) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(ids); i = int(next.Add(1) - 1) {
+				e, _ := a.Inventory.Get(ids[i])
+				errs[i] = withSlot(ctx, slots, func() error { return do(e) })
+			}
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+// withSlot runs do holding one of slots (none: at once); ctx's error
+// when ctx ends first.
+func withSlot(ctx context.Context, slots chan struct{}, do func() error) error {
+	if slots != nil {
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+		case <-ctx.Done():
+			return fmt.Errorf("wait for a site table slot (--edge-site-concurrency): %w", ctx.Err())
+		}
+	}
+	return do()
 }
 
 // servingAmong is the ids of serving that want names, in serving's order.

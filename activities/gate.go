@@ -134,8 +134,12 @@ func (a *Distribution) GateEdges(ctx context.Context, in GateInput) ([]EdgeStatu
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			var err error
-			if now[i], err = a.gateGet(ctx, p.Edge, p.Host, in.Domain, in.Path); err != nil {
+			err := withSlot(ctx, a.slots(), func() error {
+				var err error
+				now[i], err = a.gateGet(ctx, p.Edge, p.Host, in.Domain, in.Path)
+				return err
+			})
+			if err != nil {
 				firstErr.CompareAndSwap(nil, &err)
 			}
 		}()

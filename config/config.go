@@ -233,6 +233,11 @@ type Worker struct {
 	// with one edge from one worker: a BAN, or a pipelined batch of ITEM
 	// PURGEs (activities.Purge.PerEdge).
 	EdgePurgeConcurrency int
+	// EdgeSiteConcurrency bounds the edges one worker's distribution
+	// changes work on at once, all changes together (a site table put or
+	// delete with its bans, a rollout gate's GET: each holds a
+	// connection); 0: no bound (activities.Distribution.SiteConcurrency).
+	EdgeSiteConcurrency int
 	// PurgeACL lists the addresses (IPs, CIDRs) edges accept control
 	// requests (PURGE, BAN, probe, site table) from: where the workers run,
 	// nothing wider. Each request also carries the edge's control token
@@ -413,6 +418,7 @@ func Default() Config {
 			EdgeSiteTimeout:          30 * time.Second,
 			EdgeProbeTimeout:         5 * time.Second,
 			EdgePurgeConcurrency:     16,
+			EdgeSiteConcurrency:      256,
 			HeartbeatTimeout:         30 * time.Second,
 			EdgeSyncEvery:            15 * time.Second,
 			EdgeSyncMaxDeleteShare:   0.1,
@@ -582,6 +588,7 @@ func (w *Worker) Register(fs *flag.FlagSet) {
 	dur(fs, &w.EdgeSiteTimeout, "edge-site-timeout", "CDNFLOW_EDGE_SITE_TIMEOUT", "timeout of one call to an edge's site table (list, put or delete a distribution's site)")
 	dur(fs, &w.EdgeProbeTimeout, "edge-probe-timeout", "CDNFLOW_EDGE_PROBE_TIMEOUT", "timeout of one cache-only probe of an object on an edge")
 	num(fs, &w.EdgePurgeConcurrency, "edge-purge-concurrency", "CDNFLOW_EDGE_PURGE_CONCURRENCY", "concurrent purge connections per edge from one worker (ITEM PURGEs are pipelined, up to 32 in flight on each; BANs one at a time)")
+	num(fs, &w.EdgeSiteConcurrency, "edge-site-concurrency", "CDNFLOW_EDGE_SITE_CONCURRENCY", "edges one worker's distribution changes work on at once, all changes together (site table puts and deletes with their bans, rollout gate GETs; each holds a connection); 0: no bound")
 	list(fs, &w.PurgeACL, "purge-acl", "CDNFLOW_PURGE_ACL", "comma-separated IPs/CIDRs edges accept PURGE/BAN and site table requests from, with the edge's control token (the workers' addresses only; default loopback)")
 	boolean(fs, &w.AllowPrivateCallbacks, "allow-private-callbacks", "CDNFLOW_ALLOW_PRIVATE_CALLBACKS", "let callbacks reach loopback/private addresses")
 	dur(fs, &w.HeartbeatTimeout, "heartbeat-timeout", "CDNFLOW_HEARTBEAT_TIMEOUT", "how soon work of a lost worker is retried elsewhere")
@@ -826,6 +833,9 @@ func (c Config) Validate() error {
 	}
 	if c.PurgeItemBatch < 1 || c.PurgeWildcardBatch < 1 || c.EdgePurgeConcurrency < 1 {
 		return fmt.Errorf("purge batch sizes and edge purge concurrency must be at least 1")
+	}
+	if c.EdgeSiteConcurrency < 0 || c.EdgeSiteConcurrency > 100_000 {
+		return fmt.Errorf("edge-site-concurrency must be 0 to 100000, got %d", c.EdgeSiteConcurrency)
 	}
 	if c.PrewarmConcurrency < 1 || c.PrewarmWorkerConcurrency < 1 {
 		return fmt.Errorf("prewarm-concurrency and prewarm-worker-concurrency must be at least 1")

@@ -90,7 +90,8 @@ func Register(r sdkworker.Registry, d Deps) error {
 	distributions := &activities.Distribution{
 		Inventory: d.Inventory, DefaultOrigin: d.Config.DefaultOrigin, AllowPrivateCallbacks: cfg.AllowPrivateCallbacks,
 		PurgeACL: cfg.PurgeACL, ControlPlane: d.Config.ControlPlane(), Origins: origins, Edges: edges,
-		Rollout: activities.RolloutKnobs{Waves: cfg.RolloutWaves, Bake: cfg.RolloutBake, HealthPath: cfg.RolloutHealthPath},
+		Rollout:         activities.RolloutKnobs{Waves: cfg.RolloutWaves, Bake: cfg.RolloutBake, HealthPath: cfg.RolloutHealthPath},
+		SiteConcurrency: cfg.EdgeSiteConcurrency,
 	}
 	var desired activities.DesiredSites = workflows.DesiredSites{Temporal: d.Temporal}
 	if d.MoreDesired != nil {
