@@ -90,6 +90,7 @@ func clusterFromFlags(cmd string, args []string, stderr io.Writer) (*cluster.Clu
 	apis := fs.String("api-addrs", "127.0.0.1:8080,127.0.0.1:8081", "listen addresses of the API processes, one process each")
 	workers := fs.Int("workers", 2, "worker processes; worker i serves /metrics on 127.0.0.1:9090+i")
 	edges := fs.String("edges", "", "edge inventory file (default: the dev inventory, secrets under --dir)")
+	fs.BoolVar(&o.ExternalEdges, "external-edges", false, "the --edges run elsewhere (bench/fleet, remote edges): start no varnishd or connector for them")
 	fs.StringVar(&o.DefaultOrigin, "default-origin", "127.0.0.1:8090", "host:port edges fetch from for hosts without a distribution")
 	demo := fs.Bool("demo-origin", true, "run the demo origin on --default-origin")
 	allow := fs.String("origin-allow-loopback", "", "comma-separated loopback origins admitted (the demo origin's port is added)")

@@ -66,6 +66,11 @@ type Options struct {
 	// Edges are the Varnish edges; nil: the dev inventory
 	// (deployments/dev/edges.yaml) with secrets under Dir.
 	Edges []inventory.Edge
+	// ExternalEdges: the Edges run elsewhere (a fleet simulator,
+	// bench/fleet, or edges on other hosts); the cluster starts no
+	// varnishd or connector for them and only hands their inventory to
+	// the workers and APIs.
+	ExternalEdges bool
 	// DefaultOrigin serves hosts no distribution matches (default
 	// 127.0.0.1:8090); DemoOrigin starts `cdnflow cluster origin` there.
 	DefaultOrigin string
@@ -121,6 +126,9 @@ func New(o Options) (*Cluster, error) {
 		return nil, fmt.Errorf("bin dir: %w", err)
 	}
 	edges := o.Edges
+	if o.ExternalEdges && edges == nil {
+		return nil, errors.New("external edges need their inventory (--edges FILE)")
+	}
 	if edges == nil {
 		dev, err := inventory.Parse(deployments.DevEdges)
 		if err != nil {
@@ -271,7 +279,7 @@ func (c *Cluster) preflight() error {
 			return fmt.Errorf("%s: %w", p, ErrPostgresNotInstalled)
 		}
 	}
-	if _, err := varnishd.Binary(); err != nil && len(c.inv.Edges) > 0 {
+	if _, err := varnishd.Binary(); err != nil && len(c.inv.Edges) > 0 && !c.opts.ExternalEdges {
 		return err
 	}
 	return nil
@@ -407,7 +415,9 @@ func (c *Cluster) procs() []proc {
 		ps = append(ps, c.originProc())
 	}
 	for _, e := range c.inv.Edges {
-		ps = append(ps, c.connectorProc(e), c.edgeProc(e))
+		if !c.opts.ExternalEdges {
+			ps = append(ps, c.connectorProc(e), c.edgeProc(e))
+		}
 	}
 	for i := range c.opts.WorkerMetricsAddrs {
 		ps = append(ps, c.workerProc(i))

@@ -33,7 +33,9 @@ import (
 
 // Options shape an Env.
 type Options struct {
-	// Edges is how many varnishd edges to start (default 2).
+	// Edges is how many varnishd edges to start (default 2); none start
+	// when Configure sets InventoryFile (edges served elsewhere, such as
+	// bench/fleet's stand-ins).
 	Edges int
 	// Configure may change settings before anything starts.
 	Configure func(*config.Config)
@@ -105,6 +107,42 @@ func Start(t testing.TB, opts Options) *Env {
 	backend := vcl.Backend{Host: host, Port: port}
 
 	cfg := settings(t, env.OriginAddr, opts.Configure)
+	// An inventory file set by Configure names edges running elsewhere (a
+	// fleet simulator's, bench/fleet): no varnishd starts, and stack.Start
+	// loads the file as `cdnflow dev --edges FILE` does.
+	var inv *inventory.Inventory
+	if cfg.InventoryFile == "" {
+		inv = env.startEdges(t, opts, cfg, backend)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := stack.Start(ctx, stack.Options{Config: cfg, Inventory: inv, Logger: logger, NoWorker: opts.NoWorker})
+	for try := 1; err != nil && try < 3 && strings.Contains(err.Error(), "address already in use"); try++ {
+		// Tests give the embedded server port 0, so it probes free ports,
+		// and another test can take one between the probe and the bind
+		// (cdnflow dev uses fixed ports and never races). Probe again.
+		t.Logf("start stack: %v; retrying with other ports", err)
+		st, err = stack.Start(ctx, stack.Options{Config: cfg, Inventory: inv, Logger: logger, NoWorker: opts.NoWorker})
+	}
+	if err != nil {
+		t.Fatalf("start stack: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := st.Stop(); err != nil {
+			t.Errorf("stop stack: %v", err)
+		}
+	})
+	env.Config, env.Inventory, env.Server, env.Client = st.Config, st.Inventory, st.Temporal, st.Client
+	env.API = API{URL: "http://" + st.APIAddr}
+	env.Payloads = st.Payloads
+	return env
+}
+
+// startEdges starts opts.Edges varnishd edges, each with its connector
+// (cfg's origin settings, as `cdnflow dev` runs them), places them
+// (opts.Place, opts.Shield) and answers their inventory.
+func (env *Env) startEdges(t testing.TB, opts Options, cfg config.Config, backend vcl.Backend) *inventory.Inventory {
 	// Each edge's connector with the Env's origin settings, as `cdnflow
 	// dev` runs them.
 	env.Edges = edgetest.StartEdgesWith(t, opts.Edges, func(id string) vcl.Config {
@@ -132,29 +170,7 @@ func Start(t testing.TB, opts Options) *Env {
 			e.Connector.SetParent(&connector.Parent{ID: p.ID, Address: addr, Fallback: cfg.ParentFallback})
 		}
 	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	st, err := stack.Start(ctx, stack.Options{Config: cfg, Inventory: inv, Logger: logger, NoWorker: opts.NoWorker})
-	for try := 1; err != nil && try < 3 && strings.Contains(err.Error(), "address already in use"); try++ {
-		// Tests give the embedded server port 0, so it probes free ports,
-		// and another test can take one between the probe and the bind
-		// (cdnflow dev uses fixed ports and never races). Probe again.
-		t.Logf("start stack: %v; retrying with other ports", err)
-		st, err = stack.Start(ctx, stack.Options{Config: cfg, Inventory: inv, Logger: logger, NoWorker: opts.NoWorker})
-	}
-	if err != nil {
-		t.Fatalf("start stack: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := st.Stop(); err != nil {
-			t.Errorf("stop stack: %v", err)
-		}
-	})
-	env.Config, env.Inventory, env.Server, env.Client = st.Config, st.Inventory, st.Temporal, st.Client
-	env.API = API{URL: "http://" + st.APIAddr}
-	env.Payloads = st.Payloads
-	return env
+	return inv
 }
 
 // settings are the Env's settings: data in t.TempDir(), free loopback ports,
