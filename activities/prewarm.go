@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/url"
@@ -49,6 +50,9 @@ type Prewarm struct {
 	// previous one; 0: the edge client's timeout).
 	Attempts       int
 	AttemptTimeout time.Duration
+	// retryBackoff is the first wait before a batch's failed pairs go
+	// again (0: prewarmBackoffFirst); tests shorten it.
+	retryBackoff time.Duration
 
 	mu    sync.Mutex
 	urls  map[string][]string // recently used URL lists, by payload key
@@ -57,6 +61,10 @@ type Prewarm struct {
 	all   chan struct{} // InFlight places, made on first use
 	once  sync.Once
 }
+
+// prewarmBackoffFirst is the wait before a batch's failed pairs go again
+// the first time; it doubles up to 6.4 s (warmBatch).
+const prewarmBackoffFirst = 200 * time.Millisecond
 
 // defaultPrewarmPerEdge is PerEdge when unset: the in-flight GETs per edge
 // at which bench/prewarm's raw client is fastest on varnishd.
@@ -168,7 +176,7 @@ func (a *Prewarm) warmBatch(ctx context.Context, e inventory.Edge, spec warmSpec
 		}
 	}
 	attempts := max(spec.Attempts, 1)
-	backoff := 200 * time.Millisecond
+	backoff := cmp.Or(a.retryBackoff, prewarmBackoffFirst)
 	for attempt := 1; len(pending) > 0; attempt++ {
 		began := time.Now()
 		send := make([]int, 0, len(pending))

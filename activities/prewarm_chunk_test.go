@@ -42,7 +42,8 @@ func newTwoEdgeChunk(t *testing.T, urls []string) (*Prewarm, [2]*fakeEdge, Prewa
 		t.Fatal(err)
 	}
 	store, key := urlStore(t, urls)
-	a := &Prewarm{Inventory: inv, Edge: edge.NewClient(edge.Options{}), Store: store, Attempts: 3, AttemptTimeout: 2 * time.Second, PerEdge: 2}
+	a := &Prewarm{Inventory: inv, Edge: edge.NewClient(edge.Options{}), Store: store, Attempts: 3, AttemptTimeout: 2 * time.Second, PerEdge: 2,
+		retryBackoff: time.Millisecond}
 	in := PrewarmChunkInput{
 		JobID: "prewarm-req-1", EdgeIDs: []string{"E1", "E2"}, Domain: "a.test", Scheme: "http", URLsKey: key,
 		Chunk: 0, Start: 0, End: len(urls),

@@ -43,7 +43,8 @@ func newPrewarm(t *testing.T, handler http.HandlerFunc, urls []string) (*Prewarm
 	t.Helper()
 	fe, inv := newFakeEdge(t, handler)
 	store, key := urlStore(t, urls)
-	a := &Prewarm{Inventory: inv, Edge: edge.NewClient(edge.Options{}), Store: store, Attempts: 3, AttemptTimeout: 2 * time.Second, PerEdge: 2}
+	a := &Prewarm{Inventory: inv, Edge: edge.NewClient(edge.Options{}), Store: store, Attempts: 3, AttemptTimeout: 2 * time.Second, PerEdge: 2,
+		retryBackoff: time.Millisecond}
 	in := PrewarmChunkInput{
 		JobID: "prewarm-req-1", EdgeIDs: []string{"E1"}, Domain: "a.test", Scheme: "http", URLsKey: key,
 		Start: 0, End: len(urls),

@@ -39,6 +39,9 @@ type Purge struct {
 	// worker, however many purge workflows run at once: one request, or
 	// one pipelined batch of ITEM PURGEs (batchSize).
 	PerEdge int
+	// retryFirst is the first wait between tries of one edge inside an
+	// attempt (0: edgeRetryFirst); tests shorten it.
+	retryFirst time.Duration
 
 	slots edgeSlots
 	// metrics caches each edge's purge metric children (unitMetrics).

@@ -199,7 +199,7 @@ func (a *Purge) purgeOneEdge(ctx context.Context, spec purgeSpec, units []purgeU
 		run.fail(i, unknownEdge(id).Error(), true)
 		return
 	}
-	wait := edgeRetryFirst
+	wait := cmp.Or(a.retryFirst, edgeRetryFirst)
 	for try := 1; ; try++ {
 		run.tried(i)
 		err := a.edgeUnits(ctx, e, spec, units, run, i)

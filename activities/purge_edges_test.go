@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -67,7 +68,7 @@ func (f *fleet) count(key string) int {
 // heartbeat, sends nothing again to the edges already confirmed.
 func TestPurgeEdgesReachesEveryEdgeAndResumes(t *testing.T) {
 	f := newFleet(t, 4)
-	a := &Purge{Inventory: f.inv, Edge: edge.NewClient(edge.Options{}), PerEdge: 4}
+	a := &Purge{Inventory: f.inv, Edge: edge.NewClient(edge.Options{}), PerEdge: 4, retryFirst: time.Millisecond}
 	ids := f.inv.IDs()
 	f.down[2].Store(true)
 	in := PurgeEdgesInput{EdgeIDs: append(ids, "NOPE-C1"), Hosts: []string{"a.test"}, Type: PurgeItem, Paths: []string{"/x", "/y"}}
@@ -114,7 +115,7 @@ func TestPurgeEdgesReachesEveryEdgeAndResumes(t *testing.T) {
 // still unconfirmed instead of failing, so the workflow can owe them.
 func TestPurgeEdgesAfterDeadlineReports(t *testing.T) {
 	f := newFleet(t, 2)
-	a := &Purge{Inventory: f.inv, Edge: edge.NewClient(edge.Options{})}
+	a := &Purge{Inventory: f.inv, Edge: edge.NewClient(edge.Options{}), retryFirst: time.Millisecond}
 	f.down[1].Store(true)
 	in := PurgeEdgesInput{EdgeIDs: f.inv.IDs(), Hosts: []string{"a.test"}, Type: PurgeAll, Until: 1}
 	var ts testsuite.WorkflowTestSuite

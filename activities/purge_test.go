@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -22,7 +23,7 @@ func newPurge(t *testing.T, handler http.HandlerFunc) (*Purge, *fakeEdge) {
 		}
 		handler(w, r)
 	})
-	return &Purge{Inventory: inv, Edge: edge.NewClient(edge.Options{}), PerEdge: 2}, fe
+	return &Purge{Inventory: inv, Edge: edge.NewClient(edge.Options{}), PerEdge: 2, retryFirst: time.Millisecond}, fe
 }
 
 // Every host×path unit is purged on the edge; ALL and WILDCARD are bans.
@@ -44,8 +45,8 @@ func TestPurgeEdgesSendsEveryUnit(t *testing.T) {
 	}
 }
 
-// An edge that refuses fails the attempt with a retryable error; a retry
-// resumes after the heartbeated units.
+// An edge that refuses is tried edgeTries times, then fails the attempt
+// with a retryable error; a retry resumes after the heartbeated units.
 func TestPurgeEdgesFailureIsRetriedAndResumes(t *testing.T) {
 	a, fe := newPurge(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/down" {
@@ -58,6 +59,9 @@ func TestPurgeEdgesFailureIsRetriedAndResumes(t *testing.T) {
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) || appErr.NonRetryable() || appErr.Type() != ErrEdgesPending {
 		t.Fatalf("a 503 from the edge: %v, want a retryable %s", err, ErrEdgesPending)
+	}
+	if n := fe.count("PURGE a.test /down"); n != edgeTries {
+		t.Fatalf("the failing unit was sent %d times in the attempt, want edgeTries (%d)", n, edgeTries)
 	}
 	env := ts.NewTestActivityEnvironment()
 	env.SetHeartbeatDetails([]PurgeEdgeOutcome{{EdgeID: "E1", Done: []int{0}}})
@@ -117,7 +121,7 @@ func TestPurgeItemVerifiedInOneRequest(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusTeapot)
 	})
-	a := &Purge{Inventory: inv, Edge: edge.NewClient(edge.Options{}), PerEdge: 2}
+	a := &Purge{Inventory: inv, Edge: edge.NewClient(edge.Options{}), PerEdge: 2, retryFirst: time.Millisecond}
 	var ts testsuite.WorkflowTestSuite
 	in := PurgeEdgesInput{EdgeIDs: []string{"E1"}, Hosts: []string{"a.test"}, Type: PurgeItem, Paths: []string{"/x", "/y"}}
 	if err := runActivity(t, ts.NewTestActivityEnvironment(), a.PurgeEdges, in, nil); err != nil {

@@ -72,14 +72,21 @@ func TestFetchBatchOnVarnish(t *testing.T) {
 }
 
 // startGetServer answers GETs in order on every connection with a 3-byte
-// stored object ("/slow…" after a second).
+// stored object ("/slow…" after a second, or at once when the test ends,
+// so the server's cleanup does not wait the second out).
 func startGetServer(t *testing.T) *rawServer {
-	return startRawServer(t, func(_ int32, _ int, r *http.Request) (string, bool) {
+	ended := make(chan struct{})
+	s := startRawServer(t, func(_ int32, _ int, r *http.Request) (string, bool) {
 		if strings.HasPrefix(r.URL.Path, "/slow") {
-			time.Sleep(time.Second)
+			select {
+			case <-time.After(time.Second):
+			case <-ended:
+			}
 		}
 		return "HTTP/1.1 200 OK\r\nX-Cache: MISS\r\nContent-Length: 3\r\n\r\nabc", true
 	})
+	t.Cleanup(func() { close(ended) }) // runs before the server's own cleanup
+	return s
 }
 
 // A batch goes on one connection with Host, the Fetcher's header and

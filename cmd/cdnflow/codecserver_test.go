@@ -1,3 +1,9 @@
+//go:build !unit
+
+// Not in `make unit`: package main links the embedded Temporal server (via
+// stack and internal/devtemporal), 10 s of linking on 2 cores for these
+// tests of 0.1 s; `make test` runs them.
+
 package main
 
 import (

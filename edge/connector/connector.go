@@ -116,6 +116,10 @@ type Options struct {
 	Logger *zap.Logger
 	// Traffic turns on the edge's live traffic (traffic.go).
 	Traffic TrafficOptions
+
+	// testResolver, when set, adjusts the DNS resolver before New returns
+	// (tests: a clock they move forward, shorter serve-stale timers).
+	testResolver func(*resolver)
 }
 
 // Connector is an http.Handler proxying Varnish's backend requests to the
@@ -210,6 +214,9 @@ func New(o Options) (*Connector, error) {
 		counters:   map[string]*atomic.Uint64{},
 		down:       map[netip.AddrPort]time.Time{},
 		tier:       newTierState(o),
+	}
+	if o.testResolver != nil {
+		o.testResolver(c.res)
 	}
 	if ap, err := netip.ParseAddrPort(o.Listen); err == nil {
 		c.self.Store(uint32(ap.Port()))

@@ -171,7 +171,8 @@ func TestBalancesOverAllAddresses(t *testing.T) {
 	a, b := originPair(t, nil)
 	p := port(a)
 	dns.Set("lb.test", 1, "127.0.0.2", "127.0.0.3")
-	_, base := newConnector(t, Options{DNSServer: dns.Addr, AllowLoopback: []string{p}})
+	clk := &skewClock{}
+	_, base := newConnector(t, withClock(Options{DNSServer: dns.Addr, AllowLoopback: []string{p}}, clk))
 	u := "http://lb.test:" + p
 	for i := range 20 {
 		if resp, body := get(t, base, u, "", "/x"); resp.StatusCode != 200 {
@@ -187,7 +188,7 @@ func TestBalancesOverAllAddresses(t *testing.T) {
 
 	// A third address with nothing listening: skipped, never a failure.
 	dns.Set("lb.test", 1, "127.0.0.2", "127.0.0.3", "127.0.0.4")
-	time.Sleep(1100 * time.Millisecond) // the record TTL
+	clk.Advance(1100 * time.Millisecond) // the record TTL
 	a0, b0 := a.requests.Load(), b.requests.Load()
 	for i := range 30 {
 		if resp, body := get(t, base, u, "", "/y"); resp.StatusCode != 200 {
@@ -201,12 +202,14 @@ func TestBalancesOverAllAddresses(t *testing.T) {
 
 // An address change is followed once the record TTL has passed, and never
 // later than MaxCacheTTL even when the record TTL is long; in between the
-// answer is cached (no new queries).
+// answer is cached (no new queries). Time passes on the resolver's clock
+// (skewClock).
 func TestFollowsAddressChange(t *testing.T) {
 	dns := dnstest.Start(t)
 	a, _ := originPair(t, nil)
 	p := port(a)
-	c, base := newConnector(t, Options{DNSServer: dns.Addr, AllowLoopback: []string{p}})
+	clk := &skewClock{}
+	c, base := newConnector(t, withClock(Options{DNSServer: dns.Addr, AllowLoopback: []string{p}}, clk))
 	if c.res.maxTTL != MaxCacheTTL {
 		t.Fatalf("default cache bound %v, want %v", c.res.maxTTL, MaxCacheTTL)
 	}
@@ -239,10 +242,11 @@ func TestFollowsAddressChange(t *testing.T) {
 		t.Fatalf("answer not cached: %d more DNS queries", dns.Queries()-q)
 	}
 	dns.Set("move.test", 2, "127.0.0.3")
+	clk.Advance(2100 * time.Millisecond)
 	waitFor(u, "B", 10*time.Second) // far below the 30 s bound: the TTL was obeyed
 
 	// Record TTL one hour, cache bound 1 s: the bound wins.
-	c2, base2 := newConnector(t, Options{DNSServer: dns.Addr, AllowLoopback: []string{p}, MaxCacheTTL: time.Second})
+	c2, base2 := newConnector(t, withClock(Options{DNSServer: dns.Addr, AllowLoopback: []string{p}, MaxCacheTTL: time.Second}, clk))
 	base = base2
 	dns.Set("long.test", 3600, "127.0.0.2")
 	u = "http://long.test:" + p
@@ -250,6 +254,7 @@ func TestFollowsAddressChange(t *testing.T) {
 		t.Fatalf("first answer served by %q", got)
 	}
 	dns.Set("long.test", 3600, "127.0.0.3")
+	clk.Advance(1100 * time.Millisecond)
 	waitFor(u, "B", 10*time.Second)
 	if c3, _ := New(Options{MaxCacheTTL: time.Hour}); c3.res.maxTTL != MaxCacheTTL || c2.res.maxTTL != time.Second {
 		t.Fatalf("cache bounds %v and %v", c3.res.maxTTL, c2.res.maxTTL)
@@ -275,7 +280,8 @@ func TestRefusesInternalTargetsAfterDNSChange(t *testing.T) {
 		t.Fatal("no port free on both 127.0.0.1 and 127.0.0.2")
 	}
 	p := port(allowed)
-	_, base := newConnector(t, Options{DNSServer: dns.Addr, AllowLoopback: []string{"127.0.0.2:" + p}, AllowPrivate: true})
+	clk := &skewClock{}
+	_, base := newConnector(t, withClock(Options{DNSServer: dns.Addr, AllowLoopback: []string{"127.0.0.2:" + p}, AllowPrivate: true}, clk))
 	u := "http://rebind.test:" + p
 	dns.Set("rebind.test", 1, "127.0.0.2")
 	if resp, body := get(t, base, u, "", "/"); resp.StatusCode != 200 {
@@ -287,6 +293,7 @@ func TestRefusesInternalTargetsAfterDNSChange(t *testing.T) {
 		{"127.0.0.1", "address 127.0.0.1:" + p + " is loopback: refused"},
 	} {
 		dns.Set("rebind.test", 1, c.addr)
+		clk.Advance(1100 * time.Millisecond) // the record TTL
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			resp, _ := get(t, base, u, "", "/")

@@ -16,7 +16,11 @@ import (
 // past their TTL: requests wait at most staleAnswerWait, then none while
 // the failure recheck timer runs; the address policy still applies to the
 // stale answer; past the bound the fetch fails as a resolver failure (not
-// permanent); once DNS answers again the new answer is used.
+// permanent); once DNS answers again the new answer is used. The TTL and
+// the bound are passed on the resolver's clock (skewClock); the client
+// response timer is cut to 400 ms (still above the 300 ms a later miss
+// may take) and the lookup timeout to 1 s (above the timer plus the
+// 500 ms margin, so a miss that waited for the lookup fails).
 func TestDNSServeStaleWhileResolverFails(t *testing.T) {
 	a, _ := originPair(t, nil)
 	p := port(a)
@@ -32,7 +36,11 @@ func TestDNSServeStaleWhileResolverFails(t *testing.T) {
 			t.Parallel()
 			dns := dnstest.Start(t)
 			const bound = 3 * time.Second
-			c, base := newConnector(t, Options{DNSServer: dns.Addr, AllowLoopback: []string{p}, DNSServeStale: bound})
+			clk := &skewClock{}
+			c, base := newConnector(t, Options{DNSServer: dns.Addr, AllowLoopback: []string{p}, DNSServeStale: bound,
+				testResolver: func(r *resolver) {
+					r.now, r.answerWait, r.lookupTimeout = clk.Now, 400*time.Millisecond, time.Second
+				}})
 			host := tc.name + ".stale.test"
 			dns.Set(host, 1, "127.0.0.2")
 			dns.Set("mixed."+host, 1, "127.0.0.2", "10.0.0.7")
@@ -47,12 +55,11 @@ func TestDNSServeStaleWhileResolverFails(t *testing.T) {
 			}
 
 			dns.SetOutage(tc.outage)
-			outage := time.Now()
-			time.Sleep(1100 * time.Millisecond) // past the record TTL
+			clk.Advance(1100 * time.Millisecond) // past the record TTL
 			for i := range 6 {
 				start := time.Now()
 				resp, body := get(t, base, u, "", "/miss")
-				if took := time.Since(start); resp.StatusCode != 200 || resp.Header.Get("X-Origin") != "A" || took > staleAnswerWait+500*time.Millisecond {
+				if took := time.Since(start); resp.StatusCode != 200 || resp.Header.Get("X-Origin") != "A" || took > c.res.answerWait+500*time.Millisecond {
 					t.Fatalf("miss %d during the outage: %d %q from %q in %v", i, resp.StatusCode, body, resp.Header.Get("X-Origin"), took)
 				}
 				if i > 0 && time.Since(start) > 300*time.Millisecond {
@@ -64,7 +71,7 @@ func TestDNSServeStaleWhileResolverFails(t *testing.T) {
 				t.Fatalf("stale answer with a private address: %v", err)
 			}
 
-			time.Sleep(time.Until(outage.Add(time.Second + bound + 200*time.Millisecond)))
+			clk.Advance(bound) // past TTL plus bound: 1.1 s + bound after the outage began
 			resp, _ := get(t, base, u, "", "/late")
 			if resp.StatusCode != http.StatusBadGateway {
 				t.Fatalf("past the serve-stale bound: %d, want 502", resp.StatusCode)
@@ -91,8 +98,9 @@ func TestDNSServeStaleEndsOnAnswer(t *testing.T) {
 	a, _ := originPair(t, nil)
 	p := port(a)
 	dns := dnstest.Start(t)
-	c, base := newConnector(t, Options{DNSServer: dns.Addr, AllowLoopback: []string{p}})
-	off, baseOff := newConnector(t, Options{DNSServer: dns.Addr, AllowLoopback: []string{p}, DNSServeStale: -1})
+	clk := &skewClock{}
+	c, base := newConnector(t, withClock(Options{DNSServer: dns.Addr, AllowLoopback: []string{p}}, clk))
+	off, baseOff := newConnector(t, withClock(Options{DNSServer: dns.Addr, AllowLoopback: []string{p}, DNSServeStale: -1}, clk))
 	if c.res.staleFor != DefaultServeStale || off.res.staleFor != 0 {
 		t.Fatalf("serve-stale bounds %v (default) and %v (off)", c.res.staleFor, off.res.staleFor)
 	}
@@ -105,8 +113,8 @@ func TestDNSServeStaleEndsOnAnswer(t *testing.T) {
 			}
 		}
 	}
-	dns.Set("gone.test", 1) // known, no addresses: an answer
-	time.Sleep(1100 * time.Millisecond)
+	dns.Set("gone.test", 1)              // known, no addresses: an answer
+	clk.Advance(1100 * time.Millisecond) // past the record TTL
 	if resp, _ := get(t, base, "http://gone.test:"+p, "", "/"); resp.StatusCode != http.StatusBadGateway {
 		t.Fatalf("the name has no addresses, still %d", resp.StatusCode)
 	}

@@ -216,3 +216,20 @@ func get(t *testing.T, base, origins, host, path string) (*http.Response, string
 func contextWithCancel() (context.Context, context.CancelFunc) {
 	return context.WithCancel(context.Background())
 }
+
+// skewClock is time.Now moved forward by Advance: given to the resolver
+// (withClock), it lets a test pass a record TTL or a serve-stale bound
+// without waiting it out, while the resolver's timers keep running in
+// real time.
+type skewClock struct{ skew atomic.Int64 }
+
+func (c *skewClock) Now() time.Time { return time.Now().Add(time.Duration(c.skew.Load())) }
+
+// Advance moves the clock forward by d.
+func (c *skewClock) Advance(d time.Duration) { c.skew.Add(int64(d)) }
+
+// withClock gives o's resolver clk as its clock.
+func withClock(o Options, clk *skewClock) Options {
+	o.testResolver = func(r *resolver) { r.now = clk.Now }
+	return o
+}

@@ -58,8 +58,13 @@ type resolver struct {
 	r        *net.Resolver
 	maxTTL   time.Duration
 	staleFor time.Duration // 0: no serve-stale
-	now      func() time.Time
-	log      *zap.Logger
+	// now is the clock of TTLs and stale bounds; answerWait and
+	// lookupTimeout are staleAnswerWait and lookupTimeout. Tests set a
+	// clock they move forward and shorter timers (Options.testResolver).
+	now           func() time.Time
+	answerWait    time.Duration
+	lookupTimeout time.Duration
+	log           *zap.Logger
 
 	mu      sync.Mutex
 	entries map[string]*dnsEntry
@@ -101,7 +106,8 @@ func newResolver(server string, maxTTL, staleFor time.Duration, log *zap.Logger)
 		staleFor = 0
 	}
 	d := &net.Dialer{Timeout: lookupTimeout}
-	res := &resolver{maxTTL: maxTTL, staleFor: staleFor, now: time.Now, log: log, entries: map[string]*dnsEntry{}}
+	res := &resolver{maxTTL: maxTTL, staleFor: staleFor, now: time.Now, answerWait: staleAnswerWait, lookupTimeout: lookupTimeout,
+		log: log, entries: map[string]*dnsEntry{}}
 	res.r = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
 		if server != "" {
 			address = server
@@ -166,7 +172,7 @@ func (r *resolver) lookup(ctx context.Context, host string) ([]netip.Addr, error
 	if f == nil { // a refresh failed moments ago: no new one yet
 		return staleAddrs, nil
 	}
-	wait := time.NewTimer(max(f.started.Add(staleAnswerWait).Sub(now), 0))
+	wait := time.NewTimer(max(f.started.Add(r.answerWait).Sub(now), 0))
 	defer wait.Stop()
 	select {
 	case <-f.ready:
@@ -217,7 +223,7 @@ func resolverFailed(err error) bool {
 // authoritative "no such name" drops it.
 func (r *resolver) refresh(host string, e *dnsEntry, f *dnsFill) {
 	col := &ttlCollector{}
-	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), ttlKey{}, col), lookupTimeout)
+	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), ttlKey{}, col), r.lookupTimeout)
 	defer cancel()
 	ips, err := r.r.LookupNetIP(ctx, "ip", host)
 	ttl := r.maxTTL

@@ -71,10 +71,16 @@ var stackPackages = []string{
 	`"github.com/cdnflow/cdnflow/internal/devtemporal"`,
 }
 
-// TestIntegrationFilesLeaveTheUnitLoop fails for a test file that imports
-// a stack package without the `//go:build !unit` line.
+// TestIntegrationFilesLeaveTheUnitLoop fails for a test file without the
+// `//go:build !unit` line that imports a stack package, or that belongs to
+// a package which links the Temporal server itself (serverFolders: stack,
+// cmd/cdnflow; 10 s of linking per test binary on 2 cores).
 func TestIntegrationFilesLeaveTheUnitLoop(t *testing.T) {
 	root := filepath.Join("..", "..")
+	linksServer := serverFolders(t, root)
+	if !linksServer["stack"] || !linksServer["cmd/cdnflow"] {
+		t.Fatalf("folders linking the Temporal server %v: stack and cmd/cdnflow missing", linksServer)
+	}
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -99,11 +105,63 @@ func TestIntegrationFilesLeaveTheUnitLoop(t *testing.T) {
 				}
 			}
 		}
+		if dir, _ := filepath.Rel(root, filepath.Dir(path)); linksServer[filepath.ToSlash(dir)] && !hasUnitExclusion(f) {
+			t.Errorf("%s tests a package that links the Temporal server but has no //go:build !unit line", path)
+		}
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// serverFolders are the module's folders (slash-separated, relative to
+// root) whose non-test files import internal/devtemporal, directly or
+// through other module packages: every test binary built there links the
+// Temporal server.
+func serverFolders(t *testing.T, root string) map[string]bool {
+	const module = "github.com/cdnflow/cdnflow/"
+	imports := map[string][]string{} // folder → module folders it imports
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if name := d.Name(); path != root && (strings.HasPrefix(name, ".") || name == "testdata") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
+		if err != nil {
+			return err
+		}
+		dir, _ := filepath.Rel(root, filepath.Dir(path))
+		for _, imp := range f.Imports {
+			if p := strings.Trim(imp.Path.Value, `"`); strings.HasPrefix(p, module) {
+				imports[filepath.ToSlash(dir)] = append(imports[filepath.ToSlash(dir)], strings.TrimPrefix(p, module))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := map[string]bool{"internal/devtemporal": true}
+	for changed := true; changed; {
+		changed = false
+		for dir, deps := range imports {
+			for _, dep := range deps {
+				if server[dep] && !server[dir] {
+					server[dir], changed = true, true
+				}
+			}
+		}
+	}
+	return server
 }
 
 func hasUnitExclusion(f *ast.File) bool {
