@@ -297,13 +297,22 @@ func (b *bench) waitNoneOpening(domains []string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	var list struct {
-		Distributions []struct{ Domain, Status, LastError string }
-	}
-	b.call("GET", "/distributions?status=OPEN", nil, &list)
+	// Visibility is written after the workflow's own state: a
+	// distribution that left OPENING may show in the OPEN list a moment
+	// later, so the check waits a few seconds for the list to settle.
 	open := map[string]bool{}
-	for _, d := range list.Distributions {
-		open[d.Domain] = true
+	for settle := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		var list struct {
+			Distributions []struct{ Domain, Status, LastError string }
+		}
+		b.call("GET", "/distributions?status=OPEN", nil, &list)
+		clear(open)
+		for _, d := range list.Distributions {
+			open[d.Domain] = true
+		}
+		if allIn(open, domains) || time.Now().After(settle) {
+			break
+		}
 	}
 	for _, d := range domains {
 		if !open[d] {
@@ -314,6 +323,16 @@ func (b *bench) waitNoneOpening(domains []string) {
 			log.Fatalf("distribution %s is not OPEN: %+v", d, one.Distributions)
 		}
 	}
+}
+
+// allIn says whether every one of domains is in set.
+func allIn(set map[string]bool, domains []string) bool {
+	for _, d := range domains {
+		if !set[d] {
+			return false
+		}
+	}
+	return true
 }
 
 // change patches domain's origin to originPath and returns the time until
