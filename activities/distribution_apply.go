@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,7 +54,7 @@ func (a *Distribution) ApplySite(ctx context.Context, in ApplySiteInput) error {
 		ids = servingAmong(ids, in.EdgeIDs)
 	}
 	defer keepAlive(ctx)()
-	errs := a.onEdges(ctx, ids, func(e inventory.Edge) error {
+	errs := a.onEdges(ctx, ids, in.Spec.Domain, func(e inventory.Edge) error {
 		return a.applyOnEdge(ctx, e, in.Spec, entry, hasEntry)
 	})
 	var refused, failed []string
@@ -84,14 +85,25 @@ const applyWorkers = 64
 // onEdges runs do on the edges of ids, applyWorkers at a time and each
 // within a SiteConcurrency slot, and answers its errors in ids' order
 // (ctx's error for an edge whose slot did not come before ctx ended).
-func (a *Distribution) onEdges(ctx context.Context, ids []string, do func(inventory.Edge) error) []error {
+// Each domain starts at its own place in ids (an FNV-1a hash of it), so
+// changes applied at once reach different edges first instead of all
+// queueing on the first ones: one edge then serves a few of them at a
+// time, not every one (and keeps as few connections).
+func (a *Distribution) onEdges(ctx context.Context, ids []string, domain string, do func(inventory.Edge) error) []error {
 	errs := make([]error, len(ids))
 	slots := a.slots()
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(domain)) // a hash.Hash never fails to write
+	start := 0
+	if len(ids) > 0 {
+		start = int(h.Sum32() % uint32(len(ids)))
+	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range min(len(ids), applyWorkers) {
 		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < len(ids); i = int(next.Add(1) - 1) {
+			for k := int(next.Add(1) - 1); k < len(ids); k = int(next.Add(1) - 1) {
+				i := (start + k) % len(ids)
 				e, _ := a.Inventory.Get(ids[i])
 				errs[i] = withSlot(ctx, slots, func() error { return do(e) })
 			}
