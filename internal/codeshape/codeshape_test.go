@@ -23,19 +23,7 @@ func TestNoLongFunctions(t *testing.T) {
 	root := filepath.Join("..", "..")
 	fset := token.NewFileSet()
 	checked := 0
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if name := d.Name(); path != root && (strings.HasPrefix(name, ".") || name == "testdata") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-			return nil
-		}
+	err := walkSources(root, false, func(path string) error {
 		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
 		if err != nil {
 			return err
@@ -81,19 +69,7 @@ func TestIntegrationFilesLeaveTheUnitLoop(t *testing.T) {
 	if !linksServer["stack"] || !linksServer["cmd/cdnflow"] {
 		t.Fatalf("folders linking the Temporal server %v: stack and cmd/cdnflow missing", linksServer)
 	}
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if name := d.Name(); path != root && (strings.HasPrefix(name, ".") || name == "testdata") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(path, "_test.go") {
-			return nil
-		}
+	err := walkSources(root, true, func(path string) error {
 		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly|parser.ParseComments)
 		if err != nil {
 			return err
@@ -122,19 +98,7 @@ func TestIntegrationFilesLeaveTheUnitLoop(t *testing.T) {
 func serverFolders(t *testing.T, root string) map[string]bool {
 	const module = "github.com/cdnflow/cdnflow/"
 	imports := map[string][]string{} // folder → module folders it imports
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if name := d.Name(); path != root && (strings.HasPrefix(name, ".") || name == "testdata") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-			return nil
-		}
+	err := walkSources(root, false, func(path string) error {
 		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
 		if err != nil {
 			return err
@@ -222,4 +186,25 @@ func TestInternalImportsNothingAbove(t *testing.T) {
 	if checked < 20 {
 		t.Fatalf("checked only %d files under internal/", checked)
 	}
+}
+
+// walkSources calls visit with the path of every Go file under root that
+// is a test file (tests) or is not (!tests), leaving out hidden folders
+// and testdata.
+func walkSources(root string, tests bool, visit func(path string) error) error {
+	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if name := d.Name(); path != root && (strings.HasPrefix(name, ".") || name == "testdata") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") != tests {
+			return nil
+		}
+		return visit(path)
+	})
 }
